@@ -1,0 +1,49 @@
+/* snapmig(1) — option parsing and printing only.  Every decision, QMP
+ * conversation and file layout rule lives in lib/ (STYLE.md).
+ */
+#ifndef SM_CLI_H
+#define SM_CLI_H
+
+#include <stdbool.h>
+#include <glib.h>
+
+/* Exit codes, documented in docs/snapmig.1 (EXIT STATUS). */
+enum {
+  SM_EXIT_OK = 0,
+  SM_EXIT_FAILURE = 1,   /* the operation failed (or validate found problems) */
+  SM_EXIT_USAGE = 2,     /* bad command line (validate: could not run) */
+};
+
+typedef struct {
+  const char *name;
+  const char *args;      /* synopsis after the command name */
+  const char *summary;   /* one line for `snapmig help` */
+  int (*run) (int argc, char **argv);  /* argv[0] is the command name */
+} SmCliCommand;
+
+/* Command entry points, one file each: cli/cmd-NAME.c. */
+int sm_cmd_disks (int argc, char **argv);
+int sm_cmd_check_xml (int argc, char **argv);
+
+/* Options every command takes: --debug. */
+extern gboolean sm_cli_debug;
+extern const GOptionEntry sm_cli_common_entries[];
+
+/* Parses a command's options; prints usage errors itself.  On success argv is
+ * left with the positional arguments (argv[0] = command).  Returns false and
+ * sets *exit_code when the caller should return it (error, or --help shown).
+ */
+bool sm_cli_parse (const char *command, const char *params,
+                   const char *description, const GOptionEntry *entries,
+                   int *argc, char ***argv, int *exit_code);
+
+/* `snapmig: error: MESSAGE` on stderr. */
+void sm_cli_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+/* `snapmig: error: CONTEXT: GERROR-MESSAGE`; context may be NULL. */
+void sm_cli_gerror (const char *context, const GError *err);
+void sm_cli_warning (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+
+/* Formats a byte count for people: "1.0 GiB", "64.0 MiB", "512 B". */
+char *sm_cli_format_size (guint64 bytes) G_GNUC_WARN_UNUSED_RESULT;
+
+#endif /* SM_CLI_H */

@@ -1,0 +1,78 @@
+/* snapmig(1) — command dispatch. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const SmCliCommand commands[] = {
+  { "disks", "--qmp SOCKET [--json]",
+    "List a running VM's disks, their backing chains and block jobs",
+    sm_cmd_disks },
+  { "check-xml", "FILE...",
+    "Validate snapshot and migration-cookie XML documents",
+    sm_cmd_check_xml },
+};
+
+static void
+usage (FILE *fp)
+{
+  size_t i;
+
+  fprintf (fp,
+           "Usage: snapmig COMMAND [OPTIONS] [ARGS]\n"
+           "       snapmig help [COMMAND] | --version\n\n"
+           "Move the disks of a running QEMU VM between storage domains, over QMP.\n\n"
+           "Commands:\n");
+  for (i = 0; i < G_N_ELEMENTS (commands); i++)
+    fprintf (fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf (fp, "\nRun 'snapmig COMMAND --help' for a command's options; "
+           "see snapmig(1).\n");
+}
+
+static const SmCliCommand *
+find_command (const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (strcmp (commands[i].name, name) == 0)
+      return &commands[i];
+  return NULL;
+}
+
+int
+main (int argc, char **argv)
+{
+  const SmCliCommand *cmd;
+
+  if (argc < 2) {
+    usage (stderr);
+    return SM_EXIT_USAGE;
+  }
+  if (strcmp (argv[1], "--version") == 0 || strcmp (argv[1], "version") == 0) {
+    printf ("snapmig %s\n", SM_VERSION);
+    return SM_EXIT_OK;
+  }
+  if (strcmp (argv[1], "help") == 0 || strcmp (argv[1], "--help") == 0 ||
+      strcmp (argv[1], "-h") == 0) {
+    if (argc > 2 && strcmp (argv[1], "help") == 0) {
+      char *sub[] = { argv[2], (char *) "--help", NULL };
+
+      cmd = find_command (argv[2]);
+      if (!cmd) {
+        fprintf (stderr, "snapmig: error: unknown command '%s'\n", argv[2]);
+        return SM_EXIT_USAGE;
+      }
+      return cmd->run (2, sub);
+    }
+    usage (stdout);
+    return SM_EXIT_OK;
+  }
+  cmd = find_command (argv[1]);
+  if (!cmd) {
+    fprintf (stderr, "snapmig: error: unknown command '%s' "
+             "(see 'snapmig help')\n", argv[1]);
+    return SM_EXIT_USAGE;
+  }
+  return cmd->run (argc - 1, argv + 1);
+}

@@ -1,0 +1,129 @@
+/* libsnapmig — QMP client (json-c).
+ *
+ * One SmQmp is one connection to one QEMU monitor.  Replies and events share
+ * the socket: events read while waiting for a reply are queued and handed out
+ * by sm_qmp_wait_event / sm_qmp_next_event in arrival order.
+ *
+ * Errors: a QMP error reply becomes SM_ERROR_QMP with message
+ * "COMMAND: DESC" (plus the disk when the caller adds it); QEMU's class is kept
+ * in sm_qmp_last_error_class().  A closed socket is SM_ERROR_DISCONNECTED
+ * ("QEMU closed the monitor connection SOCKET"), never a hang.  The full
+ * request and reply go to sm_debug() only.
+ */
+#ifndef SM_QMP_H
+#define SM_QMP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+#include <json-c/json.h>
+
+#include "error.h"
+
+typedef struct SmQmp SmQmp;
+
+/* Connects to ADDRESS — a unix socket path, or "host:port" for TCP (a path
+ * containing '/' is always a socket) — reads the greeting and negotiates
+ * capabilities.  TIMEOUT_MS bounds the whole handshake.  Caller frees with
+ * sm_qmp_free.
+ */
+SmQmp *sm_qmp_connect (const char *address, int timeout_ms, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+void sm_qmp_free (SmQmp *qmp);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmQmp, sm_qmp_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (json_object, json_object_put)
+
+const char *sm_qmp_address (const SmQmp *qmp);
+
+/* Default per-command reply timeout (ms); 0 means wait forever. */
+void sm_qmp_set_timeout (SmQmp *qmp, int timeout_ms);
+
+/* Typed argument builder, in the manner of libvirt's:
+ *   sm_qmp_args ("s:device", dev, "S:job-id", maybe_null,
+ *                "b:force", true, "i:speed", (int64_t) 0, "P:buf-size", n,
+ *                "a:actions", array, "o:opts", obj, NULL)
+ * Keys are "T:name"; T is
+ *   s  string (must be non-NULL)          S  string, skipped when NULL
+ *   b  bool (int vararg)                  B  bool, skipped when false
+ *   i  int64_t                            u  uint64_t
+ *   P  uint64_t, skipped when 0           j  json_object * (consumed, may be NULL
+ *                                            only for J)
+ *   J  json_object *, skipped when NULL (consumed)
+ * Returns a new object, or NULL with error on a bad key or a NULL "s" value
+ * (a programming error reported as SM_ERROR_INVALID naming the key).
+ */
+json_object *sm_qmp_args (GError **error, const char *first, ...)
+  G_GNUC_NULL_TERMINATED G_GNUC_WARN_UNUSED_RESULT;
+
+/* Executes COMMAND with ARGS (consumed; may be NULL).  Returns the reply's
+ * "return" value (a new reference; caller puts) or NULL with error.
+ */
+json_object *sm_qmp_execute (SmQmp *qmp, const char *command, json_object *args,
+                             GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Like sm_qmp_execute but discards the return value. */
+bool sm_qmp_run (SmQmp *qmp, const char *command, json_object *args,
+                 GError **error);
+
+/* QEMU's error class ("GenericError", "DeviceNotFound", ...) of the last QMP
+ * error reply on this connection, or NULL.
+ */
+const char *sm_qmp_last_error_class (const SmQmp *qmp);
+
+/* Runs an HMP command through human-monitor-command; returns its output
+ * (caller frees).  HMP reports failure in text, so the caller judges it.
+ */
+char *sm_qmp_hmp (SmQmp *qmp, const char *command_line, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* Events.  An event is the whole QMP object {"event":..,"data":..,
+ * "timestamp":..}. */
+typedef bool (*SmQmpEventMatch) (json_object *event, void *opaque);
+
+/* Returns (and removes from the queue) the first event named NAME (NULL: any
+ * name) for which MATCH (may be NULL) returns true, reading the socket until
+ * TIMEOUT_MS passes (-1: forever, 0: only what is already queued/readable).
+ * Non-matching events stay queued.  Timeout is SM_ERROR_TIMEOUT.
+ */
+json_object *sm_qmp_wait_event (SmQmp *qmp, const char *name,
+                                 SmQmpEventMatch match, void *opaque,
+                                 int timeout_ms, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* Drops every queued event. */
+void sm_qmp_clear_events (SmQmp *qmp);
+
+/* Capabilities probed from query-version, query-commands and
+ * query-migrate-capabilities (one round trip each, cached). */
+typedef enum {
+  SM_QMP_CAP_TRANSACTION,
+  SM_QMP_CAP_BLOCKDEV_SNAPSHOT_SYNC,
+  SM_QMP_CAP_DRIVE_MIRROR,
+  SM_QMP_CAP_MIRROR_COPY_MODE,      /* drive-mirror copy-mode (QEMU >= 3.0) */
+  SM_QMP_CAP_BLOCK_JOB_COMPLETE,
+  SM_QMP_CAP_BLOCK_JOB_CANCEL,
+  SM_QMP_CAP_BLOCK_STREAM,
+  SM_QMP_CAP_BLOCK_COMMIT,
+  SM_QMP_CAP_NBD_SERVER,            /* nbd-server-start/add/stop */
+  SM_QMP_CAP_BLOCK_EXPORT_ADD,
+  SM_QMP_CAP_MIGRATE,
+  SM_QMP_CAP_MIGRATE_POSTCOPY,      /* migration capability postcopy-ram */
+  SM_QMP_CAP_QUERY_NAMED_BLOCK_NODES,
+  SM_QMP_CAP_LAST
+} SmQmpCap;
+
+const char *sm_qmp_cap_to_string (SmQmpCap cap);
+
+typedef struct {
+  int major, minor, micro;
+  bool caps[SM_QMP_CAP_LAST];
+} SmQmpCaps;
+
+/* Probes once per connection; later calls return the cached result.
+ * The environment variable SNAPMIG_QMP_DISABLE (comma-separated cap names as
+ * printed by sm_qmp_cap_to_string, e.g. "transaction") masks capabilities,
+ * so that fallback paths can be tested against a QEMU that has them all.
+ */
+const SmQmpCaps *sm_qmp_probe (SmQmp *qmp, GError **error);
+
+#endif /* SM_QMP_H */

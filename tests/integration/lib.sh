@@ -1,0 +1,74 @@
+# Sourced by every tests/integration/test-*.sh.  Gives each test a private
+# temporary directory, TAP output, and real QEMU processes that are killed by
+# PID (never by name) on every exit path.
+set -u
+
+SM_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SNAPMIG="$SM_TOP/cli/snapmig"
+SMQ="$SM_TOP/tests/tools/smq"          # tiny QMP client built on lib/qmp
+SHARED="$SM_TOP/../shared"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/snapmig-test.XXXXXX")
+_sm_pids=()
+_sm_n=0
+_sm_failed=0
+
+_sm_cleanup () {
+  local p
+  for p in "${_sm_pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  for p in "${_sm_pids[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf "$T"
+}
+trap _sm_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# TAP.
+ok ()     { _sm_n=$((_sm_n + 1)); echo "ok $_sm_n - $*"; }
+not_ok () { _sm_n=$((_sm_n + 1)); _sm_failed=$((_sm_failed + 1)); echo "not ok $_sm_n - $*"; }
+skip ()   { _sm_n=$((_sm_n + 1)); echo "ok $_sm_n # SKIP $*"; }
+skip_all () { echo "1..0 # SKIP $*"; exit 77; }
+# check DESCRIPTION COMMAND...: one TAP line for a command's success.
+check () { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
+# done_testing: the plan line and the exit status.
+done_testing () { echo "1..$_sm_n"; [ $_sm_failed -eq 0 ]; exit $?; }
+
+# Waits up to $2 seconds (default 10) for the file $1 to exist.
+wait_for_file () {
+  local deadline=$(( $(date +%s%N) + ${2:-10} * 1000000000 ))
+  while [ ! -e "$1" ]; do
+    [ "$(date +%s%N)" -lt $deadline ] || return 1
+    sleep 0.01
+  done
+}
+
+# start_vm NAME [-drive ...]...: a guest-less QEMU (-M none) with its QMP
+# socket at $T/NAME.qmp; sets VM_PID.  Extra arguments go to QEMU as they are.
+start_vm () {
+  local name=$1; shift
+  qemu-system-x86_64 -M none -nodefaults -display none \
+    -qmp "unix:$T/$name.qmp,server=on,wait=off" "$@" \
+    >"$T/$name.log" 2>&1 &
+  VM_PID=$!
+  _sm_pids+=("$VM_PID")
+  if ! wait_for_file "$T/$name.qmp" 20; then
+    echo "# QEMU $name did not start:"; sed 's/^/# /' "$T/$name.log"
+    return 1
+  fi
+}
+
+# drive_opt ID FILE FORMAT: the -drive argument for a disk with id ID.
+drive_opt () { echo "file=$2,if=none,id=$1,format=$3"; }
+
+# qmp NAME COMMAND [JSON-ARGS]: runs one QMP command on VM NAME, prints the
+# reply's return value as JSON.
+qmp () { local name=$1; shift; "$SMQ" "$T/$name.qmp" "$@"; }
+
+# guest_write NAME DRIVE PATTERN OFFSET LENGTH: writes through the device as a
+# guest would, with HMP's qemu-io.
+guest_write () {
+  "$SMQ" --hmp "$T/$1.qmp" "qemu-io $2 \"write -P $3 $4 $5\""
+}
+# guest_read NAME DRIVE PATTERN OFFSET LENGTH: checks a pattern in the VM.
+guest_read () {
+  "$SMQ" --hmp "$T/$1.qmp" "qemu-io $2 \"read -P $3 $4 $5\""
+}
