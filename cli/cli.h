@@ -24,6 +24,12 @@ typedef struct {
 /* Command entry points, one file each: cli/cmd-NAME.c. */
 int sm_cmd_disks (int argc, char **argv);
 int sm_cmd_check_xml (int argc, char **argv);
+int sm_cmd_list (int argc, char **argv);       /* cmd-meta.c */
+int sm_cmd_dumpxml (int argc, char **argv);    /* cmd-meta.c */
+int sm_cmd_delete (int argc, char **argv);     /* cmd-meta.c */
+int sm_cmd_current (int argc, char **argv);    /* cmd-meta.c */
+int sm_cmd_rebase (int argc, char **argv);
+int sm_cmd_validate (int argc, char **argv);
 
 /* Options every command takes: --debug. */
 extern gboolean sm_cli_debug;

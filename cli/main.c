@@ -11,6 +11,26 @@ static const SmCliCommand commands[] = {
   { "check-xml", "FILE...",
     "Validate snapshot and migration-cookie XML documents",
     sm_cmd_check_xml },
+  { "list", "--qmp SOCKET [--state-dir DIR] [--json]",
+    "List the snapshots snapmig recorded for a VM",
+    sm_cmd_list },
+  { "dumpxml", "--qmp SOCKET [--state-dir DIR] NAME",
+    "Print a recorded snapshot's XML",
+    sm_cmd_dumpxml },
+  { "delete", "--qmp SOCKET [--state-dir DIR] [--metadata-only] NAME",
+    "Delete snapmig's record of a snapshot",
+    sm_cmd_delete },
+  { "current", "--qmp SOCKET [--state-dir DIR] [NAME]",
+    "Print or set a VM's current snapshot",
+    sm_cmd_current },
+  { "rebase",
+    "--qmp SOCKET [--base IMAGE] [--bandwidth RATE] [--timeout SECONDS] "
+    "[--state-dir DIR] [--json] [--dry-run] DISK",
+    "Merge a running disk's backing layers above a base into its top",
+    sm_cmd_rebase },
+  { "validate", "DIR... [--json] [--qmp SOCKET]... [--strict] [--state-dir DIR]",
+    "Check storage domains for broken, unsafe and left-over images",
+    sm_cmd_validate },
 };
 
 static void

@@ -53,16 +53,38 @@ typedef struct {
   uint64_t autoclear_features;
   bool corrupt;                /* incompatible bit 1 */
   bool unknown_incompatible;   /* bits outside SM_QCOW2_INCOMPAT_KNOWN */
-  char *data_file;             /* external data file extension, or NULL */
+  char *data_file;             /* external data file extension, or NULL;
+                                  QEMU 7.2 opens a relative name relative to
+                                  its working directory */
+  uint32_t header_length;      /* 72 for v2 */
+  uint32_t refcount_order;     /* refcount width is 1 << refcount_order bits */
+  uint32_t crypt_method;       /* 0 none, 1 AES, 2 LUKS */
+  uint8_t compression_type;    /* 0 zlib, 1 zstd */
+  uint32_t l1_size;            /* entries */
+  uint64_t l1_table_offset;
+  uint64_t refcount_table_offset;
+  uint32_t refcount_table_clusters;
+  uint32_t nb_snapshots;
+  uint64_t snapshots_offset;
+  uint32_t nb_bitmaps;         /* from the bitmaps extension, else 0 */
 } SmImageInfo;
 
 void sm_image_info_free (SmImageInfo *info);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmImageInfo, sm_image_info_free)
 
-/* Reads PATH as an image of the stated FORMAT (opened O_RDONLY).  For qcow2
- * the header and its extensions are checked: magic, version, sizes and
- * offsets within the file, backing name length; any violation is
- * SM_ERROR_IMAGE naming the file and the field.  Caller frees.
+/* Reads PATH as an image of the stated FORMAT (opened O_RDONLY|O_NONBLOCK,
+ * so a FIFO never blocks; only regular files and block devices are images).
+ * Raw: the content is never read, the virtual size is the file or device
+ * size.  qcow2: the header and its extensions are checked as QEMU does:
+ * magic, version, cluster size, header length, table offsets, virtual size
+ * (bounded by QEMU's 32 MiB L1 table limit), backing name length (<= 1023,
+ * no NUL) and place (inside the first cluster and the file), extension
+ * lengths; any violation is SM_ERROR_IMAGE "PATH: qcow2 header: FIELD ...".
+ * The corrupt bit and unknown incompatible bits do not fail the probe: they
+ * are reported in the result for the caller to judge.  A missing file is
+ * SM_ERROR_NOT_FOUND, other system call failures SM_ERROR_IO.  Costs open,
+ * fstat, one pread (two for headers larger than 4 KiB) and close.  Caller
+ * frees.
  */
 SmImageInfo *sm_image_probe (const char *path, SmImageFormat format,
                              GError **error) G_GNUC_WARN_UNUSED_RESULT;
@@ -73,11 +95,21 @@ SmImageInfo *sm_image_probe (const char *path, SmImageFormat format,
  */
 bool sm_image_has_qcow2_magic (const char *path, GError **error);
 
-/* Resolves a backing name as QEMU does: relative to the directory of the
- * image that names it.  Returns a new string; no file system access.
+/* Resolves a backing name as QEMU does: an absolute name stays, a relative
+ * one is relative to the directory of the image that names it (not the
+ * current directory).  A name that is not a local file name ("json:...",
+ * "nbd:...", see sm_image_backing_is_local) is returned unchanged.  Returns a
+ * new string (caller frees); no file system access.
  */
 char *sm_image_resolve_backing (const char *image_path, const char *backing_name)
   G_GNUC_WARN_UNUSED_RESULT;
+
+/* False for backing names QEMU does not read as a plain file name: "json:"
+ * pseudo-protocol and any "PROTOCOL:" prefix before the first '/' (QEMU's
+ * path_has_protocol rule, so "nbd:host:10809" and "file:x" are not local but
+ * "./a:b" and "/x/a:b" are).  snapmig only handles file-based chains.
+ */
+bool sm_image_backing_is_local (const char *backing_name);
 
 /* A backing chain, top (active) first. */
 typedef struct {
@@ -95,11 +127,22 @@ typedef enum {
 } SmChainFlags;
 
 /* Walks the chain from TOP (of format TOP_FORMAT) through backing files.
- * With CONFINE_DIR non-NULL, every layer's real path (symlinks resolved) must
+ * Each qcow2 layer's backing format comes from its backing format header
+ * extension; a layer that does not state it is SM_ERROR_UNSAFE unless
+ * SM_CHAIN_ALLOW_UNSTATED_FORMAT.  A backing name that is not local
+ * (json:, nbd:, ...) is SM_ERROR_UNSAFE.  With CONFINE_DIR non-NULL, every
+ * layer's real path (symlinks resolved), and every external data file's, must
  * be inside CONFINE_DIR or the walk stops with SM_ERROR_UNSAFE naming the
- * image and its backing name, before the escaping file is opened.  Loops and
- * chains deeper than 256 layers are SM_ERROR_IMAGE.  Caller frees.
+ * image and its backing name, before the escaping file is opened; a relative
+ * data file name is refused there too (QEMU 7.2 resolves it against its own
+ * working directory, not the image's).  A missing
+ * backing file is SM_ERROR_NOT_FOUND naming both files.  Loops (same device
+ * and inode) and chains deeper than SM_IMAGE_CHAIN_MAX_DEPTH layers are
+ * SM_ERROR_IMAGE; header errors are those of sm_image_probe.  Layers are
+ * named (SmImageInfo.path) by the name QEMU would open: TOP as given, then
+ * each backing name resolved by sm_image_resolve_backing.  Caller frees.
  */
+#define SM_IMAGE_CHAIN_MAX_DEPTH 256
 SmImageChain *sm_image_chain_open (const char *top, SmImageFormat top_format,
                                    const char *confine_dir, unsigned flags,
                                    GError **error) G_GNUC_WARN_UNUSED_RESULT;

@@ -2,7 +2,7 @@
  *
  * One SmQmp is one connection to one QEMU monitor.  Replies and events share
  * the socket: events read while waiting for a reply are queued and handed out
- * by sm_qmp_wait_event / sm_qmp_next_event in arrival order.
+ * by sm_qmp_wait_event in arrival order.
  *
  * Errors: a QMP error reply becomes SM_ERROR_QMP with message
  * "COMMAND: DESC" (plus the disk when the caller adds it); QEMU's class is kept
@@ -23,9 +23,12 @@
 typedef struct SmQmp SmQmp;
 
 /* Connects to ADDRESS — a unix socket path, or "host:port" for TCP (a path
- * containing '/' is always a socket) — reads the greeting and negotiates
- * capabilities.  TIMEOUT_MS bounds the whole handshake.  Caller frees with
- * sm_qmp_free.
+ * containing '/' is always a socket; "[v6addr]:port" works too) — reads the
+ * greeting and negotiates capabilities.  TIMEOUT_MS bounds the whole
+ * handshake (0 or less: no bound).  A socket nobody listens on fails at once
+ * (SM_ERROR_IO naming ADDRESS); a peer that sends no greeting is
+ * SM_ERROR_TIMEOUT, something else than a greeting SM_ERROR_QMP_PROTOCOL.
+ * Caller frees with sm_qmp_free.
  */
 SmQmp *sm_qmp_connect (const char *address, int timeout_ms, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
@@ -35,7 +38,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (json_object, json_object_put)
 
 const char *sm_qmp_address (const SmQmp *qmp);
 
-/* Default per-command reply timeout (ms); 0 means wait forever. */
+/* Per-command reply timeout (ms) for sm_qmp_execute and the functions built
+ * on it; 0, the default, means wait forever.  A command that times out is
+ * SM_ERROR_TIMEOUT; its late reply is recognised by id and dropped. */
 void sm_qmp_set_timeout (SmQmp *qmp, int timeout_ms);
 
 /* Typed argument builder, in the manner of libvirt's:
@@ -56,7 +61,14 @@ json_object *sm_qmp_args (GError **error, const char *first, ...)
   G_GNUC_NULL_TERMINATED G_GNUC_WARN_UNUSED_RESULT;
 
 /* Executes COMMAND with ARGS (consumed; may be NULL).  Returns the reply's
- * "return" value (a new reference; caller puts) or NULL with error.
+ * "return" value (a new reference; caller puts) or NULL with error: a QMP
+ * error reply is SM_ERROR_QMP "COMMAND: DESC", QEMU gone
+ * SM_ERROR_DISCONNECTED, no reply within sm_qmp_set_timeout's limit
+ * SM_ERROR_TIMEOUT.  Events that arrive meanwhile are queued.
+ *
+ * If *ERROR is already set, nothing is sent and NULL is returned, so that
+ *   sm_qmp_run (qmp, "drive-mirror", sm_qmp_args (&err, ...), &err)
+ * is safe when the builder fails.
  */
 json_object *sm_qmp_execute (SmQmp *qmp, const char *command, json_object *args,
                              GError **error) G_GNUC_WARN_UNUSED_RESULT;
@@ -83,7 +95,8 @@ typedef bool (*SmQmpEventMatch) (json_object *event, void *opaque);
 /* Returns (and removes from the queue) the first event named NAME (NULL: any
  * name) for which MATCH (may be NULL) returns true, reading the socket until
  * TIMEOUT_MS passes (-1: forever, 0: only what is already queued/readable).
- * Non-matching events stay queued.  Timeout is SM_ERROR_TIMEOUT.
+ * Non-matching events stay queued.  Timeout is SM_ERROR_TIMEOUT; QEMU gone
+ * is SM_ERROR_DISCONNECTED, even with -1.  Caller puts the event.
  */
 json_object *sm_qmp_wait_event (SmQmp *qmp, const char *name,
                                  SmQmpEventMatch match, void *opaque,
@@ -119,10 +132,18 @@ typedef struct {
   bool caps[SM_QMP_CAP_LAST];
 } SmQmpCaps;
 
-/* Probes once per connection; later calls return the cached result.
+/* Probes once per connection; later calls return the cached result (owned
+ * by QMP).  Command caps come from query-commands; MIRROR_COPY_MODE from the
+ * version (drive-mirror's copy-mode is QEMU >= 3.0); MIGRATE_POSTCOPY from
+ * query-migrate-capabilities listing postcopy-ram.
+ *
  * The environment variable SNAPMIG_QMP_DISABLE (comma-separated cap names as
- * printed by sm_qmp_cap_to_string, e.g. "transaction") masks capabilities,
- * so that fallback paths can be tested against a QEMU that has them all.
+ * printed by sm_qmp_cap_to_string: transaction, blockdev-snapshot-sync,
+ * drive-mirror, mirror-copy-mode, block-job-complete, block-job-cancel,
+ * block-stream, block-commit, nbd-server, block-export-add, migrate,
+ * postcopy-ram, query-named-block-nodes) masks capabilities, so that
+ * fallback paths can be tested against a QEMU that has them all.  An unknown
+ * name is SM_ERROR_INVALID, so that a typo cannot silently test nothing.
  */
 const SmQmpCaps *sm_qmp_probe (SmQmp *qmp, GError **error);
 

@@ -1,11 +1,17 @@
 /* libsnapmig — the <domainsnapshot> document: model, parser (RelaxNG
  * validation, then meaning checks), formatter.
  *
- * The grammar follows libvirt's domainsnapshot.rng (so every document libvirt
- * accepts is accepted) plus snapmig's per-disk <mirror file='...'
- * format='...'/> from the oVirt live storage migration design.  Elements
- * snapmig does not act on (<domain>, <inactiveDomain>, <cookie>, seclabels,
- * network hosts, ...) are kept verbatim so a document round-trips.
+ * The grammar (schemas/domainsnapshot.rng, embedded in the library) accepts
+ * the documents libvirt accepts, plus snapmig's per-disk <mirror
+ * file='...' format='...'/> from the oVirt live storage migration design.
+ * Elements snapmig does not act on (<domain>, <inactiveDomain>, <cookie>,
+ * <active>, seclabels, network hosts, ...) are kept as XML text so that a
+ * document round-trips: parse -> format -> parse -> format gives the same
+ * text twice, and no data is lost.
+ *
+ * Conflicts that need the VM to be seen (duplicate or unknown disk names)
+ * are not refused here: like libvirt, the code applying a snapshot to a VM
+ * does that.
  */
 #ifndef SM_SNAPSHOT_XML_H
 #define SM_SNAPSHOT_XML_H
@@ -24,6 +30,8 @@ typedef enum {
   SM_SNAPSHOT_LOCATION_MANUAL,
   SM_SNAPSHOT_LOCATION_LAST
 } SmSnapshotLocation;
+/* "default", "no", "internal", "external", "manual"; NULL when out of
+ * range.  Static strings. */
 const char *sm_snapshot_location_to_string (SmSnapshotLocation loc);
 
 typedef enum {
@@ -33,8 +41,10 @@ typedef enum {
   SM_DISK_TYPE_NETWORK,
   SM_DISK_TYPE_LAST
 } SmDiskType;
+/* "default", "file", "block", "network"; NULL when out of range. */
 const char *sm_disk_type_to_string (SmDiskType type);
 
+/* One <disk> of <disks>.  Every string is owned by the disk (g_malloc). */
 typedef struct {
   char *name;                     /* target ("vda") or source path */
   SmSnapshotLocation snapshot;
@@ -44,7 +54,10 @@ typedef struct {
   char *driver_type;              /* <driver type=...>, or NULL */
   char *mirror_file;              /* snapmig: <mirror file=...>, or NULL */
   char *mirror_format;            /* <mirror format=...>, or NULL */
-  char *extra_xml;                /* children kept verbatim (seclabel, hosts) */
+  /* Children kept as XML text, each line indented for its place (8 spaces)
+   * and ending in '\n', or NULL: */
+  char *source_xml;               /* of <source>: seclabels, network hosts */
+  char *driver_xml;               /* of <driver>: <metadata_cache> */
 } SmSnapshotDisk;
 
 typedef struct {
@@ -56,38 +69,69 @@ typedef struct {
   char *memory_snapshot;          /* <memory snapshot=...> or NULL */
   char *memory_file;
   bool has_disks;                 /* a <disks> element was present */
-  GPtrArray *disks;               /* SmSnapshotDisk *, document order */
-  char *extra_xml;                /* top-level children kept verbatim */
+  GPtrArray *disks;               /* SmSnapshotDisk *, document order; owns */
+  /* Other children of <domainsnapshot> (<domain>, <inactiveDomain>,
+   * <cookie>, <active>, ...) in document order, as XML text indented by
+   * 2 spaces, each line ending in '\n'; or NULL. */
+  char *extra_xml;
 } SmSnapshotDef;
 
+/* An empty definition: no name, creation_time -1, no disks.  Caller frees
+ * with sm_snapshot_def_free. */
+SmSnapshotDef *sm_snapshot_def_new (void) G_GNUC_WARN_UNUSED_RESULT;
 void sm_snapshot_def_free (SmSnapshotDef *def);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmSnapshotDef, sm_snapshot_def_free)
-SmSnapshotDef *sm_snapshot_def_new (void) G_GNUC_WARN_UNUSED_RESULT;
+
+/* A disk named NAME (copied), everything else absent.  Add it to
+ * def->disks, which then owns it, or free it with sm_snapshot_disk_free. */
 SmSnapshotDisk *sm_snapshot_disk_new (const char *name)
   G_GNUC_WARN_UNUSED_RESULT;
+void sm_snapshot_disk_free (SmSnapshotDisk *disk);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmSnapshotDisk, sm_snapshot_disk_free)
 
-/* Parses and validates a document.  SOURCE_NAME (a file name or "<string>")
- * appears in messages.  Errors: SM_ERROR_XML for malformed or schema-invalid
- * documents (message names the element/attribute and line), SM_ERROR_INVALID
- * for meaning errors (mirror on a non-external disk, relative path where an
- * absolute one is required, ...), naming the disk.  Caller frees.
+/* Whether DISK gets an external snapshot (a new top image): snapshot=
+ * 'external', or no snapshot= but a new source or format given (libvirt
+ * reads that as external). */
+bool sm_snapshot_disk_is_external (const SmSnapshotDisk *disk);
+
+/* Parses and validates a document.  SOURCE_NAME (a file name or
+ * "<string>") begins every message.  Errors: SM_ERROR_XML for malformed or
+ * schema-invalid documents and documents with a DOCTYPE (message names the
+ * element or attribute and the line), SM_ERROR_INVALID for meaning errors
+ * (see sm_snapshot_def_check).  Never prints; never reads anything but XML.
+ * Caller frees.
  */
 SmSnapshotDef *sm_snapshot_parse_string (const char *xml, const char *source_name,
                                          GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
+/* Same, for the file PATH.  SM_ERROR_NOT_FOUND / SM_ERROR_IO when the file
+ * cannot be read, naming it. */
 SmSnapshotDef *sm_snapshot_parse_file (const char *path, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
 
-/* Formats DEF as XML (libvirt's layout, two-space indent).  Caller frees. */
+/* The meaning checks a parsed document passes, for definitions built in
+ * code too: a <mirror> only on an external disk, mirror and new source
+ * paths absolute, mirror format raw or qcow2, memory file absolute,
+ * creation time not negative other than -1.  SM_ERROR_INVALID, the message
+ * beginning with SOURCE_NAME and naming the disk. */
+bool sm_snapshot_def_check (const SmSnapshotDef *def, const char *source_name,
+                            GError **error);
+
+/* Formats DEF as XML in libvirt's layout: two-space indent, attributes in
+ * single quotes, the kept XML text inserted as it is.  Caller frees. */
 char *sm_snapshot_format (const SmSnapshotDef *def) G_GNUC_WARN_UNUSED_RESULT;
 
-/* Finds a disk by name, or NULL. */
+/* Finds the first disk called NAME, or NULL.  Owned by DEF. */
 SmSnapshotDisk *sm_snapshot_find_disk (const SmSnapshotDef *def,
                                        const char *name);
 
-/* Validates any document snapmig knows (<domainsnapshot>, a libvirt
- * migration cookie <qemu-migration>) by its root element against the
- * embedded schema.  For `snapmig check-xml`. */
-bool sm_xml_validate_file (const char *path, GError **error);
+/* Validates any document snapmig knows, choosing the embedded schema by
+ * the root element: <domainsnapshot> (then also the meaning checks) or a
+ * libvirt migration cookie <qemu-migration>.  On success *KIND (if not
+ * NULL) is set to the root element's name, a static string.  Errors as
+ * sm_snapshot_parse_file; an unknown root element is SM_ERROR_XML naming
+ * it.  For `snapmig check-xml`. */
+bool sm_xml_validate_file (const char *path, const char **kind,
+                           GError **error);
 
 #endif /* SM_SNAPSHOT_XML_H */

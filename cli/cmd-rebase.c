@@ -1,0 +1,207 @@
+/* snapmig rebase — merge the layers above a base into a running disk's
+ * active layer (block-stream), keeping the base's name relative.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "progress.h"
+#include "qmp.h"
+#include "rebase.h"
+#include "state.h"
+
+#define QMP_CONNECT_TIMEOUT_MS 10000
+
+static char *opt_qmp;
+static char *opt_base;
+static char *opt_bandwidth;
+static int opt_timeout;
+static gboolean opt_json;
+static gboolean opt_dry_run;
+static char *opt_state_dir;
+
+static const GOptionEntry entries[] = {
+  { "qmp", 0, 0, G_OPTION_ARG_FILENAME, &opt_qmp,
+    "The VM's QMP socket path or HOST:PORT (required)", "SOCKET" },
+  { "base", 0, 0, G_OPTION_ARG_FILENAME, &opt_base,
+    "Keep IMAGE (a path, or a node name) as the backing file and merge only "
+    "the layers above it; without --base every layer is merged and the disk "
+    "becomes standalone", "IMAGE" },
+  { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &opt_bandwidth,
+    "Limit the copy to RATE bytes per second (suffixes K, M, G: powers of "
+    "1024)", "RATE" },
+  { "timeout", 0, 0, G_OPTION_ARG_INT, &opt_timeout,
+    "Give up (and cancel the job, leaving the chain unchanged) after "
+    "SECONDS; default: wait as long as it takes", "SECONDS" },
+  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
+    "Print progress and the result as JSON lines on stdout", NULL },
+  { "dry-run", 0, 0, G_OPTION_ARG_NONE, &opt_dry_run,
+    "Print the plan (chain, merged layers, the QMP command) and change "
+    "nothing", NULL },
+  { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_state_dir,
+    "snapmig's state directory, where the VM's lock is (default: "
+    "/var/lib/snapmig for root, else $XDG_STATE_HOME/snapmig)", "DIR" },
+  { NULL, 0, 0, 0, NULL, NULL, NULL },
+};
+
+/* "10M", "1.5G", "512K", "1048576", "64MiB", "8M/s": bytes per second. */
+static bool
+parse_rate (const char *text, uint64_t *rate)
+{
+  char *end;
+  double v;
+  double mult = 1;
+
+  errno = 0;
+  v = g_ascii_strtod (text, &end);
+  if (errno || end == text || v < 0)
+    return false;
+  switch (g_ascii_toupper (*end)) {
+  case 'K': mult = 1024.0; end++; break;
+  case 'M': mult = 1024.0 * 1024; end++; break;
+  case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
+  case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
+  default: break;
+  }
+  if (mult > 1 && *end == 'i')
+    end++;
+  if (*end == 'B' || *end == 'b')
+    end++;
+  if (strcmp (end, "/s") == 0)
+    end += 2;
+  if (*end != '\0' || v * mult >= 18446744073709551615.0)
+    return false;
+  *rate = (uint64_t) (v * mult);
+  return true;
+}
+
+static void
+print_plan (const SmRebasePlan *plan)
+{
+  g_autofree char *chain = sm_rebase_chain_to_string (plan->chain);
+  const SmRebaseLayer *active = g_ptr_array_index (plan->chain, 0);
+  guint i;
+
+  printf ("disk %s: chain %s\n", plan->disk, chain);
+  if (!plan->command) {
+    printf ("disk %s: nothing to merge\n", plan->disk);
+    return;
+  }
+  for (i = 1; i < plan->chain->len &&
+              (plan->base_index < 0 || (int) i < plan->base_index); i++)
+    printf ("  merge %s into %s\n",
+            ((const SmRebaseLayer *) g_ptr_array_index (plan->chain, i))
+              ->filename,
+            active->filename);
+  if (plan->backing_file)
+    printf ("  then %s is backed by '%s' (relative to its directory)\n",
+            active->filename, plan->backing_file);
+  else
+    printf ("  then %s is standalone (no backing file)\n", active->filename);
+  printf ("  QMP: %s\n",
+          json_object_to_json_string_ext (plan->command,
+                                          JSON_C_TO_STRING_PLAIN |
+                                          JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static void
+on_progress (const SmRebasePlan *plan, uint64_t done, uint64_t total,
+             void *opaque)
+{
+  g_autofree char *item = g_strdup_printf ("%s rebase", plan->disk);
+
+  sm_progress_update (opaque, item, done, total);
+}
+
+int
+sm_cmd_rebase (int argc, char **argv)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmQmp) qmp = NULL;
+  g_autoptr(SmRebasePlan) plan = NULL;
+  g_autoptr(SmProgress) progress = NULL;
+  g_autofree char *state_dir = NULL;
+  g_autofree char *item = NULL;
+  g_autofree char *result = NULL;
+  g_autofree char *message = NULL;
+  uint64_t speed = 0;
+  int exit_code;
+
+  if (!sm_cli_parse ("rebase", "DISK",
+                     "Merge the backing layers above IMAGE into the active "
+                     "layer of a running VM's disk DISK (its drive name, qdev "
+                     "id or node name) with block-stream.  The name of IMAGE "
+                     "written into the active image is relative to the active "
+                     "image's directory.",
+                     entries, &argc, &argv, &exit_code))
+    return exit_code;
+  if (!opt_qmp) {
+    sm_cli_error ("rebase: --qmp SOCKET is required (see 'snapmig rebase "
+                  "--help')");
+    return SM_EXIT_USAGE;
+  }
+  if (argc != 2) {
+    sm_cli_error ("rebase: %s (see 'snapmig rebase --help')",
+                  argc < 2 ? "missing DISK" : "exactly one DISK expected");
+    return SM_EXIT_USAGE;
+  }
+  if (opt_bandwidth && !parse_rate (opt_bandwidth, &speed)) {
+    sm_cli_error ("rebase: --bandwidth '%s': expected bytes per second with "
+                  "an optional K, M or G suffix", opt_bandwidth);
+    return SM_EXIT_USAGE;
+  }
+  if (opt_timeout < 0) {
+    sm_cli_error ("rebase: --timeout must be a number of seconds >= 0");
+    return SM_EXIT_USAGE;
+  }
+  state_dir = opt_state_dir ? g_strdup (opt_state_dir)
+                            : sm_state_default_dir ();
+
+  qmp = sm_qmp_connect (opt_qmp, QMP_CONNECT_TIMEOUT_MS, &err);
+  if (!qmp) {
+    sm_cli_gerror ("rebase", err);
+    return SM_EXIT_FAILURE;
+  }
+  plan = sm_rebase_plan (qmp, argv[1], opt_base, speed, &err);
+  if (!plan) {
+    sm_cli_gerror ("rebase", err);
+    return SM_EXIT_FAILURE;
+  }
+  if (opt_dry_run) {
+    if (opt_json) {
+      g_autoptr(json_object) obj = sm_rebase_plan_to_json (plan);
+
+      printf ("%s\n", json_object_to_json_string_ext (
+                obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                     JSON_C_TO_STRING_NOSLASHESCAPE));
+    } else
+      print_plan (plan);
+    return SM_EXIT_OK;
+  }
+
+  progress = sm_progress_new (opt_json);
+  item = g_strdup_printf ("%s rebase", plan->disk);
+  if (!sm_rebase_execute (qmp, plan, state_dir, (unsigned) opt_timeout,
+                          on_progress, progress, &err)) {
+    /* The error line below says why; JSON consumers get it here too. */
+    sm_progress_fail (progress, item, opt_json ? err->message : NULL);
+    sm_cli_gerror ("rebase", err);
+    return SM_EXIT_FAILURE;
+  }
+  result = plan->backing_file
+           ? g_strdup_printf ("backed by '%s'", plan->backing_file)
+           : g_strdup ("standalone");
+  if (plan->command)
+    sm_progress_done (progress, item, result);
+  message = g_strdup_printf ("disk %s: %s%s", plan->disk,
+                             plan->command ? "" : "nothing to merge, ",
+                             result);
+  sm_progress_event (progress, "rebased", message,
+                     "disk", plan->disk,
+                     "backing-file", plan->backing_file,
+                     NULL);
+  return SM_EXIT_OK;
+}

@@ -1,0 +1,377 @@
+/* libsnapmig — disks and block jobs of a running VM (see blockjob.h). */
+#include "blockjob.h"
+
+#include <string.h>
+
+#define POLL_MS 20
+
+static void
+layer_free (gpointer p)
+{
+  SmBlockLayer *layer = p;
+
+  g_free (layer->filename);
+  g_free (layer->format);
+  g_free (layer);
+}
+
+void
+sm_block_disk_free (SmBlockDisk *disk)
+{
+  if (!disk)
+    return;
+  g_free (disk->device);
+  g_free (disk->qdev);
+  g_free (disk->node_name);
+  g_ptr_array_unref (disk->chain);
+  g_free (disk);
+}
+
+static const char *
+get_string (json_object *obj, const char *key)
+{
+  json_object *v;
+
+  if (!obj || !json_object_object_get_ex (obj, key, &v) ||
+      !json_object_is_type (v, json_type_string))
+    return NULL;
+  return json_object_get_string (v);
+}
+
+static json_object *
+get_object (json_object *obj, const char *key)
+{
+  json_object *v;
+
+  if (!obj || !json_object_object_get_ex (obj, key, &v) ||
+      !json_object_is_type (v, json_type_object))
+    return NULL;
+  return v;
+}
+
+static char *
+dup_nonempty (const char *s)
+{
+  return s && *s ? g_strdup (s) : NULL;
+}
+
+const char *
+sm_block_disk_id (const SmBlockDisk *disk)
+{
+  return disk->device ? disk->device : disk->node_name;
+}
+
+const char *
+sm_block_disk_top (const SmBlockDisk *disk)
+{
+  if (disk->chain->len == 0)
+    return NULL;
+  return ((SmBlockLayer *) disk->chain->pdata[0])->filename;
+}
+
+bool
+sm_block_disk_matches (const SmBlockDisk *disk, const char *name)
+{
+  static const char peripheral[] = "/machine/peripheral/";
+  const char *id;
+  size_t n;
+
+  if (disk->device && strcmp (disk->device, name) == 0)
+    return true;
+  if (!disk->device && disk->node_name && strcmp (disk->node_name, name) == 0)
+    return true;
+  if (!disk->qdev)
+    return false;
+  if (strcmp (disk->qdev, name) == 0)
+    return true;
+  if (!g_str_has_prefix (disk->qdev, peripheral))
+    return false;
+  id = disk->qdev + strlen (peripheral);
+  n = strlen (name);
+  return strncmp (id, name, n) == 0 &&
+         (id[n] == '\0' || strcmp (id + n, "/virtio-backend") == 0);
+}
+
+static SmBlockDisk *
+parse_disk (json_object *entry)
+{
+  SmBlockDisk *disk = g_new0 (SmBlockDisk, 1);
+  json_object *inserted = get_object (entry, "inserted");
+  json_object *image, *v;
+
+  disk->device = dup_nonempty (get_string (entry, "device"));
+  disk->qdev = dup_nonempty (get_string (entry, "qdev"));
+  disk->chain = g_ptr_array_new_with_free_func (layer_free);
+  if (!inserted)
+    return disk;
+  disk->node_name = dup_nonempty (get_string (inserted, "node-name"));
+  if (json_object_object_get_ex (inserted, "ro", &v))
+    disk->read_only = json_object_get_boolean (v);
+  for (image = get_object (inserted, "image"); image;
+       image = get_object (image, "backing-image")) {
+    SmBlockLayer *layer = g_new0 (SmBlockLayer, 1);
+
+    layer->filename = g_strdup (get_string (image, "filename"));
+    layer->format = g_strdup (get_string (image, "format"));
+    if (json_object_object_get_ex (image, "virtual-size", &v))
+      layer->virtual_size = (uint64_t) json_object_get_int64 (v);
+    g_ptr_array_add (disk->chain, layer);
+  }
+  return disk;
+}
+
+GPtrArray *
+sm_block_query_disks (SmQmp *qmp, GError **error)
+{
+  g_autoptr(json_object) reply = sm_qmp_execute (qmp, "query-block", NULL,
+                                                 error);
+  GPtrArray *disks;
+  size_t i;
+
+  if (!reply)
+    return NULL;
+  if (!json_object_is_type (reply, json_type_array)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
+                 "query-block: the reply is not an array");
+    return NULL;
+  }
+  disks = g_ptr_array_new_with_free_func ((GDestroyNotify) sm_block_disk_free);
+  for (i = 0; i < json_object_array_length (reply); i++)
+    g_ptr_array_add (disks, parse_disk (json_object_array_get_idx (reply, i)));
+  return disks;
+}
+
+SmBlockDisk *
+sm_block_query_disk (SmQmp *qmp, const char *name, GError **error)
+{
+  g_autoptr(GPtrArray) disks = sm_block_query_disks (qmp, error);
+  size_t i;
+
+  if (!disks)
+    return NULL;
+  for (i = 0; i < disks->len; i++)
+    if (sm_block_disk_matches (disks->pdata[i], name))
+      return g_ptr_array_steal_index (disks, i);
+  g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND, "the VM has no disk %s",
+               name);
+  return NULL;
+}
+
+void
+sm_block_job_free (SmBlockJob *job)
+{
+  if (!job)
+    return;
+  g_free (job->id);
+  g_free (job->type);
+  g_free (job->status);
+  g_free (job->io_status);
+  g_free (job);
+}
+
+GPtrArray *
+sm_block_query_jobs (SmQmp *qmp, GError **error)
+{
+  g_autoptr(json_object) reply = sm_qmp_execute (qmp, "query-block-jobs",
+                                                 NULL, error);
+  GPtrArray *jobs;
+  size_t i;
+
+  if (!reply)
+    return NULL;
+  if (!json_object_is_type (reply, json_type_array)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
+                 "query-block-jobs: the reply is not an array");
+    return NULL;
+  }
+  jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) sm_block_job_free);
+  for (i = 0; i < json_object_array_length (reply); i++) {
+    json_object *e = json_object_array_get_idx (reply, i);
+    SmBlockJob *job = g_new0 (SmBlockJob, 1);
+    json_object *v;
+
+    job->id = g_strdup (get_string (e, "device"));
+    job->type = g_strdup (get_string (e, "type"));
+    job->status = g_strdup (get_string (e, "status"));
+    job->io_status = g_strdup (get_string (e, "io-status"));
+    if (json_object_object_get_ex (e, "ready", &v))
+      job->ready = json_object_get_boolean (v);
+    if (json_object_object_get_ex (e, "offset", &v))
+      job->offset = (uint64_t) json_object_get_int64 (v);
+    if (json_object_object_get_ex (e, "len", &v))
+      job->len = (uint64_t) json_object_get_int64 (v);
+    if (job->id)
+      g_ptr_array_add (jobs, job);
+    else
+      sm_block_job_free (job);
+  }
+  return jobs;
+}
+
+SmBlockJob *
+sm_block_find_job (GPtrArray *jobs, const char *id)
+{
+  size_t i;
+
+  for (i = 0; i < jobs->len; i++) {
+    SmBlockJob *job = jobs->pdata[i];
+
+    if (strcmp (job->id, id) == 0)
+      return job;
+  }
+  return NULL;
+}
+
+void
+sm_block_poll_pause (SmQmp *qmp, int ms)
+{
+  g_autoptr(json_object) ev = NULL;
+
+  /* No event has this name: the call reads the socket (queueing what
+   * arrives) until the time is up. */
+  ev = sm_qmp_wait_event (qmp, "SNAPMIG_NO_SUCH_EVENT", NULL, NULL, ms, NULL);
+}
+
+static gint64
+deadline_after (int timeout_ms)
+{
+  return timeout_ms < 0 ? -1 : g_get_monotonic_time () +
+                               (gint64) timeout_ms * 1000;
+}
+
+static bool
+deadline_passed (gint64 deadline)
+{
+  return deadline >= 0 && g_get_monotonic_time () >= deadline;
+}
+
+static bool
+match_job_event (json_object *event, void *opaque)
+{
+  json_object *data = get_object (event, "data");
+  const char *dev = get_string (data, "device");
+
+  return dev && strcmp (dev, opaque) == 0;
+}
+
+bool
+sm_block_job_wait_gone (SmQmp *qmp, const char *id, int timeout_ms,
+                        GError **error)
+{
+  gint64 deadline = deadline_after (timeout_ms);
+
+  for (;;) {
+    g_autoptr(GPtrArray) jobs = sm_block_query_jobs (qmp, error);
+
+    if (!jobs)
+      return false;
+    if (!sm_block_find_job (jobs, id))
+      return true;
+    if (deadline_passed (deadline)) {
+      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                   "block job %s did not end in time", id);
+      return false;
+    }
+    sm_block_poll_pause (qmp, POLL_MS);
+  }
+}
+
+bool
+sm_block_job_wait_ready (SmQmp *qmp, const char *id, int timeout_ms,
+                         GError **error)
+{
+  gint64 deadline = deadline_after (timeout_ms);
+
+  for (;;) {
+    g_autoptr(GPtrArray) jobs = sm_block_query_jobs (qmp, error);
+    SmBlockJob *job;
+
+    if (!jobs)
+      return false;
+    job = sm_block_find_job (jobs, id);
+    if (!job) {
+      g_autoptr(json_object) ev =
+        sm_qmp_wait_event (qmp, NULL, match_job_event, (void *) id, 0, NULL);
+      const char *why = get_string (get_object (ev, "data"), "error");
+
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                   "block job %s ended before it was ready%s%s", id,
+                   why ? ": " : "", why ? why : "");
+      return false;
+    }
+    if (job->ready)
+      return true;
+    if (deadline_passed (deadline)) {
+      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                   "block job %s was not ready in time (%" G_GUINT64_FORMAT
+                   " of %" G_GUINT64_FORMAT " bytes copied)", id, job->offset,
+                   job->len);
+      return false;
+    }
+    sm_block_poll_pause (qmp, POLL_MS);
+  }
+}
+
+bool
+sm_block_job_cancel_wait (SmQmp *qmp, const char *id, int timeout_ms,
+                          GError **error)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(GPtrArray) jobs = sm_block_query_jobs (qmp, error);
+
+  if (!jobs)
+    return false;
+  if (!sm_block_find_job (jobs, id))
+    return true;
+  if (!sm_qmp_run (qmp, "block-job-cancel",
+                   sm_qmp_args (NULL, "s:device", id, NULL), &err)) {
+    /* The job may have ended between the query and the cancel. */
+    g_autoptr(GPtrArray) again = sm_block_query_jobs (qmp, NULL);
+
+    if (again && !sm_block_find_job (again, id))
+      return true;
+    g_propagate_error (error, g_steal_pointer (&err));
+    return false;
+  }
+  return sm_block_job_wait_gone (qmp, id, timeout_ms, error);
+}
+
+bool
+sm_block_commit_active (SmQmp *qmp, const char *id, const char *base,
+                        const char *job_id, int timeout_ms, GError **error)
+{
+  g_autoptr(SmBlockDisk) disk = NULL;
+  g_autoptr(GError) err = NULL;
+  const char *top;
+
+  /* Without base, QEMU commits down to the bottom of the chain: name the
+   * layer the snapshot was taken on. */
+  if (!sm_qmp_run (qmp, "block-commit",
+                   sm_qmp_args (NULL, "s:device", id, "s:job-id", job_id,
+                                "s:base", base, NULL), &err)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_QMP, "disk %s: %s", id,
+                 err->message);
+    return false;
+  }
+  if (!sm_block_job_wait_ready (qmp, job_id, timeout_ms, error))
+    return false;
+  if (!sm_qmp_run (qmp, "block-job-complete",
+                   sm_qmp_args (NULL, "s:device", job_id, NULL), &err)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_QMP, "disk %s: %s", id,
+                 err->message);
+    return false;
+  }
+  if (!sm_block_job_wait_gone (qmp, job_id, timeout_ms, error))
+    return false;
+  disk = sm_block_query_disk (qmp, id, error);
+  if (!disk)
+    return false;
+  top = sm_block_disk_top (disk);
+  if (!top || strcmp (top, base) != 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                 "disk %s: the commit into %s left the disk on %s", id, base,
+                 top ? top : "no medium");
+    return false;
+  }
+  return true;
+}

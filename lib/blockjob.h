@@ -1,0 +1,108 @@
+/* libsnapmig — a running VM's disks and block jobs, as QEMU reports them
+ * (query-block, query-block-jobs), and the waits and job sequences built on
+ * them.
+ *
+ * Waits poll with a deadline rather than trusting event names: QEMU answers a
+ * cancel after READY with BLOCK_JOB_COMPLETED, not CANCELLED, and a job
+ * dismissed automatically leaves no trace but its event, so outcomes are
+ * always judged from query-block afterwards.
+ */
+#ifndef SM_BLOCKJOB_H
+#define SM_BLOCKJOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include "error.h"
+#include "qmp.h"
+
+/* One layer of a disk's active chain as query-block shows it. */
+typedef struct {
+  char *filename;
+  char *format;                /* "qcow2", "raw", ... */
+  uint64_t virtual_size;
+} SmBlockLayer;
+
+typedef struct {
+  char *device;                /* query-block "device" ("" → NULL) */
+  char *qdev;                  /* query-block "qdev", or NULL */
+  char *node_name;             /* the inserted top node's name */
+  bool read_only;
+  GPtrArray *chain;            /* SmBlockLayer *, index 0 = active top; empty
+                                  when no medium is inserted */
+} SmBlockDisk;
+
+void sm_block_disk_free (SmBlockDisk *disk);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmBlockDisk, sm_block_disk_free)
+
+/* The id QMP commands take for DISK: its device name, or its node name
+ * for a disk that has none (-blockdev + -device).  Owned by DISK. */
+const char *sm_block_disk_id (const SmBlockDisk *disk);
+
+/* True when NAME names DISK: its device name, its qdev path, the qdev id
+ * that path ends in ("/machine/peripheral/ID[/virtio-backend]"), or, for a
+ * disk without device name, its top node's name. */
+bool sm_block_disk_matches (const SmBlockDisk *disk, const char *name);
+
+/* query-block: every disk, in QEMU's order (SmBlockDisk *; caller frees the
+ * array, which frees its elements). */
+GPtrArray *sm_block_query_disks (SmQmp *qmp, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* query-block, then the disk NAME names; SM_ERROR_NOT_FOUND ("the VM has no
+ * disk NAME") otherwise.  Caller frees. */
+SmBlockDisk *sm_block_query_disk (SmQmp *qmp, const char *name, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* Filename of the disk's active top, or NULL without medium (owned). */
+const char *sm_block_disk_top (const SmBlockDisk *disk);
+
+typedef struct {
+  char *id;                    /* job id ("device" in query-block-jobs) */
+  char *type;                  /* "mirror", "commit", "stream", ... */
+  char *status;                /* "running", "ready", "concluded", ... */
+  bool ready;
+  uint64_t offset, len;
+  char *io_status;
+} SmBlockJob;
+
+void sm_block_job_free (SmBlockJob *job);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmBlockJob, sm_block_job_free)
+
+/* query-block-jobs (SmBlockJob *; caller frees the array). */
+GPtrArray *sm_block_query_jobs (SmQmp *qmp, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* The job with ID in JOBS, or NULL (owned by JOBS). */
+SmBlockJob *sm_block_find_job (GPtrArray *jobs, const char *id);
+
+/* Polls query-block-jobs until job ID is gone.  TIMEOUT_MS < 0: no limit.
+ * SM_ERROR_TIMEOUT names the job. */
+bool sm_block_job_wait_gone (SmQmp *qmp, const char *id, int timeout_ms,
+                             GError **error);
+
+/* Polls until job ID is READY; a job that disappears first is SM_ERROR_FAILED
+ * naming it (with the error of its BLOCK_JOB_COMPLETED event when queued). */
+bool sm_block_job_wait_ready (SmQmp *qmp, const char *id, int timeout_ms,
+                              GError **error);
+
+/* block-job-cancel (without force) and wait until the job is gone.  A job
+ * that is already gone is fine. */
+bool sm_block_job_cancel_wait (SmQmp *qmp, const char *id, int timeout_ms,
+                               GError **error);
+
+/* Folds the active top of disk ID (device or node name) back into its
+ * backing file BASE (the filename QEMU shows for it): active block-commit
+ * with job id JOB_ID, wait READY, block-job-complete, wait until gone, then
+ * checks with query-block that BASE is the active top again.  Used to undo a
+ * snapshot whose new top holds only writes made since the snapshot. */
+bool sm_block_commit_active (SmQmp *qmp, const char *id, const char *base,
+                             const char *job_id, int timeout_ms,
+                             GError **error);
+
+/* Sleeps up to MS milliseconds while keeping QEMU's events flowing (events
+ * stay queued).  Used between polls. */
+void sm_block_poll_pause (SmQmp *qmp, int ms);
+
+#endif /* SM_BLOCKJOB_H */

@@ -1,0 +1,450 @@
+/* libsnapmig — a running VM's disks, chains and block jobs. */
+#include "disks.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#include "image.h"
+
+static void
+layer_free (SmDiskLayer *layer)
+{
+  if (!layer)
+    return;
+  g_free (layer->file);
+  g_free (layer->format);
+  g_free (layer->node_name);
+  g_free (layer->backing_file);
+  g_free (layer);
+}
+
+static void
+job_free (SmDiskJob *job)
+{
+  if (!job)
+    return;
+  g_free (job->id);
+  g_free (job->type);
+  g_free (job->status);
+  g_free (job);
+}
+
+static void
+disk_free (SmDisk *disk)
+{
+  if (!disk)
+    return;
+  g_free (disk->device);
+  g_free (disk->qdev);
+  g_free (disk->node_name);
+  g_free (disk->format);
+  g_free (disk->file);
+  g_ptr_array_unref (disk->chain);
+  g_ptr_array_unref (disk->jobs);
+  g_ptr_array_unref (disk->warnings);
+  g_free (disk);
+}
+
+void
+sm_disk_list_free (SmDiskList *list)
+{
+  if (!list)
+    return;
+  g_ptr_array_unref (list->disks);
+  g_ptr_array_unref (list->other_jobs);
+  g_free (list);
+}
+
+/* ---- reading QEMU's replies ------------------------------------------ */
+
+static const char *
+get_str (json_object *obj, const char *key)
+{
+  json_object *v;
+
+  if (!json_object_object_get_ex (obj, key, &v) ||
+      !json_object_is_type (v, json_type_string))
+    return NULL;
+  return json_object_get_string (v);
+}
+
+static uint64_t
+get_u64 (json_object *obj, const char *key)
+{
+  json_object *v;
+
+  if (!json_object_object_get_ex (obj, key, &v))
+    return 0;
+  return json_object_get_uint64 (v);
+}
+
+static bool
+get_bool (json_object *obj, const char *key)
+{
+  json_object *v;
+
+  return json_object_object_get_ex (obj, key, &v) &&
+    json_object_get_boolean (v);
+}
+
+static json_object *
+get_obj (json_object *obj, const char *key)
+{
+  json_object *v;
+
+  if (!json_object_object_get_ex (obj, key, &v) ||
+      !json_object_is_type (v, json_type_object))
+    return NULL;
+  return v;
+}
+
+/* The node name of the only format node (drv FORMAT) that has FILE open, or
+ * NULL: a copy target or a second VM disk on the same file makes the answer
+ * ambiguous, and a wrong node name is worse than none.
+ */
+static char *
+unique_node_name (json_object *nodes, const char *file, const char *format)
+{
+  const char *found = NULL;
+  size_t i;
+
+  if (!nodes)
+    return NULL;
+  for (i = 0; i < json_object_array_length (nodes); i++) {
+    json_object *n = json_object_array_get_idx (nodes, i);
+
+    if (g_strcmp0 (get_str (n, "file"), file) != 0 ||
+        g_strcmp0 (get_str (n, "drv"), format) != 0)
+      continue;
+    if (found)
+      return NULL;
+    found = get_str (n, "node-name");
+  }
+  return g_strdup (found);
+}
+
+static SmDiskJob *
+job_from_json (json_object *j)
+{
+  SmDiskJob *job = g_new0 (SmDiskJob, 1);
+
+  job->id = g_strdup (get_str (j, "device"));
+  job->type = g_strdup (get_str (j, "type"));
+  /* "status" exists since QEMU 2.12; derive it for older ones. */
+  job->status = g_strdup (get_str (j, "status"));
+  job->len = get_u64 (j, "len");
+  job->offset = get_u64 (j, "offset");
+  job->speed = (int64_t) get_u64 (j, "speed");
+  job->ready = get_bool (j, "ready");
+  job->busy = get_bool (j, "busy");
+  job->paused = get_bool (j, "paused");
+  if (!job->status)
+    job->status = g_strdup (job->paused ? "paused"
+                            : job->ready ? "ready" : "running");
+  return job;
+}
+
+static SmDisk *
+disk_from_json (json_object *b, json_object *nodes)
+{
+  SmDisk *disk = g_new0 (SmDisk, 1);
+  json_object *inserted = get_obj (b, "inserted");
+  json_object *image;
+
+  disk->device = g_strdup (get_str (b, "device"));
+  if (!disk->device)
+    disk->device = g_strdup ("");
+  disk->qdev = g_strdup (get_str (b, "qdev"));
+  disk->chain = g_ptr_array_new_with_free_func ((GDestroyNotify) layer_free);
+  disk->jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) job_free);
+  disk->warnings = g_ptr_array_new_with_free_func (g_free);
+  if (!inserted)
+    return disk;
+
+  disk->inserted = true;
+  disk->node_name = g_strdup (get_str (inserted, "node-name"));
+  disk->format = g_strdup (get_str (inserted, "drv"));
+  disk->file = g_strdup (get_str (inserted, "file"));
+  disk->read_only = get_bool (inserted, "ro");
+
+  /* query-block nests the chain: image, image.backing-image, ... */
+  for (image = get_obj (inserted, "image"); image;
+       image = get_obj (image, "backing-image")) {
+    SmDiskLayer *layer = g_new0 (SmDiskLayer, 1);
+
+    layer->file = g_strdup (get_str (image, "filename"));
+    layer->format = g_strdup (get_str (image, "format"));
+    layer->virtual_size = get_u64 (image, "virtual-size");
+    layer->backing_file = g_strdup (get_str (image, "backing-filename"));
+    if (disk->chain->len == 0)
+      layer->node_name = g_strdup (disk->node_name);
+    else
+      layer->node_name = unique_node_name (nodes, layer->file, layer->format);
+    g_ptr_array_add (disk->chain, layer);
+  }
+  if (disk->chain->len > 0)
+    disk->virtual_size = ((SmDiskLayer *) disk->chain->pdata[0])->virtual_size;
+  return disk;
+}
+
+/* ---- the on-disk check ----------------------------------------------- */
+
+static void G_GNUC_PRINTF (2, 3)
+warn (SmDisk *disk, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  g_ptr_array_add (disk->warnings, g_strdup_vprintf (fmt, ap));
+  va_end (ap);
+}
+
+static bool
+same_file (const char *a, const char *b)
+{
+  g_autofree char *ca = g_canonicalize_filename (a, NULL);
+  g_autofree char *cb = g_canonicalize_filename (b, NULL);
+
+  return strcmp (ca, cb) == 0;
+}
+
+/* Compares QEMU's chain with the one the headers on disk describe.  The
+ * first structural difference (another file, another backing name) makes
+ * every later layer differ too, so the comparison stops there.
+ */
+static void
+check_chain_on_disk (SmDisk *disk)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmImageChain) chain = NULL;
+  int format;
+  guint i;
+
+  if (!disk->inserted || !disk->file || disk->chain->len == 0)
+    return;
+  /* Only file-based images in formats snapmig handles have headers we can
+   * read; anything else (nbd:, json:, luks) is simply not checked. */
+  format = sm_image_format_from_string (disk->format);
+  if (format < 0 || !sm_image_backing_is_local (disk->file))
+    return;
+
+  chain = sm_image_chain_open (disk->file, (SmImageFormat) format, NULL, 0,
+                               &err);
+  if (!chain) {
+    warn (disk, "cannot read the backing chain on disk: %s", err->message);
+    return;
+  }
+  disk->chain_checked = true;
+
+  for (i = 0; i < disk->chain->len && i < chain->layers->len; i++) {
+    const SmDiskLayer *q = disk->chain->pdata[i];
+    const SmImageInfo *d = chain->layers->pdata[i];
+    const char *d_format = sm_image_format_to_string (d->format);
+
+    if (!same_file (q->file, d->path)) {
+      warn (disk, "layer %u: QEMU has %s open, the headers on disk lead to %s",
+            i + 1, q->file, d->path);
+      return;
+    }
+    if (g_strcmp0 (q->format, d_format) != 0)
+      warn (disk, "%s: QEMU opened it as %s, the chain on disk says %s",
+            q->file, q->format, d_format);
+    if (q->virtual_size != d->virtual_size)
+      warn (disk, "%s: virtual size on disk is %" G_GUINT64_FORMAT
+            " bytes, QEMU has %" G_GUINT64_FORMAT, q->file, d->virtual_size,
+            q->virtual_size);
+    if (g_strcmp0 (q->backing_file, d->backing_file) != 0) {
+      warn (disk, "%s: the header on disk names backing file %s%s%s, QEMU "
+            "has %s%s%s", q->file,
+            d->backing_file ? "'" : "", d->backing_file ? d->backing_file
+            : "(none)", d->backing_file ? "'" : "",
+            q->backing_file ? "'" : "", q->backing_file ? q->backing_file
+            : "(none)", q->backing_file ? "'" : "");
+      return;
+    }
+  }
+  if (disk->chain->len != chain->layers->len)
+    warn (disk, "the chain on disk has %u layers, QEMU has %u open",
+          chain->layers->len, disk->chain->len);
+}
+
+/* ---- the query ------------------------------------------------------- */
+
+static SmDisk *
+find_disk (GPtrArray *disks, const char *name)
+{
+  guint i;
+
+  if (!name || !*name)
+    return NULL;
+  for (i = 0; i < disks->len; i++) {
+    SmDisk *d = disks->pdata[i];
+
+    if (g_strcmp0 (d->device, name) == 0)
+      return d;
+  }
+  for (i = 0; i < disks->len; i++) {
+    SmDisk *d = disks->pdata[i];
+
+    if (g_strcmp0 (d->node_name, name) == 0 || g_strcmp0 (d->qdev, name) == 0)
+      return d;
+  }
+  return NULL;
+}
+
+const SmDisk *
+sm_disk_list_find (const SmDiskList *list, const char *name)
+{
+  return find_disk (list->disks, name);
+}
+
+SmDiskList *
+sm_disks_query (SmQmp *qmp, GError **error)
+{
+  g_autoptr(SmDiskList) list = g_new0 (SmDiskList, 1);
+  g_autoptr(json_object) blocks = NULL;
+  g_autoptr(json_object) jobs = NULL;
+  g_autoptr(json_object) nodes = NULL;
+  const SmQmpCaps *caps;
+  size_t i;
+
+  list->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) disk_free);
+  list->other_jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) job_free);
+
+  caps = sm_qmp_probe (qmp, error);
+  if (!caps)
+    return NULL;
+  blocks = sm_qmp_execute (qmp, "query-block", NULL, error);
+  if (!blocks)
+    return NULL;
+  jobs = sm_qmp_execute (qmp, "query-block-jobs", NULL, error);
+  if (!jobs)
+    return NULL;
+  if (!json_object_is_type (blocks, json_type_array) ||
+      !json_object_is_type (jobs, json_type_array)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
+                 "query-block: QEMU monitor %s did not return lists",
+                 sm_qmp_address (qmp));
+    return NULL;
+  }
+  if (caps->caps[SM_QMP_CAP_QUERY_NAMED_BLOCK_NODES]) {
+    /* flat (QEMU 5.0) leaves out each node's nested backing images, which
+     * can be large; only the nodes' own names and files are used. */
+    json_object *args = caps->major >= 5
+      ? sm_qmp_args (error, "b:flat", true, NULL) : NULL;
+
+    nodes = sm_qmp_execute (qmp, "query-named-block-nodes", args, error);
+    if (!nodes)
+      return NULL;
+    if (!json_object_is_type (nodes, json_type_array))
+      g_clear_pointer (&nodes, json_object_put);
+  }
+
+  for (i = 0; i < json_object_array_length (blocks); i++) {
+    SmDisk *disk = disk_from_json (json_object_array_get_idx (blocks, i),
+                                   nodes);
+
+    check_chain_on_disk (disk);
+    g_ptr_array_add (list->disks, disk);
+  }
+  for (i = 0; i < json_object_array_length (jobs); i++) {
+    SmDiskJob *job = job_from_json (json_object_array_get_idx (jobs, i));
+    SmDisk *disk = find_disk (list->disks, job->id);
+
+    g_ptr_array_add (disk ? disk->jobs : list->other_jobs, job);
+  }
+  return g_steal_pointer (&list);
+}
+
+/* ---- JSON ------------------------------------------------------------ */
+
+static json_object *
+str_or_null (const char *s)
+{
+  return s ? json_object_new_string (s) : NULL;
+}
+
+static json_object *
+job_to_json (const SmDiskJob *job)
+{
+  json_object *j = json_object_new_object ();
+
+  json_object_object_add (j, "id", str_or_null (job->id));
+  json_object_object_add (j, "type", str_or_null (job->type));
+  json_object_object_add (j, "status", str_or_null (job->status));
+  json_object_object_add (j, "len", json_object_new_uint64 (job->len));
+  json_object_object_add (j, "offset", json_object_new_uint64 (job->offset));
+  json_object_object_add (j, "speed", json_object_new_int64 (job->speed));
+  json_object_object_add (j, "ready", json_object_new_boolean (job->ready));
+  json_object_object_add (j, "busy", json_object_new_boolean (job->busy));
+  json_object_object_add (j, "paused", json_object_new_boolean (job->paused));
+  return j;
+}
+
+static json_object *
+jobs_to_json (const GPtrArray *jobs)
+{
+  json_object *a = json_object_new_array ();
+  guint i;
+
+  for (i = 0; i < jobs->len; i++)
+    json_object_array_add (a, job_to_json (jobs->pdata[i]));
+  return a;
+}
+
+static json_object *
+disk_to_json (const SmDisk *disk)
+{
+  json_object *d = json_object_new_object ();
+  json_object *chain = json_object_new_array ();
+  json_object *warnings = json_object_new_array ();
+  guint i;
+
+  for (i = 0; i < disk->chain->len; i++) {
+    const SmDiskLayer *l = disk->chain->pdata[i];
+    json_object *lj = json_object_new_object ();
+
+    json_object_object_add (lj, "file", str_or_null (l->file));
+    json_object_object_add (lj, "format", str_or_null (l->format));
+    json_object_object_add (lj, "node-name", str_or_null (l->node_name));
+    json_object_object_add (lj, "virtual-size",
+                            json_object_new_uint64 (l->virtual_size));
+    json_object_object_add (lj, "backing-file", str_or_null (l->backing_file));
+    json_object_array_add (chain, lj);
+  }
+  for (i = 0; i < disk->warnings->len; i++)
+    json_object_array_add (warnings,
+                           json_object_new_string (disk->warnings->pdata[i]));
+
+  json_object_object_add (d, "device", str_or_null (disk->device));
+  json_object_object_add (d, "qdev", str_or_null (disk->qdev));
+  json_object_object_add (d, "inserted",
+                          json_object_new_boolean (disk->inserted));
+  json_object_object_add (d, "node-name", str_or_null (disk->node_name));
+  json_object_object_add (d, "format", str_or_null (disk->format));
+  json_object_object_add (d, "file", str_or_null (disk->file));
+  json_object_object_add (d, "virtual-size",
+                          json_object_new_uint64 (disk->virtual_size));
+  json_object_object_add (d, "read-only",
+                          json_object_new_boolean (disk->read_only));
+  json_object_object_add (d, "chain", chain);
+  json_object_object_add (d, "jobs", jobs_to_json (disk->jobs));
+  json_object_object_add (d, "chain-checked",
+                          json_object_new_boolean (disk->chain_checked));
+  json_object_object_add (d, "warnings", warnings);
+  return d;
+}
+
+json_object *
+sm_disks_to_json (const SmDiskList *list)
+{
+  json_object *root = json_object_new_object ();
+  json_object *disks = json_object_new_array ();
+  guint i;
+
+  for (i = 0; i < list->disks->len; i++)
+    json_object_array_add (disks, disk_to_json (list->disks->pdata[i]));
+  json_object_object_add (root, "disks", disks);
+  json_object_object_add (root, "other-jobs", jobs_to_json (list->other_jobs));
+  return root;
+}

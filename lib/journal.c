@@ -1,0 +1,210 @@
+/* libsnapmig — operation journals (see journal.h). */
+#include "journal.h"
+#include "qmp.h"        /* g_autoptr(json_object) */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct SmJournal {
+  char *path;
+  int fd;
+};
+
+char *
+sm_journal_new_opid (void)
+{
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+  g_autofree char *stamp = g_date_time_format (now, "%Y%m%dT%H%M%S");
+
+  return g_strdup_printf ("%s-%08x", stamp, g_random_int ());
+}
+
+static bool
+sync_dir (const char *dir, GError **error)
+{
+  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd < 0 || fsync (fd) < 0) {
+    int saved = errno;
+
+    if (fd >= 0)
+      close (fd);
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot sync directory: %s",
+                 dir, g_strerror (saved));
+    return false;
+  }
+  close (fd);
+  return true;
+}
+
+SmJournal *
+sm_journal_create (const char *dir, const char *opid, json_object *header,
+                   GError **error)
+{
+  g_autoptr(json_object) owned = header;
+  g_autoptr(SmJournal) journal = g_new0 (SmJournal, 1);
+
+  journal->fd = -1;
+  if (g_mkdir_with_parents (dir, 0700) < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot create: %s", dir,
+                 g_strerror (errno));
+    return NULL;
+  }
+  journal->path = g_strdup_printf ("%s/%s.journal", dir, opid);
+  journal->fd = open (journal->path,
+                      O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+  if (journal->fd < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "journal %s: cannot create: %s",
+                 journal->path, g_strerror (errno));
+    return NULL;
+  }
+  if (!sm_journal_append (journal, g_steal_pointer (&owned), error) ||
+      !sync_dir (dir, error)) {
+    unlink (journal->path);
+    return NULL;
+  }
+  return g_steal_pointer (&journal);
+}
+
+bool
+sm_journal_append (SmJournal *journal, json_object *record, GError **error)
+{
+  g_autoptr(json_object) owned = record;
+  g_autofree char *line = NULL;
+  size_t len, off = 0;
+
+  json_object_object_add (record, "time",
+                          json_object_new_int64 (g_get_real_time () / 1000));
+  line = g_strdup_printf ("%s\n", json_object_to_json_string_ext (
+                            record, JSON_C_TO_STRING_PLAIN |
+                            JSON_C_TO_STRING_NOSLASHESCAPE));
+  len = strlen (line);
+  /* One write per record: with O_APPEND a crash leaves whole records and at
+   * most one torn last line. */
+  while (off < len) {
+    ssize_t n = write (journal->fd, line + off, len - off);
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "journal %s: write: %s",
+                   journal->path, g_strerror (errno));
+      return false;
+    }
+    off += (size_t) n;
+  }
+  if (fdatasync (journal->fd) < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "journal %s: sync: %s",
+                 journal->path, g_strerror (errno));
+    return false;
+  }
+  return true;
+}
+
+const char *
+sm_journal_path (const SmJournal *journal)
+{
+  return journal->path;
+}
+
+void
+sm_journal_free (SmJournal *journal)
+{
+  if (!journal)
+    return;
+  if (journal->fd >= 0)
+    close (journal->fd);
+  g_free (journal->path);
+  g_free (journal);
+}
+
+bool
+sm_journal_finish (SmJournal *journal, GError **error)
+{
+  g_autofree char *dir = g_path_get_dirname (journal->path);
+
+  if (unlink (journal->path) < 0 && errno != ENOENT) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "journal %s: cannot remove: %s",
+                 journal->path, g_strerror (errno));
+    sm_journal_free (journal);
+    return false;
+  }
+  sm_journal_free (journal);
+  return sync_dir (dir, error);
+}
+
+json_object *
+sm_journal_load (const char *path, GError **error)
+{
+  g_autofree char *data = NULL;
+  g_auto(GStrv) lines = NULL;
+  json_object *records;
+  GError *err = NULL;
+  size_t i, n;
+
+  if (!g_file_get_contents (path, &data, NULL, &err)) {
+    g_set_error (error, SM_ERROR,
+                 err->code == G_FILE_ERROR_NOENT ? SM_ERROR_NOT_FOUND
+                                                 : SM_ERROR_IO,
+                 "journal %s: %s", path, err->message);
+    g_error_free (err);
+    return NULL;
+  }
+  lines = g_strsplit (data, "\n", -1);
+  n = g_strv_length (lines);
+  records = json_object_new_array ();
+  for (i = 0; i < n; i++) {
+    json_object *rec;
+
+    if (lines[i][0] == '\0')
+      continue;
+    rec = json_tokener_parse (lines[i]);
+    if (!rec || !json_object_is_type (rec, json_type_object)) {
+      json_object_put (rec);
+      /* A crash while writing leaves only the last line torn. */
+      if (i + 1 == n || (i + 2 == n && lines[i + 1][0] == '\0'))
+        break;
+      json_object_put (records);
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "journal %s: line %zu is not a JSON object", path, i + 1);
+      return NULL;
+    }
+    json_object_array_add (records, rec);
+  }
+  return records;
+}
+
+static gint
+compare_strings (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+char **
+sm_journal_list (const char *dir, GError **error)
+{
+  g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GDir) d = NULL;
+  GError *err = NULL;
+  const char *name;
+
+  d = g_dir_open (dir, 0, &err);
+  if (!d) {
+    if (err->code == G_FILE_ERROR_NOENT) {
+      g_error_free (err);
+      return g_new0 (char *, 1);
+    }
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: %s", dir, err->message);
+    g_error_free (err);
+    return NULL;
+  }
+  while ((name = g_dir_read_name (d)))
+    if (g_str_has_suffix (name, ".journal"))
+      g_ptr_array_add (paths, g_build_filename (dir, name, NULL));
+  g_ptr_array_sort (paths, compare_strings);
+  g_ptr_array_add (paths, NULL);
+  return (char **) g_ptr_array_free (g_steal_pointer (&paths), false);
+}

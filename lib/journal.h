@@ -1,0 +1,56 @@
+/* libsnapmig — operation journals.
+ *
+ * A journal is one file STATE/vms/KEY/journal/OPID.journal holding one JSON
+ * object per line.  The first record describes the operation (what `snapmig
+ * recover` needs to finish or undo it); the executor then appends a record
+ * before and after each step.  Every record is written with one write() and
+ * fdatasync()ed before the step it announces runs, so after a crash the file
+ * ends at a record boundary or with one torn line, which the loader drops.
+ */
+#ifndef SM_JOURNAL_H
+#define SM_JOURNAL_H
+
+#include <stdbool.h>
+#include <glib.h>
+#include <json-c/json.h>
+
+#include "error.h"
+
+typedef struct SmJournal SmJournal;
+
+/* A new operation id: time and random bits, usable in a file name and as a
+ * QMP id suffix ([A-Za-z0-9-]).  Caller frees. */
+char *sm_journal_new_opid (void) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Creates DIR/OPID.journal (it must not exist), writes HEADER (consumed) as
+ * the first record and syncs the file and DIR.  Caller frees. */
+SmJournal *sm_journal_create (const char *dir, const char *opid,
+                              json_object *header, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* Appends RECORD (consumed) and fdatasyncs it.  SM_ERROR_IO names the
+ * journal. */
+bool sm_journal_append (SmJournal *journal, json_object *record,
+                        GError **error);
+
+const char *sm_journal_path (const SmJournal *journal);
+
+/* Closes the journal; the file stays. */
+void sm_journal_free (SmJournal *journal);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmJournal, sm_journal_free)
+
+/* Closes and deletes the journal file of a finished operation. */
+bool sm_journal_finish (SmJournal *journal, GError **error);
+
+/* Reads the records of the journal at PATH as a new JSON array (caller
+ * puts).  A torn last line is dropped; a bad line elsewhere is
+ * SM_ERROR_INVALID naming the journal and line. */
+json_object *sm_journal_load (const char *path, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* Paths of the *.journal files in DIR, oldest name first (g_strfreev). A
+ * missing DIR gives an empty list. */
+char **sm_journal_list (const char *dir, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+#endif /* SM_JOURNAL_H */

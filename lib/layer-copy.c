@@ -1,0 +1,690 @@
+/* libsnapmig — layer copies and the detached copy worker (see
+ * layer-copy.h). */
+#include "layer-copy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "qmp.h"        /* g_autoptr(json_object) */
+#include "state.h"
+
+#define CHUNK (64u << 20)
+#define STATUS_INTERVAL_US (200 * 1000)
+
+SmLayerCopy *
+sm_layer_copy_new (const char *disk, const char *source, const char *dest,
+                   SmImageFormat format, const char *backing_name,
+                   SmImageFormat backing_format)
+{
+  SmLayerCopy *copy = g_new0 (SmLayerCopy, 1);
+
+  copy->disk = g_strdup (disk);
+  copy->source = g_strdup (source);
+  copy->dest = g_strdup (dest);
+  copy->format = format;
+  copy->backing_name = g_strdup (backing_name);
+  copy->backing_format = backing_format;
+  return copy;
+}
+
+void
+sm_layer_copy_free (SmLayerCopy *copy)
+{
+  if (!copy)
+    return;
+  g_free (copy->disk);
+  g_free (copy->source);
+  g_free (copy->dest);
+  g_free (copy->backing_name);
+  g_free (copy);
+}
+
+static const char *const state_names[SM_COPY_STATE_LAST] = {
+  [SM_COPY_PENDING] = "pending",
+  [SM_COPY_RUNNING] = "running",
+  [SM_COPY_DONE] = "done",
+  [SM_COPY_FAILED] = "failed",
+};
+
+const char *
+sm_copy_state_to_string (SmCopyState state)
+{
+  return (unsigned) state < SM_COPY_STATE_LAST ? state_names[state] : NULL;
+}
+
+static SmCopyState
+copy_state_from_string (const char *s)
+{
+  unsigned i;
+
+  for (i = 0; s && i < SM_COPY_STATE_LAST; i++)
+    if (strcmp (state_names[i], s) == 0)
+      return i;
+  return SM_COPY_FAILED;
+}
+
+/* ---- one layer ----------------------------------------------------- */
+
+/* Sum of the data extents of FD (what will be copied). */
+static bool
+data_bytes (int fd, const char *path, uint64_t size, uint64_t *total,
+            GError **error)
+{
+  off_t off = 0;
+
+  *total = 0;
+  while ((uint64_t) off < size) {
+    off_t data = lseek (fd, off, SEEK_DATA), hole;
+
+    if (data < 0 && errno == ENXIO)
+      break;
+    if (data < 0 || (hole = lseek (fd, data, SEEK_HOLE)) < 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: lseek: %s", path,
+                   g_strerror (errno));
+      return false;
+    }
+    *total += (uint64_t) (hole - data);
+    off = hole;
+  }
+  return true;
+}
+
+/* Copies [OFF, OFF+LEN) of SRC to the same offset of DST, in the kernel when
+ * the file systems allow it. */
+static bool
+copy_range (int src, int dst, off_t off, uint64_t len, const SmLayerCopy *copy,
+            bool *use_cfr, GError **error)
+{
+  g_autofree char *buf = NULL;
+
+  while (len > 0) {
+    size_t n = (size_t) MIN (len, CHUNK);
+    ssize_t got;
+
+    if (*use_cfr) {
+      loff_t in = off, out = off;
+
+      got = copy_file_range (src, &in, dst, &out, n, 0);
+      if (got < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+                      errno == EOPNOTSUPP)) {
+        *use_cfr = false;
+        continue;
+      }
+    } else {
+      if (!buf)
+        buf = g_malloc (4u << 20);
+      n = MIN (n, 4u << 20);
+      got = pread (src, buf, n, off);
+      if (got > 0) {
+        ssize_t put = 0, w;
+
+        while (put < got) {
+          w = pwrite (dst, buf + put, (size_t) (got - put), off + put);
+          if (w < 0 && errno == EINTR)
+            continue;
+          if (w < 0) {
+            g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: write: %s",
+                         copy->dest, g_strerror (errno));
+            return false;
+          }
+          put += w;
+        }
+      }
+    }
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got < 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "copy of %s to %s: %s",
+                   copy->source, copy->dest, g_strerror (errno));
+      return false;
+    }
+    if (got == 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO,
+                   "copy of %s: the file shrank while being copied",
+                   copy->source);
+      return false;
+    }
+    off += got;
+    len -= (uint64_t) got;
+  }
+  return true;
+}
+
+static bool
+set_backing (const SmLayerCopy *copy, GError **error)
+{
+  g_autoptr(SmImageInfo) info = sm_image_probe (copy->dest, copy->format,
+                                                error);
+  const char *want_fmt = sm_image_format_to_string (copy->backing_format);
+  g_autofree char *out = NULL;
+  int status = 0;
+
+  if (!info)
+    return false;
+  if (copy->format != SM_IMAGE_FORMAT_QCOW2 || !copy->backing_name)
+    return true;
+  if (g_strcmp0 (info->backing_file, copy->backing_name) == 0 &&
+      g_strcmp0 (info->backing_format, want_fmt) == 0)
+    return true;
+  {
+    const char *argv[] = { "qemu-img", "rebase", "-u", "-f", "qcow2", "-b",
+                           copy->backing_name, "-F", want_fmt, copy->dest,
+                           NULL };
+    GError *err = NULL;
+
+    if (!g_spawn_sync (NULL, (char **) argv, NULL,
+                       G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL, NULL,
+                       NULL, NULL, &out, &status, &err)) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: qemu-img rebase: %s",
+                   copy->dest, err->message);
+      g_error_free (err);
+      return false;
+    }
+  }
+  if (!g_spawn_check_wait_status (status, NULL)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: qemu-img rebase -u failed: %s",
+                 copy->dest, g_strstrip (out));
+    return false;
+  }
+  return true;
+}
+
+bool
+sm_layer_copy_run (const SmLayerCopy *copy, SmLayerCopyProgress progress,
+                   void *opaque, GError **error)
+{
+  struct stat st, dst_st;
+  uint64_t total, done = 0;
+  bool use_cfr = true;
+  off_t off = 0;
+  int src, dst;
+  bool ok = true;
+
+  src = open (copy->source, O_RDONLY | O_CLOEXEC);
+  if (src < 0) {
+    g_set_error (error, SM_ERROR, errno == ENOENT ? SM_ERROR_NOT_FOUND
+                                                  : SM_ERROR_IO,
+                 "%s: cannot open: %s", copy->source, g_strerror (errno));
+    return false;
+  }
+  if (fstat (src, &st) < 0 || !S_ISREG (st.st_mode)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
+                 "%s: only regular files are copied", copy->source);
+    close (src);
+    return false;
+  }
+  if (stat (copy->dest, &dst_st) < 0 || !S_ISREG (dst_st.st_mode)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
+                 "%s: the destination must be an existing regular file",
+                 copy->dest);
+    close (src);
+    return false;
+  }
+  dst = open (copy->dest, O_WRONLY | O_TRUNC | O_CLOEXEC);
+  if (dst < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot open: %s",
+                 copy->dest, g_strerror (errno));
+    close (src);
+    return false;
+  }
+  if (!data_bytes (src, copy->source, (uint64_t) st.st_size, &total, error))
+    ok = false;
+  if (ok && ftruncate (dst, st.st_size) < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: truncate: %s", copy->dest,
+                 g_strerror (errno));
+    ok = false;
+  }
+  if (ok && progress)
+    progress (0, total, opaque);
+  while (ok && off < st.st_size) {
+    off_t data = lseek (src, off, SEEK_DATA), hole;
+
+    if (data < 0 && errno == ENXIO)
+      break;
+    if (data < 0 || (hole = lseek (src, data, SEEK_HOLE)) < 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: lseek: %s", copy->source,
+                   g_strerror (errno));
+      ok = false;
+      break;
+    }
+    /* Copied piecewise so that progress moves on large extents. */
+    while (ok && data < hole) {
+      uint64_t n = MIN ((uint64_t) (hole - data), CHUNK);
+
+      ok = copy_range (src, dst, data, n, copy, &use_cfr, error);
+      data += (off_t) n;
+      done += n;
+      if (ok && progress)
+        progress (MIN (done, total), total, opaque);
+    }
+    off = hole;
+  }
+  if (ok && fsync (dst) < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: sync: %s", copy->dest,
+                 g_strerror (errno));
+    ok = false;
+  }
+  close (src);
+  close (dst);
+  return ok && set_backing (copy, error);
+}
+
+/* ---- status file ---------------------------------------------------- */
+
+static void
+status_layer_free (gpointer p)
+{
+  SmCopyStatusLayer *l = p;
+
+  sm_layer_copy_free (l->copy);
+  g_free (l->error);
+  g_free (l);
+}
+
+void
+sm_copy_status_free (SmCopyStatus *status)
+{
+  if (!status)
+    return;
+  g_ptr_array_unref (status->layers);
+  g_free (status);
+}
+
+static SmCopyStatus *
+status_new (GPtrArray *copies)
+{
+  SmCopyStatus *status = g_new0 (SmCopyStatus, 1);
+  size_t i;
+
+  status->layers = g_ptr_array_new_with_free_func (status_layer_free);
+  for (i = 0; copies && i < copies->len; i++) {
+    const SmLayerCopy *c = copies->pdata[i];
+    SmCopyStatusLayer *l = g_new0 (SmCopyStatusLayer, 1);
+
+    l->copy = sm_layer_copy_new (c->disk, c->source, c->dest, c->format,
+                                 c->backing_name, c->backing_format);
+    g_ptr_array_add (status->layers, l);
+  }
+  return status;
+}
+
+static void
+add_str (json_object *o, const char *key, const char *value)
+{
+  if (value)
+    json_object_object_add (o, key, json_object_new_string (value));
+}
+
+static bool
+status_save (const SmCopyStatus *status, const char *path, GError **error)
+{
+  g_autoptr(json_object) root = json_object_new_object ();
+  json_object *layers = json_object_new_array ();
+  const char *text;
+  size_t i;
+
+  json_object_object_add (root, "pid", json_object_new_int64 (status->pid));
+  json_object_object_add (root, "start-time",
+                          json_object_new_int64 ((int64_t) status->start_time));
+  add_str (root, "state", sm_copy_state_to_string (status->state));
+  json_object_object_add (root, "layers", layers);
+  for (i = 0; i < status->layers->len; i++) {
+    const SmCopyStatusLayer *l = status->layers->pdata[i];
+    json_object *o = json_object_new_object ();
+
+    add_str (o, "disk", l->copy->disk);
+    add_str (o, "source", l->copy->source);
+    add_str (o, "dest", l->copy->dest);
+    add_str (o, "format", sm_image_format_to_string (l->copy->format));
+    add_str (o, "backing-name", l->copy->backing_name);
+    add_str (o, "backing-format",
+             sm_image_format_to_string (l->copy->backing_format));
+    add_str (o, "state", sm_copy_state_to_string (l->state));
+    json_object_object_add (o, "done", json_object_new_int64 ((int64_t) l->done));
+    json_object_object_add (o, "total",
+                            json_object_new_int64 ((int64_t) l->total));
+    add_str (o, "error", l->error);
+    json_object_array_add (layers, o);
+  }
+  text = json_object_to_json_string_ext (root, JSON_C_TO_STRING_PRETTY |
+                                         JSON_C_TO_STRING_NOSLASHESCAPE);
+  return sm_state_write_atomic (path, text, -1, error);
+}
+
+static const char *
+jstr (json_object *o, const char *key)
+{
+  json_object *v;
+
+  if (!json_object_object_get_ex (o, key, &v) ||
+      !json_object_is_type (v, json_type_string))
+    return NULL;
+  return json_object_get_string (v);
+}
+
+static int64_t
+jint (json_object *o, const char *key)
+{
+  json_object *v;
+
+  return json_object_object_get_ex (o, key, &v) ? json_object_get_int64 (v)
+                                                : 0;
+}
+
+/* Start time (clock ticks since boot, field 22 of /proc/PID/stat) of PID,
+ * 0 when there is no such process or it is a zombie (dead, not reaped). */
+static uint64_t
+process_start_time (pid_t pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  g_autofree char *text = NULL;
+  g_auto(GStrv) fields = NULL;
+  const char *p;
+
+  if (pid <= 0 || !g_file_get_contents (path, &text, NULL, NULL))
+    return 0;
+  /* The command name (field 2) may hold spaces: fields restart after the
+   * last ')'. */
+  p = strrchr (text, ')');
+  if (!p)
+    return 0;
+  fields = g_strsplit (p + 2, " ", 0);
+  /* fields[0] is field 3 (state), fields[19] field 22 (starttime). */
+  if (g_strv_length (fields) < 20 || fields[0][0] == 'Z' ||
+      fields[0][0] == 'X')
+    return 0;
+  return g_ascii_strtoull (fields[19], NULL, 10);
+}
+
+SmCopyStatus *
+sm_copy_status_load (const char *status_path, GError **error)
+{
+  g_autofree char *text = NULL;
+  g_autoptr(json_object) root = NULL;
+  g_autoptr(SmCopyStatus) status = NULL;
+  json_object *layers;
+  GError *err = NULL;
+  size_t i;
+
+  if (!g_file_get_contents (status_path, &text, NULL, &err)) {
+    g_set_error (error, SM_ERROR,
+                 err->code == G_FILE_ERROR_NOENT ? SM_ERROR_NOT_FOUND
+                                                 : SM_ERROR_IO,
+                 "copy status %s: %s", status_path, err->message);
+    g_error_free (err);
+    return NULL;
+  }
+  root = json_tokener_parse (text);
+  if (!root || !json_object_object_get_ex (root, "layers", &layers) ||
+      !json_object_is_type (layers, json_type_array)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "copy status %s: not a status document", status_path);
+    return NULL;
+  }
+  status = status_new (NULL);
+  status->pid = (pid_t) jint (root, "pid");
+  status->start_time = (uint64_t) jint (root, "start-time");
+  status->state = copy_state_from_string (jstr (root, "state"));
+  for (i = 0; i < json_object_array_length (layers); i++) {
+    json_object *o = json_object_array_get_idx (layers, i);
+    SmCopyStatusLayer *l = g_new0 (SmCopyStatusLayer, 1);
+    int fmt = sm_image_format_from_string (jstr (o, "format") ?
+                                           jstr (o, "format") : "");
+    int bfmt = jstr (o, "backing-format") ?
+               sm_image_format_from_string (jstr (o, "backing-format")) : -1;
+
+    l->copy = sm_layer_copy_new (jstr (o, "disk"), jstr (o, "source"),
+                                 jstr (o, "dest"),
+                                 fmt < 0 ? SM_IMAGE_FORMAT_LAST : fmt,
+                                 jstr (o, "backing-name"),
+                                 bfmt < 0 ? SM_IMAGE_FORMAT_LAST : bfmt);
+    l->state = copy_state_from_string (jstr (o, "state"));
+    l->done = (uint64_t) jint (o, "done");
+    l->total = (uint64_t) jint (o, "total");
+    l->error = g_strdup (jstr (o, "error"));
+    g_ptr_array_add (status->layers, l);
+  }
+  if ((status->state == SM_COPY_RUNNING || status->state == SM_COPY_PENDING) &&
+      status->pid > 0 &&
+      process_start_time (status->pid) != status->start_time) {
+    status->state = SM_COPY_FAILED;
+    for (i = 0; i < status->layers->len; i++) {
+      SmCopyStatusLayer *l = status->layers->pdata[i];
+
+      if (l->state == SM_COPY_RUNNING || l->state == SM_COPY_PENDING) {
+        l->state = SM_COPY_FAILED;
+        g_free (l->error);
+        l->error = g_strdup_printf ("the copy worker %d died", (int) status->pid);
+      }
+    }
+  }
+  return g_steal_pointer (&status);
+}
+
+/* ---- the worker ----------------------------------------------------- */
+
+typedef struct {
+  GMutex lock;
+  SmCopyStatus *status;
+  bool changed;
+} Worker;
+
+typedef struct {
+  Worker *worker;
+  SmCopyStatusLayer *layer;
+} WorkerJob;
+
+static void
+job_progress (uint64_t done, uint64_t total, void *opaque)
+{
+  WorkerJob *job = opaque;
+
+  g_mutex_lock (&job->worker->lock);
+  job->layer->done = done;
+  job->layer->total = total;
+  job->worker->changed = true;
+  g_mutex_unlock (&job->worker->lock);
+}
+
+static gpointer
+job_thread (gpointer opaque)
+{
+  WorkerJob *job = opaque;
+  g_autoptr(GError) err = NULL;
+  bool ok;
+
+  g_mutex_lock (&job->worker->lock);
+  job->layer->state = SM_COPY_RUNNING;
+  job->worker->changed = true;
+  g_mutex_unlock (&job->worker->lock);
+  ok = sm_layer_copy_run (job->layer->copy, job_progress, job, &err);
+  g_mutex_lock (&job->worker->lock);
+  job->layer->state = ok ? SM_COPY_DONE : SM_COPY_FAILED;
+  if (!ok)
+    job->layer->error = g_strdup (err->message);
+  job->worker->changed = true;
+  g_mutex_unlock (&job->worker->lock);
+  return NULL;
+}
+
+static int
+worker_main (SmCopyStatus *status, const char *path)
+{
+  Worker worker = { .status = status };
+  g_autoptr(GPtrArray) threads = g_ptr_array_new ();
+  g_autofree WorkerJob *jobs = g_new0 (WorkerJob, status->layers->len);
+  bool failed = false;
+  size_t i;
+
+  g_mutex_init (&worker.lock);
+  for (i = 0; i < status->layers->len; i++) {
+    jobs[i].worker = &worker;
+    jobs[i].layer = status->layers->pdata[i];
+    g_ptr_array_add (threads, g_thread_new ("copy", job_thread, &jobs[i]));
+  }
+  for (;;) {
+    bool running = false;
+
+    g_usleep (STATUS_INTERVAL_US);
+    g_mutex_lock (&worker.lock);
+    for (i = 0; i < status->layers->len; i++) {
+      SmCopyStatusLayer *l = status->layers->pdata[i];
+
+      if (l->state == SM_COPY_PENDING || l->state == SM_COPY_RUNNING)
+        running = true;
+    }
+    if (worker.changed && running)
+      status_save (status, path, NULL);
+    worker.changed = false;
+    g_mutex_unlock (&worker.lock);
+    if (!running)
+      break;
+  }
+  for (i = 0; i < threads->len; i++)
+    g_thread_join (threads->pdata[i]);
+  for (i = 0; i < status->layers->len; i++)
+    if (((SmCopyStatusLayer *) status->layers->pdata[i])->state != SM_COPY_DONE)
+      failed = true;
+  status->state = failed ? SM_COPY_FAILED : SM_COPY_DONE;
+  return status_save (status, path, NULL) && !failed ? 0 : 1;
+}
+
+/* The worker keeps no descriptor of its parent: an inherited lock or QMP
+ * socket would outlive the command that started it. */
+static void
+detach_descriptors (void)
+{
+  int null = open ("/dev/null", O_RDWR);
+  g_autoptr(GDir) d = NULL;
+  g_autoptr(GArray) fds = g_array_new (false, false, sizeof (int));
+  const char *name;
+  size_t i;
+
+  if (null >= 0) {
+    dup2 (null, 0);
+    dup2 (null, 1);
+    dup2 (null, 2);
+    if (null > 2)
+      close (null);
+  }
+  d = g_dir_open ("/proc/self/fd", 0, NULL);
+  while (d && (name = g_dir_read_name (d))) {
+    int fd = atoi (name);
+
+    if (fd > 2)
+      g_array_append_val (fds, fd);
+  }
+  for (i = 0; i < fds->len; i++)
+    close (g_array_index (fds, int, i));
+}
+
+bool
+sm_copy_worker_spawn (GPtrArray *copies, const char *status_path, pid_t *pid,
+                      GError **error)
+{
+  g_autoptr(SmCopyStatus) status = status_new (copies);
+  int pfd[2];
+  pid_t child;
+  int wstatus;
+  int32_t got = 0;
+  ssize_t n;
+
+  *pid = 0;
+  if (copies->len == 0) {
+    status->state = SM_COPY_DONE;
+    return status_save (status, status_path, error);
+  }
+  status->state = SM_COPY_PENDING;
+  if (!status_save (status, status_path, error))
+    return false;
+  if (pipe2 (pfd, O_CLOEXEC) < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "pipe: %s", g_strerror (errno));
+    return false;
+  }
+  fflush (NULL);
+  child = fork ();
+  if (child < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "fork: %s", g_strerror (errno));
+    close (pfd[0]);
+    close (pfd[1]);
+    return false;
+  }
+  if (child == 0) {
+    pid_t worker;
+
+    setsid ();
+    worker = fork ();
+    if (worker != 0)
+      _exit (worker < 0 ? 1 : 0);
+    {
+      int32_t me = (int32_t) getpid ();
+      int keep = pfd[1];
+
+      close (pfd[0]);
+      status->pid = getpid ();
+      status->start_time = process_start_time (status->pid);
+      status->state = SM_COPY_RUNNING;
+      if (!status_save (status, status_path, NULL))
+        me = -1;
+      if (write (keep, &me, sizeof me) != sizeof me || me < 0)
+        _exit (1);
+      close (keep);
+      detach_descriptors ();
+      _exit (worker_main (status, status_path));
+    }
+  }
+  close (pfd[1]);
+  while (waitpid (child, &wstatus, 0) < 0 && errno == EINTR)
+    ;
+  do
+    n = read (pfd[0], &got, sizeof got);
+  while (n < 0 && errno == EINTR);
+  close (pfd[0]);
+  if (n != sizeof got || got <= 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                 "the copy worker did not start (status %s)", status_path);
+    return false;
+  }
+  *pid = (pid_t) got;
+  return true;
+}
+
+bool
+sm_copy_worker_kill (const char *status_path, int timeout_ms, GError **error)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmCopyStatus) status = sm_copy_status_load (status_path, &err);
+  gint64 deadline;
+
+  if (!status) {
+    if (g_error_matches (err, SM_ERROR, SM_ERROR_NOT_FOUND))
+      return true;
+    g_propagate_error (error, g_steal_pointer (&err));
+    return false;
+  }
+  if (status->pid <= 0 ||
+      process_start_time (status->pid) != status->start_time)
+    return true;
+  if (kill (status->pid, SIGKILL) < 0 && errno != ESRCH) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO,
+                 "cannot stop the copy worker %d: %s", (int) status->pid,
+                 g_strerror (errno));
+    return false;
+  }
+  deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  while (process_start_time (status->pid) == status->start_time) {
+    if (timeout_ms >= 0 && g_get_monotonic_time () > deadline) {
+      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                   "the copy worker %d did not stop in time", (int) status->pid);
+      return false;
+    }
+    g_usleep (5000);
+  }
+  return true;
+}

@@ -1,0 +1,101 @@
+/* libsnapmig — copying read-only backing layers into their pre-created
+ * destination files, in a detached worker process.
+ *
+ * A layer is copied as a file, not through its guest view: the allocated
+ * extents of the source file (SEEK_DATA/SEEK_HOLE) are copied with
+ * copy_file_range(), holes stay holes, so the destination holds exactly that
+ * layer's clusters and metadata.  The backing name and format are then set to
+ * the planned relative ones with `qemu-img rebase -u` when they differ.
+ * This is as fast as the file system can copy and cannot change what the
+ * guest sees through the chain.
+ *
+ * The worker records its PID, its start time (to recognise the process, not
+ * a reused PID) and per-layer state/progress/error in a JSON status file,
+ * rewritten atomically as it goes, so that `status`, `pivot` and `abort`
+ * (other processes) can follow or stop it.
+ */
+#ifndef SM_LAYER_COPY_H
+#define SM_LAYER_COPY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <glib.h>
+
+#include "error.h"
+#include "image.h"
+
+typedef struct {
+  char *disk;                  /* the disk the layer belongs to (messages) */
+  char *source;                /* read-only source layer */
+  char *dest;                  /* existing destination file (overwritten) */
+  SmImageFormat format;
+  char *backing_name;          /* wanted backing name (relative), or NULL */
+  SmImageFormat backing_format;
+} SmLayerCopy;
+
+SmLayerCopy *sm_layer_copy_new (const char *disk, const char *source,
+                                const char *dest, SmImageFormat format,
+                                const char *backing_name,
+                                SmImageFormat backing_format)
+  G_GNUC_WARN_UNUSED_RESULT;
+void sm_layer_copy_free (SmLayerCopy *copy);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmLayerCopy, sm_layer_copy_free)
+
+typedef void (*SmLayerCopyProgress) (uint64_t done, uint64_t total,
+                                     void *opaque);
+
+/* Copies one layer in the calling thread (see above); PROGRESS (may be NULL)
+ * is called as data is copied.  The destination must exist and be a regular
+ * file; it is truncated and rewritten.  Errors name the source or the
+ * destination. */
+bool sm_layer_copy_run (const SmLayerCopy *copy, SmLayerCopyProgress progress,
+                        void *opaque, GError **error);
+
+typedef enum {
+  SM_COPY_PENDING,
+  SM_COPY_RUNNING,
+  SM_COPY_DONE,
+  SM_COPY_FAILED,
+  SM_COPY_STATE_LAST
+} SmCopyState;
+const char *sm_copy_state_to_string (SmCopyState state);
+
+typedef struct {
+  SmLayerCopy *copy;
+  SmCopyState state;
+  uint64_t done, total;
+  char *error;                 /* SM_COPY_FAILED: why */
+} SmCopyStatusLayer;
+
+typedef struct {
+  pid_t pid;                   /* the worker, 0 before it started */
+  uint64_t start_time;         /* /proc/PID/stat start time */
+  SmCopyState state;           /* DONE when every layer is, FAILED when one
+                                  failed or the worker died */
+  GPtrArray *layers;           /* SmCopyStatusLayer * */
+} SmCopyStatus;
+
+void sm_copy_status_free (SmCopyStatus *status);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmCopyStatus, sm_copy_status_free)
+
+/* Starts a detached worker (fork, setsid, fork: it is nobody's child and
+ * holds no descriptor of the caller, so no lock) copying every SmLayerCopy
+ * of COPIES, all in parallel.  Returns once the worker has written its first
+ * status to STATUS_PATH, with its PID.  An empty COPIES writes a finished
+ * status and starts nothing (returns 0). */
+bool sm_copy_worker_spawn (GPtrArray *copies, const char *status_path,
+                           pid_t *pid, GError **error);
+
+/* Reads STATUS_PATH.  A worker recorded as running that no longer exists is
+ * reported as FAILED ("the copy worker PID died").  Caller frees. */
+SmCopyStatus *sm_copy_status_load (const char *status_path, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* Kills the worker recorded in STATUS_PATH (SIGKILL, only if the process is
+ * the one recorded) and waits until it is gone.  A missing status file or a
+ * worker already gone is fine. */
+bool sm_copy_worker_kill (const char *status_path, int timeout_ms,
+                          GError **error);
+
+#endif /* SM_LAYER_COPY_H */

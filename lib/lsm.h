@@ -1,0 +1,291 @@
+/* libsnapmig — mirrored live storage migration as one atomic snapshot
+ * transaction (the oVirt flow of seed 001).
+ *
+ *   create: pre-create the destination chain (every layer of the disk's
+ *           chain, relative backing names, formats stated) plus the new
+ *           destination top; create the new source top; one QMP
+ *           `transaction` of blockdev-snapshot-sync actions (mode=existing);
+ *           drive-mirror sync=top mode=existing of each new top into its
+ *           destination top; save the snapshot metadata; start a detached
+ *           worker copying the now read-only lower layers.
+ *   pivot:  wait for every mirror READY and every copy done, check the
+ *           destination chain, then block-job-complete every mirror (guest
+ *           paused around the switch of several disks), delete the metadata.
+ *   abort:  cancel the mirrors, stop the worker, remove exactly the files
+ *           snapmig created; the VM stays on the source chain, whose active
+ *           layer is the snapshot's new top.
+ *
+ * Plan, then execute: the sm_lsm_plan_* functions only look at data (what the
+ * VM reported, the image headers, the metadata) and return the files to
+ * create and the QMP commands to run, for --dry-run and unit tests.  The
+ * executors run a plan step by step, writing a journal record before and
+ * after each step (STATE/vms/KEY/journal/OPID.journal).
+ *
+ * Recovery policy (`snapmig recover`): an interrupted `create` is always
+ * rolled back — its user never got a success, so the VM is returned to the
+ * chain it ran on (mirrors cancelled, the new top committed back into the old
+ * one), the metadata is removed and every file the operation created is
+ * deleted.  An interrupted `pivot` or `abort` is finished by running the same
+ * command again (both are idempotent per disk); recover only reports them.
+ *
+ * Files of a migration: STATE/vms/KEY/lsm/NAME.json (disks, job ids,
+ * original tops), NAME.created (destination files snapmig created),
+ * NAME.copy.json (the copy worker's status).
+ *
+ * Test hook: SNAPMIG_TEST_CRASH_AFTER_STEP=N makes the create executor
+ * _exit(137) right after journaling the end of step N (1-based), to test
+ * recovery.  For tests only.
+ */
+#ifndef SM_LSM_H
+#define SM_LSM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+#include <json-c/json.h>
+
+#include "blockjob.h"
+#include "error.h"
+#include "image.h"
+#include "layer-copy.h"
+#include "precreate.h"
+#include "qmp.h"
+#include "snapshot-xml.h"
+#include "state.h"
+
+/* ---- what the planner knows about the VM ----------------------------- */
+
+typedef struct {
+  GPtrArray *disks;            /* SmBlockDisk *, query-block order */
+  GPtrArray *jobs;             /* SmBlockJob *, running block jobs */
+  GHashTable *chains;          /* disk id (sm_block_disk_id) → SmImageChain *
+                                  read from the image headers; disks whose
+                                  chain could not be read are absent */
+  GHashTable *chain_errors;    /* disk id → why its chain is absent */
+  bool has_transaction;
+  bool has_copy_mode;
+  char *run_state;             /* query-status "status" ("running", ...) */
+} SmLsmVm;
+
+void sm_lsm_vm_free (SmLsmVm *vm);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmLsmVm, sm_lsm_vm_free)
+SmLsmVm *sm_lsm_vm_new (void) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Asks QEMU (query-block, query-block-jobs, query-status, capabilities) and
+ * reads each disk's chain from the image headers (formats cross-checked with
+ * QEMU's).  Caller frees. */
+SmLsmVm *sm_lsm_vm_query (SmQmp *qmp, GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* ---- one migration, as saved in the state dir ------------------------ */
+
+typedef struct {
+  char *name;                  /* the disk as named in the snapshot */
+  char *id;                    /* QMP id (device name or node name) */
+  char *job_id;                /* the mirror's job id, NULL: no mirror */
+  char *orig_top;              /* active layer before the snapshot */
+  char *orig_format;
+  char *new_top;               /* the snapshot's new source top */
+  char *mirror;                /* destination top, or NULL */
+  char *dest_dir;              /* destination domain, or NULL */
+} SmLsmDisk;
+
+typedef struct {
+  char *snapshot;
+  char *parent;                /* current snapshot before create, or NULL */
+  GPtrArray *disks;            /* SmLsmDisk * */
+} SmLsmInfo;
+
+void sm_lsm_info_free (SmLsmInfo *info);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmLsmInfo, sm_lsm_info_free)
+json_object *sm_lsm_info_to_json (const SmLsmInfo *info);
+SmLsmInfo *sm_lsm_info_from_json (json_object *obj, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* STATE/vms/KEY/lsm/NAME.json, .created, .copy.json.  Caller frees. */
+char *sm_lsm_info_path (SmVmState *st, const char *snapshot);
+char *sm_lsm_created_path (SmVmState *st, const char *snapshot);
+char *sm_lsm_copy_status_path (SmVmState *st, const char *snapshot);
+
+/* Loads the migration record of SNAPSHOT (SM_ERROR_NOT_FOUND when the
+ * snapshot has no mirror).  Caller frees. */
+SmLsmInfo *sm_lsm_info_load (SmVmState *st, const char *snapshot,
+                             GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* ---- plans ----------------------------------------------------------- */
+
+typedef enum {
+  SM_LSM_STEP_CREATE_DEST,     /* pre-create a disk's destination chain */
+  SM_LSM_STEP_CREATE_TOP,      /* create a disk's new source top */
+  SM_LSM_STEP_TRANSACTION,     /* QMP transaction of snapshots */
+  SM_LSM_STEP_SNAPSHOT,        /* one blockdev-snapshot-sync */
+  SM_LSM_STEP_MIRROR,          /* drive-mirror */
+  SM_LSM_STEP_SAVE_METADATA,
+  SM_LSM_STEP_START_COPY,      /* detached lower-layer copy worker */
+  SM_LSM_STEP_WAIT,            /* mirrors READY, copies done */
+  SM_LSM_STEP_CHECK_DEST,      /* destination chain opens, confined */
+  SM_LSM_STEP_STOP,            /* pause the guest */
+  SM_LSM_STEP_COMPLETE,        /* block-job-complete of one mirror */
+  SM_LSM_STEP_WAIT_SWITCH,     /* every completed mirror ended, disk moved */
+  SM_LSM_STEP_CONT,            /* resume the guest */
+  SM_LSM_STEP_CANCEL,          /* block-job-cancel of one mirror */
+  SM_LSM_STEP_STOP_COPY,       /* kill the copy worker */
+  SM_LSM_STEP_REMOVE_FILES,    /* remove the files snapmig created */
+  SM_LSM_STEP_DELETE_SOURCE,   /* remove source files no longer used */
+  SM_LSM_STEP_DELETE_METADATA,
+  SM_LSM_STEP_LAST
+} SmLsmStepKind;
+const char *sm_lsm_step_kind_to_string (SmLsmStepKind kind);
+
+typedef struct {
+  SmLsmStepKind kind;
+  int disk;                    /* index in the plan's info->disks, or -1 */
+  char *command;               /* QMP command, or NULL */
+  json_object *args;           /* its arguments (owned), or NULL */
+} SmLsmStep;
+
+typedef enum {
+  SM_LSM_OP_CREATE,
+  SM_LSM_OP_PIVOT,
+  SM_LSM_OP_ABORT,
+  SM_LSM_OP_LAST
+} SmLsmOp;
+const char *sm_lsm_op_to_string (SmLsmOp op);
+
+typedef enum {
+  SM_LSM_ATOMIC = 1 << 0,          /* all disks or none */
+  SM_LSM_REUSE_EXTERNAL = 1 << 1,  /* targets exist; implies ATOMIC */
+  SM_LSM_DISK_ONLY = 1 << 2,       /* accepted: snapshots are disk-only */
+  SM_LSM_NO_METADATA = 1 << 3,     /* do not record the snapshot */
+  SM_LSM_DELETE_SOURCE = 1 << 4,   /* pivot: remove unused source files */
+} SmLsmFlags;
+
+typedef struct {
+  unsigned flags;              /* SmLsmFlags */
+  uint64_t bandwidth;          /* drive-mirror speed, bytes/s, 0: none */
+  const char *copy_mode;       /* NULL, "background", "write-blocking" */
+} SmLsmCreateOptions;
+
+typedef struct {
+  SmLsmOp op;
+  unsigned flags;
+  SmLsmInfo *info;             /* disks, in step order */
+  SmSnapshotDef *def;          /* create: the metadata to save */
+  GPtrArray *dest_plans;       /* create: SmPrecreatePlan * per disk, NULL
+                                  for a disk without mirror */
+  GPtrArray *top_plans;        /* create: SmPrecreatePlan * per disk, the
+                                  new source top (one layer) */
+  GPtrArray *copies;           /* create: SmLayerCopy *, lower layers */
+  GPtrArray *steps;            /* SmLsmStep * */
+  GPtrArray *source_files;     /* pivot --delete-source: files to remove */
+} SmLsmPlan;
+
+void sm_lsm_plan_free (SmLsmPlan *plan);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmLsmPlan, sm_lsm_plan_free)
+
+/* The job id snapmig gives the mirror of disk ID ("snapmig-mirror-ID", with
+ * characters QEMU refuses in ids replaced).  Caller frees. */
+char *sm_lsm_job_id (const char *id) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Builds the <domainsnapshot> of `create --name NAME [--diskspec SPEC]...
+ * [--mirror-domain DIR]`.  SPEC is DISK[,file=NEWTOP][,mirror=PATH]
+ * [,snapshot=no].  With MIRROR_DOMAIN, every disk named by a SPEC without
+ * mirror= (all file-backed writable disks of the VM when there is no SPEC)
+ * is mirrored into DIR: its new source top is
+ * <top-basename-without-extension>.<NAME>.qcow2 next to its current top and
+ * its mirror the same name in DIR.  A SPEC without file= gets that new top
+ * name too.  Errors (SM_ERROR_INVALID / SM_ERROR_NOT_FOUND) name the spec or
+ * disk.  Caller frees. */
+SmSnapshotDef *sm_lsm_def_from_options (const SmLsmVm *vm, const char *name,
+                                        const char *const *diskspecs,
+                                        const char *mirror_domain,
+                                        GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* Plans `create` of DEF on VM.  CURRENT is the current snapshot's name (the
+ * new one's parent) or NULL.  Refuses (naming the disk): a disk the VM lacks,
+ * a disk named twice, a disk with a block job, a non-qcow2 new top or
+ * mirror, a mirror or new top that is a file of a source chain, two disks
+ * with the same destination file, --atomic (or mirrors, or
+ * --reuse-external) with several disks when QEMU lacks `transaction`,
+ * --reuse-external without `transaction`, mirrors with --no-metadata.
+ * Touches nothing.  Caller frees. */
+SmLsmPlan *sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
+                               const char *current,
+                               const SmLsmCreateOptions *options,
+                               GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Plans `pivot` of the migration INFO: refuses a snapshot that is not
+ * CURRENT (may be NULL) or has no mirror.  Disks already switched to their
+ * destination are skipped.  With SM_LSM_DELETE_SOURCE in FLAGS, lists the
+ * source files no disk of VM uses afterwards.  Caller frees. */
+SmLsmPlan *sm_lsm_plan_pivot (const SmLsmVm *vm, const SmLsmInfo *info,
+                              const char *current, unsigned flags,
+                              GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Plans `abort` of the migration INFO.  Refuses when a disk already runs on
+ * its destination (`pivot` finishes the job then).  Caller frees. */
+SmLsmPlan *sm_lsm_plan_abort (const SmLsmVm *vm, const SmLsmInfo *info,
+                              GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* The plan as text for --dry-run: files to create, QMP commands (JSON), other
+ * steps in words, one per line.  Caller frees. */
+char *sm_lsm_plan_format (const SmLsmPlan *plan) G_GNUC_WARN_UNUSED_RESULT;
+
+/* ---- executors ------------------------------------------------------- */
+
+/* Progress of waits: ITEM is "DISK mirror" or "FILE copy". */
+typedef void (*SmLsmProgress) (const char *item, uint64_t done,
+                               uint64_t total, bool finished, void *opaque);
+
+typedef struct {
+  int timeout_ms;              /* waits; < 0: none */
+  SmLsmProgress progress;      /* may be NULL */
+  void *opaque;
+} SmLsmWaitOptions;
+
+/* Runs a create plan (the caller holds the VM's lock).  On failure the VM,
+ * the images and the metadata are as before and every file created is gone;
+ * the message names the step's QMP command, the disk and QEMU's reason.
+ * Without atomicity (no transaction, several disks) a failure leaves the
+ * disks snapshotted before it, recorded in the metadata, and the message
+ * says disk by disk what happened. */
+bool sm_lsm_create (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
+                    GError **error);
+
+/* Waits until every mirror of the migration SNAPSHOT is READY and every
+ * lower-layer copy is done.  A copy that failed or a mirror that ended is an
+ * error naming it. */
+bool sm_lsm_wait (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
+                  const SmLsmWaitOptions *options, GError **error);
+
+typedef struct {
+  int64_t pause_ms;            /* how long the guest was paused, -1: not */
+  GPtrArray *moved;            /* names of the disks switched now */
+} SmLsmPivotResult;
+void sm_lsm_pivot_result_clear (SmLsmPivotResult *result);
+
+/* Runs a pivot plan.  On a failure part-way the message says which disk
+ * runs where; the metadata stays so that a second pivot finishes. */
+bool sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
+                   const SmLsmWaitOptions *options, SmLsmPivotResult *result,
+                   GError **error);
+
+/* Runs an abort plan. */
+bool sm_lsm_abort (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
+                   int timeout_ms, GError **error);
+
+/* One line per disk and per copied layer of migration INFO: mirror job
+ * state and progress, copy state and progress.  Returned as JSON:
+ * {"snapshot":..,"disks":[{"name","job","status","ready","offset","len",
+ * "active"}],"copies":[{"source","dest","state","done","total","error"}],
+ * "worker-pid":N}.  Caller puts. */
+json_object *sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
+                            GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Finishes interrupted operations of the VM (see the policy above): returns
+ * a description of what was done per journal (caller frees, g_strfreev),
+ * empty when nothing was pending. */
+char **sm_lsm_recover (SmQmp *qmp, SmVmState *st, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+#endif /* SM_LSM_H */

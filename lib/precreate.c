@@ -1,0 +1,890 @@
+/* libsnapmig — sizing and pre-creation of destination images. */
+#include "precreate.h"
+#include "state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#define DOMAIN "precreate"
+
+/* qemu-img's qcow2 default, used for the estimate when the source has no
+ * cluster size of its own (a raw layer). */
+#define DEFAULT_CLUSTER_SIZE (64 * 1024)
+
+static const char *const mode_names[SM_PRECREATE_LAST] = {
+  [SM_PRECREATE_CHAIN] = "chain",
+  [SM_PRECREATE_FLAT] = "flat",
+};
+
+const char *
+sm_precreate_mode_to_string (SmPrecreateMode mode)
+{
+  if ((unsigned) mode >= SM_PRECREATE_LAST)
+    return NULL;
+  return mode_names[mode];
+}
+
+/* Sizes come from image headers a guest or a broken tool may have written:
+ * every sum saturates instead of wrapping to a small number. */
+static uint64_t
+sat_add (uint64_t a, uint64_t b)
+{
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static uint64_t
+div_round_up (uint64_t a, uint64_t b)
+{
+  return a / b + (a % b != 0);
+}
+
+static uint64_t
+round_up (uint64_t a, uint64_t b)
+{
+  uint64_t n = div_round_up (a, b);
+
+  return n > UINT64_MAX / b ? UINT64_MAX : n * b;
+}
+
+/* Upper bound of the metadata of a qcow2 image of VIRTUAL_SIZE holding DATA
+ * bytes of guest data, with clusters of CLUSTER bytes: the header cluster,
+ * the L1 table, L2 tables covering the whole virtual size (8 bytes per
+ * cluster), and 16-bit refcounts for every host cluster plus their refcount
+ * table, with one spare refcount block for the refcount structures' own
+ * clusters. */
+static uint64_t
+qcow2_metadata_bound (uint64_t virtual_size, uint64_t data, uint64_t cluster)
+{
+  uint64_t l2_tables, l1, meta, host_clusters, refblocks, reftable;
+
+  if (cluster < 512)
+    cluster = DEFAULT_CLUSTER_SIZE;
+  l2_tables = div_round_up (div_round_up (virtual_size, cluster), cluster / 8);
+  l1 = round_up (l2_tables * 8 > 0 ? l2_tables * 8 : 1, cluster);
+  meta = sat_add (sat_add (cluster, l1), l2_tables * cluster);
+  host_clusters = div_round_up (sat_add (meta, data), cluster);
+  refblocks = div_round_up (host_clusters, cluster / 2) + 1;
+  reftable = round_up (refblocks * 8, cluster);
+  return sat_add (sat_add (meta, refblocks * cluster), reftable);
+}
+
+/* required_bytes of a qcow2 layer that may receive DATA bytes (see the
+ * estimate in the header). */
+static uint64_t
+qcow2_required (uint64_t virtual_size, uint64_t data, uint64_t cluster)
+{
+  uint64_t cap = round_up (virtual_size, cluster ? cluster
+                                                 : DEFAULT_CLUSTER_SIZE);
+
+  if (data > cap)
+    data = cap;
+  return sat_add (data, qcow2_metadata_bound (virtual_size, data, cluster));
+}
+
+/* qemu-img rounds a qcow2 image's size up to whole 512-byte sectors. */
+static uint64_t
+qcow2_virtual_size (uint64_t size)
+{
+  return round_up (size, 512);
+}
+
+static void
+layer_free (SmPrecreateLayer *layer)
+{
+  if (!layer)
+    return;
+  g_free (layer->path);
+  g_free (layer->source_path);
+  g_free (layer->backing_name);
+  g_free (layer);
+}
+
+void
+sm_precreate_plan_free (SmPrecreatePlan *plan)
+{
+  if (!plan)
+    return;
+  g_free (plan->dest_dir);
+  if (plan->layers)
+    g_ptr_array_unref (plan->layers);
+  g_free (plan);
+}
+
+/* The relative backing name of the copy of PATH, which lies next to the
+ * image naming it.  QEMU reads "x:" at the start of a name as a protocol prefix ("nbd:",
+ * "file:") unless a '/' comes before the colon, so such a name gets "./". */
+static char *
+backing_name_for (const char *path)
+{
+  g_autofree char *base = g_path_get_basename (path);
+
+  if (base[strcspn (base, ":/")] == ':')
+    return g_strconcat ("./", base, NULL);
+  return g_steal_pointer (&base);
+}
+
+/* A destination layer for the source layer SRC, named after it in DEST_DIR,
+ * that may receive DATA bytes of guest data; no backing yet. */
+static SmPrecreateLayer *
+layer_for_source (const char *dest_dir, const SmImageInfo *src, uint64_t data)
+{
+  SmPrecreateLayer *layer = g_new0 (SmPrecreateLayer, 1);
+  g_autofree char *base = g_path_get_basename (src->path);
+
+  layer->path = g_build_filename (dest_dir, base, NULL);
+  layer->source_path = g_strdup (src->path);
+  layer->format = src->format;
+  layer->backing_format = SM_IMAGE_FORMAT_LAST;
+  if (src->format == SM_IMAGE_FORMAT_QCOW2) {
+    layer->virtual_size = qcow2_virtual_size (src->virtual_size);
+    layer->cluster_size = src->cluster_size;
+    layer->required_bytes = qcow2_required (layer->virtual_size, data,
+                                            layer->cluster_size);
+  } else {
+    /* The copy may write every byte of a raw image. */
+    layer->virtual_size = src->virtual_size;
+    layer->required_bytes = src->virtual_size;
+  }
+  return layer;
+}
+
+/* A new-top name goes into a path and into a qcow2 header as a relative
+ * backing name elsewhere later: it must stay inside DEST_DIR. */
+static bool
+check_new_top_name (const char *name, GError **error)
+{
+  if (!*name || strchr (name, '/') || strcmp (name, ".") == 0
+      || strcmp (name, "..") == 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "new top image name '%s' is not a plain file name "
+                 "(no '/', not '.' or '..')", name);
+    return false;
+  }
+  return true;
+}
+
+/* Adds LAYER to PLAN (at the top when AT_TOP) unless its base name is taken
+ * already; NAMES maps base names to the source they come from. */
+static bool
+plan_add_layer (SmPrecreatePlan *plan, GHashTable *names,
+                SmPrecreateLayer *layer, bool at_top, GError **error)
+{
+  g_autofree char *base = g_path_get_basename (layer->path);
+  const char *source = layer->source_path ? layer->source_path
+                                          : "the new top image";
+  const char *other = g_hash_table_lookup (names, base);
+
+  if (other) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "%s and %s would both be copied to %s: destination names "
+                 "must differ", other, source, layer->path);
+    layer_free (layer);
+    return false;
+  }
+  g_hash_table_insert (names, g_steal_pointer (&base), (char *) source);
+  if (at_top)
+    g_ptr_array_insert (plan->layers, 0, layer);
+  else
+    g_ptr_array_add (plan->layers, layer);
+  return true;
+}
+
+SmPrecreatePlan *
+sm_precreate_plan (const SmImageChain *source, SmPrecreateMode mode,
+                   const char *dest_dir, const char *new_top_name,
+                   GError **error)
+{
+  g_autoptr(SmPrecreatePlan) plan = NULL;
+  g_autoptr(GHashTable) names = NULL;
+  const SmImageInfo *top;
+  SmPrecreateLayer *layer;
+  unsigned i, n;
+
+  g_return_val_if_fail (source && source->layers, NULL);
+  g_return_val_if_fail (dest_dir, NULL);
+
+  n = source->layers->len;
+  if (n == 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "cannot plan the destination of an empty chain");
+    return NULL;
+  }
+  top = source->layers->pdata[0];
+  if (new_top_name && !check_new_top_name (new_top_name, error))
+    return NULL;
+
+  plan = g_new0 (SmPrecreatePlan, 1);
+  plan->mode = mode;
+  plan->dest_dir = g_canonicalize_filename (dest_dir, NULL);
+  plan->layers = g_ptr_array_new_with_free_func ((GDestroyNotify) layer_free);
+  names = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
+  switch (mode) {
+  case SM_PRECREATE_FLAT: {
+    uint64_t data = 0;
+
+    if (new_top_name) {
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "a flat destination of %s has no new top image (%s)",
+                   top->path, new_top_name);
+      return NULL;
+    }
+    /* The flat image receives the data of every layer. */
+    for (i = 0; i < n; i++) {
+      const SmImageInfo *src = source->layers->pdata[i];
+
+      data = sat_add (data, src->allocated_bytes);
+    }
+    layer = layer_for_source (plan->dest_dir, top, data);
+    if (!plan_add_layer (plan, names, layer, false, error))
+      return NULL;
+    break;
+  }
+
+  case SM_PRECREATE_CHAIN:
+    for (i = 0; i < n; i++) {
+      const SmImageInfo *src = source->layers->pdata[i];
+      const SmImageInfo *below = i + 1 < n ? source->layers->pdata[i + 1]
+                                           : NULL;
+
+      if (below && src->format != SM_IMAGE_FORMAT_QCOW2) {
+        g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                     "%s is a %s image with a backing file below it: only "
+                     "qcow2 layers can have one", src->path,
+                     sm_image_format_to_string (src->format));
+        return NULL;
+      }
+      layer = layer_for_source (plan->dest_dir, src, src->allocated_bytes);
+      if (below) {
+        layer->backing_name = backing_name_for (below->path);
+        layer->backing_format = below->format;
+      }
+      if (!plan_add_layer (plan, names, layer, false, error))
+        return NULL;
+    }
+    if (new_top_name) {
+      layer = g_new0 (SmPrecreateLayer, 1);
+      layer->path = g_build_filename (plan->dest_dir, new_top_name, NULL);
+      layer->format = SM_IMAGE_FORMAT_QCOW2;
+      layer->virtual_size = qcow2_virtual_size (top->virtual_size);
+      layer->backing_name = backing_name_for (top->path);
+      layer->backing_format = top->format;
+      layer->cluster_size = top->format == SM_IMAGE_FORMAT_QCOW2
+                            ? top->cluster_size : 0;
+      layer->required_bytes = qcow2_required (layer->virtual_size, 0,
+                                              layer->cluster_size);
+      if (!plan_add_layer (plan, names, layer, true, error))
+        return NULL;
+    }
+    break;
+
+  case SM_PRECREATE_LAST:
+  default:
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "unknown pre-creation mode %d", (int) mode);
+    return NULL;
+  }
+  return g_steal_pointer (&plan);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Created-files records. */
+
+struct SmCreatedFiles {
+  GPtrArray *paths;          /* char *, oldest first, NULL-terminated */
+};
+
+SmCreatedFiles *
+sm_created_files_new (void)
+{
+  SmCreatedFiles *files = g_new0 (SmCreatedFiles, 1);
+
+  files->paths = g_ptr_array_new_null_terminated (4, g_free, TRUE);
+  return files;
+}
+
+void
+sm_created_files_free (SmCreatedFiles *files)
+{
+  if (!files)
+    return;
+  g_ptr_array_unref (files->paths);
+  g_free (files);
+}
+
+static bool
+created_files_find (const SmCreatedFiles *files, const char *path,
+                    unsigned *index)
+{
+  return g_ptr_array_find_with_equal_func (files->paths, path, g_str_equal,
+                                           index);
+}
+
+void
+sm_created_files_add (SmCreatedFiles *files, const char *path)
+{
+  g_autofree char *abs = NULL;
+
+  g_return_if_fail (files && path);
+  abs = g_canonicalize_filename (path, NULL);
+  if (!created_files_find (files, abs, NULL))
+    g_ptr_array_add (files->paths, g_steal_pointer (&abs));
+}
+
+/* Drops PATH from the record (the file is gone). */
+static void
+created_files_forget (SmCreatedFiles *files, const char *path)
+{
+  unsigned i;
+
+  if (created_files_find (files, path, &i))
+    g_ptr_array_remove_index (files->paths, i);
+}
+
+const char *const *
+sm_created_files_paths (const SmCreatedFiles *files, size_t *n)
+{
+  static const char *const empty[] = { NULL };
+
+  g_return_val_if_fail (files, empty);
+  if (n)
+    *n = files->paths->len;
+  /* An empty array may have no storage at all. */
+  if (files->paths->len == 0)
+    return empty;
+  return (const char *const *) files->paths->pdata;
+}
+
+bool
+sm_created_files_rollback (SmCreatedFiles *files, GError **error)
+{
+  g_autoptr(GError) first = NULL;
+  unsigned i;
+
+  g_return_val_if_fail (files, false);
+  for (i = files->paths->len; i-- > 0;) {
+    const char *path = files->paths->pdata[i];
+
+    if (unlink (path) < 0 && errno != ENOENT) {
+      int saved = errno;
+
+      sm_debug (DOMAIN, "rollback: cannot remove %s: %s", path,
+                g_strerror (saved));
+      if (!first)
+        first = g_error_new (SM_ERROR, SM_ERROR_IO, "cannot remove %s: %s",
+                             path, g_strerror (saved));
+      continue;
+    }
+    sm_debug (DOMAIN, "rollback: removed %s", path);
+    g_ptr_array_remove_index (files->paths, i);
+  }
+  if (first) {
+    g_propagate_error (error, g_steal_pointer (&first));
+    return false;
+  }
+  return true;
+}
+
+bool
+sm_created_files_save (const SmCreatedFiles *files, const char *record_path,
+                       GError **error)
+{
+  g_autoptr(GString) out = g_string_new (NULL);
+  unsigned i;
+
+  g_return_val_if_fail (files && record_path, false);
+  for (i = 0; i < files->paths->len; i++) {
+    const char *path = files->paths->pdata[i];
+
+    /* One path per line: a name holding a newline cannot be recorded, and
+     * losing it silently would leave a file nobody knows about. */
+    if (strchr (path, '\n')) {
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "cannot record a file name holding a newline in %s: %s",
+                   record_path, path);
+      return false;
+    }
+    g_string_append (out, path);
+    g_string_append_c (out, '\n');
+  }
+  return sm_state_write_atomic (record_path, out->str, out->len, error);
+}
+
+SmCreatedFiles *
+sm_created_files_load (const char *record_path, GError **error)
+{
+  g_autoptr(SmCreatedFiles) files = NULL;
+  g_autoptr(GError) local = NULL;
+  g_autofree char *data = NULL;
+  g_auto(GStrv) lines = NULL;
+  unsigned i;
+
+  g_return_val_if_fail (record_path, NULL);
+  if (!g_file_get_contents (record_path, &data, NULL, &local)) {
+    if (g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                   "record %s does not exist", record_path);
+    else
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot read record %s: %s",
+                   record_path, local->message);
+    return NULL;
+  }
+  files = sm_created_files_new ();
+  lines = g_strsplit (data, "\n", -1);
+  for (i = 0; lines[i]; i++) {
+    if (!*lines[i])
+      continue;
+    if (!g_path_is_absolute (lines[i])) {
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "record %s, line %u: not an absolute path: %s",
+                   record_path, i + 1, lines[i]);
+      return NULL;
+    }
+    sm_created_files_add (files, lines[i]);
+  }
+  return g_steal_pointer (&files);
+}
+
+char *
+sm_created_files_record_path (const char *dest_dir, const char *opid)
+{
+  g_autofree char *name = NULL;
+
+  g_return_val_if_fail (dest_dir && opid && *opid, NULL);
+  g_return_val_if_fail (strchr (opid, '/') == NULL, NULL);
+  name = g_strconcat (".snapmig-created-", opid, NULL);
+  return g_build_filename (dest_dir, name, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checking. */
+
+static char *
+format_size (uint64_t bytes)
+{
+  return g_format_size_full (bytes, G_FORMAT_SIZE_IEC_UNITS
+                                    | G_FORMAT_SIZE_LONG_FORMAT);
+}
+
+static const char *
+quoted_or (const char *s, const char *none, char **tmp)
+{
+  if (!s)
+    return none;
+  *tmp = g_strdup_printf ("'%s'", s);
+  return *tmp;
+}
+
+/* True if INFO, the probe of an existing image, is what LAYER plans. */
+static bool
+layer_fits (const SmPrecreateLayer *layer, const SmImageInfo *info,
+            const char *what, GError **error)
+{
+  const char *want_fmt = layer->backing_name
+                         ? sm_image_format_to_string (layer->backing_format)
+                         : NULL;
+  g_autofree char *t1 = NULL, *t2 = NULL;
+
+  if (info->virtual_size != layer->virtual_size) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "%s: %s: virtual size is %" PRIu64 " bytes, expected %"
+                 PRIu64, layer->path, what, info->virtual_size,
+                 layer->virtual_size);
+    return false;
+  }
+  if (layer->format != SM_IMAGE_FORMAT_QCOW2)
+    return true;
+  if (g_strcmp0 (info->backing_file, layer->backing_name) != 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "%s: %s: backing file is %s, expected %s", layer->path, what,
+                 quoted_or (info->backing_file, "none", &t1),
+                 quoted_or (layer->backing_name, "none", &t2));
+    return false;
+  }
+  if (want_fmt && g_strcmp0 (info->backing_format, want_fmt) != 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "%s: %s: backing format is %s, expected %s", layer->path,
+                 what, quoted_or (info->backing_format, "not stated", &t1),
+                 want_fmt);
+    return false;
+  }
+  /* Data in another file, or an image QEMU would refuse to write, is not
+   * what the plan describes either. */
+  if (info->data_file) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "%s: %s: it has an external data file ('%s'), expected none",
+                 layer->path, what, info->data_file);
+    return false;
+  }
+  if (info->corrupt || info->unknown_incompatible) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "%s: %s: the image is marked corrupt or uses unknown "
+                 "features", layer->path, what);
+    return false;
+  }
+  return true;
+}
+
+static bool
+probe_fits (const SmPrecreateLayer *layer, const char *what, GError **error)
+{
+  g_autoptr(SmImageInfo) info = sm_image_probe (layer->path, layer->format,
+                                                error);
+
+  if (!info) {
+    g_prefix_error (error, "%s: ", what);
+    return false;
+  }
+  return layer_fits (layer, info, what, error);
+}
+
+static bool
+check_dest_dir (const char *dir, GError **error)
+{
+  struct stat st;
+
+  if (stat (dir, &st) < 0) {
+    int saved = errno;
+
+    g_set_error (error, SM_ERROR,
+                 saved == ENOENT ? SM_ERROR_NOT_FOUND : SM_ERROR_IO,
+                 "destination directory %s: %s", dir, g_strerror (saved));
+    return false;
+  }
+  if (!S_ISDIR (st.st_mode)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "destination %s is not a directory", dir);
+    return false;
+  }
+  if (access (dir, W_OK | X_OK) < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO,
+                 "destination directory %s is not writable: %s", dir,
+                 g_strerror (errno));
+    return false;
+  }
+  return true;
+}
+
+/* Checks a block device target; sets the layer's marks. */
+static bool
+check_block_device (SmPrecreateLayer *layer, unsigned flags, GError **error)
+{
+  g_autofree char *what = NULL;
+  g_autofree char *have = NULL, *need = NULL;
+  uint64_t size;
+
+  layer->block_device = true;
+  if (!sm_image_file_size (layer->path, &size, error))
+    return false;
+  if (size < layer->required_bytes) {
+    have = format_size (size);
+    need = format_size (layer->required_bytes);
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "%s: block device too small: %s, need %s", layer->path,
+                 have, need);
+    return false;
+  }
+  /* A raw device is the disk itself: QEMU 7.2's mirror fails with "Source
+   * and target image have different sizes" on a larger one (checked), and
+   * the guest would see the larger size after the pivot anyway. */
+  if (layer->format == SM_IMAGE_FORMAT_RAW && size != layer->virtual_size) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "%s: block device is %" PRIu64 " bytes, a raw target must "
+                 "be exactly the disk's virtual size, %" PRIu64 " bytes",
+                 layer->path, size, layer->virtual_size);
+    return false;
+  }
+  if (flags & SM_PRECREATE_REUSE) {
+    if (!probe_fits (layer, "cannot reuse it", error))
+      return false;
+    layer->reuse = true;
+    return true;
+  }
+  if (!sm_image_find_signature (layer->path, &what, error))
+    return false;
+  if (what) {
+    g_set_error (error, SM_ERROR, SM_ERROR_EXISTS,
+                 "%s: block device holds data (%s) (use --reuse-external to "
+                 "reuse it)", layer->path, what);
+    return false;
+  }
+  return true;
+}
+
+bool
+sm_precreate_check (SmPrecreatePlan *plan, unsigned flags, GError **error)
+{
+  bool reuse = flags & SM_PRECREATE_REUSE;
+  uint64_t need = 0, have;
+  struct statvfs vfs;
+  unsigned i;
+
+  g_return_val_if_fail (plan && plan->layers, false);
+  if (!check_dest_dir (plan->dest_dir, error))
+    return false;
+
+  for (i = 0; i < plan->layers->len; i++) {
+    SmPrecreateLayer *layer = plan->layers->pdata[i];
+    struct stat st;
+
+    layer->reuse = false;
+    layer->block_device = false;
+    /* lstat first: a dangling symbolic link is a name that exists, and
+     * writing through it would create a file outside DEST_DIR. */
+    if (lstat (layer->path, &st) < 0) {
+      if (errno != ENOENT) {
+        g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: %s", layer->path,
+                     g_strerror (errno));
+        return false;
+      }
+      if (reuse) {
+        g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                     "%s: target does not exist (reusing external files "
+                     "needs every target created beforehand)", layer->path);
+        return false;
+      }
+      need = sat_add (need, layer->required_bytes);
+      continue;
+    }
+    if (stat (layer->path, &st) < 0) {
+      if (errno != ENOENT) {
+        g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: %s", layer->path,
+                     g_strerror (errno));
+        return false;
+      }
+      g_set_error (error, SM_ERROR,
+                   reuse ? SM_ERROR_NOT_FOUND : SM_ERROR_EXISTS,
+                   reuse ? "%s: target is a dangling symbolic link"
+                         : "%s: target exists (use --reuse-external to "
+                           "reuse it)", layer->path);
+      return false;
+    }
+    if (S_ISBLK (st.st_mode)) {
+      if (!check_block_device (layer, flags, error))
+        return false;
+      continue;
+    }
+    if (!reuse) {
+      g_set_error (error, SM_ERROR, SM_ERROR_EXISTS,
+                   "%s: target exists (use --reuse-external to reuse it)",
+                   layer->path);
+      return false;
+    }
+    if (!S_ISREG (st.st_mode)) {
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "%s: cannot reuse it: not a regular file or block device",
+                   layer->path);
+      return false;
+    }
+    if (!probe_fits (layer, "cannot reuse it", error))
+      return false;
+    layer->reuse = true;
+  }
+
+  if (statvfs (plan->dest_dir, &vfs) < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO,
+                 "cannot tell the free space in %s: %s", plan->dest_dir,
+                 g_strerror (errno));
+    return false;
+  }
+  /* f_bavail, not f_bfree: blocks reserved for root are not ours to take
+   * even when snapmig runs as root. */
+  have = (uint64_t) vfs.f_bavail > UINT64_MAX / vfs.f_frsize
+         ? UINT64_MAX : (uint64_t) vfs.f_bavail * vfs.f_frsize;
+  sm_debug (DOMAIN, "%s: need %" PRIu64 " bytes, have %" PRIu64,
+            plan->dest_dir, need, have);
+  if (need > have) {
+    g_autofree char *need_s = format_size (need);
+    g_autofree char *have_s = format_size (have);
+
+    g_set_error (error, SM_ERROR, SM_ERROR_IO,
+                 "not enough space in %s: need %s, have %s", plan->dest_dir,
+                 need_s, have_s);
+    return false;
+  }
+  return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Execution. */
+
+static bool
+run_qemu_img (GPtrArray *argv, const char *target, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  g_autofree char *err_out = NULL;
+  int status;
+
+  if (sm_debug_enabled ()) {
+    g_autofree char *cmd = g_strjoinv (" ", (char **) argv->pdata);
+    sm_debug (DOMAIN, "running %s", cmd);
+  }
+  if (!g_spawn_sync (NULL, (char **) argv->pdata, NULL,
+                     G_SPAWN_SEARCH_PATH | G_SPAWN_STDIN_FROM_DEV_NULL
+                     | G_SPAWN_STDOUT_TO_DEV_NULL,
+                     NULL, NULL, NULL, &err_out, &status, &local)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot run qemu-img: %s",
+                 target, local->message);
+    return false;
+  }
+  if (!g_spawn_check_wait_status (status, &local)) {
+    g_strstrip (err_out);
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: qemu-img create failed: %s",
+                 target, *err_out ? err_out : local->message);
+    return false;
+  }
+  return true;
+}
+
+/* Writes the image LAYER plans into the existing (empty or blank) file or
+ * device at its path. */
+static bool
+format_layer (const SmPrecreateLayer *layer, GError **error)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_null_terminated (16, g_free,
+                                                               TRUE);
+
+  g_ptr_array_add (argv, g_strdup ("qemu-img"));
+  g_ptr_array_add (argv, g_strdup ("create"));
+  g_ptr_array_add (argv, g_strdup ("-q"));
+  g_ptr_array_add (argv, g_strdup ("-f"));
+  g_ptr_array_add (argv, g_strdup ("qcow2"));
+  if (layer->cluster_size) {
+    g_ptr_array_add (argv, g_strdup ("-o"));
+    g_ptr_array_add (argv, g_strdup_printf ("cluster_size=%" PRIu64,
+                                            layer->cluster_size));
+  }
+  if (layer->backing_name) {
+    /* -u with an explicit size: qemu-img does not open the backing file,
+     * whose copy may arrive only later (drive-mirror mode=existing opens it
+     * at completion). */
+    g_ptr_array_add (argv, g_strdup ("-b"));
+    g_ptr_array_add (argv, g_strdup (layer->backing_name));
+    g_ptr_array_add (argv, g_strdup ("-F"));
+    g_ptr_array_add (argv, g_strdup (sm_image_format_to_string (
+                                       layer->backing_format)));
+    g_ptr_array_add (argv, g_strdup ("-u"));
+  }
+  /* The path is absolute, so QEMU never takes a protocol prefix from it. */
+  g_ptr_array_add (argv, g_strdup (layer->path));
+  g_ptr_array_add (argv, g_strdup_printf ("%" PRIu64, layer->virtual_size));
+  return run_qemu_img (argv, layer->path, error);
+}
+
+/* Creates the regular file of LAYER; records it in CREATED and MINE as soon
+ * as it exists. */
+static bool
+create_file_layer (const SmPrecreateLayer *layer, SmCreatedFiles *created,
+                   SmCreatedFiles *mine, GError **error)
+{
+  int fd;
+
+  /* O_EXCL: never overwrite a file, even one that appeared after the check
+   * (it also refuses a symbolic link, dangling or not). */
+  fd = open (layer->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    int saved = errno;
+
+    if (saved == EEXIST)
+      g_set_error (error, SM_ERROR, SM_ERROR_EXISTS,
+                   "%s: target exists (use --reuse-external to reuse it)",
+                   layer->path);
+    else
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot create %s: %s",
+                   layer->path, g_strerror (saved));
+    return false;
+  }
+  sm_created_files_add (created, layer->path);
+  sm_created_files_add (mine, layer->path);
+  sm_debug (DOMAIN, "created %s", layer->path);
+
+  if (layer->format == SM_IMAGE_FORMAT_RAW) {
+    /* Sparse full size: the copy fills it. */
+    if (ftruncate (fd, (off_t) layer->virtual_size) < 0) {
+      int saved = errno;
+
+      close (fd);
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot size %s to %" PRIu64
+                   " bytes: %s", layer->path, layer->virtual_size,
+                   g_strerror (saved));
+      return false;
+    }
+  }
+  if (close (fd) < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot create %s: %s",
+                 layer->path, g_strerror (errno));
+    return false;
+  }
+  if (layer->format == SM_IMAGE_FORMAT_QCOW2)
+    return format_layer (layer, error);
+  return true;
+}
+
+static bool
+execute_layers (SmPrecreatePlan *plan, SmCreatedFiles *created,
+                SmCreatedFiles *mine, GError **error)
+{
+  unsigned i;
+
+  /* Bottom-up, so that each layer's backing file exists once it is made
+   * (qemu-img does not need it with -u, but a reader of a half-made
+   * destination does). */
+  for (i = plan->layers->len; i-- > 0;) {
+    const SmPrecreateLayer *layer = plan->layers->pdata[i];
+
+    if (layer->reuse)
+      continue;
+    if (layer->block_device) {
+      if (layer->format == SM_IMAGE_FORMAT_QCOW2
+          && !format_layer (layer, error))
+        return false;
+    } else if (!create_file_layer (layer, created, mine, error)) {
+      return false;
+    }
+    if (!probe_fits (layer, "the created image does not match the plan",
+                     error))
+      return false;
+  }
+  return true;
+}
+
+bool
+sm_precreate_execute (SmPrecreatePlan *plan, unsigned flags,
+                      SmCreatedFiles *created, GError **error)
+{
+  g_autoptr(SmCreatedFiles) mine = sm_created_files_new ();
+  g_autoptr(GPtrArray) made = NULL;
+  g_autoptr(GError) local = NULL;
+  g_autoptr(GError) rollback_error = NULL;
+  const char *const *p;
+  unsigned i;
+
+  g_return_val_if_fail (plan && created, false);
+  if (!sm_precreate_check (plan, flags, error))
+    return false;
+  if (execute_layers (plan, created, mine, &local))
+    return true;
+
+  /* Remove exactly what this call made; pre-existing files were never
+   * recorded.  What could not be removed stays in CREATED. */
+  made = g_ptr_array_new_with_free_func (g_free);
+  for (p = sm_created_files_paths (mine, NULL); *p; p++)
+    g_ptr_array_add (made, g_strdup (*p));
+  if (!sm_created_files_rollback (mine, &rollback_error)) {
+    g_autofree char *msg = g_strdup_printf ("%s (rollback failed too: %s)",
+                                            local->message,
+                                            rollback_error->message);
+    g_free (local->message);
+    local->message = g_steal_pointer (&msg);
+  }
+  for (i = 0; i < made->len; i++)
+    if (!created_files_find (mine, made->pdata[i], NULL))
+      created_files_forget (created, made->pdata[i]);
+  g_propagate_error (error, g_steal_pointer (&local));
+  return false;
+}

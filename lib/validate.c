@@ -1,0 +1,1802 @@
+/* libsnapmig — `snapmig validate`: storage domain checks (see validate.h).
+ *
+ * One pass over each domain (readdir + fstatat, one open of each regular
+ * file for its magic, one header probe of each qcow2 image) fills three
+ * tables: real path -> image, (dev, inode) -> image, directory -> real
+ * directory.  Everything after the walk — backing names, records, snapshot
+ * metadata, the VMs' files — is resolved against those tables, so the cost
+ * is a few system calls per file whatever the shape of the chains.
+ *
+ * Finding codes (stable, for scripts):
+ *   error    unreadable, header-invalid, not-qcow2, corrupt,
+ *            unknown-incompatible-features, backing-escapes,
+ *            backing-missing, backing-not-image, backing-format-mismatch,
+ *            backing-cycle, chain-too-deep, data-file-escapes,
+ *            vm-disk-no-domain
+ *   warning  dirty, backing-format-missing, backing-format-unknown,
+ *            backing-format-raw-has-magic, backing-absolute, overlay-smaller,
+ *            raw-size-mismatch, symlink-escapes, symlink-dangling,
+ *            record-invalid, snapshot-metadata-invalid, leftover-created,
+ *            leftover-created-in-use
+ *   info     in-use, vm-disk-domain, leftover-unused, record-stale,
+ *            record-outside
+ */
+#include "validate.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "precreate.h"
+#include "snapshot-xml.h"
+
+#define DOMAIN "validate"
+
+/* QEMU refuses deeper chains too (it has no fixed limit, but snapmig's
+ * chain walker stops at 256, lib/image.h), and a directory tree deeper
+ * than this is not a storage domain. */
+#define MAX_CHAIN 256
+#define MAX_DIR_DEPTH 64
+#define RECORD_PREFIX ".snapmig-created-"
+
+static const char qcow2_magic[4] = { 'Q', 'F', 'I', (char) 0xfb };
+
+static const char *const severity_names[] = {
+  [SM_SEVERITY_INFO] = "info",
+  [SM_SEVERITY_WARNING] = "warning",
+  [SM_SEVERITY_ERROR] = "error",
+};
+G_STATIC_ASSERT (G_N_ELEMENTS (severity_names) == SM_SEVERITY_LAST);
+
+const char *
+sm_severity_to_string (SmSeverity severity)
+{
+  if ((unsigned) severity >= SM_SEVERITY_LAST)
+    return NULL;
+  return severity_names[severity];
+}
+
+/* One file found by the walk (or a block device named by a link). */
+typedef struct Img Img;
+struct Img {
+  char *path;                  /* display: given domain + relative path */
+  char *real;                  /* real path (a block device: its link) */
+  guint domain;                /* index into Ctx.given */
+  bool is_image;               /* false: a plain file, an image only when
+                                  something names it as backing */
+  bool has_magic;
+  bool named_qcow2;
+  bool is_block;
+  SmImageFormat format;
+  SmImageInfo *info;           /* qcow2 header, or NULL */
+  bool header_ok;
+  uint64_t virtual_size;
+  uint64_t file_size;
+  Img *backing;                /* resolved backing image, or NULL */
+  char *backing_path;          /* what the backing name resolves to */
+  bool link_broken;            /* names a backing file that is unusable */
+  bool size_problem;           /* overlay-smaller / raw-size-mismatch */
+  unsigned referrers;
+  bool in_cycle;
+  bool live;
+  bool used_by_vm;
+  char *record;                /* record listing it, or NULL */
+  char *opid;
+  GPtrArray *used_by;          /* char * */
+  int color;                   /* cycle search */
+};
+
+typedef enum {
+  LINK_OTHER,                  /* a directory or a file not walked */
+  LINK_ALIAS,
+  LINK_ESCAPES,
+  LINK_DANGLING,
+} LinkState;
+
+typedef struct {
+  char *path;
+  char *real;                  /* the link's own path (parent resolved) */
+  guint domain;
+  LinkState state;
+  char *target;                /* realpath of the target, or NULL */
+} Link;
+
+typedef struct {
+  dev_t dev;
+  ino_t ino;
+} DevIno;
+
+typedef struct {
+  char *path;                  /* display */
+  char *real;
+} Record;
+
+typedef struct {
+  const SmValidateOptions *opts;
+  GPtrArray *given;            /* char *: domains as given */
+  GPtrArray *lexical;          /* char *: given, absolute, canonical */
+  GPtrArray *real;             /* char *: realpath of each domain */
+  GHashTable *paths;           /* real path -> Img * (not owned) */
+  GHashTable *link_paths;      /* real path of a link -> Link * */
+  GHashTable *inodes;          /* DevIno * -> Img * */
+  GHashTable *dirs;            /* directory -> real directory or NULL */
+  GPtrArray *imgs;             /* Img *, owned */
+  GPtrArray *links;            /* Link *, owned */
+  GPtrArray *records;          /* Record *, owned */
+  GPtrArray *findings;         /* SmFinding *, owned */
+} Ctx;
+
+static void
+img_free (Img *img)
+{
+  if (!img)
+    return;
+  g_free (img->path);
+  g_free (img->real);
+  sm_image_info_free (img->info);
+  g_free (img->backing_path);
+  g_free (img->record);
+  g_free (img->opid);
+  g_ptr_array_unref (img->used_by);
+  g_free (img);
+}
+
+static void
+link_free (Link *link)
+{
+  g_free (link->path);
+  g_free (link->real);
+  g_free (link->target);
+  g_free (link);
+}
+
+static void
+record_free (Record *rec)
+{
+  g_free (rec->path);
+  g_free (rec->real);
+  g_free (rec);
+}
+
+static void
+finding_free (SmFinding *f)
+{
+  if (!f)
+    return;
+  g_free (f->code);
+  g_free (f->file);
+  g_free (f->message);
+  g_free (f->fix);
+  g_free (f->vm);
+  g_free (f->disk);
+  g_free (f);
+}
+
+static guint
+dev_ino_hash (gconstpointer p)
+{
+  const DevIno *k = p;
+
+  return (guint) (k->ino * 2654435761u) ^ (guint) k->dev;
+}
+
+static gboolean
+dev_ino_equal (gconstpointer a, gconstpointer b)
+{
+  const DevIno *x = a, *y = b;
+
+  return x->dev == y->dev && x->ino == y->ino;
+}
+
+static void
+ctx_clear (Ctx *c)
+{
+  g_clear_pointer (&c->given, g_ptr_array_unref);
+  g_clear_pointer (&c->lexical, g_ptr_array_unref);
+  g_clear_pointer (&c->real, g_ptr_array_unref);
+  g_clear_pointer (&c->paths, g_hash_table_unref);
+  g_clear_pointer (&c->link_paths, g_hash_table_unref);
+  g_clear_pointer (&c->inodes, g_hash_table_unref);
+  g_clear_pointer (&c->dirs, g_hash_table_unref);
+  g_clear_pointer (&c->imgs, g_ptr_array_unref);
+  g_clear_pointer (&c->links, g_ptr_array_unref);
+  g_clear_pointer (&c->records, g_ptr_array_unref);
+  g_clear_pointer (&c->findings, g_ptr_array_unref);
+}
+
+static void add_finding (Ctx *c, SmSeverity severity, const char *code,
+                         const char *file, const char *vm, const char *disk,
+                         const char *fix, const char *fmt, ...)
+  G_GNUC_PRINTF (8, 9);
+
+static void
+add_finding (Ctx *c, SmSeverity severity, const char *code, const char *file,
+             const char *vm, const char *disk, const char *fix,
+             const char *fmt, ...)
+{
+  SmFinding *f = g_new0 (SmFinding, 1);
+  va_list ap;
+
+  va_start (ap, fmt);
+  f->message = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  f->severity = severity;
+  f->code = g_strdup (code);
+  f->file = g_strdup (file);
+  f->vm = g_strdup (vm);
+  f->disk = g_strdup (disk);
+  f->fix = g_strdup (fix);
+  sm_debug (DOMAIN, "%s %s: %s", severity_names[severity], code, f->message);
+  g_ptr_array_add (c->findings, f);
+}
+
+/* ---- paths ------------------------------------------------------------ */
+
+static bool
+path_is_inside (const char *path, const char *root)
+{
+  size_t n = strlen (root);
+
+  if (strcmp (root, "/") == 0)
+    return path[0] == '/';
+  return strncmp (path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* Index of the domain whose real root holds the real path PATH, or -1.
+ * The innermost wins when domains nest. */
+static int
+real_domain_of (const Ctx *c, const char *path)
+{
+  size_t best_len = 0;
+  int best = -1;
+  guint i;
+
+  for (i = 0; i < c->real->len; i++) {
+    const char *root = c->real->pdata[i];
+    size_t n = strlen (root);
+
+    if (path_is_inside (path, root) && (best < 0 || n > best_len)) {
+      best = (int) i;
+      best_len = n;
+    }
+  }
+  return best;
+}
+
+/* True when the lexical path PATH lies in a domain, named either by its
+ * real path or as the user gave it. */
+static bool
+lexically_inside (const Ctx *c, const char *path)
+{
+  guint i;
+
+  if (real_domain_of (c, path) >= 0)
+    return true;
+  for (i = 0; i < c->lexical->len; i++)
+    if (path_is_inside (path, c->lexical->pdata[i]))
+      return true;
+  return false;
+}
+
+/* realpath of directory DIR, cached; NULL when it does not resolve.  The
+ * walk seeds the cache with every directory it entered, so the usual
+ * backing name ("base.qcow2", "../IMG/VOL") costs no system call. */
+static const char *
+real_dir (Ctx *c, const char *dir)
+{
+  gpointer value;
+  char *r;
+
+  if (g_hash_table_lookup_extended (c->dirs, dir, NULL, &value))
+    return value;
+  r = realpath (dir, NULL);
+  if (r) {
+    char *copy = g_strdup (r);
+
+    free (r);
+    r = copy;
+  }
+  g_hash_table_insert (c->dirs, g_strdup (dir), r);
+  return r;
+}
+
+typedef enum {
+  RES_OK,
+  RES_ESCAPES,                 /* outside every domain: never touched */
+  RES_NOT_LOCAL,               /* json: or PROTOCOL: name */
+  RES_MISSING,
+  RES_NOT_IMAGE,               /* exists but walk did not take it */
+  RES_BAD_NAME,                /* names a directory ("x/..", "") */
+} ResStatus;
+
+/* Resolves NAME (relative to the real directory BASE_DIR, or absolute) to
+ * a walked file without opening anything.  *RESOLVED gets the path it
+ * names (caller frees), for messages.  See the top of validate.h. */
+static ResStatus
+resolve_name (Ctx *c, const char *base_dir, const char *name, Img **out,
+              char **resolved)
+{
+  g_autofree char *joined = NULL;
+  g_autofree char *lexical = NULL;
+  g_autofree char *dir = NULL;
+  g_autofree char *key = NULL;
+  const char *slash, *base, *rdir;
+  Img *img;
+  Link *link;
+  struct stat st;
+
+  *out = NULL;
+  *resolved = NULL;
+  if (!sm_image_backing_is_local (name)) {
+    *resolved = g_strdup (name);
+    return RES_NOT_LOCAL;
+  }
+  if (g_path_is_absolute (name) || !base_dir)
+    joined = g_strdup (name);
+  else
+    joined = g_strconcat (base_dir, "/", name, NULL);
+  if (!g_path_is_absolute (joined)) {
+    *resolved = g_strdup (joined);
+    return RES_BAD_NAME;
+  }
+  lexical = g_canonicalize_filename (joined, "/");
+  if (!lexically_inside (c, lexical)) {
+    *resolved = g_steal_pointer (&lexical);
+    return RES_ESCAPES;
+  }
+
+  slash = strrchr (joined, '/');
+  base = slash + 1;
+  if (!*base || strcmp (base, ".") == 0 || strcmp (base, "..") == 0) {
+    *resolved = g_steal_pointer (&lexical);
+    return RES_BAD_NAME;
+  }
+  dir = slash == joined ? g_strdup ("/") : g_strndup (joined, slash - joined);
+  /* The kernel applies ".." after symlinks, so a lexically inside name can
+   * still leave the domain through a link: the real directory decides. */
+  rdir = real_dir (c, dir);
+  if (!rdir) {
+    *resolved = g_steal_pointer (&lexical);
+    return RES_MISSING;
+  }
+  key = strcmp (rdir, "/") == 0 ? g_strconcat ("/", base, NULL)
+                                : g_strconcat (rdir, "/", base, NULL);
+  if (real_domain_of (c, rdir) < 0) {
+    *resolved = g_steal_pointer (&key);
+    return RES_ESCAPES;
+  }
+  img = g_hash_table_lookup (c->paths, key);
+  if (img) {
+    *out = img;
+    *resolved = g_strdup (img->path);
+    return RES_OK;
+  }
+  link = g_hash_table_lookup (c->link_paths, key);
+  if (link) {
+    switch (link->state) {
+    case LINK_ESCAPES:
+      *resolved = g_strdup (link->target);
+      return RES_ESCAPES;
+    case LINK_DANGLING:
+      *resolved = g_steal_pointer (&key);
+      return RES_MISSING;
+    case LINK_ALIAS:
+    case LINK_OTHER:
+    default:
+      *resolved = g_strdup (link->target ? link->target : key);
+      return RES_NOT_IMAGE;
+    }
+  }
+  /* Inside a domain: looking is safe. */
+  if (lstat (key, &st) < 0) {
+    *resolved = g_steal_pointer (&key);
+    return RES_MISSING;
+  }
+  *resolved = g_steal_pointer (&key);
+  return RES_NOT_IMAGE;
+}
+
+/* ---- the walk --------------------------------------------------------- */
+
+static bool
+has_suffix_ci (const char *name, const char *suffix)
+{
+  size_t n = strlen (name), m = strlen (suffix);
+
+  return n > m && g_ascii_strcasecmp (name + n - m, suffix) == 0;
+}
+
+static bool
+named_like_image (const char *name)
+{
+  static const char *const exts[] = {
+    ".img", ".raw", ".qcow2", ".qcow", ".disk", ".iso",
+  };
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (exts); i++)
+    if (has_suffix_ci (name, exts[i]))
+      return true;
+  return false;
+}
+
+static bool
+named_like_qcow2 (const char *name)
+{
+  return has_suffix_ci (name, ".qcow2") || has_suffix_ci (name, ".qcow");
+}
+
+static Img *
+img_new (Ctx *c, const char *path, const char *real, guint domain,
+         const struct stat *st)
+{
+  Img *img = g_new0 (Img, 1);
+  DevIno *key = g_new (DevIno, 1);
+
+  img->path = g_strdup (path);
+  img->real = g_strdup (real);
+  img->domain = domain;
+  img->format = SM_IMAGE_FORMAT_RAW;
+  img->header_ok = true;
+  img->used_by = g_ptr_array_new_with_free_func (g_free);
+  key->dev = st->st_dev;
+  key->ino = st->st_ino;
+  g_hash_table_insert (c->inodes, key, img);
+  g_hash_table_insert (c->paths, g_strdup (img->real), img);
+  g_ptr_array_add (c->imgs, img);
+  return img;
+}
+
+/* Reads the header of a qcow2 image (magic already seen). */
+static void
+probe_qcow2 (Ctx *c, Img *img)
+{
+  g_autoptr(GError) err = NULL;
+
+  img->format = SM_IMAGE_FORMAT_QCOW2;
+  img->info = sm_image_probe (img->path, SM_IMAGE_FORMAT_QCOW2, &err);
+  if (!img->info) {
+    img->header_ok = false;
+    add_finding (c, SM_SEVERITY_ERROR, "header-invalid", img->path, NULL,
+                 NULL, "restore the image from a backup, or remove it if "
+                 "nothing uses it",
+                 "%s: the qcow2 header does not parse: %s", img->path,
+                 err->message);
+    return;
+  }
+  img->virtual_size = img->info->virtual_size;
+}
+
+static void
+add_file (Ctx *c, int dfd, const char *name, const struct stat *st,
+          const char *real, const char *path, guint domain)
+{
+  DevIno key = { st->st_dev, st->st_ino };
+  Img *img = g_hash_table_lookup (c->inodes, &key);
+  char magic[4];
+  ssize_t n;
+  int fd;
+
+  if (img) {
+    /* A hard link (or the same file reached from two domains): one image
+     * under its first name, found under both. */
+    if (!g_hash_table_contains (c->paths, real))
+      g_hash_table_insert (c->paths, g_strdup (real), img);
+    return;
+  }
+  img = img_new (c, path, real, domain, st);
+  img->file_size = (uint64_t) st->st_size;
+  img->virtual_size = img->file_size;
+  img->named_qcow2 = named_like_qcow2 (name);
+  img->is_image = named_like_image (name);
+
+  /* O_NOFOLLOW | O_NONBLOCK: whatever replaced the file since fstatat, a
+   * link is not followed and a FIFO does not block us. */
+  fd = openat (dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+               | O_NOCTTY);
+  if (fd < 0) {
+    if (img->is_image) {
+      img->header_ok = false;
+      add_finding (c, SM_SEVERITY_ERROR, "unreadable", path, NULL, NULL,
+                   "check its permissions", "%s: cannot open: %s", path,
+                   g_strerror (errno));
+    }
+    return;
+  }
+  do
+    n = pread (fd, magic, sizeof magic, 0);
+  while (n < 0 && errno == EINTR);
+  close (fd);
+  img->has_magic = n == (ssize_t) sizeof magic
+    && memcmp (magic, qcow2_magic, 4) == 0;
+  if (img->has_magic) {
+    img->is_image = true;
+    probe_qcow2 (c, img);
+  } else if (img->named_qcow2) {
+    img->header_ok = false;
+    add_finding (c, SM_SEVERITY_ERROR, "not-qcow2", path, NULL, NULL,
+                 "if it is a raw image, rename it (*.img) and state format "
+                 "raw wherever it is used; otherwise restore it",
+                 "%s: named like a qcow2 image but has no qcow2 magic", path);
+  }
+}
+
+static void
+add_record (Ctx *c, const char *path, const char *real)
+{
+  Record *rec = g_new0 (Record, 1);
+
+  rec->path = g_strdup (path);
+  rec->real = g_strdup (real);
+  g_ptr_array_add (c->records, rec);
+}
+
+static bool
+is_other_root (const Ctx *c, const char *real, guint domain)
+{
+  guint i;
+
+  for (i = 0; i < c->real->len; i++)
+    if (i != domain && strcmp (c->real->pdata[i], real) == 0)
+      return true;
+  return false;
+}
+
+/* Walks directory DFD (consumed) whose real path is REAL. */
+static void
+walk_dir (Ctx *c, int dfd, const char *real, const char *path, guint domain,
+          unsigned depth)
+{
+  DIR *d = fdopendir (dfd);
+  struct dirent *de;
+
+  if (!d) {
+    add_finding (c, SM_SEVERITY_ERROR, "unreadable", path, NULL, NULL,
+                 "check its permissions", "%s: cannot read the directory: %s",
+                 path, g_strerror (errno));
+    close (dfd);
+    return;
+  }
+  while ((de = readdir (d))) {
+    const char *name = de->d_name;
+    g_autofree char *creal = NULL;
+    g_autofree char *cpath = NULL;
+    struct stat st;
+
+    if (name[0] == '.' && !g_str_has_prefix (name, RECORD_PREFIX))
+      continue;
+    creal = strcmp (real, "/") == 0 ? g_strconcat ("/", name, NULL)
+                                    : g_strconcat (real, "/", name, NULL);
+    cpath = g_strconcat (path, "/", name, NULL);
+    if (fstatat (dirfd (d), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+      if (errno != ENOENT)
+        add_finding (c, SM_SEVERITY_ERROR, "unreadable", cpath, NULL, NULL,
+                     "check its permissions", "%s: cannot stat: %s", cpath,
+                     g_strerror (errno));
+      continue;
+    }
+    if (name[0] == '.') {
+      if (S_ISREG (st.st_mode))
+        add_record (c, cpath, creal);
+      continue;
+    }
+    if (S_ISDIR (st.st_mode)) {
+      int sub;
+
+      /* A nested domain given on its own is walked as its own domain. */
+      if (is_other_root (c, creal, domain))
+        continue;
+      if (depth >= MAX_DIR_DEPTH) {
+        add_finding (c, SM_SEVERITY_WARNING, "unreadable", cpath, NULL, NULL,
+                     NULL, "%s: more than %d directory levels deep; not "
+                     "walked", cpath, MAX_DIR_DEPTH);
+        continue;
+      }
+      sub = openat (dirfd (d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW
+                    | O_CLOEXEC);
+      if (sub < 0) {
+        add_finding (c, SM_SEVERITY_ERROR, "unreadable", cpath, NULL, NULL,
+                     "check its permissions", "%s: cannot open the "
+                     "directory: %s", cpath, g_strerror (errno));
+        continue;
+      }
+      g_hash_table_insert (c->dirs, g_strdup (creal), g_strdup (creal));
+      walk_dir (c, sub, creal, cpath, domain, depth + 1);
+    } else if (S_ISREG (st.st_mode)) {
+      add_file (c, dirfd (d), name, &st, creal, cpath, domain);
+    } else if (S_ISLNK (st.st_mode)) {
+      Link *link = g_new0 (Link, 1);
+
+      link->path = g_steal_pointer (&cpath);
+      link->real = g_steal_pointer (&creal);
+      link->domain = domain;
+      g_hash_table_insert (c->link_paths, link->real, link);
+      g_ptr_array_add (c->links, link);
+    } else if (S_ISBLK (st.st_mode)) {
+      /* A device node inside the domain itself. */
+      DevIno key = { st.st_dev, st.st_ino };
+
+      if (!g_hash_table_lookup (c->inodes, &key)) {
+        Img *img = img_new (c, cpath, creal, domain, &st);
+
+        img->is_block = true;
+        img->is_image = true;
+      }
+    }
+    /* FIFOs, sockets, character devices: not images, never opened. */
+  }
+  closedir (d);
+}
+
+/* Opens a block device named by a link (or found in the domain) for its
+ * magic and header. */
+static void
+probe_block (Ctx *c, Img *img)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmImageInfo) info = NULL;
+  char magic[4];
+  ssize_t n;
+  int fd = open (img->real, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+
+  if (fd < 0) {
+    img->header_ok = false;
+    add_finding (c, SM_SEVERITY_ERROR, "unreadable", img->path, NULL, NULL,
+                 "check its permissions", "%s: cannot open the block "
+                 "device: %s", img->path, g_strerror (errno));
+    return;
+  }
+  do
+    n = pread (fd, magic, sizeof magic, 0);
+  while (n < 0 && errno == EINTR);
+  close (fd);
+  img->has_magic = n == (ssize_t) sizeof magic
+    && memcmp (magic, qcow2_magic, 4) == 0;
+  if (img->has_magic) {
+    probe_qcow2 (c, img);
+    if (img->info)
+      img->file_size = img->info->file_size;
+    return;
+  }
+  info = sm_image_probe (img->path, SM_IMAGE_FORMAT_RAW, &err);
+  if (!info) {
+    img->header_ok = false;
+    add_finding (c, SM_SEVERITY_ERROR, "unreadable", img->path, NULL, NULL,
+                 "check the device", "%s", err->message);
+    return;
+  }
+  img->file_size = img->virtual_size = info->file_size;
+}
+
+/* Symbolic links: an alias of a walked file, a block device (an image of
+ * the domain), or not followed. */
+static void
+resolve_links (Ctx *c)
+{
+  guint i;
+
+  for (i = 0; i < c->links->len; i++) {
+    Link *link = c->links->pdata[i];
+    char *r = realpath (link->real, NULL);
+    struct stat st;
+    Img *img;
+
+    if (!r) {
+      link->state = LINK_DANGLING;
+      add_finding (c, SM_SEVERITY_WARNING, "symlink-dangling", link->path,
+                   NULL, NULL, "remove the link if nothing needs it",
+                   "%s: symbolic link to a file that does not exist",
+                   link->path);
+      continue;
+    }
+    link->target = g_strdup (r);
+    free (r);
+    if (real_domain_of (c, link->target) >= 0) {
+      img = g_hash_table_lookup (c->paths, link->target);
+      if (img) {
+        link->state = LINK_ALIAS;
+        g_hash_table_insert (c->paths, g_strdup (link->real), img);
+      }
+      continue;
+    }
+    /* realpath has already looked at the target; lstat only tells what it
+     * is and opens nothing. */
+    if (lstat (link->target, &st) == 0 && S_ISBLK (st.st_mode)) {
+      DevIno key = { st.st_dev, st.st_ino };
+
+      link->state = LINK_ALIAS;
+      img = g_hash_table_lookup (c->inodes, &key);
+      if (img) {
+        g_hash_table_insert (c->paths, g_strdup (link->real), img);
+        continue;
+      }
+      img = img_new (c, link->path, link->real, link->domain, &st);
+      img->is_block = true;
+      img->is_image = true;
+      probe_block (c, img);
+      continue;
+    }
+    link->state = LINK_ESCAPES;
+    add_finding (c, SM_SEVERITY_WARNING, "symlink-escapes", link->path, NULL,
+                 NULL, "remove the link, or move its target into the domain",
+                 "%s: symbolic link leads outside the storage domains (to "
+                 "%s); not followed", link->path, link->target);
+  }
+}
+
+/* ---- checks ----------------------------------------------------------- */
+
+static char *
+img_dir (const Img *img)
+{
+  const char *slash = strrchr (img->real, '/');
+
+  if (slash == img->real)
+    return g_strdup ("/");
+  return g_strndup (img->real, slash - img->real);
+}
+
+/* The name snapmig would write: relative to the overlay's directory. */
+static char *
+relative_name (const Img *from, const Img *to)
+{
+  g_autofree char *dir = img_dir (from);
+  g_auto(GStrv) a = g_strsplit (dir, "/", -1);
+  g_auto(GStrv) b = g_strsplit (to->real, "/", -1);
+  GString *s = g_string_new (NULL);
+  guint i = 0, j;
+
+  while (a[i] && b[i] && b[i + 1] && strcmp (a[i], b[i]) == 0)
+    i++;
+  for (j = i; a[j]; j++)
+    if (*a[j])
+      g_string_append (s, "../");
+  for (j = i; b[j]; j++) {
+    g_string_append (s, b[j]);
+    if (b[j + 1])
+      g_string_append_c (s, '/');
+  }
+  return g_string_free (s, false);
+}
+
+static void
+check_backing (Ctx *c, Img *img)
+{
+  const SmImageInfo *info = img->info;
+  g_autofree char *dir = img_dir (img);
+  g_autofree char *resolved = NULL;
+  g_autofree char *fix = NULL;
+  const char *stated = info->backing_format;
+  Img *b = NULL;
+  int fmt;
+
+  switch (resolve_name (c, dir, info->backing_file, &b, &resolved)) {
+  case RES_ESCAPES:
+    img->link_broken = true;
+    img->backing_path = g_strdup (resolved);
+    add_finding (c, SM_SEVERITY_ERROR, "backing-escapes", img->path, NULL,
+                 NULL, "do not let QEMU open this image: a guest may have "
+                 "written its header; remove it, or rebase it (qemu-img "
+                 "rebase -u) onto an image inside the domain",
+                 "%s: backing file '%s' is outside the storage domains "
+                 "(%s); it was not opened", img->path, info->backing_file,
+                 resolved);
+    return;
+  case RES_NOT_LOCAL:
+    img->link_broken = true;
+    add_finding (c, SM_SEVERITY_ERROR, "backing-escapes", img->path, NULL,
+                 NULL, "do not let QEMU open this image: a guest may have "
+                 "written its header; remove it or rebase it onto an image "
+                 "inside the domain",
+                 "%s: backing file '%s' is not a file name (json: or a "
+                 "protocol) and may name anything; it was not opened",
+                 img->path, info->backing_file);
+    return;
+  case RES_MISSING:
+    img->link_broken = true;
+    img->backing_path = g_strdup (resolved);
+    add_finding (c, SM_SEVERITY_ERROR, "backing-missing", img->path, NULL,
+                 NULL, "restore the backing file, or remove this image if "
+                 "nothing uses it",
+                 "%s: backing file '%s' does not exist (%s)", img->path,
+                 info->backing_file, resolved);
+    return;
+  case RES_BAD_NAME:
+  case RES_NOT_IMAGE:
+    img->link_broken = true;
+    img->backing_path = g_strdup (resolved);
+    add_finding (c, SM_SEVERITY_ERROR, "backing-not-image", img->path, NULL,
+                 NULL, "rebase the image (qemu-img rebase -u) onto its real "
+                 "backing image",
+                 "%s: backing file '%s' (%s) is not an image file of the "
+                 "domain (a directory, hidden or special file)", img->path,
+                 info->backing_file, resolved);
+    return;
+  case RES_OK:
+  default:
+    break;
+  }
+
+  b->is_image = true;
+  img->backing = b;
+  img->backing_path = g_strdup (b->path);
+  b->referrers++;
+  g_ptr_array_add (b->used_by, g_strdup_printf ("image %s", img->path));
+
+  fmt = stated ? sm_image_format_from_string (stated) : -1;
+  if (!stated) {
+    fix = g_strdup_printf ("qemu-img rebase -u -F %s -b '%s' '%s'",
+                           b->has_magic ? "qcow2" : "raw", info->backing_file,
+                           img->path);
+    add_finding (c, SM_SEVERITY_WARNING, "backing-format-missing", img->path,
+                 NULL, NULL, fix, "%s: the format of backing file '%s' is not "
+                 "stated: QEMU would probe it, and a guest-written header "
+                 "could make it read any host file", img->path,
+                 info->backing_file);
+  } else if (fmt < 0) {
+    add_finding (c, SM_SEVERITY_WARNING, "backing-format-unknown", img->path,
+                 NULL, NULL, NULL, "%s: backing file '%s' is stated as '%s', "
+                 "a format validate does not check", img->path,
+                 info->backing_file, stated);
+  } else if (fmt == SM_IMAGE_FORMAT_QCOW2 && !b->has_magic) {
+    img->link_broken = true;
+    fix = g_strdup_printf ("if '%s' is raw: qemu-img rebase -u -F raw -b "
+                           "'%s' '%s'", b->path, info->backing_file,
+                           img->path);
+    add_finding (c, SM_SEVERITY_ERROR, "backing-format-mismatch", img->path,
+                 NULL, NULL, fix, "%s: backing file '%s' is stated as qcow2 "
+                 "but %s has no qcow2 header; QEMU cannot open the chain",
+                 img->path, info->backing_file, b->path);
+  } else if (fmt == SM_IMAGE_FORMAT_RAW && b->has_magic) {
+    add_finding (c, SM_SEVERITY_WARNING, "backing-format-raw-has-magic",
+                 img->path, NULL, NULL, "if the backing file is really a "
+                 "qcow2 image: qemu-img rebase -u -F qcow2 -b NAME IMAGE",
+                 "%s: backing file %s is stated as raw but starts with a "
+                 "qcow2 header (a guest may have written it; otherwise the "
+                 "guest sees qcow2 metadata as data)", img->path, b->path);
+  }
+
+  if (g_path_is_absolute (info->backing_file)) {
+    g_autofree char *rel = relative_name (img, b);
+    g_autofree char *abs_fix =
+      g_strdup_printf ("qemu-img rebase -u -F %s -b '%s' '%s'",
+                       stated ? stated : (b->has_magic ? "qcow2" : "raw"),
+                       rel, img->path);
+
+    add_finding (c, SM_SEVERITY_WARNING, "backing-absolute", img->path, NULL,
+                 NULL, abs_fix, "%s: backing file name '%s' is absolute; it "
+                 "breaks when the domain moves", img->path,
+                 info->backing_file);
+  }
+
+  /* Sizes: only meaningful with both headers read. */
+  if (!b->header_ok)
+    return;
+  if (b->has_magic) {
+    if (img->virtual_size < b->virtual_size) {
+      img->size_problem = true;
+      add_finding (c, SM_SEVERITY_WARNING, "overlay-smaller", img->path, NULL,
+                   NULL, "if the guest needs the whole disk: qemu-img resize "
+                   "the overlay to the backing file's size",
+                   "%s: virtual size %" G_GUINT64_FORMAT " is smaller than "
+                   "its backing file %s (%" G_GUINT64_FORMAT "); the guest "
+                   "loses the end of the disk", img->path, img->virtual_size,
+                   b->path, b->virtual_size);
+    }
+  } else if (b->file_size != img->virtual_size) {
+    img->size_problem = true;
+    add_finding (c, SM_SEVERITY_WARNING, "raw-size-mismatch", b->path, NULL,
+                 NULL, "make the raw image exactly the overlay's virtual size "
+                 "(qemu-img resize -f raw), or check which one is wrong",
+                 "%s: raw image is %" G_GUINT64_FORMAT " bytes but its "
+                 "overlay %s is %" G_GUINT64_FORMAT " bytes", b->path,
+                 b->file_size, img->path, img->virtual_size);
+  }
+}
+
+static void
+check_header (Ctx *c, Img *img)
+{
+  const SmImageInfo *info = img->info;
+  g_autofree char *dir = NULL;
+  g_autofree char *resolved = NULL;
+  Img *ignored;
+  ResStatus st;
+
+  if (info->corrupt) {
+    img->header_ok = false;
+    add_finding (c, SM_SEVERITY_ERROR, "corrupt", img->path, NULL, NULL,
+                 "copy the image aside, then qemu-img check -r all; QEMU "
+                 "opens it read-only only",
+                 "%s: the qcow2 corrupt bit is set", img->path);
+  }
+  if (info->unknown_incompatible) {
+    img->header_ok = false;
+    add_finding (c, SM_SEVERITY_ERROR, "unknown-incompatible-features",
+                 img->path, NULL, NULL, "open it with the QEMU that wrote "
+                 "it, or restore it",
+                 "%s: unknown incompatible feature bits 0x%" G_GINT64_MODIFIER
+                 "x: no QEMU known to snapmig can open it", img->path,
+                 (uint64_t) (info->incompatible_features
+                             & ~SM_QCOW2_INCOMPAT_KNOWN));
+  }
+  if ((info->incompatible_features & SM_QCOW2_INCOMPAT_DIRTY)
+      && !img->used_by_vm)
+    add_finding (c, SM_SEVERITY_WARNING, "dirty", img->path, NULL, NULL,
+                 "qemu-img check -r leaks (with no VM using it)",
+                 "%s: the dirty bit is set (lazy refcounts, not closed "
+                 "cleanly) and no given VM has it open", img->path);
+  if (info->data_file) {
+    dir = img_dir (img);
+    st = resolve_name (c, dir, info->data_file, &ignored, &resolved);
+    if (st == RES_ESCAPES || st == RES_NOT_LOCAL) {
+      img->header_ok = false;
+      add_finding (c, SM_SEVERITY_ERROR, "data-file-escapes", img->path,
+                   NULL, NULL, "do not let QEMU open this image; remove it",
+                   "%s: external data file '%s' is outside the storage "
+                   "domains; it was not opened", img->path, info->data_file);
+    }
+  }
+}
+
+static gint
+img_cmp (gconstpointer a, gconstpointer b)
+{
+  const Img *x = *(Img *const *) a, *y = *(Img *const *) b;
+
+  return strcmp (x->path, y->path);
+}
+
+/* Each image has at most one backing image, so a loop is found by
+ * following pointers with three colours; reported once, on the loop's
+ * first image by name. */
+static void
+find_cycles (Ctx *c)
+{
+  g_autoptr(GPtrArray) path = g_ptr_array_new ();
+  guint i, j;
+
+  for (i = 0; i < c->imgs->len; i++) {
+    Img *x = c->imgs->pdata[i];
+
+    g_ptr_array_set_size (path, 0);
+    while (x && x->color == 0) {
+      x->color = 1;
+      g_ptr_array_add (path, x);
+      x = x->backing;
+    }
+    if (x && x->color == 1) {
+      g_autoptr(GString) desc = g_string_new (NULL);
+      Img *first = x;
+      guint start = 0;
+
+      while (path->pdata[start] != x)
+        start++;
+      for (j = start; j < path->len; j++) {
+        Img *m = path->pdata[j];
+
+        m->in_cycle = true;
+        if (strcmp (m->path, first->path) < 0)
+          first = m;
+        g_string_append_printf (desc, "%s -> ", m->path);
+      }
+      g_string_append (desc, x->path);
+      add_finding (c, SM_SEVERITY_ERROR, "backing-cycle", first->path, NULL,
+                   NULL, "rebase one image of the loop (qemu-img rebase -u) "
+                   "onto its real backing file",
+                   "%s: backing chain loops: %s", first->path, desc->str);
+    }
+    for (j = 0; j < path->len; j++)
+      ((Img *) path->pdata[j])->color = 2;
+  }
+}
+
+static void
+load_records (Ctx *c)
+{
+  guint i, j;
+
+  for (i = 0; i < c->records->len; i++) {
+    Record *rec = c->records->pdata[i];
+    g_autoptr(GError) err = NULL;
+    g_autoptr(SmCreatedFiles) files = sm_created_files_load (rec->real, &err);
+    const char *const *paths;
+    const char *opid = strrchr (rec->path, '/') + 1 + strlen (RECORD_PREFIX);
+    unsigned present = 0;
+    size_t n = 0;
+
+    if (!files) {
+      add_finding (c, SM_SEVERITY_WARNING, "record-invalid", rec->path, NULL,
+                   NULL, "read it and remove the files it lists by hand",
+                   "%s: cannot read the record of a failed snapmig "
+                   "operation: %s", rec->path, err->message);
+      continue;
+    }
+    paths = sm_created_files_paths (files, &n);
+    for (j = 0; j < n; j++) {
+      g_autofree char *resolved = NULL;
+      Img *img = NULL;
+
+      switch (resolve_name (c, NULL, paths[j], &img, &resolved)) {
+      case RES_OK:
+        present++;
+        img->is_image = true;
+        if (!img->record) {
+          img->record = g_strdup (rec->path);
+          img->opid = g_strdup (opid);
+          g_ptr_array_add (img->used_by,
+                           g_strdup_printf ("record %s", rec->path));
+        }
+        break;
+      case RES_ESCAPES:
+      case RES_NOT_LOCAL:
+        add_finding (c, SM_SEVERITY_INFO, "record-outside", rec->path, NULL,
+                     NULL, "validate the domain that holds it",
+                     "%s: lists %s, outside the storage domains given; not "
+                     "checked", rec->path, paths[j]);
+        present++;
+        break;
+      case RES_NOT_IMAGE:
+        present++;
+        break;
+      case RES_MISSING:
+      case RES_BAD_NAME:
+      default:
+        break;
+      }
+    }
+    if (present == 0)
+      add_finding (c, SM_SEVERITY_INFO, "record-stale", rec->path, NULL, NULL,
+                   "remove the record", "%s: every file this record of "
+                   "operation %s lists is gone", rec->path, opid);
+  }
+}
+
+static void
+mark_snapshot_file (Ctx *c, const char *file, const char *what)
+{
+  g_autofree char *resolved = NULL;
+  Img *img = NULL;
+
+  if (!file || !g_path_is_absolute (file))
+    return;
+  if (resolve_name (c, NULL, file, &img, &resolved) != RES_OK)
+    return;
+  img->is_image = true;
+  img->live = true;
+  g_ptr_array_add (img->used_by, g_strdup (what));
+}
+
+/* STATE/vms/KEY/snapshots/NAME.xml: every file a snapmig snapshot names
+ * (its disks' sources and mirror targets) is in use. */
+static void
+load_snapshots (Ctx *c)
+{
+  g_autofree char *vms_dir = NULL;
+  g_autoptr(GDir) vms = NULL;
+  const char *key;
+
+  if (!c->opts->state_dir)
+    return;
+  vms_dir = g_build_filename (c->opts->state_dir, "vms", NULL);
+  vms = g_dir_open (vms_dir, 0, NULL);
+  if (!vms)
+    return;
+  while ((key = g_dir_read_name (vms))) {
+    g_autofree char *snap_dir = g_build_filename (vms_dir, key, "snapshots",
+                                                  NULL);
+    g_autoptr(GDir) snaps = g_dir_open (snap_dir, 0, NULL);
+    const char *name;
+
+    if (!snaps)
+      continue;
+    while ((name = g_dir_read_name (snaps))) {
+      g_autofree char *file = NULL;
+      g_autofree char *what = NULL;
+      g_autoptr(GError) err = NULL;
+      g_autoptr(SmSnapshotDef) def = NULL;
+      guint i;
+
+      if (!g_str_has_suffix (name, ".xml"))
+        continue;
+      file = g_build_filename (snap_dir, name, NULL);
+      def = sm_snapshot_parse_file (file, &err);
+      if (!def) {
+        add_finding (c, SM_SEVERITY_WARNING, "snapshot-metadata-invalid",
+                     file, NULL, NULL, "fix or remove the snapshot metadata; "
+                     "until then validate cannot tell which images it uses",
+                     "%s: %s", file, err->message);
+        continue;
+      }
+      what = g_strdup_printf ("snapshot %s/%s", key, def->name);
+      for (i = 0; def->disks && i < def->disks->len; i++) {
+        const SmSnapshotDisk *disk = def->disks->pdata[i];
+
+        mark_snapshot_file (c, disk->source, what);
+        mark_snapshot_file (c, disk->mirror_file, what);
+      }
+    }
+  }
+}
+
+/* Marks what each VM has open. */
+static void
+mark_vms (Ctx *c)
+{
+  size_t v;
+  guint d, l;
+
+  for (v = 0; v < c->opts->n_vms; v++) {
+    const SmValidateVm *vm = c->opts->vms[v];
+
+    for (d = 0; d < vm->disks->len; d++) {
+      const SmValidateVmDisk *disk = vm->disks->pdata[d];
+
+      for (l = 0; l < disk->layers->len; l++) {
+        g_autofree char *resolved = NULL;
+        Img *img = NULL;
+        bool writable = l == 0 && !disk->read_only;
+
+        if (resolve_name (c, NULL, disk->layers->pdata[l], &img, &resolved)
+            != RES_OK)
+          continue;
+        img->is_image = true;
+        img->live = true;
+        img->used_by_vm = true;
+        g_ptr_array_add (img->used_by, g_strdup_printf ("vm %s %s",
+                                                        vm->address,
+                                                        disk->disk));
+        add_finding (c, SM_SEVERITY_INFO, "in-use", img->path, vm->address,
+                     disk->disk, writable ? "do not copy, move or remove it "
+                     "while the VM runs" : NULL,
+                     "%s: in use by VM %s (%s)%s", img->path, vm->address,
+                     disk->disk, writable ? ", open for writing"
+                     : ", read-only backing layer");
+      }
+    }
+  }
+}
+
+/* Leftovers: what no VM, chain or snapshot needs.  Liveness flows from the
+ * images a VM or snapshot uses down their backing chains.  Without a VM
+ * given, every top not listed in a record counts as used: validate cannot
+ * know who opens it. */
+static void
+find_leftovers (Ctx *c)
+{
+  bool vms_given = c->opts->n_vms > 0;
+  guint i;
+  unsigned depth;
+
+  for (i = 0; i < c->imgs->len; i++) {
+    Img *img = c->imgs->pdata[i];
+
+    if (!vms_given && img->is_image && img->referrers == 0 && !img->record)
+      img->live = true;
+  }
+  for (i = 0; i < c->imgs->len; i++) {
+    Img *img = c->imgs->pdata[i];
+    Img *b;
+
+    if (!img->live)
+      continue;
+    for (b = img->backing, depth = 0; b && !b->live && depth < MAX_CHAIN;
+         b = b->backing, depth++)
+      b->live = true;
+  }
+  for (i = 0; i < c->imgs->len; i++) {
+    Img *img = c->imgs->pdata[i];
+    g_autofree char *fix = NULL;
+
+    if (!img->is_image)
+      continue;
+    if (img->record && !img->live) {
+      fix = vms_given
+        ? g_strdup_printf ("rm '%s'; then remove %s once every file it lists "
+                           "is gone", img->path, img->record)
+        : g_strdup_printf ("check with --qmp that no VM uses it, then rm "
+                           "'%s'; remove %s once every file it lists is gone",
+                           img->path, img->record);
+      add_finding (c, SM_SEVERITY_WARNING, "leftover-created", img->path,
+                   NULL, NULL, fix, "%s: created by failed snapmig operation "
+                   "%s (record %s) and not used: removable", img->path,
+                   img->opid, img->record);
+    } else if (img->record) {
+      fix = g_strdup_printf ("keep the file; remove %s from the record "
+                             "%s, or the record itself, once the operation "
+                             "is understood", img->path, img->record);
+      add_finding (c, SM_SEVERITY_WARNING, "leftover-created-in-use",
+                   img->path, NULL, NULL, fix, "%s: listed as created by "
+                   "failed snapmig operation %s (record %s) but in use: not "
+                   "removable", img->path, img->opid, img->record);
+    } else if (vms_given && !img->live) {
+      fix = g_strdup_printf ("rm '%s' if no VM that was not given with "
+                             "--qmp uses it", img->path);
+      add_finding (c, SM_SEVERITY_INFO, "leftover-unused", img->path, NULL,
+                   NULL, fix, "%s: not used by any given VM, image or snapmig "
+                   "snapshot%s: removable", img->path,
+                   img->referrers ? " (only by other unused images)" : "");
+    }
+  }
+}
+
+/* ---- report ------------------------------------------------------------- */
+
+static void
+validate_image_free (SmValidateImage *im)
+{
+  g_free (im->path);
+  g_free (im->domain);
+  g_free (im->backing_name);
+  g_free (im->backing_format);
+  g_free (im->backing_path);
+  g_ptr_array_unref (im->used_by);
+  g_free (im);
+}
+
+static void
+validate_chain_free (SmValidateChain *ch)
+{
+  g_free (ch->top);
+  g_ptr_array_unref (ch->layers);
+  g_free (ch);
+}
+
+static void
+validate_disk_free (SmValidateDisk *d)
+{
+  g_free (d->vm);
+  g_free (d->disk);
+  g_ptr_array_unref (d->layers);
+  g_free (d->domain);
+  g_free (d->problem);
+  g_free (d);
+}
+
+void
+sm_validate_report_free (SmValidateReport *report)
+{
+  if (!report)
+    return;
+  g_ptr_array_unref (report->domains);
+  g_ptr_array_unref (report->images);
+  g_ptr_array_unref (report->chains);
+  g_ptr_array_unref (report->disks);
+  g_ptr_array_unref (report->findings);
+  g_free (report);
+}
+
+static void
+build_chains (Ctx *c, SmValidateReport *r)
+{
+  guint i;
+
+  for (i = 0; i < c->imgs->len; i++) {
+    Img *top = c->imgs->pdata[i];
+    SmValidateChain *ch;
+    Img *x;
+    unsigned n = 0;
+
+    if (!top->is_image || top->referrers > 0 || top->in_cycle)
+      continue;
+    ch = g_new0 (SmValidateChain, 1);
+    ch->top = g_strdup (top->path);
+    ch->layers = g_ptr_array_new_with_free_func (g_free);
+    ch->complete = true;
+    for (x = top; x; x = x->backing) {
+      if (n++ > MAX_CHAIN) {
+        ch->complete = false;
+        add_finding (c, SM_SEVERITY_ERROR, "chain-too-deep", top->path, NULL,
+                     NULL, "commit or stream layers to shorten the chain",
+                     "%s: backing chain has more than %d layers", top->path,
+                     MAX_CHAIN);
+        break;
+      }
+      g_ptr_array_add (ch->layers, g_strdup (x->path));
+      if (!x->header_ok || x->link_broken || x->in_cycle)
+        ch->complete = false;
+      if (x->in_cycle)
+        break;
+    }
+    g_ptr_array_add (r->chains, ch);
+  }
+}
+
+/* Which domain holds each VM disk's whole chain, as QEMU has it open. */
+static void
+place_disks (Ctx *c, SmValidateReport *r)
+{
+  size_t v;
+  guint d, l;
+
+  for (v = 0; v < c->opts->n_vms; v++) {
+    const SmValidateVm *vm = c->opts->vms[v];
+
+    for (d = 0; d < vm->disks->len; d++) {
+      const SmValidateVmDisk *disk = vm->disks->pdata[d];
+      SmValidateDisk *out = g_new0 (SmValidateDisk, 1);
+      g_autoptr(GString) problem = g_string_new (NULL);
+      g_autoptr(GPtrArray) imgs = g_ptr_array_new ();
+      int domain = -1;
+
+      out->vm = g_strdup (vm->address);
+      out->disk = g_strdup (disk->disk);
+      out->layers = g_ptr_array_new_with_free_func (g_free);
+      for (l = 0; l < disk->layers->len; l++) {
+        const char *file = disk->layers->pdata[l];
+        g_autofree char *resolved = NULL;
+        Img *img = NULL;
+
+        g_ptr_array_add (out->layers, g_strdup (file));
+        if (resolve_name (c, NULL, file, &img, &resolved) != RES_OK) {
+          if (!problem->len)
+            g_string_printf (problem, "layer %s is not in any domain given",
+                             file);
+          continue;
+        }
+        g_ptr_array_add (imgs, img);
+        if (domain < 0)
+          domain = (int) img->domain;
+        else if (domain != (int) img->domain && !problem->len)
+          g_string_printf (problem, "its layers are split between %s and %s",
+                           (char *) c->given->pdata[domain],
+                           (char *) c->given->pdata[img->domain]);
+      }
+      for (l = 0; !problem->len && l < imgs->len; l++) {
+        Img *img = imgs->pdata[l];
+        Img *want = l + 1 < imgs->len ? imgs->pdata[l + 1] : NULL;
+
+        if (!img->header_ok || img->link_broken)
+          g_string_printf (problem, "layer %s is damaged (see its errors)",
+                           img->path);
+        else if (img->backing != want)
+          g_string_printf (problem, "the header of %s names backing file %s "
+                           "but QEMU has %s open", img->path,
+                           img->backing ? img->backing->path : "(none)",
+                           want ? want->path : "(none)");
+        else if (img->size_problem)
+          g_string_printf (problem, "the sizes of %s and its backing file do "
+                           "not fit", img->path);
+      }
+      if (!problem->len && imgs->len && disk->virtual_size
+          && ((Img *) imgs->pdata[0])->virtual_size != disk->virtual_size)
+        g_string_printf (problem, "%s is %" G_GUINT64_FORMAT " bytes but "
+                         "QEMU's disk is %" G_GUINT64_FORMAT,
+                         ((Img *) imgs->pdata[0])->path,
+                         ((Img *) imgs->pdata[0])->virtual_size,
+                         disk->virtual_size);
+      if (!problem->len && !imgs->len)
+        g_string_assign (problem, "QEMU reports no file for it");
+      if (problem->len) {
+        out->problem = g_strdup (problem->str);
+        add_finding (c, SM_SEVERITY_ERROR, "vm-disk-no-domain",
+                     disk->layers->len ? disk->layers->pdata[0] : NULL,
+                     vm->address, disk->disk, "do not remove any image of "
+                     "this disk; finish or redo its migration so one domain "
+                     "holds the whole chain",
+                     "VM %s disk %s: no domain given holds its complete "
+                     "chain: %s", vm->address, disk->disk, problem->str);
+      } else {
+        out->domain = g_strdup (c->given->pdata[domain]);
+        add_finding (c, SM_SEVERITY_INFO, "vm-disk-domain",
+                     ((Img *) imgs->pdata[0])->path, vm->address, disk->disk,
+                     NULL, "VM %s disk %s: complete chain of %u layer%s in "
+                     "domain %s", vm->address, disk->disk, imgs->len,
+                     imgs->len == 1 ? "" : "s", out->domain);
+      }
+      g_ptr_array_add (r->disks, out);
+    }
+  }
+}
+
+static gint
+finding_cmp (gconstpointer a, gconstpointer b)
+{
+  const SmFinding *x = *(SmFinding *const *) a, *y = *(SmFinding *const *) b;
+  int n;
+
+  if (x->severity != y->severity)
+    return x->severity > y->severity ? -1 : 1;
+  n = g_strcmp0 (x->file, y->file);
+  if (n)
+    return n;
+  n = strcmp (x->code, y->code);
+  if (n)
+    return n;
+  return strcmp (x->message, y->message);
+}
+
+static void
+build_images (Ctx *c, SmValidateReport *r)
+{
+  guint i;
+
+  for (i = 0; i < c->imgs->len; i++) {
+    Img *img = c->imgs->pdata[i];
+    SmValidateImage *im;
+    guint j;
+
+    if (!img->is_image)
+      continue;
+    im = g_new0 (SmValidateImage, 1);
+    im->path = g_strdup (img->path);
+    im->domain = g_strdup (c->given->pdata[img->domain]);
+    im->format = img->has_magic ? SM_IMAGE_FORMAT_QCOW2 : SM_IMAGE_FORMAT_RAW;
+    im->is_block_device = img->is_block;
+    im->virtual_size = img->virtual_size;
+    im->file_size = img->file_size;
+    if (img->info) {
+      im->backing_name = g_strdup (img->info->backing_file);
+      im->backing_format = g_strdup (img->info->backing_format);
+    }
+    im->backing_path = img->backing ? g_strdup (img->backing->path) : NULL;
+    im->header_ok = img->header_ok;
+    im->used_by = g_ptr_array_new_with_free_func (g_free);
+    for (j = 0; j < img->used_by->len; j++)
+      g_ptr_array_add (im->used_by, g_strdup (img->used_by->pdata[j]));
+    g_ptr_array_add (r->images, im);
+  }
+}
+
+static bool
+open_domains (Ctx *c, GError **error)
+{
+  const char *const *d;
+
+  for (d = c->opts->domains; d && *d; d++) {
+    g_autofree char *given = g_strdup (*d);
+    g_autofree char *abs = NULL;
+    char *r;
+    struct stat st;
+    size_t n = strlen (given);
+
+    /* "dom/" and "dom" are the same domain; keep "/" itself. */
+    while (n > 1 && given[n - 1] == '/')
+      given[--n] = '\0';
+    if (stat (given, &st) < 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                   "storage domain %s: %s", given, g_strerror (errno));
+      return false;
+    }
+    if (!S_ISDIR (st.st_mode)) {
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "storage domain %s is not a directory", given);
+      return false;
+    }
+    r = realpath (given, NULL);
+    if (!r) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "storage domain %s: %s",
+                   given, g_strerror (errno));
+      return false;
+    }
+    abs = g_canonicalize_filename (given, NULL);
+    g_ptr_array_add (c->real, g_strdup (r));
+    free (r);
+    g_ptr_array_add (c->lexical, g_steal_pointer (&abs));
+    g_ptr_array_add (c->given, g_steal_pointer (&given));
+  }
+  if (!c->given->len) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "no storage domain given");
+    return false;
+  }
+  return true;
+}
+
+SmValidateReport *
+sm_validate_run (const SmValidateOptions *opts, GError **error)
+{
+  g_autoptr(SmValidateReport) r = NULL;
+  __attribute__ ((cleanup (ctx_clear))) Ctx c = { 0 };
+  guint i;
+
+  g_return_val_if_fail (opts, NULL);
+  c.opts = opts;
+  c.given = g_ptr_array_new_with_free_func (g_free);
+  c.lexical = g_ptr_array_new_with_free_func (g_free);
+  c.real = g_ptr_array_new_with_free_func (g_free);
+  c.paths = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  c.link_paths = g_hash_table_new (g_str_hash, g_str_equal);
+  c.inodes = g_hash_table_new_full (dev_ino_hash, dev_ino_equal, g_free,
+                                    NULL);
+  c.dirs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  c.imgs = g_ptr_array_new_with_free_func ((GDestroyNotify) img_free);
+  c.links = g_ptr_array_new_with_free_func ((GDestroyNotify) link_free);
+  c.records = g_ptr_array_new_with_free_func ((GDestroyNotify) record_free);
+  c.findings = g_ptr_array_new_with_free_func ((GDestroyNotify) finding_free);
+
+  if (!open_domains (&c, error))
+    return NULL;
+
+  for (i = 0; i < c.given->len; i++) {
+    const char *real = c.real->pdata[i];
+    int fd = open (real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "storage domain %s: %s",
+                   (char *) c.given->pdata[i], g_strerror (errno));
+      return NULL;
+    }
+    g_hash_table_insert (c.dirs, g_strdup (real), g_strdup (real));
+    walk_dir (&c, fd, real, c.given->pdata[i], i, 0);
+  }
+  resolve_links (&c);
+
+  g_ptr_array_sort (c.imgs, img_cmp);
+  for (i = 0; i < c.imgs->len; i++) {
+    Img *img = c.imgs->pdata[i];
+
+    if (img->info && img->info->backing_file)
+      check_backing (&c, img);
+  }
+  find_cycles (&c);
+  load_records (&c);
+  load_snapshots (&c);
+  mark_vms (&c);
+  for (i = 0; i < c.imgs->len; i++) {
+    Img *img = c.imgs->pdata[i];
+
+    if (img->info)
+      check_header (&c, img);
+  }
+  find_leftovers (&c);
+
+  r = g_new0 (SmValidateReport, 1);
+  r->domains = g_ptr_array_new_with_free_func (g_free);
+  r->images = g_ptr_array_new_with_free_func
+    ((GDestroyNotify) validate_image_free);
+  r->chains = g_ptr_array_new_with_free_func
+    ((GDestroyNotify) validate_chain_free);
+  r->disks = g_ptr_array_new_with_free_func
+    ((GDestroyNotify) validate_disk_free);
+  r->vms_given = opts->n_vms > 0;
+  for (i = 0; i < c.given->len; i++)
+    g_ptr_array_add (r->domains, g_strdup (c.given->pdata[i]));
+  build_chains (&c, r);
+  place_disks (&c, r);
+  build_images (&c, r);
+
+  g_ptr_array_sort (c.findings, finding_cmp);
+  r->findings = g_steal_pointer (&c.findings);
+  for (i = 0; i < r->findings->len; i++) {
+    const SmFinding *f = r->findings->pdata[i];
+
+    switch (f->severity) {
+    case SM_SEVERITY_ERROR: r->n_errors++; break;
+    case SM_SEVERITY_WARNING: r->n_warnings++; break;
+    case SM_SEVERITY_INFO: r->n_infos++; break;
+    case SM_SEVERITY_LAST:
+    default: break;
+    }
+  }
+  return g_steal_pointer (&r);
+}
+
+bool
+sm_validate_report_clean (const SmValidateReport *report, bool strict)
+{
+  return report->n_errors == 0 && (!strict || report->n_warnings == 0);
+}
+
+/* ---- VMs ------------------------------------------------------------- */
+
+static void
+vm_disk_free (SmValidateVmDisk *disk)
+{
+  g_free (disk->disk);
+  g_ptr_array_unref (disk->layers);
+  g_ptr_array_unref (disk->formats);
+  g_free (disk);
+}
+
+void
+sm_validate_vm_free (SmValidateVm *vm)
+{
+  if (!vm)
+    return;
+  g_free (vm->address);
+  g_ptr_array_unref (vm->disks);
+  g_free (vm);
+}
+
+static const char *
+json_str (json_object *obj, const char *key)
+{
+  json_object *v;
+
+  if (!obj || !json_object_object_get_ex (obj, key, &v)
+      || !json_object_is_type (v, json_type_string))
+    return NULL;
+  return json_object_get_string (v);
+}
+
+/* query-block directly rather than sm_disks_query: that one also reads the
+ * chain's headers from disk, and validate must not open files outside the
+ * domains it was given. */
+SmValidateVm *
+sm_validate_vm_query (SmQmp *qmp, const char *address, GError **error)
+{
+  g_autoptr(json_object) reply = NULL;
+  g_autoptr(SmValidateVm) vm = NULL;
+  size_t i, n;
+
+  reply = sm_qmp_execute (qmp, "query-block", NULL, error);
+  if (!reply)
+    return NULL;
+  if (!json_object_is_type (reply, json_type_array)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
+                 "query-block on VM %s: the reply is not an array", address);
+    return NULL;
+  }
+  vm = g_new0 (SmValidateVm, 1);
+  vm->address = g_strdup (address);
+  vm->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) vm_disk_free);
+  n = json_object_array_length (reply);
+  for (i = 0; i < n; i++) {
+    json_object *dev = json_object_array_get_idx (reply, i);
+    json_object *inserted, *image, *v;
+    SmValidateVmDisk *disk;
+    const char *name = json_str (dev, "device");
+    unsigned depth = 0;
+
+    if (!json_object_object_get_ex (dev, "inserted", &inserted)
+        || !json_object_is_type (inserted, json_type_object))
+      continue;
+    if (!name || !*name)
+      name = json_str (dev, "qdev");
+    if (!name || !*name)
+      name = json_str (inserted, "node-name");
+    disk = g_new0 (SmValidateVmDisk, 1);
+    disk->disk = g_strdup (name ? name : "?");
+    disk->layers = g_ptr_array_new_with_free_func (g_free);
+    disk->formats = g_ptr_array_new_with_free_func (g_free);
+    if (json_object_object_get_ex (inserted, "ro", &v))
+      disk->read_only = json_object_get_boolean (v);
+    g_ptr_array_add (vm->disks, disk);
+    if (!json_object_object_get_ex (inserted, "image", &image)) {
+      const char *file = json_str (inserted, "file");
+
+      if (file) {
+        g_ptr_array_add (disk->layers, g_strdup (file));
+        g_ptr_array_add (disk->formats,
+                         g_strdup (json_str (inserted, "drv")));
+      }
+      continue;
+    }
+    if (json_object_object_get_ex (image, "virtual-size", &v))
+      disk->virtual_size = (uint64_t) json_object_get_int64 (v);
+    while (image && json_object_is_type (image, json_type_object)
+           && depth++ < MAX_CHAIN) {
+      const char *file = json_str (image, "filename");
+
+      if (!file)
+        break;
+      g_ptr_array_add (disk->layers, g_strdup (file));
+      g_ptr_array_add (disk->formats, g_strdup (json_str (image, "format")));
+      if (!json_object_object_get_ex (image, "backing-image", &image))
+        image = NULL;
+    }
+  }
+  return g_steal_pointer (&vm);
+}
+
+/* ---- JSON ------------------------------------------------------------ */
+
+static json_object *
+json_str_or_null (const char *s)
+{
+  return s ? json_object_new_string (s) : NULL;
+}
+
+static json_object *
+json_strv (const GPtrArray *a)
+{
+  json_object *arr = json_object_new_array ();
+  guint i;
+
+  for (i = 0; a && i < a->len; i++)
+    json_object_array_add (arr, json_object_new_string (a->pdata[i]));
+  return arr;
+}
+
+json_object *
+sm_validate_report_to_json (const SmValidateReport *r, bool strict)
+{
+  json_object *root = json_object_new_object ();
+  json_object *summary = json_object_new_object ();
+  json_object *findings = json_object_new_array ();
+  json_object *images = json_object_new_array ();
+  json_object *chains = json_object_new_array ();
+  json_object *disks = json_object_new_array ();
+  guint i;
+
+  json_object_object_add (summary, "images",
+                          json_object_new_int64 (r->images->len));
+  json_object_object_add (summary, "chains",
+                          json_object_new_int64 (r->chains->len));
+  json_object_object_add (summary, "errors",
+                          json_object_new_int64 (r->n_errors));
+  json_object_object_add (summary, "warnings",
+                          json_object_new_int64 (r->n_warnings));
+  json_object_object_add (summary, "infos",
+                          json_object_new_int64 (r->n_infos));
+  json_object_object_add (summary, "clean", json_object_new_boolean
+                          (sm_validate_report_clean (r, strict)));
+  json_object_object_add (summary, "strict", json_object_new_boolean (strict));
+  json_object_object_add (summary, "leftovers-checked",
+                          json_object_new_boolean (r->vms_given));
+
+  for (i = 0; i < r->findings->len; i++) {
+    const SmFinding *f = r->findings->pdata[i];
+    json_object *o = json_object_new_object ();
+
+    json_object_object_add (o, "severity", json_object_new_string
+                            (sm_severity_to_string (f->severity)));
+    json_object_object_add (o, "code", json_object_new_string (f->code));
+    json_object_object_add (o, "file", json_str_or_null (f->file));
+    json_object_object_add (o, "message", json_object_new_string (f->message));
+    json_object_object_add (o, "fix", json_str_or_null (f->fix));
+    json_object_object_add (o, "vm", json_str_or_null (f->vm));
+    json_object_object_add (o, "disk", json_str_or_null (f->disk));
+    json_object_array_add (findings, o);
+  }
+  for (i = 0; i < r->images->len; i++) {
+    const SmValidateImage *im = r->images->pdata[i];
+    json_object *o = json_object_new_object ();
+
+    json_object_object_add (o, "path", json_object_new_string (im->path));
+    json_object_object_add (o, "domain", json_object_new_string (im->domain));
+    json_object_object_add (o, "format", json_object_new_string
+                            (sm_image_format_to_string (im->format)));
+    json_object_object_add (o, "block-device",
+                            json_object_new_boolean (im->is_block_device));
+    json_object_object_add (o, "virtual-size",
+                            json_object_new_int64 ((int64_t) im->virtual_size));
+    json_object_object_add (o, "file-size",
+                            json_object_new_int64 ((int64_t) im->file_size));
+    json_object_object_add (o, "backing-name",
+                            json_str_or_null (im->backing_name));
+    json_object_object_add (o, "backing-format",
+                            json_str_or_null (im->backing_format));
+    json_object_object_add (o, "backing-path",
+                            json_str_or_null (im->backing_path));
+    json_object_object_add (o, "header-ok",
+                            json_object_new_boolean (im->header_ok));
+    json_object_object_add (o, "used-by", json_strv (im->used_by));
+    json_object_array_add (images, o);
+  }
+  for (i = 0; i < r->chains->len; i++) {
+    const SmValidateChain *ch = r->chains->pdata[i];
+    json_object *o = json_object_new_object ();
+
+    json_object_object_add (o, "top", json_object_new_string (ch->top));
+    json_object_object_add (o, "layers", json_strv (ch->layers));
+    json_object_object_add (o, "complete",
+                            json_object_new_boolean (ch->complete));
+    json_object_array_add (chains, o);
+  }
+  for (i = 0; i < r->disks->len; i++) {
+    const SmValidateDisk *d = r->disks->pdata[i];
+    json_object *o = json_object_new_object ();
+
+    json_object_object_add (o, "vm", json_object_new_string (d->vm));
+    json_object_object_add (o, "disk", json_object_new_string (d->disk));
+    json_object_object_add (o, "layers", json_strv (d->layers));
+    json_object_object_add (o, "domain", json_str_or_null (d->domain));
+    json_object_object_add (o, "problem", json_str_or_null (d->problem));
+    json_object_array_add (disks, o);
+  }
+  json_object_object_add (root, "domains", json_strv (r->domains));
+  json_object_object_add (root, "summary", summary);
+  json_object_object_add (root, "findings", findings);
+  json_object_object_add (root, "images", images);
+  json_object_object_add (root, "chains", chains);
+  json_object_object_add (root, "vm-disks", disks);
+  return root;
+}

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# snapmig validate from the command line: the text report (problems first,
+# errors before warnings before infos, one fix per problem, the summary
+# line), --json, exit codes (0 clean, warnings allowed unless --strict, 1
+# problems, 2 could not run), a malicious backing name pointing at a FIFO
+# (finishing at all proves it was not opened), --qmp against a real VM, and
+# that validation writes nothing.  Each defect's detection is checked in
+# tests/unit/test-validate.c; here only what the CLI prints and returns.
+source "$(dirname "$0")/lib.sh"
+
+command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 not installed"
+command -v qemu-img >/dev/null || skip_all "qemu-img not installed"
+
+has_line () { grep -qxF -- "$2" "$1"; }
+
+# validate ARGS...: runs snapmig validate with a deadline (a blocked open
+# would hang it), output in $T/out and $T/err, exit code in $rc.
+validate () {
+  timeout 60 "$SNAPMIG" validate "$@" >"$T/out" 2>"$T/err"
+  rc=$?
+}
+
+# A clean domain: relative names, formats stated.
+clean=$T/clean
+mkdir -p "$clean/img"
+qemu-img create -q -f qcow2 "$clean/img/base.qcow2" 8M
+qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$clean/img/mid.qcow2"
+qemu-img create -q -f qcow2 -F qcow2 -b mid.qcow2 "$clean/img/top.qcow2"
+qemu-img create -q -f raw "$clean/data.raw" 2M
+
+validate "$clean"
+check "clean: exit 0" test $rc -eq 0
+check "clean: only the summary" test "$(cat "$T/out")" = "4 images, 2 chains, 0 errors, 0 warnings, 0 infos"
+check "clean: nothing on stderr" test ! -s "$T/err"
+validate "$clean" --strict
+check "clean --strict: exit 0" test $rc -eq 0
+
+# Never writes: same bytes and times afterwards.
+snap () { find "$1" -printf '%p %s %T@ %C@\n' | sort; md5sum "$1"/img/* "$1"/*.raw; }
+snap "$clean" >"$T/before"
+validate "$clean" --json
+snap "$clean" >"$T/after"
+check "validate wrote nothing" cmp -s "$T/before" "$T/after"
+
+# Warnings only: exit 0, --strict makes them count.
+warn=$T/warn
+mkdir -p "$warn"
+qemu-img create -q -f qcow2 "$warn/base.qcow2" 8M
+qemu-img create -q -f qcow2 -u -F qcow2 -b "$warn/base.qcow2" "$warn/abs.qcow2" 8M
+validate "$warn"
+check "warnings: exit 0" test $rc -eq 0
+check "warnings: the warning" grep -qxF "warning: $warn/abs.qcow2: backing file name '$warn/base.qcow2' is absolute; it breaks when the domain moves" "$T/out"
+check "warnings: its fix" has_line "$T/out" "  fix: qemu-img rebase -u -F qcow2 -b 'base.qcow2' '$warn/abs.qcow2'"
+check "warnings: summary" has_line "$T/out" "2 images, 1 chains, 0 errors, 1 warnings, 0 infos"
+validate "$warn" --strict
+check "warnings --strict: exit 1" test $rc -eq 1
+
+# Malicious backing names: /etc/passwd and ../outside.img, a FIFO.
+bad=$T/bad
+mkdir -p "$bad"
+mkfifo "$T/outside.img"
+qemu-img create -q -f qcow2 -u -F raw -b /etc/passwd "$bad/passwd.qcow2" 8M
+qemu-img create -q -f qcow2 -u -F raw -b ../outside.img "$bad/fifo.qcow2" 8M
+qemu-img create -q -f qcow2 -u -F qcow2 -b nowhere.qcow2 "$bad/orphan.qcow2" 8M
+qemu-img create -q -f qcow2 -u -F qcow2 -b "$bad/orphan.qcow2" "$bad/abs.qcow2" 8M
+validate "$bad"
+check "escapes: exit 1 (finished: the FIFO was not opened)" test $rc -eq 1
+check "escapes: /etc/passwd reported" grep -qF "error: $bad/passwd.qcow2: backing file '/etc/passwd' is outside the storage domains" "$T/out"
+check "escapes: FIFO reported" grep -qF "error: $bad/fifo.qcow2: backing file '../outside.img' is outside the storage domains ($T/outside.img); it was not opened" "$T/out"
+check "escapes: summary" has_line "$T/out" "4 images, 3 chains, 3 errors, 1 warnings, 0 infos"
+# Grouped: every error line before every warning line.
+last_error=$(grep -n '^error:' "$T/out" | tail -1 | cut -d: -f1)
+first_warning=$(grep -n '^warning:' "$T/out" | head -1 | cut -d: -f1)
+check "errors before warnings" test "$last_error" -lt "$first_warning"
+
+validate "$bad" --json
+check "json: exit 1" test $rc -eq 1
+check "json: one document" test "$(head -c1 "$T/out")$(tail -n1 "$T/out")" = "{}"
+check "json: errors counted" grep -qF '"errors": 3' "$T/out"
+check "json: clean false" grep -qF '"clean": false' "$T/out"
+check "json: escape code" test "$(grep -cF '"code": "backing-escapes"' "$T/out")" -eq 2
+check "json: severity" grep -qF '"severity": "error"' "$T/out"
+
+# Could not run: exit 2 with a message.
+validate "$T/nope"
+check "missing domain: exit 2" test $rc -eq 2
+check "missing domain: message" grep -qF "snapmig: error: validate: storage domain $T/nope: No such file or directory" "$T/err"
+validate --no-such-option "$clean"
+check "bad option: exit 2" test $rc -eq 2
+validate
+check "no domain: exit 2" test $rc -eq 2
+validate --qmp "$T/no.qmp" "$clean"
+check "dead socket: exit 2" test $rc -eq 2
+check "dead socket: message" grep -q "^snapmig: error: validate: " "$T/err"
+
+# --qmp: images the VM has open are in use, the rest are leftovers, and a
+# failed operation's record lists removable files.
+vmdom=$T/vmdom
+mkdir -p "$vmdom"
+qemu-img create -q -f qcow2 "$vmdom/base.qcow2" 8M
+qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$vmdom/top.qcow2"
+qemu-img create -q -f qcow2 "$vmdom/old.qcow2" 8M
+qemu-img create -q -f qcow2 "$vmdom/made.qcow2" 8M
+echo "$vmdom/made.qcow2" >"$vmdom/.snapmig-created-op1"
+start_vm vm -drive "$(drive_opt drive0 "$vmdom/top.qcow2" qcow2)" || exit 1
+
+validate "$vmdom"
+check "no --qmp: exit 0" test $rc -eq 0
+check "no --qmp: old.qcow2 not called a leftover" bash -c "! grep -q 'old.qcow2' '$T/out'"
+check "no --qmp: record-listed file reported" grep -qF "warning: $vmdom/made.qcow2: created by failed snapmig operation op1" "$T/out"
+
+validate "$vmdom" --qmp "$T/vm.qmp" --state-dir "$T/state"
+check "--qmp: exit 0" test $rc -eq 0
+check "--qmp: top in use" has_line "$T/out" "info: $vmdom/top.qcow2: in use by VM $T/vm.qmp (drive0), open for writing"
+check "--qmp: base in use" has_line "$T/out" "info: $vmdom/base.qcow2: in use by VM $T/vm.qmp (drive0), read-only backing layer"
+check "--qmp: disk's domain" has_line "$T/out" "info: VM $T/vm.qmp disk drive0: complete chain of 2 layers in domain $vmdom"
+check "--qmp: leftover" has_line "$T/out" "info: $vmdom/old.qcow2: not used by any given VM, image or snapmig snapshot: removable"
+check "--qmp: in-use image not removable" bash -c "! grep -E 'top.qcow2|base.qcow2' '$T/out' | grep -q removable"
+check "--qmp: record-listed file" grep -qF "warning: $vmdom/made.qcow2: created by failed snapmig operation op1 (record $vmdom/.snapmig-created-op1) and not used: removable" "$T/out"
+check "--qmp: summary" has_line "$T/out" "4 images, 3 chains, 0 errors, 1 warnings, 4 infos"
+
+# The VM's disk outside every domain given: a loud error.
+validate "$clean" --qmp "$T/vm.qmp"
+check "disk outside the domains: exit 1" test $rc -eq 1
+check "disk outside the domains: error" grep -qF "error: VM $T/vm.qmp disk drive0: no domain given holds its complete chain: layer $vmdom/top.qcow2 is not in any domain given" "$T/out"
+
+done_testing

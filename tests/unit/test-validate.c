@@ -1,0 +1,647 @@
+/* Unit tests for lib/validate.c: storage domains built with the real
+ * qemu-img (and headers patched by hand where qemu-img refuses to write the
+ * defect), one defect per case, each checked to be reported exactly once
+ * with the right severity and nothing else reported; malicious backing
+ * names pointing at FIFOs (opening one read-only blocks, so finishing at
+ * all proves it was not opened); truncated and bit-flipped headers; and
+ * VMs (real QEMU) whose open images count as used.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <glib/gstdio.h>
+
+#include "harness.h"
+#include "snapshot-xml.h"
+#include "validate.h"
+
+#define MiB (1ULL << 20)
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static char *
+path_in (const char *dir, const char *name)
+{
+  return g_build_filename (dir, name, NULL);
+}
+
+static char *
+new_domain (const char *tmp, const char *name)
+{
+  char *dir = path_in (tmp, name);
+
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  return dir;
+}
+
+static void
+qcow2 (const char *dir, const char *name, uint64_t size, const char *backing,
+       const char *fmt)
+{
+  g_autofree char *path = path_in (dir, name);
+
+  g_assert_true (sm_test_create_qcow2 (path, size, backing, fmt));
+}
+
+/* qemu-img create -u: writes BACKING into the header without opening it,
+ * so a test can name files that must never be opened. */
+static void
+qcow2_unsafe (const char *dir, const char *name, uint64_t size,
+              const char *backing, const char *fmt)
+{
+  g_autofree char *path = path_in (dir, name);
+  g_autofree char *sz = g_strdup_printf ("%" G_GUINT64_FORMAT, size);
+
+  g_assert_true (sm_test_qemu_img ("create", "-q", "-f", "qcow2", "-u",
+                                   "-F", fmt, "-b", backing, path, sz, NULL));
+}
+
+static void
+raw (const char *dir, const char *name, uint64_t size)
+{
+  g_autofree char *path = path_in (dir, name);
+
+  g_assert_true (sm_test_create_raw (path, size));
+}
+
+static void
+or_byte (const char *path, off_t off, uint8_t bits)
+{
+  int fd = open (path, O_RDWR | O_CLOEXEC);
+  uint8_t b;
+
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (pread (fd, &b, 1, off), ==, 1);
+  b |= bits;
+  g_assert_cmpint (pwrite (fd, &b, 1, off), ==, 1);
+  close (fd);
+}
+
+/* Changes the backing format extension's type to an unknown one (which
+ * QEMU ignores): the backing format is then not stated, a header qemu-img
+ * 7.2 refuses to write. */
+static void
+drop_backing_format (const char *path)
+{
+  static const uint8_t type[4] = { 0xe2, 0x79, 0x2a, 0xca };
+  g_autofree char *data = NULL;
+  gsize len;
+  gsize i;
+
+  g_assert_true (g_file_get_contents (path, &data, &len, NULL));
+  for (i = 104; i + 4 <= len && i < 4096; i += 8)
+    if (memcmp (data + i, type, 4) == 0) {
+      int fd = open (path, O_RDWR | O_CLOEXEC);
+      static const uint8_t other[4] = { 0x12, 0x34, 0x56, 0x78 };
+
+      g_assert_cmpint (fd, >=, 0);
+      g_assert_cmpint (pwrite (fd, other, 4, (off_t) i), ==, 4);
+      close (fd);
+      return;
+    }
+  g_assert_not_reached ();
+}
+
+static SmValidateReport *
+run_full (const char *const *domains, SmValidateVm *const *vms, size_t n_vms,
+          const char *state_dir)
+{
+  SmValidateOptions opts = {
+    .domains = domains, .vms = vms, .n_vms = n_vms, .state_dir = state_dir,
+  };
+  g_autoptr(GError) err = NULL;
+  SmValidateReport *r;
+
+  /* A FIFO opened by mistake would block forever: fail instead. */
+  alarm (60);
+  r = sm_validate_run (&opts, &err);
+  alarm (0);
+  g_assert_no_error (err);
+  g_assert_nonnull (r);
+  return r;
+}
+
+static SmValidateReport *
+run1 (const char *domain)
+{
+  const char *domains[] = { domain, NULL };
+
+  return run_full (domains, NULL, 0, NULL);
+}
+
+static gint
+str_ptr_cmp (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+/* Checks that the findings are exactly EXPECTED ("severity code FILE" with
+ * FILE the base name or "-", NULL-terminated, any order). */
+static void
+expect_findings (const SmValidateReport *r, const char *const *expected)
+{
+  g_autoptr(GPtrArray) got = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GPtrArray) want = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *got_s = NULL;
+  g_autofree char *want_s = NULL;
+  guint i;
+
+  for (i = 0; i < r->findings->len; i++) {
+    const SmFinding *f = r->findings->pdata[i];
+    g_autofree char *base = f->file ? g_path_get_basename (f->file)
+                                    : g_strdup ("-");
+
+    g_ptr_array_add (got, g_strdup_printf
+                     ("%s %s %s", sm_severity_to_string (f->severity),
+                      f->code, base));
+    g_test_message ("finding: %s", f->message);
+  }
+  for (i = 0; expected[i]; i++)
+    g_ptr_array_add (want, g_strdup (expected[i]));
+  g_ptr_array_sort (got, str_ptr_cmp);
+  g_ptr_array_sort (want, str_ptr_cmp);
+  g_ptr_array_add (got, NULL);
+  g_ptr_array_add (want, NULL);
+  got_s = g_strjoinv ("\n", (char **) got->pdata);
+  want_s = g_strjoinv ("\n", (char **) want->pdata);
+  g_assert_cmpstr (got_s, ==, want_s);
+}
+
+static const SmFinding *
+find (const SmValidateReport *r, const char *code)
+{
+  guint i;
+
+  for (i = 0; i < r->findings->len; i++) {
+    const SmFinding *f = r->findings->pdata[i];
+
+    if (strcmp (f->code, code) == 0)
+      return f;
+  }
+  return NULL;
+}
+
+/* ---- clean domains ---------------------------------------------------- */
+
+static void
+test_clean (void)
+{
+  g_autofree char *tmp = sm_test_tmpdir ();
+  g_autofree char *dom = new_domain (tmp, "dom");
+  g_autofree char *sub = new_domain (dom, "images/b");
+  g_autofree char *readme = path_in (dom, "README");
+  g_autofree char *hidden = path_in (dom, ".hidden.qcow2");
+  g_autoptr(SmValidateReport) r = NULL;
+  g_autoptr(json_object) json = NULL;
+  json_object *summary, *v;
+  const char *none[] = { NULL };
+  guint i;
+
+  qcow2 (dom, "base.qcow2", 64 * MiB, NULL, NULL);
+  qcow2 (dom, "mid.qcow2", 0, "base.qcow2", "qcow2");
+  qcow2 (dom, "top.qcow2", 0, "mid.qcow2", "qcow2");
+  raw (dom, "images/b/base.raw", 32 * MiB);
+  /* oVirt names volumes without an extension: a raw file named by a
+   * backing file is an image whatever its name. */
+  raw (dom, "images/b/0f3c", 16 * MiB);
+  qcow2 (dom, "images/b/vol1", 0, "0f3c", "raw");
+  /* Neither images nor problems. */
+  g_assert_true (g_file_set_contents (readme, "x", -1, NULL));
+  g_assert_true (g_file_set_contents (hidden, "junk", -1, NULL));
+  (void) sub;
+
+  r = run1 (dom);
+  expect_findings (r, none);
+  g_assert_cmpuint (r->images->len, ==, 6);
+  g_assert_cmpuint (r->chains->len, ==, 3);
+  for (i = 0; i < r->chains->len; i++)
+    g_assert_true (((SmValidateChain *) r->chains->pdata[i])->complete);
+  g_assert_true (sm_validate_report_clean (r, true));
+
+  json = sm_validate_report_to_json (r, false);
+  g_assert_true (json_object_object_get_ex (json, "summary", &summary));
+  g_assert_true (json_object_object_get_ex (summary, "images", &v));
+  g_assert_cmpint (json_object_get_int (v), ==, 6);
+  g_assert_true (json_object_object_get_ex (summary, "clean", &v));
+  g_assert_true (json_object_get_boolean (v));
+}
+
+static void
+test_missing_domain (void)
+{
+  g_autofree char *tmp = sm_test_tmpdir ();
+  g_autofree char *nope = path_in (tmp, "nope");
+  g_autofree char *file = path_in (tmp, "file");
+  const char *d1[] = { nope, NULL };
+  const char *d2[] = { file, NULL };
+  SmValidateOptions opts = { .domains = d1 };
+  g_autoptr(GError) err = NULL;
+  SmValidateReport *r;
+
+  r = sm_validate_run (&opts, &err);
+  g_assert_null (r);
+  g_assert_error (err, SM_ERROR, SM_ERROR_NOT_FOUND);
+  g_assert_nonnull (strstr (err->message, nope));
+  g_clear_error (&err);
+
+  g_assert_true (g_file_set_contents (file, "x", -1, NULL));
+  opts.domains = d2;
+  r = sm_validate_run (&opts, &err);
+  g_assert_null (r);
+  g_assert_error (err, SM_ERROR, SM_ERROR_INVALID);
+}
+
+/* ---- header defects --------------------------------------------------- */
+
+static void
+test_headers (void)
+{
+  g_autofree char *tmp = sm_test_tmpdir ();
+  g_autofree char *dom = new_domain (tmp, "dom");
+  g_autofree char *trunc = path_in (dom, "truncated.qcow2");
+  g_autofree char *fake = path_in (dom, "fake.qcow2");
+  g_autoptr(SmValidateReport) r = NULL;
+  const char *want[] = {
+    "error header-invalid truncated.qcow2",
+    "error not-qcow2 fake.qcow2",
+    "error corrupt corrupt.qcow2",
+    "error unknown-incompatible-features future.qcow2",
+    "warning dirty dirty.qcow2",
+    NULL,
+  };
+  g_autofree char *p = NULL;
+
+  qcow2 (dom, "truncated.qcow2", MiB, NULL, NULL);
+  g_assert_cmpint (truncate (trunc, 50), ==, 0);
+  g_assert_true (g_file_set_contents (fake, "not an image at all", -1,
+                                      NULL));
+  qcow2 (dom, "corrupt.qcow2", MiB, NULL, NULL);
+  p = path_in (dom, "corrupt.qcow2");
+  or_byte (p, 79, 0x02);                 /* incompatible bit 1 */
+  g_free (p);
+  qcow2 (dom, "future.qcow2", MiB, NULL, NULL);
+  p = path_in (dom, "future.qcow2");
+  or_byte (p, 74, 0x01);                 /* incompatible bit 40 */
+  g_free (p);
+  qcow2 (dom, "dirty.qcow2", MiB, NULL, NULL);
+  p = path_in (dom, "dirty.qcow2");
+  or_byte (p, 79, 0x01);                 /* incompatible bit 0 */
+
+  r = run1 (dom);
+  expect_findings (r, want);
+  g_assert_false (sm_validate_report_clean (r, false));
+}
+
+/* ---- backing files ---------------------------------------------------- */
+
+static void
+test_backing_defects (void)
+{
+  g_autofree char *tmp = sm_test_tmpdir ();
+  g_autofree char *dom = new_domain (tmp, "dom");
+  g_autofree char *abs = path_in (dom, "base.qcow2");
+  g_autofree char *p = NULL;
+  g_autoptr(SmValidateReport) r = NULL;
+  const char *want[] = {
+    "error backing-missing orphan.qcow2",
+    "warning backing-format-missing nofmt.qcow2",
+    "warning backing-absolute abs.qcow2",
+    "error backing-cycle c1.qcow2",
+    "warning overlay-smaller small.qcow2",
+    "warning raw-size-mismatch base.img",
+    "error backing-format-mismatch says-qcow2.qcow2",
+    NULL,
+  };
+
+  qcow2 (dom, "base.qcow2", 64 * MiB, NULL, NULL);
+  qcow2_unsafe (dom, "orphan.qcow2", 64 * MiB, "not-there.qcow2", "qcow2");
+  qcow2 (dom, "nofmt.qcow2", 0, "base.qcow2", "qcow2");
+  p = path_in (dom, "nofmt.qcow2");
+  drop_backing_format (p);
+  qcow2_unsafe (dom, "abs.qcow2", 64 * MiB, abs, "qcow2");
+  qcow2_unsafe (dom, "c1.qcow2", 64 * MiB, "c2.qcow2", "qcow2");
+  qcow2_unsafe (dom, "c2.qcow2", 64 * MiB, "c1.qcow2", "qcow2");
+  qcow2_unsafe (dom, "small.qcow2", 32 * MiB, "base.qcow2", "qcow2");
+  raw (dom, "base.img", 10 * MiB);
+  qcow2_unsafe (dom, "on-raw.qcow2", 64 * MiB, "base.img", "raw");
+  raw (dom, "plain.img", 64 * MiB);
+  qcow2_unsafe (dom, "says-qcow2.qcow2", 64 * MiB, "plain.img", "qcow2");
+
+  r = run1 (dom);
+  expect_findings (r, want);
+  /* The suggested fix names the relative name snapmig would write. */
+  g_assert_nonnull (strstr (find (r, "backing-absolute")->fix,
+                            "-b 'base.qcow2'"));
+  g_assert_nonnull (strstr (find (r, "backing-format-missing")->fix,
+                            "-F qcow2"));
+  /* The loop's images belong to no chain; the others do. */
+  g_assert_cmpuint (r->images->len, ==, 11);
+}
+
+/* Backing names that leave the domain: reported, never opened.  Every
+ * target outside is a FIFO, so an open would block the test. */
+static void
+test_escapes (void)
+{
+  g_autofree char *tmp = sm_test_tmpdir ();
+  g_autofree char *dom = new_domain (tmp, "dom");
+  g_autofree char *deep = new_domain (dom, "a/b");
+  g_autofree char *outside = new_domain (tmp, "outside");
+  g_autofree char *fifo = path_in (tmp, "outside.img");
+  g_autofree char *fifo2 = path_in (outside, "deep.img");
+  g_autofree char *link = path_in (dom, "link.img");
+  g_autofree char *dirlink = path_in (dom, "a/out");
+  g_autofree char *fifo_abs = NULL;
+  g_autoptr(SmValidateReport) r = NULL;
+  const char *want[] = {
+    "error backing-escapes passwd.qcow2",
+    "error backing-escapes dotdot.qcow2",
+    "error backing-escapes fifo-abs.qcow2",
+    "error backing-escapes via-link.qcow2",
+    "error backing-escapes via-dirlink.qcow2",
+    "error backing-escapes json.qcow2",
+    "warning symlink-escapes link.img",
+    "warning symlink-escapes out",
+    NULL,
+  };
+  guint i;
+
+  (void) deep;
+  g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
+  g_assert_cmpint (mkfifo (fifo2, 0600), ==, 0);
+  fifo_abs = g_strdup (fifo);
+  qcow2_unsafe (dom, "passwd.qcow2", MiB, "/etc/passwd", "raw");
+  qcow2_unsafe (dom, "dotdot.qcow2", MiB, "../outside.img", "raw");
+  qcow2_unsafe (dom, "fifo-abs.qcow2", MiB, fifo_abs, "raw");
+  /* A link inside the domain to the FIFO outside. */
+  g_assert_cmpint (symlink (fifo, link), ==, 0);
+  qcow2_unsafe (dom, "via-link.qcow2", MiB, "link.img", "raw");
+  /* Lexically inside (a/out/../../x is dom/x), but the kernel applies
+   * ".." after the link: a/out/../deep.img is outside/../deep.img. */
+  g_assert_cmpint (symlink (outside, dirlink), ==, 0);
+  qcow2_unsafe (dom, "a/b/via-dirlink.qcow2", MiB, "../out/deep.img", "raw");
+  qcow2_unsafe (dom, "json.qcow2", MiB,
+                "json:{\"file.filename\":\"/etc/shadow\"}", "raw");
+
+  r = run1 (dom);
+  expect_findings (r, want);
+  for (i = 0; i < r->findings->len; i++) {
+    const SmFinding *f = r->findings->pdata[i];
+
+    if (f->severity == SM_SEVERITY_ERROR)
+      g_assert_nonnull (strstr (f->message, "not opened"));
+  }
+}
+
+/* Truncated and bit-flipped headers: reported, never a crash (run this
+ * under valgrind: SM_VALGRIND=1). */
+static void
+test_damaged_headers (void)
+{
+  g_autofree char *tmp = sm_test_tmpdir ();
+  g_autofree char *dom = new_domain (tmp, "dom");
+  g_autofree char *base = path_in (dom, "base.qcow2");
+  g_autofree char *top = path_in (dom, "top.qcow2");
+  g_autofree char *good = NULL;
+  gsize len, cut;
+  int i;
+
+  qcow2 (dom, "base.qcow2", MiB, NULL, NULL);
+  qcow2 (dom, "top.qcow2", 0, "base.qcow2", "qcow2");
+  g_assert_true (g_file_get_contents (top, &good, &len, NULL));
+
+  for (cut = 0; cut < 400; cut += 7) {
+    g_autoptr(SmValidateReport) r = NULL;
+
+    g_assert_true (g_file_set_contents (top, good, (gssize) cut, NULL));
+    r = run1 (dom);
+    /* A cut inside the header is an error about top.qcow2; base stays. */
+    if (cut >= 4)
+      g_assert_cmpuint (r->n_errors, >=, 1);
+  }
+  for (i = 0; i < 150; i++) {
+    g_autoptr(SmValidateReport) r = NULL;
+    g_autofree char *bad = g_memdup2 (good, len);
+    int flips = g_test_rand_int_range (1, 4), k;
+
+    for (k = 0; k < flips; k++) {
+      gsize off = (gsize) g_test_rand_int_range (0, 512);
+
+      bad[off] ^= (char) (1 << g_test_rand_int_range (0, 8));
+    }
+    g_assert_true (g_file_set_contents (top, bad, (gssize) len, NULL));
+    r = run1 (dom);
+    g_assert_cmpuint (r->images->len, >=, 1);
+  }
+  (void) base;
+}
+
+/* ---- leftovers and VMs ------------------------------------------------ */
+
+static void
+write_record (const char *dom, const char *opid, const char *const *files)
+{
+  g_autofree char *name = g_strdup_printf (".snapmig-created-%s", opid);
+  g_autofree char *path = path_in (dom, name);
+  g_autoptr(GString) s = g_string_new (NULL);
+
+  for (; *files; files++)
+    g_string_append_printf (s, "%s\n", *files);
+  g_assert_true (g_file_set_contents (path, s->str, -1, NULL));
+}
+
+/* Without --qmp only record-listed files are leftovers. */
+static void
+test_records_without_vm (void)
+{
+  g_autofree char *tmp = sm_test_tmpdir ();
+  g_autofree char *dom = new_domain (tmp, "dom");
+  g_autofree char *made = path_in (dom, "made.qcow2");
+  g_autofree char *made_base = path_in (dom, "made-base.qcow2");
+  g_autofree char *gone = path_in (dom, "gone.qcow2");
+  g_autoptr(SmValidateReport) r = NULL;
+  const char *rec1[] = { made_base, made, gone, NULL };
+  const char *rec2[] = { gone, NULL };
+  const char *want[] = {
+    "warning leftover-created made.qcow2",
+    "warning leftover-created made-base.qcow2",
+    "info record-stale .snapmig-created-op2",
+    NULL,
+  };
+
+  qcow2 (dom, "unused.qcow2", MiB, NULL, NULL);
+  qcow2 (dom, "made-base.qcow2", MiB, NULL, NULL);
+  qcow2 (dom, "made.qcow2", 0, "made-base.qcow2", "qcow2");
+  write_record (dom, "op1", rec1);
+  write_record (dom, "op2", rec2);
+
+  r = run1 (dom);
+  expect_findings (r, want);
+  g_assert_nonnull (strstr (find (r, "leftover-created")->message, "op1"));
+  /* Warnings only: clean unless --strict. */
+  g_assert_true (sm_validate_report_clean (r, false));
+  g_assert_false (sm_validate_report_clean (r, true));
+}
+
+static SmValidateVm *
+query (SmTestVm *vm)
+{
+  g_autoptr(GError) err = NULL;
+  SmValidateVm *v = sm_validate_vm_query (sm_test_vm_qmp (vm),
+                                          sm_test_vm_socket (vm), &err);
+
+  g_assert_no_error (err);
+  g_assert_nonnull (v);
+  return v;
+}
+
+static void
+save_snapshot_xml (const char *state, const char *file)
+{
+  g_autofree char *dir = g_build_filename (state, "vms", "key1", "snapshots",
+                                           NULL);
+  g_autofree char *xml_path = path_in (dir, "s1.xml");
+  g_autofree char *xml = NULL;
+  g_autoptr(SmSnapshotDef) def = sm_snapshot_def_new ();
+  SmSnapshotDisk *disk = sm_snapshot_disk_new ("vda");
+
+  def->name = g_strdup ("s1");
+  def->has_disks = true;
+  disk->snapshot = SM_SNAPSHOT_LOCATION_EXTERNAL;
+  disk->type = SM_DISK_TYPE_FILE;
+  disk->source = g_strdup (file);
+  disk->driver_type = g_strdup ("qcow2");
+  g_ptr_array_add (def->disks, disk);
+  xml = sm_snapshot_format (def);
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
+  g_assert_true (g_file_set_contents (xml_path, xml, -1, NULL));
+}
+
+static void
+test_vm (void)
+{
+  g_autofree char *tmp = sm_test_tmpdir ();
+  g_autofree char *dom = new_domain (tmp, "dom");
+  g_autofree char *state = path_in (tmp, "state");
+  g_autofree char *top = path_in (dom, "top.qcow2");
+  g_autofree char *snap = path_in (dom, "snap.qcow2");
+  g_autofree char *made = path_in (dom, "made.qcow2");
+  g_autofree char *drive = g_strdup_printf
+    ("file=%s,if=none,id=drive0,format=qcow2", top);
+  const char *drives[] = { drive, NULL };
+  const char *domains[] = { dom, NULL };
+  const char *rec[] = { top, made, NULL };
+  g_autoptr(SmTestVm) vm = NULL;
+  g_autoptr(SmValidateVm) v = NULL;
+  g_autoptr(SmValidateReport) r = NULL;
+  const SmValidateDisk *disk;
+  const char *addr;
+  g_autofree char *want_in_use = NULL;
+  const char *want[] = {
+    "info in-use top.qcow2",
+    "info in-use base.qcow2",
+    "info vm-disk-domain top.qcow2",
+    "info leftover-unused unused.qcow2",
+    "info leftover-unused old-top.qcow2",
+    "info leftover-unused old-base.qcow2",
+    "warning leftover-created made.qcow2",
+    "warning leftover-created-in-use top.qcow2",
+    NULL,
+  };
+
+  qcow2 (dom, "base.qcow2", 64 * MiB, NULL, NULL);
+  qcow2 (dom, "top.qcow2", 0, "base.qcow2", "qcow2");
+  qcow2 (dom, "unused.qcow2", MiB, NULL, NULL);
+  qcow2 (dom, "old-base.qcow2", MiB, NULL, NULL);
+  qcow2 (dom, "old-top.qcow2", 0, "old-base.qcow2", "qcow2");
+  qcow2 (dom, "snap.qcow2", MiB, NULL, NULL);
+  qcow2 (dom, "made.qcow2", MiB, NULL, NULL);
+  write_record (dom, "op9", rec);
+  save_snapshot_xml (state, snap);
+
+  vm = sm_test_vm_start (tmp, "vm", drives);
+  g_assert_nonnull (vm);
+  v = query (vm);
+  addr = sm_test_vm_socket (vm);
+
+  r = run_full (domains, &v, 1, state);
+  expect_findings (r, want);
+  g_assert_true (r->vms_given);
+  g_assert_cmpuint (r->disks->len, ==, 1);
+  disk = r->disks->pdata[0];
+  g_assert_cmpstr (disk->disk, ==, "drive0");
+  g_assert_cmpstr (disk->domain, ==, dom);
+  g_assert_null (disk->problem);
+  g_assert_cmpuint (disk->layers->len, ==, 2);
+  want_in_use = g_strdup_printf ("in use by VM %s (drive0)", addr);
+  g_assert_nonnull (strstr (find (r, "in-use")->message, want_in_use));
+}
+
+/* A disk whose chain is split over two domains, and one outside every
+ * domain given: a loud error for each. */
+static void
+test_vm_no_domain (void)
+{
+  g_autofree char *tmp = sm_test_tmpdir ();
+  g_autofree char *a = new_domain (tmp, "a");
+  g_autofree char *b = new_domain (tmp, "b");
+  g_autofree char *c = new_domain (tmp, "c");
+  g_autofree char *base = path_in (a, "base.qcow2");
+  g_autofree char *top = path_in (b, "top.qcow2");
+  g_autofree char *lone = path_in (c, "lone.qcow2");
+  g_autofree char *d0 = g_strdup_printf
+    ("file=%s,if=none,id=drive0,format=qcow2", top);
+  g_autofree char *d1 = g_strdup_printf
+    ("file=%s,if=none,id=drive1,format=qcow2", lone);
+  const char *drives[] = { d0, d1, NULL };
+  const char *domains[] = { a, b, NULL };
+  g_autoptr(SmTestVm) vm = NULL;
+  g_autoptr(SmValidateVm) v = NULL;
+  g_autoptr(SmValidateReport) r = NULL;
+  const SmValidateDisk *disk;
+  const char *want[] = {
+    "info in-use top.qcow2",
+    "info in-use base.qcow2",
+    "warning backing-absolute top.qcow2",
+    "error vm-disk-no-domain top.qcow2",
+    "error vm-disk-no-domain lone.qcow2",
+    NULL,
+  };
+
+  qcow2 (a, "base.qcow2", 64 * MiB, NULL, NULL);
+  qcow2 (b, "top.qcow2", 0, base, "qcow2");
+  qcow2 (c, "lone.qcow2", MiB, NULL, NULL);
+  vm = sm_test_vm_start (tmp, "vm", drives);
+  g_assert_nonnull (vm);
+  v = query (vm);
+
+  r = run_full (domains, &v, 1, NULL);
+  expect_findings (r, want);
+  g_assert_cmpuint (r->disks->len, ==, 2);
+  disk = r->disks->pdata[0];
+  g_assert_null (disk->domain);
+  g_assert_nonnull (strstr (disk->problem, "split"));
+  disk = r->disks->pdata[1];
+  g_assert_null (disk->domain);
+  g_assert_nonnull (strstr (disk->problem, "not in any domain"));
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/validate/clean", test_clean);
+  g_test_add_func ("/validate/missing-domain", test_missing_domain);
+  g_test_add_func ("/validate/headers", test_headers);
+  g_test_add_func ("/validate/backing-defects", test_backing_defects);
+  g_test_add_func ("/validate/escapes", test_escapes);
+  g_test_add_func ("/validate/damaged-headers", test_damaged_headers);
+  g_test_add_func ("/validate/records-without-vm", test_records_without_vm);
+  g_test_add_func ("/validate/vm", test_vm);
+  g_test_add_func ("/validate/vm-no-domain", test_vm_no_domain);
+  return g_test_run ();
+}
