@@ -77,9 +77,13 @@ tests/unit/%.o tests/fuzz/%.o tests/harness/%.o tests/tools/%.o bench/%.o: ALL_C
 deps:
 	@scripts/install-deps
 
+# Every test once, then the unit and fuzz programs again under valgrind: a
+# leak or invalid access fails the run.  One closing line for all of it.
 check: deps
 	$(MAKE) all
-	@tests/run-tests $(UNIT_BINS) $(sort $(wildcard tests/integration/test-*.sh))
+	@tests/run-tests $(UNIT_BINS) $(FUZZ_BINS) \
+	  $(sort $(wildcard tests/integration/test-*.sh)) \
+	  $(addprefix valgrind:,$(UNIT_BINS) $(FUZZ_BINS))
 
 check-unit: all
 	@tests/run-tests $(UNIT_BINS)

@@ -13,12 +13,17 @@
 #
 # Each disk: 1 GiB of random data in its backing layer, 64 MiB of random
 # data in its top (qcow2, relative backing name).  Generating the data is not
-# timed; the page cache is warm for all three runs (the files were just
-# written), and no run forces an fsync.  Prints seconds, the ratios (a)/(b)
+# timed; the page cache is warm for every run (the files were just written
+# and synced), and every run ends with its data flushed (qemu-img convert's
+# default cache mode, snapmig's fsync, drive-mirror's flush before READY).
+# Interleaved rounds, medians reported.  Prints seconds, the ratios (a)/(b)
 # (target <= 1.2) and (a)/(c) (target well under 1), the guest pause at
 # pivot (from `pivot --json`) and snapmig's peak RSS (bench/peak-rss, copy
 # worker included).  No pass/fail on time; exit 1 only when something
 # breaks or the migrated data differs from the source.
+#
+# BENCH_ROUNDS=N changes the number of rounds (default 3);
+# BENCH_CREATE_JSON=1 also prints create's JSON events (per-layer copy time).
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 snapmig=$top/cli/snapmig
@@ -64,6 +69,8 @@ for d in 0 1; do
     >/dev/null || die "qemu-io (generation)"
 done
 rm -f "$T/rand.raw"
+# Write the generated data out now, so that no run pays for its writeback.
+sync
 
 start_vm () {
   qemu-system-x86_64 -M none -nodefaults -display none \
@@ -87,65 +94,111 @@ stop_vm () {
 }
 
 # --- (b) qemu-img convert, both disks in parallel ----------------------------
-mkdir -p "$T/Bconv"
-s=$(now)
-qemu-img convert -f qcow2 -O qcow2 "$A/top0.qcow2" "$T/Bconv/top0.qcow2" &
-p0=$!
-qemu-img convert -f qcow2 -O qcow2 "$A/top1.qcow2" "$T/Bconv/top1.qcow2" &
-p1=$!
-wait $p0 && wait $p1 || die "qemu-img convert failed"
-t_conv=$(( $(now) - s ))
-rm -rf "$T/Bconv"
-echo "measured (b) qemu-img convert: $(secs $t_conv) s"
+# Default cache mode: qemu-img flushes the result before it exits, as
+# snapmig's layer copies fsync and drive-mirror flushes its target at READY.
+measure_convert () {
+  local dir=$T/Bconv s p0 p1
+  mkdir -p "$dir"
+  s=$(now)
+  qemu-img convert -f qcow2 -O qcow2 "$A/top0.qcow2" "$dir/top0.qcow2" &
+  p0=$!
+  qemu-img convert -f qcow2 -O qcow2 "$A/top1.qcow2" "$dir/top1.qcow2" &
+  p1=$!
+  wait $p0 && wait $p1 || die "qemu-img convert failed"
+  t_conv=$(( $(now) - s ))
+  rm -rf "$dir"
+}
 
 # --- (c) drive-mirror sync=full of both disks until READY --------------------
-mkdir -p "$T/Bfull"
-start_vm
-out=$("$mirror_full" "$SOCK" drive0="$T/Bfull/top0.qcow2" \
-        drive1="$T/Bfull/top1.qcow2") || die "drive-mirror sync=full failed"
-t_full=$(awk -v s="$out" 'BEGIN { printf "%d", s * 1e9 }')
-stop_vm
-rm -rf "$T/Bfull"
-echo "measured (c) drive-mirror sync=full: $(secs $t_full) s"
+measure_mirror_full () {
+  local dir=$T/Bfull out
+  mkdir -p "$dir"
+  start_vm
+  out=$("$mirror_full" "$SOCK" drive0="$dir/top0.qcow2" \
+          drive1="$dir/top1.qcow2") || die "drive-mirror sync=full failed"
+  t_full=$(awk -v s="$(sed -n 1p <<<"$out")" 'BEGIN { printf "%d", s * 1e9 }')
+  t_fullsync=$(awk -v s="$(sed -n 2p <<<"$out")" 'BEGIN { printf "%d", s * 1e9 }')
+  stop_vm
+  rm -rf "$dir"
+}
 
 # --- (a) snapmig create --mirror + pivot --------------------------------------
-mkdir -p "$T/B"
-start_vm
-s=$(now)
-"$peak_rss" "$snapmig" create --qmp "$SOCK" --state-dir "$T/state" --mirror \
-  --mirror-domain "$T/B" --name bench --wait >"$T/create.out" 2>"$T/create.err" ||
-  die "snapmig create failed: $(cat "$T/create.err")"
-"$peak_rss" "$snapmig" pivot --qmp "$SOCK" --state-dir "$T/state" --json \
-  bench >"$T/pivot.out" 2>"$T/pivot.err" ||
-  die "snapmig pivot failed: $(cat "$T/pivot.err")"
-t_lsm=$(( $(now) - s ))
-echo "measured (a) snapmig create + pivot: $(secs $t_lsm) s"
+# Round R migrates A's chains into B$R with its own state dir; A itself is
+# left as it was (its old tops become read-only backing files of the new
+# source tops A/topN.benchR.qcow2, which the next round's VM does not use).
+measure_snapmig () {
+  local r=$1 dir=$T/B$1 st=$T/state$1 s outside d
+  mkdir -p "$dir"
+  start_vm
+  s=$(now)
+  "$peak_rss" "$snapmig" create --qmp "$SOCK" --state-dir "$st" --mirror \
+    --mirror-domain "$dir" --name "bench$r" --wait ${BENCH_CREATE_JSON:+--json} \
+    >"$T/create.out" 2>"$T/create.err" ||
+    die "snapmig create failed: $(cat "$T/create.err")"
+  t_create=$(( $(now) - s ))
+  "$peak_rss" "$snapmig" pivot --qmp "$SOCK" --state-dir "$st" --json \
+    "bench$r" >"$T/pivot.out" 2>"$T/pivot.err" ||
+    die "snapmig pivot failed: $(cat "$T/pivot.err")"
+  t_lsm=$(( $(now) - s ))
 
-rss_create=$(sed -n 's/^peak-rss-kib //p' "$T/create.err")
-rss_pivot=$(sed -n 's/^peak-rss-kib //p' "$T/pivot.err")
-pause=$(grep -o '"pause-ms": *-\{0,1\}[0-9.]*' "$T/pivot.out" | head -n1 |
-        sed 's/.*: *//')
+  rss=$(cat "$T/create.err" "$T/pivot.err" | sed -n 's/^peak-rss-kib //p' |
+        sort -n | tail -n 1)
+  # pivot --json reports {"event":"pivoted",...,"pause-ms":"N"} (null when
+  # the guest was not paused).
+  pause=$(grep -o '"pause-ms": *"\{0,1\}[0-9.]*' "$T/pivot.out" | head -n1 |
+          sed 's/.*: *"\{0,1\}//')
 
-# The numbers mean nothing if the data did not arrive: every disk must run
-# on B, and B's chains must hold what A's hold.
-outside=$("$smq" "$SOCK" query-block | grep -o '"filename": *"[^"]*"' |
-          grep -v "\"$T/B/" || true)
-[ -z "$outside" ] || die "after pivot, layers outside B: $outside"
-stop_vm
-for d in 0 1; do
-  qemu-img compare -q -f qcow2 -F qcow2 "$A/top$d.qcow2" "$T/B/top$d.bench.qcow2" ||
-    die "drive$d: B's chain differs from A's"
+  # The numbers mean nothing if the data did not arrive: every disk must
+  # run on B$r, and (first round) B$r's chains must hold what A's hold.
+  outside=$("$smq" "$SOCK" query-block | grep -o '"filename": *"[^"]*"' |
+            grep -v "\"$dir/" || true)
+  [ -z "$outside" ] || die "after pivot, layers outside $dir: $outside"
+  stop_vm
+  if [ "$r" = 1 ]; then
+    for d in 0 1; do
+      qemu-img compare -q -f qcow2 -F qcow2 "$A/top$d.qcow2" \
+        "$dir/top$d.bench$r.qcow2" || die "drive$d: B's chain differs from A's"
+    done
+  fi
+  # BENCH_CREATE_JSON=1: show create's events (per-layer copy seconds).
+  [ -n "${BENCH_CREATE_JSON:-}" ] && grep -v '"event":"progress"' "$T/create.out"
+  rm -rf "$dir" "$st" "$A"/top*.bench"$r".qcow2
+}
+
+# --- rounds ----------------------------------------------------------------------
+# Interleaved rounds (BENCH_ROUNDS, default 3), the median of each kind
+# reported: one disk writeback hiccup must not decide a ratio.
+ROUNDS=${BENCH_ROUNDS:-3}
+all_a=() all_create=() all_b=() all_c=() all_cs=() all_pause=() all_rss=()
+for r in $(seq 1 $ROUNDS); do
+  measure_convert
+  measure_mirror_full
+  measure_snapmig "$r"
+  all_a+=("$t_lsm"); all_create+=("$t_create"); all_b+=("$t_conv")
+  all_c+=("$t_full"); all_cs+=("$t_fullsync"); all_pause+=("${pause:-}")
+  all_rss+=("${rss:-0}")
+  echo "round $r: (a) $(secs $t_lsm) s  (b) $(secs $t_conv) s  (c) $(secs $t_full) s"
 done
+median () { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
+t_lsm=$(median "${all_a[@]}")
+t_create=$(median "${all_create[@]}")
+t_conv=$(median "${all_b[@]}")
+t_full=$(median "${all_c[@]}")
+t_fullsync=$(median "${all_cs[@]}")
+rss=$(printf '%s\n' "${all_rss[@]}" | sort -n | tail -n 1)
+pause=$(printf '%s ' "${all_pause[@]}")
+[ -n "${pause// /}" ] || pause="? (pivot --json gave no pause-ms)"
 
 # --- report --------------------------------------------------------------------
-awk -v a="$t_lsm" -v b="$t_conv" -v c="$t_full" -v pause="${pause:-?}" \
-    -v rc="${rss_create:-0}" -v rp="${rss_pivot:-0}" 'BEGIN {
-  printf "(a) snapmig create --mirror --wait + pivot:          %6.2f s\n", a / 1e9
-  printf "(b) qemu-img convert, 2 disks in parallel:           %6.2f s\n", b / 1e9
-  printf "(c) drive-mirror sync=full, 2 disks, until READY:    %6.2f s\n", c / 1e9
+echo "medians of $ROUNDS rounds:"
+awk -v a="$t_lsm" -v ac="$t_create" -v b="$t_conv" -v c="$t_full" \
+    -v cs="$t_fullsync" -v pause="$pause" -v rss="$rss" 'BEGIN {
+  printf "(a) snapmig create --mirror --wait + pivot:        %6.2f s  (create %.2f s, pivot %.2f s)\n", a / 1e9, ac / 1e9, (a - ac) / 1e9
+  printf "(b) qemu-img convert, 2 disks in parallel:         %6.2f s\n", b / 1e9
+  printf "(c) drive-mirror sync=full, 2 disks, until READY:  %6.2f s  (%.2f s with an fsync of the targets after READY)\n", c / 1e9, cs / 1e9
   printf "(a)/(b) = %.2fx   (target <= 1.2x)\n", a / b
   printf "(a)/(c) = %.2fx   (target well under 1)\n", a / c
-  printf "guest pause at pivot: %s ms\n", pause
-  printf "snapmig peak RSS: create %.1f MiB (copy worker included), pivot %.1f MiB\n", rc / 1024, rp / 1024
+  printf "guest pause at pivot, per round: %sms\n", pause
+  printf "snapmig peak RSS (create, its copy worker, pivot; largest of all rounds): %.1f MiB\n", rss / 1024
 }'
-echo "data check: both disks run on B; B's chains equal A's (qemu-img compare)"
+echo "data check: after each pivot every disk ran on B; round 1's B chains equal A's (qemu-img compare)"

@@ -5,13 +5,19 @@
  *   mirror-full SOCKET DISK=TARGET [DISK=TARGET...]
  *
  * Starts one drive-mirror per disk (format qcow2, mode absolute-paths: QEMU
- * creates TARGET), waits for every BLOCK_JOB_READY, prints the seconds from
- * the first drive-mirror to the last READY on stdout, then cancels the
- * mirrors (a cancel after READY leaves the VM on its source) and waits for
- * their end.  Exit 1 with a message on any failure.
+ * creates TARGET), waits for every BLOCK_JOB_READY and prints the seconds
+ * from the first drive-mirror to the last READY on stdout.  At READY the
+ * copied data may still sit in the page cache only, while qemu-img convert
+ * and snapmig's layer copies end with a flush; so it then fsyncs every
+ * TARGET and prints a second line: the seconds until READY and flushed.
+ * Finally it cancels the mirrors (a cancel after READY leaves the VM on its
+ * source) and waits for their end.  Exit 1 with a message on any failure.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "qmp.h"
 
@@ -112,6 +118,21 @@ main (int argc, char **argv)
   if (!wait_all (qmp, pending, true, &err)) {
     fprintf (stderr, "mirror-full: error: %s\n", err->message);
     return 1;
+  }
+  t1 = g_get_monotonic_time ();
+  printf ("%.3f\n", (double) (t1 - t0) / G_USEC_PER_SEC);
+  for (i = 2; i < argc; i++) {
+    const char *target = strchr (argv[i], '=') + 1;
+    int fd = open (target, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0 || fsync (fd) < 0) {
+      fprintf (stderr, "mirror-full: error: fsync %s: %s\n", target,
+               strerror (errno));
+      if (fd >= 0)
+        close (fd);
+      return 1;
+    }
+    close (fd);
   }
   t1 = g_get_monotonic_time ();
   printf ("%.3f\n", (double) (t1 - t0) / G_USEC_PER_SEC);

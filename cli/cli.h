@@ -30,6 +30,11 @@ int sm_cmd_delete (int argc, char **argv);     /* cmd-meta.c */
 int sm_cmd_current (int argc, char **argv);    /* cmd-meta.c */
 int sm_cmd_rebase (int argc, char **argv);
 int sm_cmd_validate (int argc, char **argv);
+int sm_cmd_create (int argc, char **argv);     /* cmd-snapshot.c */
+int sm_cmd_pivot (int argc, char **argv);      /* cmd-snapshot.c */
+int sm_cmd_abort (int argc, char **argv);      /* cmd-snapshot.c */
+int sm_cmd_status (int argc, char **argv);     /* cmd-snapshot.c */
+int sm_cmd_recover (int argc, char **argv);    /* cmd-snapshot.c */
 
 /* Options every command takes: --debug. */
 extern gboolean sm_cli_debug;

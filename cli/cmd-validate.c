@@ -63,8 +63,9 @@ static const GOptionEntry entries[] = {
   { "strict", 0, 0, G_OPTION_ARG_NONE, &opt_strict,
     "Count warnings as problems (exit 1)", NULL },
   { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_state_dir,
-    "snapmig's state directory, for the images snapshots use (default "
-    "/var/lib/snapmig for root, else ~/.local/state/snapmig)", "DIR" },
+    "snapmig's state directory, where the snapshots that keep images in "
+    "use are recorded (default: /var/lib/snapmig for root, else "
+    "$XDG_STATE_HOME/snapmig)", "DIR" },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 

@@ -31,6 +31,30 @@ static const SmCliCommand commands[] = {
   { "validate", "DIR... [--json] [--qmp SOCKET]... [--strict] [--state-dir DIR]",
     "Check storage domains for broken, unsafe and left-over images",
     sm_cmd_validate },
+  { "create",
+    "--qmp SOCKET [--name NAME] [--diskspec DISK[,file=PATH][,mirror=PATH]"
+    "[,snapshot=no]]... [--mirror] [--mirror-domain DIR] [--atomic] "
+    "[--reuse-external] [--disk-only] [--no-metadata] [--bandwidth RATE] "
+    "[--copy-mode MODE] [--wait] [--timeout SECONDS] [--state-dir DIR] "
+    "[--json] [--dry-run] [FILE]",
+    "Take a disk snapshot, mirroring new tops to a storage domain",
+    sm_cmd_create },
+  { "pivot",
+    "--qmp SOCKET [--delete-source] [--timeout SECONDS] [--state-dir DIR] "
+    "[--json] [--dry-run] NAME",
+    "Switch a snapshot's mirrored disks to their destination",
+    sm_cmd_pivot },
+  { "abort",
+    "--qmp SOCKET [--timeout SECONDS] [--state-dir DIR] [--json] [--dry-run] "
+    "NAME",
+    "Cancel a snapshot's mirrors and remove its destination files",
+    sm_cmd_abort },
+  { "status", "--qmp SOCKET [--state-dir DIR] [--json] [NAME]",
+    "Show a snapshot's mirrors and background copies",
+    sm_cmd_status },
+  { "recover", "--qmp SOCKET [--state-dir DIR]",
+    "Roll back or report operations a crash interrupted",
+    sm_cmd_recover },
 };
 
 static void

@@ -227,7 +227,8 @@ format_bar_line (const Item *it, size_t name_width, unsigned width)
    * leave. */
   bar = (long) width - 1 - (long) name_width - 2 - 50;
   bar = CLAMP (bar, 10, 30);
-  g_string_append_printf (s, "%-*s [", (int) name_width, it->name);
+  g_string_append_printf (s, "%-*.*s [", (int) name_width, (int) name_width,
+                          it->name);
   fill = pct * (unsigned) bar / 100;
   for (i = 0; i < (unsigned) bar; i++) {
     if (i < fill)

@@ -69,6 +69,24 @@ sm_block_disk_top (const SmBlockDisk *disk)
   return ((SmBlockLayer *) disk->chain->pdata[0])->filename;
 }
 
+char *
+sm_block_disk_name (const SmBlockDisk *disk)
+{
+  static const char peripheral[] = "/machine/peripheral/";
+
+  if (disk->device)
+    return g_strdup (disk->device);
+  if (disk->qdev && g_str_has_prefix (disk->qdev, peripheral)) {
+    const char *id = disk->qdev + strlen (peripheral);
+    const char *slash = strchr (id, '/');
+
+    return slash ? g_strndup (id, slash - id) : g_strdup (id);
+  }
+  if (disk->qdev)
+    return g_strdup (disk->qdev);
+  return g_strdup (disk->node_name);
+}
+
 bool
 sm_block_disk_matches (const SmBlockDisk *disk, const char *name)
 {
@@ -92,6 +110,23 @@ sm_block_disk_matches (const SmBlockDisk *disk, const char *name)
          (id[n] == '\0' || strcmp (id + n, "/virtio-backend") == 0);
 }
 
+/* QEMU names an image "json:{...}" when its backing node is not the one its
+ * header names as written (blockdev-snapshot-sync mode=existing attaches the
+ * old top to a new top whose header holds a relative name).  The layer's own
+ * file is then the "filename" of the "file" child. */
+static char *
+plain_filename (const char *name)
+{
+  g_autoptr(json_object) obj = NULL;
+  const char *file;
+
+  if (!name || !g_str_has_prefix (name, "json:"))
+    return g_strdup (name);
+  obj = json_tokener_parse (name + 5);
+  file = get_string (get_object (obj, "file"), "filename");
+  return g_strdup (file ? file : name);
+}
+
 static SmBlockDisk *
 parse_disk (json_object *entry)
 {
@@ -111,7 +146,7 @@ parse_disk (json_object *entry)
        image = get_object (image, "backing-image")) {
     SmBlockLayer *layer = g_new0 (SmBlockLayer, 1);
 
-    layer->filename = g_strdup (get_string (image, "filename"));
+    layer->filename = plain_filename (get_string (image, "filename"));
     layer->format = g_strdup (get_string (image, "format"));
     if (json_object_object_get_ex (image, "virtual-size", &v))
       layer->virtual_size = (uint64_t) json_object_get_int64 (v);
@@ -337,7 +372,8 @@ sm_block_job_cancel_wait (SmQmp *qmp, const char *id, int timeout_ms,
 }
 
 bool
-sm_block_commit_active (SmQmp *qmp, const char *id, const char *base,
+sm_block_commit_active (SmQmp *qmp, const char *disk_name, const char *id,
+                        const char *base_node, const char *base,
                         const char *job_id, int timeout_ms, GError **error)
 {
   g_autoptr(SmBlockDisk) disk = NULL;
@@ -348,8 +384,9 @@ sm_block_commit_active (SmQmp *qmp, const char *id, const char *base,
    * layer the snapshot was taken on. */
   if (!sm_qmp_run (qmp, "block-commit",
                    sm_qmp_args (NULL, "s:device", id, "s:job-id", job_id,
-                                "s:base", base, NULL), &err)) {
-    g_set_error (error, SM_ERROR, SM_ERROR_QMP, "disk %s: %s", id,
+                                base_node ? "s:base-node" : "s:base",
+                                base_node ? base_node : base, NULL), &err)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_QMP, "disk %s: %s", disk_name,
                  err->message);
     return false;
   }
@@ -357,19 +394,20 @@ sm_block_commit_active (SmQmp *qmp, const char *id, const char *base,
     return false;
   if (!sm_qmp_run (qmp, "block-job-complete",
                    sm_qmp_args (NULL, "s:device", job_id, NULL), &err)) {
-    g_set_error (error, SM_ERROR, SM_ERROR_QMP, "disk %s: %s", id,
+    g_set_error (error, SM_ERROR, SM_ERROR_QMP, "disk %s: %s", disk_name,
                  err->message);
     return false;
   }
   if (!sm_block_job_wait_gone (qmp, job_id, timeout_ms, error))
     return false;
-  disk = sm_block_query_disk (qmp, id, error);
+  disk = sm_block_query_disk (qmp, disk_name, error);
   if (!disk)
     return false;
   top = sm_block_disk_top (disk);
   if (!top || strcmp (top, base) != 0) {
     g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                 "disk %s: the commit into %s left the disk on %s", id, base,
+                 "disk %s: the commit into %s left the disk on %s", disk_name,
+                 base,
                  top ? top : "no medium");
     return false;
   }

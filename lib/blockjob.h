@@ -40,6 +40,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmBlockDisk, sm_block_disk_free)
  * for a disk that has none (-blockdev + -device).  Owned by DISK. */
 const char *sm_block_disk_id (const SmBlockDisk *disk);
 
+/* The name people know DISK by: its device name, else the qdev id its qdev
+ * path ends in ("vda" of /machine/peripheral/vda/virtio-backend), else its
+ * node name.  Unlike the node name it stays the same across snapshots and
+ * pivots, and sm_block_disk_matches accepts it.  Caller frees. */
+char *sm_block_disk_name (const SmBlockDisk *disk) G_GNUC_WARN_UNUSED_RESULT;
+
 /* True when NAME names DISK: its device name, its qdev path, the qdev id
  * that path ends in ("/machine/peripheral/ID[/virtio-backend]"), or, for a
  * disk without device name, its top node's name. */
@@ -92,12 +98,17 @@ bool sm_block_job_wait_ready (SmQmp *qmp, const char *id, int timeout_ms,
 bool sm_block_job_cancel_wait (SmQmp *qmp, const char *id, int timeout_ms,
                                GError **error);
 
-/* Folds the active top of disk ID (device or node name) back into its
- * backing file BASE (the filename QEMU shows for it): active block-commit
- * with job id JOB_ID, wait READY, block-job-complete, wait until gone, then
- * checks with query-block that BASE is the active top again.  Used to undo a
- * snapshot whose new top holds only writes made since the snapshot. */
-bool sm_block_commit_active (SmQmp *qmp, const char *id, const char *base,
+/* Folds the active top of DISK (found by sm_block_disk_matches; ID is the
+ * device or node name QMP takes for it) back into its backing file: the node
+ * BASE_NODE when non-NULL, else the image QEMU names BASE.  Active
+ * block-commit with job id JOB_ID, wait READY, block-job-complete, wait until
+ * gone, then checks with query-block that BASE is the active top again.
+ * Used to undo a snapshot whose new top holds only writes made since the
+ * snapshot.  (Name the base by node when you can: QEMU names an image
+ * "json:{...}" once a snapshot attached it under a relative backing name,
+ * and then cannot find it by file name.) */
+bool sm_block_commit_active (SmQmp *qmp, const char *disk, const char *id,
+                             const char *base_node, const char *base,
                              const char *job_id, int timeout_ms,
                              GError **error);
 

@@ -241,8 +241,14 @@ header_need (HeaderReader *r, uint64_t end, const char *what, GError **error)
                  r->path, what, end, r->file_size);
     return false;
   }
-  /* Every caller has bounded END by the first cluster already. */
-  g_assert (r->cluster_size > 0 && end <= r->cluster_size);
+  /* Callers bound END by the first cluster; this keeps a slip from
+   * becoming a large read. */
+  if (r->cluster_size == 0 || end > r->cluster_size) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IMAGE,
+                 "%s: qcow2 header: %s runs past the first cluster", r->path,
+                 what);
+    return false;
+  }
   want = MIN (r->file_size, r->cluster_size);
   g_free (r->big);
   r->big = g_malloc (want);
@@ -279,7 +285,8 @@ static bool
 qcow2_check_table (HeaderReader *r, const char *field, uint64_t offset,
                    uint64_t entries, uint64_t entry_len, GError **error)
 {
-  uint64_t bytes = entries * entry_len;  /* entries <= 2^22, len <= 40 */
+  /* Callers bound ENTRIES first: BYTES stays below 64 MiB. */
+  uint64_t bytes = entries * entry_len;
 
   if (offset & (r->cluster_size - 1)) {
     QCOW2_ERROR (error, r, "%s %" G_GUINT64_FORMAT
@@ -315,10 +322,8 @@ qcow2_name (HeaderReader *r, uint64_t off, uint32_t len, const char *field,
  * window of at most 2 MiB, so it is bounded. */
 static bool
 qcow2_read_extensions (HeaderReader *r, SmImageInfo *info, uint64_t start,
-                       uint64_t end, GError **error)
+                       uint64_t end, const char *end_what, GError **error)
 {
-  const char *end_what = info->backing_file ? "the backing file name"
-                                            : "the end of the first cluster";
   uint64_t off = start;
 
   while (off < end) {
@@ -642,8 +647,12 @@ qcow2_parse (HeaderReader *r, SmImageInfo *info, GError **error)
     }
   }
 
+  /* As in QEMU, the extensions end where the backing name starts. */
   ext_end = backing_offset != 0 ? backing_offset : info->cluster_size;
-  if (!qcow2_read_extensions (r, info, info->header_length, ext_end, error))
+  if (!qcow2_read_extensions (r, info, info->header_length, ext_end,
+                              backing_offset != 0
+                              ? "the backing file name"
+                              : "the end of the first cluster", error))
     return false;
 
   if ((info->incompatible_features & SM_QCOW2_INCOMPAT_DATA_FILE)
@@ -703,10 +712,39 @@ probe_fd (int fd, const char *display, SmImageFormat format,
   return g_steal_pointer (&info);
 }
 
-/* Opens OPEN_PATH, reports it as DISPLAY. */
+static bool path_is_inside (const char *real, const char *root);
+
+/* The file FD refers to, as the kernel resolved it, must be inside ROOT: a
+ * directory swapped for a symlink between realpath() and open() cannot lead
+ * the walk out of the storage domain.  Without /proc the realpath() check
+ * made before the open stands alone. */
+static bool
+check_opened_inside (int fd, const char *display, const char *root,
+                     GError **error)
+{
+  char link[64];
+  char target[PATH_MAX + 1];
+  ssize_t n;
+
+  g_snprintf (link, sizeof link, "/proc/self/fd/%d", fd);
+  n = readlink (link, target, sizeof target - 1);
+  if (n < 0 || (size_t) n >= sizeof target - 1)
+    return true;
+  target[n] = '\0';
+  if (!path_is_inside (target, root)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_UNSAFE,
+                 "%s: opened as %s, outside the storage domain %s (was it "
+                 "replaced while being checked?)", display, target, root);
+    return false;
+  }
+  return true;
+}
+
+/* Opens OPEN_PATH, reports it as DISPLAY.  With ROOT, the opened file must
+ * be inside it before anything is read. */
 static SmImageInfo *
 probe_path (const char *open_path, const char *display, SmImageFormat format,
-            struct stat *st, GError **error)
+            const char *root, struct stat *st, GError **error)
 {
   SM_AUTO_FD int fd = -1;
   SmImageInfo *info;
@@ -718,6 +756,8 @@ probe_path (const char *open_path, const char *display, SmImageFormat format,
   }
   fd = open_image (open_path, display, error);
   if (fd < 0)
+    return NULL;
+  if (root && !check_opened_inside (fd, display, root, error))
     return NULL;
   info = probe_fd (fd, display, format, st, error);
   if (info)
@@ -736,7 +776,7 @@ sm_image_probe (const char *path, SmImageFormat format, GError **error)
 {
   struct stat st;
 
-  return probe_path (path, path, format, &st, error);
+  return probe_path (path, path, format, NULL, &st, error);
 }
 
 bool
@@ -927,7 +967,8 @@ sm_image_chain_open (const char *top, SmImageFormat top_format,
     struct stat st;
     int next_format;
 
-    info = probe_path (open_path ? open_path : path, path, format, &st, &err);
+    info = probe_path (open_path ? open_path : path, path, format, root, &st,
+                       &err);
     if (!info) {
       if (parent && g_error_matches (err, SM_ERROR, SM_ERROR_NOT_FOUND))
         g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,

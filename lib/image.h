@@ -34,7 +34,9 @@ int sm_image_format_from_string (const char *name);
 #define SM_QCOW2_INCOMPAT_KNOWN         0x1fULL
 
 typedef struct {
-  char *path;                  /* as given (not canonicalised) */
+  char *path;                  /* as given; in a chain, a backing layer's
+                                  name resolved by sm_image_resolve_backing
+                                  (neither is canonicalised) */
   SmImageFormat format;
   bool is_block_device;
   uint64_t virtual_size;       /* guest-visible bytes */
@@ -69,6 +71,7 @@ typedef struct {
   uint32_t nb_bitmaps;         /* from the bitmaps extension, else 0 */
 } SmImageInfo;
 
+/* Frees INFO and its strings; NULL is fine. */
 void sm_image_info_free (SmImageInfo *info);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmImageInfo, sm_image_info_free)
 
@@ -89,9 +92,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmImageInfo, sm_image_info_free)
 SmImageInfo *sm_image_probe (const char *path, SmImageFormat format,
                              GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
-/* True if the first bytes of PATH are the qcow2 magic.  For inspection only
- * (validate reports a file that claims to be qcow2); never used to decide how
- * QEMU opens an image.
+/* True if the first bytes of PATH are the qcow2 magic; false for anything
+ * else, a short file included, and with error set when PATH cannot be
+ * opened or read.  For inspection only (validate reports a file that claims
+ * to be qcow2); never used to decide how QEMU opens an image.
  */
 bool sm_image_has_qcow2_magic (const char *path, GError **error);
 
@@ -116,6 +120,7 @@ typedef struct {
   GPtrArray *layers;           /* SmImageInfo *, owned; index 0 = top */
 } SmImageChain;
 
+/* Frees CHAIN and its layers; NULL is fine. */
 void sm_image_chain_free (SmImageChain *chain);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmImageChain, sm_image_chain_free)
 
@@ -147,13 +152,18 @@ SmImageChain *sm_image_chain_open (const char *top, SmImageFormat top_format,
                                    const char *confine_dir, unsigned flags,
                                    GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
-/* Size in bytes of a block device or regular file (fstat / blkid). */
+/* Size in bytes of a block device (BLKGETSIZE64) or regular file (fstat).
+ * SM_ERROR_IMAGE for anything else, SM_ERROR_NOT_FOUND / SM_ERROR_IO. */
 bool sm_image_file_size (const char *path, uint64_t *size, GError **error);
 
-/* Looks for data on PATH that a target must not silently overwrite: a
- * filesystem, partition table, LVM or RAID signature (libblkid), or an image
- * header.  Returns true and sets *what (caller frees; NULL when nothing found)
- * or false with error.
+/* Looks for data on PATH (a file or block device, opened read-only) that a
+ * target must not silently overwrite: a qcow2 header and every signature
+ * libblkid's low-level probe finds (superblocks and partition tables), the
+ * way wipefs lists them.  *WHAT is set to a comma-separated description,
+ * e.g. "ext4 filesystem", "dos partition table", "LVM2_member", "swap",
+ * "qcow2 image header", "ext4 filesystem, dos partition table" (caller
+ * frees), or NULL when nothing is found.  Returns false with SM_ERROR_NOT_FOUND
+ * / SM_ERROR_IO / SM_ERROR_IMAGE (not a file or device).
  */
 bool sm_image_find_signature (const char *path, char **what, GError **error);
 

@@ -14,7 +14,12 @@
 #include "qmp.h"        /* g_autoptr(json_object) */
 #include "state.h"
 
-#define CHUNK (64u << 20)
+/* Unit of work of the copy threads, and how many threads: measured on a
+ * 2-core machine, 4 streams of 64 MiB pieces copy a 1 GiB layer about as
+ * fast as `qemu-img convert -W`, one stream much slower. */
+#define CHUNK ((uint64_t) 64 << 20)
+#define COPY_THREADS 4
+#define BUF_SIZE ((size_t) 4 << 20)
 #define STATUS_INTERVAL_US (200 * 1000)
 
 SmLayerCopy *
@@ -69,57 +74,34 @@ copy_state_from_string (const char *s)
   return SM_COPY_FAILED;
 }
 
-/* ---- one layer ----------------------------------------------------- */
-
-/* Sum of the data extents of FD (what will be copied). */
-static bool
-data_bytes (int fd, const char *path, uint64_t size, uint64_t *total,
-            GError **error)
-{
-  off_t off = 0;
-
-  *total = 0;
-  while ((uint64_t) off < size) {
-    off_t data = lseek (fd, off, SEEK_DATA), hole;
-
-    if (data < 0 && errno == ENXIO)
-      break;
-    if (data < 0 || (hole = lseek (fd, data, SEEK_HOLE)) < 0) {
-      g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: lseek: %s", path,
-                   g_strerror (errno));
-      return false;
-    }
-    *total += (uint64_t) (hole - data);
-    off = hole;
-  }
-  return true;
-}
+/* ---- copying --------------------------------------------------------- */
 
 /* Copies [OFF, OFF+LEN) of SRC to the same offset of DST, in the kernel when
  * the file systems allow it. */
 static bool
 copy_range (int src, int dst, off_t off, uint64_t len, const SmLayerCopy *copy,
-            bool *use_cfr, GError **error)
+            GError **error)
 {
   g_autofree char *buf = NULL;
+  bool use_cfr = true;
 
   while (len > 0) {
     size_t n = (size_t) MIN (len, CHUNK);
     ssize_t got;
 
-    if (*use_cfr) {
+    if (use_cfr) {
       loff_t in = off, out = off;
 
       got = copy_file_range (src, &in, dst, &out, n, 0);
       if (got < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
                       errno == EOPNOTSUPP)) {
-        *use_cfr = false;
+        use_cfr = false;
         continue;
       }
     } else {
       if (!buf)
-        buf = g_malloc (4u << 20);
-      n = MIN (n, 4u << 20);
+        buf = g_malloc (BUF_SIZE);
+      n = MIN (n, BUF_SIZE);
       got = pread (src, buf, n, off);
       if (got > 0) {
         ssize_t put = 0, w;
@@ -188,91 +170,282 @@ set_backing (const SmLayerCopy *copy, GError **error)
     }
   }
   if (!g_spawn_check_wait_status (status, NULL)) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: qemu-img rebase -u failed: %s",
-                 copy->dest, g_strstrip (out));
+    g_set_error (error, SM_ERROR, SM_ERROR_IO,
+                 "%s: qemu-img rebase -u failed: %s", copy->dest,
+                 g_strstrip (out));
     return false;
   }
   return true;
 }
 
-bool
-sm_layer_copy_run (const SmLayerCopy *copy, SmLayerCopyProgress progress,
-                   void *opaque, GError **error)
-{
-  struct stat st, dst_st;
-  uint64_t total, done = 0;
-  bool use_cfr = true;
-  off_t off = 0;
-  int src, dst;
-  bool ok = true;
+/* The copies of a set of layers, cut into chunks of data extents that a few
+ * threads take from one queue: large layers are copied in parallel too,
+ * which a single copy stream does not saturate. */
+typedef struct {
+  GMutex lock;
+  GCond changed_cond;
+  GQueue chunks;               /* Chunk *, owned */
+  GPtrArray *jobs;             /* LayerJob *, owned */
+  bool changed;                /* status moved since the last save */
+  guint running;               /* layers not finished */
+  SmLayerCopyProgress progress;  /* single-layer API only */
+  void *opaque;
+} Copier;
 
-  src = open (copy->source, O_RDONLY | O_CLOEXEC);
-  if (src < 0) {
+typedef struct {
+  SmCopyStatusLayer *layer;    /* owned by the caller */
+  int src, dst;
+  guint pending;               /* chunks not done */
+  bool failed;
+} LayerJob;
+
+typedef struct {
+  LayerJob *job;
+  off_t off;
+  uint64_t len;
+} Chunk;
+
+static void
+layer_job_free (gpointer p)
+{
+  LayerJob *job = p;
+
+  if (job->src >= 0)
+    close (job->src);
+  if (job->dst >= 0)
+    close (job->dst);
+  g_free (job);
+}
+
+/* Called with the lock held. */
+static void
+job_fail (Copier *c, LayerJob *job, GError *err)
+{
+  if (!job->failed) {
+    job->failed = true;
+    job->layer->state = SM_COPY_FAILED;
+    g_free (job->layer->error);
+    job->layer->error = g_strdup (err->message);
+  }
+  c->changed = true;
+}
+
+/* The last chunk of a layer is done: make it durable and give it its
+ * backing name.  Called without the lock.  The sync costs time (qemu-img
+ * convert does not sync its output) but nobody else would ever flush these
+ * files: QEMU only flushes the layers it writes, and after `pivot
+ * --delete-source` they are the only copy. */
+static void
+job_finish (Copier *c, LayerJob *job)
+{
+  g_autoptr(GError) err = NULL;
+  bool ok = !job->failed;
+
+  if (ok && fdatasync (job->dst) < 0) {
+    g_set_error (&err, SM_ERROR, SM_ERROR_IO, "%s: sync: %s",
+                 job->layer->copy->dest, g_strerror (errno));
+    ok = false;
+  }
+  close (job->dst);
+  job->dst = -1;
+  close (job->src);
+  job->src = -1;
+  if (ok && !set_backing (job->layer->copy, &err))
+    ok = false;
+  g_mutex_lock (&c->lock);
+  if (!ok && err)
+    job_fail (c, job, err);
+  else if (ok)
+    job->layer->state = SM_COPY_DONE;
+  c->running--;
+  c->changed = true;
+  g_cond_broadcast (&c->changed_cond);
+  g_mutex_unlock (&c->lock);
+}
+
+static bool
+job_open (Copier *c, SmCopyStatusLayer *layer, GError **error)
+{
+  const SmLayerCopy *copy = layer->copy;
+  LayerJob *job = g_new0 (LayerJob, 1);
+  struct stat st, dst_st;
+  off_t off = 0;
+
+  job->layer = layer;
+  job->src = job->dst = -1;
+  g_ptr_array_add (c->jobs, job);
+  job->src = open (copy->source, O_RDONLY | O_CLOEXEC);
+  if (job->src < 0) {
     g_set_error (error, SM_ERROR, errno == ENOENT ? SM_ERROR_NOT_FOUND
                                                   : SM_ERROR_IO,
                  "%s: cannot open: %s", copy->source, g_strerror (errno));
     return false;
   }
-  if (fstat (src, &st) < 0 || !S_ISREG (st.st_mode)) {
+  if (fstat (job->src, &st) < 0 || !S_ISREG (st.st_mode)) {
     g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
                  "%s: only regular files are copied", copy->source);
-    close (src);
     return false;
   }
   if (stat (copy->dest, &dst_st) < 0 || !S_ISREG (dst_st.st_mode)) {
     g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
                  "%s: the destination must be an existing regular file",
                  copy->dest);
-    close (src);
     return false;
   }
-  dst = open (copy->dest, O_WRONLY | O_TRUNC | O_CLOEXEC);
-  if (dst < 0) {
+  job->dst = open (copy->dest, O_WRONLY | O_TRUNC | O_CLOEXEC);
+  if (job->dst < 0 || ftruncate (job->dst, st.st_size) < 0) {
     g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot open: %s",
                  copy->dest, g_strerror (errno));
-    close (src);
     return false;
   }
-  if (!data_bytes (src, copy->source, (uint64_t) st.st_size, &total, error))
-    ok = false;
-  if (ok && ftruncate (dst, st.st_size) < 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: truncate: %s", copy->dest,
-                 g_strerror (errno));
-    ok = false;
-  }
-  if (ok && progress)
-    progress (0, total, opaque);
-  while (ok && off < st.st_size) {
-    off_t data = lseek (src, off, SEEK_DATA), hole;
+  /* Holes stay holes: only the extents holding data are copied. */
+  while (off < st.st_size) {
+    off_t data = lseek (job->src, off, SEEK_DATA), hole;
 
     if (data < 0 && errno == ENXIO)
       break;
-    if (data < 0 || (hole = lseek (src, data, SEEK_HOLE)) < 0) {
-      g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: lseek: %s", copy->source,
-                   g_strerror (errno));
-      ok = false;
-      break;
+    if (data < 0 || (hole = lseek (job->src, data, SEEK_HOLE)) < 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: lseek: %s",
+                   copy->source, g_strerror (errno));
+      return false;
     }
-    /* Copied piecewise so that progress moves on large extents. */
-    while (ok && data < hole) {
-      uint64_t n = MIN ((uint64_t) (hole - data), CHUNK);
+    for (off = data; off < hole; off += CHUNK) {
+      Chunk *chunk = g_new0 (Chunk, 1);
 
-      ok = copy_range (src, dst, data, n, copy, &use_cfr, error);
-      data += (off_t) n;
-      done += n;
-      if (ok && progress)
-        progress (MIN (done, total), total, opaque);
+      chunk->job = job;
+      chunk->off = off;
+      chunk->len = MIN ((uint64_t) (hole - off), CHUNK);
+      layer->total += chunk->len;
+      job->pending++;
+      g_queue_push_tail (&c->chunks, chunk);
     }
     off = hole;
   }
-  if (ok && fsync (dst) < 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: sync: %s", copy->dest,
-                 g_strerror (errno));
-    ok = false;
+  layer->state = SM_COPY_RUNNING;
+  return true;
+}
+
+static gpointer
+copier_thread (gpointer opaque)
+{
+  Copier *c = opaque;
+
+  for (;;) {
+    g_autoptr(GError) err = NULL;
+    Chunk *chunk;
+    LayerJob *job;
+    bool skip, last;
+
+    g_mutex_lock (&c->lock);
+    chunk = g_queue_pop_head (&c->chunks);
+    skip = chunk && chunk->job->failed;
+    g_mutex_unlock (&c->lock);
+    if (!chunk)
+      return NULL;
+    job = chunk->job;
+    if (!skip) {
+      if (copy_range (job->src, job->dst, chunk->off, chunk->len,
+                      job->layer->copy, &err)) {
+        /* Start writing the chunk back now, so that the final fdatasync
+         * overlaps with the copy instead of following it (measured: a
+         * quarter less time for a 1 GiB layer).  Advisory: errors show at
+         * the fdatasync. */
+        sync_file_range (job->dst, chunk->off, (off_t) chunk->len,
+                         SYNC_FILE_RANGE_WRITE);
+      } else {
+        g_mutex_lock (&c->lock);
+        job_fail (c, job, err);
+        g_mutex_unlock (&c->lock);
+      }
+    }
+    g_mutex_lock (&c->lock);
+    job->layer->done += chunk->len;
+    last = --job->pending == 0;
+    c->changed = true;
+    if (c->progress)
+      c->progress (job->layer->done, job->layer->total, c->opaque);
+    g_mutex_unlock (&c->lock);
+    g_free (chunk);
+    if (last)
+      job_finish (c, job);
   }
-  close (src);
-  close (dst);
-  return ok && set_backing (copy, error);
+}
+
+/* Copies every layer of LAYERS (SmCopyStatusLayer *), updating their state,
+ * progress and error under the copier's lock; SAVE (may be NULL) is called
+ * with the lock held whenever something changed, at most every
+ * STATUS_INTERVAL_US, and once at the end.  True when every layer is done. */
+static bool
+copy_layers (GPtrArray *layers, SmLayerCopyProgress progress, void *opaque,
+             void (*save) (void *data), void *save_data)
+{
+  Copier c = { .progress = progress, .opaque = opaque };
+  g_autoptr(GPtrArray) threads = g_ptr_array_new ();
+  guint i, nthreads;
+  bool ok = true;
+
+  g_mutex_init (&c.lock);
+  g_cond_init (&c.changed_cond);
+  g_queue_init (&c.chunks);
+  c.jobs = g_ptr_array_new_with_free_func (layer_job_free);
+  for (i = 0; i < layers->len; i++) {
+    SmCopyStatusLayer *layer = layers->pdata[i];
+    g_autoptr(GError) err = NULL;
+
+    c.running++;
+    if (!job_open (&c, layer, &err)) {
+      job_fail (&c, c.jobs->pdata[c.jobs->len - 1], err);
+      c.running--;
+    }
+  }
+  /* Layers without data (or that failed to open) finish right away. */
+  for (i = 0; i < c.jobs->len; i++) {
+    LayerJob *job = c.jobs->pdata[i];
+
+    if (job->pending == 0 && !job->failed)
+      job_finish (&c, job);
+  }
+  nthreads = MIN (COPY_THREADS, g_queue_get_length (&c.chunks));
+  for (i = 0; i < nthreads; i++)
+    g_ptr_array_add (threads, g_thread_new ("copy", copier_thread, &c));
+  g_mutex_lock (&c.lock);
+  while (c.running > 0) {
+    gint64 until = g_get_monotonic_time () + STATUS_INTERVAL_US;
+
+    g_cond_wait_until (&c.changed_cond, &c.lock, until);
+    if (c.changed && save && c.running > 0)
+      save (save_data);
+    c.changed = false;
+  }
+  g_mutex_unlock (&c.lock);
+  for (i = 0; i < threads->len; i++)
+    g_thread_join (threads->pdata[i]);
+  for (i = 0; i < layers->len; i++)
+    if (((SmCopyStatusLayer *) layers->pdata[i])->state != SM_COPY_DONE)
+      ok = false;
+  g_ptr_array_unref (c.jobs);
+  g_queue_clear_full (&c.chunks, g_free);
+  g_mutex_clear (&c.lock);
+  g_cond_clear (&c.changed_cond);
+  return ok;
+}
+
+bool
+sm_layer_copy_run (const SmLayerCopy *copy, SmLayerCopyProgress progress,
+                   void *opaque, GError **error)
+{
+  SmCopyStatusLayer layer = { 0 };
+  g_autoptr(GPtrArray) layers = g_ptr_array_new ();
+  bool ok;
+
+  layer.copy = (SmLayerCopy *) copy;
+  g_ptr_array_add (layers, &layer);
+  ok = copy_layers (layers, progress, opaque, NULL, NULL);
+  if (!ok)
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s",
+                 layer.error ? layer.error : "copy failed");
+  g_free (layer.error);
+  return ok;
 }
 
 /* ---- status file ---------------------------------------------------- */
@@ -346,7 +519,8 @@ status_save (const SmCopyStatus *status, const char *path, GError **error)
     add_str (o, "backing-format",
              sm_image_format_to_string (l->copy->backing_format));
     add_str (o, "state", sm_copy_state_to_string (l->state));
-    json_object_object_add (o, "done", json_object_new_int64 ((int64_t) l->done));
+    json_object_object_add (o, "done",
+                            json_object_new_int64 ((int64_t) l->done));
     json_object_object_add (o, "total",
                             json_object_new_int64 ((int64_t) l->total));
     add_str (o, "error", l->error);
@@ -460,7 +634,8 @@ sm_copy_status_load (const char *status_path, GError **error)
       if (l->state == SM_COPY_RUNNING || l->state == SM_COPY_PENDING) {
         l->state = SM_COPY_FAILED;
         g_free (l->error);
-        l->error = g_strdup_printf ("the copy worker %d died", (int) status->pid);
+        l->error = g_strdup_printf ("the copy worker %d died",
+                                    (int) status->pid);
       }
     }
   }
@@ -470,89 +645,26 @@ sm_copy_status_load (const char *status_path, GError **error)
 /* ---- the worker ----------------------------------------------------- */
 
 typedef struct {
-  GMutex lock;
   SmCopyStatus *status;
-  bool changed;
-} Worker;
-
-typedef struct {
-  Worker *worker;
-  SmCopyStatusLayer *layer;
-} WorkerJob;
+  const char *path;
+} WorkerSave;
 
 static void
-job_progress (uint64_t done, uint64_t total, void *opaque)
+worker_save (void *data)
 {
-  WorkerJob *job = opaque;
+  WorkerSave *w = data;
 
-  g_mutex_lock (&job->worker->lock);
-  job->layer->done = done;
-  job->layer->total = total;
-  job->worker->changed = true;
-  g_mutex_unlock (&job->worker->lock);
-}
-
-static gpointer
-job_thread (gpointer opaque)
-{
-  WorkerJob *job = opaque;
-  g_autoptr(GError) err = NULL;
-  bool ok;
-
-  g_mutex_lock (&job->worker->lock);
-  job->layer->state = SM_COPY_RUNNING;
-  job->worker->changed = true;
-  g_mutex_unlock (&job->worker->lock);
-  ok = sm_layer_copy_run (job->layer->copy, job_progress, job, &err);
-  g_mutex_lock (&job->worker->lock);
-  job->layer->state = ok ? SM_COPY_DONE : SM_COPY_FAILED;
-  if (!ok)
-    job->layer->error = g_strdup (err->message);
-  job->worker->changed = true;
-  g_mutex_unlock (&job->worker->lock);
-  return NULL;
+  status_save (w->status, w->path, NULL);
 }
 
 static int
 worker_main (SmCopyStatus *status, const char *path)
 {
-  Worker worker = { .status = status };
-  g_autoptr(GPtrArray) threads = g_ptr_array_new ();
-  g_autofree WorkerJob *jobs = g_new0 (WorkerJob, status->layers->len);
-  bool failed = false;
-  size_t i;
+  WorkerSave w = { status, path };
+  bool ok = copy_layers (status->layers, NULL, NULL, worker_save, &w);
 
-  g_mutex_init (&worker.lock);
-  for (i = 0; i < status->layers->len; i++) {
-    jobs[i].worker = &worker;
-    jobs[i].layer = status->layers->pdata[i];
-    g_ptr_array_add (threads, g_thread_new ("copy", job_thread, &jobs[i]));
-  }
-  for (;;) {
-    bool running = false;
-
-    g_usleep (STATUS_INTERVAL_US);
-    g_mutex_lock (&worker.lock);
-    for (i = 0; i < status->layers->len; i++) {
-      SmCopyStatusLayer *l = status->layers->pdata[i];
-
-      if (l->state == SM_COPY_PENDING || l->state == SM_COPY_RUNNING)
-        running = true;
-    }
-    if (worker.changed && running)
-      status_save (status, path, NULL);
-    worker.changed = false;
-    g_mutex_unlock (&worker.lock);
-    if (!running)
-      break;
-  }
-  for (i = 0; i < threads->len; i++)
-    g_thread_join (threads->pdata[i]);
-  for (i = 0; i < status->layers->len; i++)
-    if (((SmCopyStatusLayer *) status->layers->pdata[i])->state != SM_COPY_DONE)
-      failed = true;
-  status->state = failed ? SM_COPY_FAILED : SM_COPY_DONE;
-  return status_save (status, path, NULL) && !failed ? 0 : 1;
+  status->state = ok ? SM_COPY_DONE : SM_COPY_FAILED;
+  return status_save (status, path, NULL) && ok ? 0 : 1;
 }
 
 /* The worker keeps no descriptor of its parent: an inherited lock or QMP
@@ -636,7 +748,12 @@ sm_copy_worker_spawn (GPtrArray *copies, const char *status_path, pid_t *pid,
         _exit (1);
       close (keep);
       detach_descriptors ();
-      _exit (worker_main (status, status_path));
+      {
+        int rc = worker_main (status, status_path);
+
+        sm_copy_status_free (g_steal_pointer (&status));
+        _exit (rc);
+      }
     }
   }
   close (pfd[1]);
@@ -681,7 +798,8 @@ sm_copy_worker_kill (const char *status_path, int timeout_ms, GError **error)
   while (process_start_time (status->pid) == status->start_time) {
     if (timeout_ms >= 0 && g_get_monotonic_time () > deadline) {
       g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-                   "the copy worker %d did not stop in time", (int) status->pid);
+                   "the copy worker %d did not stop in time",
+                   (int) status->pid);
       return false;
     }
     g_usleep (5000);

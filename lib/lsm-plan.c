@@ -1,6 +1,7 @@
 /* libsnapmig — live storage migration: planning (see lsm.h).  Nothing in
  * this file talks to QEMU or changes a file. */
 #include "lsm.h"
+#include "rebase.h"      /* sm_rebase_relative_path */
 
 #include <string.h>
 
@@ -66,8 +67,10 @@ sm_lsm_vm_new (void)
 {
   SmLsmVm *vm = g_new0 (SmLsmVm, 1);
 
-  vm->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) sm_block_disk_free);
-  vm->jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) sm_block_job_free);
+  vm->disks = g_ptr_array_new_with_free_func (
+    (GDestroyNotify) sm_block_disk_free);
+  vm->jobs = g_ptr_array_new_with_free_func (
+    (GDestroyNotify) sm_block_job_free);
   vm->chains = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                       (GDestroyNotify) sm_image_chain_free);
   vm->chain_errors = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
@@ -98,6 +101,7 @@ lsm_disk_free (gpointer p)
   g_free (d->job_id);
   g_free (d->orig_top);
   g_free (d->orig_format);
+  g_free (d->orig_node);
   g_free (d->new_top);
   g_free (d->mirror);
   g_free (d->dest_dir);
@@ -163,6 +167,7 @@ sm_lsm_info_to_json (const SmLsmInfo *info)
     put_str (o, "job", d->job_id);
     put_str (o, "orig-top", d->orig_top);
     put_str (o, "orig-format", d->orig_format);
+    put_str (o, "orig-node", d->orig_node);
     put_str (o, "new-top", d->new_top);
     put_str (o, "mirror", d->mirror);
     put_str (o, "dest-dir", d->dest_dir);
@@ -195,6 +200,7 @@ sm_lsm_info_from_json (json_object *obj, GError **error)
     d->job_id = g_strdup (get_str (o, "job"));
     d->orig_top = g_strdup (get_str (o, "orig-top"));
     d->orig_format = g_strdup (get_str (o, "orig-format"));
+    d->orig_node = g_strdup (get_str (o, "orig-node"));
     d->new_top = g_strdup (get_str (o, "new-top"));
     d->mirror = g_strdup (get_str (o, "mirror"));
     d->dest_dir = g_strdup (get_str (o, "dest-dir"));
@@ -281,7 +287,8 @@ find_vm_disk (const SmLsmVm *vm, const char *name)
 static const SmBlockJob *
 find_disk_job (const SmLsmVm *vm, const SmBlockDisk *disk)
 {
-  g_autofree char *ours = sm_lsm_job_id (sm_block_disk_id (disk));
+  g_autofree char *name = sm_block_disk_name (disk);
+  g_autofree char *ours = sm_lsm_job_id (name);
   size_t i;
 
   /* A job started without job-id is named after the device. */
@@ -316,32 +323,6 @@ default_top_name (const char *top, const char *snapshot)
   return g_strdup_printf ("%s.%s.qcow2", s, snapshot);
 }
 
-/* Relative name of TARGET as seen from directory FROM_DIR (both absolute),
- * as a backing name: "../A/x.qcow2". */
-static char *
-relative_to (const char *from_dir, const char *target)
-{
-  g_auto(GStrv) from = g_strsplit (from_dir, "/", -1);
-  g_auto(GStrv) to = g_strsplit (target, "/", -1);
-  GString *out = g_string_new (NULL);
-  size_t nf = g_strv_length (from), nt = g_strv_length (to), i = 0, j;
-
-  /* Empty components come from the leading and doubled slashes. */
-  while (i < nf && i + 1 < nt && strcmp (from[i], to[i]) == 0)
-    i++;
-  for (j = i; j < nf; j++)
-    if (from[j][0])
-      g_string_append (out, "../");
-  for (j = i; j < nt; j++) {
-    if (!to[j][0])
-      continue;
-    g_string_append (out, to[j]);
-    if (j + 1 < nt)
-      g_string_append_c (out, '/');
-  }
-  return g_string_free (out, false);
-}
-
 static char *
 canon (const char *path)
 {
@@ -373,6 +354,28 @@ check_absolute (const char *what, const char *disk, const char *path,
   return true;
 }
 
+bool
+sm_lsm_check_name (const char *name, GError **error)
+{
+  const char *p;
+
+  /* The name becomes part of file names (new tops, state files). */
+  if (!name || !*name || name[0] == '.' || strlen (name) > 100) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "snapshot name '%s' is empty, starts with '.' or is longer "
+                 "than 100 characters", name ? name : "");
+    return false;
+  }
+  for (p = name; *p; p++)
+    if (*p == '/' || g_ascii_iscntrl (*p) || g_ascii_isspace (*p)) {
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "snapshot name '%s' holds a '/', a space or a control "
+                   "character", name);
+      return false;
+    }
+  return true;
+}
+
 SmSnapshotDef *
 sm_lsm_def_from_options (const SmLsmVm *vm, const char *name,
                          const char *const *diskspecs,
@@ -387,10 +390,13 @@ sm_lsm_def_from_options (const SmLsmVm *vm, const char *name,
                  "a snapshot name is needed (--name)");
     return NULL;
   }
+  if (!sm_lsm_check_name (name, error))
+    return NULL;
   def->name = g_strdup (name);
   def->has_disks = true;
+  /* Paths on the command line are relative to the current directory. */
   if (mirror_domain)
-    domain = canon (mirror_domain);
+    domain = g_canonicalize_filename (mirror_domain, NULL);
   for (i = 0; diskspecs && diskspecs[i]; i++) {
     g_auto(GStrv) parts = g_strsplit (diskspecs[i], ",", -1);
     SmSnapshotDisk *disk;
@@ -416,10 +422,10 @@ sm_lsm_def_from_options (const SmLsmVm *vm, const char *name,
       }
       if (strcmp (key, "file") == 0) {
         g_free (disk->source);
-        disk->source = canon (eq + 1);
+        disk->source = g_canonicalize_filename (eq + 1, NULL);
       } else if (strcmp (key, "mirror") == 0) {
         g_free (disk->mirror_file);
-        disk->mirror_file = canon (eq + 1);
+        disk->mirror_file = g_canonicalize_filename (eq + 1, NULL);
         disk->mirror_format = g_strdup ("qcow2");
       } else if (strcmp (key, "snapshot") == 0 && strcmp (eq + 1, "no") == 0) {
         disk->snapshot = SM_SNAPSHOT_LOCATION_NO;
@@ -443,8 +449,9 @@ sm_lsm_def_from_options (const SmLsmVm *vm, const char *name,
 
       if (!sm_block_disk_top (bd) || bd->read_only)
         continue;
-      g_ptr_array_add (def->disks,
-                       sm_snapshot_disk_new (sm_block_disk_id (bd)));
+      g_autofree char *dname = sm_block_disk_name (bd);
+
+      g_ptr_array_add (def->disks, sm_snapshot_disk_new (dname));
       ((SmSnapshotDisk *) def->disks->pdata[def->disks->len - 1])->snapshot =
         SM_SNAPSHOT_LOCATION_EXTERNAL;
     }
@@ -510,7 +517,7 @@ top_plan (const char *new_top, const SmImageInfo *orig)
   l->path = g_strdup (new_top);
   l->format = SM_IMAGE_FORMAT_QCOW2;
   l->virtual_size = (orig->virtual_size + 511) & ~(uint64_t) 511;
-  l->backing_name = relative_to (p->dest_dir, orig_abs);
+  l->backing_name = sm_rebase_relative_path (p->dest_dir, orig_abs);
   l->backing_format = orig->format;
   l->cluster_size = orig->cluster_size;
   l->required_bytes = 1 << 20;
@@ -518,12 +525,33 @@ top_plan (const char *new_top, const SmImageInfo *orig)
   return p;
 }
 
+/* A disk without a device name (-blockdev + -device) is addressed by node
+ * name, and the snapshot replaces its top node: the new top gets a node name
+ * of ours (NEW_NODE) so that the mirror and an undo can address it. */
 static json_object *
-snapshot_action_data (const SmBlockDisk *bd, const char *new_top)
+snapshot_action_data (const SmBlockDisk *bd, const char *new_top,
+                      const char *new_node)
 {
   return sm_qmp_args (NULL, bd->device ? "s:device" : "s:node-name",
                       sm_block_disk_id (bd), "s:snapshot-file", new_top,
-                      "s:format", "qcow2", "s:mode", "existing", NULL);
+                      "s:format", "qcow2", "s:mode", "existing",
+                      "S:snapshot-node-name", bd->device ? NULL : new_node,
+                      NULL);
+}
+
+/* Node name for the new top of disk number INDEX (QEMU: at most 31
+ * characters of [A-Za-z0-9._-], starting with a letter). */
+static char *
+new_node_name (const char *snapshot, size_t index)
+{
+  GString *s = g_string_new ("sm-");
+  const char *p;
+
+  for (p = snapshot; *p && s->len < 20; p++)
+    g_string_append_c (s, g_ascii_isalnum (*p) || *p == '-' || *p == '.' ||
+                          *p == '_' ? *p : '_');
+  g_string_append_printf (s, "-%zu", index);
+  return g_string_free (s, false);
 }
 
 SmLsmPlan *
@@ -548,6 +576,8 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID, "the snapshot has no name");
     return NULL;
   }
+  if (!sm_lsm_check_name (def->name, error))
+    return NULL;
   for (i = 0; i < def->disks->len; i++) {
     const SmSnapshotDisk *d = def->disks->pdata[i];
 
@@ -606,12 +636,16 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
                                                      sm_block_disk_id (bd));
     size_t k;
 
-    for (k = 0; k < bd->chain->len; k++)
-      g_hash_table_add (sources,
-                        canon (((SmBlockLayer *) bd->chain->pdata[k])->filename));
-    for (k = 0; chain && k < chain->layers->len; k++)
-      g_hash_table_add (sources,
-                        canon (((SmImageInfo *) chain->layers->pdata[k])->path));
+    for (k = 0; k < bd->chain->len; k++) {
+      const SmBlockLayer *l = bd->chain->pdata[k];
+
+      g_hash_table_add (sources, canon (l->filename));
+    }
+    for (k = 0; chain && k < chain->layers->len; k++) {
+      const SmImageInfo *l = chain->layers->pdata[k];
+
+      g_hash_table_add (sources, canon (l->path));
+    }
   }
 
   plan = plan_new (SM_LSM_OP_CREATE, flags);
@@ -710,10 +744,14 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
 
     ld = g_new0 (SmLsmDisk, 1);
     g_ptr_array_add (plan->info->disks, ld);
-    ld->name = g_strdup (d->name);
-    ld->id = g_strdup (sm_block_disk_id (bd));
+    /* The name that finds the disk again after the snapshot and the pivot
+     * (its node name changes with both). */
+    ld->name = sm_block_disk_name (bd);
+    ld->id = bd->device ? g_strdup (bd->device)
+                        : new_node_name (def->name, plan->info->disks->len - 1);
     ld->orig_top = g_strdup (sm_block_disk_top (bd));
     ld->orig_format = g_strdup (sm_image_format_to_string (orig->format));
+    ld->orig_node = g_strdup (bd->node_name);
     ld->new_top = g_strdup (new_top);
     g_ptr_array_add (plan->top_plans, top_plan (new_top, orig));
 
@@ -771,7 +809,7 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
       }
       ld->mirror = g_strdup (mirror);
       ld->dest_dir = g_strdup (dest->dest_dir);
-      ld->job_id = sm_lsm_job_id (ld->id);
+      ld->job_id = sm_lsm_job_id (ld->name);
       out->mirror_file = g_strdup (mirror);
       out->mirror_format = g_strdup ("qcow2");
     }
@@ -788,11 +826,11 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
       const SmLsmDisk *ld = plan->info->disks->pdata[i];
       json_object *action = json_object_new_object ();
 
-      json_object_object_add (action, "type",
-                              json_object_new_string ("blockdev-snapshot-sync"));
+      json_object_object_add (action, "type", json_object_new_string (
+                                "blockdev-snapshot-sync"));
       json_object_object_add (action, "data",
-                              snapshot_action_data (find_vm_disk (vm, ld->id),
-                                                    ld->new_top));
+                              snapshot_action_data (find_vm_disk (vm, ld->name),
+                                                    ld->new_top, ld->id));
       json_object_array_add (actions, action);
     }
     add_step (plan, SM_LSM_STEP_TRANSACTION, -1, "transaction",
@@ -802,7 +840,8 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
       const SmLsmDisk *ld = plan->info->disks->pdata[i];
 
       add_step (plan, SM_LSM_STEP_SNAPSHOT, (int) i, "blockdev-snapshot-sync",
-                snapshot_action_data (find_vm_disk (vm, ld->id), ld->new_top));
+                snapshot_action_data (find_vm_disk (vm, ld->name), ld->new_top,
+                                      ld->id));
     }
   }
   for (i = 0; i < plan->info->disks->len; i++) {
@@ -827,7 +866,7 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
 static bool
 disk_on (const SmLsmVm *vm, const SmLsmDisk *d, const char *file)
 {
-  const SmBlockDisk *bd = find_vm_disk (vm, d->id);
+  const SmBlockDisk *bd = find_vm_disk (vm, d->name);
   const char *top = bd ? sm_block_disk_top (bd) : NULL;
 
   return top && file && strcmp (top, file) == 0;
@@ -864,7 +903,7 @@ sm_lsm_plan_pivot (const SmLsmVm *vm, const SmLsmInfo *info,
     if (!d->mirror)
       continue;
     mirrors++;
-    if (!find_vm_disk (vm, d->id)) {
+    if (!find_vm_disk (vm, d->name)) {
       g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
                    "the VM has no disk %s any more", d->name);
       return NULL;
@@ -913,29 +952,34 @@ sm_lsm_plan_pivot (const SmLsmVm *vm, const SmLsmInfo *info,
       for (k = 0; k < info->disks->len; k++) {
         const SmLsmDisk *d = info->disks->pdata[k];
 
-        if (d->mirror && sm_block_disk_matches (bd, d->id))
+        if (d->mirror && sm_block_disk_matches (bd, d->name))
           moved = true;
       }
       if (moved)
         continue;
-      for (k = 0; k < bd->chain->len; k++)
-        g_hash_table_add (used,
-                          canon (((SmBlockLayer *) bd->chain->pdata[k])->filename));
+      for (k = 0; k < bd->chain->len; k++) {
+        const SmBlockLayer *l = bd->chain->pdata[k];
+
+        g_hash_table_add (used, canon (l->filename));
+      }
     }
     for (i = 0; i < info->disks->len; i++) {
       const SmLsmDisk *d = info->disks->pdata[i];
-      const SmBlockDisk *bd = find_vm_disk (vm, d->id);
-      const SmImageChain *chain = bd ? g_hash_table_lookup (vm->chains,
-                                                            d->id) : NULL;
+      const SmBlockDisk *bd = find_vm_disk (vm, d->name);
       size_t k;
 
-      if (!d->mirror || !chain || disk_on (vm, d, d->mirror))
+      if (!d->mirror || !bd || disk_on (vm, d, d->mirror))
         continue;
-      for (k = 0; k < chain->layers->len; k++) {
-        g_autofree char *p = canon (((SmImageInfo *) chain->layers->pdata[k])->path);
+      for (k = 0; k < bd->chain->len; k++) {
+        const SmBlockLayer *l = bd->chain->pdata[k];
+        g_autofree char *p = canon (l->filename);
+
+        g_autofree char *in_dest = g_strconcat (d->dest_dir ? d->dest_dir
+                                                            : "//", "/",
+                                                NULL);
 
         if (!g_hash_table_contains (used, p) &&
-            !g_str_has_prefix (p, d->dest_dir ? d->dest_dir : "//")) {
+            !g_str_has_prefix (p, in_dest)) {
           g_hash_table_add (used, g_strdup (p));
           g_ptr_array_add (plan->source_files, g_steal_pointer (&p));
         }
@@ -1019,10 +1063,12 @@ sm_lsm_plan_format (const SmLsmPlan *plan)
         format_create_file (out, p->layers->pdata[k]);
       break;
     }
-    case SM_LSM_STEP_CREATE_TOP:
-      format_create_file (out, ((SmPrecreatePlan *)
-                                plan->top_plans->pdata[s->disk])->layers->pdata[0]);
+    case SM_LSM_STEP_CREATE_TOP: {
+      const SmPrecreatePlan *p = plan->top_plans->pdata[s->disk];
+
+      format_create_file (out, p->layers->pdata[0]);
       break;
+    }
     case SM_LSM_STEP_TRANSACTION:
     case SM_LSM_STEP_SNAPSHOT:
     case SM_LSM_STEP_MIRROR:

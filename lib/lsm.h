@@ -19,13 +19,18 @@
  * VM reported, the image headers, the metadata) and return the files to
  * create and the QMP commands to run, for --dry-run and unit tests.  The
  * executors run a plan step by step, writing a journal record before and
- * after each step (STATE/vms/KEY/journal/OPID.journal).
+ * after each step (STATE/vms/KEY/journal/OPID.journal, with the record of
+ * the files a create made in OPID.created); a finished operation's journal
+ * is removed.  Code: lsm-plan.c (plans), lsm-create.c (create, its undo,
+ * recover), lsm-switch.c (wait, pivot, abort), lsm.c (the rest).
  *
  * Recovery policy (`snapmig recover`): an interrupted `create` is always
  * rolled back — its user never got a success, so the VM is returned to the
- * chain it ran on (mirrors cancelled, the new top committed back into the old
- * one), the metadata is removed and every file the operation created is
- * deleted.  An interrupted `pivot` or `abort` is finished by running the same
+ * chain it ran on (copy worker killed, mirrors cancelled, the new top
+ * committed back into the old one — offline with `qemu-img commit` when QEMU
+ * is gone, so no guest write is lost), the metadata is removed and every
+ * file the operation created is deleted.  A failing create undoes itself the
+ * same way before returning.  An interrupted `pivot` or `abort` is finished by running the same
  * command again (both are idempotent per disk); recover only reports them.
  *
  * Files of a migration: STATE/vms/KEY/lsm/NAME.json (disks, job ids,
@@ -34,7 +39,8 @@
  *
  * Test hook: SNAPMIG_TEST_CRASH_AFTER_STEP=N makes the create executor
  * _exit(137) right after journaling the end of step N (1-based), to test
- * recovery.  For tests only.
+ * recovery; SNAPMIG_TEST_KILL_AFTER_STEP=N:PID SIGKILLs process PID (the
+ * test's QEMU) after step N instead.  For tests only.
  */
 #ifndef SM_LSM_H
 #define SM_LSM_H
@@ -79,11 +85,16 @@ SmLsmVm *sm_lsm_vm_query (SmQmp *qmp, GError **error) G_GNUC_WARN_UNUSED_RESULT;
 /* ---- one migration, as saved in the state dir ------------------------ */
 
 typedef struct {
-  char *name;                  /* the disk as named in the snapshot */
-  char *id;                    /* QMP id (device name or node name) */
+  char *name;                  /* the disk's lasting name (device name or
+                                  qdev id, see sm_block_disk_name) */
+  char *id;                    /* QMP id of the disk from the snapshot on:
+                                  its device name, or the node name snapmig
+                                  gives the new top */
   char *job_id;                /* the mirror's job id, NULL: no mirror */
   char *orig_top;              /* active layer before the snapshot */
   char *orig_format;
+  char *orig_node;             /* its node name (it keeps it under the new
+                                  top), or NULL */
   char *new_top;               /* the snapshot's new source top */
   char *mirror;                /* destination top, or NULL */
   char *dest_dir;              /* destination domain, or NULL */
@@ -182,9 +193,15 @@ typedef struct {
 void sm_lsm_plan_free (SmLsmPlan *plan);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmLsmPlan, sm_lsm_plan_free)
 
-/* The job id snapmig gives the mirror of disk ID ("snapmig-mirror-ID", with
- * characters QEMU refuses in ids replaced).  Caller frees. */
-char *sm_lsm_job_id (const char *id) G_GNUC_WARN_UNUSED_RESULT;
+/* The job id snapmig gives the mirror of the disk named NAME
+ * (sm_block_disk_name): "snapmig-mirror-NAME", with characters QEMU refuses
+ * in ids replaced.  Caller frees. */
+char *sm_lsm_job_id (const char *name) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Checks that NAME can name a snapshot: it becomes part of file names, so
+ * no '/', space or control character, no leading '.', at most 100
+ * characters (SM_ERROR_INVALID). */
+bool sm_lsm_check_name (const char *name, GError **error);
 
 /* Builds the <domainsnapshot> of `create --name NAME [--diskspec SPEC]...
  * [--mirror-domain DIR]`.  SPEC is DISK[,file=NEWTOP][,mirror=PATH]
@@ -282,7 +299,9 @@ bool sm_lsm_abort (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
 json_object *sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
                             GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
-/* Finishes interrupted operations of the VM (see the policy above): returns
+/* Finishes interrupted operations of the VM (see the policy above); QMP is
+ * NULL when QEMU is gone (a new top is then folded back offline with
+ * `qemu-img commit`, so no guest write is lost).  Returns
  * a description of what was done per journal (caller frees, g_strfreev),
  * empty when nothing was pending. */
 char **sm_lsm_recover (SmQmp *qmp, SmVmState *st, GError **error)

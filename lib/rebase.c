@@ -435,6 +435,8 @@ sm_rebase_plan (SmQmp *qmp, const char *disk, const char *base,
   if ((base_layer && plan->base_index == 1) ||
       (!base_layer && plan->chain->len == 1)) {
     sm_debug (DOMAIN, "disk %s: nothing to merge", disk);
+    g_free (plan->backing_file);
+    plan->backing_file = g_strdup (active->backing_name);
     return g_steal_pointer (&plan);
   }
 

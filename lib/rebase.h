@@ -45,7 +45,8 @@ typedef struct {
   int base_index;      /* index in chain of the base kept, -1: merge all */
   char *backing_file;  /* name to write into the active image: the base
                           relative to the active image's directory; NULL
-                          when merging all */
+                          when merging all.  Without command: the name
+                          already written there */
   uint64_t speed;      /* bytes per second, 0 = unlimited */
   json_object *command;  /* {"execute":"block-stream","arguments":{...}},
                             owned; NULL when there is nothing to merge (the

@@ -35,8 +35,10 @@ extern const char sm_schema_migration_cookie[];
  * <domain> is a few tens of KiB. */
 #define MAX_DOCUMENT_SIZE (16 * 1024 * 1024)
 
-/* How many single-removal validations explain_invalid may try. */
+/* How many single-removal validations explain_invalid may try, and how many
+ * nodes they may visit in all (a trial validates the whole document). */
 #define MAX_CULPRIT_TRIALS 200
+#define MAX_CULPRIT_WORK (2 * 1000 * 1000)
 
 /* Depth of the kept children of <source> and <driver>:
  * domainsnapshot / disks / disk / source / child. */
@@ -319,6 +321,18 @@ qualified_name (const xmlNs *ns, const xmlChar *name)
   return g_strdup ((const char *) name);
 }
 
+/* "'name'" or "'name' in namespace 'URI'", for messages about the root. */
+static char *
+describe_root (const xmlNode *root)
+{
+  g_autofree char *name = qualified_name (root->ns, root->name);
+
+  if (root->ns && root->ns->href)
+    return g_strdup_printf ("'%s' in namespace '%s'", name,
+                            (const char *) root->ns->href);
+  return g_strdup_printf ("'%s'", name);
+}
+
 /* A structured error handler: appends to the GPtrArray OPAQUE (NULL:
  * drops the error).  Warnings are dropped: a warning never decides
  * anything here. */
@@ -560,7 +574,14 @@ read_document (const char *path, size_t *len_out, GError **error)
                  "%s: cannot open: %s", path, g_strerror (saved_errno));
     return NULL;
   }
-  if (fstat (fd, &st) == 0 && S_ISDIR (st.st_mode)) {
+  if (fstat (fd, &st) < 0) {
+    saved_errno = errno;
+    close (fd);
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot stat: %s", path,
+                 g_strerror (saved_errno));
+    return NULL;
+  }
+  if (S_ISDIR (st.st_mode)) {
     close (fd);
     g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: is a directory", path);
     return NULL;
@@ -571,14 +592,9 @@ read_document (const char *path, size_t *len_out, GError **error)
   for (;;) {
     ssize_t n;
 
+    if (len > MAX_DOCUMENT_SIZE)
+      break;
     if (len + 1 >= cap) {
-      if (cap > MAX_DOCUMENT_SIZE) {
-        close (fd);
-        g_set_error (error, SM_ERROR, SM_ERROR_XML,
-                     "%s: larger than %d bytes, not a document snapmig reads",
-                     path, MAX_DOCUMENT_SIZE);
-        return NULL;
-      }
       cap *= 2;
       buf = g_realloc (buf, cap);
     }
@@ -597,6 +613,12 @@ read_document (const char *path, size_t *len_out, GError **error)
     len += n;
   }
   close (fd);
+  if (len > MAX_DOCUMENT_SIZE) {
+    g_set_error (error, SM_ERROR, SM_ERROR_XML,
+                 "%s: larger than %d bytes, not a document snapmig reads",
+                 path, MAX_DOCUMENT_SIZE);
+    return NULL;
+  }
   buf[len] = '\0';
   *len_out = len;
   return g_steal_pointer (&buf);
@@ -650,6 +672,19 @@ name_in (const char *const *names, const xmlChar *name)
     if (strcmp (*names, (const char *) name) == 0)
       return true;
   return false;
+}
+
+static guint
+count_nodes (const xmlNode *node)
+{
+  guint n = 0;
+
+  for (; node; node = node->next) {
+    n++;
+    if (node->type == XML_ELEMENT_NODE)
+      n += count_nodes (node->children);
+  }
+  return n;
 }
 
 static void
@@ -755,12 +790,14 @@ explain_invalid (SmXmlSchema *schema, xmlRelaxNGPtr rng, xmlDoc *doc,
   g_autoptr(GArray) attrs = g_array_new (FALSE, FALSE, sizeof (SmCandidate));
   g_autoptr(GArray) elems = g_array_new (FALSE, FALSE, sizeof (SmCandidate));
   const SmXmlIssue *deepest = NULL;
+  guint nodes = count_nodes (xmlDocGetRootElement (doc));
+  guint max_trials = MIN (MAX_CULPRIT_TRIALS, MAX_CULPRIT_WORK / MAX (nodes, 1));
   guint i, trials = 0;
 
   collect_candidates (xmlDocGetRootElement (doc), 0, schema, attrs, elems);
   g_array_sort (elems, deeper_first);
 
-  for (i = 0; i < attrs->len && trials < MAX_CULPRIT_TRIALS; i++, trials++) {
+  for (i = 0; i < attrs->len && trials < max_trials; i++, trials++) {
     const SmCandidate *c = &g_array_index (attrs, SmCandidate, i);
 
     if (valid_without (rng, doc, c)) {
@@ -775,7 +812,7 @@ explain_invalid (SmXmlSchema *schema, xmlRelaxNGPtr rng, xmlDoc *doc,
       return;
     }
   }
-  for (i = 0; i < elems->len && trials < MAX_CULPRIT_TRIALS; i++, trials++) {
+  for (i = 0; i < elems->len && trials < max_trials; i++, trials++) {
     const SmCandidate *c = &g_array_index (elems, SmCandidate, i);
 
     if (valid_without (rng, doc, c)) {
@@ -902,12 +939,20 @@ append_qname (GString *out, const xmlNs *ns, const xmlChar *name)
 static void
 append_ns_decl (GString *out, const xmlNs *ns, char quote)
 {
+  g_auto(GStrv) pieces = NULL;
+  g_autofree char *href = NULL;
+
   if (ns->prefix)
     g_string_append_printf (out, " xmlns:%s=%c", (const char *) ns->prefix,
                             quote);
   else
     g_string_append_printf (out, " xmlns=%c", quote);
-  append_escaped (out, ns->href ? (const char *) ns->href : "", true);
+  /* Without entity substitution libxml2 keeps every '&' of an attribute
+   * value as "&#38;" in the raw value, and a namespace name is that raw
+   * value: decode it, or each round trip would escape it once more. */
+  pieces = g_strsplit (ns->href ? (const char *) ns->href : "", "&#38;", -1);
+  href = g_strjoinv ("&", pieces);
+  append_escaped (out, href, true);
   g_string_append_c (out, quote);
 }
 
@@ -1274,10 +1319,10 @@ snapshot_from_text (const char *text, size_t len, const char *source_name,
     return NULL;
   root = xmlDocGetRootElement (doc);
   if (schema_for_root (root) != SCHEMA_DOMAINSNAPSHOT) {
-    g_autofree char *name = qualified_name (root->ns, root->name);
+    g_autofree char *name = describe_root (root);
 
     g_set_error (error, SM_ERROR, SM_ERROR_XML,
-                 "%s: line %ld: root element is '%s', expected "
+                 "%s: line %ld: root element is %s, expected "
                  "'domainsnapshot'", source_name, xmlGetLineNo (root), name);
     return NULL;
   }
@@ -1293,6 +1338,7 @@ SmSnapshotDef *
 sm_snapshot_parse_string (const char *xml, const char *source_name,
                           GError **error)
 {
+  g_return_val_if_fail (xml != NULL, NULL);
   return snapshot_from_text (xml, strlen (xml),
                              source_name ? source_name : "<string>", error);
 }
@@ -1328,10 +1374,10 @@ sm_xml_validate_file (const char *path, const char **kind, GError **error)
   root = xmlDocGetRootElement (doc);
   schema = schema_for_root (root);
   if (!schema) {
-    g_autofree char *name = qualified_name (root->ns, root->name);
+    g_autofree char *name = describe_root (root);
 
     g_set_error (error, SM_ERROR, SM_ERROR_XML,
-                 "%s: line %ld: unknown root element '%s' (snapmig reads "
+                 "%s: line %ld: unknown root element %s (snapmig reads "
                  "<domainsnapshot> and <qemu-migration>)", path,
                  xmlGetLineNo (root), name);
     return false;

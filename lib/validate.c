@@ -12,12 +12,12 @@
  *            unknown-incompatible-features, backing-escapes,
  *            backing-missing, backing-not-image, backing-format-mismatch,
  *            backing-cycle, chain-too-deep, data-file-escapes,
- *            vm-disk-no-domain
+ *            data-file-missing, vm-disk-no-domain
  *   warning  dirty, backing-format-missing, backing-format-unknown,
  *            backing-format-raw-has-magic, backing-absolute, overlay-smaller,
  *            raw-size-mismatch, symlink-escapes, symlink-dangling,
  *            record-invalid, snapshot-metadata-invalid, leftover-created,
- *            leftover-created-in-use
+ *            leftover-created-in-use, directory-too-deep
  *   info     in-use, vm-disk-domain, leftover-unused, record-stale,
  *            record-outside
  */
@@ -79,6 +79,7 @@ struct Img {
   uint64_t virtual_size;
   uint64_t file_size;
   Img *backing;                /* resolved backing image, or NULL */
+  Img *data_img;               /* external data file, or NULL */
   char *backing_path;          /* what the backing name resolves to */
   bool link_broken;            /* names a backing file that is unusable */
   bool size_problem;           /* overlay-smaller / raw-size-mismatch */
@@ -496,6 +497,19 @@ add_file (Ctx *c, int dfd, const char *name, const struct stat *st,
   img->named_qcow2 = named_like_qcow2 (name);
   img->is_image = named_like_image (name);
 
+  /* A file named like qcow2 is read as qcow2 straight away: one open
+   * instead of two in the common case.  Only when that fails does the
+   * magic tell a damaged header from a file that is no qcow2 at all. */
+  if (img->named_qcow2) {
+    img->info = sm_image_probe (path, SM_IMAGE_FORMAT_QCOW2, NULL);
+    if (img->info) {
+      img->has_magic = true;
+      img->format = SM_IMAGE_FORMAT_QCOW2;
+      img->virtual_size = img->info->virtual_size;
+      return;
+    }
+  }
+
   /* O_NOFOLLOW | O_NONBLOCK: whatever replaced the file since fstatat, a
    * link is not followed and a FIFO does not block us. */
   fd = openat (dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
@@ -548,6 +562,8 @@ is_other_root (const Ctx *c, const char *real, guint domain)
   return false;
 }
 
+static void probe_block (Ctx *c, Img *img);
+
 /* Walks directory DFD (consumed) whose real path is REAL. */
 static void
 walk_dir (Ctx *c, int dfd, const char *real, const char *path, guint domain,
@@ -593,9 +609,9 @@ walk_dir (Ctx *c, int dfd, const char *real, const char *path, guint domain,
       if (is_other_root (c, creal, domain))
         continue;
       if (depth >= MAX_DIR_DEPTH) {
-        add_finding (c, SM_SEVERITY_WARNING, "unreadable", cpath, NULL, NULL,
-                     NULL, "%s: more than %d directory levels deep; not "
-                     "walked", cpath, MAX_DIR_DEPTH);
+        add_finding (c, SM_SEVERITY_WARNING, "directory-too-deep", cpath,
+                     NULL, NULL, NULL, "%s: more than %d directory levels "
+                     "deep; not walked", cpath, MAX_DIR_DEPTH);
         continue;
       }
       sub = openat (dirfd (d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW
@@ -627,6 +643,7 @@ walk_dir (Ctx *c, int dfd, const char *real, const char *path, guint domain,
 
         img->is_block = true;
         img->is_image = true;
+        probe_block (c, img);
       }
     }
     /* FIFOs, sockets, character devices: not images, never opened. */
@@ -941,6 +958,20 @@ check_header (Ctx *c, Img *img)
                    NULL, NULL, "do not let QEMU open this image; remove it",
                    "%s: external data file '%s' is outside the storage "
                    "domains; it was not opened", img->path, info->data_file);
+    } else if (st == RES_OK) {
+      /* Part of the image: neither a chain of its own nor a leftover. */
+      img->data_img = ignored;
+      ignored->is_image = true;
+      ignored->referrers++;
+      g_ptr_array_add (ignored->used_by,
+                       g_strdup_printf ("image %s", img->path));
+    } else {
+      img->header_ok = false;
+      add_finding (c, SM_SEVERITY_ERROR, "data-file-missing", img->path,
+                   NULL, NULL, "restore the data file, or remove the image",
+                   "%s: external data file '%s' (%s) is missing or not a "
+                   "file of the domain", img->path, info->data_file,
+                   resolved);
     }
   }
 }
@@ -1111,7 +1142,8 @@ load_snapshots (Ctx *c)
         add_finding (c, SM_SEVERITY_WARNING, "snapshot-metadata-invalid",
                      file, NULL, NULL, "fix or remove the snapshot metadata; "
                      "until then validate cannot tell which images it uses",
-                     "%s: %s", file, err->message);
+                     "unreadable snapmig snapshot metadata: %s",
+                     err->message);
         continue;
       }
       what = g_strdup_printf ("snapshot %s/%s", key, def->name);
@@ -1134,6 +1166,7 @@ mark_vms (Ctx *c)
 
   for (v = 0; v < c->opts->n_vms; v++) {
     const SmValidateVm *vm = c->opts->vms[v];
+    g_autoptr(GHashTable) seen = g_hash_table_new (NULL, NULL);
 
     for (d = 0; d < vm->disks->len; d++) {
       const SmValidateVmDisk *disk = vm->disks->pdata[d];
@@ -1158,7 +1191,31 @@ mark_vms (Ctx *c)
                      "%s: in use by VM %s (%s)%s", img->path, vm->address,
                      disk->disk, writable ? ", open for writing"
                      : ", read-only backing layer");
+        g_hash_table_add (seen, img);
       }
+    }
+    for (d = 0; vm->nodes && d < vm->nodes->len; d++) {
+      const SmValidateVmNode *node = vm->nodes->pdata[d];
+      g_autofree char *resolved = NULL;
+      Img *img = NULL;
+
+      if (resolve_name (c, NULL, node->file, &img, &resolved) != RES_OK
+          || g_hash_table_contains (seen, img))
+        continue;
+      g_hash_table_add (seen, img);
+      img->is_image = true;
+      img->live = true;
+      img->used_by_vm = true;
+      g_ptr_array_add (img->used_by, g_strdup_printf
+                       ("vm %s %s", vm->address,
+                        node->node_name ? node->node_name : "?"));
+      add_finding (c, SM_SEVERITY_INFO, "in-use", img->path, vm->address,
+                   NULL, node->read_only ? NULL : "do not copy, move or "
+                   "remove it while the VM runs",
+                   "%s: in use by VM %s (node %s, in no disk's chain: a "
+                   "block job's target)%s", img->path, vm->address,
+                   node->node_name ? node->node_name : "?",
+                   node->read_only ? "" : ", open for writing");
     }
   }
 }
@@ -1172,7 +1229,6 @@ find_leftovers (Ctx *c)
 {
   bool vms_given = c->opts->n_vms > 0;
   guint i;
-  unsigned depth;
 
   for (i = 0; i < c->imgs->len; i++) {
     Img *img = c->imgs->pdata[i];
@@ -1186,9 +1242,15 @@ find_leftovers (Ctx *c)
 
     if (!img->live)
       continue;
-    for (b = img->backing, depth = 0; b && !b->live && depth < MAX_CHAIN;
-         b = b->backing, depth++)
+    /* Every step marks one more image, so loops end too. */
+    for (b = img->backing; b && !b->live; b = b->backing)
       b->live = true;
+  }
+  for (i = 0; i < c->imgs->len; i++) {
+    Img *img = c->imgs->pdata[i];
+
+    if (img->live && img->data_img)
+      img->data_img->live = true;
   }
   for (i = 0; i < c->imgs->len; i++) {
     Img *img = c->imgs->pdata[i];
@@ -1290,7 +1352,7 @@ build_chains (Ctx *c, SmValidateReport *r)
     ch->layers = g_ptr_array_new_with_free_func (g_free);
     ch->complete = true;
     for (x = top; x; x = x->backing) {
-      if (n++ > MAX_CHAIN) {
+      if (n++ == MAX_CHAIN) {
         ch->complete = false;
         add_finding (c, SM_SEVERITY_ERROR, "chain-too-deep", top->path, NULL,
                      NULL, "commit or stream layers to shorten the chain",
@@ -1476,6 +1538,11 @@ open_domains (Ctx *c, GError **error)
       return false;
     }
     abs = g_canonicalize_filename (given, NULL);
+    /* The same directory given twice is one domain, walked once. */
+    if (g_ptr_array_find_with_equal_func (c->real, r, g_str_equal, NULL)) {
+      free (r);
+      continue;
+    }
     g_ptr_array_add (c->real, g_strdup (r));
     free (r);
     g_ptr_array_add (c->lexical, g_steal_pointer (&abs));
@@ -1595,16 +1662,6 @@ vm_disk_free (SmValidateVmDisk *disk)
   g_free (disk);
 }
 
-void
-sm_validate_vm_free (SmValidateVm *vm)
-{
-  if (!vm)
-    return;
-  g_free (vm->address);
-  g_ptr_array_unref (vm->disks);
-  g_free (vm);
-}
-
 static const char *
 json_str (json_object *obj, const char *key)
 {
@@ -1616,6 +1673,48 @@ json_str (json_object *obj, const char *key)
   return json_object_get_string (v);
 }
 
+static void
+vm_node_free (SmValidateVmNode *node)
+{
+  g_free (node->file);
+  g_free (node->node_name);
+  g_free (node);
+}
+
+void
+sm_validate_vm_free (SmValidateVm *vm)
+{
+  if (!vm)
+    return;
+  g_free (vm->address);
+  g_ptr_array_unref (vm->disks);
+  g_ptr_array_unref (vm->nodes);
+  g_free (vm);
+}
+
+/* QEMU names a node "json:{...}" when its options differ from what its
+ * image header says (a snapshot's new top whose backing was attached by
+ * QMP, a mirror's target).  The layer's own file is the "file" child's
+ * filename. */
+static char *
+layer_file (const char *name)
+{
+  g_autoptr(json_object) obj = NULL;
+  json_object *file;
+  const char *fn;
+
+  if (!g_str_has_prefix (name, "json:"))
+    return g_strdup (name);
+  obj = json_tokener_parse (name + 5);
+  if (!obj || !json_object_object_get_ex (obj, "file", &file))
+    return g_strdup (name);
+  fn = json_str (file, "filename");
+  if (!fn || g_strcmp0 (json_str (file, "driver"), "file") != 0)
+    return g_strdup (name);
+  return g_strdup (fn);
+}
+
+
 /* query-block directly rather than sm_disks_query: that one also reads the
  * chain's headers from disk, and validate must not open files outside the
  * domains it was given. */
@@ -1623,7 +1722,9 @@ SmValidateVm *
 sm_validate_vm_query (SmQmp *qmp, const char *address, GError **error)
 {
   g_autoptr(json_object) reply = NULL;
+  g_autoptr(json_object) nodes = NULL;
   g_autoptr(SmValidateVm) vm = NULL;
+  const SmQmpCaps *caps;
   size_t i, n;
 
   reply = sm_qmp_execute (qmp, "query-block", NULL, error);
@@ -1637,6 +1738,7 @@ sm_validate_vm_query (SmQmp *qmp, const char *address, GError **error)
   vm = g_new0 (SmValidateVm, 1);
   vm->address = g_strdup (address);
   vm->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) vm_disk_free);
+  vm->nodes = g_ptr_array_new_with_free_func ((GDestroyNotify) vm_node_free);
   n = json_object_array_length (reply);
   for (i = 0; i < n; i++) {
     json_object *dev = json_object_array_get_idx (reply, i);
@@ -1663,7 +1765,7 @@ sm_validate_vm_query (SmQmp *qmp, const char *address, GError **error)
       const char *file = json_str (inserted, "file");
 
       if (file) {
-        g_ptr_array_add (disk->layers, g_strdup (file));
+        g_ptr_array_add (disk->layers, layer_file (file));
         g_ptr_array_add (disk->formats,
                          g_strdup (json_str (inserted, "drv")));
       }
@@ -1677,11 +1779,42 @@ sm_validate_vm_query (SmQmp *qmp, const char *address, GError **error)
 
       if (!file)
         break;
-      g_ptr_array_add (disk->layers, g_strdup (file));
+      g_ptr_array_add (disk->layers, layer_file (file));
       g_ptr_array_add (disk->formats, g_strdup (json_str (image, "format")));
       if (!json_object_object_get_ex (image, "backing-image", &image))
         image = NULL;
     }
+  }
+
+  /* Every protocol node's file: a mirror's target is open for writing
+   * and belongs to no disk until the pivot. */
+  caps = sm_qmp_probe (qmp, error);
+  if (!caps)
+    return NULL;
+  if (!caps->caps[SM_QMP_CAP_QUERY_NAMED_BLOCK_NODES])
+    return g_steal_pointer (&vm);
+  nodes = sm_qmp_execute (qmp, "query-named-block-nodes",
+                          sm_qmp_args (error, "b:flat", true, NULL), error);
+  if (!nodes)
+    return NULL;
+  n = json_object_is_type (nodes, json_type_array)
+    ? json_object_array_length (nodes) : 0;
+  for (i = 0; i < n; i++) {
+    json_object *node = json_object_array_get_idx (nodes, i);
+    const char *drv = json_str (node, "drv");
+    const char *file = json_str (node, "file");
+    json_object *v;
+    SmValidateVmNode *out;
+
+    if (!file || (g_strcmp0 (drv, "file") != 0
+                  && g_strcmp0 (drv, "host_device") != 0))
+      continue;
+    out = g_new0 (SmValidateVmNode, 1);
+    out->file = g_strdup (file);
+    out->node_name = g_strdup (json_str (node, "node-name"));
+    if (json_object_object_get_ex (node, "ro", &v))
+      out->read_only = json_object_get_boolean (v);
+    g_ptr_array_add (vm->nodes, out);
   }
   return g_steal_pointer (&vm);
 }

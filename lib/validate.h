@@ -23,7 +23,15 @@
  * touched; otherwise the real path of its directory (symlinks resolved,
  * cached per directory) must still be inside a domain.  The backing file
  * itself is then looked up in the table the directory walk built: nothing
- * is opened twice and nothing outside the domains is opened at all.
+ * is opened twice, and nothing outside the domains is opened except a
+ * block device that a link inside a domain names.
+ *
+ * Leftovers: an image is used when a VM given has it open (any node, a
+ * mirror's target included), a snapmig snapshot's metadata names it, or a
+ * used image has it below in its chain.  Files listed in a record of a
+ * failed operation are always reported (warning); other unused images only
+ * when at least one VM was given (info): without a VM, who opens what is
+ * unknown.
  *
  * Severities: an error is a broken or unsafe image (QEMU would fail, or
  * read a file it must not); a warning is a risk or waste that needs a
@@ -110,17 +118,29 @@ typedef struct {
   bool read_only;
 } SmValidateVmDisk;
 
+/* A file QEMU has open outside every disk's chain (a mirror's target). */
+typedef struct {
+  char *file;
+  char *node_name;
+  bool read_only;
+} SmValidateVmNode;
+
 typedef struct {
   char *address;          /* QMP address, as given */
   GPtrArray *disks;       /* SmValidateVmDisk * */
+  GPtrArray *nodes;       /* SmValidateVmNode *: every file-protocol node
+                             (query-named-block-nodes), chains included */
 } SmValidateVm;
 
 void sm_validate_vm_free (SmValidateVm *vm);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmValidateVm, sm_validate_vm_free)
 
-/* Asks QEMU (query-block) which files each disk has open, top first.
- * Disks with no medium are skipped.  ADDRESS is stored for messages.
- * Caller frees.  Errors: the QMP error, naming the VM.
+/* Asks QEMU which files each disk has open, top first (query-block), and
+ * which files any node has open (query-named-block-nodes, when QEMU has
+ * it: a running mirror's target is open for writing but in no disk's
+ * chain).  A layer QEMU names "json:{...}" is reduced to its "file" node's
+ * file name.  Disks with no medium are skipped.  ADDRESS is stored for
+ * messages.  Caller frees.  Errors: the QMP error, naming the VM.
  */
 SmValidateVm *sm_validate_vm_query (SmQmp *qmp, const char *address,
                                     GError **error) G_GNUC_WARN_UNUSED_RESULT;

@@ -7,7 +7,6 @@
 . "$(dirname "$0")/lib.sh"
 
 command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing"
-command -v jq >/dev/null || skip_all "jq missing"
 
 D=$T/domain
 mkdir -p "$D" "$T/state"
@@ -36,12 +35,20 @@ check_view_offline () {
 }
 # backing_name IMAGE: the backing file name written in IMAGE's header.
 backing_name () {
-  qemu-img info -U --output=json "$1" | jq -r '."backing-filename" // "none"'
+  local name
+  name=$(qemu-img info -U --output=json "$1" |
+         sed -n 's/^ *"backing-filename": "\(.*\)",\{0,1\}$/\1/p')
+  echo "${name:-none}"
 }
-# chain_depth: how many backing layers QEMU sees under drive0's top.
+# chain_depth: how many backing layers QEMU sees under drive0's top (the
+# VM has this one disk only).
 chain_depth () {
-  qmp vm query-block | jq -r '.[] | select(.device == "drive0")
-    | .inserted.backing_file_depth'
+  qmp vm query-block | grep -o '"backing_file_depth": *[0-9]*' | grep -o '[0-9]*$'
+}
+# chain_files: the image file names QEMU shows for drive0's chain (a layer
+# whose options changed at run time shows as "json:{...}").
+chain_files () {
+  qmp vm query-block | grep -o '"filename": *"[^"]*"' | sed 's/.*"\([^"]*\)"$/\1/'
 }
 quit_vm () {
   qmp vm quit >/dev/null
@@ -98,22 +105,24 @@ check "--dry-run prints the block-stream command with the relative name" \
 check "--dry-run changed nothing (chain in QEMU and header of top)" \
   eval '[ "$(chain_depth)" = 2 ] && [ "$(backing_name "$D/top.qcow2")" = mid.qcow2 ]'
 
+out=$("${SM[@]}" --dry-run drive0); rc=$?
+check "--dry-run without --base merges everything into a standalone top" \
+  eval '[ $rc = 0 ] && grep -q "merge .*mid.qcow2" <<<"$out" &&
+        grep -q "merge .*base.qcow2" <<<"$out" && grep -q standalone <<<"$out"'
 out=$("${SM[@]}" --dry-run --json drive0); rc=$?
-check "--dry-run --json without --base merges everything" \
-  eval '[ $rc = 0 ] && [ "$(jq -r ".merged | length" <<<"$out")" = 2 ] &&
-        [ "$(jq -r ".\"backing-file\"" <<<"$out")" = null ]'
+check "--dry-run --json prints the plan as JSON" \
+  eval '[ $rc = 0 ] && grep -q "\"backing-file\": null" <<<"$out" &&
+        grep -q "\"execute\": \"block-stream\"" <<<"$out"'
 
 # --- Rebase onto base, naming it relative to the current directory.
 out=$(cd "$T" && "${SM[@]}" --json --bandwidth 64M --timeout 60 \
         --base domain/base.qcow2 drive0); rc=$?
 check "rebase --base base: exit 0, JSON result line" \
-  eval '[ $rc = 0 ] && [ "$(tail -n1 <<<"$out" | jq -r .event)" = rebased ] &&
-        [ "$(tail -n1 <<<"$out" | jq -r ".\"backing-file\"")" = base.qcow2 ]'
+  eval '[ $rc = 0 ] && tail -n1 <<<"$out" | grep -q "^{\"event\":\"rebased\"" &&
+        tail -n1 <<<"$out" | grep -q "\"backing-file\":\"base.qcow2\""'
 check "QEMU's chain is now base <- top" \
-  eval '[ "$(chain_depth)" = 1 ] &&
-        qmp vm query-block | jq -e ".[] | select(.device == \"drive0\")
-          | .inserted.image[\"backing-image\"].filename
-          | endswith(\"/base.qcow2\")" >/dev/null'
+  eval '[ "$(chain_depth)" = 1 ] && chain_files | grep -qx "$D/base.qcow2" &&
+        ! qmp vm query-block | grep -q mid.qcow2'
 check "top's header names base.qcow2 relatively" \
   eval '[ "$(backing_name "$D/top.qcow2")" = base.qcow2 ]'
 check "every pattern reads back in the VM" check_view_in_vm

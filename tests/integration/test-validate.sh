@@ -124,4 +124,67 @@ validate "$clean" --qmp "$T/vm.qmp"
 check "disk outside the domains: exit 1" test $rc -eq 1
 check "disk outside the domains: error" grep -qF "error: VM $T/vm.qmp disk drive0: no domain given holds its complete chain: layer $vmdom/top.qcow2 is not in any domain given" "$T/out"
 
+# A real live storage migration: during the mirror the target is open for
+# writing (in use, not a leftover); after the pivot the destination domain
+# validates clean and holds the disk's chain, the source is left over.
+if "$SNAPMIG" help | grep -q '^  create '; then
+  mkdir -p "$T/src" "$T/dst"
+  qemu-img create -q -f qcow2 "$T/src/base.qcow2" 8M
+  qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$T/src/top.qcow2"
+  start_vm lsm -drive "$(drive_opt drive0 "$T/src/top.qcow2" qcow2)" || exit 1
+  if timeout 120 "$SNAPMIG" create --qmp "$T/lsm.qmp" --name s1 --mirror \
+       --mirror-domain "$T/dst" --wait --state-dir "$T/lsmstate" >"$T/create.log" 2>&1; then
+    validate "$T/src" "$T/dst" --qmp "$T/lsm.qmp" --state-dir "$T/lsmstate"
+    check "mirroring: exit 0" test $rc -eq 0
+    check "mirroring: target in use" grep -qE "^info: $T/dst/top.s1.qcow2: in use by VM $T/lsm.qmp \(node .*block job's target\), open for writing" "$T/out"
+    check "mirroring: nothing removable" bash -c "! grep -q removable '$T/out'"
+    check "mirroring: disk in the source domain" has_line "$T/out" "info: VM $T/lsm.qmp disk drive0: complete chain of 3 layers in domain $T/src"
+    if timeout 120 "$SNAPMIG" pivot --qmp "$T/lsm.qmp" --state-dir "$T/lsmstate" s1 >>"$T/create.log" 2>&1; then
+      validate "$T/dst" --strict
+      check "after pivot: destination clean" test $rc -eq 0
+      check "after pivot: summary" test "$(cat "$T/out")" = "3 images, 1 chains, 0 errors, 0 warnings, 0 infos"
+      validate "$T/src" "$T/dst" --qmp "$T/lsm.qmp" --state-dir "$T/lsmstate"
+      check "after pivot: exit 0" test $rc -eq 0
+      check "after pivot: disk in the destination" has_line "$T/out" "info: VM $T/lsm.qmp disk drive0: complete chain of 3 layers in domain $T/dst"
+      check "after pivot: source left over" test "$(grep -c "^info: $T/src/.*: removable" "$T/out")" -eq 3
+      check "after pivot: destination not removable" bash -c "! grep '^info: $T/dst/' '$T/out' | grep -q removable"
+    else
+      not_ok "snapmig pivot failed:"; sed 's/^/# /' "$T/create.log"
+    fi
+  else
+    not_ok "snapmig create --mirror failed:"; sed 's/^/# /' "$T/create.log"
+  fi
+else
+  skip "live storage migration: snapmig create is not built yet"
+fi
+
+# A chain deeper than 256 layers: one error, on its top; no layer of it
+# called a leftover.
+"$SM_TOP/bench/gen-domain" "$T/deep" 1 300
+validate "$T/deep" --json
+check "deep chain: exit 1" test $rc -eq 1
+check "deep chain: one error" grep -qF '"errors": 1,' "$T/out"
+check "deep chain: chain-too-deep" grep -qF '"code": "chain-too-deep"' "$T/out"
+check "deep chain: on its top" grep -qF "\"file\": \"$T/deep/images/c00000/l299.qcow2\"" "$T/out"
+
+# Block devices named by links inside the domain (oVirt block domains):
+# followed, read as images; a link to a character device is not.
+if loop=$(losetup -f --show "$(truncate -s 16M "$T/lv.raw" && echo "$T/lv.raw")" 2>/dev/null); then
+  trap 'losetup -d "$loop" 2>/dev/null; _sm_cleanup' EXIT
+  blk=$T/blk
+  mkdir -p "$blk"
+  qemu-img create -q -f qcow2 "$loop" 8M
+  ln -s "$loop" "$blk/vol1"
+  ln -s /dev/null "$blk/null.img"
+  qemu-img create -q -f qcow2 -u -F qcow2 -b vol1 "$blk/top.qcow2" 8M
+  validate "$blk" --json
+  check "block: exit 0" test $rc -eq 0
+  check "block: device read as an image" grep -qF '"block-device": true' "$T/out"
+  check "block: chain resolved" grep -qF "\"backing-path\": \"$blk/vol1\"" "$T/out"
+  check "block: char device link not followed" grep -qF '"code": "symlink-escapes"' "$T/out"
+  check "block: summary" grep -qF '"images": 2' "$T/out"
+else
+  skip "block devices: no loop device (needs root and /dev/loop*)"
+fi
+
 done_testing

@@ -34,13 +34,16 @@ path_in (const char *dir, const char *name)
   return g_build_filename (dir, name, NULL);
 }
 
+/* Writes PATH in place (g_file_set_contents would fsync every copy). */
 static void
 write_file (const char *path, const void *data, size_t len)
 {
-  g_autoptr(GError) err = NULL;
+  int fd = open (path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 
-  g_assert_true (g_file_set_contents (path, data, (gssize) len, &err));
-  g_assert_no_error (err);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (pwrite (fd, data, len, 0), ==, (ssize_t) len);
+  g_assert_cmpint (ftruncate (fd, (off_t) len), ==, 0);
+  close (fd);
 }
 
 static void
@@ -595,6 +598,56 @@ test_raw (void)
   g_assert_error (err, SM_ERROR, SM_ERROR_NOT_FOUND);
   g_assert_cmpstr (err->message, ==,
                    "/nonexistent/x.raw: No such file or directory");
+}
+
+static bool
+sysfs_sectors (const char *name, uint64_t *sectors)
+{
+  g_autofree char *file = g_strdup_printf ("/sys/block/%s/size", name);
+  g_autofree char *text = NULL;
+
+  if (!g_file_get_contents (file, &text, NULL, NULL))
+    return false;
+  *sectors = g_ascii_strtoull (text, NULL, 10);
+  return true;
+}
+
+/* A raw block device: the first one of this machine we may open (an idle
+ * loop device has size 0, which is fine), probed read-only and stated raw,
+ * so its content is never read.  Its size must be what sysfs says (a device
+ * whose size changes meanwhile is passed over).  Skipped when none can be
+ * opened. */
+static void
+test_raw_block_device (void)
+{
+  g_autoptr(GDir) sys = g_dir_open ("/sys/block", 0, NULL);
+  const char *name;
+
+  while (sys && (name = g_dir_read_name (sys))) {
+    g_autofree char *dev = g_strdup_printf ("/dev/%s", name);
+    g_autoptr(SmImageInfo) info = NULL;
+    g_autoptr(GError) err = NULL;
+    uint64_t before, after, size = 0;
+    struct stat st;
+    bool sized;
+
+    if (!sysfs_sectors (name, &before) || stat (dev, &st) < 0
+        || !S_ISBLK (st.st_mode))
+      continue;
+    info = sm_image_probe (dev, SM_IMAGE_FORMAT_RAW, &err);
+    sized = info && sm_image_file_size (dev, &size, NULL);
+    if (!sized || !sysfs_sectors (name, &after) || before != after)
+      continue;
+    g_test_message ("block device %s, %" G_GUINT64_FORMAT " bytes", dev,
+                    before * 512);
+    g_assert_true (info->is_block_device);
+    g_assert_cmpuint (info->virtual_size, ==, before * 512);
+    g_assert_cmpuint (info->file_size, ==, before * 512);
+    g_assert_cmpuint (info->allocated_bytes, ==, before * 512);
+    g_assert_cmpuint (size, ==, before * 512);
+    return;
+  }
+  g_test_skip ("no block device can be opened here");
 }
 
 /* A guest wrote a qcow2 header naming a host file into its raw disk: stated
@@ -1178,6 +1231,55 @@ test_header_absurd (void)
       assert_probe_fails (bad, SM_ERROR_IMAGE, ext[i].want);
     }
   }
+  /* The full disk encryption extension belongs to LUKS images and is 16
+   * bytes long (qemu-img cannot make LUKS images here: it needs accurate CPU
+   * usage to time the key derivation, so the extension is patched in). */
+  {
+    g_autofree char *plain = path_in (dir, "plain.qcow2");
+    uint8_t zero[24] = { 0 };
+    off_t end_ext;
+
+    make_qcow2 (plain, "compat=1.1", "1M");
+    end_ext = find_ext (plain, 0);
+    g_assert_cmpint (end_ext, >, 0);
+    copy_file (plain, bad);
+    patch (bad, end_ext, zero, sizeof zero);
+    patch_be32 (bad, end_ext, 0x0537be77u);
+    patch_be32 (bad, end_ext + 4, 16);
+    assert_probe_fails (bad, SM_ERROR_IMAGE, "full disk encryption extension "
+                        "without LUKS encryption (crypt_method 0)");
+    patch_be32 (bad, 32, 2);
+    {
+      g_autoptr(SmImageInfo) luks = probe_ok (bad, SM_IMAGE_FORMAT_QCOW2);
+      g_assert_cmpuint (luks->crypt_method, ==, 2);
+    }
+    patch_be32 (bad, end_ext + 4, 3);
+    assert_probe_fails (bad, SM_ERROR_IMAGE, "full disk encryption extension: "
+                        "length 3, expected 16");
+  }
+  /* Bitmaps extension: 24 bytes, 1..65535 bitmaps. */
+  {
+    g_autofree char *bm = path_in (dir, "bitmap.qcow2");
+    off_t bm_ext;
+
+    make_qcow2 (bm, "compat=1.1", "1M");
+    g_assert_true (sm_test_qemu_img ("bitmap", "--add", bm, "b0", NULL));
+    bm_ext = find_ext (bm, 0x23852875u);
+    g_assert_cmpint (bm_ext, >, 0);
+    copy_file (bm, bad);
+    patch_be32 (bad, bm_ext + 4, 16);
+    assert_probe_fails (bad, SM_ERROR_IMAGE, "bitmaps extension: length 16");
+    copy_file (bm, bad);
+    patch_be32 (bad, bm_ext + 8, 0);
+    assert_probe_fails (bad, SM_ERROR_IMAGE, "bitmaps extension: 0 bitmaps");
+    g_assert_null (qemu_img_info (bad, "qcow2", false));
+    /* Without the autoclear bit the extension is stale and ignored. */
+    patch_be64 (bad, 88, 0);
+    {
+      g_autoptr(SmImageInfo) stale = probe_ok (bad, SM_IMAGE_FORMAT_QCOW2);
+      g_assert_cmpuint (stale->nb_bitmaps, ==, 0);
+    }
+  }
   /* NUL inside the backing name and the backing format. */
   copy_file (good, bad);
   patch (bad, (off_t) boff + 2, "", 1);
@@ -1335,6 +1437,42 @@ find_tool (const char *tool)
   return p;
 }
 
+/* LVM2's label checksum: CRC-32 (reflected, 0xedb88320) seeded with
+ * 0xf597a6cf and no final inversion. */
+static uint32_t
+lvm_crc (const uint8_t *buf, size_t len)
+{
+  uint32_t crc = 0xf597a6cfu;
+
+  for (size_t i = 0; i < len; i++) {
+    crc ^= buf[i];
+    for (int b = 0; b < 8; b++)
+      crc = (crc >> 1) ^ (0xedb88320u & -(crc & 1));
+  }
+  return crc;
+}
+
+/* The physical volume label pvcreate writes in sector 1 (LVM2's
+ * label_header followed by the pv_header's UUID); lvm2 itself is not
+ * installed here. */
+static void
+write_lvm_label (const char *path)
+{
+  uint8_t sector[512] = { 0 };
+  uint64_t one = GUINT64_TO_LE (1);
+  uint32_t offset = GUINT32_TO_LE (32);
+  uint32_t crc;
+
+  memcpy (sector, "LABELONE", 8);
+  memcpy (sector + 8, &one, 8);              /* sector_xl */
+  memcpy (sector + 20, &offset, 4);          /* offset_xl: pv_header */
+  memcpy (sector + 24, "LVM2 001", 8);
+  memcpy (sector + 32, "abcdefghijklmnopqrstuvwxyz012345", 32);
+  crc = GUINT32_TO_LE (lvm_crc (sector + 20, sizeof sector - 20));
+  memcpy (sector + 16, &crc, 4);
+  patch (path, 512, sector, sizeof sector);
+}
+
 static void
 assert_signature (const char *path, const char *want)
 {
@@ -1355,6 +1493,7 @@ test_signature (void)
   g_autofree char *ext4 = path_in (dir, "ext4.raw");
   g_autofree char *swap = path_in (dir, "swap.raw");
   g_autofree char *dos = path_in (dir, "dos.raw");
+  g_autofree char *lvm = path_in (dir, "lvm.raw");
   g_autofree char *q = path_in (dir, "img.qcow2");
   g_autoptr(GError) err = NULL;
   g_autofree char *what = NULL;
@@ -1379,12 +1518,19 @@ test_signature (void)
   patch (dos, 0, mbr, sizeof mbr);
   assert_signature (dos, "dos partition table");
 
+  g_assert_true (sm_test_create_raw (lvm, 8 * MiB));
+  write_lvm_label (lvm);
+  assert_signature (lvm, "LVM2_member");
+
   if ((tool = find_tool ("mkfs.ext4"))) {
     const char *argv[] = { tool, "-q", "-F", ext4, NULL };
     g_assert_true (sm_test_create_raw (ext4, 8 * MiB));
     g_assert_true (sm_test_run (argv, NULL, false));
     g_clear_pointer (&tool, g_free);
     assert_signature (ext4, "ext4 filesystem");
+    /* Every signature is listed, as wipefs would. */
+    patch (ext4, 0, mbr, sizeof mbr);
+    assert_signature (ext4, "ext4 filesystem, dos partition table");
   } else {
     g_test_message ("mkfs.ext4 not installed: ext4 case not run");
   }
@@ -1414,6 +1560,7 @@ main (int argc, char **argv)
   g_test_add_func ("/image/qemu-img/backing", test_qemu_img_backing);
   g_test_add_func ("/image/qemu-img/features", test_qemu_img_features);
   g_test_add_func ("/image/raw", test_raw);
+  g_test_add_func ("/image/raw-block-device", test_raw_block_device);
   g_test_add_func ("/image/raw-with-qcow2-header", test_raw_with_qcow2_header);
   g_test_add_func ("/image/chain/three-layers", test_chain_three_layers);
   g_test_add_func ("/image/chain/unstated-format", test_chain_unstated_format);

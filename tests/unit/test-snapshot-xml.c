@@ -658,6 +658,8 @@ test_malformed (void)
     { "<!DOCTYPE domainsnapshot SYSTEM '/nonexistent/snapshot.dtd'><domainsnapshot/>",
       "DOCTYPE" },
     { "<domain><name>a</name></domain>", "root element is 'domain'" },
+    { "<domainsnapshot xmlns='urn:x'/>",
+      "root element is 'domainsnapshot' in namespace 'urn:x'" },
   };
   size_t i;
 

@@ -194,6 +194,8 @@ test_clean (void)
   g_autofree char *dom = new_domain (tmp, "dom");
   g_autofree char *sub = new_domain (dom, "images/b");
   g_autofree char *readme = path_in (dom, "README");
+  g_autofree char *ext = path_in (dom, "ext.qcow2");
+  g_autofree char *data_opt = g_strdup_printf ("data_file=%s/ext.raw", dom);
   g_autofree char *hidden = path_in (dom, ".hidden.qcow2");
   g_autoptr(SmValidateReport) r = NULL;
   g_autoptr(json_object) json = NULL;
@@ -209,6 +211,11 @@ test_clean (void)
    * backing file is an image whatever its name. */
   raw (dom, "images/b/0f3c", 16 * MiB);
   qcow2 (dom, "images/b/vol1", 0, "0f3c", "raw");
+  /* An external data file inside the domain belongs to its image.
+   * (qemu-img create takes a relative data_file name relative to its own
+   * working directory, so the test gives an absolute one.) */
+  g_assert_true (sm_test_qemu_img ("create", "-q", "-f", "qcow2", "-o",
+                                   data_opt, ext, "1M", NULL));
   /* Neither images nor problems. */
   g_assert_true (g_file_set_contents (readme, "x", -1, NULL));
   g_assert_true (g_file_set_contents (hidden, "junk", -1, NULL));
@@ -216,8 +223,8 @@ test_clean (void)
 
   r = run1 (dom);
   expect_findings (r, none);
-  g_assert_cmpuint (r->images->len, ==, 6);
-  g_assert_cmpuint (r->chains->len, ==, 3);
+  g_assert_cmpuint (r->images->len, ==, 8);
+  g_assert_cmpuint (r->chains->len, ==, 4);
   for (i = 0; i < r->chains->len; i++)
     g_assert_true (((SmValidateChain *) r->chains->pdata[i])->complete);
   g_assert_true (sm_validate_report_clean (r, true));
@@ -225,7 +232,7 @@ test_clean (void)
   json = sm_validate_report_to_json (r, false);
   g_assert_true (json_object_object_get_ex (json, "summary", &summary));
   g_assert_true (json_object_object_get_ex (summary, "images", &v));
-  g_assert_cmpint (json_object_get_int (v), ==, 6);
+  g_assert_cmpint (json_object_get_int (v), ==, 8);
   g_assert_true (json_object_object_get_ex (summary, "clean", &v));
   g_assert_true (json_object_get_boolean (v));
 }
@@ -360,14 +367,18 @@ test_escapes (void)
   const char *want[] = {
     "error backing-escapes passwd.qcow2",
     "error backing-escapes dotdot.qcow2",
+    "error backing-escapes dotdot2.qcow2",
     "error backing-escapes fifo-abs.qcow2",
     "error backing-escapes via-link.qcow2",
     "error backing-escapes via-dirlink.qcow2",
     "error backing-escapes json.qcow2",
+    "error data-file-escapes data-file.qcow2",
     "warning symlink-escapes link.img",
     "warning symlink-escapes out",
     NULL,
   };
+  g_autofree char *data_file = path_in (dom, "data-file.qcow2");
+  g_autofree char *data_opt = g_strdup_printf ("data_file=%s/data.raw", tmp);
   guint i;
 
   (void) deep;
@@ -376,6 +387,7 @@ test_escapes (void)
   fifo_abs = g_strdup (fifo);
   qcow2_unsafe (dom, "passwd.qcow2", MiB, "/etc/passwd", "raw");
   qcow2_unsafe (dom, "dotdot.qcow2", MiB, "../outside.img", "raw");
+  qcow2_unsafe (dom, "a/dotdot2.qcow2", MiB, "../../outside.img", "raw");
   qcow2_unsafe (dom, "fifo-abs.qcow2", MiB, fifo_abs, "raw");
   /* A link inside the domain to the FIFO outside. */
   g_assert_cmpint (symlink (fifo, link), ==, 0);
@@ -386,6 +398,10 @@ test_escapes (void)
   qcow2_unsafe (dom, "a/b/via-dirlink.qcow2", MiB, "../out/deep.img", "raw");
   qcow2_unsafe (dom, "json.qcow2", MiB,
                 "json:{\"file.filename\":\"/etc/shadow\"}", "raw");
+
+  /* An external data file is one more name a header can point anywhere. */
+  g_assert_true (sm_test_qemu_img ("create", "-q", "-f", "qcow2", "-o",
+                                   data_opt, data_file, "1M", NULL));
 
   r = run1 (dom);
   expect_findings (r, want);
@@ -408,6 +424,8 @@ test_damaged_headers (void)
   g_autofree char *top = path_in (dom, "top.qcow2");
   g_autofree char *good = NULL;
   gsize len, cut;
+  guint64 end, off64;
+  guint32 len32;
   int i;
 
   qcow2 (dom, "base.qcow2", MiB, NULL, NULL);
@@ -423,13 +441,19 @@ test_damaged_headers (void)
     if (cut >= 4)
       g_assert_cmpuint (r->n_errors, >=, 1);
   }
-  for (i = 0; i < 150; i++) {
+  /* Flip bits in the header, its extensions and the backing name. */
+  memcpy (&off64, good + 8, 8);
+  memcpy (&len32, good + 16, 4);
+  end = GUINT64_FROM_BE (off64) + GUINT32_FROM_BE (len32);
+  g_assert_cmpuint (end, >, 104);
+  g_assert_cmpuint (end, <, len);
+  for (i = 0; i < 300; i++) {
     g_autoptr(SmValidateReport) r = NULL;
     g_autofree char *bad = g_memdup2 (good, len);
     int flips = g_test_rand_int_range (1, 4), k;
 
     for (k = 0; k < flips; k++) {
-      gsize off = (gsize) g_test_rand_int_range (0, 512);
+      gsize off = (gsize) g_test_rand_int_range (0, (gint32) end);
 
       bad[off] ^= (char) (1 << g_test_rand_int_range (0, 8));
     }
@@ -630,6 +654,52 @@ test_vm_no_domain (void)
   g_assert_nonnull (strstr (disk->problem, "not in any domain"));
 }
 
+/* Links, hard links, the same or nested domains given twice, unreadable
+ * records and snapshot metadata: each reported once, nothing counted
+ * twice. */
+static void
+test_odd_files (void)
+{
+  g_autofree char *tmp = sm_test_tmpdir ();
+  g_autofree char *dom = new_domain (tmp, "dom");
+  g_autofree char *inner = new_domain (dom, "inner");
+  g_autofree char *dom_slash = g_strconcat (dom, "/", NULL);
+  g_autofree char *state = path_in (tmp, "state");
+  g_autofree char *snaps = g_build_filename (state, "vms", "k", "snapshots",
+                                             NULL);
+  g_autofree char *bad_xml = path_in (snaps, "broken.xml");
+  g_autofree char *record = path_in (dom, ".snapmig-created-op3");
+  g_autofree char *base = path_in (dom, "base.qcow2");
+  g_autofree char *hard = path_in (dom, "hard.qcow2");
+  g_autofree char *alias = path_in (dom, "alias.qcow2");
+  g_autofree char *dangling = path_in (dom, "dangling.img");
+  const char *domains[] = { dom, dom_slash, inner, NULL };
+  g_autoptr(SmValidateReport) r = NULL;
+  const char *want[] = {
+    "warning symlink-dangling dangling.img",
+    "warning record-invalid .snapmig-created-op3",
+    "warning snapshot-metadata-invalid broken.xml",
+    NULL,
+  };
+
+  qcow2 (dom, "base.qcow2", MiB, NULL, NULL);
+  g_assert_cmpint (link (base, hard), ==, 0);
+  qcow2 (dom, "inner/top.qcow2", 0, "../hard.qcow2", "qcow2");
+  g_assert_cmpint (symlink ("base.qcow2", alias), ==, 0);
+  g_assert_cmpint (symlink ("nothing-here", dangling), ==, 0);
+  qcow2 (dom, "via-alias.qcow2", 0, "alias.qcow2", "qcow2");
+  g_assert_true (g_file_set_contents (record, "relative/path\n", -1, NULL));
+  g_assert_cmpint (g_mkdir_with_parents (snaps, 0700), ==, 0);
+  g_assert_true (g_file_set_contents (bad_xml, "<domainsnapshot>", -1,
+                                      NULL));
+
+  r = run_full (domains, NULL, 0, state);
+  expect_findings (r, want);
+  /* base.qcow2 (= hard.qcow2 = alias.qcow2), top, via-alias. */
+  g_assert_cmpuint (r->images->len, ==, 3);
+  g_assert_cmpuint (r->chains->len, ==, 2);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -641,6 +711,7 @@ main (int argc, char **argv)
   g_test_add_func ("/validate/escapes", test_escapes);
   g_test_add_func ("/validate/damaged-headers", test_damaged_headers);
   g_test_add_func ("/validate/records-without-vm", test_records_without_vm);
+  g_test_add_func ("/validate/odd-files", test_odd_files);
   g_test_add_func ("/validate/vm", test_vm);
   g_test_add_func ("/validate/vm-no-domain", test_vm_no_domain);
   return g_test_run ();

@@ -1,0 +1,663 @@
+/* snapmig create | pivot | abort | status | recover — mirrored live storage
+ * migration as a snapshot transaction (lib/lsm.h).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lsm.h"
+#include "progress.h"
+#include "qmp.h"
+#include "state.h"
+
+#define QMP_CONNECT_TIMEOUT_MS 10000
+
+static char *opt_qmp;
+static char *opt_state_dir;
+static char *opt_name;
+static char **opt_diskspecs;
+static char *opt_mirror_domain;
+static gboolean opt_mirror;
+static gboolean opt_atomic;
+static gboolean opt_reuse_external;
+static gboolean opt_disk_only;
+static gboolean opt_no_metadata;
+static char *opt_bandwidth;
+static char *opt_copy_mode;
+static gboolean opt_wait;
+static int opt_timeout;
+static gboolean opt_json;
+static gboolean opt_dry_run;
+static gboolean opt_delete_source;
+
+#define QMP_ENTRY \
+  { "qmp", 0, 0, G_OPTION_ARG_FILENAME, &opt_qmp, \
+    "The VM's QMP socket path or HOST:PORT (required)", "SOCKET" }
+#define STATE_ENTRY \
+  { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_state_dir, \
+    "snapmig's state directory (default: /var/lib/snapmig for root, else " \
+    "$XDG_STATE_HOME/snapmig)", "DIR" }
+#define TIMEOUT_ENTRY \
+  { "timeout", 0, 0, G_OPTION_ARG_INT, &opt_timeout, \
+    "Give up waiting after SECONDS (default: wait as long as it takes)", \
+    "SECONDS" }
+#define JSON_ENTRY \
+  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, \
+    "Print progress and results as JSON lines on stdout", NULL }
+#define DRY_RUN_ENTRY \
+  { "dry-run", 0, 0, G_OPTION_ARG_NONE, &opt_dry_run, \
+    "Print the plan (files to create, QMP commands) and change nothing", \
+    NULL }
+#define END_ENTRY { NULL, 0, 0, 0, NULL, NULL, NULL }
+
+static const GOptionEntry create_entries[] = {
+  QMP_ENTRY,
+  { "name", 0, 0, G_OPTION_ARG_STRING, &opt_name,
+    "Name of the snapshot (without FILE)", "NAME" },
+  { "diskspec", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_diskspecs,
+    "Snapshot DISK (QMP device or qdev id): new top file=PATH, mirror=PATH "
+    "(destination top), snapshot=no; repeatable",
+    "DISK[,file=PATH][,mirror=PATH][,snapshot=no]" },
+  { "mirror-domain", 0, 0, G_OPTION_ARG_FILENAME, &opt_mirror_domain,
+    "Move disks to the storage domain DIR, pre-creating each one's whole "
+    "chain there: every writable disk when no --diskspec is given, else "
+    "each --diskspec disk without mirror=", "DIR" },
+  { "mirror", 0, 0, G_OPTION_ARG_NONE, &opt_mirror,
+    "Mirror the new tops (their destinations come from --mirror-domain, "
+    "--diskspec mirror= or <mirror>; required to be there)", NULL },
+  { "atomic", 0, 0, G_OPTION_ARG_NONE, &opt_atomic,
+    "All disks or none (implied by mirrors and --reuse-external)", NULL },
+  { "reuse-external", 0, 0, G_OPTION_ARG_NONE, &opt_reuse_external,
+    "The target files exist already and are reused (they must fit); "
+    "implies --atomic", NULL },
+  { "disk-only", 0, 0, G_OPTION_ARG_NONE, &opt_disk_only,
+    "Disk-only snapshot (the only kind snapmig takes; accepted as in "
+    "libvirt)", NULL },
+  { "no-metadata", 0, 0, G_OPTION_ARG_NONE, &opt_no_metadata,
+    "Do not record the snapshot (not with mirrors)", NULL },
+  { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &opt_bandwidth,
+    "Limit each mirror to RATE bytes per second (suffixes K, M, G)", "RATE" },
+  { "copy-mode", 0, 0, G_OPTION_ARG_STRING, &opt_copy_mode,
+    "Mirror copy mode: background (default) or write-blocking "
+    "(always converges; QEMU >= 3.0)", "MODE" },
+  { "wait", 0, 0, G_OPTION_ARG_NONE, &opt_wait,
+    "Wait until every mirror is ready and every copy done", NULL },
+  TIMEOUT_ENTRY, JSON_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
+};
+
+static const GOptionEntry pivot_entries[] = {
+  QMP_ENTRY,
+  { "delete-source", 0, 0, G_OPTION_ARG_NONE, &opt_delete_source,
+    "Afterwards remove the source chain files the VM no longer uses", NULL },
+  TIMEOUT_ENTRY, JSON_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
+};
+
+static const GOptionEntry abort_entries[] = {
+  QMP_ENTRY, TIMEOUT_ENTRY, JSON_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
+};
+
+static const GOptionEntry status_entries[] = {
+  QMP_ENTRY, JSON_ENTRY, STATE_ENTRY, END_ENTRY,
+};
+
+static const GOptionEntry recover_entries[] = {
+  QMP_ENTRY, STATE_ENTRY, END_ENTRY,
+};
+
+/* "10M", "1.5G", "512K", "1048576": bytes per second. */
+static bool
+parse_rate (const char *text, uint64_t *rate)
+{
+  char *end;
+  double v, mult = 1;
+
+  errno = 0;
+  v = g_ascii_strtod (text, &end);
+  if (errno || end == text || v < 0)
+    return false;
+  switch (g_ascii_toupper (*end)) {
+  case 'K': mult = 1024.0; end++; break;
+  case 'M': mult = 1024.0 * 1024; end++; break;
+  case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
+  default: break;
+  }
+  if (*end != '\0' || v * mult >= 9.2e18)
+    return false;
+  *rate = (uint64_t) (v * mult);
+  return true;
+}
+
+static int
+timeout_ms (void)
+{
+  return opt_timeout > 0 ? opt_timeout * 1000 : -1;
+}
+
+/* Connects, opens the VM's state (unless ST is NULL) and takes its lock. */
+static bool
+open_vm (const char *cmd, bool lock, SmQmp **qmp, SmVmState **st)
+{
+  g_autoptr(GError) err = NULL;
+  g_autofree char *state_dir = opt_state_dir ? g_strdup (opt_state_dir)
+                                             : sm_state_default_dir ();
+
+  *qmp = sm_qmp_connect (opt_qmp, QMP_CONNECT_TIMEOUT_MS, &err);
+  if (!*qmp) {
+    sm_cli_gerror (cmd, err);
+    return false;
+  }
+  if (!st)
+    return true;
+  *st = sm_vm_state_open (state_dir, opt_qmp, &err);
+  if (!*st || (lock && !sm_vm_state_lock (*st, &err))) {
+    sm_cli_gerror (cmd, err);
+    return false;
+  }
+  return true;
+}
+
+static bool
+need_qmp (const char *cmd)
+{
+  if (opt_qmp)
+    return true;
+  sm_cli_error ("%s: --qmp SOCKET is required (see 'snapmig %s --help')", cmd,
+                cmd);
+  return false;
+}
+
+typedef struct {
+  SmProgress *progress;
+  GHashTable *finished;        /* items reported done */
+  GHashTable *last;            /* item → "DONE/TOTAL" last reported */
+} Progress;
+
+static void
+on_progress (const char *item, uint64_t done, uint64_t total, bool finished,
+             void *opaque)
+{
+  Progress *p = opaque;
+  g_autofree char *now = g_strdup_printf ("%" G_GUINT64_FORMAT "/%"
+                                          G_GUINT64_FORMAT, done, total);
+
+  if (g_hash_table_contains (p->finished, item))
+    return;
+  /* The library polls; only changes are worth a line. */
+  if (g_strcmp0 (g_hash_table_lookup (p->last, item), now) != 0) {
+    sm_progress_update (p->progress, item, done, total);
+    g_hash_table_insert (p->last, g_strdup (item), g_steal_pointer (&now));
+  }
+  if (finished) {
+    g_hash_table_add (p->finished, g_strdup (item));
+    sm_progress_done (p->progress, item, strstr (item, " mirror") ? "ready"
+                                                                  : "copied");
+  }
+}
+
+int
+sm_cmd_create (int argc, char **argv)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmQmp) qmp = NULL;
+  g_autoptr(SmVmState) st = NULL;
+  g_autoptr(SmLsmVm) vm = NULL;
+  g_autoptr(SmSnapshotDef) def = NULL;
+  g_autoptr(SmLsmPlan) plan = NULL;
+  g_autoptr(SmProgress) progress = NULL;
+  g_autofree char *current = NULL;
+  SmLsmCreateOptions options = { 0 };
+  int exit_code;
+  size_t i;
+
+  if (!sm_cli_parse ("create", "[FILE]",
+                     "Take an external disk snapshot of a running VM, "
+                     "optionally mirroring each new top to a destination "
+                     "(live storage migration).  FILE is a <domainsnapshot> "
+                     "document; without it --name and --diskspec or "
+                     "--mirror-domain describe the snapshot.",
+                     create_entries, &argc, &argv, &exit_code))
+    return exit_code;
+  if (!need_qmp ("create"))
+    return SM_EXIT_USAGE;
+  if (argc > 2 || (argc == 2 && (opt_name || opt_diskspecs ||
+                                 opt_mirror_domain)) ||
+      (argc == 1 && !opt_name)) {
+    sm_cli_error ("create: give either FILE or --name with --diskspec/"
+                  "--mirror-domain (see 'snapmig create --help')");
+    return SM_EXIT_USAGE;
+  }
+  if (opt_bandwidth && !parse_rate (opt_bandwidth, &options.bandwidth)) {
+    sm_cli_error ("create: --bandwidth '%s': expected bytes per second with "
+                  "an optional K, M or G suffix", opt_bandwidth);
+    return SM_EXIT_USAGE;
+  }
+  if (opt_timeout < 0) {
+    sm_cli_error ("create: --timeout must be a number of seconds >= 0");
+    return SM_EXIT_USAGE;
+  }
+  options.copy_mode = opt_copy_mode;
+  options.flags = (opt_atomic ? SM_LSM_ATOMIC : 0) |
+                  (opt_reuse_external ? SM_LSM_REUSE_EXTERNAL : 0) |
+                  (opt_disk_only ? SM_LSM_DISK_ONLY : 0) |
+                  (opt_no_metadata ? SM_LSM_NO_METADATA : 0);
+
+  /* --dry-run touches nothing, not even the state directory. */
+  if (!open_vm ("create", true, &qmp, opt_dry_run ? NULL : &st))
+    return SM_EXIT_FAILURE;
+  vm = sm_lsm_vm_query (qmp, &err);
+  if (!vm) {
+    sm_cli_gerror ("create", err);
+    return SM_EXIT_FAILURE;
+  }
+  if (argc == 2)
+    def = sm_snapshot_parse_file (argv[1], &err);
+  else
+    def = sm_lsm_def_from_options (vm, opt_name,
+                                   (const char *const *) opt_diskspecs,
+                                   opt_mirror_domain, &err);
+  if (!def) {
+    sm_cli_gerror ("create", err);
+    return SM_EXIT_FAILURE;
+  }
+  if (opt_mirror) {
+    bool mirrors = false;
+
+    for (i = 0; i < def->disks->len; i++)
+      mirrors |= ((SmSnapshotDisk *) def->disks->pdata[i])->mirror_file != NULL;
+    if (!mirrors) {
+      sm_cli_error ("create: --mirror: no disk has a mirror destination "
+                    "(use --mirror-domain DIR or --diskspec DISK,mirror=PATH)");
+      return SM_EXIT_USAGE;
+    }
+  }
+  current = st ? sm_vm_state_get_current (st, &err) : NULL;
+  if (err) {
+    sm_cli_gerror ("create", err);
+    return SM_EXIT_FAILURE;
+  }
+  plan = sm_lsm_plan_create (vm, def, current, &options, &err);
+  if (!plan) {
+    sm_cli_gerror ("create", err);
+    return SM_EXIT_FAILURE;
+  }
+  if (opt_dry_run) {
+    g_autofree char *text = sm_lsm_plan_format (plan);
+
+    fputs (text, stdout);
+    return SM_EXIT_OK;
+  }
+  progress = sm_progress_new (opt_json);
+  if (!sm_lsm_create (qmp, st, plan, &err)) {
+    sm_cli_gerror ("create", err);
+    return SM_EXIT_FAILURE;
+  }
+  for (i = 0; i < plan->info->disks->len; i++) {
+    const SmLsmDisk *d = plan->info->disks->pdata[i];
+    g_autofree char *msg = NULL;
+
+    if (d->mirror)
+      msg = g_strdup_printf ("disk %s: now on %s, mirrored to %s (job %s)",
+                             d->name, d->new_top, d->mirror, d->job_id);
+    else
+      msg = g_strdup_printf ("disk %s: now on %s", d->name, d->new_top);
+    sm_progress_event (progress, "disk", msg, "disk", d->name,
+                       "active", d->new_top, "mirror", d->mirror,
+                       "job", d->job_id, NULL);
+  }
+  {
+    g_autofree char *msg = g_strdup_printf ("snapshot %s created",
+                                            plan->info->snapshot);
+
+    sm_progress_event (progress, "created", msg, "snapshot",
+                       plan->info->snapshot, NULL);
+  }
+  if (opt_wait) {
+    g_autoptr(GHashTable) finished = g_hash_table_new_full (g_str_hash,
+                                                            g_str_equal,
+                                                            g_free, NULL);
+    g_autoptr(GHashTable) last = g_hash_table_new_full (g_str_hash,
+                                                        g_str_equal, g_free,
+                                                        g_free);
+    Progress p = { progress, finished, last };
+    SmLsmWaitOptions wait = { timeout_ms (), on_progress, &p };
+    g_autofree char *msg = NULL;
+    bool mirrors = false;
+
+    for (i = 0; i < plan->info->disks->len; i++)
+      mirrors |= ((SmLsmDisk *) plan->info->disks->pdata[i])->mirror != NULL;
+    if (mirrors) {
+      if (!sm_lsm_wait (qmp, st, plan->info, &wait, &err)) {
+        sm_cli_gerror ("create --wait", err);
+        return SM_EXIT_FAILURE;
+      }
+      msg = g_strdup_printf ("snapshot %s: mirrors ready, copies done; "
+                             "ready to pivot", plan->info->snapshot);
+      sm_progress_event (progress, "ready", msg, "snapshot",
+                         plan->info->snapshot, NULL);
+    }
+  }
+  return SM_EXIT_OK;
+}
+
+/* Loads the migration record of argv[1] (a snapshot name). */
+static SmLsmInfo *
+load_info (const char *cmd, SmVmState *st, const char *name)
+{
+  g_autoptr(GError) err = NULL;
+  SmLsmInfo *info = sm_lsm_info_load (st, name, &err);
+
+  if (!info)
+    sm_cli_gerror (cmd, err);
+  return info;
+}
+
+static bool
+one_name (const char *cmd, int argc)
+{
+  if (argc == 2)
+    return true;
+  sm_cli_error ("%s: %s (see 'snapmig %s --help')", cmd,
+                argc < 2 ? "missing snapshot NAME"
+                          : "exactly one NAME expected",
+                cmd);
+  return false;
+}
+
+int
+sm_cmd_pivot (int argc, char **argv)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmQmp) qmp = NULL;
+  g_autoptr(SmVmState) st = NULL;
+  g_autoptr(SmLsmVm) vm = NULL;
+  g_autoptr(SmLsmInfo) info = NULL;
+  g_autoptr(SmLsmPlan) plan = NULL;
+  g_autoptr(SmProgress) progress = NULL;
+  g_autoptr(GHashTable) finished = g_hash_table_new_full (g_str_hash,
+                                                          g_str_equal, g_free,
+                                                          NULL);
+  g_autoptr(GHashTable) last = g_hash_table_new_full (g_str_hash, g_str_equal,
+                                                      g_free, g_free);
+  g_autofree char *current = NULL;
+  g_autofree char *msg = NULL;
+  g_autofree char *pause = NULL;
+  SmLsmPivotResult result = { 0 };
+  Progress p;
+  SmLsmWaitOptions wait;
+  int exit_code;
+  size_t i;
+
+  if (!sm_cli_parse ("pivot", "NAME",
+                     "Switch every mirrored disk of the current snapshot NAME "
+                     "to its destination once the mirrors are ready and the "
+                     "lower layers copied, then delete the snapshot.",
+                     pivot_entries, &argc, &argv, &exit_code))
+    return exit_code;
+  if (!need_qmp ("pivot") || !one_name ("pivot", argc))
+    return SM_EXIT_USAGE;
+  if (opt_timeout < 0) {
+    sm_cli_error ("pivot: --timeout must be a number of seconds >= 0");
+    return SM_EXIT_USAGE;
+  }
+  if (!open_vm ("pivot", !opt_dry_run, &qmp, &st))
+    return SM_EXIT_FAILURE;
+  current = sm_vm_state_get_current (st, &err);
+  if (err) {
+    sm_cli_gerror ("pivot", err);
+    return SM_EXIT_FAILURE;
+  }
+  info = load_info ("pivot", st, argv[1]);
+  if (!info)
+    return SM_EXIT_FAILURE;
+  vm = sm_lsm_vm_query (qmp, &err);
+  if (!vm || !(plan = sm_lsm_plan_pivot (vm, info, current,
+                                         opt_delete_source ?
+                                         SM_LSM_DELETE_SOURCE : 0, &err))) {
+    sm_cli_gerror ("pivot", err);
+    return SM_EXIT_FAILURE;
+  }
+  if (opt_dry_run) {
+    g_autofree char *text = sm_lsm_plan_format (plan);
+
+    fputs (text, stdout);
+    return SM_EXIT_OK;
+  }
+  progress = sm_progress_new (opt_json);
+  p = (Progress) { progress, finished, last };
+  wait = (SmLsmWaitOptions) { timeout_ms (), on_progress, &p };
+  if (!sm_lsm_pivot (qmp, st, plan, &wait, &result, &err)) {
+    sm_cli_gerror ("pivot", err);
+    sm_lsm_pivot_result_clear (&result);
+    return SM_EXIT_FAILURE;
+  }
+  for (i = 0; i < plan->info->disks->len; i++) {
+    const SmLsmDisk *d = plan->info->disks->pdata[i];
+    g_autofree char *line = NULL;
+
+    if (!d->mirror)
+      continue;
+    line = g_strdup_printf ("disk %s: now on %s", d->name, d->mirror);
+    sm_progress_event (progress, "disk", line, "disk", d->name, "active",
+                       d->mirror, NULL);
+  }
+  pause = g_strdup_printf ("%" G_GINT64_FORMAT, result.pause_ms);
+  if (result.pause_ms >= 0)
+    msg = g_strdup_printf ("snapshot %s pivoted; guest paused %" G_GINT64_FORMAT
+                           " ms for the switch", argv[1], result.pause_ms);
+  else
+    msg = g_strdup_printf ("snapshot %s pivoted; guest not paused", argv[1]);
+  sm_progress_event (progress, "pivoted", msg, "snapshot", argv[1],
+                     "pause-ms", result.pause_ms >= 0 ? pause : NULL, NULL);
+  sm_lsm_pivot_result_clear (&result);
+  return SM_EXIT_OK;
+}
+
+int
+sm_cmd_abort (int argc, char **argv)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmQmp) qmp = NULL;
+  g_autoptr(SmVmState) st = NULL;
+  g_autoptr(SmLsmVm) vm = NULL;
+  g_autoptr(SmLsmInfo) info = NULL;
+  g_autoptr(SmLsmPlan) plan = NULL;
+  g_autoptr(SmProgress) progress = NULL;
+  int exit_code;
+  size_t i;
+
+  if (!sm_cli_parse ("abort", "NAME",
+                     "Cancel the mirrors and copies of snapshot NAME, remove "
+                     "the destination files snapmig created and delete the "
+                     "snapshot.  The VM keeps running on the source chain "
+                     "(the snapshot's new top stays its active layer).",
+                     abort_entries, &argc, &argv, &exit_code))
+    return exit_code;
+  if (!need_qmp ("abort") || !one_name ("abort", argc))
+    return SM_EXIT_USAGE;
+  if (!open_vm ("abort", !opt_dry_run, &qmp, &st))
+    return SM_EXIT_FAILURE;
+  info = load_info ("abort", st, argv[1]);
+  if (!info)
+    return SM_EXIT_FAILURE;
+  vm = sm_lsm_vm_query (qmp, &err);
+  if (!vm || !(plan = sm_lsm_plan_abort (vm, info, &err))) {
+    sm_cli_gerror ("abort", err);
+    return SM_EXIT_FAILURE;
+  }
+  if (opt_dry_run) {
+    g_autofree char *text = sm_lsm_plan_format (plan);
+
+    fputs (text, stdout);
+    return SM_EXIT_OK;
+  }
+  progress = sm_progress_new (opt_json);
+  if (!sm_lsm_abort (qmp, st, plan, timeout_ms (), &err)) {
+    sm_cli_gerror ("abort", err);
+    return SM_EXIT_FAILURE;
+  }
+  for (i = 0; i < plan->info->disks->len; i++) {
+    const SmLsmDisk *d = plan->info->disks->pdata[i];
+    g_autofree char *line = g_strdup_printf (
+      "disk %s: stays on %s (the snapshot's new top, backed by %s)", d->name,
+      d->new_top, d->orig_top);
+
+    sm_progress_event (progress, "disk", line, "disk", d->name, "active",
+                       d->new_top, NULL);
+  }
+  {
+    g_autofree char *msg = g_strdup_printf (
+      "snapshot %s aborted; the destination files snapmig created are "
+      "removed", argv[1]);
+
+    sm_progress_event (progress, "aborted", msg, "snapshot", argv[1], NULL);
+  }
+  return SM_EXIT_OK;
+}
+
+static const char *
+jstr (json_object *o, const char *key)
+{
+  json_object *v;
+
+  return json_object_object_get_ex (o, key, &v) ? json_object_get_string (v)
+                                                : NULL;
+}
+
+static int64_t
+jint (json_object *o, const char *key)
+{
+  json_object *v;
+
+  return json_object_object_get_ex (o, key, &v) ? json_object_get_int64 (v)
+                                                : 0;
+}
+
+int
+sm_cmd_status (int argc, char **argv)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmQmp) qmp = NULL;
+  g_autoptr(SmVmState) st = NULL;
+  g_autoptr(SmLsmInfo) info = NULL;
+  g_autoptr(json_object) status = NULL;
+  g_autofree char *current = NULL;
+  const char *name;
+  json_object *arr;
+  int exit_code;
+  size_t i;
+
+  if (!sm_cli_parse ("status", "[NAME]",
+                     "Show the mirrors and lower-layer copies of snapshot "
+                     "NAME (default: the current snapshot).",
+                     status_entries, &argc, &argv, &exit_code))
+    return exit_code;
+  if (!need_qmp ("status"))
+    return SM_EXIT_USAGE;
+  if (argc > 2) {
+    sm_cli_error ("status: at most one NAME expected");
+    return SM_EXIT_USAGE;
+  }
+  if (!open_vm ("status", false, &qmp, &st))
+    return SM_EXIT_FAILURE;
+  current = sm_vm_state_get_current (st, &err);
+  name = argc == 2 ? argv[1] : current;
+  if (!name) {
+    if (err)
+      sm_cli_gerror ("status", err);
+    else
+      sm_cli_error ("status: the VM has no current snapshot");
+    return SM_EXIT_FAILURE;
+  }
+  info = load_info ("status", st, name);
+  if (!info)
+    return SM_EXIT_FAILURE;
+  status = sm_lsm_status (qmp, st, info, &err);
+  if (!status) {
+    sm_cli_gerror ("status", err);
+    return SM_EXIT_FAILURE;
+  }
+  if (opt_json) {
+    printf ("%s\n", json_object_to_json_string_ext (
+              status, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    return SM_EXIT_OK;
+  }
+  printf ("snapshot %s\n", name);
+  json_object_object_get_ex (status, "disks", &arr);
+  for (i = 0; i < json_object_array_length (arr); i++) {
+    json_object *o = json_object_array_get_idx (arr, i);
+
+    printf ("  disk %s: active %s", jstr (o, "name"),
+            jstr (o, "active") ? jstr (o, "active") : "?");
+    if (jstr (o, "job"))
+      printf (", mirror %s %s %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT,
+              jstr (o, "job"), jstr (o, "status"), jint (o, "offset"),
+              jint (o, "len"));
+    else if (jstr (o, "mirror"))
+      printf (", mirror to %s: no job", jstr (o, "mirror"));
+    printf ("\n");
+  }
+  json_object_object_get_ex (status, "copies", &arr);
+  for (i = 0; i < json_object_array_length (arr); i++) {
+    json_object *o = json_object_array_get_idx (arr, i);
+
+    printf ("  copy %s -> %s: %s %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT
+            "%s%s\n",
+            jstr (o, "source"), jstr (o, "dest"), jstr (o, "state"),
+            jint (o, "done"), jint (o, "total"), jstr (o, "error") ? ": " : "",
+            jstr (o, "error") ? jstr (o, "error") : "");
+  }
+  return SM_EXIT_OK;
+}
+
+int
+sm_cmd_recover (int argc, char **argv)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmQmp) qmp = NULL;
+  g_autoptr(SmVmState) st = NULL;
+  g_auto(GStrv) done = NULL;
+  g_autofree char *state_dir = NULL;
+  int exit_code;
+  size_t i;
+
+  if (!sm_cli_parse ("recover", NULL,
+                     "Finish or roll back operations on the VM that a crash "
+                     "interrupted: an interrupted create is rolled back (the "
+                     "VM returns to its original chain, created files are "
+                     "removed); an interrupted pivot or abort is reported, to "
+                     "be run again.",
+                     recover_entries, &argc, &argv, &exit_code))
+    return exit_code;
+  if (!need_qmp ("recover"))
+    return SM_EXIT_USAGE;
+  if (argc != 1) {
+    sm_cli_error ("recover: no arguments expected");
+    return SM_EXIT_USAGE;
+  }
+  state_dir = opt_state_dir ? g_strdup (opt_state_dir)
+                            : sm_state_default_dir ();
+  st = sm_vm_state_open (state_dir, opt_qmp, &err);
+  if (!st || !sm_vm_state_lock (st, &err)) {
+    sm_cli_gerror ("recover", err);
+    return SM_EXIT_FAILURE;
+  }
+  /* A dead QEMU is not an error here: recovery then works offline. */
+  qmp = sm_qmp_connect (opt_qmp, QMP_CONNECT_TIMEOUT_MS, &err);
+  if (!qmp) {
+    sm_cli_warning ("recover: %s; working on the files only", err->message);
+    g_clear_error (&err);
+  }
+  done = sm_lsm_recover (qmp, st, &err);
+  if (!done) {
+    sm_cli_gerror ("recover", err);
+    return SM_EXIT_FAILURE;
+  }
+  if (!done[0])
+    printf ("nothing to recover\n");
+  for (i = 0; done[i]; i++)
+    printf ("%s\n", done[i]);
+  return SM_EXIT_OK;
+}

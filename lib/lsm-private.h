@@ -1,0 +1,40 @@
+/* libsnapmig — what the live storage migration executors (lsm.c,
+ * lsm-create.c, lsm-switch.c) share.  Not part of the library's API.
+ */
+#ifndef SM_LSM_PRIVATE_H
+#define SM_LSM_PRIVATE_H
+
+#include "lsm.h"
+
+#define DOMAIN "lsm"
+/* Between two polls of query-block-jobs and the copy status. */
+#define POLL_MS 50
+/* Folding a snapshot back or cancelling a mirror touches only what the guest
+ * wrote since the snapshot: bounded, unlike the waits the user times. */
+#define UNDO_TIMEOUT_MS 120000
+
+/* Writes OBJ to PATH atomically, creating its directory. */
+bool sm_lsm_save_json (const char *path, json_object *obj, GError **error);
+
+/* Removes the state files of the migration SNAPSHOT (lsm/NAME.*). */
+void sm_lsm_remove_files (SmVmState *st, const char *snapshot);
+
+/* Deletes the metadata of SNAPSHOT if it is there, makes PARENT current
+ * again when SNAPSHOT was, and removes the migration's state files. */
+bool sm_lsm_delete_metadata (SmVmState *st, const char *snapshot,
+                             const char *parent, GError **error);
+
+/* Journal records (new objects, for sm_journal_append): step INDEX of PLAN
+ * in PHASE ("begin", "end", "failed" with ERR), the operation's header, and
+ * the operation's phase ("done", "rollback", ...). */
+json_object *sm_lsm_step_record (const SmLsmPlan *plan, guint index,
+                                 const char *phase, const GError *err);
+json_object *sm_lsm_op_header (const char *op, const char *opid,
+                               const SmLsmInfo *info, const char *record_path);
+json_object *sm_lsm_phase_record (const char *phase);
+
+/* True when disk D's active top is FILE (query-block). */
+bool sm_lsm_disk_runs_on (SmQmp *qmp, const SmLsmDisk *d, const char *file,
+                          GError **error);
+
+#endif /* SM_LSM_PRIVATE_H */

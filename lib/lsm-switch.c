@@ -1,0 +1,511 @@
+/* libsnapmig — live storage migration: waiting for the mirrors and
+ * copies, pivot (the switch to the destination) and abort. */
+#include "lsm.h"
+#include "lsm-private.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "journal.h"
+
+/* The switch of READY mirrors takes milliseconds; the guest may be paused
+ * meanwhile, so it is bounded even without --timeout. */
+#define SWITCH_TIMEOUT_MS 30000
+
+/* ---- waiting --------------------------------------------------------- */
+
+bool
+sm_lsm_wait (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
+             const SmLsmWaitOptions *options, GError **error)
+{
+  g_autofree char *status_path = sm_lsm_copy_status_path (st, info->snapshot);
+  gint64 deadline = options->timeout_ms < 0
+                    ? -1
+                    : g_get_monotonic_time () +
+                      (gint64) options->timeout_ms * 1000;
+
+  for (;;) {
+    g_autoptr(GPtrArray) jobs = sm_block_query_jobs (qmp, error);
+    g_autoptr(SmCopyStatus) copies = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GString) waiting = g_string_new (NULL);
+    bool all = true;
+    size_t i;
+
+    if (!jobs)
+      return false;
+    for (i = 0; i < info->disks->len; i++) {
+      const SmLsmDisk *d = info->disks->pdata[i];
+      const SmBlockJob *job;
+      g_autofree char *item = NULL;
+
+      if (!d->mirror)
+        continue;
+      item = g_strdup_printf ("%s mirror", d->name);
+      job = sm_block_find_job (jobs, d->job_id);
+      if (!job) {
+        g_autoptr(GError) qerr = NULL;
+
+        if (sm_lsm_disk_runs_on (qmp, d, d->mirror, &qerr)) {
+          if (options->progress)
+            options->progress (item, 1, 1, true, options->opaque);
+          continue;
+        }
+        if (qerr) {
+          g_propagate_error (error, g_steal_pointer (&qerr));
+          return false;
+        }
+        g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                     "disk %s: the mirror job %s is gone and the disk still "
+                     "runs on the source (run 'snapmig abort %s')", d->name,
+                     d->job_id, info->snapshot);
+        return false;
+      }
+      if (options->progress)
+        options->progress (item, job->offset, job->len, job->ready,
+                           options->opaque);
+      if (!job->ready) {
+        all = false;
+        g_string_append_printf (waiting, "%sthe mirror of disk %s (%"
+                                G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+                                " bytes)", waiting->len ? ", " : "", d->name,
+                                job->offset, job->len);
+      }
+    }
+    copies = sm_copy_status_load (status_path, &err);
+    if (!copies) {
+      g_propagate_error (error, g_steal_pointer (&err));
+      return false;
+    }
+    for (i = 0; i < copies->layers->len; i++) {
+      const SmCopyStatusLayer *l = copies->layers->pdata[i];
+      g_autofree char *base = g_path_get_basename (l->copy->dest);
+      g_autofree char *item = g_strdup_printf ("%s copy", base);
+
+      if (l->state == SM_COPY_FAILED) {
+        g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                     "disk %s: copy of %s to %s failed: %s", l->copy->disk,
+                     l->copy->source, l->copy->dest,
+                     l->error ? l->error : "unknown error");
+        return false;
+      }
+      if (options->progress)
+        options->progress (item, l->done, l->total, l->state == SM_COPY_DONE,
+                           options->opaque);
+      if (l->state != SM_COPY_DONE)
+        g_string_append_printf (waiting, "%sthe copy of %s (%" G_GUINT64_FORMAT
+                                " of %" G_GUINT64_FORMAT " bytes)",
+                                waiting->len ? ", " : "", l->copy->source,
+                                l->done, l->total);
+    }
+    if (copies->state == SM_COPY_FAILED) {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                   "the copy of the lower layers failed (see %s)", status_path);
+      return false;
+    }
+    if (copies->state != SM_COPY_DONE)
+      all = false;
+    if (all)
+      return true;
+    if (deadline >= 0 && g_get_monotonic_time () >= deadline) {
+      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                   "snapshot %s: not ready in time: %s", info->snapshot,
+                   waiting->str);
+      return false;
+    }
+    sm_block_poll_pause (qmp, POLL_MS);
+    sm_qmp_clear_events (qmp);
+  }
+}
+
+/* ---- pivot ----------------------------------------------------------- */
+
+void
+sm_lsm_pivot_result_clear (SmLsmPivotResult *result)
+{
+  if (result->moved)
+    g_ptr_array_unref (result->moved);
+  result->moved = NULL;
+}
+
+static bool
+check_dest (SmQmp *qmp, const SmLsmDisk *d, GError **error)
+{
+  g_autoptr(SmBlockDisk) bd = sm_block_query_disk (qmp, d->name, error);
+  g_autoptr(SmImageChain) chain = NULL;
+  size_t i;
+
+  if (!bd)
+    return false;
+  chain = sm_image_chain_open (d->mirror, SM_IMAGE_FORMAT_QCOW2, d->dest_dir, 0,
+                               error);
+  if (!chain) {
+    g_prefix_error (error, "disk %s: destination chain: ", d->name);
+    return false;
+  }
+  if (chain->layers->len != bd->chain->len) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IMAGE,
+                 "disk %s: the destination chain of %s has %u layers, the "
+                 "disk %u", d->name, d->mirror, chain->layers->len,
+                 bd->chain->len);
+    return false;
+  }
+  for (i = 0; i < chain->layers->len; i++) {
+    const SmImageInfo *img = chain->layers->pdata[i];
+    const SmBlockLayer *src = bd->chain->pdata[i];
+
+    if (img->virtual_size != src->virtual_size ||
+        g_strcmp0 (sm_image_format_to_string (img->format), src->format) != 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IMAGE,
+                   "disk %s: destination %s (%s, %" G_GUINT64_FORMAT
+                   " bytes) does not match %s (%s, %" G_GUINT64_FORMAT
+                   " bytes)", d->name, img->path,
+                   sm_image_format_to_string (img->format), img->virtual_size,
+                   src->filename, src->format, src->virtual_size);
+      return false;
+    }
+    if (img->backing_file && g_path_is_absolute (img->backing_file)) {
+      g_set_error (error, SM_ERROR, SM_ERROR_UNSAFE,
+                   "disk %s: destination %s names its backing file by an "
+                   "absolute path (%s)", d->name, img->path, img->backing_file);
+      return false;
+    }
+  }
+  return true;
+}
+
+static bool
+run_state (SmQmp *qmp, bool *running, GError **error)
+{
+  g_autoptr(json_object) status = sm_qmp_execute (qmp, "query-status", NULL,
+                                                  error);
+  json_object *v;
+
+  if (!status)
+    return false;
+  *running = json_object_object_get_ex (status, "running", &v) &&
+             json_object_get_boolean (v);
+  return true;
+}
+
+/* Where each mirrored disk of INFO runs now, for messages. */
+static char *
+describe_disks (SmQmp *qmp, const SmLsmInfo *info)
+{
+  GString *s = g_string_new (NULL);
+  size_t i;
+
+  for (i = 0; i < info->disks->len; i++) {
+    const SmLsmDisk *d = info->disks->pdata[i];
+    g_autoptr(SmBlockDisk) bd = NULL;
+    const char *top;
+
+    if (!d->mirror)
+      continue;
+    bd = sm_block_query_disk (qmp, d->name, NULL);
+    top = bd ? sm_block_disk_top (bd) : NULL;
+    g_string_append_printf (s, "; disk %s runs on %s (%s)", d->name,
+                            top ? top : "?",
+                            top && strcmp (top, d->mirror) == 0 ? "destination"
+                                                                : "source");
+  }
+  return g_string_free (s, false);
+}
+
+static bool
+delete_source (SmQmp *qmp, SmLsmPlan *plan, GError **error)
+{
+  g_autoptr(GPtrArray) disks = sm_block_query_disks (qmp, error);
+  size_t i, k, j;
+
+  if (!disks)
+    return false;
+  for (i = 0; i < plan->source_files->len; i++) {
+    const char *path = plan->source_files->pdata[i];
+    bool used = false;
+
+    /* Only what QEMU shows in no disk's chain any more is removed. */
+    for (k = 0; k < disks->len; k++) {
+      const SmBlockDisk *bd = disks->pdata[k];
+
+      for (j = 0; j < bd->chain->len; j++) {
+        g_autofree char *p = g_canonicalize_filename (
+          ((SmBlockLayer *) bd->chain->pdata[j])->filename, "/");
+
+        if (strcmp (p, path) == 0)
+          used = true;
+      }
+    }
+    if (used) {
+      sm_debug (DOMAIN, "%s is still used: kept", path);
+      continue;
+    }
+    if (unlink (path) < 0 && errno != ENOENT) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot remove: %s", path,
+                   g_strerror (errno));
+      return false;
+    }
+  }
+  return true;
+}
+
+bool
+sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
+              const SmLsmWaitOptions *options, SmLsmPivotResult *result,
+              GError **error)
+{
+  g_autofree char *opid = sm_journal_new_opid ();
+  g_autoptr(SmJournal) journal = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(GPtrArray) completed = g_ptr_array_new ();
+  gint64 stopped_at = -1;
+  bool ok = true;
+  guint i;
+
+  g_return_val_if_fail (plan->op == SM_LSM_OP_PIVOT, false);
+  result->pause_ms = -1;
+  result->moved = g_ptr_array_new_with_free_func (g_free);
+  journal = sm_journal_create (sm_vm_state_journal_dir (st), opid,
+                               sm_lsm_op_header ("pivot", opid, plan->info,
+                                                 NULL),
+                               error);
+  if (!journal)
+    return false;
+  for (i = 0; i < plan->steps->len && ok; i++) {
+    const SmLsmStep *s = plan->steps->pdata[i];
+    const SmLsmDisk *d = s->disk >= 0 ? plan->info->disks->pdata[s->disk]
+                                      : NULL;
+
+    if (!sm_journal_append (journal,
+                            sm_lsm_step_record (plan, i, "begin", NULL),
+                            &err)) {
+      ok = false;
+      break;
+    }
+    switch (s->kind) {
+    case SM_LSM_STEP_WAIT:
+      ok = sm_lsm_wait (qmp, st, plan->info, options, &err);
+      break;
+    case SM_LSM_STEP_CHECK_DEST:
+      ok = check_dest (qmp, d, &err);
+      break;
+    case SM_LSM_STEP_STOP: {
+      bool running = false;
+
+      ok = run_state (qmp, &running, &err);
+      if (ok && running) {
+        ok = sm_qmp_run (qmp, "stop", NULL, &err);
+        if (ok)
+          stopped_at = g_get_monotonic_time ();
+      }
+      sm_qmp_clear_events (qmp);
+      break;
+    }
+    case SM_LSM_STEP_COMPLETE:
+      if (!sm_qmp_run (qmp, s->command, json_object_get (s->args), &err)) {
+        g_prefix_error (&err, "disk %s: ", d->name);
+        ok = false;
+      } else {
+        g_ptr_array_add (completed, (gpointer) d);
+      }
+      break;
+    case SM_LSM_STEP_WAIT_SWITCH:
+      break;
+    case SM_LSM_STEP_CONT:
+      break;
+    case SM_LSM_STEP_DELETE_SOURCE:
+      ok = delete_source (qmp, plan, &err);
+      break;
+    case SM_LSM_STEP_DELETE_METADATA:
+      ok = sm_lsm_delete_metadata (st, plan->info->snapshot,
+                                   plan->info->parent, &err);
+      break;
+    case SM_LSM_STEP_CREATE_DEST:
+    case SM_LSM_STEP_CREATE_TOP:
+    case SM_LSM_STEP_TRANSACTION:
+    case SM_LSM_STEP_SNAPSHOT:
+    case SM_LSM_STEP_MIRROR:
+    case SM_LSM_STEP_SAVE_METADATA:
+    case SM_LSM_STEP_START_COPY:
+    case SM_LSM_STEP_CANCEL:
+    case SM_LSM_STEP_STOP_COPY:
+    case SM_LSM_STEP_REMOVE_FILES:
+    case SM_LSM_STEP_LAST:
+      break;
+    }
+    /* The switch ends at WAIT_SWITCH — or as soon as a complete failed:
+     * the jobs already completed must still finish and the guest run. */
+    if (s->kind == SM_LSM_STEP_WAIT_SWITCH || (!ok && completed->len) ||
+        (!ok && stopped_at >= 0)) {
+      size_t k;
+
+      for (k = 0; k < completed->len; k++) {
+        const SmLsmDisk *cd = completed->pdata[k];
+        g_autoptr(GError) werr = NULL;
+
+        int limit = options->timeout_ms < 0 ? SWITCH_TIMEOUT_MS
+                                            : options->timeout_ms;
+
+        if (!sm_block_job_wait_gone (qmp, cd->job_id, limit, &werr) ||
+            !sm_lsm_disk_runs_on (qmp, cd, cd->mirror, &werr)) {
+          if (ok) {
+            ok = false;
+            if (werr) {
+              g_prefix_error (&werr, "disk %s: ", cd->name);
+              err = g_steal_pointer (&werr);
+            }
+            else
+              g_set_error (&err, SM_ERROR, SM_ERROR_FAILED,
+                           "disk %s: the mirror ended but the disk did not "
+                           "switch to %s", cd->name, cd->mirror);
+          }
+        } else {
+          g_ptr_array_add (result->moved, g_strdup (cd->name));
+        }
+      }
+      g_ptr_array_set_size (completed, 0);
+      if (stopped_at >= 0) {
+        g_autoptr(GError) cerr = NULL;
+
+        if (!sm_qmp_run (qmp, "cont", NULL, &cerr) && ok) {
+          ok = false;
+          err = g_steal_pointer (&cerr);
+        }
+        result->pause_ms = (g_get_monotonic_time () - stopped_at) / 1000;
+        stopped_at = -1;
+      }
+    }
+    if (ok && !sm_journal_append (journal,
+                                  sm_lsm_step_record (plan, i, "end", NULL),
+                                  &err))
+      ok = false;
+  }
+  if (!ok) {
+    g_autofree char *where = describe_disks (qmp, plan->info);
+
+    sm_journal_append (journal,
+                       sm_lsm_step_record (plan, i ? i - 1 : 0, "failed", err),
+                       NULL);
+    sm_journal_finish (g_steal_pointer (&journal), NULL);
+    g_autofree char *pause = result->pause_ms >= 0 ?
+      g_strdup_printf ("; the guest was paused %" G_GINT64_FORMAT " ms",
+                       result->pause_ms) : g_strdup ("");
+
+    g_set_error (error, err->domain, err->code, "%s%s%s%s", err->message,
+                 where, pause,
+                 result->moved->len ? " (run pivot again to finish)" : "");
+    return false;
+  }
+  sm_journal_append (journal, sm_lsm_phase_record ("done"), NULL);
+  return sm_journal_finish (g_steal_pointer (&journal), error);
+}
+
+/* ---- abort ----------------------------------------------------------- */
+
+bool
+sm_lsm_abort (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, int timeout_ms,
+              GError **error)
+{
+  g_autofree char *opid = sm_journal_new_opid ();
+  g_autoptr(SmJournal) journal = NULL;
+  g_autoptr(GError) err = NULL;
+  bool ok = true;
+  guint i;
+
+  g_return_val_if_fail (plan->op == SM_LSM_OP_ABORT, false);
+  journal = sm_journal_create (sm_vm_state_journal_dir (st), opid,
+                               sm_lsm_op_header ("abort", opid, plan->info,
+                                                 NULL),
+                               error);
+  if (!journal)
+    return false;
+  for (i = 0; i < plan->steps->len && ok; i++) {
+    const SmLsmStep *s = plan->steps->pdata[i];
+    const SmLsmDisk *d = s->disk >= 0 ? plan->info->disks->pdata[s->disk]
+                                      : NULL;
+
+    if (!sm_journal_append (journal,
+                            sm_lsm_step_record (plan, i, "begin", NULL),
+                            &err)) {
+      ok = false;
+      break;
+    }
+    switch (s->kind) {
+    case SM_LSM_STEP_CANCEL:
+      /* QEMU ends a cancel after READY with BLOCK_JOB_COMPLETED, not
+       * CANCELLED: where the disk runs is what tells. */
+      ok = sm_block_job_cancel_wait (qmp, d->job_id, timeout_ms, &err);
+      if (ok) {
+        g_autoptr(SmBlockDisk) bd = sm_block_query_disk (qmp, d->name, &err);
+        const char *top = bd ? sm_block_disk_top (bd) : NULL;
+
+        if (!bd)
+          ok = false;
+        else if (!top || strcmp (top, d->new_top) != 0) {
+          g_set_error (&err, SM_ERROR, SM_ERROR_FAILED,
+                       "disk %s: after the cancel it runs on %s, not on %s",
+                       d->name, top ? top : "no medium", d->new_top);
+          ok = false;
+        }
+      }
+      if (!ok)
+        g_prefix_error (&err, "disk %s: ", d->name);
+      break;
+    case SM_LSM_STEP_STOP_COPY: {
+      g_autofree char *status = sm_lsm_copy_status_path (st,
+                                                         plan->info->snapshot);
+
+      ok = sm_copy_worker_kill (status, 10000, &err);
+      break;
+    }
+    case SM_LSM_STEP_REMOVE_FILES: {
+      g_autofree char *path = sm_lsm_created_path (st, plan->info->snapshot);
+      g_autoptr(SmCreatedFiles) created = sm_created_files_load (path, &err);
+
+      if (!created && g_error_matches (err, SM_ERROR, SM_ERROR_NOT_FOUND)) {
+        g_clear_error (&err);
+        break;
+      }
+      ok = created && sm_created_files_rollback (created, &err);
+      if (ok)
+        ok = sm_created_files_save (created, path, &err);
+      break;
+    }
+    case SM_LSM_STEP_DELETE_METADATA:
+      ok = sm_lsm_delete_metadata (st, plan->info->snapshot,
+                                   plan->info->parent, &err);
+      break;
+    case SM_LSM_STEP_CREATE_DEST:
+    case SM_LSM_STEP_CREATE_TOP:
+    case SM_LSM_STEP_TRANSACTION:
+    case SM_LSM_STEP_SNAPSHOT:
+    case SM_LSM_STEP_MIRROR:
+    case SM_LSM_STEP_SAVE_METADATA:
+    case SM_LSM_STEP_START_COPY:
+    case SM_LSM_STEP_WAIT:
+    case SM_LSM_STEP_CHECK_DEST:
+    case SM_LSM_STEP_STOP:
+    case SM_LSM_STEP_COMPLETE:
+    case SM_LSM_STEP_WAIT_SWITCH:
+    case SM_LSM_STEP_CONT:
+    case SM_LSM_STEP_DELETE_SOURCE:
+    case SM_LSM_STEP_LAST:
+      break;
+    }
+    if (ok && !sm_journal_append (journal,
+                                  sm_lsm_step_record (plan, i, "end", NULL),
+                                  &err))
+      ok = false;
+  }
+  if (!ok) {
+    sm_journal_append (journal,
+                       sm_lsm_step_record (plan, i ? i - 1 : 0, "failed", err),
+                       NULL);
+    sm_journal_finish (g_steal_pointer (&journal), NULL);
+    g_propagate_error (error, g_steal_pointer (&err));
+    return false;
+  }
+  sm_journal_append (journal, sm_lsm_phase_record ("done"), NULL);
+  return sm_journal_finish (g_steal_pointer (&journal), error);
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# A pivot whose switch fails part-way, against a real QEMU: the mirror of
+# drive1 is paused (QEMU accepts block-job-complete but the job cannot end),
+# so drive0 switches and drive1 does not within pivot --timeout.  pivot says
+# which disk runs where, the guest runs again, the snapshot stays; once the
+# job is resumed a second pivot finishes the job.
+. "$(dirname "$0")/lib.sh"
+
+command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing"
+command -v jq >/dev/null || skip_all "jq missing"
+
+A=$T/A B=$T/B
+mkdir -p "$A" "$B" "$T/state"
+SM=(--state-dir "$T/state" --qmp "$T/vm.qmp")
+
+qemu-img create -q -f qcow2 "$A/d0.qcow2" 16M
+qemu-img create -q -f qcow2 "$A/d1.qcow2" 16M
+start_vm vm -drive "$(drive_opt drive0 "$A/d0.qcow2" qcow2)" \
+            -drive "$(drive_opt drive1 "$A/d1.qcow2" qcow2)" || exit 1
+guest_write vm drive0 0x10 0 1M >/dev/null
+guest_write vm drive1 0x11 0 1M >/dev/null
+
+top_file () {
+  qmp vm query-block | jq -r --arg d "$1" '.[] | select(.device == $d)
+    | .inserted.image.filename
+    | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
+}
+
+"$SNAPMIG" create "${SM[@]}" --mirror-domain "$B" --name p1 --wait >/dev/null 2>&1
+check "create --wait" [ $? -eq 0 ]
+guest_write vm drive0 0x20 1M 1M >/dev/null
+guest_write vm drive1 0x21 1M 1M >/dev/null
+qmp vm block-job-pause '{"device": "snapmig-mirror-drive1"}' >/dev/null
+
+out=$("$SNAPMIG" pivot "${SM[@]}" --timeout 2 p1 2>&1)
+rc=$?
+echo "$out" | sed 's/^/# /'
+check "a pivot that fails part-way fails" [ $rc -ne 0 ]
+check "it names the disk that did not switch" \
+  grep -q 'disk drive1: block job snapmig-mirror-drive1 did not end in time' <<<"$out"
+check "it says which disk runs where" \
+  grep -q "disk drive0 runs on $B/d0.p1.qcow2 (destination); disk drive1 runs on $A/d1.p1.qcow2 (source)" <<<"$out"
+check "query-block agrees" \
+  [ "$(top_file drive0)" = "$B/d0.p1.qcow2" -a "$(top_file drive1)" = "$A/d1.p1.qcow2" ]
+check "the guest runs again" [ "$(qmp vm query-status | jq -r .status)" = running ]
+check "the snapshot stays" [ -e "$(echo "$T"/state/vms/*/snapshots/p1.xml)" ]
+
+qmp vm block-job-resume '{"device": "snapmig-mirror-drive1"}' >/dev/null
+guest_write vm drive1 0x31 2M 1M >/dev/null
+out=$("$SNAPMIG" pivot "${SM[@]}" p1 2>&1)
+rc=$?
+echo "$out" | sed 's/^/# /'
+check "a second pivot finishes the job" [ $rc -eq 0 ]
+check "both disks run in B" \
+  [ "$(top_file drive0)" = "$B/d0.p1.qcow2" -a "$(top_file drive1)" = "$B/d1.p1.qcow2" ]
+check "the snapshot is gone" [ -z "$(ls -A "$T"/state/vms/*/snapshots/)" ]
+all=0
+for r in "drive0 0x10 0" "drive0 0x20 1M" "drive1 0x11 0" "drive1 0x21 1M" "drive1 0x31 2M"; do
+  read -r d p o <<<"$r"
+  guest_read vm "$d" "$p" "$o" 1M >/dev/null || { echo "# $r"; all=1; }
+done
+check "every write reads back" [ $all -eq 0 ]
+
+done_testing

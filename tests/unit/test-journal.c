@@ -1,0 +1,105 @@
+/* Unit tests for lib/journal.c: records survive as whole lines, a torn last
+ * line (a crash in the middle of a write) is dropped, a bad line elsewhere is
+ * an error, listing and finishing.
+ */
+#include <string.h>
+#include <unistd.h>
+#include <glib.h>
+
+#include "harness.h"
+#include "journal.h"
+#include "qmp.h"
+
+static json_object *
+record (const char *key, int value)
+{
+  json_object *o = json_object_new_object ();
+
+  json_object_object_add (o, key, json_object_new_int (value));
+  return o;
+}
+
+static void
+test_append_load (void)
+{
+  g_autofree char *dir = sm_test_tmpdir ();
+  g_autofree char *jdir = g_build_filename (dir, "journal", NULL);
+  g_autofree char *opid = sm_journal_new_opid ();
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmJournal) j = sm_journal_create (jdir, opid, record ("op", 1),
+                                              &err);
+  g_autoptr(json_object) recs = NULL;
+  g_auto(GStrv) list = NULL;
+  g_autofree char *path = NULL;
+  json_object *v;
+
+  g_assert_no_error (err);
+  g_assert_true (sm_journal_append (j, record ("step", 1), &err));
+  g_assert_true (sm_journal_append (j, record ("step", 2), &err));
+  path = g_strdup (sm_journal_path (j));
+  recs = sm_journal_load (path, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (json_object_array_length (recs), ==, 3);
+  g_assert_true (json_object_object_get_ex (json_object_array_get_idx (recs, 2),
+                                            "step", &v));
+  g_assert_cmpint (json_object_get_int (v), ==, 2);
+  /* Every record carries its time. */
+  g_assert_true (json_object_object_get_ex (json_object_array_get_idx (recs, 0),
+                                            "time", &v));
+
+  list = sm_journal_list (jdir, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (g_strv_length (list), ==, 1);
+  g_assert_cmpstr (list[0], ==, path);
+
+  /* The same operation id cannot be journaled twice. */
+  {
+    g_autoptr(SmJournal) again = sm_journal_create (jdir, opid,
+                                                    record ("op", 2), &err);
+
+    g_assert_null (again);
+    g_assert_error (err, SM_ERROR, SM_ERROR_IO);
+    g_clear_error (&err);
+  }
+
+  g_assert_true (sm_journal_finish (g_steal_pointer (&j), &err));
+  g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
+}
+
+static void
+test_torn_and_bad_lines (void)
+{
+  g_autofree char *dir = sm_test_tmpdir ();
+  g_autofree char *torn = g_build_filename (dir, "torn.journal", NULL);
+  g_autofree char *bad = g_build_filename (dir, "bad.journal", NULL);
+  g_autofree char *missing = g_build_filename (dir, "none", NULL);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) recs = NULL;
+  g_auto(GStrv) list = NULL;
+
+  g_assert_true (g_file_set_contents (torn, "{\"op\":1}\n{\"step\":1}\n{\"ste",
+                                      -1, NULL));
+  recs = sm_journal_load (torn, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (json_object_array_length (recs), ==, 2);
+
+  g_assert_true (g_file_set_contents (bad, "{\"op\":1}\nnot json\n{\"s\":1}\n",
+                                      -1, NULL));
+  g_assert_null (sm_journal_load (bad, &err));
+  g_assert_error (err, SM_ERROR, SM_ERROR_INVALID);
+  g_assert_nonnull (strstr (err->message, "line 2"));
+  g_clear_error (&err);
+
+  list = sm_journal_list (missing, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (g_strv_length (list), ==, 0);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/journal/append-load", test_append_load);
+  g_test_add_func ("/journal/torn-and-bad-lines", test_torn_and_bad_lines);
+  return g_test_run ();
+}

@@ -1,0 +1,330 @@
+/* Unit tests for lib/layer-copy.c against real images made with qemu-img:
+ * a layer copy keeps exactly the layer's data (guest view compared with
+ * qemu-img compare, holes kept), gets its planned relative backing name and
+ * stated format; the detached worker reports progress and errors in its
+ * status file, is recognised as dead when it died, and is killed by abort.
+ */
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <glib.h>
+
+#include "harness.h"
+#include "image.h"
+#include "layer-copy.h"
+#include "qmp.h"
+
+static uint64_t
+allocated (const char *path)
+{
+  struct stat st;
+
+  g_assert_cmpint (stat (path, &st), ==, 0);
+  return (uint64_t) st.st_blocks * 512;
+}
+
+static bool
+qemu_io (const char *fmt, const char *cmd, const char *img)
+{
+  const char *argv[] = { "qemu-io", "-f", fmt, "-c", cmd, img, NULL };
+
+  return sm_test_run (argv, NULL, false);
+}
+
+/* True while PID exists and is not a zombie. */
+static bool
+process_alive (pid_t pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  g_autofree char *text = NULL;
+  const char *p;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    return false;
+  p = strrchr (text, ')');
+  return p && p[2] != 'Z' && p[2] != 'X';
+}
+
+typedef struct {
+  char *dir, *a, *b;
+  char *base, *mid, *raw;          /* sources in A */
+  char *dbase, *dmid, *draw;       /* destinations in B, pre-created */
+} Fixture;
+
+static void
+setup (Fixture *f, gconstpointer data)
+{
+  g_autofree char *abs_base = NULL;
+
+  (void) data;
+  f->dir = sm_test_tmpdir ();
+  f->a = g_build_filename (f->dir, "A", NULL);
+  f->b = g_build_filename (f->dir, "B", NULL);
+  g_assert_cmpint (mkdir (f->a, 0700), ==, 0);
+  g_assert_cmpint (mkdir (f->b, 0700), ==, 0);
+  f->base = g_build_filename (f->a, "base.qcow2", NULL);
+  f->mid = g_build_filename (f->a, "mid.qcow2", NULL);
+  f->raw = g_build_filename (f->a, "disk.raw", NULL);
+  f->dbase = g_build_filename (f->b, "base.qcow2", NULL);
+  f->dmid = g_build_filename (f->b, "mid.qcow2", NULL);
+  f->draw = g_build_filename (f->b, "disk.raw", NULL);
+
+  g_assert_true (sm_test_create_qcow2 (f->base, 64 << 20, NULL, NULL));
+  g_assert_true (qemu_io ("qcow2", "write -P 0x11 0 3M", f->base));
+  g_assert_true (qemu_io ("qcow2", "write -P 0x12 40M 1M", f->base));
+  /* The source names its backing file by an absolute path: the copy must
+   * get the relative name the plan asks for. */
+  g_assert_true (sm_test_create_qcow2 (f->mid, 0, f->base, "qcow2"));
+  g_assert_true (qemu_io ("qcow2", "write -P 0x21 1M 1M", f->mid));
+  g_assert_true (qemu_io ("qcow2", "write -z 2M 64K", f->mid));
+  g_assert_true (sm_test_create_raw (f->raw, 64 << 20));
+  g_assert_true (qemu_io ("raw", "write -P 0x31 0 1M", f->raw));
+  g_assert_true (qemu_io ("raw", "write -P 0x32 48M 1M", f->raw));
+
+  g_assert_true (sm_test_create_qcow2 (f->dbase, 64 << 20, NULL, NULL));
+  g_assert_true (sm_test_qemu_img ("create", "-q", "-f", "qcow2", "-u", "-F",
+                                   "qcow2", "-b", "base.qcow2", f->dmid, "64M",
+                                   NULL));
+  g_assert_true (sm_test_create_raw (f->draw, 64 << 20));
+}
+
+static void
+teardown (Fixture *f, gconstpointer data)
+{
+  (void) data;
+  g_free (f->dir); g_free (f->a); g_free (f->b);
+  g_free (f->base); g_free (f->mid); g_free (f->raw);
+  g_free (f->dbase); g_free (f->dmid); g_free (f->draw);
+}
+
+static GPtrArray *
+copies (const Fixture *f)
+{
+  GPtrArray *c = g_ptr_array_new_with_free_func (
+    (GDestroyNotify) sm_layer_copy_free);
+
+  g_ptr_array_add (c, sm_layer_copy_new ("vda", f->mid, f->dmid,
+                                         SM_IMAGE_FORMAT_QCOW2, "base.qcow2",
+                                         SM_IMAGE_FORMAT_QCOW2));
+  g_ptr_array_add (c, sm_layer_copy_new ("vda", f->base, f->dbase,
+                                         SM_IMAGE_FORMAT_QCOW2, NULL,
+                                         SM_IMAGE_FORMAT_LAST));
+  g_ptr_array_add (c, sm_layer_copy_new ("vdb", f->raw, f->draw,
+                                         SM_IMAGE_FORMAT_RAW, NULL,
+                                         SM_IMAGE_FORMAT_LAST));
+  return c;
+}
+
+static void
+progress_cb (uint64_t done, uint64_t total, void *opaque)
+{
+  uint64_t *last = opaque;
+
+  g_assert_cmpuint (done, <=, total);
+  g_assert_cmpuint (done, >=, *last);
+  *last = done;
+}
+
+static void
+check_copies (const Fixture *f)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmImageInfo) info = sm_image_probe (f->dmid, SM_IMAGE_FORMAT_QCOW2,
+                                                &err);
+
+  g_assert_no_error (err);
+  g_assert_cmpstr (info->backing_file, ==, "base.qcow2");
+  g_assert_cmpstr (info->backing_format, ==, "qcow2");
+  /* The guest view through each chain is the same... */
+  g_assert_true (sm_test_qemu_img ("compare", "-q", "-f", "qcow2", "-F",
+                                   "qcow2", f->mid, f->dmid, NULL));
+  g_assert_true (sm_test_qemu_img ("compare", "-q", "-f", "raw", "-F", "raw",
+                                   f->raw, f->draw, NULL));
+  /* ...and the mid layer alone holds only its own data: its zero cluster
+   * still hides the base's 0x11 there. */
+  g_assert_true (sm_test_image_read_pattern (f->dmid, "qcow2", 0x00, 2 << 20,
+                                             64 << 10));
+  g_assert_true (sm_test_image_read_pattern (f->dmid, "qcow2", 0x21, 1 << 20,
+                                             1 << 20));
+  /* Holes stay holes. */
+  g_assert_cmpuint (allocated (f->draw), <=, allocated (f->raw) + (1 << 20));
+  g_assert_cmpuint (allocated (f->dbase), <=, allocated (f->base) + (1 << 20));
+  g_assert_true (sm_test_qemu_img ("check", "-q", f->dmid, NULL));
+}
+
+static void
+test_copy_run (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GPtrArray) c = copies (f);
+  g_autoptr(GError) err = NULL;
+  size_t i;
+
+  (void) data;
+  for (i = 0; i < c->len; i++) {
+    uint64_t last = 0;
+
+    g_assert_true (sm_layer_copy_run (c->pdata[i], progress_cb, &last, &err));
+    g_assert_no_error (err);
+    g_assert_cmpuint (last, >, 0);
+  }
+  check_copies (f);
+}
+
+static void
+test_copy_missing_dest (Fixture *f, gconstpointer data)
+{
+  g_autofree char *nowhere = g_build_filename (f->b, "none.qcow2", NULL);
+  g_autoptr(SmLayerCopy) c = sm_layer_copy_new ("vda", f->base, nowhere,
+                                                SM_IMAGE_FORMAT_QCOW2, NULL,
+                                                SM_IMAGE_FORMAT_LAST);
+  g_autoptr(GError) err = NULL;
+
+  (void) data;
+  g_assert_false (sm_layer_copy_run (c, NULL, NULL, &err));
+  g_assert_nonnull (err);
+  g_assert_nonnull (strstr (err->message, nowhere));
+  g_assert_false (g_file_test (nowhere, G_FILE_TEST_EXISTS));
+}
+
+/* Polls the status file until the worker is no longer running. */
+static SmCopyStatus *
+wait_worker (const char *path)
+{
+  gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+
+  for (;;) {
+    g_autoptr(GError) err = NULL;
+    g_autoptr(SmCopyStatus) st = sm_copy_status_load (path, &err);
+
+    g_assert_no_error (err);
+    if (st->state == SM_COPY_DONE || st->state == SM_COPY_FAILED)
+      return g_steal_pointer (&st);
+    g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+    g_usleep (10000);
+  }
+}
+
+static void
+test_worker (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GPtrArray) c = copies (f);
+  g_autofree char *status = g_build_filename (f->dir, "copy.json", NULL);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmCopyStatus) st = NULL;
+  pid_t pid = 0;
+  size_t i;
+
+  (void) data;
+  g_assert_true (sm_copy_worker_spawn (c, status, &pid, &err));
+  g_assert_no_error (err);
+  g_assert_cmpint (pid, >, 0);
+  /* The worker is not our child: it was detached. */
+  g_assert_cmpint (waitpid (pid, NULL, WNOHANG), ==, -1);
+  st = wait_worker (status);
+  g_assert_cmpint (st->state, ==, SM_COPY_DONE);
+  g_assert_cmpint (st->pid, ==, pid);
+  g_assert_cmpuint (st->layers->len, ==, 3);
+  for (i = 0; i < st->layers->len; i++) {
+    const SmCopyStatusLayer *l = st->layers->pdata[i];
+
+    g_assert_cmpint (l->state, ==, SM_COPY_DONE);
+    g_assert_cmpuint (l->done, ==, l->total);
+    g_assert_null (l->error);
+  }
+  check_copies (f);
+  /* Killing a finished worker is fine. */
+  g_assert_true (sm_copy_worker_kill (status, 5000, &err));
+}
+
+static void
+test_worker_failure (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GPtrArray) c = g_ptr_array_new_with_free_func (
+    (GDestroyNotify) sm_layer_copy_free);
+  g_autofree char *status = g_build_filename (f->dir, "copy.json", NULL);
+  g_autofree char *nowhere = g_build_filename (f->b, "none.qcow2", NULL);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmCopyStatus) st = NULL;
+  const SmCopyStatusLayer *l;
+  pid_t pid;
+
+  (void) data;
+  g_ptr_array_add (c, sm_layer_copy_new ("vda", f->base, nowhere,
+                                         SM_IMAGE_FORMAT_QCOW2, NULL,
+                                         SM_IMAGE_FORMAT_LAST));
+  g_ptr_array_add (c, sm_layer_copy_new ("vdb", f->raw, f->draw,
+                                         SM_IMAGE_FORMAT_RAW, NULL,
+                                         SM_IMAGE_FORMAT_LAST));
+  g_assert_true (sm_copy_worker_spawn (c, status, &pid, &err));
+  st = wait_worker (status);
+  g_assert_cmpint (st->state, ==, SM_COPY_FAILED);
+  l = st->layers->pdata[0];
+  g_assert_cmpint (l->state, ==, SM_COPY_FAILED);
+  g_assert_nonnull (strstr (l->error, nowhere));
+  /* The other layer is copied all the same. */
+  l = st->layers->pdata[1];
+  g_assert_cmpint (l->state, ==, SM_COPY_DONE);
+}
+
+static void
+test_dead_and_killed_worker (Fixture *f, gconstpointer data)
+{
+  g_autofree char *status = g_build_filename (f->dir, "copy.json", NULL);
+  g_autofree char *text = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmCopyStatus) st = NULL;
+  pid_t dead = fork ();
+
+  (void) data;
+  if (dead == 0)
+    _exit (0);
+  g_assert_cmpint (waitpid (dead, NULL, 0), ==, dead);
+  text = g_strdup_printf ("{\"pid\": %d, \"start-time\": 42, \"state\": "
+                          "\"running\", \"layers\": [{\"disk\": \"vda\", "
+                          "\"source\": \"%s\", \"dest\": \"%s\", \"format\": "
+                          "\"qcow2\", \"state\": \"running\", \"done\": 1, "
+                          "\"total\": 2}]}", (int) dead, f->base, f->dbase);
+  g_assert_true (g_file_set_contents (status, text, -1, NULL));
+  st = sm_copy_status_load (status, &err);
+  g_assert_no_error (err);
+  g_assert_cmpint (st->state, ==, SM_COPY_FAILED);
+  g_assert_nonnull (strstr (((SmCopyStatusLayer *) st->layers->pdata[0])->error,
+                            "died"));
+  /* A PID that is not the recorded process is never killed. */
+  g_assert_true (sm_copy_worker_kill (status, 1000, &err));
+  g_assert_no_error (err);
+
+  /* A real worker, killed at once: it is gone afterwards. */
+  {
+    g_autoptr(GPtrArray) c = copies (f);
+    pid_t pid;
+
+    g_assert_true (sm_copy_worker_spawn (c, status, &pid, &err));
+    g_assert_true (sm_copy_worker_kill (status, 5000, &err));
+    g_assert_no_error (err);
+    g_clear_pointer (&st, sm_copy_status_free);
+    st = sm_copy_status_load (status, &err);
+    g_assert_no_error (err);
+    g_assert_cmpint (st->state, !=, SM_COPY_RUNNING);
+    g_assert_false (process_alive (pid));
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add ("/layer-copy/run", Fixture, NULL, setup, test_copy_run,
+              teardown);
+  g_test_add ("/layer-copy/missing-dest", Fixture, NULL, setup,
+              test_copy_missing_dest, teardown);
+  g_test_add ("/layer-copy/worker", Fixture, NULL, setup, test_worker,
+              teardown);
+  g_test_add ("/layer-copy/worker-failure", Fixture, NULL, setup,
+              test_worker_failure, teardown);
+  g_test_add ("/layer-copy/dead-and-killed", Fixture, NULL, setup,
+              test_dead_and_killed_worker, teardown);
+  return g_test_run ();
+}
