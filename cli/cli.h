@@ -54,6 +54,13 @@ void sm_cli_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 void sm_cli_gerror (const char *context, const GError *err);
 void sm_cli_warning (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 
+/* Parses a --bandwidth RATE in bytes per second: a number with an optional
+ * suffix K, M, G or T (powers of 1024), optionally followed by "i", "B" and
+ * "/s" ("512K", "64MiB", "1048576B", "8M/s").  The value must fit QEMU's
+ * int64 speed.  Returns false, *RATE untouched, for anything else; printing
+ * the usage error is the caller's. */
+bool sm_cli_parse_rate (const char *text, guint64 *rate);
+
 /* Formats a byte count for people: "1.0 GiB", "64.0 MiB", "512 B". */
 char *sm_cli_format_size (guint64 bytes) G_GNUC_WARN_UNUSED_RESULT;
 

@@ -31,7 +31,7 @@ static const GOptionEntry entries[] = {
     "the layers above it; without --base every layer is merged and the disk "
     "becomes standalone", "IMAGE" },
   { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &opt_bandwidth,
-    "Limit the copy to RATE bytes per second (suffixes K, M, G: powers of "
+    "Limit the copy to RATE bytes per second (suffixes K, M, G, T: powers of "
     "1024)", "RATE" },
   { "timeout", 0, 0, G_OPTION_ARG_INT, &opt_timeout,
     "Give up (and cancel the job, leaving the chain unchanged) after "
@@ -46,37 +46,6 @@ static const GOptionEntry entries[] = {
     "/var/lib/snapmig for root, else $XDG_STATE_HOME/snapmig)", "DIR" },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
-
-/* "10M", "1.5G", "512K", "1048576", "64MiB", "8M/s": bytes per second. */
-static bool
-parse_rate (const char *text, uint64_t *rate)
-{
-  char *end;
-  double v;
-  double mult = 1;
-
-  errno = 0;
-  v = g_ascii_strtod (text, &end);
-  if (errno || end == text || v < 0)
-    return false;
-  switch (g_ascii_toupper (*end)) {
-  case 'K': mult = 1024.0; end++; break;
-  case 'M': mult = 1024.0 * 1024; end++; break;
-  case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
-  case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
-  default: break;
-  }
-  if (mult > 1 && *end == 'i')
-    end++;
-  if (*end == 'B' || *end == 'b')
-    end++;
-  if (strcmp (end, "/s") == 0)
-    end += 2;
-  if (*end != '\0' || v * mult >= 18446744073709551615.0)
-    return false;
-  *rate = (uint64_t) (v * mult);
-  return true;
-}
 
 static void
 print_plan (const SmRebasePlan *plan)
@@ -148,9 +117,10 @@ sm_cmd_rebase (int argc, char **argv)
                   argc < 2 ? "missing DISK" : "exactly one DISK expected");
     return SM_EXIT_USAGE;
   }
-  if (opt_bandwidth && !parse_rate (opt_bandwidth, &speed)) {
+  if (opt_bandwidth &&
+      !sm_cli_parse_rate (opt_bandwidth, &speed)) {
     sm_cli_error ("rebase: --bandwidth '%s': expected bytes per second with "
-                  "an optional K, M or G suffix", opt_bandwidth);
+                  "an optional K, M, G or T suffix (e.g. 64M)", opt_bandwidth);
     return SM_EXIT_USAGE;
   }
   if (opt_timeout < 0) {

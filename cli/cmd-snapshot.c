@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json-util.h"
 #include "lsm.h"
 #include "progress.h"
 #include "qmp.h"
@@ -79,7 +80,7 @@ static const GOptionEntry create_entries[] = {
   { "no-metadata", 0, 0, G_OPTION_ARG_NONE, &opt_no_metadata,
     "Do not record the snapshot (not with mirrors)", NULL },
   { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &opt_bandwidth,
-    "Limit each mirror to RATE bytes per second (suffixes K, M, G)", "RATE" },
+    "Limit each mirror to RATE bytes per second (suffixes K, M, G, T: powers of 1024)", "RATE" },
   { "copy-mode", 0, 0, G_OPTION_ARG_STRING, &opt_copy_mode,
     "Mirror copy mode: background (default) or write-blocking "
     "(always converges; QEMU >= 3.0)", "MODE" },
@@ -106,29 +107,6 @@ static const GOptionEntry status_entries[] = {
 static const GOptionEntry recover_entries[] = {
   QMP_ENTRY, STATE_ENTRY, END_ENTRY,
 };
-
-/* "10M", "1.5G", "512K", "1048576": bytes per second. */
-static bool
-parse_rate (const char *text, uint64_t *rate)
-{
-  char *end;
-  double v, mult = 1;
-
-  errno = 0;
-  v = g_ascii_strtod (text, &end);
-  if (errno || end == text || v < 0)
-    return false;
-  switch (g_ascii_toupper (*end)) {
-  case 'K': mult = 1024.0; end++; break;
-  case 'M': mult = 1024.0 * 1024; end++; break;
-  case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
-  default: break;
-  }
-  if (*end != '\0' || v * mult >= 9.2e18)
-    return false;
-  *rate = (uint64_t) (v * mult);
-  return true;
-}
 
 static int
 timeout_ms (void)
@@ -174,6 +152,35 @@ typedef struct {
   GHashTable *finished;        /* items reported done */
   GHashTable *last;            /* item → "DONE/TOTAL" last reported */
 } Progress;
+
+static void
+progress_init (Progress *p, SmProgress *progress)
+{
+  p->progress = progress;
+  p->finished = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  p->last = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+}
+
+static void
+progress_clear (Progress *p)
+{
+  g_clear_pointer (&p->finished, g_hash_table_unref);
+  g_clear_pointer (&p->last, g_hash_table_unref);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Progress, progress_clear)
+
+/* With --dry-run, prints PLAN and returns true: the command is done. */
+static bool
+dry_run (const SmLsmPlan *plan)
+{
+  g_autofree char *text = NULL;
+
+  if (!opt_dry_run)
+    return false;
+  text = sm_lsm_plan_format (plan);
+  fputs (text, stdout);
+  return true;
+}
 
 static void
 on_progress (const char *item, uint64_t done, uint64_t total, bool finished,
@@ -229,9 +236,10 @@ sm_cmd_create (int argc, char **argv)
                   "--mirror-domain (see 'snapmig create --help')");
     return SM_EXIT_USAGE;
   }
-  if (opt_bandwidth && !parse_rate (opt_bandwidth, &options.bandwidth)) {
+  if (opt_bandwidth &&
+      !sm_cli_parse_rate (opt_bandwidth, &options.bandwidth)) {
     sm_cli_error ("create: --bandwidth '%s': expected bytes per second with "
-                  "an optional K, M or G suffix", opt_bandwidth);
+                  "an optional K, M, G or T suffix (e.g. 64M)", opt_bandwidth);
     return SM_EXIT_USAGE;
   }
   if (opt_timeout < 0) {
@@ -283,12 +291,8 @@ sm_cmd_create (int argc, char **argv)
     sm_cli_gerror ("create", err);
     return SM_EXIT_FAILURE;
   }
-  if (opt_dry_run) {
-    g_autofree char *text = sm_lsm_plan_format (plan);
-
-    fputs (text, stdout);
+  if (dry_run (plan))
     return SM_EXIT_OK;
-  }
   progress = sm_progress_new (opt_json);
   if (!sm_lsm_create (qmp, st, plan, &err)) {
     sm_cli_gerror ("create", err);
@@ -315,17 +319,12 @@ sm_cmd_create (int argc, char **argv)
                        plan->info->snapshot, NULL);
   }
   if (opt_wait) {
-    g_autoptr(GHashTable) finished = g_hash_table_new_full (g_str_hash,
-                                                            g_str_equal,
-                                                            g_free, NULL);
-    g_autoptr(GHashTable) last = g_hash_table_new_full (g_str_hash,
-                                                        g_str_equal, g_free,
-                                                        g_free);
-    Progress p = { progress, finished, last };
+    g_auto(Progress) p = { 0 };
     SmLsmWaitOptions wait = { timeout_ms (), on_progress, &p };
     g_autofree char *msg = NULL;
     bool mirrors = false;
 
+    progress_init (&p, progress);
     for (i = 0; i < plan->info->disks->len; i++)
       mirrors |= ((SmLsmDisk *) plan->info->disks->pdata[i])->mirror != NULL;
     if (mirrors) {
@@ -376,16 +375,11 @@ sm_cmd_pivot (int argc, char **argv)
   g_autoptr(SmLsmInfo) info = NULL;
   g_autoptr(SmLsmPlan) plan = NULL;
   g_autoptr(SmProgress) progress = NULL;
-  g_autoptr(GHashTable) finished = g_hash_table_new_full (g_str_hash,
-                                                          g_str_equal, g_free,
-                                                          NULL);
-  g_autoptr(GHashTable) last = g_hash_table_new_full (g_str_hash, g_str_equal,
-                                                      g_free, g_free);
   g_autofree char *current = NULL;
   g_autofree char *msg = NULL;
   g_autofree char *pause = NULL;
   SmLsmPivotResult result = { 0 };
-  Progress p;
+  g_auto(Progress) p = { 0 };
   SmLsmWaitOptions wait;
   int exit_code;
   size_t i;
@@ -419,14 +413,10 @@ sm_cmd_pivot (int argc, char **argv)
     sm_cli_gerror ("pivot", err);
     return SM_EXIT_FAILURE;
   }
-  if (opt_dry_run) {
-    g_autofree char *text = sm_lsm_plan_format (plan);
-
-    fputs (text, stdout);
+  if (dry_run (plan))
     return SM_EXIT_OK;
-  }
   progress = sm_progress_new (opt_json);
-  p = (Progress) { progress, finished, last };
+  progress_init (&p, progress);
   wait = (SmLsmWaitOptions) { timeout_ms (), on_progress, &p };
   if (!sm_lsm_pivot (qmp, st, plan, &wait, &result, &err)) {
     sm_cli_gerror ("pivot", err);
@@ -487,12 +477,8 @@ sm_cmd_abort (int argc, char **argv)
     sm_cli_gerror ("abort", err);
     return SM_EXIT_FAILURE;
   }
-  if (opt_dry_run) {
-    g_autofree char *text = sm_lsm_plan_format (plan);
-
-    fputs (text, stdout);
+  if (dry_run (plan))
     return SM_EXIT_OK;
-  }
   progress = sm_progress_new (opt_json);
   if (!sm_lsm_abort (qmp, st, plan, timeout_ms (), &err)) {
     sm_cli_gerror ("abort", err);
@@ -515,24 +501,6 @@ sm_cmd_abort (int argc, char **argv)
     sm_progress_event (progress, "aborted", msg, "snapshot", argv[1], NULL);
   }
   return SM_EXIT_OK;
-}
-
-static const char *
-jstr (json_object *o, const char *key)
-{
-  json_object *v;
-
-  return json_object_object_get_ex (o, key, &v) ? json_object_get_string (v)
-                                                : NULL;
-}
-
-static int64_t
-jint (json_object *o, const char *key)
-{
-  json_object *v;
-
-  return json_object_object_get_ex (o, key, &v) ? json_object_get_int64 (v)
-                                                : 0;
 }
 
 int
@@ -585,29 +553,38 @@ sm_cmd_status (int argc, char **argv)
     return SM_EXIT_OK;
   }
   printf ("snapshot %s\n", name);
-  json_object_object_get_ex (status, "disks", &arr);
+  arr = sm_json_get_array (status, "disks");
   for (i = 0; i < json_object_array_length (arr); i++) {
     json_object *o = json_object_array_get_idx (arr, i);
+    const char *active = sm_json_get_string (o, "active");
+    const char *job = sm_json_get_string (o, "job");
+    const char *mirror = sm_json_get_string (o, "mirror");
+    int64_t offset = 0, len = 0;
 
-    printf ("  disk %s: active %s", jstr (o, "name"),
-            jstr (o, "active") ? jstr (o, "active") : "?");
-    if (jstr (o, "job"))
+    sm_json_get_int64 (o, "offset", &offset);
+    sm_json_get_int64 (o, "len", &len);
+    printf ("  disk %s: active %s", sm_json_get_string (o, "name"),
+            active ? active : "?");
+    if (job)
       printf (", mirror %s %s %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT,
-              jstr (o, "job"), jstr (o, "status"), jint (o, "offset"),
-              jint (o, "len"));
-    else if (jstr (o, "mirror"))
-      printf (", mirror to %s: no job", jstr (o, "mirror"));
+              job, sm_json_get_string (o, "status"), offset, len);
+    else if (mirror)
+      printf (", mirror to %s: no job", mirror);
     printf ("\n");
   }
-  json_object_object_get_ex (status, "copies", &arr);
+  arr = sm_json_get_array (status, "copies");
   for (i = 0; i < json_object_array_length (arr); i++) {
     json_object *o = json_object_array_get_idx (arr, i);
+    const char *why = sm_json_get_string (o, "error");
+    int64_t done = 0, total = 0;
 
+    sm_json_get_int64 (o, "done", &done);
+    sm_json_get_int64 (o, "total", &total);
     printf ("  copy %s -> %s: %s %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT
             "%s%s\n",
-            jstr (o, "source"), jstr (o, "dest"), jstr (o, "state"),
-            jint (o, "done"), jint (o, "total"), jstr (o, "error") ? ": " : "",
-            jstr (o, "error") ? jstr (o, "error") : "");
+            sm_json_get_string (o, "source"), sm_json_get_string (o, "dest"),
+            sm_json_get_string (o, "state"), done, total,
+            why ? ": " : "", why ? why : "");
   }
   return SM_EXIT_OK;
 }

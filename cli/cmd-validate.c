@@ -30,7 +30,8 @@
  *                   "backing-format": FMT | null,
  *                   "backing-path": PATH | null, "header-ok": true,
  *                   "used-by": [ "image PATH" | "vm SOCKET DISK" |
- *                                "snapshot VMKEY/NAME" | "record PATH" ] } ],
+ *                                "snapshot VMKEY/NAME" | "move VMKEY/NAME" |
+ *                                "operation JOURNAL" ] } ],
  *     "chains": [ { "top": PATH, "layers": [ PATH, ... ],
  *                   "complete": true } ],
  *     "vm-disks": [ { "vm": SOCKET, "disk": "drive0",
@@ -63,8 +64,9 @@ static const GOptionEntry entries[] = {
   { "strict", 0, 0, G_OPTION_ARG_NONE, &opt_strict,
     "Count warnings as problems (exit 1)", NULL },
   { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_state_dir,
-    "snapmig's state directory, where the snapshots that keep images in "
-    "use are recorded (default: /var/lib/snapmig for root, else "
+    "snapmig's state directory, where the snapshots and moves that keep "
+    "images in use and the journals of interrupted operations are recorded "
+    "(default: /var/lib/snapmig for root, else "
     "$XDG_STATE_HOME/snapmig)", "DIR" },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };

@@ -1,8 +1,10 @@
 /* snapmig(1) — shared option parsing and printing. */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "error.h"
 
@@ -47,28 +49,33 @@ sm_cli_parse (const char *command, const char *params, const char *description,
   return true;
 }
 
+/* `snapmig: LEVEL: MESSAGE` on stderr. */
+static void G_GNUC_PRINTF (2, 0)
+print_message (const char *level, const char *fmt, va_list ap)
+{
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+
+  fprintf (stderr, "snapmig: %s: %s\n", level, msg);
+}
+
 void
 sm_cli_error (const char *fmt, ...)
 {
   va_list ap;
-  g_autofree char *msg = NULL;
 
   va_start (ap, fmt);
-  msg = g_strdup_vprintf (fmt, ap);
+  print_message ("error", fmt, ap);
   va_end (ap);
-  fprintf (stderr, "snapmig: error: %s\n", msg);
 }
 
 void
 sm_cli_warning (const char *fmt, ...)
 {
   va_list ap;
-  g_autofree char *msg = NULL;
 
   va_start (ap, fmt);
-  msg = g_strdup_vprintf (fmt, ap);
+  print_message ("warning", fmt, ap);
   va_end (ap);
-  fprintf (stderr, "snapmig: warning: %s\n", msg);
 }
 
 void
@@ -93,4 +100,36 @@ sm_cli_format_size (guint64 bytes)
   for (i = 0; v >= 1024 && i + 1 < G_N_ELEMENTS (units); i++)
     v /= 1024;
   return g_strdup_printf ("%.1f %s", v, units[i]);
+}
+
+bool
+sm_cli_parse_rate (const char *text, guint64 *rate)
+{
+  /* QEMU's "speed" arguments are JSON ints: int64. */
+  const double limit = 9223372036854775807.0;
+  char *end;
+  double v;
+  double mult = 1;
+
+  errno = 0;
+  v = g_ascii_strtod (text, &end);
+  if (errno || end == text || v < 0)
+    return false;
+  switch (g_ascii_toupper (*end)) {
+  case 'K': mult = 1024.0; end++; break;
+  case 'M': mult = 1024.0 * 1024; end++; break;
+  case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
+  case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
+  default: break;
+  }
+  if (mult > 1 && *end == 'i')
+    end++;
+  if (*end == 'B' || *end == 'b')
+    end++;
+  if (strcmp (end, "/s") == 0)
+    end += 2;
+  if (*end != '\0' || v * mult >= limit)
+    return false;
+  *rate = (guint64) (v * mult);
+  return true;
 }

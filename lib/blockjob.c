@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "json-util.h"
+
 #define POLL_MS 20
 
 static void
@@ -25,28 +27,6 @@ sm_block_disk_free (SmBlockDisk *disk)
   g_free (disk->node_name);
   g_ptr_array_unref (disk->chain);
   g_free (disk);
-}
-
-static const char *
-get_string (json_object *obj, const char *key)
-{
-  json_object *v;
-
-  if (!obj || !json_object_object_get_ex (obj, key, &v) ||
-      !json_object_is_type (v, json_type_string))
-    return NULL;
-  return json_object_get_string (v);
-}
-
-static json_object *
-get_object (json_object *obj, const char *key)
-{
-  json_object *v;
-
-  if (!obj || !json_object_object_get_ex (obj, key, &v) ||
-      !json_object_is_type (v, json_type_object))
-    return NULL;
-  return v;
 }
 
 static char *
@@ -123,7 +103,7 @@ plain_filename (const char *name)
   if (!name || !g_str_has_prefix (name, "json:"))
     return g_strdup (name);
   obj = json_tokener_parse (name + 5);
-  file = get_string (get_object (obj, "file"), "filename");
+  file = sm_json_get_string (sm_json_get_object (obj, "file"), "filename");
   return g_strdup (file ? file : name);
 }
 
@@ -131,25 +111,23 @@ static SmBlockDisk *
 parse_disk (json_object *entry)
 {
   SmBlockDisk *disk = g_new0 (SmBlockDisk, 1);
-  json_object *inserted = get_object (entry, "inserted");
-  json_object *image, *v;
+  json_object *inserted = sm_json_get_object (entry, "inserted");
+  json_object *image;
 
-  disk->device = dup_nonempty (get_string (entry, "device"));
-  disk->qdev = dup_nonempty (get_string (entry, "qdev"));
+  disk->device = dup_nonempty (sm_json_get_string (entry, "device"));
+  disk->qdev = dup_nonempty (sm_json_get_string (entry, "qdev"));
   disk->chain = g_ptr_array_new_with_free_func (layer_free);
   if (!inserted)
     return disk;
-  disk->node_name = dup_nonempty (get_string (inserted, "node-name"));
-  if (json_object_object_get_ex (inserted, "ro", &v))
-    disk->read_only = json_object_get_boolean (v);
-  for (image = get_object (inserted, "image"); image;
-       image = get_object (image, "backing-image")) {
+  disk->node_name = dup_nonempty (sm_json_get_string (inserted, "node-name"));
+  sm_json_get_bool (inserted, "ro", &disk->read_only);
+  for (image = sm_json_get_object (inserted, "image"); image;
+       image = sm_json_get_object (image, "backing-image")) {
     SmBlockLayer *layer = g_new0 (SmBlockLayer, 1);
 
-    layer->filename = plain_filename (get_string (image, "filename"));
-    layer->format = g_strdup (get_string (image, "format"));
-    if (json_object_object_get_ex (image, "virtual-size", &v))
-      layer->virtual_size = (uint64_t) json_object_get_int64 (v);
+    layer->filename = plain_filename (sm_json_get_string (image, "filename"));
+    layer->format = g_strdup (sm_json_get_string (image, "format"));
+    sm_json_get_uint64 (image, "virtual-size", &layer->virtual_size);
     g_ptr_array_add (disk->chain, layer);
   }
   return disk;
@@ -204,6 +182,18 @@ sm_block_job_free (SmBlockJob *job)
   g_free (job);
 }
 
+char *
+sm_block_job_id (const char *prefix, const char *name)
+{
+  GString *s = g_string_new (prefix);
+  const char *p;
+
+  for (p = name; *p; p++)
+    g_string_append_c (s, g_ascii_isalnum (*p) || *p == '-' || *p == '.' ||
+                          *p == '_' ? *p : '_');
+  return g_string_free (s, false);
+}
+
 GPtrArray *
 sm_block_query_jobs (SmQmp *qmp, GError **error)
 {
@@ -223,18 +213,14 @@ sm_block_query_jobs (SmQmp *qmp, GError **error)
   for (i = 0; i < json_object_array_length (reply); i++) {
     json_object *e = json_object_array_get_idx (reply, i);
     SmBlockJob *job = g_new0 (SmBlockJob, 1);
-    json_object *v;
 
-    job->id = g_strdup (get_string (e, "device"));
-    job->type = g_strdup (get_string (e, "type"));
-    job->status = g_strdup (get_string (e, "status"));
-    job->io_status = g_strdup (get_string (e, "io-status"));
-    if (json_object_object_get_ex (e, "ready", &v))
-      job->ready = json_object_get_boolean (v);
-    if (json_object_object_get_ex (e, "offset", &v))
-      job->offset = (uint64_t) json_object_get_int64 (v);
-    if (json_object_object_get_ex (e, "len", &v))
-      job->len = (uint64_t) json_object_get_int64 (v);
+    job->id = g_strdup (sm_json_get_string (e, "device"));
+    job->type = g_strdup (sm_json_get_string (e, "type"));
+    job->status = g_strdup (sm_json_get_string (e, "status"));
+    job->io_status = g_strdup (sm_json_get_string (e, "io-status"));
+    sm_json_get_bool (e, "ready", &job->ready);
+    sm_json_get_uint64 (e, "offset", &job->offset);
+    sm_json_get_uint64 (e, "len", &job->len);
     if (job->id)
       g_ptr_array_add (jobs, job);
     else
@@ -283,8 +269,8 @@ deadline_passed (gint64 deadline)
 static bool
 match_job_event (json_object *event, void *opaque)
 {
-  json_object *data = get_object (event, "data");
-  const char *dev = get_string (data, "device");
+  json_object *data = sm_json_get_object (event, "data");
+  const char *dev = sm_json_get_string (data, "device");
 
   return dev && strcmp (dev, opaque) == 0;
 }
@@ -327,7 +313,8 @@ sm_block_job_wait_ready (SmQmp *qmp, const char *id, int timeout_ms,
     if (!job) {
       g_autoptr(json_object) ev =
         sm_qmp_wait_event (qmp, NULL, match_job_event, (void *) id, 0, NULL);
-      const char *why = get_string (get_object (ev, "data"), "error");
+      const char *why = sm_json_get_string (sm_json_get_object (ev, "data"),
+                                            "error");
 
       g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
                    "block job %s ended before it was ready%s%s", id,

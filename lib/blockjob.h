@@ -76,6 +76,12 @@ typedef struct {
 void sm_block_job_free (SmBlockJob *job);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmBlockJob, sm_block_job_free)
 
+/* A job id QEMU accepts: PREFIX (which must start with a letter) then
+ * NAME with every character other than a letter, digit, '-', '.' or '_'
+ * replaced by '_'.  Caller frees. */
+char *sm_block_job_id (const char *prefix, const char *name)
+  G_GNUC_WARN_UNUSED_RESULT;
+
 /* query-block-jobs (SmBlockJob *; caller frees the array). */
 GPtrArray *sm_block_query_jobs (SmQmp *qmp, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;

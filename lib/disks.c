@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "image.h"
+#include "json-util.h"
 
 static void
 layer_free (SmDiskLayer *layer)
@@ -57,47 +58,6 @@ sm_disk_list_free (SmDiskList *list)
 
 /* ---- reading QEMU's replies ------------------------------------------ */
 
-static const char *
-get_str (json_object *obj, const char *key)
-{
-  json_object *v;
-
-  if (!json_object_object_get_ex (obj, key, &v) ||
-      !json_object_is_type (v, json_type_string))
-    return NULL;
-  return json_object_get_string (v);
-}
-
-static uint64_t
-get_u64 (json_object *obj, const char *key)
-{
-  json_object *v;
-
-  if (!json_object_object_get_ex (obj, key, &v))
-    return 0;
-  return json_object_get_uint64 (v);
-}
-
-static bool
-get_bool (json_object *obj, const char *key)
-{
-  json_object *v;
-
-  return json_object_object_get_ex (obj, key, &v) &&
-    json_object_get_boolean (v);
-}
-
-static json_object *
-get_obj (json_object *obj, const char *key)
-{
-  json_object *v;
-
-  if (!json_object_object_get_ex (obj, key, &v) ||
-      !json_object_is_type (v, json_type_object))
-    return NULL;
-  return v;
-}
-
 /* The node name of the only format node (drv FORMAT) that has FILE open, or
  * NULL: a copy target or a second VM disk on the same file makes the answer
  * ambiguous, and a wrong node name is worse than none.
@@ -113,12 +73,12 @@ unique_node_name (json_object *nodes, const char *file, const char *format)
   for (i = 0; i < json_object_array_length (nodes); i++) {
     json_object *n = json_object_array_get_idx (nodes, i);
 
-    if (g_strcmp0 (get_str (n, "file"), file) != 0 ||
-        g_strcmp0 (get_str (n, "drv"), format) != 0)
+    if (g_strcmp0 (sm_json_get_string (n, "file"), file) != 0 ||
+        g_strcmp0 (sm_json_get_string (n, "drv"), format) != 0)
       continue;
     if (found)
       return NULL;
-    found = get_str (n, "node-name");
+    found = sm_json_get_string (n, "node-name");
   }
   return g_strdup (found);
 }
@@ -128,16 +88,16 @@ job_from_json (json_object *j)
 {
   SmDiskJob *job = g_new0 (SmDiskJob, 1);
 
-  job->id = g_strdup (get_str (j, "device"));
-  job->type = g_strdup (get_str (j, "type"));
+  job->id = g_strdup (sm_json_get_string (j, "device"));
+  job->type = g_strdup (sm_json_get_string (j, "type"));
   /* "status" exists since QEMU 2.12; derive it for older ones. */
-  job->status = g_strdup (get_str (j, "status"));
-  job->len = get_u64 (j, "len");
-  job->offset = get_u64 (j, "offset");
-  job->speed = (int64_t) get_u64 (j, "speed");
-  job->ready = get_bool (j, "ready");
-  job->busy = get_bool (j, "busy");
-  job->paused = get_bool (j, "paused");
+  job->status = g_strdup (sm_json_get_string (j, "status"));
+  sm_json_get_uint64 (j, "len", &job->len);
+  sm_json_get_uint64 (j, "offset", &job->offset);
+  sm_json_get_int64 (j, "speed", &job->speed);
+  sm_json_get_bool (j, "ready", &job->ready);
+  sm_json_get_bool (j, "busy", &job->busy);
+  sm_json_get_bool (j, "paused", &job->paused);
   if (!job->status)
     job->status = g_strdup (job->paused ? "paused"
                             : job->ready ? "ready" : "running");
@@ -148,13 +108,13 @@ static SmDisk *
 disk_from_json (json_object *b, json_object *nodes)
 {
   SmDisk *disk = g_new0 (SmDisk, 1);
-  json_object *inserted = get_obj (b, "inserted");
+  json_object *inserted = sm_json_get_object (b, "inserted");
   json_object *image;
 
-  disk->device = g_strdup (get_str (b, "device"));
+  disk->device = g_strdup (sm_json_get_string (b, "device"));
   if (!disk->device)
     disk->device = g_strdup ("");
-  disk->qdev = g_strdup (get_str (b, "qdev"));
+  disk->qdev = g_strdup (sm_json_get_string (b, "qdev"));
   disk->chain = g_ptr_array_new_with_free_func ((GDestroyNotify) layer_free);
   disk->jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) job_free);
   disk->warnings = g_ptr_array_new_with_free_func (g_free);
@@ -162,20 +122,21 @@ disk_from_json (json_object *b, json_object *nodes)
     return disk;
 
   disk->inserted = true;
-  disk->node_name = g_strdup (get_str (inserted, "node-name"));
-  disk->format = g_strdup (get_str (inserted, "drv"));
-  disk->file = g_strdup (get_str (inserted, "file"));
-  disk->read_only = get_bool (inserted, "ro");
+  disk->node_name = g_strdup (sm_json_get_string (inserted, "node-name"));
+  disk->format = g_strdup (sm_json_get_string (inserted, "drv"));
+  disk->file = g_strdup (sm_json_get_string (inserted, "file"));
+  sm_json_get_bool (inserted, "ro", &disk->read_only);
 
   /* query-block nests the chain: image, image.backing-image, ... */
-  for (image = get_obj (inserted, "image"); image;
-       image = get_obj (image, "backing-image")) {
+  for (image = sm_json_get_object (inserted, "image"); image;
+       image = sm_json_get_object (image, "backing-image")) {
     SmDiskLayer *layer = g_new0 (SmDiskLayer, 1);
 
-    layer->file = g_strdup (get_str (image, "filename"));
-    layer->format = g_strdup (get_str (image, "format"));
-    layer->virtual_size = get_u64 (image, "virtual-size");
-    layer->backing_file = g_strdup (get_str (image, "backing-filename"));
+    layer->file = g_strdup (sm_json_get_string (image, "filename"));
+    layer->format = g_strdup (sm_json_get_string (image, "format"));
+    sm_json_get_uint64 (image, "virtual-size", &layer->virtual_size);
+    layer->backing_file =
+      g_strdup (sm_json_get_string (image, "backing-filename"));
     if (disk->chain->len == 0)
       layer->node_name = g_strdup (disk->node_name);
     else

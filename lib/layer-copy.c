@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "json-util.h"
 #include "qmp.h"        /* g_autoptr(json_object) */
 #include "state.h"
 
@@ -531,26 +532,6 @@ status_save (const SmCopyStatus *status, const char *path, GError **error)
   return sm_state_write_atomic (path, text, -1, error);
 }
 
-static const char *
-jstr (json_object *o, const char *key)
-{
-  json_object *v;
-
-  if (!json_object_object_get_ex (o, key, &v) ||
-      !json_object_is_type (v, json_type_string))
-    return NULL;
-  return json_object_get_string (v);
-}
-
-static int64_t
-jint (json_object *o, const char *key)
-{
-  json_object *v;
-
-  return json_object_object_get_ex (o, key, &v) ? json_object_get_int64 (v)
-                                                : 0;
-}
-
 /* Start time (clock ticks since boot, field 22 of /proc/PID/stat) of PID,
  * 0 when there is no such process or it is a zombie (dead, not reaped). */
 static uint64_t
@@ -584,6 +565,7 @@ sm_copy_status_load (const char *status_path, GError **error)
   g_autoptr(SmCopyStatus) status = NULL;
   json_object *layers;
   GError *err = NULL;
+  int64_t pid;
   size_t i;
 
   if (!g_file_get_contents (status_path, &text, NULL, &err)) {
@@ -595,33 +577,36 @@ sm_copy_status_load (const char *status_path, GError **error)
     return NULL;
   }
   root = json_tokener_parse (text);
-  if (!root || !json_object_object_get_ex (root, "layers", &layers) ||
-      !json_object_is_type (layers, json_type_array)) {
+  layers = sm_json_get_array (root, "layers");
+  if (!layers) {
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                  "copy status %s: not a status document", status_path);
     return NULL;
   }
   status = status_new (NULL);
-  status->pid = (pid_t) jint (root, "pid");
-  status->start_time = (uint64_t) jint (root, "start-time");
-  status->state = copy_state_from_string (jstr (root, "state"));
+  if (sm_json_get_int64 (root, "pid", &pid))
+    status->pid = (pid_t) pid;
+  sm_json_get_uint64 (root, "start-time", &status->start_time);
+  status->state = copy_state_from_string (sm_json_get_string (root, "state"));
   for (i = 0; i < json_object_array_length (layers); i++) {
     json_object *o = json_object_array_get_idx (layers, i);
     SmCopyStatusLayer *l = g_new0 (SmCopyStatusLayer, 1);
-    int fmt = sm_image_format_from_string (jstr (o, "format") ?
-                                           jstr (o, "format") : "");
-    int bfmt = jstr (o, "backing-format") ?
-               sm_image_format_from_string (jstr (o, "backing-format")) : -1;
+    const char *format = sm_json_get_string (o, "format");
+    const char *backing_format = sm_json_get_string (o, "backing-format");
+    int fmt = sm_image_format_from_string (format ? format : "");
+    int bfmt = backing_format ? sm_image_format_from_string (backing_format)
+                              : -1;
 
-    l->copy = sm_layer_copy_new (jstr (o, "disk"), jstr (o, "source"),
-                                 jstr (o, "dest"),
+    l->copy = sm_layer_copy_new (sm_json_get_string (o, "disk"),
+                                 sm_json_get_string (o, "source"),
+                                 sm_json_get_string (o, "dest"),
                                  fmt < 0 ? SM_IMAGE_FORMAT_LAST : fmt,
-                                 jstr (o, "backing-name"),
+                                 sm_json_get_string (o, "backing-name"),
                                  bfmt < 0 ? SM_IMAGE_FORMAT_LAST : bfmt);
-    l->state = copy_state_from_string (jstr (o, "state"));
-    l->done = (uint64_t) jint (o, "done");
-    l->total = (uint64_t) jint (o, "total");
-    l->error = g_strdup (jstr (o, "error"));
+    l->state = copy_state_from_string (sm_json_get_string (o, "state"));
+    sm_json_get_uint64 (o, "done", &l->done);
+    sm_json_get_uint64 (o, "total", &l->total);
+    l->error = g_strdup (sm_json_get_string (o, "error"));
     g_ptr_array_add (status->layers, l);
   }
   if ((status->state == SM_COPY_RUNNING || status->state == SM_COPY_PENDING) &&

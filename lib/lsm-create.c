@@ -482,9 +482,8 @@ sm_lsm_create (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, GError **error)
   record_path = g_strdup_printf ("%s/%s.created",
                                  sm_vm_state_journal_dir (st), opid);
   c.record_path = record_path;
-  journal = sm_journal_create (sm_vm_state_journal_dir (st), opid,
-                               sm_lsm_op_header ("create", opid, plan->info,
-                                          record_path), error);
+  journal = sm_lsm_journal_open (st, "create", opid, plan->info, record_path,
+                                 error);
   if (!journal) {
     sm_created_files_free (c.created);
     return false;
@@ -492,9 +491,7 @@ sm_lsm_create (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, GError **error)
   for (i = 0; i < plan->steps->len && ok; i++) {
     const SmLsmStep *s = plan->steps->pdata[i];
 
-    if (!sm_journal_append (journal,
-                            sm_lsm_step_record (plan, i, "begin", NULL),
-                            &err)) {
+    if (!sm_lsm_journal_step (journal, plan, i, "begin", &err)) {
       ok = false;
       break;
     }
@@ -524,8 +521,7 @@ sm_lsm_create (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, GError **error)
       }
       break;
     }
-    if (!sm_journal_append (journal, sm_lsm_step_record (plan, i, "end", NULL),
-                            &err)) {
+    if (!sm_lsm_journal_step (journal, plan, i, "end", &err)) {
       ok = false;
       break;
     }
@@ -536,8 +532,7 @@ sm_lsm_create (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, GError **error)
   sm_created_files_free (c.created);
   if (ok) {
     unlink (record_path);
-    sm_journal_append (journal, sm_lsm_phase_record ("done"), NULL);
-    return sm_journal_finish (g_steal_pointer (&journal), error);
+    return sm_lsm_journal_done (g_steal_pointer (&journal), error);
   }
   {
     Undo u = { qmp, st, plan->info, record_path, snapshot_begun, metadata };

@@ -1,6 +1,7 @@
 /* libsnapmig — live storage migration: planning (see lsm.h).  Nothing in
  * this file talks to QEMU or changes a file. */
 #include "lsm.h"
+#include "json-util.h"
 #include "rebase.h"      /* sm_rebase_relative_path */
 
 #include <string.h>
@@ -49,15 +50,7 @@ sm_lsm_op_to_string (SmLsmOp op)
 char *
 sm_lsm_job_id (const char *id)
 {
-  GString *s = g_string_new ("snapmig-mirror-");
-  const char *p;
-
-  /* QEMU ids are letters, digits, '-', '.', '_' (and start with a letter,
-   * which the prefix guarantees). */
-  for (p = id; *p; p++)
-    g_string_append_c (s, g_ascii_isalnum (*p) || *p == '-' || *p == '.' ||
-                          *p == '_' ? *p : '_');
-  return g_string_free (s, false);
+  return sm_block_job_id ("snapmig-mirror-", id);
 }
 
 /* ---- the VM snapshot and the migration record ------------------------ */
@@ -137,17 +130,6 @@ put_str (json_object *o, const char *key, const char *value)
     json_object_object_add (o, key, json_object_new_string (value));
 }
 
-static const char *
-get_str (json_object *o, const char *key)
-{
-  json_object *v;
-
-  if (!o || !json_object_object_get_ex (o, key, &v) ||
-      !json_object_is_type (v, json_type_string))
-    return NULL;
-  return json_object_get_string (v);
-}
-
 json_object *
 sm_lsm_info_to_json (const SmLsmInfo *info)
 {
@@ -183,27 +165,27 @@ sm_lsm_info_from_json (json_object *obj, GError **error)
   json_object *disks;
   size_t i;
 
-  if (!obj || !get_str (obj, "snapshot") ||
-      !json_object_object_get_ex (obj, "disks", &disks) ||
-      !json_object_is_type (disks, json_type_array)) {
+  disks = sm_json_get_array (obj, "disks");
+  if (!sm_json_get_string (obj, "snapshot") || !disks) {
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                  "not a migration record (no snapshot or disks)");
     return NULL;
   }
-  info = info_new (get_str (obj, "snapshot"), get_str (obj, "parent"));
+  info = info_new (sm_json_get_string (obj, "snapshot"),
+                   sm_json_get_string (obj, "parent"));
   for (i = 0; i < json_object_array_length (disks); i++) {
     json_object *o = json_object_array_get_idx (disks, i);
     SmLsmDisk *d = g_new0 (SmLsmDisk, 1);
 
-    d->name = g_strdup (get_str (o, "name"));
-    d->id = g_strdup (get_str (o, "id"));
-    d->job_id = g_strdup (get_str (o, "job"));
-    d->orig_top = g_strdup (get_str (o, "orig-top"));
-    d->orig_format = g_strdup (get_str (o, "orig-format"));
-    d->orig_node = g_strdup (get_str (o, "orig-node"));
-    d->new_top = g_strdup (get_str (o, "new-top"));
-    d->mirror = g_strdup (get_str (o, "mirror"));
-    d->dest_dir = g_strdup (get_str (o, "dest-dir"));
+    d->name = g_strdup (sm_json_get_string (o, "name"));
+    d->id = g_strdup (sm_json_get_string (o, "id"));
+    d->job_id = g_strdup (sm_json_get_string (o, "job"));
+    d->orig_top = g_strdup (sm_json_get_string (o, "orig-top"));
+    d->orig_format = g_strdup (sm_json_get_string (o, "orig-format"));
+    d->orig_node = g_strdup (sm_json_get_string (o, "orig-node"));
+    d->new_top = g_strdup (sm_json_get_string (o, "new-top"));
+    d->mirror = g_strdup (sm_json_get_string (o, "mirror"));
+    d->dest_dir = g_strdup (sm_json_get_string (o, "dest-dir"));
     g_ptr_array_add (info->disks, d);
     if (!d->name || !d->id || !d->orig_top || !d->new_top) {
       g_set_error (error, SM_ERROR, SM_ERROR_INVALID,

@@ -4,6 +4,7 @@
 #ifndef SM_LSM_PRIVATE_H
 #define SM_LSM_PRIVATE_H
 
+#include "journal.h"
 #include "lsm.h"
 
 #define DOMAIN "lsm"
@@ -32,6 +33,25 @@ json_object *sm_lsm_step_record (const SmLsmPlan *plan, guint index,
 json_object *sm_lsm_op_header (const char *op, const char *opid,
                                const SmLsmInfo *info, const char *record_path);
 json_object *sm_lsm_phase_record (const char *phase);
+
+/* The journal of operation OP (id OPID) on INFO, in ST's journal directory,
+ * its header written (sm_lsm_op_header); NULL with ERROR when it cannot be
+ * written.  Caller ends it with one of the two functions below. */
+SmJournal *sm_lsm_journal_open (SmVmState *st, const char *op,
+                                const char *opid, const SmLsmInfo *info,
+                                const char *record_path, GError **error);
+/* Journals step INDEX of PLAN in PHASE ("begin", "end"); false with ERROR
+ * when the journal cannot be written. */
+bool sm_lsm_journal_step (SmJournal *journal, const SmLsmPlan *plan,
+                          guint index, const char *phase, GError **error);
+/* Journals that step INDEX of PLAN failed with ERR, then ends JOURNAL
+ * (consumed) as sm_journal_finish does.  Best effort: the step's error is
+ * what the caller reports. */
+void sm_lsm_journal_failed (SmJournal *journal, const SmLsmPlan *plan,
+                            guint index, const GError *err);
+/* Journals that the operation is done, then ends JOURNAL (consumed) with
+ * sm_journal_finish; false with ERROR when that fails. */
+bool sm_lsm_journal_done (SmJournal *journal, GError **error);
 
 /* True when disk D's active top is FILE (query-block). */
 bool sm_lsm_disk_runs_on (SmQmp *qmp, const SmLsmDisk *d, const char *file,

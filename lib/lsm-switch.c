@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "journal.h"
+#include "json-util.h"
 
 /* The switch of READY mirrors takes milliseconds; the guest may be paused
  * meanwhile, so it is bounded even without --timeout. */
@@ -180,12 +181,11 @@ run_state (SmQmp *qmp, bool *running, GError **error)
 {
   g_autoptr(json_object) status = sm_qmp_execute (qmp, "query-status", NULL,
                                                   error);
-  json_object *v;
 
   if (!status)
     return false;
-  *running = json_object_object_get_ex (status, "running", &v) &&
-             json_object_get_boolean (v);
+  *running = false;
+  sm_json_get_bool (status, "running", running);
   return true;
 }
 
@@ -250,6 +250,157 @@ delete_source (SmQmp *qmp, SmLsmPlan *plan, GError **error)
   return true;
 }
 
+/* Runs the steps of PLAN in order, each with RUN (CTX, STEP, DISK, ERROR):
+ * DISK is the step's disk or NULL, ERROR never NULL.  Journals in *JOURNAL
+ * when each step begins and ends.  At
+ * the first failure the step is journaled as failed, *JOURNAL is ended
+ * (consumed, see sm_lsm_journal_failed) and the step's error returned in
+ * ERROR. */
+static bool
+run_steps (SmJournal **journal, SmLsmPlan *plan,
+           bool (*run) (void *ctx, const SmLsmStep *step,
+                        const SmLsmDisk *disk, GError **error),
+           void *ctx, GError **error)
+{
+  g_autoptr(GError) err = NULL;
+  bool ok = true;
+  guint i;
+
+  for (i = 0; i < plan->steps->len && ok; i++) {
+    const SmLsmStep *s = plan->steps->pdata[i];
+
+    if (!sm_lsm_journal_step (*journal, plan, i, "begin", &err)) {
+      ok = false;
+      break;
+    }
+    ok = run (ctx, s, s->disk >= 0 ? plan->info->disks->pdata[s->disk] : NULL,
+              &err);
+    if (ok && !sm_lsm_journal_step (*journal, plan, i, "end", &err))
+      ok = false;
+  }
+  if (!ok) {
+    sm_lsm_journal_failed (g_steal_pointer (journal), plan, i ? i - 1 : 0,
+                           err);
+    g_propagate_error (error, g_steal_pointer (&err));
+  }
+  return ok;
+}
+
+/* What the steps of one pivot share. */
+typedef struct {
+  SmQmp *qmp;
+  SmVmState *st;
+  SmLsmPlan *plan;
+  const SmLsmWaitOptions *options;
+  SmLsmPivotResult *result;
+  GPtrArray *completed;        /* disks completed, switch not yet seen */
+  gint64 stopped_at;           /* when pivot stopped the guest, or -1 */
+} Pivot;
+
+static bool
+pivot_step (void *ctx, const SmLsmStep *s, const SmLsmDisk *d, GError **err)
+{
+  Pivot *pv = ctx;
+  SmQmp *qmp = pv->qmp;
+  SmLsmPlan *plan = pv->plan;
+  bool ok = true;
+
+  switch (s->kind) {
+  case SM_LSM_STEP_WAIT:
+    ok = sm_lsm_wait (qmp, pv->st, plan->info, pv->options, err);
+    break;
+  case SM_LSM_STEP_CHECK_DEST:
+    ok = check_dest (qmp, d, err);
+    break;
+  case SM_LSM_STEP_STOP: {
+    bool running = false;
+
+    ok = run_state (qmp, &running, err);
+    if (ok && running) {
+      ok = sm_qmp_run (qmp, "stop", NULL, err);
+      if (ok)
+        pv->stopped_at = g_get_monotonic_time ();
+    }
+    sm_qmp_clear_events (qmp);
+    break;
+  }
+  case SM_LSM_STEP_COMPLETE:
+    if (!sm_qmp_run (qmp, s->command, json_object_get (s->args), err)) {
+      g_prefix_error (err, "disk %s: ", d->name);
+      ok = false;
+    } else {
+      g_ptr_array_add (pv->completed, (gpointer) d);
+    }
+    break;
+  case SM_LSM_STEP_WAIT_SWITCH:
+    break;
+  case SM_LSM_STEP_CONT:
+    break;
+  case SM_LSM_STEP_DELETE_SOURCE:
+    ok = delete_source (qmp, plan, err);
+    break;
+  case SM_LSM_STEP_DELETE_METADATA:
+    ok = sm_lsm_delete_metadata (pv->st, plan->info->snapshot,
+                                 plan->info->parent, err);
+    break;
+  case SM_LSM_STEP_CREATE_DEST:
+  case SM_LSM_STEP_CREATE_TOP:
+  case SM_LSM_STEP_TRANSACTION:
+  case SM_LSM_STEP_SNAPSHOT:
+  case SM_LSM_STEP_MIRROR:
+  case SM_LSM_STEP_SAVE_METADATA:
+  case SM_LSM_STEP_START_COPY:
+  case SM_LSM_STEP_CANCEL:
+  case SM_LSM_STEP_STOP_COPY:
+  case SM_LSM_STEP_REMOVE_FILES:
+  case SM_LSM_STEP_LAST:
+    break;
+  }
+  /* The switch ends at WAIT_SWITCH — or as soon as a complete failed:
+   * the jobs already pv->completed must still finish and the guest run. */
+  if (s->kind == SM_LSM_STEP_WAIT_SWITCH || (!ok && pv->completed->len) ||
+      (!ok && pv->stopped_at >= 0)) {
+    size_t k;
+
+    for (k = 0; k < pv->completed->len; k++) {
+      const SmLsmDisk *cd = pv->completed->pdata[k];
+      g_autoptr(GError) werr = NULL;
+
+      int limit = pv->options->timeout_ms < 0 ? SWITCH_TIMEOUT_MS
+                                          : pv->options->timeout_ms;
+
+      if (!sm_block_job_wait_gone (qmp, cd->job_id, limit, &werr) ||
+          !sm_lsm_disk_runs_on (qmp, cd, cd->mirror, &werr)) {
+        if (ok) {
+          ok = false;
+          if (werr) {
+            g_prefix_error (&werr, "disk %s: ", cd->name);
+            *err = g_steal_pointer (&werr);
+          }
+          else
+            g_set_error (err, SM_ERROR, SM_ERROR_FAILED,
+                         "disk %s: the mirror ended but the disk did not "
+                         "switch to %s", cd->name, cd->mirror);
+        }
+      } else {
+        g_ptr_array_add (pv->result->moved, g_strdup (cd->name));
+      }
+    }
+    g_ptr_array_set_size (pv->completed, 0);
+    if (pv->stopped_at >= 0) {
+      g_autoptr(GError) cerr = NULL;
+
+      if (!sm_qmp_run (qmp, "cont", NULL, &cerr) && ok) {
+        ok = false;
+        *err = g_steal_pointer (&cerr);
+      }
+      pv->result->pause_ms = (g_get_monotonic_time () - pv->stopped_at) / 1000;
+      pv->stopped_at = -1;
+    }
+  }
+  return ok;
+}
+
 bool
 sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
               const SmLsmWaitOptions *options, SmLsmPivotResult *result,
@@ -259,135 +410,16 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
   g_autoptr(SmJournal) journal = NULL;
   g_autoptr(GError) err = NULL;
   g_autoptr(GPtrArray) completed = g_ptr_array_new ();
-  gint64 stopped_at = -1;
-  bool ok = true;
-  guint i;
+  Pivot pv = { qmp, st, plan, options, result, completed, -1 };
 
   g_return_val_if_fail (plan->op == SM_LSM_OP_PIVOT, false);
   result->pause_ms = -1;
   result->moved = g_ptr_array_new_with_free_func (g_free);
-  journal = sm_journal_create (sm_vm_state_journal_dir (st), opid,
-                               sm_lsm_op_header ("pivot", opid, plan->info,
-                                                 NULL),
-                               error);
+  journal = sm_lsm_journal_open (st, "pivot", opid, plan->info, NULL, error);
   if (!journal)
     return false;
-  for (i = 0; i < plan->steps->len && ok; i++) {
-    const SmLsmStep *s = plan->steps->pdata[i];
-    const SmLsmDisk *d = s->disk >= 0 ? plan->info->disks->pdata[s->disk]
-                                      : NULL;
-
-    if (!sm_journal_append (journal,
-                            sm_lsm_step_record (plan, i, "begin", NULL),
-                            &err)) {
-      ok = false;
-      break;
-    }
-    switch (s->kind) {
-    case SM_LSM_STEP_WAIT:
-      ok = sm_lsm_wait (qmp, st, plan->info, options, &err);
-      break;
-    case SM_LSM_STEP_CHECK_DEST:
-      ok = check_dest (qmp, d, &err);
-      break;
-    case SM_LSM_STEP_STOP: {
-      bool running = false;
-
-      ok = run_state (qmp, &running, &err);
-      if (ok && running) {
-        ok = sm_qmp_run (qmp, "stop", NULL, &err);
-        if (ok)
-          stopped_at = g_get_monotonic_time ();
-      }
-      sm_qmp_clear_events (qmp);
-      break;
-    }
-    case SM_LSM_STEP_COMPLETE:
-      if (!sm_qmp_run (qmp, s->command, json_object_get (s->args), &err)) {
-        g_prefix_error (&err, "disk %s: ", d->name);
-        ok = false;
-      } else {
-        g_ptr_array_add (completed, (gpointer) d);
-      }
-      break;
-    case SM_LSM_STEP_WAIT_SWITCH:
-      break;
-    case SM_LSM_STEP_CONT:
-      break;
-    case SM_LSM_STEP_DELETE_SOURCE:
-      ok = delete_source (qmp, plan, &err);
-      break;
-    case SM_LSM_STEP_DELETE_METADATA:
-      ok = sm_lsm_delete_metadata (st, plan->info->snapshot,
-                                   plan->info->parent, &err);
-      break;
-    case SM_LSM_STEP_CREATE_DEST:
-    case SM_LSM_STEP_CREATE_TOP:
-    case SM_LSM_STEP_TRANSACTION:
-    case SM_LSM_STEP_SNAPSHOT:
-    case SM_LSM_STEP_MIRROR:
-    case SM_LSM_STEP_SAVE_METADATA:
-    case SM_LSM_STEP_START_COPY:
-    case SM_LSM_STEP_CANCEL:
-    case SM_LSM_STEP_STOP_COPY:
-    case SM_LSM_STEP_REMOVE_FILES:
-    case SM_LSM_STEP_LAST:
-      break;
-    }
-    /* The switch ends at WAIT_SWITCH — or as soon as a complete failed:
-     * the jobs already completed must still finish and the guest run. */
-    if (s->kind == SM_LSM_STEP_WAIT_SWITCH || (!ok && completed->len) ||
-        (!ok && stopped_at >= 0)) {
-      size_t k;
-
-      for (k = 0; k < completed->len; k++) {
-        const SmLsmDisk *cd = completed->pdata[k];
-        g_autoptr(GError) werr = NULL;
-
-        int limit = options->timeout_ms < 0 ? SWITCH_TIMEOUT_MS
-                                            : options->timeout_ms;
-
-        if (!sm_block_job_wait_gone (qmp, cd->job_id, limit, &werr) ||
-            !sm_lsm_disk_runs_on (qmp, cd, cd->mirror, &werr)) {
-          if (ok) {
-            ok = false;
-            if (werr) {
-              g_prefix_error (&werr, "disk %s: ", cd->name);
-              err = g_steal_pointer (&werr);
-            }
-            else
-              g_set_error (&err, SM_ERROR, SM_ERROR_FAILED,
-                           "disk %s: the mirror ended but the disk did not "
-                           "switch to %s", cd->name, cd->mirror);
-          }
-        } else {
-          g_ptr_array_add (result->moved, g_strdup (cd->name));
-        }
-      }
-      g_ptr_array_set_size (completed, 0);
-      if (stopped_at >= 0) {
-        g_autoptr(GError) cerr = NULL;
-
-        if (!sm_qmp_run (qmp, "cont", NULL, &cerr) && ok) {
-          ok = false;
-          err = g_steal_pointer (&cerr);
-        }
-        result->pause_ms = (g_get_monotonic_time () - stopped_at) / 1000;
-        stopped_at = -1;
-      }
-    }
-    if (ok && !sm_journal_append (journal,
-                                  sm_lsm_step_record (plan, i, "end", NULL),
-                                  &err))
-      ok = false;
-  }
-  if (!ok) {
+  if (!run_steps (&journal, plan, pivot_step, &pv, &err)) {
     g_autofree char *where = describe_disks (qmp, plan->info);
-
-    sm_journal_append (journal,
-                       sm_lsm_step_record (plan, i ? i - 1 : 0, "failed", err),
-                       NULL);
-    sm_journal_finish (g_steal_pointer (&journal), NULL);
     g_autofree char *pause = result->pause_ms >= 0 ?
       g_strdup_printf ("; the guest was paused %" G_GINT64_FORMAT " ms",
                        result->pause_ms) : g_strdup ("");
@@ -397,11 +429,90 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
                  result->moved->len ? " (run pivot again to finish)" : "");
     return false;
   }
-  sm_journal_append (journal, sm_lsm_phase_record ("done"), NULL);
-  return sm_journal_finish (g_steal_pointer (&journal), error);
+  return sm_lsm_journal_done (g_steal_pointer (&journal), error);
 }
 
 /* ---- abort ----------------------------------------------------------- */
+
+typedef struct {
+  SmQmp *qmp;
+  SmVmState *st;
+  SmLsmPlan *plan;
+  int timeout_ms;
+} Abort;
+
+static bool
+abort_step (void *ctx, const SmLsmStep *s, const SmLsmDisk *d, GError **err)
+{
+  Abort *ab = ctx;
+  SmQmp *qmp = ab->qmp;
+  SmLsmPlan *plan = ab->plan;
+  bool ok = true;
+
+  switch (s->kind) {
+  case SM_LSM_STEP_CANCEL:
+    /* QEMU ends a cancel after READY with BLOCK_JOB_COMPLETED, not
+     * CANCELLED: where the disk runs is what tells. */
+    ok = sm_block_job_cancel_wait (qmp, d->job_id, ab->timeout_ms, err);
+    if (ok) {
+      g_autoptr(SmBlockDisk) bd = sm_block_query_disk (qmp, d->name, err);
+      const char *top = bd ? sm_block_disk_top (bd) : NULL;
+
+      if (!bd)
+        ok = false;
+      else if (!top || strcmp (top, d->new_top) != 0) {
+        g_set_error (err, SM_ERROR, SM_ERROR_FAILED,
+                     "disk %s: after the cancel it runs on %s, not on %s",
+                     d->name, top ? top : "no medium", d->new_top);
+        ok = false;
+      }
+    }
+    if (!ok)
+      g_prefix_error (err, "disk %s: ", d->name);
+    break;
+  case SM_LSM_STEP_STOP_COPY: {
+    g_autofree char *status = sm_lsm_copy_status_path (ab->st,
+                                                       plan->info->snapshot);
+
+    ok = sm_copy_worker_kill (status, 10000, err);
+    break;
+  }
+  case SM_LSM_STEP_REMOVE_FILES: {
+    g_autofree char *path = sm_lsm_created_path (ab->st, plan->info->snapshot);
+    g_autoptr(SmCreatedFiles) created = sm_created_files_load (path, err);
+
+    if (!created && g_error_matches (*err, SM_ERROR, SM_ERROR_NOT_FOUND)) {
+      g_clear_error (err);
+      break;
+    }
+    ok = created && sm_created_files_rollback (created, err);
+    if (ok)
+      ok = sm_created_files_save (created, path, err);
+    break;
+  }
+  case SM_LSM_STEP_DELETE_METADATA:
+    ok = sm_lsm_delete_metadata (ab->st, plan->info->snapshot,
+                                 plan->info->parent, err);
+    break;
+  case SM_LSM_STEP_CREATE_DEST:
+  case SM_LSM_STEP_CREATE_TOP:
+  case SM_LSM_STEP_TRANSACTION:
+  case SM_LSM_STEP_SNAPSHOT:
+  case SM_LSM_STEP_MIRROR:
+  case SM_LSM_STEP_SAVE_METADATA:
+  case SM_LSM_STEP_START_COPY:
+  case SM_LSM_STEP_WAIT:
+  case SM_LSM_STEP_CHECK_DEST:
+  case SM_LSM_STEP_STOP:
+  case SM_LSM_STEP_COMPLETE:
+  case SM_LSM_STEP_WAIT_SWITCH:
+  case SM_LSM_STEP_CONT:
+  case SM_LSM_STEP_DELETE_SOURCE:
+  case SM_LSM_STEP_LAST:
+    break;
+  }
+  return ok;
+}
 
 bool
 sm_lsm_abort (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, int timeout_ms,
@@ -409,103 +520,13 @@ sm_lsm_abort (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, int timeout_ms,
 {
   g_autofree char *opid = sm_journal_new_opid ();
   g_autoptr(SmJournal) journal = NULL;
-  g_autoptr(GError) err = NULL;
-  bool ok = true;
-  guint i;
+  Abort ab = { qmp, st, plan, timeout_ms };
 
   g_return_val_if_fail (plan->op == SM_LSM_OP_ABORT, false);
-  journal = sm_journal_create (sm_vm_state_journal_dir (st), opid,
-                               sm_lsm_op_header ("abort", opid, plan->info,
-                                                 NULL),
-                               error);
+  journal = sm_lsm_journal_open (st, "abort", opid, plan->info, NULL, error);
   if (!journal)
     return false;
-  for (i = 0; i < plan->steps->len && ok; i++) {
-    const SmLsmStep *s = plan->steps->pdata[i];
-    const SmLsmDisk *d = s->disk >= 0 ? plan->info->disks->pdata[s->disk]
-                                      : NULL;
-
-    if (!sm_journal_append (journal,
-                            sm_lsm_step_record (plan, i, "begin", NULL),
-                            &err)) {
-      ok = false;
-      break;
-    }
-    switch (s->kind) {
-    case SM_LSM_STEP_CANCEL:
-      /* QEMU ends a cancel after READY with BLOCK_JOB_COMPLETED, not
-       * CANCELLED: where the disk runs is what tells. */
-      ok = sm_block_job_cancel_wait (qmp, d->job_id, timeout_ms, &err);
-      if (ok) {
-        g_autoptr(SmBlockDisk) bd = sm_block_query_disk (qmp, d->name, &err);
-        const char *top = bd ? sm_block_disk_top (bd) : NULL;
-
-        if (!bd)
-          ok = false;
-        else if (!top || strcmp (top, d->new_top) != 0) {
-          g_set_error (&err, SM_ERROR, SM_ERROR_FAILED,
-                       "disk %s: after the cancel it runs on %s, not on %s",
-                       d->name, top ? top : "no medium", d->new_top);
-          ok = false;
-        }
-      }
-      if (!ok)
-        g_prefix_error (&err, "disk %s: ", d->name);
-      break;
-    case SM_LSM_STEP_STOP_COPY: {
-      g_autofree char *status = sm_lsm_copy_status_path (st,
-                                                         plan->info->snapshot);
-
-      ok = sm_copy_worker_kill (status, 10000, &err);
-      break;
-    }
-    case SM_LSM_STEP_REMOVE_FILES: {
-      g_autofree char *path = sm_lsm_created_path (st, plan->info->snapshot);
-      g_autoptr(SmCreatedFiles) created = sm_created_files_load (path, &err);
-
-      if (!created && g_error_matches (err, SM_ERROR, SM_ERROR_NOT_FOUND)) {
-        g_clear_error (&err);
-        break;
-      }
-      ok = created && sm_created_files_rollback (created, &err);
-      if (ok)
-        ok = sm_created_files_save (created, path, &err);
-      break;
-    }
-    case SM_LSM_STEP_DELETE_METADATA:
-      ok = sm_lsm_delete_metadata (st, plan->info->snapshot,
-                                   plan->info->parent, &err);
-      break;
-    case SM_LSM_STEP_CREATE_DEST:
-    case SM_LSM_STEP_CREATE_TOP:
-    case SM_LSM_STEP_TRANSACTION:
-    case SM_LSM_STEP_SNAPSHOT:
-    case SM_LSM_STEP_MIRROR:
-    case SM_LSM_STEP_SAVE_METADATA:
-    case SM_LSM_STEP_START_COPY:
-    case SM_LSM_STEP_WAIT:
-    case SM_LSM_STEP_CHECK_DEST:
-    case SM_LSM_STEP_STOP:
-    case SM_LSM_STEP_COMPLETE:
-    case SM_LSM_STEP_WAIT_SWITCH:
-    case SM_LSM_STEP_CONT:
-    case SM_LSM_STEP_DELETE_SOURCE:
-    case SM_LSM_STEP_LAST:
-      break;
-    }
-    if (ok && !sm_journal_append (journal,
-                                  sm_lsm_step_record (plan, i, "end", NULL),
-                                  &err))
-      ok = false;
-  }
-  if (!ok) {
-    sm_journal_append (journal,
-                       sm_lsm_step_record (plan, i ? i - 1 : 0, "failed", err),
-                       NULL);
-    sm_journal_finish (g_steal_pointer (&journal), NULL);
-    g_propagate_error (error, g_steal_pointer (&err));
+  if (!run_steps (&journal, plan, abort_step, &ab, error))
     return false;
-  }
-  sm_journal_append (journal, sm_lsm_phase_record ("done"), NULL);
-  return sm_journal_finish (g_steal_pointer (&journal), error);
+  return sm_lsm_journal_done (g_steal_pointer (&journal), error);
 }

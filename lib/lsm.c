@@ -247,6 +247,41 @@ sm_lsm_phase_record (const char *phase)
   return rec;
 }
 
+SmJournal *
+sm_lsm_journal_open (SmVmState *st, const char *op, const char *opid,
+                     const SmLsmInfo *info, const char *record_path,
+                     GError **error)
+{
+  return sm_journal_create (sm_vm_state_journal_dir (st), opid,
+                            sm_lsm_op_header (op, opid, info, record_path),
+                            error);
+}
+
+bool
+sm_lsm_journal_step (SmJournal *journal, const SmLsmPlan *plan, guint index,
+                     const char *phase, GError **error)
+{
+  return sm_journal_append (journal,
+                            sm_lsm_step_record (plan, index, phase, NULL),
+                            error);
+}
+
+void
+sm_lsm_journal_failed (SmJournal *journal, const SmLsmPlan *plan,
+                       guint index, const GError *err)
+{
+  sm_journal_append (journal, sm_lsm_step_record (plan, index, "failed", err),
+                     NULL);
+  sm_journal_finish (journal, NULL);
+}
+
+bool
+sm_lsm_journal_done (SmJournal *journal, GError **error)
+{
+  sm_journal_append (journal, sm_lsm_phase_record ("done"), NULL);
+  return sm_journal_finish (journal, error);
+}
+
 bool
 sm_lsm_disk_runs_on (SmQmp *qmp, const SmLsmDisk *d, const char *file,
                      GError **error)

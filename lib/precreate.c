@@ -450,17 +450,6 @@ sm_created_files_load (const char *record_path, GError **error)
   return g_steal_pointer (&files);
 }
 
-char *
-sm_created_files_record_path (const char *dest_dir, const char *opid)
-{
-  g_autofree char *name = NULL;
-
-  g_return_val_if_fail (dest_dir && opid && *opid, NULL);
-  g_return_val_if_fail (strchr (opid, '/') == NULL, NULL);
-  name = g_strconcat (".snapmig-created-", opid, NULL);
-  return g_build_filename (dest_dir, name, NULL);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Checking. */
 

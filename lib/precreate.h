@@ -20,11 +20,12 @@
  *          metadata alone, because what the guest writes during the
  *          migration cannot be known in advance.
  *
- * Records: snapmig saves the record of operation OPID (the files it created
- * for that operation) in DEST_DIR/.snapmig-created-OPID, see
- * sm_created_files_record_path; `snapmig validate` lists the files named by
- * such records as leftovers of a failed operation, and `snapmig recover`
- * removes them.
+ * Records: the live migration code saves the files an operation created in
+ * the state directory, never in a storage domain (lib/lsm.h:
+ * STATE/vms/KEY/journal/OPID.created while the operation runs or after it
+ * was interrupted, STATE/vms/KEY/lsm/NAME.created during a move);
+ * `snapmig recover` removes the files of an interrupted operation and
+ * `snapmig validate` reports them.
  */
 #ifndef SM_PRECREATE_H
 #define SM_PRECREATE_H
@@ -117,20 +118,14 @@ const char *const *sm_created_files_paths (const SmCreatedFiles *files,
 bool sm_created_files_rollback (SmCreatedFiles *files, GError **error);
 
 /* Persistence, so that `snapmig recover` and `snapmig validate` know which
- * files a failed operation left: one absolute path per line, written
- * atomically (temp file in the same directory, fsync, rename, fsync of the
- * directory).  Save fails with SM_ERROR_INVALID for a path holding a
+ * files an operation created (lib/lsm.h says where they are kept): one
+ * absolute path per line, written atomically (temp file in the same
+ * directory, fsync, rename, fsync of the directory).  Save fails with SM_ERROR_INVALID for a path holding a
  * newline; load fails with SM_ERROR_NOT_FOUND for a missing record and
  * SM_ERROR_INVALID for a line that is not an absolute path. */
 bool sm_created_files_save (const SmCreatedFiles *files, const char *record_path,
                             GError **error);
 SmCreatedFiles *sm_created_files_load (const char *record_path, GError **error)
-  G_GNUC_WARN_UNUSED_RESULT;
-
-/* DEST_DIR/.snapmig-created-OPID: where snapmig keeps the record of the
- * files operation OPID created in DEST_DIR.  OPID must not contain '/'.
- * Caller frees. */
-char *sm_created_files_record_path (const char *dest_dir, const char *opid)
   G_GNUC_WARN_UNUSED_RESULT;
 
 typedef enum {

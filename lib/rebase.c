@@ -7,7 +7,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "blockjob.h"       /* sm_block_job_id */
 #include "image.h"
+#include "json-util.h"
 #include "state.h"
 
 #define DOMAIN "rebase"
@@ -47,28 +49,6 @@ sm_rebase_plan_free (SmRebasePlan *plan)
   g_free (plan);
 }
 
-static const char *
-get_string (json_object *obj, const char *key)
-{
-  json_object *v;
-
-  if (!obj || !json_object_object_get_ex (obj, key, &v) ||
-      !json_object_is_type (v, json_type_string))
-    return NULL;
-  return json_object_get_string (v);
-}
-
-static json_object *
-get_object (json_object *obj, const char *key)
-{
-  json_object *v;
-
-  if (!obj || !json_object_object_get_ex (obj, key, &v) ||
-      !json_object_is_type (v, json_type_object))
-    return NULL;
-  return v;
-}
-
 char *
 sm_rebase_chain_to_string (const GPtrArray *chain)
 {
@@ -93,9 +73,10 @@ sm_rebase_chain_to_string (const GPtrArray *chain)
 static bool
 entry_is_disk (json_object *entry, const char *name)
 {
-  const char *device = get_string (entry, "device");
-  const char *qdev = get_string (entry, "qdev");
-  const char *node = get_string (get_object (entry, "inserted"), "node-name");
+  const char *device = sm_json_get_string (entry, "device");
+  const char *qdev = sm_json_get_string (entry, "qdev");
+  json_object *inserted = sm_json_get_object (entry, "inserted");
+  const char *node = sm_json_get_string (inserted, "node-name");
 
   if ((device && *device && strcmp (device, name) == 0) ||
       (qdev && *qdev && strcmp (qdev, name) == 0) ||
@@ -116,12 +97,12 @@ entry_is_disk (json_object *entry, const char *name)
 static const char *
 entry_display_name (json_object *entry)
 {
-  const char *device = get_string (entry, "device");
+  const char *device = sm_json_get_string (entry, "device");
 
   if (device && *device)
     return device;
-  if (get_string (entry, "qdev"))
-    return get_string (entry, "qdev");
+  if (sm_json_get_string (entry, "qdev"))
+    return sm_json_get_string (entry, "qdev");
   return "?";
 }
 
@@ -173,9 +154,9 @@ find_node_name (json_object *nodes, const char *filename, const char *format)
   n = json_object_array_length (nodes);
   for (i = 0; i < n; i++) {
     json_object *node = json_object_array_get_idx (nodes, i);
-    const char *file = get_string (node, "file");
-    const char *drv = get_string (node, "drv");
-    const char *name = get_string (node, "node-name");
+    const char *file = sm_json_get_string (node, "file");
+    const char *drv = sm_json_get_string (node, "drv");
+    const char *name = sm_json_get_string (node, "node-name");
 
     if (!file || !drv || !name || strcmp (file, filename) != 0 ||
         strcmp (drv, format) != 0)
@@ -200,9 +181,9 @@ plain_filename (const char *filename)
   if (!g_str_has_prefix (filename, "json:"))
     return g_strdup (filename);
   obj = json_tokener_parse (filename + strlen ("json:"));
-  name = get_string (get_object (obj, "file"), "filename");
+  name = sm_json_get_string (sm_json_get_object (obj, "file"), "filename");
   if (!name)
-    name = get_string (obj, "filename");
+    name = sm_json_get_string (obj, "filename");
   return g_strdup (name ? name : filename);
 }
 
@@ -222,7 +203,7 @@ query_chain (SmQmp *qmp, const char *disk, json_object **entry_out,
   entry = query_disk (qmp, disk, error);
   if (!entry)
     return NULL;
-  inserted = get_object (entry, "inserted");
+  inserted = sm_json_get_object (entry, "inserted");
   if (!inserted) {
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                  "disk %s: no medium inserted", disk);
@@ -237,11 +218,11 @@ query_chain (SmQmp *qmp, const char *disk, json_object **entry_out,
     g_prefix_error (error, "disk %s: ", disk);
     return NULL;
   }
-  for (image = get_object (inserted, "image"); image;
-       image = get_object (image, "backing-image")) {
+  for (image = sm_json_get_object (inserted, "image"); image;
+       image = sm_json_get_object (image, "backing-image")) {
     SmRebaseLayer *l;
-    const char *filename = get_string (image, "filename");
-    const char *format = get_string (image, "format");
+    const char *filename = sm_json_get_string (image, "filename");
+    const char *format = sm_json_get_string (image, "format");
 
     if (!filename || !format) {
       g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
@@ -258,9 +239,10 @@ query_chain (SmQmp *qmp, const char *disk, json_object **entry_out,
     l = g_new0 (SmRebaseLayer, 1);
     l->filename = plain_filename (filename);
     l->format = g_strdup (format);
-    l->backing_name = g_strdup (get_string (image, "backing-filename"));
+    l->backing_name =
+      g_strdup (sm_json_get_string (image, "backing-filename"));
     if (chain->len == 0)
-      l->node_name = g_strdup (get_string (inserted, "node-name"));
+      l->node_name = g_strdup (sm_json_get_string (inserted, "node-name"));
     else
       l->node_name = g_strdup (find_node_name (nodes, l->filename, format));
     g_ptr_array_add (chain, l);
@@ -366,20 +348,6 @@ relative_backing_name (const char *active, const char *base)
   return sm_rebase_relative_path (dir, base_phys);
 }
 
-/* A job id QEMU accepts (a letter, then letters, digits, '-', '.', '_')
- * that says what the job is for. */
-static char *
-make_job_id (const char *disk)
-{
-  GString *s = g_string_new ("snapmig-rebase-");
-  const char *p;
-
-  for (p = disk; *p; p++)
-    g_string_append_c (s, g_ascii_isalnum (*p) || *p == '-' || *p == '.' ||
-                          *p == '_' ? *p : '_');
-  return g_string_free (s, FALSE);
-}
-
 SmRebasePlan *
 sm_rebase_plan (SmQmp *qmp, const char *disk, const char *base,
                 uint64_t speed, GError **error)
@@ -399,7 +367,7 @@ sm_rebase_plan (SmQmp *qmp, const char *disk, const char *base,
   active = g_ptr_array_index (plan->chain, 0);
   /* A -drive disk has a drive name block-stream accepts; a -blockdev one
    * only its node name. */
-  device = get_string (entry, "device");
+  device = sm_json_get_string (entry, "device");
   plan->device = g_strdup (device && *device ? device : active->node_name);
   if (!plan->device) {
     g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
@@ -407,7 +375,7 @@ sm_rebase_plan (SmQmp *qmp, const char *disk, const char *base,
                  disk);
     return NULL;
   }
-  plan->job_id = make_job_id (disk);
+  plan->job_id = sm_block_job_id ("snapmig-rebase-", disk);
 
   if (base) {
     g_autofree char *chain_str = sm_rebase_chain_to_string (plan->chain);
@@ -507,8 +475,9 @@ static bool
 job_end_matches (json_object *event, void *opaque)
 {
   const char *job_id = opaque;
-  const char *name = get_string (event, "event");
-  const char *device = get_string (get_object (event, "data"), "device");
+  const char *name = sm_json_get_string (event, "event");
+  json_object *data = sm_json_get_object (event, "data");
+  const char *device = sm_json_get_string (data, "device");
 
   return name && device && strcmp (device, job_id) == 0 &&
          (strcmp (name, "BLOCK_JOB_COMPLETED") == 0 ||
@@ -533,15 +502,12 @@ poll_job (SmQmp *qmp, const SmRebasePlan *plan, uint64_t *done,
       ? json_object_array_length (jobs) : 0;
   for (i = 0; i < n; i++) {
     json_object *job = json_object_array_get_idx (jobs, i);
-    const char *device = get_string (job, "device");
-    json_object *v;
+    const char *device = sm_json_get_string (job, "device");
 
     if (!device || strcmp (device, plan->job_id) != 0)
       continue;
-    if (json_object_object_get_ex (job, "offset", &v))
-      *done = (uint64_t) json_object_get_int64 (v);
-    if (json_object_object_get_ex (job, "len", &v))
-      *total = (uint64_t) json_object_get_int64 (v);
+    sm_json_get_uint64 (job, "offset", done);
+    sm_json_get_uint64 (job, "len", total);
     *found = true;
     return true;
   }
@@ -694,7 +660,7 @@ sm_rebase_execute (SmQmp *qmp, const SmRebasePlan *plan,
   g_autoptr(GPtrArray) now = NULL;
   g_autoptr(json_object) event = NULL;
   g_autoptr(GError) err = NULL;
-  json_object *data, *v;
+  json_object *data;
   gint64 deadline_us = 0;
   uint64_t len = 0;
 
@@ -723,7 +689,8 @@ sm_rebase_execute (SmQmp *qmp, const SmRebasePlan *plan,
   sm_debug (DOMAIN, "disk %s: streaming into %s", plan->disk,
             ((SmRebaseLayer *) g_ptr_array_index (plan->chain, 0))->filename);
   if (!sm_qmp_run (qmp, "block-stream",
-                   json_object_get (get_object (plan->command, "arguments")),
+                   json_object_get (sm_json_get_object (plan->command,
+                                                        "arguments")),
                    error)) {
     g_prefix_error (error, "disk %s: ", plan->disk);
     return false;
@@ -737,9 +704,9 @@ sm_rebase_execute (SmQmp *qmp, const SmRebasePlan *plan,
     event = cancel_job (qmp, plan, NULL);
     /* A job that finished while we cancelled it did finish: go on and
      * verify; otherwise report the timeout. */
-    if (!event || strcmp (get_string (event, "event"),
+    if (!event || strcmp (sm_json_get_string (event, "event"),
                           "BLOCK_JOB_COMPLETED") != 0 ||
-        get_string (get_object (event, "data"), "error")) {
+        sm_json_get_string (sm_json_get_object (event, "data"), "error")) {
       g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
                    "disk %s: block-stream did not finish within %u s; %s",
                    plan->disk, timeout_s,
@@ -750,21 +717,21 @@ sm_rebase_execute (SmQmp *qmp, const SmRebasePlan *plan,
     }
   }
 
-  data = get_object (event, "data");
-  if (strcmp (get_string (event, "event"), "BLOCK_JOB_CANCELLED") == 0) {
+  data = sm_json_get_object (event, "data");
+  if (strcmp (sm_json_get_string (event, "event"),
+              "BLOCK_JOB_CANCELLED") == 0) {
     g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
                  "disk %s: block-stream job %s was cancelled by someone else; "
                  "the chain is unchanged", plan->disk, plan->job_id);
     return false;
   }
-  if (get_string (data, "error")) {
+  if (sm_json_get_string (data, "error")) {
     g_set_error (error, SM_ERROR, SM_ERROR_QMP,
                  "disk %s: block-stream failed: %s", plan->disk,
-                 get_string (data, "error"));
+                 sm_json_get_string (data, "error"));
     return false;
   }
-  if (data && json_object_object_get_ex (data, "len", &v))
-    len = (uint64_t) json_object_get_int64 (v);
+  sm_json_get_uint64 (data, "len", &len);
   if (progress)
     progress (plan, len, len, opaque);
   return verify (qmp, plan, error);

@@ -3,8 +3,8 @@
  * One pass over each domain (readdir + fstatat, one open of each regular
  * file for its magic, one header probe of each qcow2 image) fills three
  * tables: real path -> image, (dev, inode) -> image, directory -> real
- * directory.  Everything after the walk — backing names, records, snapshot
- * metadata, the VMs' files — is resolved against those tables, so the cost
+ * directory.  Everything after the walk — backing names, the state
+ * directory's records and snapshot metadata, the VMs' files — is resolved against those tables, so the cost
  * is a few system calls per file whatever the shape of the chains.
  *
  * Finding codes (stable, for scripts):
@@ -16,10 +16,10 @@
  *   warning  dirty, backing-format-missing, backing-format-unknown,
  *            backing-format-raw-has-magic, backing-absolute, overlay-smaller,
  *            raw-size-mismatch, symlink-escapes, symlink-dangling,
- *            record-invalid, snapshot-metadata-invalid, leftover-created,
- *            leftover-created-in-use, directory-too-deep
- *   info     in-use, vm-disk-domain, leftover-unused, record-stale,
- *            record-outside
+ *            record-invalid, snapshot-metadata-invalid,
+ *            leftover-interrupted, leftover-interrupted-in-use,
+ *            directory-too-deep
+ *   info     in-use, vm-disk-domain, leftover-unused, move-in-progress
  */
 #include "validate.h"
 
@@ -33,6 +33,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "journal.h"
+#include "json-util.h"
 #include "precreate.h"
 #include "snapshot-xml.h"
 
@@ -43,7 +45,6 @@
  * than this is not a storage domain. */
 #define MAX_CHAIN 256
 #define MAX_DIR_DEPTH 64
-#define RECORD_PREFIX ".snapmig-created-"
 
 static const char qcow2_magic[4] = { 'Q', 'F', 'I', (char) 0xfb };
 
@@ -87,8 +88,14 @@ struct Img {
   bool in_cycle;
   bool live;
   bool used_by_vm;
-  char *record;                /* record listing it, or NULL */
-  char *opid;
+  const char *open_by;         /* address of a given VM that has it open */
+  char *op_journal;            /* journal of the interrupted operation that
+                                  created it, or NULL */
+  char *op_what;               /* that operation ("create of snapshot S") */
+  char *op_vm;                 /* its VM's QMP address */
+  char *move;                  /* snapshot of the move in progress whose
+                                  files include it, or NULL */
+  char *move_vm;
   GPtrArray *used_by;          /* char * */
   int color;                   /* cycle search */
 };
@@ -114,11 +121,6 @@ typedef struct {
 } DevIno;
 
 typedef struct {
-  char *path;                  /* display */
-  char *real;
-} Record;
-
-typedef struct {
   const SmValidateOptions *opts;
   GPtrArray *given;            /* char *: domains as given */
   GPtrArray *lexical;          /* char *: given, absolute, canonical */
@@ -129,7 +131,6 @@ typedef struct {
   GHashTable *dirs;            /* directory -> real directory or NULL */
   GPtrArray *imgs;             /* Img *, owned */
   GPtrArray *links;            /* Link *, owned */
-  GPtrArray *records;          /* Record *, owned */
   GPtrArray *findings;         /* SmFinding *, owned */
 } Ctx;
 
@@ -142,8 +143,11 @@ img_free (Img *img)
   g_free (img->real);
   sm_image_info_free (img->info);
   g_free (img->backing_path);
-  g_free (img->record);
-  g_free (img->opid);
+  g_free (img->op_journal);
+  g_free (img->op_what);
+  g_free (img->op_vm);
+  g_free (img->move);
+  g_free (img->move_vm);
   g_ptr_array_unref (img->used_by);
   g_free (img);
 }
@@ -155,14 +159,6 @@ link_free (Link *link)
   g_free (link->real);
   g_free (link->target);
   g_free (link);
-}
-
-static void
-record_free (Record *rec)
-{
-  g_free (rec->path);
-  g_free (rec->real);
-  g_free (rec);
 }
 
 static void
@@ -207,7 +203,6 @@ ctx_clear (Ctx *c)
   g_clear_pointer (&c->dirs, g_hash_table_unref);
   g_clear_pointer (&c->imgs, g_ptr_array_unref);
   g_clear_pointer (&c->links, g_ptr_array_unref);
-  g_clear_pointer (&c->records, g_ptr_array_unref);
   g_clear_pointer (&c->findings, g_ptr_array_unref);
 }
 
@@ -541,16 +536,6 @@ add_file (Ctx *c, int dfd, const char *name, const struct stat *st,
   }
 }
 
-static void
-add_record (Ctx *c, const char *path, const char *real)
-{
-  Record *rec = g_new0 (Record, 1);
-
-  rec->path = g_strdup (path);
-  rec->real = g_strdup (real);
-  g_ptr_array_add (c->records, rec);
-}
-
 static bool
 is_other_root (const Ctx *c, const char *real, guint domain)
 {
@@ -585,7 +570,7 @@ walk_dir (Ctx *c, int dfd, const char *real, const char *path, guint domain,
     g_autofree char *cpath = NULL;
     struct stat st;
 
-    if (name[0] == '.' && !g_str_has_prefix (name, RECORD_PREFIX))
+    if (name[0] == '.')
       continue;
     creal = strcmp (real, "/") == 0 ? g_strconcat ("/", name, NULL)
                                     : g_strconcat (real, "/", name, NULL);
@@ -595,11 +580,6 @@ walk_dir (Ctx *c, int dfd, const char *real, const char *path, guint domain,
         add_finding (c, SM_SEVERITY_ERROR, "unreadable", cpath, NULL, NULL,
                      "check its permissions", "%s: cannot stat: %s", cpath,
                      g_strerror (errno));
-      continue;
-    }
-    if (name[0] == '.') {
-      if (S_ISREG (st.st_mode))
-        add_record (c, cpath, creal);
       continue;
     }
     if (S_ISDIR (st.st_mode)) {
@@ -1029,67 +1009,6 @@ find_cycles (Ctx *c)
 }
 
 static void
-load_records (Ctx *c)
-{
-  guint i, j;
-
-  for (i = 0; i < c->records->len; i++) {
-    Record *rec = c->records->pdata[i];
-    g_autoptr(GError) err = NULL;
-    g_autoptr(SmCreatedFiles) files = sm_created_files_load (rec->real, &err);
-    const char *const *paths;
-    const char *opid = strrchr (rec->path, '/') + 1 + strlen (RECORD_PREFIX);
-    unsigned present = 0;
-    size_t n = 0;
-
-    if (!files) {
-      add_finding (c, SM_SEVERITY_WARNING, "record-invalid", rec->path, NULL,
-                   NULL, "read it and remove the files it lists by hand",
-                   "%s: cannot read the record of a failed snapmig "
-                   "operation: %s", rec->path, err->message);
-      continue;
-    }
-    paths = sm_created_files_paths (files, &n);
-    for (j = 0; j < n; j++) {
-      g_autofree char *resolved = NULL;
-      Img *img = NULL;
-
-      switch (resolve_name (c, NULL, paths[j], &img, &resolved)) {
-      case RES_OK:
-        present++;
-        img->is_image = true;
-        if (!img->record) {
-          img->record = g_strdup (rec->path);
-          img->opid = g_strdup (opid);
-          g_ptr_array_add (img->used_by,
-                           g_strdup_printf ("record %s", rec->path));
-        }
-        break;
-      case RES_ESCAPES:
-      case RES_NOT_LOCAL:
-        add_finding (c, SM_SEVERITY_INFO, "record-outside", rec->path, NULL,
-                     NULL, "validate the domain that holds it",
-                     "%s: lists %s, outside the storage domains given; not "
-                     "checked", rec->path, paths[j]);
-        present++;
-        break;
-      case RES_NOT_IMAGE:
-        present++;
-        break;
-      case RES_MISSING:
-      case RES_BAD_NAME:
-      default:
-        break;
-      }
-    }
-    if (present == 0)
-      add_finding (c, SM_SEVERITY_INFO, "record-stale", rec->path, NULL, NULL,
-                   "remove the record", "%s: every file this record of "
-                   "operation %s lists is gone", rec->path, opid);
-  }
-}
-
-static void
 mark_snapshot_file (Ctx *c, const char *file, const char *what)
 {
   g_autofree char *resolved = NULL;
@@ -1107,7 +1026,175 @@ mark_snapshot_file (Ctx *c, const char *file, const char *what)
 /* STATE/vms/KEY/snapshots/NAME.xml: every file a snapmig snapshot names
  * (its disks' sources and mirror targets) is in use. */
 static void
-load_snapshots (Ctx *c)
+load_snapshots (Ctx *c, const char *vm_dir, const char *key)
+{
+  g_autofree char *snap_dir = g_build_filename (vm_dir, "snapshots", NULL);
+  g_autoptr(GDir) snaps = g_dir_open (snap_dir, 0, NULL);
+  const char *name;
+
+  if (!snaps)
+    return;
+  while ((name = g_dir_read_name (snaps))) {
+    g_autofree char *file = NULL;
+    g_autofree char *what = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(SmSnapshotDef) def = NULL;
+    guint i;
+
+    if (!g_str_has_suffix (name, ".xml"))
+      continue;
+    file = g_build_filename (snap_dir, name, NULL);
+    def = sm_snapshot_parse_file (file, &err);
+    if (!def) {
+      add_finding (c, SM_SEVERITY_WARNING, "snapshot-metadata-invalid",
+                   file, NULL, NULL, "fix or remove the snapshot metadata; "
+                   "until then validate cannot tell which images it uses",
+                   "unreadable snapmig snapshot metadata: %s", err->message);
+      continue;
+    }
+    what = g_strdup_printf ("snapshot %s/%s", key, def->name);
+    for (i = 0; def->disks && i < def->disks->len; i++) {
+      const SmSnapshotDisk *disk = def->disks->pdata[i];
+
+      mark_snapshot_file (c, disk->source, what);
+      mark_snapshot_file (c, disk->mirror_file, what);
+    }
+  }
+}
+
+/* The images in the domains that the record of created files at PATH
+ * lists (files outside the domains or gone do not matter here).  NULL
+ * with a record-invalid finding when the record cannot be read. */
+static GPtrArray *
+record_images (Ctx *c, const char *path)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmCreatedFiles) files = sm_created_files_load (path, &err);
+  GPtrArray *imgs;
+  const char *const *paths;
+  size_t i, n = 0;
+
+  if (!files) {
+    if (!g_error_matches (err, SM_ERROR, SM_ERROR_NOT_FOUND))
+      add_finding (c, SM_SEVERITY_WARNING, "record-invalid", path, NULL,
+                   NULL, "read it and check the files it lists by hand",
+                   "%s: cannot read snapmig's record of created files, so "
+                   "validate cannot tell whether the files it lists are in "
+                   "the domains: %s", path, err->message);
+    return NULL;
+  }
+  imgs = g_ptr_array_new ();
+  paths = sm_created_files_paths (files, &n);
+  for (i = 0; i < n; i++) {
+    g_autofree char *resolved = NULL;
+    Img *img = NULL;
+
+    if (resolve_name (c, NULL, paths[i], &img, &resolved) == RES_OK)
+      g_ptr_array_add (imgs, img);
+  }
+  return imgs;
+}
+
+/* What an unfinished operation's journal says it was ("create of snapshot
+ * S"), or NULL when the operation finished (its last records were written
+ * but the journal not yet deleted).  A journal that cannot be read counts
+ * as unfinished: `snapmig recover` is then the one to look at it. */
+static char *
+journal_operation (const char *path, const char *opid)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) records = sm_journal_load (path, &err);
+  json_object *header;
+  const char *op, *snapshot;
+  size_t i, n;
+
+  if (!records) {
+    sm_debug (DOMAIN, "journal %s: %s", path, err->message);
+    return g_strdup_printf ("operation %s", opid);
+  }
+  n = json_object_array_length (records);
+  for (i = 1; i < n; i++)
+    if (g_strcmp0 (sm_json_get_string (json_object_array_get_idx (records, i),
+                                       "op-phase"), "done") == 0)
+      return NULL;
+  header = n ? json_object_array_get_idx (records, 0) : NULL;
+  op = sm_json_get_string (header, "op");
+  snapshot = sm_json_get_string (sm_json_get_object (header, "info"),
+                                 "snapshot");
+  if (op && snapshot)
+    return g_strdup_printf ("%s of snapshot %s", op, snapshot);
+  return g_strdup_printf ("%s %s", op ? op : "operation", opid);
+}
+
+/* The records of one VM's state (lib/lsm.h):
+ *   - journal/OPID.created, the files operation OPID created, kept while it
+ *     runs and, when it was interrupted, until `snapmig recover` (which
+ *     lists the OPID.journal files) has undone it.  A record without its
+ *     journal belongs to no operation recover would look at;
+ *   - with MOVES, lsm/NAME.created, the destination files of move NAME, in
+ *     progress until `snapmig pivot` or `snapmig abort` removes it.  They
+ *     are in use by that move (its mirror writes the top, its copy worker
+ *     the layers below) whether or not a VM was given. */
+static void
+load_records (Ctx *c, const char *vm_dir, const char *key,
+              const char *address, bool moves)
+{
+  g_autofree char *dir = g_build_filename (vm_dir, moves ? "lsm" : "journal",
+                                           NULL);
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  if (!d)
+    return;
+  while ((name = g_dir_read_name (d))) {
+    g_autofree char *base = NULL;     /* OPID, or the move's snapshot */
+    g_autofree char *record = NULL;
+    g_autofree char *journal = NULL;
+    g_autofree char *what = NULL;
+    g_autoptr(GPtrArray) imgs = NULL;
+    guint i;
+
+    if (!g_str_has_suffix (name, ".created"))
+      continue;
+    base = g_strndup (name, strlen (name) - strlen (".created"));
+    record = g_build_filename (dir, name, NULL);
+    if (!moves) {
+      journal = g_strdup_printf ("%s/%s.journal", dir, base);
+      if (!g_file_test (journal, G_FILE_TEST_IS_REGULAR)) {
+        sm_debug (DOMAIN, "%s: no journal %s; ignored", record, journal);
+        continue;
+      }
+      what = journal_operation (journal, base);
+      if (!what)
+        continue;
+    }
+    imgs = record_images (c, record);
+    for (i = 0; imgs && i < imgs->len; i++) {
+      Img *img = imgs->pdata[i];
+
+      img->is_image = true;
+      if (moves && !img->move) {
+        img->live = true;
+        img->move = g_strdup (base);
+        img->move_vm = g_strdup (address);
+        g_ptr_array_add (img->used_by, g_strdup_printf ("move %s/%s", key,
+                                                        base));
+      } else if (!moves && !img->op_journal) {
+        img->op_journal = g_strdup (journal);
+        img->op_what = g_strdup (what);
+        img->op_vm = g_strdup (address);
+        g_ptr_array_add (img->used_by, g_strdup_printf ("operation %s",
+                                                        journal));
+      }
+    }
+  }
+}
+
+/* Every VM's state under STATE/vms: snapshot metadata, records of
+ * interrupted operations and of moves in progress (lib/state.h,
+ * lib/lsm.h).  The VM's address comes from its `vm` file. */
+static void
+load_state (Ctx *c)
 {
   g_autofree char *vms_dir = NULL;
   g_autoptr(GDir) vms = NULL;
@@ -1120,40 +1207,20 @@ load_snapshots (Ctx *c)
   if (!vms)
     return;
   while ((key = g_dir_read_name (vms))) {
-    g_autofree char *snap_dir = g_build_filename (vms_dir, key, "snapshots",
-                                                  NULL);
-    g_autoptr(GDir) snaps = g_dir_open (snap_dir, 0, NULL);
-    const char *name;
+    g_autofree char *vm_dir = g_build_filename (vms_dir, key, NULL);
+    g_autofree char *vm_file = g_build_filename (vm_dir, "vm", NULL);
+    g_autofree char *address = NULL;
 
-    if (!snaps)
-      continue;
-    while ((name = g_dir_read_name (snaps))) {
-      g_autofree char *file = NULL;
-      g_autofree char *what = NULL;
-      g_autoptr(GError) err = NULL;
-      g_autoptr(SmSnapshotDef) def = NULL;
-      guint i;
-
-      if (!g_str_has_suffix (name, ".xml"))
-        continue;
-      file = g_build_filename (snap_dir, name, NULL);
-      def = sm_snapshot_parse_file (file, &err);
-      if (!def) {
-        add_finding (c, SM_SEVERITY_WARNING, "snapshot-metadata-invalid",
-                     file, NULL, NULL, "fix or remove the snapshot metadata; "
-                     "until then validate cannot tell which images it uses",
-                     "unreadable snapmig snapshot metadata: %s",
-                     err->message);
-        continue;
-      }
-      what = g_strdup_printf ("snapshot %s/%s", key, def->name);
-      for (i = 0; def->disks && i < def->disks->len; i++) {
-        const SmSnapshotDisk *disk = def->disks->pdata[i];
-
-        mark_snapshot_file (c, disk->source, what);
-        mark_snapshot_file (c, disk->mirror_file, what);
-      }
+    if (g_file_get_contents (vm_file, &address, NULL, NULL))
+      g_strstrip (address);
+    if (!address || !*address) {
+      g_free (address);
+      address = g_strdup_printf ("ADDRESS (the VM whose state is %s)",
+                                 vm_dir);
     }
+    load_snapshots (c, vm_dir, key);
+    load_records (c, vm_dir, key, address, false);
+    load_records (c, vm_dir, key, address, true);
   }
 }
 
@@ -1182,6 +1249,8 @@ mark_vms (Ctx *c)
         img->is_image = true;
         img->live = true;
         img->used_by_vm = true;
+        if (!img->open_by)
+          img->open_by = vm->address;
         g_ptr_array_add (img->used_by, g_strdup_printf ("vm %s %s",
                                                         vm->address,
                                                         disk->disk));
@@ -1206,6 +1275,8 @@ mark_vms (Ctx *c)
       img->is_image = true;
       img->live = true;
       img->used_by_vm = true;
+      if (!img->open_by)
+        img->open_by = vm->address;
       g_ptr_array_add (img->used_by, g_strdup_printf
                        ("vm %s %s", vm->address,
                         node->node_name ? node->node_name : "?"));
@@ -1220,10 +1291,49 @@ mark_vms (Ctx *c)
   }
 }
 
-/* Leftovers: what no VM, chain or snapshot needs.  Liveness flows from the
- * images a VM or snapshot uses down their backing chains.  Without a VM
- * given, every top not listed in a record counts as used: validate cannot
- * know who opens it. */
+/* A file an interrupted operation created: `snapmig recover` undoes the
+ * operation and removes it.  Removable by hand only when no VM given has
+ * it open and no move in progress lists it (the interrupted create of
+ * that very move: its record and the move's both name the file until
+ * recover runs). */
+static void
+report_interrupted (Ctx *c, Img *img)
+{
+  g_autofree char *recover = g_strdup_printf ("run 'snapmig recover --qmp "
+                                              "%s'", img->op_vm);
+  g_autofree char *fix = NULL;
+
+  if (img->open_by) {
+    fix = g_strdup_printf ("%s: it rolls the operation back and removes the "
+                           "file once the VM no longer uses it", recover);
+    add_finding (c, SM_SEVERITY_WARNING, "leftover-interrupted-in-use",
+                 img->path, img->open_by, NULL, fix, "%s: created by "
+                 "interrupted snapmig %s (journal %s) and open in VM %s: not "
+                 "removable", img->path, img->op_what, img->op_journal,
+                 img->open_by);
+  } else if (img->move) {
+    add_finding (c, SM_SEVERITY_WARNING, "leftover-interrupted", img->path,
+                 img->op_vm, NULL, recover, "%s: created by interrupted "
+                 "snapmig %s (journal %s), also listed by move %s of VM %s: "
+                 "not removable by hand", img->path, img->op_what,
+                 img->op_journal, img->move, img->move_vm);
+  } else {
+    fix = c->opts->n_vms > 0
+      ? g_strdup_printf ("%s or remove %s", recover, img->path)
+      : g_strdup_printf ("%s or, once --qmp shows that no VM has it open, "
+                         "remove %s", recover, img->path);
+    add_finding (c, SM_SEVERITY_WARNING, "leftover-interrupted", img->path,
+                 img->op_vm, NULL, fix, "%s: created by interrupted snapmig "
+                 "%s (journal %s)%s", img->path, img->op_what,
+                 img->op_journal, c->opts->n_vms > 0
+                 ? " and not open in any VM given: removable" : "");
+  }
+}
+
+/* Leftovers: what no VM, chain, snapshot or move needs.  Liveness flows
+ * from the images a VM, snapshot or move uses down their backing chains.
+ * Without a VM given, every top that no interrupted operation created
+ * counts as used: validate cannot know who opens it. */
 static void
 find_leftovers (Ctx *c)
 {
@@ -1233,7 +1343,8 @@ find_leftovers (Ctx *c)
   for (i = 0; i < c->imgs->len; i++) {
     Img *img = c->imgs->pdata[i];
 
-    if (!vms_given && img->is_image && img->referrers == 0 && !img->record)
+    if (!vms_given && img->is_image && img->referrers == 0
+        && !img->op_journal)
       img->live = true;
   }
   for (i = 0; i < c->imgs->len; i++) {
@@ -1258,31 +1369,23 @@ find_leftovers (Ctx *c)
 
     if (!img->is_image)
       continue;
-    if (img->record && !img->live) {
-      fix = vms_given
-        ? g_strdup_printf ("rm '%s'; then remove %s once every file it lists "
-                           "is gone", img->path, img->record)
-        : g_strdup_printf ("check with --qmp that no VM uses it, then rm "
-                           "'%s'; remove %s once every file it lists is gone",
-                           img->path, img->record);
-      add_finding (c, SM_SEVERITY_WARNING, "leftover-created", img->path,
-                   NULL, NULL, fix, "%s: created by failed snapmig operation "
-                   "%s (record %s) and not used: removable", img->path,
-                   img->opid, img->record);
-    } else if (img->record) {
-      fix = g_strdup_printf ("keep the file; remove %s from the record "
-                             "%s, or the record itself, once the operation "
-                             "is understood", img->path, img->record);
-      add_finding (c, SM_SEVERITY_WARNING, "leftover-created-in-use",
-                   img->path, NULL, NULL, fix, "%s: listed as created by "
-                   "failed snapmig operation %s (record %s) but in use: not "
-                   "removable", img->path, img->opid, img->record);
+    if (img->op_journal) {
+      report_interrupted (c, img);
+    } else if (img->move) {
+      fix = g_strdup_printf ("keep the file; run 'snapmig pivot --qmp "
+                             "%s %s' or 'snapmig abort --qmp %s %s'",
+                             img->move_vm, img->move, img->move_vm,
+                             img->move);
+      add_finding (c, SM_SEVERITY_INFO, "move-in-progress", img->path,
+                   img->move_vm, NULL, fix, "%s: part of move %s of VM %s in "
+                   "progress: finish it with 'snapmig pivot' or 'snapmig "
+                   "abort'", img->path, img->move, img->move_vm);
     } else if (vms_given && !img->live) {
       fix = g_strdup_printf ("rm '%s' if no VM that was not given with "
                              "--qmp uses it", img->path);
       add_finding (c, SM_SEVERITY_INFO, "leftover-unused", img->path, NULL,
-                   NULL, fix, "%s: not used by any given VM, image or snapmig "
-                   "snapshot%s: removable", img->path,
+                   NULL, fix, "%s: not used by any given VM, image, snapmig "
+                   "snapshot or move%s: removable", img->path,
                    img->referrers ? " (only by other unused images)" : "");
     }
   }
@@ -1575,7 +1678,6 @@ sm_validate_run (const SmValidateOptions *opts, GError **error)
   c.dirs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   c.imgs = g_ptr_array_new_with_free_func ((GDestroyNotify) img_free);
   c.links = g_ptr_array_new_with_free_func ((GDestroyNotify) link_free);
-  c.records = g_ptr_array_new_with_free_func ((GDestroyNotify) record_free);
   c.findings = g_ptr_array_new_with_free_func ((GDestroyNotify) finding_free);
 
   if (!open_domains (&c, error))
@@ -1603,8 +1705,7 @@ sm_validate_run (const SmValidateOptions *opts, GError **error)
       check_backing (&c, img);
   }
   find_cycles (&c);
-  load_records (&c);
-  load_snapshots (&c);
+  load_state (&c);
   mark_vms (&c);
   for (i = 0; i < c.imgs->len; i++) {
     Img *img = c.imgs->pdata[i];
@@ -1662,17 +1763,6 @@ vm_disk_free (SmValidateVmDisk *disk)
   g_free (disk);
 }
 
-static const char *
-json_str (json_object *obj, const char *key)
-{
-  json_object *v;
-
-  if (!obj || !json_object_object_get_ex (obj, key, &v)
-      || !json_object_is_type (v, json_type_string))
-    return NULL;
-  return json_object_get_string (v);
-}
-
 static void
 vm_node_free (SmValidateVmNode *node)
 {
@@ -1706,10 +1796,9 @@ layer_file (const char *name)
   if (!g_str_has_prefix (name, "json:"))
     return g_strdup (name);
   obj = json_tokener_parse (name + 5);
-  if (!obj || !json_object_object_get_ex (obj, "file", &file))
-    return g_strdup (name);
-  fn = json_str (file, "filename");
-  if (!fn || g_strcmp0 (json_str (file, "driver"), "file") != 0)
+  file = sm_json_get_object (obj, "file");
+  fn = sm_json_get_string (file, "filename");
+  if (!fn || g_strcmp0 (sm_json_get_string (file, "driver"), "file") != 0)
     return g_strdup (name);
   return g_strdup (fn);
 }
@@ -1742,47 +1831,44 @@ sm_validate_vm_query (SmQmp *qmp, const char *address, GError **error)
   n = json_object_array_length (reply);
   for (i = 0; i < n; i++) {
     json_object *dev = json_object_array_get_idx (reply, i);
-    json_object *inserted, *image, *v;
+    json_object *inserted = sm_json_get_object (dev, "inserted");
+    json_object *image;
     SmValidateVmDisk *disk;
-    const char *name = json_str (dev, "device");
+    const char *name = sm_json_get_string (dev, "device");
     unsigned depth = 0;
 
-    if (!json_object_object_get_ex (dev, "inserted", &inserted)
-        || !json_object_is_type (inserted, json_type_object))
+    if (!inserted)
       continue;
     if (!name || !*name)
-      name = json_str (dev, "qdev");
+      name = sm_json_get_string (dev, "qdev");
     if (!name || !*name)
-      name = json_str (inserted, "node-name");
+      name = sm_json_get_string (inserted, "node-name");
     disk = g_new0 (SmValidateVmDisk, 1);
     disk->disk = g_strdup (name ? name : "?");
     disk->layers = g_ptr_array_new_with_free_func (g_free);
     disk->formats = g_ptr_array_new_with_free_func (g_free);
-    if (json_object_object_get_ex (inserted, "ro", &v))
-      disk->read_only = json_object_get_boolean (v);
+    sm_json_get_bool (inserted, "ro", &disk->read_only);
     g_ptr_array_add (vm->disks, disk);
-    if (!json_object_object_get_ex (inserted, "image", &image)) {
-      const char *file = json_str (inserted, "file");
+    image = sm_json_get_object (inserted, "image");
+    if (!image) {
+      const char *file = sm_json_get_string (inserted, "file");
 
       if (file) {
         g_ptr_array_add (disk->layers, layer_file (file));
         g_ptr_array_add (disk->formats,
-                         g_strdup (json_str (inserted, "drv")));
+                         g_strdup (sm_json_get_string (inserted, "drv")));
       }
       continue;
     }
-    if (json_object_object_get_ex (image, "virtual-size", &v))
-      disk->virtual_size = (uint64_t) json_object_get_int64 (v);
-    while (image && json_object_is_type (image, json_type_object)
-           && depth++ < MAX_CHAIN) {
-      const char *file = json_str (image, "filename");
+    sm_json_get_uint64 (image, "virtual-size", &disk->virtual_size);
+    while (image && depth++ < MAX_CHAIN) {
+      const char *file = sm_json_get_string (image, "filename");
 
       if (!file)
         break;
       g_ptr_array_add (disk->layers, layer_file (file));
-      g_ptr_array_add (disk->formats, g_strdup (json_str (image, "format")));
-      if (!json_object_object_get_ex (image, "backing-image", &image))
-        image = NULL;
+      g_ptr_array_add (disk->formats, g_strdup (sm_json_get_string (image, "format")));
+      image = sm_json_get_object (image, "backing-image");
     }
   }
 
@@ -1801,9 +1887,8 @@ sm_validate_vm_query (SmQmp *qmp, const char *address, GError **error)
     ? json_object_array_length (nodes) : 0;
   for (i = 0; i < n; i++) {
     json_object *node = json_object_array_get_idx (nodes, i);
-    const char *drv = json_str (node, "drv");
-    const char *file = json_str (node, "file");
-    json_object *v;
+    const char *drv = sm_json_get_string (node, "drv");
+    const char *file = sm_json_get_string (node, "file");
     SmValidateVmNode *out;
 
     if (!file || (g_strcmp0 (drv, "file") != 0
@@ -1811,9 +1896,8 @@ sm_validate_vm_query (SmQmp *qmp, const char *address, GError **error)
       continue;
     out = g_new0 (SmValidateVmNode, 1);
     out->file = g_strdup (file);
-    out->node_name = g_strdup (json_str (node, "node-name"));
-    if (json_object_object_get_ex (node, "ro", &v))
-      out->read_only = json_object_get_boolean (v);
+    out->node_name = g_strdup (sm_json_get_string (node, "node-name"));
+    sm_json_get_bool (node, "ro", &out->read_only);
     g_ptr_array_add (vm->nodes, out);
   }
   return g_steal_pointer (&vm);

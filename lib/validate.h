@@ -12,8 +12,7 @@
  *   - a symbolic link inside a domain that leads to a block device is a
  *     block-device image (oVirt block domains name their LVs this way); a
  *     link leading to anything else outside the domains is not followed;
- *   - names starting with '.' are skipped, except the records
- *     .snapmig-created-OPID of failed operations (lib/precreate.h);
+ *   - names starting with '.' are skipped;
  *   - FIFOs, sockets and character devices are ignored (never opened).
  *
  * A chain is an image that no other image uses as its backing file (its
@@ -27,16 +26,25 @@
  * block device that a link inside a domain names.
  *
  * Leftovers: an image is used when a VM given has it open (any node, a
- * mirror's target included), a snapmig snapshot's metadata names it, or a
- * used image has it below in its chain.  Files listed in a record of a
- * failed operation are always reported (warning); other unused images only
- * when at least one VM was given (info): without a VM, who opens what is
- * unknown.
+ * mirror's target included), a snapmig snapshot's metadata names it, a
+ * move in progress lists it, or a used image has it below in its chain.
+ * snapmig keeps the records of the files it creates in its state directory
+ * (lib/lsm.h), never in a domain; only the files they list inside the
+ * domains given matter:
+ *   - STATE/vms/KEY/journal/OPID.created next to OPID.journal: an operation
+ *     in flight or interrupted by a crash (a finished one's journal is
+ *     deleted).  Each file is reported (warning) with the fix `snapmig
+ *     recover --qmp ADDR` (ADDR from STATE/vms/KEY/vm) or removing it —
+ *     not removable when a VM given has it open, or a move lists it;
+ *   - STATE/vms/KEY/lsm/NAME.created: the files of move NAME, in progress
+ *     until pivot or abort: in use, reported as such (info).
+ * Other unused images are reported only when at least one VM was given
+ * (info): without a VM, who opens what is unknown.
  *
  * Severities: an error is a broken or unsafe image (QEMU would fail, or
  * read a file it must not); a warning is a risk or waste that needs a
- * person (unstated backing format, absolute backing name, files a failed
- * snapmig operation left); an info is a fact worth knowing (an image in use
+ * person (unstated backing format, absolute backing name, files an
+ * interrupted snapmig operation left); an info is a fact worth knowing (an image in use
  * by a VM, the domain holding a VM disk's chain, an image nobody given
  * uses).
  */
@@ -88,7 +96,8 @@ typedef struct {
                              missing, escaping) */
   bool header_ok;         /* the header parsed without an error finding */
   GPtrArray *used_by;     /* char *: "image PATH", "vm SOCK DISK",
-                             "snapshot VMKEY/NAME", "record PATH" */
+                             "snapshot VMKEY/NAME", "move VMKEY/NAME",
+                             "operation JOURNAL" */
 } SmValidateImage;
 
 /* A chain, top first. */
@@ -149,8 +158,9 @@ typedef struct {
   const char *const *domains;      /* NULL-terminated, at least one */
   SmValidateVm *const *vms;        /* N_VMS VMs (not consumed), or NULL */
   size_t n_vms;
-  const char *state_dir;           /* snapmig state (snapshot metadata);
-                                      NULL or absent: none */
+  const char *state_dir;           /* snapmig state (snapshot metadata,
+                                      journals, moves); NULL or absent:
+                                      none */
 } SmValidateOptions;
 
 typedef struct {

@@ -72,3 +72,63 @@ guest_write () {
 guest_read () {
   "$SMQ" --hmp "$T/$1.qmp" "qemu-io $2 \"read -P $3 $4 $5\""
 }
+
+# ---- live storage migration tests (test-lsm-*.sh) ----------------------
+
+# lsm_setup: skips the test without qemu-system-x86_64 or jq; makes the
+# source and destination storage domains $A and $B and the state directory,
+# and sets SM to the options every snapmig command of the test takes (the
+# VM is "vm": start_vm vm ...).
+lsm_setup () {
+  command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing"
+  command -v jq >/dev/null || skip_all "jq missing"
+  A=$T/A B=$T/B
+  mkdir -p "$A" "$B" "$T/state"
+  SM=(--state-dir "$T/state" --qmp "$T/vm.qmp")
+}
+
+# make_chain DIR SIZE LENGTH [TOP]: DIR/base.qcow2 of SIZE holding pattern
+# 0x11 in its first LENGTH bytes, and an empty DIR/TOP (default top.qcow2)
+# over it that names base.qcow2 relatively.
+make_chain () {
+  qemu-img create -q -f qcow2 "$1/base.qcow2" "$2"
+  qemu-io -f qcow2 -c "write -P 0x11 0 $3" "$1/base.qcow2" >/dev/null
+  qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$1/${4:-top.qcow2}"
+}
+
+# start_2disk_vm [D1-PATTERN]: starts VM "vm" on two disks in $A: drive0 on
+# top.qcow2 over base.qcow2 (32M, 0x11 in its first 2M), drive1 on d1.raw
+# (16M; D1-PATTERN in its first 2M when given).
+start_2disk_vm () {
+  make_chain "$A" 32M 2M
+  qemu-img create -q -f raw "$A/d1.raw" 16M
+  if [ $# -gt 0 ]; then
+    qemu-io -f raw -c "write -P $1 0 2M" "$A/d1.raw" >/dev/null
+  fi
+  start_vm vm -drive "$(drive_opt drive0 "$A/top.qcow2" qcow2)" \
+              -drive "$(drive_opt drive1 "$A/d1.raw" raw)"
+}
+
+# top_file DRIVE: the file of DRIVE's active layer in VM "vm".  QEMU names a
+# layer "json:{...}" when its backing node is not the one its header names as
+# written (a snapshot taken with mode=existing): its file is then the "file"
+# child's filename.
+top_file () {
+  qmp vm query-block | jq -r --arg d "$1" '.[] | select(.device == $d)
+    | .inserted.image.filename
+    | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
+}
+
+# EXPECT holds "DRIVE PATTERN OFFSET LENGTH" for every write the guest of VM
+# "vm" must see.  gw DRIVE PATTERN OFFSET LENGTH writes as the guest and
+# remembers the write; all_read checks that every write in EXPECT reads back.
+gw () {
+  guest_write vm "$1" "$2" "$3" "$4" >/dev/null && EXPECT+=("$1 $2 $3 $4")
+}
+all_read () {
+  local e d p o l
+  for e in "${EXPECT[@]}"; do
+    read -r d p o l <<<"$e"
+    guest_read vm "$d" "$p" "$o" "$l" >/dev/null || { echo "# $e"; return 1; }
+  done
+}

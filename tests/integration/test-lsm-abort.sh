@@ -6,40 +6,19 @@
 # the snapshot metadata with them.
 . "$(dirname "$0")/lib.sh"
 
-command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing"
-command -v jq >/dev/null || skip_all "jq missing"
-
-A=$T/A B=$T/B
-mkdir -p "$A" "$B" "$T/state"
-SM=(--state-dir "$T/state" --qmp "$T/vm.qmp")
-
-qemu-img create -q -f qcow2 "$A/base.qcow2" 64M
-qemu-io -f qcow2 -c 'write -P 0x11 0 4M' "$A/base.qcow2" >/dev/null
-qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$A/top.qcow2"
+lsm_setup
+make_chain "$A" 64M 4M
 start_vm vm -drive "$(drive_opt drive0 "$A/top.qcow2" qcow2)" || exit 1
 
-EXPECT=("0x11 0 4M")
-gw () { guest_write vm drive0 "$1" "$2" "$3" >/dev/null && EXPECT+=("$1 $2 $3"); }
-all_read () {
-  local e p o l
-  for e in "${EXPECT[@]}"; do
-    read -r p o l <<<"$e"
-    guest_read vm drive0 "$p" "$o" "$l" >/dev/null || { echo "# $e"; return 1; }
-  done
-}
-top_file () {
-  qmp vm query-block | jq -r '.[] | select(.device == "drive0")
-    | .inserted.image.filename
-    | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
-}
+EXPECT=("drive0 0x11 0 4M")
 b_files () { ls -A "$B"; }
 
 # --- abort after READY
-gw 0x21 4M 1M
+gw drive0 0x21 4M 1M
 "$SNAPMIG" create "${SM[@]}" --mirror-domain "$B" --name m1 --wait >"$T/out" 2>&1
 check "create --wait succeeds" [ $? -eq 0 ]
 check "create --wait says the snapshot is ready to pivot" grep -q 'ready to pivot' "$T/out"
-gw 0x22 5M 1M
+gw drive0 0x22 5M 1M
 check "the mirror is READY" \
   [ "$(qmp vm query-block-jobs | jq -r '.[0].ready')" = true ]
 out=$("$SNAPMIG" abort "${SM[@]}" m1 2>&1)
@@ -49,12 +28,12 @@ check "abort after READY succeeds" [ $rc -eq 0 ]
 check "abort says the snapshot's new top stays the active layer" \
   grep -q "stays on $A/top.m1.qcow2" <<<"$out"
 check "the VM runs on the source chain (the snapshot's new top in A)" \
-  [ "$(top_file)" = "$A/top.m1.qcow2" ]
+  [ "$(top_file drive0)" = "$A/top.m1.qcow2" ]
 check "no block job is left" [ "$(qmp vm query-block-jobs | jq length)" = 0 ]
 check "no file is left in B" [ -z "$(b_files)" ]
 check "the snapshot metadata is gone" \
   [ -z "$(ls "$T"/state/vms/*/snapshots/ 2>/dev/null)" ]
-gw 0x23 6M 1M
+gw drive0 0x23 6M 1M
 check "every guest write reads back after abort" all_read
 
 # QEMU names the layer it now runs on "json:{...}" (a snapshot attached it
@@ -63,12 +42,12 @@ check "every guest write reads back after abort" all_read
 SNAPMIG_TEST_CRASH_AFTER_STEP=3 "$SNAPMIG" create "${SM[@]}" --mirror-domain "$B" \
   --name crashed >/dev/null 2>&1
 check "a create killed after its transaction" [ $? -eq 137 ]
-gw 0x25 8M 1M
+gw drive0 0x25 8M 1M
 out=$("$SNAPMIG" recover "${SM[@]}" 2>&1)
 rc=$?
 echo "$out" | sed 's/^/# /'
 check "recover folds the new top back onto the json:-named layer" \
-  [ $rc -eq 0 -a "$(top_file)" = "$A/top.m1.qcow2" ]
+  [ $rc -eq 0 -a "$(top_file drive0)" = "$A/top.m1.qcow2" ]
 check "no file is left in B, no new top in A" \
   [ -z "$(b_files)" -a ! -e "$A/top.m1.crashed.qcow2" ]
 check "every guest write reads back after recover" all_read
@@ -98,13 +77,13 @@ rc=$?
 echo "$out" | sed 's/^/# /'
 check "pivot --timeout 1 fails before READY" [ $rc -ne 0 ]
 check "and says the mirror was not ready" grep -q 'not ready in time: the mirror of disk drive0' <<<"$out"
-check "the VM still runs on the new top in A" [ "$(top_file)" = "$A/top.m2.qcow2" ]
-gw 0x24 7M 1M
+check "the VM still runs on the new top in A" [ "$(top_file drive0)" = "$A/top.m2.qcow2" ]
+gw drive0 0x24 7M 1M
 out=$("$SNAPMIG" abort "${SM[@]}" m2 2>&1)
 rc=$?
 echo "$out" | sed 's/^/# /'
 check "abort before READY succeeds" [ $rc -eq 0 ]
-check "the VM runs on the source chain" [ "$(top_file)" = "$A/top.m2.qcow2" ]
+check "the VM runs on the source chain" [ "$(top_file drive0)" = "$A/top.m2.qcow2" ]
 check "no block job is left" [ "$(qmp vm query-block-jobs | jq length)" = 0 ]
 check "reused files are kept (snapmig did not create them)" \
   [ "$(b_files | sort)" = "$before_b" ]

@@ -5,27 +5,11 @@
 # source domain, and no metadata is recorded.
 . "$(dirname "$0")/lib.sh"
 
-command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing"
-command -v jq >/dev/null || skip_all "jq missing"
-
-A=$T/A B=$T/B
-mkdir -p "$A" "$B" "$T/state"
-SM=(--state-dir "$T/state" --qmp "$T/vm.qmp")
-
-qemu-img create -q -f qcow2 "$A/base.qcow2" 32M
-qemu-io -f qcow2 -c 'write -P 0x11 0 2M' "$A/base.qcow2" >/dev/null
-qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$A/top.qcow2"
-qemu-img create -q -f raw "$A/d1.raw" 16M
-start_vm vm -drive "$(drive_opt drive0 "$A/top.qcow2" qcow2)" \
-            -drive "$(drive_opt drive1 "$A/d1.raw" raw)" || exit 1
+lsm_setup
+start_2disk_vm || exit 1
 guest_write vm drive0 0x22 2M 1M >/dev/null
 guest_write vm drive1 0x33 0 1M >/dev/null
 
-top_file () {
-  qmp vm query-block | jq -r --arg d "$1" '.[] | select(.device == $d)
-    | .inserted.image.filename
-    | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
-}
 A_FILES=$(ls -A "$A" | sort)
 # unchanged: the VM on its original chain, no job, A and B as they were, no
 # metadata, no journal left.

@@ -8,16 +8,8 @@
 # in the VM and offline on B's files.
 . "$(dirname "$0")/lib.sh"
 
-command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing"
-command -v jq >/dev/null || skip_all "jq missing"
-
-A=$T/A B=$T/B
-mkdir -p "$A" "$B" "$T/state"
-SM=(--state-dir "$T/state" --qmp "$T/vm.qmp")
-
-qemu-img create -q -f qcow2 "$A/base.qcow2" 64M
-qemu-io -f qcow2 -c 'write -P 0x11 0 2M' "$A/base.qcow2" >/dev/null
-qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$A/snap1.qcow2"
+lsm_setup
+make_chain "$A" 64M 2M snap1.qcow2
 qemu-io -f qcow2 -c 'write -P 0x12 2M 2M' "$A/snap1.qcow2" >/dev/null
 qemu-img create -q -f raw "$A/d1.raw" 32M
 qemu-io -f raw -c 'write -P 0x21 0 2M' "$A/d1.raw" >/dev/null
@@ -31,16 +23,6 @@ start_vm vm -drive "$(drive_opt drive0 "$A/snap1.qcow2" qcow2)" \
 # "DRIVE PATTERN OFFSET LENGTH" of every write the guest must see at the end.
 EXPECT=("drive0 0x11 0 2M" "drive0 0x12 2M 2M" "drive1 0x21 0 2M"
         "drive2 0x31 0 1M")
-gw () {   # guest write, remembered in EXPECT
-  guest_write vm "$1" "$2" "$3" "$4" >/dev/null && EXPECT+=("$1 $2 $3 $4")
-}
-all_read_in_vm () {
-  local e d p o l
-  for e in "${EXPECT[@]}"; do
-    read -r d p o l <<<"$e"
-    guest_read vm "$d" "$p" "$o" "$l" >/dev/null || { echo "# $e"; return 1; }
-  done
-}
 # chain_files DRIVE: every file of DRIVE's active chain, top first.  QEMU
 # names a layer "json:{...}" when its backing node is not the one its header
 # names as written (a snapshot taken with mode=existing): its file is then
@@ -50,7 +32,6 @@ chain_files () {
     | .inserted.image | recurse(."backing-image"; . != null) | .filename
     | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
 }
-top_file () { chain_files "$1" | head -n1; }
 
 check "guest writes before create" \
   gw drive0 0x13 4M 1M && gw drive1 0x22 2M 1M && gw drive2 0x32 1M 1M
@@ -107,7 +88,7 @@ check "no block job is left" [ "$(qmp vm query-block-jobs | jq length)" = 0 ]
 
 check "guest writes after pivot" \
   gw drive0 0x16 6M 1M && gw drive1 0x24 4M 1M && gw drive2 0x34 3M 1M
-check "every pattern reads back in the VM" all_read_in_vm
+check "every pattern reads back in the VM" all_read
 
 qmp vm quit >/dev/null
 wait "$VM_PID" 2>/dev/null

@@ -6,12 +6,7 @@
 # job is resumed a second pivot finishes the job.
 . "$(dirname "$0")/lib.sh"
 
-command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing"
-command -v jq >/dev/null || skip_all "jq missing"
-
-A=$T/A B=$T/B
-mkdir -p "$A" "$B" "$T/state"
-SM=(--state-dir "$T/state" --qmp "$T/vm.qmp")
+lsm_setup
 
 qemu-img create -q -f qcow2 "$A/d0.qcow2" 16M
 qemu-img create -q -f qcow2 "$A/d1.qcow2" 16M
@@ -20,11 +15,6 @@ start_vm vm -drive "$(drive_opt drive0 "$A/d0.qcow2" qcow2)" \
 guest_write vm drive0 0x10 0 1M >/dev/null
 guest_write vm drive1 0x11 0 1M >/dev/null
 
-top_file () {
-  qmp vm query-block | jq -r --arg d "$1" '.[] | select(.device == $d)
-    | .inserted.image.filename
-    | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
-}
 
 "$SNAPMIG" create "${SM[@]}" --mirror-domain "$B" --name p1 --wait >/dev/null 2>&1
 check "create --wait" [ $? -eq 0 ]

@@ -6,16 +6,8 @@
 # runs; QMP, block jobs and HMP qemu-io work as usual.)
 . "$(dirname "$0")/lib.sh"
 
-command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing"
-command -v jq >/dev/null || skip_all "jq missing"
-
-A=$T/A B=$T/B
-mkdir -p "$A" "$B" "$T/state"
-SM=(--state-dir "$T/state" --qmp "$T/vm.qmp")
-
-qemu-img create -q -f qcow2 "$A/base.qcow2" 16M
-qemu-io -f qcow2 -c 'write -P 0x11 0 1M' "$A/base.qcow2" >/dev/null
-qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$A/top.qcow2"
+lsm_setup
+make_chain "$A" 16M 1M
 start_vm vm -M pc -m 64 -S \
   -blockdev "driver=file,filename=$A/top.qcow2,node-name=f0" \
   -blockdev driver=qcow2,file=f0,node-name=n0 \

@@ -8,27 +8,10 @@
 # pivot --delete-source.
 . "$(dirname "$0")/lib.sh"
 
-command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing"
-command -v jq >/dev/null || skip_all "jq missing"
+lsm_setup
 command -v flock >/dev/null || skip_all "flock missing"
+start_2disk_vm 0x21 || exit 1
 
-A=$T/A B=$T/B
-mkdir -p "$A" "$B" "$T/state"
-SM=(--state-dir "$T/state" --qmp "$T/vm.qmp")
-
-qemu-img create -q -f qcow2 "$A/base.qcow2" 32M
-qemu-io -f qcow2 -c 'write -P 0x11 0 2M' "$A/base.qcow2" >/dev/null
-qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$A/top.qcow2"
-qemu-img create -q -f raw "$A/d1.raw" 16M
-qemu-io -f raw -c 'write -P 0x21 0 2M' "$A/d1.raw" >/dev/null
-start_vm vm -drive "$(drive_opt drive0 "$A/top.qcow2" qcow2)" \
-            -drive "$(drive_opt drive1 "$A/d1.raw" raw)" || exit 1
-
-top_file () {
-  qmp vm query-block | jq -r --arg d "$1" '.[] | select(.device == $d)
-    | .inserted.image.filename
-    | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
-}
 snapshots () { ls "$T"/state/vms/*/snapshots/ 2>/dev/null | sed 's/\.xml$//' | sort | tr '\n' ' '; }
 current () { cat "$T"/state/vms/*/current 2>/dev/null; }
 run () {   # run COMMAND...: its output in $out, its status in $rc

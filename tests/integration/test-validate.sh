@@ -3,8 +3,10 @@
 # errors before warnings before infos, one fix per problem, the summary
 # line), --json, exit codes (0 clean, warnings allowed unless --strict, 1
 # problems, 2 could not run), a malicious backing name pointing at a FIFO
-# (finishing at all proves it was not opened), --qmp against a real VM, and
-# that validation writes nothing.  Each defect's detection is checked in
+# (finishing at all proves it was not opened), --qmp against a real VM, the
+# records of interrupted creates and of moves in progress that the real
+# `snapmig create` leaves in the state directory, and that validation
+# writes nothing.  Each defect's detection is checked in
 # tests/unit/test-validate.c; here only what the CLI prints and returns.
 source "$(dirname "$0")/lib.sh"
 
@@ -93,69 +95,153 @@ validate --qmp "$T/no.qmp" "$clean"
 check "dead socket: exit 2" test $rc -eq 2
 check "dead socket: message" grep -q "^snapmig: error: validate: " "$T/err"
 
-# --qmp: images the VM has open are in use, the rest are leftovers, and a
-# failed operation's record lists removable files.
+# --qmp: images the VM has open are in use, the rest are leftovers.
 vmdom=$T/vmdom
-mkdir -p "$vmdom"
+mkdir -p "$vmdom" "$T/state"
 qemu-img create -q -f qcow2 "$vmdom/base.qcow2" 8M
 qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$vmdom/top.qcow2"
 qemu-img create -q -f qcow2 "$vmdom/old.qcow2" 8M
-qemu-img create -q -f qcow2 "$vmdom/made.qcow2" 8M
-echo "$vmdom/made.qcow2" >"$vmdom/.snapmig-created-op1"
 start_vm vm -drive "$(drive_opt drive0 "$vmdom/top.qcow2" qcow2)" || exit 1
 
-validate "$vmdom"
+validate "$vmdom" --state-dir "$T/state"
 check "no --qmp: exit 0" test $rc -eq 0
 check "no --qmp: old.qcow2 not called a leftover" bash -c "! grep -q 'old.qcow2' '$T/out'"
-check "no --qmp: record-listed file reported" grep -qF "warning: $vmdom/made.qcow2: created by failed snapmig operation op1" "$T/out"
 
 validate "$vmdom" --qmp "$T/vm.qmp" --state-dir "$T/state"
 check "--qmp: exit 0" test $rc -eq 0
 check "--qmp: top in use" has_line "$T/out" "info: $vmdom/top.qcow2: in use by VM $T/vm.qmp (drive0), open for writing"
 check "--qmp: base in use" has_line "$T/out" "info: $vmdom/base.qcow2: in use by VM $T/vm.qmp (drive0), read-only backing layer"
 check "--qmp: disk's domain" has_line "$T/out" "info: VM $T/vm.qmp disk drive0: complete chain of 2 layers in domain $vmdom"
-check "--qmp: leftover" has_line "$T/out" "info: $vmdom/old.qcow2: not used by any given VM, image or snapmig snapshot: removable"
+check "--qmp: leftover" has_line "$T/out" "info: $vmdom/old.qcow2: not used by any given VM, image, snapmig snapshot or move: removable"
 check "--qmp: in-use image not removable" bash -c "! grep -E 'top.qcow2|base.qcow2' '$T/out' | grep -q removable"
-check "--qmp: record-listed file" grep -qF "warning: $vmdom/made.qcow2: created by failed snapmig operation op1 (record $vmdom/.snapmig-created-op1) and not used: removable" "$T/out"
-check "--qmp: summary" has_line "$T/out" "4 images, 3 chains, 0 errors, 1 warnings, 4 infos"
+check "--qmp: summary" has_line "$T/out" "3 images, 2 chains, 0 errors, 0 warnings, 4 infos"
 
 # The VM's disk outside every domain given: a loud error.
 validate "$clean" --qmp "$T/vm.qmp"
 check "disk outside the domains: exit 1" test $rc -eq 1
 check "disk outside the domains: error" grep -qF "error: VM $T/vm.qmp disk drive0: no domain given holds its complete chain: layer $vmdom/top.qcow2 is not in any domain given" "$T/out"
 
-# A real live storage migration: during the mirror the target is open for
-# writing (in use, not a leftover); after the pivot the destination domain
-# validates clean and holds the disk's chain, the source is left over.
-if "$SNAPMIG" help | grep -q '^  create '; then
-  mkdir -p "$T/src" "$T/dst"
-  qemu-img create -q -f qcow2 "$T/src/base.qcow2" 8M
-  qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$T/src/top.qcow2"
-  start_vm lsm -drive "$(drive_opt drive0 "$T/src/top.qcow2" qcow2)" || exit 1
-  if timeout 120 "$SNAPMIG" create --qmp "$T/lsm.qmp" --name s1 --mirror \
-       --mirror-domain "$T/dst" --wait --state-dir "$T/lsmstate" >"$T/create.log" 2>&1; then
+# Interrupted creates, left by the real executor: SNAPMIG_TEST_CRASH_AFTER_STEP=N
+# makes `snapmig create` _exit(137) after step N of its plan (one disk:
+# 1 create-dest, 2 create-top, 3 transaction, 4 mirror, 5 save-metadata,
+# 6 start-copy), leaving STATE/vms/KEY/journal/OPID.journal and OPID.created.
+# Every file the record lists inside the domains is reported exactly once
+# (a warning, the fix naming `snapmig recover` and the VM's address); a file
+# the VM has open is never called removable.
+mkdir -p "$T/csrc" "$T/cdst" "$T/cstate"
+qemu-img create -q -f qcow2 "$T/csrc/base.qcow2" 8M
+qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$T/csrc/top.qcow2"
+start_vm crash -drive "$(drive_opt drive0 "$T/csrc/top.qcow2" qcow2)" || exit 1
+caddr=$(realpath "$T/crash.qmp")      # the state's `vm` file: canonical
+CSM=(--qmp "$T/crash.qmp" --state-dir "$T/cstate")
+# once FILE: exactly one finding line is about FILE.
+once () { [ "$(grep -cE "^(error|warning|info): $1: " "$T/out")" -eq 1 ]; }
+# about FILE TEXT: the finding line about FILE contains TEXT.
+about () { grep -E "^(error|warning|info): $1: " "$T/out" | grep -qF -- "$2"; }
+crash_create () {
+  SNAPMIG_TEST_CRASH_AFTER_STEP=$1 timeout 120 "$SNAPMIG" create "${CSM[@]}" \
+    --mirror-domain "$T/cdst" --name "$2" >"$T/create.log" 2>&1
+  check "crash after step $1: snapmig died (137)" test $? -eq 137
+}
+recover () {
+  timeout 120 "$SNAPMIG" recover "${CSM[@]}" >"$T/recover.log" 2>&1
+  check "$1: recover succeeds" test $? -eq 0
+}
+
+crash_create 1 c1
+validate "$T/csrc" "$T/cdst" "${CSM[@]}"
+check "interrupted: exit 0 (warnings)" test $rc -eq 0
+for f in "$T/cdst/base.qcow2" "$T/cdst/top.qcow2" "$T/cdst/top.c1.qcow2"; do
+  check "interrupted: $f reported once" once "$f"
+  check "interrupted: $f left by the create" about "$f" "warning: $f: created by interrupted snapmig create of snapshot c1 (journal $T/cstate/vms/"
+  check "interrupted: $f removable" about "$f" ".journal) and not open in any VM given: removable"
+  check "interrupted: fix for $f" has_line "$T/out" "  fix: run 'snapmig recover --qmp $caddr' or remove $f"
+done
+check "interrupted: summary" has_line "$T/out" "5 images, 2 chains, 0 errors, 3 warnings, 3 infos"
+validate "$T/csrc" "$T/cdst" "${CSM[@]}" --strict
+check "interrupted --strict: exit 1" test $rc -eq 1
+# Only the domains given matter: the source domain alone is clean.
+validate "$T/csrc" --state-dir "$T/cstate" --strict
+check "interrupted, other domain: clean" test $rc -eq 0
+recover "after step 1"
+validate "$T/csrc" "$T/cdst" "${CSM[@]}" --strict
+check "after recover: clean" test $rc -eq 0
+
+# After the mirror started: the VM writes into the new source top and the
+# mirror's target; both are not removable, the lower destination layers are.
+crash_create 4 c4
+validate "$T/csrc" "$T/cdst" "${CSM[@]}"
+check "mirror started: exit 0" test $rc -eq 0
+for f in "$T/csrc/top.c4.qcow2" "$T/cdst/top.c4.qcow2"; do
+  check "mirror started: $f reported once as interrupted" \
+    test "$(grep -cF "warning: $f: created by interrupted snapmig create of snapshot c4" "$T/out")" -eq 1
+  check "mirror started: $f open in the VM" about "$f" "and open in VM $T/crash.qmp: not removable"
+  check "mirror started: $f never called removable" bash -c "! grep -F '$f' '$T/out' | grep -q ': removable'"
+done
+check "mirror started: fix for the files in use" test "$(grep -cxF "  fix: run 'snapmig recover --qmp $caddr': it rolls the operation back and removes the file once the VM no longer uses it" "$T/out")" -eq 2
+for f in "$T/cdst/base.qcow2" "$T/cdst/top.qcow2"; do
+  check "mirror started: $f reported once" once "$f"
+  check "mirror started: $f removable" about "$f" "and not open in any VM given: removable"
+done
+check "mirror started: summary" has_line "$T/out" "6 images, 2 chains, 0 errors, 4 warnings, 5 infos"
+recover "after step 4"
+
+# After the move was saved: the move's record lists the destination files
+# too; they stay interrupted-create leftovers (recover rolls the create
+# back), reported once, never removable by hand, never a move in progress.
+crash_create 5 c5
+validate "$T/csrc" "$T/cdst" "${CSM[@]}"
+check "move saved: exit 0" test $rc -eq 0
+for f in "$T/cdst/base.qcow2" "$T/cdst/top.qcow2"; do
+  check "move saved: $f reported once" once "$f"
+  check "move saved: $f not removable by hand" about "$f" "also listed by move c5 of VM $caddr: not removable by hand"
+done
+check "move saved: only recover as the fix" test "$(grep -cxF "  fix: run 'snapmig recover --qmp $caddr'" "$T/out")" -eq 2
+check "move saved: no move in progress" bash -c "! grep -q 'part of move' '$T/out'"
+check "move saved: no destination file removable" bash -c "! grep '$T/cdst/' '$T/out' | grep -q ': removable'"
+recover "after step 5"
+check "after the recoveries: destination empty" test -z "$(ls -A "$T/cdst")"
+
+# A move in progress (snapmig create --mirror, no pivot yet): its files in
+# STATE/vms/KEY/lsm/NAME.created are in use by the move, each reported once
+# as such, nothing removable; during the mirror the target is open for
+# writing.  After the pivot the destination domain validates clean and
+# holds the disk's chain, the source is left over.
+mkdir -p "$T/src" "$T/dst"
+qemu-img create -q -f qcow2 "$T/src/base.qcow2" 8M
+qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$T/src/top.qcow2"
+start_vm lsm -drive "$(drive_opt drive0 "$T/src/top.qcow2" qcow2)" || exit 1
+laddr=$(realpath "$T/lsm.qmp")
+if timeout 120 "$SNAPMIG" create --qmp "$T/lsm.qmp" --name s1 --mirror \
+     --mirror-domain "$T/dst" --wait --state-dir "$T/lsmstate" >"$T/create.log" 2>&1; then
+  validate "$T/src" "$T/dst" --qmp "$T/lsm.qmp" --state-dir "$T/lsmstate"
+  check "mirroring: exit 0" test $rc -eq 0
+  check "mirroring: target in use" grep -qE "^info: $T/dst/top.s1.qcow2: in use by VM $T/lsm.qmp \(node .*block job's target\), open for writing" "$T/out"
+  check "mirroring: nothing removable" bash -c "! grep -q removable '$T/out'"
+  check "mirroring: no warning" bash -c "! grep -q '^warning' '$T/out'"
+  for f in "$T/dst/base.qcow2" "$T/dst/top.qcow2" "$T/dst/top.s1.qcow2"; do
+    check "mirroring: $f part of the move, once" \
+      test "$(grep -cxF "info: $f: part of move s1 of VM $laddr in progress: finish it with 'snapmig pivot' or 'snapmig abort'" "$T/out")" -eq 1
+  done
+  check "mirroring: disk in the source domain" has_line "$T/out" "info: VM $T/lsm.qmp disk drive0: complete chain of 3 layers in domain $T/src"
+  # Without --qmp too: the move's files are in use.
+  validate "$T/dst" --state-dir "$T/lsmstate" --strict
+  check "mirroring, no --qmp: clean" test $rc -eq 0
+  check "mirroring, no --qmp: the move's files" test "$(grep -c "^info: $T/dst/.*: part of move s1 " "$T/out")" -eq 3
+  if timeout 120 "$SNAPMIG" pivot --qmp "$T/lsm.qmp" --state-dir "$T/lsmstate" s1 >>"$T/create.log" 2>&1; then
+    validate "$T/dst" --strict --state-dir "$T/lsmstate"
+    check "after pivot: destination clean" test $rc -eq 0
+    check "after pivot: summary" test "$(cat "$T/out")" = "3 images, 1 chains, 0 errors, 0 warnings, 0 infos"
     validate "$T/src" "$T/dst" --qmp "$T/lsm.qmp" --state-dir "$T/lsmstate"
-    check "mirroring: exit 0" test $rc -eq 0
-    check "mirroring: target in use" grep -qE "^info: $T/dst/top.s1.qcow2: in use by VM $T/lsm.qmp \(node .*block job's target\), open for writing" "$T/out"
-    check "mirroring: nothing removable" bash -c "! grep -q removable '$T/out'"
-    check "mirroring: disk in the source domain" has_line "$T/out" "info: VM $T/lsm.qmp disk drive0: complete chain of 3 layers in domain $T/src"
-    if timeout 120 "$SNAPMIG" pivot --qmp "$T/lsm.qmp" --state-dir "$T/lsmstate" s1 >>"$T/create.log" 2>&1; then
-      validate "$T/dst" --strict
-      check "after pivot: destination clean" test $rc -eq 0
-      check "after pivot: summary" test "$(cat "$T/out")" = "3 images, 1 chains, 0 errors, 0 warnings, 0 infos"
-      validate "$T/src" "$T/dst" --qmp "$T/lsm.qmp" --state-dir "$T/lsmstate"
-      check "after pivot: exit 0" test $rc -eq 0
-      check "after pivot: disk in the destination" has_line "$T/out" "info: VM $T/lsm.qmp disk drive0: complete chain of 3 layers in domain $T/dst"
-      check "after pivot: source left over" test "$(grep -c "^info: $T/src/.*: removable" "$T/out")" -eq 3
-      check "after pivot: destination not removable" bash -c "! grep '^info: $T/dst/' '$T/out' | grep -q removable"
-    else
-      not_ok "snapmig pivot failed:"; sed 's/^/# /' "$T/create.log"
-    fi
+    check "after pivot: exit 0" test $rc -eq 0
+    check "after pivot: disk in the destination" has_line "$T/out" "info: VM $T/lsm.qmp disk drive0: complete chain of 3 layers in domain $T/dst"
+    check "after pivot: source left over" test "$(grep -c "^info: $T/src/.*: removable" "$T/out")" -eq 3
+    check "after pivot: destination not removable" bash -c "! grep '^info: $T/dst/' '$T/out' | grep -q removable"
   else
-    not_ok "snapmig create --mirror failed:"; sed 's/^/# /' "$T/create.log"
+    not_ok "snapmig pivot failed:"; sed 's/^/# /' "$T/create.log"
   fi
 else
-  skip "live storage migration: snapmig create is not built yet"
+  not_ok "snapmig create --mirror failed:"; sed 's/^/# /' "$T/create.log"
 fi
 
 # A chain deeper than 256 layers: one error, on its top; no layer of it

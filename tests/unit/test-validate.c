@@ -16,7 +16,11 @@
 #include <glib/gstdio.h>
 
 #include "harness.h"
+#include "journal.h"
+#include "lsm.h"
+#include "precreate.h"
 #include "snapshot-xml.h"
+#include "state.h"
 #include "validate.h"
 
 #define MiB (1ULL << 20)
@@ -466,49 +470,192 @@ test_damaged_headers (void)
 
 /* ---- leftovers and VMs ------------------------------------------------ */
 
-static void
-write_record (const char *dom, const char *opid, const char *const *files)
+/* The records snapmig's live migration code keeps in the state directory
+ * (lib/lsm.h), written with the library's own writers: the VM's state
+ * (its `vm` file holds the address), a create journal
+ * STATE/vms/KEY/journal/OPID.journal and its OPID.created, finished
+ * (last record op-phase "done") or not, and a move's lsm/NAME.created. */
+static SmVmState *
+vm_state (const char *state, const char *address)
 {
-  g_autofree char *name = g_strdup_printf (".snapmig-created-%s", opid);
-  g_autofree char *path = path_in (dom, name);
-  g_autoptr(GString) s = g_string_new (NULL);
+  g_autoptr(GError) err = NULL;
+  SmVmState *st = sm_vm_state_open (state, address, &err);
 
-  for (; *files; files++)
-    g_string_append_printf (s, "%s\n", *files);
-  g_assert_true (g_file_set_contents (path, s->str, -1, NULL));
+  g_assert_no_error (err);
+  return st;
 }
 
-/* Without --qmp only record-listed files are leftovers. */
+static void
+save_created (const char *path, const char *const *files)
+{
+  g_autoptr(SmCreatedFiles) created = sm_created_files_new ();
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autoptr(GError) err = NULL;
+
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
+  for (; *files; files++)
+    sm_created_files_add (created, *files);
+  g_assert_true (sm_created_files_save (created, path, &err));
+  g_assert_no_error (err);
+}
+
+static char *
+write_journal (SmVmState *st, const char *opid, const char *snapshot,
+               bool done, const char *const *files)
+{
+  const char *dir = sm_vm_state_journal_dir (st);
+  g_autofree char *record = g_strdup_printf ("%s/%s.created", dir, opid);
+  g_autoptr(SmJournal) journal = NULL;
+  g_autoptr(GError) err = NULL;
+  SmLsmInfo info = { (char *) snapshot, NULL, g_ptr_array_new () };
+  json_object *header = json_object_new_object ();
+  json_object *rec = json_object_new_object ();
+  char *path;
+
+  json_object_object_add (header, "op", json_object_new_string ("create"));
+  json_object_object_add (header, "opid", json_object_new_string (opid));
+  json_object_object_add (header, "info", sm_lsm_info_to_json (&info));
+  json_object_object_add (header, "record", json_object_new_string (record));
+  g_ptr_array_unref (info.disks);
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
+  journal = sm_journal_create (dir, opid, header, &err);
+  g_assert_no_error (err);
+  save_created (record, files);
+  json_object_object_add (rec, "step", json_object_new_int (1));
+  json_object_object_add (rec, "kind", json_object_new_string ("create-dest"));
+  json_object_object_add (rec, "phase", json_object_new_string ("end"));
+  g_assert_true (sm_journal_append (journal, rec, &err));
+  if (done) {
+    rec = json_object_new_object ();
+    json_object_object_add (rec, "op-phase", json_object_new_string ("done"));
+    g_assert_true (sm_journal_append (journal, rec, &err));
+  }
+  g_assert_no_error (err);
+  path = g_strdup (sm_journal_path (journal));
+  return path;
+}
+
+static void
+write_move (SmVmState *st, const char *snapshot, const char *const *files)
+{
+  g_autofree char *path = sm_lsm_created_path (st, snapshot);
+
+  save_created (path, files);
+}
+
+/* Without --qmp: the files an interrupted operation created inside the
+ * domains are leftovers (warnings), each once; a finished operation's
+ * journal, a record without a journal and the files outside the domains
+ * or already gone do not count; a move's files are in use. */
 static void
 test_records_without_vm (void)
 {
   g_autofree char *tmp = sm_test_tmpdir ();
   g_autofree char *dom = new_domain (tmp, "dom");
+  g_autofree char *other = new_domain (tmp, "other");
+  g_autofree char *state = path_in (tmp, "state");
   g_autofree char *made = path_in (dom, "made.qcow2");
   g_autofree char *made_base = path_in (dom, "made-base.qcow2");
   g_autofree char *gone = path_in (dom, "gone.qcow2");
+  g_autofree char *outside = path_in (other, "outside.qcow2");
+  g_autofree char *done_file = path_in (dom, "done.qcow2");
+  g_autofree char *orphan_file = path_in (dom, "orphan.qcow2");
+  g_autofree char *mv_top = path_in (dom, "mv-top.qcow2");
+  g_autofree char *mv_base = path_in (dom, "mv-base.qcow2");
+  g_autofree char *both = path_in (dom, "both.qcow2");
+  g_autofree char *orphan = NULL;
+  g_autofree char *journal = NULL;
+  g_autofree char *want_fix = NULL;
+  g_autofree char *done_journal = NULL;
+  g_autofree char *both_journal = NULL;
+  g_autoptr(SmVmState) st = vm_state (state, "/run/vm-a.qmp");
+  g_autoptr(SmVmState) st2 = vm_state (state, "/run/vm-b.qmp");
   g_autoptr(SmValidateReport) r = NULL;
-  const char *rec1[] = { made_base, made, gone, NULL };
-  const char *rec2[] = { gone, NULL };
+  const char *domains[] = { dom, NULL };
+  const char *rec1[] = { made_base, made, gone, outside, NULL };
+  const char *rec_done[] = { done_file, NULL };
+  const char *rec_orphan[] = { orphan_file, NULL };
+  const char *rec_move[] = { mv_top, mv_base, NULL };
+  const char *rec_both[] = { both, NULL };
   const char *want[] = {
-    "warning leftover-created made.qcow2",
-    "warning leftover-created made-base.qcow2",
-    "info record-stale .snapmig-created-op2",
+    "warning leftover-interrupted made.qcow2",
+    "warning leftover-interrupted made-base.qcow2",
+    "warning leftover-interrupted both.qcow2",
+    "info move-in-progress mv-top.qcow2",
+    "info move-in-progress mv-base.qcow2",
     NULL,
   };
+  guint i;
 
   qcow2 (dom, "unused.qcow2", MiB, NULL, NULL);
   qcow2 (dom, "made-base.qcow2", MiB, NULL, NULL);
   qcow2 (dom, "made.qcow2", 0, "made-base.qcow2", "qcow2");
-  write_record (dom, "op1", rec1);
-  write_record (dom, "op2", rec2);
+  qcow2 (other, "outside.qcow2", MiB, NULL, NULL);
+  qcow2 (dom, "done.qcow2", MiB, NULL, NULL);
+  qcow2 (dom, "orphan.qcow2", MiB, NULL, NULL);
+  qcow2 (dom, "mv-base.qcow2", MiB, NULL, NULL);
+  qcow2 (dom, "mv-top.qcow2", 0, "mv-base.qcow2", "qcow2");
+  qcow2 (dom, "both.qcow2", MiB, NULL, NULL);
+  journal = write_journal (st, "op1", "s1", false, rec1);
+  done_journal = write_journal (st, "op2", "s2", true, rec_done);
+  /* A record whose journal is gone: no operation recover would look at. */
+  orphan = g_build_filename (sm_vm_state_journal_dir (st), "op3.created",
+                             NULL);
+  save_created (orphan, rec_orphan);
+  write_move (st2, "m1", rec_move);
+  /* A create interrupted after it saved its move: both records list the
+   * file until `snapmig recover` rolls the create back. */
+  both_journal = write_journal (st2, "op4", "m2", false, rec_both);
+  write_move (st2, "m2", rec_both);
 
-  r = run1 (dom);
+  r = run_full (domains, NULL, 0, state);
   expect_findings (r, want);
-  g_assert_nonnull (strstr (find (r, "leftover-created")->message, "op1"));
+  for (i = 0; i < r->findings->len; i++) {
+    const SmFinding *f = r->findings->pdata[i];
+
+    /* Without a VM, whether a file is open is unknown: none is called
+     * removable. */
+    g_assert_null (strstr (f->message, ": removable"));
+    if (strcmp (f->file, made) == 0) {
+      g_assert_nonnull (strstr (f->message, "interrupted snapmig create of "
+                                "snapshot s1"));
+      g_assert_nonnull (strstr (f->message, journal));
+      want_fix = g_strdup_printf ("run 'snapmig recover --qmp %s' or, once "
+                                  "--qmp shows that no VM has it open, "
+                                  "remove %s", "/run/vm-a.qmp", made);
+      g_assert_cmpstr (f->fix, ==, want_fix);
+      g_assert_cmpstr (f->vm, ==, "/run/vm-a.qmp");
+    } else if (strcmp (f->file, both) == 0) {
+      g_assert_nonnull (strstr (f->message, "not removable"));
+      g_assert_cmpstr (f->fix, ==, "run 'snapmig recover --qmp "
+                                   "/run/vm-b.qmp'");
+    } else if (strcmp (f->file, mv_top) == 0) {
+      g_assert_nonnull (strstr (f->message, ": part of move m1 of VM "
+                                "/run/vm-b.qmp in progress: finish it with "
+                                "'snapmig pivot' or 'snapmig abort'"));
+    }
+  }
   /* Warnings only: clean unless --strict. */
   g_assert_true (sm_validate_report_clean (r, false));
   g_assert_false (sm_validate_report_clean (r, true));
+
+  /* The other domain: its file is listed too. */
+  g_clear_pointer (&r, sm_validate_report_free);
+  r = run1 (other);
+  {
+    const char *none[] = { NULL };
+
+    expect_findings (r, none);
+  }
+  domains[0] = other;
+  g_clear_pointer (&r, sm_validate_report_free);
+  r = run_full (domains, NULL, 0, state);
+  {
+    const char *one[] = { "warning leftover-interrupted outside.qcow2",
+                          NULL };
+
+    expect_findings (r, one);
+  }
 }
 
 static SmValidateVm *
@@ -559,6 +706,10 @@ test_vm (void)
   const char *drives[] = { drive, NULL };
   const char *domains[] = { dom, NULL };
   const char *rec[] = { top, made, NULL };
+  g_autoptr(SmVmState) st = NULL;
+  g_autofree char *journal = NULL;
+  const SmFinding *f;
+  guint i;
   g_autoptr(SmTestVm) vm = NULL;
   g_autoptr(SmValidateVm) v = NULL;
   g_autoptr(SmValidateReport) r = NULL;
@@ -572,8 +723,8 @@ test_vm (void)
     "info leftover-unused unused.qcow2",
     "info leftover-unused old-top.qcow2",
     "info leftover-unused old-base.qcow2",
-    "warning leftover-created made.qcow2",
-    "warning leftover-created-in-use top.qcow2",
+    "warning leftover-interrupted made.qcow2",
+    "warning leftover-interrupted-in-use top.qcow2",
     NULL,
   };
 
@@ -584,13 +735,15 @@ test_vm (void)
   qcow2 (dom, "old-top.qcow2", 0, "old-base.qcow2", "qcow2");
   qcow2 (dom, "snap.qcow2", MiB, NULL, NULL);
   qcow2 (dom, "made.qcow2", MiB, NULL, NULL);
-  write_record (dom, "op9", rec);
   save_snapshot_xml (state, snap);
 
   vm = sm_test_vm_start (tmp, "vm", drives);
   g_assert_nonnull (vm);
   v = query (vm);
   addr = sm_test_vm_socket (vm);
+  /* An interrupted create of this VM listing a file it has open. */
+  st = vm_state (state, addr);
+  journal = write_journal (st, "op9", "s9", false, rec);
 
   r = run_full (domains, &v, 1, state);
   expect_findings (r, want);
@@ -603,6 +756,21 @@ test_vm (void)
   g_assert_cmpuint (disk->layers->len, ==, 2);
   want_in_use = g_strdup_printf ("in use by VM %s (drive0)", addr);
   g_assert_nonnull (strstr (find (r, "in-use")->message, want_in_use));
+  f = find (r, "leftover-interrupted");
+  g_assert_nonnull (strstr (f->message, "and not open in any VM given: "
+                            "removable"));
+  g_assert_nonnull (strstr (f->fix, "snapmig recover --qmp"));
+  g_assert_nonnull (strstr (f->fix, made));
+  f = find (r, "leftover-interrupted-in-use");
+  g_assert_nonnull (strstr (f->message, "not removable"));
+  g_assert_nonnull (strstr (f->message, journal));
+  g_assert_null (strstr (f->fix, "remove " ));
+  /* The file the VM has open is called removable nowhere. */
+  for (i = 0; i < r->findings->len; i++) {
+    f = r->findings->pdata[i];
+    if (g_strcmp0 (f->file, top) == 0)
+      g_assert_null (strstr (f->message, ": removable"));
+  }
 }
 
 /* A disk whose chain is split over two domains, and one outside every
@@ -668,7 +836,11 @@ test_odd_files (void)
   g_autofree char *snaps = g_build_filename (state, "vms", "k", "snapshots",
                                              NULL);
   g_autofree char *bad_xml = path_in (snaps, "broken.xml");
-  g_autofree char *record = path_in (dom, ".snapmig-created-op3");
+  g_autoptr(SmVmState) st = vm_state (state, "/run/vm-odd.qmp");
+  g_autofree char *record = g_build_filename (sm_vm_state_journal_dir (st),
+                                              "op3.created", NULL);
+  g_autofree char *journal = g_build_filename (sm_vm_state_journal_dir (st),
+                                               "op3.journal", NULL);
   g_autofree char *base = path_in (dom, "base.qcow2");
   g_autofree char *hard = path_in (dom, "hard.qcow2");
   g_autofree char *alias = path_in (dom, "alias.qcow2");
@@ -677,7 +849,7 @@ test_odd_files (void)
   g_autoptr(SmValidateReport) r = NULL;
   const char *want[] = {
     "warning symlink-dangling dangling.img",
-    "warning record-invalid .snapmig-created-op3",
+    "warning record-invalid op3.created",
     "warning snapshot-metadata-invalid broken.xml",
     NULL,
   };
@@ -688,6 +860,9 @@ test_odd_files (void)
   g_assert_cmpint (symlink ("base.qcow2", alias), ==, 0);
   g_assert_cmpint (symlink ("nothing-here", dangling), ==, 0);
   qcow2 (dom, "via-alias.qcow2", 0, "alias.qcow2", "qcow2");
+  g_assert_cmpint (g_mkdir_with_parents (sm_vm_state_journal_dir (st), 0700),
+                   ==, 0);
+  g_assert_true (g_file_set_contents (journal, "", -1, NULL));
   g_assert_true (g_file_set_contents (record, "relative/path\n", -1, NULL));
   g_assert_cmpint (g_mkdir_with_parents (snaps, 0700), ==, 0);
   g_assert_true (g_file_set_contents (bad_xml, "<domainsnapshot>", -1,
