@@ -114,6 +114,16 @@ timeout_ms (void)
   return opt_timeout > 0 ? opt_timeout * 1000 : -1;
 }
 
+/* --timeout is seconds >= 0 (0: no limit); prints the usage error. */
+static bool
+timeout_ok (const char *command)
+{
+  if (opt_timeout >= 0)
+    return true;
+  sm_cli_error ("%s: --timeout must be a number of seconds >= 0", command);
+  return false;
+}
+
 /* Connects, opens the VM's state (unless ST is NULL) and takes its lock. */
 static bool
 open_vm (const char *cmd, bool lock, SmQmp **qmp, SmVmState **st)
@@ -242,10 +252,8 @@ sm_cmd_create (int argc, char **argv)
                   "an optional K, M, G or T suffix (e.g. 64M)", opt_bandwidth);
     return SM_EXIT_USAGE;
   }
-  if (opt_timeout < 0) {
-    sm_cli_error ("create: --timeout must be a number of seconds >= 0");
+  if (!timeout_ok ("create"))
     return SM_EXIT_USAGE;
-  }
   options.copy_mode = opt_copy_mode;
   options.flags = (opt_atomic ? SM_LSM_ATOMIC : 0) |
                   (opt_reuse_external ? SM_LSM_REUSE_EXTERNAL : 0) |
@@ -392,10 +400,8 @@ sm_cmd_pivot (int argc, char **argv)
     return exit_code;
   if (!need_qmp ("pivot") || !one_name ("pivot", argc))
     return SM_EXIT_USAGE;
-  if (opt_timeout < 0) {
-    sm_cli_error ("pivot: --timeout must be a number of seconds >= 0");
+  if (!timeout_ok ("pivot"))
     return SM_EXIT_USAGE;
-  }
   if (!open_vm ("pivot", !opt_dry_run, &qmp, &st))
     return SM_EXIT_FAILURE;
   current = sm_vm_state_get_current (st, &err);
@@ -466,6 +472,8 @@ sm_cmd_abort (int argc, char **argv)
                      abort_entries, &argc, &argv, &exit_code))
     return exit_code;
   if (!need_qmp ("abort") || !one_name ("abort", argc))
+    return SM_EXIT_USAGE;
+  if (!timeout_ok ("abort"))
     return SM_EXIT_USAGE;
   if (!open_vm ("abort", !opt_dry_run, &qmp, &st))
     return SM_EXIT_FAILURE;

@@ -579,8 +579,17 @@ recover_one (SmQmp *qmp, SmVmState *st, const char *path, GError **error)
     record = json_object_get_string (v);
   info = json_object_object_get_ex (header, "info", &v) ?
          sm_lsm_info_from_json (v, error) : NULL;
-  if (!op || !info) {
-    g_prefix_error (error, "journal %s: ", path);
+  if (!info) {
+    if (error && !*error)   /* no "info" at all, rather than a bad one */
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "journal %s: the header has no operation info", path);
+    else
+      g_prefix_error (error, "journal %s: ", path);
+    return NULL;
+  }
+  if (!op) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "journal %s: the header names no operation", path);
     return NULL;
   }
   for (i = 1; i < json_object_array_length (records); i++) {
