@@ -529,7 +529,15 @@ sm_qmp_connect (const char *address, int timeout_ms, GError **error)
     return NULL;
   }
 
-  greeting = read_message (qmp, deadline, error);
+  /* QEMU may emit an event on a new connection before the greeting (seen
+   * with 7.2: a BLOCK_JOB_COMPLETED raised while the previous client
+   * disconnected arrived first), so events are queued until the greeting. */
+  while ((greeting = read_message (qmp, deadline, error)) != NULL &&
+         json_object_object_get_ex (greeting, "event", NULL)) {
+    sm_debug ("qmp", "event before the greeting from %s: %s", address,
+              to_json (greeting));
+    g_queue_push_tail (qmp->events, g_steal_pointer (&greeting));
+  }
   if (!greeting) {
     g_autoptr(GError) err = NULL;
 

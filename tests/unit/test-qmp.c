@@ -591,6 +591,33 @@ test_fake_framing (void)
   g_assert_nonnull (ev);
 }
 
+static void
+test_fake_event_before_greeting (void)
+{
+  /* Real QEMU 7.2 did this once in our suite (an event raised while the
+   * previous client disconnected reached the next one before its
+   * greeting), but only in a race: the fake peer plays it every time. */
+  const char *const script[] = {
+    "{\"event\": \"BLOCK_JOB_COMPLETED\", \"data\": {\"device\": \"j1\"}}\r\n",
+    GREETING, "<", "{\"return\": {}, \"id\": \"sm-1\"}\r\n",
+    "<", "{\"return\": {\"status\": \"running\"}, \"id\": \"sm-2\"}\r\n",
+    NULL,
+  };
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) ret = NULL;
+  g_autoptr(json_object) ev = NULL;
+  g_autoptr(SmQmp) qmp = with_fake_peer ("early-event", script, "query-status",
+                                         &ret, &err);
+
+  g_assert_no_error (err);
+  g_assert_nonnull (qmp);
+  g_assert_nonnull (ret);
+  /* The early event is not lost: it waits in the queue like any other. */
+  ev = sm_qmp_wait_event (qmp, "BLOCK_JOB_COMPLETED", NULL, NULL, 0, &err);
+  g_assert_no_error (err);
+  g_assert_nonnull (ev);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -619,6 +646,8 @@ main (int argc, char **argv)
   g_test_add_func ("/qmp/fake-no-return", test_fake_no_return);
   g_test_add_func ("/qmp/fake-no-greeting", test_fake_no_greeting);
   g_test_add_func ("/qmp/fake-framing", test_fake_framing);
+  g_test_add_func ("/qmp/fake-event-before-greeting",
+                   test_fake_event_before_greeting);
 
   rc = g_test_run ();
 
