@@ -297,6 +297,30 @@ typedef struct {
   gint64 stopped_at;           /* when pivot stopped the guest, or -1 */
 } Pivot;
 
+/* How long a refused block-job-complete may wait for a job that is already
+ * completing to go away. */
+#define COMPLETING_GRACE_MS 2000
+
+/* After block-job-complete failed on D: true if D's mirror was completed
+ * anyway.  A complete that an earlier pivot requested (one that gave up
+ * waiting, see run pivot again) can finish between this pivot's plan and
+ * its complete: QEMU then no longer knows the job ("not found") or refuses
+ * a second complete.  Whether the disk runs on its mirror is what counts. */
+static bool
+switched_meanwhile (SmQmp *qmp, const SmLsmDisk *d)
+{
+  g_autoptr(GError) err = NULL;
+
+  if (!sm_block_job_wait_gone (qmp, d->job_id, COMPLETING_GRACE_MS, &err) ||
+      !sm_lsm_disk_runs_on (qmp, d, d->mirror, &err)) {
+    sm_debug (DOMAIN, "disk %s: not switched: %s", d->name,
+              err ? err->message : "still on its source");
+    return false;
+  }
+  sm_debug (DOMAIN, "disk %s: an earlier complete switched it", d->name);
+  return true;
+}
+
 static bool
 pivot_step (void *ctx, const SmLsmStep *s, const SmLsmDisk *d, GError **err)
 {
@@ -326,6 +350,11 @@ pivot_step (void *ctx, const SmLsmStep *s, const SmLsmDisk *d, GError **err)
   }
   case SM_LSM_STEP_COMPLETE:
     if (!sm_qmp_run (qmp, s->command, json_object_get (s->args), err)) {
+      if (switched_meanwhile (qmp, d)) {
+        g_clear_error (err);
+        g_ptr_array_add (pv->result->moved, g_strdup (d->name));
+        break;
+      }
       g_prefix_error (err, "disk %s: ", d->name);
       ok = false;
     } else {
