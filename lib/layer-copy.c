@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -21,6 +22,12 @@
 #define CHUNK ((uint64_t) 64 << 20)
 #define COPY_THREADS 4
 #define BUF_SIZE ((size_t) 4 << 20)
+/* Direct writes: each thread's buffer, and the alignment of offsets,
+ * lengths and buffer that every device and file system accepts for
+ * O_DIRECT (4 KiB sectors included).  2 MiB buffers copied as fast as 4 or
+ * 8 MiB ones (see copy_direct) and keep the worker's memory small. */
+#define DIRECT_BUF_SIZE ((size_t) 2 << 20)
+#define DIRECT_ALIGN 4096
 #define STATUS_INTERVAL_US (200 * 1000)
 
 SmLayerCopy *
@@ -139,6 +146,64 @@ copy_range (int src, int dst, off_t off, uint64_t len, const SmLayerCopy *copy,
   return true;
 }
 
+/* Copies [*OFF, *OFF+*LEN) of SRC to DIRECT (the destination opened with
+ * O_DIRECT) through BUF (DIRECT_BUF_SIZE bytes, DIRECT_ALIGN-aligned),
+ * advancing *OFF and *LEN.  *OFF and *LEN must be DIRECT_ALIGN multiples.
+ *
+ * Why not copy_file_range(): on a file system that cannot share extents
+ * (ext4), it copies into the destination's page cache, which then has to
+ * be written back before the final fdatasync.  On a 2-core VM with ext4,
+ * 2 x (1 GiB + 64 MiB) of layers took 0.8 to 6 s that way (bench/lsm.sh
+ * medians 1.3 to 2.1 s for the whole create + pivot), against 0.8 to 1.3 s
+ * written with O_DIRECT (medians 0.9 to 1.06 s), close to what `dd
+ * oflag=direct` takes for the same 2 GiB (0.73 s): the data goes straight
+ * to the device, nothing is left to write back, and the copy does not
+ * evict the page cache of the running VM's files.  The fdatasync at the
+ * end is still needed (the device's cache, the file's new extents).
+ *
+ * Returns false with errno set; EINVAL means the destination refused a
+ * direct write (alignment it does not accept), and the caller copies the
+ * rest without O_DIRECT. */
+static bool
+copy_direct (int src, int direct, char *buf, off_t *off, uint64_t *len)
+{
+  while (*len > 0) {
+    size_t n = (size_t) MIN (*len, DIRECT_BUF_SIZE);
+    ssize_t got = pread (src, buf, n, *off), put = 0;
+
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got < 0)
+      return false;
+    /* The source shrank, or an odd-sized short read: the buffered path
+     * copes with (and reports) both. */
+    if (got == 0 || got % DIRECT_ALIGN != 0) {
+      errno = EINVAL;
+      return false;
+    }
+    while (put < got) {
+      ssize_t w = pwrite (direct, buf + put, (size_t) (got - put),
+                          *off + put);
+
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w < 0)
+        return false;
+      /* A short direct write leaves an unaligned rest: hand it over. */
+      if (w % DIRECT_ALIGN != 0) {
+        *off += put + w;
+        *len -= (uint64_t) (put + w);
+        errno = EINVAL;
+        return false;
+      }
+      put += w;
+    }
+    *off += got;
+    *len -= (uint64_t) got;
+  }
+  return true;
+}
+
 static bool
 set_backing (const SmLayerCopy *copy, GError **error)
 {
@@ -196,6 +261,7 @@ typedef struct {
 typedef struct {
   SmCopyStatusLayer *layer;    /* owned by the caller */
   int src, dst;
+  int direct;                  /* dst opened with O_DIRECT, or -1 */
   guint pending;               /* chunks not done */
   bool failed;
 } LayerJob;
@@ -215,6 +281,8 @@ layer_job_free (gpointer p)
     close (job->src);
   if (job->dst >= 0)
     close (job->dst);
+  if (job->direct >= 0)
+    close (job->direct);
   g_free (job);
 }
 
@@ -249,6 +317,9 @@ job_finish (Copier *c, LayerJob *job)
   }
   close (job->dst);
   job->dst = -1;
+  if (job->direct >= 0)
+    close (job->direct);
+  job->direct = -1;
   close (job->src);
   job->src = -1;
   if (ok && !set_backing (job->layer->copy, &err))
@@ -273,7 +344,7 @@ job_open (Copier *c, SmCopyStatusLayer *layer, GError **error)
   off_t off = 0;
 
   job->layer = layer;
-  job->src = job->dst = -1;
+  job->src = job->dst = job->direct = -1;
   g_ptr_array_add (c->jobs, job);
   job->src = open (copy->source, O_RDONLY | O_CLOEXEC);
   if (job->src < 0) {
@@ -299,6 +370,9 @@ job_open (Copier *c, SmCopyStatusLayer *layer, GError **error)
                  copy->dest, g_strerror (errno));
     return false;
   }
+  /* Not every file system takes O_DIRECT (tmpfs, some FUSE ones): those
+   * are copied through the page cache. */
+  job->direct = open (copy->dest, O_WRONLY | O_CLOEXEC | O_DIRECT);
   /* Holes stay holes: only the extents holding data are copied. */
   while (off < st.st_size) {
     off_t data = lseek (job->src, off, SEEK_DATA), hole;
@@ -326,11 +400,45 @@ job_open (Copier *c, SmCopyStatusLayer *layer, GError **error)
   return true;
 }
 
+/* Copies CHUNK of JOB: directly when the destination and the chunk allow
+ * it, the rest through the page cache, whose writeback starts at once. */
+static bool
+copy_chunk (LayerJob *job, const Chunk *chunk, char *buf, GError **error)
+{
+  off_t off = chunk->off;
+  uint64_t len = chunk->len;
+  bool aligned = off % DIRECT_ALIGN == 0 && len % DIRECT_ALIGN == 0;
+
+  if (job->direct >= 0 && buf && aligned &&
+      !copy_direct (job->src, job->direct, buf, &off, &len) &&
+      errno != EINVAL) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "copy of %s to %s: %s",
+                 job->layer->copy->source, job->layer->copy->dest,
+                 g_strerror (errno));
+    return false;
+  }
+  if (len == 0)
+    return true;
+  if (!copy_range (job->src, job->dst, off, len, job->layer->copy, error))
+    return false;
+  /* Start writing the rest back now, so that the final fdatasync overlaps
+   * with the copy instead of following it (measured: a quarter less time
+   * for a 1 GiB layer copied this way).  Advisory: errors show at the
+   * fdatasync. */
+  sync_file_range (job->dst, off, (off_t) len, SYNC_FILE_RANGE_WRITE);
+  return true;
+}
+
 static gpointer
 copier_thread (gpointer opaque)
 {
   Copier *c = opaque;
+  g_autofree char *buf = NULL;
 
+  /* One buffer per thread, for the direct copies (none: copies go through
+   * the page cache).  g_free() is free() since GLib 2.46. */
+  if (posix_memalign ((void **) &buf, DIRECT_ALIGN, DIRECT_BUF_SIZE) != 0)
+    buf = NULL;
   for (;;) {
     g_autoptr(GError) err = NULL;
     Chunk *chunk;
@@ -344,20 +452,10 @@ copier_thread (gpointer opaque)
     if (!chunk)
       return NULL;
     job = chunk->job;
-    if (!skip) {
-      if (copy_range (job->src, job->dst, chunk->off, chunk->len,
-                      job->layer->copy, &err)) {
-        /* Start writing the chunk back now, so that the final fdatasync
-         * overlaps with the copy instead of following it (measured: a
-         * quarter less time for a 1 GiB layer).  Advisory: errors show at
-         * the fdatasync. */
-        sync_file_range (job->dst, chunk->off, (off_t) chunk->len,
-                         SYNC_FILE_RANGE_WRITE);
-      } else {
-        g_mutex_lock (&c->lock);
-        job_fail (c, job, err);
-        g_mutex_unlock (&c->lock);
-      }
+    if (!skip && !copy_chunk (job, chunk, buf, &err)) {
+      g_mutex_lock (&c->lock);
+      job_fail (c, job, err);
+      g_mutex_unlock (&c->lock);
     }
     g_mutex_lock (&c->lock);
     job->layer->done += chunk->len;

@@ -2,10 +2,12 @@
  * destination files, in a detached worker process.
  *
  * A layer is copied as a file, not through its guest view: the allocated
- * extents of the source file (SEEK_DATA/SEEK_HOLE) are copied with
- * copy_file_range(), holes stay holes, so the destination holds exactly that
- * layer's clusters and metadata.  The backing name and format are then set to
- * the planned relative ones with `qemu-img rebase -u` when they differ.
+ * extents of the source file (SEEK_DATA/SEEK_HOLE) are copied, written with
+ * O_DIRECT where the destination allows it and with copy_file_range()
+ * otherwise, holes stay holes, so the destination holds exactly that
+ * layer's clusters and metadata; it is synced before the layer counts as
+ * copied.  The backing name and format are then set to the planned
+ * relative ones with `qemu-img rebase -u` when they differ.
  * This is as fast as the file system can copy and cannot change what the
  * guest sees through the chain.
  *
