@@ -180,6 +180,11 @@ sm_lsm_remove_files (SmVmState *st, const char *snapshot)
   unlink (c);
   unlink (b);
   unlink (a);
+  /* The copy worker rewrites its status every few moments; one killed in
+   * the middle of a write leaves its temporary file behind. */
+  sm_state_remove_stale_temps (c);
+  sm_state_remove_stale_temps (b);
+  sm_state_remove_stale_temps (a);
 }
 
 /* Deletes the metadata of SNAPSHOT if it is there and makes PARENT current

@@ -260,6 +260,30 @@ sm_state_write_atomic (const char *path, const char *data, gssize len,
   return fsync_dir (dir, error);
 }
 
+void
+sm_state_remove_stale_temps (const char *path)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *base = g_path_get_basename (path);
+  /* The names sm_state_write_atomic makes: ".BASE." plus mkstemp's six. */
+  g_autofree char *prefix = g_strdup_printf (".%s.", base);
+  size_t want = strlen (prefix) + 6;
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  if (!d)
+    return;
+  while ((name = g_dir_read_name (d)) != NULL) {
+    g_autofree char *stale = NULL;
+
+    if (strlen (name) != want || !g_str_has_prefix (name, prefix))
+      continue;
+    stale = g_build_filename (dir, name, NULL);
+    sm_debug ("state", "removing %s, left by a writer that was killed", stale);
+    unlink (stale);
+  }
+}
+
 SmVmState *
 sm_vm_state_open (const char *state_dir, const char *qmp_address,
                   GError **error)
@@ -590,6 +614,9 @@ sm_vm_state_delete_snapshot (SmVmState *st, const char *name, GError **error)
     return false;
   }
   sm_debug (DOMAIN, "deleted snapshot '%s' of VM %s", name, st->address);
+  /* Writers of this file hold the VM's lock, as we do: one that is not
+   * running any more and left a temporary file was killed mid-write. */
+  sm_state_remove_stale_temps (path);
   if (!fsync_dir (st->snapshot_dir, error))
     return false;
   current = sm_vm_state_get_current (st, &err);

@@ -84,4 +84,10 @@ bool sm_vm_state_set_current (SmVmState *st, const char *name, GError **error);
 bool sm_state_write_atomic (const char *path, const char *data, gssize len,
                             GError **error);
 
+/* Removes the temporary files sm_state_write_atomic leaves for PATH when its
+ * writer is killed between creating one and renaming it.  Call it only when
+ * no writer of PATH can still be running (e.g. after the copy worker was
+ * stopped); errors are ignored, as for the unlink of PATH itself. */
+void sm_state_remove_stale_temps (const char *path);
+
 #endif /* SM_STATE_H */

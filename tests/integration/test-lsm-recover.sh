@@ -19,7 +19,7 @@ consistent () {
   [ -z "$(ls -A "$B")" ] || { echo "# B: $(ls -A "$B")"; return 1; }
   [ -z "$(ls -A "$T"/state/vms/*/snapshots/)" ] || { echo "# metadata left"; return 1; }
   [ -z "$(ls -A "$T"/state/vms/*/journal/)" ] || { echo "# journal left"; return 1; }
-  [ -z "$(ls -A "$T"/state/vms/*/lsm/ 2>/dev/null)" ] || { echo "# lsm files left"; return 1; }
+  [ -z "$(ls -A "$T"/state/vms/*/lsm/ 2>/dev/null)" ] || { echo "# lsm files left: $(ls -A "$T"/state/vms/*/lsm/)"; return 1; }
   all_read
 }
 

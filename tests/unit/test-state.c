@@ -333,6 +333,41 @@ test_atomic_write (void)
 
 /* A write that fails half-way (file size limit: the kernel refuses with
  * EFBIG) leaves the old file as it was and no temp file. */
+/* A writer killed between mkstemp and rename leaves ".BASE.XXXXXX":
+ * sm_state_remove_stale_temps removes exactly those, for that one file. */
+static void
+test_remove_stale_temps (void)
+{
+  g_autofree char *dir = case_dir ("stale");
+  g_autofree char *file = g_build_filename (dir, "r9.copy.json", NULL);
+  const char *const stale[] = { ".r9.copy.json.44DNZ3", ".r9.copy.json.aaaaaa" };
+  const char *const kept[] = {
+    "r9.copy.json", ".r9.copy.json.ABC", ".r9.copy.json.ABCDEFG",
+    ".r9.json.44DNZ3", ".r10.copy.json.44DNZ3", "x.r9.copy.json.44DNZ3",
+  };
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (stale); i++) {
+    g_autofree char *p = g_build_filename (dir, stale[i], NULL);
+    g_assert_true (g_file_set_contents (p, "{", -1, NULL));
+  }
+  for (i = 0; i < G_N_ELEMENTS (kept); i++) {
+    g_autofree char *p = g_build_filename (dir, kept[i], NULL);
+    g_assert_true (g_file_set_contents (p, "{}", -1, NULL));
+  }
+  sm_state_remove_stale_temps (file);
+  for (i = 0; i < G_N_ELEMENTS (stale); i++) {
+    g_autofree char *p = g_build_filename (dir, stale[i], NULL);
+    g_assert_false (g_file_test (p, G_FILE_TEST_EXISTS));
+  }
+  for (i = 0; i < G_N_ELEMENTS (kept); i++) {
+    g_autofree char *p = g_build_filename (dir, kept[i], NULL);
+    g_assert_true (g_file_test (p, G_FILE_TEST_EXISTS));
+  }
+  /* A directory that does not exist is no error. */
+  sm_state_remove_stale_temps ("/nonexistent-snapmig-dir/file");
+}
+
 static void
 test_atomic_write_short (void)
 {
@@ -554,9 +589,11 @@ test_snapshots (void)
   g_clear_pointer (&joined, g_free);
   joined = g_strjoinv (" ", names);
   g_assert_cmpstr (joined, ==, "s0 s2");
-  /* Nothing but snapshots (and the stray file planted above) is left. */
+  /* Nothing but snapshots is left: deleting s1 also removed the temporary
+   * file planted above, which a writer of s1.xml killed mid-write would
+   * leave. */
   listing = dir_listing (snapdir);
-  g_assert_cmpstr (listing, ==, ".s1.xml.AbCdEf s0.xml s2.xml");
+  g_assert_cmpstr (listing, ==, "s0.xml s2.xml");
 }
 
 /* A file copied by hand under another name is not taken for that snapshot;
@@ -653,6 +690,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   tmp_top = sm_test_tmpdir ();
   g_test_add_func ("/state/default-dir", test_default_dir);
+  g_test_add_func ("/state/remove-stale-temps", test_remove_stale_temps);
   g_test_add_func ("/state/key", test_key);
   g_test_add_func ("/state/open-empty-address", test_open_empty_address);
   g_test_add_func ("/state/lock-between-processes",
