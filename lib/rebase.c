@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "blockjob.h"       /* sm_block_job_id */
+#include "blockjob.h"
 #include "image.h"
 #include "json-util.h"
 #include "state.h"
@@ -490,28 +490,19 @@ static bool
 poll_job (SmQmp *qmp, const SmRebasePlan *plan, uint64_t *done,
           uint64_t *total, bool *found, GError **error)
 {
-  g_autoptr(json_object) jobs = sm_qmp_execute (qmp, "query-block-jobs", NULL,
-                                                error);
-  size_t i, n;
+  g_autoptr(GPtrArray) jobs = sm_block_query_jobs (qmp, error);
+  const SmBlockJob *job;
 
   if (!jobs) {
     g_prefix_error (error, "disk %s: ", plan->disk);
     return false;
   }
-  n = json_object_is_type (jobs, json_type_array)
-      ? json_object_array_length (jobs) : 0;
-  for (i = 0; i < n; i++) {
-    json_object *job = json_object_array_get_idx (jobs, i);
-    const char *device = sm_json_get_string (job, "device");
-
-    if (!device || strcmp (device, plan->job_id) != 0)
-      continue;
-    sm_json_get_uint64 (job, "offset", done);
-    sm_json_get_uint64 (job, "len", total);
-    *found = true;
-    return true;
+  job = sm_block_find_job (jobs, plan->job_id);
+  *found = job != NULL;
+  if (job) {
+    *done = job->offset;
+    *total = job->len;
   }
-  *found = false;
   return true;
 }
 
