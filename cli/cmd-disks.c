@@ -40,7 +40,7 @@ static const GOptionEntry entries[] = {
 };
 
 static void
-print_job (const SmDiskJob *job, const char *indent)
+print_job (const SmBlockJob *job, const char *indent)
 {
   g_autofree char *done = sm_cli_format_size (job->offset);
   g_autofree char *total = sm_cli_format_size (job->len);

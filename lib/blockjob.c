@@ -219,8 +219,14 @@ sm_block_query_jobs (SmQmp *qmp, GError **error)
     job->status = g_strdup (sm_json_get_string (e, "status"));
     job->io_status = g_strdup (sm_json_get_string (e, "io-status"));
     sm_json_get_bool (e, "ready", &job->ready);
+    sm_json_get_bool (e, "busy", &job->busy);
+    sm_json_get_bool (e, "paused", &job->paused);
     sm_json_get_uint64 (e, "offset", &job->offset);
     sm_json_get_uint64 (e, "len", &job->len);
+    sm_json_get_int64 (e, "speed", &job->speed);
+    if (!job->status)
+      job->status = g_strdup (job->paused ? "paused"
+                              : job->ready ? "ready" : "running");
     if (job->id)
       g_ptr_array_add (jobs, job);
     else

@@ -64,12 +64,21 @@ SmBlockDisk *sm_block_query_disk (SmQmp *qmp, const char *name, GError **error)
 /* Filename of the disk's active top, or NULL without medium (owned). */
 const char *sm_block_disk_top (const SmBlockDisk *disk);
 
+/* A block job, from query-block-jobs. */
 typedef struct {
-  char *id;                    /* job id ("device" in query-block-jobs) */
+  char *id;                    /* job id ("device" in query-block-jobs): the
+                                  device name unless a job-id was given */
   char *type;                  /* "mirror", "commit", "stream", ... */
-  char *status;                /* "running", "ready", "concluded", ... */
-  bool ready;
-  uint64_t offset, len;
+  char *status;                /* "running", "ready", "concluded", ...
+                                  (derived from paused/ready before QEMU
+                                  2.12, which has no "status") */
+  bool ready;                  /* a mirror can now be completed (pivoted) */
+  bool busy;
+  bool paused;
+  uint64_t offset;             /* progress, bytes */
+  uint64_t len;                /* work estimate, bytes (grows while the
+                                  guest writes) */
+  int64_t speed;               /* bytes/s limit, 0 = none */
   char *io_status;
 } SmBlockJob;
 

@@ -20,17 +20,6 @@ layer_free (SmDiskLayer *layer)
 }
 
 static void
-job_free (SmDiskJob *job)
-{
-  if (!job)
-    return;
-  g_free (job->id);
-  g_free (job->type);
-  g_free (job->status);
-  g_free (job);
-}
-
-static void
 disk_free (SmDisk *disk)
 {
   if (!disk)
@@ -83,27 +72,6 @@ unique_node_name (json_object *nodes, const char *file, const char *format)
   return g_strdup (found);
 }
 
-static SmDiskJob *
-job_from_json (json_object *j)
-{
-  SmDiskJob *job = g_new0 (SmDiskJob, 1);
-
-  job->id = g_strdup (sm_json_get_string (j, "device"));
-  job->type = g_strdup (sm_json_get_string (j, "type"));
-  /* "status" exists since QEMU 2.12; derive it for older ones. */
-  job->status = g_strdup (sm_json_get_string (j, "status"));
-  sm_json_get_uint64 (j, "len", &job->len);
-  sm_json_get_uint64 (j, "offset", &job->offset);
-  sm_json_get_int64 (j, "speed", &job->speed);
-  sm_json_get_bool (j, "ready", &job->ready);
-  sm_json_get_bool (j, "busy", &job->busy);
-  sm_json_get_bool (j, "paused", &job->paused);
-  if (!job->status)
-    job->status = g_strdup (job->paused ? "paused"
-                            : job->ready ? "ready" : "running");
-  return job;
-}
-
 static SmDisk *
 disk_from_json (json_object *b, json_object *nodes)
 {
@@ -116,7 +84,7 @@ disk_from_json (json_object *b, json_object *nodes)
     disk->device = g_strdup ("");
   disk->qdev = g_strdup (sm_json_get_string (b, "qdev"));
   disk->chain = g_ptr_array_new_with_free_func ((GDestroyNotify) layer_free);
-  disk->jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) job_free);
+  disk->jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) sm_block_job_free);
   disk->warnings = g_ptr_array_new_with_free_func (g_free);
   if (!inserted)
     return disk;
@@ -264,13 +232,14 @@ sm_disks_query (SmQmp *qmp, GError **error)
 {
   g_autoptr(SmDiskList) list = g_new0 (SmDiskList, 1);
   g_autoptr(json_object) blocks = NULL;
-  g_autoptr(json_object) jobs = NULL;
+  g_autoptr(GPtrArray) jobs = NULL;
   g_autoptr(json_object) nodes = NULL;
   const SmQmpCaps *caps;
   size_t i;
 
   list->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) disk_free);
-  list->other_jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) job_free);
+  list->other_jobs = g_ptr_array_new_with_free_func (
+    (GDestroyNotify) sm_block_job_free);
 
   caps = sm_qmp_probe (qmp, error);
   if (!caps)
@@ -278,13 +247,12 @@ sm_disks_query (SmQmp *qmp, GError **error)
   blocks = sm_qmp_execute (qmp, "query-block", NULL, error);
   if (!blocks)
     return NULL;
-  jobs = sm_qmp_execute (qmp, "query-block-jobs", NULL, error);
+  jobs = sm_block_query_jobs (qmp, error);
   if (!jobs)
     return NULL;
-  if (!json_object_is_type (blocks, json_type_array) ||
-      !json_object_is_type (jobs, json_type_array)) {
+  if (!json_object_is_type (blocks, json_type_array)) {
     g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
-                 "query-block: QEMU monitor %s did not return lists",
+                 "query-block: QEMU monitor %s did not return a list",
                  sm_qmp_address (qmp));
     return NULL;
   }
@@ -308,8 +276,10 @@ sm_disks_query (SmQmp *qmp, GError **error)
     check_chain_on_disk (disk);
     g_ptr_array_add (list->disks, disk);
   }
-  for (i = 0; i < json_object_array_length (jobs); i++) {
-    SmDiskJob *job = job_from_json (json_object_array_get_idx (jobs, i));
+  /* The jobs move into the disks they run on. */
+  g_ptr_array_set_free_func (jobs, NULL);
+  for (i = 0; i < jobs->len; i++) {
+    SmBlockJob *job = jobs->pdata[i];
     SmDisk *disk = find_disk (list->disks, job->id);
 
     g_ptr_array_add (disk ? disk->jobs : list->other_jobs, job);
@@ -326,7 +296,7 @@ str_or_null (const char *s)
 }
 
 static json_object *
-job_to_json (const SmDiskJob *job)
+job_to_json (const SmBlockJob *job)
 {
   json_object *j = json_object_new_object ();
 

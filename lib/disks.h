@@ -15,6 +15,7 @@
 #include <glib.h>
 #include <json-c/json.h>
 
+#include "blockjob.h"
 #include "error.h"
 #include "qmp.h"
 
@@ -30,21 +31,6 @@ typedef struct {
                               written (may be relative); NULL for the last */
 } SmDiskLayer;
 
-/* A block job, from query-block-jobs. */
-typedef struct {
-  char *id;                /* QEMU's "device" field: the job id, which is the
-                              device name unless a job-id was given */
-  char *type;              /* "mirror", "stream", "commit", "backup" */
-  char *status;            /* "running", "ready", "paused", ... */
-  uint64_t len;            /* work estimate, bytes (grows while guests
-                              write) */
-  uint64_t offset;         /* progress, bytes */
-  int64_t speed;           /* bytes/s limit, 0 = none */
-  bool ready;              /* a mirror can now be completed (pivoted) */
-  bool busy;
-  bool paused;
-} SmDiskJob;
-
 typedef struct {
   char *device;            /* drive id ("drive0"); "" for -blockdev disks */
   char *qdev;              /* guest device id or QOM path, NULL if none */
@@ -55,7 +41,7 @@ typedef struct {
   uint64_t virtual_size;
   bool read_only;
   GPtrArray *chain;        /* SmDiskLayer *, owned; [0] is the active layer */
-  GPtrArray *jobs;         /* SmDiskJob *, owned: jobs whose id is this
+  GPtrArray *jobs;         /* SmBlockJob *, owned: jobs whose id is this
                               disk's device or node name */
   bool chain_checked;      /* the on-disk headers were read and compared */
   GPtrArray *warnings;     /* char *, owned: on-disk headers that disagree
@@ -65,7 +51,7 @@ typedef struct {
 
 typedef struct {
   GPtrArray *disks;        /* SmDisk *, owned, in query-block order */
-  GPtrArray *other_jobs;   /* SmDiskJob *, owned: jobs with an explicit
+  GPtrArray *other_jobs;   /* SmBlockJob *, owned: jobs with an explicit
                               job-id, which QEMU does not tie to a disk */
 } SmDiskList;
 

@@ -253,7 +253,7 @@ test_mirror_job (Fixture *f, gconstpointer data)
   g_autoptr(GError) err = NULL;
   SmQmp *qmp = sm_test_vm_qmp (f->vm);
   const SmDisk *d2;
-  const SmDiskJob *job;
+  const SmBlockJob *job;
   json_object *j;
 
   (void) data;
