@@ -4,17 +4,22 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/fs.h>   /* BLKGETSIZE64, BLKZEROOUT */
 
 #include "json-util.h"
 #include "qmp.h"        /* g_autoptr(json_object) */
 #include "state.h"
+
+#define DOMAIN "layer-copy"
 
 /* Unit of work of the copy threads, and how many threads.  Measured on a
  * 2-core machine with ext4 on a virtio disk, copying 2 x (1 GiB + 64 MiB)
@@ -274,6 +279,7 @@ typedef struct {
   LayerJob *job;
   off_t off;
   uint64_t len;
+  bool zero;                   /* a source hole to zero on a block device */
 } Chunk;
 
 static void
@@ -339,13 +345,67 @@ job_finish (Copier *c, LayerJob *job)
   g_mutex_unlock (&c->lock);
 }
 
+/* Queues [OFF, END) of JOB in CHUNK pieces: data to copy, or with ZERO a
+ * range to zero on a device. */
+static void
+queue_chunks (Copier *c, LayerJob *job, off_t off, off_t end, bool zero)
+{
+  for (; off < end; off += CHUNK) {
+    Chunk *chunk = g_new0 (Chunk, 1);
+
+    chunk->job = job;
+    chunk->off = off;
+    chunk->len = MIN ((uint64_t) (end - off), CHUNK);
+    chunk->zero = zero;
+    /* Progress counts the data copied, not the zeroing of a device's
+     * holes: total is the same whatever the destination held before, and
+     * zeroing is usually a cheap request to the device, not a copy. */
+    if (!zero)
+      job->layer->total += chunk->len;
+    job->pending++;
+    g_queue_push_tail (&c->chunks, chunk);
+  }
+}
+
+/* Opens a block device destination: it is not truncated (it cannot be,
+ * and what follows the layer's size is left alone) but must hold the whole
+ * source file. */
+static bool
+open_block_device (LayerJob *job, const struct stat *src_st, GError **error)
+{
+  const SmLayerCopy *copy = job->layer->copy;
+  uint64_t size;
+
+  job->dst = open (copy->dest, O_WRONLY | O_CLOEXEC);
+  if (job->dst < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot open: %s",
+                 copy->dest, g_strerror (errno));
+    return false;
+  }
+  if (ioctl (job->dst, BLKGETSIZE64, &size) < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO,
+                 "%s: cannot read the block device's size: %s", copy->dest,
+                 g_strerror (errno));
+    return false;
+  }
+  if (size < (uint64_t) src_st->st_size) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "%s: block device too small for %s: %" PRIu64 " bytes, "
+                 "the layer needs %" PRIu64, copy->dest, copy->source, size,
+                 (uint64_t) src_st->st_size);
+    return false;
+  }
+  return true;
+}
+
 static bool
 job_open (Copier *c, SmCopyStatusLayer *layer, GError **error)
 {
   const SmLayerCopy *copy = layer->copy;
   LayerJob *job = g_new0 (LayerJob, 1);
   struct stat st, dst_st;
-  off_t off = 0;
+  off_t off = 0, queued = 0, grain = 0;
+  bool device;
 
   job->layer = layer;
   job->src = job->dst = job->direct = -1;
@@ -362,22 +422,38 @@ job_open (Copier *c, SmCopyStatusLayer *layer, GError **error)
                  "%s: only regular files are copied", copy->source);
     return false;
   }
-  if (stat (copy->dest, &dst_st) < 0 || !S_ISREG (dst_st.st_mode)) {
+  /* oVirt's block domains hold layers in logical volumes that the
+   * administrator created (create --reuse-external onto LVs). */
+  if (stat (copy->dest, &dst_st) < 0 ||
+      !(S_ISREG (dst_st.st_mode) || S_ISBLK (dst_st.st_mode))) {
     g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
-                 "%s: the destination must be an existing regular file",
-                 copy->dest);
+                 "%s: the destination must be an existing regular file or "
+                 "block device", copy->dest);
     return false;
   }
-  job->dst = open (copy->dest, O_WRONLY | O_TRUNC | O_CLOEXEC);
-  if (job->dst < 0 || ftruncate (job->dst, st.st_size) < 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot open: %s",
-                 copy->dest, g_strerror (errno));
-    return false;
+  device = S_ISBLK (dst_st.st_mode);
+  if (device) {
+    if (!open_block_device (job, &st, error))
+      return false;
+    /* Data extents are widened to whole pages (reading the source's
+     * holes as zeros) so that no page holds both copied data and a range
+     * zeroed by another thread: zeroing drops the device's cached pages
+     * in its range, which would race with a buffered write sharing one. */
+    grain = MAX ((off_t) DIRECT_ALIGN, (off_t) sysconf (_SC_PAGESIZE));
+  } else {
+    job->dst = open (copy->dest, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (job->dst < 0 || ftruncate (job->dst, st.st_size) < 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot open: %s",
+                   copy->dest, g_strerror (errno));
+      return false;
+    }
   }
   /* Not every file system takes O_DIRECT (tmpfs, some FUSE ones): those
    * are copied through the page cache. */
   job->direct = open (copy->dest, O_WRONLY | O_CLOEXEC | O_DIRECT);
-  /* Holes stay holes: only the extents holding data are copied. */
+  /* Holes stay holes in a file: only the extents holding data are copied.
+   * A device is not sparse and may hold old data: its ranges under the
+   * source's holes are zeroed. */
   while (off < st.st_size) {
     off_t data = lseek (job->src, off, SEEK_DATA), hole;
 
@@ -388,20 +464,76 @@ job_open (Copier *c, SmCopyStatusLayer *layer, GError **error)
                    copy->source, g_strerror (errno));
       return false;
     }
-    for (off = data; off < hole; off += CHUNK) {
-      Chunk *chunk = g_new0 (Chunk, 1);
-
-      chunk->job = job;
-      chunk->off = off;
-      chunk->len = MIN ((uint64_t) (hole - off), CHUNK);
-      layer->total += chunk->len;
-      job->pending++;
-      g_queue_push_tail (&c->chunks, chunk);
+    if (device) {
+      data = MAX (data / grain * grain, queued);
+      hole = MIN ((hole + grain - 1) / grain * grain, st.st_size);
+      queue_chunks (c, job, queued, data, true);
     }
+    queue_chunks (c, job, data, hole, false);
+    queued = MAX (queued, hole);
     off = hole;
   }
+  if (device)
+    queue_chunks (c, job, queued, st.st_size, true);
   layer->state = SM_COPY_RUNNING;
   return true;
+}
+
+/* Writes LEN zero bytes at OFF of DST (the device's own zeroing refused). */
+static bool
+write_zeros (int dst, off_t off, uint64_t len, const char *dest,
+             GError **error)
+{
+  static const char zeros[64 << 10];
+
+  while (len > 0) {
+    ssize_t w = pwrite (dst, zeros, (size_t) MIN (len, sizeof zeros), off);
+
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: write: %s", dest,
+                   w < 0 ? g_strerror (errno) : "nothing written");
+      return false;
+    }
+    off += w;
+    len -= (uint64_t) w;
+  }
+  return true;
+}
+
+/* Zeroes [OFF, OFF+LEN) of a block device destination (OFF is
+ * DIRECT_ALIGN-aligned).  The device is asked to do it (a thin LV or a
+ * loop device only unmaps or marks the range, a disk with WRITE ZEROES does
+ * it itself, for the others the kernel writes zero pages); zero buffers are
+ * written when it refuses (EBUSY: another opener holds the device
+ * exclusively) and for an unaligned end, which the device's logical block
+ * size may not allow. */
+static bool
+zero_range (LayerJob *job, off_t off, uint64_t len, GError **error)
+{
+  const char *dest = job->layer->copy->dest;
+  uint64_t body = len / DIRECT_ALIGN * DIRECT_ALIGN;
+  uint64_t range[2] = { (uint64_t) off, body };
+
+  if (body > 0) {
+    if (fallocate (job->dst, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off,
+                   (off_t) body) == 0) {
+      off += (off_t) body;
+      len -= body;
+    } else {
+      sm_debug (DOMAIN, "%s: fallocate(ZERO_RANGE) at %" PRIu64 ": %s",
+                dest, (uint64_t) off, g_strerror (errno));
+      if (ioctl (job->dst, BLKZEROOUT, range) == 0) {
+        off += (off_t) body;
+        len -= body;
+      } else {
+        sm_debug (DOMAIN, "%s: BLKZEROOUT at %" PRIu64 ": %s, writing zeros",
+                  dest, (uint64_t) off, g_strerror (errno));
+      }
+    }
+  }
+  return write_zeros (job->dst, off, len, dest, error);
 }
 
 /* Copies CHUNK of JOB: directly when the destination and the chunk allow
@@ -413,6 +545,8 @@ copy_chunk (LayerJob *job, const Chunk *chunk, char *buf, GError **error)
   uint64_t len = chunk->len;
   bool aligned = off % DIRECT_ALIGN == 0 && len % DIRECT_ALIGN == 0;
 
+  if (chunk->zero)
+    return zero_range (job, off, len, error);
   if (job->direct >= 0 && buf && aligned &&
       !copy_direct (job->src, job->direct, buf, &off, &len) &&
       errno != EINVAL) {
@@ -462,7 +596,8 @@ copier_thread (gpointer opaque)
       g_mutex_unlock (&c->lock);
     }
     g_mutex_lock (&c->lock);
-    job->layer->done += chunk->len;
+    if (!chunk->zero)
+      job->layer->done += chunk->len;
     last = --job->pending == 0;
     c->changed = true;
     if (c->progress)

@@ -6,8 +6,12 @@
  * O_DIRECT where the destination allows it and with copy_file_range()
  * otherwise, holes stay holes, so the destination holds exactly that
  * layer's clusters and metadata; it is synced before the layer counts as
- * copied.  The backing name and format are then set to the planned
- * relative ones with `qemu-img rebase -u` when they differ.
+ * copied.  A block device destination (a logical volume of a block storage
+ * domain) is not sparse: its ranges under the source's holes are zeroed
+ * instead (the device is asked to, zeros are written if it refuses), and
+ * what lies past the source's size on it is left alone.  The backing name
+ * and format are then set to the planned relative ones with `qemu-img
+ * rebase -u` when they differ.
  * This is as fast as the file system can copy and cannot change what the
  * guest sees through the chain.
  *
@@ -30,7 +34,8 @@
 typedef struct {
   char *disk;                  /* the disk the layer belongs to (messages) */
   char *source;                /* read-only source layer */
-  char *dest;                  /* existing destination file (overwritten) */
+  char *dest;                  /* existing destination file or block
+                                  device (overwritten) */
   SmImageFormat format;
   char *backing_name;          /* wanted backing name (relative), or NULL */
   SmImageFormat backing_format;
@@ -48,9 +53,11 @@ typedef void (*SmLayerCopyProgress) (uint64_t done, uint64_t total,
                                      void *opaque);
 
 /* Copies one layer in the calling thread (see above); PROGRESS (may be NULL)
- * is called as data is copied.  The destination must exist and be a regular
- * file; it is truncated and rewritten.  Errors name the source or the
- * destination. */
+ * is called as data is copied (its total counts the source's data, not the
+ * zeroing of a device's holes).  The destination must exist and be a
+ * regular file, which is truncated and rewritten, or a block device at
+ * least as large as the source file (refused before anything is written
+ * to it otherwise).  Errors name the source or the destination. */
 bool sm_layer_copy_run (const SmLayerCopy *copy, SmLayerCopyProgress progress,
                         void *opaque, GError **error);
 
@@ -66,7 +73,7 @@ const char *sm_copy_state_to_string (SmCopyState state);
 typedef struct {
   SmLayerCopy *copy;
   SmCopyState state;
-  uint64_t done, total;
+  uint64_t done, total;        /* bytes of data copied, to copy */
   char *error;                 /* SM_COPY_FAILED: why */
 } SmCopyStatusLayer;
 

@@ -3,9 +3,16 @@
  * qemu-img compare, holes kept), gets its planned relative backing name and
  * stated format; the detached worker reports progress and errors in its
  * status file, is recognised as dead when it died, and is killed by abort.
+ * Block device destinations (oVirt's LVs) are loop devices over files
+ * filled with garbage: the source's holes must read as zeros on them.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -312,6 +319,271 @@ test_dead_and_killed_worker (Fixture *f, gconstpointer data)
   }
 }
 
+/* ---- block device destinations -------------------------------------- */
+
+#define GARBAGE 0xab
+
+/* A loop device over FILE, standing in for an LV.  LO_FLAGS_AUTOCLEAR
+ * detaches it when the returned descriptor, the last opener, is closed:
+ * also when a failed assertion kills the test, so no device is left
+ * behind.  Returns -1 (and *DEV NULL) when loop devices cannot be used. */
+static int
+loop_attach (const char *file, char **dev)
+{
+  int ctl = open ("/dev/loop-control", O_RDWR | O_CLOEXEC);
+  int backing = open (file, O_RDWR | O_CLOEXEC);
+  int fd = -1;
+  unsigned tries;
+
+  *dev = NULL;
+  for (tries = 0; ctl >= 0 && backing >= 0 && fd < 0 && tries < 10; tries++) {
+    struct loop_config cfg = { .fd = (uint32_t) backing };
+    int n = ioctl (ctl, LOOP_CTL_GET_FREE);
+    int saved;
+
+    if (n < 0)
+      break;
+    *dev = g_strdup_printf ("/dev/loop%d", n);
+    fd = open (*dev, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+      break;
+    cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+    if (ioctl (fd, LOOP_CONFIGURE, &cfg) == 0)
+      break;
+    /* Another program took that device in between: try the next. */
+    saved = errno;
+    close (fd);
+    fd = -1;
+    if (saved != EBUSY)
+      break;
+    g_clear_pointer (dev, g_free);
+  }
+  if (fd < 0)
+    g_clear_pointer (dev, g_free);
+  if (backing >= 0)
+    close (backing);
+  if (ctl >= 0)
+    close (ctl);
+  return fd;
+}
+
+/* A loop device of SIZE bytes (a multiple of 512) over a file in DIR
+ * holding GARBAGE bytes only: an LV's old contents, which must not show
+ * through the holes of a layer copied onto it.  Skips the test (returns
+ * -1) when loop devices cannot be used here. */
+static int
+garbage_device (const char *dir, const char *name, uint64_t size, char **dev)
+{
+  g_autofree char *file = g_build_filename (dir, name, NULL);
+  g_autofree char *bytes = g_malloc (size);
+  int fd;
+
+  memset (bytes, GARBAGE, size);
+  g_assert_true (g_file_set_contents (file, bytes, (gssize) size, NULL));
+  fd = loop_attach (file, dev);
+  if (fd < 0)
+    g_test_skip ("no loop device available: block device destinations not "
+                 "tested");
+  return fd;
+}
+
+/* LEN bytes at OFF of FD; caller frees. */
+static char *
+read_at (int fd, uint64_t off, uint64_t len)
+{
+  char *buf = g_malloc (len);
+
+  g_assert_cmpint (pread (fd, buf, len, (off_t) off), ==, (ssize_t) len);
+  return buf;
+}
+
+static uint64_t
+file_size (const char *path)
+{
+  struct stat st;
+
+  g_assert_cmpint (stat (path, &st), ==, 0);
+  return (uint64_t) st.st_size;
+}
+
+/* Asserts that DEV_FD holds SOURCE's bytes from FROM to its end and that
+ * the TAIL bytes after them still hold the device's garbage. */
+static void
+assert_device_holds (int dev_fd, const char *source, uint64_t from,
+                     uint64_t tail)
+{
+  g_autofree char *want = NULL;
+  g_autofree char *have = NULL;
+  g_autofree char *rest = NULL;
+  gsize size;
+  uint64_t i;
+
+  g_assert_true (g_file_get_contents (source, &want, &size, NULL));
+  g_assert_cmpuint (from, <, size);
+  have = read_at (dev_fd, from, size - from);
+  g_assert_cmpmem (have, size - from, want + from, size - from);
+  if (tail == 0)
+    return;
+  rest = read_at (dev_fd, size, tail);
+  for (i = 0; i < tail; i++)
+    if ((unsigned char) rest[i] != GARBAGE)
+      g_error ("byte %" PRIu64 " past the layer was overwritten", size + i);
+}
+
+/* A qcow2 layer made with preallocation=metadata: its L2 tables point at
+ * clusters that are holes in the file, so on a device left with its old
+ * data there the guest would read that data; and a raw layer with holes,
+ * whose size is not a multiple of 4 KiB (the end of the last hole is
+ * zeroed by writing). */
+static void
+test_block_device (Fixture *f, gconstpointer data)
+{
+  g_autofree char *src = g_build_filename (f->a, "prealloc.qcow2", NULL);
+  g_autofree char *raw = g_build_filename (f->a, "odd.raw", NULL);
+  g_autofree char *link = g_build_filename (f->b, "prealloc.qcow2", NULL);
+  g_autofree char *dev = NULL;
+  g_autofree char *raw_dev = NULL;
+  g_autoptr(GError) err = NULL;
+  uint64_t size, raw_size = (8 << 20) + 512, last = 0;
+  int fd, raw_fd;
+
+  (void) data;
+  g_assert_true (sm_test_qemu_img ("create", "-q", "-f", "qcow2", "-o",
+                                   "preallocation=metadata", src, "16M",
+                                   NULL));
+  g_assert_true (qemu_io ("qcow2", "write -P 0x41 1M 1M", src));
+  g_assert_true (qemu_io ("qcow2", "write -P 0x42 9M 512K", src));
+  size = file_size (src);
+  g_assert_cmpuint (allocated (src), <, size / 2);
+  fd = garbage_device (f->dir, "lv.img", size + (1 << 20), &dev);
+  if (fd < 0)
+    return;
+  /* oVirt links the LV into the domain's image directory. */
+  g_assert_cmpint (symlink (dev, link), ==, 0);
+  {
+    g_autoptr(SmLayerCopy) c = sm_layer_copy_new ("vda", src, link,
+                                                  SM_IMAGE_FORMAT_QCOW2, NULL,
+                                                  SM_IMAGE_FORMAT_LAST);
+
+    g_assert_true (sm_layer_copy_run (c, progress_cb, &last, &err));
+    g_assert_no_error (err);
+    g_assert_cmpuint (last, >, 0);
+  }
+  g_assert_true (sm_test_qemu_img ("compare", "-q", "-f", "qcow2", "-F",
+                                   "qcow2", src, link, NULL));
+  g_assert_true (sm_test_qemu_img ("check", "-q", "-f", "qcow2", link, NULL));
+  g_assert_true (sm_test_image_read_pattern (link, "qcow2", 0x41, 1 << 20,
+                                             1 << 20));
+  g_assert_true (sm_test_image_read_pattern (link, "qcow2", 0x42, 9 << 20,
+                                             512 << 10));
+  g_assert_true (sm_test_image_read_pattern (link, "qcow2", 0x00, 2 << 20,
+                                             7 << 20));
+  /* The file's bytes exactly, holes as zeros; past them the device is left
+   * alone. */
+  assert_device_holds (fd, src, 0, 1 << 20);
+
+  g_assert_true (sm_test_create_raw (raw, raw_size));
+  g_assert_true (qemu_io ("raw", "write -P 0x51 0 64K", raw));
+  g_assert_true (qemu_io ("raw", "write -P 0x52 5M 3000", raw));
+  raw_fd = garbage_device (f->dir, "raw-lv.img", raw_size, &raw_dev);
+  g_assert_cmpint (raw_fd, >=, 0);
+  {
+    g_autoptr(SmLayerCopy) c = sm_layer_copy_new ("vdb", raw, raw_dev,
+                                                  SM_IMAGE_FORMAT_RAW, NULL,
+                                                  SM_IMAGE_FORMAT_LAST);
+
+    g_assert_true (sm_layer_copy_run (c, NULL, NULL, &err));
+    g_assert_no_error (err);
+  }
+  g_assert_true (sm_test_qemu_img ("compare", "-q", "-f", "raw", "-F", "raw",
+                                   raw, raw_dev, NULL));
+  g_assert_true (sm_test_image_read_pattern (raw_dev, "raw", 0x52, 5 << 20,
+                                             3000));
+  g_assert_true (sm_test_image_read_pattern (raw_dev, "raw", 0x00,
+                                             (5 << 20) + 3000,
+                                             raw_size - (5 << 20) - 3000));
+  assert_device_holds (raw_fd, raw, 0, 0);
+  close (raw_fd);
+  close (fd);
+}
+
+/* A device smaller than the source file is refused before anything is
+ * written to it, with both sizes in the message. */
+static void
+test_block_device_too_small (Fixture *f, gconstpointer data)
+{
+  g_autofree char *dev = NULL;
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *dev_size = NULL;
+  g_autofree char *need = NULL;
+  g_autoptr(SmLayerCopy) c = NULL;
+  g_autoptr(GError) err = NULL;
+  uint64_t size = 1 << 20;
+  int fd;
+
+  (void) data;
+  fd = garbage_device (f->dir, "small.img", size, &dev);
+  if (fd < 0)
+    return;
+  g_assert_cmpuint (file_size (f->raw), >, size);
+  before = read_at (fd, 0, size);
+  c = sm_layer_copy_new ("vdb", f->raw, dev, SM_IMAGE_FORMAT_RAW, NULL,
+                         SM_IMAGE_FORMAT_LAST);
+  g_assert_false (sm_layer_copy_run (c, NULL, NULL, &err));
+  g_assert_nonnull (err);
+  dev_size = g_strdup_printf ("%" PRIu64 " bytes", size);
+  need = g_strdup_printf ("%" PRIu64, file_size (f->raw));
+  if (!strstr (err->message, dev) || !strstr (err->message, "too small") ||
+      !strstr (err->message, dev_size) || !strstr (err->message, need))
+    g_error ("unclear error: %s", err->message);
+  after = read_at (fd, 0, size);
+  g_assert_cmpmem (after, size, before, size);
+  close (fd);
+}
+
+/* The detached worker copies onto a device as well, next to regular files:
+ * the mid layer goes to an LV linked into place, and gets its relative
+ * backing name there. */
+static void
+test_block_device_worker (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GPtrArray) c = NULL;
+  g_autofree char *status = g_build_filename (f->dir, "copy.json", NULL);
+  g_autofree char *dev = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmCopyStatus) st = NULL;
+  pid_t pid;
+  size_t i;
+  int fd;
+
+  (void) data;
+  fd = garbage_device (f->dir, "lv.img", 16 << 20, &dev);
+  if (fd < 0)
+    return;
+  g_assert_cmpint (unlink (f->dmid), ==, 0);
+  g_assert_cmpint (symlink (dev, f->dmid), ==, 0);
+  c = copies (f);
+  g_assert_true (sm_copy_worker_spawn (c, status, &pid, &err));
+  g_assert_no_error (err);
+  st = wait_worker (status);
+  g_assert_cmpint (st->state, ==, SM_COPY_DONE);
+  for (i = 0; i < st->layers->len; i++) {
+    const SmCopyStatusLayer *l = st->layers->pdata[i];
+
+    g_assert_cmpint (l->state, ==, SM_COPY_DONE);
+    g_assert_cmpuint (l->done, ==, l->total);
+  }
+  check_copies (f);
+  /* Byte for byte after the first cluster, which holds the backing name
+   * the copy rewrote; the mid layer's file has holes (between its
+   * metadata and its data clusters). */
+  g_assert_cmpuint (allocated (f->mid), <, file_size (f->mid));
+  assert_device_holds (fd, f->mid, 64 << 10,
+                       (16 << 20) - file_size (f->mid));
+  close (fd);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -326,5 +598,11 @@ main (int argc, char **argv)
               test_worker_failure, teardown);
   g_test_add ("/layer-copy/dead-and-killed", Fixture, NULL, setup,
               test_dead_and_killed_worker, teardown);
+  g_test_add ("/layer-copy/block-device", Fixture, NULL, setup,
+              test_block_device, teardown);
+  g_test_add ("/layer-copy/block-device-too-small", Fixture, NULL, setup,
+              test_block_device_too_small, teardown);
+  g_test_add ("/layer-copy/block-device-worker", Fixture, NULL, setup,
+              test_block_device_worker, teardown);
   return g_test_run ();
 }
