@@ -716,14 +716,17 @@ static bool path_is_inside (const char *real, const char *root);
 
 /* The file FD refers to, as the kernel resolved it, must be inside ROOT: a
  * directory swapped for a symlink between realpath() and open() cannot lead
- * the walk out of the storage domain.  Without /proc the realpath() check
- * made before the open stands alone. */
+ * the walk out of the storage domain.  The one file outside that confine()
+ * accepts, the block device a link in the domain leads to, was opened by
+ * its real path OPEN_PATH: FD must be that very device node.  Without /proc
+ * the realpath() check made before the open stands alone. */
 static bool
-check_opened_inside (int fd, const char *display, const char *root,
-                     GError **error)
+check_opened_inside (int fd, const char *open_path, const char *display,
+                     const char *root, GError **error)
 {
   char link[64];
   char target[PATH_MAX + 1];
+  struct stat st;
   ssize_t n;
 
   g_snprintf (link, sizeof link, "/proc/self/fd/%d", fd);
@@ -731,6 +734,9 @@ check_opened_inside (int fd, const char *display, const char *root,
   if (n < 0 || (size_t) n >= sizeof target - 1)
     return true;
   target[n] = '\0';
+  if (strcmp (target, open_path) == 0 && fstat (fd, &st) == 0
+      && S_ISBLK (st.st_mode))
+    return true;
   if (!path_is_inside (target, root)) {
     g_set_error (error, SM_ERROR, SM_ERROR_UNSAFE,
                  "%s: opened as %s, outside the storage domain %s (was it "
@@ -757,7 +763,7 @@ probe_path (const char *open_path, const char *display, SmImageFormat format,
   fd = open_image (open_path, display, error);
   if (fd < 0)
     return NULL;
-  if (root && !check_opened_inside (fd, display, root, error))
+  if (root && !check_opened_inside (fd, open_path, display, root, error))
     return NULL;
   info = probe_fd (fd, display, format, st, error);
   if (info)
@@ -851,10 +857,38 @@ path_is_inside (const char *real, const char *root)
   return strncmp (real, root, n) == 0 && (real[n] == '\0' || real[n] == '/');
 }
 
+/* oVirt's block storage domains keep each layer in a logical volume and
+ * link it into the domain (DOMAIN/images/IMG/VOL -> /dev/VG/LV, itself a
+ * link to /dev/dm-N): the link is the layer's name in the domain, the
+ * device is outside it.  validate counts such a link as an alias of an image
+ * in the domain (LINK_ALIAS), and so does the chain walk: true when RESOLVED
+ * itself is a symbolic link whose directory's real path is inside ROOT and
+ * REAL, where it leads, is a block device.  A link to a regular file or a
+ * character device outside stays an escape.  REAL is what gets opened, and
+ * check_opened_inside() makes sure the opened file is that device. */
+static bool
+is_block_device_link (const char *resolved, const char *real,
+                      const char *root)
+{
+  g_autofree char *dir = NULL;
+  g_autofree char *real_dir = NULL;
+  struct stat st;
+
+  if (lstat (resolved, &st) < 0 || !S_ISLNK (st.st_mode))
+    return false;
+  if (stat (real, &st) < 0 || !S_ISBLK (st.st_mode))
+    return false;
+  dir = g_path_get_dirname (resolved);
+  real_dir = real_path (dir);
+  return real_dir && path_is_inside (real_dir, root);
+}
+
 /* Resolves a layer or data file RESOLVED (named NAME by image OWNER, or the
- * top when OWNER is NULL) against the storage domain ROOT.  Only lstat and
- * readlink happen here: the file itself is not opened.  Returns its real
- * path. */
+ * top when OWNER is NULL) against the storage domain ROOT.  Only lstat,
+ * stat and readlink happen here: the file itself is not opened.  Returns its
+ * real path, which for a block device link (is_block_device_link) is the
+ * device, outside ROOT: callers open that.  Backing names stay resolved
+ * against the link's name, not the device's, as QEMU resolves them. */
 static char *
 confine (const char *owner, const char *what, const char *name,
          const char *resolved, const char *root, GError **error)
@@ -877,7 +911,8 @@ confine (const char *owner, const char *what, const char *name,
                    what, name, resolved, g_strerror (err));
     return NULL;
   }
-  if (!path_is_inside (real, root)) {
+  if (!path_is_inside (real, root)
+      && !is_block_device_link (resolved, real, root)) {
     g_autofree char *via = strcmp (real, name) != 0
       ? g_strdup_printf (" (resolves to %s)", real) : g_strdup ("");
 

@@ -138,7 +138,9 @@ typedef enum {
  * (json:, nbd:, ...) is SM_ERROR_UNSAFE.  With CONFINE_DIR non-NULL, every
  * layer's real path (symlinks resolved), and every external data file's, must
  * be inside CONFINE_DIR or the walk stops with SM_ERROR_UNSAFE naming the
- * image and its backing name, before the escaping file is opened; a relative
+ * image and its backing name, before the escaping file is opened (a symbolic
+ * link inside CONFINE_DIR to a block device, the way oVirt block domains
+ * link their LVs, is a layer of the domain); a relative
  * data file name is refused there too (QEMU 7.2 resolves it against its own
  * working directory, not the image's).  A missing
  * backing file is SM_ERROR_NOT_FOUND naming both files.  Loops (same device

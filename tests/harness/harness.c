@@ -5,11 +5,13 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <linux/loop.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -217,6 +219,65 @@ sm_test_free_port (void)
     port = ntohs (sin.sin_port);
   close (fd);
   return port;
+}
+
+/* ---- loop devices ---------------------------------------------------- */
+
+int
+sm_test_loop_attach (const char *file, char **dev)
+{
+  int ctl, backing, fd = -1;
+  unsigned tries;
+
+  *dev = NULL;
+  ctl = open ("/dev/loop-control", O_RDWR | O_CLOEXEC);
+  if (ctl < 0) {
+    complain ("no loop devices: /dev/loop-control: %s", g_strerror (errno));
+    return -1;
+  }
+  backing = open (file, O_RDWR | O_CLOEXEC);
+  if (backing < 0) {
+    complain ("loop device over %s: %s", file, g_strerror (errno));
+    close (ctl);
+    return -1;
+  }
+  for (tries = 0; tries < 10; tries++) {
+    struct loop_config cfg = { .fd = (uint32_t) backing,
+                               .info.lo_flags = LO_FLAGS_AUTOCLEAR };
+    g_autofree char *node = NULL;
+    int n = ioctl (ctl, LOOP_CTL_GET_FREE);
+    int saved;
+
+    if (n < 0) {
+      complain ("no free loop device: %s", g_strerror (errno));
+      break;
+    }
+    node = g_strdup_printf ("/dev/loop%d", n);
+    fd = open (node, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      complain ("%s: %s", node, g_strerror (errno));
+      break;
+    }
+    /* LOOP_CONFIGURE (Linux 5.8) attaches and sets the flags in one step,
+     * so no device is ever attached without AUTOCLEAR. */
+    if (ioctl (fd, LOOP_CONFIGURE, &cfg) == 0) {
+      *dev = g_steal_pointer (&node);
+      break;
+    }
+    saved = errno;
+    close (fd);
+    fd = -1;
+    if (saved != EBUSY) {
+      complain ("%s: cannot attach %s: %s", node, file, g_strerror (saved));
+      break;
+    }
+    /* Another program took that device in between: try the next. */
+  }
+  if (fd < 0 && tries == 10)
+    complain ("loop device over %s: every free device was taken", file);
+  close (backing);
+  close (ctl);
+  return fd;
 }
 
 /* ---- HMP ------------------------------------------------------------- */

@@ -70,6 +70,19 @@ bool sm_test_image_read_pattern (const char *img, const char *fmt,
  * programs picking the same port in between). 0 on failure. */
 int sm_test_free_port (void);
 
+/* Attaches a free loop device over FILE (read-write), standing in for a
+ * block device such as an oVirt LV.  It is attached with
+ * LO_FLAGS_AUTOCLEAR: the kernel detaches it when its last descriptor is
+ * closed, the returned one included, so nothing stays attached when the
+ * test closes it or dies (a failed assertion too).  Returns that descriptor
+ * (caller closes) and sets *DEV to the node, "/dev/loopN" (caller frees).
+ * Returns -1 with *DEV NULL, the reason printed, when loop devices cannot be
+ * used here (none, no permission, a kernel without LOOP_CONFIGURE): the
+ * caller skips with g_test_skip.
+ */
+int sm_test_loop_attach (const char *file, char **dev)
+  G_GNUC_WARN_UNUSED_RESULT;
+
 /* A guest-less VM: qemu-system-x86_64 -M none -nodefaults -display none
  * -qmp unix:DIR/NAME.qmp,server=on,wait=off (or tcp:127.0.0.1:PORT)
  * -drive ... ; QEMU's stdout/stderr go to DIR/NAME.log.

@@ -1074,6 +1074,135 @@ test_confine_data_file (void)
   g_assert_cmpstr (layer (unconfined, 0)->data_file, ==, "rel.raw");
 }
 
+/* oVirt's block domains link each layer's LV into the domain: a symbolic
+ * link in the domain to a block device is a layer of the domain (lib/image.c
+ * confine()), anything else a link leads out to stays refused.  A loop
+ * device over a sparse file stands in for the LV.  Its qcow2 names its
+ * backing file relatively, resolved against the link's name, as QEMU
+ * does. */
+static void
+test_confine_block_device (void)
+{
+  g_autofree char *dir = sm_test_tmpdir ();
+  g_autofree char *sd = path_in (dir, "sd");
+  g_autofree char *lv_file = path_in (dir, "lv.img");
+  g_autofree char *base = path_in (sd, "base.raw");
+  g_autofree char *mid = path_in (sd, "mid.qcow2");
+  g_autofree char *top = path_in (sd, "top.qcow2");
+  g_autofree char *dev = NULL;
+  g_autoptr(SmImageChain) chain = NULL;
+  g_autoptr(SmImageChain) from_link = NULL;
+  g_autoptr(json_object) qemu = NULL;
+  int fd;
+
+  g_assert_cmpint (g_mkdir (sd, 0755), ==, 0);
+  make_sparse (lv_file, 8 * MiB);
+  fd = sm_test_loop_attach (lv_file, &dev);
+  if (fd < 0) {
+    g_test_skip ("no loop device available: block device layers not "
+                 "tested");
+    return;
+  }
+  g_assert_true (sm_test_create_raw (base, 2 * MiB));
+  g_assert_cmpint (symlink (dev, mid), ==, 0);
+  make_overlay (mid, "base.raw", "raw");
+  make_overlay (top, "mid.qcow2", "qcow2");
+
+  chain = chain_ok (top, SM_IMAGE_FORMAT_QCOW2, sd, 0, 3);
+  g_assert_cmpstr (layer (chain, 0)->path, ==, top);
+  g_assert_cmpstr (layer (chain, 1)->path, ==, mid);
+  g_assert_cmpstr (layer (chain, 2)->path, ==, base);
+  g_assert_false (layer (chain, 0)->is_block_device);
+  g_assert_true (layer (chain, 1)->is_block_device);
+  g_assert_false (layer (chain, 2)->is_block_device);
+  g_assert_cmpint (layer (chain, 1)->format, ==, SM_IMAGE_FORMAT_QCOW2);
+  g_assert_cmpint (layer (chain, 2)->format, ==, SM_IMAGE_FORMAT_RAW);
+  g_assert_cmpuint (layer (chain, 1)->file_size, ==, 8 * MiB);
+  g_assert_cmpuint (layer (chain, 1)->virtual_size, ==, 2 * MiB);
+  g_assert_cmpstr (layer (chain, 1)->backing_file, ==, "base.raw");
+  /* QEMU resolves the device's backing name against the link too. */
+  qemu = qemu_img_info (mid, "qcow2", true);
+  g_assert_nonnull (qemu);
+  g_assert_cmpstr (json_object_get_string (jget (qemu,
+                                                 "full-backing-filename")),
+                   ==, base);
+
+  /* The link as the top, and with the unstated-format flag. */
+  from_link = chain_ok (mid, SM_IMAGE_FORMAT_QCOW2, sd,
+                        SM_CHAIN_ALLOW_UNSTATED_FORMAT, 2);
+  g_assert_cmpstr (layer (from_link, 0)->path, ==, mid);
+  g_assert_cmpstr (layer (from_link, 1)->path, ==, base);
+
+  /* A link in the domain to a regular file outside: refused, naming the
+   * link (as the top and as a backing file) and the domain. */
+  {
+    g_autofree char *outside = path_in (dir, "outside.qcow2");
+    g_autofree char *link = path_in (sd, "file-link.qcow2");
+    g_autofree char *over = path_in (sd, "over-file.qcow2");
+    g_autofree char *want = NULL;
+
+    make_qcow2 (outside, "cluster_size=65536", "2M");
+    g_assert_cmpint (symlink (outside, link), ==, 0);
+    want = g_strdup_printf ("%s is outside the storage domain %s (resolves "
+                            "to %s)", link, sd, outside);
+    assert_chain_fails (link, SM_IMAGE_FORMAT_QCOW2, sd, 0, SM_ERROR_UNSAFE,
+                        want);
+    make_overlay (over, "file-link.qcow2", "qcow2");
+    g_free (want);
+    want = g_strdup_printf ("%s: backing file 'file-link.qcow2' is outside "
+                            "the storage domain %s (resolves to %s)", over, sd,
+                            outside);
+    assert_chain_fails (over, SM_IMAGE_FORMAT_QCOW2, sd, 0, SM_ERROR_UNSAFE,
+                        want);
+  }
+
+  /* A link in the domain to a character device. */
+  {
+    g_autofree char *null_link = path_in (sd, "null.raw");
+    g_autofree char *over = path_in (sd, "over-null.qcow2");
+    g_autofree char *want = NULL;
+
+    g_assert_cmpint (symlink ("/dev/null", null_link), ==, 0);
+    make_overlay_unsafe (over, "null.raw", "raw");
+    want = g_strdup_printf ("%s: backing file 'null.raw' is outside the "
+                            "storage domain %s (resolves to /dev/null)", over,
+                            sd);
+    assert_chain_fails (over, SM_IMAGE_FORMAT_QCOW2, sd, 0, SM_ERROR_UNSAFE,
+                        want);
+  }
+
+  /* Links to the same device that are not themselves in the domain: one
+   * reached with "..", one in a directory that is a link leading out. */
+  {
+    g_autofree char *out_link = path_in (dir, "out-lv.qcow2");
+    g_autofree char *out_dir = path_in (dir, "vg");
+    g_autofree char *in_dir_link = path_in (out_dir, "lv.qcow2");
+    g_autofree char *esc = path_in (sd, "esc");
+    g_autofree char *over_dots = path_in (sd, "over-dots.qcow2");
+    g_autofree char *over_esc = path_in (sd, "over-esc.qcow2");
+    g_autofree char *want = NULL;
+
+    g_assert_cmpint (symlink (dev, out_link), ==, 0);
+    g_assert_cmpint (g_mkdir (out_dir, 0755), ==, 0);
+    g_assert_cmpint (symlink (dev, in_dir_link), ==, 0);
+    g_assert_cmpint (symlink (out_dir, esc), ==, 0);
+    make_overlay_unsafe (over_dots, "../out-lv.qcow2", "qcow2");
+    make_overlay_unsafe (over_esc, "esc/lv.qcow2", "qcow2");
+    want = g_strdup_printf ("%s: backing file '../out-lv.qcow2' is outside "
+                            "the storage domain %s (resolves to %s)",
+                            over_dots, sd, dev);
+    assert_chain_fails (over_dots, SM_IMAGE_FORMAT_QCOW2, sd, 0,
+                        SM_ERROR_UNSAFE, want);
+    g_free (want);
+    want = g_strdup_printf ("%s: backing file 'esc/lv.qcow2' is outside "
+                            "the storage domain %s (resolves to %s)",
+                            over_esc, sd, dev);
+    assert_chain_fails (over_esc, SM_IMAGE_FORMAT_QCOW2, sd, 0,
+                        SM_ERROR_UNSAFE, want);
+  }
+  close (fd);
+}
+
 /* ---- malformed headers -------------------------------------------------- */
 
 static void
@@ -1575,6 +1704,8 @@ main (int argc, char **argv)
   g_test_add_func ("/image/confine/symlink-escape",
                    test_confine_symlink_escape);
   g_test_add_func ("/image/confine/data-file", test_confine_data_file);
+  g_test_add_func ("/image/confine/block-device",
+                   test_confine_block_device);
   g_test_add_func ("/image/header/truncated", test_header_truncated);
   g_test_add_func ("/image/header/absurd", test_header_absurd);
   g_test_add_func ("/image/header/size-bound", test_header_size_bound);

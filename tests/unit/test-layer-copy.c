@@ -6,13 +6,10 @@
  * Block device destinations (oVirt's LVs) are loop devices over files
  * filled with garbage: the source's holes must read as zeros on them.
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <string.h>
-#include <linux/loop.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -323,50 +320,6 @@ test_dead_and_killed_worker (Fixture *f, gconstpointer data)
 
 #define GARBAGE 0xab
 
-/* A loop device over FILE, standing in for an LV.  LO_FLAGS_AUTOCLEAR
- * detaches it when the returned descriptor, the last opener, is closed:
- * also when a failed assertion kills the test, so no device is left
- * behind.  Returns -1 (and *DEV NULL) when loop devices cannot be used. */
-static int
-loop_attach (const char *file, char **dev)
-{
-  int ctl = open ("/dev/loop-control", O_RDWR | O_CLOEXEC);
-  int backing = open (file, O_RDWR | O_CLOEXEC);
-  int fd = -1;
-  unsigned tries;
-
-  *dev = NULL;
-  for (tries = 0; ctl >= 0 && backing >= 0 && fd < 0 && tries < 10; tries++) {
-    struct loop_config cfg = { .fd = (uint32_t) backing };
-    int n = ioctl (ctl, LOOP_CTL_GET_FREE);
-    int saved;
-
-    if (n < 0)
-      break;
-    *dev = g_strdup_printf ("/dev/loop%d", n);
-    fd = open (*dev, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-      break;
-    cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
-    if (ioctl (fd, LOOP_CONFIGURE, &cfg) == 0)
-      break;
-    /* Another program took that device in between: try the next. */
-    saved = errno;
-    close (fd);
-    fd = -1;
-    if (saved != EBUSY)
-      break;
-    g_clear_pointer (dev, g_free);
-  }
-  if (fd < 0)
-    g_clear_pointer (dev, g_free);
-  if (backing >= 0)
-    close (backing);
-  if (ctl >= 0)
-    close (ctl);
-  return fd;
-}
-
 /* A loop device of SIZE bytes (a multiple of 512) over a file in DIR
  * holding GARBAGE bytes only: an LV's old contents, which must not show
  * through the holes of a layer copied onto it.  Skips the test (returns
@@ -380,7 +333,7 @@ garbage_device (const char *dir, const char *name, uint64_t size, char **dev)
 
   memset (bytes, GARBAGE, size);
   g_assert_true (g_file_set_contents (file, bytes, (gssize) size, NULL));
-  fd = loop_attach (file, dev);
+  fd = sm_test_loop_attach (file, dev);
   if (fd < 0)
     g_test_skip ("no loop device available: block device destinations not "
                  "tested");

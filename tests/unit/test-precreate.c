@@ -5,8 +5,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <string.h>
-#include <linux/loop.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -222,50 +220,6 @@ assert_error_mentions (const GError *err, int code, const char *a,
     g_error ("'%s' not in error message: %s", a, err->message);
   if (b && !strstr (err->message, b))
     g_error ("'%s' not in error message: %s", b, err->message);
-}
-
-/* A loop device over FILE, for the block device cases.  LO_FLAGS_AUTOCLEAR
- * detaches it when the returned descriptor, the last opener, is closed: also
- * when a failed assertion kills the test, so no device is left behind.
- * Returns -1 (and *DEV NULL) when loop devices cannot be used here. */
-static int
-loop_attach (const char *file, char **dev)
-{
-  int ctl = open ("/dev/loop-control", O_RDWR | O_CLOEXEC);
-  int backing = open (file, O_RDWR | O_CLOEXEC);
-  int fd = -1;
-  unsigned tries;
-
-  *dev = NULL;
-  for (tries = 0; ctl >= 0 && backing >= 0 && fd < 0 && tries < 10; tries++) {
-    struct loop_config cfg = { .fd = (uint32_t) backing };
-    int n = ioctl (ctl, LOOP_CTL_GET_FREE);
-    int saved;
-
-    if (n < 0)
-      break;
-    *dev = g_strdup_printf ("/dev/loop%d", n);
-    fd = open (*dev, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-      break;
-    cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
-    if (ioctl (fd, LOOP_CONFIGURE, &cfg) == 0)
-      break;
-    /* Another program took that device in between: try the next. */
-    saved = errno;
-    close (fd);
-    fd = -1;
-    if (saved != EBUSY)
-      break;
-    g_clear_pointer (dev, g_free);
-  }
-  if (fd < 0)
-    g_clear_pointer (dev, g_free);
-  if (backing >= 0)
-    close (backing);
-  if (ctl >= 0)
-    close (ctl);
-  return fd;
 }
 
 /* ---- plans ------------------------------------------------------------ */
@@ -999,13 +953,13 @@ test_block_device (void)
 
   g_assert_true (sm_test_create_raw (backing, 32 * MiB));
   g_assert_true (sm_test_create_raw (small_backing, 1 * MiB));
-  fd = loop_attach (backing, &dev);
+  fd = sm_test_loop_attach (backing, &dev);
   if (fd < 0) {
     g_test_skip ("no loop device available: block device targets not "
                  "tested");
     return;
   }
-  small_fd = loop_attach (small_backing, &small_dev);
+  small_fd = sm_test_loop_attach (small_backing, &small_dev);
   g_assert_cmpint (small_fd, >=, 0);
 
   chain = make_chain (src, "qcow2");
@@ -1068,7 +1022,7 @@ test_block_device (void)
     int exact_fd;
 
     g_assert_true (sm_test_create_raw (exact_backing, DISK_SIZE));
-    exact_fd = loop_attach (exact_backing, &exact_dev);
+    exact_fd = sm_test_loop_attach (exact_backing, &exact_dev);
     g_assert_cmpint (exact_fd, >=, 0);
     g_assert_cmpint (g_mkdir_with_parents (dst2, 0755), ==, 0);
     raw_plan = sm_precreate_plan (raw_chain, SM_PRECREATE_CHAIN, dst2, NULL,
