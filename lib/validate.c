@@ -74,6 +74,8 @@ struct Img {
   bool has_magic;
   bool named_qcow2;
   bool is_block;
+  char *device;                /* is_block: the device node (a link's
+                                  target, or the node itself) */
   SmImageFormat format;
   SmImageInfo *info;           /* qcow2 header, or NULL */
   bool header_ok;
@@ -141,6 +143,7 @@ img_free (Img *img)
     return;
   g_free (img->path);
   g_free (img->real);
+  g_free (img->device);
   sm_image_info_free (img->info);
   g_free (img->backing_path);
   g_free (img->op_journal);
@@ -622,6 +625,7 @@ walk_dir (Ctx *c, int dfd, const char *real, const char *path, guint domain,
         Img *img = img_new (c, cpath, creal, domain, &st);
 
         img->is_block = true;
+        img->device = g_strdup (creal);
         img->is_image = true;
         probe_block (c, img);
       }
@@ -715,6 +719,7 @@ resolve_links (Ctx *c)
       }
       img = img_new (c, link->path, link->real, link->domain, &st);
       img->is_block = true;
+      img->device = g_strdup (link->target);
       img->is_image = true;
       probe_block (c, img);
       continue;
@@ -1380,6 +1385,18 @@ find_leftovers (Ctx *c)
                    img->move_vm, NULL, fix, "%s: part of move %s of VM %s in "
                    "progress: finish it with 'snapmig pivot' or 'snapmig "
                    "abort'", img->path, img->move, img->move_vm);
+    } else if (vms_given && !img->live && img->is_block) {
+      /* A link to a logical volume (oVirt block domains): removing the
+       * link frees nothing, and the volume is the volume manager's. */
+      fix = g_strdup_printf ("if no VM that was not given with --qmp uses "
+                             "it: rm '%s' (the link only) and free %s with "
+                             "the volume manager (lvremove)", img->path,
+                             img->device);
+      add_finding (c, SM_SEVERITY_INFO, "leftover-unused", img->path, NULL,
+                   NULL, fix, "%s: block device %s, not used by any given "
+                   "VM, image, snapmig snapshot or move%s: removable",
+                   img->path, img->device,
+                   img->referrers ? " (only by other unused images)" : "");
     } else if (vms_given && !img->live) {
       fix = g_strdup_printf ("rm '%s' if no VM that was not given with "
                              "--qmp uses it", img->path);

@@ -269,6 +269,12 @@ if loop=$(losetup -f --show "$(truncate -s 16M "$T/lv.raw" && echo "$T/lv.raw")"
   check "block: chain resolved" grep -qF "\"backing-path\": \"$blk/vol1\"" "$T/out"
   check "block: char device link not followed" grep -qF '"code": "symlink-escapes"' "$T/out"
   check "block: summary" grep -qF '"images": 2' "$T/out"
+  # Not used by the VM given: removable, but removing the link frees
+  # nothing; the fix names the device and the volume manager.
+  validate "$blk" "$vmdom" --qmp "$T/vm.qmp"
+  check "block unused: exit 0" test $rc -eq 0
+  check "block unused: names the device" has_line "$T/out" "info: $blk/vol1: block device $loop, not used by any given VM, image, snapmig snapshot or move (only by other unused images): removable"
+  check "block unused: fix frees the volume" grep -qF "fix: if no VM that was not given with --qmp uses it: rm '$blk/vol1' (the link only) and free $loop with the volume manager (lvremove)" "$T/out"
 else
   skip "block devices: no loop device (needs root and /dev/loop*)"
 fi
