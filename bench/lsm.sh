@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench/lsm.sh — live storage migration of a 2-disk VM, against two
-# references measured in the same run on the same data:
+# bench/lsm.sh — live storage migration of a 2-disk VM, against three
+# references and the disk's floor, measured in the same run on the same data:
 #
 #   (a) snapmig create --mirror --mirror-domain B --wait, then pivot:
 #       wall time from the start of create to the end of pivot;

@@ -4,8 +4,9 @@
  * structure: every layer, same virtual sizes, relative backing names, formats
  * stated) and the cross-host NBD mode (one flat image per disk, as libvirt's
  * storage migration does).  Planning touches nothing; executing creates files
- * with qemu-img and records each file it created in an SmCreatedFiles, so a
- * failure removes exactly those and nothing else.
+ * (empty qcow2 images written directly, or by qemu-img in unusual cases) and
+ * records each file it created in an SmCreatedFiles, so a failure removes
+ * exactly those and nothing else.
  *
  * Space estimate (SmPrecreateLayer.required_bytes), an upper bound:
  *   raw:   the virtual size (the copy may write every byte);
@@ -157,14 +158,19 @@ bool sm_precreate_check (SmPrecreatePlan *plan, unsigned flags, GError **error);
 /* Runs sm_precreate_check, then creates the missing files bottom-up: each
  * file is first created empty with O_CREAT|O_EXCL (an existing file is never
  * overwritten, even one that appeared after the check), recorded in CREATED,
- * then written: qcow2 by `qemu-img create -f qcow2 [-o cluster_size=N]
- * [-b NAME -F FMT -u] PATH SIZE` (-u: the backing file is not opened, so it
- * may not exist yet), raw by ftruncate to the full (sparse) size.  A blank
- * block device gets the qcow2 header written onto it, or nothing for raw,
- * and is not recorded.  Every created image is probed and compared with the
- * plan.  On failure removes exactly what this call created (also dropping it
- * from CREATED) and fails naming the file, with qemu-img's message; a block
- * device it wrote a header onto keeps it (a retry then needs REUSE).
+ * then written: qcow2 as the image `qemu-img create -f qcow2 [-o
+ * cluster_size=N] [-b NAME -F FMT -u] PATH SIZE` makes (the backing file is
+ * not opened, so it may not exist yet), written directly and flushed once;
+ * an image outside that simple layout (lib/precreate.c lists the cases:
+ * several refcount blocks, a backing name that does not fit in the first
+ * cluster, an invalid cluster size, ...) is made by running that very
+ * command.  Raw by ftruncate to the full (sparse) size.  A blank block
+ * device gets the qcow2 metadata written onto it in full, or nothing for
+ * raw, and is not recorded.  Every created image is probed and compared
+ * with the plan.  On failure removes exactly what this call created (also
+ * dropping it from CREATED) and fails naming the file, with qemu-img's
+ * message when qemu-img failed; a block device it wrote a header onto keeps
+ * it (a retry then needs REUSE).
  */
 bool sm_precreate_execute (SmPrecreatePlan *plan, unsigned flags,
                            SmCreatedFiles *created, GError **error);

@@ -1059,6 +1059,405 @@ test_block_device (void)
   close (fd);
 }
 
+/* ---- qcow2 images written without qemu-img ------------------------------ */
+
+/* lib/precreate writes an empty qcow2 image itself when it fits its simple
+ * layout and runs `qemu-img create` otherwise; its debug log says which.
+ * qemu-img is the judge of the result: `qemu-img check` finds it clean,
+ * `qemu-img info` describes it as the image `qemu-img create` makes with
+ * the same options, and qemu-io can write to it (the image grows: its
+ * refcounts must be right) with `qemu-img check` still clean after. */
+
+#define GiB (1024 * MiB)
+#define TiB (1024 * GiB)
+
+typedef enum { NATIVE, QEMU_IMG, REFUSED } Maker;
+
+/* What the debug log of the library said, for the cases that check whether
+ * an image was written natively. */
+static GString *debug_log;
+
+static void
+debug_to_log (const char *domain, const char *message, void *opaque)
+{
+  (void) opaque;
+  g_string_append_printf (debug_log, "%s: %s\n", domain, message);
+}
+
+static void
+debug_capture_start (void)
+{
+  g_assert_null (debug_log);
+  debug_log = g_string_new (NULL);
+  sm_debug_set_handler (debug_to_log, NULL);
+}
+
+static char *
+debug_capture_stop (void)
+{
+  sm_debug_set_handler (NULL, NULL);
+  return g_string_free (g_steal_pointer (&debug_log), false);
+}
+
+/* Which maker the debug LOG shows for PATH. */
+static Maker
+maker_in_log (const char *log, const char *path)
+{
+  g_autofree char *native = g_strdup_printf ("%s: writing qcow2", path);
+  g_autofree char *spawned = g_strdup_printf ("%s: qemu-img create makes it",
+                                              path);
+
+  if (strstr (log, native)) {
+    g_assert_null (strstr (log, spawned));
+    return NATIVE;
+  }
+  if (!strstr (log, spawned) || !strstr (log, "running qemu-img create"))
+    g_error ("%s: neither made natively nor by qemu-img, log:\n%s", path,
+             log);
+  return QEMU_IMG;
+}
+
+static void
+test_layer_free (gpointer p)
+{
+  SmPrecreateLayer *layer = p;
+
+  g_free (layer->path);
+  g_free (layer->source_path);
+  g_free (layer->backing_name);
+  g_free (layer);
+}
+
+/* A plan of one qcow2 layer DIR/NAME, as sm_precreate_plan would make for
+ * a source layer of these properties (BACKING may be NULL). */
+static SmPrecreatePlan *
+plan_one (const char *dir, const char *name, uint64_t size, uint64_t cluster,
+          const char *backing, const char *backing_fmt)
+{
+  SmPrecreatePlan *plan = g_new0 (SmPrecreatePlan, 1);
+  SmPrecreateLayer *layer = g_new0 (SmPrecreateLayer, 1);
+
+  plan->mode = SM_PRECREATE_CHAIN;
+  plan->dest_dir = g_strdup (dir);
+  plan->layers = g_ptr_array_new_with_free_func (test_layer_free);
+  layer->path = g_build_filename (dir, name, NULL);
+  layer->format = SM_IMAGE_FORMAT_QCOW2;
+  layer->virtual_size = size;
+  layer->cluster_size = cluster;
+  layer->backing_name = g_strdup (backing);
+  layer->backing_format = backing ? sm_image_format_from_string (backing_fmt)
+                                  : SM_IMAGE_FORMAT_LAST;
+  g_ptr_array_add (plan->layers, layer);
+  return plan;
+}
+
+/* A json: file name opening PATH as qcow2 without its backing file (which
+ * is named but not there), on a block device when it is one. */
+static char *
+image_without_backing (const char *path)
+{
+  json_object *opts = json_object_new_object ();
+  json_object *file = json_object_new_object ();
+  struct stat st;
+  char *name;
+
+  g_assert_cmpint (stat (path, &st), ==, 0);
+  json_object_object_add (file, "driver", json_object_new_string (
+                            S_ISBLK (st.st_mode) ? "host_device" : "file"));
+  json_object_object_add (file, "filename", json_object_new_string (path));
+  json_object_object_add (opts, "driver", json_object_new_string ("qcow2"));
+  json_object_object_add (opts, "file", file);
+  json_object_object_add (opts, "backing", NULL);
+  name = g_strconcat ("json:", json_object_to_json_string_ext (
+                                 opts, JSON_C_TO_STRING_PLAIN), NULL);
+  json_object_put (opts);
+  return name;
+}
+
+/* `qemu-img check`: no corruption, no leak, no error (exit status 0). */
+static void
+assert_check_clean (const char *path)
+{
+  g_autofree char *image = image_without_backing (path);
+  const char *argv[] = { "qemu-img", "check", image, NULL };
+
+  g_assert_true (sm_test_run (argv, NULL, false));
+}
+
+/* Writes a pattern at the start and at the end of the virtual disk of
+ * PATH, reads it back, and reads zeros between (nothing else allocated). */
+static void
+assert_writable (const char *path, uint64_t size)
+{
+  g_autofree char *image = image_without_backing (path);
+  uint64_t end = size - 64 * 1024;
+  g_autofree char *w_end = g_strdup_printf ("write -P 0xa5 %" PRIu64 " 64k",
+                                            end);
+  g_autofree char *r_end = g_strdup_printf ("read -P 0xa5 %" PRIu64 " 64k",
+                                            end);
+  const char *argv[] = { "qemu-io", "-c", "write -P 0x5a 0 64k",
+                         "-c", "read -P 0x5a 0 64k", "-c", w_end,
+                         "-c", r_end, "-c", "read -P 0 64k 64k", image,
+                         NULL };
+
+  g_assert_cmpuint (size, >=, 256 * 1024);
+  g_assert_true (sm_test_run (argv, NULL, false));
+}
+
+/* `qemu-img info` of PATH and of REF, made by qemu-img create with the same
+ * options, agree on what a user of the image sees. */
+static void
+assert_info_as_qemu_img (const char *path, const char *ref)
+{
+  json_object *got = qemu_img_info (path);
+  json_object *want = qemu_img_info (ref);
+  const char *keys[] = { "format", "virtual-size", "cluster-size",
+                         "backing-filename", "backing-filename-format",
+                         "dirty-flag", "format-specific" };
+  unsigned i;
+
+  for (i = 0; i < G_N_ELEMENTS (keys); i++) {
+    json_object *a = NULL, *b = NULL;
+
+    json_object_object_get_ex (got, keys[i], &a);
+    json_object_object_get_ex (want, keys[i], &b);
+    if (!json_object_equal (a, b))
+      g_error ("%s: qemu-img info gives %s: %s, qemu-img create's image "
+               "has %s", path, keys[i], json_object_to_json_string (a),
+               json_object_to_json_string (b));
+  }
+  /* Version 3, as qemu-img makes by default ("compat": "1.1"). */
+  g_assert_cmpstr (json_str (json_object_object_get (json_object_object_get (
+                     got, "format-specific"), "data"), "compat"), ==, "1.1");
+  json_object_put (got);
+  json_object_put (want);
+}
+
+/* Creates with `qemu-img create` the image PLAN's only layer describes,
+ * at REF. */
+static void
+qemu_img_create_like (const SmPrecreatePlan *plan, const char *ref)
+{
+  const SmPrecreateLayer *l = layer_at (plan, 0);
+  g_autofree char *size = g_strdup_printf ("%" PRIu64, l->virtual_size);
+  g_autofree char *opt = g_strdup_printf ("cluster_size=%" PRIu64,
+                                          l->cluster_size);
+
+  if (l->backing_name)
+    g_assert_true (sm_test_qemu_img ("create", "-q", "-f", "qcow2", "-o", opt,
+                                     "-b", l->backing_name, "-F",
+                                     sm_image_format_to_string (
+                                       l->backing_format),
+                                     "-u", ref, size, NULL));
+  else
+    g_assert_true (sm_test_qemu_img ("create", "-q", "-f", "qcow2", "-o", opt,
+                                     ref, size, NULL));
+}
+
+/* Creates PLAN's only layer (with a reference image made by qemu-img in
+ * REF_DIR) and judges it; returns which maker the library used. */
+static Maker
+create_and_judge (SmPrecreatePlan *plan, const char *ref_dir)
+{
+  const SmPrecreateLayer *l = layer_at (plan, 0);
+  g_autofree char *base = g_path_get_basename (l->path);
+  g_autofree char *ref = g_build_filename (ref_dir, base, NULL);
+  g_autofree char *log = NULL;
+  g_autoptr(SmCreatedFiles) created = sm_created_files_new ();
+  g_autoptr(GError) err = NULL;
+  bool ok;
+  Maker maker;
+
+  debug_capture_start ();
+  ok = sm_precreate_execute (plan, 0, created, &err);
+  log = debug_capture_stop ();
+  g_assert_no_error (err);
+  g_assert_true (ok);
+  maker = maker_in_log (log, l->path);
+  /* A block device is never recorded: a rollback must not remove it. */
+  g_assert_cmpstr (sm_created_files_paths (created, NULL)[0], ==,
+                   l->block_device ? NULL : l->path);
+
+  qemu_img_create_like (plan, ref);
+  assert_image_matches (l);
+  assert_info_as_qemu_img (l->path, ref);
+  assert_check_clean (l->path);
+  if (l->virtual_size > 0) {
+    assert_writable (l->path, l->virtual_size);
+    assert_check_clean (l->path);
+  }
+  return maker;
+}
+
+typedef struct {
+  uint64_t size;
+  Maker maker;
+} SizeCase;
+
+/* Per cluster size: the virtual sizes tried and who makes the image.
+ * 1 GiB + 512 bytes is not a multiple of any cluster size; 64 GiB with
+ * 4 KiB clusters needs an L1 table of 64 clusters; QEMU_IMG: more metadata
+ * clusters than one refcount block counts; REFUSED: an L1 table over
+ * QEMU's limit, which qemu-img reports. */
+static const SizeCase sizes_512[] = {
+  { 0, NATIVE }, { MiB, NATIVE }, { GiB + 512, QEMU_IMG },
+  { 3 * TiB, REFUSED } };
+static const SizeCase sizes_4k[] = {
+  { 0, NATIVE }, { MiB, NATIVE }, { GiB + 512, NATIVE },
+  { 64 * GiB, NATIVE }, { 3 * TiB, QEMU_IMG } };
+static const SizeCase sizes_64k[] = {
+  { 0, NATIVE }, { MiB, NATIVE }, { GiB + 512, NATIVE },
+  { 64 * GiB, NATIVE }, { 3 * TiB, NATIVE } };
+static const SizeCase sizes_2m[] = {
+  { 0, NATIVE }, { MiB, NATIVE }, { GiB + 512, NATIVE },
+  { 3 * TiB, NATIVE } };
+
+typedef struct {
+  uint64_t cluster;
+  const SizeCase *sizes;
+  unsigned n_sizes;
+} ClusterCase;
+
+#define SIZES(a) a, G_N_ELEMENTS (a)
+static const ClusterCase cluster_cases[] = {
+  { 512, SIZES (sizes_512) }, { 4096, SIZES (sizes_4k) },
+  { 65536, SIZES (sizes_64k) }, { 2 * MiB, SIZES (sizes_2m) },
+};
+
+static void
+test_native_matrix (gconstpointer data)
+{
+  const ClusterCase *cc = data;
+  /* Relative names, both formats, and one with spaces. */
+  const char *backings[][2] = { { NULL, NULL }, { "base.qcow2", "qcow2" },
+                                { "my base.raw", "raw" } };
+  g_autofree char *tmp = sm_test_tmpdir ();
+  unsigned s, b, n = 0;
+
+  for (s = 0; s < cc->n_sizes; s++) {
+    const SizeCase *sc = &cc->sizes[s];
+
+    for (b = 0; b < G_N_ELEMENTS (backings); b++) {
+      g_autofree char *dir = g_strdup_printf ("%s/case%u", tmp, n);
+      g_autofree char *ref_dir = g_strdup_printf ("%s/ref%u", tmp, n++);
+      g_autoptr(SmPrecreatePlan) plan = NULL;
+
+      g_test_message ("cluster %" PRIu64 ", size %" PRIu64 ", backing %s",
+                      cc->cluster, sc->size,
+                      backings[b][0] ? backings[b][0] : "none");
+      g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+      g_assert_cmpint (g_mkdir_with_parents (ref_dir, 0755), ==, 0);
+      plan = plan_one (dir, "disk.qcow2", sc->size, cc->cluster,
+                       backings[b][0], backings[b][1]);
+      if (sc->maker == REFUSED) {
+        g_autoptr(SmCreatedFiles) created = sm_created_files_new ();
+        g_autoptr(GError) err = NULL;
+        g_autofree char *listing = NULL;
+
+        g_assert_false (sm_precreate_execute (plan, 0, created, &err));
+        assert_error_mentions (err, SM_ERROR_IO, layer_at (plan, 0)->path,
+                               "qemu-img create failed");
+        g_assert_nonnull (strstr (err->message, "too large"));
+        listing = dir_listing (dir);
+        g_assert_cmpstr (listing, ==, "");
+        g_assert_null (sm_created_files_paths (created, NULL)[0]);
+        continue;
+      }
+      g_assert_cmpint (create_and_judge (plan, ref_dir), ==, sc->maker);
+    }
+  }
+}
+
+/* The backing name sits in cluster 0 after the header and the backing
+ * format extension (136 bytes in all): up to QEMU's 1023 bytes with 64 KiB
+ * clusters, up to 376 with 512-byte ones.  A longer name goes to qemu-img,
+ * which refuses it with its own message. */
+static void
+test_native_backing_names (void)
+{
+  g_autofree char *tmp = sm_test_tmpdir ();
+  g_autofree char *ref_dir = g_build_filename (tmp, "ref", NULL);
+  struct {
+    uint64_t cluster;
+    size_t name_len;
+    Maker maker;
+  } cases[] = {
+    { 65536, 1023, NATIVE }, { 65536, 1024, REFUSED },
+    { 512, 376, NATIVE }, { 512, 377, REFUSED },
+  };
+  unsigned i;
+
+  g_assert_cmpint (g_mkdir_with_parents (ref_dir, 0755), ==, 0);
+  for (i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *dir = g_strdup_printf ("%s/case%u", tmp, i);
+    g_autofree char *name = g_strnfill (cases[i].name_len, 'b');
+    g_autofree char *img = g_strdup_printf ("disk%u.qcow2", i);
+    g_autoptr(SmPrecreatePlan) plan = NULL;
+    g_autoptr(SmCreatedFiles) created = sm_created_files_new ();
+    g_autoptr(GError) err = NULL;
+    g_autofree char *listing = NULL;
+
+    /* Not a valid file name (over 255 bytes), but a valid backing name: a
+     * path of directories would do, and neither qemu-img info nor this
+     * code opens it. */
+    g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+    plan = plan_one (dir, img, 4 * MiB, cases[i].cluster, name, "qcow2");
+    if (cases[i].maker == NATIVE) {
+      g_assert_cmpint (create_and_judge (plan, ref_dir), ==, NATIVE);
+      continue;
+    }
+    g_assert_false (sm_precreate_execute (plan, 0, created, &err));
+    assert_error_mentions (err, SM_ERROR_IO, layer_at (plan, 0)->path,
+                           "qemu-img create failed");
+    listing = dir_listing (dir);
+    g_assert_cmpstr (listing, ==, "");
+  }
+}
+
+/* A block device target is formatted in place: every metadata cluster is
+ * written in full, so old data on it (here a pattern of 0xa5 bytes that
+ * would read as L1 entries pointing everywhere) never shows through. */
+static void
+test_native_block_device_garbage (void)
+{
+  g_autofree char *tmp = sm_test_tmpdir ();
+  g_autofree char *dst = g_build_filename (tmp, "dst", NULL);
+  g_autofree char *ref_dir = g_build_filename (tmp, "ref", NULL);
+  g_autofree char *lv = g_build_filename (tmp, "lv.img", NULL);
+  g_autofree char *dev = NULL;
+  g_autofree uint8_t *garbage = g_malloc (32 * MiB);
+  struct {
+    uint64_t size, cluster;
+  } cases[] = { { 64 * GiB, 4096 }, { GiB + 512, 2 * MiB } };
+  unsigned i;
+  int fd;
+
+  g_assert_true (sm_test_create_raw (lv, 32 * MiB));
+  fd = sm_test_loop_attach (lv, &dev);
+  if (fd < 0) {
+    g_test_skip ("no loop device available: formatting a block device "
+                 "holding old data not tested");
+    return;
+  }
+  memset (garbage, 0xa5, 32 * MiB);
+  g_assert_cmpint (g_mkdir_with_parents (dst, 0755), ==, 0);
+  g_assert_cmpint (g_mkdir_with_parents (ref_dir, 0755), ==, 0);
+  for (i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *name = g_strdup_printf ("disk%u.qcow2", i);
+    g_autofree char *link = g_build_filename (dst, name, NULL);
+    g_autoptr(SmPrecreatePlan) plan = NULL;
+
+    g_assert_cmpint (pwrite (fd, garbage, 32 * MiB, 0), ==, 32 * MiB);
+    g_assert_cmpint (fsync (fd), ==, 0);
+    g_assert_cmpint (symlink (dev, link), ==, 0);
+    plan = plan_one (dst, name, cases[i].size, cases[i].cluster,
+                     "base.qcow2", "qcow2");
+    g_assert_cmpint (create_and_judge (plan, ref_dir), ==, NATIVE);
+    g_assert_true (layer_at (plan, 0)->block_device);
+  }
+  close (fd);
+}
+
 /* ---- created-files records ---------------------------------------------- */
 
 static void
@@ -1153,6 +1552,8 @@ test_created_files (void)
 int
 main (int argc, char **argv)
 {
+  unsigned i;
+
   g_test_init (&argc, &argv, NULL);
   g_test_add_data_func ("/precreate/plan/chain-raw-base", "raw",
                         test_plan_chain);
@@ -1174,6 +1575,17 @@ main (int argc, char **argv)
   g_test_add_func ("/precreate/check/dest-dir", test_dest_dir);
   g_test_add_func ("/precreate/check/space", test_space);
   g_test_add_func ("/precreate/check/block-device", test_block_device);
+  for (i = 0; i < G_N_ELEMENTS (cluster_cases); i++) {
+    g_autofree char *path = g_strdup_printf ("/precreate/native/cluster-%"
+                                             PRIu64,
+                                             cluster_cases[i].cluster);
+
+    g_test_add_data_func (path, &cluster_cases[i], test_native_matrix);
+  }
+  g_test_add_func ("/precreate/native/backing-names",
+                   test_native_backing_names);
+  g_test_add_func ("/precreate/native/block-device-garbage",
+                   test_native_block_device_garbage);
   g_test_add_func ("/precreate/created-files", test_created_files);
   return g_test_run ();
 }
