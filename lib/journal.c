@@ -1,6 +1,7 @@
 /* libsnapmig — operation journals (see journal.h). */
 #include "journal.h"
 #include "qmp.h"        /* g_autoptr(json_object) */
+#include "state.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,24 +21,6 @@ sm_journal_new_opid (void)
   g_autofree char *stamp = g_date_time_format (now, "%Y%m%dT%H%M%S");
 
   return g_strdup_printf ("%s-%08x", stamp, g_random_int ());
-}
-
-static bool
-sync_dir (const char *dir, GError **error)
-{
-  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-  if (fd < 0 || fsync (fd) < 0) {
-    int saved = errno;
-
-    if (fd >= 0)
-      close (fd);
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot sync directory: %s",
-                 dir, g_strerror (saved));
-    return false;
-  }
-  close (fd);
-  return true;
 }
 
 SmJournal *
@@ -62,7 +45,7 @@ sm_journal_create (const char *dir, const char *opid, json_object *header,
     return NULL;
   }
   if (!sm_journal_append (journal, g_steal_pointer (&owned), error) ||
-      !sync_dir (dir, error)) {
+      !sm_state_fsync_dir (dir, error)) {
     unlink (journal->path);
     return NULL;
   }
@@ -133,7 +116,7 @@ sm_journal_finish (SmJournal *journal, GError **error)
     return false;
   }
   sm_journal_free (journal);
-  return sync_dir (dir, error);
+  return sm_state_fsync_dir (dir, error);
 }
 
 json_object *

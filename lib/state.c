@@ -183,8 +183,8 @@ make_dir (const char *path, GError **error)
   return true;
 }
 
-static bool
-fsync_dir (const char *dir, GError **error)
+bool
+sm_state_fsync_dir (const char *dir, GError **error)
 {
   int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
@@ -257,7 +257,7 @@ sm_state_write_atomic (const char *path, const char *data, gssize len,
                  g_strerror (saved));
     return false;
   }
-  return fsync_dir (dir, error);
+  return sm_state_fsync_dir (dir, error);
 }
 
 void
@@ -617,7 +617,7 @@ sm_vm_state_delete_snapshot (SmVmState *st, const char *name, GError **error)
   /* Writers of this file hold the VM's lock, as we do: one that is not
    * running any more and left a temporary file was killed mid-write. */
   sm_state_remove_stale_temps (path);
-  if (!fsync_dir (st->snapshot_dir, error))
+  if (!sm_state_fsync_dir (st->snapshot_dir, error))
     return false;
   current = sm_vm_state_get_current (st, &err);
   if (err) {
@@ -706,7 +706,7 @@ sm_vm_state_set_current (SmVmState *st, const char *name, GError **error)
                    st->current_path, g_strerror (saved));
       return false;
     }
-    return fsync_dir (st->dir, error);
+    return sm_state_fsync_dir (st->dir, error);
   }
   if (!check_snapshot_name (name, error))
     return false;

@@ -79,6 +79,10 @@ char *sm_vm_state_get_current (SmVmState *st, GError **error)
  * (SM_ERROR_NOT_FOUND). */
 bool sm_vm_state_set_current (SmVmState *st, const char *name, GError **error);
 
+/* Makes DIR's entries durable (fsync of the directory): a file's own fsync
+ * does not cover its name.  SM_ERROR_IO naming DIR. */
+bool sm_state_fsync_dir (const char *dir, GError **error);
+
 /* Writes DATA to PATH atomically (temp file in the same directory, fsync,
  * rename, fsync of the directory). */
 bool sm_state_write_atomic (const char *path, const char *data, gssize len,
