@@ -1141,6 +1141,33 @@ create_file_layer (const SmPrecreateLayer *layer, SmCreatedFiles *created,
   return true;
 }
 
+/* Makes the names of the files PLAN created durable: their data is flushed,
+ * but without a sync of their directories a crash could lose the files
+ * themselves once the VM depends on them (pivot). */
+static bool
+sync_dirs (const SmPrecreatePlan *plan, GError **error)
+{
+  g_autoptr(GHashTable) done = g_hash_table_new_full (g_str_hash,
+                                                      g_str_equal, g_free,
+                                                      NULL);
+  unsigned i;
+
+  for (i = 0; i < plan->layers->len; i++) {
+    const SmPrecreateLayer *layer = plan->layers->pdata[i];
+    g_autofree char *dir = NULL;
+
+    if (layer->reuse || layer->block_device)
+      continue;
+    dir = g_path_get_dirname (layer->path);
+    if (g_hash_table_contains (done, dir))
+      continue;
+    if (!sm_state_fsync_dir (dir, error))
+      return false;
+    g_hash_table_add (done, g_steal_pointer (&dir));
+  }
+  return true;
+}
+
 static bool
 execute_layers (SmPrecreatePlan *plan, SmCreatedFiles *created,
                 SmCreatedFiles *mine, GError **error)
@@ -1195,7 +1222,7 @@ execute_layers (SmPrecreatePlan *plan, SmCreatedFiles *created,
                      error))
       return false;
   }
-  return true;
+  return sync_dirs (plan, error);
 }
 
 bool
