@@ -109,15 +109,17 @@ start_2disk_vm () {
               -drive "$(drive_opt drive1 "$A/d1.raw" raw)"
 }
 
-# top_file DRIVE: the file of DRIVE's active layer in VM "vm".  QEMU names a
-# layer "json:{...}" when its backing node is not the one its header names as
-# written (a snapshot taken with mode=existing): its file is then the "file"
-# child's filename.
-top_file () {
+# chain_files DRIVE: the files of DRIVE's backing chain in VM "vm", active
+# layer first.  QEMU names a layer "json:{...}" when its backing node is not
+# the one its header names as written (a snapshot taken with mode=existing):
+# its file is then the "file" child's filename.
+chain_files () {
   qmp vm query-block | jq -r --arg d "$1" '.[] | select(.device == $d)
-    | .inserted.image.filename
+    | .inserted.image | recurse(."backing-image"; . != null) | .filename
     | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
 }
+# top_file DRIVE: the file of DRIVE's active layer in VM "vm".
+top_file () { chain_files "$1" | head -n 1; }
 
 # EXPECT holds "DRIVE PATTERN OFFSET LENGTH" for every write the guest of VM
 # "vm" must see.  gw DRIVE PATTERN OFFSET LENGTH writes as the guest and

@@ -144,13 +144,6 @@ same_views () {
 }
 check "A's and B's views are identical at pivot time" same_views
 
-# chain_files DRIVE: every file of DRIVE's active chain, top first (see
-# test-lsm-move.sh for the json: names).
-chain_files () {
-  qmp vm query-block | jq -r --arg d "$1" '.[] | select(.device == $d)
-    | .inserted.image | recurse(."backing-image"; . != null) | .filename
-    | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
-}
 chain_files drive0 | sed 's/^/# chain: /'
 check "the active chain is B's links" \
   [ "$(chain_files drive0 | tr '\n' ' ')" = \

@@ -23,15 +23,6 @@ start_vm vm -drive "$(drive_opt drive0 "$A/snap1.qcow2" qcow2)" \
 # "DRIVE PATTERN OFFSET LENGTH" of every write the guest must see at the end.
 EXPECT=("drive0 0x11 0 2M" "drive0 0x12 2M 2M" "drive1 0x21 0 2M"
         "drive2 0x31 0 1M")
-# chain_files DRIVE: every file of DRIVE's active chain, top first.  QEMU
-# names a layer "json:{...}" when its backing node is not the one its header
-# names as written (a snapshot taken with mode=existing): its file is then
-# the "file" child's filename.
-chain_files () {
-  qmp vm query-block | jq -r --arg d "$1" '.[] | select(.device == $d)
-    | .inserted.image | recurse(."backing-image"; . != null) | .filename
-    | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
-}
 
 check "guest writes before create" \
   gw drive0 0x13 4M 1M && gw drive1 0x22 2M 1M && gw drive2 0x32 1M 1M
