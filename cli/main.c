@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "interrupt.h"
+
 static const SmCliCommand commands[] = {
   { "disks", "--qmp SOCKET [--json]",
     "List a running VM's disks, their backing chains and block jobs",
@@ -118,5 +120,8 @@ main (int argc, char **argv)
              "(see 'snapmig help')\n", argv[1]);
     return SM_EXIT_USAGE;
   }
+  /* Ctrl-C, SIGTERM, SIGHUP: the library's waits end with an error and
+   * the command leaves through its error path (a paused guest resumed). */
+  sm_interrupt_install ();
   return cmd->run (argc - 1, argv + 1);
 }

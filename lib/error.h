@@ -29,6 +29,9 @@ typedef enum {
   SM_ERROR_TIMEOUT,           /* a deadline passed */
   SM_ERROR_UNSUPPORTED,       /* the QEMU we talk to lacks a needed command */
   SM_ERROR_BUSY,              /* another snapmig holds the lock, a job runs */
+  SM_ERROR_INTERRUPTED,       /* SIGINT, SIGTERM or SIGHUP (interrupt.h) */
+  SM_ERROR_IN_USE,            /* another process holds a file (QEMU's image
+                                 locks) or another VM uses it */
   SM_ERROR_LAST
 } SmErrorCode;
 

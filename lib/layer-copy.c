@@ -2,6 +2,8 @@
  * layer-copy.h). */
 #include "layer-copy.h"
 
+#include "interrupt.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -981,6 +983,9 @@ sm_copy_worker_spawn (GPtrArray *copies, const char *status_path, pid_t *pid,
     pid_t worker;
 
     setsid ();
+    /* The worker outlives the command: the command's interruption handlers
+     * (interrupt.h) are not its own. */
+    sm_interrupt_uninstall ();
     worker = fork ();
     if (worker != 0)
       _exit (worker < 0 ? 1 : 0);

@@ -643,11 +643,7 @@ recover_one (SmQmp *qmp, SmVmState *st, const char *path, GError **error)
                                 : "QEMU is gone: the new tops were folded "
                                   "back into the original images");
   }
-  unlink (path);
-  return g_strdup_printf ("%s of snapshot %s was interrupted after step %d "
-                          "(%s): run 'snapmig %s %s' again to finish it", op,
-                          info->snapshot, last_step, last_kind, op,
-                          info->snapshot);
+  return sm_lsm_recover_switch (qmp, st, path, records, info, op, error);
 }
 
 char **

@@ -57,4 +57,14 @@ bool sm_lsm_journal_done (SmJournal *journal, GError **error);
 bool sm_lsm_disk_runs_on (SmQmp *qmp, const SmLsmDisk *d, const char *file,
                           GError **error);
 
+/* recover's part for an interrupted pivot or abort (lsm-switch.c): the
+ * journal at PATH, its RECORDS (header first) and the migration INFO from
+ * its header; OP is "pivot" or "abort".  QMP is NULL when QEMU is gone.
+ * Returns what was done, for the user (caller frees), or NULL with ERROR;
+ * removes the journal only when nothing is left to finish. */
+char *sm_lsm_recover_switch (SmQmp *qmp, SmVmState *st, const char *path,
+                             json_object *records, const SmLsmInfo *info,
+                             const char *op, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
 #endif /* SM_LSM_PRIVATE_H */

@@ -614,3 +614,36 @@ sm_lsm_abort (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, int timeout_ms,
     return false;
   return sm_lsm_journal_done (g_steal_pointer (&journal), error);
 }
+
+/* ---- recover --------------------------------------------------------- */
+
+char *
+sm_lsm_recover_switch (SmQmp *qmp, SmVmState *st, const char *path,
+                       json_object *records, const SmLsmInfo *info,
+                       const char *op, GError **error)
+{
+  int last_step = 0;
+  const char *last_kind = "none";
+  size_t i;
+
+  (void) qmp;
+  (void) st;
+  (void) error;
+  for (i = 1; i < json_object_array_length (records); i++) {
+    json_object *rec = json_object_array_get_idx (records, i);
+    json_object *v;
+
+    if (json_object_object_get_ex (rec, "phase", &v) &&
+        strcmp (json_object_get_string (v), "end") == 0 &&
+        json_object_object_get_ex (rec, "step", &v)) {
+      last_step = json_object_get_int (v);
+      if (json_object_object_get_ex (rec, "kind", &v))
+        last_kind = json_object_get_string (v);
+    }
+  }
+  unlink (path);
+  return g_strdup_printf ("%s of snapshot %s was interrupted after step %d "
+                          "(%s): run 'snapmig %s %s' again to finish it", op,
+                          info->snapshot, last_step, last_kind, op,
+                          info->snapshot);
+}
