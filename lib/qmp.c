@@ -428,6 +428,25 @@ sm_qmp_execute (SmQmp *qmp, const char *command, json_object *args,
                         error);
 }
 
+json_object *
+sm_qmp_execute_type (SmQmp *qmp, const char *command, json_object *args,
+                     json_type type, GError **error)
+{
+  g_autoptr(json_object) ret = sm_qmp_execute (qmp, command, args, error);
+
+  if (!ret)
+    return NULL;
+  if (!json_object_is_type (ret, type)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
+                 "%s: QEMU monitor %s answered %s where %s was expected",
+                 command, qmp->address,
+                 json_type_to_name (json_object_get_type (ret)),
+                 json_type_to_name (type));
+    return NULL;
+  }
+  return g_steal_pointer (&ret);
+}
+
 bool
 sm_qmp_run (SmQmp *qmp, const char *command, json_object *args,
             GError **error)
@@ -445,16 +464,10 @@ sm_qmp_hmp (SmQmp *qmp, const char *command_line, GError **error)
 
   json_object_object_add (args, "command-line",
                           json_object_new_string (command_line));
-  ret = sm_qmp_execute (qmp, "human-monitor-command", g_steal_pointer (&args),
-                        error);
+  ret = sm_qmp_execute_type (qmp, "human-monitor-command",
+                             g_steal_pointer (&args), json_type_string, error);
   if (!ret)
     return NULL;
-  if (!json_object_is_type (ret, json_type_string)) {
-    g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
-                 "human-monitor-command: QEMU monitor %s returned no text",
-                 qmp->address);
-    return NULL;
-  }
   return g_strdup (json_object_get_string (ret));
 }
 

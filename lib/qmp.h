@@ -73,6 +73,14 @@ json_object *sm_qmp_args (GError **error, const char *first, ...)
 json_object *sm_qmp_execute (SmQmp *qmp, const char *command, json_object *args,
                              GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
+/* Like sm_qmp_execute, and the reply's "return" must be of TYPE
+ * (json_type_object for query-status, json_type_array for query-block, ...):
+ * anything else is SM_ERROR_QMP_PROTOCOL naming the command, so that no
+ * caller reads a reply of the wrong shape.  Caller puts. */
+json_object *sm_qmp_execute_type (SmQmp *qmp, const char *command,
+                                  json_object *args, json_type type,
+                                  GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
 /* Like sm_qmp_execute but discards the return value. */
 bool sm_qmp_run (SmQmp *qmp, const char *command, json_object *args,
                  GError **error);
