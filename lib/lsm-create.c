@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "journal.h"
+#include "lsm-inuse.h"
 
 /* ---- test hooks ------------------------------------------------------ */
 
@@ -454,6 +455,35 @@ finish_partial (Create *c, const GError *cause, GError **error)
   return false;
 }
 
+/* --reuse-external: no target that exists may be one another process holds
+ * (QEMU's image locks) or another VM uses; checked before anything changes.
+ * The copy worker checks each lower layer again, under its own lock, right
+ * before it writes (layer-copy.c). */
+static bool
+check_targets_free (SmVmState *st, const SmLsmPlan *plan, GError **error)
+{
+  g_autoptr(GHashTable) known = sm_lsm_known_files (st);
+  GPtrArray *const all[] = { plan->dest_plans, plan->top_plans };
+  size_t a, i, k;
+
+  for (a = 0; a < G_N_ELEMENTS (all); a++)
+    for (i = 0; all[a] && i < all[a]->len; i++) {
+      const SmPrecreatePlan *p = all[a]->pdata[i];
+
+      for (k = 0; p && k < p->layers->len; k++) {
+        const SmPrecreateLayer *l = p->layers->pdata[k];
+        const SmLsmDisk *d = plan->info->disks->pdata[i];
+
+        if (file_exists (l->path) &&
+            !sm_lsm_check_not_in_use (known, l->path, error)) {
+          g_prefix_error (error, "disk %s: cannot reuse ", d->name);
+          return false;
+        }
+      }
+    }
+  return true;
+}
+
 bool
 sm_lsm_create (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, GError **error)
 {
@@ -478,6 +508,10 @@ sm_lsm_create (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, GError **error)
       sm_created_files_free (c.created);
       return false;
     }
+  }
+  if (!check_targets_free (st, plan, error)) {
+    sm_created_files_free (c.created);
+    return false;
   }
   record_path = g_strdup_printf ("%s/%s.created",
                                  sm_vm_state_journal_dir (st), opid);

@@ -7,12 +7,14 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
 #include "image-lock.h"
+#include "layer-copy.h"
 
 /* A child that opens PATH and, with LOCK_BYTE >= 0, takes a shared OFD lock
  * on that byte as QEMU does, then waits until its pipe closes.  Returns its
@@ -222,11 +224,82 @@ test_qemu (void)
   close (sock);
 }
 
+/* The copy of a layer refuses a destination another process holds (QEMU's
+ * locks) and leaves it as it was; a destination that already holds the
+ * layer byte for byte is not rewritten (same inode, same mtime); any other
+ * destination is rewritten. */
+static void
+test_layer_copy (void)
+{
+  g_autofree char *dir = sm_test_tmpdir ();
+  g_autofree char *src = g_build_filename (dir, "src.raw", NULL);
+  g_autofree char *dst = g_build_filename (dir, "dst.raw", NULL);
+  g_autofree char *before = NULL, *after = NULL, *pid_s = NULL;
+  g_autoptr(SmLayerCopy) c = NULL;
+  g_autoptr(GError) err = NULL;
+  struct stat st1, st2;
+  gsize len1, len2;
+  pid_t pid;
+  int w;
+
+  g_assert_true (sm_test_create_raw (src, 1 << 20));
+  {
+    const char *argv[] = { "qemu-io", "-f", "raw", "-c",
+                           "write -P 0x5a 4096 65536", src, NULL };
+
+    g_assert_true (sm_test_run (argv, NULL, false));
+  }
+  g_assert_true (sm_test_create_raw (dst, 1 << 20));
+  {
+    const char *argv[] = { "qemu-io", "-f", "raw", "-c",
+                           "write -P 0x77 0 65536", dst, NULL };
+
+    g_assert_true (sm_test_run (argv, NULL, false));
+  }
+  c = sm_layer_copy_new ("vda", src, dst, SM_IMAGE_FORMAT_RAW, NULL,
+                         SM_IMAGE_FORMAT_LAST);
+
+  /* Held (a shared lock on 100, as QEMU's read permission): refused. */
+  g_assert_true (g_file_get_contents (dst, &before, &len1, NULL));
+  pid = holder_start (dst, 100, &w);
+  pid_s = g_strdup_printf ("(pid %d)", (int) pid);
+  g_assert_false (sm_layer_copy_run (c, NULL, NULL, &err));
+  g_assert_nonnull (err);
+  g_assert_nonnull (strstr (err->message, dst));
+  g_assert_nonnull (strstr (err->message, "in use"));
+  g_assert_nonnull (strstr (err->message, pid_s));
+  g_clear_error (&err);
+  holder_stop (pid, w);
+  g_assert_true (g_file_get_contents (dst, &after, &len2, NULL));
+  g_assert_cmpmem (before, len1, after, len2);
+  g_clear_pointer (&after, g_free);
+
+  /* Free and different: rewritten. */
+  g_assert_true (sm_layer_copy_run (c, NULL, NULL, &err));
+  g_assert_no_error (err);
+  {
+    const char *argv[] = { "cmp", src, dst, NULL };
+
+    g_assert_true (sm_test_run (argv, NULL, false));
+  }
+
+  /* Already identical: not rewritten. */
+  g_assert_cmpint (stat (dst, &st1), ==, 0);
+  g_usleep (20000);
+  g_assert_true (sm_layer_copy_run (c, NULL, NULL, &err));
+  g_assert_no_error (err);
+  g_assert_cmpint (stat (dst, &st2), ==, 0);
+  g_assert_cmpuint (st1.st_ino, ==, st2.st_ino);
+  g_assert_cmpint (st1.st_mtim.tv_sec, ==, st2.st_mtim.tv_sec);
+  g_assert_cmpint (st1.st_mtim.tv_nsec, ==, st2.st_mtim.tv_nsec);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/image-lock/probe-child", test_probe_child);
   g_test_add_func ("/image-lock/qemu", test_qemu);
+  g_test_add_func ("/image-lock/layer-copy", test_layer_copy);
   return g_test_run ();
 }

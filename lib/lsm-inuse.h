@@ -1,0 +1,31 @@
+/* libsnapmig — before the live storage migration executors write into,
+ * truncate, reuse or delete a file: is it in use, by another process
+ * (QEMU's image locks, lib/image-lock.h) or by another VM snapmig knows of
+ * (its move records in the state directory)?  Not part of the library's
+ * API.
+ */
+#ifndef SM_LSM_INUSE_H
+#define SM_LSM_INUSE_H
+
+#include <stdbool.h>
+#include <glib.h>
+
+#include "error.h"
+#include "state.h"
+
+/* The files the other VMs of ST's state directory use in their moves
+ * (STATE/vms/OTHER/lsm/NAME.json: original and new tops, mirrors;
+ * NAME.created and NAME.copy.json: destination files and copied layers;
+ * journal/OPID.created: files of a create in progress), canonical path →
+ * "VM OTHER (snapshot NAME)" (or "VM OTHER (operation OPID)").  Records that
+ * cannot be read are skipped (validate reports them).  Caller frees. */
+GHashTable *sm_lsm_known_files (SmVmState *st) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Checks that nobody else uses PATH: no process but ours holds QEMU's
+ * locks on it, and no other VM of KNOWN (sm_lsm_known_files, may be NULL)
+ * names it.  False with SM_ERROR_IN_USE "PATH: in use: held by PROCESS (pid
+ * N)" or "PATH: in use by VM KEY (snapshot NAME)". */
+bool sm_lsm_check_not_in_use (GHashTable *known, const char *path,
+                              GError **error);
+
+#endif /* SM_LSM_INUSE_H */
