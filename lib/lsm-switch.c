@@ -625,6 +625,14 @@ abort_step (void *ctx, const SmLsmStep *s, const SmLsmDisk *d, GError **err)
     ok = created && sm_created_files_rollback (created, err);
     if (ok)
       ok = sm_created_files_save (created, path, err);
+    else if (g_error_matches (*err, SM_ERROR, SM_ERROR_IN_USE)) {
+      /* Kept in the record: a later abort removes it once it is free. */
+      g_autofree char *msg = g_strdup_printf (
+        "%s; run abort again once it is free", (*err)->message);
+
+      g_free ((*err)->message);
+      (*err)->message = g_steal_pointer (&msg);
+    }
     break;
   }
   case SM_LSM_STEP_DELETE_METADATA:

@@ -129,6 +129,26 @@ done
 check "VM3 reads the base's data" gr vm3 drive0 0x11 0 2M
 check "VM3 reads its own data" gr vm3 drive0 0x66 12M 1M
 
+# ---- 4. abort keeps a created file another process opened since --------
+D=$T/D
+mkdir -p "$D"
+run "$SNAPMIG" create "${SM[@]}" --mirror-domain "$D" --name mv4 --wait
+check "create mv4 into D" [ $rc -eq 0 ]
+start_vm vm4 -drive "file=$D/tmpl.qcow2,if=none,id=drive0,format=qcow2,readonly=on" || exit 1
+VM4=$VM_PID
+run "$SNAPMIG" abort "${SM[@]}" mv4
+check "abort reports D/tmpl.qcow2 kept, naming VM4's QEMU" \
+  grep -qF "kept $D/tmpl.qcow2: in use: held by qemu-system-x86_64 (pid $VM4)" <<<"$out"
+check "D/tmpl.qcow2 is kept" [ -e "$D/tmpl.qcow2" ]
+check "VM4 reads it" gr vm4 drive0 0x11 0 2M
+check "vm runs on its source chain" [ "$(top_file drive0)" = "$C/top.mv3.mv4.qcow2" ]
+check "vm is running" [ "$(run_state vm)" = running ]
+check "VM4 quits" quit_vm vm4 "$VM4"
+run "$SNAPMIG" abort "${SM[@]}" mv4
+check "abort again, once D/tmpl.qcow2 is free, succeeds" [ $rc -eq 0 ]
+check "D is empty" [ -z "$(ls -A "$D")" ]
+check "no move record is left" [ -z "$(find "$T/state" -path '*/lsm/*')" ]
+
 # ---- offline, once the VMs quit -----------------------------------------
 check "VM1 quits" quit_vm vm1 "$VM1"
 check "VM3 quits" quit_vm vm3 "$VM3"
@@ -140,7 +160,7 @@ check "offline: VM3's base data" offline_read "$A/vm3.qcow2" 0x11 0 2M
 check "offline: VM3's own data" offline_read "$A/vm3.qcow2" 0x66 12M 1M
 for r in "0x11 0 2M" "0x22 4M 1M" "0x77 6M 1M"; do
   read -r p o l <<<"$r"
-  check "offline: vm's $p at $o in C" offline_read "$C/top.mv3.qcow2" "$p" "$o" "$l"
+  check "offline: vm's $p at $o in C" offline_read "$C/top.mv3.mv4.qcow2" "$p" "$o" "$l"
 done
 
 done_testing
