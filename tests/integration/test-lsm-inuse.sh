@@ -6,6 +6,7 @@
 #     to B/tmpl.qcow2, is refused before anything changes, naming the file
 #     and VM1's QEMU; B/tmpl.qcow2 stays byte-identical and VM1 reads its
 #     data, in the VM and offline.
+#     The same for a layer that VM1's own move (snapmig's record) names.
 #  2. `create --reuse-external` into C, whose lower layers were copied there
 #     beforehand (identical): the copy worker does not rewrite them (same
 #     inode, same mtime), and the pivot works with the guest data intact.
@@ -91,6 +92,28 @@ check "VM1 reads its own data" gr vm1 drive0 0x55 8M 1M
 check "vm reads its data" gr vm drive0 0x11 0 2M
 rm -f "$B/top.qcow2" "$B/top.mv1.qcow2" "$A/top.mv1.qcow2"
 
+# ---- 1b. a reused layer another VM's move names is refused --------------
+# VM1 moves into E with snapmig (not pivoted): its lower layers there are
+# copied and closed, so no lock shows they are VM1's; its record does.
+E=$T/E
+mkdir -p "$E"
+SM1=(--state-dir "$T/state" --qmp "$T/vm1.qmp")
+run "$SNAPMIG" create "${SM1[@]}" --mirror-domain "$E" --name w1 --wait
+check "VM1's move into E is created" [ $rc -eq 0 ]
+qemu-img create -q -f qcow2 -u -F qcow2 -b tmpl.qcow2 "$E/top.qcow2" 32M
+qemu-img create -q -f qcow2 -u -F qcow2 -b top.qcow2 "$E/top.mv1.qcow2" 32M
+qemu-img create -q -f qcow2 -u -F qcow2 -b top.qcow2 "$A/top.mv1.qcow2" 32M
+cp "$E/tmpl.qcow2" "$T/e-tmpl.before"
+run "$SNAPMIG" create "${SM[@]}" --reuse-external \
+  --diskspec "drive0,file=$A/top.mv1.qcow2,mirror=$E/top.mv1.qcow2" --name mv1
+check "reuse of a layer of VM1's move: refused" [ $rc -ne 0 ]
+check "the message names the file and VM1's move" \
+  grep -qE "$E/tmpl.qcow2: in use by VM [^ ]+ \(snapshot w1\)" <<<"$out"
+check "E/tmpl.qcow2 is byte-identical" cmp -s "$E/tmpl.qcow2" "$T/e-tmpl.before"
+check "vm still runs on its original top" [ "$(top_file drive0)" = "$A/top.qcow2" ]
+check "vm is running" [ "$(run_state vm)" = running ]
+rm -f "$E/top.qcow2" "$E/top.mv1.qcow2" "$A/top.mv1.qcow2"
+
 # ---- 2. identical pre-copied lower layers are not rewritten -------------
 qemu-img create -q -f qcow2 -u -F qcow2 -b top.qcow2 "$C/top.mv3.qcow2" 32M
 qemu-img create -q -f qcow2 -u -F qcow2 -b top.qcow2 "$A/top.mv3.qcow2" 32M
@@ -147,7 +170,7 @@ check "VM4 quits" quit_vm vm4 "$VM4"
 run "$SNAPMIG" abort "${SM[@]}" mv4
 check "abort again, once D/tmpl.qcow2 is free, succeeds" [ $rc -eq 0 ]
 check "D is empty" [ -z "$(ls -A "$D")" ]
-check "no move record is left" [ -z "$(find "$T/state" -path '*/lsm/*')" ]
+check "no move record of vm is left" [ -z "$(find "$T/state" -path '*/lsm/*' ! -name 'w1.*')" ]
 
 # ---- offline, once the VMs quit -----------------------------------------
 check "VM1 quits" quit_vm vm1 "$VM1"
