@@ -599,13 +599,17 @@ sm_cmd_status (int argc, char **argv)
     json_object *o = json_object_array_get_idx (arr, i);
     const char *why = sm_json_get_string (o, "error");
     int64_t done = 0, total = 0;
+    bool skipped = false;
 
     sm_json_get_int64 (o, "done", &done);
     sm_json_get_int64 (o, "total", &total);
+    sm_json_get_bool (o, "skipped", &skipped);
     printf ("  copy %s -> %s: %s %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT
-            "%s%s\n",
+            "%s%s%s\n",
             sm_json_get_string (o, "source"), sm_json_get_string (o, "dest"),
             sm_json_get_string (o, "state"), done, total,
+            skipped ? " (the destination held it already: not rewritten)"
+                    : "",
             why ? ": " : "", why ? why : "");
   }
   return SM_EXIT_OK;

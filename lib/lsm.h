@@ -307,7 +307,8 @@ bool sm_lsm_abort (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
 /* One line per disk and per copied layer of migration INFO: mirror job
  * state and progress, copy state and progress.  Returned as JSON:
  * {"snapshot":..,"disks":[{"name","job","status","ready","offset","len",
- * "active"}],"copies":[{"source","dest","state","done","total","error"}],
+ * "active"}],"copies":[{"source","dest","state","done","total","error",
+ * "skipped" (true: the destination already held the layer)}],
  * "worker-pid":N}.  Caller puts. */
 json_object *sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
                             GError **error) G_GNUC_WARN_UNUSED_RESULT;

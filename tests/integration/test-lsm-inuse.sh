@@ -126,6 +126,8 @@ guest_write vm drive0 0x77 6M 1M >/dev/null
 run "$SNAPMIG" status "${SM[@]}" --json mv3
 check "status: every copy is done" \
   jqe '[.copies[].state] | length == 2 and all(. == "done")'
+check "status: both copies say skipped" \
+  jqe '[.copies[].skipped] == [true, true]'
 check "C/tmpl.qcow2 was not rewritten (same inode and mtime)" \
   [ "$(file_id "$C/tmpl.qcow2")" = "$ID_TMPL" ]
 check "C/top.qcow2 was not rewritten (same inode and mtime)" \
