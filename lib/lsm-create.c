@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "image-lock.h"
 #include "journal.h"
 #include "lsm-inuse.h"
 
@@ -436,7 +437,13 @@ finish_partial (Create *c, const GError *cause, GError **error)
                               d->name, d->new_top);
       any = true;
     } else {
-      unlink (d->new_top);
+      g_autoptr(GError) held = NULL;
+
+      /* Never a file another process holds (lib/image-lock.h). */
+      if (sm_image_check_unlocked (d->new_top, 0, &held))
+        unlink (d->new_top);
+      else
+        g_string_append_printf (msg, "; kept %s", held->message);
       g_string_append_printf (msg, "; disk %s: not snapshotted, still on %s",
                               d->name, d->orig_top);
     }

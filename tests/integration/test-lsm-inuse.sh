@@ -14,6 +14,11 @@
 #     base image of vm's source chain): tmpl.qcow2 is kept and reported with
 #     VM3's QEMU as holder, the other source files are removed and reported,
 #     VM3 still reads its data.
+#  4. abort keeps a destination file snapmig created that VM4 has opened
+#     since, naming VM4's QEMU; abort again once it is free removes it.
+#  5. recover of a create killed after pre-creating its files keeps one that
+#     VM5 has opened since; recover again once it is free removes it.
+# The guest data of every VM is read in the VM and, once they quit, offline.
 . "$(dirname "$0")/lib.sh"
 
 lsm_setup
@@ -173,6 +178,29 @@ run "$SNAPMIG" abort "${SM[@]}" mv4
 check "abort again, once D/tmpl.qcow2 is free, succeeds" [ $rc -eq 0 ]
 check "D is empty" [ -z "$(ls -A "$D")" ]
 check "no move record of vm is left" [ -z "$(find "$T/state" -path '*/lsm/*' ! -name 'w1.*')" ]
+
+# ---- 5. recover of a crashed create keeps a created file held since -----
+F=$T/F
+mkdir -p "$F"
+SNAPMIG_TEST_CRASH_AFTER_STEP=1 run "$SNAPMIG" create "${SM[@]}" \
+  --mirror-domain "$F" --name mv5
+check "create crashed after pre-creating F's files" [ $rc -eq 137 -a -e "$F/tmpl.qcow2" ]
+start_vm vm5 -drive "file=$F/tmpl.qcow2,if=none,id=drive0,format=qcow2,readonly=on" || exit 1
+VM5=$VM_PID
+run "$SNAPMIG" recover "${SM[@]}"
+check "recover reports F/tmpl.qcow2 kept, naming VM5's QEMU" \
+  grep -qF "kept $F/tmpl.qcow2: in use: held by qemu-system-x86_64 (pid $VM5)" <<<"$out"
+check "F/tmpl.qcow2 is kept" [ -e "$F/tmpl.qcow2" ]
+check "F's other files are removed" [ "$(ls -A "$F")" = tmpl.qcow2 ]
+check "VM5 reads it (the empty pre-created layer)" gr vm5 drive0 0 0 2M
+check "vm runs on its chain" [ "$(top_file drive0)" = "$C/top.mv3.mv4.qcow2" ]
+check "vm is running" [ "$(run_state vm)" = running ]
+check "VM5 quits" quit_vm vm5 "$VM5"
+run "$SNAPMIG" recover "${SM[@]}"
+check "recover again, once F/tmpl.qcow2 is free, succeeds" [ $rc -eq 0 ]
+check "F is empty" [ -z "$(ls -A "$F")" ]
+check "no journal of vm is left" \
+  [ -z "$(find "$T/state" -path '*/journal/*' ! -path '*vm1*')" ]
 
 # ---- offline, once the VMs quit -----------------------------------------
 check "VM1 quits" quit_vm vm1 "$VM1"
