@@ -28,15 +28,53 @@ add_created (GHashTable *known, const char *record, const char *who)
     add (known, *p, who);
 }
 
-/* One other VM's directory STATE/vms/KEY. */
+/* STATE/vms/KEY/snapshots/NAME.xml: the files a snapshot names (its disks'
+ * sources and mirrors), as validate counts them. */
+static void
+add_snapshots (GHashTable *known, const char *vm_dir, const char *vm)
+{
+  g_autofree char *snap_dir = g_build_filename (vm_dir, "snapshots", NULL);
+  g_autoptr(GDir) dir = g_dir_open (snap_dir, 0, NULL);
+  const char *name;
+
+  while (dir && (name = g_dir_read_name (dir))) {
+    g_autofree char *path = g_build_filename (snap_dir, name, NULL);
+    g_autofree char *who = NULL;
+    g_autoptr(SmSnapshotDef) def = NULL;
+    guint i;
+
+    if (!g_str_has_suffix (name, ".xml") ||
+        !(def = sm_snapshot_parse_file (path, NULL)))
+      continue;
+    who = g_strdup_printf ("VM %s (snapshot %s)", vm, def->name);
+    for (i = 0; def->disks && i < def->disks->len; i++) {
+      const SmSnapshotDisk *disk = def->disks->pdata[i];
+
+      add (known, disk->source, who);
+      add (known, disk->mirror_file, who);
+    }
+  }
+}
+
+/* One other VM's directory STATE/vms/KEY; the VM is named by the QMP
+ * address its `vm` file records (KEY when there is none). */
 static void
 add_vm (GHashTable *known, const char *vm_dir, const char *key)
 {
+  g_autofree char *vm_file = g_build_filename (vm_dir, "vm", NULL);
+  g_autofree char *vm = NULL;
   g_autofree char *lsm_dir = g_build_filename (vm_dir, "lsm", NULL);
   g_autofree char *journal_dir = g_build_filename (vm_dir, "journal", NULL);
   g_autoptr(GDir) dir = g_dir_open (lsm_dir, 0, NULL);
   const char *name;
 
+  if (g_file_get_contents (vm_file, &vm, NULL, NULL))
+    g_strstrip (vm);
+  if (!vm || !*vm) {
+    g_free (vm);
+    vm = g_strdup (key);
+  }
+  key = vm;
   while (dir && (name = g_dir_read_name (dir))) {
     g_autofree char *path = g_build_filename (lsm_dir, name, NULL);
     g_autofree char *snapshot = NULL;
@@ -91,6 +129,7 @@ add_vm (GHashTable *known, const char *vm_dir, const char *key)
     who = g_strdup_printf ("VM %s (operation %s)", key, opid);
     add_created (known, path, who);
   }
+  add_snapshots (known, vm_dir, vm);
 }
 
 GHashTable *

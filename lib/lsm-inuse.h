@@ -16,15 +16,19 @@
 /* The files the other VMs of ST's state directory use in their moves
  * (STATE/vms/OTHER/lsm/NAME.json: original and new tops, mirrors;
  * NAME.created and NAME.copy.json: destination files and copied layers;
- * journal/OPID.created: files of a create in progress), canonical path →
- * "VM OTHER (snapshot NAME)" (or "VM OTHER (operation OPID)").  Records that
- * cannot be read are skipped (validate reports them).  Caller frees. */
+ * journal/OPID.created: files of a create in progress) and snapshots
+ * (snapshots/NAME.xml: disk sources and mirrors, as validate counts them),
+ * canonical path → "VM ADDRESS (snapshot NAME)" (or "VM ADDRESS (operation
+ * OPID)"; ADDRESS from OTHER/vm, OTHER when it has none).  Records that
+ * cannot be read are skipped (validate reports them).  Caller frees.
+ * validate.c reads the same records for its own model (load_state); one
+ * reader for both is a later clean-up. */
 GHashTable *sm_lsm_known_files (SmVmState *st) G_GNUC_WARN_UNUSED_RESULT;
 
 /* Checks that nobody else uses PATH: no process but ours holds QEMU's
  * locks on it, and no other VM of KNOWN (sm_lsm_known_files, may be NULL)
  * names it.  False with SM_ERROR_IN_USE "PATH: in use: held by PROCESS (pid
- * N)" or "PATH: in use by VM KEY (snapshot NAME)". */
+ * N)" or "PATH: in use by VM ADDRESS (snapshot NAME)". */
 bool sm_lsm_check_not_in_use (GHashTable *known, const char *path,
                               GError **error);
 

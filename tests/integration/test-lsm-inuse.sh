@@ -97,6 +97,10 @@ check "VM1 reads its own data" gr vm1 drive0 0x55 8M 1M
 check "vm reads its data" gr vm drive0 0x11 0 2M
 rm -f "$B/top.qcow2" "$B/top.mv1.qcow2" "$A/top.mv1.qcow2"
 
+run "$SNAPMIG" validate --state-dir "$T/state" --qmp "$T/vm.qmp" \
+  --qmp "$T/vm1.qmp" --qmp "$T/vm3.qmp" "$A" "$B"
+check "validate: A and B are clean" [ $rc -eq 0 ]
+
 # ---- 1b. a reused layer another VM's move names is refused --------------
 # VM1 moves into E with snapmig (not pivoted): its lower layers there are
 # copied and closed, so no lock shows they are VM1's; its record does.
@@ -158,6 +162,10 @@ for r in "0x11 0 2M" "0x22 4M 1M" "0x77 6M 1M"; do
 done
 check "VM3 reads the base's data" gr vm3 drive0 0x11 0 2M
 check "VM3 reads its own data" gr vm3 drive0 0x66 12M 1M
+
+run "$SNAPMIG" validate --state-dir "$T/state" --qmp "$T/vm.qmp" \
+  --qmp "$T/vm1.qmp" --qmp "$T/vm3.qmp" "$A" "$B" "$C" "$E"
+check "validate: A, B, C and E are clean" [ $rc -eq 0 ]
 
 # ---- 4. abort keeps a created file another process opened since --------
 D=$T/D
