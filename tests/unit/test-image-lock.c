@@ -109,6 +109,7 @@ test_probe_child (void)
   g_assert_true (locked);
   holders = sm_image_holders (path, -1);
   g_assert_true (holders_have (holders, pid, true));
+  g_clear_pointer (&holders, g_ptr_array_unref);
   pid_s = g_strdup_printf ("(pid %d)", (int) pid);
   who = sm_image_holders_describe (path, -1, 0);
   g_assert_nonnull (strstr (who, pid_s));
@@ -161,9 +162,10 @@ test_qemu (void)
   struct sockaddr_un addr = { .sun_family = AF_UNIX };
   bool locked;
   pid_t peer = 0;
+  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
   int fd, sock;
 
-  if (!g_find_program_in_path ("qemu-system-x86_64")) {
+  if (!qemu) {
     g_test_skip ("qemu-system-x86_64 missing");
     return;
   }
