@@ -255,3 +255,80 @@ sm_socket_peer_pid (int fd, pid_t *pid, GError **error)
   *pid = cred.pid;
   return true;
 }
+
+/* The inode of the listening unix socket bound to PATH, 0 if none. */
+static unsigned long
+unix_socket_inode (const char *path)
+{
+  g_autofree char *text = NULL;
+  g_autofree char *real = realpath (path, NULL);
+  g_auto(GStrv) lines = NULL;
+  guint i;
+
+  if (!g_file_get_contents ("/proc/net/unix", &text, NULL, NULL))
+    return 0;
+  lines = g_strsplit (text, "\n", -1);
+  /* "Num RefCount Protocol Flags Type St Inode Path"; a listening socket
+   * has __SO_ACCEPTCON (0x10000) in Flags. */
+  for (i = 1; lines[i]; i++) {
+    g_auto(GStrv) f = g_strsplit_set (lines[i], " ", -1);
+    const char *v[8];
+    guint n = 0, k;
+
+    for (k = 0; f[k] && n < 8; k++)
+      if (*f[k])
+        v[n++] = f[k];
+    if (n < 8 || !(g_ascii_strtoull (v[3], NULL, 16) & 0x10000))
+      continue;
+    if (strcmp (v[7], path) == 0 || (real && strcmp (v[7], real) == 0))
+      return g_ascii_strtoull (v[6], NULL, 10);
+  }
+  return 0;
+}
+
+pid_t
+sm_unix_socket_server_pid (const char *path)
+{
+  unsigned long inode;
+  g_autofree char *want = NULL;
+  DIR *proc;
+  struct dirent *e;
+  pid_t found = 0;
+
+  if (!path || !strchr (path, '/') || !(inode = unix_socket_inode (path)))
+    return 0;
+  want = g_strdup_printf ("socket:[%lu]", inode);
+  proc = opendir ("/proc");
+  if (!proc)
+    return 0;
+  while (!found && (e = readdir (proc))) {
+    g_autofree char *fd_dir = NULL;
+    DIR *fds;
+    struct dirent *f;
+    char *end;
+    long pid = strtol (e->d_name, &end, 10);
+
+    if (*end || pid <= 0)
+      continue;
+    fd_dir = g_strdup_printf ("/proc/%s/fd", e->d_name);
+    fds = opendir (fd_dir);
+    if (!fds)
+      continue;
+    while ((f = readdir (fds))) {
+      g_autofree char *link = g_strdup_printf ("%s/%s", fd_dir, f->d_name);
+      char target[64];
+      ssize_t len = readlink (link, target, sizeof target - 1);
+
+      if (len <= 0)
+        continue;
+      target[len] = '\0';
+      if (strcmp (target, want) == 0) {
+        found = (pid_t) pid;
+        break;
+      }
+    }
+    closedir (fds);
+  }
+  closedir (proc);
+  return found;
+}

@@ -471,6 +471,7 @@ check_targets_free (SmVmState *st, const SmLsmPlan *plan, GError **error)
 {
   g_autoptr(GHashTable) known = sm_lsm_known_files (st);
   GPtrArray *const all[] = { plan->dest_plans, plan->top_plans };
+  pid_t own = sm_lsm_own_qemu_pid (st);
   size_t a, i, k;
 
   for (a = 0; a < G_N_ELEMENTS (all); a++)
@@ -482,7 +483,7 @@ check_targets_free (SmVmState *st, const SmLsmPlan *plan, GError **error)
         const SmLsmDisk *d = plan->info->disks->pdata[i];
 
         if (file_exists (l->path) &&
-            !sm_lsm_check_not_in_use (known, l->path, error)) {
+            !sm_lsm_check_not_in_use (known, l->path, own, error)) {
           g_prefix_error (error, "disk %s: cannot reuse ", d->name);
           return false;
         }

@@ -154,8 +154,15 @@ sm_lsm_known_files (SmVmState *st)
   return known;
 }
 
+pid_t
+sm_lsm_own_qemu_pid (SmVmState *st)
+{
+  return sm_unix_socket_server_pid (sm_vm_state_canonical_address (st));
+}
+
 bool
-sm_lsm_check_not_in_use (GHashTable *known, const char *path, GError **error)
+sm_lsm_check_not_in_use (GHashTable *known, const char *path, pid_t own_pid,
+                         GError **error)
 {
   g_autofree char *canon = g_canonicalize_filename (path, "/");
   const char *who = known ? g_hash_table_lookup (known, canon) : NULL;
@@ -165,5 +172,5 @@ sm_lsm_check_not_in_use (GHashTable *known, const char *path, GError **error)
                  who);
     return false;
   }
-  return sm_image_check_unlocked (path, 0, error);
+  return sm_image_check_unlocked (path, own_pid, error);
 }

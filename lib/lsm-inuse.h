@@ -8,6 +8,7 @@
 #define SM_LSM_INUSE_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <glib.h>
 
 #include "error.h"
@@ -27,9 +28,16 @@ GHashTable *sm_lsm_known_files (SmVmState *st) G_GNUC_WARN_UNUSED_RESULT;
 
 /* Checks that nobody else uses PATH: no process but ours holds QEMU's
  * locks on it, and no other VM of KNOWN (sm_lsm_known_files, may be NULL)
- * names it.  False with SM_ERROR_IN_USE "PATH: in use: held by PROCESS (pid
+ * names it.  OWN_PID (0: unknown) is the QEMU of the VM being migrated,
+ * which is then named so: it too must not have a file snapmig writes or
+ * deletes open.  False with SM_ERROR_IN_USE "PATH: in use: held by PROCESS (pid
  * N)" or "PATH: in use by VM ADDRESS (snapshot NAME)". */
 bool sm_lsm_check_not_in_use (GHashTable *known, const char *path,
-                              GError **error);
+                              pid_t own_pid, GError **error);
+
+/* The PID of the QEMU whose QMP socket ST was opened for (0 when it cannot
+ * be told, e.g. a TCP address): a holder that is this process is named
+ * "the VM being migrated" (lib/image-lock.h). */
+pid_t sm_lsm_own_qemu_pid (SmVmState *st);
 
 #endif /* SM_LSM_INUSE_H */

@@ -302,11 +302,13 @@ delete_source (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
 {
   g_autoptr(GPtrArray) disks = sm_block_query_disks (qmp, error);
   g_autoptr(GHashTable) known = NULL;
+  pid_t own;
   size_t i, k, j;
 
   if (!disks)
     return false;
   known = sm_lsm_known_files (st);
+  own = sm_lsm_own_qemu_pid (st);
   for (i = 0; i < plan->source_files->len; i++) {
     const char *path = plan->source_files->pdata[i];
     g_autoptr(GError) busy = NULL;
@@ -329,7 +331,7 @@ delete_source (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
       keep (result, path, "still used by a disk of the VM");
       continue;
     }
-    if (!sm_lsm_check_not_in_use (known, path, &busy)) {
+    if (!sm_lsm_check_not_in_use (known, path, own, &busy)) {
       if (!g_error_matches (busy, SM_ERROR, SM_ERROR_IN_USE)) {
         g_propagate_error (error, g_steal_pointer (&busy));
         return false;

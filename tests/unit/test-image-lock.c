@@ -224,6 +224,10 @@ test_qemu (void)
   g_assert_true (sm_socket_peer_pid (sock, &peer, &err));
   g_assert_cmpint (peer, ==, sm_test_vm_pid (vm));
   close (sock);
+  g_assert_cmpint (sm_unix_socket_server_pid (sm_test_vm_socket (vm)), ==,
+                   sm_test_vm_pid (vm));
+  g_assert_cmpint (sm_unix_socket_server_pid (free_img), ==, 0);
+  g_assert_cmpint (sm_unix_socket_server_pid ("127.0.0.1:4444"), ==, 0);
 }
 
 /* The copy of a layer refuses a destination another process holds (QEMU's
