@@ -32,6 +32,22 @@ lock_range (struct flock *fl, short type)
   fl->l_len = SM_IMAGE_LOCK_END - SM_IMAGE_LOCK_START + 1;
 }
 
+/* fcntl (FD, OFD_CMD, FL), or CMD (the traditional lock) on a kernel
+ * without OFD locks (before 3.15), where QEMU takes traditional locks too;
+ * F_GETLK reports both kinds. */
+static int
+lock_fcntl (int fd, int ofd_cmd, int cmd, struct flock *fl)
+{
+  struct flock copy = *fl;
+
+  if (fcntl (fd, ofd_cmd, fl) == 0)
+    return 0;
+  if (errno != EINVAL)
+    return -1;
+  *fl = copy;
+  return fcntl (fd, cmd, fl);
+}
+
 bool
 sm_image_lock_probe_fd (int fd, const char *path, bool *locked,
                         GError **error)
@@ -42,7 +58,7 @@ sm_image_lock_probe_fd (int fd, const char *path, bool *locked,
    * (POSIX) locks included; a write-lock probe conflicts with any lock.
    * It does not need FD open for writing. */
   lock_range (&fl, F_WRLCK);
-  if (fcntl (fd, F_OFD_GETLK, &fl) < 0) {
+  if (lock_fcntl (fd, F_OFD_GETLK, F_GETLK, &fl) < 0) {
     g_set_error (error, SM_ERROR, SM_ERROR_IO,
                  "%s: cannot check its image locks: %s", path,
                  g_strerror (errno));
@@ -224,7 +240,7 @@ sm_image_lock_exclusive (int fd, const char *path, GError **error)
   struct flock fl;
 
   lock_range (&fl, F_WRLCK);
-  if (fcntl (fd, F_OFD_SETLK, &fl) < 0) {
+  if (lock_fcntl (fd, F_OFD_SETLK, F_SETLK, &fl) < 0) {
     int saved = errno;
 
     if (saved == EAGAIN || saved == EACCES) {
