@@ -439,6 +439,20 @@ sm_cmd_pivot (int argc, char **argv)
     sm_progress_event (progress, "disk", line, "disk", d->name, "active",
                        d->mirror, NULL);
   }
+  /* --delete-source: every file removed, every file kept and why. */
+  for (i = 0; result.removed && i < result.removed->len; i++) {
+    const char *file = result.removed->pdata[i];
+    g_autofree char *line = g_strdup_printf ("removed %s", file);
+
+    sm_progress_event (progress, "removed", line, "file", file, NULL);
+  }
+  for (i = 0; result.kept && i < result.kept->len; i++) {
+    const SmLsmKeptFile *k = result.kept->pdata[i];
+    g_autofree char *line = g_strdup_printf ("kept %s: %s", k->path, k->why);
+
+    sm_progress_event (progress, "kept", line, "file", k->path, "why", k->why,
+                       NULL);
+  }
   pause = g_strdup_printf ("%" G_GINT64_FORMAT, result.pause_ms);
   if (result.pause_ms >= 0)
     msg = g_strdup_printf ("snapshot %s pivoted; guest paused %" G_GINT64_FORMAT
@@ -585,13 +599,17 @@ sm_cmd_status (int argc, char **argv)
     json_object *o = json_object_array_get_idx (arr, i);
     const char *why = sm_json_get_string (o, "error");
     int64_t done = 0, total = 0;
+    bool skipped = false;
 
     sm_json_get_int64 (o, "done", &done);
     sm_json_get_int64 (o, "total", &total);
+    sm_json_get_bool (o, "skipped", &skipped);
     printf ("  copy %s -> %s: %s %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT
-            "%s%s\n",
+            "%s%s%s\n",
             sm_json_get_string (o, "source"), sm_json_get_string (o, "dest"),
             sm_json_get_string (o, "state"), done, total,
+            skipped ? " (the destination held it already: not rewritten)"
+                    : "",
             why ? ": " : "", why ? why : "");
   }
   return SM_EXIT_OK;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <linux/fs.h>   /* BLKGETSIZE64, BLKZEROOUT */
 
+#include "image-lock.h"
 #include "json-util.h"
 #include "qmp.h"        /* g_autoptr(json_object) */
 #include "state.h"
@@ -382,12 +383,14 @@ open_block_device (LayerJob *job, const struct stat *src_st, GError **error)
   const SmLayerCopy *copy = job->layer->copy;
   uint64_t size;
 
-  job->dst = open (copy->dest, O_WRONLY | O_CLOEXEC);
+  job->dst = open (copy->dest, O_RDWR | O_CLOEXEC);
   if (job->dst < 0) {
     g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot open: %s",
                  copy->dest, g_strerror (errno));
     return false;
   }
+  if (!sm_image_lock_exclusive (job->dst, copy->dest, error))
+    return false;
   if (ioctl (job->dst, BLKGETSIZE64, &size) < 0) {
     g_set_error (error, SM_ERROR, SM_ERROR_IO,
                  "%s: cannot read the block device's size: %s", copy->dest,
@@ -400,6 +403,59 @@ open_block_device (LayerJob *job, const struct stat *src_st, GError **error)
                  "the layer needs %" PRIu64, copy->dest, copy->source, size,
                  (uint64_t) src_st->st_size);
     return false;
+  }
+  return true;
+}
+
+/* True when [OFF, OFF+LEN) of FD is a hole (reads as zeros). */
+static bool
+is_hole (int fd, off_t off, size_t len)
+{
+  off_t data = lseek (fd, off, SEEK_DATA);
+
+  if (data < 0)
+    return errno == ENXIO;
+  return data >= off + (off_t) len;
+}
+
+/* True when the destination open as DST already holds the source layer
+ * SRC byte for byte over the source's SIZE bytes (a layer copied there
+ * before, e.g. for `create --reuse-external`): it is then not rewritten.
+ * A regular file must also be of that very size.  Reading both costs far
+ * less than rewriting, and a file just created by precreate (a few
+ * clusters of metadata) has another size and is not read at all. */
+static bool
+dest_holds_layer (int src, int dst, const struct stat *src_st,
+                  const struct stat *dst_st)
+{
+  g_autofree char *a = NULL, *b = NULL;
+  off_t off = 0;
+
+  if (S_ISREG (dst_st->st_mode) && dst_st->st_size != src_st->st_size)
+    return false;
+  /* A sparse file made by precreate (raw: all hole) against a source with
+   * data differs at once, without reading the source's holes. */
+  if (S_ISREG (dst_st->st_mode) && lseek (dst, 0, SEEK_DATA) < 0 &&
+      errno == ENXIO && !(lseek (src, 0, SEEK_DATA) < 0 && errno == ENXIO))
+    return false;
+  a = g_malloc (BUF_SIZE);
+  b = g_malloc (BUF_SIZE);
+  while (off < src_st->st_size) {
+    size_t want = (size_t) MIN ((off_t) BUF_SIZE, src_st->st_size - off);
+    ssize_t ra, rb;
+
+    if (S_ISREG (dst_st->st_mode) && is_hole (src, off, want) &&
+        is_hole (dst, off, want)) {
+      off += (off_t) want;
+      continue;
+    }
+    ra = pread (src, a, want, off);
+    rb = pread (dst, b, want, off);
+
+    if (ra != (ssize_t) want || rb != (ssize_t) want ||
+        memcmp (a, b, want) != 0)
+      return false;
+    off += (off_t) want;
   }
   return true;
 }
@@ -447,12 +503,33 @@ job_open (Copier *c, SmCopyStatusLayer *layer, GError **error)
      * in its range, which would race with a buffered write sharing one. */
     grain = MAX ((off_t) DIRECT_ALIGN, (off_t) sysconf (_SC_PAGESIZE));
   } else {
-    job->dst = open (copy->dest, O_WRONLY | O_TRUNC | O_CLOEXEC);
-    if (job->dst < 0 || ftruncate (job->dst, st.st_size) < 0) {
+    /* Not O_TRUNC: nothing is changed before the lock below is ours. */
+    job->dst = open (copy->dest, O_RDWR | O_CLOEXEC);
+    if (job->dst < 0) {
       g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot open: %s",
                    copy->dest, g_strerror (errno));
       return false;
     }
+    /* Another process may have opened the file since create checked it:
+     * QEMU's image locks say so.  Ours, held until the layer is written,
+     * makes any QEMU that opens it meanwhile fail instead of reading a
+     * half-written layer. */
+    if (!sm_image_lock_exclusive (job->dst, copy->dest, error))
+      return false;
+  }
+  if (dest_holds_layer (job->src, job->dst, &st, &dst_st)) {
+    sm_debug (DOMAIN, "%s already holds %s: not rewritten", copy->dest,
+              copy->source);
+    layer->skipped = true;
+    layer->done = layer->total = (uint64_t) st.st_size;
+    layer->state = SM_COPY_RUNNING;
+    return true;
+  }
+  if (!device &&
+      (ftruncate (job->dst, 0) < 0 || ftruncate (job->dst, st.st_size) < 0)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot truncate: %s",
+                 copy->dest, g_strerror (errno));
+    return false;
   }
   /* Not every file system takes O_DIRECT (tmpfs, some FUSE ones): those
    * are copied through the page cache. */
@@ -792,6 +869,8 @@ status_save (const SmCopyStatus *status, const char *path, GError **error)
     json_object_object_add (o, "total",
                             json_object_new_int64 ((int64_t) l->total));
     add_str (o, "error", l->error);
+    if (l->skipped)
+      json_object_object_add (o, "skipped", json_object_new_boolean (true));
     json_object_array_add (layers, o);
   }
   text = json_object_to_json_string_ext (root, JSON_C_TO_STRING_PRETTY |
@@ -874,6 +953,7 @@ sm_copy_status_load (const char *status_path, GError **error)
     sm_json_get_uint64 (o, "done", &l->done);
     sm_json_get_uint64 (o, "total", &l->total);
     l->error = g_strdup (sm_json_get_string (o, "error"));
+    sm_json_get_bool (o, "skipped", &l->skipped);
     g_ptr_array_add (status->layers, l);
   }
   if ((status->state == SM_COPY_RUNNING || status->state == SM_COPY_PENDING) &&

@@ -15,6 +15,14 @@
  * This is as fast as the file system can copy and cannot change what the
  * guest sees through the chain.
  *
+ * Before it changes a destination the copy takes QEMU's image lock bytes
+ * on it exclusively (lib/image-lock.h), held until the layer is written: a
+ * destination another process holds (a VM runs on it) fails, naming the
+ * file and the holder, and is left as it was; a QEMU that opens it
+ * meanwhile fails to.  A destination that already holds the source layer
+ * byte for byte (copied there before: create --reuse-external) is not
+ * rewritten; its status layer says "skipped".
+ *
  * The worker records its PID, its start time (to recognise the process, not
  * a reused PID) and per-layer state/progress/error in a JSON status file,
  * rewritten atomically as it goes, so that `status`, `pivot` and `abort`
@@ -75,6 +83,8 @@ typedef struct {
   SmCopyState state;
   uint64_t done, total;        /* bytes of data copied, to copy */
   char *error;                 /* SM_COPY_FAILED: why */
+  bool skipped;                /* the destination already held the layer
+                                  byte for byte: not rewritten */
 } SmCopyStatusLayer;
 
 typedef struct {

@@ -10,7 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "image-lock.h"
 #include "journal.h"
+#include "lsm-inuse.h"
 
 /* ---- test hooks ------------------------------------------------------ */
 
@@ -435,7 +437,13 @@ finish_partial (Create *c, const GError *cause, GError **error)
                               d->name, d->new_top);
       any = true;
     } else {
-      unlink (d->new_top);
+      g_autoptr(GError) held = NULL;
+
+      /* Never a file another process holds (lib/image-lock.h). */
+      if (sm_image_check_unlocked (d->new_top, 0, &held))
+        unlink (d->new_top);
+      else
+        g_string_append_printf (msg, "; kept %s", held->message);
       g_string_append_printf (msg, "; disk %s: not snapshotted, still on %s",
                               d->name, d->orig_top);
     }
@@ -452,6 +460,36 @@ finish_partial (Create *c, const GError *cause, GError **error)
                cause->message, plan->info->snapshot, msg->str);
   g_string_free (msg, true);
   return false;
+}
+
+/* --reuse-external: no target that exists may be one another process holds
+ * (QEMU's image locks) or another VM uses; checked before anything changes.
+ * The copy worker checks each lower layer again, under its own lock, right
+ * before it writes (layer-copy.c). */
+static bool
+check_targets_free (SmVmState *st, const SmLsmPlan *plan, GError **error)
+{
+  g_autoptr(GHashTable) known = sm_lsm_known_files (st);
+  GPtrArray *const all[] = { plan->dest_plans, plan->top_plans };
+  pid_t own = sm_lsm_own_qemu_pid (st);
+  size_t a, i, k;
+
+  for (a = 0; a < G_N_ELEMENTS (all); a++)
+    for (i = 0; all[a] && i < all[a]->len; i++) {
+      const SmPrecreatePlan *p = all[a]->pdata[i];
+
+      for (k = 0; p && k < p->layers->len; k++) {
+        const SmPrecreateLayer *l = p->layers->pdata[k];
+        const SmLsmDisk *d = plan->info->disks->pdata[i];
+
+        if (file_exists (l->path) &&
+            !sm_lsm_check_not_in_use (known, l->path, own, error)) {
+          g_prefix_error (error, "disk %s: cannot reuse ", d->name);
+          return false;
+        }
+      }
+    }
+  return true;
 }
 
 bool
@@ -478,6 +516,10 @@ sm_lsm_create (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, GError **error)
       sm_created_files_free (c.created);
       return false;
     }
+  }
+  if (!check_targets_free (st, plan, error)) {
+    sm_created_files_free (c.created);
+    return false;
   }
   record_path = g_strdup_printf ("%s/%s.created",
                                  sm_vm_state_journal_dir (st), opid);

@@ -11,6 +11,7 @@
 
 #include "journal.h"
 #include "json-util.h"
+#include "lsm-inuse.h"
 
 /* The switch of READY mirrors takes milliseconds; the guest may be paused
  * meanwhile, so it is bounded even without --timeout. */
@@ -183,6 +184,18 @@ sm_lsm_pivot_result_clear (SmLsmPivotResult *result)
   if (result->moved)
     g_ptr_array_unref (result->moved);
   result->moved = NULL;
+  g_clear_pointer (&result->removed, g_ptr_array_unref);
+  g_clear_pointer (&result->kept, g_ptr_array_unref);
+}
+
+static void
+kept_file_free (gpointer p)
+{
+  SmLsmKeptFile *k = p;
+
+  g_free (k->path);
+  g_free (k->why);
+  g_free (k);
 }
 
 static bool
@@ -268,16 +281,38 @@ describe_disks (SmQmp *qmp, const SmLsmInfo *info)
   return g_string_free (s, false);
 }
 
+static void
+keep (SmLsmPivotResult *result, const char *path, const char *why)
+{
+  SmLsmKeptFile *k = g_new0 (SmLsmKeptFile, 1);
+
+  k->path = g_strdup (path);
+  k->why = g_strdup (why);
+  sm_debug (DOMAIN, "kept %s: %s", path, why);
+  g_ptr_array_add (result->kept, k);
+}
+
+/* Removes the source files of PLAN that nothing uses any more.  After the
+ * switch our VM has closed them, so whoever still holds one is someone
+ * else: a VM sharing a base image, a qemu-img.  Such a file is kept and
+ * reported, never removed. */
 static bool
-delete_source (SmQmp *qmp, SmLsmPlan *plan, GError **error)
+delete_source (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
+               SmLsmPivotResult *result, GError **error)
 {
   g_autoptr(GPtrArray) disks = sm_block_query_disks (qmp, error);
+  g_autoptr(GHashTable) known = NULL;
+  pid_t own;
   size_t i, k, j;
 
   if (!disks)
     return false;
+  known = sm_lsm_known_files (st);
+  own = sm_lsm_own_qemu_pid (st);
   for (i = 0; i < plan->source_files->len; i++) {
     const char *path = plan->source_files->pdata[i];
+    g_autoptr(GError) busy = NULL;
+    const char *why;
     bool used = false;
 
     /* Only what QEMU shows in no disk's chain any more is removed. */
@@ -293,14 +328,32 @@ delete_source (SmQmp *qmp, SmLsmPlan *plan, GError **error)
       }
     }
     if (used) {
-      sm_debug (DOMAIN, "%s is still used: kept", path);
+      keep (result, path, "still used by a disk of the VM");
       continue;
     }
-    if (unlink (path) < 0 && errno != ENOENT) {
+    if (!sm_lsm_check_not_in_use (known, path, own, &busy)) {
+      if (!g_error_matches (busy, SM_ERROR, SM_ERROR_IN_USE)) {
+        g_propagate_error (error, g_steal_pointer (&busy));
+        return false;
+      }
+      /* "PATH: in use: held by ..." / "PATH: in use by VM ...": the why. */
+      why = busy->message;
+      if (g_str_has_prefix (why, path) && why[strlen (path)] == ':')
+        why += strlen (path) + 2;
+      if (g_str_has_prefix (why, "in use: "))
+        why += strlen ("in use: ");
+      keep (result, path, why);
+      continue;
+    }
+    if (unlink (path) < 0) {
+      if (errno == ENOENT)
+        continue;
       g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot remove: %s", path,
                    g_strerror (errno));
       return false;
     }
+    sm_debug (DOMAIN, "removed %s", path);
+    g_ptr_array_add (result->removed, g_strdup (path));
   }
   return true;
 }
@@ -421,7 +474,7 @@ pivot_step (void *ctx, const SmLsmStep *s, const SmLsmDisk *d, GError **err)
   case SM_LSM_STEP_CONT:
     break;
   case SM_LSM_STEP_DELETE_SOURCE:
-    ok = delete_source (qmp, plan, err);
+    ok = delete_source (qmp, pv->st, plan, pv->result, err);
     break;
   case SM_LSM_STEP_DELETE_METADATA:
     ok = sm_lsm_delete_metadata (pv->st, plan->info->snapshot,
@@ -499,6 +552,8 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
   g_return_val_if_fail (plan->op == SM_LSM_OP_PIVOT, false);
   result->pause_ms = -1;
   result->moved = g_ptr_array_new_with_free_func (g_free);
+  result->removed = g_ptr_array_new_with_free_func (g_free);
+  result->kept = g_ptr_array_new_with_free_func (kept_file_free);
   journal = sm_lsm_journal_open (st, "pivot", opid, plan->info, NULL, error);
   if (!journal)
     return false;
@@ -572,6 +627,14 @@ abort_step (void *ctx, const SmLsmStep *s, const SmLsmDisk *d, GError **err)
     ok = created && sm_created_files_rollback (created, err);
     if (ok)
       ok = sm_created_files_save (created, path, err);
+    else if (g_error_matches (*err, SM_ERROR, SM_ERROR_IN_USE)) {
+      /* Kept in the record: a later abort removes it once it is free. */
+      g_autofree char *msg = g_strdup_printf (
+        "%s; run abort again once it is free", (*err)->message);
+
+      g_free ((*err)->message);
+      (*err)->message = g_steal_pointer (&msg);
+    }
     break;
   }
   case SM_LSM_STEP_DELETE_METADATA:

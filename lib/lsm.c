@@ -370,6 +370,8 @@ sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
                               json_object_new_int64 ((int64_t) l->total));
       if (l->error)
         json_object_object_add (o, "error", json_object_new_string (l->error));
+      if (l->skipped)
+        json_object_object_add (o, "skipped", json_object_new_boolean (true));
       json_object_array_add (layers, o);
     }
   }

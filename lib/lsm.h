@@ -276,13 +276,26 @@ bool sm_lsm_wait (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
                   const SmLsmWaitOptions *options, GError **error);
 
 typedef struct {
+  char *path;
+  char *why;                   /* "held by qemu-system-x86_64 (pid 1234)",
+                                  "in use by VM KEY (snapshot NAME)", ... */
+} SmLsmKeptFile;
+
+typedef struct {
   int64_t pause_ms;            /* how long the guest was paused, -1: not */
   GPtrArray *moved;            /* names of the disks switched now */
+  GPtrArray *removed;          /* --delete-source: files removed (char *) */
+  GPtrArray *kept;             /* --delete-source: files kept because
+                                  something uses them (SmLsmKeptFile *) */
 } SmLsmPivotResult;
 void sm_lsm_pivot_result_clear (SmLsmPivotResult *result);
 
 /* Runs a pivot plan.  On a failure part-way the message says which disk
- * runs where; the metadata stays so that a second pivot finishes. */
+ * runs where; the metadata stays so that a second pivot finishes.  With
+ * --delete-source, a source file is removed only when no disk of the VM
+ * uses it, no other process holds QEMU's image locks on it and no other
+ * VM snapmig knows of uses it; RESULT lists what was removed and what was
+ * kept and why. */
 bool sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
                    const SmLsmWaitOptions *options, SmLsmPivotResult *result,
                    GError **error);
@@ -294,7 +307,8 @@ bool sm_lsm_abort (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
 /* One line per disk and per copied layer of migration INFO: mirror job
  * state and progress, copy state and progress.  Returned as JSON:
  * {"snapshot":..,"disks":[{"name","job","status","ready","offset","len",
- * "active"}],"copies":[{"source","dest","state","done","total","error"}],
+ * "active"}],"copies":[{"source","dest","state","done","total","error",
+ * "skipped" (true: the destination already held the layer)}],
  * "worker-pid":N}.  Caller puts. */
 json_object *sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
                             GError **error) G_GNUC_WARN_UNUSED_RESULT;

@@ -1,5 +1,6 @@
 /* libsnapmig — sizing and pre-creation of destination images. */
 #include "precreate.h"
+#include "image-lock.h"
 #include "state.h"
 
 #include <errno.h>
@@ -370,7 +371,16 @@ sm_created_files_rollback (SmCreatedFiles *files, GError **error)
   g_return_val_if_fail (files, false);
   for (i = files->paths->len; i-- > 0;) {
     const char *path = files->paths->pdata[i];
+    g_autoptr(GError) held = NULL;
 
+    /* A file we created that some process holds now (a VM was started on
+     * it, a qemu-img runs on it) is not ours to remove any more. */
+    if (!sm_image_check_unlocked (path, 0, &held)) {
+      sm_debug (DOMAIN, "rollback: kept %s: %s", path, held->message);
+      if (!first)
+        first = g_error_new (SM_ERROR, held->code, "kept %s", held->message);
+      continue;
+    }
     if (unlink (path) < 0 && errno != ENOENT) {
       int saved = errno;
 

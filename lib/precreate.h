@@ -113,6 +113,8 @@ void sm_created_files_add (SmCreatedFiles *files, const char *path);
 const char *const *sm_created_files_paths (const SmCreatedFiles *files,
                                            size_t *n);
 /* Removes every recorded file, newest first; a file already gone is fine.
+ * A file another process holds (QEMU's image locks, lib/image-lock.h) is
+ * kept: SM_ERROR_IN_USE "kept FILE: in use: held by PROCESS (pid N)".
  * Continues past errors and reports the first (SM_ERROR_IO naming the file).
  * Removed files leave the record; the ones that could not be removed stay,
  * so the record still lists what is left. */
