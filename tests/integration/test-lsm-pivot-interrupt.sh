@@ -55,7 +55,9 @@ wait_state () {
 # offline_read FILE PATTERN OFFSET: the pattern read from the image FILE
 # (and its backing chain) without QEMU's help; -U: QEMU holds its lock.
 offline_read () {
-  qemu-io -U -r -f qcow2 -c "read -P $2 $3 1M" "$1" | grep -q 'read 1048576'
+  local out
+  out=$(qemu-io -U -r -f qcow2 -c "read -P $2 $3 1M" "$1" 2>&1)
+  grep -q 'read 1048576' <<<"$out" && ! grep -q 'verification failed' <<<"$out"
 }
 
 # moved_ok WHAT: the checks after a finished pivot.
