@@ -923,9 +923,17 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
   /* Every way out resumes a guest this pivot paused — first, so that the
    * guest waits for nothing else; the disks whose complete QEMU accepted
    * then still switch by themselves. */
-  if (pv.stopped_at >= 0 && !pivot_resume (&pv, "cont", &cerr))
-    guest = g_strdup_printf ("; the guest is still paused (cont failed: %s): "
-                             "'snapmig recover' resumes it", cerr->message);
+  if (pv.stopped_at >= 0 && !pivot_resume (&pv, "cont", &cerr)) {
+    if (g_error_matches (cerr, SM_ERROR, SM_ERROR_DISCONNECTED)) {
+      sm_journal_append (journal, sm_lsm_phase_record (GUEST_GONE), NULL);
+      guest = g_strdup ("; QEMU is gone, and the guest this pivot paused with "
+                        "it");
+    } else {
+      guest = g_strdup_printf ("; the guest is still paused (cont failed: "
+                               "%s): 'snapmig recover' resumes it",
+                               cerr->message);
+    }
+  }
   else if (result->pause_ms >= 0)
     guest = g_strdup_printf ("; the guest runs again (paused %"
                              G_GINT64_FORMAT " ms)", result->pause_ms);
