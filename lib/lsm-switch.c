@@ -933,12 +933,12 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
                                "%s): 'snapmig recover' resumes it",
                                cerr->message);
     }
-  }
-  else if (result->pause_ms >= 0)
+  } else if (result->pause_ms >= 0) {
     guest = g_strdup_printf ("; the guest runs again (paused %"
                              G_GINT64_FORMAT " ms)", result->pause_ms);
-  else
+  } else {
     guest = g_strdup ("");
+  }
   if (completed->len && !sm_interrupted () &&
       !g_error_matches (err, SM_ERROR, SM_ERROR_DISCONNECTED))
     wait_switch (&pv, &werr);
