@@ -905,6 +905,7 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
   g_autofree char *guest = NULL;
   g_autofree char *path = NULL;
   bool keep = false;
+  int sig;
   Pivot pv = { qmp, st, plan, options, result, NULL, completed, sent, -1 };
 
   g_return_val_if_fail (plan->op == SM_LSM_OP_PIVOT, false);
@@ -920,6 +921,11 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
     return sm_lsm_journal_done (g_steal_pointer (&journal), error);
   }
 
+  /* The interruption is noticed: the few bounded QMP commands of the
+   * unwinding below (resume, where the disks run) must still be answered,
+   * so the request is set aside until the end. */
+  sig = sm_interrupted ();
+  sm_interrupt_clear ();
   /* Every way out resumes a guest this pivot paused — first, so that the
    * guest waits for nothing else; the disks whose complete QEMU accepted
    * then still switch by themselves. */
@@ -939,10 +945,12 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
   } else {
     guest = g_strdup ("");
   }
-  if (completed->len && !sm_interrupted () &&
+  if (completed->len && !sig &&
       !g_error_matches (err, SM_ERROR, SM_ERROR_DISCONNECTED))
     wait_switch (&pv, &werr);
   where = describe_disks (&pv, &keep);
+  if (sig)
+    sm_interrupt_request (sig);
   g_set_error (error, err->domain, err->code, "%s%s%s%s", err->message,
                where, guest,
                result->moved->len && !keep ? " (run pivot again to finish)"
