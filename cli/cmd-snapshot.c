@@ -621,6 +621,23 @@ sm_cmd_status (int argc, char **argv)
             sm_json_get_string (o, "state"), done, total,
             why ? ": " : "", why ? why : "");
   }
+  if (sm_json_get_string (status, "run-state"))
+    printf ("  guest: %s\n", sm_json_get_string (status, "run-state"));
+  arr = sm_json_get_array (status, "journals");
+  for (i = 0; arr && i < json_object_array_length (arr); i++) {
+    json_object *o = json_object_array_get_idx (arr, i);
+    json_object *sent = sm_json_get_array (o, "complete-sent");
+    bool paused = false;
+
+    sm_json_get_bool (o, "guest-paused-by-it", &paused);
+    printf ("  %s of %s in flight or interrupted (journal %s)%s%s: if no "
+            "snapmig runs, 'snapmig recover' finishes it\n",
+            sm_json_get_string (o, "op"), name,
+            sm_json_get_string (o, "journal"),
+            paused ? "; it paused the guest" : "",
+            sent && json_object_array_length (sent)
+            ? "; it sent block-job-complete" : "");
+  }
   return SM_EXIT_OK;
 }
 

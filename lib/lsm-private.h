@@ -70,6 +70,12 @@ bool sm_lsm_journal_done (SmJournal *journal, GError **error);
 bool sm_lsm_disk_runs_on (SmQmp *qmp, const SmLsmDisk *d, const char *file,
                           GError **error);
 
+/* The journals of pivots and aborts of SNAPSHOT that are in flight or were
+ * interrupted, for status: a new JSON array of {"op", "journal",
+ * "last-step", "guest-paused-by-it", "complete-sent": [disk names]}. */
+json_object *sm_lsm_switch_journals_json (SmVmState *st,
+                                          const char *snapshot);
+
 /* recover's part for an interrupted pivot or abort (lsm-switch.c): the
  * journal at PATH, its RECORDS (header first) and the migration INFO from
  * its header; OP is "pivot" or "abort".  QMP is NULL when QEMU is gone.

@@ -338,6 +338,33 @@ journal_note (const char *path, const char *phase)
     sm_debug (DOMAIN, "cannot journal %s: %s", phase, err->message);
 }
 
+json_object *
+sm_lsm_switch_journals_json (SmVmState *st, const char *snapshot)
+{
+  g_autoptr(GPtrArray) journals = switch_journals (st, snapshot, NULL, NULL);
+  json_object *arr = json_object_new_array ();
+  size_t i, k;
+
+  for (i = 0; journals && i < journals->len; i++) {
+    const SwitchJournal *sj = journals->pdata[i];
+    json_object *o = json_object_new_object ();
+    json_object *sent = json_object_new_array ();
+
+    json_object_object_add (o, "op", json_object_new_string (sj->op));
+    json_object_object_add (o, "journal", json_object_new_string (sj->path));
+    json_object_object_add (o, "last-step",
+                            json_object_new_int (sj->last_step));
+    json_object_object_add (o, "guest-paused-by-it",
+                            json_object_new_boolean (sj->paused));
+    for (k = 0; k < sj->completes->len; k++)
+      json_object_array_add (sent, json_object_new_string (
+                               sj->completes->pdata[k]));
+    json_object_object_add (o, "complete-sent", sent);
+    json_object_array_add (arr, o);
+  }
+  return arr;
+}
+
 /* ---- the guest's run state ------------------------------------------- */
 
 static char *

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "interrupt.h"
+#include "json-util.h"
 
 /* ---- the VM ---------------------------------------------------------- */
 
@@ -413,6 +414,18 @@ sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
                               json_object_new_string (sm_block_disk_top (bd)));
     json_object_array_add (disks, o);
   }
+  {
+    g_autoptr(json_object) run = sm_qmp_execute (qmp, "query-status", NULL,
+                                                 NULL);
+    const char *state = run ? sm_json_get_string (run, "status") : NULL;
+
+    if (state)
+      json_object_object_add (root, "run-state", json_object_new_string (state));
+  }
+  /* A pivot or abort in flight or interrupted (its journal is there): what
+   * it did to the guest and which switches it asked for. */
+  json_object_object_add (root, "journals",
+                          sm_lsm_switch_journals_json (st, info->snapshot));
   layers = json_object_new_array ();
   json_object_object_add (root, "copies", layers);
   copies = sm_copy_status_load (status_path, NULL);

@@ -88,6 +88,11 @@ check "killed pivot: it died" [ $? -eq 137 ]
 check "killed pivot: the guest is left paused" [ "$(run_state)" = paused ]
 check "killed pivot: its journal says it stopped the guest" \
   grep -q '"op-phase":"guest-stopped"' "$JDIR"/*/journal/*.journal
+out=$("$SNAPMIG" status "${SM[@]}" p1 2>&1)
+echo "$out" | sed 's/^/# /'
+check "status shows the guest paused" grep -q 'guest: paused' <<<"$out"
+check "status shows the interrupted pivot that paused it" \
+  grep -q 'pivot of p1 in flight or interrupted (journal .*); it paused the guest' <<<"$out"
 out=$("$SNAPMIG" recover "${SM[@]}" 2>&1)
 rc=$?
 echo "$out" | sed 's/^/# /'
