@@ -373,6 +373,29 @@ one_name (const char *cmd, int argc)
   return false;
 }
 
+/* Resumes the guest that an interrupted pivot left paused, saying so: the
+ * first thing pivot and abort do (not with --dry-run, which changes
+ * nothing). */
+static bool
+resume_interrupted (const char *cmd, SmQmp *qmp, SmVmState *st,
+                    SmProgress *progress)
+{
+  g_autoptr(GError) err = NULL;
+  g_auto(GStrv) said = NULL;
+  size_t i;
+
+  if (opt_dry_run)
+    return true;
+  said = sm_lsm_resume_interrupted (qmp, st, &err);
+  if (!said) {
+    sm_cli_gerror (cmd, err);
+    return false;
+  }
+  for (i = 0; said[i]; i++)
+    sm_progress_event (progress, "resumed", said[i], "command", cmd, NULL);
+  return true;
+}
+
 int
 sm_cmd_pivot (int argc, char **argv)
 {
@@ -412,6 +435,9 @@ sm_cmd_pivot (int argc, char **argv)
   info = load_info ("pivot", st, argv[1]);
   if (!info)
     return SM_EXIT_FAILURE;
+  progress = sm_progress_new (opt_json);
+  if (!resume_interrupted ("pivot", qmp, st, progress))
+    return SM_EXIT_FAILURE;
   vm = sm_lsm_vm_query (qmp, &err);
   if (!vm || !(plan = sm_lsm_plan_pivot (vm, info, current,
                                          opt_delete_source ?
@@ -421,7 +447,6 @@ sm_cmd_pivot (int argc, char **argv)
   }
   if (dry_run (plan))
     return SM_EXIT_OK;
-  progress = sm_progress_new (opt_json);
   progress_init (&p, progress);
   wait = (SmLsmWaitOptions) { timeout_ms (), on_progress, &p };
   if (!sm_lsm_pivot (qmp, st, plan, &wait, &result, &err)) {
@@ -494,6 +519,9 @@ sm_cmd_abort (int argc, char **argv)
   info = load_info ("abort", st, argv[1]);
   if (!info)
     return SM_EXIT_FAILURE;
+  progress = sm_progress_new (opt_json);
+  if (!resume_interrupted ("abort", qmp, st, progress))
+    return SM_EXIT_FAILURE;
   vm = sm_lsm_vm_query (qmp, &err);
   if (!vm || !(plan = sm_lsm_plan_abort (vm, info, &err))) {
     sm_cli_gerror ("abort", err);
@@ -501,7 +529,6 @@ sm_cmd_abort (int argc, char **argv)
   }
   if (dry_run (plan))
     return SM_EXIT_OK;
-  progress = sm_progress_new (opt_json);
   if (!sm_lsm_abort (qmp, st, plan, timeout_ms (), &err)) {
     sm_cli_gerror ("abort", err);
     return SM_EXIT_FAILURE;
@@ -612,6 +639,23 @@ sm_cmd_status (int argc, char **argv)
                     : "",
             why ? ": " : "", why ? why : "");
   }
+  if (sm_json_get_string (status, "run-state"))
+    printf ("  guest: %s\n", sm_json_get_string (status, "run-state"));
+  arr = sm_json_get_array (status, "journals");
+  for (i = 0; arr && i < json_object_array_length (arr); i++) {
+    json_object *o = json_object_array_get_idx (arr, i);
+    json_object *sent = sm_json_get_array (o, "complete-sent");
+    bool paused = false;
+
+    sm_json_get_bool (o, "guest-paused-by-it", &paused);
+    printf ("  %s of %s in flight or interrupted (journal %s)%s%s: if no "
+            "snapmig runs, 'snapmig recover' finishes it\n",
+            sm_json_get_string (o, "op"), name,
+            sm_json_get_string (o, "journal"),
+            paused ? "; it paused the guest" : "",
+            sent && json_object_array_length (sent)
+            ? "; it sent block-job-complete" : "");
+  }
   return SM_EXIT_OK;
 }
 
@@ -630,8 +674,10 @@ sm_cmd_recover (int argc, char **argv)
                      "Finish or roll back operations on the VM that a crash "
                      "interrupted: an interrupted create is rolled back (the "
                      "VM returns to its original chain, created files are "
-                     "removed); an interrupted pivot or abort is reported, to "
-                     "be run again.",
+                     "removed); a guest an interrupted pivot paused is resumed; "
+                     "a pivot interrupted after its switch is finished; "
+                     "otherwise an interrupted pivot or abort is reported, "
+                     "to be run again.",
                      recover_entries, &argc, &argv, &exit_code))
     return exit_code;
   if (!need_qmp ("recover"))

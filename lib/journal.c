@@ -52,6 +52,21 @@ sm_journal_create (const char *dir, const char *opid, json_object *header,
   return g_steal_pointer (&journal);
 }
 
+SmJournal *
+sm_journal_open_append (const char *path, GError **error)
+{
+  g_autoptr(SmJournal) journal = g_new0 (SmJournal, 1);
+
+  journal->path = g_strdup (path);
+  journal->fd = open (path, O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (journal->fd < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "journal %s: cannot open: %s",
+                 path, g_strerror (errno));
+    return NULL;
+  }
+  return g_steal_pointer (&journal);
+}
+
 bool
 sm_journal_append (SmJournal *journal, json_object *record, GError **error)
 {

@@ -28,6 +28,12 @@ SmJournal *sm_journal_create (const char *dir, const char *opid,
                               json_object *header, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
 
+/* Opens the existing journal at PATH to append records to it (another
+ * command adding what it did about an interrupted operation, e.g. that it
+ * resumed the guest).  Caller frees. */
+SmJournal *sm_journal_open_append (const char *path, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
 /* Appends RECORD (consumed) and fdatasyncs it.  SM_ERROR_IO names the
  * journal. */
 bool sm_journal_append (SmJournal *journal, json_object *record,

@@ -872,13 +872,6 @@ sm_lsm_plan_pivot (const SmLsmVm *vm, const SmLsmInfo *info,
   size_t i, pending = 0, mirrors = 0;
   bool pause;
 
-  if (g_strcmp0 (info->snapshot, current) != 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "snapshot %s is not the current snapshot (current: %s); "
-                 "only the current snapshot can be pivoted", info->snapshot,
-                 current ? current : "none");
-    return NULL;
-  }
   for (i = 0; i < info->disks->len; i++) {
     const SmLsmDisk *d = info->disks->pdata[i];
 
@@ -900,6 +893,21 @@ sm_lsm_plan_pivot (const SmLsmVm *vm, const SmLsmInfo *info,
   }
   plan = plan_new (SM_LSM_OP_PIVOT, flags);
   plan->info = info_copy (info);
+  if (pending == 0) {
+    /* Every disk already runs on its destination: a pivot was interrupted
+     * after the switch, maybe while deleting the snapshot's records (the
+     * snapshot may be gone, and with it "current").  Only the records are
+     * left to delete. */
+    add_step (plan, SM_LSM_STEP_DELETE_METADATA, -1, NULL, NULL);
+    return g_steal_pointer (&plan);
+  }
+  if (g_strcmp0 (info->snapshot, current) != 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "snapshot %s is not the current snapshot (current: %s); "
+                 "only the current snapshot can be pivoted", info->snapshot,
+                 current ? current : "none");
+    return NULL;
+  }
   add_step (plan, SM_LSM_STEP_WAIT, -1, NULL, NULL);
   for (i = 0; i < info->disks->len; i++) {
     const SmLsmDisk *d = info->disks->pdata[i];

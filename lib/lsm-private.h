@@ -25,6 +25,19 @@ void sm_lsm_remove_files (SmVmState *st, const char *snapshot);
 bool sm_lsm_delete_metadata (SmVmState *st, const char *snapshot,
                              const char *parent, GError **error);
 
+/* Test hooks (for tests only, read from the environment):
+ * SNAPMIG_TEST_CRASH_AFTER_STEP=N _exit(137) right after journaling the end
+ * of step N (1-based); SNAPMIG_TEST_KILL_AFTER_STEP=N:PID SIGKILLs process
+ * PID (the test's QEMU) after step N and waits until it is dead;
+ * SNAPMIG_TEST_HOLD_AFTER_STEP=N:FILE waits after step N until FILE exists
+ * (at most 60 s, or until a signal is recorded), so that a test can act
+ * while, e.g., pivot holds the guest paused.  sm_lsm_test_after_step (N)
+ * runs them; the executors call it after each step. */
+void sm_lsm_test_after_step (int step);
+/* SNAPMIG_TEST_CRASH_AT=POINT: _exit(137) at the named POINT
+ * ("snapshot-deleted", "before-record-removal" in sm_lsm_delete_metadata). */
+void sm_lsm_test_crash_at (const char *point);
+
 /* Journal records (new objects, for sm_journal_append): step INDEX of PLAN
  * in PHASE ("begin", "end", "failed" with ERR), the operation's header, and
  * the operation's phase ("done", "rollback", ...). */
@@ -56,6 +69,12 @@ bool sm_lsm_journal_done (SmJournal *journal, GError **error);
 /* True when disk D's active top is FILE (query-block). */
 bool sm_lsm_disk_runs_on (SmQmp *qmp, const SmLsmDisk *d, const char *file,
                           GError **error);
+
+/* The journals of pivots and aborts of SNAPSHOT that are in flight or were
+ * interrupted, for status: a new JSON array of {"op", "journal",
+ * "last-step", "guest-paused-by-it", "complete-sent": [disk names]}. */
+json_object *sm_lsm_switch_journals_json (SmVmState *st,
+                                          const char *snapshot);
 
 /* recover's part for an interrupted pivot or abort (lsm-switch.c): the
  * journal at PATH, its RECORDS (header first) and the migration INFO from

@@ -9,6 +9,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include "interrupt.h"
 #include "journal.h"
 #include "json-util.h"
 #include "lsm-inuse.h"
@@ -64,6 +65,8 @@ wait_loop (SmQmp *qmp, const char *status_path, const SmLsmInfo *info,
     size_t i;
 
     if (!jobs)
+      return false;
+    if (sm_interrupt_check (error))
       return false;
     for (i = 0; i < info->disks->len; i++) {
       const SmLsmDisk *d = info->disks->pdata[i];
@@ -176,6 +179,385 @@ sm_lsm_wait (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
   return ok;
 }
 
+/* ---- what the journals of pivot and abort say ------------------------- */
+
+/* The journal record of something done outside the plan's steps: the
+ * guest's run state ("guest-stopped" before pivot's stop, "guest-resumed"
+ * after a cont, "guest-gone" when QEMU ended with the guest paused). */
+#define GUEST_STOPPED "guest-stopped"
+#define GUEST_RESUMED "guest-resumed"
+#define GUEST_GONE "guest-gone"
+
+/* One journal of a pivot or an abort, as its records tell it. */
+typedef struct {
+  char *path;
+  char *op;                    /* "pivot" or "abort" */
+  SmLsmInfo *info;             /* from the header */
+  bool paused;                 /* GUEST_STOPPED without a later
+                                  GUEST_RESUMED or GUEST_GONE */
+  GPtrArray *completes;        /* names of the disks whose
+                                  block-job-complete was (maybe) sent */
+  int last_step;               /* last step journaled as ended, 0: none */
+  char *last_kind;
+} SwitchJournal;
+
+static void
+switch_journal_free (SwitchJournal *sj)
+{
+  if (!sj)
+    return;
+  g_free (sj->path);
+  g_free (sj->op);
+  g_clear_pointer (&sj->info, sm_lsm_info_free);
+  g_clear_pointer (&sj->completes, g_ptr_array_unref);
+  g_free (sj->last_kind);
+  g_free (sj);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SwitchJournal, switch_journal_free)
+
+static const char *
+rec_string (json_object *rec, const char *key)
+{
+  json_object *v;
+
+  return json_object_object_get_ex (rec, key, &v) &&
+         json_object_is_type (v, json_type_string)
+         ? json_object_get_string (v) : NULL;
+}
+
+static bool
+has_string (GPtrArray *names, const char *name)
+{
+  guint i;
+
+  for (i = 0; i < names->len; i++)
+    if (strcmp (names->pdata[i], name) == 0)
+      return true;
+  return false;
+}
+
+/* Reads RECORDS (header first) of the journal at PATH; NULL when it is not
+ * the journal of a pivot or an abort. */
+static SwitchJournal *
+switch_journal_scan (const char *path, json_object *records)
+{
+  g_autoptr(SwitchJournal) sj = NULL;
+  json_object *header = json_object_array_get_idx (records, 0);
+  json_object *jinfo;
+  const char *op = header ? rec_string (header, "op") : NULL;
+  size_t i;
+
+  if (!op || (strcmp (op, "pivot") != 0 && strcmp (op, "abort") != 0) ||
+      !json_object_object_get_ex (header, "info", &jinfo))
+    return NULL;
+  sj = g_new0 (SwitchJournal, 1);
+  sj->path = g_strdup (path);
+  sj->op = g_strdup (op);
+  sj->info = sm_lsm_info_from_json (jinfo, NULL);
+  if (!sj->info)
+    return NULL;
+  sj->completes = g_ptr_array_new_with_free_func (g_free);
+  sj->last_kind = g_strdup ("none");
+  for (i = 1; i < json_object_array_length (records); i++) {
+    json_object *rec = json_object_array_get_idx (records, i);
+    const char *phase = rec_string (rec, "op-phase");
+    const char *kind = rec_string (rec, "kind");
+    const char *disk = rec_string (rec, "disk");
+    const char *step_phase = rec_string (rec, "phase");
+    json_object *v;
+
+    if (phase && strcmp (phase, GUEST_STOPPED) == 0)
+      sj->paused = true;
+    if (phase && (strcmp (phase, GUEST_RESUMED) == 0 ||
+                  strcmp (phase, GUEST_GONE) == 0))
+      sj->paused = false;
+    if (!kind || !step_phase)
+      continue;
+    /* "begin" is journaled before the command is sent: from then on QEMU
+     * may have received it. */
+    if (strcmp (kind, "complete") == 0 && strcmp (step_phase, "begin") == 0 &&
+        disk && !has_string (sj->completes, disk))
+      g_ptr_array_add (sj->completes, g_strdup (disk));
+    if (strcmp (step_phase, "end") == 0 &&
+        json_object_object_get_ex (rec, "step", &v)) {
+      sj->last_step = json_object_get_int (v);
+      g_free (sj->last_kind);
+      sj->last_kind = g_strdup (kind);
+    }
+  }
+  return g_steal_pointer (&sj);
+}
+
+/* The journals of pivots and aborts of ST (of SNAPSHOT only, unless NULL),
+ * but the one at EXCEPT (may be NULL): SwitchJournal *.  A journal that
+ * cannot be read is left out here: recover reports it. */
+static GPtrArray *
+switch_journals (SmVmState *st, const char *snapshot, const char *except,
+                 GError **error)
+{
+  g_auto(GStrv) paths = sm_journal_list (sm_vm_state_journal_dir (st), error);
+  GPtrArray *out;
+  size_t i;
+
+  if (!paths)
+    return NULL;
+  out = g_ptr_array_new_with_free_func ((GDestroyNotify) switch_journal_free);
+  for (i = 0; paths[i]; i++) {
+    g_autoptr(GError) err = NULL;
+    g_autoptr(json_object) records = NULL;
+    SwitchJournal *sj;
+
+    if (except && strcmp (paths[i], except) == 0)
+      continue;
+    records = sm_journal_load (paths[i], &err);
+    if (!records) {
+      sm_debug (DOMAIN, "%s", err->message);
+      continue;
+    }
+    sj = switch_journal_scan (paths[i], records);
+    if (!sj)
+      continue;
+    if (snapshot && strcmp (sj->info->snapshot, snapshot) != 0) {
+      switch_journal_free (sj);
+      continue;
+    }
+    g_ptr_array_add (out, sj);
+  }
+  return out;
+}
+
+/* Appends the op-phase record PHASE to the journal at PATH (best effort:
+ * the guest's state is what counts; a missing record only makes a later
+ * command look at query-status again). */
+static void
+journal_note (const char *path, const char *phase)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmJournal) j = sm_journal_open_append (path, &err);
+
+  if (!j || !sm_journal_append (j, sm_lsm_phase_record (phase), &err))
+    sm_debug (DOMAIN, "cannot journal %s: %s", phase, err->message);
+}
+
+json_object *
+sm_lsm_switch_journals_json (SmVmState *st, const char *snapshot)
+{
+  g_autoptr(GPtrArray) journals = switch_journals (st, snapshot, NULL, NULL);
+  json_object *arr = json_object_new_array ();
+  size_t i, k;
+
+  for (i = 0; journals && i < journals->len; i++) {
+    const SwitchJournal *sj = journals->pdata[i];
+    json_object *o = json_object_new_object ();
+    json_object *sent = json_object_new_array ();
+
+    json_object_object_add (o, "op", json_object_new_string (sj->op));
+    json_object_object_add (o, "journal", json_object_new_string (sj->path));
+    json_object_object_add (o, "last-step",
+                            json_object_new_int (sj->last_step));
+    json_object_object_add (o, "guest-paused-by-it",
+                            json_object_new_boolean (sj->paused));
+    for (k = 0; k < sj->completes->len; k++)
+      json_object_array_add (sent, json_object_new_string (
+                               sj->completes->pdata[k]));
+    json_object_object_add (o, "complete-sent", sent);
+    json_object_array_add (arr, o);
+  }
+  return arr;
+}
+
+/* ---- the guest's run state ------------------------------------------- */
+
+static char *
+run_status (SmQmp *qmp, GError **error)
+{
+  g_autoptr(json_object) status = sm_qmp_execute (qmp, "query-status", NULL,
+                                                  error);
+  const char *s;
+
+  if (!status)
+    return NULL;
+  s = sm_json_get_string (status, "status");
+  return g_strdup (s ? s : "unknown");
+}
+
+typedef struct {
+  SmQmp *qmp;
+  const char *command;
+  GError *error;
+  bool ok;
+} Cont;
+
+static void
+cont_now (void *opaque)
+{
+  Cont *c = opaque;
+  int sig = sm_interrupted ();
+
+  /* The resume must be sent even when the user interrupted: the recorded
+   * signal is set aside for the command and restored after it. */
+  sm_interrupt_clear ();
+  c->ok = sm_qmp_run (c->qmp, c->command, NULL, &c->error);
+  if (sig)
+    sm_interrupt_request (sig);
+}
+
+/* Sends COMMAND ("cont") with SIGINT/SIGTERM/SIGHUP held back, so that no
+ * signal cuts the resume of the guest short. */
+static bool
+resume_guest (SmQmp *qmp, const char *command, GError **error)
+{
+  Cont c = { qmp, command, NULL, false };
+
+  sm_interrupt_block_during (cont_now, &c);
+  if (!c.ok)
+    g_propagate_error (error, c.error);
+  return c.ok;
+}
+
+/* When the interrupted pivot of SJ paused the guest and it is still paused
+ * ("paused": not an I/O error, a migration, a guest started with -S),
+ * resumes it and journals so.  *SAID gets what was done, or NULL. */
+static bool
+resume_for (SmQmp *qmp, SwitchJournal *sj, char **said, GError **error)
+{
+  g_autofree char *status = NULL;
+
+  *said = NULL;
+  if (!sj->paused)
+    return true;
+  status = run_status (qmp, error);
+  if (!status)
+    return false;
+  if (strcmp (status, "paused") == 0) {
+    if (!resume_guest (qmp, "cont", error)) {
+      g_prefix_error (error, "resuming the guest that the interrupted pivot "
+                      "of snapshot %s paused: ", sj->info->snapshot);
+      return false;
+    }
+    journal_note (sj->path, GUEST_RESUMED);
+    *said = g_strdup_printf ("resumed the guest that the interrupted pivot of "
+                             "snapshot %s had paused", sj->info->snapshot);
+  } else if (strcmp (status, "running") == 0) {
+    journal_note (sj->path, GUEST_RESUMED);
+  } else {
+    *said = g_strdup_printf ("the interrupted pivot of snapshot %s had paused "
+                             "the guest; it is now '%s', not paused: left as "
+                             "it is", sj->info->snapshot, status);
+  }
+  sj->paused = false;
+  return true;
+}
+
+char **
+sm_lsm_resume_interrupted (SmQmp *qmp, SmVmState *st, GError **error)
+{
+  g_autoptr(GPtrArray) journals = switch_journals (st, NULL, NULL, error);
+  g_autoptr(GPtrArray) said = g_ptr_array_new_with_free_func (g_free);
+  size_t i;
+
+  if (!journals)
+    return NULL;
+  for (i = 0; i < journals->len; i++) {
+    char *msg = NULL;
+
+    if (!resume_for (qmp, journals->pdata[i], &msg, error))
+      return NULL;
+    if (msg)
+      g_ptr_array_add (said, msg);
+  }
+  g_ptr_array_add (said, NULL);
+  return (char **) g_ptr_array_free (g_steal_pointer (&said), false);
+}
+
+/* Removes the journals of earlier pivots and aborts of SNAPSHOT (but the one
+ * at EXCEPT) once a pivot or abort of it finished: what they record is
+ * over. */
+static void
+remove_superseded_journals (SmVmState *st, const char *snapshot,
+                            const char *except)
+{
+  g_autoptr(GPtrArray) journals = switch_journals (st, snapshot, except, NULL);
+  size_t i;
+
+  for (i = 0; journals && i < journals->len; i++) {
+    const SwitchJournal *sj = journals->pdata[i];
+
+    sm_debug (DOMAIN, "%s: superseded, removed", sj->path);
+    unlink (sj->path);
+  }
+}
+
+static const SmLsmDisk *
+info_disk (const SmLsmInfo *info, const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < info->disks->len; i++) {
+    const SmLsmDisk *d = info->disks->pdata[i];
+
+    if (strcmp (d->name, name) == 0)
+      return d;
+  }
+  return NULL;
+}
+
+/* What to tell about disk D of snapshot SNAPSHOT when a block-job-complete
+ * was sent to its READY mirror and QEMU was gone before the outcome was
+ * seen.  QEMU accepts the complete and switches within milliseconds, after
+ * which only the destination top receives the guest's writes; before the
+ * switch the destination lags at most by what the mirror had not copied
+ * yet.  So the destination is the chain to restart on, and neither top may
+ * be deleted. */
+static char *
+unknown_switch (const SmLsmDisk *d, const char *snapshot,
+                const char *journal)
+{
+  return g_strdup_printf ("disk %s: unknown: QEMU closed the monitor after "
+                          "block-job-complete of disk %s was sent; the newest "
+                          "writes may be in %s (QEMU was switching to it) or "
+                          "in %s; do not delete either top; restart the VM "
+                          "on %s and run 'snapmig pivot %s' to finish (the "
+                          "journal %s is kept as the evidence)",
+                          d->name, d->name, d->mirror, d->new_top, d->mirror,
+                          snapshot, journal);
+}
+
+/* True when a journaled block-job-complete of disk D (in one of JOURNALS)
+ * may have switched it in a QEMU that is gone since: the mirror job is not
+ * in JOBS (the QEMU now answering is another one, or the job ended) and
+ * the disk does not run on its destination (DISKS).  *JOURNAL gets the
+ * journal's path. */
+static bool
+maybe_switched_elsewhere (GPtrArray *journals, const SmLsmDisk *d,
+                          GPtrArray *jobs, GPtrArray *disks,
+                          const char **journal)
+{
+  size_t i, k;
+
+  if (!d->mirror)
+    return false;
+  for (i = 0; i < journals->len; i++) {
+    const SwitchJournal *sj = journals->pdata[i];
+
+    if (strcmp (sj->op, "pivot") != 0 || !has_string (sj->completes, d->name))
+      continue;
+    if (d->job_id && sm_block_find_job (jobs, d->job_id))
+      return false;
+    for (k = 0; k < disks->len; k++) {
+      const SmBlockDisk *bd = disks->pdata[k];
+      const char *top = sm_block_disk_top (bd);
+
+      if (sm_block_disk_matches (bd, d->name) && top &&
+          strcmp (top, d->mirror) == 0)
+        return false;
+    }
+    *journal = sj->path;
+    return true;
+  }
+  return false;
+}
+
 /* ---- pivot ----------------------------------------------------------- */
 
 void
@@ -242,43 +624,6 @@ check_dest (SmQmp *qmp, const SmLsmDisk *d, GError **error)
     }
   }
   return true;
-}
-
-static bool
-run_state (SmQmp *qmp, bool *running, GError **error)
-{
-  g_autoptr(json_object) status = sm_qmp_execute (qmp, "query-status", NULL,
-                                                  error);
-
-  if (!status)
-    return false;
-  *running = false;
-  sm_json_get_bool (status, "running", running);
-  return true;
-}
-
-/* Where each mirrored disk of INFO runs now, for messages. */
-static char *
-describe_disks (SmQmp *qmp, const SmLsmInfo *info)
-{
-  GString *s = g_string_new (NULL);
-  size_t i;
-
-  for (i = 0; i < info->disks->len; i++) {
-    const SmLsmDisk *d = info->disks->pdata[i];
-    g_autoptr(SmBlockDisk) bd = NULL;
-    const char *top;
-
-    if (!d->mirror)
-      continue;
-    bd = sm_block_query_disk (qmp, d->name, NULL);
-    top = bd ? sm_block_disk_top (bd) : NULL;
-    g_string_append_printf (s, "; disk %s runs on %s (%s)", d->name,
-                            top ? top : "?",
-                            top && strcmp (top, d->mirror) == 0 ? "destination"
-                                                                : "source");
-  }
-  return g_string_free (s, false);
 }
 
 static void
@@ -359,39 +704,38 @@ delete_source (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
 }
 
 /* Runs the steps of PLAN in order, each with RUN (CTX, STEP, DISK, ERROR):
- * DISK is the step's disk or NULL, ERROR never NULL.  Journals in *JOURNAL
- * when each step begins and ends.  At
- * the first failure the step is journaled as failed, *JOURNAL is ended
- * (consumed, see sm_lsm_journal_failed) and the step's error returned in
- * ERROR. */
+ * DISK is the step's disk or NULL, ERROR never NULL.  Journals in JOURNAL
+ * when each step begins and ends, and runs the test hooks after each.  A
+ * signal recorded by the CLI's handlers stops it between steps
+ * (SM_ERROR_INTERRUPTED).  At the first failure the step is journaled as
+ * failed and its error returned in ERROR; JOURNAL stays open: the caller
+ * decides whether it is still needed. */
 static bool
-run_steps (SmJournal **journal, SmLsmPlan *plan,
+run_steps (SmJournal *journal, SmLsmPlan *plan,
            bool (*run) (void *ctx, const SmLsmStep *step,
                         const SmLsmDisk *disk, GError **error),
            void *ctx, GError **error)
 {
   g_autoptr(GError) err = NULL;
-  bool ok = true;
   guint i;
 
-  for (i = 0; i < plan->steps->len && ok; i++) {
+  for (i = 0; i < plan->steps->len; i++) {
     const SmLsmStep *s = plan->steps->pdata[i];
 
-    if (!sm_lsm_journal_step (*journal, plan, i, "begin", &err)) {
-      ok = false;
+    if (sm_interrupt_check (&err) ||
+        !sm_lsm_journal_step (journal, plan, i, "begin", &err) ||
+        !run (ctx, s, s->disk >= 0 ? plan->info->disks->pdata[s->disk] : NULL,
+              &err) ||
+        !sm_lsm_journal_step (journal, plan, i, "end", &err))
       break;
-    }
-    ok = run (ctx, s, s->disk >= 0 ? plan->info->disks->pdata[s->disk] : NULL,
-              &err);
-    if (ok && !sm_lsm_journal_step (*journal, plan, i, "end", &err))
-      ok = false;
+    sm_lsm_test_after_step ((int) i + 1);
   }
-  if (!ok) {
-    sm_lsm_journal_failed (g_steal_pointer (journal), plan, i ? i - 1 : 0,
-                           err);
-    g_propagate_error (error, g_steal_pointer (&err));
-  }
-  return ok;
+  if (i == plan->steps->len)
+    return true;
+  sm_journal_append (journal, sm_lsm_step_record (plan, i, "failed", err),
+                     NULL);
+  g_propagate_error (error, g_steal_pointer (&err));
+  return false;
 }
 
 /* What the steps of one pivot share. */
@@ -401,7 +745,11 @@ typedef struct {
   SmLsmPlan *plan;
   const SmLsmWaitOptions *options;
   SmLsmPivotResult *result;
-  GPtrArray *completed;        /* disks completed, switch not yet seen */
+  SmJournal *journal;
+  GPtrArray *completed;        /* SmLsmDisk *: complete accepted, switch not
+                                  yet seen */
+  GPtrArray *sent;             /* SmLsmDisk *: complete sent (accepted or
+                                  not) */
   gint64 stopped_at;           /* when pivot stopped the guest, or -1 */
 } Pivot;
 
@@ -429,57 +777,117 @@ switched_meanwhile (SmQmp *qmp, const SmLsmDisk *d)
   return true;
 }
 
+/* Waits for every disk of pv->completed to run on its destination; the
+ * first failure goes to ERROR, the others to the debug log. */
+static bool
+wait_switch (Pivot *pv, GError **error)
+{
+  int limit = pv->options->timeout_ms < 0 ? SWITCH_TIMEOUT_MS
+                                          : pv->options->timeout_ms;
+  bool ok = true;
+  size_t k;
+
+  for (k = 0; k < pv->completed->len; k++) {
+    const SmLsmDisk *cd = pv->completed->pdata[k];
+    g_autoptr(GError) werr = NULL;
+
+    if (sm_interrupt_check (&werr) ||
+        !sm_block_job_wait_gone (pv->qmp, cd->job_id, limit, &werr) ||
+        !sm_lsm_disk_runs_on (pv->qmp, cd, cd->mirror, &werr)) {
+      if (werr)
+        g_prefix_error (&werr, "disk %s: ", cd->name);
+      else
+        g_set_error (&werr, SM_ERROR, SM_ERROR_FAILED,
+                     "disk %s: the mirror ended but the disk did not "
+                     "switch to %s", cd->name, cd->mirror);
+      if (ok)
+        g_propagate_error (error, g_steal_pointer (&werr));
+      else
+        sm_debug (DOMAIN, "%s", werr->message);
+      ok = false;
+    } else {
+      g_ptr_array_add (pv->result->moved, g_strdup (cd->name));
+    }
+  }
+  g_ptr_array_set_size (pv->completed, 0);
+  return ok;
+}
+
+/* Resumes the guest if this pivot paused it, with COMMAND (the plan's CONT
+ * step; "cont" on the error path), and journals it. */
+static bool
+pivot_resume (Pivot *pv, const char *command, GError **error)
+{
+  if (pv->stopped_at < 0)
+    return true;
+  if (!resume_guest (pv->qmp, command, error))
+    return false;
+  pv->result->pause_ms = (g_get_monotonic_time () - pv->stopped_at) / 1000;
+  pv->stopped_at = -1;
+  if (!sm_journal_append (pv->journal, sm_lsm_phase_record (GUEST_RESUMED),
+                          error)) {
+    g_prefix_error (error, "the guest runs again, but ");
+    return false;
+  }
+  return true;
+}
+
 static bool
 pivot_step (void *ctx, const SmLsmStep *s, const SmLsmDisk *d, GError **err)
 {
   Pivot *pv = ctx;
   SmQmp *qmp = pv->qmp;
   SmLsmPlan *plan = pv->plan;
-  bool ok = true;
 
   switch (s->kind) {
   case SM_LSM_STEP_WAIT:
-    ok = sm_lsm_wait (qmp, pv->st, plan->info, pv->options, err);
-    break;
+    return sm_lsm_wait (qmp, pv->st, plan->info, pv->options, err);
   case SM_LSM_STEP_CHECK_DEST:
-    ok = check_dest (qmp, d, err);
-    break;
+    return check_dest (qmp, d, err);
   case SM_LSM_STEP_STOP: {
-    bool running = false;
+    g_autofree char *status = run_status (qmp, err);
 
-    ok = run_state (qmp, &running, err);
-    if (ok && running) {
-      ok = sm_qmp_run (qmp, "stop", NULL, err);
-      if (ok)
-        pv->stopped_at = g_get_monotonic_time ();
+    if (!status)
+      return false;
+    /* A guest someone paused after the plan was made is not ours to pause
+     * or resume. */
+    if (strcmp (status, "running") != 0) {
+      sm_debug (DOMAIN, "the guest is %s: not stopped", status);
+      return true;
     }
+    /* Journaled before the stop, so that whoever finds this pivot killed
+     * knows the guest may be paused by it. */
+    if (!sm_journal_append (pv->journal, sm_lsm_phase_record (GUEST_STOPPED),
+                            err))
+      return false;
+    pv->stopped_at = g_get_monotonic_time ();
+    if (!sm_qmp_run (qmp, s->command, json_object_get (s->args), err))
+      return false;
     sm_qmp_clear_events (qmp);
-    break;
+    return true;
   }
   case SM_LSM_STEP_COMPLETE:
+    g_ptr_array_add (pv->sent, (gpointer) d);
     if (!sm_qmp_run (qmp, s->command, json_object_get (s->args), err)) {
       if (switched_meanwhile (qmp, d)) {
         g_clear_error (err);
         g_ptr_array_add (pv->result->moved, g_strdup (d->name));
-        break;
+        return true;
       }
       g_prefix_error (err, "disk %s: ", d->name);
-      ok = false;
-    } else {
-      g_ptr_array_add (pv->completed, (gpointer) d);
+      return false;
     }
-    break;
+    g_ptr_array_add (pv->completed, (gpointer) d);
+    return true;
   case SM_LSM_STEP_WAIT_SWITCH:
-    break;
+    return wait_switch (pv, err);
   case SM_LSM_STEP_CONT:
-    break;
+    return pivot_resume (pv, s->command, err);
   case SM_LSM_STEP_DELETE_SOURCE:
-    ok = delete_source (qmp, pv->st, plan, pv->result, err);
-    break;
+    return delete_source (qmp, pv->st, plan, pv->result, err);
   case SM_LSM_STEP_DELETE_METADATA:
-    ok = sm_lsm_delete_metadata (pv->st, plan->info->snapshot,
-                                 plan->info->parent, err);
-    break;
+    return sm_lsm_delete_metadata (pv->st, plan->info->snapshot,
+                                   plan->info->parent, err);
   case SM_LSM_STEP_CREATE_DEST:
   case SM_LSM_STEP_CREATE_TOP:
   case SM_LSM_STEP_TRANSACTION:
@@ -493,49 +901,72 @@ pivot_step (void *ctx, const SmLsmStep *s, const SmLsmDisk *d, GError **err)
   case SM_LSM_STEP_LAST:
     break;
   }
-  /* The switch ends at WAIT_SWITCH — or as soon as a complete failed:
-   * the jobs already pv->completed must still finish and the guest run. */
-  if (s->kind == SM_LSM_STEP_WAIT_SWITCH || (!ok && pv->completed->len) ||
-      (!ok && pv->stopped_at >= 0)) {
-    size_t k;
+  return true;
+}
 
-    for (k = 0; k < pv->completed->len; k++) {
-      const SmLsmDisk *cd = pv->completed->pdata[k];
-      g_autoptr(GError) werr = NULL;
+static bool
+in_disks (GPtrArray *disks, const SmLsmDisk *d)
+{
+  guint i;
 
-      int limit = pv->options->timeout_ms < 0 ? SWITCH_TIMEOUT_MS
-                                          : pv->options->timeout_ms;
+  for (i = 0; i < disks->len; i++)
+    if (disks->pdata[i] == d)
+      return true;
+  return false;
+}
 
-      if (!sm_block_job_wait_gone (qmp, cd->job_id, limit, &werr) ||
-          !sm_lsm_disk_runs_on (qmp, cd, cd->mirror, &werr)) {
-        if (ok) {
-          ok = false;
-          if (werr) {
-            g_prefix_error (&werr, "disk %s: ", cd->name);
-            *err = g_steal_pointer (&werr);
-          }
-          else
-            g_set_error (err, SM_ERROR, SM_ERROR_FAILED,
-                         "disk %s: the mirror ended but the disk did not "
-                         "switch to %s", cd->name, cd->mirror);
-        }
+/* Where each mirrored disk runs after a failed pivot, from query-block, or
+ * from the journal when QEMU does not answer; *KEEP_JOURNAL is set when a
+ * disk's outcome cannot be known (a complete was sent to a QEMU that is
+ * gone): the journal is then the evidence abort and recover look at. */
+static char *
+describe_disks (Pivot *pv, bool *keep_journal)
+{
+  const SmLsmInfo *info = pv->plan->info;
+  GString *s = g_string_new (NULL);
+  g_autoptr(GError) qerr = NULL;
+  g_autoptr(GPtrArray) disks = sm_block_query_disks (pv->qmp, &qerr);
+  g_autoptr(GPtrArray) jobs = disks ? sm_block_query_jobs (pv->qmp, NULL)
+                                    : NULL;
+  size_t i, k;
+
+  *keep_journal = false;
+  for (i = 0; i < info->disks->len; i++) {
+    const SmLsmDisk *d = info->disks->pdata[i];
+    const char *top = NULL;
+
+    if (!d->mirror)
+      continue;
+    if (!disks) {
+      if (in_disks (pv->sent, d)) {
+        g_autofree char *u = unknown_switch (d, info->snapshot,
+                                             sm_journal_path (pv->journal));
+
+        g_string_append_printf (s, "; %s", u);
+        *keep_journal = true;
       } else {
-        g_ptr_array_add (pv->result->moved, g_strdup (cd->name));
+        g_string_append_printf (s, "; disk %s runs on its source %s (QEMU "
+                                "does not answer: %s; no block-job-complete "
+                                "was sent to it)", d->name, d->new_top,
+                                qerr->message);
       }
+      continue;
     }
-    g_ptr_array_set_size (pv->completed, 0);
-    if (pv->stopped_at >= 0) {
-      g_autoptr(GError) cerr = NULL;
-
-      if (!sm_qmp_run (qmp, "cont", NULL, &cerr) && ok) {
-        ok = false;
-        *err = g_steal_pointer (&cerr);
-      }
-      pv->result->pause_ms = (g_get_monotonic_time () - pv->stopped_at) / 1000;
-      pv->stopped_at = -1;
-    }
+    for (k = 0; k < disks->len; k++)
+      if (sm_block_disk_matches (disks->pdata[k], d->name))
+        top = sm_block_disk_top (disks->pdata[k]);
+    g_string_append_printf (s, "; disk %s runs on %s (%s)", d->name,
+                            top ? top : "no medium",
+                            !top ? "neither chain"
+                            : strcmp (top, d->mirror) == 0 ? "destination"
+                            : strcmp (top, d->new_top) == 0 ? "source"
+                            : "neither chain");
+    if (top && strcmp (top, d->mirror) != 0 && in_disks (pv->sent, d) &&
+        jobs && sm_block_find_job (jobs, d->job_id))
+      g_string_append_printf (s, ", block-job-complete was sent: it may "
+                              "still switch");
   }
-  return ok;
+  return g_string_free (s, false);
 }
 
 bool
@@ -546,8 +977,16 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
   g_autofree char *opid = sm_journal_new_opid ();
   g_autoptr(SmJournal) journal = NULL;
   g_autoptr(GError) err = NULL;
+  g_autoptr(GError) cerr = NULL;
+  g_autoptr(GError) werr = NULL;
   g_autoptr(GPtrArray) completed = g_ptr_array_new ();
-  Pivot pv = { qmp, st, plan, options, result, completed, -1 };
+  g_autoptr(GPtrArray) sent = g_ptr_array_new ();
+  g_autofree char *where = NULL;
+  g_autofree char *guest = NULL;
+  g_autofree char *path = NULL;
+  bool keep = false;
+  int sig;
+  Pivot pv = { qmp, st, plan, options, result, NULL, completed, sent, -1 };
 
   g_return_val_if_fail (plan->op == SM_LSM_OP_PIVOT, false);
   result->pause_ms = -1;
@@ -557,18 +996,51 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
   journal = sm_lsm_journal_open (st, "pivot", opid, plan->info, NULL, error);
   if (!journal)
     return false;
-  if (!run_steps (&journal, plan, pivot_step, &pv, &err)) {
-    g_autofree char *where = describe_disks (qmp, plan->info);
-    g_autofree char *pause = result->pause_ms >= 0 ?
-      g_strdup_printf ("; the guest was paused %" G_GINT64_FORMAT " ms",
-                       result->pause_ms) : g_strdup ("");
-
-    g_set_error (error, err->domain, err->code, "%s%s%s%s", err->message,
-                 where, pause,
-                 result->moved->len ? " (run pivot again to finish)" : "");
-    return false;
+  pv.journal = journal;
+  path = g_strdup (sm_journal_path (journal));
+  if (run_steps (journal, plan, pivot_step, &pv, &err)) {
+    remove_superseded_journals (st, plan->info->snapshot, path);
+    return sm_lsm_journal_done (g_steal_pointer (&journal), error);
   }
-  return sm_lsm_journal_done (g_steal_pointer (&journal), error);
+
+  /* The interruption is noticed: the few bounded QMP commands of the
+   * unwinding below (resume, where the disks run) must still be answered,
+   * so the request is set aside until the end. */
+  sig = sm_interrupted ();
+  sm_interrupt_clear ();
+  /* Every way out resumes a guest this pivot paused — first, so that the
+   * guest waits for nothing else; the disks whose complete QEMU accepted
+   * then still switch by themselves. */
+  if (pv.stopped_at >= 0 && !pivot_resume (&pv, "cont", &cerr)) {
+    if (g_error_matches (cerr, SM_ERROR, SM_ERROR_DISCONNECTED)) {
+      sm_journal_append (journal, sm_lsm_phase_record (GUEST_GONE), NULL);
+      guest = g_strdup ("; QEMU is gone, and the guest this pivot paused with "
+                        "it");
+    } else {
+      guest = g_strdup_printf ("; the guest is still paused (cont failed: "
+                               "%s): 'snapmig recover' resumes it",
+                               cerr->message);
+    }
+  } else if (result->pause_ms >= 0) {
+    guest = g_strdup_printf ("; the guest runs again (paused %"
+                             G_GINT64_FORMAT " ms)", result->pause_ms);
+  } else {
+    guest = g_strdup ("");
+  }
+  if (completed->len && !sig &&
+      !g_error_matches (err, SM_ERROR, SM_ERROR_DISCONNECTED))
+    wait_switch (&pv, &werr);
+  where = describe_disks (&pv, &keep);
+  if (sig)
+    sm_interrupt_request (sig);
+  g_set_error (error, err->domain, err->code, "%s%s%s%s", err->message,
+               where, guest,
+               result->moved->len && !keep ? " (run pivot again to finish)"
+                                           : "");
+  if (keep || pv.stopped_at >= 0)
+    return false;              /* the journal stays: see describe_disks */
+  sm_journal_finish (g_steal_pointer (&journal), NULL);
+  return false;
 }
 
 /* ---- abort ----------------------------------------------------------- */
@@ -580,32 +1052,55 @@ typedef struct {
   int timeout_ms;
 } Abort;
 
+/* The plan's block-job-cancel of D's mirror (STEP), and the wait for the
+ * job to end.  QEMU ends a cancel after READY with BLOCK_JOB_COMPLETED, not
+ * CANCELLED: where the disk runs is what tells. */
+static bool
+abort_cancel (Abort *ab, const SmLsmStep *s, const SmLsmDisk *d,
+              GError **error)
+{
+  g_autoptr(GPtrArray) jobs = sm_block_query_jobs (ab->qmp, error);
+  g_autoptr(SmBlockDisk) bd = NULL;
+  g_autoptr(GError) err = NULL;
+  const char *top;
+
+  if (!jobs)
+    return false;
+  if (sm_block_find_job (jobs, d->job_id) &&
+      !sm_qmp_run (ab->qmp, s->command, json_object_get (s->args), &err)) {
+    /* The job may have ended between the query and the cancel. */
+    g_autoptr(GPtrArray) again = sm_block_query_jobs (ab->qmp, NULL);
+
+    if (!again || sm_block_find_job (again, d->job_id)) {
+      g_propagate_error (error, g_steal_pointer (&err));
+      return false;
+    }
+  }
+  if (!sm_block_job_wait_gone (ab->qmp, d->job_id, ab->timeout_ms, error))
+    return false;
+  bd = sm_block_query_disk (ab->qmp, d->name, error);
+  if (!bd)
+    return false;
+  top = sm_block_disk_top (bd);
+  if (!top || strcmp (top, d->new_top) != 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                 "after the cancel it runs on %s, not on %s",
+                 top ? top : "no medium", d->new_top);
+    return false;
+  }
+  return true;
+}
+
 static bool
 abort_step (void *ctx, const SmLsmStep *s, const SmLsmDisk *d, GError **err)
 {
   Abort *ab = ctx;
-  SmQmp *qmp = ab->qmp;
   SmLsmPlan *plan = ab->plan;
   bool ok = true;
 
   switch (s->kind) {
   case SM_LSM_STEP_CANCEL:
-    /* QEMU ends a cancel after READY with BLOCK_JOB_COMPLETED, not
-     * CANCELLED: where the disk runs is what tells. */
-    ok = sm_block_job_cancel_wait (qmp, d->job_id, ab->timeout_ms, err);
-    if (ok) {
-      g_autoptr(SmBlockDisk) bd = sm_block_query_disk (qmp, d->name, err);
-      const char *top = bd ? sm_block_disk_top (bd) : NULL;
-
-      if (!bd)
-        ok = false;
-      else if (!top || strcmp (top, d->new_top) != 0) {
-        g_set_error (err, SM_ERROR, SM_ERROR_FAILED,
-                     "disk %s: after the cancel it runs on %s, not on %s",
-                     d->name, top ? top : "no medium", d->new_top);
-        ok = false;
-      }
-    }
+    ok = abort_cancel (ab, s, d, err);
     if (!ok)
       g_prefix_error (err, "disk %s: ", d->name);
     break;
@@ -661,20 +1156,67 @@ abort_step (void *ctx, const SmLsmStep *s, const SmLsmDisk *d, GError **err)
   return ok;
 }
 
+/* Refuses to abort while an interrupted pivot's block-job-complete may have
+ * switched a disk in a QEMU that is gone since: its destination top may
+ * hold the only copy of the guest's newest writes. */
+static bool
+check_no_unknown_switch (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
+                         GError **error)
+{
+  g_autoptr(GPtrArray) journals = switch_journals (st, info->snapshot, NULL,
+                                                   error);
+  g_autoptr(GPtrArray) jobs = NULL;
+  g_autoptr(GPtrArray) disks = NULL;
+  size_t i;
+
+  if (!journals)
+    return false;
+  if (!journals->len)
+    return true;
+  if (!(jobs = sm_block_query_jobs (qmp, error)) ||
+      !(disks = sm_block_query_disks (qmp, error)))
+    return false;
+  for (i = 0; i < info->disks->len; i++) {
+    const SmLsmDisk *d = info->disks->pdata[i];
+    const char *journal = NULL;
+
+    if (maybe_switched_elsewhere (journals, d, jobs, disks, &journal)) {
+      g_set_error (error, SM_ERROR, SM_ERROR_UNSAFE,
+                   "disk %s: an interrupted pivot sent block-job-complete "
+                   "and QEMU ended before the outcome was seen (journal %s): "
+                   "the destination top %s may hold the guest's newest "
+                   "writes, so abort does not remove it; restart the VM on "
+                   "%s and run 'snapmig pivot %s' to finish, or, once you "
+                   "have checked that %s holds the newest data, remove the "
+                   "journal and run abort again", d->name, journal, d->mirror,
+                   d->mirror, info->snapshot, d->new_top);
+      return false;
+    }
+  }
+  return true;
+}
+
 bool
 sm_lsm_abort (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, int timeout_ms,
               GError **error)
 {
   g_autofree char *opid = sm_journal_new_opid ();
   g_autoptr(SmJournal) journal = NULL;
+  g_autofree char *path = NULL;
   Abort ab = { qmp, st, plan, timeout_ms };
 
   g_return_val_if_fail (plan->op == SM_LSM_OP_ABORT, false);
+  if (!check_no_unknown_switch (qmp, st, plan->info, error))
+    return false;
   journal = sm_lsm_journal_open (st, "abort", opid, plan->info, NULL, error);
   if (!journal)
     return false;
-  if (!run_steps (&journal, plan, abort_step, &ab, error))
+  path = g_strdup (sm_journal_path (journal));
+  if (!run_steps (journal, plan, abort_step, &ab, error)) {
+    sm_journal_finish (g_steal_pointer (&journal), NULL);
     return false;
+  }
+  remove_superseded_journals (st, plan->info->snapshot, path);
   return sm_lsm_journal_done (g_steal_pointer (&journal), error);
 }
 
@@ -685,28 +1227,115 @@ sm_lsm_recover_switch (SmQmp *qmp, SmVmState *st, const char *path,
                        json_object *records, const SmLsmInfo *info,
                        const char *op, GError **error)
 {
-  int last_step = 0;
-  const char *last_kind = "none";
-  size_t i;
+  g_autoptr(SwitchJournal) sj = switch_journal_scan (path, records);
+  g_autoptr(GString) msg = g_string_new (NULL);
+  g_autoptr(GPtrArray) one = NULL;
+  g_autoptr(GPtrArray) disks = NULL;
+  g_autoptr(GPtrArray) jobs = NULL;
+  g_autofree char *record = sm_lsm_info_path (st, info->snapshot);
+  g_autofree char *resumed = NULL;
+  bool pivot = strcmp (op, "pivot") == 0;
+  bool all_on_dest = true;
+  bool keep = false;
+  size_t i, k;
 
-  (void) qmp;
-  (void) st;
-  (void) error;
-  for (i = 1; i < json_object_array_length (records); i++) {
-    json_object *rec = json_object_array_get_idx (records, i);
-    json_object *v;
+  if (!sj) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "journal %s: not the journal of a pivot or an abort", path);
+    return NULL;
+  }
+  g_string_append_printf (msg, "%s of snapshot %s was interrupted after step "
+                          "%d (%s)", op, info->snapshot, sj->last_step,
+                          sj->last_kind);
+  /* The guest first: nothing below needs it paused. */
+  if (qmp && !resume_for (qmp, sj, &resumed, error))
+    return NULL;
+  if (resumed)
+    g_string_append_printf (msg, "; %s", resumed);
+  if (!qmp && sj->paused) {
+    journal_note (path, GUEST_GONE);
+    g_string_append (msg, "; QEMU is gone, and the guest the pivot paused "
+                     "with it");
+  }
 
-    if (json_object_object_get_ex (rec, "phase", &v) &&
-        strcmp (json_object_get_string (v), "end") == 0 &&
-        json_object_object_get_ex (rec, "step", &v)) {
-      last_step = json_object_get_int (v);
-      if (json_object_object_get_ex (rec, "kind", &v))
-        last_kind = json_object_get_string (v);
+  if (!qmp) {
+    for (i = 0; pivot && i < sj->completes->len; i++) {
+      const SmLsmDisk *d = info_disk (info, sj->completes->pdata[i]);
+      g_autofree char *u = NULL;
+
+      if (!d || !d->mirror)
+        continue;
+      u = unknown_switch (d, info->snapshot, path);
+      g_string_append_printf (msg, "; %s", u);
+      keep = true;
+    }
+    if (keep)
+      return g_string_free (g_steal_pointer (&msg), false);
+    unlink (path);
+    g_string_append_printf (msg, "; QEMU is gone and no disk was switched: "
+                            "restart the VM on its source chain and run "
+                            "'snapmig abort %s' (its mirrors ended with QEMU)",
+                            info->snapshot);
+    return g_string_free (g_steal_pointer (&msg), false);
+  }
+
+  if (!(disks = sm_block_query_disks (qmp, error)) ||
+      !(jobs = sm_block_query_jobs (qmp, error)))
+    return NULL;
+  for (i = 0; i < info->disks->len; i++) {
+    const SmLsmDisk *d = info->disks->pdata[i];
+    const char *top = NULL;
+
+    if (!d->mirror)
+      continue;
+    for (k = 0; k < disks->len; k++)
+      if (sm_block_disk_matches (disks->pdata[k], d->name))
+        top = sm_block_disk_top (disks->pdata[k]);
+    if (!top || strcmp (top, d->mirror) != 0)
+      all_on_dest = false;
+    g_string_append_printf (msg, "; disk %s runs on %s", d->name,
+                            top ? top : "no medium");
+  }
+  if (!g_file_test (record, G_FILE_TEST_EXISTS) && !all_on_dest) {
+    unlink (path);
+    g_string_append_printf (msg, "; the move of %s has no record any more: "
+                            "journal removed", info->snapshot);
+    return g_string_free (g_steal_pointer (&msg), false);
+  }
+  if (pivot && all_on_dest) {
+    /* The switch is over; only records are left (a pivot killed while
+     * deleting them): finish it. */
+    if (!sm_lsm_delete_metadata (st, info->snapshot, info->parent, error))
+      return NULL;
+    unlink (path);
+    g_string_truncate (msg, 0);
+    g_string_append_printf (msg, "pivot of %s had switched every disk; "
+                            "removed its leftover records%s%s",
+                            info->snapshot, resumed ? "; " : "",
+                            resumed ? resumed : "");
+    return g_string_free (g_steal_pointer (&msg), false);
+  }
+  one = g_ptr_array_new ();
+  g_ptr_array_add (one, sj);
+  for (i = 0; pivot && i < info->disks->len; i++) {
+    const SmLsmDisk *d = info->disks->pdata[i];
+    const char *journal = NULL;
+
+    if (maybe_switched_elsewhere (one, d, jobs, disks, &journal)) {
+      g_string_append_printf (msg, "; disk %s: block-job-complete was sent "
+                              "to a QEMU that ended before the outcome was "
+                              "seen: the destination top %s may hold the "
+                              "guest's newest writes (restart the VM on it "
+                              "and run 'snapmig pivot %s'); the journal is "
+                              "kept as the evidence", d->name, d->mirror,
+                              info->snapshot);
+      keep = true;
     }
   }
-  unlink (path);
-  return g_strdup_printf ("%s of snapshot %s was interrupted after step %d "
-                          "(%s): run 'snapmig %s %s' again to finish it", op,
-                          info->snapshot, last_step, last_kind, op,
-                          info->snapshot);
+  if (!keep) {
+    unlink (path);
+    g_string_append_printf (msg, ": run 'snapmig %s %s' again to finish it",
+                            op, info->snapshot);
+  }
+  return g_string_free (g_steal_pointer (&msg), false);
 }

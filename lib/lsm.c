@@ -7,8 +7,13 @@
 #include "lsm-private.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "interrupt.h"
+#include "json-util.h"
 
 /* ---- the VM ---------------------------------------------------------- */
 
@@ -177,18 +182,25 @@ sm_lsm_remove_files (SmVmState *st, const char *snapshot)
   g_autofree char *b = sm_lsm_created_path (st, snapshot);
   g_autofree char *c = sm_lsm_copy_status_path (st, snapshot);
 
+  /* The record of the move (NAME.json) goes last: as long as it is there,
+   * pivot, abort and recover know the move and finish it; without it the
+   * other two would be strays nobody removes. */
   unlink (c);
   unlink (b);
-  unlink (a);
   /* The copy worker rewrites its status every few moments; one killed in
    * the middle of a write leaves its temporary file behind. */
   sm_state_remove_stale_temps (c);
   sm_state_remove_stale_temps (b);
+  sm_lsm_test_crash_at ("before-record-removal");
+  unlink (a);
   sm_state_remove_stale_temps (a);
 }
 
 /* Deletes the metadata of SNAPSHOT if it is there and makes PARENT current
- * again when SNAPSHOT was. */
+ * again when SNAPSHOT was.  The move's record goes after the snapshot (see
+ * sm_lsm_remove_files): a kill in between leaves a record whose disks all
+ * run on their destinations, which pivot and recover recognise as a
+ * finished switch and clean up. */
 bool
 sm_lsm_delete_metadata (SmVmState *st, const char *snapshot,
                         const char *parent, GError **error)
@@ -199,12 +211,70 @@ sm_lsm_delete_metadata (SmVmState *st, const char *snapshot,
 
   if (def && !sm_vm_state_delete_snapshot (st, snapshot, error))
     return false;
+  sm_lsm_test_crash_at ("snapshot-deleted");
   current = sm_vm_state_get_current (st, NULL);
   if (g_strcmp0 (current, snapshot) == 0 &&
       !sm_vm_state_set_current (st, parent, error))
     return false;
   sm_lsm_remove_files (st, snapshot);
   return true;
+}
+
+/* ---- test hooks ------------------------------------------------------ */
+
+void
+sm_lsm_test_crash_at (const char *point)
+{
+  const char *s = g_getenv ("SNAPMIG_TEST_CRASH_AT");
+
+  if (s && strcmp (s, point) == 0)
+    _exit (137);
+}
+
+/* SIGKILLs PID and waits until it is dead (a zombie or gone). */
+static void
+kill_and_reap_wait (pid_t pid)
+{
+  g_autofree char *stat_path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  int i;
+
+  if (pid <= 0 || kill (pid, SIGKILL) < 0)
+    return;
+  for (i = 0; i < 1000; i++) {
+    g_autofree char *text = NULL;
+    const char *p;
+
+    if (!g_file_get_contents (stat_path, &text, NULL, NULL))
+      return;
+    p = strrchr (text, ')');
+    if (p && (p[2] == 'Z' || p[2] == 'X'))
+      return;
+    g_usleep (10000);
+  }
+}
+
+void
+sm_lsm_test_after_step (int step)
+{
+  const char *s;
+  const char *colon;
+
+  s = g_getenv ("SNAPMIG_TEST_CRASH_AFTER_STEP");
+  if (s && atoi (s) == step)
+    _exit (137);
+  s = g_getenv ("SNAPMIG_TEST_KILL_AFTER_STEP");
+  if (s && atoi (s) == step && (colon = strchr (s, ':')))
+    kill_and_reap_wait ((pid_t) atoi (colon + 1));
+  s = g_getenv ("SNAPMIG_TEST_HOLD_AFTER_STEP");
+  if (s && atoi (s) == step && (colon = strchr (s, ':'))) {
+    /* Bounded (60 s) and left at once on SIGINT/SIGTERM/SIGHUP, which the
+     * executor then notices like any other interruption. */
+    gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+
+    while (!g_file_test (colon + 1, G_FILE_TEST_EXISTS) &&
+           !sm_interrupted () && g_get_monotonic_time () < deadline)
+      g_usleep (10000);
+  }
 }
 
 /* ---- journal records ------------------------------------------------- */
@@ -344,6 +414,18 @@ sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
                               json_object_new_string (sm_block_disk_top (bd)));
     json_object_array_add (disks, o);
   }
+  {
+    g_autoptr(json_object) run = sm_qmp_execute (qmp, "query-status", NULL,
+                                                 NULL);
+    const char *state = run ? sm_json_get_string (run, "status") : NULL;
+
+    if (state)
+      json_object_object_add (root, "run-state", json_object_new_string (state));
+  }
+  /* A pivot or abort in flight or interrupted (its journal is there): what
+   * it did to the guest and which switches it asked for. */
+  json_object_object_add (root, "journals",
+                          sm_lsm_switch_journals_json (st, info->snapshot));
   layers = json_object_new_array ();
   json_object_object_add (root, "copies", layers);
   copies = sm_copy_status_load (status_path, NULL);

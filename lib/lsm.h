@@ -31,16 +31,26 @@
  * is gone, so no guest write is lost), the metadata is removed and every
  * file the operation created is deleted.  A failing create undoes itself the
  * same way before returning.  An interrupted `pivot` or `abort` is finished by running the same
- * command again (both are idempotent per disk); recover only reports them.
+ * command again (both are idempotent per disk).  recover, a second pivot
+ * and abort first resume a guest that a killed pivot paused (its journal
+ * says "guest-stopped" without "guest-resumed").  recover finishes a pivot
+ * whose disks all run on their destinations (only its records were left)
+ * and otherwise reports what to run.  A journaled block-job-complete whose
+ * outcome nobody saw (QEMU died) keeps the pivot's journal: abort and
+ * recover then never remove the destination top, which may hold the
+ * guest's newest writes.
  *
  * Files of a migration: STATE/vms/KEY/lsm/NAME.json (disks, job ids,
  * original tops), NAME.created (destination files snapmig created),
  * NAME.copy.json (the copy worker's status).
  *
- * Test hook: SNAPMIG_TEST_CRASH_AFTER_STEP=N makes the create executor
+ * Test hooks: SNAPMIG_TEST_CRASH_AFTER_STEP=N makes the executor
  * _exit(137) right after journaling the end of step N (1-based), to test
  * recovery; SNAPMIG_TEST_KILL_AFTER_STEP=N:PID SIGKILLs process PID (the
- * test's QEMU) after step N instead.  For tests only.
+ * test's QEMU) after step N instead; SNAPMIG_TEST_HOLD_AFTER_STEP=N:FILE
+ * (pivot, abort) waits after step N until FILE exists;
+ * SNAPMIG_TEST_CRASH_AT=POINT exits in the middle of the deletion of a
+ * snapshot's records (see lsm-private.h).  For tests only.
  */
 #ifndef SM_LSM_H
 #define SM_LSM_H
@@ -233,7 +243,10 @@ SmLsmPlan *sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
 
 /* Plans `pivot` of the migration INFO: refuses a snapshot that is not
  * CURRENT (may be NULL) or has no mirror.  Disks already switched to their
- * destination are skipped.  With SM_LSM_DELETE_SOURCE in FLAGS, lists the
+ * destination are skipped; when every disk runs on its destination (a pivot
+ * interrupted after its switch) the plan only deletes the records, current
+ * or not.  The guest is paused (STOP ... CONT) only when several disks
+ * switch and VM's run state is "running".  With SM_LSM_DELETE_SOURCE in FLAGS, lists the
  * source files no disk of VM uses afterwards.  Caller frees. */
 SmLsmPlan *sm_lsm_plan_pivot (const SmLsmVm *vm, const SmLsmInfo *info,
                               const char *current, unsigned flags,
@@ -312,6 +325,16 @@ bool sm_lsm_abort (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
  * "worker-pid":N}.  Caller puts. */
 json_object *sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
                             GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Resumes the guest that an interrupted pivot paused: its journal records
+ * "guest-stopped" without "guest-resumed", and query-status says "paused"
+ * (not an I/O error, an incoming migration or a guest started with -S; a
+ * guest paused before pivot came has no such record: pivot never stops a
+ * guest that is not running).  pivot and abort call it before they plan,
+ * recover for each such journal.  Returns what was done, one line each
+ * (g_strfreev; empty when nothing), or NULL with ERROR. */
+char **sm_lsm_resume_interrupted (SmQmp *qmp, SmVmState *st, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
 
 /* Finishes interrupted operations of the VM (see the policy above); QMP is
  * NULL when QEMU is gone (a new top is then folded back offline with

@@ -512,6 +512,41 @@ test_pivot (void)
   g_assert_cmpstr (plan->source_files->pdata[1], ==, "/A/d1.raw");
   g_clear_pointer (&plan, sm_lsm_plan_free);
 
+  /* Both disks switched, the records left (a pivot killed while deleting
+   * them, maybe after the snapshot and "current" went): only the records
+   * are deleted, whatever is current, and the guest is not paused. */
+  {
+    g_autoptr(SmLsmVm) done = three_disk_vm ();
+    g_autoptr(SmLsmPlan) rest = NULL;
+    g_autofree char *kinds4 = NULL;
+
+    set_top (done, "drive0", "/B/snap1.move1.qcow2");
+    set_top (done, "drive1", "/B/d1.move1.qcow2");
+    rest = sm_lsm_plan_pivot (done, info, NULL, 0, &err);
+    g_assert_no_error (err);
+    kinds4 = step_kinds (rest);
+    g_assert_cmpstr (kinds4, ==, "delete-metadata");
+  }
+
+  /* A paused guest (the user's, or one a killed pivot left) is not paused
+   * again: no stop, no cont (pivot and abort resume a guest a killed pivot
+   * paused before they plan). */
+  {
+    g_autoptr(SmLsmVm) paused = three_disk_vm ();
+    g_autoptr(SmLsmPlan) p = NULL;
+    g_autofree char *kinds5 = NULL;
+
+    g_free (paused->run_state);
+    paused->run_state = g_strdup ("paused");
+    set_top (paused, "drive0", "/A/snap1.move1.qcow2");
+    set_top (paused, "drive1", "/A/d1.move1.qcow2");
+    p = sm_lsm_plan_pivot (paused, info, "move1", 0, &err);
+    g_assert_no_error (err);
+    kinds5 = step_kinds (p);
+    g_assert_cmpstr (kinds5, ==, "wait check-dest:0 check-dest:1 complete:0 "
+                     "complete:1 wait-switch delete-metadata");
+  }
+
   /* Abort is refused once a disk runs on its destination. */
   plan = sm_lsm_plan_abort (vm, info, &err);
   g_assert_null (plan);

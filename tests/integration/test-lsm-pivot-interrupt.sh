@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# A pivot interrupted while it holds the guest paused (issue 8, break 3),
+# against a real QEMU with two disks (so pivot pauses the guest around the
+# switch): killed with SIGKILL right after its `stop`, `recover`, a second
+# `pivot` and `abort` each resume the guest; SIGINT, SIGTERM and SIGHUP make
+# pivot resume it itself and fail with a message; a guest the user paused
+# before pivot stays paused through pivot, a killed pivot and recover.
+# Each case checks the guest's data in the VM and offline, the chain each
+# disk runs on, the run state, the files in A and B, the journals and the
+# move's records, and validate's verdict on B.
+. "$(dirname "$0")/lib.sh"
+
+lsm_setup
+command -v qemu-io >/dev/null || skip_all "qemu-io missing"
+JDIR=$T/state/vms
+N0=$A/d0.p1.qcow2 N1=$A/d1.p1.qcow2        # the snapshot's new source tops
+M0=$B/d0.p1.qcow2 M1=$B/d1.p1.qcow2        # their mirrors
+
+# fresh: a new VM "vm" on two qcow2 disks in an emptied A, B and state dir,
+# with guest data, and snapshot p1 created with mirrors into B and ready.
+fresh () {
+  [ -n "${VM_PID:-}" ] && { kill -9 "$VM_PID"; wait "$VM_PID" 2>/dev/null; }
+  rm -rf "$A" "$B" "$T/state" "$T/go" "$T/vm.qmp" "$T/mon.qmp"
+  mkdir -p "$A" "$B" "$T/state"
+  qemu-img create -q -f qcow2 "$A/d0.qcow2" 16M
+  qemu-img create -q -f qcow2 "$A/d1.qcow2" 16M
+  # A second monitor: QEMU serves one client per monitor, and pivot holds
+  # the first while the test watches the run state.
+  start_vm vm -drive "$(drive_opt drive0 "$A/d0.qcow2" qcow2)" \
+              -drive "$(drive_opt drive1 "$A/d1.qcow2" qcow2)" \
+              -qmp "unix:$T/mon.qmp,server=on,wait=off" || exit 1
+  EXPECT=()
+  gw drive0 0x10 0 1M
+  gw drive1 0x11 0 1M
+  "$SNAPMIG" create "${SM[@]}" --mirror-domain "$B" --name p1 --wait \
+    >"$T/create.out" 2>&1 || { sed 's/^/# /' "$T/create.out"; exit 1; }
+  gw drive0 0x20 1M 1M
+  gw drive1 0x21 1M 1M
+}
+
+run_state () { qmp vm query-status | jq -r .status; }
+journals () { ls "$JDIR"/*/journal/*.journal 2>/dev/null | wc -l; }
+records () { ls "$JDIR"/*/lsm/ 2>/dev/null | wc -l; }
+
+# wait_state STATE: polls query-status (on the second monitor) until the
+# guest is STATE (10 s).
+wait_state () {
+  local deadline=$(( $(date +%s) + 10 ))
+  while [ "$("$SMQ" "$T/mon.qmp" query-status | jq -r .status)" != "$1" ]; do
+    [ "$(date +%s)" -lt $deadline ] || return 1
+    sleep 0.02
+  done
+}
+
+# offline_read FILE PATTERN OFFSET: the pattern read from the image FILE
+# (and its backing chain) without QEMU's help; -U: QEMU holds its lock.
+offline_read () {
+  local out
+  out=$(qemu-io -U -r -f qcow2 -c "read -P $2 $3 1M" "$1" 2>&1)
+  grep -q 'read 1048576' <<<"$out" && ! grep -q 'verification failed' <<<"$out"
+}
+
+# moved_ok WHAT: the checks after a finished pivot.
+moved_ok () {
+  check "$1: drive0 runs on B" [ "$(top_file drive0)" = "$M0" ]
+  check "$1: drive1 runs on B" [ "$(top_file drive1)" = "$M1" ]
+  check "$1: the guest runs" [ "$(run_state)" = running ]
+  check "$1: every write reads back in the VM" all_read
+  check "$1: drive0's data offline in B" offline_read "$M0" 0x20 1M
+  check "$1: drive1's data offline in B" offline_read "$M1" 0x11 0
+  check "$1: the snapshot is gone" [ -z "$(ls -A "$JDIR"/*/snapshots/)" ]
+  check "$1: no journal left" [ "$(journals)" -eq 0 ]
+  check "$1: no record of the move left" [ "$(records)" -eq 0 ]
+  "$SNAPMIG" validate "$B" --qmp "$T/vm.qmp" --state-dir "$T/state" \
+    >"$T/val" 2>&1
+  check "$1: validate finds B clean" [ $? -eq 0 ]
+  check "$1: validate sees no move in progress" \
+    not grep -q 'move in progress\|move p1' "$T/val"
+}
+not () { ! "$@"; }
+
+# ---- SIGKILL after stop; recover resumes the guest -------------------------
+fresh
+# Steps: wait, check-dest x2, stop (4), complete x2, wait-switch, cont, ...
+SNAPMIG_TEST_CRASH_AFTER_STEP=4 "$SNAPMIG" pivot "${SM[@]}" p1 \
+  >"$T/out" 2>&1
+check "killed pivot: it died" [ $? -eq 137 ]
+check "killed pivot: the guest is left paused" [ "$(run_state)" = paused ]
+check "killed pivot: its journal says it stopped the guest" \
+  grep -q '"op-phase":"guest-stopped"' "$JDIR"/*/journal/*.journal
+out=$("$SNAPMIG" status "${SM[@]}" p1 2>&1)
+echo "$out" | sed 's/^/# /'
+check "status shows the guest paused" grep -q 'guest: paused' <<<"$out"
+check "status shows the interrupted pivot that paused it" \
+  grep -q 'pivot of p1 in flight or interrupted (journal .*); it paused the guest' <<<"$out"
+out=$("$SNAPMIG" recover "${SM[@]}" 2>&1)
+rc=$?
+echo "$out" | sed 's/^/# /'
+check "recover succeeds" [ $rc -eq 0 ]
+check "recover says it resumed the guest" \
+  grep -q 'resumed the guest that the interrupted pivot of snapshot p1 had paused' <<<"$out"
+check "recover: the guest runs" [ "$(run_state)" = running ]
+check "recover: drive0 still on its source" [ "$(top_file drive0)" = "$N0" ]
+check "recover: drive1 still on its source" [ "$(top_file drive1)" = "$N1" ]
+check "recover tells to run pivot again" grep -q "run 'snapmig pivot p1' again" <<<"$out"
+gw drive0 0x30 2M 1M
+"$SNAPMIG" pivot "${SM[@]}" p1 >"$T/out" 2>&1
+check "pivot after recover finishes" [ $? -eq 0 ]
+moved_ok "pivot after recover"
+
+# ---- SIGKILL after stop; a second pivot resumes and finishes ---------------
+fresh
+SNAPMIG_TEST_CRASH_AFTER_STEP=4 "$SNAPMIG" pivot "${SM[@]}" p1 >/dev/null 2>&1
+check "killed pivot (2): the guest is left paused" [ "$(run_state)" = paused ]
+out=$("$SNAPMIG" pivot "${SM[@]}" p1 2>&1)
+rc=$?
+echo "$out" | sed 's/^/# /'
+check "second pivot succeeds" [ $rc -eq 0 ]
+check "second pivot says it resumed the guest" grep -q 'resumed the guest' <<<"$out"
+check "second pivot paused the guest for its own switch" \
+  grep -q 'guest paused [0-9]* ms for the switch' <<<"$out"
+moved_ok "second pivot"
+check "second pivot: the A files stay" [ -e "$N0" -a -e "$N1" ]
+
+# ---- SIGKILL after stop; abort resumes the guest ---------------------------
+fresh
+SNAPMIG_TEST_CRASH_AFTER_STEP=4 "$SNAPMIG" pivot "${SM[@]}" p1 >/dev/null 2>&1
+check "killed pivot (3): the guest is left paused" [ "$(run_state)" = paused ]
+out=$("$SNAPMIG" abort "${SM[@]}" p1 2>&1)
+rc=$?
+echo "$out" | sed 's/^/# /'
+check "abort succeeds" [ $rc -eq 0 ]
+check "abort says it resumed the guest" grep -q 'resumed the guest' <<<"$out"
+check "abort: the guest runs" [ "$(run_state)" = running ]
+check "abort: drive0 on its source top" [ "$(top_file drive0)" = "$N0" ]
+check "abort: drive1 on its source top" [ "$(top_file drive1)" = "$N1" ]
+check "abort: every write reads back in the VM" all_read
+check "abort: drive0's data offline in A" offline_read "$N0" 0x20 1M
+check "abort: B is empty" [ -z "$(ls -A "$B")" ]
+check "abort: no journal left" [ "$(journals)" -eq 0 ]
+check "abort: no record of the move left" [ "$(records)" -eq 0 ]
+
+# ---- SIGINT, SIGTERM, SIGHUP while pivot holds the guest paused ------------
+for sig in INT TERM HUP; do
+  fresh
+  SNAPMIG_TEST_HOLD_AFTER_STEP=4:$T/go "$SNAPMIG" pivot "${SM[@]}" p1 \
+    >"$T/out" 2>&1 &
+  pid=$!
+  check "SIG$sig: pivot holds the guest paused" wait_state paused
+  kill -"$sig" $pid
+  wait $pid
+  rc=$?
+  touch "$T/go"
+  sed 's/^/# /' "$T/out"
+  check "SIG$sig: pivot fails" [ $rc -eq 1 ]
+  check "SIG$sig: it says it was interrupted" grep -q "interrupted by SIG$sig" "$T/out"
+  check "SIG$sig: it says the guest runs again" grep -q 'the guest runs again' "$T/out"
+  check "SIG$sig: the guest runs" [ "$(run_state)" = running ]
+  check "SIG$sig: drive0 on its source" [ "$(top_file drive0)" = "$N0" ]
+  check "SIG$sig: drive1 on its source" [ "$(top_file drive1)" = "$N1" ]
+  check "SIG$sig: the message says where the disks run" \
+    grep -q "disk drive0 runs on $N0 (source); disk drive1 runs on $N1 (source)" "$T/out"
+  check "SIG$sig: no journal left" [ "$(journals)" -eq 0 ]
+  check "SIG$sig: every write reads back" all_read
+done
+"$SNAPMIG" pivot "${SM[@]}" p1 >"$T/out" 2>&1
+check "pivot after the signals finishes" [ $? -eq 0 ]
+moved_ok "pivot after the signals"
+
+# ---- a guest the user paused stays paused ----------------------------------
+fresh
+qmp vm stop >/dev/null
+# Without a pause: wait, check-dest x2, complete (4), complete, wait-switch.
+SNAPMIG_TEST_CRASH_AFTER_STEP=3 "$SNAPMIG" pivot "${SM[@]}" p1 >/dev/null 2>&1
+check "user-paused: pivot killed" [ $? -eq 137 ]
+check "user-paused: its journal has no guest-stopped" \
+  not grep -q 'guest-stopped' "$JDIR"/*/journal/*.journal
+out=$("$SNAPMIG" recover "${SM[@]}" 2>&1)
+echo "$out" | sed 's/^/# /'
+check "user-paused: recover leaves the guest paused" [ "$(run_state)" = paused ]
+check "user-paused: recover says nothing of a resume" not grep -q 'resumed' <<<"$out"
+out=$("$SNAPMIG" pivot "${SM[@]}" p1 2>&1)
+rc=$?
+echo "$out" | sed 's/^/# /'
+check "user-paused: pivot succeeds" [ $rc -eq 0 ]
+check "user-paused: pivot did not pause or resume" grep -q 'guest not paused' <<<"$out"
+check "user-paused: the guest is still paused" [ "$(run_state)" = paused ]
+check "user-paused: drive0 on B" [ "$(top_file drive0)" = "$M0" ]
+check "user-paused: drive1 on B" [ "$(top_file drive1)" = "$M1" ]
+"$SNAPMIG" recover "${SM[@]}" >/dev/null 2>&1
+check "user-paused: still paused after another recover" [ "$(run_state)" = paused ]
+qmp vm cont >/dev/null
+moved_ok "user-paused"
+
+done_testing
