@@ -55,6 +55,9 @@ print_plan (const SmRebasePlan *plan)
   guint i;
 
   printf ("disk %s: chain %s\n", plan->disk, chain);
+  if (plan->job_running)
+    printf ("disk %s: its rebase job %s (started by an earlier snapmig) is "
+            "still running: wait for it\n", plan->disk, plan->job_id);
   if (!plan->command) {
     printf ("disk %s: nothing to merge\n", plan->disk);
     return;
@@ -90,6 +93,7 @@ sm_cmd_rebase (int argc, char **argv)
 {
   g_autoptr(GError) err = NULL;
   g_autoptr(SmQmp) qmp = NULL;
+  g_autoptr(SmBlockVm) vm = NULL;
   g_autoptr(SmRebasePlan) plan = NULL;
   g_autoptr(SmProgress) progress = NULL;
   g_autofree char *state_dir = NULL;
@@ -135,7 +139,9 @@ sm_cmd_rebase (int argc, char **argv)
     sm_cli_gerror ("rebase", err);
     return SM_EXIT_FAILURE;
   }
-  plan = sm_rebase_plan (qmp, argv[1], opt_base, speed, &err);
+  vm = sm_block_vm_query (qmp, &err);
+  if (vm)
+    plan = sm_rebase_plan (vm, argv[1], opt_base, speed, &err);
   if (!plan) {
     sm_cli_gerror ("rebase", err);
     return SM_EXIT_FAILURE;
@@ -164,10 +170,10 @@ sm_cmd_rebase (int argc, char **argv)
   result = plan->backing_file
            ? g_strdup_printf ("backed by '%s'", plan->backing_file)
            : g_strdup ("standalone");
-  if (plan->command)
+  if (plan->n_steps)
     sm_progress_done (progress, item, result);
   message = g_strdup_printf ("disk %s: %s%s", plan->disk,
-                             plan->command ? "" : "nothing to merge, ",
+                             plan->n_steps ? "" : "nothing to merge, ",
                              result);
   sm_progress_event (progress, "rebased", message,
                      "disk", plan->disk,

@@ -87,6 +87,16 @@ fixture_teardown (Fixture *f, gconstpointer data)
   g_free (f->dir);
 }
 
+/* The planner is pure: the test queries the VM view, as the CLI does. */
+static SmRebasePlan *
+plan_live (SmQmp *qmp, const char *disk, const char *base, uint64_t speed,
+           GError **error)
+{
+  g_autoptr(SmBlockVm) vm = sm_block_vm_query (qmp, error);
+
+  return vm ? sm_rebase_plan (vm, disk, base, speed, error) : NULL;
+}
+
 static const SmRebaseLayer *
 layer (const SmRebasePlan *plan, guint i)
 {
@@ -103,14 +113,14 @@ test_plan_by_node_name (Fixture *f, gconstpointer data)
   json_object *args, *v;
 
   (void) data;
-  probe = sm_rebase_plan (qmp, "drive0", NULL, 0, &err);
+  probe = plan_live (qmp, "drive0", NULL, 0, &err);
   g_assert_no_error (err);
   g_assert_cmpuint (probe->chain->len, ==, 3);
   g_assert_cmpstr (layer (probe, 0)->filename, ==, f->top);
   g_assert_cmpstr (layer (probe, 2)->filename, ==, f->base);
   g_assert_nonnull (layer (probe, 2)->node_name);
 
-  plan = sm_rebase_plan (qmp, "drive0", layer (probe, 2)->node_name,
+  plan = plan_live (qmp, "drive0", layer (probe, 2)->node_name,
                          1 << 20, &err);
   g_assert_no_error (err);
   g_assert_cmpint (plan->base_index, ==, 2);
@@ -137,7 +147,7 @@ test_plan_through_symlink (Fixture *f, gconstpointer data)
   (void) data;
   g_assert_cmpint (g_mkdir_with_parents (linkdir, 0700), ==, 0);
   g_assert_cmpint (symlink (f->base, link), ==, 0);
-  plan = sm_rebase_plan (sm_test_vm_qmp (f->vm), "drive0", link, 0, &err);
+  plan = plan_live (sm_test_vm_qmp (f->vm), "drive0", link, 0, &err);
   g_assert_no_error (err);
   g_assert_cmpint (plan->base_index, ==, 2);
   g_assert_cmpstr (plan->backing_file, ==, "base.qcow2");
@@ -154,7 +164,7 @@ test_execute_and_lock (Fixture *f, gconstpointer data)
   SmQmp *qmp = sm_test_vm_qmp (f->vm);
 
   (void) data;
-  plan = sm_rebase_plan (qmp, "drive0", f->base, 0, &err);
+  plan = plan_live (qmp, "drive0", f->base, 0, &err);
   g_assert_no_error (err);
 
   /* Another snapmig acting on the VM: the rebase must not start. */
@@ -199,14 +209,14 @@ test_timeout_cancels (Fixture *f, gconstpointer data)
   SmQmp *qmp = sm_test_vm_qmp (f->vm);
 
   (void) data;
-  plan = sm_rebase_plan (qmp, "drive0", NULL, 64 << 10, &err);
+  plan = plan_live (qmp, "drive0", NULL, 64 << 10, &err);
   g_assert_no_error (err);
   g_assert_false (sm_rebase_execute (qmp, plan, state_dir, 1, NULL, NULL,
                                      &err));
   g_assert_error (err, SM_ERROR, SM_ERROR_TIMEOUT);
   g_assert_nonnull (strstr (err->message, "disk drive0"));
   g_clear_error (&err);
-  after = sm_rebase_plan (qmp, "drive0", NULL, 0, &err);
+  after = plan_live (qmp, "drive0", NULL, 0, &err);
   g_assert_no_error (err);
   g_assert_cmpuint (after->chain->len, ==, 3);
   info = sm_image_probe (f->top, SM_IMAGE_FORMAT_QCOW2, &err);
