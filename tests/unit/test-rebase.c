@@ -8,6 +8,7 @@
 
 #include "harness.h"
 #include "image.h"
+#include "json-util.h"
 #include "rebase.h"
 #include "state.h"
 
@@ -225,11 +226,138 @@ test_timeout_cancels (Fixture *f, gconstpointer data)
   g_assert_true (sm_test_guest_read (f->vm, "drive0", 0x5a, 0, 4 << 20));
 }
 
+/* ---- the pure planner, on recorded replies (tests/data/qmp/, QEMU 7.2:
+ * drive0 on top <- mid <- base with snapmig's rebase job running, drive1
+ * raw).  No QEMU, no files. ------------------------------------------- */
+
+static json_object *
+recorded (const char *name)
+{
+  g_autofree char *path = g_test_build_filename (G_TEST_DIST, "..", "data",
+                                                 "qmp", name, NULL);
+  json_object *obj = json_object_from_file (path);
+
+  if (!obj)
+    g_error ("cannot read %s", path);
+  return obj;
+}
+
+/* The recorded VM; JOBS replaces its query-block-jobs reply when given. */
+static SmBlockVm *
+recorded_vm (const char *jobs_json)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) blocks = recorded ("rebase-vm.query-block.json");
+  g_autoptr(json_object) nodes =
+    recorded ("rebase-vm.query-named-block-nodes.json");
+  g_autoptr(json_object) jobs = jobs_json ? json_tokener_parse (jobs_json)
+    : recorded ("rebase-vm.query-block-jobs.json");
+  SmBlockVm *vm = sm_block_vm_parse (blocks, jobs, nodes, &err);
+
+  g_assert_no_error (err);
+  return vm;
+}
+
+static void
+test_plan_pure (void)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmBlockVm) vm = recorded_vm ("[]");
+  g_autoptr(SmRebasePlan) plan = NULL;
+  g_autoptr(json_object) j = NULL;
+  json_object *args, *v;
+
+  plan = sm_rebase_plan (vm, "drive0", "/tmp/sttest/base.qcow2", 0, &err);
+  g_assert_no_error (err);
+  g_assert_false (plan->job_running);
+  g_assert_cmpuint (plan->n_steps, ==, 3);
+  g_assert_cmpint (plan->steps[0], ==, SM_REBASE_STEP_STREAM);
+  g_assert_cmpint (plan->steps[1], ==, SM_REBASE_STEP_WAIT);
+  g_assert_cmpint (plan->steps[2], ==, SM_REBASE_STEP_VERIFY);
+  g_assert_cmpint (plan->base_index, ==, 2);
+  g_assert_cmpstr (plan->backing_file, ==, "base.qcow2");
+  g_assert_cmpstr (plan->job_id, ==, "snapmig-rebase-drive0");
+  g_assert_cmpuint (plan->expected->len, ==, 2);
+  g_assert_cmpstr (plan->expected->pdata[0], ==, "/tmp/sttest/top.qcow2");
+  g_assert_cmpstr (plan->expected->pdata[1], ==, "/tmp/sttest/base.qcow2");
+  g_assert_true (json_object_object_get_ex (plan->command, "arguments",
+                                            &args));
+  g_assert_true (json_object_object_get_ex (args, "base-node", &v));
+  g_assert_cmpstr (json_object_get_string (v), ==, layer (plan, 2)->node_name);
+  g_assert_false (json_object_object_get_ex (args, "speed", &v));
+  j = sm_rebase_plan_to_json (plan);
+  g_assert_cmpstr (json_object_get_string (json_object_array_get_idx (
+    sm_json_get_array (j, "steps"), 0)), ==, "block-stream");
+  g_clear_pointer (&plan, sm_rebase_plan_free);
+
+  /* Without base: everything merged, standalone. */
+  plan = sm_rebase_plan (vm, "drive0", NULL, 0, &err);
+  g_assert_no_error (err);
+  g_assert_null (plan->backing_file);
+  g_assert_cmpuint (plan->expected->len, ==, 1);
+  g_clear_pointer (&plan, sm_rebase_plan_free);
+
+  /* The raw disk has nothing to merge: no steps. */
+  plan = sm_rebase_plan (vm, "drive1", NULL, 0, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (plan->n_steps, ==, 0);
+  g_assert_null (plan->command);
+}
+
+/* snapmig's own job still running (an earlier run was killed): wait for it,
+ * never start a second one. */
+static void
+test_plan_waits_for_own_job (void)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmBlockVm) vm = recorded_vm (NULL);
+  g_autoptr(SmRebasePlan) plan = NULL;
+
+  plan = sm_rebase_plan (vm, "drive0", "/tmp/sttest/base.qcow2", 0, &err);
+  g_assert_no_error (err);
+  g_assert_true (plan->job_running);
+  g_assert_cmpuint (plan->n_steps, ==, 2);
+  g_assert_cmpint (plan->steps[0], ==, SM_REBASE_STEP_WAIT);
+  g_assert_cmpint (plan->steps[1], ==, SM_REBASE_STEP_VERIFY);
+}
+
+static void
+test_plan_errors (void)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmBlockVm) vm = recorded_vm ("[]");
+  g_autoptr(SmBlockVm) busy = recorded_vm (
+    "[{\"device\": \"drive0\", \"type\": \"mirror\", \"len\": 1, "
+    "\"offset\": 0, \"busy\": true, \"paused\": false, \"speed\": 0, "
+    "\"ready\": false, \"status\": \"running\"}]");
+
+  g_assert_null (sm_rebase_plan (vm, "nosuch", NULL, 0, &err));
+  g_assert_error (err, SM_ERROR, SM_ERROR_NOT_FOUND);
+  g_assert_nonnull (strstr (err->message, "disk nosuch"));
+  g_assert_nonnull (strstr (err->message, "drive0, drive1"));
+  g_clear_error (&err);
+  g_assert_null (sm_rebase_plan (vm, "drive0", "/tmp/sttest/top.qcow2", 0,
+                                 &err));
+  g_assert_error (err, SM_ERROR, SM_ERROR_INVALID);
+  g_clear_error (&err);
+  g_assert_null (sm_rebase_plan (vm, "drive0", "/nowhere.qcow2", 0, &err));
+  g_assert_error (err, SM_ERROR, SM_ERROR_NOT_FOUND);
+  g_assert_nonnull (strstr (err->message, "mid.qcow2"));
+  g_clear_error (&err);
+  g_assert_null (sm_rebase_plan (busy, "drive0", NULL, 0, &err));
+  g_assert_error (err, SM_ERROR, SM_ERROR_BUSY);
+  g_assert_nonnull (strstr (err->message, "mirror"));
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/rebase/relative-path", test_relative_path);
+  g_test_add_func ("/rebase/plan-pure", test_plan_pure);
+  g_test_add_func ("/rebase/plan-waits-for-own-job",
+                   test_plan_waits_for_own_job);
+  g_test_add_func ("/rebase/plan-errors", test_plan_errors);
   g_test_add ("/rebase/plan-by-node-name", Fixture, NULL, fixture_setup,
               test_plan_by_node_name, fixture_teardown);
   g_test_add ("/rebase/plan-through-symlink", Fixture, NULL, fixture_setup,
