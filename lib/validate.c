@@ -19,7 +19,8 @@
  *            record-invalid, snapshot-metadata-invalid,
  *            leftover-interrupted, leftover-interrupted-in-use,
  *            directory-too-deep
- *   info     in-use, vm-disk-domain, leftover-unused, move-in-progress
+ *   info     in-use, vm-disk-domain, leftover-unused, move-in-progress,
+ *            raw-stated
  */
 #include "validate.h"
 
@@ -816,6 +817,10 @@ demote_to_raw (Ctx *c, Img *img, const char *by)
       img->file_size = info->file_size;
   }
   img->virtual_size = img->file_size;
+  add_finding (c, SM_SEVERITY_INFO, "raw-stated", img->path, NULL, NULL,
+               NULL, "%s: starts with a qcow2 header, but %s states it raw: "
+               "the header is data (a guest may have written it), not "
+               "followed", img->path, by);
 }
 
 /* Formats QEMU states for the layers the VMs given have open (query-block's

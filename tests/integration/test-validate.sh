@@ -277,6 +277,8 @@ validate "$g9" --qmp "$T/vm9.qmp"
 check "break 9: validate --qmp exits 0" test $rc -eq 0
 check "break 9: the disk's chain is complete in the domain" \
   has_line "$T/out" "info: VM $T/vm9.qmp disk drive0: complete chain of 1 layer in domain $g9"
+check "break 9: the report says QEMU states it raw" \
+  grep -q "^info: $g9/disk.img: starts with a qcow2 header, but VM $T/vm9.qmp (disk drive0) states it raw" "$T/out"
 check "break 9: no broken-chain finding" eval '! grep -q "vm-disk-no-domain\|no domain given holds\|backing-escapes" "$T/out"'
 validate "$g9" --qmp "$T/vm9.qmp" --json
 check "break 9: --json: the image is raw, stated by the VM" \

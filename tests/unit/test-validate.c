@@ -899,6 +899,7 @@ test_guest_header_in_raw (void)
   const char *domains[] = { dom, NULL };
   const char *want_overlay[] = {
     "warning backing-format-raw-has-magic top.qcow2",
+    "info raw-stated disk.img",
     NULL,
   };
   gsize len;
@@ -926,6 +927,7 @@ test_guest_header_in_raw (void)
   vm = sm_validate_vm_from_block (bvm, "vm.qmp");
   r = run_full (domains, &vm, 1, NULL);
   g_assert_cmpuint (r->n_errors, ==, 0);
+  g_assert_nonnull (find (r, "raw-stated"));
   g_assert_cmpuint (r->disks->len, ==, 1);
   g_assert_null (((SmValidateDisk *) r->disks->pdata[0])->problem);
   for (i = 0; i < r->images->len; i++) {
