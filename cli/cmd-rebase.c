@@ -88,12 +88,20 @@ on_progress (const SmRebasePlan *plan, uint64_t done, uint64_t total,
   sm_progress_update (opaque, item, done, total);
 }
 
+/* The VM view, then the pure plan. */
+static SmRebasePlan *
+plan_rebase (SmQmp *qmp, const char *disk, uint64_t speed, GError **error)
+{
+  g_autoptr(SmBlockVm) vm = sm_block_vm_query (qmp, error);
+
+  return vm ? sm_rebase_plan (vm, disk, opt_base, speed, error) : NULL;
+}
+
 int
 sm_cmd_rebase (int argc, char **argv)
 {
   g_autoptr(GError) err = NULL;
   g_autoptr(SmQmp) qmp = NULL;
-  g_autoptr(SmBlockVm) vm = NULL;
   g_autoptr(SmRebasePlan) plan = NULL;
   g_autoptr(SmProgress) progress = NULL;
   g_autofree char *state_dir = NULL;
@@ -102,6 +110,7 @@ sm_cmd_rebase (int argc, char **argv)
   g_autofree char *message = NULL;
   uint64_t speed = 0;
   int exit_code;
+  bool ok;
 
   if (!sm_cli_parse ("rebase", "DISK",
                      "Merge the backing layers above IMAGE into the active "
@@ -139,9 +148,7 @@ sm_cmd_rebase (int argc, char **argv)
     sm_cli_gerror ("rebase", err);
     return SM_EXIT_FAILURE;
   }
-  vm = sm_block_vm_query (qmp, &err);
-  if (vm)
-    plan = sm_rebase_plan (vm, argv[1], opt_base, speed, &err);
+  plan = plan_rebase (qmp, argv[1], speed, &err);
   if (!plan) {
     sm_cli_gerror ("rebase", err);
     return SM_EXIT_FAILURE;
@@ -160,8 +167,20 @@ sm_cmd_rebase (int argc, char **argv)
 
   progress = sm_progress_new (opt_json);
   item = g_strdup_printf ("%s rebase", plan->disk);
-  if (!sm_rebase_execute (qmp, plan, state_dir, (unsigned) opt_timeout,
-                          on_progress, progress, &err)) {
+  ok = sm_rebase_execute (qmp, plan, state_dir, (unsigned) opt_timeout,
+                          on_progress, progress, &err);
+  if (!ok && plan->job_running &&
+      g_error_matches (err, SM_ERROR, SM_ERROR_BUSY)) {
+    /* The job an earlier snapmig left ended between plan and lock: plan
+     * again from what it left. */
+    g_clear_error (&err);
+    g_clear_pointer (&plan, sm_rebase_plan_free);
+    plan = plan_rebase (qmp, argv[1], speed, &err);
+    ok = plan && sm_rebase_execute (qmp, plan, state_dir,
+                                    (unsigned) opt_timeout, on_progress,
+                                    progress, &err);
+  }
+  if (!ok) {
     /* The error line below says why; JSON consumers get it here too. */
     sm_progress_fail (progress, item, opt_json ? err->message : NULL);
     sm_cli_gerror ("rebase", err);

@@ -833,10 +833,9 @@ abandon (Run *r, guint step, GError *cause, GError **error)
     /* QEMU is gone: the images hold the old chain or the new one. */
     journal_step (r, step, "failed", why, NULL);
     journal_close (r, "qemu-gone");
-    g_propagate_prefixed_error (error, g_steal_pointer (&why),
-                                "%s", "");
-    g_prefix_error (error, "the images hold one complete chain (the old one "
-                    "unless the job had completed): ");
+    g_set_error (error, SM_ERROR, why->code, "%s; the images hold one "
+                 "complete chain (the old one unless the job had completed; "
+                 "QEMU writes the new backing name only then)", why->message);
     return false;
   }
   if (!stop_job (r, &err)) {
@@ -1033,12 +1032,12 @@ sm_rebase_execute (SmQmp *qmp, const SmRebasePlan *plan,
     case SM_REBASE_STEP_STREAM:
       if (sm_interrupt_check (&err)) {
         /* Nothing started: the chain is as it was. */
-        g_prefix_error (&err, "disk %s: ", plan->disk);
         journal_step (&r, i, "failed", err, NULL);
         journal_close (&r, "cancelled");
-        g_propagate_prefixed_error (error, err, "%s", "");
-        g_prefix_error (error, "nothing was started, the disk runs on its "
-                        "old chain: ");
+        g_set_error (error, SM_ERROR, err->code, "disk %s: %s; nothing was "
+                     "started, the disk runs on its old chain", plan->disk,
+                     err->message);
+        g_error_free (err);
         return false;
       }
       sm_debug (DOMAIN, "disk %s: streaming into %s", plan->disk,
