@@ -169,4 +169,27 @@ for sig in INT KILL; do
   finish_checks "external SIG$sig" "$D"
 done
 
+# QEMU dies while the job of a killed rebase runs: recover works on the
+# files; the images hold one complete chain (the old one: the job never
+# completed) and every write reads back offline.
+D=$T/gone
+if setup "$D"; then
+  SNAPMIG_TEST_REBASE_SIGNAL=2:9 timeout 60 "$SNAPMIG" rebase "${SM[@]}" \
+    --bandwidth 1M --base "$D/base.qcow2" drive0 >"$T/out" 2>&1
+  check "QEMU gone: the job was running" job_running
+  # A guest flushes what it wants to survive a crash (qcow2 metadata lives
+  # in QEMU's cache until then).
+  check "QEMU gone: the guest flushes" "$SMQ" --hmp "$T/vm.qmp" 'qemu-io drive0 "flush"'
+  kill -9 "$VM_PID"; wait "$VM_PID" 2>/dev/null
+  timeout 60 "$SNAPMIG" recover "${SM[@]}" >"$T/recover.out" 2>&1
+  check "QEMU gone: recover exits 0" test $? = 0
+  check "QEMU gone: recover says QEMU is gone" grep -q "QEMU is gone" "$T/recover.out"
+  check "QEMU gone: no journal left" test "$(journals)" = 0
+  check "QEMU gone: the images hold the old, complete chain" \
+    eval '[ "$(qemu-img info --backing-chain --output=json "$D/top.qcow2" | jq -r ".[].filename" | tr "\n" " ")" = "$D/top.qcow2 $D/mid.qcow2 $D/base.qcow2 " ]'
+  check "QEMU gone: offline, every write reads back" offline_read "$D/top.qcow2"
+else
+  not_ok "QEMU gone: setup"
+fi
+
 done_testing
