@@ -349,6 +349,44 @@ test_plan_errors (void)
   g_assert_nonnull (strstr (err->message, "mirror"));
 }
 
+/* recover's decisions that need no QEMU: a journal without its plan is
+ * kept and reported; a finished one is removed; with QEMU gone the images
+ * hold one complete chain and the journal goes. */
+static void
+test_recover_offline (void)
+{
+  g_autofree char *dir = sm_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "x.journal", NULL);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmBlockVm) vm = recorded_vm ("[]");
+  g_autoptr(SmRebasePlan) plan = NULL;
+  g_autoptr(json_object) damaged = json_tokener_parse (
+    "[{\"op\": \"rebase\", \"opid\": \"x\"}]");
+  g_autoptr(json_object) records = json_object_new_array ();
+  json_object *header = json_object_new_object ();
+  g_autofree char *msg = NULL;
+
+  g_assert_true (g_file_set_contents (path, "{}\n", -1, NULL));
+  g_assert_null (sm_rebase_recover (NULL, NULL, path, damaged, &err));
+  g_assert_error (err, SM_ERROR, SM_ERROR_INVALID);
+  g_assert_nonnull (strstr (err->message, "kept"));
+  g_assert_true (g_file_test (path, G_FILE_TEST_EXISTS));
+  g_clear_error (&err);
+
+  plan = sm_rebase_plan (vm, "drive0", "/tmp/sttest/base.qcow2", 0, &err);
+  g_assert_no_error (err);
+  json_object_object_add (header, "op", json_object_new_string ("rebase"));
+  json_object_object_add (header, "plan", sm_rebase_plan_to_json (plan));
+  json_object_array_add (records, header);
+  json_object_array_add (records, json_tokener_parse (
+    "{\"step\": 1, \"kind\": \"block-stream\", \"phase\": \"end\"}"));
+  msg = sm_rebase_recover (NULL, NULL, path, records, &err);
+  g_assert_no_error (err);
+  g_assert_nonnull (strstr (msg, "disk drive0"));
+  g_assert_nonnull (strstr (msg, "QEMU is gone"));
+  g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -358,6 +396,7 @@ main (int argc, char **argv)
   g_test_add_func ("/rebase/plan-waits-for-own-job",
                    test_plan_waits_for_own_job);
   g_test_add_func ("/rebase/plan-errors", test_plan_errors);
+  g_test_add_func ("/rebase/recover-offline", test_recover_offline);
   g_test_add ("/rebase/plan-by-node-name", Fixture, NULL, fixture_setup,
               test_plan_by_node_name, fixture_teardown);
   g_test_add ("/rebase/plan-through-symlink", Fixture, NULL, fixture_setup,
