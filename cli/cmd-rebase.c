@@ -55,6 +55,9 @@ print_plan (const SmRebasePlan *plan)
   guint i;
 
   printf ("disk %s: chain %s\n", plan->disk, chain);
+  if (plan->job_running)
+    printf ("disk %s: its rebase job %s (started by an earlier snapmig) is "
+            "still running: wait for it\n", plan->disk, plan->job_id);
   if (!plan->command) {
     printf ("disk %s: nothing to merge\n", plan->disk);
     return;
@@ -85,6 +88,15 @@ on_progress (const SmRebasePlan *plan, uint64_t done, uint64_t total,
   sm_progress_update (opaque, item, done, total);
 }
 
+/* The VM view, then the pure plan. */
+static SmRebasePlan *
+plan_rebase (SmQmp *qmp, const char *disk, uint64_t speed, GError **error)
+{
+  g_autoptr(SmBlockVm) vm = sm_block_vm_query (qmp, error);
+
+  return vm ? sm_rebase_plan (vm, disk, opt_base, speed, error) : NULL;
+}
+
 int
 sm_cmd_rebase (int argc, char **argv)
 {
@@ -98,6 +110,7 @@ sm_cmd_rebase (int argc, char **argv)
   g_autofree char *message = NULL;
   uint64_t speed = 0;
   int exit_code;
+  bool ok;
 
   if (!sm_cli_parse ("rebase", "DISK",
                      "Merge the backing layers above IMAGE into the active "
@@ -135,7 +148,7 @@ sm_cmd_rebase (int argc, char **argv)
     sm_cli_gerror ("rebase", err);
     return SM_EXIT_FAILURE;
   }
-  plan = sm_rebase_plan (qmp, argv[1], opt_base, speed, &err);
+  plan = plan_rebase (qmp, argv[1], speed, &err);
   if (!plan) {
     sm_cli_gerror ("rebase", err);
     return SM_EXIT_FAILURE;
@@ -154,8 +167,20 @@ sm_cmd_rebase (int argc, char **argv)
 
   progress = sm_progress_new (opt_json);
   item = g_strdup_printf ("%s rebase", plan->disk);
-  if (!sm_rebase_execute (qmp, plan, state_dir, (unsigned) opt_timeout,
-                          on_progress, progress, &err)) {
+  ok = sm_rebase_execute (qmp, plan, state_dir, (unsigned) opt_timeout,
+                          on_progress, progress, &err);
+  if (!ok && plan->job_running &&
+      g_error_matches (err, SM_ERROR, SM_ERROR_BUSY)) {
+    /* The job an earlier snapmig left ended between plan and lock: plan
+     * again from what it left. */
+    g_clear_error (&err);
+    g_clear_pointer (&plan, sm_rebase_plan_free);
+    plan = plan_rebase (qmp, argv[1], speed, &err);
+    ok = plan && sm_rebase_execute (qmp, plan, state_dir,
+                                    (unsigned) opt_timeout, on_progress,
+                                    progress, &err);
+  }
+  if (!ok) {
     /* The error line below says why; JSON consumers get it here too. */
     sm_progress_fail (progress, item, opt_json ? err->message : NULL);
     sm_cli_gerror ("rebase", err);
@@ -164,10 +189,10 @@ sm_cmd_rebase (int argc, char **argv)
   result = plan->backing_file
            ? g_strdup_printf ("backed by '%s'", plan->backing_file)
            : g_strdup ("standalone");
-  if (plan->command)
+  if (plan->n_steps)
     sm_progress_done (progress, item, result);
   message = g_strdup_printf ("disk %s: %s%s", plan->disk,
-                             plan->command ? "" : "nothing to merge, ",
+                             plan->n_steps ? "" : "nothing to merge, ",
                              result);
   sm_progress_event (progress, "rebased", message,
                      "disk", plan->disk,

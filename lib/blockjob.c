@@ -13,7 +13,10 @@ layer_free (gpointer p)
   SmBlockLayer *layer = p;
 
   g_free (layer->filename);
+  g_free (layer->qemu_filename);
   g_free (layer->format);
+  g_free (layer->node_name);
+  g_free (layer->backing_file);
   g_free (layer);
 }
 
@@ -25,6 +28,9 @@ sm_block_disk_free (SmBlockDisk *disk)
   g_free (disk->device);
   g_free (disk->qdev);
   g_free (disk->node_name);
+  g_free (disk->format);
+  g_free (disk->file);
+  g_free (disk->io_status);
   g_ptr_array_unref (disk->chain);
   g_free (disk);
 }
@@ -47,6 +53,12 @@ sm_block_disk_top (const SmBlockDisk *disk)
   if (disk->chain->len == 0)
     return NULL;
   return ((SmBlockLayer *) disk->chain->pdata[0])->filename;
+}
+
+const SmBlockLayer *
+sm_block_disk_layer (const SmBlockDisk *disk, guint i)
+{
+  return i < disk->chain->len ? disk->chain->pdata[i] : NULL;
 }
 
 char *
@@ -76,7 +88,7 @@ sm_block_disk_matches (const SmBlockDisk *disk, const char *name)
 
   if (disk->device && strcmp (disk->device, name) == 0)
     return true;
-  if (!disk->device && disk->node_name && strcmp (disk->node_name, name) == 0)
+  if (disk->node_name && strcmp (disk->node_name, name) == 0)
     return true;
   if (!disk->qdev)
     return false;
@@ -92,8 +104,9 @@ sm_block_disk_matches (const SmBlockDisk *disk, const char *name)
 
 /* QEMU names an image "json:{...}" when its backing node is not the one its
  * header names as written (blockdev-snapshot-sync mode=existing attaches the
- * old top to a new top whose header holds a relative name).  The layer's own
- * file is then the "filename" of the "file" child. */
+ * old top to a new top whose header holds a relative name; block-stream
+ * changes a top's backing node).  The layer's own file is then the
+ * "filename" of the "file" child (or of the object itself). */
 static char *
 plain_filename (const char *name)
 {
@@ -104,54 +117,111 @@ plain_filename (const char *name)
     return g_strdup (name);
   obj = json_tokener_parse (name + 5);
   file = sm_json_get_string (sm_json_get_object (obj, "file"), "filename");
+  if (!file)
+    file = sm_json_get_string (obj, "filename");
   return g_strdup (file ? file : name);
 }
 
-static SmBlockDisk *
-parse_disk (json_object *entry)
+static SmBlockLayer *
+layer_new (const char *qemu_filename, const char *format)
 {
-  SmBlockDisk *disk = g_new0 (SmBlockDisk, 1);
+  SmBlockLayer *layer = g_new0 (SmBlockLayer, 1);
+
+  layer->qemu_filename = g_strdup (qemu_filename);
+  layer->filename = plain_filename (qemu_filename);
+  layer->format = g_strdup (format);
+  return layer;
+}
+
+static SmBlockDisk *
+parse_disk (json_object *entry, GError **error)
+{
+  g_autoptr(SmBlockDisk) disk = g_new0 (SmBlockDisk, 1);
   json_object *inserted = sm_json_get_object (entry, "inserted");
   json_object *image;
 
   disk->device = dup_nonempty (sm_json_get_string (entry, "device"));
   disk->qdev = dup_nonempty (sm_json_get_string (entry, "qdev"));
+  disk->io_status = g_strdup (sm_json_get_string (entry, "io-status"));
   disk->chain = g_ptr_array_new_with_free_func (layer_free);
   if (!inserted)
-    return disk;
+    return g_steal_pointer (&disk);
   disk->node_name = dup_nonempty (sm_json_get_string (inserted, "node-name"));
+  disk->format = g_strdup (sm_json_get_string (inserted, "drv"));
+  disk->file = g_strdup (sm_json_get_string (inserted, "file"));
   sm_json_get_bool (inserted, "ro", &disk->read_only);
   for (image = sm_json_get_object (inserted, "image"); image;
        image = sm_json_get_object (image, "backing-image")) {
-    SmBlockLayer *layer = g_new0 (SmBlockLayer, 1);
+    const char *filename = sm_json_get_string (image, "filename");
+    const char *format = sm_json_get_string (image, "format");
+    g_autofree char *name = sm_block_disk_name (disk);
+    SmBlockLayer *layer;
 
-    layer->filename = plain_filename (sm_json_get_string (image, "filename"));
-    layer->format = g_strdup (sm_json_get_string (image, "format"));
+    if (!filename || !format) {
+      g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
+                   "query-block: disk %s: a layer without filename or format",
+                   name ? name : "?");
+      return NULL;
+    }
+    if (disk->chain->len >= SM_BLOCK_MAX_CHAIN) {
+      g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
+                   "query-block: disk %s: backing chain deeper than %d layers",
+                   name ? name : "?", SM_BLOCK_MAX_CHAIN);
+      return NULL;
+    }
+    layer = layer_new (filename, format);
     sm_json_get_uint64 (image, "virtual-size", &layer->virtual_size);
+    layer->backing_file =
+      g_strdup (sm_json_get_string (image, "backing-filename"));
+    /* Backing layers are always opened read-only. */
+    layer->read_only = disk->chain->len > 0 || disk->read_only;
+    if (disk->chain->len == 0)
+      layer->node_name = g_strdup (disk->node_name);
     g_ptr_array_add (disk->chain, layer);
   }
-  return disk;
+  /* Old QEMUs (and odd drivers) may give "file"/"drv" but no "image". */
+  if (disk->chain->len == 0 && disk->file && disk->format) {
+    SmBlockLayer *layer = layer_new (disk->file, disk->format);
+
+    layer->read_only = disk->read_only;
+    layer->node_name = g_strdup (disk->node_name);
+    g_ptr_array_add (disk->chain, layer);
+  }
+  return g_steal_pointer (&disk);
 }
 
-GPtrArray *
-sm_block_query_disks (SmQmp *qmp, GError **error)
+static GPtrArray *
+parse_disks (json_object *reply, GError **error)
 {
-  g_autoptr(json_object) reply = sm_qmp_execute (qmp, "query-block", NULL,
-                                                 error);
-  GPtrArray *disks;
+  g_autoptr(GPtrArray) disks = NULL;
   size_t i;
 
-  if (!reply)
-    return NULL;
   if (!json_object_is_type (reply, json_type_array)) {
     g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
                  "query-block: the reply is not an array");
     return NULL;
   }
   disks = g_ptr_array_new_with_free_func ((GDestroyNotify) sm_block_disk_free);
-  for (i = 0; i < json_object_array_length (reply); i++)
-    g_ptr_array_add (disks, parse_disk (json_object_array_get_idx (reply, i)));
-  return disks;
+  for (i = 0; i < json_object_array_length (reply); i++) {
+    SmBlockDisk *disk = parse_disk (json_object_array_get_idx (reply, i),
+                                    error);
+
+    if (!disk)
+      return NULL;
+    g_ptr_array_add (disks, disk);
+  }
+  return g_steal_pointer (&disks);
+}
+
+GPtrArray *
+sm_block_query_disks (SmQmp *qmp, GError **error)
+{
+  g_autoptr(json_object) reply =
+    sm_qmp_execute_type (qmp, "query-block", NULL, json_type_array, error);
+
+  if (!reply)
+    return NULL;
+  return parse_disks (reply, error);
 }
 
 SmBlockDisk *
@@ -194,16 +264,12 @@ sm_block_job_id (const char *prefix, const char *name)
   return g_string_free (s, false);
 }
 
-GPtrArray *
-sm_block_query_jobs (SmQmp *qmp, GError **error)
+static GPtrArray *
+parse_jobs (json_object *reply, GError **error)
 {
-  g_autoptr(json_object) reply = sm_qmp_execute (qmp, "query-block-jobs",
-                                                 NULL, error);
   GPtrArray *jobs;
   size_t i;
 
-  if (!reply)
-    return NULL;
   if (!json_object_is_type (reply, json_type_array)) {
     g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
                  "query-block-jobs: the reply is not an array");
@@ -233,6 +299,188 @@ sm_block_query_jobs (SmQmp *qmp, GError **error)
       sm_block_job_free (job);
   }
   return jobs;
+}
+
+GPtrArray *
+sm_block_query_jobs (SmQmp *qmp, GError **error)
+{
+  g_autoptr(json_object) reply =
+    sm_qmp_execute_type (qmp, "query-block-jobs", NULL, json_type_array,
+                         error);
+
+  if (!reply)
+    return NULL;
+  return parse_jobs (reply, error);
+}
+
+void
+sm_block_node_free (SmBlockNode *node)
+{
+  if (!node)
+    return;
+  g_free (node->node_name);
+  g_free (node->drv);
+  g_free (node->file);
+  g_free (node);
+}
+
+void
+sm_block_vm_free (SmBlockVm *vm)
+{
+  if (!vm)
+    return;
+  if (vm->disks)
+    g_ptr_array_unref (vm->disks);
+  if (vm->jobs)
+    g_ptr_array_unref (vm->jobs);
+  if (vm->nodes)
+    g_ptr_array_unref (vm->nodes);
+  g_free (vm);
+}
+
+static GPtrArray *
+parse_nodes (json_object *reply, GError **error)
+{
+  GPtrArray *nodes;
+  size_t i;
+
+  nodes = g_ptr_array_new_with_free_func ((GDestroyNotify) sm_block_node_free);
+  if (!reply)
+    return nodes;
+  if (!json_object_is_type (reply, json_type_array)) {
+    g_ptr_array_unref (nodes);
+    g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
+                 "query-named-block-nodes: the reply is not an array");
+    return NULL;
+  }
+  for (i = 0; i < json_object_array_length (reply); i++) {
+    json_object *e = json_object_array_get_idx (reply, i);
+    SmBlockNode *node = g_new0 (SmBlockNode, 1);
+
+    node->node_name = g_strdup (sm_json_get_string (e, "node-name"));
+    node->drv = g_strdup (sm_json_get_string (e, "drv"));
+    node->file = g_strdup (sm_json_get_string (e, "file"));
+    sm_json_get_bool (e, "ro", &node->read_only);
+    g_ptr_array_add (nodes, node);
+  }
+  return nodes;
+}
+
+/* The name of the only node with driver FORMAT that has LAYER's file open,
+ * or NULL: a copy target or a second disk on the same file makes the answer
+ * ambiguous, and a wrong node name is worse than none. */
+static char *
+unique_node_name (const GPtrArray *nodes, const SmBlockLayer *layer)
+{
+  const SmBlockNode *found = NULL;
+  guint i;
+
+  for (i = 0; i < nodes->len; i++) {
+    const SmBlockNode *n = nodes->pdata[i];
+
+    if (!n->node_name || g_strcmp0 (n->drv, layer->format) != 0 ||
+        (g_strcmp0 (n->file, layer->qemu_filename) != 0 &&
+         g_strcmp0 (n->file, layer->filename) != 0))
+      continue;
+    if (found)
+      return NULL;
+    found = n;
+  }
+  return found ? g_strdup (found->node_name) : NULL;
+}
+
+SmBlockVm *
+sm_block_vm_parse (json_object *blocks, json_object *jobs, json_object *nodes,
+                   GError **error)
+{
+  g_autoptr(SmBlockVm) vm = g_new0 (SmBlockVm, 1);
+  guint i, l;
+
+  vm->disks = parse_disks (blocks, error);
+  if (!vm->disks)
+    return NULL;
+  vm->jobs = jobs ? parse_jobs (jobs, error)
+    : g_ptr_array_new_with_free_func ((GDestroyNotify) sm_block_job_free);
+  if (!vm->jobs)
+    return NULL;
+  vm->nodes = parse_nodes (nodes, error);
+  if (!vm->nodes)
+    return NULL;
+  for (i = 0; i < vm->disks->len; i++) {
+    SmBlockDisk *disk = vm->disks->pdata[i];
+
+    for (l = 1; l < disk->chain->len; l++) {
+      SmBlockLayer *layer = disk->chain->pdata[l];
+
+      layer->node_name = unique_node_name (vm->nodes, layer);
+    }
+  }
+  return g_steal_pointer (&vm);
+}
+
+SmBlockVm *
+sm_block_vm_query (SmQmp *qmp, GError **error)
+{
+  g_autoptr(json_object) blocks = NULL;
+  g_autoptr(json_object) jobs = NULL;
+  g_autoptr(json_object) nodes = NULL;
+  const SmQmpCaps *caps = sm_qmp_probe (qmp, error);
+
+  if (!caps)
+    return NULL;
+  blocks = sm_qmp_execute_type (qmp, "query-block", NULL, json_type_array,
+                                error);
+  if (!blocks)
+    return NULL;
+  jobs = sm_qmp_execute_type (qmp, "query-block-jobs", NULL, json_type_array,
+                              error);
+  if (!jobs)
+    return NULL;
+  if (caps->caps[SM_QMP_CAP_QUERY_NAMED_BLOCK_NODES]) {
+    /* flat (QEMU 5.0) leaves out each node's nested backing images, which
+     * can be large; only the nodes' own names and files are used. */
+    json_object *args = caps->major >= 5
+      ? sm_qmp_args (error, "b:flat", true, NULL) : NULL;
+
+    nodes = sm_qmp_execute_type (qmp, "query-named-block-nodes", args,
+                                 json_type_array, error);
+    if (!nodes)
+      return NULL;
+  }
+  return sm_block_vm_parse (blocks, jobs, nodes, error);
+}
+
+SmBlockDisk *
+sm_block_vm_find_disk (const SmBlockVm *vm, const char *name)
+{
+  guint i;
+
+  /* A device name first: it wins over a qdev id that happens to match. */
+  for (i = 0; i < vm->disks->len; i++) {
+    SmBlockDisk *disk = vm->disks->pdata[i];
+
+    if (disk->device && strcmp (disk->device, name) == 0)
+      return disk;
+  }
+  for (i = 0; i < vm->disks->len; i++)
+    if (sm_block_disk_matches (vm->disks->pdata[i], name))
+      return vm->disks->pdata[i];
+  return NULL;
+}
+
+char *
+sm_block_vm_disk_names (const SmBlockVm *vm)
+{
+  GString *s = g_string_new (NULL);
+  guint i;
+
+  for (i = 0; i < vm->disks->len; i++) {
+    g_autofree char *name = sm_block_disk_name (vm->disks->pdata[i]);
+
+    g_string_append_printf (s, "%s%s", s->len ? ", " : "",
+                            name ? name : "?");
+  }
+  return g_string_free (s, false);
 }
 
 SmBlockJob *

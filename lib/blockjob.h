@@ -17,17 +17,36 @@
 #include "error.h"
 #include "qmp.h"
 
-/* One layer of a disk's active chain as query-block shows it. */
+/* One layer of a disk's active chain as query-block shows it.  The one
+ * model of a layer in the library: disks.c, rebase.c, validate.c and the
+ * lsm executors all read it from here. */
 typedef struct {
-  char *filename;
-  char *format;                /* "qcow2", "raw", ... */
+  char *filename;              /* the layer's own file: QEMU's name, or for a
+                                  "json:{...}" name its "file" child's
+                                  filename */
+  char *qemu_filename;         /* QEMU's name as reported (may be
+                                  "json:{...}") */
+  char *format;                /* the format driver QEMU opened it with:
+                                  "qcow2", "raw", ... (stated by QEMU, never
+                                  probed by us) */
   uint64_t virtual_size;
+  char *node_name;             /* the format node's name: the top's from
+                                  query-block, a lower layer's from
+                                  query-named-block-nodes when exactly one
+                                  node has this file and format; else NULL */
+  char *backing_file;          /* the backing name this layer's header
+                                  records, as written (may be relative);
+                                  NULL for the last layer */
+  bool read_only;              /* QEMU opened it read-only */
 } SmBlockLayer;
 
 typedef struct {
   char *device;                /* query-block "device" ("" → NULL) */
   char *qdev;                  /* query-block "qdev", or NULL */
   char *node_name;             /* the inserted top node's name */
+  char *format;                /* the inserted top's driver ("drv") */
+  char *file;                  /* the inserted top's "file" as QEMU says it */
+  char *io_status;             /* "ok", "failed", "nospace", or NULL */
   bool read_only;
   GPtrArray *chain;            /* SmBlockLayer *, index 0 = active top; empty
                                   when no medium is inserted */
@@ -48,11 +67,12 @@ char *sm_block_disk_name (const SmBlockDisk *disk) G_GNUC_WARN_UNUSED_RESULT;
 
 /* True when NAME names DISK: its device name, its qdev path, the qdev id
  * that path ends in ("/machine/peripheral/ID[/virtio-backend]"), or, for a
- * disk without device name, its top node's name. */
+ * top node's name. */
 bool sm_block_disk_matches (const SmBlockDisk *disk, const char *name);
 
 /* query-block: every disk, in QEMU's order (SmBlockDisk *; caller frees the
- * array, which frees its elements). */
+ * array, which frees its elements).  Lower layers have no node name (use
+ * sm_block_vm_query for those). */
 GPtrArray *sm_block_query_disks (SmQmp *qmp, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
 
@@ -63,6 +83,9 @@ SmBlockDisk *sm_block_query_disk (SmQmp *qmp, const char *name, GError **error)
 
 /* Filename of the disk's active top, or NULL without medium (owned). */
 const char *sm_block_disk_top (const SmBlockDisk *disk);
+
+/* The disk's layer I (0 = active top), or NULL past the chain's end. */
+const SmBlockLayer *sm_block_disk_layer (const SmBlockDisk *disk, guint i);
 
 /* A block job, from query-block-jobs. */
 typedef struct {
@@ -97,6 +120,58 @@ GPtrArray *sm_block_query_jobs (SmQmp *qmp, GError **error)
 
 /* The job with ID in JOBS, or NULL (owned by JOBS). */
 SmBlockJob *sm_block_find_job (GPtrArray *jobs, const char *id);
+
+/* A node of query-named-block-nodes (flat). */
+typedef struct {
+  char *node_name;
+  char *drv;                   /* "qcow2", "raw", "file", "host_device", ... */
+  char *file;                  /* the node's file name as QEMU says it */
+  bool read_only;
+} SmBlockNode;
+
+void sm_block_node_free (SmBlockNode *node);
+
+/* The VM as its block layer shows it: one query of each of query-block,
+ * query-block-jobs and (when QEMU has it) query-named-block-nodes.  This is
+ * THE view of a running VM's disks every command builds on; its parts are
+ * parsed by the pure functions below, so recorded replies test them without
+ * a QEMU. */
+typedef struct {
+  GPtrArray *disks;            /* SmBlockDisk *, in query-block order */
+  GPtrArray *jobs;             /* SmBlockJob * */
+  GPtrArray *nodes;            /* SmBlockNode *; empty when QEMU has no
+                                  query-named-block-nodes */
+} SmBlockVm;
+
+void sm_block_vm_free (SmBlockVm *vm);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmBlockVm, sm_block_vm_free)
+
+/* Parses the replies' "return" values (not consumed; NODES may be NULL) into
+ * a view; lower layers get their node names from NODES.  A reply of the
+ * wrong shape (not an array, a layer without filename or format, a chain
+ * deeper than SM_BLOCK_MAX_CHAIN) is SM_ERROR_QMP_PROTOCOL naming the
+ * command.  Caller frees.  Pure: no QEMU, no files. */
+SmBlockVm *sm_block_vm_parse (json_object *blocks, json_object *jobs,
+                              json_object *nodes, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* The chain depth the parser accepts (QEMU has no limit; snapmig's image
+ * walker stops at the same depth). */
+#define SM_BLOCK_MAX_CHAIN 256
+
+/* Queries the VM behind QMP (query-block, query-block-jobs,
+ * query-named-block-nodes {flat} when QEMU has it; each reply checked
+ * against the type expected) and parses them.  Caller frees. */
+SmBlockVm *sm_block_vm_query (SmQmp *qmp, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* The disk of VM that NAME names (sm_block_disk_matches), or NULL.  Owned
+ * by VM. */
+SmBlockDisk *sm_block_vm_find_disk (const SmBlockVm *vm, const char *name);
+
+/* "drive0, drive1": the names (sm_block_disk_name) of VM's disks, for
+ * messages.  Caller frees. */
+char *sm_block_vm_disk_names (const SmBlockVm *vm) G_GNUC_WARN_UNUSED_RESULT;
 
 /* Polls query-block-jobs until job ID is gone.  TIMEOUT_MS < 0: no limit.
  * SM_ERROR_TIMEOUT names the job. */

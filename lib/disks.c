@@ -13,6 +13,7 @@ layer_free (SmDiskLayer *layer)
   if (!layer)
     return;
   g_free (layer->file);
+  g_free (layer->path);
   g_free (layer->format);
   g_free (layer->node_name);
   g_free (layer->backing_file);
@@ -45,70 +46,38 @@ sm_disk_list_free (SmDiskList *list)
   g_free (list);
 }
 
-/* ---- reading QEMU's replies ------------------------------------------ */
+/* ---- from the VM view ------------------------------------------------ */
 
-/* The node name of the only format node (drv FORMAT) that has FILE open, or
- * NULL: a copy target or a second VM disk on the same file makes the answer
- * ambiguous, and a wrong node name is worse than none.
- */
-static char *
-unique_node_name (json_object *nodes, const char *file, const char *format)
-{
-  const char *found = NULL;
-  size_t i;
-
-  if (!nodes)
-    return NULL;
-  for (i = 0; i < json_object_array_length (nodes); i++) {
-    json_object *n = json_object_array_get_idx (nodes, i);
-
-    if (g_strcmp0 (sm_json_get_string (n, "file"), file) != 0 ||
-        g_strcmp0 (sm_json_get_string (n, "drv"), format) != 0)
-      continue;
-    if (found)
-      return NULL;
-    found = sm_json_get_string (n, "node-name");
-  }
-  return g_strdup (found);
-}
-
+/* One SmDisk from the library's one parser of query-block (blockjob.h). */
 static SmDisk *
-disk_from_json (json_object *b, json_object *nodes)
+disk_from_block (const SmBlockDisk *bd)
 {
   SmDisk *disk = g_new0 (SmDisk, 1);
-  json_object *inserted = sm_json_get_object (b, "inserted");
-  json_object *image;
+  guint i;
 
-  disk->device = g_strdup (sm_json_get_string (b, "device"));
-  if (!disk->device)
-    disk->device = g_strdup ("");
-  disk->qdev = g_strdup (sm_json_get_string (b, "qdev"));
+  disk->device = g_strdup (bd->device ? bd->device : "");
+  disk->qdev = g_strdup (bd->qdev);
   disk->chain = g_ptr_array_new_with_free_func ((GDestroyNotify) layer_free);
   disk->jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) sm_block_job_free);
   disk->warnings = g_ptr_array_new_with_free_func (g_free);
-  if (!inserted)
-    return disk;
+  if (!bd->node_name && bd->chain->len == 0)
+    return disk;                /* no medium */
 
   disk->inserted = true;
-  disk->node_name = g_strdup (sm_json_get_string (inserted, "node-name"));
-  disk->format = g_strdup (sm_json_get_string (inserted, "drv"));
-  disk->file = g_strdup (sm_json_get_string (inserted, "file"));
-  sm_json_get_bool (inserted, "ro", &disk->read_only);
-
-  /* query-block nests the chain: image, image.backing-image, ... */
-  for (image = sm_json_get_object (inserted, "image"); image;
-       image = sm_json_get_object (image, "backing-image")) {
+  disk->node_name = g_strdup (bd->node_name);
+  disk->format = g_strdup (bd->format);
+  disk->file = g_strdup (bd->file);
+  disk->read_only = bd->read_only;
+  for (i = 0; i < bd->chain->len; i++) {
+    const SmBlockLayer *bl = bd->chain->pdata[i];
     SmDiskLayer *layer = g_new0 (SmDiskLayer, 1);
 
-    layer->file = g_strdup (sm_json_get_string (image, "filename"));
-    layer->format = g_strdup (sm_json_get_string (image, "format"));
-    sm_json_get_uint64 (image, "virtual-size", &layer->virtual_size);
-    layer->backing_file =
-      g_strdup (sm_json_get_string (image, "backing-filename"));
-    if (disk->chain->len == 0)
-      layer->node_name = g_strdup (disk->node_name);
-    else
-      layer->node_name = unique_node_name (nodes, layer->file, layer->format);
+    layer->file = g_strdup (bl->qemu_filename);
+    layer->path = g_strdup (bl->filename);
+    layer->format = g_strdup (bl->format);
+    layer->node_name = g_strdup (bl->node_name);
+    layer->virtual_size = bl->virtual_size;
+    layer->backing_file = g_strdup (bl->backing_file);
     g_ptr_array_add (disk->chain, layer);
   }
   if (disk->chain->len > 0)
@@ -170,9 +139,9 @@ check_chain_on_disk (SmDisk *disk)
     const SmImageInfo *d = chain->layers->pdata[i];
     const char *d_format = sm_image_format_to_string (d->format);
 
-    if (!same_file (q->file, d->path)) {
+    if (!same_file (q->path, d->path)) {
       warn (disk, "layer %u: QEMU has %s open, the headers on disk lead to %s",
-            i + 1, q->file, d->path);
+            i + 1, q->path, d->path);
       return;
     }
     if (g_strcmp0 (q->format, d_format) != 0)
@@ -230,60 +199,33 @@ sm_disk_list_find (const SmDiskList *list, const char *name)
 SmDiskList *
 sm_disks_query (SmQmp *qmp, GError **error)
 {
-  g_autoptr(SmDiskList) list = g_new0 (SmDiskList, 1);
-  g_autoptr(json_object) blocks = NULL;
-  g_autoptr(GPtrArray) jobs = NULL;
-  g_autoptr(json_object) nodes = NULL;
-  const SmQmpCaps *caps;
+  g_autoptr(SmDiskList) list = NULL;
+  g_autoptr(SmBlockVm) vm = sm_block_vm_query (qmp, error);
   size_t i;
 
+  if (!vm) {
+    g_prefix_error (error, "QEMU monitor %s: ", sm_qmp_address (qmp));
+    return NULL;
+  }
+  list = g_new0 (SmDiskList, 1);
   list->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) disk_free);
   list->other_jobs = g_ptr_array_new_with_free_func (
     (GDestroyNotify) sm_block_job_free);
-
-  caps = sm_qmp_probe (qmp, error);
-  if (!caps)
-    return NULL;
-  blocks = sm_qmp_execute (qmp, "query-block", NULL, error);
-  if (!blocks)
-    return NULL;
-  jobs = sm_block_query_jobs (qmp, error);
-  if (!jobs)
-    return NULL;
-  if (!json_object_is_type (blocks, json_type_array)) {
-    g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
-                 "query-block: QEMU monitor %s did not return a list",
-                 sm_qmp_address (qmp));
-    return NULL;
-  }
-  if (caps->caps[SM_QMP_CAP_QUERY_NAMED_BLOCK_NODES]) {
-    /* flat (QEMU 5.0) leaves out each node's nested backing images, which
-     * can be large; only the nodes' own names and files are used. */
-    json_object *args = caps->major >= 5
-      ? sm_qmp_args (error, "b:flat", true, NULL) : NULL;
-
-    nodes = sm_qmp_execute (qmp, "query-named-block-nodes", args, error);
-    if (!nodes)
-      return NULL;
-    if (!json_object_is_type (nodes, json_type_array))
-      g_clear_pointer (&nodes, json_object_put);
-  }
-
-  for (i = 0; i < json_object_array_length (blocks); i++) {
-    SmDisk *disk = disk_from_json (json_object_array_get_idx (blocks, i),
-                                   nodes);
+  for (i = 0; i < vm->disks->len; i++) {
+    SmDisk *disk = disk_from_block (vm->disks->pdata[i]);
 
     check_chain_on_disk (disk);
     g_ptr_array_add (list->disks, disk);
   }
   /* The jobs move into the disks they run on. */
-  g_ptr_array_set_free_func (jobs, NULL);
-  for (i = 0; i < jobs->len; i++) {
-    SmBlockJob *job = jobs->pdata[i];
+  g_ptr_array_set_free_func (vm->jobs, NULL);
+  for (i = 0; i < vm->jobs->len; i++) {
+    SmBlockJob *job = vm->jobs->pdata[i];
     SmDisk *disk = find_disk (list->disks, job->id);
 
     g_ptr_array_add (disk ? disk->jobs : list->other_jobs, job);
   }
+  g_ptr_array_set_size (vm->jobs, 0);
   return g_steal_pointer (&list);
 }
 

@@ -2,9 +2,9 @@
  * image, its backing chain as QEMU has it open, the block jobs running on it,
  * and whether the image headers on disk still describe the same chain.
  *
- * Gathered from query-block (chain from inserted.image.backing-image),
- * query-named-block-nodes (layer node names) and query-block-jobs; the
- * on-disk check reads headers with sm_image_chain_open.  Nothing is printed:
+ * Built on the library's one VM view (sm_block_vm_query, lib/blockjob.h:
+ * query-block, query-named-block-nodes, query-block-jobs); the on-disk
+ * check reads headers with sm_image_chain_open.  Nothing is printed:
  * cli/cmd-disks.c formats the result, sm_disks_to_json gives the JSON form.
  */
 #ifndef SM_DISKS_H
@@ -22,7 +22,10 @@
 /* One layer of a backing chain as QEMU has it open. */
 typedef struct {
   char *file;              /* QEMU's file name (relative to QEMU's working
-                              directory when QEMU was given a relative one) */
+                              directory when QEMU was given a relative one;
+                              may be "json:{...}") */
+  char *path;              /* the layer's own file (a "json:{...}" name
+                              reduced to its file child's filename) */
   char *format;            /* "qcow2", "raw", ... */
   char *node_name;         /* NULL unless exactly one node has this file and
                               format (query-named-block-nodes) */

@@ -13,6 +13,7 @@
 #include "image-lock.h"
 #include "journal.h"
 #include "lsm-inuse.h"
+#include "rebase.h"
 
 /* ---- test hooks ------------------------------------------------------ */
 
@@ -617,6 +618,8 @@ recover_one (SmQmp *qmp, SmVmState *st, const char *path, GError **error)
   header = json_object_array_get_idx (records, 0);
   op = json_object_object_get_ex (header, "op", &v) ?
        json_object_get_string (v) : NULL;
+  if (g_strcmp0 (op, "rebase") == 0)        /* rebase.c owns its journal */
+    return sm_rebase_recover (qmp, st, path, records, error);
   if (json_object_object_get_ex (header, "record", &v))
     record = json_object_get_string (v);
   info = json_object_object_get_ex (header, "info", &v) ?

@@ -5,10 +5,14 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "blockjob.h"
 #include "image.h"
+#include "interrupt.h"
+#include "journal.h"
 #include "json-util.h"
 #include "state.h"
 
@@ -17,6 +21,15 @@
 /* How often query-block-jobs is asked for the job's offset while waiting:
  * QEMU sends no progress events, and a person wants the bar to move. */
 #define POLL_MS 200
+
+static json_object *
+phase_record (const char *phase)
+{
+  json_object *rec = json_object_new_object ();
+
+  json_object_object_add (rec, "op-phase", json_object_new_string (phase));
+  return rec;
+}
 
 /* How long a cancel (after --timeout) may take before we give up on it. */
 #define CANCEL_WAIT_MS 30000
@@ -46,6 +59,8 @@ sm_rebase_plan_free (SmRebasePlan *plan)
   g_free (plan->backing_file);
   if (plan->command)
     json_object_put (plan->command);
+  if (plan->expected)
+    g_ptr_array_unref (plan->expected);
   g_free (plan);
 }
 
@@ -65,196 +80,6 @@ sm_rebase_chain_to_string (const GPtrArray *chain)
       g_string_append_printf (s, " [%s]", l->node_name);
   }
   return g_string_free (s, FALSE);
-}
-
-/* True if query-block entry ENTRY is the disk the user calls NAME: its
- * drive name, its qdev id (QEMU reports the id when the device has one, its
- * QOM path otherwise) or its active node's name. */
-static bool
-entry_is_disk (json_object *entry, const char *name)
-{
-  const char *device = sm_json_get_string (entry, "device");
-  const char *qdev = sm_json_get_string (entry, "qdev");
-  json_object *inserted = sm_json_get_object (entry, "inserted");
-  const char *node = sm_json_get_string (inserted, "node-name");
-
-  if ((device && *device && strcmp (device, name) == 0) ||
-      (qdev && *qdev && strcmp (qdev, name) == 0) ||
-      (node && strcmp (node, name) == 0))
-    return true;
-  /* A device given an id shows as "/machine/peripheral/ID" (virtio-blk:
-   * ".../ID/virtio-backend"); people know it by ID. */
-  if (qdev && g_str_has_prefix (qdev, "/machine/peripheral/")) {
-    const char *id = qdev + strlen ("/machine/peripheral/");
-    size_t n = strlen (name);
-
-    return strncmp (id, name, n) == 0 &&
-           (id[n] == '\0' || strcmp (id + n, "/virtio-backend") == 0);
-  }
-  return false;
-}
-
-static const char *
-entry_display_name (json_object *entry)
-{
-  const char *device = sm_json_get_string (entry, "device");
-
-  if (device && *device)
-    return device;
-  if (sm_json_get_string (entry, "qdev"))
-    return sm_json_get_string (entry, "qdev");
-  return "?";
-}
-
-/* Finds DISK in query-block; returns a new reference to its entry. */
-static json_object *
-query_disk (SmQmp *qmp, const char *disk, GError **error)
-{
-  g_autoptr(json_object) blocks = NULL;
-  g_autoptr(GString) names = g_string_new (NULL);
-  size_t i, n;
-
-  blocks = sm_qmp_execute (qmp, "query-block", NULL, error);
-  if (!blocks) {
-    g_prefix_error (error, "disk %s: ", disk);
-    return NULL;
-  }
-  if (!json_object_is_type (blocks, json_type_array)) {
-    g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
-                 "disk %s: query-block did not return an array", disk);
-    return NULL;
-  }
-  n = json_object_array_length (blocks);
-  for (i = 0; i < n; i++) {
-    json_object *entry = json_object_array_get_idx (blocks, i);
-
-    if (entry_is_disk (entry, disk))
-      return json_object_get (entry);
-    g_string_append_printf (names, "%s%s", names->len ? ", " : "",
-                            entry_display_name (entry));
-  }
-  g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-               "disk %s: no such disk in the VM at %s (its disks: %s)",
-               disk, sm_qmp_address (qmp), names->len ? names->str : "none");
-  return NULL;
-}
-
-/* The format node of QEMU's node list NODES that holds FILENAME as FORMAT,
- * or NULL when there is none or more than one (two disks may share a base
- * opened twice): then the plan names the base by file name instead, which
- * QEMU looks up within the disk's own chain. */
-static const char *
-find_node_name (json_object *nodes, const char *filename, const char *format)
-{
-  const char *found = NULL;
-  size_t i, n;
-
-  if (!nodes || !json_object_is_type (nodes, json_type_array))
-    return NULL;
-  n = json_object_array_length (nodes);
-  for (i = 0; i < n; i++) {
-    json_object *node = json_object_array_get_idx (nodes, i);
-    const char *file = sm_json_get_string (node, "file");
-    const char *drv = sm_json_get_string (node, "drv");
-    const char *name = sm_json_get_string (node, "node-name");
-
-    if (!file || !drv || !name || strcmp (file, filename) != 0 ||
-        strcmp (drv, format) != 0)
-      continue;
-    if (found)
-      return NULL;
-    found = name;
-  }
-  return found;
-}
-
-/* QEMU names an image "json:{...}" once its runtime options no longer match
- * what its header says (for instance right after block-stream changed its
- * backing node).  The file underneath is still the same: take its name, so
- * that a layer keeps one name for comparisons and relative paths. */
-static char *
-plain_filename (const char *filename)
-{
-  g_autoptr(json_object) obj = NULL;
-  const char *name;
-
-  if (!g_str_has_prefix (filename, "json:"))
-    return g_strdup (filename);
-  obj = json_tokener_parse (filename + strlen ("json:"));
-  name = sm_json_get_string (sm_json_get_object (obj, "file"), "filename");
-  if (!name)
-    name = sm_json_get_string (obj, "filename");
-  return g_strdup (name ? name : filename);
-}
-
-/* Reads DISK's chain from query-block (image / backing-image) and names its
- * layers from query-named-block-nodes.  Sets *ENTRY_OUT (new reference) to
- * the disk's query-block entry when non-NULL. */
-static GPtrArray *
-query_chain (SmQmp *qmp, const char *disk, json_object **entry_out,
-             GError **error)
-{
-  g_autoptr(json_object) entry = NULL;
-  g_autoptr(json_object) nodes = NULL;
-  g_autoptr(json_object) args = NULL;
-  g_autoptr(GPtrArray) chain = g_ptr_array_new_with_free_func (layer_free);
-  json_object *inserted, *image;
-
-  entry = query_disk (qmp, disk, error);
-  if (!entry)
-    return NULL;
-  inserted = sm_json_get_object (entry, "inserted");
-  if (!inserted) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "disk %s: no medium inserted", disk);
-    return NULL;
-  }
-  args = sm_qmp_args (error, "b:flat", true, NULL);
-  if (!args)
-    return NULL;
-  nodes = sm_qmp_execute (qmp, "query-named-block-nodes",
-                          g_steal_pointer (&args), error);
-  if (!nodes) {
-    g_prefix_error (error, "disk %s: ", disk);
-    return NULL;
-  }
-  for (image = sm_json_get_object (inserted, "image"); image;
-       image = sm_json_get_object (image, "backing-image")) {
-    SmRebaseLayer *l;
-    const char *filename = sm_json_get_string (image, "filename");
-    const char *format = sm_json_get_string (image, "format");
-
-    if (!filename || !format) {
-      g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
-                   "disk %s: query-block gave a layer without filename or "
-                   "format", disk);
-      return NULL;
-    }
-    if (chain->len >= SM_IMAGE_CHAIN_MAX_DEPTH) {
-      g_set_error (error, SM_ERROR, SM_ERROR_IMAGE,
-                   "disk %s: backing chain deeper than %d layers", disk,
-                   SM_IMAGE_CHAIN_MAX_DEPTH);
-      return NULL;
-    }
-    l = g_new0 (SmRebaseLayer, 1);
-    l->filename = plain_filename (filename);
-    l->format = g_strdup (format);
-    l->backing_name =
-      g_strdup (sm_json_get_string (image, "backing-filename"));
-    if (chain->len == 0)
-      l->node_name = g_strdup (sm_json_get_string (inserted, "node-name"));
-    else
-      l->node_name = g_strdup (find_node_name (nodes, l->filename, format));
-    g_ptr_array_add (chain, l);
-  }
-  if (chain->len == 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
-                 "disk %s: query-block gave no image", disk);
-    return NULL;
-  }
-  if (entry_out)
-    *entry_out = g_steal_pointer (&entry);
-  return g_steal_pointer (&chain);
 }
 
 static bool
@@ -348,27 +173,73 @@ relative_backing_name (const char *active, const char *base)
   return sm_rebase_relative_path (dir, base_phys);
 }
 
+static const char *const step_names[] = {
+  [SM_REBASE_STEP_STREAM] = "block-stream",
+  [SM_REBASE_STEP_WAIT] = "wait",
+  [SM_REBASE_STEP_VERIFY] = "verify",
+};
+G_STATIC_ASSERT (G_N_ELEMENTS (step_names) == SM_REBASE_STEP_LAST);
+
+const char *
+sm_rebase_step_kind_to_string (SmRebaseStepKind kind)
+{
+  return (unsigned) kind < SM_REBASE_STEP_LAST ? step_names[kind] : NULL;
+}
+
+/* The disk's chain as plan data (copies of the view's layers). */
+static GPtrArray *
+chain_from_disk (const SmBlockDisk *disk)
+{
+  GPtrArray *chain = g_ptr_array_new_with_free_func (layer_free);
+  guint i;
+
+  for (i = 0; i < disk->chain->len; i++) {
+    const SmBlockLayer *bl = disk->chain->pdata[i];
+    SmRebaseLayer *l = g_new0 (SmRebaseLayer, 1);
+
+    l->filename = g_strdup (bl->filename);
+    l->format = g_strdup (bl->format);
+    l->node_name = g_strdup (bl->node_name);
+    l->backing_name = g_strdup (bl->backing_file);
+    g_ptr_array_add (chain, l);
+  }
+  return chain;
+}
+
 SmRebasePlan *
-sm_rebase_plan (SmQmp *qmp, const char *disk, const char *base,
+sm_rebase_plan (const SmBlockVm *vm, const char *disk, const char *base,
                 uint64_t speed, GError **error)
 {
   g_autoptr(SmRebasePlan) plan = g_new0 (SmRebasePlan, 1);
-  g_autoptr(json_object) entry = NULL;
   g_autoptr(json_object) args = NULL;
+  const SmBlockDisk *bd;
+  const SmBlockJob *job;
   const SmRebaseLayer *active, *base_layer = NULL;
-  const char *device;
+  guint i;
 
   plan->disk = g_strdup (disk);
   plan->speed = speed;
   plan->base_index = -1;
-  plan->chain = query_chain (qmp, disk, &entry, error);
-  if (!plan->chain)
+  plan->expected = g_ptr_array_new_with_free_func (g_free);
+  bd = sm_block_vm_find_disk (vm, disk);
+  if (!bd) {
+    g_autofree char *names = sm_block_vm_disk_names (vm);
+
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "disk %s: no such disk in the VM (its disks: %s)", disk,
+                 *names ? names : "none");
     return NULL;
+  }
+  if (bd->chain->len == 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "disk %s: no medium inserted", disk);
+    return NULL;
+  }
+  plan->chain = chain_from_disk (bd);
   active = g_ptr_array_index (plan->chain, 0);
   /* A -drive disk has a drive name block-stream accepts; a -blockdev one
    * only its node name. */
-  device = sm_json_get_string (entry, "device");
-  plan->device = g_strdup (device && *device ? device : active->node_name);
+  plan->device = g_strdup (bd->device ? bd->device : bd->node_name);
   if (!plan->device) {
     g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
                  "disk %s: QEMU reports neither a drive name nor a node name",
@@ -376,6 +247,18 @@ sm_rebase_plan (SmQmp *qmp, const char *disk, const char *base,
     return NULL;
   }
   plan->job_id = sm_block_job_id ("snapmig-rebase-", disk);
+  /* A job QEMU names by the disk's device (one started without job-id: a
+   * mirror, a commit) holds the disk; QEMU would refuse block-stream. */
+  job = sm_block_find_job (vm->jobs, plan->device);
+  if (job) {
+    g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+                 "disk %s: a %s block job (%s) is running on it; wait for it "
+                 "to end or cancel it, then rebase", disk,
+                 job->type ? job->type : "", job->id);
+    return NULL;
+  }
+  job = sm_block_find_job (vm->jobs, plan->job_id);
+  plan->job_running = job != NULL;
 
   if (base) {
     g_autofree char *chain_str = sm_rebase_chain_to_string (plan->chain);
@@ -397,6 +280,11 @@ sm_rebase_plan (SmQmp *qmp, const char *disk, const char *base,
     plan->backing_file = relative_backing_name (active->filename,
                                                 base_layer->filename);
   }
+  g_ptr_array_add (plan->expected, g_strdup (active->filename));
+  if (base_layer)
+    for (i = (guint) plan->base_index; i < plan->chain->len; i++)
+      g_ptr_array_add (plan->expected, g_strdup (
+        ((SmRebaseLayer *) g_ptr_array_index (plan->chain, i))->filename));
 
   /* Nothing above the base to merge: no job (block-stream would run one
    * that copies nothing but still rewrites the header). */
@@ -405,29 +293,39 @@ sm_rebase_plan (SmQmp *qmp, const char *disk, const char *base,
     sm_debug (DOMAIN, "disk %s: nothing to merge", disk);
     g_free (plan->backing_file);
     plan->backing_file = g_strdup (active->backing_name);
-    return g_steal_pointer (&plan);
+  } else {
+    /* base-node when QEMU's node list singles the base out; otherwise the
+     * file name, which QEMU resolves within this disk's chain only. */
+    args = sm_qmp_args (error,
+                        "s:device", plan->device,
+                        "s:job-id", plan->job_id,
+                        "S:base-node", base_layer ? base_layer->node_name
+                                                  : NULL,
+                        "S:base", base_layer && !base_layer->node_name
+                                  ? base_layer->filename : NULL,
+                        "S:backing-file", plan->backing_file,
+                        "P:speed", speed,
+                        NULL);
+    if (!args)
+      return NULL;
+    plan->command = json_object_new_object ();
+    json_object_object_add (plan->command, "execute",
+                            json_object_new_string ("block-stream"));
+    json_object_object_add (plan->command, "arguments",
+                            g_steal_pointer (&args));
   }
-
-  /* base-node when QEMU's node list singles the base out; otherwise the
-   * file name, which QEMU resolves within this disk's chain only. */
-  args = sm_qmp_args (error,
-                      "s:device", plan->device,
-                      "s:job-id", plan->job_id,
-                      "S:base-node", base_layer ? base_layer->node_name : NULL,
-                      "S:base", base_layer && !base_layer->node_name
-                                ? base_layer->filename : NULL,
-                      "S:backing-file", plan->backing_file,
-                      "P:speed", speed,
-                      NULL);
-  if (!args)
-    return NULL;
-  plan->command = json_object_new_object ();
-  json_object_object_add (plan->command, "execute",
-                          json_object_new_string ("block-stream"));
-  json_object_object_add (plan->command, "arguments", g_steal_pointer (&args));
+  /* The steps.  A job already running (an earlier snapmig was killed) is
+   * waited for, not started again: its own journal says what it merges. */
+  if (plan->job_running) {
+    plan->steps[plan->n_steps++] = SM_REBASE_STEP_WAIT;
+    plan->steps[plan->n_steps++] = SM_REBASE_STEP_VERIFY;
+  } else if (plan->command) {
+    plan->steps[plan->n_steps++] = SM_REBASE_STEP_STREAM;
+    plan->steps[plan->n_steps++] = SM_REBASE_STEP_WAIT;
+    plan->steps[plan->n_steps++] = SM_REBASE_STEP_VERIFY;
+  }
   return g_steal_pointer (&plan);
 }
-
 json_object *
 sm_rebase_plan_to_json (const SmRebasePlan *plan)
 {
@@ -466,6 +364,17 @@ sm_rebase_plan_to_json (const SmRebasePlan *plan)
                           ? json_object_new_string (plan->backing_file) : NULL);
   json_object_object_add (obj, "speed", json_object_new_uint64 (plan->speed));
   json_object_object_add (obj, "merged", merged);
+  json_object_object_add (obj, "expected-chain", json_object_new_array ());
+  for (i = 0; plan->expected && i < plan->expected->len; i++)
+    json_object_array_add (sm_json_get_array (obj, "expected-chain"),
+                           json_object_new_string (plan->expected->pdata[i]));
+  json_object_object_add (obj, "job-running",
+                          json_object_new_boolean (plan->job_running));
+  json_object_object_add (obj, "steps", json_object_new_array ());
+  for (i = 0; i < plan->n_steps; i++)
+    json_object_array_add (sm_json_get_array (obj, "steps"),
+                           json_object_new_string (
+                             sm_rebase_step_kind_to_string (plan->steps[i])));
   json_object_object_add (obj, "command", plan->command
                           ? json_object_get (plan->command) : NULL);
   return obj;
@@ -484,43 +393,348 @@ job_end_matches (json_object *event, void *opaque)
           strcmp (name, "BLOCK_JOB_CANCELLED") == 0);
 }
 
-/* Asks query-block-jobs for the job's offset and length; *FOUND false
- * when the job is not listed (it just ended: its event is on its way). */
-static bool
-poll_job (SmQmp *qmp, const SmRebasePlan *plan, uint64_t *done,
-          uint64_t *total, bool *found, GError **error)
-{
-  g_autoptr(GPtrArray) jobs = sm_block_query_jobs (qmp, error);
-  const SmBlockJob *job;
+/* ---- the disk's chain, as file names ---------------------------------- */
 
-  if (!jobs) {
-    g_prefix_error (error, "disk %s: ", plan->disk);
+static char *
+files_to_string (const GPtrArray *files)
+{
+  GString *s = g_string_new (NULL);
+  guint i;
+
+  for (i = files->len; i > 0; i--)
+    g_string_append_printf (s, "%s%s", i != files->len ? " <- " : "",
+                            (const char *) files->pdata[i - 1]);
+  return g_string_free (s, false);
+}
+
+static bool
+same_files (const GPtrArray *a, const GPtrArray *b)
+{
+  guint i;
+
+  if (a->len != b->len)
+    return false;
+  for (i = 0; i < a->len; i++)
+    if (strcmp (a->pdata[i], b->pdata[i]) != 0)
+      return false;
+  return true;
+}
+
+static GPtrArray *
+plan_files (const GPtrArray *chain)
+{
+  GPtrArray *files = g_ptr_array_new_with_free_func (g_free);
+  guint i;
+
+  for (i = 0; i < chain->len; i++)
+    g_ptr_array_add (files, g_strdup (
+      ((const SmRebaseLayer *) g_ptr_array_index ((GPtrArray *) chain, i))
+        ->filename));
+  return files;
+}
+
+static GPtrArray *
+json_files (json_object *array)
+{
+  GPtrArray *files = g_ptr_array_new_with_free_func (g_free);
+  size_t i;
+
+  for (i = 0; array && i < json_object_array_length (array); i++) {
+    json_object *e = json_object_array_get_idx (array, i);
+    const char *f = json_object_is_type (e, json_type_string)
+      ? json_object_get_string (e) : sm_json_get_string (e, "filename");
+
+    if (f)
+      g_ptr_array_add (files, g_strdup (f));
+  }
+  return files;
+}
+
+/* The files of DISK's chain in QEMU now (query-block), top first. */
+static GPtrArray *
+query_files (SmQmp *qmp, const char *disk, GError **error)
+{
+  g_autoptr(GPtrArray) disks = sm_block_query_disks (qmp, error);
+  g_autoptr(SmBlockVm) vm = g_new0 (SmBlockVm, 1);
+  const SmBlockDisk *bd;
+  GPtrArray *files;
+  guint i;
+
+  if (!disks) {
+    g_prefix_error (error, "disk %s: ", disk);
+    return NULL;
+  }
+  vm->disks = g_steal_pointer (&disks);
+  bd = sm_block_vm_find_disk (vm, disk);
+  if (!bd) {
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "disk %s: no longer in the VM", disk);
+    return NULL;
+  }
+  files = g_ptr_array_new_with_free_func (g_free);
+  for (i = 0; i < bd->chain->len; i++)
+    g_ptr_array_add (files, g_strdup (
+      ((const SmBlockLayer *) bd->chain->pdata[i])->filename));
+  return files;
+}
+
+/* Checks what a user relies on after the job: QEMU's chain is EXPECTED, and
+ * the header of the active image ACTIVE (format FORMAT) on disk names the
+ * base by BACKING_FILE, with its format stated. */
+static bool
+verify (SmQmp *qmp, const char *disk, const GPtrArray *expected,
+        const char *active, const char *format, const char *backing_file,
+        GError **error)
+{
+  g_autoptr(GPtrArray) now = query_files (qmp, disk, error);
+  g_autoptr(SmImageInfo) info = NULL;
+
+  if (!now)
+    return false;
+  if (!same_files (now, expected)) {
+    g_autofree char *want = files_to_string (expected);
+    g_autofree char *got = files_to_string (now);
+
+    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                 "disk %s: block-stream finished but the chain is %s, "
+                 "expected %s", disk, got, want);
     return false;
   }
-  job = sm_block_find_job (jobs, plan->job_id);
-  *found = job != NULL;
-  if (job) {
-    *done = job->offset;
-    *total = job->len;
+  if (g_strcmp0 (format, "qcow2") != 0)
+    return true;
+  info = sm_image_probe (active, SM_IMAGE_FORMAT_QCOW2, error);
+  if (!info) {
+    g_prefix_error (error, "disk %s: ", disk);
+    return false;
+  }
+  if (g_strcmp0 (info->backing_file, backing_file) != 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                 "disk %s: %s names backing file %s%s%s, expected %s%s%s",
+                 disk, active,
+                 info->backing_file ? "'" : "",
+                 info->backing_file ? info->backing_file : "none",
+                 info->backing_file ? "'" : "",
+                 backing_file ? "'" : "",
+                 backing_file ? backing_file : "none",
+                 backing_file ? "'" : "");
+    return false;
+  }
+  if (backing_file && !info->backing_format) {
+    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                 "disk %s: %s names backing file '%s' without its format",
+                 disk, active, backing_file);
+    return false;
   }
   return true;
 }
 
-/* Waits for the job's end event; returns it (new reference).  Polls for
- * progress in between.  On DEADLINE_US (monotonic, 0: none) returns NULL
- * with SM_ERROR_TIMEOUT. */
-static json_object *
-wait_job_end (SmQmp *qmp, const SmRebasePlan *plan, gint64 deadline_us,
-              SmRebaseProgressFunc progress, void *opaque, GError **error)
-{
-  uint64_t done = 0, total = 0;
+/* ---- recover --------------------------------------------------------- */
 
+static bool
+journal_has_phase (json_object *records, const char *phase)
+{
+  size_t i;
+
+  for (i = 1; i < json_object_array_length (records); i++)
+    if (g_strcmp0 (sm_json_get_string (json_object_array_get_idx (records, i),
+                                       "op-phase"), phase) == 0)
+      return true;
+  return false;
+}
+
+/* "after step 2 (wait)", from the journal's last step record. */
+static char *
+last_step (json_object *records)
+{
+  size_t n = json_object_array_length (records);
+  size_t i;
+
+  for (i = n; i > 1; i--) {
+    json_object *rec = json_object_array_get_idx (records, i - 1);
+    int64_t step;
+
+    if (sm_json_get_int64 (rec, "step", &step))
+      return g_strdup_printf ("at step %" G_GINT64_FORMAT " (%s, %s)", step,
+                              sm_json_get_string (rec, "kind"),
+                              sm_json_get_string (rec, "phase"));
+  }
+  return g_strdup ("before its first step");
+}
+
+static void
+remove_journal (const char *path)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+
+  if (unlink (path) == 0)
+    sm_state_fsync_dir (dir, NULL);
+}
+
+char *
+sm_rebase_recover (SmQmp *qmp, SmVmState *st, const char *path,
+                   json_object *records, GError **error)
+{
+  json_object *header = json_object_array_get_idx (records, 0);
+  json_object *planj = sm_json_get_object (header, "plan");
+  const char *disk = sm_json_get_string (planj, "disk");
+  const char *job_id = sm_json_get_string (planj, "job-id");
+  const char *backing_file = sm_json_get_string (planj, "backing-file");
+  g_autoptr(GPtrArray) old = json_files (sm_json_get_array (planj, "chain"));
+  g_autoptr(GPtrArray) expected =
+    json_files (sm_json_get_array (planj, "expected-chain"));
+  g_autoptr(GPtrArray) jobs = NULL;
+  g_autoptr(GPtrArray) now = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autofree char *where = last_step (records);
+  g_autofree char *now_str = NULL;
+  const SmBlockJob *job;
+  json_object *first;
+
+  (void) st;
+  if (!disk || !job_id || old->len == 0 || expected->len == 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "journal %s: a rebase journal without its plan; kept for "
+                 "you to read (the disk runs on whatever 'snapmig disks' "
+                 "shows; remove the journal once you have checked it)", path);
+    return NULL;
+  }
+  if (journal_has_phase (records, "done") ||
+      journal_has_phase (records, "cancelled")) {
+    remove_journal (path);
+    return g_strdup_printf ("rebase of disk %s had ended; journal removed",
+                            disk);
+  }
+  if (!qmp) {
+    remove_journal (path);
+    return g_strdup_printf ("rebase of disk %s, interrupted %s: QEMU is "
+                            "gone; the images hold one complete chain (QEMU "
+                            "writes the new backing name only when the job "
+                            "completes); journal removed", disk, where);
+  }
+  jobs = sm_block_query_jobs (qmp, error);
+  if (!jobs)
+    return NULL;
+  job = sm_block_find_job (jobs, job_id);
+  if (job)
+    return g_strdup_printf ("rebase of disk %s is still running in QEMU (job "
+                            "%s, %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+                            " bytes); the disk runs on its old chain until it "
+                            "ends: run 'snapmig rebase' again to wait for it; "
+                            "journal %s kept", disk, job_id, job->offset,
+                            job->len, path);
+  now = query_files (qmp, disk, &err);
+  if (!now) {
+    remove_journal (path);
+    return g_strdup_printf ("rebase of disk %s, interrupted %s: %s; journal "
+                            "removed", disk, where, err->message);
+  }
+  now_str = files_to_string (now);
+  first = sm_json_get_array (planj, "chain")
+    ? json_object_array_get_idx (sm_json_get_array (planj, "chain"), 0) : NULL;
+  if (same_files (now, expected) && !same_files (now, old)) {
+    g_autofree char *problem = NULL;
+
+    if (!verify (qmp, disk, expected, expected->pdata[0],
+                 sm_json_get_string (first, "format"), backing_file, &err))
+      problem = g_strdup_printf (" (but %s)", err->message);
+    remove_journal (path);
+    return g_strdup_printf ("rebase of disk %s, interrupted %s, had finished: "
+                            "the disk runs on %s%s; journal removed", disk,
+                            where, now_str, problem ? problem : "");
+  }
+  remove_journal (path);
+  if (same_files (now, old))
+    return g_strdup_printf ("rebase of disk %s, interrupted %s, did not "
+                            "finish: the disk runs on its old chain %s; run "
+                            "'snapmig rebase' again; journal removed", disk,
+                            where, now_str);
+  return g_strdup_printf ("rebase of disk %s, interrupted %s: the disk now "
+                          "runs on %s (changed by something else); journal "
+                          "removed", disk, where, now_str);
+}
+
+/* ---- execute --------------------------------------------------------- */
+
+/* Test hook SNAPMIG_TEST_REBASE_SIGNAL=N:SIG (see rebase.h). */
+static void
+test_signal_hook (guint record)
+{
+  const char *s = g_getenv ("SNAPMIG_TEST_REBASE_SIGNAL");
+  const char *colon;
+
+  if (!s || (guint) atoi (s) != record || !(colon = strchr (s, ':')))
+    return;
+  raise (atoi (colon + 1));
+}
+
+typedef struct {
+  SmQmp *qmp;
+  const SmRebasePlan *plan;
+  SmJournal *journal;
+  guint records;               /* step records written (the test hook) */
+  GPtrArray *old;              /* char *: the chain before */
+  GPtrArray *expected;         /* char *: the chain after */
+  const char *backing_file;    /* the name the active image gets */
+  GPtrArray *taken;            /* char *: journals of earlier runs of the
+                                  same job, removed once it is over */
+} Run;
+
+static bool
+journal_step (Run *r, guint index, const char *phase, const GError *err,
+              GError **error)
+{
+  json_object *rec = json_object_new_object ();
+
+  json_object_object_add (rec, "step", json_object_new_int ((int) index + 1));
+  json_object_object_add (rec, "kind", json_object_new_string (
+    sm_rebase_step_kind_to_string (r->plan->steps[index])));
+  json_object_object_add (rec, "disk", json_object_new_string (r->plan->disk));
+  json_object_object_add (rec, "phase", json_object_new_string (phase));
+  if (err)
+    json_object_object_add (rec, "error",
+                            json_object_new_string (err->message));
+  if (!sm_journal_append (r->journal, rec, error))
+    return false;
+  r->records++;
+  test_signal_hook (r->records);
+  return true;
+}
+
+/* Ends the journal: the job is over and the disk on one complete chain. */
+static void
+journal_close (Run *r, const char *phase)
+{
+  guint i;
+
+  if (!r->journal)
+    return;
+  sm_journal_append (r->journal, phase_record (phase), NULL);
+  sm_journal_finish (g_steal_pointer (&r->journal), NULL);
+  for (i = 0; r->taken && i < r->taken->len; i++)
+    remove_journal (r->taken->pdata[i]);
+}
+
+/* Waits for the job's end event, polling for progress.  True with *EVENT
+ * (NULL when the job vanished without one) once the job is over; false on
+ * the deadline (SM_ERROR_TIMEOUT), an interruption (SM_ERROR_INTERRUPTED)
+ * or a QMP failure. */
+static bool
+wait_job (Run *r, gint64 deadline_us, SmRebaseProgressFunc progress,
+          void *opaque, json_object **event, GError **error)
+{
+  const SmRebasePlan *plan = r->plan;
+
+  *event = NULL;
   for (;;) {
     g_autoptr(GError) err = NULL;
-    json_object *event;
+    g_autoptr(GPtrArray) jobs = NULL;
+    const SmBlockJob *job;
     int wait_ms = POLL_MS;
-    bool found;
 
+    if (sm_interrupt_check (error)) {
+      g_prefix_error (error, "disk %s: ", plan->disk);
+      return false;
+    }
     if (deadline_us) {
       gint64 left_ms = (deadline_us - g_get_monotonic_time ()) / 1000;
 
@@ -528,115 +742,196 @@ wait_job_end (SmQmp *qmp, const SmRebasePlan *plan, gint64 deadline_us,
         g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
                      "disk %s: block-stream did not finish in time",
                      plan->disk);
-        return NULL;
+        return false;
       }
       wait_ms = (int) MIN (left_ms, (gint64) POLL_MS);
     }
-    event = sm_qmp_wait_event (qmp, NULL, job_end_matches, plan->job_id,
-                               wait_ms, &err);
-    if (event)
-      return event;
+    *event = sm_qmp_wait_event (r->qmp, NULL, job_end_matches, plan->job_id,
+                                wait_ms, &err);
+    if (*event)
+      return true;
     if (!g_error_matches (err, SM_ERROR, SM_ERROR_TIMEOUT)) {
       g_propagate_prefixed_error (error, g_steal_pointer (&err), "disk %s: ",
                                   plan->disk);
-      return NULL;
-    }
-    if (!poll_job (qmp, plan, &done, &total, &found, error))
-      return NULL;
-    if (found && progress)
-      progress (plan, done, total, opaque);
-  }
-}
-
-/* After a timeout: cancels the job so that the VM is left as it was (a
- * cancelled stream keeps the chain; the data copied so far is still valid
- * guest data).  Returns the job's end event (new reference) or NULL. */
-static json_object *
-cancel_job (SmQmp *qmp, const SmRebasePlan *plan, GError **error)
-{
-  g_autoptr(json_object) args = sm_qmp_args (error, "s:device", plan->job_id,
-                                             "b:force", true, NULL);
-
-  if (!args)
-    return NULL;
-  if (!sm_qmp_run (qmp, "block-job-cancel", g_steal_pointer (&args), error)) {
-    g_prefix_error (error, "disk %s: ", plan->disk);
-    return NULL;
-  }
-  return sm_qmp_wait_event (qmp, NULL, job_end_matches, plan->job_id,
-                            CANCEL_WAIT_MS, error);
-}
-
-static bool
-same_chain (const GPtrArray *a, const GPtrArray *b)
-{
-  guint i;
-
-  if (a->len != b->len)
-    return false;
-  for (i = 0; i < a->len; i++) {
-    const SmRebaseLayer *la = g_ptr_array_index ((GPtrArray *) a, i);
-    const SmRebaseLayer *lb = g_ptr_array_index ((GPtrArray *) b, i);
-
-    if (strcmp (la->filename, lb->filename) != 0)
       return false;
+    }
+    jobs = sm_block_query_jobs (r->qmp, error);
+    if (!jobs) {
+      g_prefix_error (error, "disk %s: ", plan->disk);
+      return false;
+    }
+    job = sm_block_find_job (jobs, plan->job_id);
+    if (!job) {
+      /* Ended between the two: its event is queued by now, or was
+       * consumed by someone else (another client dismissed it). */
+      *event = sm_qmp_wait_event (r->qmp, NULL, job_end_matches,
+                                  plan->job_id, 0, NULL);
+      return true;
+    }
+    if (progress)
+      progress (plan, job->offset, job->len, opaque);
   }
-  return true;
 }
 
-/* Checks what a user relies on after the job: QEMU's chain is the active
- * layer over the base's own chain, and the header on disk names the base
- * by the planned relative name, with its format stated. */
+/* Stops the job (block-job-cancel, which leaves the chain as it was: a
+ * stream changes the chain only when it completes) and waits until it is
+ * gone.  Runs with any interruption request set aside, so that the cancel
+ * and its wait are not cut short by the very signal that asked for them;
+ * the request is restored afterwards. */
 static bool
-verify (SmQmp *qmp, const SmRebasePlan *plan, GError **error)
+stop_job (Run *r, GError **error)
 {
+  int sig = sm_interrupted ();
+  g_autoptr(GPtrArray) jobs = NULL;
+  g_autoptr(GError) err = NULL;
+  bool ok = true;
+
+  sm_interrupt_clear ();
+  jobs = sm_block_query_jobs (r->qmp, &err);
+  if (jobs && sm_block_find_job (jobs, r->plan->job_id)) {
+    if (!sm_qmp_run (r->qmp, "block-job-cancel",
+                     sm_qmp_args (NULL, "s:device", r->plan->job_id,
+                                  "b:force", true, NULL), &err)) {
+      /* It may have ended between the query and the cancel. */
+      g_autoptr(GPtrArray) again = sm_block_query_jobs (r->qmp, NULL);
+
+      ok = again && !sm_block_find_job (again, r->plan->job_id);
+    } else
+      ok = sm_block_job_wait_gone (r->qmp, r->plan->job_id, CANCEL_WAIT_MS,
+                                   &err);
+  } else if (!jobs)
+    ok = false;
+  if (!ok)
+    g_propagate_prefixed_error (error, g_steal_pointer (&err),
+                                "disk %s: cancelling block-stream job %s: ",
+                                r->plan->disk, r->plan->job_id);
+  if (sig)
+    sm_interrupt_request (sig);
+  return ok;
+}
+
+/* After the wait failed with CAUSE (consumed: a timeout, an interruption,
+ * QEMU gone...): stops the job and says where the disk runs.  Returns true
+ * when the job had completed anyway and the result verified (a timeout is
+ * then no failure); false with ERROR otherwise.  The journal is closed when
+ * the job is known to be over, kept when it may still run. */
+static bool
+abandon (Run *r, guint step, GError *cause, GError **error)
+{
+  g_autoptr(GError) why = cause;
+  g_autoptr(GError) err = NULL;
   g_autoptr(GPtrArray) now = NULL;
-  g_autoptr(GPtrArray) expected = g_ptr_array_new ();
-  g_autoptr(SmImageInfo) info = NULL;
-  const SmRebaseLayer *active = g_ptr_array_index (plan->chain, 0);
-  guint i;
+  g_autofree char *now_str = NULL;
+  const SmRebasePlan *plan = r->plan;
+  int sig = sm_interrupted ();
+  const char *active = r->expected->pdata[0];
+  const char *format =
+    ((const SmRebaseLayer *) g_ptr_array_index (plan->chain, 0))->format;
+  bool completed;
 
-  now = query_chain (qmp, plan->disk, NULL, error);
-  if (!now)
-    return false;
-  g_ptr_array_add (expected, (gpointer) active);
-  if (plan->base_index >= 0)
-    for (i = (guint) plan->base_index; i < plan->chain->len; i++)
-      g_ptr_array_add (expected, g_ptr_array_index (plan->chain, i));
-  if (!same_chain (now, expected)) {
-    g_autofree char *want = sm_rebase_chain_to_string (expected);
-    g_autofree char *got = sm_rebase_chain_to_string (now);
-
-    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                 "disk %s: block-stream finished but the chain is %s, "
-                 "expected %s", plan->disk, got, want);
+  if (g_error_matches (why, SM_ERROR, SM_ERROR_DISCONNECTED)) {
+    /* QEMU is gone: the images hold the old chain or the new one. */
+    journal_step (r, step, "failed", why, NULL);
+    journal_close (r, "qemu-gone");
+    g_set_error (error, SM_ERROR, why->code, "%s; the images hold one "
+                 "complete chain (the old one unless the job had completed; "
+                 "QEMU writes the new backing name only then)", why->message);
     return false;
   }
+  if (!stop_job (r, &err)) {
+    journal_step (r, step, "failed", why, NULL);
+    sm_journal_free (g_steal_pointer (&r->journal));
+    g_set_error (error, SM_ERROR, why->code, "%s; %s; the job may still "
+                 "run: run 'snapmig rebase' again to wait for it, or "
+                 "'snapmig recover'", why->message, err->message);
+    return false;
+  }
+  sm_interrupt_clear ();
+  now = query_files (r->qmp, plan->disk, &err);
+  if (sig)
+    sm_interrupt_request (sig);
+  if (!now) {
+    journal_step (r, step, "failed", why, NULL);
+    sm_journal_free (g_steal_pointer (&r->journal));
+    g_set_error (error, SM_ERROR, why->code, "%s; %s", why->message,
+                 err->message);
+    return false;
+  }
+  now_str = files_to_string (now);
+  completed = same_files (now, r->expected) && !same_files (now, r->old);
+  journal_step (r, step, "failed", why, NULL);
+  if (completed) {
+    g_autoptr(GError) verr = NULL;
+    bool verified;
 
-  if (strcmp (active->format, "qcow2") != 0)
-    return true;
-  info = sm_image_probe (active->filename, SM_IMAGE_FORMAT_QCOW2, error);
-  if (!info) {
-    g_prefix_error (error, "disk %s: ", plan->disk);
+    sm_interrupt_clear ();
+    verified = verify (r->qmp, plan->disk, r->expected, active, format,
+                       r->backing_file, &verr);
+    if (sig)
+      sm_interrupt_request (sig);
+    journal_close (r, "done");
+    if (!verified) {
+      g_propagate_error (error, g_steal_pointer (&verr));
+      return false;
+    }
+    if (g_error_matches (why, SM_ERROR, SM_ERROR_TIMEOUT))
+      return true;
+    g_set_error (error, SM_ERROR, why->code, "%s; the rebase had already "
+                 "completed: the disk runs on %s", why->message, now_str);
     return false;
   }
-  if (g_strcmp0 (info->backing_file, plan->backing_file) != 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                 "disk %s: %s names backing file %s%s%s, expected %s%s%s",
-                 plan->disk, active->filename,
-                 info->backing_file ? "'" : "",
-                 info->backing_file ? info->backing_file : "none",
-                 info->backing_file ? "'" : "",
-                 plan->backing_file ? "'" : "",
-                 plan->backing_file ? plan->backing_file : "none",
-                 plan->backing_file ? "'" : "");
+  journal_close (r, "cancelled");
+  if (g_error_matches (why, SM_ERROR, SM_ERROR_TIMEOUT)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                 "disk %s: block-stream did not finish in time; job "
+                 "cancelled, the chain is unchanged (%s)", plan->disk,
+                 now_str);
     return false;
   }
-  if (plan->backing_file && !info->backing_format) {
-    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                 "disk %s: %s names backing file '%s' without its format",
-                 plan->disk, active->filename, plan->backing_file);
+  g_set_error (error, SM_ERROR, why->code, "%s; the block-stream job was "
+               "cancelled: the disk runs on %s chain %s", why->message,
+               same_files (now, r->old) ? "its old" : "the", now_str);
+  return false;
+}
+
+/* Earlier runs' journals of this disk's rebase (same job id): taken over
+ * when the plan waits for their job, finished by sm_rebase_recover
+ * otherwise.  Sets *ADOPTED (new reference) to the first taken-over
+ * journal's plan. */
+static bool
+earlier_journals (Run *r, SmVmState *st, json_object **adopted,
+                  GError **error)
+{
+  g_auto(GStrv) paths = sm_journal_list (sm_vm_state_journal_dir (st),
+                                         error);
+  size_t i;
+
+  if (!paths)
     return false;
+  for (i = 0; paths[i]; i++) {
+    g_autoptr(GError) err = NULL;
+    g_autoptr(json_object) records = sm_journal_load (paths[i], &err);
+    json_object *header, *planj;
+    g_autofree char *msg = NULL;
+
+    if (!records || json_object_array_length (records) == 0)
+      continue;                /* recover's to judge */
+    header = json_object_array_get_idx (records, 0);
+    planj = sm_json_get_object (header, "plan");
+    if (g_strcmp0 (sm_json_get_string (header, "op"), "rebase") != 0 ||
+        g_strcmp0 (sm_json_get_string (planj, "job-id"), r->plan->job_id)
+        != 0)
+      continue;
+    if (r->plan->job_running) {
+      if (!*adopted)
+        *adopted = json_object_get (planj);
+      g_ptr_array_add (r->taken, g_strdup (paths[i]));
+      continue;
+    }
+    msg = sm_rebase_recover (r->qmp, st, paths[i], records, error);
+    if (!msg)
+      return false;
+    sm_debug (DOMAIN, "%s", msg);
   }
   return true;
 }
@@ -649,81 +944,185 @@ sm_rebase_execute (SmQmp *qmp, const SmRebasePlan *plan,
 {
   g_autoptr(SmVmState) st = NULL;
   g_autoptr(GPtrArray) now = NULL;
-  g_autoptr(json_object) event = NULL;
-  g_autoptr(GError) err = NULL;
-  json_object *data;
+  g_autoptr(GPtrArray) jobs = NULL;
+  g_autoptr(GPtrArray) old = plan_files (plan->chain);
+  g_autoptr(GPtrArray) expected = NULL;
+  g_autoptr(GPtrArray) taken = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(json_object) adopted = NULL;
+  g_autoptr(json_object) header = NULL;
+  g_autoptr(SmJournal) journal = NULL;
+  g_autofree char *opid = NULL;
+  Run r = { qmp, plan, NULL, 0, old, NULL, NULL, taken };
   gint64 deadline_us = 0;
-  uint64_t len = 0;
+  guint i;
 
   st = sm_vm_state_open (state_dir, sm_qmp_address (qmp), error);
   if (!st || !sm_vm_state_lock (st, error))
     return false;
 
   /* Another tool may have changed the chain between plan and lock. */
-  now = query_chain (qmp, plan->disk, NULL, error);
+  now = query_files (qmp, plan->disk, error);
   if (!now)
     return false;
-  if (!same_chain (now, plan->chain)) {
-    g_autofree char *got = sm_rebase_chain_to_string (now);
-    g_autofree char *want = sm_rebase_chain_to_string (plan->chain);
+  if (!same_files (now, old)) {
+    g_autofree char *got = files_to_string (now);
+    g_autofree char *want = files_to_string (old);
 
     g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
                  "disk %s: backing chain changed since it was planned "
                  "(now %s, planned %s)", plan->disk, got, want);
     return false;
   }
-  if (!plan->command)
+  jobs = sm_block_query_jobs (qmp, error);
+  if (!jobs)
+    return false;
+  if ((sm_block_find_job (jobs, plan->job_id) != NULL) != plan->job_running) {
+    g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+                 "disk %s: rebase job %s %s since it was planned; plan again",
+                 plan->disk, plan->job_id,
+                 plan->job_running ? "ended" : "started");
+    return false;
+  }
+  if (!earlier_journals (&r, st, &adopted, error))
+    return false;
+  if (plan->n_steps == 0)
     return true;
+
+  /* What the job makes of the chain: the plan's, or for a job an earlier
+   * run started, what that run planned. */
+  if (adopted) {
+    expected = json_files (sm_json_get_array (adopted, "expected-chain"));
+    r.backing_file = sm_json_get_string (adopted, "backing-file");
+  } else {
+    expected = g_ptr_array_new_with_free_func (g_free);
+    for (i = 0; i < plan->expected->len; i++)
+      g_ptr_array_add (expected, g_strdup (plan->expected->pdata[i]));
+    r.backing_file = plan->backing_file;
+  }
+  if (expected->len == 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "disk %s: the journal of rebase job %s has no plan; see "
+                 "'snapmig recover'", plan->disk, plan->job_id);
+    return false;
+  }
+  r.expected = expected;
+
+  opid = sm_journal_new_opid ();
+  header = json_object_new_object ();
+  json_object_object_add (header, "op", json_object_new_string ("rebase"));
+  json_object_object_add (header, "opid", json_object_new_string (opid));
+  json_object_object_add (header, "plan", adopted ? json_object_get (adopted)
+                          : sm_rebase_plan_to_json (plan));
+  journal = sm_journal_create (sm_vm_state_journal_dir (st), opid,
+                               g_steal_pointer (&header), error);
+  if (!journal)
+    return false;
+  r.journal = g_steal_pointer (&journal);
 
   if (timeout_s > 0)
     deadline_us = g_get_monotonic_time () + (gint64) timeout_s * G_USEC_PER_SEC;
-  sm_debug (DOMAIN, "disk %s: streaming into %s", plan->disk,
-            ((SmRebaseLayer *) g_ptr_array_index (plan->chain, 0))->filename);
-  if (!sm_qmp_run (qmp, "block-stream",
-                   json_object_get (sm_json_get_object (plan->command,
-                                                        "arguments")),
-                   error)) {
-    g_prefix_error (error, "disk %s: ", plan->disk);
-    return false;
-  }
-  event = wait_job_end (qmp, plan, deadline_us, progress, opaque, &err);
-  if (!event) {
-    if (!g_error_matches (err, SM_ERROR, SM_ERROR_TIMEOUT)) {
-      g_propagate_error (error, g_steal_pointer (&err));
-      return false;
-    }
-    event = cancel_job (qmp, plan, NULL);
-    /* A job that finished while we cancelled it did finish: go on and
-     * verify; otherwise report the timeout. */
-    if (!event || strcmp (sm_json_get_string (event, "event"),
-                          "BLOCK_JOB_COMPLETED") != 0 ||
-        sm_json_get_string (sm_json_get_object (event, "data"), "error")) {
-      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-                   "disk %s: block-stream did not finish within %u s; %s",
-                   plan->disk, timeout_s,
-                   event ? "job cancelled, the chain is unchanged"
-                         : "cancelling the job failed too, see "
-                           "'snapmig disks'");
-      return false;
-    }
-  }
+  for (i = 0; i < plan->n_steps; i++) {
+    g_autoptr(json_object) event = NULL;
+    GError *err = NULL;
+    json_object *data;
 
-  data = sm_json_get_object (event, "data");
-  if (strcmp (sm_json_get_string (event, "event"),
-              "BLOCK_JOB_CANCELLED") == 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                 "disk %s: block-stream job %s was cancelled by someone else; "
-                 "the chain is unchanged", plan->disk, plan->job_id);
+    if (!journal_step (&r, i, "begin", NULL, &err))
+      return abandon (&r, i, err, error);
+    switch (plan->steps[i]) {
+    case SM_REBASE_STEP_STREAM:
+      if (sm_interrupt_check (&err)) {
+        /* Nothing started: the chain is as it was. */
+        journal_step (&r, i, "failed", err, NULL);
+        journal_close (&r, "cancelled");
+        g_set_error (error, SM_ERROR, err->code, "disk %s: %s; nothing was "
+                     "started, the disk runs on its old chain", plan->disk,
+                     err->message);
+        g_error_free (err);
+        return false;
+      }
+      sm_debug (DOMAIN, "disk %s: streaming into %s", plan->disk,
+                (const char *) old->pdata[0]);
+      if (!sm_qmp_run (qmp, "block-stream",
+                       json_object_get (sm_json_get_object (plan->command,
+                                                            "arguments")),
+                       &err)) {
+        g_prefix_error (&err, "disk %s: ", plan->disk);
+        if (g_error_matches (err, SM_ERROR, SM_ERROR_QMP)) {
+          /* QEMU refused: no job. */
+          journal_step (&r, i, "failed", err, NULL);
+          journal_close (&r, "cancelled");
+          g_propagate_error (error, err);
+          return false;
+        }
+        return abandon (&r, i, err, error);
+      }
+      break;
+    case SM_REBASE_STEP_WAIT:
+      if (!wait_job (&r, deadline_us, progress, opaque, &event, &err))
+        return abandon (&r, i, err, error);
+      data = sm_json_get_object (event, "data");
+      if (event && strcmp (sm_json_get_string (event, "event"),
+                           "BLOCK_JOB_CANCELLED") == 0) {
+        g_set_error (&err, SM_ERROR, SM_ERROR_FAILED,
+                     "disk %s: block-stream job %s was cancelled by someone "
+                     "else; the chain is unchanged", plan->disk,
+                     plan->job_id);
+        journal_step (&r, i, "failed", err, NULL);
+        journal_close (&r, "cancelled");
+        g_propagate_error (error, err);
+        return false;
+      }
+      if (sm_json_get_string (data, "error")) {
+        g_set_error (&err, SM_ERROR, SM_ERROR_QMP,
+                     "disk %s: block-stream failed: %s; the chain is "
+                     "unchanged", plan->disk,
+                     sm_json_get_string (data, "error"));
+        journal_step (&r, i, "failed", err, NULL);
+        journal_close (&r, "cancelled");
+        g_propagate_error (error, err);
+        return false;
+      }
+      if (progress && event) {
+        uint64_t len = 0;
+
+        sm_json_get_uint64 (data, "len", &len);
+        progress (plan, len, len, opaque);
+      }
+      break;
+    case SM_REBASE_STEP_VERIFY:
+      if (!verify (qmp, plan->disk, expected, expected->pdata[0],
+                   ((const SmRebaseLayer *) g_ptr_array_index (plan->chain,
+                                                               0))->format,
+                   r.backing_file, &err)) {
+        journal_step (&r, i, "failed", err, NULL);
+        journal_close (&r, "done");
+        g_propagate_error (error, err);
+        return false;
+      }
+      break;
+    case SM_REBASE_STEP_LAST:
+    default:
+      g_assert_not_reached ();
+    }
+    if (!journal_step (&r, i, "end", NULL, &err)) {
+      if (plan->steps[i] == SM_REBASE_STEP_VERIFY) {
+        journal_close (&r, "done");
+        g_propagate_error (error, err);
+        return false;
+      }
+      return abandon (&r, i, err, error);
+    }
+  }
+  journal_close (&r, "done");
+  /* A signal that came during the last step: the work is done, but the
+   * command was asked to stop; say so. */
+  if (sm_interrupt_check (error)) {
+    g_autofree char *str = files_to_string (expected);
+
+    g_prefix_error (error, "disk %s: ", plan->disk);
+    g_prefix_error (error, "the rebase completed (the disk runs on %s), but ",
+                    str);
     return false;
   }
-  if (sm_json_get_string (data, "error")) {
-    g_set_error (error, SM_ERROR, SM_ERROR_QMP,
-                 "disk %s: block-stream failed: %s", plan->disk,
-                 sm_json_get_string (data, "error"));
-    return false;
-  }
-  sm_json_get_uint64 (data, "len", &len);
-  if (progress)
-    progress (plan, len, len, opaque);
-  return verify (qmp, plan, error);
+  return true;
 }

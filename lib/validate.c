@@ -19,7 +19,8 @@
  *            record-invalid, snapshot-metadata-invalid,
  *            leftover-interrupted, leftover-interrupted-in-use,
  *            directory-too-deep
- *   info     in-use, vm-disk-domain, leftover-unused, move-in-progress
+ *   info     in-use, vm-disk-domain, leftover-unused, move-in-progress,
+ *            raw-stated
  */
 #include "validate.h"
 
@@ -71,7 +72,11 @@ struct Img {
   guint domain;                /* index into Ctx.given */
   bool is_image;               /* false: a plain file, an image only when
                                   something names it as backing */
-  bool has_magic;
+  bool has_magic;               /* read as qcow2 (false once a VM or an
+                                  overlay states it raw) */
+  char *raw_by;                /* who states it raw although it starts
+                                  with the qcow2 magic ("VM ADDR", "image
+                                  PATH"): its "header" is guest data */
   bool named_qcow2;
   bool is_block;
   char *device;                /* is_block: the device node (a link's
@@ -139,6 +144,7 @@ typedef struct {
 static void
 img_free (Img *img)
 {
+  g_free (img->raw_by);
   if (!img)
     return;
   g_free (img->path);
@@ -767,6 +773,105 @@ relative_name (const Img *from, const Img *to)
   return g_string_free (s, false);
 }
 
+/* ---- formats stated by others ---------------------------------------- */
+
+/* Drops the findings CODE about FILE made before its format was known. */
+static void
+drop_findings (Ctx *c, const char *file, const char *code)
+{
+  guint i = 0;
+
+  while (i < c->findings->len) {
+    const SmFinding *f = c->findings->pdata[i];
+
+    if (g_strcmp0 (f->file, file) == 0 && strcmp (f->code, code) == 0)
+      g_ptr_array_remove_index (c->findings, i);
+    else
+      i++;
+  }
+}
+
+/* IMG is raw because BY says so (QEMU opened it as raw, or an overlay
+ * states its backing format raw), though its first bytes are the qcow2
+ * magic: a guest wrote a qcow2 header into its disk.  That "header" is
+ * guest data: never followed, never judged (design.md: formats are never
+ * guessed where they are stated). */
+static void
+demote_to_raw (Ctx *c, Img *img, const char *by)
+{
+  if (!img->has_magic || img->raw_by)
+    return;
+  sm_debug (DOMAIN, "%s: raw as %s states, despite the qcow2 magic",
+            img->path, by);
+  img->raw_by = g_strdup (by);
+  img->has_magic = false;
+  img->format = SM_IMAGE_FORMAT_RAW;
+  g_clear_pointer (&img->info, sm_image_info_free);
+  img->header_ok = true;
+  drop_findings (c, img->path, "header-invalid");
+  if (img->is_block) {
+    g_autoptr(SmImageInfo) info = sm_image_probe (img->path,
+                                                  SM_IMAGE_FORMAT_RAW, NULL);
+
+    if (info)
+      img->file_size = info->file_size;
+  }
+  img->virtual_size = img->file_size;
+  add_finding (c, SM_SEVERITY_INFO, "raw-stated", img->path, NULL, NULL,
+               NULL, "%s: starts with a qcow2 header, but %s states it raw: "
+               "the header is data (a guest may have written it), not "
+               "followed", img->path, by);
+}
+
+/* Formats QEMU states for the layers the VMs given have open (query-block's
+ * "format"), then the raw backing formats overlays state, win over the
+ * content: with --qmp a layer's format is what QEMU says. */
+static void
+apply_stated_formats (Ctx *c)
+{
+  size_t v;
+  guint d, l, i;
+
+  for (v = 0; v < c->opts->n_vms; v++) {
+    const SmValidateVm *vm = c->opts->vms[v];
+
+    for (d = 0; d < vm->disks->len; d++) {
+      const SmValidateVmDisk *disk = vm->disks->pdata[d];
+
+      for (l = 0; l < disk->layers->len && disk->formats
+                  && l < disk->formats->len; l++) {
+        g_autofree char *resolved = NULL;
+        g_autofree char *by = NULL;
+        Img *img = NULL;
+
+        if (g_strcmp0 (disk->formats->pdata[l], "raw") != 0 ||
+            resolve_name (c, NULL, disk->layers->pdata[l], &img, &resolved)
+            != RES_OK)
+          continue;
+        by = g_strdup_printf ("VM %s (disk %s)", vm->address, disk->disk);
+        demote_to_raw (c, img, by);
+      }
+    }
+  }
+  for (i = 0; i < c->imgs->len; i++) {
+    Img *img = c->imgs->pdata[i];
+    g_autofree char *dir = NULL;
+    g_autofree char *resolved = NULL;
+    g_autofree char *by = NULL;
+    Img *b = NULL;
+
+    if (!img->info || !img->info->backing_file ||
+        g_strcmp0 (img->info->backing_format, "raw") != 0)
+      continue;
+    dir = img_dir (img);
+    if (resolve_name (c, dir, img->info->backing_file, &b, &resolved)
+        != RES_OK || b == img)
+      continue;
+    by = g_strdup_printf ("image %s", img->path);
+    demote_to_raw (c, b, by);
+  }
+}
+
 static void
 check_backing (Ctx *c, Img *img)
 {
@@ -855,7 +960,7 @@ check_backing (Ctx *c, Img *img)
                  NULL, NULL, fix, "%s: backing file '%s' is stated as qcow2 "
                  "but %s has no qcow2 header; QEMU cannot open the chain",
                  img->path, info->backing_file, b->path);
-  } else if (fmt == SM_IMAGE_FORMAT_RAW && b->has_magic) {
+  } else if (fmt == SM_IMAGE_FORMAT_RAW && (b->has_magic || b->raw_by)) {
     add_finding (c, SM_SEVERITY_WARNING, "backing-format-raw-has-magic",
                  img->path, NULL, NULL, "if the backing file is really a "
                  "qcow2 image: qemu-img rebase -u -F qcow2 -b NAME IMAGE",
@@ -1418,6 +1523,7 @@ validate_image_free (SmValidateImage *im)
   g_free (im->backing_name);
   g_free (im->backing_format);
   g_free (im->backing_path);
+  g_free (im->raw_by);
   g_ptr_array_unref (im->used_by);
   g_free (im);
 }
@@ -1610,6 +1716,7 @@ build_images (Ctx *c, SmValidateReport *r)
     im->path = g_strdup (img->path);
     im->domain = g_strdup (c->given->pdata[img->domain]);
     im->format = img->has_magic ? SM_IMAGE_FORMAT_QCOW2 : SM_IMAGE_FORMAT_RAW;
+    im->raw_by = g_strdup (img->raw_by);
     im->is_block_device = img->is_block;
     im->virtual_size = img->virtual_size;
     im->file_size = img->file_size;
@@ -1713,6 +1820,7 @@ sm_validate_run (const SmValidateOptions *opts, GError **error)
     walk_dir (&c, fd, real, c.given->pdata[i], i, 0);
   }
   resolve_links (&c);
+  apply_stated_formats (&c);
 
   g_ptr_array_sort (c.imgs, img_cmp);
   for (i = 0; i < c.imgs->len; i++) {
@@ -1799,125 +1907,72 @@ sm_validate_vm_free (SmValidateVm *vm)
   g_free (vm);
 }
 
-/* QEMU names a node "json:{...}" when its options differ from what its
- * image header says (a snapshot's new top whose backing was attached by
- * QMP, a mirror's target).  The layer's own file is the "file" child's
- * filename. */
-static char *
-layer_file (const char *name)
-{
-  g_autoptr(json_object) obj = NULL;
-  json_object *file;
-  const char *fn;
-
-  if (!g_str_has_prefix (name, "json:"))
-    return g_strdup (name);
-  obj = json_tokener_parse (name + 5);
-  file = sm_json_get_object (obj, "file");
-  fn = sm_json_get_string (file, "filename");
-  if (!fn || g_strcmp0 (sm_json_get_string (file, "driver"), "file") != 0)
-    return g_strdup (name);
-  return g_strdup (fn);
-}
-
-
-/* query-block directly rather than sm_disks_query: that one also reads the
- * chain's headers from disk, and validate must not open files outside the
- * domains it was given. */
+/* From the library's one VM view (lib/blockjob.h), not sm_disks_query: that
+ * one also reads the chain's headers from disk, and validate must not open
+ * files outside the domains it was given. */
 SmValidateVm *
-sm_validate_vm_query (SmQmp *qmp, const char *address, GError **error)
+sm_validate_vm_from_block (const SmBlockVm *bvm, const char *address)
 {
-  g_autoptr(json_object) reply = NULL;
-  g_autoptr(json_object) nodes = NULL;
-  g_autoptr(SmValidateVm) vm = NULL;
-  const SmQmpCaps *caps;
-  size_t i, n;
+  g_autoptr(SmValidateVm) vm = g_new0 (SmValidateVm, 1);
+  guint i, l;
 
-  reply = sm_qmp_execute (qmp, "query-block", NULL, error);
-  if (!reply)
-    return NULL;
-  if (!json_object_is_type (reply, json_type_array)) {
-    g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
-                 "query-block on VM %s: the reply is not an array", address);
-    return NULL;
-  }
-  vm = g_new0 (SmValidateVm, 1);
   vm->address = g_strdup (address);
   vm->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) vm_disk_free);
   vm->nodes = g_ptr_array_new_with_free_func ((GDestroyNotify) vm_node_free);
-  n = json_object_array_length (reply);
-  for (i = 0; i < n; i++) {
-    json_object *dev = json_object_array_get_idx (reply, i);
-    json_object *inserted = sm_json_get_object (dev, "inserted");
-    json_object *image;
+  for (i = 0; i < bvm->disks->len; i++) {
+    const SmBlockDisk *bd = bvm->disks->pdata[i];
     SmValidateVmDisk *disk;
-    const char *name = sm_json_get_string (dev, "device");
-    unsigned depth = 0;
+    const char *name = bd->device ? bd->device
+                       : bd->qdev ? bd->qdev : bd->node_name;
 
-    if (!inserted)
-      continue;
-    if (!name || !*name)
-      name = sm_json_get_string (dev, "qdev");
-    if (!name || !*name)
-      name = sm_json_get_string (inserted, "node-name");
+    if (!bd->node_name && bd->chain->len == 0)
+      continue;                 /* no medium */
     disk = g_new0 (SmValidateVmDisk, 1);
     disk->disk = g_strdup (name ? name : "?");
     disk->layers = g_ptr_array_new_with_free_func (g_free);
     disk->formats = g_ptr_array_new_with_free_func (g_free);
-    sm_json_get_bool (inserted, "ro", &disk->read_only);
+    disk->read_only = bd->read_only;
+    for (l = 0; l < bd->chain->len; l++) {
+      const SmBlockLayer *layer = bd->chain->pdata[l];
+
+      /* A layer QEMU names "json:{...}" whose own file the parser could
+       * not single out stays as QEMU names it (not in any domain). */
+      g_ptr_array_add (disk->layers, g_strdup (layer->filename));
+      g_ptr_array_add (disk->formats, g_strdup (layer->format));
+    }
+    if (bd->chain->len > 0)
+      disk->virtual_size =
+        ((const SmBlockLayer *) bd->chain->pdata[0])->virtual_size;
     g_ptr_array_add (vm->disks, disk);
-    image = sm_json_get_object (inserted, "image");
-    if (!image) {
-      const char *file = sm_json_get_string (inserted, "file");
-
-      if (file) {
-        g_ptr_array_add (disk->layers, layer_file (file));
-        g_ptr_array_add (disk->formats,
-                         g_strdup (sm_json_get_string (inserted, "drv")));
-      }
-      continue;
-    }
-    sm_json_get_uint64 (image, "virtual-size", &disk->virtual_size);
-    while (image && depth++ < MAX_CHAIN) {
-      const char *file = sm_json_get_string (image, "filename");
-
-      if (!file)
-        break;
-      g_ptr_array_add (disk->layers, layer_file (file));
-      g_ptr_array_add (disk->formats, g_strdup (sm_json_get_string (image, "format")));
-      image = sm_json_get_object (image, "backing-image");
-    }
   }
-
-  /* Every protocol node's file: a mirror's target is open for writing
-   * and belongs to no disk until the pivot. */
-  caps = sm_qmp_probe (qmp, error);
-  if (!caps)
-    return NULL;
-  if (!caps->caps[SM_QMP_CAP_QUERY_NAMED_BLOCK_NODES])
-    return g_steal_pointer (&vm);
-  nodes = sm_qmp_execute (qmp, "query-named-block-nodes",
-                          sm_qmp_args (error, "b:flat", true, NULL), error);
-  if (!nodes)
-    return NULL;
-  n = json_object_is_type (nodes, json_type_array)
-    ? json_object_array_length (nodes) : 0;
-  for (i = 0; i < n; i++) {
-    json_object *node = json_object_array_get_idx (nodes, i);
-    const char *drv = sm_json_get_string (node, "drv");
-    const char *file = sm_json_get_string (node, "file");
+  /* Every protocol node's file: a mirror's target is open for writing and
+   * belongs to no disk until the pivot. */
+  for (i = 0; i < bvm->nodes->len; i++) {
+    const SmBlockNode *node = bvm->nodes->pdata[i];
     SmValidateVmNode *out;
 
-    if (!file || (g_strcmp0 (drv, "file") != 0
-                  && g_strcmp0 (drv, "host_device") != 0))
+    if (!node->file || (g_strcmp0 (node->drv, "file") != 0
+                        && g_strcmp0 (node->drv, "host_device") != 0))
       continue;
     out = g_new0 (SmValidateVmNode, 1);
-    out->file = g_strdup (file);
-    out->node_name = g_strdup (sm_json_get_string (node, "node-name"));
-    sm_json_get_bool (node, "ro", &out->read_only);
+    out->file = g_strdup (node->file);
+    out->node_name = g_strdup (node->node_name);
+    out->read_only = node->read_only;
     g_ptr_array_add (vm->nodes, out);
   }
   return g_steal_pointer (&vm);
+}
+
+SmValidateVm *
+sm_validate_vm_query (SmQmp *qmp, const char *address, GError **error)
+{
+  g_autoptr(SmBlockVm) bvm = sm_block_vm_query (qmp, error);
+
+  if (!bvm) {
+    g_prefix_error (error, "VM %s: ", address);
+    return NULL;
+  }
+  return sm_validate_vm_from_block (bvm, address);
 }
 
 /* ---- JSON ------------------------------------------------------------ */
@@ -2002,6 +2057,7 @@ sm_validate_report_to_json (const SmValidateReport *r, bool strict)
                             json_str_or_null (im->backing_path));
     json_object_object_add (o, "header-ok",
                             json_object_new_boolean (im->header_ok));
+    json_object_object_add (o, "raw-by", json_str_or_null (im->raw_by));
     json_object_object_add (o, "used-by", json_strv (im->used_by));
     json_object_array_add (images, o);
   }

@@ -56,6 +56,7 @@
 #include <glib.h>
 #include <json-c/json.h>
 
+#include "blockjob.h"
 #include "error.h"
 #include "image.h"
 #include "qmp.h"
@@ -95,6 +96,9 @@ typedef struct {
   char *backing_path;     /* the image it resolves to, or NULL (none,
                              missing, escaping) */
   bool header_ok;         /* the header parsed without an error finding */
+  char *raw_by;           /* who states this image raw although it starts
+                             with a qcow2 header (a guest wrote it): "VM
+                             ADDR (disk D)" or "image PATH"; NULL otherwise */
   GPtrArray *used_by;     /* char *: "image PATH", "vm SOCK DISK",
                              "snapshot VMKEY/NAME", "move VMKEY/NAME",
                              "operation JOURNAL" */
@@ -144,15 +148,24 @@ typedef struct {
 void sm_validate_vm_free (SmValidateVm *vm);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmValidateVm, sm_validate_vm_free)
 
-/* Asks QEMU which files each disk has open, top first (query-block), and
- * which files any node has open (query-named-block-nodes, when QEMU has
- * it: a running mirror's target is open for writing but in no disk's
- * chain).  A layer QEMU names "json:{...}" is reduced to its "file" node's
- * file name.  Disks with no medium are skipped.  ADDRESS is stored for
- * messages.  Caller frees.  Errors: the QMP error, naming the VM.
+/* Asks QEMU which files each disk has open, top first, with the format
+ * QEMU opened each with (query-block), and which files any node has open
+ * (query-named-block-nodes, when QEMU has it: a running mirror's target is
+ * open for writing but in no disk's chain): sm_block_vm_query, then
+ * sm_validate_vm_from_block.  A layer QEMU names "json:{...}" is reduced to
+ * its "file" node's file name.  Disks with no medium are skipped.  ADDRESS
+ * is stored for messages.  Caller frees.  Errors: the QMP error, naming the
+ * VM.  A layer QEMU opened as raw is raw for sm_validate_run, whatever its
+ * first bytes hold (a guest may write a qcow2 header into its raw disk).
  */
 SmValidateVm *sm_validate_vm_query (SmQmp *qmp, const char *address,
                                     GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* The same from a view already queried (pure; for tests and callers that
+ * hold a view).  Caller frees. */
+SmValidateVm *sm_validate_vm_from_block (const SmBlockVm *vm,
+                                         const char *address)
+  G_GNUC_WARN_UNUSED_RESULT;
 
 typedef struct {
   const char *const *domains;      /* NULL-terminated, at least one */

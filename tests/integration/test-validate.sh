@@ -253,6 +253,47 @@ check "deep chain: one error" grep -qF '"errors": 1,' "$T/out"
 check "deep chain: chain-too-deep" grep -qF '"code": "chain-too-deep"' "$T/out"
 check "deep chain: on its top" grep -qF "\"file\": \"$T/deep/images/c00000/l299.qcow2\"" "$T/out"
 
+# Issue 8, break 9: a guest writes a qcow2 header (naming a host file as
+# backing) into the first bytes of its raw disk.  QEMU states the format as
+# raw: with --qmp the layer is raw, the chain complete, exit 0; the "header"
+# is guest data and never followed.  Without --qmp nobody states the format,
+# so validate reads the header and reports it (documented in the man page).
+# guest_write_file NAME DRIVE FILE OFFSET LENGTH: writes the first LENGTH
+# bytes of FILE at OFFSET through the device, as a guest would.
+guest_write_file () {
+  "$SMQ" --hmp "$T/$1.qmp" "qemu-io $2 \"write -s $3 $4 $5\""
+}
+g9=$T/guest9
+mkdir -p "$g9"
+qemu-img create -q -f raw "$g9/disk.img" 16M
+qemu-img create -q -f qcow2 -u -F raw -b /etc/passwd "$T/hdr.qcow2" 64M
+start_vm vm9 -drive "$(drive_opt drive0 "$g9/disk.img" raw)" || exit 1
+check "break 9: the guest writes its data" guest_write vm9 drive0 0x5a 1M 1M
+check "break 9: the guest writes a qcow2 header at offset 0" \
+  guest_write_file vm9 drive0 "$T/hdr.qcow2" 0 64k
+check "break 9: the raw file now starts with the qcow2 magic" \
+  test "$(head -c 4 "$g9/disk.img" | od -An -tx1 | tr -d ' ')" = 514649fb
+validate "$g9" --qmp "$T/vm9.qmp"
+check "break 9: validate --qmp exits 0" test $rc -eq 0
+check "break 9: the disk's chain is complete in the domain" \
+  has_line "$T/out" "info: VM $T/vm9.qmp disk drive0: complete chain of 1 layer in domain $g9"
+check "break 9: the report says QEMU states it raw" \
+  grep -q "^info: $g9/disk.img: starts with a qcow2 header, but VM $T/vm9.qmp (disk drive0) states it raw" "$T/out"
+check "break 9: no broken-chain finding" eval '! grep -q "vm-disk-no-domain\|no domain given holds\|backing-escapes" "$T/out"'
+validate "$g9" --qmp "$T/vm9.qmp" --json
+check "break 9: --json: the image is raw, stated by the VM" \
+  eval 'jq -e --arg p "$g9/disk.img" ".images[] | select(.path == \$p)
+        | .format == \"raw\" and (.\"raw-by\" | startswith(\"VM \"))" "$T/out" >/dev/null'
+check "break 9: the guest reads its data back in the VM" guest_read vm9 drive0 0x5a 1M 1M
+qmp vm9 quit >/dev/null
+check "break 9: offline, the data is intact" \
+  eval '! qemu-io -r -f raw -c "read -P 0x5a 1M 1M" "$g9/disk.img" | grep -q "verification failed"'
+check "break 9: offline, the guest's header is there as data" \
+  cmp -n 65536 "$g9/disk.img" "$T/hdr.qcow2"
+validate "$g9"
+check "break 9: without --qmp the header is read and its escape reported" \
+  eval '[ $rc = 1 ] && grep -q "^error: $g9/disk.img: backing file ./etc/passwd. is outside" "$T/out"'
+
 # Block devices named by links inside the domain (oVirt block domains):
 # followed, read as images; a link to a character device is not.
 if loop=$(losetup -f --show "$(truncate -s 16M "$T/lv.raw" && echo "$T/lv.raw")" 2>/dev/null); then

@@ -875,6 +875,75 @@ test_odd_files (void)
   g_assert_cmpuint (r->chains->len, ==, 2);
 }
 
+/* Issue 8, break 9: a guest wrote a qcow2 header (naming a host file as
+ * backing, and a size that is not the disk's) into its raw disk.  Whoever
+ * states the format wins over the content: an overlay that states its
+ * backing raw (without a VM), or QEMU (sm_validate_vm_from_block, from a
+ * query-block reply).  The header is then never followed or judged. */
+static void
+test_guest_header_in_raw (void)
+{
+  g_autofree char *tmp = sm_test_tmpdir ();
+  g_autofree char *dom = new_domain (tmp, "dom");
+  g_autofree char *disk = path_in (dom, "disk.img");
+  g_autofree char *hdr = path_in (tmp, "hdr.qcow2");
+  g_autofree char *data = NULL;
+  g_autofree char *reply = NULL;
+  g_autoptr(json_object) blocks = NULL;
+  g_autoptr(json_object) empty = json_object_new_array ();
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmBlockVm) bvm = NULL;
+  g_autoptr(SmValidateVm) vm = NULL;
+  g_autoptr(SmValidateReport) r = NULL;
+  g_autoptr(SmValidateReport) r2 = NULL;
+  const char *domains[] = { dom, NULL };
+  const char *want_overlay[] = {
+    "warning backing-format-raw-has-magic top.qcow2",
+    "info raw-stated disk.img",
+    NULL,
+  };
+  gsize len;
+  int fd;
+  guint i;
+
+  raw (dom, "disk.img", 16 * MiB);
+  qcow2_unsafe (tmp, "hdr.qcow2", 64 * MiB, "/etc/passwd", "raw");
+  g_assert_true (g_file_get_contents (hdr, &data, &len, NULL));
+  fd = open (disk, O_WRONLY | O_CLOEXEC);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (pwrite (fd, data, MIN (len, 65536), 0), ==,
+                   (ssize_t) MIN (len, 65536));
+  close (fd);
+
+  /* QEMU states raw: a query-block reply for a VM on the raw disk. */
+  reply = g_strdup_printf (
+    "[{\"device\": \"drive0\", \"inserted\": {\"node-name\": \"#b1\", "
+    "\"drv\": \"raw\", \"file\": \"%s\", \"ro\": false, \"image\": "
+    "{\"filename\": \"%s\", \"format\": \"raw\", \"virtual-size\": %llu}}}]",
+    disk, disk, (unsigned long long) (16 * MiB));
+  blocks = json_tokener_parse (reply);
+  bvm = sm_block_vm_parse (blocks, empty, NULL, &err);
+  g_assert_no_error (err);
+  vm = sm_validate_vm_from_block (bvm, "vm.qmp");
+  r = run_full (domains, &vm, 1, NULL);
+  g_assert_cmpuint (r->n_errors, ==, 0);
+  g_assert_nonnull (find (r, "raw-stated"));
+  g_assert_cmpuint (r->disks->len, ==, 1);
+  g_assert_null (((SmValidateDisk *) r->disks->pdata[0])->problem);
+  for (i = 0; i < r->images->len; i++) {
+    const SmValidateImage *im = r->images->pdata[i];
+
+    g_assert_cmpint (im->format, ==, SM_IMAGE_FORMAT_RAW);
+    g_assert_true (g_str_has_prefix (im->raw_by, "VM vm.qmp"));
+    g_assert_null (im->backing_name);
+  }
+
+  /* No VM, but an overlay states its backing file raw. */
+  qcow2_unsafe (dom, "top.qcow2", 16 * MiB, "disk.img", "raw");
+  r2 = run1 (dom);
+  expect_findings (r2, want_overlay);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -889,5 +958,6 @@ main (int argc, char **argv)
   g_test_add_func ("/validate/odd-files", test_odd_files);
   g_test_add_func ("/validate/vm", test_vm);
   g_test_add_func ("/validate/vm-no-domain", test_vm_no_domain);
+  g_test_add_func ("/validate/guest-header-in-raw", test_guest_header_in_raw);
   return g_test_run ();
 }
