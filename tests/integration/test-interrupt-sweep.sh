@@ -35,6 +35,7 @@ RANDOM=$SEED
 OPS=${SNAPMIG_SWEEP_OPS:-create pivot abort rebase}
 MAX_RECORDS=200
 declare -A RECORDS             # operation → records of an uninterrupted run
+INT_CASES=0 INT_FINISHED=0
 
 # Every snapmig command of the sweep is bounded: a hang fails the case
 # (exit 124), it does not hang the suite.
@@ -284,6 +285,12 @@ run_case () {
     wait "$pid"
     CASE_RC=$?
   fi
+  # Not a check (a command may rightly finish when the signal comes after
+  # its last wait), but said: how many SIGINTs a command did not stop at.
+  if [ "${arg%%:*}" = INT ] || [ "${arg#*:}" = INT ]; then
+    INT_CASES=$((INT_CASES + 1))
+    [ $CASE_RC -ne 0 ] || INT_FINISHED=$((INT_FINISHED + 1))
+  fi
   echo "# --- $label: $op exited $CASE_RC after $(( ($(date +%s%N) - t0) / 1000000 )) ms of setup and run"
   sed 's/^/#   /' "$T/op.out" | tail -n 4
   gwn
@@ -364,4 +371,5 @@ if [ -n "${RECORDS[pivot]:-}" ]; then
   PAUSED=0
 fi
 
+echo "# $INT_FINISHED of $INT_CASES SIGINT cases ran their command to success"
 done_testing
