@@ -37,6 +37,7 @@ OPS=${SNAPMIG_SWEEP_OPS:-create pivot abort rebase}
 MAX_RECORDS=200
 declare -A RECORDS             # operation → records of an uninterrupted run
 INT_CASES=0 INT_FINISHED=0
+FAILED_CASES=()
 
 # Every snapmig command of the sweep is bounded: a hang fails the case
 # (exit 124), it does not hang the suite.
@@ -264,6 +265,7 @@ exited () {
 # would and checks the outcome.  Sets CASE_RC to OP's exit status.
 run_case () {
   local op=$1 how=$2 arg=$3 label out rc pid t0=$(date +%s%N)
+  local failed_before=$_sm_failed
   label="$op $how $arg"
   if [ "${PAUSED:-0}" = 1 ]; then label="$label (paused before)"; fi
   setup "$op"
@@ -303,6 +305,7 @@ run_case () {
   check "$label: guest, chains, data, files, records, validate" outcome "$END"
   check "$label: every pattern reads back offline" offline "$END"
   echo "# case took $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+  if [ $_sm_failed -ne $failed_before ]; then FAILED_CASES+=("$label"); fi
 }
 
 # sweep_records OP: OP interrupted after each record with KILL (until OP is
@@ -374,4 +377,6 @@ if [ -n "${RECORDS[pivot]:-}" ]; then
 fi
 
 echo "# $INT_FINISHED of $INT_CASES SIGINT cases ran their command to success"
+echo "# ${#FAILED_CASES[@]} cases failed (seed $SEED):"
+for c in "${FAILED_CASES[@]}"; do echo "#   $c"; done
 done_testing
