@@ -78,8 +78,9 @@ printf '%s\n' '. "'"$SM_TOP"'/tests/integration/lib.sh"' 'check "x" true' \
 check "a test without it passes" eval 'bash "$T/test-good.sh" >/dev/null'
 
 # The suite itself.
-found=$(check_shape "$SM_TOP"/tests/integration/test-*.sh)
+found=$(check_shape "$SM_TOP"/tests/integration/test-*.sh \
+                    "$SM_TOP"/tests/integration/lib.sh)
 echo "$found" | sed 's/^/# /'
-check "no test script has the shape" [ -z "$found" ]
+check "no test script (nor lib.sh) has the shape" [ -z "$found" ]
 
 done_testing
