@@ -31,8 +31,12 @@ function skip_heredocs(   j, l, d, strip) {
   }
   nhd = 0
 }
-{ text = text $0 "\n" }
-END {
+# One file at a time: scan() runs on each whole file.
+FNR == 1 && NR > 1 { scan(file) }
+{ if (FNR == 1) { text = ""; file = FILENAME } text = text $0 "\n" }
+END { if (NR > 0) scan(file) }
+
+function scan(fname) {
   n = length(text); line = 1; depth = 0; nhd = 0
   cmdfirst = 1; incheck = 0; inword = 0
   for (i = 1; i <= n; i++) {
@@ -88,7 +92,7 @@ END {
     if (c == " " || c == "\t") { flush_word(); continue }
     if (c2 == "&&" || c2 == "||") {
       flush_word()
-      if (incheck) print FILENAME ":" checkline
+      if (incheck) print fname ":" checkline
       newcmd(); i++; continue
     }
     if (c == "&" && (substr(text, i - 1, 1) ~ /[<>]/ || substr(text, i + 1, 1) == ">")) {

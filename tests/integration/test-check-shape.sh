@@ -63,6 +63,14 @@ check "a check continued onto the next line is found at its first line" \
 check "a check continued over three lines is found at its first line" \
   grep -qx "$T/fixture.sh:$w" <<<"$got"
 
+# Several files at once: each is scanned alone (an open quote at the end
+# of one does not hide the next one's lines) and named.
+printf '%s\n' 'echo "open quote' >"$T/f1.sh"
+printf '%s\n' 'check "z" a && b' >"$T/f2.sh"
+got=$(check_shape "$T/f1.sh" "$T/f2.sh" "$T/fixture.sh")
+check "files are scanned one by one, each finding names its file" \
+  [ "$got" = "$(printf '%s\n' "$T/f2.sh:1" "$want")" ]
+
 # A script with the shape that sources lib.sh fails with a TAP line naming
 # it (run as a test would be run).
 printf '%s\n' '. "'"$SM_TOP"'/tests/integration/lib.sh"' 'check "x" true && true' \
