@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 struct SmJournal {
   char *path;
   int fd;
+  unsigned records;            /* records written, the header included */
 };
 
 char *
@@ -67,6 +70,37 @@ sm_journal_open_append (const char *path, GError **error)
   return g_steal_pointer (&journal);
 }
 
+/* Test hook SNAPMIG_TEST_CRASH_AT_RECORD=N[:SIGNAL] (see journal.h): the
+ * process sends itself SIGNAL once RECORDS, the number of the record just
+ * made durable, is N.  Once per process. */
+static void
+test_crash_at_record (unsigned records)
+{
+  static bool fired;
+  const char *s = g_getenv ("SNAPMIG_TEST_CRASH_AT_RECORD");
+  char *end = NULL;
+  int sig = SIGKILL;
+
+  if (!s || fired || strtoul (s, &end, 10) != records || end == s)
+    return;
+  if (*end == ':') {
+    const char *name = end + 1;
+
+    if (g_str_has_prefix (name, "SIG"))
+      name += 3;
+    if (strcmp (name, "INT") == 0)
+      sig = SIGINT;
+    else if (strcmp (name, "TERM") == 0)
+      sig = SIGTERM;
+    else if (strcmp (name, "HUP") == 0)
+      sig = SIGHUP;
+    else if (strcmp (name, "KILL") != 0)
+      return;
+  }
+  fired = true;
+  kill (getpid (), sig);
+}
+
 bool
 sm_journal_append (SmJournal *journal, json_object *record, GError **error)
 {
@@ -99,6 +133,7 @@ sm_journal_append (SmJournal *journal, json_object *record, GError **error)
                  journal->path, g_strerror (errno));
     return false;
   }
+  test_crash_at_record (++journal->records);
   return true;
 }
 

@@ -35,7 +35,21 @@ SmJournal *sm_journal_open_append (const char *path, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
 
 /* Appends RECORD (consumed) and fdatasyncs it.  SM_ERROR_IO names the
- * journal. */
+ * journal.
+ *
+ * Test hook, for every executor that journals (tests only):
+ * SNAPMIG_TEST_CRASH_AT_RECORD=N[:SIGNAL] makes the process send itself
+ * SIGNAL (KILL, the default, INT, TERM or HUP; "SIG" prefix allowed) right
+ * after the N-th record of a journal is durable, counting the header as
+ * record 1 (for N=1 before the journal's directory is synced: the same for
+ * a killed process).  It fires once per process.  KILL is a crash; INT,
+ * TERM and HUP exercise the graceful path (the CLI's handlers only record
+ * the signal, see interrupt.h, and the next wait fails).  Every record
+ * counts: steps' begin/end/failed, phases, rollback records.  N beyond the
+ * last record never fires, so a test finds how many records a run writes by
+ * raising N (with KILL) until the command is no longer killed
+ * (tests/integration/test-interrupt-sweep.sh).  SNAPMIG_TEST_CRASH_AFTER_STEP
+ * (lsm.h) still works for create. */
 bool sm_journal_append (SmJournal *journal, json_object *record,
                         GError **error);
 

@@ -903,8 +903,9 @@ process_start_time (pid_t pid)
   return g_ascii_strtoull (fields[19], NULL, 10);
 }
 
-SmCopyStatus *
-sm_copy_status_load (const char *status_path, GError **error)
+/* Reads and parses STATUS_PATH as it is, without looking at the worker. */
+static SmCopyStatus *
+status_read (const char *status_path, GError **error)
 {
   g_autofree char *text = NULL;
   g_autoptr(json_object) root = NULL;
@@ -956,9 +957,36 @@ sm_copy_status_load (const char *status_path, GError **error)
     sm_json_get_bool (o, "skipped", &l->skipped);
     g_ptr_array_add (status->layers, l);
   }
-  if ((status->state == SM_COPY_RUNNING || status->state == SM_COPY_PENDING) &&
-      status->pid > 0 &&
-      process_start_time (status->pid) != status->start_time) {
+  return g_steal_pointer (&status);
+}
+
+/* True when STATUS says a worker runs that no longer exists. */
+static bool
+status_worker_gone (const SmCopyStatus *status)
+{
+  return (status->state == SM_COPY_RUNNING ||
+          status->state == SM_COPY_PENDING) &&
+         status->pid > 0 &&
+         process_start_time (status->pid) != status->start_time;
+}
+
+SmCopyStatus *
+sm_copy_status_load (const char *status_path, GError **error)
+{
+  g_autoptr(SmCopyStatus) status = status_read (status_path, error);
+  size_t i;
+
+  if (!status || !status_worker_gone (status))
+    return g_steal_pointer (&status);
+  /* The worker saves its final status, then exits: one that finished
+   * between the read above and the look at its PID left a status saying
+   * so.  Read again: only a status that still says running with its
+   * worker gone means the worker died. */
+  g_clear_pointer (&status, sm_copy_status_free);
+  status = status_read (status_path, error);
+  if (!status)
+    return NULL;
+  if (status_worker_gone (status)) {
     status->state = SM_COPY_FAILED;
     for (i = 0; i < status->layers->len; i++) {
       SmCopyStatusLayer *l = status->layers->pdata[i];

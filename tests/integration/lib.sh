@@ -32,6 +32,24 @@ check () { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
 # done_testing: the plan line and the exit status.
 done_testing () { echo "1..$_sm_n"; [ $_sm_failed -eq 0 ]; exit $?; }
 
+# check_shape FILE...: prints FILE:LINE of every `check` whose command is
+# followed by && or || at the top level of the script (see check-shape.awk):
+# `check D [ A ] && B` never reports B.  Every test script that sources this
+# file is scanned, and each such line is a failing TAP line naming it, so
+# the shape cannot come back.  One check per condition, or a function that
+# checks all and says which failed.
+check_shape () { awk -f "$SM_TOP/tests/integration/check-shape.awk" "$@"; }
+_sm_script=${BASH_SOURCE[1]:-$0}
+if [ -f "$_sm_script" ]; then
+  if _sm_shape=$(check_shape "$_sm_script"); then
+    while IFS= read -r _sm_where; do
+      [ -n "$_sm_where" ] && not_ok "$_sm_where: \`check ... && X\` or \`|| X\`: X is never reported; write one check per condition"
+    done <<<"$_sm_shape"
+  else
+    not_ok "check-shape.awk could not scan $_sm_script"
+  fi
+fi
+
 # Waits up to $2 seconds (default 10) for the file $1 to exist.
 wait_for_file () {
   local deadline=$(( $(date +%s%N) + ${2:-10} * 1000000000 ))

@@ -92,7 +92,9 @@ check "the VM's chain is intact (qemu-img check)" \
   qemu-img check -U -q "$A/top.m2.qcow2"
 
 out=$("$SNAPMIG" abort "${SM[@]}" m2 2>&1)
-check "a second abort fails: the snapshot is gone" \
-  [ $? -ne 0 ] && grep -q 'm2' <<<"$out"
+rc=$?
+echo "$out" | sed 's/^/# /'
+check "a second abort fails: the snapshot is gone" [ $rc -ne 0 ]
+check "and its message names the snapshot" grep -q 'm2' <<<"$out"
 
 done_testing

@@ -24,8 +24,9 @@ start_vm vm -drive "$(drive_opt drive0 "$A/snap1.qcow2" qcow2)" \
 EXPECT=("drive0 0x11 0 2M" "drive0 0x12 2M 2M" "drive1 0x21 0 2M"
         "drive2 0x31 0 1M")
 
-check "guest writes before create" \
-  gw drive0 0x13 4M 1M && gw drive1 0x22 2M 1M && gw drive2 0x32 1M 1M
+check "guest writes to drive0 before create" gw drive0 0x13 4M 1M
+check "guest writes to drive1 before create" gw drive1 0x22 2M 1M
+check "guest writes to drive2 before create" gw drive2 0x32 1M 1M
 
 out=$("$SNAPMIG" create "${SM[@]}" --mirror --mirror-domain "$B" --name move1 2>&1)
 rc=$?
@@ -40,9 +41,11 @@ check "B holds the pre-created chain with relative backing names" \
   [ "$(qemu-img info -U --output=json "$B/snap1.move1.qcow2" | jq -r '."backing-filename"')" = snap1.qcow2 \
     -a "$(qemu-img info -U --output=json "$B/snap1.qcow2" | jq -r '."backing-filename"')" = base.qcow2 ]
 
-check "guest writes between create and pivot" \
-  gw drive0 0x14 5M 1M && gw drive0 0x15 7M 512K && gw drive1 0x23 3M 1M && \
-  gw drive2 0x33 2M 1M
+check "guest writes to drive0 between create and pivot" gw drive0 0x14 5M 1M
+check "guest writes to drive0 again between create and pivot" \
+  gw drive0 0x15 7M 512K
+check "guest writes to drive1 between create and pivot" gw drive1 0x23 3M 1M
+check "guest writes to drive2 between create and pivot" gw drive2 0x33 2M 1M
 
 out=$("$SNAPMIG" status "${SM[@]}" --json move1 2>&1)
 check "status reports three mirrors" \
@@ -77,8 +80,9 @@ check "the snapshot metadata is gone" \
 check "the source files are left in A" [ -f "$A/snap1.qcow2" -a -f "$A/snap1.move1.qcow2" ]
 check "no block job is left" [ "$(qmp vm query-block-jobs | jq length)" = 0 ]
 
-check "guest writes after pivot" \
-  gw drive0 0x16 6M 1M && gw drive1 0x24 4M 1M && gw drive2 0x34 3M 1M
+check "guest writes to drive0 after pivot" gw drive0 0x16 6M 1M
+check "guest writes to drive1 after pivot" gw drive1 0x24 4M 1M
+check "guest writes to drive2 after pivot" gw drive2 0x34 3M 1M
 check "every pattern reads back in the VM" all_read
 
 qmp vm quit >/dev/null

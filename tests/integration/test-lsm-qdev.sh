@@ -22,23 +22,34 @@ qio () { "$SMQ" --hmp "$T/vm.qmp" "qemu-io -d /machine/peripheral/vda/virtio-bac
 
 check "the guest writes before create" qio "write -P 0x22 1M 1M"
 out=$("$SNAPMIG" create "${SM[@]}" --mirror-domain "$B" --diskspec vda --name q1 2>&1)
-check "create names the disk by its qdev id" [ $? -eq 0 ] && grep -q 'disk vda' <<<"$out"
+rc=$?
+echo "$out" | sed 's/^/# /'
+check "create of a disk named by its qdev id succeeds" [ $rc -eq 0 ]
+check "create names the disk by its qdev id" grep -q 'disk vda' <<<"$out"
 check "vda runs on its new top" [ "$(top_file)" = "$A/top.q1.qcow2" ]
 check "the guest writes between create and abort" qio "write -P 0x33 2M 1M"
 out=$("$SNAPMIG" abort "${SM[@]}" q1 2>&1)
-check "abort finds the disk by its qdev id" [ $? -eq 0 ] && [ -z "$(ls -A "$B")" ]
+rc=$?
+echo "$out" | sed 's/^/# /'
+check "abort finds the disk by its qdev id" [ $rc -eq 0 ]
+check "abort leaves no file in B" [ -z "$(ls -A "$B")" ]
 check "vda stays on the new top" [ "$(top_file)" = "$A/top.q1.qcow2" ]
 
 out=$("$SNAPMIG" create "${SM[@]}" --mirror-domain "$B" --name q2 2>&1)
+rc=$?
+echo "$out" | sed 's/^/# /'
+check "create --mirror-domain of every disk succeeds" [ $rc -eq 0 ]
 check "create --mirror-domain takes every disk, named by qdev id" \
-  [ $? -eq 0 ] && grep -q 'disk vda' <<<"$out"
+  grep -q 'disk vda' <<<"$out"
 check "the guest writes between create and pivot" qio "write -P 0x44 3M 1M"
 out=$("$SNAPMIG" pivot "${SM[@]}" q2 2>&1)
+rc=$?
 echo "$out" | sed 's/^/# /'
-check "pivot succeeds" [ $? -eq 0 ]
+check "pivot succeeds" [ $rc -eq 0 ]
 check "vda runs in B" [ "$(top_file)" = "$B/top.q1.q2.qcow2" ]
-check "every write reads back" \
-  qio "read -P 0x11 0 1M" && qio "read -P 0x22 1M 1M" && \
-  qio "read -P 0x33 2M 1M" && qio "read -P 0x44 3M 1M"
+check "the base's data reads back" qio "read -P 0x11 0 1M"
+check "the write before create reads back" qio "read -P 0x22 1M 1M"
+check "the write between create and abort reads back" qio "read -P 0x33 2M 1M"
+check "the write between create and pivot reads back" qio "read -P 0x44 3M 1M"
 
 done_testing

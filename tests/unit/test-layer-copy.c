@@ -2,10 +2,13 @@
  * a layer copy keeps exactly the layer's data (guest view compared with
  * qemu-img compare, holes kept), gets its planned relative backing name and
  * stated format; the detached worker reports progress and errors in its
- * status file, is recognised as dead when it died, and is killed by abort.
+ * status file, is recognised as dead when it died (and not when it finished
+ * between the reader's look at its status and at its PID), and is killed by
+ * abort.
  * Block device destinations (oVirt's LVs) are loop devices over files
  * filled with garbage: the source's holes must read as zeros on them.
  */
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -316,6 +319,99 @@ test_dead_and_killed_worker (Fixture *f, gconstpointer data)
   }
 }
 
+/* ---- the copy-status race -------------------------------------------- */
+
+/* A worker saves its final status, then exits.  A reader that read the
+ * status while it still said "running" and looks at the worker's PID only
+ * after the worker finished must read the status again instead of calling
+ * the worker dead.  To put the worker's last save exactly between the read
+ * and the look at the PID, this program interposes g_file_get_contents()
+ * (libsnapmig is linked statically into it, so the library's calls come
+ * here): reading /proc/RACE_PID/stat — the liveness check of the PID —
+ * first rewrites the status file to RACE_TEXT, as the worker would have
+ * just before it exited. */
+static struct {
+  pid_t pid;
+  const char *status_path, *text;
+  int fired;
+} race;
+
+gboolean
+g_file_get_contents (const gchar *filename, gchar **contents, gsize *length,
+                     GError **error)
+{
+  static gboolean (*real) (const gchar *, gchar **, gsize *, GError **);
+
+  if (!real)
+    real = (gboolean (*) (const gchar *, gchar **, gsize *, GError **))
+           dlsym (RTLD_NEXT, "g_file_get_contents");
+  g_assert_nonnull (real);
+  if (race.pid > 0) {
+    g_autofree char *proc = g_strdup_printf ("/proc/%d/stat", (int) race.pid);
+
+    if (strcmp (filename, proc) == 0 && race.fired++ == 0)
+      g_assert_true (g_file_set_contents (race.status_path, race.text, -1,
+                                          NULL));
+  }
+  return real (filename, contents, length, error);
+}
+
+/* A status document of one layer copy; the layer's state is the worker's. */
+static char *
+status_text (pid_t pid, const char *state, const Fixture *f)
+{
+  return g_strdup_printf ("{\"pid\": %d, \"start-time\": 42, \"state\": "
+                          "\"%s\", \"layers\": [{\"disk\": \"vda\", "
+                          "\"source\": \"%s\", \"dest\": \"%s\", \"format\": "
+                          "\"qcow2\", \"state\": \"%s\", \"done\": %d, "
+                          "\"total\": 2}]}", (int) pid, state, f->base,
+                          f->dbase, state, strcmp (state, "done") ? 1 : 2);
+}
+
+static void
+test_status_race (Fixture *f, gconstpointer data)
+{
+  g_autofree char *status = g_build_filename (f->dir, "copy.json", NULL);
+  g_autofree char *running = NULL;
+  g_autofree char *done = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmCopyStatus) st = NULL;
+  const SmCopyStatusLayer *l;
+  pid_t gone = fork ();
+
+  (void) data;
+  if (gone == 0)
+    _exit (0);
+  g_assert_cmpint (waitpid (gone, NULL, 0), ==, gone);
+  running = status_text (gone, "running", f);
+  done = status_text (gone, "done", f);
+  g_assert_true (g_file_set_contents (status, running, -1, NULL));
+  race.pid = gone;
+  race.status_path = status;
+  race.text = done;
+  race.fired = 0;
+  st = sm_copy_status_load (status, &err);
+  race.pid = 0;
+  g_assert_no_error (err);
+  /* The interleaving happened: the PID was looked at, after the read. */
+  g_assert_cmpint (race.fired, >=, 1);
+  g_assert_cmpint (st->state, ==, SM_COPY_DONE);
+  l = st->layers->pdata[0];
+  g_assert_cmpint (l->state, ==, SM_COPY_DONE);
+  g_assert_cmpuint (l->done, ==, 2);
+  g_assert_null (l->error);
+
+  /* The same status left as "running" by a worker that is gone (it died
+   * before its last save) is still a dead worker. */
+  g_clear_pointer (&st, sm_copy_status_free);
+  g_assert_true (g_file_set_contents (status, running, -1, NULL));
+  st = sm_copy_status_load (status, &err);
+  g_assert_no_error (err);
+  g_assert_cmpint (st->state, ==, SM_COPY_FAILED);
+  g_assert_nonnull (strstr (((SmCopyStatusLayer *) st->layers->pdata[0])->error,
+                            "died"));
+}
+
 /* ---- block device destinations -------------------------------------- */
 
 #define GARBAGE 0xab
@@ -551,6 +647,8 @@ main (int argc, char **argv)
               test_worker_failure, teardown);
   g_test_add ("/layer-copy/dead-and-killed", Fixture, NULL, setup,
               test_dead_and_killed_worker, teardown);
+  g_test_add ("/layer-copy/status-race", Fixture, NULL, setup,
+              test_status_race, teardown);
   g_test_add ("/layer-copy/block-device", Fixture, NULL, setup,
               test_block_device, teardown);
   g_test_add ("/layer-copy/block-device-too-small", Fixture, NULL, setup,
