@@ -607,6 +607,7 @@ sm_cmd_recover (int argc, char **argv)
   g_autofree char *state_dir = NULL;
   int exit_code;
   size_t i;
+  bool ok;
 
   if (!sm_cli_parse ("recover", NULL,
                      "Finish or roll back operations on the VM that a crash "
@@ -635,14 +636,20 @@ sm_cmd_recover (int argc, char **argv)
     sm_cli_warning ("recover: %s; working on the files only", err->message);
     g_clear_error (&err);
   }
-  done = sm_lsm_recover (qmp, st, &err);
-  if (!done) {
-    sm_cli_gerror ("recover", err);
+  ok = sm_lsm_recover (qmp, st, &done, &err);
+  /* What was done first, then what is kept for the administrator (one
+   * journal or record a line). */
+  for (i = 0; done && done[i]; i++)
+    printf ("%s\n", done[i]);
+  fflush (stdout);
+  if (!ok) {
+    g_auto(GStrv) problems = g_strsplit (err->message, "\n", -1);
+
+    for (i = 0; problems[i]; i++)
+      sm_cli_error ("recover: %s", problems[i]);
     return SM_EXIT_FAILURE;
   }
   if (!done[0])
     printf ("nothing to recover\n");
-  for (i = 0; done[i]; i++)
-    printf ("%s\n", done[i]);
   return SM_EXIT_OK;
 }

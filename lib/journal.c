@@ -88,6 +88,35 @@ sm_journal_append (SmJournal *journal, json_object *record, GError **error)
   return true;
 }
 
+SmJournal *
+sm_journal_reopen (const char *path, GError **error)
+{
+  g_autoptr(SmJournal) journal = g_new0 (SmJournal, 1);
+  g_autofree char *data = NULL;
+  size_t size = 0;
+  const char *nl;
+
+  journal->path = g_strdup (path);
+  journal->fd = open (path, O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (journal->fd < 0) {
+    g_set_error (error, SM_ERROR,
+                 errno == ENOENT ? SM_ERROR_NOT_FOUND : SM_ERROR_IO,
+                 "journal %s: cannot open: %s", path, g_strerror (errno));
+    return NULL;
+  }
+  if (!g_file_get_contents (path, &data, &size, NULL))
+    size = 0;
+  nl = size ? memrchr (data, '\n', size) : NULL;
+  if (size && (!nl || (size_t) (nl - data) + 1 != size) &&
+      ftruncate (journal->fd, nl ? (off_t) (nl - data) + 1 : 0) < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO,
+                 "journal %s: cannot cut its torn last line: %s", path,
+                 g_strerror (errno));
+    return NULL;
+  }
+  return g_steal_pointer (&journal);
+}
+
 const char *
 sm_journal_path (const SmJournal *journal)
 {

@@ -30,8 +30,11 @@
  * committed back into the old one — offline with `qemu-img commit` when QEMU
  * is gone, so no guest write is lost), the metadata is removed and every
  * file the operation created is deleted.  A failing create undoes itself the
- * same way before returning.  An interrupted `pivot` or `abort` is finished by running the same
- * command again (both are idempotent per disk); recover only reports them.
+ * same way before returning, as it does when SIGINT, SIGTERM or SIGHUP
+ * interrupts it.  An interrupted `pivot` or `abort` is handed to
+ * lsm-switch.c.  A record is removed only once the journal says the step it
+ * guards is done: the record of created files after "done" or
+ * "rolled-back", so that a crash anywhere leaves a journal recover finishes.
  *
  * Files of a migration: STATE/vms/KEY/lsm/NAME.json (disks, job ids,
  * original tops), NAME.created (destination files snapmig created),
@@ -39,7 +42,9 @@
  *
  * Test hook: SNAPMIG_TEST_CRASH_AFTER_STEP=N makes the create executor
  * _exit(137) right after journaling the end of step N (1-based), to test
- * recovery; SNAPMIG_TEST_KILL_AFTER_STEP=N:PID SIGKILLs process PID (the
+ * recovery (N=done: after journaling "done", before removing the record of
+ * created files); SNAPMIG_TEST_SIGNAL_AFTER_STEP=N:SIG sends SIG to snapmig
+ * itself after step N; SNAPMIG_TEST_KILL_AFTER_STEP=N:PID SIGKILLs process PID (the
  * test's QEMU) after step N instead.  For tests only.
  */
 #ifndef SM_LSM_H
@@ -301,10 +306,15 @@ json_object *sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
 
 /* Finishes interrupted operations of the VM (see the policy above); QMP is
  * NULL when QEMU is gone (a new top is then folded back offline with
- * `qemu-img commit`, so no guest write is lost).  Returns
- * a description of what was done per journal (caller frees, g_strfreev),
- * empty when nothing was pending. */
-char **sm_lsm_recover (SmQmp *qmp, SmVmState *st, GError **error)
-  G_GNUC_WARN_UNUSED_RESULT;
+ * `qemu-img commit`, so no guest write is lost).  Every decision weighs the
+ * journal against what the VM runs on (query-block, query-block-jobs): no
+ * file QEMU has open is removed, and a journal that cannot explain the VM
+ * (records lost, cut, out of sequence) is kept and reported, as is a move
+ * record (lsm/NAME.json) that cannot be read.  *DONE gets what was done,
+ * one line per journal (g_strfreev; empty when nothing was pending), even
+ * on failure; false with ERROR (one line per journal or record kept: why,
+ * what the VM runs on now, the fix) when something is left for the
+ * administrator. */
+bool sm_lsm_recover (SmQmp *qmp, SmVmState *st, char ***done, GError **error);
 
 #endif /* SM_LSM_H */
