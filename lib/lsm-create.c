@@ -1032,27 +1032,27 @@ create_conflict (const CreateJournal *cj, const SmLsmInfo *info,
                     !g_hash_table_size (cj->snapshot_disks));
 
     if (top && strcmp (top, d->new_top) == 0 && !snapped)
-      return g_strdup_printf ("disk %s runs on the new top %s, but the "
-                              "journal has no snapshot of it", d->name, top);
+      return g_strdup_printf ("disk %s runs on the new top %s and no "
+                              "snapshot step of it is journaled", d->name,
+                              top);
     if (facts_has_job (f, d->job_id) &&
         !g_hash_table_contains (cj->mirror_disks, d->name))
-      return g_strdup_printf ("mirror job %s of disk %s runs, but the journal "
-                              "has no mirror step for it", d->job_id, d->name);
+      return g_strdup_printf ("mirror job %s of disk %s runs and no mirror "
+                              "step of it is journaled", d->job_id, d->name);
   }
   files = sm_created_files_load (record, &err);
   if (!files && !g_error_matches (err, SM_ERROR, SM_ERROR_NOT_FOUND))
     return g_strdup (err->message);
   if (files && sm_created_files_paths (files, NULL)[0] && !cj->files_begun)
-    return g_strdup_printf ("its record %s lists files, but the journal has "
-                            "no step that created them", record);
+    return g_strdup_printf ("its record %s lists files and no step that "
+                            "creates files is journaled", record);
   if (!files && cj->files_ended && !cj->rolled_back)
     return g_strdup_printf ("its record of created files %s is missing, "
                             "although steps that create files ran", record);
   def = sm_vm_state_load_snapshot (st, info->snapshot, NULL);
   if (def && !cj->metadata)
-    return g_strdup_printf ("the metadata of snapshot %s exists, but the "
-                            "journal has no step that saved it",
-                            info->snapshot);
+    return g_strdup_printf ("the metadata of snapshot %s exists and no step "
+                            "that saves it is journaled", info->snapshot);
   return NULL;
 }
 
@@ -1149,8 +1149,10 @@ recover_create (SmQmp *qmp, SmVmState *st, const char *path,
 
     if (conflict) {
       g_free (why);
-      why = g_strdup_printf ("it ends after step %d (%s), but %s",
-                             cj.last_step, cj.last_kind, conflict);
+      why = cj.last_step
+            ? g_strdup_printf ("it ends after step %d (%s), but %s",
+                               cj.last_step, cj.last_kind, conflict)
+            : g_strdup_printf ("it has no step record, but %s", conflict);
     }
     create_journal_clear (&cj);
     msg = kept_report (what, why, f, fix);
@@ -1267,8 +1269,14 @@ recover_one (SmQmp *qmp, SmVmState *st, const char *path, GError **error)
     return NULL;
   records = sm_journal_load (path, &err);
   if (!records) {
-    if (g_error_matches (err, SM_ERROR, SM_ERROR_INVALID))
-      set_kept (error, path, err->message, &f, GENERIC_FIX);
+    if (g_error_matches (err, SM_ERROR, SM_ERROR_INVALID)) {
+      g_autofree char *prefix = g_strdup_printf ("journal %s: ", path);
+      const char *why = err->message;
+
+      if (g_str_has_prefix (why, prefix))
+        why += strlen (prefix);
+      set_kept (error, path, why, &f, GENERIC_FIX);
+    }
     else
       g_propagate_error (error, g_steal_pointer (&err));
     facts_clear (&f);
