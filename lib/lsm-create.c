@@ -782,8 +782,44 @@ finish_done (SmJournal *journal, const char *record_path,
          sm_journal_finish (g_steal_pointer (&owned), error);
 }
 
-bool
-sm_lsm_create (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, GError **error)
+/* sm_lsm_wait in slices, so that an interruption is seen between two
+ * (whether or not the waits of the library see it themselves), up to
+ * WAIT's timeout. */
+static bool
+wait_interruptible (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
+                    const SmLsmWaitOptions *wait, GError **error)
+{
+  gint64 deadline = wait->timeout_ms < 0
+                    ? -1
+                    : g_get_monotonic_time () + (gint64) wait->timeout_ms * 1000;
+
+  for (;;) {
+    g_autoptr(GError) err = NULL;
+    SmLsmWaitOptions slice = *wait;
+    gint64 left = deadline < 0 ? G_MAXINT64
+                               : (deadline - g_get_monotonic_time ()) / 1000;
+
+    if (sm_interrupt_check (error))
+      return false;
+    slice.timeout_ms = (int) CLAMP (left, 0, 250);
+    if (sm_lsm_wait (qmp, st, info, &slice, &err))
+      return true;
+    if (!g_error_matches (err, SM_ERROR, SM_ERROR_TIMEOUT) || left <= 250) {
+      if (sm_interrupted () && !g_error_matches (err, SM_ERROR,
+                                                 SM_ERROR_INTERRUPTED)) {
+        g_clear_error (&err);
+        sm_interrupt_check (&err);
+      }
+      g_propagate_error (error, g_steal_pointer (&err));
+      return false;
+    }
+  }
+}
+
+static bool
+create_run (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
+            const SmLsmWaitOptions *wait, SmLsmCreated created, void *opaque,
+            GError **error)
 {
   g_autofree char *opid = sm_journal_new_opid ();
   g_autofree char *record_path = NULL;
@@ -865,8 +901,35 @@ sm_lsm_create (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, GError **error)
     signal_after_step ((int) i + 1);
   }
   sm_created_files_free (c.created);
-  if (ok)
-    return finish_done (g_steal_pointer (&journal), record_path, NULL, error);
+  if (ok && wait) {
+    g_autoptr(GError) werr = NULL;
+
+    if (created)
+      created (plan, opaque);
+    if (!wait_interruptible (qmp, st, plan->info, wait, &werr)) {
+      if (!g_error_matches (werr, SM_ERROR, SM_ERROR_INTERRUPTED)) {
+        /* The snapshot is made; what the wait found is the caller's to
+         * report (the move stays, for pivot or abort). */
+        g_autoptr(GError) derr = NULL;
+
+        if (!finish_done (g_steal_pointer (&journal), record_path, NULL,
+                          &derr))
+          g_prefix_error (&werr, "%s; ", derr->message);
+        g_propagate_error (error, g_steal_pointer (&werr));
+        return false;
+      }
+      g_prefix_error (&werr, "while waiting for the mirrors and copies: ");
+      err = g_steal_pointer (&werr);
+      ok = false;
+    }
+  }
+  if (ok) {
+    if (!finish_done (g_steal_pointer (&journal), record_path, NULL, error))
+      return false;
+    if (created && !wait)
+      created (plan, opaque);
+    return true;
+  }
   {
     g_autoptr(GString) report = g_string_new (NULL);
     Undo u = { qmp, st, plan->info, record_path, snapshot_begun, metadata,
@@ -903,6 +966,20 @@ sm_lsm_create (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, GError **error)
   }
   g_propagate_error (error, g_steal_pointer (&err));
   return false;
+}
+
+bool
+sm_lsm_create (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, GError **error)
+{
+  return create_run (qmp, st, plan, NULL, NULL, NULL, error);
+}
+
+bool
+sm_lsm_create_wait (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
+                    const SmLsmWaitOptions *wait, SmLsmCreated created,
+                    void *opaque, GError **error)
+{
+  return create_run (qmp, st, plan, wait, created, opaque, error);
 }
 
 /* ---- recover --------------------------------------------------------- */

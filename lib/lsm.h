@@ -274,6 +274,20 @@ typedef struct {
 bool sm_lsm_create (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
                     GError **error);
 
+/* Called by sm_lsm_create_wait once the snapshot is taken and the mirrors
+ * run, before the wait (a CLI prints what each disk runs on). */
+typedef void (*SmLsmCreated) (const SmLsmPlan *plan, void *opaque);
+
+/* sm_lsm_create, then waits (sm_lsm_wait with WAIT, CREATED called first
+ * when not NULL) before the create is journaled done: SIGINT, SIGTERM or
+ * SIGHUP during the wait rolls the whole create back like any failure of
+ * it (the error is SM_ERROR_INTERRUPTED's, "rolled back: ..."); another
+ * failure of the wait (timeout, a mirror that ended) leaves the snapshot
+ * and its move in place (CREATED was called) and is ERROR. */
+bool sm_lsm_create_wait (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
+                         const SmLsmWaitOptions *wait, SmLsmCreated created,
+                         void *opaque, GError **error);
+
 /* Waits until every mirror of the migration SNAPSHOT is READY and every
  * lower-layer copy is done.  A copy that failed or a mirror that ended is an
  * error naming it. */

@@ -17,11 +17,19 @@
 #    recover".
 #  - SIGINT, SIGTERM, SIGHUP during create (SNAPMIG_TEST_SIGNAL_AFTER_STEP
 #    sends the signal to snapmig itself; the CLI's handler records it):
-#    rolled back, the VM on its original chain, nothing left.
+#    rolled back, the VM on its original chain, nothing left; and SIGINT
+#    to `create --wait` while its mirror is far from READY, the same.
 . "$(dirname "$0")/lib.sh"
 
 lsm_setup
-start_2disk_vm || exit 1
+# start_2disk_vm's VM, with a second monitor (vm2) for the test to talk to
+# QEMU while snapmig holds the first.
+make_chain "$A" 32M 2M
+qemu-img create -q -f raw "$A/d1.raw" 16M
+start_vm vm -drive "$(drive_opt drive0 "$A/top.qcow2" qcow2)" \
+            -drive "$(drive_opt drive1 "$A/d1.raw" raw)" \
+            -qmp "unix:$T/vm2.qmp,server=on,wait=off" || exit 1
+wait_for_file "$T/vm2.qmp" 20 || exit 1
 A_FILES=$(ls -A "$A" | sort)
 STATE=$(echo "$T"/state)
 EXPECT=("drive0 0x11 0 2M")
@@ -233,6 +241,37 @@ for case in 1:2:SIGINT 5:15:SIGTERM 7:1:SIGHUP 8:2:SIGINT; do
     grep -q "interrupted.*$name.*rolled back" <<<"$out"
   check "$name after step $step: VM on its original chain, nothing left" original
 done
+
+# SIGINT while `create --wait` waits for the mirrors: the whole create is
+# rolled back.  The create stops itself after the transaction (signal 19,
+# SIGSTOP) so that the guest can write 4 MiB into the new top, which the
+# mirror then copies at 64 KiB/s: it is not READY for a minute.
+state_of () { sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null; }
+poll () {  # SECONDS COMMAND...: until COMMAND succeeds
+  local deadline=$(( $(date +%s) + $1 )); shift
+  until "$@"; do [ "$(date +%s)" -lt $deadline ] || return 1; sleep 0.02; done
+}
+waiting () {
+  grep -q 'snapshot w1 created' "$T/w.out" &&
+    [ "$(qmp vm2 query-block-jobs | jq -r '.[] | select(.device == "snapmig-mirror-drive0") | .ready')" = false ]
+}
+SNAPMIG_TEST_SIGNAL_AFTER_STEP=5:19 "$SNAPMIG" create "${SM[@]}" \
+  --mirror-domain "$B" --name w1 --wait --bandwidth 64K >"$T/w.out" 2>&1 &
+CPID=$!
+check "create --wait stopped after the transaction" poll 20 eval '[ "$(state_of $CPID)" = T ]'
+check "the guest writes 4 MiB into the new top" guest_write vm2 drive0 0x61 10M 4M
+EXPECT+=("drive0 0x61 10M 4M")
+kill -CONT "$CPID"
+check "create --wait waits, the mirror of drive0 not READY" poll 20 waiting
+kill -INT "$CPID"
+wait "$CPID"
+rc=$?
+sed 's/^/# /' "$T/w.out"
+check "SIGINT during the wait: create fails" [ $rc -ne 0 ]
+check "SIGINT during the wait: it says interrupted and rolled back" \
+  grep -q 'interrupted.*SIGINT.*rolled back' "$T/w.out"
+check "SIGINT during the wait: VM on its original chain, every write kept, nothing left" original
+
 check "validate finds A and B clean at the end" validate_clean
 
 done_testing
