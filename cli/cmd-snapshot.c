@@ -632,10 +632,14 @@ sm_cmd_recover (int argc, char **argv)
 
   if (!sm_cli_parse ("recover", NULL,
                      "Finish or roll back operations on the VM that a crash "
-                     "interrupted: an interrupted create is rolled back (the "
-                     "VM returns to its original chain, created files are "
-                     "removed); an interrupted pivot or abort is reported, to "
-                     "be run again.",
+                     "interrupted, from their journals weighed against what "
+                     "the VM runs on now: an interrupted create is rolled "
+                     "back (the VM returns to its original chain, created "
+                     "files are removed, each one named); an interrupted "
+                     "pivot or abort is finished.  No file the VM uses is "
+                     "removed.  A damaged journal or move record is kept and "
+                     "reported with what the VM runs on and the fix (exit "
+                     "status 1).",
                      recover_entries, &argc, &argv, &exit_code))
     return exit_code;
   if (!need_qmp ("recover"))

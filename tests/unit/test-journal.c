@@ -8,6 +8,7 @@
 
 #include "harness.h"
 #include "journal.h"
+#include "json-util.h"
 #include "qmp.h"
 
 static json_object *
@@ -141,6 +142,39 @@ test_damage (void)
   }
 }
 
+/* recover appends to the journal it finishes: a torn last line is cut off
+ * first, so that the new record is a line of its own and the journal still
+ * loads. */
+static void
+test_reopen (void)
+{
+  g_autofree char *dir = sm_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "r.journal", NULL);
+  g_autofree char *missing = g_build_filename (dir, "none.journal", NULL);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) recs = NULL;
+  g_autoptr(SmJournal) j = NULL;
+
+  g_assert_true (g_file_set_contents (path, "{\"op\":1}\n{\"step\":1}\n{\"st",
+                                      -1, NULL));
+  j = sm_journal_reopen (path, &err);
+  g_assert_no_error (err);
+  g_assert_true (sm_journal_append (j, record ("phase", 2), &err));
+  g_assert_no_error (err);
+  recs = sm_journal_load (path, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (json_object_array_length (recs), ==, 3);
+  {
+    int64_t v = 0;
+
+    g_assert_true (sm_json_get_int64 (json_object_array_get_idx (recs, 2),
+                                      "phase", &v));
+    g_assert_cmpint (v, ==, 2);
+  }
+  g_assert_null (sm_journal_reopen (missing, &err));
+  g_assert_error (err, SM_ERROR, SM_ERROR_NOT_FOUND);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -148,5 +182,6 @@ main (int argc, char **argv)
   g_test_add_func ("/journal/append-load", test_append_load);
   g_test_add_func ("/journal/torn-and-bad-lines", test_torn_and_bad_lines);
   g_test_add_func ("/journal/damage", test_damage);
+  g_test_add_func ("/journal/reopen", test_reopen);
   return g_test_run ();
 }
