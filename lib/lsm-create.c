@@ -1037,8 +1037,9 @@ read_create_journal (json_object *records, CreateJournal *cj, char **why)
         cj->remove = sm_json_get_array (rec, "remove");
       } else if (strcmp (op_phase, "partial") == 0 && !cj->rollback) {
         cj->partial = cj->metadata = true;
-      } else if (strcmp (op_phase, "rollback") == 0 && !cj->partial &&
-                 !cj->rollback) {
+      } else if (strcmp (op_phase, "rollback") == 0 && !cj->rollback) {
+        /* Also after "partial": recover rolls an unfinished partial
+         * snapshot back whole. */
         cj->rollback = true;
       } else if (strcmp (op_phase, "rolled-back") == 0 && cj->rollback) {
         cj->rolled_back = true;
