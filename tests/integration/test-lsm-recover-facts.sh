@@ -46,17 +46,20 @@ fmt_of () {
 # Every write of EXPECT reads back from the files of the chain each disk
 # runs on now, outside the VM (-U: QEMU holds its image locks).
 offline_read () {
-  local e d p o l f r
-  # QEMU keeps qcow2 metadata in memory: flush it to the files first.
+  local e d dd p o l r args
   for d in drive0 drive1; do
+    # QEMU keeps qcow2 metadata in memory: flush it to the files first.
     "$SMQ" --hmp "$T/vm.qmp" "qemu-io $d \"flush\"" >/dev/null || return 1
-  done
-  for e in "${EXPECT[@]}"; do
-    read -r d p o l <<<"$e"
-    f=$(top_file "$d")
-    r=$(qemu-io -r -U -f "$(fmt_of "$d")" -c "read -P $p $o $l" "$f" 2>&1) ||
-      { echo "# $e: $r"; return 1; }
-    ! grep -q 'verification failed' <<<"$r" || { echo "# $e in $f"; return 1; }
+    args=()
+    for e in "${EXPECT[@]}"; do
+      read -r dd p o l <<<"$e"
+      [ "$dd" = "$d" ] && args+=(-c "read -P $p $o $l")
+    done
+    [ ${#args[@]} -gt 0 ] || continue
+    r=$(qemu-io -r -U -f "$(fmt_of "$d")" "${args[@]}" "$(top_file "$d")" 2>&1) ||
+      { echo "# $d: $r"; return 1; }
+    ! grep -q 'verification failed' <<<"$r" ||
+      { echo "# $d: $(grep 'verification failed' <<<"$r")"; return 1; }
   done
 }
 validate_clean () {
