@@ -718,9 +718,11 @@ finish_partial (Create *c, SmJournal *journal, const GError *cause,
   return false;
 }
 
-/* Test hook SNAPMIG_TEST_CRASH_AFTER_STEP=done: _exit(137) right after
- * journaling that the create is done, before its record of created files
- * is removed (the last gap a crash can hit). */
+/* Test hook SNAPMIG_TEST_CRASH_AFTER_STEP=POINT for the points between
+ * records: "Nb" _exit(137)s right after journaling the begin of step N
+ * (before it runs), "done" right after journaling that the create is done,
+ * before its record of created files is removed (the last gap a crash can
+ * hit). */
 static void
 crash_at (const char *point)
 {
@@ -865,6 +867,11 @@ create_run (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
     if (!sm_lsm_journal_step (journal, plan, i, "begin", &err)) {
       ok = false;
       break;
+    }
+    {
+      g_autofree char *point = g_strdup_printf ("%ub", i + 1);
+
+      crash_at (point);
     }
     if (s->kind == SM_LSM_STEP_TRANSACTION || s->kind == SM_LSM_STEP_SNAPSHOT)
       snapshot_begun = true;

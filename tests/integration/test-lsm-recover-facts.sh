@@ -2,7 +2,8 @@
 # recover decides from the journal AND what the VM runs on (issue 8, breaks
 # 6 and 8), against a real QEMU with two disks:
 #  - create removes its record of created files only after journaling
-#    "done": a kill in that gap (SNAPMIG_TEST_CRASH_AFTER_STEP=done) leaves
+#    "done": a kill after the begin of any step (=Nb) is rolled back; a
+#    kill in the last gap (SNAPMIG_TEST_CRASH_AFTER_STEP=done) leaves
 #    a finished move that recover tidies, no stray file, no stuck record; a
 #    kill after the last step is rolled back whole and the same name can be
 #    created again.  The state the old order left (record gone, "done" never
@@ -121,6 +122,19 @@ check "create with the same name works again" [ $rc -eq 0 ]
 run "$SNAPMIG" abort "${SM[@]}" c1
 check "and aborts" [ $rc -eq 0 ]
 settle_here
+
+# Killed after journaling the begin of each step, before it runs: recover
+# finds nothing the journal cannot explain and rolls back.  (The steps:
+# create-dest x2, create-top x2, transaction, mirror x2, save-metadata,
+# start-copy; one of each kind.)
+for n in 1 3 5 6 8 9; do
+  crash_create "k$n" "${n}b"
+  check "killed after the begin of step $n: snapmig died" [ $? -eq 137 ]
+  run "$SNAPMIG" recover "${SM[@]}"
+  check "begin of step $n: recover rolls back" grep -q 'rolled back' <<<"$out"
+  check "begin of step $n: recover succeeds" [ $rc -eq 0 ]
+  check "begin of step $n: VM on its chain, nothing left" original
+done
 
 # Killed after journaling "done", before removing the record: the create
 # is complete; recover removes the record and the journal, the move goes on.
