@@ -284,6 +284,7 @@ undo_create (const Undo *u, GError **error)
                                                           u->info->snapshot);
   bool qemu_gone = u->qmp == NULL;
   bool keep_files = false, folded = false;
+  Facts jobs_now = { NULL, NULL };
   size_t i;
 
   {
@@ -292,10 +293,16 @@ undo_create (const Undo *u, GError **error)
     if (!sm_copy_worker_kill (status_path, 10000, &err) && !first)
       first = g_steal_pointer (&err);
   }
+  /* Only the mirrors that run are cancelled (query-block-jobs); when
+   * QEMU cannot say, each is cancelled (a job already gone is fine). */
+  if (!qemu_gone && facts_query (u->qmp, &jobs_now, NULL) && !jobs_now.disks)
+    qemu_gone = true;   /* it hung up */
   for (i = 0; i < u->info->disks->len && !qemu_gone; i++) {
     const SmLsmDisk *d = u->info->disks->pdata[i];
     g_autoptr(GError) err = NULL;
 
+    if (jobs_now.jobs && !facts_has_job (&jobs_now, d->job_id))
+      continue;
     if (d->job_id &&
         !sm_block_job_cancel_wait (u->qmp, d->job_id, UNDO_TIMEOUT_MS, &err)) {
       if (g_error_matches (err, SM_ERROR, SM_ERROR_DISCONNECTED))
@@ -304,6 +311,7 @@ undo_create (const Undo *u, GError **error)
         first = g_steal_pointer (&err);
     }
   }
+  facts_clear (&jobs_now);
   for (i = 0; i < u->info->disks->len && u->snapshot_begun; i++) {
     const SmLsmDisk *d = u->info->disks->pdata[i];
     g_autoptr(GError) err = NULL;
