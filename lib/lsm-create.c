@@ -184,7 +184,8 @@ facts_user (const Facts *f, const SmLsmInfo *info, const char *path)
   return NULL;
 }
 
-/* "drive0 on /a/top.qcow2 (then /a/base.qcow2), ...; block jobs: ..." */
+/* "disk drive0 on /a/top.qcow2 (over /a/base.qcow2), ...; block jobs:
+ * snapmig-mirror-drive0 (mirror, ready)": what the VM runs on now. */
 static char *
 facts_describe (const Facts *f)
 {
