@@ -654,6 +654,7 @@ run_create_step (Create *c, guint index, GError **error)
 }
 
 static bool finish_done (SmJournal *journal, const char *record_path,
+                         SmQmp *qmp, const SmLsmInfo *info,
                          SmCreatedFiles *remove, GError **error);
 
 /* Without atomicity, a snapshot that failed after others succeeded leaves
@@ -718,7 +719,8 @@ finish_partial (Create *c, SmJournal *journal, const GError *cause,
     g_string_append_printf (msg, "; metadata not saved: %s", err->message);
     g_clear_error (&err);
   }
-  if (!finish_done (journal, c->record_path, remove, &err))
+  if (!finish_done (journal, c->record_path, c->qmp, plan->info, remove,
+                    &err))
     g_string_append_printf (msg, "; %s (run 'snapmig recover')",
                             err->message);
   g_set_error (error, SM_ERROR, SM_ERROR_FAILED, "%s (partial snapshot %s%s)",
@@ -758,8 +760,8 @@ signal_after_step (int step)
  * goes (the files belong to the snapshot now), then the journal.  A crash
  * in between leaves a journal recover finishes the same way. */
 static bool
-finish_done (SmJournal *journal, const char *record_path,
-             SmCreatedFiles *remove, GError **error)
+finish_done (SmJournal *journal, const char *record_path, SmQmp *qmp,
+             const SmLsmInfo *info, SmCreatedFiles *remove, GError **error)
 {
   g_autoptr(SmJournal) owned = journal;
   json_object *rec = sm_lsm_phase_record ("done");
@@ -782,8 +784,24 @@ finish_done (SmJournal *journal, const char *record_path,
     return false;
   }
   crash_at ("done");
-  if (remove && !sm_created_files_rollback (remove, error))
-    return false;
+  if (remove) {
+    /* None of them is in use, unless QEMU says otherwise just now. */
+    g_autoptr(GString) removed = g_string_new (NULL);
+    g_autoptr(GString) kept = g_string_new (NULL);
+    g_autoptr(SmCreatedFiles) left = NULL;
+    g_autoptr(GError) err = NULL;
+    Facts f = { NULL, NULL };
+
+    if (!facts_query (qmp, &f, error))
+      return false;
+    left = remove_unused (&f, info, remove, removed, kept, &err);
+    facts_clear (&f);
+    if (err || sm_created_files_paths (left, NULL)[0]) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IN_USE, "files kept: %s%s",
+                   kept->str, err ? err->message : "");
+      return false;
+    }
+  }
   if (unlink (record_path) < 0 && errno != ENOENT) {
     g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot remove: %s",
                  record_path, g_strerror (errno));
@@ -928,8 +946,8 @@ create_run (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
          * report (the move stays, for pivot or abort). */
         g_autoptr(GError) derr = NULL;
 
-        if (!finish_done (g_steal_pointer (&journal), record_path, NULL,
-                          &derr))
+        if (!finish_done (g_steal_pointer (&journal), record_path, qmp,
+                          plan->info, NULL, &derr))
           g_prefix_error (&werr, "%s; ", derr->message);
         g_propagate_error (error, g_steal_pointer (&werr));
         return false;
@@ -940,7 +958,8 @@ create_run (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
     }
   }
   if (ok) {
-    if (!finish_done (g_steal_pointer (&journal), record_path, NULL, error))
+    if (!finish_done (g_steal_pointer (&journal), record_path, qmp,
+                      plan->info, NULL, error))
       return false;
     if (created && !wait)
       created (plan, opaque);
@@ -1259,6 +1278,7 @@ recover_create (SmQmp *qmp, SmVmState *st, const char *path,
     g_autoptr(SmCreatedFiles) left = NULL;
     g_autoptr(GString) removed = g_string_new (NULL);
     g_autoptr(GString) kept = g_string_new (NULL);
+    Facts now = { NULL, NULL };
     size_t i;
 
     for (i = 0; cj.remove && i < json_object_array_length (cj.remove); i++) {
@@ -1269,7 +1289,10 @@ recover_create (SmQmp *qmp, SmVmState *st, const char *path,
         sm_created_files_add (remove, p);
     }
     create_journal_clear (&cj);
-    left = remove_unused (f, info, remove, removed, kept, &err);
+    if (!facts_query (qmp, &now, error))
+      return NULL;
+    left = remove_unused (&now, info, remove, removed, kept, &err);
+    facts_clear (&now);
     if (err || sm_created_files_paths (left, NULL)[0]) {
       g_set_error (error, SM_ERROR, SM_ERROR_IN_USE,
                    "journal %s: create of snapshot %s had finished, but "
