@@ -1162,6 +1162,13 @@ create_conflict (const CreateJournal *cj, const SmLsmInfo *info,
   if (!files && cj->files_ended && !cj->rolled_back)
     return g_strdup_printf ("its record of created files %s is missing, "
                             "although steps that create files ran", record);
+  if (!cj->metadata) {
+    g_autofree char *move = sm_lsm_info_path (st, info->snapshot);
+
+    if (file_exists (move))
+      return g_strdup_printf ("the move record %s exists and no step that "
+                              "saves it is journaled", move);
+  }
   def = sm_vm_state_load_snapshot (st, info->snapshot, NULL);
   if (def && !cj->metadata)
     return g_strdup_printf ("the metadata of snapshot %s exists and no step "
