@@ -636,7 +636,8 @@ sm_cmd_recover (int argc, char **argv)
                      "the VM runs on now: an interrupted create is rolled "
                      "back (the VM returns to its original chain, created "
                      "files are removed, each one named); an interrupted "
-                     "pivot or abort is finished.  No file the VM uses is "
+                     "pivot or abort is finished, or reported to be run "
+                     "again.  No file the VM uses is "
                      "removed.  A damaged journal or move record is kept and "
                      "reported with what the VM runs on and the fix (exit "
                      "status 1).",
