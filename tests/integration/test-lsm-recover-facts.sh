@@ -291,4 +291,48 @@ check "SIGINT during the wait: VM on its original chain, every write kept, nothi
 
 check "validate finds A and B clean at the end" validate_clean
 
+# ---- QEMU gone: the images and the journal alone -----------------------
+# A create killed after the mirrors started, its journal cut to the header,
+# then QEMU quits: recover cannot look at the VM, and the record lists files
+# no journaled step made, so it keeps everything.  Repaired, it folds the
+# new tops back offline (qemu-img commit): every write in the original
+# files, nothing left.
+crash_create gone 9
+check "killed after the last step (QEMU gone case)" [ $? -eq 137 ]
+gw drive0 0x71 15M 512K
+gw drive1 0x72 15M 512K
+J=$(journals)
+cp "$J" "$T/journal.good"
+REC=$(jq -r 'select(.op) | .record' "$J")
+cp "$REC" "$T/record.good"
+head -n 1 "$T/journal.good" >"$J"
+NEW0=$(new_top "$TOP0" gone) NEW1=$(new_top "$TOP1" gone)
+qmp vm quit >/dev/null
+wait "$VM_PID" 2>/dev/null
+run "$SNAPMIG" recover "${SM[@]}"
+check "QEMU gone, journal cut: recover fails" [ $rc -ne 0 ]
+check "QEMU gone, journal cut: it says QEMU is not running and keeps the journal" \
+  grep -q "is damaged (.*lists files.*): kept; what the VM runs on now: QEMU is not running" <<<"$out"
+check "QEMU gone, journal cut: the journal and the new tops are kept" \
+  [ -s "$J" -a -e "$NEW0" -a -e "$NEW1" -a -n "$(ls -A "$B")" ]
+cp "$T/journal.good" "$J"
+run "$SNAPMIG" recover "${SM[@]}"
+check "QEMU gone, repaired: recover folds the new tops back" \
+  grep -q 'rolled back: QEMU is gone: the new tops were folded back' <<<"$out"
+check "QEMU gone, repaired: recover succeeds" [ $rc -eq 0 ]
+check "QEMU gone, repaired: no new top, nothing in B, no journal or record" \
+  [ ! -e "$NEW0" -a ! -e "$NEW1" -a -z "$(ls -A "$B")" \
+    -a -z "$(ls -A "$STATE"/vms/*/journal/)" ]
+offline_orig () {
+  local e d p o l f fmt r
+  for e in "${EXPECT[@]}"; do
+    read -r d p o l <<<"$e"
+    if [ "$d" = drive0 ]; then f=$TOP0 fmt=qcow2; else f=$TOP1 fmt=$F1; fi
+    r=$(qemu-io -r -f "$fmt" -c "read -P $p $o $l" "$f" 2>&1) || { echo "# $e: $r"; return 1; }
+    ! grep -q 'verification failed' <<<"$r" || { echo "# $e in $f"; return 1; }
+  done
+}
+F1=qcow2; case "$TOP1" in *.raw) F1=raw ;; esac
+check "QEMU gone, repaired: every write reads back from the original files" offline_orig
+
 done_testing
