@@ -214,6 +214,41 @@ on_progress (const char *item, uint64_t done, uint64_t total, bool finished,
   }
 }
 
+typedef struct {
+  SmProgress *progress;
+  bool created;
+} Created;
+
+/* What each disk runs on once the snapshot is taken. */
+static void
+on_created (const SmLsmPlan *plan, void *opaque)
+{
+  Created *c = opaque;
+  size_t i;
+
+  c->created = true;
+  for (i = 0; i < plan->info->disks->len; i++) {
+    const SmLsmDisk *d = plan->info->disks->pdata[i];
+    g_autofree char *msg = NULL;
+
+    if (d->mirror)
+      msg = g_strdup_printf ("disk %s: now on %s, mirrored to %s (job %s)",
+                             d->name, d->new_top, d->mirror, d->job_id);
+    else
+      msg = g_strdup_printf ("disk %s: now on %s", d->name, d->new_top);
+    sm_progress_event (c->progress, "disk", msg, "disk", d->name,
+                       "active", d->new_top, "mirror", d->mirror,
+                       "job", d->job_id, NULL);
+  }
+  {
+    g_autofree char *msg = g_strdup_printf ("snapshot %s created",
+                                            plan->info->snapshot);
+
+    sm_progress_event (c->progress, "created", msg, "snapshot",
+                       plan->info->snapshot, NULL);
+  }
+}
+
 int
 sm_cmd_create (int argc, char **argv)
 {
@@ -228,6 +263,7 @@ sm_cmd_create (int argc, char **argv)
   SmLsmCreateOptions options = { 0 };
   int exit_code;
   size_t i;
+  bool has_mirrors = false;
 
   if (!sm_cli_parse ("create", "[FILE]",
                      "Take an external disk snapshot of a running VM, "
@@ -302,49 +338,34 @@ sm_cmd_create (int argc, char **argv)
   if (dry_run (plan))
     return SM_EXIT_OK;
   progress = sm_progress_new (opt_json);
+  for (i = 0; i < plan->info->disks->len; i++)
+    has_mirrors |= ((SmLsmDisk *) plan->info->disks->pdata[i])->mirror != NULL;
+  if (opt_wait && has_mirrors) {
+    /* The wait is part of the create: Ctrl-C during it rolls back. */
+    g_auto(Progress) p = { 0 };
+    SmLsmWaitOptions wait = { timeout_ms (), on_progress, &p };
+    Created c = { progress, false };
+    g_autofree char *msg = NULL;
+
+    progress_init (&p, progress);
+    if (!sm_lsm_create_wait (qmp, st, plan, &wait, on_created, &c, &err)) {
+      sm_cli_gerror (c.created ? "create --wait" : "create", err);
+      return SM_EXIT_FAILURE;
+    }
+    msg = g_strdup_printf ("snapshot %s: mirrors ready, copies done; "
+                           "ready to pivot", plan->info->snapshot);
+    sm_progress_event (progress, "ready", msg, "snapshot",
+                       plan->info->snapshot, NULL);
+    return SM_EXIT_OK;
+  }
   if (!sm_lsm_create (qmp, st, plan, &err)) {
     sm_cli_gerror ("create", err);
     return SM_EXIT_FAILURE;
   }
-  for (i = 0; i < plan->info->disks->len; i++) {
-    const SmLsmDisk *d = plan->info->disks->pdata[i];
-    g_autofree char *msg = NULL;
-
-    if (d->mirror)
-      msg = g_strdup_printf ("disk %s: now on %s, mirrored to %s (job %s)",
-                             d->name, d->new_top, d->mirror, d->job_id);
-    else
-      msg = g_strdup_printf ("disk %s: now on %s", d->name, d->new_top);
-    sm_progress_event (progress, "disk", msg, "disk", d->name,
-                       "active", d->new_top, "mirror", d->mirror,
-                       "job", d->job_id, NULL);
-  }
   {
-    g_autofree char *msg = g_strdup_printf ("snapshot %s created",
-                                            plan->info->snapshot);
+    Created c = { progress, false };
 
-    sm_progress_event (progress, "created", msg, "snapshot",
-                       plan->info->snapshot, NULL);
-  }
-  if (opt_wait) {
-    g_auto(Progress) p = { 0 };
-    SmLsmWaitOptions wait = { timeout_ms (), on_progress, &p };
-    g_autofree char *msg = NULL;
-    bool mirrors = false;
-
-    progress_init (&p, progress);
-    for (i = 0; i < plan->info->disks->len; i++)
-      mirrors |= ((SmLsmDisk *) plan->info->disks->pdata[i])->mirror != NULL;
-    if (mirrors) {
-      if (!sm_lsm_wait (qmp, st, plan->info, &wait, &err)) {
-        sm_cli_gerror ("create --wait", err);
-        return SM_EXIT_FAILURE;
-      }
-      msg = g_strdup_printf ("snapshot %s: mirrors ready, copies done; "
-                             "ready to pivot", plan->info->snapshot);
-      sm_progress_event (progress, "ready", msg, "snapshot",
-                         plan->info->snapshot, NULL);
-    }
+    on_created (plan, &c);
   }
   return SM_EXIT_OK;
 }
@@ -669,15 +690,20 @@ sm_cmd_recover (int argc, char **argv)
   g_autofree char *state_dir = NULL;
   int exit_code;
   size_t i;
+  bool ok;
 
   if (!sm_cli_parse ("recover", NULL,
                      "Finish or roll back operations on the VM that a crash "
-                     "interrupted: an interrupted create is rolled back (the "
-                     "VM returns to its original chain, created files are "
-                     "removed); a guest an interrupted pivot paused is resumed; "
-                     "a pivot interrupted after its switch is finished; "
-                     "otherwise an interrupted pivot or abort is reported, "
-                     "to be run again.",
+                     "interrupted, from their journals weighed against what "
+                     "the VM runs on now: an interrupted create is rolled "
+                     "back (the VM returns to its original chain, created "
+                     "files are removed, each one named); a guest an "
+                     "interrupted pivot paused is resumed; a pivot "
+                     "interrupted after its switch is finished; otherwise an "
+                     "interrupted pivot or abort is reported, to be run "
+                     "again.  No file the VM uses is removed.  A damaged "
+                     "journal or move record is kept and reported with what "
+                     "the VM runs on and the fix (exit status 1).",
                      recover_entries, &argc, &argv, &exit_code))
     return exit_code;
   if (!need_qmp ("recover"))
@@ -699,14 +725,20 @@ sm_cmd_recover (int argc, char **argv)
     sm_cli_warning ("recover: %s; working on the files only", err->message);
     g_clear_error (&err);
   }
-  done = sm_lsm_recover (qmp, st, &err);
-  if (!done) {
-    sm_cli_gerror ("recover", err);
+  ok = sm_lsm_recover (qmp, st, &done, &err);
+  /* What was done first, then what is kept for the administrator (one
+   * journal or record a line). */
+  for (i = 0; done && done[i]; i++)
+    printf ("%s\n", done[i]);
+  fflush (stdout);
+  if (!ok) {
+    g_auto(GStrv) problems = g_strsplit (err->message, "\n", -1);
+
+    for (i = 0; problems[i]; i++)
+      sm_cli_error ("recover: %s", problems[i]);
     return SM_EXIT_FAILURE;
   }
   if (!done[0])
     printf ("nothing to recover\n");
-  for (i = 0; done[i]; i++)
-    printf ("%s\n", done[i]);
   return SM_EXIT_OK;
 }

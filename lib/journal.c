@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,35 @@ sm_journal_append (SmJournal *journal, json_object *record, GError **error)
   return true;
 }
 
+SmJournal *
+sm_journal_reopen (const char *path, GError **error)
+{
+  g_autoptr(SmJournal) journal = g_new0 (SmJournal, 1);
+  g_autofree char *data = NULL;
+  size_t size = 0;
+  const char *nl;
+
+  journal->path = g_strdup (path);
+  journal->fd = open (path, O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (journal->fd < 0) {
+    g_set_error (error, SM_ERROR,
+                 errno == ENOENT ? SM_ERROR_NOT_FOUND : SM_ERROR_IO,
+                 "journal %s: cannot open: %s", path, g_strerror (errno));
+    return NULL;
+  }
+  if (!g_file_get_contents (path, &data, &size, NULL))
+    size = 0;
+  nl = size ? memrchr (data, '\n', size) : NULL;
+  if (size && (!nl || (size_t) (nl - data) + 1 != size) &&
+      ftruncate (journal->fd, nl ? (off_t) (nl - data) + 1 : 0) < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO,
+                 "journal %s: cannot cut its torn last line: %s", path,
+                 g_strerror (errno));
+    return NULL;
+  }
+  return g_steal_pointer (&journal);
+}
+
 const char *
 sm_journal_path (const SmJournal *journal)
 {
@@ -169,16 +199,38 @@ sm_journal_finish (SmJournal *journal, GError **error)
   return sm_state_fsync_dir (dir, error);
 }
 
+/* Parses LINE (LEN bytes, no newline) as one record, or NULL. */
+static json_object *
+parse_record (const char *line, size_t len)
+{
+  json_tokener *tok;
+  json_object *rec;
+  bool whole;
+
+  if (len == 0 || len > INT_MAX || memchr (line, '\0', len))
+    return NULL;
+  tok = json_tokener_new ();
+  rec = json_tokener_parse_ex (tok, line, (int) len);
+  whole = rec && json_tokener_get_error (tok) == json_tokener_success &&
+          json_tokener_get_parse_end (tok) == len &&
+          json_object_is_type (rec, json_type_object);
+  json_tokener_free (tok);
+  if (!whole) {
+    json_object_put (rec);
+    return NULL;
+  }
+  return rec;
+}
+
 json_object *
 sm_journal_load (const char *path, GError **error)
 {
   g_autofree char *data = NULL;
-  g_auto(GStrv) lines = NULL;
-  json_object *records;
+  g_autoptr(json_object) records = NULL;
   GError *err = NULL;
-  size_t i, n;
+  size_t size, off = 0, line = 0;
 
-  if (!g_file_get_contents (path, &data, NULL, &err)) {
+  if (!g_file_get_contents (path, &data, &size, &err)) {
     g_set_error (error, SM_ERROR,
                  err->code == G_FILE_ERROR_NOENT ? SM_ERROR_NOT_FOUND
                                                  : SM_ERROR_IO,
@@ -186,28 +238,34 @@ sm_journal_load (const char *path, GError **error)
     g_error_free (err);
     return NULL;
   }
-  lines = g_strsplit (data, "\n", -1);
-  n = g_strv_length (lines);
   records = json_object_new_array ();
-  for (i = 0; i < n; i++) {
+  /* Walk by length, not as a C string: a NUL byte (a block the file system
+   * never wrote) must not hide the records after it. */
+  while (off < size) {
+    const char *start = data + off;
+    const char *nl = memchr (start, '\n', size - off);
+    size_t len = nl ? (size_t) (nl - start) : size - off;
     json_object *rec;
 
-    if (lines[i][0] == '\0')
+    line++;
+    off += len + (nl ? 1 : 0);
+    rec = parse_record (start, len);
+    if (rec) {
+      json_object_array_add (records, rec);
       continue;
-    rec = json_tokener_parse (lines[i]);
-    if (!rec || !json_object_is_type (rec, json_type_object)) {
-      json_object_put (rec);
-      /* A crash while writing leaves only the last line torn. */
-      if (i + 1 == n || (i + 2 == n && lines[i + 1][0] == '\0'))
-        break;
-      json_object_put (records);
-      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                   "journal %s: line %zu is not a JSON object", path, i + 1);
-      return NULL;
     }
-    json_object_array_add (records, rec);
+    /* One write() per record, newline last: a crash in the middle of the
+     * last write leaves one unterminated line, which is dropped (its step
+     * never ran).  Anything else was not written by snapmig. */
+    if (!nl)
+      break;
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "journal %s: line %zu is %s", path, line,
+                 len == 0 ? "empty"
+                          : "not a JSON object (cut or overwritten)");
+    return NULL;
   }
-  return records;
+  return g_steal_pointer (&records);
 }
 
 static gint

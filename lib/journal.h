@@ -53,6 +53,13 @@ SmJournal *sm_journal_open_append (const char *path, GError **error)
 bool sm_journal_append (SmJournal *journal, json_object *record,
                         GError **error);
 
+/* Opens the existing journal at PATH to append to it (recover journals what
+ * it finished).  An unterminated last line (a torn write, which
+ * sm_journal_load drops) is cut off first, so that the next record starts a
+ * line of its own.  Caller frees. */
+SmJournal *sm_journal_reopen (const char *path, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
 const char *sm_journal_path (const SmJournal *journal);
 
 /* Closes the journal; the file stays. */
@@ -63,8 +70,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmJournal, sm_journal_free)
 bool sm_journal_finish (SmJournal *journal, GError **error);
 
 /* Reads the records of the journal at PATH as a new JSON array (caller
- * puts).  A torn last line is dropped; a bad line elsewhere is
- * SM_ERROR_INVALID naming the journal and line. */
+ * puts).  A torn last line (unterminated) is dropped; any other line that
+ * is not one JSON object (cut, empty, a NUL byte) is SM_ERROR_INVALID
+ * naming the journal and line: record I of the array is line I + 1. */
 json_object *sm_journal_load (const char *path, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
 

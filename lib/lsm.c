@@ -152,10 +152,28 @@ sm_lsm_info_load (SmVmState *st, const char *snapshot, GError **error)
                  "snapshot %s has no mirror", snapshot);
     return NULL;
   }
-  obj = json_tokener_parse (text);
-  info = sm_lsm_info_from_json (obj, error);
-  if (!info)
-    g_prefix_error (error, "%s: ", path);
+  {
+    enum json_tokener_error jerr = json_tokener_success;
+    g_autoptr(GError) err = NULL;
+    g_autofree char *created = sm_lsm_created_path (st, snapshot);
+    g_autofree char *stem = g_strndup (path, strlen (path) - strlen (".json"));
+
+    obj = json_tokener_parse_verbose (text, &jerr);
+    info = obj ? sm_lsm_info_from_json (obj, &err) : NULL;
+    if (!info) {
+      /* Acting on part of a move could lose data: name the file and what
+       * the administrator can do instead. */
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "move record %s is damaged (%s): snapmig will not act on "
+                   "it; fix: restore it from a copy, or end the move of "
+                   "snapshot %s by hand (block-job-cancel its snapmig-mirror-* "
+                   "jobs, delete the destination files listed in %s that no "
+                   "VM uses) and then delete the files %s.*", path,
+                   obj ? err->message : json_tokener_error_desc (jerr),
+                   snapshot, created, stem);
+      return NULL;
+    }
+  }
   return info;
 }
 

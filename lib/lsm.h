@@ -30,8 +30,13 @@
  * committed back into the old one — offline with `qemu-img commit` when QEMU
  * is gone, so no guest write is lost), the metadata is removed and every
  * file the operation created is deleted.  A failing create undoes itself the
- * same way before returning.  An interrupted `pivot` or `abort` is finished by running the same
- * command again (both are idempotent per disk).  recover, a second pivot
+ * same way before returning, as it does when SIGINT, SIGTERM or SIGHUP
+ * interrupts it.  A record is removed only once the journal says the step it
+ * guards is done: the record of created files after "done" or
+ * "rolled-back", so that a crash anywhere leaves a journal recover finishes.
+ * An interrupted `pivot` or `abort` is handed to lsm-switch.c and finished
+ * by running the same command again (both are idempotent per disk).
+ * recover, a second pivot
  * and abort first resume a guest that a killed pivot paused (its journal
  * says "guest-stopped" without "guest-resumed").  recover finishes a pivot
  * whose disks all run on their destinations (only its records were left)
@@ -46,8 +51,10 @@
  *
  * Test hooks: SNAPMIG_TEST_CRASH_AFTER_STEP=N makes the executor
  * _exit(137) right after journaling the end of step N (1-based), to test
- * recovery; SNAPMIG_TEST_KILL_AFTER_STEP=N:PID SIGKILLs process PID (the
- * test's QEMU) after step N instead; SNAPMIG_TEST_HOLD_AFTER_STEP=N:FILE
+ * recovery (N=done: after journaling "done", before removing the record of
+ * created files); SNAPMIG_TEST_SIGNAL_AFTER_STEP=N:SIG sends SIG to snapmig
+ * itself after step N; SNAPMIG_TEST_KILL_AFTER_STEP=N:PID SIGKILLs process
+ * PID (the test's QEMU) after step N instead; SNAPMIG_TEST_HOLD_AFTER_STEP=N:FILE
  * (pivot, abort) waits after step N until FILE exists;
  * SNAPMIG_TEST_CRASH_AT=POINT exits in the middle of the deletion of a
  * snapshot's records (see lsm-private.h).  For tests only.
@@ -282,6 +289,20 @@ typedef struct {
 bool sm_lsm_create (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
                     GError **error);
 
+/* Called by sm_lsm_create_wait once the snapshot is taken and the mirrors
+ * run, before the wait (a CLI prints what each disk runs on). */
+typedef void (*SmLsmCreated) (const SmLsmPlan *plan, void *opaque);
+
+/* sm_lsm_create, then waits (sm_lsm_wait with WAIT, CREATED called first
+ * when not NULL) before the create is journaled done: SIGINT, SIGTERM or
+ * SIGHUP during the wait rolls the whole create back like any failure of
+ * it (the error is SM_ERROR_INTERRUPTED's, "rolled back: ..."); another
+ * failure of the wait (timeout, a mirror that ended) leaves the snapshot
+ * and its move in place (CREATED was called) and is ERROR. */
+bool sm_lsm_create_wait (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
+                         const SmLsmWaitOptions *wait, SmLsmCreated created,
+                         void *opaque, GError **error);
+
 /* Waits until every mirror of the migration SNAPSHOT is READY and every
  * lower-layer copy is done.  A copy that failed or a mirror that ended is an
  * error naming it. */
@@ -338,10 +359,15 @@ char **sm_lsm_resume_interrupted (SmQmp *qmp, SmVmState *st, GError **error)
 
 /* Finishes interrupted operations of the VM (see the policy above); QMP is
  * NULL when QEMU is gone (a new top is then folded back offline with
- * `qemu-img commit`, so no guest write is lost).  Returns
- * a description of what was done per journal (caller frees, g_strfreev),
- * empty when nothing was pending. */
-char **sm_lsm_recover (SmQmp *qmp, SmVmState *st, GError **error)
-  G_GNUC_WARN_UNUSED_RESULT;
+ * `qemu-img commit`, so no guest write is lost).  Every decision weighs the
+ * journal against what the VM runs on (query-block, query-block-jobs): no
+ * file QEMU has open is removed, and a journal that cannot explain the VM
+ * (records lost, cut, out of sequence) is kept and reported, as is a move
+ * record (lsm/NAME.json) that cannot be read.  *DONE gets what was done,
+ * one line per journal (g_strfreev; empty when nothing was pending), even
+ * on failure; false with ERROR (one line per journal or record kept: why,
+ * what the VM runs on now, the fix) when something is left for the
+ * administrator. */
+bool sm_lsm_recover (SmQmp *qmp, SmVmState *st, char ***done, GError **error);
 
 #endif /* SM_LSM_H */

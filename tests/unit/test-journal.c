@@ -8,6 +8,7 @@
 
 #include "harness.h"
 #include "journal.h"
+#include "json-util.h"
 #include "qmp.h"
 
 static json_object *
@@ -95,11 +96,92 @@ test_torn_and_bad_lines (void)
   g_assert_cmpuint (g_strv_length (list), ==, 0);
 }
 
+/* Damage a crash cannot make is an error naming the line, never records
+ * silently lost: a line cut in the middle of the file, an empty line, a NUL
+ * byte (C-string reading would end the file there).  A tail the file system
+ * never wrote (zeros, no newline) is a torn last write and dropped. */
+static void
+test_damage (void)
+{
+  static const struct {
+    const char *data;
+    size_t len;
+    int records;             /* -1: damaged */
+    const char *line;
+  } cases[] = {
+    { "{\"op\":1}\n{\"st\n{\"step\":2}\n", 0, -1, "line 2" },
+    { "{\"op\":1}\n\n{\"step\":2}\n", 0, -1, "line 2" },
+    { "{\"op\":1}\n{\"step\":1}\0\n{\"step\":2}\n", 32, -1, "line 2" },
+    { "{\"op\":1}\n{\"step\":1} x\n", 0, -1, "line 2" },
+    { "{\"op\":1}\n[1]\n", 0, -1, "line 2" },
+    { "{\"op\":1}\n{\"step\":1}\n\0\0\0\0", 24, 2, NULL },
+    { "{\"op\":1}\n{\"step\":1}", 0, 2, NULL },
+    { "", 0, 0, NULL },
+  };
+  g_autofree char *dir = sm_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "d.journal", NULL);
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autoptr(GError) err = NULL;
+    g_autoptr(json_object) recs = NULL;
+    gssize len = cases[i].len ? (gssize) cases[i].len : -1;
+
+    g_assert_true (g_file_set_contents (path, cases[i].data, len, NULL));
+    recs = sm_journal_load (path, &err);
+    if (cases[i].records < 0) {
+      g_assert_null (recs);
+      g_assert_error (err, SM_ERROR, SM_ERROR_INVALID);
+      g_assert_nonnull (strstr (err->message, cases[i].line));
+      g_assert_nonnull (strstr (err->message, path));
+    } else {
+      g_assert_no_error (err);
+      g_assert_cmpint ((int) json_object_array_length (recs), ==,
+                       cases[i].records);
+    }
+  }
+}
+
+/* recover appends to the journal it finishes: a torn last line is cut off
+ * first, so that the new record is a line of its own and the journal still
+ * loads. */
+static void
+test_reopen (void)
+{
+  g_autofree char *dir = sm_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "r.journal", NULL);
+  g_autofree char *missing = g_build_filename (dir, "none.journal", NULL);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) recs = NULL;
+  g_autoptr(SmJournal) j = NULL;
+
+  g_assert_true (g_file_set_contents (path, "{\"op\":1}\n{\"step\":1}\n{\"st",
+                                      -1, NULL));
+  j = sm_journal_reopen (path, &err);
+  g_assert_no_error (err);
+  g_assert_true (sm_journal_append (j, record ("phase", 2), &err));
+  g_assert_no_error (err);
+  recs = sm_journal_load (path, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (json_object_array_length (recs), ==, 3);
+  {
+    int64_t v = 0;
+
+    g_assert_true (sm_json_get_int64 (json_object_array_get_idx (recs, 2),
+                                      "phase", &v));
+    g_assert_cmpint (v, ==, 2);
+  }
+  g_assert_null (sm_journal_reopen (missing, &err));
+  g_assert_error (err, SM_ERROR, SM_ERROR_NOT_FOUND);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/journal/append-load", test_append_load);
   g_test_add_func ("/journal/torn-and-bad-lines", test_torn_and_bad_lines);
+  g_test_add_func ("/journal/damage", test_damage);
+  g_test_add_func ("/journal/reopen", test_reopen);
   return g_test_run ();
 }
