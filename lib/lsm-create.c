@@ -17,47 +17,6 @@
 #include "lsm-inuse.h"
 #include "rebase.h"
 
-/* ---- test hooks ------------------------------------------------------ */
-
-static int
-crash_after_step (void)
-{
-  const char *s = g_getenv ("SNAPMIG_TEST_CRASH_AFTER_STEP");
-
-  return s ? atoi (s) : 0;
-}
-
-/* Test hook SNAPMIG_TEST_KILL_AFTER_STEP=N:PID: SIGKILL process PID (the
- * test's QEMU) after step N and wait until it is dead, to test a QEMU that
- * dies in the middle of a create. */
-static void
-kill_after_step (int step)
-{
-  const char *s = g_getenv ("SNAPMIG_TEST_KILL_AFTER_STEP");
-  g_autofree char *stat_path = NULL;
-  const char *colon;
-  pid_t pid;
-  int i;
-
-  if (!s || atoi (s) != step || !(colon = strchr (s, ':')))
-    return;
-  pid = (pid_t) atoi (colon + 1);
-  if (pid <= 0 || kill (pid, SIGKILL) < 0)
-    return;
-  stat_path = g_strdup_printf ("/proc/%d/stat", (int) pid);
-  for (i = 0; i < 1000; i++) {
-    g_autofree char *text = NULL;
-    const char *p;
-
-    if (!g_file_get_contents (stat_path, &text, NULL, NULL))
-      return;
-    p = strrchr (text, ')');
-    if (p && (p[2] == 'Z' || p[2] == 'X'))
-      return;
-    g_usleep (10000);
-  }
-}
-
 /* ---- undo of a create ------------------------------------------------ */
 
 static bool
@@ -776,19 +735,6 @@ crash_at (const char *point)
     _exit (137);
 }
 
-/* Test hook SNAPMIG_TEST_SIGNAL_AFTER_STEP=N:SIG: send signal SIG to
- * ourselves after step N, as a user's Ctrl-C (2) or kill (15) would: the
- * CLI's handler records it and the create must roll back. */
-static void
-signal_after_step (int step)
-{
-  const char *s = g_getenv ("SNAPMIG_TEST_SIGNAL_AFTER_STEP");
-  const char *colon;
-
-  if (s && atoi (s) == step && (colon = strchr (s, ':')))
-    kill (getpid (), atoi (colon + 1));
-}
-
 /* The journal says the create is done, then its record of created files
  * goes (the files belong to the snapshot now), then the journal.  A crash
  * in between leaves a journal recover finishes the same way. */
@@ -889,7 +835,6 @@ create_run (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
   g_autoptr(SmJournal) journal = NULL;
   g_autoptr(GError) err = NULL;
   Create c = { qmp, st, plan, sm_created_files_new (), NULL, taken };
-  int crash_after = crash_after_step ();
   bool snapshot_begun = false, metadata = false, ok = true;
   guint i;
 
@@ -966,10 +911,7 @@ create_run (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
       ok = false;
       break;
     }
-    if (crash_after == (int) i + 1)
-      _exit (137);
-    kill_after_step ((int) i + 1);
-    signal_after_step ((int) i + 1);
+    sm_lsm_test_after_step ((int) i + 1);
   }
   sm_created_files_free (c.created);
   if (ok && wait) {

@@ -31,7 +31,8 @@ bool sm_lsm_delete_metadata (SmVmState *st, const char *snapshot,
  * PID (the test's QEMU) after step N and waits until it is dead;
  * SNAPMIG_TEST_HOLD_AFTER_STEP=N:FILE waits after step N until FILE exists
  * (at most 60 s, or until a signal is recorded), so that a test can act
- * while, e.g., pivot holds the guest paused.  sm_lsm_test_after_step (N)
+ * while, e.g., pivot holds the guest paused; SNAPMIG_TEST_SIGNAL_AFTER_STEP=N:SIG
+ * sends signal SIG to snapmig itself after step N.  sm_lsm_test_after_step (N)
  * runs them; the executors call it after each step. */
 void sm_lsm_test_after_step (int step);
 /* SNAPMIG_TEST_CRASH_AT=POINT: _exit(137) at the named POINT

@@ -283,6 +283,11 @@ sm_lsm_test_after_step (int step)
   s = g_getenv ("SNAPMIG_TEST_KILL_AFTER_STEP");
   if (s && atoi (s) == step && (colon = strchr (s, ':')))
     kill_and_reap_wait ((pid_t) atoi (colon + 1));
+  /* As a user's Ctrl-C (SIG 2) or kill (15) would: the CLI's handler
+   * records it and the executor must leave through its error path. */
+  s = g_getenv ("SNAPMIG_TEST_SIGNAL_AFTER_STEP");
+  if (s && atoi (s) == step && (colon = strchr (s, ':')))
+    kill (getpid (), atoi (colon + 1));
   s = g_getenv ("SNAPMIG_TEST_HOLD_AFTER_STEP");
   if (s && atoi (s) == step && (colon = strchr (s, ':'))) {
     /* Bounded (60 s) and left at once on SIGINT/SIGTERM/SIGHUP, which the
