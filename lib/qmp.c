@@ -30,7 +30,12 @@
 #define STALL_GRACE_MS 500
 
 /* Reads past the deadline, of what is readable at once (see read_message). */
-#define LATE_READS_MAX 16
+#define LATE_READS_MAX 4
+
+/* Events kept for sm_qmp_wait_event at most; beyond, the oldest go.  QEMU
+ * sends a handful per block job and snapmig's loops take or clear them, so
+ * only a peer flooding events reaches this: memory stays bounded. */
+#define EVENTS_MAX 10000
 
 struct SmQmp {
   char *address;
@@ -39,8 +44,11 @@ struct SmQmp {
   gint64 stalled_until;         /* monotonic us, see STALL_GRACE_MS; -1 */
   char *broken;                 /* why the connection was given up, or NULL */
   size_t max_line;              /* SM_QMP_MAX_LINE unless a test lowers it */
-  GString *inbuf;               /* bytes read but not yet a whole line */
-  size_t scanned;               /* inbuf's first bytes known to hold no \n */
+  GString *inbuf;               /* bytes read, from `start` not yet taken */
+  size_t start;                 /* inbuf's first byte not taken as a line */
+  size_t scanned;               /* inbuf[start..scanned) holds no \n */
+  gint64 late_deadline;         /* the deadline late_reads counts for */
+  int late_reads;               /* reads after it passed (LATE_READS_MAX) */
   GQueue *events;               /* json_object *, owned, arrival order */
   char *last_error_class;
   guint64 next_id;
@@ -297,7 +305,7 @@ set_broken (SmQmp *qmp, GError **error, const char *fmt, ...)
   /* Give the memory back: it may be max_line bytes. */
   g_string_free (qmp->inbuf, TRUE);
   qmp->inbuf = g_string_new (NULL);
-  qmp->scanned = 0;
+  qmp->start = qmp->scanned = 0;
   return check_broken (qmp, error);
 }
 
@@ -356,22 +364,29 @@ send_line (SmQmp *qmp, const char *line, Deadline deadline, GError **error)
 }
 
 /* Takes one whole line out of the input buffer, if there is one.  Bytes
- * already searched are not searched again: a long line arriving in many
- * pieces costs linear time, not quadratic. */
+ * already searched are not searched again, and taken lines are dropped
+ * from the buffer only once none is left: a long line arriving in many
+ * pieces, or many short ones in one read, cost linear time. */
 static char *
 take_line (SmQmp *qmp)
 {
-  char *nl = memchr (qmp->inbuf->str + qmp->scanned, '\n',
-                     qmp->inbuf->len - qmp->scanned);
+  GString *in = qmp->inbuf;
+  char *nl;
   char *line;
 
+  qmp->scanned = MAX (qmp->scanned, qmp->start);
+  nl = memchr (in->str + qmp->scanned, '\n', in->len - qmp->scanned);
   if (!nl) {
-    qmp->scanned = qmp->inbuf->len;
+    qmp->scanned = in->len;
+    if (qmp->start > 0) {
+      g_string_erase (in, 0, qmp->start);
+      qmp->scanned -= qmp->start;
+      qmp->start = 0;
+    }
     return NULL;
   }
-  line = g_strndup (qmp->inbuf->str, nl - qmp->inbuf->str);
-  g_string_erase (qmp->inbuf, 0, nl - qmp->inbuf->str + 1);
-  qmp->scanned = 0;
+  line = g_strndup (in->str + qmp->start, nl - (in->str + qmp->start));
+  qmp->start = qmp->scanned = nl - in->str + 1;
   return line;
 }
 
@@ -411,8 +426,12 @@ parse_message (SmQmp *qmp, const char *line, GError **error)
 static json_object *
 read_message (SmQmp *qmp, Deadline deadline, GError **error)
 {
-  int late_reads = 0;
-
+  /* One budget of late reads per deadline, not per call: each call may
+   * return a message at once, and a wait makes many calls. */
+  if (qmp->late_deadline != deadline) {
+    qmp->late_deadline = deadline;
+    qmp->late_reads = 0;
+  }
   for (;;) {
     g_autofree char *line = take_line (qmp);
     char buf[65536];
@@ -433,8 +452,9 @@ read_message (SmQmp *qmp, Deadline deadline, GError **error)
     if (!check_broken (qmp, error))
       return NULL;
     if (qmp->inbuf->len > qmp->max_line) {
-      g_autofree char *size = g_format_size_full (qmp->max_line,
-                                                  G_FORMAT_SIZE_IEC_UNITS);
+      g_autofree char *size = qmp->max_line % (1 << 20) == 0
+        ? g_strdup_printf ("%zu MiB", qmp->max_line >> 20)
+        : g_strdup_printf ("%zu bytes", qmp->max_line);
 
       set_broken (qmp, error, "QEMU monitor %s sent more than %s without "
                   "ending the line: no QMP message is that long, the "
@@ -448,7 +468,7 @@ read_message (SmQmp *qmp, Deadline deadline, GError **error)
     if (sm_interrupt_check (error))
       return NULL;
     left = deadline_remaining_ms (deadline);
-    if (left == 0 && late_reads++ >= LATE_READS_MAX) {
+    if (left == 0 && qmp->late_reads++ >= LATE_READS_MAX) {
       timed_out (qmp, error);
       return NULL;
     }
@@ -480,6 +500,18 @@ read_message (SmQmp *qmp, Deadline deadline, GError **error)
                    g_strerror (errno));
       return NULL;
     }
+  }
+}
+
+/* Keeps EVENT (consumed) for sm_qmp_wait_event. */
+static void
+queue_event (SmQmp *qmp, json_object *event)
+{
+  g_queue_push_tail (qmp->events, event);
+  if (g_queue_get_length (qmp->events) > EVENTS_MAX) {
+    sm_debug ("qmp", "%s: more than %d events waiting, dropping the oldest",
+              qmp->address, EVENTS_MAX);
+    json_object_put (g_queue_pop_head (qmp->events));
   }
 }
 
@@ -582,7 +614,7 @@ execute_within (SmQmp *qmp, const char *command, json_object *args,
       return NULL;
     }
     if (json_object_object_get_ex (msg, "event", NULL)) {
-      g_queue_push_tail (qmp->events, g_steal_pointer (&msg));
+      queue_event (qmp, g_steal_pointer (&msg));
       continue;
     }
     /* A reply to an earlier command that timed out or was interrupted is
@@ -756,7 +788,7 @@ sm_qmp_connect (const char *address, int timeout_ms, GError **error)
          json_object_object_get_ex (greeting, "event", NULL)) {
     sm_debug ("qmp", "event before the greeting from %s: %s", address,
               to_json (greeting));
-    g_queue_push_tail (qmp->events, g_steal_pointer (&greeting));
+    queue_event (qmp, g_steal_pointer (&greeting));
   }
   if (!greeting) {
     /* QEMU serves one client per monitor: a second one is accepted by the
@@ -937,7 +969,7 @@ sm_qmp_wait_event (SmQmp *qmp, const char *name, SmQmpEventMatch match,
     }
     if (event_matches (msg, name, match, opaque))
       return g_steal_pointer (&msg);
-    g_queue_push_tail (qmp->events, g_steal_pointer (&msg));
+    queue_event (qmp, g_steal_pointer (&msg));
   }
 }
 
