@@ -117,10 +117,12 @@ sm_cmd_disks (int argc, char **argv)
     sm_cli_error ("disks: --qmp SOCKET is required");
     return SM_EXIT_USAGE;
   }
-  if (opt_timeout <= 0 || !sm_cli_timeout_ok ("disks", opt_timeout)) {
+  if (opt_timeout == 0) {
     sm_cli_error ("disks: --timeout must be a positive number of seconds");
     return SM_EXIT_USAGE;
   }
+  if (!sm_cli_timeout_ok ("disks", opt_timeout))
+    return SM_EXIT_USAGE;
 
   qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
   if (!qmp) {

@@ -636,6 +636,10 @@ sm_cmd_recover (int argc, char **argv)
    * that does not answer (stopped, hung, or its monitor held by another
    * client) may still have the images open: that is an error. */
   qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
+  if (g_error_matches (err, SM_ERROR, SM_ERROR_INTERRUPTED)) {
+    sm_cli_gerror ("recover", err);
+    return SM_EXIT_FAILURE;
+  }
   if (!qmp && !g_error_matches (err, SM_ERROR, SM_ERROR_IO) &&
       !g_error_matches (err, SM_ERROR, SM_ERROR_DISCONNECTED)) {
     sm_cli_error ("recover: %s; QEMU may still be running on the images, so "
