@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <glib.h>
 
+typedef struct SmQmp SmQmp;     /* lib/qmp.h */
+
 /* Exit codes, documented in docs/snapmig.1 (EXIT STATUS). */
 enum {
   SM_EXIT_OK = 0,
@@ -60,6 +62,33 @@ void sm_cli_warning (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
  * int64 speed.  Returns false, *RATE untouched, for anything else; printing
  * the usage error is the caller's. */
 bool sm_cli_parse_rate (const char *text, guint64 *rate);
+
+/* --timeout, the same for every command that talks to QEMU (docs/snapmig.1):
+ * SECONDS bounds the connect, the greeting and each QMP reply; commands that
+ * wait for progress (create --wait, pivot, abort, rebase) bound that wait
+ * with it too.  Without it (0) each reply gets the default: 30 s, or the
+ * environment's SNAPMIG_DEFAULT_TIMEOUT (seconds; for tests). */
+#define SM_CLI_DEFAULT_TIMEOUT_S 30
+#define SM_CLI_TIMEOUT_MAX_S (G_MAXINT / 1000)
+
+/* The option entry; HELP says what else SECONDS bounds for the command. */
+#define SM_CLI_TIMEOUT_ENTRY(var, help) \
+  { "timeout", 0, 0, G_OPTION_ARG_INT, &(var), help, "SECONDS" }
+#define SM_CLI_TIMEOUT_HELP \
+  "Give up when QEMU does not answer within SECONDS (default 30)"
+
+/* --timeout must be 0..SM_CLI_TIMEOUT_MAX_S; prints the usage error. */
+bool sm_cli_timeout_ok (const char *command, int timeout_s);
+
+/* The reply timeout in seconds for --timeout TIMEOUT_S (0: the default). */
+int sm_cli_timeout_s (int timeout_s);
+
+/* The one way a command connects to QEMU: sm_qmp_connect bounded by
+ * sm_cli_timeout_s (TIMEOUT_S), and the same bound for every reply.  A
+ * monitor that accepts no connection, or a QEMU that does not answer, is
+ * SM_ERROR_TIMEOUT naming ADDRESS. */
+SmQmp *sm_cli_connect (const char *address, int timeout_s, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
 
 /* Formats a byte count for people: "1.0 GiB", "64.0 MiB", "512 B". */
 char *sm_cli_format_size (guint64 bytes) G_GNUC_WARN_UNUSED_RESULT;

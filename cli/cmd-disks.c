@@ -33,9 +33,8 @@ static const GOptionEntry entries[] = {
     "The VM's QMP socket path or HOST:PORT (required)", "SOCKET" },
   { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
     "Print one JSON document instead of text", NULL },
-  { "timeout", 0, 0, G_OPTION_ARG_INT, &opt_timeout,
-    "Give up when QEMU does not answer within SECONDS (default 5)",
-    "SECONDS" },
+  SM_CLI_TIMEOUT_ENTRY (opt_timeout,
+    "Give up when QEMU does not answer within SECONDS (default 5)"),
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 
@@ -118,19 +117,18 @@ sm_cmd_disks (int argc, char **argv)
     sm_cli_error ("disks: --qmp SOCKET is required");
     return SM_EXIT_USAGE;
   }
-  if (opt_timeout <= 0) {
+  if (opt_timeout == 0) {
     sm_cli_error ("disks: --timeout must be a positive number of seconds");
     return SM_EXIT_USAGE;
   }
+  if (!sm_cli_timeout_ok ("disks", opt_timeout))
+    return SM_EXIT_USAGE;
 
-  qmp = sm_qmp_connect (opt_qmp, opt_timeout * 1000, &err);
+  qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
   if (!qmp) {
     sm_cli_gerror (NULL, err);
     return SM_EXIT_FAILURE;
   }
-  /* A read-only query: a QEMU that stops answering is an error, not a
-   * hang. */
-  sm_qmp_set_timeout (qmp, opt_timeout * 1000);
   list = sm_disks_query (qmp, &err);
   if (!list) {
     sm_cli_gerror (NULL, err);

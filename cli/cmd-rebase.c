@@ -13,8 +13,6 @@
 #include "rebase.h"
 #include "state.h"
 
-#define QMP_CONNECT_TIMEOUT_MS 10000
-
 static char *opt_qmp;
 static char *opt_base;
 static char *opt_bandwidth;
@@ -33,9 +31,10 @@ static const GOptionEntry entries[] = {
   { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &opt_bandwidth,
     "Limit the copy to RATE bytes per second (suffixes K, M, G, T: powers of "
     "1024)", "RATE" },
-  { "timeout", 0, 0, G_OPTION_ARG_INT, &opt_timeout,
+  SM_CLI_TIMEOUT_ENTRY (opt_timeout,
     "Give up (and cancel the job, leaving the chain unchanged) after "
-    "SECONDS; default: wait as long as it takes", "SECONDS" },
+    "SECONDS, or when QEMU does not answer within SECONDS (default: no "
+    "limit for the job, 30 for each answer)"),
   { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
     "Print progress and the result as JSON lines on stdout", NULL },
   { "dry-run", 0, 0, G_OPTION_ARG_NONE, &opt_dry_run,
@@ -136,14 +135,12 @@ sm_cmd_rebase (int argc, char **argv)
                   "an optional K, M, G or T suffix (e.g. 64M)", opt_bandwidth);
     return SM_EXIT_USAGE;
   }
-  if (opt_timeout < 0) {
-    sm_cli_error ("rebase: --timeout must be a number of seconds >= 0");
+  if (!sm_cli_timeout_ok ("rebase", opt_timeout))
     return SM_EXIT_USAGE;
-  }
   state_dir = opt_state_dir ? g_strdup (opt_state_dir)
                             : sm_state_default_dir ();
 
-  qmp = sm_qmp_connect (opt_qmp, QMP_CONNECT_TIMEOUT_MS, &err);
+  qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
   if (!qmp) {
     sm_cli_gerror ("rebase", err);
     return SM_EXIT_FAILURE;

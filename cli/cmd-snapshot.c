@@ -14,8 +14,6 @@
 #include "qmp.h"
 #include "state.h"
 
-#define QMP_CONNECT_TIMEOUT_MS 10000
-
 static char *opt_qmp;
 static char *opt_state_dir;
 static char *opt_name;
@@ -42,9 +40,12 @@ static gboolean opt_delete_source;
     "snapmig's state directory (default: /var/lib/snapmig for root, else " \
     "$XDG_STATE_HOME/snapmig)", "DIR" }
 #define TIMEOUT_ENTRY \
-  { "timeout", 0, 0, G_OPTION_ARG_INT, &opt_timeout, \
-    "Give up waiting after SECONDS (default: wait as long as it takes)", \
-    "SECONDS" }
+  SM_CLI_TIMEOUT_ENTRY (opt_timeout, \
+    "Give up when the mirrors and copies are not done within SECONDS, or " \
+    "QEMU does not answer within SECONDS (default: no limit for the " \
+    "mirrors and copies, 30 for each answer)")
+#define REPLY_TIMEOUT_ENTRY \
+  SM_CLI_TIMEOUT_ENTRY (opt_timeout, SM_CLI_TIMEOUT_HELP)
 #define JSON_ENTRY \
   { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, \
     "Print progress and results as JSON lines on stdout", NULL }
@@ -101,11 +102,11 @@ static const GOptionEntry abort_entries[] = {
 };
 
 static const GOptionEntry status_entries[] = {
-  QMP_ENTRY, JSON_ENTRY, STATE_ENTRY, END_ENTRY,
+  QMP_ENTRY, REPLY_TIMEOUT_ENTRY, JSON_ENTRY, STATE_ENTRY, END_ENTRY,
 };
 
 static const GOptionEntry recover_entries[] = {
-  QMP_ENTRY, STATE_ENTRY, END_ENTRY,
+  QMP_ENTRY, REPLY_TIMEOUT_ENTRY, STATE_ENTRY, END_ENTRY,
 };
 
 static int
@@ -114,14 +115,12 @@ timeout_ms (void)
   return opt_timeout > 0 ? opt_timeout * 1000 : -1;
 }
 
-/* --timeout is seconds >= 0 (0: no limit); prints the usage error. */
+/* --timeout is seconds >= 0 (0: no limit on progress, the default for
+ * replies); prints the usage error. */
 static bool
 timeout_ok (const char *command)
 {
-  if (opt_timeout >= 0)
-    return true;
-  sm_cli_error ("%s: --timeout must be a number of seconds >= 0", command);
-  return false;
+  return sm_cli_timeout_ok (command, opt_timeout);
 }
 
 /* Connects, opens the VM's state (unless ST is NULL) and takes its lock. */
@@ -132,7 +131,7 @@ open_vm (const char *cmd, bool lock, SmQmp **qmp, SmVmState **st)
   g_autofree char *state_dir = opt_state_dir ? g_strdup (opt_state_dir)
                                              : sm_state_default_dir ();
 
-  *qmp = sm_qmp_connect (opt_qmp, QMP_CONNECT_TIMEOUT_MS, &err);
+  *qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
   if (!*qmp) {
     sm_cli_gerror (cmd, err);
     return false;
@@ -598,6 +597,8 @@ sm_cmd_status (int argc, char **argv)
     sm_cli_error ("status: at most one NAME expected");
     return SM_EXIT_USAGE;
   }
+  if (!timeout_ok ("status"))
+    return SM_EXIT_USAGE;
   if (!open_vm ("status", false, &qmp, &st))
     return SM_EXIT_FAILURE;
   current = sm_vm_state_get_current (st, &err);
@@ -712,6 +713,8 @@ sm_cmd_recover (int argc, char **argv)
     sm_cli_error ("recover: no arguments expected");
     return SM_EXIT_USAGE;
   }
+  if (!timeout_ok ("recover"))
+    return SM_EXIT_USAGE;
   state_dir = opt_state_dir ? g_strdup (opt_state_dir)
                             : sm_state_default_dir ();
   st = sm_vm_state_open (state_dir, opt_qmp, &err);
@@ -719,8 +722,21 @@ sm_cmd_recover (int argc, char **argv)
     sm_cli_gerror ("recover", err);
     return SM_EXIT_FAILURE;
   }
-  /* A dead QEMU is not an error here: recovery then works offline. */
-  qmp = sm_qmp_connect (opt_qmp, QMP_CONNECT_TIMEOUT_MS, &err);
+  /* A dead QEMU is not an error here: recovery then works offline.  One
+   * that does not answer (stopped, hung, or its monitor held by another
+   * client) may still have the images open: that is an error. */
+  qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
+  if (g_error_matches (err, SM_ERROR, SM_ERROR_INTERRUPTED)) {
+    sm_cli_gerror ("recover", err);
+    return SM_EXIT_FAILURE;
+  }
+  if (!qmp && !g_error_matches (err, SM_ERROR, SM_ERROR_IO) &&
+      !g_error_matches (err, SM_ERROR, SM_ERROR_DISCONNECTED)) {
+    sm_cli_error ("recover: %s; QEMU may still be running on the images, so "
+                  "nothing was done: run recover again once it answers (or "
+                  "has exited)", err->message);
+    return SM_EXIT_FAILURE;
+  }
   if (!qmp) {
     sm_cli_warning ("recover: %s; working on the files only", err->message);
     g_clear_error (&err);

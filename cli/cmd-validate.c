@@ -54,6 +54,7 @@ static gboolean opt_json;
 static gboolean opt_strict;
 static char **opt_qmp;
 static char *opt_state_dir;
+static int opt_timeout;
 
 static const GOptionEntry entries[] = {
   { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
@@ -68,6 +69,9 @@ static const GOptionEntry entries[] = {
     "images in use and the journals of interrupted operations are recorded "
     "(default: /var/lib/snapmig for root, else "
     "$XDG_STATE_HOME/snapmig)", "DIR" },
+  SM_CLI_TIMEOUT_ENTRY (opt_timeout,
+    "Give up when a VM given with --qmp does not answer within SECONDS "
+    "(default 30)"),
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 
@@ -113,9 +117,11 @@ sm_cmd_validate (int argc, char **argv)
                   "--help')");
     return SM_EXIT_USAGE;
   }
+  if (!sm_cli_timeout_ok ("validate", opt_timeout))
+    return SM_EXIT_USAGE;
 
   for (p = opt_qmp; p && *p; p++) {
-    g_autoptr(SmQmp) qmp = sm_qmp_connect (*p, 10000, &err);
+    g_autoptr(SmQmp) qmp = sm_cli_connect (*p, opt_timeout, &err);
     SmValidateVm *vm;
 
     if (!qmp) {

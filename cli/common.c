@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
+#include "qmp.h"
 
 gboolean sm_cli_debug;
 
@@ -132,4 +134,45 @@ sm_cli_parse_rate (const char *text, guint64 *rate)
     return false;
   *rate = (guint64) (v * mult);
   return true;
+}
+
+bool
+sm_cli_timeout_ok (const char *command, int timeout_s)
+{
+  if (timeout_s >= 0 && timeout_s <= SM_CLI_TIMEOUT_MAX_S)
+    return true;
+  sm_cli_error ("%s: --timeout must be a number of seconds from 0 to %d",
+                command, SM_CLI_TIMEOUT_MAX_S);
+  return false;
+}
+
+int
+sm_cli_timeout_s (int timeout_s)
+{
+  const char *env = g_getenv ("SNAPMIG_DEFAULT_TIMEOUT");
+  char *end;
+  long v;
+
+  if (timeout_s > 0)
+    return timeout_s;
+  if (env && *env) {
+    errno = 0;
+    v = strtol (env, &end, 10);
+    if (errno == 0 && *end == '\0' && v > 0 && v <= SM_CLI_TIMEOUT_MAX_S)
+      return (int) v;
+    sm_cli_warning ("SNAPMIG_DEFAULT_TIMEOUT='%s' is not a number of "
+                    "seconds; using %d", env, SM_CLI_DEFAULT_TIMEOUT_S);
+  }
+  return SM_CLI_DEFAULT_TIMEOUT_S;
+}
+
+SmQmp *
+sm_cli_connect (const char *address, int timeout_s, GError **error)
+{
+  int ms = sm_cli_timeout_s (timeout_s) * 1000;
+  SmQmp *qmp = sm_qmp_connect (address, ms, error);
+
+  if (qmp)
+    sm_qmp_set_timeout (qmp, ms);
+  return qmp;
 }

@@ -5,6 +5,8 @@
 #include <string.h>
 
 static volatile sig_atomic_t requested;
+/* > 0 inside sm_interrupt_block_during: checks report nothing there. */
+static int deferred;
 
 static void
 on_signal (int sig)
@@ -59,7 +61,7 @@ sm_interrupt_check (GError **error)
 {
   int sig = requested;
 
-  if (!sig)
+  if (!sig || deferred > 0)
     return false;
   g_set_error (error, SM_ERROR, SM_ERROR_INTERRUPTED, "interrupted by %s",
                sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM"
@@ -77,6 +79,8 @@ sm_interrupt_block_during (void (*fn) (void *opaque), void *opaque)
   sigaddset (&set, SIGTERM);
   sigaddset (&set, SIGHUP);
   sigprocmask (SIG_BLOCK, &set, &old);
+  deferred++;
   fn (opaque);
+  deferred--;
   sigprocmask (SIG_SETMASK, &old, NULL);
 }

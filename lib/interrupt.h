@@ -39,7 +39,11 @@ bool sm_interrupt_check (GError **error);
 
 /* Runs FN (OPAQUE) with SIGINT, SIGTERM and SIGHUP blocked, so that a
  * signal cannot cut a short critical section in two (pivot's resume of the
- * guest); the signals are delivered after it. */
+ * guest); the signals are delivered after it.  Inside FN sm_interrupt_check
+ * reports nothing, not even a request recorded before FN began: an error
+ * path that runs after an interruption (resuming a guest it paused) can
+ * still talk to QEMU.  Its QMP waits stay bounded by their timeouts (qmp.h).
+ * The request is kept: the first check after FN reports it. */
 void sm_interrupt_block_during (void (*fn) (void *opaque), void *opaque);
 
 #endif /* SM_INTERRUPT_H */

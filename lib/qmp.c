@@ -1,10 +1,13 @@
 /* libsnapmig — QMP client.
  *
- * The socket is non-blocking and every wait goes through poll() with a
- * deadline, so that a QEMU that stops answering is a timeout and a QEMU that
- * died is SM_ERROR_DISCONNECTED, never a hang.  QMP frames messages as one
- * JSON object per line; bytes are accumulated until a newline arrives, so
- * partial reads and several messages in one read both work.
+ * The socket is non-blocking (the connect too) and every wait goes through
+ * poll() with a deadline that is checked on every pass, also while bytes
+ * keep arriving, so that a QEMU that stops answering is a timeout, a peer
+ * that streams garbage is a protocol error, a QEMU that died is
+ * SM_ERROR_DISCONNECTED and a signal is SM_ERROR_INTERRUPTED, never a hang.
+ * QMP frames messages as one JSON object per line; bytes are accumulated
+ * until a newline arrives (at most SM_QMP_MAX_LINE of them), so partial
+ * reads and several messages in one read both work.
  */
 #include "qmp.h"
 
@@ -18,11 +21,34 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "interrupt.h"
+
+/* After a reply timed out, the commands that follow (an error path resuming
+ * the guest, cancelling a job) share this much more time, unless QEMU shows
+ * it is alive again by sending anything: a stopped QEMU then costs the
+ * caller its timeout plus this, not a timeout per cleanup command. */
+#define STALL_GRACE_MS 500
+
+/* Reads past the deadline, of what is readable at once (see read_message). */
+#define LATE_READS_MAX 4
+
+/* Events kept for sm_qmp_wait_event at most; beyond, the oldest go.  QEMU
+ * sends a handful per block job and snapmig's loops take or clear them, so
+ * only a peer flooding events reaches this: memory stays bounded. */
+#define EVENTS_MAX 10000
+
 struct SmQmp {
   char *address;
   int fd;                       /* -1 once the peer is gone */
-  int timeout_ms;               /* per-command reply timeout, 0 = forever */
-  GString *inbuf;               /* bytes read but not yet a whole line */
+  int timeout_ms;               /* per-command reply timeout, > 0 */
+  gint64 stalled_until;         /* monotonic us, see STALL_GRACE_MS; -1 */
+  char *broken;                 /* why the connection was given up, or NULL */
+  size_t max_line;              /* SM_QMP_MAX_LINE unless a test lowers it */
+  GString *inbuf;               /* bytes read, from `start` not yet taken */
+  size_t start;                 /* inbuf's first byte not taken as a line */
+  size_t scanned;               /* inbuf[start..scanned) holds no \n */
+  gint64 late_deadline;         /* the deadline late_reads counts for */
+  int late_reads;               /* reads after it passed (LATE_READS_MAX) */
   GQueue *events;               /* json_object *, owned, arrival order */
   char *last_error_class;
   guint64 next_id;
@@ -54,6 +80,15 @@ deadline_remaining_ms (Deadline deadline)
     return 0;
   /* Round up so that a poll never returns just before the deadline. */
   return (int) MIN ((left + 999) / 1000, G_MAXINT);
+}
+
+/* "2 s", "0.5 s": a timeout for messages. */
+static char *
+format_ms (int ms)
+{
+  if (ms % 1000 == 0)
+    return g_strdup_printf ("%d s", ms / 1000);
+  return g_strdup_printf ("%.1f s", ms / 1000.0);
 }
 
 static const char *
@@ -102,11 +137,17 @@ parse_tcp_address (const char *address, char **host, char **port)
   return true;
 }
 
+/* A unix connect does not wait for the peer's accept(), but it blocks while
+ * the listener's backlog is full (QEMU stopped, or another client connecting
+ * in a loop); non-blocking it fails with EAGAIN instead, and Linux offers no
+ * way to wait for room but to try again.  So: try, back off, try, until
+ * DEADLINE.  Nobody listening (ECONNREFUSED, ENOENT) fails at once. */
 static int
-connect_unix (const char *path, GError **error)
+connect_unix (const char *path, Deadline deadline, int timeout_ms,
+              GError **error)
 {
   struct sockaddr_un sun = { .sun_family = AF_UNIX };
-  int fd;
+  int backoff_ms = 1;
 
   if (strlen (path) >= sizeof sun.sun_path) {
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
@@ -114,24 +155,42 @@ connect_unix (const char *path, GError **error)
     return -1;
   }
   strcpy (sun.sun_path, path);
-  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "socket: %s",
-                 g_strerror (errno));
-    return -1;
-  }
-  /* A unix connect never waits for the peer's accept(): it succeeds or fails
-   * at once (ENOENT, ECONNREFUSED when nobody listens). */
-  if (connect (fd, (struct sockaddr *) &sun, sizeof sun) < 0) {
-    int saved = errno;
+  for (;;) {
+    int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int saved;
+    int left;
 
+    if (fd < 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "socket: %s",
+                   g_strerror (errno));
+      return -1;
+    }
+    if (connect (fd, (struct sockaddr *) &sun, sizeof sun) == 0)
+      return fd;
+    saved = errno;
     close (fd);
-    g_set_error (error, SM_ERROR, SM_ERROR_IO,
-                 "cannot connect to QEMU monitor %s: %s", path,
-                 g_strerror (saved));
-    return -1;
+    if (saved != EAGAIN && saved != EINTR) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO,
+                   "cannot connect to QEMU monitor %s: %s", path,
+                   g_strerror (saved));
+      return -1;
+    }
+    if (sm_interrupt_check (error))
+      return -1;
+    left = deadline_remaining_ms (deadline);
+    if (left == 0) {
+      g_autofree char *t = format_ms (timeout_ms);
+
+      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                   "cannot connect to QEMU monitor %s: it accepted no "
+                   "connection within %s (another client may hold the "
+                   "monitor, or QEMU may be stopped)", path, t);
+      return -1;
+    }
+    /* A signal ends the sleep early (no SA_RESTART); checked above. */
+    poll (NULL, 0, left < 0 ? backoff_ms : MIN (backoff_ms, left));
+    backoff_ms = MIN (backoff_ms * 2, 100);
   }
-  return fd;
 }
 
 /* Non-blocking connect bounded by DEADLINE. */
@@ -157,9 +216,14 @@ connect_tcp_one (const struct addrinfo *ai, Deadline deadline, int *err)
     return -1;
   }
   pfd = (struct pollfd) { .fd = fd, .events = POLLOUT };
-  do
+  do {
+    if (sm_interrupt_check (NULL)) {
+      *err = EINTR;
+      close (fd);
+      return -1;
+    }
     r = poll (&pfd, 1, deadline_remaining_ms (deadline));
-  while (r < 0 && errno == EINTR);
+  } while (r < 0 && errno == EINTR);
   if (r == 0) {
     *err = ETIMEDOUT;
     close (fd);
@@ -198,6 +262,8 @@ connect_tcp (const char *address, const char *host, const char *port,
   for (ai = res; ai && fd < 0; ai = ai->ai_next)
     fd = connect_tcp_one (ai, deadline, &err);
   freeaddrinfo (res);
+  if (fd < 0 && err == EINTR && sm_interrupt_check (error))
+    return -1;
   if (fd < 0)
     g_set_error (error, SM_ERROR,
                  err == ETIMEDOUT ? SM_ERROR_TIMEOUT : SM_ERROR_IO,
@@ -208,6 +274,49 @@ connect_tcp (const char *address, const char *host, const char *port,
 
 /* ---- reading and writing --------------------------------------------- */
 
+/* A connection given up on (a peer that broke the protocol): every later
+ * call fails the same way rather than read what follows. */
+static bool
+check_broken (SmQmp *qmp, GError **error)
+{
+  if (!qmp->broken)
+    return true;
+  g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL, "%s", qmp->broken);
+  return false;
+}
+
+static bool
+set_broken (SmQmp *qmp, GError **error, const char *fmt, ...)
+  G_GNUC_PRINTF (3, 4);
+
+static bool
+set_broken (SmQmp *qmp, GError **error, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  g_free (qmp->broken);
+  qmp->broken = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  if (qmp->fd >= 0) {
+    close (qmp->fd);
+    qmp->fd = -1;
+  }
+  /* Give the memory back: it may be max_line bytes. */
+  g_string_free (qmp->inbuf, TRUE);
+  qmp->inbuf = g_string_new (NULL);
+  qmp->start = qmp->scanned = 0;
+  return check_broken (qmp, error);
+}
+
+static bool
+timed_out (SmQmp *qmp, GError **error)
+{
+  g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+               "timed out waiting for QEMU monitor %s", qmp->address);
+  return false;
+}
+
 static bool
 send_line (SmQmp *qmp, const char *line, Deadline deadline, GError **error)
 {
@@ -215,6 +324,8 @@ send_line (SmQmp *qmp, const char *line, Deadline deadline, GError **error)
   size_t len = strlen (msg);
   size_t done = 0;
 
+  if (!check_broken (qmp, error))
+    return false;
   if (qmp->fd < 0)
     return set_disconnected (qmp, error);
   sm_debug ("qmp", "%s -> %s", qmp->address, line);
@@ -224,18 +335,25 @@ send_line (SmQmp *qmp, const char *line, Deadline deadline, GError **error)
 
     if (n >= 0) {
       done += n;
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
       struct pollfd pfd = { .fd = qmp->fd, .events = POLLOUT };
-      int r = poll (&pfd, 1, deadline_remaining_ms (deadline));
+      int left = deadline_remaining_ms (deadline);
+      int r;
 
-      if (r == 0) {
-        g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-                     "timed out writing to QEMU monitor %s", qmp->address);
+      if (sm_interrupt_check (error))
+        return false;
+      if (left == 0)
+        return timed_out (qmp, error);
+      r = poll (&pfd, 1, left);
+      if (r < 0 && errno != EINTR) {
+        g_set_error (error, SM_ERROR, SM_ERROR_IO,
+                     "poll on QEMU monitor %s: %s", qmp->address,
+                     g_strerror (errno));
         return false;
       }
     } else if (errno == EPIPE || errno == ECONNRESET) {
       return set_disconnected (qmp, error);
-    } else if (errno != EINTR) {
+    } else {
       g_set_error (error, SM_ERROR, SM_ERROR_IO,
                    "cannot write to QEMU monitor %s: %s", qmp->address,
                    g_strerror (errno));
@@ -245,17 +363,30 @@ send_line (SmQmp *qmp, const char *line, Deadline deadline, GError **error)
   return true;
 }
 
-/* Takes one whole line out of the input buffer, if there is one. */
+/* Takes one whole line out of the input buffer, if there is one.  Bytes
+ * already searched are not searched again, and taken lines are dropped
+ * from the buffer only once none is left: a long line arriving in many
+ * pieces, or many short ones in one read, cost linear time. */
 static char *
 take_line (SmQmp *qmp)
 {
-  char *nl = memchr (qmp->inbuf->str, '\n', qmp->inbuf->len);
+  GString *in = qmp->inbuf;
+  char *nl;
   char *line;
 
-  if (!nl)
+  qmp->scanned = MAX (qmp->scanned, qmp->start);
+  nl = memchr (in->str + qmp->scanned, '\n', in->len - qmp->scanned);
+  if (!nl) {
+    qmp->scanned = in->len;
+    if (qmp->start > 0) {
+      g_string_erase (in, 0, qmp->start);
+      qmp->scanned -= qmp->start;
+      qmp->start = 0;
+    }
     return NULL;
-  line = g_strndup (qmp->inbuf->str, nl - qmp->inbuf->str);
-  g_string_erase (qmp->inbuf, 0, nl - qmp->inbuf->str + 1);
+  }
+  line = g_strndup (in->str + qmp->start, nl - (in->str + qmp->start));
+  qmp->start = qmp->scanned = nl - in->str + 1;
   return line;
 }
 
@@ -283,30 +414,66 @@ parse_message (SmQmp *qmp, const char *line, GError **error)
   return obj;
 }
 
-/* Reads the next message (a JSON object) before DEADLINE. */
+/* Reads the next message (a JSON object) before DEADLINE.
+ *
+ * The deadline is checked on every pass, not only when poll() times out: a
+ * peer that keeps sending without ever ending a line cannot hold us past it
+ * (nor past max_line bytes).  At and after the deadline, what is readable at
+ * once is still read, a few buffers of it (LATE_READS_MAX), so that a wait
+ * of 0 ms sees what has arrived.  A signal (interrupt.h) ends the wait with
+ * SM_ERROR_INTERRUPTED; bytes of a message read so far stay buffered, and a
+ * reply that arrives later is recognised by its id and dropped. */
 static json_object *
 read_message (SmQmp *qmp, Deadline deadline, GError **error)
 {
+  /* One budget of late reads per deadline, not per call: each call may
+   * return a message at once, and a wait makes many calls. */
+  if (qmp->late_deadline != deadline) {
+    qmp->late_deadline = deadline;
+    qmp->late_reads = 0;
+  }
   for (;;) {
     g_autofree char *line = take_line (qmp);
     char buf[65536];
     struct pollfd pfd;
     ssize_t n;
+    int left;
     int r;
 
     if (line) {
+      /* Anything from QEMU shows it is alive again. */
+      qmp->stalled_until = -1;
       g_strstrip (line);        /* QMP ends lines with \r\n */
       if (line[0] == '\0')
         continue;
       sm_debug ("qmp", "%s <- %s", qmp->address, line);
       return parse_message (qmp, line, error);
     }
+    if (!check_broken (qmp, error))
+      return NULL;
+    if (qmp->inbuf->len > qmp->max_line) {
+      g_autofree char *size = qmp->max_line % (1 << 20) == 0
+        ? g_strdup_printf ("%zu MiB", qmp->max_line >> 20)
+        : g_strdup_printf ("%zu bytes", qmp->max_line);
+
+      set_broken (qmp, error, "QEMU monitor %s sent more than %s without "
+                  "ending the line: no QMP message is that long, the "
+                  "connection is given up", qmp->address, size);
+      return NULL;
+    }
     if (qmp->fd < 0) {
       set_disconnected (qmp, error);
       return NULL;
     }
+    if (sm_interrupt_check (error))
+      return NULL;
+    left = deadline_remaining_ms (deadline);
+    if (left == 0 && qmp->late_reads++ >= LATE_READS_MAX) {
+      timed_out (qmp, error);
+      return NULL;
+    }
     pfd = (struct pollfd) { .fd = qmp->fd, .events = POLLIN };
-    r = poll (&pfd, 1, deadline_remaining_ms (deadline));
+    r = poll (&pfd, 1, left);
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0) {
@@ -315,8 +482,7 @@ read_message (SmQmp *qmp, Deadline deadline, GError **error)
       return NULL;
     }
     if (r == 0) {
-      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-                   "timed out waiting for QEMU monitor %s", qmp->address);
+      timed_out (qmp, error);
       return NULL;
     }
     n = recv (qmp->fd, buf, sizeof buf, 0);
@@ -334,6 +500,18 @@ read_message (SmQmp *qmp, Deadline deadline, GError **error)
                    g_strerror (errno));
       return NULL;
     }
+  }
+}
+
+/* Keeps EVENT (consumed) for sm_qmp_wait_event. */
+static void
+queue_event (SmQmp *qmp, json_object *event)
+{
+  g_queue_push_tail (qmp->events, event);
+  if (g_queue_get_length (qmp->events) > EVENTS_MAX) {
+    sm_debug ("qmp", "%s: more than %d events waiting, dropping the oldest",
+              qmp->address, EVENTS_MAX);
+    json_object_put (g_queue_pop_head (qmp->events));
   }
 }
 
@@ -370,37 +548,78 @@ check_reply (SmQmp *qmp, const char *command, json_object *reply,
   return NULL;
 }
 
+/* COMMAND's wait for its reply ended in ERR: turns a timeout into the
+ * message a user reads (and starts the stall grace), prefixes the rest. */
+static void
+reply_failed (SmQmp *qmp, const char *command, int timeout_ms, bool stalled,
+              GError *err, GError **error)
+{
+  g_autofree char *t = NULL;
+
+  if (!g_error_matches (err, SM_ERROR, SM_ERROR_TIMEOUT)) {
+    g_propagate_prefixed_error (error, err, "%s: ", command);
+    return;
+  }
+  g_error_free (err);
+  if (qmp->stalled_until < 0)
+    qmp->stalled_until = g_get_monotonic_time () +
+                         (gint64) STALL_GRACE_MS * 1000;
+  if (stalled) {
+    g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                 "%s: QEMU monitor %s did not answer: it stopped answering "
+                 "an earlier command (QEMU may be stopped or hung)", command,
+                 qmp->address);
+    return;
+  }
+  t = format_ms (timeout_ms);
+  g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+               "%s: QEMU monitor %s did not answer within %s (QEMU may be "
+               "stopped or hung)", command, qmp->address, t);
+}
+
+/* Sends COMMAND and waits for its reply until TIMEOUT_MS from now, cut
+ * short by the stall grace when an earlier command got no reply. */
 static json_object *
-execute_until (SmQmp *qmp, const char *command, json_object *args,
-               Deadline deadline, GError **error)
+execute_within (SmQmp *qmp, const char *command, json_object *args,
+                int timeout_ms, GError **error)
 {
   g_autoptr(json_object) req = json_object_new_object ();
   g_autofree char *id = g_strdup_printf ("sm-%" G_GUINT64_FORMAT,
                                          ++qmp->next_id);
+  gint64 now = g_get_monotonic_time ();
+  bool stalled = qmp->stalled_until >= 0;
+  GError *err = NULL;
+  Deadline deadline;
+
+  if (stalled)
+    timeout_ms = (int) CLAMP ((qmp->stalled_until - now) / 1000, 0,
+                              timeout_ms);
+  deadline = now + (gint64) timeout_ms * 1000;
 
   json_object_object_add (req, "execute", json_object_new_string (command));
   if (args)
     json_object_object_add (req, "arguments", args);
   json_object_object_add (req, "id", json_object_new_string (id));
-  if (!send_line (qmp, to_json (req), deadline, error)) {
-    g_prefix_error (error, "%s: ", command);
+  if (!send_line (qmp, to_json (req), deadline, &err)) {
+    reply_failed (qmp, command, timeout_ms, stalled, err, error);
     return NULL;
   }
 
   for (;;) {
-    g_autoptr(json_object) msg = read_message (qmp, deadline, error);
+    g_autoptr(json_object) msg = read_message (qmp, deadline, &err);
     json_object *msg_id;
 
     if (!msg) {
-      g_prefix_error (error, "%s: ", command);
+      reply_failed (qmp, command, timeout_ms, stalled, err, error);
       return NULL;
     }
     if (json_object_object_get_ex (msg, "event", NULL)) {
-      g_queue_push_tail (qmp->events, g_steal_pointer (&msg));
+      queue_event (qmp, g_steal_pointer (&msg));
       continue;
     }
-    /* A reply to an earlier command that timed out is dropped by id.  QEMU
-     * echoes the id on every reply to a request that carried one. */
+    /* A reply to an earlier command that timed out or was interrupted is
+     * dropped by id.  QEMU echoes the id on every reply to a request that
+     * carried one. */
     if (json_object_object_get_ex (msg, "id", &msg_id) &&
         g_strcmp0 (json_object_get_string (msg_id), id) != 0) {
       sm_debug ("qmp", "%s: dropping a reply to another command",
@@ -422,10 +641,7 @@ sm_qmp_execute (SmQmp *qmp, const char *command, json_object *args,
     json_object_put (args);
     return NULL;
   }
-  return execute_until (qmp, command, args,
-                        deadline_after (qmp->timeout_ms > 0 ? qmp->timeout_ms
-                                        : -1),
-                        error);
+  return execute_within (qmp, command, args, qmp->timeout_ms, error);
 }
 
 json_object *
@@ -486,7 +702,19 @@ sm_qmp_address (const SmQmp *qmp)
 void
 sm_qmp_set_timeout (SmQmp *qmp, int timeout_ms)
 {
-  qmp->timeout_ms = MAX (timeout_ms, 0);
+  qmp->timeout_ms = timeout_ms > 0 ? timeout_ms : SM_QMP_DEFAULT_TIMEOUT_MS;
+}
+
+int
+sm_qmp_get_timeout (const SmQmp *qmp)
+{
+  return qmp->timeout_ms;
+}
+
+void
+sm_qmp_set_max_line (SmQmp *qmp, size_t bytes)
+{
+  qmp->max_line = bytes > 0 ? bytes : SM_QMP_MAX_LINE;
 }
 
 /* ---- connection lifetime --------------------------------------------- */
@@ -510,6 +738,7 @@ sm_qmp_free (SmQmp *qmp)
   sm_qmp_clear_events (qmp);
   g_queue_free (qmp->events);
   g_string_free (qmp->inbuf, TRUE);
+  g_free (qmp->broken);
   g_free (qmp->last_error_class);
   g_free (qmp->address);
   g_free (qmp);
@@ -521,19 +750,29 @@ sm_qmp_connect (const char *address, int timeout_ms, GError **error)
   g_autoptr(SmQmp) qmp = g_new0 (SmQmp, 1);
   g_autofree char *host = NULL;
   g_autofree char *port = NULL;
+  g_autofree char *t = NULL;
   g_autoptr(json_object) greeting = NULL;
   g_autoptr(json_object) ret = NULL;
-  Deadline deadline = deadline_after (timeout_ms > 0 ? timeout_ms : -1);
+  g_autoptr(GError) err = NULL;
+  Deadline deadline;
+  gint64 left_ms;
 
+  if (timeout_ms <= 0)
+    timeout_ms = SM_QMP_DEFAULT_TIMEOUT_MS;
+  deadline = deadline_after (timeout_ms);
+  t = format_ms (timeout_ms);
   qmp->address = g_strdup (address);
   qmp->fd = -1;
+  qmp->timeout_ms = SM_QMP_DEFAULT_TIMEOUT_MS;
+  qmp->stalled_until = -1;
+  qmp->max_line = SM_QMP_MAX_LINE;
   qmp->inbuf = g_string_new (NULL);
   qmp->events = g_queue_new ();
 
   if (parse_tcp_address (address, &host, &port))
     qmp->fd = connect_tcp (address, host, port, deadline, error);
   else
-    qmp->fd = connect_unix (address, error);
+    qmp->fd = connect_unix (address, deadline, timeout_ms, error);
   if (qmp->fd < 0)
     return NULL;
   if (!g_unix_set_fd_nonblocking (qmp->fd, TRUE, NULL)) {
@@ -545,25 +784,24 @@ sm_qmp_connect (const char *address, int timeout_ms, GError **error)
   /* QEMU may emit an event on a new connection before the greeting (seen
    * with 7.2: a BLOCK_JOB_COMPLETED raised while the previous client
    * disconnected arrived first), so events are queued until the greeting. */
-  while ((greeting = read_message (qmp, deadline, error)) != NULL &&
+  while ((greeting = read_message (qmp, deadline, &err)) != NULL &&
          json_object_object_get_ex (greeting, "event", NULL)) {
     sm_debug ("qmp", "event before the greeting from %s: %s", address,
               to_json (greeting));
-    g_queue_push_tail (qmp->events, g_steal_pointer (&greeting));
+    queue_event (qmp, g_steal_pointer (&greeting));
   }
   if (!greeting) {
-    g_autoptr(GError) err = NULL;
-
     /* QEMU serves one client per monitor: a second one is accepted by the
-     * kernel but never greeted, which looks exactly like this. */
-    if (error && g_error_matches (*error, SM_ERROR, SM_ERROR_TIMEOUT)) {
-      err = g_steal_pointer (error);
+     * kernel but never greeted, which looks exactly like a stopped QEMU. */
+    if (g_error_matches (err, SM_ERROR, SM_ERROR_TIMEOUT)) {
       g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-                   "no QMP greeting from %s (is another client connected to "
-                   "this monitor?)", address);
+                   "no QMP greeting from %s within %s (is another client "
+                   "connected to this monitor, or is QEMU stopped?)",
+                   address, t);
       return NULL;
     }
-    g_prefix_error (error, "waiting for the QMP greeting: ");
+    g_propagate_prefixed_error (error, g_steal_pointer (&err),
+                                "waiting for the QMP greeting: ");
     return NULL;
   }
   if (!json_object_object_get_ex (greeting, "QMP", NULL)) {
@@ -571,7 +809,10 @@ sm_qmp_connect (const char *address, int timeout_ms, GError **error)
                  "%s is not a QEMU monitor: no QMP greeting", address);
     return NULL;
   }
-  ret = execute_until (qmp, "qmp_capabilities", NULL, deadline, error);
+  /* The handshake shares the connect's deadline. */
+  left_ms = (deadline - g_get_monotonic_time () + 999) / 1000;
+  ret = execute_within (qmp, "qmp_capabilities", NULL,
+                        (int) CLAMP (left_ms, 0, timeout_ms), error);
   if (!ret)
     return NULL;
   return g_steal_pointer (&qmp);
@@ -728,7 +969,7 @@ sm_qmp_wait_event (SmQmp *qmp, const char *name, SmQmpEventMatch match,
     }
     if (event_matches (msg, name, match, opaque))
       return g_steal_pointer (&msg);
-    g_queue_push_tail (qmp->events, g_steal_pointer (&msg));
+    queue_event (qmp, g_steal_pointer (&msg));
   }
 }
 

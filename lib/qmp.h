@@ -9,6 +9,13 @@
  * in sm_qmp_last_error_class().  A closed socket is SM_ERROR_DISCONNECTED
  * ("QEMU closed the monitor connection SOCKET"), never a hang.  The full
  * request and reply go to sm_debug() only.
+ *
+ * Every wait is bounded: the connect (non-blocking, also when the monitor's
+ * backlog is full), the greeting, each reply (sm_qmp_set_timeout, 30 s by
+ * default) and each event wait (its own timeout).  Deadlines are checked
+ * while bytes keep arriving, and a line longer than SM_QMP_MAX_LINE gives
+ * up the connection.  Every wait checks sm_interrupt_check (interrupt.h)
+ * before waiting and when a signal ends it: SM_ERROR_INTERRUPTED.
  */
 #ifndef SM_QMP_H
 #define SM_QMP_H
@@ -22,13 +29,33 @@
 
 typedef struct SmQmp SmQmp;
 
+/* The reply timeout of a new connection, and of a connect given 0: libvirt
+ * waits as long for a QEMU job's monitor (QEMU_JOB_WAIT_TIME).  No QMP
+ * command snapmig sends takes QEMU longer than a fraction of that; block
+ * jobs run after their command has been answered. */
+#define SM_QMP_DEFAULT_TIMEOUT_MS 30000
+
+/* The longest line (one QMP message) accepted: 64 MiB.  QEMU's own JSON
+ * parser refuses input messages above the same size (MAX_TOKEN_SIZE in
+ * qobject/json-streamer.c); the largest replies snapmig asks for
+ * (query-block with every layer of every disk, query-named-block-nodes
+ * with flat=true, query-commands) are a few MB even for a hundred disks of
+ * fifty layers.  A longer line is SM_ERROR_QMP_PROTOCOL naming the monitor,
+ * and the connection is closed: memory stays bounded whatever a peer
+ * sends. */
+#define SM_QMP_MAX_LINE ((size_t) 64 << 20)
+
 /* Connects to ADDRESS — a unix socket path, or "host:port" for TCP (a path
  * containing '/' is always a socket; "[v6addr]:port" works too) — reads the
  * greeting and negotiates capabilities.  TIMEOUT_MS bounds the whole
- * handshake (0 or less: no bound).  A socket nobody listens on fails at once
- * (SM_ERROR_IO naming ADDRESS); a peer that sends no greeting is
- * SM_ERROR_TIMEOUT, something else than a greeting SM_ERROR_QMP_PROTOCOL.
- * Caller frees with sm_qmp_free.
+ * handshake, connect included (0 or less: SM_QMP_DEFAULT_TIMEOUT_MS); it is
+ * not the reply timeout of the connection (sm_qmp_set_timeout).  A socket
+ * nobody listens on fails at once (SM_ERROR_IO naming ADDRESS).
+ * SM_ERROR_TIMEOUT, naming ADDRESS: a monitor whose backlog stays full ("it
+ * accepted no connection"), or a peer that sends no greeting (another
+ * client holds the monitor, or QEMU is stopped) — QEMU may be alive, so a
+ * caller must not take it for dead.  Something else than a greeting is
+ * SM_ERROR_QMP_PROTOCOL.  Caller frees with sm_qmp_free.
  */
 SmQmp *sm_qmp_connect (const char *address, int timeout_ms, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
@@ -39,9 +66,25 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (json_object, json_object_put)
 const char *sm_qmp_address (const SmQmp *qmp);
 
 /* Per-command reply timeout (ms) for sm_qmp_execute and the functions built
- * on it; 0, the default, means wait forever.  A command that times out is
- * SM_ERROR_TIMEOUT; its late reply is recognised by id and dropped. */
+ * on it: the wait from sending the command to the end of its whole reply.
+ * 0 or less restores SM_QMP_DEFAULT_TIMEOUT_MS; there is no "forever".  A
+ * command that times out is SM_ERROR_TIMEOUT "COMMAND: QEMU monitor SOCKET
+ * did not answer within N s"; its late reply is recognised by id and
+ * dropped, as is the reply to a command whose wait was interrupted.
+ *
+ * After a timeout the connection counts as stalled: the commands that
+ * follow (an error path resuming the guest or cancelling a job) share half
+ * a second more in all, so that a QEMU that stopped answering costs a
+ * caller its timeout plus half a second, not a timeout per command (a
+ * guest it paused stays paused then: the caller's journal says so, and
+ * recover resumes it).  Any message
+ * from QEMU (the late reply, an event) ends the stall. */
 void sm_qmp_set_timeout (SmQmp *qmp, int timeout_ms);
+int sm_qmp_get_timeout (const SmQmp *qmp);
+
+/* Lowers the line limit below SM_QMP_MAX_LINE (0 restores it): for tests,
+ * so that they need not send 64 MiB. */
+void sm_qmp_set_max_line (SmQmp *qmp, size_t bytes);
 
 /* Typed argument builder, in the manner of libvirt's:
  *   sm_qmp_args ("s:device", dev, "S:job-id", maybe_null,
@@ -102,7 +145,9 @@ typedef bool (*SmQmpEventMatch) (json_object *event, void *opaque);
 
 /* Returns (and removes from the queue) the first event named NAME (NULL: any
  * name) for which MATCH (may be NULL) returns true, reading the socket until
- * TIMEOUT_MS passes (-1: forever, 0: only what is already queued/readable).
+ * TIMEOUT_MS passes (-1: no deadline, for callers that bound the wait
+ * otherwise; 0: only what is already queued/readable).  A signal ends any
+ * wait (SM_ERROR_INTERRUPTED).
  * Non-matching events stay queued.  Timeout is SM_ERROR_TIMEOUT; QEMU gone
  * is SM_ERROR_DISCONNECTED, even with -1.  Caller puts the event.
  */

@@ -2,12 +2,15 @@
  * and, only for what real QEMU never sends, a fake QMP peer.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "interrupt.h"
 #include "qmp.h"
 
 #define MiB (1024 * 1024)
@@ -428,12 +431,58 @@ test_disable_env (void)
  * Real QEMU never sends malformed JSON, a reply without return/error, or no
  * greeting, so these cases are played by a thread serving a unix socket
  * from a script: "<" reads one request line, "|" closes the connection,
- * anything else is sent as it is.
+ * "=" waits for the test's go-ahead (fake_peer_go), "*" sends 'x' and "e"
+ * events, both as fast as it can until the client closes;
+ * anything else is sent as it is.  So are a line that never ends, replies
+ * that never come and a full listen backlog (QEMU stopped).
  */
 typedef struct {
   int listen_fd;
   const char *const *script;
 } FakePeer;
+
+static GMutex go_lock;
+static GCond go_cond;
+static int go_count;
+
+static void
+fake_peer_go (void)
+{
+  g_mutex_lock (&go_lock);
+  go_count++;
+  g_cond_signal (&go_cond);
+  g_mutex_unlock (&go_lock);
+}
+
+static void
+fake_peer_wait_go (void)
+{
+  g_mutex_lock (&go_lock);
+  while (go_count == 0)
+    g_cond_wait (&go_cond, &go_lock);
+  go_count--;
+  g_mutex_unlock (&go_lock);
+}
+
+/* Sends 'x' (or, with EVENTS, whole event lines) until the client goes
+ * away. */
+static void
+fake_peer_stream (int fd, bool events)
+{
+  static const char event[] = "{\"event\": \"FLOOD\", \"data\": {}}\r\n";
+  static char chunk[65536];
+  size_t len = sizeof chunk;
+
+  if (events) {
+    len = sizeof chunk / (sizeof event - 1) * (sizeof event - 1);
+    for (size_t i = 0; i < len; i += sizeof event - 1)
+      memcpy (chunk + i, event, sizeof event - 1);
+  } else {
+    memset (chunk, 'x', sizeof chunk);
+  }
+  while (send (fd, chunk, len, MSG_NOSIGNAL) > 0)
+    ;
+}
 
 static gpointer
 fake_peer_run (gpointer data)
@@ -453,6 +502,12 @@ fake_peer_run (gpointer data)
         ;
     } else if (strcmp (step, "|") == 0) {
       break;
+    } else if (strcmp (step, "=") == 0) {
+      fake_peer_wait_go ();
+    } else if (strcmp (step, "*") == 0) {
+      fake_peer_stream (fd, false);
+    } else if (strcmp (step, "e") == 0) {
+      fake_peer_stream (fd, true);
     } else {
       g_assert_cmpint (send (fd, step, strlen (step), MSG_NOSIGNAL), ==,
                        (ssize_t) strlen (step));
@@ -468,6 +523,32 @@ fake_peer_run (gpointer data)
 #define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, " \
   "\"minor\": 2, \"major\": 7}}, \"capabilities\": []}}\r\n"
 
+/* Serves SCRIPT once on a fresh socket DIR/NAME.sock (*PATH), from a
+ * thread.  fake_peer_join waits for the script's end (close the client
+ * first when the script reads or streams until it goes away). */
+static GThread *
+fake_peer_start (const char *name, const char *const *script, FakePeer *peer,
+                 char **path)
+{
+  struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+  *path = g_strdup_printf ("%s/%s.sock", tmpdir, name);
+  strcpy (sun.sun_path, *path);
+  peer->script = script;
+  peer->listen_fd = socket (AF_UNIX, SOCK_STREAM, 0);
+  g_assert_cmpint (bind (peer->listen_fd, (struct sockaddr *) &sun,
+                         sizeof sun), ==, 0);
+  g_assert_cmpint (listen (peer->listen_fd, 1), ==, 0);
+  return g_thread_new ("fake-qmp", fake_peer_run, peer);
+}
+
+static void
+fake_peer_join (GThread *thread, FakePeer *peer)
+{
+  g_thread_join (thread);
+  close (peer->listen_fd);
+}
+
 /* Serves SCRIPT once on a fresh socket; connects; runs COMMAND if non-NULL.
  * Returns the connection (or NULL) and the error from connect or command.
  */
@@ -475,26 +556,18 @@ static SmQmp *
 with_fake_peer (const char *name, const char *const *script,
                 const char *command, json_object **ret, GError **error)
 {
-  g_autofree char *path = g_strdup_printf ("%s/%s.sock", tmpdir, name);
-  struct sockaddr_un sun = { .sun_family = AF_UNIX };
-  FakePeer peer = { .script = script };
+  g_autofree char *path = NULL;
+  FakePeer peer;
   g_autoptr(SmQmp) qmp = NULL;
-  GThread *thread;
+  GThread *thread = fake_peer_start (name, script, &peer, &path);
 
-  strcpy (sun.sun_path, path);
-  peer.listen_fd = socket (AF_UNIX, SOCK_STREAM, 0);
-  g_assert_cmpint (bind (peer.listen_fd, (struct sockaddr *) &sun, sizeof sun),
-                   ==, 0);
-  g_assert_cmpint (listen (peer.listen_fd, 1), ==, 0);
-  thread = g_thread_new ("fake-qmp", fake_peer_run, &peer);
   qmp = sm_qmp_connect (path, 2000, error);
   if (qmp && command)
     *ret = sm_qmp_execute (qmp, command, NULL, error);
   /* Closing our end unblocks a peer still reading. */
   if (qmp && (!error || *error))
     g_clear_pointer (&qmp, sm_qmp_free);
-  g_thread_join (thread);
-  close (peer.listen_fd);
+  fake_peer_join (thread, &peer);
   return g_steal_pointer (&qmp);
 }
 
@@ -618,6 +691,254 @@ test_fake_event_before_greeting (void)
   g_assert_nonnull (ev);
 }
 
+/* A line that never ends: the line limit (lowered here from 64 MiB so that
+ * the test sends little) gives up the connection, and every later call
+ * says so rather than read on. */
+static void
+test_fake_line_limit (void)
+{
+  const char *const script[] = {
+    GREETING, "<", "{\"return\": {}}\r\n", "<", "{\"return\": \"", "*", NULL,
+  };
+  g_autofree char *path = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) ret = NULL;
+  FakePeer peer;
+  GThread *thread = fake_peer_start ("endless", script, &peer, &path);
+  SmQmp *qmp = sm_qmp_connect (path, 2000, &err);
+
+  g_assert_no_error (err);
+  sm_qmp_set_max_line (qmp, 1 << 20);
+  sm_qmp_set_timeout (qmp, 20000);
+  ret = sm_qmp_execute (qmp, "query-block", NULL, &err);
+  g_assert_null (ret);
+  g_assert_error (err, SM_ERROR, SM_ERROR_QMP_PROTOCOL);
+  g_assert_nonnull (strstr (err->message, "query-block"));
+  g_assert_nonnull (strstr (err->message, path));
+  g_assert_nonnull (strstr (err->message, "more than 1 MiB without ending "
+                            "the line"));
+  g_clear_error (&err);
+  /* The connection is closed: the peer's next send fails, its thread
+   * ends, and every later call gives the same answer. */
+  fake_peer_join (thread, &peer);
+  g_assert_false (sm_qmp_run (qmp, "query-status", NULL, &err));
+  g_assert_error (err, SM_ERROR, SM_ERROR_QMP_PROTOCOL);
+  g_assert_nonnull (strstr (err->message, "without ending the line"));
+  sm_qmp_free (qmp);
+}
+
+/* A peer that never stops sending (events, as fast as it can) and never
+ * replies: the reply's deadline still passes.  It was checked only while
+ * nothing arrived, so this waited forever, its event queue growing. */
+static void
+test_fake_flood_deadline (void)
+{
+  const char *const script[] = {
+    GREETING, "<", "{\"return\": {}}\r\n", "<", "e", NULL,
+  };
+  const char *const quiet[] = { GREETING, "<", "{\"return\": {}}\r\n", NULL };
+  g_autofree char *path = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) ret = NULL;
+  FakePeer peer;
+  GThread *thread = fake_peer_start ("flood", script, &peer, &path);
+  SmQmp *qmp = sm_qmp_connect (path, 2000, &err);
+  gint64 start;
+
+  g_assert_no_error (err);
+  g_assert_cmpint (sm_qmp_get_timeout (qmp), ==, SM_QMP_DEFAULT_TIMEOUT_MS);
+  sm_qmp_set_timeout (qmp, 300);
+  g_assert_cmpint (sm_qmp_get_timeout (qmp), ==, 300);
+  start = g_get_monotonic_time ();
+  ret = sm_qmp_execute (qmp, "query-block", NULL, &err);
+  g_test_message ("gave up after %" G_GINT64_FORMAT " ms",
+                  (g_get_monotonic_time () - start) / 1000);
+  g_assert_null (ret);
+  g_assert_error (err, SM_ERROR, SM_ERROR_TIMEOUT);
+  g_assert_nonnull (strstr (err->message, path));
+  g_assert_nonnull (strstr (err->message, "did not answer within 0.3 s"));
+  /* Generous: the point is that it ends, not its precision. */
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 5 * G_USEC_PER_SEC);
+  g_clear_error (&err);
+  sm_qmp_free (qmp);
+  fake_peer_join (thread, &peer);
+
+  /* 0 restores the default: there is no "forever". */
+  qmp = with_fake_peer ("default-timeout", quiet, NULL, NULL, &err);
+  g_assert_no_error (err);
+  sm_qmp_set_timeout (qmp, 0);
+  g_assert_cmpint (sm_qmp_get_timeout (qmp), ==, SM_QMP_DEFAULT_TIMEOUT_MS);
+  sm_qmp_free (qmp);
+}
+
+/* After a reply timed out, the commands that follow share the stall grace
+ * instead of a full timeout each; anything from QEMU ends the stall, and
+ * the late reply is dropped by its id. */
+static void
+test_fake_stall (void)
+{
+  const char *const script[] = {
+    GREETING, "<", "{\"return\": {}}\r\n",
+    "<", "<", "<", "=",
+    "{\"event\": \"RESUME\", \"data\": {}}\r\n"
+    "{\"return\": 2, \"id\": \"sm-2\"}\r\n",
+    "<", "{\"return\": {\"five\": 5}, \"id\": \"sm-5\"}\r\n", "<", NULL,
+  };
+  g_autofree char *path = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) ret = NULL;
+  g_autoptr(json_object) ev = NULL;
+  FakePeer peer;
+  GThread *thread = fake_peer_start ("stall", script, &peer, &path);
+  SmQmp *qmp = sm_qmp_connect (path, 2000, &err);
+  gint64 start;
+
+  g_assert_no_error (err);
+  sm_qmp_set_timeout (qmp, 1000);
+  g_assert_false (sm_qmp_run (qmp, "stop", NULL, &err));          /* sm-2 */
+  g_assert_error (err, SM_ERROR, SM_ERROR_TIMEOUT);
+  g_assert_nonnull (strstr (err->message, "did not answer within 1 s"));
+  g_clear_error (&err);
+  /* Two more commands: half a second in all, not a second each. */
+  start = g_get_monotonic_time ();
+  g_assert_false (sm_qmp_run (qmp, "cont", NULL, &err));          /* sm-3 */
+  g_assert_error (err, SM_ERROR, SM_ERROR_TIMEOUT);
+  g_assert_nonnull (strstr (err->message, "stopped answering"));
+  g_assert_nonnull (strstr (err->message, path));
+  g_clear_error (&err);
+  g_assert_false (sm_qmp_run (qmp, "cont", NULL, &err));          /* sm-4 */
+  g_assert_error (err, SM_ERROR, SM_ERROR_TIMEOUT);
+  g_clear_error (&err);
+  g_test_message ("two commands after the timeout took %" G_GINT64_FORMAT
+                  " ms", (g_get_monotonic_time () - start) / 1000);
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 1500 * 1000);
+
+  /* QEMU speaks again: the stall ends, the late reply is dropped. */
+  fake_peer_go ();
+  ev = sm_qmp_wait_event (qmp, "RESUME", NULL, NULL, 5000, &err);
+  g_assert_no_error (err);
+  g_assert_nonnull (ev);
+  ret = sm_qmp_execute (qmp, "query-status", NULL, &err);         /* sm-5 */
+  g_assert_no_error (err);
+  g_assert_cmpstr (json_object_to_json_string_ext (ret, JSON_C_TO_STRING_PLAIN),
+                   ==, "{\"five\":5}");
+  sm_qmp_free (qmp);
+  fake_peer_join (thread, &peer);
+}
+
+static void *
+interrupt_later (void *data)
+{
+  g_usleep (200 * 1000);
+  pthread_kill (*(pthread_t *) data, SIGINT);
+  return NULL;
+}
+
+static void
+run_query (void *data)
+{
+  SmQmp *qmp = data;
+  g_autoptr(GError) err = NULL;
+
+  g_assert_true (sm_qmp_run (qmp, "query-status", NULL, &err));
+  g_assert_no_error (err);
+}
+
+/* A signal ends a wait at once (SM_ERROR_INTERRUPTED, not after the 30 s
+ * default); a request recorded before a wait ends it before it starts; the
+ * replies to interrupted commands, one of them half read, are dropped by
+ * id; inside sm_interrupt_block_during commands still run. */
+static void
+test_fake_interrupt (void)
+{
+  const char *const script[] = {
+    GREETING, "<", "{\"return\": {}}\r\n",
+    "<", "{\"ret", "=", "urn\": 2, \"id\": \"sm-2\"}\r\n",
+    "<", "<", "{\"return\": 3, \"id\": \"sm-3\"}\r\n"
+    "{\"return\": {\"four\": 4}, \"id\": \"sm-4\"}\r\n",
+    "<", "{\"return\": {}, \"id\": \"sm-5\"}\r\n", "<", NULL,
+  };
+  g_autofree char *path = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) ret = NULL;
+  pthread_t self = pthread_self ();
+  FakePeer peer;
+  GThread *thread = fake_peer_start ("interrupt", script, &peer, &path);
+  SmQmp *qmp = sm_qmp_connect (path, 2000, &err);
+  GThread *killer;
+  gint64 start;
+
+  g_assert_no_error (err);
+  sm_interrupt_install ();
+  /* SIGINT while waiting for sm-2's reply, half of it read. */
+  killer = g_thread_new ("sigint", interrupt_later, &self);
+  start = g_get_monotonic_time ();
+  g_assert_false (sm_qmp_run (qmp, "query-block", NULL, &err));   /* sm-2 */
+  g_thread_join (killer);
+  g_assert_error (err, SM_ERROR, SM_ERROR_INTERRUPTED);
+  g_assert_nonnull (strstr (err->message, "query-block"));
+  g_assert_nonnull (strstr (err->message, "SIGINT"));
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 10 * G_USEC_PER_SEC);
+  g_clear_error (&err);
+  /* The request stays: the next wait ends before it starts. */
+  g_assert_false (sm_qmp_run (qmp, "query-block", NULL, &err));   /* sm-3 */
+  g_assert_error (err, SM_ERROR, SM_ERROR_INTERRUPTED);
+  g_clear_error (&err);
+  /* An error path after the interruption still talks to QEMU. */
+  fake_peer_go ();
+  sm_interrupt_block_during (run_query, qmp);                      /* sm-4 */
+  g_assert_true (sm_interrupt_check (NULL));
+  sm_interrupt_clear ();
+  sm_interrupt_uninstall ();
+  /* The replies to sm-2 and sm-3 came and went unnoticed. */
+  ret = sm_qmp_execute (qmp, "query-status", NULL, &err);          /* sm-5 */
+  g_assert_no_error (err);
+  g_assert_cmpint (json_object_object_length (ret), ==, 0);
+  sm_qmp_free (qmp);
+  fake_peer_join (thread, &peer);
+}
+
+/* A monitor whose listen backlog is full (as a stopped QEMU's gets): the
+ * connect does not block; it is retried until the deadline, then says so. */
+static void
+test_backlog_full (void)
+{
+  g_autofree char *path = g_strdup_printf ("%s/backlog.sock", tmpdir);
+  struct sockaddr_un sun = { .sun_family = AF_UNIX };
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmQmp) qmp = NULL;
+  int fds[64];
+  int n = 0;
+  int lfd;
+  gint64 start;
+
+  strcpy (sun.sun_path, path);
+  lfd = socket (AF_UNIX, SOCK_STREAM, 0);
+  g_assert_cmpint (bind (lfd, (struct sockaddr *) &sun, sizeof sun), ==, 0);
+  g_assert_cmpint (listen (lfd, 0), ==, 0);
+  for (;;) {
+    g_assert_cmpint (n, <, (int) G_N_ELEMENTS (fds));
+    fds[n] = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (connect (fds[n], (struct sockaddr *) &sun, sizeof sun) < 0) {
+      g_assert_cmpint (errno, ==, EAGAIN);
+      close (fds[n]);
+      break;
+    }
+    n++;
+  }
+  start = g_get_monotonic_time ();
+  qmp = sm_qmp_connect (path, 300, &err);
+  g_assert_null (qmp);
+  g_assert_error (err, SM_ERROR, SM_ERROR_TIMEOUT);
+  g_assert_nonnull (strstr (err->message, path));
+  g_assert_nonnull (strstr (err->message, "accepted no connection within "
+                            "0.3 s"));
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 5 * G_USEC_PER_SEC);
+  while (n > 0)
+    close (fds[--n]);
+  close (lfd);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -648,6 +969,11 @@ main (int argc, char **argv)
   g_test_add_func ("/qmp/fake-framing", test_fake_framing);
   g_test_add_func ("/qmp/fake-event-before-greeting",
                    test_fake_event_before_greeting);
+  g_test_add_func ("/qmp/fake-line-limit", test_fake_line_limit);
+  g_test_add_func ("/qmp/fake-flood-deadline", test_fake_flood_deadline);
+  g_test_add_func ("/qmp/fake-stall", test_fake_stall);
+  g_test_add_func ("/qmp/fake-interrupt", test_fake_interrupt);
+  g_test_add_func ("/qmp/backlog-full", test_backlog_full);
 
   rc = g_test_run ();
 
