@@ -30,7 +30,8 @@ static const SmCliCommand commands[] = {
     "[--state-dir DIR] [--json] [--dry-run] DISK",
     "Merge a running disk's backing layers above a base into its top",
     sm_cmd_rebase },
-  { "validate", "DIR... [--json] [--qmp SOCKET]... [--strict] [--state-dir DIR]",
+  { "validate", "DIR... [--json] [--qmp SOCKET]... [--timeout SECONDS] [--strict] "
+    "[--state-dir DIR]",
     "Check storage domains for broken, unsafe and left-over images",
     sm_cmd_validate },
   { "create",
@@ -51,10 +52,10 @@ static const SmCliCommand commands[] = {
     "NAME",
     "Cancel a snapshot's mirrors and remove its destination files",
     sm_cmd_abort },
-  { "status", "--qmp SOCKET [--state-dir DIR] [--json] [NAME]",
+  { "status", "--qmp SOCKET [--timeout SECONDS] [--state-dir DIR] [--json] [NAME]",
     "Show a snapshot's mirrors and background copies",
     sm_cmd_status },
-  { "recover", "--qmp SOCKET [--state-dir DIR]",
+  { "recover", "--qmp SOCKET [--timeout SECONDS] [--state-dir DIR]",
     "Roll back or report operations a crash interrupted",
     sm_cmd_recover },
 };
