@@ -708,58 +708,106 @@ typedef bool (*StepFn) (void *ctx, const SmLsmStep *step,
                         const SmLsmDisk *disk, GError **error);
 typedef bool (*BatchFn) (void *ctx, guint first, guint n, GError **error);
 
-/* Journals PHASE ("begin", "end") of the N steps from FIRST with one sync. */
-static bool
-journal_steps (SmJournal *journal, SmLsmPlan *plan, guint first, guint n,
-               const char *phase, GError **error)
+/* How many steps from I run together: a run of consecutive COMPLETE steps
+ * when BATCH is given, else 1. */
+static guint
+steps_at (SmLsmPlan *plan, guint i, bool batch)
 {
-  g_autofree json_object **recs = g_new0 (json_object *, n);
+  guint n = 1;
+
+  if (i >= plan->steps->len)
+    return 0;
+  if (batch && ((SmLsmStep *) plan->steps->pdata[i])->kind ==
+               SM_LSM_STEP_COMPLETE)
+    while (i + n < plan->steps->len &&
+           ((SmLsmStep *) plan->steps->pdata[i + n])->kind ==
+           SM_LSM_STEP_COMPLETE)
+      n++;
+  return n;
+}
+
+/* True when the begin of step I need not be durable before it runs: it
+ * only waits (WAIT_SWITCH), or what it does is journaled by itself when
+ * done (CONT: "guest-resumed", synced).  Losing such a record (and the end
+ * of the step before, written with it) in a power failure reads as a stop
+ * just before it, which recover handles the same way.  With the guest
+ * paused between the completes and the cont, no sync is then left there
+ * (each costs milliseconds, tens on a busy disk). */
+static bool
+begin_may_lag (SmLsmPlan *plan, guint i)
+{
+  SmLsmStepKind kind = ((SmLsmStep *) plan->steps->pdata[i])->kind;
+
+  return kind == SM_LSM_STEP_WAIT_SWITCH || kind == SM_LSM_STEP_CONT;
+}
+
+/* Journals, with one write and (unless every begin may lag) one sync, the
+ * end of the N_END steps from END (none when N_END is 0) and the begin of
+ * the N_BEGIN steps from BEGIN (none when 0). */
+static bool
+journal_steps (SmJournal *journal, SmLsmPlan *plan, guint end, guint n_end,
+               guint begin, guint n_begin, GError **error)
+{
+  g_autofree json_object **recs = g_new0 (json_object *, n_end + n_begin);
   guint k;
 
-  for (k = 0; k < n; k++)
-    recs[k] = sm_lsm_step_record (plan, first + k, phase, NULL);
-  return sm_journal_append_many (journal, recs, n, error);
+  for (k = 0; k < n_end; k++)
+    recs[k] = sm_lsm_step_record (plan, end + k, "end", NULL);
+  for (k = 0; k < n_begin; k++)
+    recs[n_end + k] = sm_lsm_step_record (plan, begin + k, "begin", NULL);
+  return sm_journal_append_many (journal, recs, n_end + n_begin,
+                                 !(n_begin && begin_may_lag (plan, begin)),
+                                 error);
 }
 
 /* Runs the steps of PLAN in order, each with RUN (CTX, STEP, DISK, ERROR):
  * DISK is the step's disk or NULL, ERROR never NULL.  With BATCH, a run of
  * consecutive COMPLETE steps is one batch, BATCH (CTX, FIRST, N, ERROR):
- * the begin of every step of it is journaled (one sync) before any
- * command is sent, the end of every step once all are answered.  Journals
- * in JOURNAL when each step begins and ends, and runs the test hooks after
- * each.  A signal recorded by the CLI's handlers stops it between steps
- * (SM_ERROR_INTERRUPTED).  At the first failure the step (the first of a
- * batch) is journaled as failed and its error returned in ERROR; JOURNAL
- * stays open: the caller decides whether it is still needed. */
+ * the begin of every step of it is journaled before any command is sent,
+ * the end of every step once all are answered.  Each step's begin is
+ * journaled before it runs, its end after; the end of one step and the
+ * begin of the next go out with one sync (with the guest paused, every
+ * sync counts), unless a signal was recorded meanwhile.  The test hooks
+ * run after each step's end is durable (with the next one's begin).  A signal recorded by the CLI's
+ * handlers stops it between steps (SM_ERROR_INTERRUPTED).  At the first
+ * failure the step (the first of a batch) is journaled as failed and its
+ * error returned in ERROR; JOURNAL stays open: the caller decides whether
+ * it is still needed. */
 static bool
 run_steps (SmJournal *journal, SmLsmPlan *plan, StepFn run, BatchFn batch,
            void *ctx, GError **error)
 {
   g_autoptr(GError) err = NULL;
-  guint i, n = 1, k;
+  guint i = 0, n = steps_at (plan, 0, batch != NULL), k;
+  bool begun = false;
 
-  for (i = 0; i < plan->steps->len; i += n) {
+  while (i < plan->steps->len) {
     const SmLsmStep *s = plan->steps->pdata[i];
+    guint next_n;
     bool ok;
 
-    n = 1;
-    if (batch && s->kind == SM_LSM_STEP_COMPLETE)
-      while (i + n < plan->steps->len &&
-             ((SmLsmStep *) plan->steps->pdata[i + n])->kind ==
-             SM_LSM_STEP_COMPLETE)
-        n++;
     if (sm_interrupt_check (&err) ||
-        !journal_steps (journal, plan, i, n, "begin", &err))
+        (!begun && !journal_steps (journal, plan, 0, 0, i, n, &err)))
       break;
     if (batch && s->kind == SM_LSM_STEP_COMPLETE)
       ok = batch (ctx, i, n, &err);
     else
       ok = run (ctx, s, s->disk >= 0 ? plan->info->disks->pdata[s->disk]
                                      : NULL, &err);
-    if (!ok || !journal_steps (journal, plan, i, n, "end", &err))
+    if (!ok)
+      break;
+    next_n = steps_at (plan, i + n, batch != NULL);
+    /* The next step's begin goes with this one's end unless a signal came
+     * (then the next step is not begun).  A signal after the write still
+     * stops the run before the next step: its begin is then followed by
+     * "failed", as when the step itself fails. */
+    begun = next_n > 0 && !sm_interrupted ();
+    if (!journal_steps (journal, plan, i, n, i + n, begun ? next_n : 0, &err))
       break;
     for (k = 0; k < n; k++)
       sm_lsm_test_after_step ((int) (i + k) + 1);
+    i += n;
+    n = next_n;
   }
   if (i >= plan->steps->len)
     return true;
@@ -1004,25 +1052,16 @@ pivot_resume (Pivot *pv, const char *command, GError **error)
  * waited for.  Opened read-only; nothing is written.  Only an optimisation
  * (QEMU flushes again in `stop` and when each mirror completes, then with
  * little left): a failure is logged, not fatal. */
-static void
-flush_files (Pivot *pv)
+/* One pass of the plan's FLUSH over PATHS: writeback of every file is
+ * started first, then each is waited for.  Returns the microseconds it
+ * took. */
+static gint64
+flush_pass (GPtrArray *paths)
 {
-  SmLsmPlan *plan = pv->plan;
   g_autoptr(GArray) fds = g_array_new (false, false, sizeof (int));
-  g_autoptr(GPtrArray) paths = g_ptr_array_new ();
   gint64 t0 = g_get_monotonic_time ();
   guint i;
 
-  for (i = 0; i < plan->steps->len; i++) {
-    const SmLsmStep *s = plan->steps->pdata[i];
-    const SmLsmDisk *d;
-
-    if (s->kind != SM_LSM_STEP_COMPLETE || s->disk < 0)
-      continue;
-    d = plan->info->disks->pdata[s->disk];
-    g_ptr_array_add (paths, d->new_top);
-    g_ptr_array_add (paths, d->mirror);
-  }
   for (i = 0; i < paths->len; i++) {
     int fd = open (paths->pdata[i], O_RDONLY | O_CLOEXEC);
 
@@ -1043,8 +1082,47 @@ flush_files (Pivot *pv)
       sm_debug (DOMAIN, "flush: fdatasync: %s", g_strerror (errno));
     close (fd);
   }
-  sm_debug (DOMAIN, "flush: %u files in %" G_GINT64_FORMAT " us", fds->len,
-            g_get_monotonic_time () - t0);
+  return g_get_monotonic_time () - t0;
+}
+
+/* A flush pass this short leaves little for QEMU's flush in the pause. */
+#define FLUSH_SHORT_US 5000
+#define FLUSH_MAX_PASSES 4
+
+/* The plan's FLUSH: makes what QEMU wrote to the source tops and mirror
+ * targets of the disks about to switch durable, from outside QEMU, with the
+ * guest running, so that the drain and flush QEMU does inside `stop` (and
+ * each mirror at its completion) find little left.  The guest keeps
+ * writing meanwhile, so passes are repeated (at most FLUSH_MAX_PASSES)
+ * until one is short: each pass leaves what the guest wrote during it.
+ * Opened read-only; nothing is written.  Only an optimisation: a failure is
+ * logged, not fatal (QEMU's own flush reports a real one). */
+static void
+flush_files (Pivot *pv)
+{
+  SmLsmPlan *plan = pv->plan;
+  g_autoptr(GPtrArray) paths = g_ptr_array_new ();
+  int pass;
+  guint i;
+
+  for (i = 0; i < plan->steps->len; i++) {
+    const SmLsmStep *s = plan->steps->pdata[i];
+    const SmLsmDisk *d;
+
+    if (s->kind != SM_LSM_STEP_COMPLETE || s->disk < 0)
+      continue;
+    d = plan->info->disks->pdata[s->disk];
+    g_ptr_array_add (paths, d->new_top);
+    g_ptr_array_add (paths, d->mirror);
+  }
+  for (pass = 1; pass <= FLUSH_MAX_PASSES; pass++) {
+    gint64 us = flush_pass (paths);
+
+    sm_debug (DOMAIN, "flush: pass %d over %u files: %" G_GINT64_FORMAT
+              " us", pass, paths->len, us);
+    if (us <= FLUSH_SHORT_US)
+      break;
+  }
 }
 
 /* Pauses the guest for the plan's STOP step S, journaling it first. */
