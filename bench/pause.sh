@@ -129,7 +129,7 @@ run_one () {
   fi
   rep_us=${rep_us:--1}
   rep_from=$(grep -o '"pause-from": *"[a-z]*' "$T/run/pivot.out" | grep -o '[a-z]*$')
-  rep_from=${rep_from:-after-stop}
+  rep_from=${rep_from:-clock}   # older snapmig: from before stop to after cont
 }
 
 median () { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
