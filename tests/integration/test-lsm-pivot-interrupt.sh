@@ -119,7 +119,7 @@ echo "$out" | sed 's/^/# /'
 check "second pivot succeeds" [ $rc -eq 0 ]
 check "second pivot says it resumed the guest" grep -q 'resumed the guest' <<<"$out"
 check "second pivot paused the guest for its own switch" \
-  grep -q 'guest paused [0-9.]* ms for the switch' <<<"$out"
+  grep -qE 'guest paused [0-9]+\.[0-9] ms for the switch' <<<"$out"
 moved_ok "second pivot"
 check "second pivot: the A files stay" [ -e "$N0" -a -e "$N1" ]
 
