@@ -429,6 +429,7 @@ sm_cmd_pivot (int argc, char **argv)
   g_autofree char *current = NULL;
   g_autofree char *msg = NULL;
   g_autofree char *pause = NULL;
+  g_autofree char *pause_us = NULL;
   SmLsmPivotResult result = { 0 };
   g_auto(Progress) p = { 0 };
   SmLsmWaitOptions wait;
@@ -498,14 +499,24 @@ sm_cmd_pivot (int argc, char **argv)
     sm_progress_event (progress, "kept", line, "file", k->path, "why", k->why,
                        NULL);
   }
+  /* The pause from QEMU's STOP and RESUME events (pause-from "events"),
+   * or from before stop to after cont ("clock") when an event was
+   * missing: pause-ms in whole milliseconds, pause-us for the detail. */
   pause = g_strdup_printf ("%" G_GINT64_FORMAT, result.pause_ms);
-  if (result.pause_ms >= 0)
-    msg = g_strdup_printf ("snapshot %s pivoted; guest paused %" G_GINT64_FORMAT
-                           " ms for the switch", argv[1], result.pause_ms);
+  pause_us = g_strdup_printf ("%" G_GINT64_FORMAT, result.pause_us);
+  if (result.pause_us >= 0)
+    msg = g_strdup_printf ("snapshot %s pivoted; guest paused %.1f ms for the "
+                           "switch (%s)", argv[1],
+                           (double) result.pause_us / 1000,
+                           g_strcmp0 (result.pause_from, "events") == 0
+                           ? "QEMU's STOP to RESUME events"
+                           : "from stop sent to cont answered");
   else
     msg = g_strdup_printf ("snapshot %s pivoted; guest not paused", argv[1]);
   sm_progress_event (progress, "pivoted", msg, "snapshot", argv[1],
-                     "pause-ms", result.pause_ms >= 0 ? pause : NULL, NULL);
+                     "pause-ms", result.pause_us >= 0 ? pause : NULL,
+                     "pause-us", result.pause_us >= 0 ? pause_us : NULL,
+                     "pause-from", result.pause_from, NULL);
   sm_lsm_pivot_result_clear (&result);
   return SM_EXIT_OK;
 }

@@ -105,36 +105,47 @@ test_crash_at_record (unsigned records)
 bool
 sm_journal_append (SmJournal *journal, json_object *record, GError **error)
 {
-  g_autoptr(json_object) owned = record;
-  g_autofree char *line = NULL;
-  size_t len, off = 0;
+  return sm_journal_append_many (journal, &record, 1, true, error);
+}
 
-  json_object_object_add (record, "time",
-                          json_object_new_int64 (g_get_real_time () / 1000));
-  line = g_strdup_printf ("%s\n", json_object_to_json_string_ext (
-                            record, JSON_C_TO_STRING_PLAIN |
-                            JSON_C_TO_STRING_NOSLASHESCAPE));
-  len = strlen (line);
-  /* One write per record: with O_APPEND a crash leaves whole records and at
-   * most one torn last line. */
-  while (off < len) {
-    ssize_t n = write (journal->fd, line + off, len - off);
+bool
+sm_journal_append_many (SmJournal *journal, json_object **records, guint n,
+                        bool sync, GError **error)
+{
+  g_autoptr(GString) lines = g_string_new (NULL);
+  gint64 now = g_get_real_time () / 1000;
+  size_t off = 0;
+  guint i;
 
-    if (n < 0 && errno == EINTR)
+  for (i = 0; i < n; i++) {
+    json_object_object_add (records[i], "time", json_object_new_int64 (now));
+    g_string_append_printf (lines, "%s\n", json_object_to_json_string_ext (
+                              records[i], JSON_C_TO_STRING_PLAIN |
+                              JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put (records[i]);
+    records[i] = NULL;
+  }
+  /* One write for the records: with O_APPEND a crash leaves whole records
+   * and at most one torn last line. */
+  while (off < lines->len) {
+    ssize_t w = write (journal->fd, lines->str + off, lines->len - off);
+
+    if (w < 0 && errno == EINTR)
       continue;
-    if (n < 0) {
+    if (w < 0) {
       g_set_error (error, SM_ERROR, SM_ERROR_IO, "journal %s: write: %s",
                    journal->path, g_strerror (errno));
       return false;
     }
-    off += (size_t) n;
+    off += (size_t) w;
   }
-  if (fdatasync (journal->fd) < 0) {
+  if (sync && fdatasync (journal->fd) < 0) {
     g_set_error (error, SM_ERROR, SM_ERROR_IO, "journal %s: sync: %s",
                  journal->path, g_strerror (errno));
     return false;
   }
-  test_crash_at_record (++journal->records);
+  for (i = 0; i < n; i++)
+    test_crash_at_record (++journal->records);
   return true;
 }
 

@@ -53,6 +53,16 @@ SmJournal *sm_journal_open_append (const char *path, GError **error)
 bool sm_journal_append (SmJournal *journal, json_object *record,
                         GError **error);
 
+/* Appends the N RECORDS (each consumed and set to NULL) with one write()
+ * and, when SYNC, one fdatasync(): records that must all be durable before
+ * the next step, at the cost of one sync (pivot's batch of
+ * block-job-completes with the guest paused).  Without SYNC the records
+ * survive a crash of the process (they are in the page cache) and become
+ * durable with the next synced append; only for records whose loss in a
+ * power failure reads as a stop just before them.  The test hook counts
+ * each record. */
+bool sm_journal_append_many (SmJournal *journal, json_object **records,
+                             guint n, bool sync, GError **error);
 /* Opens the existing journal at PATH to append to it (recover journals what
  * it finished).  An unterminated last line (a torn write, which
  * sm_journal_load drops) is cut off first, so that the next record starts a

@@ -597,6 +597,8 @@ run_create_step (Create *c, guint index, GError **error)
   }
   case SM_LSM_STEP_WAIT:
   case SM_LSM_STEP_CHECK_DEST:
+  case SM_LSM_STEP_FLUSH:
+  case SM_LSM_STEP_CHECK_SWITCH:
   case SM_LSM_STEP_STOP:
   case SM_LSM_STEP_COMPLETE:
   case SM_LSM_STEP_WAIT_SWITCH:

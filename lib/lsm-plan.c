@@ -18,10 +18,12 @@ static const char *const step_names[SM_LSM_STEP_LAST] = {
   [SM_LSM_STEP_START_COPY] = "start-copy",
   [SM_LSM_STEP_WAIT] = "wait",
   [SM_LSM_STEP_CHECK_DEST] = "check-dest",
+  [SM_LSM_STEP_FLUSH] = "flush",
   [SM_LSM_STEP_STOP] = "stop",
   [SM_LSM_STEP_COMPLETE] = "complete",
   [SM_LSM_STEP_WAIT_SWITCH] = "wait-switch",
   [SM_LSM_STEP_CONT] = "cont",
+  [SM_LSM_STEP_CHECK_SWITCH] = "check-switch",
   [SM_LSM_STEP_CANCEL] = "cancel",
   [SM_LSM_STEP_STOP_COPY] = "stop-copy",
   [SM_LSM_STEP_REMOVE_FILES] = "remove-files",
@@ -915,11 +917,19 @@ sm_lsm_plan_pivot (const SmLsmVm *vm, const SmLsmInfo *info,
     if (d->mirror && !disk_on (vm, d, d->mirror))
       add_step (plan, SM_LSM_STEP_CHECK_DEST, (int) i, NULL, NULL);
   }
+  /* What the guest wrote is made durable before the switch, outside QEMU
+   * and with the guest running: `stop` drains and flushes every disk with
+   * the guest paused, and each mirror flushes its target again when it
+   * completes; both then find little left to write. */
+  add_step (plan, SM_LSM_STEP_FLUSH, -1, NULL, NULL);
   /* Pausing makes the switch of several disks one instant for the guest; a
    * single disk switches atomically by itself. */
   pause = pending > 1 && g_strcmp0 (vm->run_state, "running") == 0;
   if (pause)
     add_step (plan, SM_LSM_STEP_STOP, -1, "stop", NULL);
+  /* One step per disk, so that the journal says which completes may have
+   * been sent; the executor sends consecutive ones as one batch without
+   * waiting for each reply. */
   for (i = 0; i < info->disks->len; i++) {
     const SmLsmDisk *d = info->disks->pdata[i];
 
@@ -927,10 +937,11 @@ sm_lsm_plan_pivot (const SmLsmVm *vm, const SmLsmInfo *info,
       add_step (plan, SM_LSM_STEP_COMPLETE, (int) i, "block-job-complete",
                 sm_qmp_args (NULL, "s:device", d->job_id, NULL));
   }
-  if (pending)
-    add_step (plan, SM_LSM_STEP_WAIT_SWITCH, -1, NULL, NULL);
+  add_step (plan, SM_LSM_STEP_WAIT_SWITCH, -1, NULL, NULL);
   if (pause)
     add_step (plan, SM_LSM_STEP_CONT, -1, "cont", NULL);
+  /* Where the disks run is checked with the guest running again. */
+  add_step (plan, SM_LSM_STEP_CHECK_SWITCH, -1, NULL, NULL);
   if (flags & SM_LSM_DELETE_SOURCE) {
     /* Candidates: the source chains of the moved disks, minus any file
      * another disk uses; the executor checks query-block again. */
@@ -1063,11 +1074,22 @@ sm_lsm_plan_format (const SmLsmPlan *plan)
     case SM_LSM_STEP_SNAPSHOT:
     case SM_LSM_STEP_MIRROR:
     case SM_LSM_STEP_STOP:
-    case SM_LSM_STEP_COMPLETE:
     case SM_LSM_STEP_CONT:
     case SM_LSM_STEP_CANCEL:
       g_string_append_printf (out, "qmp %s %s\n", s->command,
                               s->args ? json_text (s->args) : "{}");
+      break;
+    case SM_LSM_STEP_COMPLETE:
+      /* Consecutive completes go out as one batch (see lsm-switch.c). */
+      g_string_append_printf (out, "qmp %s %s%s\n", s->command,
+                              s->args ? json_text (s->args) : "{}",
+                              (i > 0 && ((SmLsmStep *) plan->steps->pdata[i - 1])
+                                          ->kind == SM_LSM_STEP_COMPLETE) ||
+                              (i + 1 < plan->steps->len &&
+                               ((SmLsmStep *) plan->steps->pdata[i + 1])->kind
+                               == SM_LSM_STEP_COMPLETE)
+                              ? " (sent in one batch with the other "
+                                "completes)" : "");
       break;
     case SM_LSM_STEP_SAVE_METADATA:
       g_string_append_printf (out, "save snapshot %s as current\n",
@@ -1089,8 +1111,25 @@ sm_lsm_plan_format (const SmLsmPlan *plan)
       g_string_append_printf (out, "check the destination chain of %s in %s\n",
                               d->mirror, d->dest_dir ? d->dest_dir : "?");
       break;
+    case SM_LSM_STEP_FLUSH:
+      /* The files of the disks the plan completes (the executor's). */
+      for (k = 0; k < plan->steps->len; k++) {
+        const SmLsmStep *c = plan->steps->pdata[k];
+        const SmLsmDisk *fd;
+
+        if (c->kind != SM_LSM_STEP_COMPLETE || c->disk < 0)
+          continue;
+        fd = plan->info->disks->pdata[c->disk];
+        g_string_append_printf (out, "flush %s and %s to disk\n",
+                                fd->new_top, fd->mirror);
+      }
+      break;
     case SM_LSM_STEP_WAIT_SWITCH:
-      g_string_append (out, "wait until every disk runs on its destination\n");
+      g_string_append (out, "wait until every completed mirror has ended\n");
+      break;
+    case SM_LSM_STEP_CHECK_SWITCH:
+      g_string_append (out, "check that every disk runs on its "
+                       "destination\n");
       break;
     case SM_LSM_STEP_STOP_COPY:
       g_string_append (out, "stop the copy worker\n");

@@ -4,6 +4,7 @@
 #include "lsm-private.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -703,34 +704,112 @@ delete_source (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
   return true;
 }
 
-/* Runs the steps of PLAN in order, each with RUN (CTX, STEP, DISK, ERROR):
- * DISK is the step's disk or NULL, ERROR never NULL.  Journals in JOURNAL
- * when each step begins and ends, and runs the test hooks after each.  A
- * signal recorded by the CLI's handlers stops it between steps
- * (SM_ERROR_INTERRUPTED).  At the first failure the step is journaled as
- * failed and its error returned in ERROR; JOURNAL stays open: the caller
- * decides whether it is still needed. */
+typedef bool (*StepFn) (void *ctx, const SmLsmStep *step,
+                        const SmLsmDisk *disk, GError **error);
+typedef bool (*BatchFn) (void *ctx, guint first, guint n, GError **error);
+
+/* How many steps from I run together: a run of consecutive COMPLETE steps
+ * when BATCH is given, else 1. */
+static guint
+steps_at (SmLsmPlan *plan, guint i, bool batch)
+{
+  guint n = 1;
+
+  if (i >= plan->steps->len)
+    return 0;
+  if (batch && ((SmLsmStep *) plan->steps->pdata[i])->kind ==
+               SM_LSM_STEP_COMPLETE)
+    while (i + n < plan->steps->len &&
+           ((SmLsmStep *) plan->steps->pdata[i + n])->kind ==
+           SM_LSM_STEP_COMPLETE)
+      n++;
+  return n;
+}
+
+/* True when the begin of step I need not be durable before it runs: it
+ * only waits (WAIT_SWITCH), or what it does is journaled by itself when
+ * done (CONT: "guest-resumed", synced).  Losing such a record (and the end
+ * of the step before, written with it) in a power failure reads as a stop
+ * just before it, which recover handles the same way.  With the guest
+ * paused between the completes and the cont, no sync is then left there
+ * (each costs milliseconds, tens on a busy disk). */
 static bool
-run_steps (SmJournal *journal, SmLsmPlan *plan,
-           bool (*run) (void *ctx, const SmLsmStep *step,
-                        const SmLsmDisk *disk, GError **error),
+begin_may_lag (SmLsmPlan *plan, guint i)
+{
+  SmLsmStepKind kind = ((SmLsmStep *) plan->steps->pdata[i])->kind;
+
+  return kind == SM_LSM_STEP_WAIT_SWITCH || kind == SM_LSM_STEP_CONT;
+}
+
+/* Journals, with one write and (unless every begin may lag) one sync, the
+ * end of the N_END steps from END (none when N_END is 0) and the begin of
+ * the N_BEGIN steps from BEGIN (none when 0). */
+static bool
+journal_steps (SmJournal *journal, SmLsmPlan *plan, guint end, guint n_end,
+               guint begin, guint n_begin, GError **error)
+{
+  g_autofree json_object **recs = g_new0 (json_object *, n_end + n_begin);
+  guint k;
+
+  for (k = 0; k < n_end; k++)
+    recs[k] = sm_lsm_step_record (plan, end + k, "end", NULL);
+  for (k = 0; k < n_begin; k++)
+    recs[n_end + k] = sm_lsm_step_record (plan, begin + k, "begin", NULL);
+  return sm_journal_append_many (journal, recs, n_end + n_begin,
+                                 !(n_begin && begin_may_lag (plan, begin)),
+                                 error);
+}
+
+/* Runs the steps of PLAN in order, each with RUN (CTX, STEP, DISK, ERROR):
+ * DISK is the step's disk or NULL, ERROR never NULL.  With BATCH, a run of
+ * consecutive COMPLETE steps is one batch, BATCH (CTX, FIRST, N, ERROR):
+ * the begin of every step of it is journaled before any command is sent,
+ * the end of every step once all are answered.  Each step's begin is
+ * journaled before it runs, its end after; the end of one step and the
+ * begin of the next go out with one sync (with the guest paused, every
+ * sync counts), unless a signal was recorded meanwhile.  The test hooks
+ * run after each step's end is durable (with the next one's begin).  A signal recorded by the CLI's
+ * handlers stops it between steps (SM_ERROR_INTERRUPTED).  At the first
+ * failure the step (the first of a batch) is journaled as failed and its
+ * error returned in ERROR; JOURNAL stays open: the caller decides whether
+ * it is still needed. */
+static bool
+run_steps (SmJournal *journal, SmLsmPlan *plan, StepFn run, BatchFn batch,
            void *ctx, GError **error)
 {
   g_autoptr(GError) err = NULL;
-  guint i;
+  guint i = 0, n = steps_at (plan, 0, batch != NULL), k;
+  bool begun = false;
 
-  for (i = 0; i < plan->steps->len; i++) {
+  while (i < plan->steps->len) {
     const SmLsmStep *s = plan->steps->pdata[i];
+    guint next_n;
+    bool ok;
 
     if (sm_interrupt_check (&err) ||
-        !sm_lsm_journal_step (journal, plan, i, "begin", &err) ||
-        !run (ctx, s, s->disk >= 0 ? plan->info->disks->pdata[s->disk] : NULL,
-              &err) ||
-        !sm_lsm_journal_step (journal, plan, i, "end", &err))
+        (!begun && !journal_steps (journal, plan, 0, 0, i, n, &err)))
       break;
-    sm_lsm_test_after_step ((int) i + 1);
+    if (batch && s->kind == SM_LSM_STEP_COMPLETE)
+      ok = batch (ctx, i, n, &err);
+    else
+      ok = run (ctx, s, s->disk >= 0 ? plan->info->disks->pdata[s->disk]
+                                     : NULL, &err);
+    if (!ok)
+      break;
+    next_n = steps_at (plan, i + n, batch != NULL);
+    /* The next step's begin goes with this one's end unless a signal came
+     * (then the next step is not begun).  A signal after the write still
+     * stops the run before the next step: its begin is then followed by
+     * "failed", as when the step itself fails. */
+    begun = next_n > 0 && !sm_interrupted ();
+    if (!journal_steps (journal, plan, i, n, i + n, begun ? next_n : 0, &err))
+      break;
+    for (k = 0; k < n; k++)
+      sm_lsm_test_after_step ((int) (i + k) + 1);
+    i += n;
+    n = next_n;
   }
-  if (i == plan->steps->len)
+  if (i >= plan->steps->len)
     return true;
   sm_journal_append (journal, sm_lsm_step_record (plan, i, "failed", err),
                      NULL);
@@ -746,11 +825,17 @@ typedef struct {
   const SmLsmWaitOptions *options;
   SmLsmPivotResult *result;
   SmJournal *journal;
-  GPtrArray *completed;        /* SmLsmDisk *: complete accepted, switch not
-                                  yet seen */
+  GPtrArray *completed;        /* SmLsmDisk *: complete accepted, the job's
+                                  end not yet seen */
+  GPtrArray *ended;            /* SmLsmDisk *: the job ended, where the disk
+                                  runs not yet checked */
   GPtrArray *sent;             /* SmLsmDisk *: complete sent (accepted or
                                   not) */
-  gint64 stopped_at;           /* when pivot stopped the guest, or -1 */
+  gint64 stopped_at;           /* monotonic time just before pivot sent
+                                  stop, or -1 when it did not pause the
+                                  guest */
+  gint64 stop_event_us;        /* realtime stamp of QEMU's STOP event for
+                                  that stop, or -1 */
 } Pivot;
 
 /* How long a refused block-job-complete may wait for a job that is already
@@ -777,13 +862,99 @@ switched_meanwhile (SmQmp *qmp, const SmLsmDisk *d)
   return true;
 }
 
-/* Waits for every disk of pv->completed to run on its destination; the
- * first failure goes to ERROR, the others to the debug log. */
+/* An event's "timestamp" (QEMU's realtime clock) in microseconds, or -1. */
+static gint64
+event_time_us (json_object *event)
+{
+  json_object *ts, *sec, *usec;
+
+  if (!event || !json_object_object_get_ex (event, "timestamp", &ts) ||
+      !json_object_object_get_ex (ts, "seconds", &sec) ||
+      !json_object_object_get_ex (ts, "microseconds", &usec))
+    return -1;
+  return json_object_get_int64 (sec) * G_USEC_PER_SEC +
+         json_object_get_int64 (usec);
+}
+
+/* The realtime stamp of the event NAME that QEMU sent before the reply to
+ * the command just answered (QEMU emits STOP and RESUME inside `stop` and
+ * `cont`, so they are already queued), or -1. */
+static gint64
+queued_event_us (SmQmp *qmp, const char *name)
+{
+  g_autoptr(json_object) ev = sm_qmp_wait_event (qmp, name, NULL, NULL, 0,
+                                                 NULL);
+
+  return event_time_us (ev);
+}
+
+static bool
+job_ended_match (json_object *event, void *opaque)
+{
+  const char *job_id = opaque;
+  json_object *data;
+  const char *device, *name;
+
+  if (!json_object_object_get_ex (event, "data", &data))
+    return false;
+  name = sm_json_get_string (event, "event");
+  device = sm_json_get_string (data, "device");
+  return device && strcmp (device, job_id) == 0 && name &&
+         (strcmp (name, "BLOCK_JOB_COMPLETED") == 0 ||
+          strcmp (name, "BLOCK_JOB_CANCELLED") == 0);
+}
+
+/* Waits until LIMIT (monotonic) for the end of job D from its event
+ * (BLOCK_JOB_COMPLETED or CANCELLED, queued or still to come), without
+ * polling QEMU; when no event came, query-block-jobs decides. */
+static bool
+wait_job_end (SmQmp *qmp, const SmLsmDisk *d, gint64 limit, GError **error)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) ev = NULL;
+  g_autoptr(GPtrArray) jobs = NULL;
+  int ms = (int) MAX (0, (limit - g_get_monotonic_time ()) / 1000);
+
+  ev = sm_qmp_wait_event (qmp, NULL, job_ended_match, d->job_id, ms, &err);
+  if (ev) {
+    json_object *data = NULL;
+    const char *why = NULL;
+
+    json_object_object_get_ex (ev, "data", &data);
+    why = data ? sm_json_get_string (data, "error") : NULL;
+    if (why) {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                   "the mirror %s ended with an error: %s", d->job_id, why);
+      return false;
+    }
+    return true;
+  }
+  if (!g_error_matches (err, SM_ERROR, SM_ERROR_TIMEOUT)) {
+    g_propagate_error (error, g_steal_pointer (&err));
+    return false;
+  }
+  /* No event within the limit: maybe one was dropped; ask QEMU. */
+  jobs = sm_block_query_jobs (qmp, error);
+  if (!jobs)
+    return false;
+  if (sm_block_find_job (jobs, d->job_id)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                 "block job %s did not end in time", d->job_id);
+    return false;
+  }
+  return true;
+}
+
+/* Waits for the mirror job of every disk of pv->completed to end (from
+ * QEMU's events: no query inside the guest's pause) and moves those disks
+ * to pv->ended; the first failure goes to ERROR, the others to the debug
+ * log. */
 static bool
 wait_switch (Pivot *pv, GError **error)
 {
-  int limit = pv->options->timeout_ms < 0 ? SWITCH_TIMEOUT_MS
-                                          : pv->options->timeout_ms;
+  int limit_ms = pv->options->timeout_ms < 0 ? SWITCH_TIMEOUT_MS
+                                             : pv->options->timeout_ms;
+  gint64 limit = g_get_monotonic_time () + (gint64) limit_ms * 1000;
   bool ok = true;
   size_t k;
 
@@ -792,37 +963,80 @@ wait_switch (Pivot *pv, GError **error)
     g_autoptr(GError) werr = NULL;
 
     if (sm_interrupt_check (&werr) ||
-        !sm_block_job_wait_gone (pv->qmp, cd->job_id, limit, &werr) ||
-        !sm_lsm_disk_runs_on (pv->qmp, cd, cd->mirror, &werr)) {
-      if (werr)
-        g_prefix_error (&werr, "disk %s: ", cd->name);
-      else
-        g_set_error (&werr, SM_ERROR, SM_ERROR_FAILED,
-                     "disk %s: the mirror ended but the disk did not "
-                     "switch to %s", cd->name, cd->mirror);
+        !wait_job_end (pv->qmp, cd, limit, &werr)) {
+      g_prefix_error (&werr, "disk %s: ", cd->name);
       if (ok)
         g_propagate_error (error, g_steal_pointer (&werr));
       else
         sm_debug (DOMAIN, "%s", werr->message);
       ok = false;
     } else {
-      g_ptr_array_add (pv->result->moved, g_strdup (cd->name));
+      g_ptr_array_add (pv->ended, (gpointer) cd);
     }
   }
   g_ptr_array_set_size (pv->completed, 0);
   return ok;
 }
 
+/* Checks, with one query-block, that every disk of pv->ended runs on its
+ * destination, and lists it in the result's moved disks. */
+static bool
+check_switch (Pivot *pv, GError **error)
+{
+  g_autoptr(GPtrArray) disks = NULL;
+  bool ok = true;
+  size_t i, k;
+
+  if (!pv->ended->len)
+    return true;
+  disks = sm_block_query_disks (pv->qmp, error);
+  if (!disks)
+    return false;
+  for (i = 0; i < pv->ended->len; i++) {
+    const SmLsmDisk *d = pv->ended->pdata[i];
+    const char *top = NULL;
+
+    for (k = 0; k < disks->len; k++)
+      if (sm_block_disk_matches (disks->pdata[k], d->name))
+        top = sm_block_disk_top (disks->pdata[k]);
+    if (top && strcmp (top, d->mirror) == 0) {
+      g_ptr_array_add (pv->result->moved, g_strdup (d->name));
+      continue;
+    }
+    if (ok)
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                   "disk %s: the mirror ended but the disk did not switch "
+                   "to %s", d->name, d->mirror);
+    ok = false;
+  }
+  g_ptr_array_set_size (pv->ended, 0);
+  return ok;
+}
+
 /* Resumes the guest if this pivot paused it, with COMMAND (the plan's CONT
- * step; "cont" on the error path), and journals it. */
+ * step; "cont" on the error path), and journals it.  The pause is taken
+ * from QEMU's STOP and RESUME events (QEMU stops the vCPUs and sends STOP,
+ * then drains and flushes every disk; it sends RESUME just before the
+ * vCPUs run again); without both events, from before stop was sent to
+ * after cont returned. */
 static bool
 pivot_resume (Pivot *pv, const char *command, GError **error)
 {
+  gint64 resume_us;
+
   if (pv->stopped_at < 0)
     return true;
   if (!resume_guest (pv->qmp, command, error))
     return false;
-  pv->result->pause_ms = (g_get_monotonic_time () - pv->stopped_at) / 1000;
+  resume_us = queued_event_us (pv->qmp, "RESUME");
+  if (pv->stop_event_us >= 0 && resume_us >= pv->stop_event_us) {
+    pv->result->pause_us = resume_us - pv->stop_event_us;
+    pv->result->pause_from = "events";
+  } else {
+    pv->result->pause_us = g_get_monotonic_time () - pv->stopped_at;
+    pv->result->pause_from = "clock";
+  }
+  pv->result->pause_ms = (pv->result->pause_us + 500) / 1000;
   pv->stopped_at = -1;
   if (!sm_journal_append (pv->journal, sm_lsm_phase_record (GUEST_RESUMED),
                           error)) {
@@ -830,6 +1044,165 @@ pivot_resume (Pivot *pv, const char *command, GError **error)
     return false;
   }
   return true;
+}
+
+/* The plan's FLUSH: makes what QEMU wrote to the source tops and mirror
+ * targets of the disks about to switch durable, from outside QEMU, with the
+ * guest running: writeback of every file is started first, then each is
+ * waited for.  Opened read-only; nothing is written.  Only an optimisation
+ * (QEMU flushes again in `stop` and when each mirror completes, then with
+ * little left): a failure is logged, not fatal. */
+/* One pass of the plan's FLUSH over PATHS: writeback of every file is
+ * started first, then each is waited for.  Returns the microseconds it
+ * took. */
+static gint64
+flush_pass (GPtrArray *paths)
+{
+  g_autoptr(GArray) fds = g_array_new (false, false, sizeof (int));
+  gint64 t0 = g_get_monotonic_time ();
+  guint i;
+
+  for (i = 0; i < paths->len; i++) {
+    int fd = open (paths->pdata[i], O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+      sm_debug (DOMAIN, "flush: cannot open %s: %s",
+                (char *) paths->pdata[i], g_strerror (errno));
+      continue;
+    }
+    if (sync_file_range (fd, 0, 0, SYNC_FILE_RANGE_WRITE) < 0)
+      sm_debug (DOMAIN, "flush: %s: %s", (char *) paths->pdata[i],
+                g_strerror (errno));
+    g_array_append_val (fds, fd);
+  }
+  for (i = 0; i < fds->len; i++) {
+    int fd = g_array_index (fds, int, i);
+
+    if (fdatasync (fd) < 0)
+      sm_debug (DOMAIN, "flush: fdatasync: %s", g_strerror (errno));
+    close (fd);
+  }
+  return g_get_monotonic_time () - t0;
+}
+
+/* A flush pass this short leaves little for QEMU's flush in the pause. */
+#define FLUSH_SHORT_US 5000
+#define FLUSH_MAX_PASSES 4
+
+/* The plan's FLUSH: makes what QEMU wrote to the source tops and mirror
+ * targets of the disks about to switch durable, from outside QEMU, with the
+ * guest running, so that the drain and flush QEMU does inside `stop` (and
+ * each mirror at its completion) find little left.  The guest keeps
+ * writing meanwhile, so passes are repeated (at most FLUSH_MAX_PASSES)
+ * until one is short: each pass leaves what the guest wrote during it.
+ * Opened read-only; nothing is written.  Only an optimisation: a failure is
+ * logged, not fatal (QEMU's own flush reports a real one). */
+static void
+flush_files (Pivot *pv)
+{
+  SmLsmPlan *plan = pv->plan;
+  g_autoptr(GPtrArray) paths = g_ptr_array_new ();
+  int pass;
+  guint i;
+
+  for (i = 0; i < plan->steps->len; i++) {
+    const SmLsmStep *s = plan->steps->pdata[i];
+    const SmLsmDisk *d;
+
+    if (s->kind != SM_LSM_STEP_COMPLETE || s->disk < 0)
+      continue;
+    d = plan->info->disks->pdata[s->disk];
+    g_ptr_array_add (paths, d->new_top);
+    g_ptr_array_add (paths, d->mirror);
+  }
+  for (pass = 1; pass <= FLUSH_MAX_PASSES; pass++) {
+    gint64 us = flush_pass (paths);
+
+    sm_debug (DOMAIN, "flush: pass %d over %u files: %" G_GINT64_FORMAT
+              " us", pass, paths->len, us);
+    if (us <= FLUSH_SHORT_US)
+      break;
+  }
+}
+
+/* Pauses the guest for the plan's STOP step S, journaling it first. */
+static bool
+pivot_stop (Pivot *pv, const SmLsmStep *s, GError **err)
+{
+  g_autofree char *status = run_status (pv->qmp, err);
+
+  if (!status)
+    return false;
+  /* A guest someone paused after the plan was made is not ours to pause
+   * or resume. */
+  if (strcmp (status, "running") != 0) {
+    sm_debug (DOMAIN, "the guest is %s: not stopped", status);
+    return true;
+  }
+  /* Journaled before the stop, so that whoever finds this pivot killed
+   * knows the guest may be paused by it. */
+  if (!sm_journal_append (pv->journal, sm_lsm_phase_record (GUEST_STOPPED),
+                          err))
+    return false;
+  /* Older events are of no use; the STOP event of this stop arrives
+   * before its reply and stamps the start of the pause. */
+  sm_qmp_clear_events (pv->qmp);
+  pv->stopped_at = g_get_monotonic_time ();
+  if (!sm_qmp_run (pv->qmp, s->command, json_object_get (s->args), err))
+    return false;
+  pv->stop_event_us = queued_event_us (pv->qmp, "STOP");
+  return true;
+}
+
+/* The plan's N COMPLETE steps from FIRST, sent as one batch: every command
+ * goes out before any reply is read (the guest may be paused meanwhile).
+ * A disk whose complete QEMU refused may have been switched by an earlier
+ * pivot's complete (switched_meanwhile); the first other refusal is the
+ * error, after every reply was read. */
+static bool
+pivot_complete_batch (void *ctx, guint first, guint n, GError **err)
+{
+  Pivot *pv = ctx;
+  SmLsmPlan *plan = pv->plan;
+  g_autofree const char **commands = g_new0 (const char *, n);
+  g_autofree json_object **args = g_new0 (json_object *, n);
+  g_autofree GError **errors = g_new0 (GError *, n);
+  bool ok = true;
+  guint k;
+
+  for (k = 0; k < n; k++) {
+    const SmLsmStep *s = plan->steps->pdata[first + k];
+
+    commands[k] = s->command;
+    args[k] = json_object_get (s->args);
+    g_ptr_array_add (pv->sent, plan->info->disks->pdata[s->disk]);
+  }
+  if (!sm_qmp_run_batch (pv->qmp, n, commands, args, errors, err)) {
+    for (k = 0; k < n; k++)
+      g_clear_error (&errors[k]);
+    return false;
+  }
+  for (k = 0; k < n; k++) {
+    const SmLsmStep *s = plan->steps->pdata[first + k];
+    const SmLsmDisk *d = plan->info->disks->pdata[s->disk];
+    g_autoptr(GError) cerr = g_steal_pointer (&errors[k]);
+
+    if (!cerr) {
+      g_ptr_array_add (pv->completed, (gpointer) d);
+      continue;
+    }
+    if (switched_meanwhile (pv->qmp, d)) {
+      g_ptr_array_add (pv->result->moved, g_strdup (d->name));
+      continue;
+    }
+    g_prefix_error (&cerr, "disk %s: ", d->name);
+    if (ok)
+      g_propagate_error (err, g_steal_pointer (&cerr));
+    else
+      sm_debug (DOMAIN, "%s", cerr->message);
+    ok = false;
+  }
+  return ok;
 }
 
 static bool
@@ -844,45 +1217,20 @@ pivot_step (void *ctx, const SmLsmStep *s, const SmLsmDisk *d, GError **err)
     return sm_lsm_wait (qmp, pv->st, plan->info, pv->options, err);
   case SM_LSM_STEP_CHECK_DEST:
     return check_dest (qmp, d, err);
-  case SM_LSM_STEP_STOP: {
-    g_autofree char *status = run_status (qmp, err);
-
-    if (!status)
-      return false;
-    /* A guest someone paused after the plan was made is not ours to pause
-     * or resume. */
-    if (strcmp (status, "running") != 0) {
-      sm_debug (DOMAIN, "the guest is %s: not stopped", status);
-      return true;
-    }
-    /* Journaled before the stop, so that whoever finds this pivot killed
-     * knows the guest may be paused by it. */
-    if (!sm_journal_append (pv->journal, sm_lsm_phase_record (GUEST_STOPPED),
-                            err))
-      return false;
-    pv->stopped_at = g_get_monotonic_time ();
-    if (!sm_qmp_run (qmp, s->command, json_object_get (s->args), err))
-      return false;
-    sm_qmp_clear_events (qmp);
+  case SM_LSM_STEP_FLUSH:
+    flush_files (pv);
     return true;
-  }
+  case SM_LSM_STEP_STOP:
+    return pivot_stop (pv, s, err);
   case SM_LSM_STEP_COMPLETE:
-    g_ptr_array_add (pv->sent, (gpointer) d);
-    if (!sm_qmp_run (qmp, s->command, json_object_get (s->args), err)) {
-      if (switched_meanwhile (qmp, d)) {
-        g_clear_error (err);
-        g_ptr_array_add (pv->result->moved, g_strdup (d->name));
-        return true;
-      }
-      g_prefix_error (err, "disk %s: ", d->name);
-      return false;
-    }
-    g_ptr_array_add (pv->completed, (gpointer) d);
-    return true;
+    /* Sent by pivot_complete_batch. */
+    g_return_val_if_reached (false);
   case SM_LSM_STEP_WAIT_SWITCH:
     return wait_switch (pv, err);
   case SM_LSM_STEP_CONT:
     return pivot_resume (pv, s->command, err);
+  case SM_LSM_STEP_CHECK_SWITCH:
+    return check_switch (pv, err);
   case SM_LSM_STEP_DELETE_SOURCE:
     return delete_source (qmp, pv->st, plan, pv->result, err);
   case SM_LSM_STEP_DELETE_METADATA:
@@ -980,16 +1328,20 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
   g_autoptr(GError) cerr = NULL;
   g_autoptr(GError) werr = NULL;
   g_autoptr(GPtrArray) completed = g_ptr_array_new ();
+  g_autoptr(GPtrArray) ended = g_ptr_array_new ();
   g_autoptr(GPtrArray) sent = g_ptr_array_new ();
   g_autofree char *where = NULL;
   g_autofree char *guest = NULL;
   g_autofree char *path = NULL;
   bool keep = false;
   int sig;
-  Pivot pv = { qmp, st, plan, options, result, NULL, completed, sent, -1 };
+  Pivot pv = { qmp, st, plan, options, result, NULL, completed, ended, sent,
+                -1, -1 };
 
   g_return_val_if_fail (plan->op == SM_LSM_OP_PIVOT, false);
   result->pause_ms = -1;
+  result->pause_us = -1;
+  result->pause_from = NULL;
   result->moved = g_ptr_array_new_with_free_func (g_free);
   result->removed = g_ptr_array_new_with_free_func (g_free);
   result->kept = g_ptr_array_new_with_free_func (kept_file_free);
@@ -998,7 +1350,8 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
     return false;
   pv.journal = journal;
   path = g_strdup (sm_journal_path (journal));
-  if (run_steps (journal, plan, pivot_step, &pv, &err)) {
+  if (run_steps (journal, plan, pivot_step, pivot_complete_batch, &pv,
+                 &err)) {
     remove_superseded_journals (st, plan->info->snapshot, path);
     return sm_lsm_journal_done (g_steal_pointer (&journal), error);
   }
@@ -1030,6 +1383,8 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
   if (completed->len && !sig &&
       !g_error_matches (err, SM_ERROR, SM_ERROR_DISCONNECTED))
     wait_switch (&pv, &werr);
+  if (ended->len && !g_error_matches (err, SM_ERROR, SM_ERROR_DISCONNECTED))
+    check_switch (&pv, NULL);
   where = describe_disks (&pv, &keep);
   if (sig)
     sm_interrupt_request (sig);
@@ -1145,10 +1500,12 @@ abort_step (void *ctx, const SmLsmStep *s, const SmLsmDisk *d, GError **err)
   case SM_LSM_STEP_START_COPY:
   case SM_LSM_STEP_WAIT:
   case SM_LSM_STEP_CHECK_DEST:
+  case SM_LSM_STEP_FLUSH:
   case SM_LSM_STEP_STOP:
   case SM_LSM_STEP_COMPLETE:
   case SM_LSM_STEP_WAIT_SWITCH:
   case SM_LSM_STEP_CONT:
+  case SM_LSM_STEP_CHECK_SWITCH:
   case SM_LSM_STEP_DELETE_SOURCE:
   case SM_LSM_STEP_LAST:
     break;
@@ -1212,7 +1569,7 @@ sm_lsm_abort (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan, int timeout_ms,
   if (!journal)
     return false;
   path = g_strdup (sm_journal_path (journal));
-  if (!run_steps (journal, plan, abort_step, &ab, error)) {
+  if (!run_steps (journal, plan, abort_step, NULL, &ab, error)) {
     sm_journal_finish (g_steal_pointer (&journal), NULL);
     return false;
   }

@@ -151,10 +151,14 @@ typedef enum {
   SM_LSM_STEP_START_COPY,      /* detached lower-layer copy worker */
   SM_LSM_STEP_WAIT,            /* mirrors READY, copies done */
   SM_LSM_STEP_CHECK_DEST,      /* destination chain opens, confined */
+  SM_LSM_STEP_FLUSH,           /* fdatasync the source tops and mirrors */
   SM_LSM_STEP_STOP,            /* pause the guest */
-  SM_LSM_STEP_COMPLETE,        /* block-job-complete of one mirror */
-  SM_LSM_STEP_WAIT_SWITCH,     /* every completed mirror ended, disk moved */
+  SM_LSM_STEP_COMPLETE,        /* block-job-complete of one mirror; a run
+                                  of them is sent as one batch */
+  SM_LSM_STEP_WAIT_SWITCH,     /* every completed mirror ended (events) */
   SM_LSM_STEP_CONT,            /* resume the guest */
+  SM_LSM_STEP_CHECK_SWITCH,    /* every switched disk runs on its
+                                  destination (one query-block) */
   SM_LSM_STEP_CANCEL,          /* block-job-cancel of one mirror */
   SM_LSM_STEP_STOP_COPY,       /* kill the copy worker */
   SM_LSM_STEP_REMOVE_FILES,    /* remove the files snapmig created */
@@ -252,8 +256,13 @@ SmLsmPlan *sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
  * CURRENT (may be NULL) or has no mirror.  Disks already switched to their
  * destination are skipped; when every disk runs on its destination (a pivot
  * interrupted after its switch) the plan only deletes the records, current
- * or not.  The guest is paused (STOP ... CONT) only when several disks
- * switch and VM's run state is "running".  With SM_LSM_DELETE_SOURCE in FLAGS, lists the
+ * or not.  The switch: FLUSH (the source tops and mirrors made durable
+ * from outside QEMU, so that the flush QEMU does inside `stop` and at each
+ * mirror's completion has little left), [STOP], one COMPLETE per disk (the
+ * executor sends a run of them as one batch), WAIT_SWITCH (the jobs end),
+ * [CONT], CHECK_SWITCH (one query-block, the guest running again).  The
+ * guest is paused (STOP ... CONT) only when several disks switch and VM's
+ * run state is "running".  With SM_LSM_DELETE_SOURCE in FLAGS, lists the
  * source files no disk of VM uses afterwards.  Caller frees. */
 SmLsmPlan *sm_lsm_plan_pivot (const SmLsmVm *vm, const SmLsmInfo *info,
                               const char *current, unsigned flags,
@@ -317,6 +326,11 @@ typedef struct {
 
 typedef struct {
   int64_t pause_ms;            /* how long the guest was paused, -1: not */
+  int64_t pause_us;            /* the same in microseconds, -1: not */
+  const char *pause_from;      /* "events": from the timestamps of QEMU's
+                                  STOP and RESUME events; "clock": from
+                                  before stop was sent to after cont
+                                  returned (an event was missing); NULL */
   GPtrArray *moved;            /* names of the disks switched now */
   GPtrArray *removed;          /* --delete-source: files removed (char *) */
   GPtrArray *kept;             /* --delete-source: files kept because

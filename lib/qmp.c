@@ -630,6 +630,64 @@ execute_within (SmQmp *qmp, const char *command, json_object *args,
   }
 }
 
+/* Sends every command of the batch before reading any reply: QEMU answers
+ * them in order, and the client does not wait a round trip per command. */
+bool
+sm_qmp_run_batch (SmQmp *qmp, guint n, const char *const *commands,
+                  json_object **args, GError **errors, GError **error)
+{
+  Deadline deadline = deadline_after (qmp->timeout_ms > 0 ? qmp->timeout_ms
+                                      : -1);
+  g_autoptr(GPtrArray) ids = g_ptr_array_new_with_free_func (g_free);
+  guint i, answered = 0;
+
+  for (i = 0; i < n; i++) {
+    g_autoptr(json_object) req = json_object_new_object ();
+    char *id = g_strdup_printf ("sm-%" G_GUINT64_FORMAT, ++qmp->next_id);
+
+    g_ptr_array_add (ids, id);
+    errors[i] = NULL;
+    json_object_object_add (req, "execute",
+                            json_object_new_string (commands[i]));
+    if (args[i])
+      json_object_object_add (req, "arguments", g_steal_pointer (&args[i]));
+    json_object_object_add (req, "id", json_object_new_string (id));
+    if (!send_line (qmp, to_json (req), deadline, error)) {
+      g_prefix_error (error, "%s: ", commands[i]);
+      for (i++; i < n; i++)
+        g_clear_pointer (&args[i], json_object_put);
+      return false;
+    }
+  }
+  while (answered < n) {
+    g_autoptr(json_object) msg = read_message (qmp, deadline, error);
+    json_object *msg_id;
+    guint k;
+
+    if (!msg) {
+      g_prefix_error (error, "%s: ", commands[answered]);
+      return false;
+    }
+    if (json_object_object_get_ex (msg, "event", NULL)) {
+      g_queue_push_tail (qmp->events, g_steal_pointer (&msg));
+      continue;
+    }
+    if (!json_object_object_get_ex (msg, "id", &msg_id))
+      continue;
+    for (k = 0; k < n; k++)
+      if (g_strcmp0 (json_object_get_string (msg_id), ids->pdata[k]) == 0)
+        break;
+    if (k == n) {
+      sm_debug ("qmp", "%s: dropping a reply to another command",
+                qmp->address);
+      continue;
+    }
+    json_object_put (check_reply (qmp, commands[k], msg, &errors[k]));
+    answered++;
+  }
+  return true;
+}
+
 json_object *
 sm_qmp_execute (SmQmp *qmp, const char *command, json_object *args,
                 GError **error)

@@ -128,6 +128,16 @@ json_object *sm_qmp_execute_type (SmQmp *qmp, const char *command,
 bool sm_qmp_run (SmQmp *qmp, const char *command, json_object *args,
                  GError **error);
 
+/* Sends the N commands COMMANDS[i] with ARGS[i] (each consumed and set to
+ * NULL; may be NULL) one after the other without waiting, then reads their
+ * replies (QEMU answers in order): ERRORS[i] gets command i's error
+ * (SM_ERROR_QMP "COMMAND: DESC"), or NULL when it succeeded.  Returns false
+ * with ERROR only when the batch as a whole failed (QEMU gone, no reply
+ * within sm_qmp_set_timeout's limit): commands before the failure may have
+ * run.  Events that arrive meanwhile are queued. */
+bool sm_qmp_run_batch (SmQmp *qmp, guint n, const char *const *commands,
+                       json_object **args, GError **errors, GError **error);
+
 /* QEMU's error class ("GenericError", "DeviceNotFound", ...) of the last QMP
  * error reply on this connection, or NULL.
  */

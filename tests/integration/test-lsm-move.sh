@@ -56,7 +56,7 @@ rc=$?
 echo "$out" | sed 's/^/# /'
 check "pivot succeeds" [ $rc -eq 0 ]
 check "pivot reports the guest pause in ms" \
-  grep -qE 'guest paused [0-9]+ ms' <<<"$out"
+  grep -qE 'guest paused [0-9]+\.[0-9] ms' <<<"$out"
 
 # A's files no longer change once the VM runs on B: compare the views now.
 same=0

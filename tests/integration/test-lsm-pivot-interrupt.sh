@@ -81,8 +81,9 @@ not () { ! "$@"; }
 
 # ---- SIGKILL after stop; recover resumes the guest -------------------------
 fresh
-# Steps: wait, check-dest x2, stop (4), complete x2, wait-switch, cont, ...
-SNAPMIG_TEST_CRASH_AFTER_STEP=4 "$SNAPMIG" pivot "${SM[@]}" p1 \
+# Steps: wait, check-dest x2, flush, stop (5), complete x2, wait-switch, cont,
+# check-switch, ...
+SNAPMIG_TEST_CRASH_AFTER_STEP=5 "$SNAPMIG" pivot "${SM[@]}" p1 \
   >"$T/out" 2>&1
 check "killed pivot: it died" [ $? -eq 137 ]
 check "killed pivot: the guest is left paused" [ "$(run_state)" = paused ]
@@ -110,7 +111,7 @@ moved_ok "pivot after recover"
 
 # ---- SIGKILL after stop; a second pivot resumes and finishes ---------------
 fresh
-SNAPMIG_TEST_CRASH_AFTER_STEP=4 "$SNAPMIG" pivot "${SM[@]}" p1 >/dev/null 2>&1
+SNAPMIG_TEST_CRASH_AFTER_STEP=5 "$SNAPMIG" pivot "${SM[@]}" p1 >/dev/null 2>&1
 check "killed pivot (2): the guest is left paused" [ "$(run_state)" = paused ]
 out=$("$SNAPMIG" pivot "${SM[@]}" p1 2>&1)
 rc=$?
@@ -118,13 +119,13 @@ echo "$out" | sed 's/^/# /'
 check "second pivot succeeds" [ $rc -eq 0 ]
 check "second pivot says it resumed the guest" grep -q 'resumed the guest' <<<"$out"
 check "second pivot paused the guest for its own switch" \
-  grep -q 'guest paused [0-9]* ms for the switch' <<<"$out"
+  grep -qE 'guest paused [0-9]+\.[0-9] ms for the switch' <<<"$out"
 moved_ok "second pivot"
 check "second pivot: the A files stay" [ -e "$N0" -a -e "$N1" ]
 
 # ---- SIGKILL after stop; abort resumes the guest ---------------------------
 fresh
-SNAPMIG_TEST_CRASH_AFTER_STEP=4 "$SNAPMIG" pivot "${SM[@]}" p1 >/dev/null 2>&1
+SNAPMIG_TEST_CRASH_AFTER_STEP=5 "$SNAPMIG" pivot "${SM[@]}" p1 >/dev/null 2>&1
 check "killed pivot (3): the guest is left paused" [ "$(run_state)" = paused ]
 out=$("$SNAPMIG" abort "${SM[@]}" p1 2>&1)
 rc=$?
@@ -143,7 +144,7 @@ check "abort: no record of the move left" [ "$(records)" -eq 0 ]
 # ---- SIGINT, SIGTERM, SIGHUP while pivot holds the guest paused ------------
 for sig in INT TERM HUP; do
   fresh
-  SNAPMIG_TEST_HOLD_AFTER_STEP=4:$T/go "$SNAPMIG" pivot "${SM[@]}" p1 \
+  SNAPMIG_TEST_HOLD_AFTER_STEP=5:$T/go "$SNAPMIG" pivot "${SM[@]}" p1 \
     >"$T/out" 2>&1 &
   pid=$!
   check "SIG$sig: pivot holds the guest paused" wait_state paused
@@ -170,7 +171,8 @@ moved_ok "pivot after the signals"
 # ---- a guest the user paused stays paused ----------------------------------
 fresh
 qmp vm stop >/dev/null
-# Without a pause: wait, check-dest x2, complete (4), complete, wait-switch.
+# Without a pause: wait, check-dest x2, flush (4), complete x2, wait-switch,
+# check-switch.
 SNAPMIG_TEST_CRASH_AFTER_STEP=3 "$SNAPMIG" pivot "${SM[@]}" p1 >/dev/null 2>&1
 check "user-paused: pivot killed" [ $? -eq 137 ]
 check "user-paused: its journal has no guest-stopped" \

@@ -48,8 +48,9 @@ guest_write vm drive0 0x10 0 1M >/dev/null
 check "create --wait" [ $? -eq 0 ]
 guest_write vm drive0 0x20 1M 1M >/dev/null
 
-# One disk: wait (1), check-dest (2), complete (3), wait-switch (4), ...
-SNAPMIG_TEST_HOLD_AFTER_STEP=3:$T/go "$SNAPMIG" pivot "${SM[@]}" p1 \
+# One disk: wait (1), check-dest (2), flush (3), complete (4), wait-switch
+# (5), check-switch (6), ...
+SNAPMIG_TEST_HOLD_AFTER_STEP=4:$T/go "$SNAPMIG" pivot "${SM[@]}" p1 \
   >"$T/out" 2>&1 &
 pid=$!
 check "the disk switches to B after the complete" wait_top "$M0"

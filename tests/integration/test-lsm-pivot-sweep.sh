@@ -76,9 +76,9 @@ outcome () {
   [ $ok -eq 1 ]
 }
 
-# Two disks: wait, check-dest x2, stop, complete x2, wait-switch, cont,
-# delete-metadata.
-for n in 1 2 3 4 5 6 7 8 9; do
+# Two disks: wait, check-dest x2, flush, stop, complete x2 (one batch),
+# wait-switch, cont, check-switch, delete-metadata.
+for n in 1 2 3 4 5 6 7 8 9 10 11; do
   fresh
   SNAPMIG_TEST_CRASH_AFTER_STEP=$n "$SNAPMIG" pivot "${SM[@]}" p1 \
     >/dev/null 2>&1
@@ -88,7 +88,7 @@ for n in 1 2 3 4 5 6 7 8 9; do
     outcome "pivot kill $n" B
 done
 
-for n in 1 2 3 4 5 6 7 8; do
+for n in 1 2 3 4 5 6 7 8 9 10; do
   fresh
   SNAPMIG_TEST_HOLD_AFTER_STEP=$n:$T/go "$SNAPMIG" pivot "${SM[@]}" p1 \
     >"$T/out" 2>&1 &

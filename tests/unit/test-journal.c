@@ -67,6 +67,43 @@ test_append_load (void)
   g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
 }
 
+/* Several records in one write (one sync, or none): all load, in order,
+ * each with its time; a record written without a sync is there too. */
+static void
+test_append_many (void)
+{
+  g_autofree char *dir = sm_test_tmpdir ();
+  g_autofree char *jdir = g_build_filename (dir, "journal", NULL);
+  g_autofree char *opid = sm_journal_new_opid ();
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmJournal) j = sm_journal_create (jdir, opid, record ("op", 1),
+                                              &err);
+  g_autoptr(json_object) recs = NULL;
+  json_object *three[3];
+  json_object *one[1];
+  json_object *v;
+  int i;
+
+  g_assert_no_error (err);
+  for (i = 0; i < 3; i++)
+    three[i] = record ("step", i + 1);
+  g_assert_true (sm_journal_append_many (j, three, 3, true, &err));
+  g_assert_no_error (err);
+  g_assert_null (three[0]);            /* consumed */
+  one[0] = record ("step", 4);
+  g_assert_true (sm_journal_append_many (j, one, 1, false, &err));
+  recs = sm_journal_load (sm_journal_path (j), &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (json_object_array_length (recs), ==, 5);
+  for (i = 1; i < 5; i++) {
+    json_object *rec = json_object_array_get_idx (recs, i);
+
+    g_assert_true (json_object_object_get_ex (rec, "step", &v));
+    g_assert_cmpint (json_object_get_int (v), ==, i);
+    g_assert_true (json_object_object_get_ex (rec, "time", &v));
+  }
+}
+
 static void
 test_torn_and_bad_lines (void)
 {
@@ -180,6 +217,7 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/journal/append-load", test_append_load);
+  g_test_add_func ("/journal/append-many", test_append_many);
   g_test_add_func ("/journal/torn-and-bad-lines", test_torn_and_bad_lines);
   g_test_add_func ("/journal/damage", test_damage);
   g_test_add_func ("/journal/reopen", test_reopen);

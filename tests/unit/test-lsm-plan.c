@@ -489,12 +489,36 @@ test_pivot (void)
   plan = sm_lsm_plan_pivot (vm, info, "move1", 0, &err);
   g_assert_no_error (err);
   kinds = step_kinds (plan);
+  /* The files are flushed before the stop, the completes follow each other
+   * (sent as one batch), the jobs' ends are waited for paused, and where
+   * the disks run is checked after the cont. */
   g_assert_cmpstr (kinds, ==,
-                   "wait check-dest:0 check-dest:1 stop complete:0 complete:1 "
-                   "wait-switch cont delete-metadata");
-  complete = plan->steps->pdata[4];
+                   "wait check-dest:0 check-dest:1 flush stop complete:0 "
+                   "complete:1 wait-switch cont check-switch delete-metadata");
+  complete = plan->steps->pdata[5];
   g_assert_cmpstr (complete->command, ==, "block-job-complete");
   g_assert_cmpstr (arg (complete, "device"), ==, "snapmig-mirror-drive0");
+  complete = plan->steps->pdata[6];
+  g_assert_cmpstr (arg (complete, "device"), ==, "snapmig-mirror-drive1");
+  {
+    g_autofree char *text = sm_lsm_plan_format (plan);
+    const char *flush0 = strstr (text, "flush /A/snap1.move1.qcow2 and "
+                                 "/B/snap1.move1.qcow2 to disk\n");
+    const char *flush1 = strstr (text, "flush /A/d1.move1.qcow2 and "
+                                 "/B/d1.move1.qcow2 to disk\n");
+    const char *stop = strstr (text, "qmp stop {}\n");
+
+    g_assert_nonnull (flush0);
+    g_assert_nonnull (flush1);
+    g_assert_nonnull (stop);
+    g_assert_true (flush0 < stop && flush1 < stop);
+    g_assert_nonnull (strstr (text, "qmp block-job-complete {\"device\":"
+                              "\"snapmig-mirror-drive1\"} (sent in one batch "
+                              "with the other completes)\n"));
+    g_assert_true (strstr (text, "qmp cont {}\n") <
+                   strstr (text, "check that every disk runs on its "
+                           "destination\n"));
+  }
   g_clear_pointer (&plan, sm_lsm_plan_free);
 
   /* drive0 already switched (a pivot that failed part-way): only drive1 is
@@ -504,8 +528,17 @@ test_pivot (void)
   g_assert_no_error (err);
   kinds2 = step_kinds (plan);
   g_assert_cmpstr (kinds2, ==,
-                   "wait check-dest:1 complete:1 wait-switch delete-source "
-                   "delete-metadata");
+                   "wait check-dest:1 flush complete:1 wait-switch "
+                   "check-switch delete-source delete-metadata");
+  {
+    /* Only the disk left to switch is flushed; one complete is no batch. */
+    g_autofree char *text = sm_lsm_plan_format (plan);
+
+    g_assert_null (strstr (text, "flush /A/snap1.move1.qcow2"));
+    g_assert_nonnull (strstr (text, "flush /A/d1.move1.qcow2 and "
+                              "/B/d1.move1.qcow2 to disk\n"));
+    g_assert_null (strstr (text, "batch"));
+  }
   /* drive1's source chain may go; drive2's files are kept. */
   g_assert_cmpuint (plan->source_files->len, ==, 2);
   g_assert_cmpstr (plan->source_files->pdata[0], ==, "/A/d1.move1.qcow2");
@@ -543,8 +576,9 @@ test_pivot (void)
     p = sm_lsm_plan_pivot (paused, info, "move1", 0, &err);
     g_assert_no_error (err);
     kinds5 = step_kinds (p);
-    g_assert_cmpstr (kinds5, ==, "wait check-dest:0 check-dest:1 complete:0 "
-                     "complete:1 wait-switch delete-metadata");
+    g_assert_cmpstr (kinds5, ==, "wait check-dest:0 check-dest:1 flush "
+                     "complete:0 complete:1 wait-switch check-switch "
+                     "delete-metadata");
   }
 
   /* Abort is refused once a disk runs on its destination. */

@@ -196,6 +196,55 @@ match_device (json_object *event, void *opaque)
     g_strcmp0 (json_object_get_string (dev), opaque) == 0;
 }
 
+/* sm_qmp_run_batch: every command goes out before any reply is read; each
+ * gets its own outcome, in order; the STOP and RESUME events QEMU sends
+ * inside `stop` and `cont` are queued with their timestamps. */
+static void
+test_batch (void)
+{
+  g_autoptr(SmTestVm) vm = start_vm_one_disk ("batch");
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) stop = NULL;
+  g_autoptr(json_object) resume = NULL;
+  g_autoptr(json_object) status = NULL;
+  const char *commands[] = { "stop", "block-job-complete", "query-status",
+                             "cont" };
+  json_object *args[4] = { NULL, NULL, NULL, NULL };
+  GError *errors[4] = { NULL, NULL, NULL, NULL };
+  json_object *ts;
+  SmQmp *qmp;
+
+  g_assert_nonnull (vm);
+  qmp = sm_test_vm_qmp (vm);
+  args[1] = sm_qmp_args (NULL, "s:device", "no-such-job", NULL);
+  g_assert_true (sm_qmp_run_batch (qmp, 4, commands, args, errors, &err));
+  g_assert_no_error (err);
+  g_assert_null (args[1]);             /* consumed */
+  g_assert_no_error (errors[0]);
+  g_assert_error (errors[1], SM_ERROR, SM_ERROR_QMP);
+  g_assert_cmpstr (errors[1]->message, ==,
+                   "block-job-complete: Block job 'no-such-job' not found");
+  g_clear_error (&errors[1]);
+  g_assert_no_error (errors[2]);
+  g_assert_no_error (errors[3]);
+  stop = sm_qmp_wait_event (qmp, "STOP", NULL, NULL, 0, &err);
+  g_assert_no_error (err);
+  g_assert_true (json_object_object_get_ex (stop, "timestamp", &ts));
+  resume = sm_qmp_wait_event (qmp, "RESUME", NULL, NULL, 0, &err);
+  g_assert_no_error (err);
+  status = sm_qmp_execute (qmp, "query-status", NULL, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (json_object_get_string (json_object_object_get (status,
+                                                                   "status")),
+                   ==, "running");
+
+  /* QEMU gone: the batch as a whole fails, nothing hangs. */
+  sm_test_vm_kill (vm);
+  g_assert_false (sm_qmp_run_batch (qmp, 1, commands + 2, args + 2, errors,
+                                    &err));
+  g_assert_error (err, SM_ERROR, SM_ERROR_DISCONNECTED);
+}
+
 static void
 test_event_block_job (void)
 {
@@ -957,6 +1006,7 @@ main (int argc, char **argv)
   g_test_add_func ("/qmp/error-reply", test_error_reply);
   g_test_add_func ("/qmp/args", test_args);
   g_test_add_func ("/qmp/event-block-job", test_event_block_job);
+  g_test_add_func ("/qmp/batch", test_batch);
   g_test_add_func ("/qmp/wait-timeout", test_wait_timeout);
   g_test_add_func ("/qmp/qemu-killed", test_qemu_killed);
   g_test_add_func ("/qmp/connect-missing", test_connect_missing);
