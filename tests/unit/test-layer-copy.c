@@ -224,7 +224,7 @@ test_worker (Fixture *f, gconstpointer data)
   size_t i;
 
   (void) data;
-  g_assert_true (sm_copy_worker_spawn (c, status, &pid, &err));
+  g_assert_true (sm_copy_worker_spawn (c, 0, status, &pid, &err));
   g_assert_no_error (err);
   g_assert_cmpint (pid, >, 0);
   /* The worker is not our child: it was detached. */
@@ -264,7 +264,7 @@ test_worker_failure (Fixture *f, gconstpointer data)
   g_ptr_array_add (c, sm_layer_copy_new ("vdb", f->raw, f->draw,
                                          SM_IMAGE_FORMAT_RAW, NULL,
                                          SM_IMAGE_FORMAT_LAST));
-  g_assert_true (sm_copy_worker_spawn (c, status, &pid, &err));
+  g_assert_true (sm_copy_worker_spawn (c, 0, status, &pid, &err));
   st = wait_worker (status);
   g_assert_cmpint (st->state, ==, SM_COPY_FAILED);
   l = st->layers->pdata[0];
@@ -308,7 +308,7 @@ test_dead_and_killed_worker (Fixture *f, gconstpointer data)
     g_autoptr(GPtrArray) c = copies (f);
     pid_t pid;
 
-    g_assert_true (sm_copy_worker_spawn (c, status, &pid, &err));
+    g_assert_true (sm_copy_worker_spawn (c, 0, status, &pid, &err));
     g_assert_true (sm_copy_worker_kill (status, 5000, &err));
     g_assert_no_error (err);
     g_clear_pointer (&st, sm_copy_status_free);
@@ -613,7 +613,7 @@ test_block_device_worker (Fixture *f, gconstpointer data)
   g_assert_cmpint (unlink (f->dmid), ==, 0);
   g_assert_cmpint (symlink (dev, f->dmid), ==, 0);
   c = copies (f);
-  g_assert_true (sm_copy_worker_spawn (c, status, &pid, &err));
+  g_assert_true (sm_copy_worker_spawn (c, 0, status, &pid, &err));
   g_assert_no_error (err);
   st = wait_worker (status);
   g_assert_cmpint (st->state, ==, SM_COPY_DONE);
