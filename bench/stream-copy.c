@@ -34,6 +34,7 @@ static bool opt_direct;
 static bool opt_cfr;
 static int opt_threads = 2;
 static int opt_window_mib = 16;
+static bool opt_window_set;
 static char **pairs;
 static int npairs;
 static int next_pair;
@@ -66,7 +67,7 @@ copy_file (const char *src_path, const char *dst_path)
     die ("open", dst_path);
   if (!device && ftruncate (dst, st.st_size) < 0)
     die ("truncate", dst_path);
-  if (opt_direct)
+  if (opt_direct && !opt_window_set)
     window = 2 << 20;
   if (posix_memalign ((void **) &buf, 4096, window) != 0)
     die ("memory", src_path);
@@ -171,7 +172,7 @@ main (int argc, char **argv)
     else if (strcmp (argv[i], "--threads") == 0 && i + 1 < argc)
       { opt_threads = atoi (argv[++i]); opt_threads = CLAMP (opt_threads, 1, 64); }
     else if (strcmp (argv[i], "--window") == 0 && i + 1 < argc)
-      { opt_window_mib = atoi (argv[++i]); opt_window_mib = CLAMP (opt_window_mib, 1, 1024); }
+      { opt_window_set = true; opt_window_mib = atoi (argv[++i]); opt_window_mib = CLAMP (opt_window_mib, 1, 1024); }
     else
       break;
   }
