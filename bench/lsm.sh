@@ -42,7 +42,9 @@
 #
 # BENCH_ROUNDS=N changes the number of rounds (default 5);
 # BENCH_CREATE_JSON=1 also prints create's JSON events (per-layer copy time);
-# BENCH_SNAPMIG=PATH measures another snapmig build (e.g. an older one).
+# BENCH_SNAPMIG=PATH measures another snapmig build instead;
+# BENCH_BEFORE=PATH also measures that build (e.g. main before a change) in
+# every round, interleaved, as (a0): before/after in the same run.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 snapmig=${BENCH_SNAPMIG:-$top/cli/snapmig}
@@ -185,7 +187,7 @@ measure_dd () {
 # left as it was (its old tops become read-only backing files of the new
 # source tops A/topN.benchR.qcow2, which the next round's VM does not use).
 measure_snapmig () {
-  local r=$1 dir=$T/B$1 st=$T/state$1 s outside d
+  local r=$1 dir=$T/B$1 st=$T/state$1 s outside d snapmig=${2:-$snapmig}
   mkdir -p "$dir"
   start_vm
   sync
@@ -248,7 +250,7 @@ for f in "$A"/base?.qcow2 "$A"/top?.qcow2; do
   moved=$(( moved + $(stat -c %s "$f") ))
 done
 all_a=() all_create=() all_b=() all_bw=() all_c=() all_cs=() all_d=() all_dd=()
-all_pause=() all_rss=() all_cpu=()
+all_pause=() all_rss=() all_cpu=() all_a0=() all_cpu0=()
 for r in $(seq 1 $ROUNDS); do
   measure_convert writeback
   all_bw+=("$t_conv")
@@ -256,6 +258,10 @@ for r in $(seq 1 $ROUNDS); do
   measure_mirror_full
   measure_floor
   measure_dd
+  if [ -n "${BENCH_BEFORE:-}" ]; then
+    measure_snapmig "$r" "$BENCH_BEFORE"
+    all_a0+=("$t_lsm"); all_cpu0+=("${cpu:-0}")
+  fi
   measure_snapmig "$r"
   all_a+=("$t_lsm"); all_create+=("$t_create"); all_b+=("$t_conv")
   all_c+=("$t_full"); all_cs+=("$t_fullsync"); all_d+=("$t_floor")
@@ -263,7 +269,7 @@ for r in $(seq 1 $ROUNDS); do
   all_pause+=("${pause:-}")
   all_rss+=("${rss:-0}")
   all_cpu+=("${cpu:-0}")
-  echo "round $r: (a) $(secs $t_lsm) s  (b) $(secs $t_conv) s  (b2) $(secs "${all_bw[-1]}") s  (c) $(secs $t_full) s  (d) $(secs $t_floor) s  (d2) $(secs $t_dd) s  cpu $cpu ms  load $(cut -d' ' -f1 /proc/loadavg)"
+  echo "round $r: ${BENCH_BEFORE:+(a0) $(secs "${all_a0[-1]}") s cpu ${all_cpu0[-1]} ms  }(a) $(secs $t_lsm) s  (b) $(secs $t_conv) s  (b2) $(secs "${all_bw[-1]}") s  (c) $(secs $t_full) s  (d) $(secs $t_floor) s  (d2) $(secs $t_dd) s  cpu $cpu ms  load $(cut -d' ' -f1 /proc/loadavg)"
 done
 median () { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
 t_lsm=$(median "${all_a[@]}")
@@ -275,6 +281,13 @@ t_fullsync=$(median "${all_cs[@]}")
 t_floor=$(median "${all_d[@]}")
 t_dd=$(median "${all_dd[@]}")
 cpu=$(median "${all_cpu[@]}")
+if [ -n "${BENCH_BEFORE:-}" ]; then
+  t_a0=$(median "${all_a0[@]}"); cpu0=$(median "${all_cpu0[@]}")
+  awk -v a0="$t_a0" -v a="$t_lsm" -v c0="$cpu0" -v c="$cpu" -v d="$t_floor" \
+      -v bw="$t_convwb" -v b="$BENCH_BEFORE" 'BEGIN {
+    printf "(a0) %s, same rounds: %.2f s, CPU %.3f s; (a0)/(d) = %.2fx, (a0)/(b2) = %.2fx; (a)/(a0) = %.2fx\n", b, a0 / 1e9, c0 / 1000, a0 / d, a0 / bw, a / a0
+  }' >"$T/before.txt"
+fi
 rss=$(printf '%s\n' "${all_rss[@]}" | sort -n | tail -n 1)
 pause=$(printf '%s ' "${all_pause[@]}")
 [ -n "${pause// /}" ] || pause="? (pivot --json gave no pause-ms)"
@@ -313,4 +326,5 @@ awk -v a="$t_lsm" -v ac="$t_create" -v b="$t_conv" -v bw="$t_convwb" -v c="$t_fu
   printf "snapmig CPU time (create, its copy worker, pivot; median): %.3f s = %.3f s per GiB moved  (target <= 0.3 s/GiB)\n", cpu / 1000, cpu / 1000 / gib
   printf "dirty page cache (Dirty + Writeback, system-wide) during one more create: peak %.1f MiB (%.1f MiB before it)\n", dv[1] / 1024, dv[2] / 1024
 }'
+[ -n "${BENCH_BEFORE:-}" ] && cat "$T/before.txt"
 echo "data check: after each pivot every disk ran on B; round 1's B chains equal A's (qemu-img compare)"

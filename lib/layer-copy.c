@@ -42,11 +42,18 @@
  * the worker 2 x COPY_THREADS x WINDOW = 64 MiB, whatever the layers' size:
  * the copy neither fills the page cache with dirty data that a later
  * fdatasync (or the kernel's writeback, at its own pace) must write, nor
- * evicts the running VM's cache with its own.  Measured (bench/stream-copy,
- * 2 x 1 GiB of random data, ext4 on a virtio disk, 5 interleaved runs,
- * load 1 to 2): 1.87 to 2.26 s this way against 2.00 to 2.62 s with
- * O_DIRECT 2 MiB requests one at a time (the write path before); 4 MiB
- * windows 2.00 to 2.14 s, 64 MiB ones 2.10 to 2.89 s. */
+ * evicts the running VM's cache with its own (sampled: Dirty + Writeback
+ * of /proc/meminfo stayed under 70 MiB while the worker copied 2 x 1 GiB).
+ * Measured (bench/stream-copy, 2 x 1 GiB of random data, ext4 on a virtio
+ * disk, 5 interleaved runs, load 1 to 2): 1.90 to 2.26 s (median 2.11)
+ * this way against 2.10 to 2.62 s (median 2.22) with O_DIRECT 2 MiB
+ * requests one at a time (the write path before); 4 MiB windows 2.00 to
+ * 2.14 s, 64 MiB ones 2.10 to 2.89 s.  The price is CPU time: the page
+ * cache's work (allocating, writing back and dropping every page) made it
+ * 0.5 to 0.65 s per GiB against 0.2 to 0.35 s with O_DIRECT, in the worker
+ * (bench/layer-copy) as in bench/stream-copy.  copy_file_range() spares the
+ * copy through user memory: 1.03 to 1.25 s of CPU for 2 GiB, pread/pwrite
+ * 1.21 to 2.34 s. */
 #define WINDOW ((uint64_t) 16 << 20)
 /* Block device destinations keep direct writes: on loop devices (2 x 1 GiB,
  * 5 runs) O_DIRECT took 1.02 to 1.35 s, the windowed buffered writes 1.60
@@ -850,7 +857,7 @@ copy_layers (GPtrArray *layers, uint64_t rate, SmLayerCopyProgress progress,
       job_finish (&c, job);
   }
   /* One piece of each layer in turn: the threads then write into different
-   * files, as many direct write streams as threads.  Measured on the
+   * files, as many write streams as threads.  Measured (direct writes) on the
    * bench's 2 x (1 GiB + 64 MiB), 8 interleaved runs: 0.60 to 0.76 s
    * (median 0.63) against 0.70 to 0.82 s (median 0.78, one run 2 s) layer
    * after layer, with both threads in one file; `dd oflag=direct`, one
