@@ -722,7 +722,9 @@ test_windows (void)
   g_assert_no_error (err);
   g_assert_cmpuint (file_size (dst), ==, BIG_SIZE);
   assert_same_bytes (src, dst, BIG_SIZE);
-  g_assert_cmpuint (allocated (dst), <=, allocated (src));
+  /* No more blocks than the source's data (give or take the file
+   * system's own: an extent tree block), far less than the size. */
+  g_assert_cmpuint (allocated (dst), <=, allocated (src) + MiB);
   fd = open (dst, O_RDONLY);
   g_assert_cmpint (fd, >=, 0);
   for (i = 0; i + 1 < G_N_ELEMENTS (big_data); i++) {
