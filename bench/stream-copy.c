@@ -2,7 +2,8 @@
  * bench/lsm.sh: the data extents of each SRC written to its DST and made
  * durable, nothing else (no image format, no QEMU, no status file).
  *
- *   stream-copy [--direct] [--threads N] [--window MIB] SRC DST [SRC DST...]
+ *   stream-copy [--direct] [--cfr] [--threads N] [--window MIB]
+ *               SRC DST [SRC DST...]
  *
  * Default method ("streaming"): N threads (default 2) take the pairs in
  * turn; each reads its source's data extents (SEEK_DATA/SEEK_HOLE, holes
@@ -12,8 +13,12 @@
  * (posix_fadvise DONTNEED): at most two windows per thread are dirty.  The
  * file ends with fdatasync(), the directory of each DST with fsync().
  *
+ * --cfr: each window copied by copy_file_range() (in the kernel, as
+ * snapmig's layer copy does) instead of pread() + pwrite().
+ *
  * --direct: the same, written with O_DIRECT one 2 MiB request at a time
- * (what snapmig's layer copy did before issue 10) and fdatasync().
+ * (what snapmig's layer copy did to files before issue 10; --window sets
+ * the request size) and fdatasync().
  *
  * A DST that is a block device is written in place (not truncated), its
  * ranges under the source's holes left as they are (a floor, not a copy
@@ -177,7 +182,7 @@ main (int argc, char **argv)
       break;
   }
   if (argc - i < 2 || (argc - i) % 2) {
-    fprintf (stderr, "usage: stream-copy [--direct] [--threads N] "
+    fprintf (stderr, "usage: stream-copy [--direct] [--cfr] [--threads N] "
                      "[--window MIB] SRC DST [SRC DST...]\n");
     return 2;
   }
