@@ -14,6 +14,10 @@
  * their ru_maxrss counted; descendants still running are sampled (VmHWM in
  * /proc/PID/status, their peak so far) and left running.  Reports the
  * largest value in KiB and exits with the command's status.
+ *
+ * Also reports, as a second line `cpu-ms N`, the CPU time (user + system)
+ * of the command and of every descendant: wait4's rusage for those that
+ * ended, utime + stime of /proc/PID/stat so far for those still running.
  */
 #include <errno.h>
 #include <signal.h>
@@ -40,9 +44,37 @@ vm_hwm_kib (const char *pid)
   return p ? strtol (p + strlen ("VmHWM:"), NULL, 10) : 0;
 }
 
-/* Largest VmHWM among our live children (re-parented workers). */
+/* CPU time (utime + stime) of PID so far, in ms, 0 when unreadable. */
 static long
-live_children_peak (void)
+cpu_ms (const char *pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%s/stat", pid);
+  g_autofree char *text = NULL;
+  g_auto(GStrv) fields = NULL;
+  const char *p;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL) ||
+      !(p = strrchr (text, ')')))
+    return 0;
+  fields = g_strsplit (p + 2, " ", 0);
+  /* fields[0] is field 3; utime and stime are fields 14 and 15. */
+  if (g_strv_length (fields) < 13)
+    return 0;
+  return (strtol (fields[11], NULL, 10) + strtol (fields[12], NULL, 10)) *
+         1000 / sysconf (_SC_CLK_TCK);
+}
+
+static long
+rusage_cpu_ms (const struct rusage *ru)
+{
+  return (ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1000 +
+         (ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1000;
+}
+
+/* Largest VmHWM among our live children (re-parented workers); adds their
+ * CPU time so far to *CPU. */
+static long
+live_children_peak (long *cpu)
 {
   g_autofree char *path = g_strdup_printf ("/proc/self/task/%d/children",
                                            (int) getpid ());
@@ -55,8 +87,10 @@ live_children_peak (void)
     return 0;
   pids = g_strsplit_set (g_strstrip (text), " \n", -1);
   for (i = 0; pids[i]; i++)
-    if (*pids[i])
+    if (*pids[i]) {
       peak = MAX (peak, vm_hwm_kib (pids[i]));
+      *cpu += cpu_ms (pids[i]);
+    }
   return peak;
 }
 
@@ -66,7 +100,7 @@ main (int argc, char **argv)
   struct rusage ru;
   pid_t child, pid;
   int status = 0, st, rc;
-  long peak;
+  long peak, cpu = 0;
 
   if (argc < 2) {
     fprintf (stderr, "usage: peak-rss COMMAND [ARGS...]\n");
@@ -90,13 +124,17 @@ main (int argc, char **argv)
   peak = 0;
   while ((pid = wait4 (child, &status, 0, &ru)) < 0 && errno == EINTR)
     ;
-  if (pid == child)
+  if (pid == child) {
     peak = ru.ru_maxrss;
-  while ((pid = wait4 (-1, &st, WNOHANG, &ru)) > 0)
+    cpu += rusage_cpu_ms (&ru);
+  }
+  while ((pid = wait4 (-1, &st, WNOHANG, &ru)) > 0) {
     peak = MAX (peak, ru.ru_maxrss);
-  peak = MAX (peak, live_children_peak ());
+    cpu += rusage_cpu_ms (&ru);
+  }
+  peak = MAX (peak, live_children_peak (&cpu));
 
-  fprintf (stderr, "peak-rss-kib %ld\n", peak);
+  fprintf (stderr, "peak-rss-kib %ld\ncpu-ms %ld\n", peak, cpu);
   if (WIFEXITED (status))
     rc = WEXITSTATUS (status);
   else

@@ -2,11 +2,13 @@
  * destination files, in a detached worker process.
  *
  * A layer is copied as a file, not through its guest view: the allocated
- * extents of the source file (SEEK_DATA/SEEK_HOLE) are copied, written with
- * O_DIRECT where the destination allows it and with copy_file_range()
- * otherwise, holes stay holes, so the destination holds exactly that
- * layer's clusters and metadata; it is synced before the layer counts as
- * copied.  A block device destination (a logical volume of a block storage
+ * extents of the source file (SEEK_DATA/SEEK_HOLE) are copied, holes stay
+ * holes, so the destination holds exactly that layer's clusters and
+ * metadata.  A file is written through the page cache (copy_file_range()
+ * where it works) in windows whose writeback starts at once and whose
+ * pages are dropped once written, so that little is ever dirty (64 MiB for
+ * the whole worker); a block device with O_DIRECT where it takes it.  Each
+ * destination is fdatasync'ed before its layer counts as copied.  A block device destination (a logical volume of a block storage
  * domain) is not sparse: its ranges under the source's holes are zeroed
  * instead (the device is asked to, zeros are written if it refuses), and
  * what lies past the source's size on it is left alone.  The backing name
@@ -90,6 +92,7 @@ typedef struct {
 typedef struct {
   pid_t pid;                   /* the worker, 0 before it started */
   uint64_t start_time;         /* /proc/PID/stat start time */
+  uint64_t bandwidth;          /* the worker's limit, bytes/s, 0: none */
   SmCopyState state;           /* DONE when every layer is, FAILED when one
                                   failed or the worker died */
   GPtrArray *layers;           /* SmCopyStatusLayer * */
@@ -100,11 +103,23 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmCopyStatus, sm_copy_status_free)
 
 /* Starts a detached worker (fork, setsid, fork: it is nobody's child and
  * holds no descriptor of the caller, so no lock) copying every SmLayerCopy
- * of COPIES, all in parallel.  Returns once the worker has written its first
- * status to STATUS_PATH, with its PID.  An empty COPIES writes a finished
- * status and starts nothing (returns 0). */
-bool sm_copy_worker_spawn (GPtrArray *copies, const char *status_path,
-                           pid_t *pid, GError **error);
+ * of COPIES, all in parallel, writing at most BANDWIDTH bytes of data per
+ * second in all (0: as fast as the disks go; recorded in the status).
+ * Returns once the worker has written its first status to STATUS_PATH,
+ * with its PID.  An empty COPIES writes a finished status and starts
+ * nothing (returns 0). */
+bool sm_copy_worker_spawn (GPtrArray *copies, uint64_t bandwidth,
+                           const char *status_path, pid_t *pid,
+                           GError **error);
+
+/* The rate limit of the copy (--bandwidth), as pure functions: how long
+ * to wait before writing on when BYTES_BEFORE bytes were let through in
+ * ELAPSED_US microseconds since the copy started, at RATE bytes/s (0: no
+ * limit, no wait); and how many bytes the copy writes between two such
+ * looks (a window, see layer-copy.c, or less for a low RATE). */
+uint64_t sm_copy_rate_delay_us (uint64_t bytes_before, uint64_t rate,
+                                uint64_t elapsed_us);
+uint64_t sm_copy_rate_step (uint64_t rate);
 
 /* Reads STATUS_PATH.  A worker recorded as running that no longer exists is
  * reported as FAILED ("the copy worker PID died").  Caller frees. */

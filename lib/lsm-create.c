@@ -589,7 +589,10 @@ run_create_step (Create *c, guint index, GError **error)
                    g_strerror (errno));
       return false;
     }
-    if (!sm_copy_worker_spawn (plan->copies, status, &pid, error))
+    uint64_t bandwidth = 0;
+
+    sm_json_get_uint64 (s->args, "bandwidth", &bandwidth);
+    if (!sm_copy_worker_spawn (plan->copies, bandwidth, status, &pid, error))
       return false;
     sm_debug (DOMAIN, "copy worker %d started for %u layers", (int) pid,
               plan->copies->len);

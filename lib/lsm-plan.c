@@ -843,7 +843,11 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
   if (!(flags & SM_LSM_NO_METADATA))
     add_step (plan, SM_LSM_STEP_SAVE_METADATA, -1, NULL, NULL);
   if (mirrors)
-    add_step (plan, SM_LSM_STEP_START_COPY, -1, NULL, NULL);
+    add_step (plan, SM_LSM_STEP_START_COPY, -1, NULL,
+              options->bandwidth > 0
+                ? sm_qmp_args (NULL, "u:bandwidth",
+                               options->bandwidth, NULL)
+                : NULL);
   return g_steal_pointer (&plan);
 }
 

@@ -7,6 +7,10 @@
  * abort.
  * Block device destinations (oVirt's LVs) are loop devices over files
  * filled with garbage: the source's holes must read as zeros on them.
+ * The windowed write path is checked on a file larger than a window and a
+ * chunk, whose data and holes cross both and whose size is no multiple of
+ * anything; the --bandwidth limit through its pure schedule and the
+ * worker's recorded limit (no timing assertions).
  */
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -224,7 +228,7 @@ test_worker (Fixture *f, gconstpointer data)
   size_t i;
 
   (void) data;
-  g_assert_true (sm_copy_worker_spawn (c, status, &pid, &err));
+  g_assert_true (sm_copy_worker_spawn (c, 0, status, &pid, &err));
   g_assert_no_error (err);
   g_assert_cmpint (pid, >, 0);
   /* The worker is not our child: it was detached. */
@@ -264,7 +268,7 @@ test_worker_failure (Fixture *f, gconstpointer data)
   g_ptr_array_add (c, sm_layer_copy_new ("vdb", f->raw, f->draw,
                                          SM_IMAGE_FORMAT_RAW, NULL,
                                          SM_IMAGE_FORMAT_LAST));
-  g_assert_true (sm_copy_worker_spawn (c, status, &pid, &err));
+  g_assert_true (sm_copy_worker_spawn (c, 0, status, &pid, &err));
   st = wait_worker (status);
   g_assert_cmpint (st->state, ==, SM_COPY_FAILED);
   l = st->layers->pdata[0];
@@ -308,7 +312,7 @@ test_dead_and_killed_worker (Fixture *f, gconstpointer data)
     g_autoptr(GPtrArray) c = copies (f);
     pid_t pid;
 
-    g_assert_true (sm_copy_worker_spawn (c, status, &pid, &err));
+    g_assert_true (sm_copy_worker_spawn (c, 0, status, &pid, &err));
     g_assert_true (sm_copy_worker_kill (status, 5000, &err));
     g_assert_no_error (err);
     g_clear_pointer (&st, sm_copy_status_free);
@@ -613,7 +617,7 @@ test_block_device_worker (Fixture *f, gconstpointer data)
   g_assert_cmpint (unlink (f->dmid), ==, 0);
   g_assert_cmpint (symlink (dev, f->dmid), ==, 0);
   c = copies (f);
-  g_assert_true (sm_copy_worker_spawn (c, status, &pid, &err));
+  g_assert_true (sm_copy_worker_spawn (c, 0, status, &pid, &err));
   g_assert_no_error (err);
   st = wait_worker (status);
   g_assert_cmpint (st->state, ==, SM_COPY_DONE);
@@ -631,6 +635,203 @@ test_block_device_worker (Fixture *f, gconstpointer data)
   assert_device_holds (fd, f->mid, 64 << 10,
                        (16 << 20) - file_size (f->mid));
   close (fd);
+}
+
+
+/* ---- the windowed write path ---------------------------------------- */
+
+#define MiB ((uint64_t) 1 << 20)
+
+/* Data ranges of the big source (the rest are holes): across the 16 MiB
+ * windows and the 64 MiB chunks, with unaligned ends, and a tail that
+ * ends the file at no multiple of 512. */
+static const struct { uint64_t off, len; } big_data[] = {
+  { 0, 5 * MiB },
+  { 14 * MiB, 20 * MiB + 777 },
+  { 63 * MiB + 100, 3 * MiB },
+  { 70 * MiB, 4321 },
+};
+#define BIG_SIZE (70 * MiB + 4321)
+
+/* Writes the big source at PATH: random data (fixed seed) in big_data. */
+static void
+write_big_source (const char *path)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (10);
+  int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  size_t i;
+
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (ftruncate (fd, (off_t) BIG_SIZE), ==, 0);
+  for (i = 0; i < G_N_ELEMENTS (big_data); i++) {
+    g_autofree guint32 *buf = g_malloc (big_data[i].len + 4);
+    size_t j;
+
+    for (j = 0; j < big_data[i].len / 4 + 1; j++)
+      buf[j] = g_rand_int (rand);
+    g_assert_cmpint (pwrite (fd, buf, big_data[i].len,
+                             (off_t) big_data[i].off), ==,
+                     (ssize_t) big_data[i].len);
+  }
+  g_assert_cmpint (close (fd), ==, 0);
+}
+
+/* Asserts that the first SIZE bytes of A and B are equal. */
+static void
+assert_same_bytes (const char *a, const char *b, uint64_t size)
+{
+  int fa = open (a, O_RDONLY), fb = open (b, O_RDONLY);
+  uint64_t off;
+
+  g_assert_cmpint (fa, >=, 0);
+  g_assert_cmpint (fb, >=, 0);
+  for (off = 0; off < size; off += MiB) {
+    uint64_t n = MIN (MiB, size - off);
+    g_autofree char *x = read_at (fa, off, n);
+    g_autofree char *y = read_at (fb, off, n);
+
+    if (memcmp (x, y, n) != 0)
+      g_error ("%s and %s differ in the MiB at %" PRIu64, a, b, off);
+  }
+  close (fa);
+  close (fb);
+}
+
+/* A file destination holds the source byte for byte, at the source's size,
+ * and keeps its holes (the ranges between big_data, minus the blocks the
+ * data's unaligned ends share). */
+static void
+test_windows (void)
+{
+  g_autofree char *dir = sm_test_tmpdir ();
+  g_autofree char *src = g_build_filename (dir, "big.raw", NULL);
+  g_autofree char *dst = g_build_filename (dir, "copy.raw", NULL);
+  g_autoptr(SmLayerCopy) c = NULL;
+  g_autoptr(GError) err = NULL;
+  uint64_t last = 0;
+  size_t i;
+  int fd;
+
+  write_big_source (src);
+  /* The destination held something else before, longer than the layer. */
+  g_assert_true (sm_test_create_raw (dst, 100 * MiB));
+  g_assert_true (qemu_io ("raw", "write -P 0x55 0 100M", dst));
+  c = sm_layer_copy_new ("vda", src, dst, SM_IMAGE_FORMAT_RAW, NULL,
+                         SM_IMAGE_FORMAT_LAST);
+  g_assert_true (sm_layer_copy_run (c, progress_cb, &last, &err));
+  g_assert_no_error (err);
+  g_assert_cmpuint (file_size (dst), ==, BIG_SIZE);
+  assert_same_bytes (src, dst, BIG_SIZE);
+  /* No more blocks than the source's data (give or take the file
+   * system's own: an extent tree block), far less than the size. */
+  g_assert_cmpuint (allocated (dst), <=, allocated (src) + MiB);
+  fd = open (dst, O_RDONLY);
+  g_assert_cmpint (fd, >=, 0);
+  for (i = 0; i + 1 < G_N_ELEMENTS (big_data); i++) {
+    /* The hole after big_data[i], shrunk to whole MiBs. */
+    off_t from = (off_t) ((big_data[i].off + big_data[i].len) / MiB + 1) *
+                 (off_t) MiB;
+    off_t to = (off_t) (big_data[i + 1].off / MiB * MiB);
+
+    g_assert_cmpint (lseek (fd, from, SEEK_DATA), >=, to);
+  }
+  close (fd);
+}
+
+/* The same source onto a block device (O_DIRECT, its unaligned tail
+ * through the page cache): the device holds its bytes, zeros under its
+ * holes, and its garbage after its end. */
+static void
+test_windows_block_device (void)
+{
+  g_autofree char *dir = sm_test_tmpdir ();
+  g_autofree char *src = g_build_filename (dir, "big.raw", NULL);
+  g_autofree char *dev = NULL;
+  g_autofree char *tail = NULL;
+  g_autoptr(SmLayerCopy) c = NULL;
+  g_autoptr(GError) err = NULL;
+  uint64_t dev_size = 72 * MiB;
+  size_t i;
+  int fd;
+
+  write_big_source (src);
+  fd = garbage_device (dir, "lv.img", dev_size, &dev);
+  if (fd < 0)
+    return;
+  c = sm_layer_copy_new ("vda", src, dev, SM_IMAGE_FORMAT_RAW, NULL,
+                         SM_IMAGE_FORMAT_LAST);
+  g_assert_true (sm_layer_copy_run (c, NULL, NULL, &err));
+  g_assert_no_error (err);
+  /* Through a new descriptor: what the device holds, not our cache. */
+  assert_same_bytes (src, dev, BIG_SIZE);
+  tail = read_at (fd, BIG_SIZE, dev_size - BIG_SIZE);
+  for (i = 0; i < dev_size - BIG_SIZE; i++)
+    g_assert_cmpint ((guchar) tail[i], ==, GARBAGE);
+  close (fd);
+}
+
+/* ---- the rate limit ------------------------------------------------- */
+
+/* The schedule of --bandwidth: byte B may be written B / RATE seconds
+ * after the start, in steps of about a quarter of a second's worth. */
+static void
+test_rate_schedule (void)
+{
+  uint64_t rate = 4 * MiB, step, bytes, t, slept;
+
+  /* No limit: no wait, whole windows. */
+  g_assert_cmpuint (sm_copy_rate_delay_us (1ULL << 40, 0, 0), ==, 0);
+  g_assert_cmpuint (sm_copy_rate_step (0), ==, 16 * MiB);
+  /* Steps: a quarter of the rate, 4 KiB-aligned, within 64 KiB..16 MiB. */
+  g_assert_cmpuint (sm_copy_rate_step (4 * MiB), ==, MiB);
+  g_assert_cmpuint (sm_copy_rate_step (1000 * 1000), ==, 249856);
+  g_assert_cmpuint (sm_copy_rate_step (100), ==, 64 << 10);
+  g_assert_cmpuint (sm_copy_rate_step (1ULL << 40), ==, 16 * MiB);
+  /* 10 MiB let through at 1 MiB/s: due at 10 s. */
+  g_assert_cmpuint (sm_copy_rate_delay_us (10 * MiB, MiB, 2000000), ==,
+                    8000000);
+  g_assert_cmpuint (sm_copy_rate_delay_us (10 * MiB, MiB, 10000000), ==, 0);
+  g_assert_cmpuint (sm_copy_rate_delay_us (10 * MiB, MiB, 12000000), ==, 0);
+  g_assert_cmpuint (sm_copy_rate_delay_us (0, MiB, 0), ==, 0);
+  /* No overflow: 1 PiB at 1 byte/s is due in 2^50 s. */
+  g_assert_cmpuint (sm_copy_rate_delay_us (1ULL << 50, 1, 0), ==,
+                    (1ULL << 50) * 1000000);
+  /* A copy that writes instantly, following the schedule step by step:
+   * 64 MiB at 4 MiB/s ends (its last step starts) at 15.75 s, never ahead
+   * of the limit. */
+  step = sm_copy_rate_step (rate);
+  for (bytes = 0, t = 0, slept = 0; bytes < 64 * MiB; bytes += step) {
+    uint64_t d = sm_copy_rate_delay_us (bytes, rate, t);
+
+    t += d;
+    slept += d;
+    g_assert_cmpuint (bytes * 1000000 / rate, <=, t);
+  }
+  g_assert_cmpuint (t, ==, 15750000);
+  g_assert_cmpuint (slept, ==, t);
+}
+
+/* The worker records its limit in its status, where `status` and the
+ * tests read it; a worker without one records none. */
+static void
+test_worker_bandwidth (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GPtrArray) c = copies (f);
+  g_autofree char *status = g_build_filename (f->dir, "copy.json", NULL);
+  g_autofree char *text = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmCopyStatus) st = NULL;
+  pid_t pid;
+
+  (void) data;
+  g_assert_true (sm_copy_worker_spawn (c, 1ULL << 30, status, &pid, &err));
+  g_assert_no_error (err);
+  st = wait_worker (status);
+  g_assert_cmpint (st->state, ==, SM_COPY_DONE);
+  g_assert_cmpuint (st->bandwidth, ==, 1ULL << 30);
+  g_assert_true (g_file_get_contents (status, &text, NULL, NULL));
+  g_assert_nonnull (strstr (text, "\"bandwidth\":1073741824"));
+  check_copies (f);
 }
 
 int
@@ -655,5 +856,11 @@ main (int argc, char **argv)
               test_block_device_too_small, teardown);
   g_test_add ("/layer-copy/block-device-worker", Fixture, NULL, setup,
               test_block_device_worker, teardown);
+  g_test_add_func ("/layer-copy/windows", test_windows);
+  g_test_add_func ("/layer-copy/windows-block-device",
+                   test_windows_block_device);
+  g_test_add_func ("/layer-copy/rate-schedule", test_rate_schedule);
+  g_test_add ("/layer-copy/worker-bandwidth", Fixture, NULL, setup,
+              test_worker_bandwidth, teardown);
   return g_test_run ();
 }
