@@ -620,6 +620,21 @@ run_create_step (Create *c, guint index, GError **error)
   return false;
 }
 
+/* Removes the record of created files at RECORD and the temporary files a
+ * writer of it killed mid-write left (.NAME.created.XXXXXX, see
+ * sm_state_write_atomic): no stray file in the journal directory. */
+static bool
+remove_record (const char *record, GError **error)
+{
+  sm_state_remove_stale_temps (record);
+  if (unlink (record) < 0 && errno != ENOENT) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot remove: %s",
+                 record, g_strerror (errno));
+    return false;
+  }
+  return true;
+}
+
 static bool finish_done (SmJournal *journal, const char *record_path,
                          SmQmp *qmp, const SmLsmInfo *info,
                          SmCreatedFiles *remove, GError **error);
@@ -786,11 +801,8 @@ finish_done (SmJournal *journal, const char *record_path, SmQmp *qmp,
       return false;
     }
   }
-  if (unlink (record_path) < 0 && errno != ENOENT) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot remove: %s",
-                 record_path, g_strerror (errno));
+  if (!remove_record (record_path, error))
     return false;
-  }
   return sm_state_fsync_dir (dir, error) &&
          sm_journal_finish (g_steal_pointer (&owned), error);
 }
@@ -969,7 +981,7 @@ create_run (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
     /* The record goes only once the journal says the rollback is done. */
     if (sm_journal_append (journal, sm_lsm_phase_record ("rolled-back"),
                            NULL) &&
-        (unlink (record_path) == 0 || errno == ENOENT) &&
+        remove_record (record_path, NULL) &&
         sm_state_fsync_dir (dir, NULL))
       sm_journal_finish (g_steal_pointer (&journal), NULL);
     if (interrupted)
@@ -1212,11 +1224,8 @@ remove_record_and_journal (const char *record, const char *path,
 {
   g_autofree char *dir = g_path_get_dirname (path);
 
-  if (record && unlink (record) < 0 && errno != ENOENT) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot remove: %s",
-                 record, g_strerror (errno));
+  if (record && !remove_record (record, error))
     return false;
-  }
   if (unlink (path) < 0 && errno != ENOENT) {
     g_set_error (error, SM_ERROR, SM_ERROR_IO, "journal %s: cannot remove: %s",
                  path, g_strerror (errno));

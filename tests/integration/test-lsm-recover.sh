@@ -47,6 +47,21 @@ for n in 1 2 3 4 5 6 7 8 9; do
   check "crash after step $n: VM, files and metadata are consistent" consistent
 done
 
+# A create killed while it rewrote its record of created files leaves the
+# writer's temporary file (.OPID.created.XXXXXX) beside the record: recover
+# removes it with the record.
+SNAPMIG_TEST_CRASH_AFTER_STEP=2 "$SNAPMIG" create "${SM[@]}" \
+  --mirror-domain "$B" --name tmp >/dev/null 2>&1
+check "crash after step 2 (temp file case): snapmig died" [ $? -eq 137 ]
+rec=$(ls "$T"/state/vms/*/journal/*.created)
+check "the record of created files is there" [ -f "$rec" ]
+: >"$(dirname "$rec")/.$(basename "$rec").Zq3x9A"
+out=$("$SNAPMIG" recover "${SM[@]}" 2>&1)
+check "recover after the writer's crash succeeds" [ $? -eq 0 ]
+check "no temporary file of the record is left" \
+  [ -z "$(ls -A "$T"/state/vms/*/journal/)" ]
+check "temp file case: VM, files and metadata are consistent" consistent
+
 out=$("$SNAPMIG" recover "${SM[@]}" 2>&1)
 check "recover with nothing pending says so" grep -q 'nothing to recover' <<<"$out"
 
