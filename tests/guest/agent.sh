@@ -238,7 +238,7 @@ cmd_loadcheck () {
 cmd_info () {
   echo "kernel $(uname -r)"
   echo "mem $(sed -n 's/^MemTotal: *//p' /proc/meminfo)"
-  echo "disks $(ls /sys/block | tr '\n' ' ')"
+  echo "disks" $(ls /sys/block)
   echo "uptime $(cut -d' ' -f1 /proc/uptime)"
 }
 

@@ -108,7 +108,9 @@ guest_attach () {
   fifo=$T/$name.in.$((++_guest_seq))
   mkfifo "$fifo" || return 1
   touch "$T/$name.agent"
-  socat "UNIX-CONNECT:$sock" STDIO <"$fifo" >>"$T/$name.agent" 2>>"$T/$name.socat.log" &
+  # retry: QEMU creates the socket's file (bind) just before it listens.
+  socat "UNIX-CONNECT:$sock,retry=50,interval=0.1" STDIO \
+    <"$fifo" >>"$T/$name.agent" 2>>"$T/$name.socat.log" &
   _guest_socat[$name]=$!
   _sm_pids+=("$!")
   # Held open (read-write, so it never blocks) as long as the test runs:
