@@ -53,30 +53,9 @@ guest_build () {
 # VM_PID) and GUEST_BOOT_MS, the time from QEMU's start to the agent's ready
 # line.  Extra arguments go to QEMU as they are.
 start_guest () {
-  local name=$1; shift
-  local args=() t0 deadline
-  while [ $# -ge 4 ] && [ "$1" = --disk ]; do
-    args+=(-drive "file=$3,if=none,id=$2,format=$4"
-           -device "virtio-blk-pci,drive=$2,id=$2-dev")
-    shift 4
-  done
-  rm -f "$T/$name.serial" "$T/$name.qmp"
+  local name=$1 t0 deadline
   t0=$(_guest_now_ms)
-  qemu-system-x86_64 -M pc -m "$GUEST_MEM" -nodefaults -display none \
-    -no-reboot -kernel "$GUEST_DIR/vmlinuz" -initrd "$GUEST_DIR/initramfs.cpio.gz" \
-    -append "console=ttyS0 quiet panic=-1" \
-    -serial "file:$T/$name.console" \
-    -serial "unix:$T/$name.serial,server=on,wait=off" \
-    -qmp "unix:$T/$name.qmp,server=on,wait=off" \
-    "${args[@]}" "$@" >"$T/$name.log" 2>&1 &
-  GUEST_PID=$! VM_PID=$!
-  _guest_pid[$name]=$GUEST_PID
-  _sm_pids+=("$GUEST_PID")
-  if ! wait_for_file "$T/$name.serial" 20 || ! wait_for_file "$T/$name.qmp" 20; then
-    echo "# QEMU $name did not start:"; sed 's/^/# /' "$T/$name.log"
-    return 1
-  fi
-  guest_attach "$name" "$T/$name.serial" || return 1
+  _guest_qemu "$@" || return 1
   deadline=$(( t0 + GUEST_BOOT_TIMEOUT * 1000 ))
   until grep -aq '^@@ready ' "$T/$name.agent"; do
     if ! kill -0 "$GUEST_PID" 2>/dev/null; then
@@ -92,6 +71,43 @@ start_guest () {
     sleep 0.1
   done
   GUEST_BOOT_MS=$(( $(_guest_now_ms) - t0 ))
+}
+
+# start_guest_incoming NAME [--disk ID FILE FORMAT]... [QEMU-ARG]...: the
+# same QEMU, started with -incoming defer to receive a running guest
+# (migrate-incoming on $T/NAME.qmp, then migrate on the source).  Its agent
+# channel is connected already: once the migration completed, guest_cmd NAME
+# talks to the migrated guest.  It waits for nothing else.
+start_guest_incoming () {
+  _guest_qemu "$@" -incoming defer
+}
+
+# _guest_qemu NAME [--disk ID FILE FORMAT]... [QEMU-ARG]...: starts QEMU and
+# attaches to the agent's serial port.
+_guest_qemu () {
+  local name=$1; shift
+  local args=()
+  while [ $# -ge 4 ] && [ "$1" = --disk ]; do
+    args+=(-drive "file=$3,if=none,id=$2,format=$4"
+           -device "virtio-blk-pci,drive=$2,id=$2-dev")
+    shift 4
+  done
+  rm -f "$T/$name.serial" "$T/$name.qmp"
+  qemu-system-x86_64 -M pc -m "$GUEST_MEM" -nodefaults -display none \
+    -no-reboot -kernel "$GUEST_DIR/vmlinuz" -initrd "$GUEST_DIR/initramfs.cpio.gz" \
+    -append "console=ttyS0 quiet panic=-1" \
+    -serial "file:$T/$name.console" \
+    -serial "unix:$T/$name.serial,server=on,wait=off" \
+    -qmp "unix:$T/$name.qmp,server=on,wait=off" \
+    "${args[@]}" "$@" >"$T/$name.log" 2>&1 &
+  GUEST_PID=$! VM_PID=$!
+  _guest_pid[$name]=$GUEST_PID
+  _sm_pids+=("$GUEST_PID")
+  if ! wait_for_file "$T/$name.serial" 20 || ! wait_for_file "$T/$name.qmp" 20; then
+    echo "# QEMU $name did not start:"; sed 's/^/# /' "$T/$name.log"
+    return 1
+  fi
+  guest_attach "$name" "$T/$name.serial"
 }
 
 # guest_attach NAME SOCKET: talks to guest NAME's agent through SOCKET, the

@@ -126,22 +126,64 @@ check "the load's region reads back in the guest" g "loadcheck vdb"
 check "the RAM payload is unchanged" g ramsum
 check "... same md5" [ "$REPLY" = "ramsum $ramsum" ]
 
-# Offline, from B's files only.
+# Then the guest migrates, running, to a second QEMU on B's files (the same
+# "host"; shared storage), with a 20 MiB/s load on vdb through the migration:
+# the agent answers there, RAM and records are intact.
 # top_format DRIVE: the format of DRIVE's active layer in VM "vm".
 top_format () {
   qmp vm query-block | jq -r --arg d "$1" '.[] | select(.device == $d) | .inserted.image.format'
 }
 d0=$(top_file drive0) d0_fmt=$(top_format drive0)
 d1=$(top_file drive1) d1_fmt=$(top_format drive1)
-check "QEMU quits" guest_quit vm
+check "a 20 MiB/s load starts on vdb" g "writeload vdb 20 16 32"
+load_buffers=$REPLY
+check "a second QEMU waits for the guest" \
+  start_guest_incoming dst --disk drive0 "$d0" "$d0_fmt" --disk drive1 "$d1" "$d1_fmt"
+# migrated: migrates VM "vm" to "dst" over a unix socket; waits (120 s at
+# most) until the source says completed.
+migrated () {
+  local deadline=$(( $(date +%s) + 120 )) st
+  qmp dst migrate-incoming "{\"uri\": \"unix:$T/mig.sock\"}" >/dev/null || return 1
+  qmp vm migrate-set-parameters '{"max-bandwidth": 1073741824}' >/dev/null
+  qmp vm migrate "{\"uri\": \"unix:$T/mig.sock\"}" >/dev/null || return 1
+  while st=$(qmp vm query-migrate | jq -r .status); [ "$st" != completed ]; do
+    [ "$st" != failed ] && [ "$(date +%s)" -lt $deadline ] || { echo "# migration: $st"; return 1; }
+    sleep 0.1
+  done
+  echo "# migration: $(qmp vm query-migrate | jq -c '{"total-time", downtime, ram: .ram.transferred}')"
+}
+check "the running guest migrates to the second QEMU" migrated
+check "the source QEMU quits" guest_quit vm
+check "the guest runs on the second QEMU" [ "$(qmp dst query-status | jq -r .status)" = running ]
+# gd "COMMAND": g for the guest on "dst".
+gd () {
+  local rc=0
+  REPLY=$(guest_cmd dst "$1") || rc=$?
+  [ $rc -eq 0 ] || echo "$REPLY" | sed "s/^/# dst: $1: /"
+  return $rc
+}
+check "its agent answers there" gd ping
+check "the RAM payload is unchanged after the migration" gd ramsum
+check "... same md5" [ "$REPLY" = "ramsum $ramsum" ]
+check "its load stops without an error" gd "stop vdb"
+load_line=$REPLY
+check "write vda 414..423 after the migration" gd "write vda 414 10"
+check "verify vda 0..31 gen 1 after the migration" gd "verify vda 0 32 1"
+check "verify vda 32..63 gen 2 after the migration" gd "verify vda 32 32 2"
+check "verify vda 64..423 after the migration" gd "verify vda 64 360"
+check "verify vdb 0..299 after the migration" gd "verify vdb 0 300"
+check "the load's region reads back after the migration" gd "loadcheck vdb"
+
+# Offline, from B's files only.
+check "the second QEMU quits" guest_quit dst
 check "drive0's view in B converts to raw" guest_image_raw "$d0" "$d0_fmt" "$T/d0.raw"
 check "drive1's view in B converts to raw" guest_image_raw "$d1" "$d1_fmt" "$T/d1.raw"
 check "offline: vda 0..31 gen 1" guest_records_check "$T/d0.raw" 0 32 1
 check "offline: vda 32..63 gen 2" guest_records_check "$T/d0.raw" 32 32 2
-check "offline: vda 64..413" guest_records_check "$T/d0.raw" 64 350
+check "offline: vda 64..423" guest_records_check "$T/d0.raw" 64 360
 check "offline: vdb 0..299" guest_records_check "$T/d1.raw" 0 300
 check "offline: vdb's load region" guest_load_check "$T/d1.raw" "$load_line" "$load_buffers"
 check "offline: a record never written is not taken for one" \
-  fails guest_records_check "$T/d0.raw" 414 1
+  fails guest_records_check "$T/d0.raw" 424 1
 
 done_testing
