@@ -17,6 +17,18 @@
 # killed by PID on every exit path (lib.sh's _sm_pids).  TCG boots it in about
 # 3-5 s on a quiet machine and 20-30 s on a loaded one: boot one guest per
 # test file and reuse it.
+#
+# Migration: start_guest_incoming DST (same disks, -incoming defer) is a
+# destination whose agent channel is open before the guest arrives; after
+# the migration, guest_cmd DST reaches the migrated guest (test-guest.sh
+# does it).  When something else starts the destination from the source's
+# command line (snapmig migrate-prepare), its -serial unix:...,server=on
+# socket is either remapped, then `guest_attach NAME NEW-SOCKET`, or the
+# same path, which the destination QEMU unlinks and binds again (checked on
+# 7.2): then `guest_attach NAME "$T/NAME.serial"` as soon as the destination
+# started and before the source quits, since a QEMU that quits unlinks its
+# listening socket's path, the destination's by then (a connection made
+# before stays up).
 
 GUEST_DIR=${SNAPMIG_GUEST_DIR:-$SM_TOP/tests/guest/cache}
 GUEST_MEM=${GUEST_MEM:-256M}
@@ -139,7 +151,7 @@ guest_attach () {
 # tests/guest/agent.sh) and prints its reply without the end marker.  Returns
 # 0 when the agent answers OK, 1 when it answers FAIL (the reason is the last
 # line printed), 2 when no reply comes within TIMEOUT seconds (default
-# GUEST_CMD_TIMEOUT).
+# GUEST_CMD_TIMEOUT) or the connection closed (QEMU quit or died).
 guest_cmd () {
   local name=$1 line=$2 limit=${3:-$GUEST_CMD_TIMEOUT}
   local id=c$((++_guest_seq)) log=$T/$1.agent off end deadline
@@ -150,6 +162,12 @@ guest_cmd () {
   while :; do
     end=$(tail -c +$((off + 1)) "$log" | grep -a -m 1 "^@@end $id ")
     [ -z "$end" ] || break
+    # socat ends when QEMU closes the socket (it quit, or died).
+    if ! kill -0 "${_guest_socat[$name]}" 2>/dev/null; then
+      tail -c +$((off + 1)) "$log" | grep -av '^@@'
+      echo "guest_cmd: guest $name: the connection to its agent is closed (QEMU gone?)"
+      return 2
+    fi
     if [ "$(_guest_now_ms)" -ge $deadline ]; then
       tail -c +$((off + 1)) "$log" | grep -av '^@@'
       echo "guest_cmd: guest $name: no reply to '$line' within ${limit}s"
