@@ -21,7 +21,8 @@
 #                               first record that differs and what it holds
 #   ram MIB                     fills MIB MiB of RAM (a file in the initramfs'
 #                               tmpfs) with random bytes, keeps them, prints
-#                               their md5
+#                               their md5 (leave the kernel half the RAM: an
+#                               out-of-memory kill restarts the agent)
 #   ramsum                      md5 of that RAM now; FAIL when it changed
 #   writeload DEV MIBPS START SIZE [CHUNK]
 #                               in the background, writes the region of SIZE
@@ -66,7 +67,7 @@ uptime_cs () {
 records () { awk -v seq="$1" -v count="$2" -v gen="$3" -f /records.awk; }
 
 cmd_write () {
-  [ $# -ge 3 ] && blockdev "$1" && num "$2" "$3" "${4:-0}" ||
+  [ $# -ge 3 ] && blockdev "$1" && num "$2" "$3" "${4:-0}" && [ "$3" -gt 0 ] ||
     { WHY="usage: write DEV SEQ COUNT [GEN]"; return 1; }
   set -o pipefail
   if ! records "$2" "$3" "${4:-0}" |
@@ -80,7 +81,7 @@ cmd_write () {
 }
 
 cmd_verify () {
-  [ $# -ge 3 ] && blockdev "$1" && num "$2" "$3" "${4:-0}" ||
+  [ $# -ge 3 ] && blockdev "$1" && num "$2" "$3" "${4:-0}" && [ "$3" -gt 0 ] ||
     { WHY="usage: verify DEV SEQ COUNT [GEN]"; return 1; }
   local s=$2 left=$3 n off r found
   while [ "$left" -gt 0 ]; do
@@ -159,7 +160,7 @@ loads () {
 }
 
 load_line () {
-  local pass= pos mib cs rate n=0
+  local pass='' pos mib cs rate n=0
   # The writer rewrites the file in place: an empty read is retried.
   while [ -z "$pass" ] && [ $n -lt 100 ]; do
     read -r pass pos mib cs <"$R/load.$1.state"
@@ -190,7 +191,7 @@ cmd_writeload () {
 }
 
 cmd_loadstat () {
-  local d any=
+  local d any=''
   for d in $(loads "$1"); do
     [ -f "$R/load.$d.state" ] || continue
     load_line "$d"; any=1
@@ -199,7 +200,7 @@ cmd_loadstat () {
 }
 
 cmd_stop () {
-  local d any= rc=0
+  local d any='' rc=0
   for d in $(loads "$1"); do
     [ -f "$R/load.$d.pid" ] || continue
     touch "$R/load.$d.stop"

@@ -4,10 +4,13 @@
 # (base.qcow2 holding records written offline <- top.qcow2) and drive1 on a
 # raw disk, writes numbered records, holds a RAM payload and keeps a
 # 50 MiB/s write load running while snapmig moves both disks to domain B
-# (create --mirror, then pivot).  Every record and the load's region read back
-# in the guest and, once QEMU quit, offline from B's files; the RAM payload's
-# md5 never changes.  Skipped (77) only when the guest's packages cannot be
-# had.  The load's achieved rate and the boot time are printed as comments.
+# (create --mirror, then pivot); then, with a 20 MiB/s load, the running
+# guest migrates to a second QEMU on B's files.  Every record and the load's
+# region read back in the guest, on the second QEMU and, once it quit,
+# offline from B's files; the RAM payload's md5 never changes.  Skipped (77)
+# only when the guest's packages cannot be had.  The boot time, the load's
+# achieved rates and the migration's figures are printed as comments, never
+# asserted.
 . "$(dirname "$0")/lib.sh"
 . "$SM_TOP/tests/harness/guest.sh"
 
