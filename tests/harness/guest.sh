@@ -14,9 +14,10 @@
 # $T/NAME.serial.  One socat per guest stays connected to it, appending
 # everything the agent says to $T/NAME.agent (the log to read when a test
 # fails); the kernel's console goes to $T/NAME.console.  QEMU and socat are
-# killed by PID on every exit path (lib.sh's _sm_pids).  TCG boots it in about
-# 3-5 s on a quiet machine and 20-30 s on a loaded one: boot one guest per
-# test file and reuse it.
+# killed by PID on every exit path (lib.sh's _sm_pids).  TCG boots it to its
+# agent in 3-7 s at load averages 3-8 on 2 cores, 20-30 s were seen on a
+# busier machine: boot one guest per test file and reuse it.  -M pc (i440fx)
+# and one vCPU: -smp 2 made nothing faster on 2 shared cores.
 #
 # Migration: start_guest_incoming DST (same disks, -incoming defer) is a
 # destination whose agent channel is open before the guest arrives; after
