@@ -152,3 +152,41 @@ all_read () {
     guest_read vm "$d" "$p" "$o" "$l" >/dev/null || { echo "# $e"; return 1; }
   done
 }
+
+# ---- pivot tests (test-lsm-pivot-*.sh) -----------------------------------
+
+# Counts and views over the state directory $T/state of VM "vm".
+run_state () { qmp vm query-status | jq -r .status; }
+journals () { ls "$T"/state/vms/*/journal/*.journal 2>/dev/null | wc -l; }
+records () { ls "$T"/state/vms/*/lsm/ 2>/dev/null | wc -l; }
+not () { ! "$@"; }
+# offline_read FILE PATTERN OFFSET: the pattern read from the image FILE
+# (and its backing chain) without QEMU's help; -U: QEMU holds its lock.
+offline_read () {
+  local out
+  out=$(qemu-io -U -r -f qcow2 -c "read -P $2 $3 1M" "$1" 2>&1)
+  grep -q 'read 1048576' <<<"$out" && ! grep -q 'verification failed' <<<"$out"
+}
+# fresh_move DISKS [MONITOR]: a new VM "vm" on DISKS (1 or 2) qcow2 disks
+# d0.qcow2, d1.qcow2 of 16M in an emptied $A, $B and state dir, with
+# MONITOR=mon a second QMP monitor at $T/mon.qmp (QEMU serves one client
+# per monitor, and pivot holds the first while a test watches); guest
+# writes, then snapshot p1 created with its mirrors into B and ready
+# (create --wait), then more guest writes (all in EXPECT).
+fresh_move () {
+  local n=$1 i drives=()
+  [ -n "${VM_PID:-}" ] && { kill -9 "$VM_PID"; wait "$VM_PID" 2>/dev/null; }
+  rm -rf "$A" "$B" "$T/state" "$T/go" "$T/vm.qmp" "$T/mon.qmp"
+  mkdir -p "$A" "$B" "$T/state"
+  for ((i = 0; i < n; i++)); do
+    qemu-img create -q -f qcow2 "$A/d$i.qcow2" 16M
+    drives+=(-drive "$(drive_opt "drive$i" "$A/d$i.qcow2" qcow2)")
+  done
+  [ "${2:-}" = mon ] && drives+=(-qmp "unix:$T/mon.qmp,server=on,wait=off")
+  start_vm vm "${drives[@]}" || exit 1
+  EXPECT=()
+  for ((i = 0; i < n; i++)); do gw "drive$i" "0x1$i" 0 1M; done
+  "$SNAPMIG" create "${SM[@]}" --mirror-domain "$B" --name p1 --wait \
+    >"$T/create.out" 2>&1 || { sed 's/^/# /' "$T/create.out"; exit 1; }
+  for ((i = 0; i < n; i++)); do gw "drive$i" "0x2$i" 1M 1M; done
+}

@@ -16,32 +16,6 @@ JDIR=$T/state/vms
 N0=$A/d0.p1.qcow2 N1=$A/d1.p1.qcow2        # the snapshot's new source tops
 M0=$B/d0.p1.qcow2 M1=$B/d1.p1.qcow2        # their mirrors
 
-# fresh: a new VM "vm" on two qcow2 disks in an emptied A, B and state dir,
-# with guest data, and snapshot p1 created with mirrors into B and ready.
-fresh () {
-  [ -n "${VM_PID:-}" ] && { kill -9 "$VM_PID"; wait "$VM_PID" 2>/dev/null; }
-  rm -rf "$A" "$B" "$T/state" "$T/go" "$T/vm.qmp" "$T/mon.qmp"
-  mkdir -p "$A" "$B" "$T/state"
-  qemu-img create -q -f qcow2 "$A/d0.qcow2" 16M
-  qemu-img create -q -f qcow2 "$A/d1.qcow2" 16M
-  # A second monitor: QEMU serves one client per monitor, and pivot holds
-  # the first while the test watches the run state.
-  start_vm vm -drive "$(drive_opt drive0 "$A/d0.qcow2" qcow2)" \
-              -drive "$(drive_opt drive1 "$A/d1.qcow2" qcow2)" \
-              -qmp "unix:$T/mon.qmp,server=on,wait=off" || exit 1
-  EXPECT=()
-  gw drive0 0x10 0 1M
-  gw drive1 0x11 0 1M
-  "$SNAPMIG" create "${SM[@]}" --mirror-domain "$B" --name p1 --wait \
-    >"$T/create.out" 2>&1 || { sed 's/^/# /' "$T/create.out"; exit 1; }
-  gw drive0 0x20 1M 1M
-  gw drive1 0x21 1M 1M
-}
-
-run_state () { qmp vm query-status | jq -r .status; }
-journals () { ls "$JDIR"/*/journal/*.journal 2>/dev/null | wc -l; }
-records () { ls "$JDIR"/*/lsm/ 2>/dev/null | wc -l; }
-
 # wait_state STATE: polls query-status (on the second monitor) until the
 # guest is STATE (10 s).
 wait_state () {
@@ -50,14 +24,6 @@ wait_state () {
     [ "$(date +%s)" -lt $deadline ] || return 1
     sleep 0.02
   done
-}
-
-# offline_read FILE PATTERN OFFSET: the pattern read from the image FILE
-# (and its backing chain) without QEMU's help; -U: QEMU holds its lock.
-offline_read () {
-  local out
-  out=$(qemu-io -U -r -f qcow2 -c "read -P $2 $3 1M" "$1" 2>&1)
-  grep -q 'read 1048576' <<<"$out" && ! grep -q 'verification failed' <<<"$out"
 }
 
 # moved_ok WHAT: the checks after a finished pivot.
@@ -77,10 +43,9 @@ moved_ok () {
   check "$1: validate sees no move in progress" \
     not grep -q 'move in progress\|move p1' "$T/val"
 }
-not () { ! "$@"; }
 
 # ---- SIGKILL after stop; recover resumes the guest -------------------------
-fresh
+fresh_move 2 mon
 # Steps: wait, check-dest x2, flush, stop (5), complete x2, wait-switch, cont,
 # check-switch, ...
 SNAPMIG_TEST_CRASH_AFTER_STEP=5 "$SNAPMIG" pivot "${SM[@]}" p1 \
@@ -110,7 +75,7 @@ check "pivot after recover finishes" [ $? -eq 0 ]
 moved_ok "pivot after recover"
 
 # ---- SIGKILL after stop; a second pivot resumes and finishes ---------------
-fresh
+fresh_move 2 mon
 SNAPMIG_TEST_CRASH_AFTER_STEP=5 "$SNAPMIG" pivot "${SM[@]}" p1 >/dev/null 2>&1
 check "killed pivot (2): the guest is left paused" [ "$(run_state)" = paused ]
 out=$("$SNAPMIG" pivot "${SM[@]}" p1 2>&1)
@@ -124,7 +89,7 @@ moved_ok "second pivot"
 check "second pivot: the A files stay" [ -e "$N0" -a -e "$N1" ]
 
 # ---- SIGKILL after stop; abort resumes the guest ---------------------------
-fresh
+fresh_move 2 mon
 SNAPMIG_TEST_CRASH_AFTER_STEP=5 "$SNAPMIG" pivot "${SM[@]}" p1 >/dev/null 2>&1
 check "killed pivot (3): the guest is left paused" [ "$(run_state)" = paused ]
 out=$("$SNAPMIG" abort "${SM[@]}" p1 2>&1)
@@ -143,7 +108,7 @@ check "abort: no record of the move left" [ "$(records)" -eq 0 ]
 
 # ---- SIGINT, SIGTERM, SIGHUP while pivot holds the guest paused ------------
 for sig in INT TERM HUP; do
-  fresh
+  fresh_move 2 mon
   SNAPMIG_TEST_HOLD_AFTER_STEP=5:$T/go "$SNAPMIG" pivot "${SM[@]}" p1 \
     >"$T/out" 2>&1 &
   pid=$!
@@ -169,7 +134,7 @@ check "pivot after the signals finishes" [ $? -eq 0 ]
 moved_ok "pivot after the signals"
 
 # ---- a guest the user paused stays paused ----------------------------------
-fresh
+fresh_move 2 mon
 qmp vm stop >/dev/null
 # Without a pause: wait, check-dest x2, flush (4), complete x2, wait-switch,
 # check-switch.

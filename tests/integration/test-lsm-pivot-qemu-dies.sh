@@ -15,15 +15,6 @@ command -v qemu-io >/dev/null || skip_all "qemu-io missing"
 JDIR=$T/state/vms
 N0=$A/d0.p1.qcow2 M0=$B/d0.p1.qcow2
 
-run_state () { qmp vm query-status | jq -r .status; }
-journals () { ls "$JDIR"/*/journal/*.journal 2>/dev/null | wc -l; }
-records () { ls "$JDIR"/*/lsm/ 2>/dev/null | wc -l; }
-not () { ! "$@"; }
-offline_read () {
-  local out
-  out=$(qemu-io -U -r -f qcow2 -c "read -P $2 $3 1M" "$1" 2>&1)
-  grep -q 'read 1048576' <<<"$out" && ! grep -q 'verification failed' <<<"$out"
-}
 # vm_on FILE: (re)starts VM "vm" with drive0 on FILE, as an administrator
 # would after QEMU died; a second monitor for the test's own queries.
 vm_on () {

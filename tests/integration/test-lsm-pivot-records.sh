@@ -15,31 +15,6 @@ command -v qemu-io >/dev/null || skip_all "qemu-io missing"
 JDIR=$T/state/vms
 N0=$A/d0.p1.qcow2 M0=$B/d0.p1.qcow2
 
-run_state () { qmp vm query-status | jq -r .status; }
-journals () { ls "$JDIR"/*/journal/*.journal 2>/dev/null | wc -l; }
-records () { ls "$JDIR"/*/lsm/ 2>/dev/null | wc -l; }
-not () { ! "$@"; }
-offline_read () {
-  local out
-  out=$(qemu-io -U -r -f qcow2 -c "read -P $2 $3 1M" "$1" 2>&1)
-  grep -q 'read 1048576' <<<"$out" && ! grep -q 'verification failed' <<<"$out"
-}
-
-# fresh: VM "vm" on one disk in emptied A, B and state dir, snapshot p1
-# created with its mirror into B and ready.
-fresh () {
-  [ -n "${VM_PID:-}" ] && { kill -9 "$VM_PID"; wait "$VM_PID" 2>/dev/null; }
-  rm -rf "$A" "$B" "$T/state" "$T/vm.qmp"
-  mkdir -p "$A" "$B" "$T/state"
-  qemu-img create -q -f qcow2 "$A/d0.qcow2" 16M
-  start_vm vm -drive "$(drive_opt drive0 "$A/d0.qcow2" qcow2)" || exit 1
-  EXPECT=()
-  gw drive0 0x10 0 1M
-  "$SNAPMIG" create "${SM[@]}" --mirror-domain "$B" --name p1 --wait \
-    >"$T/create.out" 2>&1 || { sed 's/^/# /' "$T/create.out"; exit 1; }
-  gw drive0 0x20 1M 1M
-}
-
 # over WHAT: the checks once the move is finished.
 over () {
   check "$1: drive0 runs on B" [ "$(top_file drive0)" = "$M0" ]
@@ -60,7 +35,7 @@ over () {
 }
 
 # ---- killed after the snapshot's metadata went: recover finishes -----------
-fresh
+fresh_move 1
 SNAPMIG_TEST_CRASH_AT=snapshot-deleted "$SNAPMIG" pivot "${SM[@]}" p1 \
   >"$T/out" 2>&1
 check "pivot killed while deleting its records" [ $? -eq 137 ]
@@ -75,7 +50,7 @@ over "recover"
 
 # ---- killed just before the move's record went: abort sends to pivot, -----
 # ---- pivot finishes ----------------------------------------------------------
-fresh
+fresh_move 1
 SNAPMIG_TEST_CRASH_AT=before-record-removal "$SNAPMIG" pivot "${SM[@]}" p1 \
   >"$T/out" 2>&1
 check "pivot killed before removing the move's record" [ $? -eq 137 ]
@@ -95,7 +70,7 @@ check "pivot does not say 'not the current snapshot'" \
 over "pivot"
 
 # ---- the old order's leftovers (record, created, copy status), no journal --
-fresh
+fresh_move 1
 lsm=$(echo "$JDIR"/*/lsm)
 cp -a "$lsm" "$T/lsm.saved"
 "$SNAPMIG" pivot "${SM[@]}" p1 >"$T/out" 2>&1

@@ -16,34 +16,8 @@ JDIR=$T/state/vms
 N0=$A/d0.p1.qcow2 N1=$A/d1.p1.qcow2
 M0=$B/d0.p1.qcow2 M1=$B/d1.p1.qcow2
 
-run_state () { qmp vm query-status | jq -r .status; }
-journals () { ls "$JDIR"/*/journal/*.journal 2>/dev/null | wc -l; }
-records () { ls "$JDIR"/*/lsm/ 2>/dev/null | wc -l; }
-offline_read () {
-  local out
-  out=$(qemu-io -U -r -f qcow2 -c "read -P $2 $3 1M" "$1" 2>&1)
-  grep -q 'read 1048576' <<<"$out" && ! grep -q 'verification failed' <<<"$out"
-}
 # on T0 T1: drive0 runs on T0 and drive1 on T1.
 on () { [ "$(top_file drive0)" = "$1" ] && [ "$(top_file drive1)" = "$2" ]; }
-
-fresh () {
-  [ -n "${VM_PID:-}" ] && { kill -9 "$VM_PID"; wait "$VM_PID" 2>/dev/null; }
-  rm -rf "$A" "$B" "$T/state" "$T/go" "$T/vm.qmp" "$T/mon.qmp"
-  mkdir -p "$A" "$B" "$T/state"
-  qemu-img create -q -f qcow2 "$A/d0.qcow2" 16M
-  qemu-img create -q -f qcow2 "$A/d1.qcow2" 16M
-  start_vm vm -drive "$(drive_opt drive0 "$A/d0.qcow2" qcow2)" \
-              -drive "$(drive_opt drive1 "$A/d1.qcow2" qcow2)" \
-              -qmp "unix:$T/mon.qmp,server=on,wait=off" || exit 1
-  EXPECT=()
-  gw drive0 0x10 0 1M
-  gw drive1 0x11 0 1M
-  "$SNAPMIG" create "${SM[@]}" --mirror-domain "$B" --name p1 --wait \
-    >"$T/create.out" 2>&1 || { sed 's/^/# /' "$T/create.out"; exit 1; }
-  gw drive0 0x20 1M 1M
-  gw drive1 0x21 1M 1M
-}
 
 # finish CMD: runs recover, then CMD (pivot or abort) when recover asks for
 # it; the output goes to the TAP log.
@@ -79,7 +53,7 @@ outcome () {
 # Two disks: wait, check-dest x2, flush, stop, complete x2 (one batch),
 # wait-switch, cont, check-switch, delete-metadata.
 for n in 1 2 3 4 5 6 7 8 9 10 11; do
-  fresh
+  fresh_move 2 mon
   SNAPMIG_TEST_CRASH_AFTER_STEP=$n "$SNAPMIG" pivot "${SM[@]}" p1 \
     >/dev/null 2>&1
   rc=$?
@@ -89,7 +63,7 @@ for n in 1 2 3 4 5 6 7 8 9 10 11; do
 done
 
 for n in 1 2 3 4 5 6 7 8 9 10; do
-  fresh
+  fresh_move 2 mon
   SNAPMIG_TEST_HOLD_AFTER_STEP=$n:$T/go "$SNAPMIG" pivot "${SM[@]}" p1 \
     >"$T/out" 2>&1 &
   pid=$!
@@ -112,7 +86,7 @@ done
 
 # abort, two disks: cancel x2, stop-copy, remove-files, delete-metadata.
 for n in 1 2 3 4 5; do
-  fresh
+  fresh_move 2 mon
   SNAPMIG_TEST_CRASH_AFTER_STEP=$n "$SNAPMIG" abort "${SM[@]}" p1 \
     >/dev/null 2>&1
   rc=$?
@@ -123,7 +97,7 @@ done
 
 # ... and killed in the middle of the deletion of the snapshot's records.
 for point in snapshot-deleted before-record-removal; do
-  fresh
+  fresh_move 2 mon
   SNAPMIG_TEST_CRASH_AT=$point "$SNAPMIG" abort "${SM[@]}" p1 >/dev/null 2>&1
   rc=$?
   finish abort
