@@ -56,6 +56,22 @@ sm_interrupt_clear (void)
   requested = 0;
 }
 
+int
+sm_interrupt_set_aside (void)
+{
+  int sig = requested;
+
+  requested = 0;
+  return sig;
+}
+
+void
+sm_interrupt_restore (int sig)
+{
+  if (sig && !requested)
+    requested = sig;
+}
+
 bool
 sm_interrupt_check (GError **error)
 {

@@ -32,6 +32,14 @@ int sm_interrupted (void);
 /* Forgets a request (tests; a program that handled it). */
 void sm_interrupt_clear (void);
 
+/* Sets a recorded request aside so that the few bounded commands of an
+ * executor's unwinding (resume the guest, cancel a job, see where the disks
+ * run) are still answered, and returns it (0: none); sm_interrupt_restore
+ * records it again afterwards, unless a newer request came meanwhile:
+ *   int sig = sm_interrupt_set_aside ();  ...  sm_interrupt_restore (sig); */
+int sm_interrupt_set_aside (void);
+void sm_interrupt_restore (int sig);
+
 /* When an interruption was requested: sets ERROR to SM_ERROR_INTERRUPTED
  * ("interrupted by SIGINT") and returns true.  For the loops of waits:
  *   if (sm_interrupt_check (error)) return false; */

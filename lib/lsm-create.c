@@ -419,12 +419,10 @@ static bool
 undo_create_uninterrupted (const Undo *u, GError **error)
 {
   UndoCall c = { u, error, false };
-  int sig = sm_interrupted ();
+  int sig = sm_interrupt_set_aside ();
 
-  sm_interrupt_clear ();
   sm_interrupt_block_during (undo_call, &c);
-  if (sig && !sm_interrupted ())
-    sm_interrupt_request (sig);
+  sm_interrupt_restore (sig);
   return c.ok;
 }
 

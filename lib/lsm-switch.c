@@ -393,14 +393,12 @@ static void
 cont_now (void *opaque)
 {
   Cont *c = opaque;
-  int sig = sm_interrupted ();
-
   /* The resume must be sent even when the user interrupted: the recorded
    * signal is set aside for the command and restored after it. */
-  sm_interrupt_clear ();
+  int sig = sm_interrupt_set_aside ();
+
   c->ok = sm_qmp_run (c->qmp, c->command, NULL, &c->error);
-  if (sig)
-    sm_interrupt_request (sig);
+  sm_interrupt_restore (sig);
 }
 
 /* Sends COMMAND ("cont") with SIGINT/SIGTERM/SIGHUP held back, so that no
@@ -1359,8 +1357,7 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
   /* The interruption is noticed: the few bounded QMP commands of the
    * unwinding below (resume, where the disks run) must still be answered,
    * so the request is set aside until the end. */
-  sig = sm_interrupted ();
-  sm_interrupt_clear ();
+  sig = sm_interrupt_set_aside ();
   /* Every way out resumes a guest this pivot paused — first, so that the
    * guest waits for nothing else; the disks whose complete QEMU accepted
    * then still switch by themselves. */
@@ -1386,8 +1383,7 @@ sm_lsm_pivot (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
   if (ended->len && !g_error_matches (err, SM_ERROR, SM_ERROR_DISCONNECTED))
     check_switch (&pv, NULL);
   where = describe_disks (&pv, &keep);
-  if (sig)
-    sm_interrupt_request (sig);
+  sm_interrupt_restore (sig);
   g_set_error (error, err->domain, err->code, "%s%s%s%s", err->message,
                where, guest,
                result->moved->len && !keep ? " (run pivot again to finish)"

@@ -781,12 +781,11 @@ wait_job (Run *r, gint64 deadline_us, SmRebaseProgressFunc progress,
 static bool
 stop_job (Run *r, GError **error)
 {
-  int sig = sm_interrupted ();
+  int sig = sm_interrupt_set_aside ();
   g_autoptr(GPtrArray) jobs = NULL;
   g_autoptr(GError) err = NULL;
   bool ok = true;
 
-  sm_interrupt_clear ();
   jobs = sm_block_query_jobs (r->qmp, &err);
   if (jobs && sm_block_find_job (jobs, r->plan->job_id)) {
     if (!sm_qmp_run (r->qmp, "block-job-cancel",
@@ -805,8 +804,7 @@ stop_job (Run *r, GError **error)
     g_propagate_prefixed_error (error, g_steal_pointer (&err),
                                 "disk %s: cancelling block-stream job %s: ",
                                 r->plan->disk, r->plan->job_id);
-  if (sig)
-    sm_interrupt_request (sig);
+  sm_interrupt_restore (sig);
   return ok;
 }
 
@@ -823,7 +821,7 @@ abandon (Run *r, guint step, GError *cause, GError **error)
   g_autoptr(GPtrArray) now = NULL;
   g_autofree char *now_str = NULL;
   const SmRebasePlan *plan = r->plan;
-  int sig = sm_interrupted ();
+  int sig;
   const char *active = r->expected->pdata[0];
   const char *format =
     ((const SmRebaseLayer *) g_ptr_array_index (plan->chain, 0))->format;
@@ -846,10 +844,9 @@ abandon (Run *r, guint step, GError *cause, GError **error)
                  "'snapmig recover'", why->message, err->message);
     return false;
   }
-  sm_interrupt_clear ();
+  sig = sm_interrupt_set_aside ();
   now = query_files (r->qmp, plan->disk, &err);
-  if (sig)
-    sm_interrupt_request (sig);
+  sm_interrupt_restore (sig);
   if (!now) {
     journal_step (r, step, "failed", why, NULL);
     sm_journal_free (g_steal_pointer (&r->journal));
@@ -864,11 +861,10 @@ abandon (Run *r, guint step, GError *cause, GError **error)
     g_autoptr(GError) verr = NULL;
     bool verified;
 
-    sm_interrupt_clear ();
+    sig = sm_interrupt_set_aside ();
     verified = verify (r->qmp, plan->disk, r->expected, active, format,
                        r->backing_file, &verr);
-    if (sig)
-      sm_interrupt_request (sig);
+    sm_interrupt_restore (sig);
     journal_close (r, "done");
     if (!verified) {
       g_propagate_error (error, g_steal_pointer (&verr));

@@ -947,6 +947,30 @@ test_fake_interrupt (void)
   fake_peer_join (thread, &peer);
 }
 
+/* An executor's unwinding sets a request aside and restores it; a newer
+ * request that came meanwhile wins. */
+static void
+test_interrupt_set_aside (void)
+{
+  int sig;
+
+  sm_interrupt_clear ();
+  g_assert_cmpint (sm_interrupt_set_aside (), ==, 0);
+  sm_interrupt_restore (0);
+  g_assert_cmpint (sm_interrupted (), ==, 0);
+  sm_interrupt_request (SIGINT);
+  sig = sm_interrupt_set_aside ();
+  g_assert_cmpint (sig, ==, SIGINT);
+  g_assert_false (sm_interrupt_check (NULL));
+  sm_interrupt_restore (sig);
+  g_assert_true (sm_interrupt_check (NULL));
+  sig = sm_interrupt_set_aside ();
+  sm_interrupt_request (SIGTERM);
+  sm_interrupt_restore (sig);
+  g_assert_cmpint (sm_interrupted (), ==, SIGTERM);
+  sm_interrupt_clear ();
+}
+
 /* A monitor whose listen backlog is full (as a stopped QEMU's gets): the
  * connect does not block; it is retried until the deadline, then says so. */
 static void
@@ -1024,6 +1048,7 @@ main (int argc, char **argv)
   g_test_add_func ("/qmp/fake-stall", test_fake_stall);
   g_test_add_func ("/qmp/fake-interrupt", test_fake_interrupt);
   g_test_add_func ("/qmp/backlog-full", test_backlog_full);
+  g_test_add_func ("/qmp/interrupt-set-aside", test_interrupt_set_aside);
 
   rc = g_test_run ();
 
