@@ -30,8 +30,8 @@ file_exists (const char *path)
 /* QEMU is gone: fold the new top into the old one with qemu-img, so that the
  * guest's writes since the snapshot are not lost with the file.  QEMU's image
  * locks make this fail safely if QEMU in fact still has the image open. */
-static bool
-offline_commit (const SmLsmDisk *d, GError **error)
+bool
+sm_lsm_fold_offline (const SmLsmDisk *d, GError **error)
 {
   const char *argv[] = { "qemu-img", "commit", "-f", "qcow2", "-d", d->new_top,
                          NULL };
@@ -289,7 +289,7 @@ undo_create (const Undo *u, GError **error)
     if (qemu_gone) {
       g_clear_error (&err);
       if (file_exists (d->new_top)) {
-        if (!offline_commit (d, &err)) {
+        if (!sm_lsm_fold_offline (d, &err)) {
           keep_files = true;
           if (!first)
             first = g_steal_pointer (&err);
