@@ -2,6 +2,7 @@
  * a create, and recover (see lsm.h for the recovery policy). */
 #include "lsm.h"
 #include "lsm-private.h"
+#include "migrate.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -1436,6 +1437,11 @@ recover_one (SmQmp *qmp, SmVmState *st, const char *path, GError **error)
   if (strcmp (op, "rebase") == 0) {
     facts_clear (&f);
     return sm_rebase_recover (qmp, st, path, records, error);
+  }
+  /* An outgoing cross-host migration: lib/migrate.c owns it. */
+  if (strcmp (op, "migrate-out") == 0) {
+    facts_clear (&f);
+    return sm_migrate_recover_source (qmp, st, path, records, error);
   }
   if (strcmp (op, "create") != 0 && strcmp (op, "pivot") != 0 &&
       strcmp (op, "abort") != 0) {

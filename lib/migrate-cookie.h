@@ -104,6 +104,7 @@ typedef struct {
                                   source at (for the layer server) */
   char *source_qmp;            /* absolute socket path */
   int64_t source_pid;
+  bool source_running;         /* the guest ran when begin looked */
   char **qemu_argv;            /* the source QEMU's command line (NULL when
                                   --dest-qemu gives one) */
   char *layers_uri;            /* the source's NBD server of COPY layers,
@@ -129,6 +130,10 @@ typedef struct {
   uint64_t disk_bytes;         /* bytes of disk data moved (all disks) */
   uint64_t ram_bytes;          /* bytes of RAM moved */
   int64_t pause_us;            /* guest pause at switchover, -1 unknown */
+  int64_t stopped_at_us;       /* perform: wall time (us since the epoch)
+                                  of the source's STOP event at switchover,
+                                  0 unknown; finish measures the pause from
+                                  it to the destination's RESUME event */
 } SmMigCookie;
 
 SmMigCookie *sm_mig_cookie_new (void) G_GNUC_WARN_UNUSED_RESULT;

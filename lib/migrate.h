@@ -96,6 +96,8 @@ typedef struct {
   const char *run_dir;         /* --dest-run-dir (NULL: STATE/run/ID) */
   const char *qemu_args;       /* --dest-qemu, or NULL: the source's */
   bool allow_larger;           /* a block device larger than the disk */
+  bool unix_sockets;           /* NBD server and incoming migration on unix
+                                  sockets in the run directory */
   int timeout_ms;
   int port_min, port_max;
   SmMigEventFn event;
