@@ -556,8 +556,6 @@ sm_qemu_cmdline_rewrite (const char *const *argv, const SmQemuRewrite *rw,
 
   g_return_val_if_fail (argv && argv[0], NULL);
   g_return_val_if_fail (rw && rw->run_dir && rw->qmp_path, NULL);
-  if (user_qmp)
-    *user_qmp = NULL;
   r.moved = moved = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                            g_free);
   r.used = used = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,

@@ -83,6 +83,8 @@ check_refused (const char *cmdline, const char *option, const char *what)
   g_assert_true (g_str_has_prefix (err->message, option));
   g_assert_nonnull (strstr (err->message, what));
   g_assert_nonnull (strstr (err->message, "--dest-qemu"));
+  /* Set only on success. */
+  g_assert_cmpstr (qmp, ==, "untouched");
 }
 
 static void
