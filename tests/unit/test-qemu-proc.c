@@ -523,37 +523,55 @@ stat_field (pid_t pid, int n)
   return strtol (f[n - 3], NULL, 10);
 }
 
+/* Starts `qemu-system-x86_64 -M none -nodefaults -display none [EXTRA]
+ * -qmp unix:DIR/dst.qmp,...` in a new temporary directory, its log holding
+ * an old run's line first.  *QMP_OPT: the -qmp value; *LOG: the log. */
+static SmQemuProc *
+spawn_qemu (const char *extra, char **qmp_opt, char **log, GError **error)
+{
+  g_autofree char *dir = sm_test_tmpdir ();
+  g_autofree char *qmp = g_build_filename (dir, "dst.qmp", NULL);
+  const char *argv[] = { "qemu-system-x86_64", "-M", "none", "-nodefaults",
+                         "-display", "none", "-qmp", NULL, NULL, NULL };
+  SmQemuProc *p;
+
+  *qmp_opt = g_strdup_printf ("unix:%s,server=on,wait=off", qmp);
+  *log = g_build_filename (dir, "qemu.log", NULL);
+  g_assert_true (g_file_set_contents (*log, "an old run's line\n", -1,
+                                      NULL));
+  argv[7] = *qmp_opt;
+  if (extra) {
+    argv[8] = argv[7];
+    argv[7] = argv[6];
+    argv[6] = extra;
+  }
+  p = sm_qemu_spawn (argv, *log, qmp, 30000, error);
+  if (p)
+    track (p->pid, p->start_time);
+  return p;
+}
+
 static void
 test_spawn_qemu (void)
 {
-  g_autofree char *dir = NULL;
-  g_autofree char *qmp = NULL;
   g_autofree char *qmp_opt = NULL;
   g_autofree char *log = NULL;
   g_autoptr(GError) err = NULL;
   g_autoptr(SmQemuProc) p = NULL;
   g_auto(GStrv) cmdline = NULL;
+  g_autofree char *qmp = NULL;
 
   if (!have_qemu ())
     return;
-  dir = sm_test_tmpdir ();
-  qmp = g_build_filename (dir, "dst.qmp", NULL);
-  log = g_build_filename (dir, "qemu.log", NULL);
-  qmp_opt = g_strdup_printf ("unix:%s,server=on,wait=off", qmp);
-  {
-    const char *argv[] = { "qemu-system-x86_64", "-M", "none", "-nodefaults",
-                           "-display", "none", "-qmp", qmp_opt, NULL };
-
-    p = sm_qemu_spawn (argv, log, qmp, 30000, &err);
-  }
+  p = spawn_qemu (NULL, &qmp_opt, &log, &err);
   g_assert_no_error (err);
   g_assert_nonnull (p);
-  track (p->pid, p->start_time);
   g_assert_cmpuint (p->start_time, ==, sm_proc_start_time (p->pid));
   g_assert_cmpstr (p->log_path, ==, log);
   g_assert_true (sm_proc_alive (p->pid, p->start_time));
   /* The QEMU listens on the socket, is not our child and runs in a session
    * of its own. */
+  qmp = g_strndup (qmp_opt + 5, strchr (qmp_opt, ',') - qmp_opt - 5);
   g_assert_cmpint (sm_unix_socket_server_pid (qmp), ==, p->pid);
   g_assert_cmpint (stat_field (p->pid, 4), !=, getpid ());
   g_assert_cmpint (stat_field (p->pid, 6), !=, getsid (0));
@@ -561,8 +579,8 @@ test_spawn_qemu (void)
   g_assert_cmpint (errno, ==, ECHILD);
   cmdline = sm_qemu_read_cmdline (p->pid, &err);
   g_assert_no_error (err);
+  g_assert_cmpstr (cmdline[6], ==, "-qmp");
   g_assert_cmpstr (cmdline[7], ==, qmp_opt);
-  g_assert_true (g_file_test (log, G_FILE_TEST_EXISTS));
 
   g_assert_true (sm_proc_stop (p->pid, p->start_time, 5000, &err));
   g_assert_no_error (err);
@@ -573,8 +591,6 @@ test_spawn_qemu (void)
 static void
 test_spawn_bad_option (void)
 {
-  g_autofree char *dir = NULL;
-  g_autofree char *qmp = NULL;
   g_autofree char *qmp_opt = NULL;
   g_autofree char *log = NULL;
   g_autoptr(GError) err = NULL;
@@ -582,18 +598,7 @@ test_spawn_bad_option (void)
 
   if (!have_qemu ())
     return;
-  dir = sm_test_tmpdir ();
-  qmp = g_build_filename (dir, "dst.qmp", NULL);
-  log = g_build_filename (dir, "qemu.log", NULL);
-  qmp_opt = g_strdup_printf ("unix:%s,server=on,wait=off", qmp);
-  g_assert_true (g_file_set_contents (log, "an old run's line\n", -1, NULL));
-  {
-    const char *argv[] = { "qemu-system-x86_64", "-M", "none", "-nodefaults",
-                           "-display", "none", "-no-such-option", "-qmp",
-                           qmp_opt, NULL };
-
-    p = sm_qemu_spawn (argv, log, qmp, 30000, &err);
-  }
+  p = spawn_qemu ("-no-such-option", &qmp_opt, &log, &err);
   g_assert_null (p);
   g_assert_error (err, SM_ERROR, SM_ERROR_FAILED);
   g_assert_true (g_str_has_prefix (err->message,
