@@ -928,6 +928,18 @@ append_attr (GString *out, const char *name, const char *value)
   g_string_append_c (out, '\'');
 }
 
+void
+sm_xml_append_attr (GString *out, const char *name, const char *value)
+{
+  append_attr (out, name, value);
+}
+
+void
+sm_xml_append_text (GString *out, const char *text)
+{
+  append_escaped (out, text, false);
+}
+
 static void
 append_qname (GString *out, const xmlNs *ns, const xmlChar *name)
 {
@@ -1306,27 +1318,41 @@ def_from_doc (xmlDoc *doc, const char *source_name, GError **error)
   return g_steal_pointer (&def);
 }
 
-/* Parse, validate, extract, check. */
-static SmSnapshotDef *
-snapshot_from_text (const char *text, size_t len, const char *source_name,
-                    GError **error)
+xmlDoc *
+sm_xml_parse_validated (const char *text, size_t len, const char *root_name,
+                        const char *source_name, GError **error)
 {
   g_autoptr(xmlDoc) doc = parse_xml (text, len, source_name, error);
-  g_autoptr(SmSnapshotDef) def = NULL;
+  SmXmlSchema *schema;
   const xmlNode *root;
 
   if (!doc)
     return NULL;
   root = xmlDocGetRootElement (doc);
-  if (schema_for_root (root) != SCHEMA_DOMAINSNAPSHOT) {
+  schema = schema_for_root (root);
+  if (!schema || strcmp (schema->root, root_name) != 0) {
     g_autofree char *name = describe_root (root);
 
     g_set_error (error, SM_ERROR, SM_ERROR_XML,
-                 "%s: line %ld: root element is %s, expected "
-                 "'domainsnapshot'", source_name, xmlGetLineNo (root), name);
+                 "%s: line %ld: root element is %s, expected '%s'",
+                 source_name, xmlGetLineNo (root), name, root_name);
     return NULL;
   }
-  if (!validate_doc (SCHEMA_DOMAINSNAPSHOT, doc, source_name, error))
+  if (!validate_doc (schema, doc, source_name, error))
+    return NULL;
+  return g_steal_pointer (&doc);
+}
+
+/* Parse, validate, extract, check. */
+static SmSnapshotDef *
+snapshot_from_text (const char *text, size_t len, const char *source_name,
+                    GError **error)
+{
+  g_autoptr(xmlDoc) doc = sm_xml_parse_validated (text, len, "domainsnapshot",
+                                                  source_name, error);
+  g_autoptr(SmSnapshotDef) def = NULL;
+
+  if (!doc)
     return NULL;
   def = def_from_doc (doc, source_name, error);
   if (!def || !sm_snapshot_def_check (def, source_name, error))
