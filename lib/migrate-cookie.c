@@ -234,6 +234,7 @@ static const Field cookie_fields[] = {
   FIELD (SmMigCookie, source_host, "source-host", F_STRING),
   FIELD (SmMigCookie, source_qmp, "source-qmp", F_STRING),
   FIELD (SmMigCookie, source_pid, "source-pid", F_PID),
+  FIELD (SmMigCookie, source_running, "source-running", F_BOOL),
   FIELD (SmMigCookie, layers_uri, "layers-uri", F_STRING),
   FIELD (SmMigCookie, dest_host, "dest-host", F_STRING),
   FIELD (SmMigCookie, dest_domain, "dest-domain", F_STRING),
@@ -253,6 +254,7 @@ static const Field result_fields[] = {
   FIELD (SmMigCookie, disk_bytes, "disk-bytes", F_U64),
   FIELD (SmMigCookie, ram_bytes, "ram-bytes", F_U64),
   FIELD (SmMigCookie, pause_us, "pause-us", F_PAUSE),
+  FIELD (SmMigCookie, stopped_at_us, "stopped-at-us", F_PID),
 };
 
 static const Field disk_fields[] = {
