@@ -133,6 +133,12 @@ static const GOptionEntry finish_entries[] = {
   SM_CLI_TIMEOUT_ENTRY (opt_timeout, SM_CLI_TIMEOUT_HELP),
   { "cancel", 0, 0, G_OPTION_ARG_NONE, &opt_cancel,
     "Stop the destination QEMU and remove what prepare made", NULL },
+  /* accepted so that migrate can pass every phase the same options */
+  DEST_ENTRIES,
+  { "port-range", 0, 0, G_OPTION_ARG_STRING, &opt_port_range,
+    "Ignored (prepare's option)", "MIN-MAX" },
+  { "unix", 0, 0, G_OPTION_ARG_NONE, &opt_unix,
+    "Ignored (prepare's option)", NULL },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 

@@ -412,8 +412,8 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
       waitpid (child, &status, 0);
       close (out_fd);
       close (fd);
-      if (sm_interrupted ())
-        return sm_interrupt_check (error);
+      if (sm_interrupt_check (error))
+        return false;
       g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
                    "disk %s: the copy of layer %s from %s made no progress "
                    "for %d s: is the link to the source down?", d->name,
@@ -579,6 +579,7 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   g_autoptr(SmQemuProc) proc = NULL;
   g_autoptr(SmQmp) qmp = NULL;
   g_autoptr(GHashTable) map = NULL;
+  g_autoptr(GHashTable) formats = NULL;
   g_auto(GStrv) argv = NULL;
   g_autofree char *domain = NULL;
   g_autofree char *created_path = NULL;
@@ -694,13 +695,21 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   qmp_path = g_build_filename (in.run_dir, "snapmig.qmp", NULL);
   log_path = g_build_filename (in.run_dir, "qemu.log", NULL);
   map = g_hash_table_new (g_str_hash, g_str_equal);
+  formats = g_hash_table_new (g_str_hash, g_str_equal);
   for (i = 0; i < c->disks->len; i++) {
     const SmMigDisk *d = c->disks->pdata[i];
-    if (d->migrate)
-      g_hash_table_insert (map, d->source_top, d->dest_top);
+    const SmMigLayer *top = d->layers->len ? d->layers->pdata[0] : NULL;
+
+    if (!d->migrate)
+      continue;
+    g_hash_table_insert (map, d->source_top, d->dest_top);
+    if (top && top->format != d->format)
+      g_hash_table_insert (formats, d->dest_top,
+                           (char *) sm_image_format_to_string (top->format));
   }
   {
-    SmQemuRewrite rw = { .path_map = map, .run_dir = in.run_dir,
+    SmQemuRewrite rw = { .path_map = map, .format_map = formats,
+                         .run_dir = in.run_dir,
                          .qmp_path = qmp_path, .incoming = NULL };
     g_free (c->dest_user_qmp);
     c->dest_user_qmp = NULL;

@@ -27,7 +27,9 @@ sm_mig_nbd_server_start (SmQmp *qmp, bool unix_socket, const char *host,
   int port;
 
   if (unix_socket) {
-    g_autofree char *name = g_strdup_printf ("%.8s-%s.sock", id, what);
+    g_autofree char *name = g_strdup_printf ("%s-%s.sock",
+                                             strlen (id) > 8 ? id + strlen (id) - 8 : id,
+                                             what);
     g_autofree char *path = g_build_filename (dir, name, NULL);
 
     unlink (path);
@@ -160,7 +162,7 @@ sm_mig_wait_status (SmQmp *qmp, const char *const *states, int stall_ms,
                    status);
       return false;
     }
-    if (!sm_interrupt_check (error))
+    if (sm_interrupt_check (error))
       return false;
     sm_block_poll_pause (qmp, POLL_MS);
   }
@@ -278,7 +280,7 @@ wait_mirrors_ready (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
                    stall_ms / 1000);
       return false;
     }
-    if (!sm_interrupt_check (error))
+    if (sm_interrupt_check (error))
       return false;
     sm_block_poll_pause (qmp, POLL_MS);
   }

@@ -108,7 +108,8 @@ new_top_path (const char *top, const char *id)
 
   if (dot && dot != base)
     *dot = '\0';
-  name = g_strdup_printf ("%s.mig-%.8s.qcow2", base, id);
+  name = g_strdup_printf ("%s.mig-%s.qcow2", base,
+                          strlen (id) > 8 ? id + strlen (id) - 8 : id);
   return g_build_filename (dir, name, NULL);
 }
 

@@ -331,8 +331,27 @@ rewrite_disk_opts (Rewriter *r, const char *option, bool blockdev,
         return false;
     }
     if (strcmp (to, it->value) != 0) {
+      const char *fmt = r->rw->format_map ?
+                        g_hash_table_lookup (r->rw->format_map, to) : NULL;
+
       opts_set (it, to);
       changed = true;
+      /* the copy has another format (a raw disk gets a qcow2 top) */
+      if (fmt) {
+        const char *fkey = blockdev ? "driver" : "format";
+        OptItem *f = opts_find (items, fkey);
+
+        if (blockdev && strcmp (it->key, "file.filename") != 0)
+          continue;
+        if (f) {
+          opts_set (f, fmt);
+        } else {
+          OptItem *add = g_new0 (OptItem, 1);
+          add->key = g_strdup (fkey);
+          add->value = g_strdup (fmt);
+          g_ptr_array_add (items, add);
+        }
+      }
     }
   }
   *out = changed ? opts_format (items) : g_strdup (value);

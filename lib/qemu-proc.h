@@ -35,6 +35,11 @@ typedef struct {
                                   (char * → char *); a disk path of the
                                   command line that is absent stays as it is
                                   (shared storage) */
+  GHashTable *format_map;      /* destination path → format name, for a
+                                  mapped disk whose destination has another
+                                  format than the source (-drive format=,
+                                  -blockdev key=value driver= beside
+                                  file.filename); may be NULL */
   const char *run_dir;         /* absolute, existing: every unix socket
                                   path (-qmp, -monitor, -chardev socket,
                                   -serial/-parallel unix:, -vnc unix:),
