@@ -755,6 +755,7 @@ text_value (const xmlNode *node)
 {
   const xmlNode *child;
   xmlChar *text;
+  const xmlChar *p;
   char *value;
 
   if (!node->children)
@@ -765,6 +766,14 @@ text_value (const xmlNode *node)
   text = xmlNodeGetContent (node);
   if (!text)
     return NULL;
+  /* Only indentation (an element whose children were all taken out in a
+   * trial): no value worth showing. */
+  for (p = text; g_ascii_isspace (*p); p++)
+    ;
+  if (!*p) {
+    xmlFree (text);
+    return NULL;
+  }
   value = g_utf8_make_valid ((const char *) text, -1);
   xmlFree (text);
   if (g_utf8_strlen (value, -1) > 40) {
