@@ -322,19 +322,6 @@ append_fields (GString *out, const void *obj, const Field *fields, size_t n)
   }
 }
 
-static char *
-get_attr (const xmlNode *node, const char *name)
-{
-  xmlChar *value = xmlGetNoNsProp (node, (const xmlChar *) name);
-  char *copy;
-
-  if (!value)
-    return NULL;
-  copy = g_strdup ((const char *) value);
-  xmlFree (value);
-  return copy;
-}
-
 /* Reads into OBJ the attributes of NODE that FIELDS describe; an absent
  * one leaves its field as it is.  The schema has checked the tokens and
  * the digits; what is left is a number too large for its field.  WHAT
@@ -347,7 +334,7 @@ read_fields (const xmlNode *node, void *obj, const Field *fields, size_t n,
 
   for (i = 0; i < n; i++) {
     const Field *f = &fields[i];
-    g_autofree char *value = get_attr (node, f->attr);
+    g_autofree char *value = sm_xml_get_attr (node, f->attr);
     guint64 num;
 
     if (!value)
@@ -682,27 +669,10 @@ cookie_check (const SmMigCookie *c, const char *source_name, GError **error)
 /* ---- document -> model -------------------------------------------------------- */
 
 static bool
-is_element (const xmlNode *node, const char *name)
-{
-  return node->type == XML_ELEMENT_NODE &&
-    strcmp ((const char *) node->name, name) == 0;
-}
-
-static char *
-get_content (const xmlNode *node)
-{
-  xmlChar *text = xmlNodeGetContent (node);
-  char *copy = g_strdup (text ? (const char *) text : "");
-
-  xmlFree (text);
-  return copy;
-}
-
-static bool
 read_disk (const xmlNode *node, SmMigCookie *c, const char *source_name,
            GError **error)
 {
-  g_autofree char *name = get_attr (node, "name");
+  g_autofree char *name = sm_xml_get_attr (node, "name");
   g_autofree char *what = g_strdup_printf ("%s: disk '%s'", source_name, name);
   SmMigDisk *d = sm_mig_disk_new (name);
   const xmlNode *child;
@@ -714,7 +684,7 @@ read_disk (const xmlNode *node, SmMigCookie *c, const char *source_name,
   for (child = node->children; child; child = child->next) {
     SmMigLayer *l;
 
-    if (!is_element (child, "layer"))
+    if (!sm_xml_is_element (child, "layer"))
       continue;
     l = sm_mig_layer_new (SM_MIG_LAYER_TOP);
     g_ptr_array_add (d->layers, l);
@@ -735,20 +705,20 @@ read_snapmig (const xmlNode *node, SmMigCookie *c, const char *source_name,
                     source_name, error))
     return false;
   for (child = node->children; child; child = child->next) {
-    if (is_element (child, "qemu-argv")) {
+    if (sm_xml_is_element (child, "qemu-argv")) {
       g_autoptr(GPtrArray) argv = g_ptr_array_new ();
 
       for (arg = child->children; arg; arg = arg->next)
-        if (is_element (arg, "arg"))
-          g_ptr_array_add (argv, get_content (arg));
+        if (sm_xml_is_element (arg, "arg"))
+          g_ptr_array_add (argv, sm_xml_get_text (arg));
       g_ptr_array_add (argv, NULL);
       c->qemu_argv = (char **) g_ptr_array_free (g_steal_pointer (&argv), FALSE);
     }
-    else if (is_element (child, "disk")) {
+    else if (sm_xml_is_element (child, "disk")) {
       if (!read_disk (child, c, source_name, error))
         return false;
     }
-    else if (is_element (child, "result") &&
+    else if (sm_xml_is_element (child, "result") &&
              !read_fields (child, c, result_fields,
                            G_N_ELEMENTS (result_fields), source_name, error))
       return false;
@@ -769,9 +739,9 @@ read_nbd (const xmlNode *node, SmMigCookie *c, bool have_snapmig,
     g_autofree char *capacity = NULL;
     SmMigDisk *d;
 
-    if (!is_element (child, "disk"))
+    if (!sm_xml_is_element (child, "disk"))
       continue;
-    target = get_attr (child, "target");
+    target = sm_xml_get_attr (child, "target");
     if (have_snapmig) {
       if (!sm_mig_cookie_find_disk (c, target)) {
         g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
@@ -783,7 +753,7 @@ read_nbd (const xmlNode *node, SmMigCookie *c, bool have_snapmig,
     }
     d = sm_mig_disk_new (target);
     g_ptr_array_add (c->disks, d);
-    capacity = get_attr (child, "capacity");
+    capacity = sm_xml_get_attr (child, "capacity");
     if (capacity && !g_ascii_string_to_unsigned (capacity, 10, 0, G_MAXUINT64,
                                                  &d->capacity, NULL)) {
       g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
@@ -809,17 +779,17 @@ cookie_from_text (const char *xml, size_t len, const char *source_name,
   c = sm_mig_cookie_new ();
   root = xmlDocGetRootElement (doc);
   for (child = root->children; child; child = child->next) {
-    if (is_element (child, "name") || is_element (child, "uuid") ||
-        is_element (child, "hostname")) {
-      char **field = is_element (child, "name") ? &c->name
-        : is_element (child, "uuid") ? &c->uuid : &c->hostname;
+    if (sm_xml_is_element (child, "name") || sm_xml_is_element (child, "uuid") ||
+        sm_xml_is_element (child, "hostname")) {
+      char **field = sm_xml_is_element (child, "name") ? &c->name
+        : sm_xml_is_element (child, "uuid") ? &c->uuid : &c->hostname;
 
       g_free (*field);
-      *field = get_content (child);
+      *field = sm_xml_get_text (child);
     }
-    else if (is_element (child, "nbd"))
+    else if (sm_xml_is_element (child, "nbd"))
       nbd = child;
-    else if (is_element (child, "snapmig"))
+    else if (sm_xml_is_element (child, "snapmig"))
       snapmig = child;
   }
   /* What sm_mig_cookie_format writes for absent ones. */
