@@ -737,28 +737,39 @@ read_nbd (const xmlNode *node, SmMigCookie *c, bool have_snapmig,
   for (child = node->children; child; child = child->next) {
     g_autofree char *target = NULL;
     g_autofree char *capacity = NULL;
+    guint64 bytes = 0;
     SmMigDisk *d;
 
     if (!sm_xml_is_element (child, "disk"))
       continue;
     target = sm_xml_get_attr (child, "target");
-    if (have_snapmig) {
-      if (!sm_mig_cookie_find_disk (c, target)) {
-        g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                     "%s: line %ld: disk '%s' of <nbd> is not a disk of "
-                     "<snapmig>", source_name, xmlGetLineNo (child), target);
-        return false;
-      }
-      continue;
-    }
-    d = sm_mig_disk_new (target);
-    g_ptr_array_add (c->disks, d);
     capacity = sm_xml_get_attr (child, "capacity");
     if (capacity && !g_ascii_string_to_unsigned (capacity, 10, 0, G_MAXUINT64,
-                                                 &d->capacity, NULL)) {
+                                                 &bytes, NULL)) {
       g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                    "%s: disk '%s' of <nbd>: capacity='%s' is not a number "
                    "of bytes", source_name, target, capacity);
+      return false;
+    }
+    if (!have_snapmig) {
+      d = sm_mig_disk_new (target);
+      d->capacity = bytes;
+      g_ptr_array_add (c->disks, d);
+      continue;
+    }
+    d = sm_mig_cookie_find_disk (c, target);
+    if (!d) {
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "%s: line %ld: disk '%s' of <nbd> is not a disk of "
+                   "<snapmig>", source_name, xmlGetLineNo (child), target);
+      return false;
+    }
+    /* libvirt's reader takes the size from <nbd>: it must be ours. */
+    if (capacity && bytes != d->capacity) {
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "%s: line %ld: disk '%s': <nbd> says capacity='%s', "
+                   "<snapmig> capacity='%" G_GUINT64_FORMAT "'", source_name,
+                   xmlGetLineNo (child), target, capacity, d->capacity);
       return false;
     }
   }
@@ -869,7 +880,9 @@ sm_mig_cookie_read_fd (int fd, const char *peer, int timeout_ms,
       /* Rounded up, so that a poll never returns just before it. */
       left = us <= 0 ? 0 : (int) MIN ((us + 999) / 1000, G_MAXINT);
     }
-    r = left == 0 ? 0 : poll (&pfd, 1, left);
+    /* At the deadline poll still says whether bytes are there: a cookie
+     * that has arrived is read, not refused for the size of our reads. */
+    r = poll (&pfd, 1, left);
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0) {

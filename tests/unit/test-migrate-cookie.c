@@ -480,6 +480,8 @@ test_meaning (void)
     { HEAD "<nbd port='1'><disk target='vda'/><disk target='vdx' capacity='1'/></nbd>\n"
       SNAPMIG DISK ("vda", "") TAIL,
       SM_ERROR_INVALID, { "line 4", "disk 'vdx' of <nbd>", "<snapmig>" } },
+    { HEAD "<nbd port='1'><disk target='vda' capacity='2'/></nbd>\n" SNAPMIG DISK ("vda", "") TAIL,
+      SM_ERROR_INVALID, { "line 4", "disk 'vda'", "capacity='2'" } },
     { HEAD "<nbd><disk target='vda'/><disk target='vda'/></nbd>\n</qemu-migration>\n",
       SM_ERROR_INVALID, { "two disks", "'vda'", NULL } },
     { HEAD "<snapmig storage='chain' bandwidth='0' nbd-uri='tcp:hostb'>\n" TAIL,
