@@ -208,6 +208,7 @@ sm_mig_cookie_find_disk (const SmMigCookie *c, const char *name)
 
 typedef enum {
   F_STRING,                    /* char *, absent when NULL */
+  F_TOKEN,                     /* the same, a <choice> of the schema */
   F_U64,                       /* uint64_t, always written */
   F_PID,                       /* int64_t, absent when <= 0 (unknown) */
   F_PAUSE,                     /* int64_t, absent when < 0 (unknown) */
@@ -227,10 +228,10 @@ typedef struct {
 
 static const Field cookie_fields[] = {
   FIELD (SmMigCookie, id, "id", F_STRING),
-  FIELD (SmMigCookie, phase, "phase", F_STRING),
+  FIELD (SmMigCookie, phase, "phase", F_TOKEN),
   FIELD (SmMigCookie, storage, "storage", F_STORAGE),
   FIELD (SmMigCookie, bandwidth, "bandwidth", F_U64),
-  FIELD (SmMigCookie, copy_mode, "copy-mode", F_STRING),
+  FIELD (SmMigCookie, copy_mode, "copy-mode", F_TOKEN),
   FIELD (SmMigCookie, source_host, "source-host", F_STRING),
   FIELD (SmMigCookie, source_qmp, "source-qmp", F_STRING),
   FIELD (SmMigCookie, source_pid, "source-pid", F_PID),
@@ -296,7 +297,8 @@ append_fields (GString *out, const void *obj, const Field *fields, size_t n)
     int64_t v;
 
     switch (f->type) {
-    case F_STRING: value = *AT (obj, f, char *); break;
+    case F_STRING:
+    case F_TOKEN: value = *AT (obj, f, char *); break;
     case F_U64:
       value = num = g_strdup_printf ("%" G_GUINT64_FORMAT, *AT (obj, f, uint64_t));
       break;
@@ -339,8 +341,13 @@ read_fields (const xmlNode *node, void *obj, const Field *fields, size_t n,
 
     if (!value)
       continue;
+    /* The schema's <value>s and numbers allow whitespace around them
+     * (XML Schema's whitespace="collapse"). */
+    if (f->type != F_STRING)
+      g_strstrip (value);
     switch (f->type) {
     case F_STRING:
+    case F_TOKEN:
       g_free (*AT (obj, f, char *));
       *AT (obj, f, char *) = g_steal_pointer (&value);
       break;
@@ -744,6 +751,8 @@ read_nbd (const xmlNode *node, SmMigCookie *c, bool have_snapmig,
       continue;
     target = sm_xml_get_attr (child, "target");
     capacity = sm_xml_get_attr (child, "capacity");
+    if (capacity)
+      g_strstrip (capacity);
     if (capacity && !g_ascii_string_to_unsigned (capacity, 10, 0, G_MAXUINT64,
                                                  &bytes, NULL)) {
       g_set_error (error, SM_ERROR, SM_ERROR_INVALID,

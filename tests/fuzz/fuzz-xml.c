@@ -1,4 +1,5 @@
-/* Deterministic mutation fuzzing of sm_snapshot_parse_string.
+/* Deterministic mutation fuzzing of sm_snapshot_parse_string and, for
+ * migration cookies, sm_mig_cookie_parse.
  *
  * Inputs: libvirt's snapshot documents and migration cookies (../shared,
  * when present) and every XML file under tests/data.  Mutations, all
@@ -16,6 +17,7 @@
 
 #include <glib.h>
 
+#include "migrate-cookie.h"
 #include "snapshot-xml.h"
 
 #define DEFAULT_SEED 0x5eed5eedu
@@ -26,6 +28,7 @@ typedef struct {
   char *path;
   char *text;
   gsize len;
+  bool cookie;                    /* a <qemu-migration> document */
 } FuzzInput;
 
 static guint iterations;
@@ -49,9 +52,42 @@ show_mutant (const char *what, const char *text)
   g_test_message ("%s: mutant: \"%s\"", what, escaped);
 }
 
-/* The property every mutant must have. */
+/* The property every mutant of a migration cookie must have: refused with
+ * an error naming "migration cookie", or read into a cookie whose
+ * formatting reads back and formats identically. */
 static void
-check_mutant (const FuzzInput *in, const char *what, const char *text)
+check_cookie_mutant (const FuzzInput *in, const char *what, const char *text)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(GError) err2 = NULL;
+  g_autoptr(SmMigCookie) c = sm_mig_cookie_parse (text, -1, &err);
+  g_autoptr(SmMigCookie) again = NULL;
+  g_autofree char *first = NULL, *second = NULL;
+
+  if (!c) {
+    if (!err || err->domain != SM_ERROR ||
+        (err->code != SM_ERROR_XML && err->code != SM_ERROR_INVALID) ||
+        !g_str_has_prefix (err->message, "migration cookie: ")) {
+      show_mutant (in->path, text);
+      g_test_message ("%s: unexpected error: %s", what, err ? err->message : "(none)");
+      g_assert_not_reached ();
+    }
+    return;
+  }
+  g_assert_null (err);
+  first = sm_mig_cookie_format (c);
+  again = sm_mig_cookie_parse (first, -1, &err2);
+  if (!again || strcmp ((second = sm_mig_cookie_format (again)), first) != 0) {
+    show_mutant (in->path, text);
+    g_test_message ("%s: formatted: %s", what, first);
+    g_test_message ("%s: reparsed: %s", what, err2 ? err2->message : second);
+    g_assert_not_reached ();
+  }
+}
+
+/* The property every mutant of a snapshot document must have. */
+static void
+check_snapshot_mutant (const FuzzInput *in, const char *what, const char *text)
 {
   g_autoptr(GError) err = NULL;
   g_autoptr(GError) err2 = NULL;
@@ -78,6 +114,15 @@ check_mutant (const FuzzInput *in, const char *what, const char *text)
     g_test_message ("%s: reparsed: %s", what, err2 ? err2->message : second);
     g_assert_not_reached ();
   }
+}
+
+static void
+check_mutant (const FuzzInput *in, const char *what, const char *text)
+{
+  if (in->cookie)
+    check_cookie_mutant (in, what, text);
+  else
+    check_snapshot_mutant (in, what, text);
 }
 
 static void
@@ -219,6 +264,7 @@ add_dir (GPtrArray *inputs, const char *dir)
 
     in->path = g_strdup (g_ptr_array_index (names, i));
     g_assert_true (g_file_get_contents (in->path, &in->text, &in->len, NULL));
+    in->cookie = g_str_has_prefix (in->text, "<qemu-migration>");
     g_ptr_array_add (inputs, in);
   }
 }
