@@ -564,6 +564,7 @@ sm_mig_cookie_format (const SmMigCookie *c)
 
 /* ---- meaning checks ------------------------------------------------------------ */
 
+/* OBJECT ("disk 'vda'") may be NULL for a field of the cookie itself. */
 static bool
 check_path (const char *path, const char *source_name, const char *object,
             const char *what, GError **error)
@@ -571,8 +572,8 @@ check_path (const char *path, const char *source_name, const char *object,
   if (!path || g_path_is_absolute (path))
     return true;
   g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-               "%s: %s: %s '%s' is not an absolute path", source_name,
-               object, what, path);
+               "%s: %s%s%s '%s' is not an absolute path", source_name,
+               object ? object : "", object ? ": " : "", what, path);
   return false;
 }
 
@@ -661,7 +662,7 @@ cookie_check (const SmMigCookie *c, const char *source_name, GError **error)
 
   for (i = 0; i < G_N_ELEMENTS (paths); i++)
     if (!check_path (*(char **) ((char *) c + paths[i].offset), source_name,
-                     "the migration", paths[i].what, error))
+                     NULL, paths[i].what, error))
       return false;
   if (!check_uri (c->layers_uri, source_name, "layers-uri", error) ||
       !check_uri (c->nbd_uri, source_name, "nbd-uri", error) ||

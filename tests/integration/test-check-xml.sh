@@ -95,6 +95,10 @@ sed "s/ storage='chain' / storage='all' /" "$own_cookie" >"$T/bad-storage.xml"
 expect_invalid "a cookie with an unknown storage mode" "$T/bad-storage.xml" \
   "line 10" "element 'snapmig'"
 
+sed "s| dest-domain='/sd2' | dest-domain='sd2' |" "$own_cookie" >"$T/relative.xml"
+expect_invalid "a cookie with a relative destination domain" "$T/relative.xml" \
+  "migration cookie" "dest-domain 'sd2'" "absolute"
+
 # All at once: one line per file, exit 0.
 run "${valid_files[@]}"
 check "all ${#valid_files[@]} valid files at once: exit 0, one line each" \
