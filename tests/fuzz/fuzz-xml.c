@@ -52,77 +52,57 @@ show_mutant (const char *what, const char *text)
   g_test_message ("%s: mutant: \"%s\"", what, escaped);
 }
 
-/* The property every mutant of a migration cookie must have: refused with
- * an error naming "migration cookie", or read into a cookie whose
- * formatting reads back and formats identically. */
-static void
-check_cookie_mutant (const FuzzInput *in, const char *what, const char *text)
+/* Parses TEXT as one kind of document and formats it again; NULL with
+ * ERROR set when it is refused.  Messages begin with "fuzz.xml: " for a
+ * snapshot, "migration cookie: " for a cookie. */
+static char *
+reformat_snapshot (const char *text, GError **error)
 {
-  g_autoptr(GError) err = NULL;
-  g_autoptr(GError) err2 = NULL;
-  g_autoptr(SmMigCookie) c = sm_mig_cookie_parse (text, -1, &err);
-  g_autoptr(SmMigCookie) again = NULL;
-  g_autofree char *first = NULL, *second = NULL;
+  g_autoptr(SmSnapshotDef) def = sm_snapshot_parse_string (text, "fuzz.xml", error);
 
-  if (!c) {
-    if (!err || err->domain != SM_ERROR ||
-        (err->code != SM_ERROR_XML && err->code != SM_ERROR_INVALID) ||
-        !g_str_has_prefix (err->message, "migration cookie: ")) {
-      show_mutant (in->path, text);
-      g_test_message ("%s: unexpected error: %s", what, err ? err->message : "(none)");
-      g_assert_not_reached ();
-    }
-    return;
-  }
-  g_assert_null (err);
-  first = sm_mig_cookie_format (c);
-  again = sm_mig_cookie_parse (first, -1, &err2);
-  if (!again || strcmp ((second = sm_mig_cookie_format (again)), first) != 0) {
-    show_mutant (in->path, text);
-    g_test_message ("%s: formatted: %s", what, first);
-    g_test_message ("%s: reparsed: %s", what, err2 ? err2->message : second);
-    g_assert_not_reached ();
-  }
+  return def ? sm_snapshot_format (def) : NULL;
 }
 
-/* The property every mutant of a snapshot document must have. */
-static void
-check_snapshot_mutant (const FuzzInput *in, const char *what, const char *text)
+static char *
+reformat_cookie (const char *text, GError **error)
 {
-  g_autoptr(GError) err = NULL;
-  g_autoptr(GError) err2 = NULL;
-  g_autoptr(SmSnapshotDef) def = sm_snapshot_parse_string (text, "fuzz.xml", &err);
-  g_autoptr(SmSnapshotDef) again = NULL;
-  g_autofree char *first = NULL, *second = NULL;
+  g_autoptr(SmMigCookie) c = sm_mig_cookie_parse (text, -1, error);
 
-  if (!def) {
-    if (!err || err->domain != SM_ERROR ||
-        (err->code != SM_ERROR_XML && err->code != SM_ERROR_INVALID) ||
-        !g_str_has_prefix (err->message, "fuzz.xml: ")) {
-      show_mutant (in->path, text);
-      g_test_message ("%s: unexpected error: %s", what, err ? err->message : "(none)");
-      g_assert_not_reached ();
-    }
-    return;
-  }
-  g_assert_null (err);
-  first = sm_snapshot_format (def);
-  again = sm_snapshot_parse_string (first, "fuzz-formatted.xml", &err2);
-  if (!again || strcmp ((second = sm_snapshot_format (again)), first) != 0) {
-    show_mutant (in->path, text);
-    g_test_message ("%s: formatted: %s", what, first);
-    g_test_message ("%s: reparsed: %s", what, err2 ? err2->message : second);
-    g_assert_not_reached ();
-  }
+  return c ? sm_mig_cookie_format (c) : NULL;
 }
 
+/* The property every mutant must have: refused with an XML or meaning
+ * error naming the document, or read into a model whose formatting reads
+ * back and formats identically. */
 static void
 check_mutant (const FuzzInput *in, const char *what, const char *text)
 {
-  if (in->cookie)
-    check_cookie_mutant (in, what, text);
-  else
-    check_snapshot_mutant (in, what, text);
+  char *(*reformat) (const char *, GError **) =
+    in->cookie ? reformat_cookie : reformat_snapshot;
+  const char *prefix = in->cookie ? "migration cookie: " : "fuzz.xml: ";
+  g_autoptr(GError) err = NULL;
+  g_autoptr(GError) err2 = NULL;
+  g_autofree char *first = reformat (text, &err);
+  g_autofree char *second = NULL;
+
+  if (!first) {
+    if (!err || err->domain != SM_ERROR ||
+        (err->code != SM_ERROR_XML && err->code != SM_ERROR_INVALID) ||
+        !g_str_has_prefix (err->message, prefix)) {
+      show_mutant (in->path, text);
+      g_test_message ("%s: unexpected error: %s", what, err ? err->message : "(none)");
+      g_assert_not_reached ();
+    }
+    return;
+  }
+  g_assert_null (err);
+  second = reformat (first, &err2);
+  if (!second || strcmp (second, first) != 0) {
+    show_mutant (in->path, text);
+    g_test_message ("%s: formatted: %s", what, first);
+    g_test_message ("%s: reparsed: %s", what, err2 ? err2->message : second);
+    g_assert_not_reached ();
+  }
 }
 
 static void
