@@ -540,18 +540,17 @@ check_disk (const SmMigCookie *c, guint index, const char *source_name,
 static bool
 cookie_check (const SmMigCookie *c, const char *source_name, GError **error)
 {
-  static const struct { size_t offset; const char *what; } paths[] = {
-    { offsetof (SmMigCookie, source_qmp), "source-qmp" },
-    { offsetof (SmMigCookie, dest_domain), "dest-domain" },
-    { offsetof (SmMigCookie, dest_run_dir), "dest-run-dir" },
-    { offsetof (SmMigCookie, dest_qmp), "dest-qmp" },
-    { offsetof (SmMigCookie, dest_user_qmp), "dest-user-qmp" },
+  const struct { const char *path, *what; } paths[] = {
+    { c->source_qmp, "source-qmp" },
+    { c->dest_domain, "dest-domain" },
+    { c->dest_run_dir, "dest-run-dir" },
+    { c->dest_qmp, "dest-qmp" },
+    { c->dest_user_qmp, "dest-user-qmp" },
   };
   guint i;
 
   for (i = 0; i < G_N_ELEMENTS (paths); i++)
-    if (!check_path (*(char **) ((char *) c + paths[i].offset), source_name,
-                     NULL, paths[i].what, error))
+    if (!check_path (paths[i].path, source_name, NULL, paths[i].what, error))
       return false;
   if (!check_uri (c->layers_uri, source_name, "layers-uri", error) ||
       !check_uri (c->nbd_uri, source_name, "nbd-uri", error) ||
