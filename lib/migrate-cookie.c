@@ -1,6 +1,6 @@
 /* libsnapmig — the migration cookie: model, formatter, parser (schema, then
- * meaning checks), reading one from a pipe, and endpoint URIs.  See
- * migrate-cookie.h.
+ * meaning checks).  See migrate-cookie.h; endpoint URIs and reading a
+ * cookie from the peer are in migrate-peer.c.
  *
  * The <snapmig> element has one attribute per field (kebab-case), so the
  * formatter and the parser are two tables walked in opposite directions
@@ -9,32 +9,19 @@
  */
 #include "migrate-cookie.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <stddef.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <json-c/json.h>
 #include <libxml/tree.h>
 
-#include "interrupt.h"
+#include "migrate-cookie-private.h"
 #include "snapshot-xml.h"
 
 #define LOG_DOMAIN "migrate-cookie"
 
-/* What sm_mig_cookie_read_fd accepts at most. */
-#define MAX_COOKIE_SIZE (16 * 1024 * 1024)
-
-/* The line that ends a cookie, with the newline before it. */
-#define COOKIE_END "\n</qemu-migration>\n"
-
 /* <uuid> is required by the schema: a cookie without one is written with
  * the nil UUID (RFC 4122 "no UUID"), which reads back as NULL. */
 #define NIL_UUID "00000000-0000-0000-0000-000000000000"
-
-/* A UNIX socket path's room in struct sockaddr_un, without the NUL. */
-#define MAX_UNIX_PATH 107
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (xmlDoc, xmlFreeDoc)
 
@@ -208,6 +195,7 @@ sm_mig_cookie_find_disk (const SmMigCookie *c, const char *name)
 
 typedef enum {
   F_STRING,                    /* char *, absent when NULL */
+  F_TOKEN,                     /* the same, a <choice> of the schema */
   F_U64,                       /* uint64_t, always written */
   F_PID,                       /* int64_t, absent when <= 0 (unknown) */
   F_PAUSE,                     /* int64_t, absent when < 0 (unknown) */
@@ -227,10 +215,10 @@ typedef struct {
 
 static const Field cookie_fields[] = {
   FIELD (SmMigCookie, id, "id", F_STRING),
-  FIELD (SmMigCookie, phase, "phase", F_STRING),
+  FIELD (SmMigCookie, phase, "phase", F_TOKEN),
   FIELD (SmMigCookie, storage, "storage", F_STORAGE),
   FIELD (SmMigCookie, bandwidth, "bandwidth", F_U64),
-  FIELD (SmMigCookie, copy_mode, "copy-mode", F_STRING),
+  FIELD (SmMigCookie, copy_mode, "copy-mode", F_TOKEN),
   FIELD (SmMigCookie, source_host, "source-host", F_STRING),
   FIELD (SmMigCookie, source_qmp, "source-qmp", F_STRING),
   FIELD (SmMigCookie, source_pid, "source-pid", F_PID),
@@ -298,7 +286,8 @@ append_fields (GString *out, const void *obj, const Field *fields, size_t n)
     int64_t v;
 
     switch (f->type) {
-    case F_STRING: value = *AT (obj, f, char *); break;
+    case F_STRING:
+    case F_TOKEN: value = *AT (obj, f, char *); break;
     case F_U64:
       value = num = g_strdup_printf ("%" G_GUINT64_FORMAT, *AT (obj, f, uint64_t));
       break;
@@ -324,19 +313,6 @@ append_fields (GString *out, const void *obj, const Field *fields, size_t n)
   }
 }
 
-static char *
-get_attr (const xmlNode *node, const char *name)
-{
-  xmlChar *value = xmlGetNoNsProp (node, (const xmlChar *) name);
-  char *copy;
-
-  if (!value)
-    return NULL;
-  copy = g_strdup ((const char *) value);
-  xmlFree (value);
-  return copy;
-}
-
 /* Reads into OBJ the attributes of NODE that FIELDS describe; an absent
  * one leaves its field as it is.  The schema has checked the tokens and
  * the digits; what is left is a number too large for its field.  WHAT
@@ -349,13 +325,18 @@ read_fields (const xmlNode *node, void *obj, const Field *fields, size_t n,
 
   for (i = 0; i < n; i++) {
     const Field *f = &fields[i];
-    g_autofree char *value = get_attr (node, f->attr);
+    g_autofree char *value = sm_xml_get_attr (node, f->attr);
     guint64 num;
 
     if (!value)
       continue;
+    /* The schema's <value>s and numbers allow whitespace around them
+     * (XML Schema's whitespace="collapse"). */
+    if (f->type != F_STRING)
+      g_strstrip (value);
     switch (f->type) {
     case F_STRING:
+    case F_TOKEN:
       g_free (*AT (obj, f, char *));
       *AT (obj, f, char *) = g_steal_pointer (&value);
       break;
@@ -389,104 +370,6 @@ read_fields (const xmlNode *node, void *obj, const Field *fields, size_t n,
   return true;
 }
 
-/* ---- URIs ------------------------------------------------------------------ */
-
-typedef struct {
-  char *host;                  /* tcp: without brackets */
-  char *port;
-  char *path;                  /* unix: */
-} SmUri;
-
-static void
-uri_clear (SmUri *u)
-{
-  g_free (u->host);
-  g_free (u->port);
-  g_free (u->path);
-}
-
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (SmUri, uri_clear)
-
-static bool
-uri_parse (const char *uri, SmUri *u, GError **error)
-{
-  const char *hostport, *colon;
-  guint64 port;
-
-  memset (u, 0, sizeof *u);
-  if (uri && g_str_has_prefix (uri, "unix:")) {
-    const char *path = uri + strlen ("unix:");
-
-    if (!g_path_is_absolute (path) || strlen (path) > MAX_UNIX_PATH) {
-      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                   "URI '%s': a unix socket needs an absolute path of at "
-                   "most %d bytes (unix:/PATH)", uri, MAX_UNIX_PATH);
-      return false;
-    }
-    u->path = g_strdup (path);
-    return true;
-  }
-  if (!uri || !g_str_has_prefix (uri, "tcp:")) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "URI '%s': not tcp:HOST:PORT or unix:/PATH",
-                 uri ? uri : "");
-    return false;
-  }
-  hostport = uri + strlen ("tcp:");
-  colon = strrchr (hostport, ':');
-  if (!colon || colon == hostport ||
-      !g_ascii_string_to_unsigned (colon + 1, 10, 1, 65535, &port, NULL)) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "URI '%s': expected tcp:HOST:PORT with a port from 1 to 65535",
-                 uri);
-    return false;
-  }
-  if (hostport[0] == '[') {
-    /* [IPv6]: the brackets hold the whole host. */
-    if (colon - hostport < 3 || colon[-1] != ']' ||
-        memchr (hostport + 1, ']', colon - hostport - 2)) {
-      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                   "URI '%s': an IPv6 host is written in brackets: "
-                   "tcp:[ADDRESS]:PORT", uri);
-      return false;
-    }
-    u->host = g_strndup (hostport + 1, colon - hostport - 2);
-  }
-  else if (memchr (hostport, ':', colon - hostport) ||
-           memchr (hostport, ']', colon - hostport)) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "URI '%s': an IPv6 host is written in brackets: "
-                 "tcp:[ADDRESS]:PORT", uri);
-    return false;
-  }
-  else
-    u->host = g_strndup (hostport, colon - hostport);
-  u->port = g_strdup_printf ("%" G_GUINT64_FORMAT, port);
-  return true;
-}
-
-struct json_object *
-sm_mig_uri_to_socket_address (const char *uri, GError **error)
-{
-  g_auto(SmUri) u = { 0 };
-  json_object *addr;
-
-  if (!uri_parse (uri, &u, error))
-    return NULL;
-  addr = json_object_new_object ();
-  if (u.path) {
-    json_object_object_add (addr, "type", json_object_new_string ("unix"));
-    json_object_object_add (addr, "path", json_object_new_string (u.path));
-  }
-  else {
-    /* QAPI's InetSocketAddress has "port" as a string. */
-    json_object_object_add (addr, "type", json_object_new_string ("inet"));
-    json_object_object_add (addr, "host", json_object_new_string (u.host));
-    json_object_object_add (addr, "port", json_object_new_string (u.port));
-  }
-  return addr;
-}
-
 /* ---- model -> document ------------------------------------------------------ */
 
 char *
@@ -511,7 +394,7 @@ sm_mig_cookie_format (const SmMigCookie *c)
   /* libvirt's part: the port of a TCP NBD server, the disks it receives. */
   for (i = 0; i < c->disks->len; i++)
     any_migrated |= ((SmMigDisk *) g_ptr_array_index (c->disks, i))->migrate;
-  if (c->nbd_uri && !uri_parse (c->nbd_uri, &nbd, NULL))
+  if (c->nbd_uri && !sm_mig_uri_parse (c->nbd_uri, &nbd, NULL))
     memset (&nbd, 0, sizeof nbd);
   if (any_migrated || nbd.port) {
     g_string_append (out, "  <nbd");
@@ -572,6 +455,7 @@ sm_mig_cookie_format (const SmMigCookie *c)
 
 /* ---- meaning checks ------------------------------------------------------------ */
 
+/* OBJECT ("disk 'vda'") may be NULL for a field of the cookie itself. */
 static bool
 check_path (const char *path, const char *source_name, const char *object,
             const char *what, GError **error)
@@ -579,8 +463,8 @@ check_path (const char *path, const char *source_name, const char *object,
   if (!path || g_path_is_absolute (path))
     return true;
   g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-               "%s: %s: %s '%s' is not an absolute path", source_name,
-               object, what, path);
+               "%s: %s%s%s '%s' is not an absolute path", source_name,
+               object ? object : "", object ? ": " : "", what, path);
   return false;
 }
 
@@ -591,7 +475,7 @@ check_uri (const char *uri, const char *source_name, const char *what,
   g_autoptr(GError) err = NULL;
   g_auto(SmUri) u = { 0 };
 
-  if (!uri || uri_parse (uri, &u, &err))
+  if (!uri || sm_mig_uri_parse (uri, &u, &err))
     return true;
   g_set_error (error, SM_ERROR, SM_ERROR_INVALID, "%s: %s: %s", source_name,
                what, err->message);
@@ -658,18 +542,17 @@ check_disk (const SmMigCookie *c, guint index, const char *source_name,
 static bool
 cookie_check (const SmMigCookie *c, const char *source_name, GError **error)
 {
-  static const struct { size_t offset; const char *what; } paths[] = {
-    { offsetof (SmMigCookie, source_qmp), "source-qmp" },
-    { offsetof (SmMigCookie, dest_domain), "dest-domain" },
-    { offsetof (SmMigCookie, dest_run_dir), "dest-run-dir" },
-    { offsetof (SmMigCookie, dest_qmp), "dest-qmp" },
-    { offsetof (SmMigCookie, dest_user_qmp), "dest-user-qmp" },
+  const struct { const char *path, *what; } paths[] = {
+    { c->source_qmp, "source-qmp" },
+    { c->dest_domain, "dest-domain" },
+    { c->dest_run_dir, "dest-run-dir" },
+    { c->dest_qmp, "dest-qmp" },
+    { c->dest_user_qmp, "dest-user-qmp" },
   };
   guint i;
 
   for (i = 0; i < G_N_ELEMENTS (paths); i++)
-    if (!check_path (*(char **) ((char *) c + paths[i].offset), source_name,
-                     "the migration", paths[i].what, error))
+    if (!check_path (paths[i].path, source_name, NULL, paths[i].what, error))
       return false;
   if (!check_uri (c->layers_uri, source_name, "layers-uri", error) ||
       !check_uri (c->nbd_uri, source_name, "nbd-uri", error) ||
@@ -684,27 +567,10 @@ cookie_check (const SmMigCookie *c, const char *source_name, GError **error)
 /* ---- document -> model -------------------------------------------------------- */
 
 static bool
-is_element (const xmlNode *node, const char *name)
-{
-  return node->type == XML_ELEMENT_NODE &&
-    strcmp ((const char *) node->name, name) == 0;
-}
-
-static char *
-get_content (const xmlNode *node)
-{
-  xmlChar *text = xmlNodeGetContent (node);
-  char *copy = g_strdup (text ? (const char *) text : "");
-
-  xmlFree (text);
-  return copy;
-}
-
-static bool
 read_disk (const xmlNode *node, SmMigCookie *c, const char *source_name,
            GError **error)
 {
-  g_autofree char *name = get_attr (node, "name");
+  g_autofree char *name = sm_xml_get_attr (node, "name");
   g_autofree char *what = g_strdup_printf ("%s: disk '%s'", source_name, name);
   SmMigDisk *d = sm_mig_disk_new (name);
   const xmlNode *child;
@@ -716,7 +582,7 @@ read_disk (const xmlNode *node, SmMigCookie *c, const char *source_name,
   for (child = node->children; child; child = child->next) {
     SmMigLayer *l;
 
-    if (!is_element (child, "layer"))
+    if (!sm_xml_is_element (child, "layer"))
       continue;
     l = sm_mig_layer_new (SM_MIG_LAYER_TOP);
     g_ptr_array_add (d->layers, l);
@@ -737,20 +603,20 @@ read_snapmig (const xmlNode *node, SmMigCookie *c, const char *source_name,
                     source_name, error))
     return false;
   for (child = node->children; child; child = child->next) {
-    if (is_element (child, "qemu-argv")) {
+    if (sm_xml_is_element (child, "qemu-argv")) {
       g_autoptr(GPtrArray) argv = g_ptr_array_new ();
 
       for (arg = child->children; arg; arg = arg->next)
-        if (is_element (arg, "arg"))
-          g_ptr_array_add (argv, get_content (arg));
+        if (sm_xml_is_element (arg, "arg"))
+          g_ptr_array_add (argv, sm_xml_get_text (arg));
       g_ptr_array_add (argv, NULL);
       c->qemu_argv = (char **) g_ptr_array_free (g_steal_pointer (&argv), FALSE);
     }
-    else if (is_element (child, "disk")) {
+    else if (sm_xml_is_element (child, "disk")) {
       if (!read_disk (child, c, source_name, error))
         return false;
     }
-    else if (is_element (child, "result") &&
+    else if (sm_xml_is_element (child, "result") &&
              !read_fields (child, c, result_fields,
                            G_N_ELEMENTS (result_fields), source_name, error))
       return false;
@@ -769,37 +635,50 @@ read_nbd (const xmlNode *node, SmMigCookie *c, bool have_snapmig,
   for (child = node->children; child; child = child->next) {
     g_autofree char *target = NULL;
     g_autofree char *capacity = NULL;
+    guint64 bytes = 0;
     SmMigDisk *d;
 
-    if (!is_element (child, "disk"))
+    if (!sm_xml_is_element (child, "disk"))
       continue;
-    target = get_attr (child, "target");
-    if (have_snapmig) {
-      if (!sm_mig_cookie_find_disk (c, target)) {
-        g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                     "%s: line %ld: disk '%s' of <nbd> is not a disk of "
-                     "<snapmig>", source_name, xmlGetLineNo (child), target);
-        return false;
-      }
-      continue;
-    }
-    d = sm_mig_disk_new (target);
-    g_ptr_array_add (c->disks, d);
-    capacity = get_attr (child, "capacity");
+    target = sm_xml_get_attr (child, "target");
+    capacity = sm_xml_get_attr (child, "capacity");
+    if (capacity)
+      g_strstrip (capacity);
     if (capacity && !g_ascii_string_to_unsigned (capacity, 10, 0, G_MAXUINT64,
-                                                 &d->capacity, NULL)) {
+                                                 &bytes, NULL)) {
       g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                    "%s: disk '%s' of <nbd>: capacity='%s' is not a number "
                    "of bytes", source_name, target, capacity);
+      return false;
+    }
+    if (!have_snapmig) {
+      d = sm_mig_disk_new (target);
+      d->capacity = bytes;
+      g_ptr_array_add (c->disks, d);
+      continue;
+    }
+    d = sm_mig_cookie_find_disk (c, target);
+    if (!d) {
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "%s: line %ld: disk '%s' of <nbd> is not a disk of "
+                   "<snapmig>", source_name, xmlGetLineNo (child), target);
+      return false;
+    }
+    /* libvirt's reader takes the size from <nbd>: it must be ours. */
+    if (capacity && bytes != d->capacity) {
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "%s: line %ld: disk '%s': <nbd> says capacity='%s', "
+                   "<snapmig> capacity='%" G_GUINT64_FORMAT "'", source_name,
+                   xmlGetLineNo (child), target, capacity, d->capacity);
       return false;
     }
   }
   return true;
 }
 
-static SmMigCookie *
-cookie_from_text (const char *xml, size_t len, const char *source_name,
-                  GError **error)
+SmMigCookie *
+sm_mig_cookie_parse_named (const char *xml, size_t len,
+                           const char *source_name, GError **error)
 {
   g_autoptr(xmlDoc) doc = sm_xml_parse_validated (xml, len, "qemu-migration",
                                                   source_name, error);
@@ -811,17 +690,17 @@ cookie_from_text (const char *xml, size_t len, const char *source_name,
   c = sm_mig_cookie_new ();
   root = xmlDocGetRootElement (doc);
   for (child = root->children; child; child = child->next) {
-    if (is_element (child, "name") || is_element (child, "uuid") ||
-        is_element (child, "hostname")) {
-      char **field = is_element (child, "name") ? &c->name
-        : is_element (child, "uuid") ? &c->uuid : &c->hostname;
+    if (sm_xml_is_element (child, "name") || sm_xml_is_element (child, "uuid") ||
+        sm_xml_is_element (child, "hostname")) {
+      char **field = sm_xml_is_element (child, "name") ? &c->name
+        : sm_xml_is_element (child, "uuid") ? &c->uuid : &c->hostname;
 
       g_free (*field);
-      *field = get_content (child);
+      *field = sm_xml_get_text (child);
     }
-    else if (is_element (child, "nbd"))
+    else if (sm_xml_is_element (child, "nbd"))
       nbd = child;
-    else if (is_element (child, "snapmig"))
+    else if (sm_xml_is_element (child, "snapmig"))
       snapmig = child;
   }
   /* What sm_mig_cookie_format writes for absent ones. */
@@ -845,93 +724,6 @@ SmMigCookie *
 sm_mig_cookie_parse (const char *xml, gssize len, GError **error)
 {
   g_return_val_if_fail (xml != NULL, NULL);
-  return cookie_from_text (xml, len < 0 ? strlen (xml) : (size_t) len,
-                           "migration cookie", error);
-}
-
-/* ---- reading from a peer ----------------------------------------------------- */
-
-/* How many bytes of COOKIE_END the end of BUF already holds (the start of
- * the stream counting as a newline).  Reading no more than the rest can
- * never read past the closing line: what follows it stays in the pipe. */
-static size_t
-end_overlap (const GString *buf)
-{
-  const size_t n = strlen (COOKIE_END);
-  size_t k;
-
-  for (k = n; k > 0; k--) {
-    if (buf->len >= k && memcmp (buf->str + buf->len - k, COOKIE_END, k) == 0)
-      return k;
-    if (buf->len == k - 1 && memcmp (buf->str, COOKIE_END + 1, k - 1) == 0)
-      return k;
-  }
-  return 0;
-}
-
-SmMigCookie *
-sm_mig_cookie_read_fd (int fd, const char *peer, int timeout_ms,
-                       GError **error)
-{
-  g_autoptr(GString) buf = g_string_new (NULL);
-  g_autofree char *source_name = g_strdup_printf ("migration cookie from %s",
-                                                  peer);
-  gint64 deadline = timeout_ms > 0
-    ? g_get_monotonic_time () + (gint64) timeout_ms * 1000 : -1;
-  const size_t end_len = strlen (COOKIE_END);
-  size_t overlap;
-
-  while ((overlap = end_overlap (buf)) < end_len) {
-    struct pollfd pfd = { .fd = fd, .events = POLLIN };
-    char chunk[sizeof COOKIE_END];
-    int left = -1, r;
-    ssize_t n;
-
-    if (sm_interrupt_check (error))
-      return NULL;
-    if (buf->len > MAX_COOKIE_SIZE) {
-      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                   "%s: larger than %d bytes, not a migration cookie",
-                   source_name, MAX_COOKIE_SIZE);
-      return NULL;
-    }
-    if (deadline >= 0) {
-      gint64 us = deadline - g_get_monotonic_time ();
-
-      /* Rounded up, so that a poll never returns just before it. */
-      left = us <= 0 ? 0 : (int) MIN ((us + 999) / 1000, G_MAXINT);
-    }
-    r = left == 0 ? 0 : poll (&pfd, 1, left);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0) {
-      g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: poll: %s", source_name,
-                   g_strerror (errno));
-      return NULL;
-    }
-    if (r == 0) {
-      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-                   "no migration cookie from %s within %d ms (%zu bytes "
-                   "read, no closing </qemu-migration> line)", peer,
-                   timeout_ms, buf->len);
-      return NULL;
-    }
-    n = read (fd, chunk, end_len - overlap);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN))
-      continue;
-    if (n < 0) {
-      g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: read: %s", source_name,
-                   g_strerror (errno));
-      return NULL;
-    }
-    if (n == 0)
-      break;
-    g_string_append_len (buf, chunk, n);
-  }
-  if (buf->len == 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
-                 "no migration cookie: %s closed its output", peer);
-    return NULL;
-  }
-  return cookie_from_text (buf->str, buf->len, source_name, error);
+  return sm_mig_cookie_parse_named (xml, len < 0 ? strlen (xml) : (size_t) len,
+                                    "migration cookie", error);
 }

@@ -148,6 +148,15 @@ struct _xmlDoc *sm_xml_parse_validated (const char *text, size_t len,
                                         GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
 
+/* Reading a validated document: whether NODE is the element NAME (no
+ * namespace); NODE's attribute NAME (NULL when absent) and its text ("" when
+ * none), g_malloc'ed copies the caller frees. */
+struct _xmlNode;
+bool sm_xml_is_element (const struct _xmlNode *node, const char *name);
+char *sm_xml_get_attr (const struct _xmlNode *node, const char *name)
+  G_GNUC_WARN_UNUSED_RESULT;
+char *sm_xml_get_text (const struct _xmlNode *node) G_GNUC_WARN_UNUSED_RESULT;
+
 /* Appends " NAME='VALUE'" to OUT, and TEXT as element content, escaped as
  * sm_snapshot_format escapes (libvirt's five entities; CR, and in
  * attributes newline and tab, as character references so that a parser
