@@ -506,6 +506,7 @@ test_stop_escalates (void)
 
   g_assert_true (sm_proc_stop (pid, st, 100, &err));
   g_assert_no_error (err);
+  g_assert_false (sm_proc_alive (pid, st));
   g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
   g_assert_true (WIFSIGNALED (status));
   g_assert_cmpint (WTERMSIG (status), ==, SIGKILL);
