@@ -168,6 +168,31 @@ opts_set (OptItem *it, const char *value)
   it->value = g_strdup (value);
 }
 
+/* A QemuOpts boolean: KEY=on|yes|true|y, bare KEY (on) or noKEY (off);
+ * the last one given counts; absent is off. */
+static bool
+opts_bool (GPtrArray *items, const char *key)
+{
+  bool on = false;
+  guint i;
+
+  for (i = 0; i < items->len; i++) {
+    const OptItem *it = items->pdata[i];
+
+    if (!it->key)
+      continue;
+    if (!it->value && strcmp (it->key, key) == 0)
+      on = true;
+    else if (!it->value && g_str_has_prefix (it->key, "no") &&
+             strcmp (it->key + 2, key) == 0)
+      on = false;
+    else if (it->value && strcmp (it->key, key) == 0)
+      on = g_strv_contains ((const char *const[]) { "on", "yes", "true", "y",
+                                                    NULL }, it->value);
+  }
+  return on;
+}
+
 typedef struct {
   const SmQemuRewrite *rw;
   GHashTable *moved;           /* source path → path in run_dir */
@@ -424,8 +449,11 @@ rewrite_blockdev (Rewriter *r, const char *option, const char *value,
   return ok;
 }
 
-/* -chardev: a socket's path (not an abstract one) and any backend's
- * logfile move into run_dir; the socket is remembered by id for -mon. */
+/* -chardev: a listening socket's path (not an abstract one) and any
+ * backend's logfile move into run_dir; the socket is remembered by id for
+ * -mon.  A client socket (server=off) connects to a daemon outside QEMU (a
+ * vhost-user backend, a console logger) and keeps its path: in run_dir
+ * nobody would listen. */
 static char *
 rewrite_chardev (Rewriter *r, const char *value)
 {
@@ -434,12 +462,11 @@ rewrite_chardev (Rewriter *r, const char *value)
   OptItem *path = opts_find (items, "path");
   OptItem *id = opts_find (items, "id");
   OptItem *log = opts_find (items, "logfile");
-  OptItem *abstract = opts_find (items, "abstract");
 
   if (!path && !log)
     return g_strdup (value);
   if (path && g_strcmp0 (backend, "socket") == 0 &&
-      !(abstract && strcmp (abstract->value, "on") == 0)) {
+      opts_bool (items, "server") && !opts_bool (items, "abstract")) {
     opts_set (path, move_to_run_dir (r, path->value));
     if (id)
       g_hash_table_insert (r->chardevs, g_strdup (id->value),
@@ -451,7 +478,8 @@ rewrite_chardev (Rewriter *r, const char *value)
 }
 
 /* QEMU's short character device syntax (-qmp, -serial, ...):
- * "[mon:]unix:PATH[,OPTS]" moves PATH; CONTROL (a QMP monitor) records the
+ * "[mon:]unix:PATH,server[,OPTS]" moves PATH (a client socket stays, as
+ * with -chardev); CONTROL (a QMP monitor) records the
  * monitor for *USER_QMP, also "chardev:ID". */
 static char *
 rewrite_chardev_short (Rewriter *r, const char *value, bool control)
@@ -472,7 +500,7 @@ rewrite_chardev_short (Rewriter *r, const char *value, bool control)
   path = opts_find (items, NULL);
   if (!path)
     path = opts_find (items, "path");
-  if (!path)
+  if (!path || !opts_bool (items, "server"))
     return g_strdup (value);
   opts_set (path, move_to_run_dir (r, path->value));
   if (control)

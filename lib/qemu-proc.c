@@ -223,23 +223,34 @@ read_full (int fd, void *buf, size_t len)
   return got;
 }
 
+static void
+set_start_error (GError **error, const char *prog, int err)
+{
+  g_set_error (error, SM_ERROR, SM_ERROR_IO,
+               "cannot start the destination QEMU '%s': %s", prog,
+               g_strerror (err));
+}
+
 /* Forks, double forks and execs ARGV: the QEMU's PID, or 0 with ERROR. */
 static pid_t
 start_detached (const char *const *argv, int null_fd, int log_fd,
                 GError **error)
 {
-  int info[2], err[2], status, exec_errno = 0;
+  int info[2], err[2], status, exec_errno = 0, fork_errno;
   pid_t child, qemu = 0;
-  ssize_t n;
 
-  if (pipe2 (info, O_CLOEXEC) < 0)
-    goto sys_fail;
+  if (pipe2 (info, O_CLOEXEC) < 0) {
+    set_start_error (error, argv[0], errno);
+    return 0;
+  }
   if (pipe2 (err, O_CLOEXEC) < 0) {
+    set_start_error (error, argv[0], errno);
     close (info[0]);
     close (info[1]);
-    goto sys_fail;
+    return 0;
   }
   child = fork ();
+  fork_errno = errno;
   if (child == 0) {
     pid_t grandchild;
 
@@ -256,13 +267,16 @@ start_detached (const char *const *argv, int null_fd, int log_fd,
   }
   close (info[1]);
   close (err[1]);
-  if (child > 0) {
+  if (child < 0) {
+    set_start_error (error, argv[0], fork_errno);
+  } else {
     while (waitpid (child, &status, 0) < 0 && errno == EINTR)
       ;
     if (read_full (info[0], &qemu, sizeof qemu) != sizeof qemu)
       qemu = 0;
-    n = read_full (err[0], &exec_errno, sizeof exec_errno);
-    if (n == sizeof exec_errno) {
+    /* Empty at end of file: the exec went through (close-on-exec). */
+    if (read_full (err[0], &exec_errno, sizeof exec_errno) ==
+        sizeof exec_errno) {
       g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
                    "cannot run the destination QEMU '%s': %s", argv[0],
                    g_strerror (exec_errno));
@@ -275,15 +289,7 @@ start_detached (const char *const *argv, int null_fd, int log_fd,
   }
   close (info[0]);
   close (err[0]);
-  if (child < 0)
-    goto sys_fail;
   return qemu;
-
-sys_fail:
-  g_set_error (error, SM_ERROR, SM_ERROR_IO,
-               "cannot start the destination QEMU '%s': %s", argv[0],
-               g_strerror (errno));
-  return 0;
 }
 
 /* The last few lines LOG_PATH got from byte FROM on, "; "-joined. */

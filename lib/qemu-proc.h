@@ -40,12 +40,15 @@ typedef struct {
                                   format than the source (-drive format=,
                                   -blockdev key=value driver= beside
                                   file.filename); may be NULL */
-  const char *run_dir;         /* absolute, existing: every unix socket
-                                  path (-qmp, -monitor, -chardev socket,
-                                  -serial/-parallel unix:, -vnc unix:),
-                                  -pidfile and -D log of the command line
-                                  is moved here (same base name; a second
-                                  one of the same name gets a suffix) */
+  const char *run_dir;         /* absolute, existing: every listening
+                                  unix socket path (-qmp, -monitor,
+                                  -chardev socket, -serial/-parallel unix:,
+                                  -vnc unix:), -pidfile, -D log and chardev
+                                  logfile of the command line is moved here
+                                  (same base name; a second one of the same
+                                  name gets a suffix: vm-2.qmp); a client
+                                  socket (server=off: a vhost-user daemon's)
+                                  keeps its path */
   const char *qmp_path;        /* snapmig's own monitor, added as
                                   -qmp unix:PATH,server=on,wait=off */
   const char *incoming;        /* NULL: "-incoming defer"; else the URI */

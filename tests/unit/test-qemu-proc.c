@@ -247,6 +247,17 @@ test_rewrite_serial_vnc_logs (void)
     "-chardev file,id=log0,path=/v/serial.txt,logfile=" RUN "/chr.log "
     "-pidfile " RUN "/q.pid",
     NULL);
+  /* Client sockets connect to a daemon outside QEMU: they stay. */
+  check_rewrite (
+    "qemu -chardev socket,id=vfs,path=/run/virtiofsd.sock "
+    "-chardev socket,id=c2,path=/v/c2.sock,server=off "
+    "-chardev socket,id=c3,path=/v/c3.sock,server,noserver "
+    "-serial unix:/v/logger.sock -qmp unix:/v/client.qmp",
+    "qemu -chardev socket,id=vfs,path=/run/virtiofsd.sock "
+    "-chardev socket,id=c2,path=/v/c2.sock,server=off "
+    "-chardev socket,id=c3,path=/v/c3.sock,server,noserver "
+    "-serial unix:/v/logger.sock -qmp unix:/v/client.qmp",
+    NULL);
   /* -vnc on TCP stays. */
   check_rewrite ("qemu -vnc :1,password=on", "qemu -vnc :1,password=on",
                  NULL);
@@ -495,6 +506,7 @@ test_stop_escalates (void)
 
   g_assert_true (sm_proc_stop (pid, st, 100, &err));
   g_assert_no_error (err);
+  g_assert_false (sm_proc_alive (pid, st));
   g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
   g_assert_true (WIFSIGNALED (status));
   g_assert_cmpint (WTERMSIG (status), ==, SIGKILL);
