@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Issue 9's real-guest acceptance case: a running Linux guest (scripts/
+# build-guest, tests/harness/guest.sh) that wrote numbered records to its
+# disks, keeps a write load running on both and holds a checksummed RAM
+# payload migrates with one `snapmig migrate` (chain kept: the default
+# --copy-storage-all) from domain A to domain B.  vda is a 2-layer qcow2
+# chain (base.qcow2 holding records written offline <- top.qcow2), vdb a raw
+# disk.  Afterwards: the guest runs on the destination QEMU (snapmig started
+# it from the source's command line; its agent's serial socket is remapped
+# into --dest-run-dir), every record, both loads' regions and the RAM
+# payload's md5 are intact in the guest, the source QEMU is gone, the
+# destination runs on files in B only, and once it quit the records and the
+# loads' regions read back offline from B's files.  Skipped (77) only when
+# the guest's packages cannot be had.  No timing is asserted.
+. "$(dirname "$0")/lib.sh"
+. "$SM_TOP/tests/harness/guest.sh"
+
+lsm_setup
+RUN=$T/run
+# Both "hosts" are this one: same-host TCP on 127.0.0.1 (snapmig's default
+# --dest-host), no network namespaces (tests/integration/netns.sh does not
+# exist yet).
+echo "# destination on 127.0.0.1 (same host, TCP; no network namespaces)"
+guest_build || { not_ok "scripts/build-guest builds the guest"; done_testing; }
+ok "scripts/build-guest builds the guest (or finds it built)"
+
+# vda: records 0..63 of generation 1 in base.qcow2, written offline, under
+# an empty top.qcow2 that names it relatively; vdb: an empty raw disk.
+awk -v seq=0 -v count=64 -v gen=1 -f "$SM_TOP/tests/guest/records.awk" >"$T/base.recs"
+qemu-img create -q -f raw "$T/base.raw" 64M
+dd if="$T/base.recs" of="$T/base.raw" conv=notrunc status=none
+qemu-img convert -f raw -O qcow2 "$T/base.raw" "$A/base.qcow2"
+rm -f "$T/base.raw"
+qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$A/top.qcow2"
+qemu-img create -q -f raw "$A/d1.raw" 64M
+
+if ! start_guest vm --disk drive0 "$A/top.qcow2" qcow2 --disk drive1 "$A/d1.raw" raw; then
+  not_ok "the guest boots"
+  done_testing
+fi
+ok "the guest boots and its agent answers"
+SRC_PID=$GUEST_PID
+echo "# boot to agent ready: $((GUEST_BOOT_MS / 1000)).$((GUEST_BOOT_MS % 1000 / 100)) s (load average $(cut -d' ' -f1 /proc/loadavg))"
+
+# g "COMMAND": one agent command, its reply kept in $REPLY and shown on
+# failure; its status is the agent's (0 on OK).
+g () {
+  local rc=0
+  REPLY=$(guest_cmd vm "$1") || rc=$?
+  [ $rc -eq 0 ] || echo "$REPLY" | sed "s/^/# $1: /"
+  return $rc
+}
+# fails COMMAND...: true when COMMAND fails (a check that must see a FAIL).
+fails () { ! "$@"; }
+
+check "the guest sees two disks" g info
+check "... vda and vdb" grep -q '^disks vda vdb$' <<<"$REPLY"
+check "the guest reads base.qcow2's records through the chain" g "verify vda 0 64 1"
+
+# Records written by the guest before the migration: over base's
+# (generation 2) and past them on vda, and on vdb.
+check "write vda 32..63 gen 2 (over base.qcow2's)" g "write vda 32 32 2"
+check "write vda 64..263" g "write vda 64 200"
+check "write vdb 0..199" g "write vdb 0 200"
+
+# A RAM payload whose md5 must survive the migration.
+check "ram 32 fills 32 MiB" g "ram 32"
+ramsum=$(sed -n 's/^ram 32 MiB md5 //p' <<<"$REPLY")
+check "... and prints its md5" [ -n "$ramsum" ]
+
+# A write load on each disk through the migration: vda's region (8..24 MiB,
+# past the records) is in the top layer snapmig mirrors with sync=top,
+# vdb's (16..48 MiB) on the raw disk.
+load_mib () { guest_cmd vm "loadstat $1" | sed -n 's/.* mib \([0-9]*\) .*/\1/p'; }
+# wait_load DEV MIB: waits (60 s at most) until DEV's load wrote MIB MiB.
+wait_load () {
+  local deadline=$(( $(date +%s) + 60 )) m
+  while m=$(load_mib "$1"); [ "${m:-0}" -lt "$2" ]; do
+    [ "$(date +%s)" -lt $deadline ] || { echo "# $1's load wrote ${m:-0} MiB"; return 1; }
+    sleep 0.2
+  done
+}
+check "a 10 MiB/s load starts on vda" g "writeload vda 10 8 16 4"
+vda_buffers=$REPLY
+check "a 10 MiB/s load starts on vdb" g "writeload vdb 10 16 32 8"
+vdb_buffers=$REPLY
+check "vda's load is running" wait_load vda 4
+check "vdb's load is running" wait_load vdb 8
+vda_mib=$(load_mib vda) vdb_mib=$(load_mib vdb)
+
+# The migration: one command, JSON lines out.
+"$SNAPMIG" migrate --qmp "$T/vm.qmp" --state-dir "$T/state" \
+  --dest-domain "$B" --dest-state-dir "$T/state-b" --dest-run-dir "$RUN" \
+  --json >"$T/migrate.out" 2>"$T/migrate.err"
+rc=$?
+sed 's/^/# migrate: /' "$T/migrate.err"
+grep -v '"event":"progress"' "$T/migrate.out" | sed 's/^/# migrate: /'
+echo "# migrate: $(grep -c '"event":"progress"' "$T/migrate.out") progress events"
+check "snapmig migrate succeeds with the guest running under the loads" [ $rc -eq 0 ]
+result=$(tail -n 1 "$T/migrate.out")
+# res KEY: KEY of the result line ("" when absent).
+res () { jq -r --arg k "$1" '.[$k] // empty' <<<"$result" 2>/dev/null; }
+check "its last line is an ok result" [ "$(jq -r '"\(.event) \(.ok)"' <<<"$result" 2>/dev/null)" = "result true" ]
+check "storage was copied keeping the chain" [ "$(res storage)" = chain ]
+check "progress events for the disks were printed" grep -q '"event":"progress","what":"disk"' "$T/migrate.out"
+DQMP=$(res dest-qmp) DPID=$(res dest-pid)
+check "the result names the destination's QMP socket" [ -S "$DQMP" ]
+check "... in the run directory" [ "$(dirname "$DQMP")" = "$RUN" ]
+check "the result names the destination QEMU's PID" kill -0 "${DPID:-0}"
+[ -n "$DPID" ] && _sm_pids+=("$DPID")
+# dq COMMAND [JSON-ARGS]: a QMP command on the destination QEMU.
+dq () { "$SMQ" "$DQMP" "$@"; }
+
+# gone PID: waits (30 s at most) until PID is gone.
+gone () {
+  local deadline=$(( $(date +%s) + 30 ))
+  while kill -0 "$1" 2>/dev/null; do
+    [ "$(date +%s)" -lt $deadline ] || { echo "# PID $1 still runs"; return 1; }
+    sleep 0.1
+  done
+}
+check "the source QEMU is gone" gone "$SRC_PID"
+check "the destination's guest runs" [ "$(dq query-status | jq -r .status)" = running ]
+check "the destination exports nothing over NBD any more" [ "$(dq query-block-exports | jq length)" = 0 ]
+
+# The agent's serial port, -serial unix:$T/vm.serial on the source, is
+# $RUN/vm.serial on the destination.
+check "the guest's serial socket is in the run directory" [ -S "$RUN/vm.serial" ]
+guest_attach vm "$RUN/vm.serial"
+check "the agent answers on the destination" g ping
+check "... pong" [ "$REPLY" = pong ]
+check "the RAM payload is unchanged" g ramsum
+check "... same md5" [ "$REPLY" = "ramsum $ramsum" ]
+# more_mib DEV BEFORE: DEV's load wrote more than BEFORE MiB by now.
+more_mib () {
+  local m; m=$(load_mib "$1")
+  [ "${m:-0}" -gt "${2:-0}" ] || { echo "# $1's load: ${m:-?} MiB now, ${2:-?} before the migration"; return 1; }
+}
+check "vda's load kept writing through the migration" more_mib vda "$vda_mib"
+check "vdb's load kept writing through the migration" more_mib vdb "$vdb_mib"
+check "vda's load stops without an error" g "stop vda"
+vda_stop=$REPLY
+check "vdb's load stops without an error" g "stop vdb"
+vdb_stop=$REPLY
+printf '%s\n%s\n' "$vda_stop" "$vdb_stop" | sed -n 's/^load \([a-z]*\) .* mib \([0-9]*\) cs \([0-9]*\) rate \(.*\)/# writeload \1: \2 MiB in \3 cs (\4 MiB\/s)/p'
+check "write vda 264..273 on the destination" g "write vda 264 10"
+check "verify vda 0..31 gen 1 on the destination" g "verify vda 0 32 1"
+check "verify vda 32..63 gen 2 on the destination" g "verify vda 32 32 2"
+check "verify vda 64..273 on the destination" g "verify vda 64 210"
+check "verify vdb 0..199 on the destination" g "verify vdb 0 200"
+check "vda's load region reads back on the destination" g "loadcheck vda"
+check "vdb's load region reads back on the destination" g "loadcheck vdb"
+# g_fails "COMMAND": true when the agent answers FAIL (not when it is silent).
+g_fails () { local rc=0; REPLY=$(guest_cmd vm "$1") || rc=$?; [ $rc -eq 1 ]; }
+check "verify fails on a record never written" g_fails "verify vda 274 1"
+
+# dest_chain DRIVE: the files of DRIVE's chain in the destination QEMU,
+# active layer first (json: names resolved as lib.sh's chain_files does).
+dest_chain () {
+  dq query-block | jq -r --arg d "$1" '.[] | select(.device == $d)
+    | .inserted.image | recurse(."backing-image"; . != null) | .filename
+    | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
+}
+# in_b DRIVE [MIN-LAYERS]: every file of DRIVE's chain on the destination is
+# a file in B, and there are at least MIN-LAYERS (default 1) of them.
+in_b () {
+  local f n=0
+  while IFS= read -r f; do
+    n=$((n + 1))
+    [ "${f#"$B"/}" != "$f" ] || { echo "# destination $1 uses $f"; return 1; }
+    [ -f "$f" ] || { echo "# destination $1 uses $f: no such file"; return 1; }
+  done < <(dest_chain "$1")
+  [ $n -ge "${2:-1}" ] || { echo "# destination $1: $n layers"; return 1; }
+}
+check "the destination's drive0 runs on a chain of 2 or more layers in B" in_b drive0 2
+check "the destination's drive1 runs on files in B" in_b drive1
+d0=$(dest_chain drive0 | head -n 1) d1=$(dest_chain drive1 | head -n 1)
+fmt () { dq query-block | jq -r --arg d "$1" '.[] | select(.device == $d) | .inserted.image.format'; }
+d0_fmt=$(fmt drive0) d1_fmt=$(fmt drive1)
+
+# Offline, from B's files only, once the destination QEMU quit.
+check "the destination QEMU quits" dq quit
+check "... and is gone" gone "${DPID:-0}"
+check "drive0's view in B converts to raw" guest_image_raw "$d0" "$d0_fmt" "$T/d0.raw"
+check "drive1's view in B converts to raw" guest_image_raw "$d1" "$d1_fmt" "$T/d1.raw"
+check "offline: vda 0..31 gen 1" guest_records_check "$T/d0.raw" 0 32 1
+check "offline: vda 32..63 gen 2" guest_records_check "$T/d0.raw" 32 32 2
+check "offline: vda 64..273" guest_records_check "$T/d0.raw" 64 210
+check "offline: vdb 0..199" guest_records_check "$T/d1.raw" 0 200
+check "offline: vda's load region" guest_load_check "$T/d0.raw" "$vda_stop" "$vda_buffers"
+check "offline: vdb's load region" guest_load_check "$T/d1.raw" "$vdb_stop" "$vdb_buffers"
+check "offline: a record never written is not taken for one" \
+  fails guest_records_check "$T/d0.raw" 274 1
+
+done_testing
