@@ -122,6 +122,10 @@ gone () {
 check "the source QEMU is gone" gone "$SRC_PID"
 check "the destination's guest runs" [ "$(dq query-status | jq -r .status)" = running ]
 check "the destination exports nothing over NBD any more" [ "$(dq query-block-exports | jq length)" = 0 ]
+# tcp_listeners PID: how many TCP sockets PID listens on (ss -p: root, or
+# the same user, sees them).
+tcp_listeners () { ss -ltnpH | grep -c "pid=$1,"; }
+check "the destination QEMU listens on no TCP port (NBD server stopped)" [ "$(tcp_listeners "${DPID:-0}")" = 0 ]
 
 # The agent's serial port, -serial unix:$T/vm.serial on the source, is
 # $RUN/vm.serial on the destination.
@@ -179,7 +183,7 @@ fmt () { dq query-block | jq -r --arg d "$1" '.[] | select(.device == $d) | .ins
 d0_fmt=$(fmt drive0) d1_fmt=$(fmt drive1)
 
 # Offline, from B's files only, once the destination QEMU quit.
-check "the destination QEMU quits" dq quit
+check "the destination QEMU quits" eval 'dq quit >/dev/null'
 check "... and is gone" gone "${DPID:-0}"
 check "drive0's view in B converts to raw" guest_image_raw "$d0" "$d0_fmt" "$T/d0.raw"
 check "drive1's view in B converts to raw" guest_image_raw "$d1" "$d1_fmt" "$T/d1.raw"
@@ -190,6 +194,29 @@ check "offline: vdb 0..199" guest_records_check "$T/d1.raw" 0 200
 check "offline: vda's load region" guest_load_check "$T/d0.raw" "$vda_stop" "$vda_buffers"
 check "offline: vdb's load region" guest_load_check "$T/d1.raw" "$vdb_stop" "$vdb_buffers"
 check "offline: a record never written is not taken for one" \
-  fails guest_records_check "$T/d0.raw" 274 1
+  fails eval 'guest_records_check "$T/d0.raw" 274 1 >/dev/null'
+# relative_backing FILE: every backing file name in FILE's chain is
+# relative (the chain in B can move as a directory).
+relative_backing () {
+  local names
+  names=$(qemu-img info -U --backing-chain --output=json "$1" |
+          jq -r '.[] | ."backing-filename" // empty') || return 1
+  [ -n "$names" ] || { echo "# $1 has no backing file"; return 1; }
+  ! grep -n '^/' <<<"$names" | sed 's/^/# absolute backing name: /' | grep -q .
+}
+check "drive0's chain in B names its backing files relatively" relative_backing "$d0"
 
+# The source keeps its disks: snapmig folded the snapshot's top back into
+# top.qcow2, and A holds the records the guest wrote there before the
+# migration.
+check "A holds only the source's own images again" \
+  [ "$(cd "$A" && echo *)" = "base.qcow2 d1.raw top.qcow2" ]
+check "A's drive0 converts to raw" guest_image_raw "$A/top.qcow2" qcow2 "$T/a0.raw"
+check "A's drive1 converts to raw" guest_image_raw "$A/d1.raw" raw "$T/a1.raw"
+check "offline in A: vda 0..31 gen 1" guest_records_check "$T/a0.raw" 0 32 1
+check "offline in A: vda 32..63 gen 2" guest_records_check "$T/a0.raw" 32 32 2
+check "offline in A: vda 64..263" guest_records_check "$T/a0.raw" 64 200
+check "offline in A: vdb 0..199" guest_records_check "$T/a1.raw" 0 200
+
+echo "# B after the migration: $(cd "$B" && echo *)"
 done_testing
