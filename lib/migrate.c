@@ -214,10 +214,12 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   phase = "perform";
   if (!sm_migrate_perform (qmp, st, prepared, o, &err)) {
     GError *undo = NULL;
+    int sig = sm_interrupt_set_aside ();
     g_autoptr(SmMigCookie) ignored = dest_phase (o, dest_argv,
                                                  "migrate-finish", dest_extra,
                                                  "--cancel", prepared, &ran,
                                                  NULL, &undo);
+    sm_interrupt_restore (sig);
     if (undo) {
       g_prefix_error (&err, "(the destination's clean-up failed too: %s; run "
                       "'snapmig recover --incoming' there) ", undo->message);
@@ -257,8 +259,11 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
 rollback_source:
   {
     GError *undo = NULL;
+    int sig = sm_interrupt_set_aside ();
+    bool undone = sm_migrate_confirm (qmp, st, c, false, &undo);
 
-    if (!sm_migrate_confirm (qmp, st, c, false, &undo)) {
+    sm_interrupt_restore (sig);
+    if (!undone) {
       g_prefix_error (&err, "(and the source's roll-back failed: %s) ",
                       undo->message);
       g_error_free (undo);
