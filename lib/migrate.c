@@ -134,7 +134,12 @@ dest_error (const DestRun *r)
     last += strlen ("snapmig: error: ");
   if (last)
     return g_strdup (last);
-  return g_strdup_printf ("it exited with status %d and no message",
+  if (WIFSIGNALED (r->status))
+    return g_strdup_printf ("the destination's snapmig was killed by signal "
+                            "%d (run 'snapmig recover --incoming' there if "
+                            "anything is left)", WTERMSIG (r->status));
+  return g_strdup_printf ("the destination's snapmig exited with status %d "
+                          "and no message",
                           WIFEXITED (r->status) ? WEXITSTATUS (r->status) : -1);
 }
 
