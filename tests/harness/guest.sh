@@ -183,6 +183,40 @@ guest_cmd () {
   esac
 }
 
+# guest_do NAME "COMMAND": guest_cmd with the reply kept in $REPLY (a check's
+# command: `check "..." guest_do vm "write vda 0 10"`), shown as # lines
+# when the agent does not answer OK; the status is guest_cmd's.
+guest_do () {
+  local rc=0
+  REPLY=$(guest_cmd "$1" "$2") || rc=$?
+  [ $rc -eq 0 ] || echo "$REPLY" | sed "s/^/# $1: $2: /"
+  return $rc
+}
+
+# guest_fails NAME "COMMAND": true when the agent answers FAIL (not when it
+# does not answer); the reply in $REPLY.
+guest_fails () {
+  local rc=0
+  REPLY=$(guest_cmd "$1" "$2") || rc=$?
+  [ $rc -eq 1 ]
+}
+
+# guest_load_mib NAME DEV: the MiB DEV's write load wrote so far (loadstat),
+# nothing when no load runs there.
+guest_load_mib () {
+  guest_cmd "$1" "loadstat $2" | sed -n 's/.* mib \([0-9]*\) .*/\1/p'
+}
+
+# guest_wait_load NAME DEV MIB: waits (60 s at most) until DEV's write load
+# wrote MIB MiB.
+guest_wait_load () {
+  local deadline=$(( $(date +%s) + 60 )) m
+  while m=$(guest_load_mib "$1" "$2"); [ "${m:-0}" -lt "$3" ]; do
+    [ "$(date +%s)" -lt $deadline ] || { echo "# $2's load wrote ${m:-0} MiB"; return 1; }
+    sleep 0.2
+  done
+}
+
 # guest_quit NAME: QMP quit, then waits (30 s at most) until QEMU is gone,
 # so that its images can be read offline.
 guest_quit () {
@@ -196,6 +230,20 @@ guest_quit () {
 }
 
 # ---- offline checks (QEMU gone, or the image not in use) --------------------
+
+# guest_records_image FILE SIZE COUNT GEN: a new qcow2 image FILE of SIZE
+# holding records 0..COUNT-1 of generation GEN (as the agent's `write`
+# makes them), written offline.
+guest_records_image () {
+  local raw=$1.raw.$$
+  qemu-img create -q -f raw "$raw" "$2" &&
+    awk -v seq=0 -v count="$3" -v gen="$4" -f "$SM_TOP/tests/guest/records.awk" |
+      dd of="$raw" conv=notrunc status=none &&
+    qemu-img convert -f raw -O qcow2 "$raw" "$1"
+  local rc=$?
+  rm -f "$raw"
+  return $rc
+}
 
 # guest_image_raw IMAGE FORMAT OUT: the disk's whole guest view, as raw.
 guest_image_raw () {

@@ -26,11 +26,7 @@ ok "scripts/build-guest builds the guest (or finds it built)"
 
 # vda: records 0..63 of generation 1 in base.qcow2, written offline, under
 # an empty top.qcow2 that names it relatively; vdb: an empty raw disk.
-awk -v seq=0 -v count=64 -v gen=1 -f "$SM_TOP/tests/guest/records.awk" >"$T/base.recs"
-qemu-img create -q -f raw "$T/base.raw" 64M
-dd if="$T/base.recs" of="$T/base.raw" conv=notrunc status=none
-qemu-img convert -f raw -O qcow2 "$T/base.raw" "$A/base.qcow2"
-rm -f "$T/base.raw"
+guest_records_image "$A/base.qcow2" 64M 64 1 || exit 1
 qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$A/top.qcow2"
 qemu-img create -q -f raw "$A/d1.raw" 64M
 
@@ -42,14 +38,9 @@ ok "the guest boots and its agent answers"
 SRC_PID=$GUEST_PID
 echo "# boot to agent ready: $((GUEST_BOOT_MS / 1000)).$((GUEST_BOOT_MS % 1000 / 100)) s (load average $(cut -d' ' -f1 /proc/loadavg))"
 
-# g "COMMAND": one agent command, its reply kept in $REPLY and shown on
-# failure; its status is the agent's (0 on OK).
-g () {
-  local rc=0
-  REPLY=$(guest_cmd vm "$1") || rc=$?
-  [ $rc -eq 0 ] || echo "$REPLY" | sed "s/^/# $1: /"
-  return $rc
-}
+# g "COMMAND": one agent command (guest_do), its reply in $REPLY; after the
+# migration the same name reaches the guest on the destination.
+g () { guest_do vm "$1"; }
 # fails COMMAND...: true when COMMAND fails (a check that must see a FAIL).
 fails () { ! "$@"; }
 
@@ -71,22 +62,13 @@ check "... and prints its md5" [ -n "$ramsum" ]
 # A write load on each disk through the migration: vda's region (8..24 MiB,
 # past the records) is in the top layer snapmig mirrors with sync=top,
 # vdb's (16..48 MiB) on the raw disk.
-load_mib () { guest_cmd vm "loadstat $1" | sed -n 's/.* mib \([0-9]*\) .*/\1/p'; }
-# wait_load DEV MIB: waits (60 s at most) until DEV's load wrote MIB MiB.
-wait_load () {
-  local deadline=$(( $(date +%s) + 60 )) m
-  while m=$(load_mib "$1"); [ "${m:-0}" -lt "$2" ]; do
-    [ "$(date +%s)" -lt $deadline ] || { echo "# $1's load wrote ${m:-0} MiB"; return 1; }
-    sleep 0.2
-  done
-}
 check "a 10 MiB/s load starts on vda" g "writeload vda 10 8 16 4"
 vda_buffers=$REPLY
 check "a 10 MiB/s load starts on vdb" g "writeload vdb 10 16 32 8"
 vdb_buffers=$REPLY
-check "vda's load is running" wait_load vda 4
-check "vdb's load is running" wait_load vdb 8
-vda_mib=$(load_mib vda) vdb_mib=$(load_mib vdb)
+check "vda's load is running" guest_wait_load vm vda 4
+check "vdb's load is running" guest_wait_load vm vdb 8
+vda_mib=$(guest_load_mib vm vda) vdb_mib=$(guest_load_mib vm vdb)
 
 # The migration: one command, JSON lines out.
 "$SNAPMIG" migrate --qmp "$T/vm.qmp" --state-dir "$T/state" \
@@ -137,7 +119,7 @@ check "the RAM payload is unchanged" g ramsum
 check "... same md5" [ "$REPLY" = "ramsum $ramsum" ]
 # more_mib DEV BEFORE: DEV's load wrote more than BEFORE MiB by now.
 more_mib () {
-  local m; m=$(load_mib "$1")
+  local m; m=$(guest_load_mib vm "$1")
   [ "${m:-0}" -gt "${2:-0}" ] || { echo "# $1's load: ${m:-?} MiB now, ${2:-?} before the migration"; return 1; }
 }
 check "vda's load kept writing through the migration" more_mib vda "$vda_mib"
@@ -154,31 +136,12 @@ check "verify vda 64..273 on the destination" g "verify vda 64 210"
 check "verify vdb 0..199 on the destination" g "verify vdb 0 200"
 check "vda's load region reads back on the destination" g "loadcheck vda"
 check "vdb's load region reads back on the destination" g "loadcheck vdb"
-# g_fails "COMMAND": true when the agent answers FAIL (not when it is silent).
-g_fails () { local rc=0; REPLY=$(guest_cmd vm "$1") || rc=$?; [ $rc -eq 1 ]; }
-check "verify fails on a record never written" g_fails "verify vda 274 1"
+check "verify fails on a record never written" guest_fails vm "verify vda 274 1"
 
-# dest_chain DRIVE: the files of DRIVE's chain in the destination QEMU,
-# active layer first (json: names resolved as lib.sh's chain_files does).
-dest_chain () {
-  dq query-block | jq -r --arg d "$1" '.[] | select(.device == $d)
-    | .inserted.image | recurse(."backing-image"; . != null) | .filename
-    | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
-}
-# in_b DRIVE [MIN-LAYERS]: every file of DRIVE's chain on the destination is
-# a file in B, and there are at least MIN-LAYERS (default 1) of them.
-in_b () {
-  local f n=0
-  while IFS= read -r f; do
-    n=$((n + 1))
-    [ "${f#"$B"/}" != "$f" ] || { echo "# destination $1 uses $f"; return 1; }
-    [ -f "$f" ] || { echo "# destination $1 uses $f: no such file"; return 1; }
-  done < <(dest_chain "$1")
-  [ $n -ge "${2:-1}" ] || { echo "# destination $1: $n layers"; return 1; }
-}
-check "the destination's drive0 runs on a chain of 2 or more layers in B" in_b drive0 2
-check "the destination's drive1 runs on files in B" in_b drive1
-d0=$(dest_chain drive0 | head -n 1) d1=$(dest_chain drive1 | head -n 1)
+check "the destination's drive0 runs on a chain of 2 or more layers in B" \
+  chain_in_dir "$B" drive0 "$DQMP" 2
+check "the destination's drive1 runs on files in B" chain_in_dir "$B" drive1 "$DQMP"
+d0=$(top_file drive0 "$DQMP") d1=$(top_file drive1 "$DQMP")
 fmt () { dq query-block | jq -r --arg d "$1" '.[] | select(.device == $d) | .inserted.image.format'; }
 d0_fmt=$(fmt drive0) d1_fmt=$(fmt drive1)
 
@@ -198,11 +161,13 @@ check "offline: a record never written is not taken for one" \
 # relative_backing FILE: every backing file name in FILE's chain is
 # relative (the chain in B can move as a directory).
 relative_backing () {
-  local names
+  local names abs
   names=$(qemu-img info -U --backing-chain --output=json "$1" |
           jq -r '.[] | ."backing-filename" // empty') || return 1
   [ -n "$names" ] || { echo "# $1 has no backing file"; return 1; }
-  ! grep -n '^/' <<<"$names" | sed 's/^/# absolute backing name: /' | grep -q .
+  abs=$(grep '^/' <<<"$names") || return 0
+  echo "# $1's chain names a backing file absolutely: $abs"
+  return 1
 }
 check "drive0's chain in B names its backing files relatively" relative_backing "$d0"
 
