@@ -70,8 +70,10 @@ check "vda's load is running" guest_wait_load vm vda 4
 check "vdb's load is running" guest_wait_load vm vdb 8
 vda_mib=$(guest_load_mib vm vda) vdb_mib=$(guest_load_mib vm vdb)
 
-# The migration: one command, JSON lines out.
-"$SNAPMIG" migrate --qmp "$T/vm.qmp" --state-dir "$T/state" \
+# The migration: one command, JSON lines out (bounded, so that a hang fails
+# the test instead of stopping it; snapmig's own --timeout is 60 s of no
+# progress).
+timeout -k 10 600 "$SNAPMIG" migrate --qmp "$T/vm.qmp" --state-dir "$T/state" \
   --dest-domain "$B" --dest-state-dir "$T/state-b" --dest-run-dir "$RUN" \
   --json >"$T/migrate.out" 2>"$T/migrate.err"
 rc=$?
@@ -88,8 +90,12 @@ check "progress events for the disks were printed" grep -q '"event":"progress","
 DQMP=$(res dest-qmp) DPID=$(res dest-pid)
 check "the result names the destination's QMP socket" [ -S "$DQMP" ]
 check "... in the run directory" [ "$(dirname "$DQMP")" = "$RUN" ]
-check "the result names the destination QEMU's PID" kill -0 "${DPID:-0}"
-[ -n "$DPID" ] && _sm_pids+=("$DPID")
+# The destination QEMU, whatever the result says: the process listening on
+# the sockets in the run directory (killed by PID on exit like the others).
+run_pids=$(ss -xlpH | grep -F " $RUN/" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)
+_sm_pids+=($run_pids)
+check "the result names the destination QEMU's PID" [ -n "$DPID" ]
+check "... the one process serving the run directory's sockets" [ "$run_pids" = "$DPID" ]
 # dq COMMAND [JSON-ARGS]: a QMP command on the destination QEMU.
 dq () { "$SMQ" "$DQMP" "$@"; }
 
@@ -104,10 +110,16 @@ gone () {
 check "the source QEMU is gone" gone "$SRC_PID"
 check "the destination's guest runs" [ "$(dq query-status | jq -r .status)" = running ]
 check "the destination exports nothing over NBD any more" [ "$(dq query-block-exports | jq length)" = 0 ]
-# tcp_listeners PID: how many TCP sockets PID listens on (ss -p: root, or
-# the same user, sees them).
-tcp_listeners () { ss -ltnpH | grep -c "pid=$1,"; }
-check "the destination QEMU listens on no TCP port (NBD server stopped)" [ "$(tcp_listeners "${DPID:-0}")" = 0 ]
+# no_tcp_listener PID: PID (a process) listens on no TCP port (ss -p:
+# root, or the same user, sees them).
+no_tcp_listener () {
+  local l
+  [ -n "$1" ] || { echo "# no PID"; return 1; }
+  l=$(ss -ltnpH | grep "pid=$1,") || return 0
+  echo "# PID $1 listens: $l"
+  return 1
+}
+check "the destination QEMU listens on no TCP port (NBD server stopped)" no_tcp_listener "$DPID"
 
 # The agent's serial port, -serial unix:$T/vm.serial on the source, is
 # $RUN/vm.serial on the destination.
