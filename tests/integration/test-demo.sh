@@ -41,6 +41,7 @@ check "every pattern read back on host 2" \
 check "every layer on host 2 was in its domain" \
   grep -q '^   ok: every layer of every disk on host 2 is in C' "$out"
 check "snapmig validate of host 2's domain was clean" grep -q '^   ok: validate C on host 2: no problems' "$out"
+check "every backing name on host 2 was relative" grep -q '^   ok: every backing name in C is relative' "$out"
 check "no listener was left" grep -q '^   ok: no NBD server or migration listener is left' "$out"
 check "host 1's files were as before" grep -q "^   ok: host 1's files in B are as before act 2" "$out"
 # Nothing of act 2 outlives the demo: its namespaces are deleted and host
