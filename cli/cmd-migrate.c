@@ -198,7 +198,7 @@ print_event (json_object *ev, void *opaque)
 
   if (p->json) {
     fprintf (p->json_out, "%s\n",
-             json_object_to_json_string_ext (ev, JSON_C_TO_STRING_PLAIN));
+             json_object_to_json_string_ext (ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     fflush (p->json_out);
     return;
   }
@@ -564,7 +564,7 @@ print_result (const SmMigCookie *c, double seconds)
       json_object_object_add (r, "pause-us", json_object_new_int64 (c->pause_us));
     }
     json_object_object_add (r, "seconds", json_object_new_double (seconds));
-    printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN));
+    printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put (r);
     return;
   }
@@ -596,7 +596,7 @@ print_failure (const GError *err)
     json_object_object_add (r, "event", json_object_new_string ("result"));
     json_object_object_add (r, "ok", json_object_new_boolean (false));
     json_object_object_add (r, "error", e);
-    printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN));
+    printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put (r);
   }
   sm_cli_gerror ("migrate", err);

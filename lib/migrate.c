@@ -134,7 +134,12 @@ dest_error (const DestRun *r)
     last += strlen ("snapmig: error: ");
   if (last)
     return g_strdup (last);
-  return g_strdup_printf ("it exited with status %d and no message",
+  if (WIFSIGNALED (r->status))
+    return g_strdup_printf ("the destination's snapmig was killed by signal "
+                            "%d (run 'snapmig recover --incoming' there if "
+                            "anything is left)", WTERMSIG (r->status));
+  return g_strdup_printf ("the destination's snapmig exited with status %d "
+                          "and no message",
                           WIFEXITED (r->status) ? WEXITSTATUS (r->status) : -1);
 }
 
@@ -214,10 +219,12 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   phase = "perform";
   if (!sm_migrate_perform (qmp, st, prepared, o, &err)) {
     GError *undo = NULL;
+    int sig = sm_interrupt_set_aside ();
     g_autoptr(SmMigCookie) ignored = dest_phase (o, dest_argv,
                                                  "migrate-finish", dest_extra,
                                                  "--cancel", prepared, &ran,
                                                  NULL, &undo);
+    sm_interrupt_restore (sig);
     if (undo) {
       g_prefix_error (&err, "(the destination's clean-up failed too: %s; run "
                       "'snapmig recover --incoming' there) ", undo->message);
@@ -257,8 +264,11 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
 rollback_source:
   {
     GError *undo = NULL;
+    int sig = sm_interrupt_set_aside ();
+    bool undone = sm_migrate_confirm (qmp, st, c, false, &undo);
 
-    if (!sm_migrate_confirm (qmp, st, c, false, &undo)) {
+    sm_interrupt_restore (sig);
+    if (!undone) {
       g_prefix_error (&err, "(and the source's roll-back failed: %s) ",
                       undo->message);
       g_error_free (undo);
