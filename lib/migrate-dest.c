@@ -913,7 +913,18 @@ sm_migrate_recover_incoming (const char *state_dir, GError **error)
       g_string_free (out, true);
       return NULL;
     }
-    if (in.finished && in.pid > 0 && sm_proc_alive (in.pid, in.start_time)) {
+    if (in.finished && !(in.pid > 0 && sm_proc_alive (in.pid, in.start_time))) {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                   "incoming migration %s: the guest was resumed here, and "
+                   "its QEMU (pid %d) is gone: its disks hold its newest "
+                   "writes, so nothing was removed.  Start the VM again from "
+                   "them (or, if the source runs it, remove them by hand), "
+                   "then delete the journal", *p, (int) in.pid);
+      incoming_clear (&in);
+      g_string_free (out, true);
+      return NULL;
+    }
+    if (in.finished) {
       g_autoptr(SmQmp) q = in.qmp ? sm_qmp_connect (in.qmp, 5000, NULL) : NULL;
       if (q)
         sm_qmp_run (q, "nbd-server-stop", NULL, NULL);
@@ -932,7 +943,10 @@ sm_migrate_recover_incoming (const char *state_dir, GError **error)
       unlink (*p);
       g_string_append_printf (out, "incoming migration rolled back: "
                               "destination QEMU stopped, its files removed "
-                              "(%s)\n", *p);
+                              "(%s); the guest never ran here, so a source "
+                              "left paused after a completed migration can "
+                              "be resumed: 'snapmig recover --qmp SOURCE "
+                              "--dest-never-ran'\n", *p);
     }
     incoming_clear (&in);
   }

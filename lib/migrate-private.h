@@ -13,10 +13,13 @@
 /* A wait without progress this long fails, unless --timeout says. */
 #define SM_MIG_STALL_MS 60000
 
-/* The plan of begin: pure (the VM view, the options, the migration id). */
+/* The plan of begin: the VM view, the options, the migration id; QMP_PID
+ * (0: looked up from the socket's path) is the QEMU whose command line the
+ * destination starts from (/proc/PID/cmdline, the only thing read). */
 SmMigCookie *sm_migrate_plan_begin (const SmLsmVm *vm, const char *qmp_address,
-                                    const SmMigOptions *o, const char *id,
-                                    GError **error) G_GNUC_WARN_UNUSED_RESULT;
+                                    pid_t qmp_pid, const SmMigOptions *o,
+                                    const char *id, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
 
 /* {"step": STEP, "phase": PHASE[, "error": ERR's message]}. */
 bool sm_mig_journal_step (SmJournal *j, const char *step, const char *phase,

@@ -319,6 +319,14 @@ journal_has (json_object *records, const char *step)
   return false;
 }
 
+static bool recover_dest_never_ran;
+
+void
+sm_migrate_recover_set_dest_never_ran (bool never_ran)
+{
+  recover_dest_never_ran = never_ran;
+}
+
 char *
 sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
                            json_object *records, GError **error)
@@ -339,13 +347,15 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
                                                     json_type_object, NULL);
     const char *ms = r ? sm_json_get_string (r, "status") : NULL;
 
-    if (g_strcmp0 (ms, "completed") == 0 && !quitting) {
+    if (g_strcmp0 (ms, "completed") == 0 && !quitting &&
+        !recover_dest_never_ran) {
       g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
                    "outgoing migration %s: the VM's state reached the "
                    "destination, which may run it: the source stays paused "
                    "(journal %s kept).  If the destination runs the guest, "
-                   "quit this QEMU; if it is gone, run 'snapmig "
-                   "migrate-confirm --failed' with the migration's cookie",
+                   "quit this QEMU; if the destination never ran it ('snapmig "
+                   "recover --incoming' there says so), run 'snapmig recover "
+                   "--dest-never-ran' here",
                    c->id, path);
       return NULL;
     }
@@ -368,7 +378,8 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
                             "destination and the source QEMU has quit"
                             : "the source QEMU is gone");
   }
-  if (!sm_migrate_rollback_source (qmp, st, c, false, journal, error))
+  if (!sm_migrate_rollback_source (qmp, st, c, recover_dest_never_ran,
+                                   journal, error))
     return NULL;
   if (created_path)
     unlink (created_path);
