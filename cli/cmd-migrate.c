@@ -118,6 +118,8 @@ static const GOptionEntry prepare_entries[] = {
     "Unix sockets in the run directory instead of TCP", NULL },
   { "dry-run", 0, 0, G_OPTION_ARG_NONE, &opt_dry_run,
     "Print the plan; change nothing", NULL },
+  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
+    "Progress as JSON lines on stderr", NULL },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 
@@ -410,7 +412,8 @@ sm_cmd_migrate_prepare (int argc, char **argv)
   if (!sm_cli_timeout_ok ("migrate-prepare", opt_timeout))
     return SM_EXIT_USAGE;
   dest_options (&o, &pr);
-  o.event = NULL;
+  if (!opt_json)
+    o.event = NULL;
   if (!parse_ports ("migrate-prepare", &o.port_min, &o.port_max))
     return SM_EXIT_USAGE;
   state = prepare_state_dir ();

@@ -46,8 +46,10 @@ bool sm_mig_nbd_server_start (SmQmp *qmp, bool unix_socket, const char *host,
 void sm_mig_del_export_node (SmQmp *qmp, const char *node);
 
 /* Waits until the migration status on QMP is one of STATES (NULL-ended),
- * polling query-migrate and emitting RAM progress; SM_ERROR_TIMEOUT after
- * STALL_MS without progress.  *STATUS gets the status reached. */
+ * polling query-migrate (at once after a MIGRATION event, else every
+ * 100 ms) and emitting RAM progress; SM_ERROR_TIMEOUT after STALL_MS
+ * without progress (0: no limit — the destination, which sees no RAM
+ * progress, is bounded by its caller).  *STATUS gets the status reached. */
 bool sm_mig_wait_status (SmQmp *qmp, const char *const *states,
                          int stall_ms, SmMigEventFn fn, void *opaque,
                          char **status, uint64_t *ram_bytes, GError **error);
