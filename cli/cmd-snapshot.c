@@ -107,12 +107,17 @@ static const GOptionEntry status_entries[] = {
 };
 
 static gboolean opt_incoming;
+static gboolean opt_dest_never_ran;
 
 static const GOptionEntry recover_entries[] = {
   QMP_ENTRY, REPLY_TIMEOUT_ENTRY, STATE_ENTRY,
   { "incoming", 0, 0, G_OPTION_ARG_NONE, &opt_incoming,
     "On a migration's destination: finish or roll back the incoming "
     "migrations of the state directory (no --qmp)", NULL },
+  { "dest-never-ran", 0, 0, G_OPTION_ARG_NONE, &opt_dest_never_ran,
+    "On a migration's source: the destination never ran the guest (its "
+    "'recover --incoming' rolled back), so a source paused after a "
+    "completed migration may be resumed", NULL },
   END_ENTRY,
 };
 
@@ -771,6 +776,7 @@ sm_cmd_recover (int argc, char **argv)
     sm_cli_warning ("recover: %s; working on the files only", err->message);
     g_clear_error (&err);
   }
+  sm_migrate_recover_set_dest_never_ran (opt_dest_never_ran);
   ok = sm_lsm_recover (qmp, st, &done, &err);
   /* What was done first, then what is kept for the administrator (one
    * journal or record a line). */

@@ -16,7 +16,7 @@ plan (const SmLsmVm *vm, SmMigStorage storage, const char *disks)
   g_auto(GStrv) list = disks ? g_strsplit (disks, ",", -1) : NULL;
   SmMigOptions o = { .storage = storage, .disks = list,
                      .dest_host = "10.0.0.2", .source_host = "10.0.0.1" };
-  SmMigCookie *c = sm_migrate_plan_begin (vm, "/run/vm1.qmp", &o,
+  SmMigCookie *c = sm_migrate_plan_begin (vm, "/run/vm1.qmp", 0, &o,
                                           "20261130T000000-0123abcd", &err);
 
   g_assert_no_error (err);
@@ -31,7 +31,7 @@ plan_fails (const SmLsmVm *vm, SmMigStorage storage, const char *disks,
   g_autoptr(GError) err = NULL;
   g_auto(GStrv) list = disks ? g_strsplit (disks, ",", -1) : NULL;
   SmMigOptions o = { .storage = storage, .disks = list };
-  g_autoptr(SmMigCookie) c = sm_migrate_plan_begin (vm, "/run/vm1.qmp", &o,
+  g_autoptr(SmMigCookie) c = sm_migrate_plan_begin (vm, "/run/vm1.qmp", 0, &o,
                                                     "x-1", &err);
 
   g_assert_null (c);
