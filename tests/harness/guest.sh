@@ -7,6 +7,7 @@
 #   guest_build || exit 1            # skips the test (77) without packages
 #   start_guest vm --disk drive0 "$A/top.qcow2" qcow2 || exit 1
 #   guest_cmd vm "write vda 0 100"   # the agent's reply on stdout; 0 on OK
+#   check "..." guest_do vm "verify vda 0 100"   # the reply in $REPLY
 #
 # The guest is scripts/build-guest's Debian kernel and busybox initramfs; its
 # agent (tests/guest/agent.sh, where the commands are described) listens on
