@@ -87,6 +87,25 @@ start_guest () {
   GUEST_BOOT_MS=$(( $(_guest_now_ms) - t0 ))
 }
 
+# start_guest_2disk RAW-SIZE: the beginning of a test on guest "vm" with two
+# disks in $A (lsm_setup): drive0 (vda) on top.qcow2 over base.qcow2 (64M,
+# records 0..63 of generation 1 written offline; named relatively), drive1
+# (vdb) on an empty d1.raw of RAW-SIZE.  Builds the guest (the test skips
+# without it) and boots it, a TAP line each; ends the test when one fails.
+start_guest_2disk () {
+  guest_build || { not_ok "scripts/build-guest builds the guest"; done_testing; }
+  ok "scripts/build-guest builds the guest (or finds it built)"
+  guest_records_image "$A/base.qcow2" 64M 64 1 || exit 1
+  qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$A/top.qcow2" || exit 1
+  qemu-img create -q -f raw "$A/d1.raw" "$1" || exit 1
+  if ! start_guest vm --disk drive0 "$A/top.qcow2" qcow2 --disk drive1 "$A/d1.raw" raw; then
+    not_ok "the guest boots"
+    done_testing
+  fi
+  ok "the guest boots and its agent answers"
+  echo "# boot to agent ready: $((GUEST_BOOT_MS / 1000)).$((GUEST_BOOT_MS % 1000 / 100)) s (load average $(cut -d' ' -f1 /proc/loadavg))"
+}
+
 # start_guest_incoming NAME [--disk ID FILE FORMAT]... [QEMU-ARG]...: the
 # same QEMU, started with -incoming defer to receive a running guest
 # (migrate-incoming on $T/NAME.qmp, then migrate on the source).  Its agent

@@ -15,20 +15,8 @@
 . "$SM_TOP/tests/harness/guest.sh"
 
 lsm_setup
-guest_build || { not_ok "scripts/build-guest builds the guest"; done_testing; }
-ok "scripts/build-guest builds the guest (or finds it built)"
-
-# drive0: records 0..63 of generation 1 in base.qcow2, written offline.
-guest_records_image "$A/base.qcow2" 64M 64 1 || exit 1
-qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$A/top.qcow2"
-qemu-img create -q -f raw "$A/d1.raw" 128M
-
-if ! start_guest vm --disk drive0 "$A/top.qcow2" qcow2 --disk drive1 "$A/d1.raw" raw; then
-  not_ok "the guest boots"
-  done_testing
-fi
-ok "the guest boots and its agent answers"
-echo "# boot to agent ready: $((GUEST_BOOT_MS / 1000)).$((GUEST_BOOT_MS % 1000 / 100)) s (load average $(cut -d' ' -f1 /proc/loadavg))"
+# vda: a chain whose base.qcow2 holds records 0..63 (generation 1); vdb: raw.
+start_guest_2disk 128M
 
 # g "COMMAND": one agent command (guest_do), its reply in $REPLY.
 g () { guest_do vm "$1"; }
