@@ -9,9 +9,11 @@
 # it from the source's command line; its agent's serial socket is remapped
 # into --dest-run-dir), every record, both loads' regions and the RAM
 # payload's md5 are intact in the guest, the source QEMU is gone, the
-# destination runs on files in B only, and once it quit the records and the
-# loads' regions read back offline from B's files.  Skipped (77) only when
-# the guest's packages cannot be had.  No timing is asserted.
+# destination runs on files in B only (its NBD server stopped), and once it
+# quit the records and the loads' regions read back offline from B's files
+# (backing names relative), while A holds the source's own three images
+# again with the records written before.  Skipped (77) only when the
+# guest's packages cannot be had.  No timing is asserted.
 . "$(dirname "$0")/lib.sh"
 . "$SM_TOP/tests/harness/guest.sh"
 
