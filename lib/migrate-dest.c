@@ -223,7 +223,7 @@ journal_qemu (SmJournal *j, const SmQemuProc *p, const char *qmp,
   json_object_object_add (r, "start-time",
                           json_object_new_int64 ((int64_t) p->start_time));
   json_object_object_add (r, "qmp", json_object_new_string (qmp));
-  return sm_journal_append (j, r, error);
+  return sm_journal_append (j, r, error);   /* not a step of the hook */
 }
 
 /* What the journal says about the QEMU the destination started. */
@@ -852,7 +852,7 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
   qmp = sm_qmp_connect (c->dest_qmp, stall_ms (o), &err);
   if (!qmp ||
       !sm_mig_wait_status (qmp, done, o->timeout_ms > 0 ? o->timeout_ms : 0,
-                           NULL, NULL, &status, NULL, &err) ||
+                           o->watch_fd, NULL, NULL, &status, NULL, &err) ||
       !sm_mig_journal_step (journal, "nbd-stop", "begin", NULL, &err) ||
       !sm_qmp_run (qmp, "nbd-server-stop", NULL, &err))
     goto fail;
