@@ -646,6 +646,15 @@ sm_migrate_rollback_source (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
   }
   sm_mig_journal_step (journal, "rollback", "begin", NULL, NULL);
   cancel_source (qmp, c);
+  /* after a completed migration the source's images are inactive (QEMU
+   * handed them over): `cont` takes them back before the snapshot is
+   * folded, and the guest runs again — as it is to anyway */
+  if (strcmp (mstatus, "completed") == 0 && c->source_running &&
+      !sm_qmp_run (qmp, "cont", NULL, &err)) {
+    sm_mig_journal_step (journal, "rollback", "failed", err, NULL);
+    g_propagate_prefixed_error (error, err, "cannot resume the guest: ");
+    return false;
+  }
   record = g_build_filename (sm_vm_state_journal_dir (st), c->id, NULL);
   {
     g_autofree char *path = g_strconcat (record, ".created", NULL);
