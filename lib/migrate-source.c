@@ -630,6 +630,29 @@ sm_migrate_begin (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
                                                      : "block-export-add");
     return NULL;
   }
+  {
+    /* the switchover waits for the disks: without pause-before-switchover
+     * (QEMU 2.11) the guest would run on the destination before its last
+     * writes arrived */
+    g_autoptr(json_object) mc = sm_qmp_execute_type (
+      qmp, "query-migrate-capabilities", NULL, json_type_array, error);
+    bool found = false;
+
+    if (!mc)
+      return NULL;
+    for (size_t k = 0; k < json_object_array_length (mc); k++)
+      found = found || g_strcmp0 (sm_json_get_string (
+                         json_object_array_get_idx (mc, k), "capability"),
+                         "pause-before-switchover") == 0;
+    if (!found) {
+      g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
+                   "QEMU behind %s has no migration capability "
+                   "pause-before-switchover (QEMU 2.11 or later): its disks "
+                   "cannot be completed before the switchover, so nothing "
+                   "was changed", sm_qmp_address (qmp));
+      return NULL;
+    }
+  }
   vm = sm_lsm_vm_query (qmp, error);
   if (!vm)
     return NULL;
