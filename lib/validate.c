@@ -1628,6 +1628,7 @@ place_disks (Ctx *c, SmValidateReport *r)
       g_autoptr(GString) problem = g_string_new (NULL);
       g_autoptr(GPtrArray) imgs = g_ptr_array_new ();
       int domain = -1;
+      int other = -1;              /* a second domain the chain spans */
 
       out->vm = g_strdup (vm->address);
       out->disk = g_strdup (disk->disk);
@@ -1647,10 +1648,8 @@ place_disks (Ctx *c, SmValidateReport *r)
         g_ptr_array_add (imgs, img);
         if (domain < 0)
           domain = (int) img->domain;
-        else if (domain != (int) img->domain && !problem->len)
-          g_string_printf (problem, "its layers are split between %s and %s",
-                           (char *) c->given->pdata[domain],
-                           (char *) c->given->pdata[img->domain]);
+        else if (domain != (int) img->domain && other < 0)
+          other = (int) img->domain;
       }
       for (l = 0; !problem->len && l < imgs->len; l++) {
         Img *img = imgs->pdata[l];
@@ -1686,6 +1685,20 @@ place_disks (Ctx *c, SmValidateReport *r)
                      "holds the whole chain",
                      "VM %s disk %s: no domain given holds its complete "
                      "chain: %s", vm->address, disk->disk, problem->str);
+      } else if (other >= 0) {
+        /* a whole, consistent chain over several domains given: a top on
+         * local storage over base images on shared storage (migrate
+         * --copy-storage-inc, a template) — complete, but no domain alone
+         * holds it */
+        out->domain = g_strdup (c->given->pdata[domain]);
+        add_finding (c, SM_SEVERITY_WARNING, "vm-disk-domains",
+                     ((Img *) imgs->pdata[0])->path, vm->address, disk->disk,
+                     "keep every domain it spans; to have one domain hold it, "
+                     "move the disk with snapmig create --mirror-domain",
+                     "VM %s disk %s: complete chain of %u layers across "
+                     "domains %s (top) and %s: no domain alone holds it",
+                     vm->address, disk->disk, imgs->len, out->domain,
+                     (char *) c->given->pdata[other]);
       } else {
         out->domain = g_strdup (c->given->pdata[domain]);
         add_finding (c, SM_SEVERITY_INFO, "vm-disk-domain",
