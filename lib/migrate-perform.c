@@ -2,6 +2,7 @@
  * migration, and the QMP sequences both sides share (lib/migrate.h). */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -571,8 +572,71 @@ sm_mig_capabilities (const char *first, ...)
 
 /* ---- confirm ------------------------------------------------------------- */
 
+/* True when none of COOKIE's mirrors is left but concluded ones. */
+static bool
+mirrors_ended (SmQmp *qmp, const SmMigCookie *c)
+{
+  g_autoptr(GPtrArray) jobs = sm_block_query_jobs (qmp, NULL);
+
+  if (!jobs)
+    return true;                  /* QEMU gone: nothing runs */
+  for (guint i = 0; i < c->disks->len; i++) {
+    g_autofree char *id = mirror_job_id (((SmMigDisk *) c->disks->pdata[i])->name);
+    SmBlockJob *j = sm_block_find_job (jobs, id);
+
+    if (j && g_strcmp0 (j->status, "concluded") != 0)
+      return false;
+  }
+  return true;
+}
+
+static bool
+wait_mirrors_ended (SmQmp *qmp, const SmMigCookie *c, int ms)
+{
+  for (int waited = 0; waited < ms; waited += 20) {
+    if (mirrors_ended (qmp, c))
+      return true;
+    sm_block_poll_pause (qmp, 20);
+  }
+  return mirrors_ended (qmp, c);
+}
+
+/* A mirror whose NBD connection died silently (a link down: no reset, no
+ * answer) cannot end until TCP gives up, minutes later: its requests are
+ * in flight.  Shutting QEMU's connections to the destination's NBD server
+ * down makes them fail at once. */
+static void
+sever_nbd (SmQmp *qmp, const SmMigCookie *c)
+{
+  g_autofree char *host = NULL;
+  const char *colon;
+  pid_t pid = sm_qmp_peer_pid (qmp);
+  int n = 0;
+  GError *err = NULL;
+
+  if (pid <= 0 || !c->nbd_uri || !g_str_has_prefix (c->nbd_uri, "tcp:"))
+    return;
+  colon = strrchr (c->nbd_uri, ':');
+  host = g_strndup (c->nbd_uri + 4, (gsize) (colon - c->nbd_uri - 4));
+  if (host[0] == '[') {
+    char *end = strchr (host, ']');
+    if (end)
+      *end = '\0';
+    memmove (host, host + 1, strlen (host));
+  }
+  if (!sm_proc_sever_tcp (pid, host, atoi (colon + 1), &n, &err)) {
+    sm_debug ("migrate", "cannot cut QEMU's NBD connections: %s",
+              err->message);
+    g_error_free (err);
+    return;
+  }
+  sm_debug ("migrate", "%d stuck NBD connection(s) of QEMU (pid %d) to %s "
+            "shut down", n, (int) pid, c->nbd_uri);
+}
+
 /* Cancels whatever of the migration still runs on the source: the state
- * migration, the mirrors, the NBD nodes, the layer server. */
+ * migration, the mirrors (their NBD connections cut when they are stuck),
+ * the NBD nodes, the layer server. */
 static void
 cancel_source (SmQmp *qmp, const SmMigCookie *c)
 {
@@ -580,27 +644,25 @@ cancel_source (SmQmp *qmp, const SmMigCookie *c)
 
   sm_qmp_run (qmp, "migrate_cancel", NULL, NULL);
   jobs = sm_block_query_jobs (qmp, NULL);
-  for (guint i = 0; i < c->disks->len; i++) {
-    const SmMigDisk *d = c->disks->pdata[i];
-    g_autofree char *id = mirror_job_id (d->name);
-    g_autofree char *node = nbd_node (i);
-    SmBlockJob *job = jobs ? sm_block_find_job (jobs, id) : NULL;
+  for (guint i = 0; jobs && i < c->disks->len; i++) {
+    g_autofree char *id = mirror_job_id (((SmMigDisk *) c->disks->pdata[i])->name);
+    SmBlockJob *job = sm_block_find_job (jobs, id);
 
-    if (job) {
-      if (g_strcmp0 (job->status, "concluded") != 0)
-        sm_qmp_run (qmp, "block-job-cancel",
-                    sm_qmp_args (NULL, "s:device", id, "b:force", true, NULL),
-                    NULL);
-      for (int k = 0; k < 1000; k++) {
-        g_autoptr(GPtrArray) now = sm_block_query_jobs (qmp, NULL);
-        SmBlockJob *j = now ? sm_block_find_job (now, id) : NULL;
-        if (!j || g_strcmp0 (j->status, "concluded") == 0)
-          break;
-        sm_block_poll_pause (qmp, 20);
-      }
-      sm_qmp_run (qmp, "job-dismiss", sm_qmp_args (NULL, "s:id", id, NULL),
+    if (job && g_strcmp0 (job->status, "concluded") != 0)
+      sm_qmp_run (qmp, "block-job-cancel",
+                  sm_qmp_args (NULL, "s:device", id, "b:force", true, NULL),
                   NULL);
-    }
+  }
+  if (!wait_mirrors_ended (qmp, c, 2000)) {
+    sever_nbd (qmp, c);
+    wait_mirrors_ended (qmp, c, SM_MIG_UNDO_TIMEOUT_MS / 4);
+  }
+  for (guint i = 0; i < c->disks->len; i++) {
+    g_autofree char *id = mirror_job_id (((SmMigDisk *) c->disks->pdata[i])->name);
+    g_autofree char *node = nbd_node (i);
+
+    sm_qmp_run (qmp, "job-dismiss", sm_qmp_args (NULL, "s:id", id, NULL),
+                NULL);
     sm_mig_del_export_node (qmp, node);
   }
   sm_migrate_stop_layer_server (qmp, c);
@@ -646,6 +708,16 @@ sm_migrate_rollback_source (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
   }
   sm_mig_journal_step (journal, "rollback", "begin", NULL, NULL);
   cancel_source (qmp, c);
+  if (!mirrors_ended (qmp, c)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+                 "the disks' copies to the destination (%s) are stuck on "
+                 "the network and could not be cancelled yet: the guest "
+                 "runs on its own disks meanwhile; run 'snapmig recover "
+                 "--qmp %s' once the link is back or its connections timed "
+                 "out", c->nbd_uri ? c->nbd_uri : "?", sm_qmp_address (qmp));
+    sm_mig_journal_step (journal, "rollback", "failed", *error, NULL);
+    return false;
+  }
   /* after a completed migration the source's images are inactive (QEMU
    * handed them over): `cont` takes them back before the snapshot is
    * folded, and the guest runs again — as it is to anyway */

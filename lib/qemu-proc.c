@@ -6,12 +6,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include "image-lock.h"
@@ -408,4 +410,99 @@ sm_qemu_spawn (const char *const *argv, const char *log_path,
     }
     g_usleep (POLL_US);
   }
+}
+
+/* ---- cutting a stuck connection ------------------------------------------ */
+
+/* "0100007F:1F90" as /proc/net/tcp writes 127.0.0.1:8080 (the address's
+ * bytes as the kernel holds them, each 32-bit word in host order). */
+static char *
+proc_net_address (const char *host, int port, bool *v6)
+{
+  struct in_addr a4;
+  struct in6_addr a6;
+
+  if (inet_pton (AF_INET, host, &a4) == 1) {
+    *v6 = false;
+    return g_strdup_printf ("%08X:%04X", a4.s_addr, port);
+  }
+  if (inet_pton (AF_INET6, host, &a6) == 1) {
+    uint32_t w[4];
+
+    memcpy (w, &a6, sizeof w);
+    *v6 = true;
+    return g_strdup_printf ("%08X%08X%08X%08X:%04X", w[0], w[1], w[2], w[3],
+                            port);
+  }
+  return NULL;
+}
+
+bool
+sm_proc_sever_tcp (pid_t pid, const char *host, int port, int *count,
+                   GError **error)
+{
+  bool v6 = false;
+  g_autofree char *want = proc_net_address (host, port, &v6);
+  g_autofree char *table = NULL;
+  g_autofree char *table_path = g_strdup_printf ("/proc/%d/net/%s", (int) pid,
+                                                 v6 ? "tcp6" : "tcp");
+  g_autofree char *fd_dir = g_strdup_printf ("/proc/%d/fd", (int) pid);
+  g_autoptr(GHashTable) inodes = g_hash_table_new_full (g_str_hash,
+                                                        g_str_equal, g_free,
+                                                        NULL);
+  g_auto(GStrv) lines = NULL;
+  g_autoptr(GDir) dir = NULL;
+  const char *name;
+  int pidfd;
+
+  *count = 0;
+  if (!want) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "%s is not an IP address", host);
+    return false;
+  }
+  if (!g_file_get_contents (table_path, &table, NULL, NULL)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot read %s", table_path);
+    return false;
+  }
+  lines = g_strsplit (table, "\n", -1);
+  for (char **l = lines; *l; l++) {
+    g_auto(GStrv) f = g_strsplit_set (g_strstrip (*l), " ", -1);
+    g_autoptr(GPtrArray) col = g_ptr_array_new ();
+
+    for (char **x = f; *x; x++)
+      if (**x)
+        g_ptr_array_add (col, *x);
+    /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+    if (col->len > 9 && g_ascii_strcasecmp (col->pdata[2], want) == 0)
+      g_hash_table_add (inodes, g_strdup_printf ("socket:[%s]",
+                                                 (char *) col->pdata[9]));
+  }
+  if (g_hash_table_size (inodes) == 0)
+    return true;
+  dir = g_dir_open (fd_dir, 0, NULL);
+  pidfd = (int) syscall (SYS_pidfd_open, pid, 0);
+  if (!dir || pidfd < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "process %d: cannot reach its "
+                 "descriptors: %s", (int) pid, g_strerror (errno));
+    if (pidfd >= 0)
+      close (pidfd);
+    return false;
+  }
+  while ((name = g_dir_read_name (dir))) {
+    g_autofree char *link_path = g_build_filename (fd_dir, name, NULL);
+    g_autofree char *target = g_file_read_link (link_path, NULL);
+    int fd;
+
+    if (!target || !g_hash_table_contains (inodes, target))
+      continue;
+    fd = (int) syscall (SYS_pidfd_getfd, pidfd, atoi (name), 0);
+    if (fd < 0)
+      continue;
+    if (shutdown (fd, SHUT_RDWR) == 0)
+      (*count)++;
+    close (fd);
+  }
+  close (pidfd);
+  return true;
 }

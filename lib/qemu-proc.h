@@ -117,4 +117,14 @@ bool sm_proc_stop (pid_t pid, uint64_t start_time, int grace_ms,
  * true when it did. */
 bool sm_proc_wait_gone (pid_t pid, uint64_t start_time, int timeout_ms);
 
+/* Shuts down (SHUT_RDWR) every TCP connection of process PID to
+ * HOST:PORT (an IPv4 or IPv6 address literal), through a duplicate of its
+ * descriptor (pidfd_getfd: root, or a process snapmig may trace).  For a
+ * QEMU whose NBD client waits on a connection whose link died silently:
+ * its requests then fail at once instead of after TCP's own timeout
+ * (minutes), so that its block jobs can end.  *COUNT gets the number of
+ * connections shut down.  SM_ERROR_IO when /proc or the kernel refuses. */
+bool sm_proc_sever_tcp (pid_t pid, const char *host, int port, int *count,
+                        GError **error);
+
 #endif /* SM_QEMU_PROC_H */
