@@ -69,6 +69,7 @@ _netns_teardown () {
   pids=$(ip netns pids "$1" 2>/dev/null)
   for p in $pids; do kill -9 "$p" 2>/dev/null; done
   for p in $pids; do
+    wait "$p" 2>/dev/null   # a child of the test's shell: reaped, silently
     while kill -0 "$p" 2>/dev/null && [ "$(date +%s)" -le $deadline ]; do sleep 0.05; done
   done
   ip netns delete "$1" 2>/dev/null
