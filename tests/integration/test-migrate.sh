@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# snapmig migrate of a running guest-less VM between two "hosts" (network
+# namespaces A and B joined by a veth pair; loopback where namespaces can't
+# be made, and the test says so): the source QEMU runs in A, the
+# destination snapmig in B through --dest-cmd 'ip netns exec B snapmig'.
+# A 3-disk VM (drive0: top.qcow2 over base.qcow2, drive1: raw, drive2:
+# qcow2) with guest writes of known patterns before the migration and
+# during its disk copy (--bandwidth makes the copy last seconds; the writes
+# go through the source's second monitor once the copy has started), for
+# each storage choice:
+#   chain (default, --copy-storage-all)   the chain kept, relative names
+#   --flatten                             one image per disk (text output)
+#   --copy-storage-inc                    base on shared storage, only the
+#                                         tops move (disk-bytes says so)
+#   --migrate-disks drive0,drive2         drive1 stays on shared storage
+# and after each: the destination QEMU runs (query-status on its remapped
+# QMP $RUN/vm.qmp) on images of its domain only, the source QEMU has quit,
+# nothing listens on the port range in B (nor in A), every pattern reads
+# back on the destination (HMP qemu-io, its log checked) and offline from
+# its files once it quit, qemu-img compare of each destination disk
+# against the source's files (its final view: the source quit) is
+# identical, and `snapmig validate` of the destination domain is clean.
+# Skips (77) until `snapmig migrate` exists.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/netns.sh"
+. "$(dirname "$0")/migrate-lib.sh"
+
+mig_setup
+
+# during_writes: guest writes while the disk copy runs, one per disk, and
+# one over base data of drive0 (EXPECT's 0x11 range split around it).
+during_writes () {
+  local e new=()
+  src_write drive0 0x55 20M 1M || return 1
+  src_write drive1 0x66 12M 1M || return 1
+  src_write drive2 0x77 8M 1M || return 1
+  src_write drive0 0x88 1M 1M || return 1
+  for e in "${EXPECT[@]}"; do
+    if [ "$e" = "drive0 0x11 0 8M" ]; then
+      new+=("drive0 0x11 0 1M" "drive0 0x11 2M 6M")
+    else
+      new+=("$e")
+    fi
+  done
+  EXPECT=("${new[@]}")
+}
+# migrate_with_writes LABEL TRIGGER ARGS...: migrate (ARGS) in the
+# background; once TRIGGER (a file, or "json": the first disk progress
+# event) is there, the guest writes; then waits for the end.
+migrate_with_writes () {
+  local l=$1 trig=$2; shift 2
+  mig_start --bandwidth "$MIG_BW" "$@"
+  if [ "$trig" = json ]; then
+    check "$l: the disk copy starts (a disk progress event)" mig_wait_line "$DISK_PROGRESS"
+  else
+    check "$l: the disk copy starts ($trig appears)" wait_for_file "$trig" 120
+  fi
+  check "$l: guest writes during the copy" during_writes
+  check "$l: the migration still ran after them" kill -0 "$MIG_PID"
+  mig_end
+  check "$l: migrate exits 0" [ "$MIG_RC" = 0 ]
+}
+alive () { kill -0 "$1" 2>/dev/null; }
+# source_quit: the source QEMU is gone (10 s at most).
+source_quit () {
+  local deadline=$(( $(date +%s) + 10 ))
+  while alive "$VM_PID"; do
+    [ "$(date +%s)" -le $deadline ] || return 1
+    sleep 0.05
+  done
+  wait "$VM_PID" 2>/dev/null
+  return 0
+}
+validate_dest () {
+  "$SNAPMIG" validate --qmp "$RUN/vm.qmp" --state-dir "$T/s2" "$D" >"$T/validate.out" 2>&1 ||
+    { sed 's/^/# /' "$T/validate.out"; return 1; }
+}
+# moved LABEL DRIVE...: the checks after a successful migration; DRIVEs
+# are the disks whose every layer must be in $D.
+moved () {
+  local l=$1 i f; shift
+  check "$l: the source QEMU has quit" source_quit
+  check "$l: the destination QEMU runs" [ "$(dqmp query-status | jq -r .status)" = running ]
+  check "$l: it is the QEMU of the remapped pidfile" [ "$(cat "$RUN/vm.pid" 2>/dev/null)" = "$DEST_PID" ]
+  check "$l: its disks are images of the destination domain" dest_in_domain "$@"
+  check "$l: no NBD server listens" no_listener
+  check "$l: the destination log is in the run dir" [ -n "$(dest_log)" ]
+  check "$l: every pattern reads back on the destination" dest_all_read
+  check "$l: snapmig validate of the destination domain is clean" validate_dest
+  dest_record
+  check "$l: the destination QEMU quits" dest_quit
+  for i in 0 1 2; do
+    f=$A/top.qcow2; [ $i = 1 ] && f=$A/d1.raw; [ $i = 2 ] && f=$A/d2.qcow2
+    local sf=qcow2; [ $i = 1 ] && sf=raw
+    check "$l: drive$i's patterns offline on the destination" \
+      offline_all "${DEST_TOP[$i]:-none}" "${DEST_FMT[$i]:-raw}" "drive$i"
+    check "$l: drive$i: qemu-img compare with the source's final view" \
+      qemu-img compare -q -f $sf -F "${DEST_FMT[$i]:-raw}" "$f" "${DEST_TOP[$i]:-none}"
+  done
+}
+
+# --- chain (default) --------------------------------------------------------
+mig_fresh
+migrate_with_writes chain json --json
+check "chain: the result says ok" [ "$(res .ok)" = true ]
+check "chain: storage chain" [ "$(res .storage)" = chain ]
+check "chain: the result names the remapped run dir" [ "$(res '."dest-run-dir"')" = "$RUN" ]
+check "chain: disk bytes reported" [ "$(res '."disk-bytes"')" -gt 0 ]
+moved chain drive0 drive1 drive2
+check "chain: drive0 keeps its layers on the destination" same_layers "${DEST_TOP[0]}" "$SRC_CHAIN0"
+check "chain: drive0's destination chain has relative backing names, all in D" \
+  relative_chain "${DEST_TOP[0]}"
+check "chain: drive1's destination chain has relative backing names, all in D" \
+  relative_chain "${DEST_TOP[1]}"
+check "chain: the source's chain is as before (the snapshot's top folded back)" \
+  [ "$(ls -A "$A" | sort)" = "$A_FILES" ]
+
+# --- --flatten, text output ----------------------------------------------------
+mig_fresh
+migrate_with_writes flatten "$RUN/vm.pid" --flatten
+check "flatten: text output says where the VM runs" \
+  grep -qE "^migrated VM to $IP_B: .*vm.qmp, pid [0-9]+$" "$T/mig.out"
+check "flatten: text output says what it cost" \
+  grep -qE "^moved: disks .*, RAM .*, guest pause .* ms$" "$T/mig.out"
+moved flatten drive0 drive1 drive2
+for i in 0 1 2; do
+  check "flatten: drive$i is one image" \
+    [ "$(qemu-img info -U --backing-chain --output=json "${DEST_TOP[$i]:-none}" | jq length)" = 1 ]
+done
+
+# --- --copy-storage-inc: base.qcow2 on shared storage ----------------------------
+mig_fresh inc
+migrate_with_writes inc json --json --copy-storage-inc
+check "inc: the result says ok" [ "$(res .ok)" = true ]
+check "inc: storage inc" [ "$(res .storage)" = inc ]
+check "inc: disk bytes cover the tops only (base holds 24M)" \
+  [ "$(res '."disk-bytes"')" -lt $((24 << 20)) ]
+check "inc: some disk bytes moved" [ "$(res '."disk-bytes"')" -gt 0 ]
+check "inc: drive0's bottom layer is the shared base" \
+  [ "$(qmp_chain "$RUN/vm.qmp" drive0 | tail -n 1)" = "$T/shared/base.qcow2" ]
+check "inc: drive0's top is in D" eval 'case "$(qmp_chain "$RUN/vm.qmp" drive0 | head -n 1)" in "$D"/*) true ;; *) false ;; esac'
+check "inc: no copy of the base in D" [ ! -e "$D/base.qcow2" ]
+moved inc drive1 drive2
+
+# --- --migrate-disks drive0,drive2: drive1 stays where it is ----------------------
+mig_fresh
+migrate_with_writes migrate-disks json --json --migrate-disks drive0,drive2
+check "migrate-disks: the result says ok" [ "$(res .ok)" = true ]
+check "migrate-disks: drive1 runs on the source's file" \
+  [ "$(qmp_chain "$RUN/vm.qmp" drive1)" = "$A/d1.raw" ]
+check "migrate-disks: no copy of drive1 in D" [ ! -e "$D/d1.raw" ]
+moved migrate-disks drive0 drive2
+
+done_testing
