@@ -138,15 +138,17 @@ start_2disk_vm () {
               -drive "$(drive_opt drive1 "$A/d1.raw" raw)"
 }
 
-# chain_files DRIVE: the files of DRIVE's backing chain in VM "vm", active
-# layer first.  QEMU names a layer "json:{...}" when its backing node is not
-# the one its header names as written (a snapshot taken with mode=existing):
-# its file is then the "file" child's filename.
-chain_files () {
-  qmp vm query-block | jq -r --arg d "$1" '.[] | select(.device == $d)
+# qmp_chain SOCKET DRIVE: the files of DRIVE's backing chain in the VM at
+# SOCKET, active layer first.  QEMU names a layer "json:{...}" when its
+# backing node is not the one its header names as written (a snapshot taken
+# with mode=existing): its file is then the "file" child's filename.
+qmp_chain () {
+  "$SMQ" "$1" query-block | jq -r --arg d "$2" '.[] | select(.device == $d)
     | .inserted.image | recurse(."backing-image"; . != null) | .filename
     | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
 }
+# chain_files DRIVE: qmp_chain of VM "vm".
+chain_files () { qmp_chain "$T/vm.qmp" "$1"; }
 # top_file DRIVE: the file of DRIVE's active layer in VM "vm".
 top_file () { chain_files "$1" | head -n 1; }
 

@@ -175,13 +175,6 @@ dest_all_read () {
     dest_read "$d" "$p" "$o" "$l" || { echo "# destination: $e"; return 1; }
   done
 }
-# qmp_chain SOCKET DRIVE: DRIVE's chain files on the VM at SOCKET, active
-# layer first (lib.sh's chain_files for any socket).
-qmp_chain () {
-  "$SMQ" "$1" query-block | jq -r --arg d "$2" '.[] | select(.device == $d)
-    | .inserted.image | recurse(."backing-image"; . != null) | .filename
-    | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
-}
 # dest_record: DEST_TOP[i], DEST_FMT[i] of drive0..2 on the running
 # destination, DEST_DRIVES the drives it has.
 dest_record () {
