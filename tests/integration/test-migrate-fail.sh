@@ -10,8 +10,8 @@
 #   - the veth link down mid-copy, with --timeout (namespaces only)
 #   - the destination domain on a 16 MiB tmpfs for a disk of 40 MiB of data
 #     (root only)
-#   - the NBD port taken: a one-port --port-range whose port a listener in
-#     B holds
+#   - the NBD port taken: every port of a 4-port --port-range held by
+#     listeners in B
 # Skips (77) until `snapmig migrate` exists.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
@@ -86,20 +86,25 @@ else
   skip "16M domain: no tmpfs (not root)"
 fi
 
-# --- the NBD port taken --------------------------------------------------------------
+# --- the NBD port taken: every port of a 4-port range held in B ------------------
 command -v socat >/dev/null || skip_all "socat missing"
 mig_fresh
-$IN_B socat "TCP-LISTEN:$PORT_LO,reuseaddr,fork" EXEC:true &
-busy=$!
-_sm_pids+=("$busy")
-wait_until_listen () { [ "$(listeners_b "$PORT_LO" "$PORT_LO")" = "$PORT_LO" ]; }
-for _ in $(seq 200); do wait_until_listen && break; sleep 0.05; done
-check "port taken: the listener holds the port" wait_until_listen
-mig_opt --port-range "$PORT_LO-$PORT_LO"
+busy=()
+for ((p = PORT_LO; p < PORT_LO + 4; p++)); do
+  $IN_B socat "TCP-LISTEN:$p,reuseaddr,fork" EXEC:true &
+  busy+=("$!")
+  _sm_pids+=("$!")
+done
+all_held () { [ "$(listeners_b "$PORT_LO" $((PORT_LO + 3)) | wc -l)" = 4 ]; }
+for _ in $(seq 200); do all_held && break; sleep 0.05; done
+check "port taken: the listeners hold the range" all_held
+mig_opt --port-range "$PORT_LO-$((PORT_LO + 3))"
 mig_start --json
 mig_end
-check "port taken: the message names the port" grep -qE "$PORT_LO|port" <<<"$(res .error.message)"
-kill "$busy"; wait "$busy" 2>/dev/null
+check "port taken: the message names the port range" \
+  grep -qE "$PORT_LO|port" <<<"$(res .error.message)"
+kill "${busy[@]}"
+for p in "${busy[@]}"; do wait "$p" 2>/dev/null; done
 failed "port taken" 'prepare|perform'
 
 done_testing
