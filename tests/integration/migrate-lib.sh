@@ -36,6 +36,7 @@ mig_setup () {
 # KIND inc: the same, base.qcow2 in $T/shared (named absolutely by
 # top.qcow2, "storage both hosts see") with 0x11 in its first 24M.
 # KIND big: one disk drive0, d0.qcow2 of 40M, 40M of 0x5c.
+# Destination processes a failed case left (dest_procs) are killed first.
 # The VM has a second monitor ($T/mon.qmp) and -pidfile $T/vm.pid.  Then
 # guest writes (EXPECT, lib.sh's gw): drive0 0x22 8M 8M, drive1 0x33 0 8M,
 # drive2 0x44 0 4M (big: none).  Records SRC_CHAIN0..2 (drive0..2's chain
@@ -44,6 +45,12 @@ mig_fresh () {
   local kind=${1:-3disk} p drives=()
   for p in "${DEST_PID:-}" "${VM_PID:-}" "${MIG_PID:-}"; do
     [ -n "$p" ] && kill -9 "$p" 2>/dev/null && wait "$p" 2>/dev/null
+  done
+  # What a failed case left on the destination (its checks said so) must
+  # not disturb the next one: killed by PID.
+  for p in $(dest_procs | sort -u); do
+    echo "# killing destination process $p, left over"
+    kill -9 "$p" 2>/dev/null
   done
   dest_gone 10 >/dev/null
   DEST_PID= VM_PID= MIG_PID=
