@@ -61,7 +61,7 @@ if [ -n "$NS_A" ]; then
   check "link down: the copy still runs" kill -0 "$MIG_PID"
   link_down
   mig_end 180
-  check "link down: the error says why (timeout)" grep -qiE "time" <<<"$(res .error.message)"
+  check "link down: the error says why (timeout, no progress)" grep -qiE "tim|progress" <<<"$(res .error.message)"
   failed "link down" 'perform|prepare|finish'
   link_up
 else
