@@ -37,6 +37,12 @@ int sm_cmd_pivot (int argc, char **argv);      /* cmd-snapshot.c */
 int sm_cmd_abort (int argc, char **argv);      /* cmd-snapshot.c */
 int sm_cmd_status (int argc, char **argv);     /* cmd-snapshot.c */
 int sm_cmd_recover (int argc, char **argv);    /* cmd-snapshot.c */
+int sm_cmd_migrate (int argc, char **argv);    /* cmd-migrate.c */
+int sm_cmd_migrate_begin (int argc, char **argv);
+int sm_cmd_migrate_prepare (int argc, char **argv);
+int sm_cmd_migrate_perform (int argc, char **argv);
+int sm_cmd_migrate_finish (int argc, char **argv);
+int sm_cmd_migrate_confirm (int argc, char **argv);
 
 /* Options every command takes: --debug. */
 extern gboolean sm_cli_debug;

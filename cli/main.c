@@ -58,6 +58,25 @@ static const SmCliCommand commands[] = {
   { "recover", "--qmp SOCKET [--timeout SECONDS] [--state-dir DIR]",
     "Roll back or report operations a crash interrupted",
     sm_cmd_recover },
+  { "migrate",
+    "--qmp SOCKET --dest-domain DIR [--dest-cmd CMD] [--dest-host ADDR] "
+    "[--copy-storage-all|--copy-storage-inc|--flatten] [--migrate-disks LIST] "
+    "[--bandwidth RATE] [--json] [--dry-run] ...",
+    "Move the running VM with its local disks to another host",
+    sm_cmd_migrate },
+  { "migrate-begin", "--qmp SOCKET [options of migrate] > COOKIE",
+    "Source: plan, snapshot, export the lower layers", sm_cmd_migrate_begin },
+  { "migrate-prepare", "--dest-domain DIR [--dest-run-dir DIR] < COOKIE > COOKIE",
+    "Destination: pre-create the disks, start QEMU and its NBD server",
+    sm_cmd_migrate_prepare },
+  { "migrate-perform", "--qmp SOCKET < COOKIE > COOKIE",
+    "Source: copy the disks, migrate the VM's state", sm_cmd_migrate_perform },
+  { "migrate-finish", "[--cancel] < COOKIE > COOKIE",
+    "Destination: complete (or cancel) the incoming migration",
+    sm_cmd_migrate_finish },
+  { "migrate-confirm", "--qmp SOCKET [--failed] < COOKIE",
+    "Source: quit after success, roll back after failure",
+    sm_cmd_migrate_confirm },
 };
 
 static void

@@ -232,8 +232,8 @@ window_written (int dst, off_t off, uint64_t len, const char *dest,
   return true;
 }
 
-static bool
-set_backing (const SmLayerCopy *copy, GError **error)
+bool
+sm_layer_copy_set_backing (const SmLayerCopy *copy, GError **error)
 {
   g_autoptr(SmImageInfo) info = sm_image_probe (copy->dest, copy->format,
                                                 error);
@@ -359,7 +359,7 @@ job_finish (Copier *c, LayerJob *job)
   job->direct = -1;
   close (job->src);
   job->src = -1;
-  if (ok && !set_backing (job->layer->copy, &err))
+  if (ok && !sm_layer_copy_set_backing (job->layer->copy, &err))
     ok = false;
   g_mutex_lock (&c->lock);
   if (!ok && err)

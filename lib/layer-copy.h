@@ -59,6 +59,11 @@ SmLayerCopy *sm_layer_copy_new (const char *disk, const char *source,
 void sm_layer_copy_free (SmLayerCopy *copy);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmLayerCopy, sm_layer_copy_free)
 
+/* Sets COPY's destination's backing name and format to the planned ones
+ * (qemu-img rebase -u) when they differ; a raw layer or one without backing
+ * is left alone. */
+bool sm_layer_copy_set_backing (const SmLayerCopy *copy, GError **error);
+
 typedef void (*SmLayerCopyProgress) (uint64_t done, uint64_t total,
                                      void *opaque);
 

@@ -2,6 +2,7 @@
  * a create, and recover (see lsm.h for the recovery policy). */
 #include "lsm.h"
 #include "lsm-private.h"
+#include "migrate.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -30,8 +31,8 @@ file_exists (const char *path)
 /* QEMU is gone: fold the new top into the old one with qemu-img, so that the
  * guest's writes since the snapshot are not lost with the file.  QEMU's image
  * locks make this fail safely if QEMU in fact still has the image open. */
-static bool
-offline_commit (const SmLsmDisk *d, GError **error)
+bool
+sm_lsm_fold_offline (const SmLsmDisk *d, GError **error)
 {
   const char *argv[] = { "qemu-img", "commit", "-f", "qcow2", "-d", d->new_top,
                          NULL };
@@ -289,7 +290,7 @@ undo_create (const Undo *u, GError **error)
     if (qemu_gone) {
       g_clear_error (&err);
       if (file_exists (d->new_top)) {
-        if (!offline_commit (d, &err)) {
+        if (!sm_lsm_fold_offline (d, &err)) {
           keep_files = true;
           if (!first)
             first = g_steal_pointer (&err);
@@ -1436,6 +1437,11 @@ recover_one (SmQmp *qmp, SmVmState *st, const char *path, GError **error)
   if (strcmp (op, "rebase") == 0) {
     facts_clear (&f);
     return sm_rebase_recover (qmp, st, path, records, error);
+  }
+  /* An outgoing cross-host migration: lib/migrate.c owns it. */
+  if (strcmp (op, "migrate-out") == 0) {
+    facts_clear (&f);
+    return sm_migrate_recover_source (qmp, st, path, records, error);
   }
   if (strcmp (op, "create") != 0 && strcmp (op, "pivot") != 0 &&
       strcmp (op, "abort") != 0) {

@@ -488,8 +488,8 @@ top_layer_free (gpointer p)
   g_free (l);
 }
 
-static SmPrecreatePlan *
-top_plan (const char *new_top, const SmImageInfo *orig)
+SmPrecreatePlan *
+sm_lsm_plan_new_top (const char *new_top, const SmImageInfo *orig)
 {
   SmPrecreatePlan *p = g_new0 (SmPrecreatePlan, 1);
   SmPrecreateLayer *l = g_new0 (SmPrecreateLayer, 1);
@@ -512,8 +512,8 @@ top_plan (const char *new_top, const SmImageInfo *orig)
 /* A disk without a device name (-blockdev + -device) is addressed by node
  * name, and the snapshot replaces its top node: the new top gets a node name
  * of ours (NEW_NODE) so that the mirror and an undo can address it. */
-static json_object *
-snapshot_action_data (const SmBlockDisk *bd, const char *new_top,
+json_object *
+sm_lsm_snapshot_action (const SmBlockDisk *bd, const char *new_top,
                       const char *new_node)
 {
   return sm_qmp_args (NULL, bd->device ? "s:device" : "s:node-name",
@@ -525,8 +525,8 @@ snapshot_action_data (const SmBlockDisk *bd, const char *new_top,
 
 /* Node name for the new top of disk number INDEX (QEMU: at most 31
  * characters of [A-Za-z0-9._-], starting with a letter). */
-static char *
-new_node_name (const char *snapshot, size_t index)
+char *
+sm_lsm_new_node_name (const char *snapshot, size_t index)
 {
   GString *s = g_string_new ("sm-");
   const char *p;
@@ -732,12 +732,12 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
      * (its node name changes with both). */
     ld->name = sm_block_disk_name (bd);
     ld->id = bd->device ? g_strdup (bd->device)
-                        : new_node_name (def->name, plan->info->disks->len - 1);
+                        : sm_lsm_new_node_name (def->name, plan->info->disks->len - 1);
     ld->orig_top = g_strdup (sm_block_disk_top (bd));
     ld->orig_format = g_strdup (sm_image_format_to_string (orig->format));
     ld->orig_node = g_strdup (bd->node_name);
     ld->new_top = g_strdup (new_top);
-    g_ptr_array_add (plan->top_plans, top_plan (new_top, orig));
+    g_ptr_array_add (plan->top_plans, sm_lsm_plan_new_top (new_top, orig));
 
     out = sm_snapshot_disk_new (d->name);
     out->snapshot = SM_SNAPSHOT_LOCATION_EXTERNAL;
@@ -813,7 +813,7 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
       json_object_object_add (action, "type", json_object_new_string (
                                 "blockdev-snapshot-sync"));
       json_object_object_add (action, "data",
-                              snapshot_action_data (find_vm_disk (vm, ld->name),
+                              sm_lsm_snapshot_action (find_vm_disk (vm, ld->name),
                                                     ld->new_top, ld->id));
       json_object_array_add (actions, action);
     }
@@ -824,7 +824,7 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
       const SmLsmDisk *ld = plan->info->disks->pdata[i];
 
       add_step (plan, SM_LSM_STEP_SNAPSHOT, (int) i, "blockdev-snapshot-sync",
-                snapshot_action_data (find_vm_disk (vm, ld->name), ld->new_top,
+                sm_lsm_snapshot_action (find_vm_disk (vm, ld->name), ld->new_top,
                                       ld->id));
     }
   }

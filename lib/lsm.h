@@ -139,6 +139,24 @@ char *sm_lsm_copy_status_path (SmVmState *st, const char *snapshot);
 SmLsmInfo *sm_lsm_info_load (SmVmState *st, const char *snapshot,
                              GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
+/* Shared with the cross-host migration (lib/migrate.h), which takes the
+ * same snapshot: the plan of one new source top NEW_TOP over ORIG (qcow2,
+ * ORIG's virtual size, backed by ORIG under a relative name); the
+ * transaction action giving disk BD the new top NEW_TOP (NEW_NODE names it
+ * for a disk without device name); a node name for the new top of disk
+ * INDEX of operation NAME; and folding a new top back into its backing file
+ * offline with qemu-img commit when QEMU is gone (D's name, new_top and
+ * orig_top are used). */
+SmPrecreatePlan *sm_lsm_plan_new_top (const char *new_top,
+                                      const SmImageInfo *orig)
+  G_GNUC_WARN_UNUSED_RESULT;
+json_object *sm_lsm_snapshot_action (const SmBlockDisk *bd,
+                                     const char *new_top,
+                                     const char *new_node)
+  G_GNUC_WARN_UNUSED_RESULT;
+char *sm_lsm_new_node_name (const char *name, size_t index)
+  G_GNUC_WARN_UNUSED_RESULT;
+
 /* ---- plans ----------------------------------------------------------- */
 
 typedef enum {
@@ -383,5 +401,11 @@ char **sm_lsm_resume_interrupted (SmQmp *qmp, SmVmState *st, GError **error)
  * what the VM runs on now, the fix) when something is left for the
  * administrator. */
 bool sm_lsm_recover (SmQmp *qmp, SmVmState *st, char ***done, GError **error);
+
+/* QEMU is gone: folds D's new top into its old top with qemu-img commit
+ * (the new top file stays), so that no guest write since the snapshot is
+ * lost.  QEMU's image locks make it fail safely if a QEMU still has the
+ * image open. */
+bool sm_lsm_fold_offline (const SmLsmDisk *d, GError **error);
 
 #endif /* SM_LSM_H */

@@ -104,6 +104,7 @@ typedef struct {
                                   source at (for the layer server) */
   char *source_qmp;            /* absolute socket path */
   int64_t source_pid;
+  bool source_running;         /* the guest ran when begin looked */
   char **qemu_argv;            /* the source QEMU's command line (NULL when
                                   --dest-qemu gives one) */
   char *layers_uri;            /* the source's NBD server of COPY layers,
@@ -129,6 +130,10 @@ typedef struct {
   uint64_t disk_bytes;         /* bytes of disk data moved (all disks) */
   uint64_t ram_bytes;          /* bytes of RAM moved */
   int64_t pause_us;            /* guest pause at switchover, -1 unknown */
+  int64_t stopped_at_us;       /* perform: wall time (us since the epoch)
+                                  of the source's STOP event at switchover,
+                                  0 unknown; finish measures the pause from
+                                  it to the destination's RESUME event */
 } SmMigCookie;
 
 SmMigCookie *sm_mig_cookie_new (void) G_GNUC_WARN_UNUSED_RESULT;
@@ -143,7 +148,12 @@ SmMigDisk *sm_mig_cookie_find_disk (const SmMigCookie *c, const char *name);
 /* The whole <qemu-migration> document, libvirt's layout (two-space indent,
  * single-quoted attributes): <name>, <uuid>, <hostname>, <nbd> (port when
  * nbd_uri is TCP; one <disk target capacity> per migrated disk) and
- * <snapmig>.  Caller frees. */
+ * <snapmig> (one attribute per field, see schemas/migration-cookie.rng).
+ * What sm_mig_cookie_parse gives back equals C, with these normal forms:
+ * a NULL name is written empty and a NULL uuid as the nil UUID (the schema
+ * requires both), and both read back as NULL; a PID <= 0 is left out and
+ * reads back as 0; a negative pause_us is left out and reads back as -1.
+ * Caller frees. */
 char *sm_mig_cookie_format (const SmMigCookie *c) G_GNUC_WARN_UNUSED_RESULT;
 
 /* Validates XML (LEN bytes, or -1 for NUL-terminated) against the schema,
@@ -157,9 +167,13 @@ SmMigCookie *sm_mig_cookie_parse (const char *xml, gssize len,
 
 /* Reads a cookie from FD until EOF or until the line "</qemu-migration>"
  * has been read (so that a peer can keep its end open), at most 16 MiB,
- * bounded by TIMEOUT_MS (<= 0: none), then sm_mig_cookie_parse.  EOF before
+ * bounded by TIMEOUT_MS (<= 0: none), then sm_mig_cookie_parse.  Nothing
+ * after that line is read: it stays in FD for the next reader.  EOF before
  * any byte is SM_ERROR_DISCONNECTED "no migration cookie: PEER closed its
- * output" (PEER names the other side for messages). */
+ * output" (PEER names the other side for messages); the deadline
+ * SM_ERROR_TIMEOUT, an interruption request (interrupt.h)
+ * SM_ERROR_INTERRUPTED, a failed read SM_ERROR_IO, more than 16 MiB
+ * SM_ERROR_INVALID; parse errors name "migration cookie from PEER". */
 SmMigCookie *sm_mig_cookie_read_fd (int fd, const char *peer, int timeout_ms,
                                     GError **error) G_GNUC_WARN_UNUSED_RESULT;
 

@@ -35,12 +35,20 @@ typedef struct {
                                   (char * → char *); a disk path of the
                                   command line that is absent stays as it is
                                   (shared storage) */
-  const char *run_dir;         /* absolute, existing: every unix socket
-                                  path (-qmp, -monitor, -chardev socket,
-                                  -serial/-parallel unix:, -vnc unix:),
-                                  -pidfile and -D log of the command line
-                                  is moved here (same base name; a second
-                                  one of the same name gets a suffix) */
+  GHashTable *format_map;      /* destination path → format name, for a
+                                  mapped disk whose destination has another
+                                  format than the source (-drive format=,
+                                  -blockdev key=value driver= beside
+                                  file.filename); may be NULL */
+  const char *run_dir;         /* absolute, existing: every listening
+                                  unix socket path (-qmp, -monitor,
+                                  -chardev socket, -serial/-parallel unix:,
+                                  -vnc unix:), -pidfile, -D log and chardev
+                                  logfile of the command line is moved here
+                                  (same base name; a second one of the same
+                                  name gets a suffix: vm-2.qmp); a client
+                                  socket (server=off: a vhost-user daemon's)
+                                  keeps its path */
   const char *qmp_path;        /* snapmig's own monitor, added as
                                   -qmp unix:PATH,server=on,wait=off */
   const char *incoming;        /* NULL: "-incoming defer"; else the URI */

@@ -755,6 +755,7 @@ text_value (const xmlNode *node)
 {
   const xmlNode *child;
   xmlChar *text;
+  const xmlChar *p;
   char *value;
 
   if (!node->children)
@@ -765,6 +766,14 @@ text_value (const xmlNode *node)
   text = xmlNodeGetContent (node);
   if (!text)
     return NULL;
+  /* Only indentation (an element whose children were all taken out in a
+   * trial): no value worth showing. */
+  for (p = text; g_ascii_isspace (*p); p++)
+    ;
+  if (!*p) {
+    xmlFree (text);
+    return NULL;
+  }
   value = g_utf8_make_valid ((const char *) text, -1);
   xmlFree (text);
   if (g_utf8_strlen (value, -1) > 40) {
@@ -926,6 +935,18 @@ append_attr (GString *out, const char *name, const char *value)
   g_string_append_printf (out, " %s='", name);
   append_escaped (out, value, true);
   g_string_append_c (out, '\'');
+}
+
+void
+sm_xml_append_attr (GString *out, const char *name, const char *value)
+{
+  append_attr (out, name, value);
+}
+
+void
+sm_xml_append_text (GString *out, const char *text)
+{
+  append_escaped (out, text, false);
 }
 
 static void
@@ -1167,15 +1188,15 @@ keep_children (const xmlNode *node, int depth)
 
 /* ---- document -> model -------------------------------------------------- */
 
-static bool
-is_element (const xmlNode *node, const char *name)
+bool
+sm_xml_is_element (const xmlNode *node, const char *name)
 {
   return node->type == XML_ELEMENT_NODE && node->ns == NULL &&
     strcmp ((const char *) node->name, name) == 0;
 }
 
-static char *
-get_attr (const xmlNode *node, const char *name)
+char *
+sm_xml_get_attr (const xmlNode *node, const char *name)
 {
   xmlChar *value = xmlGetNoNsProp (node, (const xmlChar *) name);
   char *copy;
@@ -1187,8 +1208,8 @@ get_attr (const xmlNode *node, const char *name)
   return copy;
 }
 
-static char *
-get_text (const xmlNode *node)
+char *
+sm_xml_get_text (const xmlNode *node)
 {
   xmlChar *value = xmlNodeGetContent (node);
   char *copy = g_strdup (value ? (const char *) value : "");
@@ -1200,9 +1221,9 @@ get_text (const xmlNode *node)
 static SmSnapshotDisk *
 disk_from_node (const xmlNode *node)
 {
-  g_autofree char *name = get_attr (node, "name");
-  g_autofree char *snapshot = get_attr (node, "snapshot");
-  g_autofree char *type = get_attr (node, "type");
+  g_autofree char *name = sm_xml_get_attr (node, "name");
+  g_autofree char *snapshot = sm_xml_get_attr (node, "snapshot");
+  g_autofree char *type = sm_xml_get_attr (node, "type");
   g_autoptr(SmSnapshotDisk) disk = sm_snapshot_disk_new (name);
   const xmlNode *child;
 
@@ -1220,24 +1241,24 @@ disk_from_node (const xmlNode *node)
   }
 
   for (child = node->children; child; child = child->next) {
-    if (is_element (child, "source")) {
-      disk->source = get_attr (child, "file");
+    if (sm_xml_is_element (child, "source")) {
+      disk->source = sm_xml_get_attr (child, "file");
       if (!disk->source)
-        disk->source = get_attr (child, "dev");
+        disk->source = sm_xml_get_attr (child, "dev");
       if (!disk->source)
-        disk->source = get_attr (child, "name");
-      disk->source_protocol = get_attr (child, "protocol");
+        disk->source = sm_xml_get_attr (child, "name");
+      disk->source_protocol = sm_xml_get_attr (child, "protocol");
       if (disk->source_protocol)
         g_strstrip (disk->source_protocol);
       disk->source_xml = keep_children (child, DISK_CHILD_DEPTH);
     }
-    else if (is_element (child, "driver")) {
-      disk->driver_type = get_attr (child, "type");
+    else if (sm_xml_is_element (child, "driver")) {
+      disk->driver_type = sm_xml_get_attr (child, "type");
       disk->driver_xml = keep_children (child, DISK_CHILD_DEPTH);
     }
-    else if (is_element (child, "mirror")) {
-      disk->mirror_file = get_attr (child, "file");
-      disk->mirror_format = get_attr (child, "format");
+    else if (sm_xml_is_element (child, "mirror")) {
+      disk->mirror_file = sm_xml_get_attr (child, "file");
+      disk->mirror_format = sm_xml_get_attr (child, "format");
     }
   }
   return g_steal_pointer (&disk);
@@ -1248,7 +1269,7 @@ static bool
 parse_creation_time (const xmlNode *node, const char *source_name,
                      int64_t *out, GError **error)
 {
-  g_autofree char *text = g_strstrip (get_text (node));
+  g_autofree char *text = g_strstrip (sm_xml_get_text (node));
   const char *digits = text[0] == '+' ? text + 1 : text;
   guint64 value;
 
@@ -1273,31 +1294,31 @@ def_from_doc (xmlDoc *doc, const char *source_name, GError **error)
   for (node = root->children; node; node = node->next) {
     if (node->type != XML_ELEMENT_NODE)
       continue;
-    if (is_element (node, "name"))
-      def->name = get_text (node);
-    else if (is_element (node, "description"))
-      def->description = get_text (node);
-    else if (is_element (node, "state"))
-      def->state = g_strstrip (get_text (node));
-    else if (is_element (node, "creationTime")) {
+    if (sm_xml_is_element (node, "name"))
+      def->name = sm_xml_get_text (node);
+    else if (sm_xml_is_element (node, "description"))
+      def->description = sm_xml_get_text (node);
+    else if (sm_xml_is_element (node, "state"))
+      def->state = g_strstrip (sm_xml_get_text (node));
+    else if (sm_xml_is_element (node, "creationTime")) {
       if (!parse_creation_time (node, source_name, &def->creation_time, error))
         return NULL;
     }
-    else if (is_element (node, "parent")) {
+    else if (sm_xml_is_element (node, "parent")) {
       for (child = node->children; child; child = child->next)
-        if (is_element (child, "name"))
-          def->parent = get_text (child);
+        if (sm_xml_is_element (child, "name"))
+          def->parent = sm_xml_get_text (child);
     }
-    else if (is_element (node, "memory")) {
-      def->memory_snapshot = get_attr (node, "snapshot");
+    else if (sm_xml_is_element (node, "memory")) {
+      def->memory_snapshot = sm_xml_get_attr (node, "snapshot");
       if (def->memory_snapshot)
         g_strstrip (def->memory_snapshot);
-      def->memory_file = get_attr (node, "file");
+      def->memory_file = sm_xml_get_attr (node, "file");
     }
-    else if (is_element (node, "disks")) {
+    else if (sm_xml_is_element (node, "disks")) {
       def->has_disks = true;
       for (child = node->children; child; child = child->next)
-        if (is_element (child, "disk"))
+        if (sm_xml_is_element (child, "disk"))
           g_ptr_array_add (def->disks, disk_from_node (child));
     }
     else
@@ -1306,27 +1327,41 @@ def_from_doc (xmlDoc *doc, const char *source_name, GError **error)
   return g_steal_pointer (&def);
 }
 
-/* Parse, validate, extract, check. */
-static SmSnapshotDef *
-snapshot_from_text (const char *text, size_t len, const char *source_name,
-                    GError **error)
+xmlDoc *
+sm_xml_parse_validated (const char *text, size_t len, const char *root_name,
+                        const char *source_name, GError **error)
 {
   g_autoptr(xmlDoc) doc = parse_xml (text, len, source_name, error);
-  g_autoptr(SmSnapshotDef) def = NULL;
+  SmXmlSchema *schema;
   const xmlNode *root;
 
   if (!doc)
     return NULL;
   root = xmlDocGetRootElement (doc);
-  if (schema_for_root (root) != SCHEMA_DOMAINSNAPSHOT) {
+  schema = schema_for_root (root);
+  if (!schema || strcmp (schema->root, root_name) != 0) {
     g_autofree char *name = describe_root (root);
 
     g_set_error (error, SM_ERROR, SM_ERROR_XML,
-                 "%s: line %ld: root element is %s, expected "
-                 "'domainsnapshot'", source_name, xmlGetLineNo (root), name);
+                 "%s: line %ld: root element is %s, expected '%s'",
+                 source_name, xmlGetLineNo (root), name, root_name);
     return NULL;
   }
-  if (!validate_doc (SCHEMA_DOMAINSNAPSHOT, doc, source_name, error))
+  if (!validate_doc (schema, doc, source_name, error))
+    return NULL;
+  return g_steal_pointer (&doc);
+}
+
+/* Parse, validate, extract, check. */
+static SmSnapshotDef *
+snapshot_from_text (const char *text, size_t len, const char *source_name,
+                    GError **error)
+{
+  g_autoptr(xmlDoc) doc = sm_xml_parse_validated (text, len, "domainsnapshot",
+                                                  source_name, error);
+  g_autoptr(SmSnapshotDef) def = NULL;
+
+  if (!doc)
     return NULL;
   def = def_from_doc (doc, source_name, error);
   if (!def || !sm_snapshot_def_check (def, source_name, error))

@@ -134,4 +134,34 @@ SmSnapshotDisk *sm_snapshot_find_disk (const SmSnapshotDef *def,
 bool sm_xml_validate_file (const char *path, const char **kind,
                            GError **error);
 
+/* The schema machinery, for the library's other documents (the migration
+ * cookie, lib/migrate-cookie.c).  Parses TEXT (LEN bytes) as
+ * sm_snapshot_parse_string does (no DTD, no network, no entities),
+ * requires the root element ROOT_NAME ("qemu-migration") and validates the
+ * document against ROOT_NAME's embedded schema.  SM_ERROR_XML for a
+ * malformed, foreign or invalid document, the message beginning with
+ * SOURCE_NAME and naming the line.  Caller frees with xmlFreeDoc. */
+struct _xmlDoc;
+struct _xmlDoc *sm_xml_parse_validated (const char *text, size_t len,
+                                        const char *root_name,
+                                        const char *source_name,
+                                        GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* Reading a validated document: whether NODE is the element NAME (no
+ * namespace); NODE's attribute NAME (NULL when absent) and its text ("" when
+ * none), g_malloc'ed copies the caller frees. */
+struct _xmlNode;
+bool sm_xml_is_element (const struct _xmlNode *node, const char *name);
+char *sm_xml_get_attr (const struct _xmlNode *node, const char *name)
+  G_GNUC_WARN_UNUSED_RESULT;
+char *sm_xml_get_text (const struct _xmlNode *node) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Appends " NAME='VALUE'" to OUT, and TEXT as element content, escaped as
+ * sm_snapshot_format escapes (libvirt's five entities; CR, and in
+ * attributes newline and tab, as character references so that a parser
+ * gives them back unchanged). */
+void sm_xml_append_attr (GString *out, const char *name, const char *value);
+void sm_xml_append_text (GString *out, const char *text);
+
 #endif /* SM_SNAPSHOT_XML_H */

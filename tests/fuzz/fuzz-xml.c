@@ -1,4 +1,5 @@
-/* Deterministic mutation fuzzing of sm_snapshot_parse_string.
+/* Deterministic mutation fuzzing of sm_snapshot_parse_string and, for
+ * migration cookies, sm_mig_cookie_parse.
  *
  * Inputs: libvirt's snapshot documents and migration cookies (../shared,
  * when present) and every XML file under tests/data.  Mutations, all
@@ -16,6 +17,7 @@
 
 #include <glib.h>
 
+#include "migrate-cookie.h"
 #include "snapshot-xml.h"
 
 #define DEFAULT_SEED 0x5eed5eedu
@@ -26,6 +28,7 @@ typedef struct {
   char *path;
   char *text;
   gsize len;
+  bool cookie;                    /* a <qemu-migration> document */
 } FuzzInput;
 
 static guint iterations;
@@ -49,20 +52,43 @@ show_mutant (const char *what, const char *text)
   g_test_message ("%s: mutant: \"%s\"", what, escaped);
 }
 
-/* The property every mutant must have. */
+/* Parses TEXT as one kind of document and formats it again; NULL with
+ * ERROR set when it is refused.  Messages begin with "fuzz.xml: " for a
+ * snapshot, "migration cookie: " for a cookie. */
+static char *
+reformat_snapshot (const char *text, GError **error)
+{
+  g_autoptr(SmSnapshotDef) def = sm_snapshot_parse_string (text, "fuzz.xml", error);
+
+  return def ? sm_snapshot_format (def) : NULL;
+}
+
+static char *
+reformat_cookie (const char *text, GError **error)
+{
+  g_autoptr(SmMigCookie) c = sm_mig_cookie_parse (text, -1, error);
+
+  return c ? sm_mig_cookie_format (c) : NULL;
+}
+
+/* The property every mutant must have: refused with an XML or meaning
+ * error naming the document, or read into a model whose formatting reads
+ * back and formats identically. */
 static void
 check_mutant (const FuzzInput *in, const char *what, const char *text)
 {
+  char *(*reformat) (const char *, GError **) =
+    in->cookie ? reformat_cookie : reformat_snapshot;
+  const char *prefix = in->cookie ? "migration cookie: " : "fuzz.xml: ";
   g_autoptr(GError) err = NULL;
   g_autoptr(GError) err2 = NULL;
-  g_autoptr(SmSnapshotDef) def = sm_snapshot_parse_string (text, "fuzz.xml", &err);
-  g_autoptr(SmSnapshotDef) again = NULL;
-  g_autofree char *first = NULL, *second = NULL;
+  g_autofree char *first = reformat (text, &err);
+  g_autofree char *second = NULL;
 
-  if (!def) {
+  if (!first) {
     if (!err || err->domain != SM_ERROR ||
         (err->code != SM_ERROR_XML && err->code != SM_ERROR_INVALID) ||
-        !g_str_has_prefix (err->message, "fuzz.xml: ")) {
+        !g_str_has_prefix (err->message, prefix)) {
       show_mutant (in->path, text);
       g_test_message ("%s: unexpected error: %s", what, err ? err->message : "(none)");
       g_assert_not_reached ();
@@ -70,9 +96,8 @@ check_mutant (const FuzzInput *in, const char *what, const char *text)
     return;
   }
   g_assert_null (err);
-  first = sm_snapshot_format (def);
-  again = sm_snapshot_parse_string (first, "fuzz-formatted.xml", &err2);
-  if (!again || strcmp ((second = sm_snapshot_format (again)), first) != 0) {
+  second = reformat (first, &err2);
+  if (!second || strcmp (second, first) != 0) {
     show_mutant (in->path, text);
     g_test_message ("%s: formatted: %s", what, first);
     g_test_message ("%s: reparsed: %s", what, err2 ? err2->message : second);
@@ -219,6 +244,7 @@ add_dir (GPtrArray *inputs, const char *dir)
 
     in->path = g_strdup (g_ptr_array_index (names, i));
     g_assert_true (g_file_get_contents (in->path, &in->text, &in->len, NULL));
+    in->cookie = g_str_has_prefix (in->text, "<qemu-migration>");
     g_ptr_array_add (inputs, in);
   }
 }

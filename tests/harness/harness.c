@@ -93,6 +93,25 @@ on_abort (int sig)
 }
 
 char *
+sm_test_source_tree (const char *probe, char **shared)
+{
+  g_autofree char *here = g_test_build_filename (G_TEST_DIST, "..", "..", NULL);
+  g_autofree char *top = g_canonicalize_filename (here, NULL);
+  g_autofree char *path = g_build_filename (top, probe, NULL);
+  g_autofree char *shared_path = NULL;
+
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    g_error ("cannot find the source tree (no %s); set G_TEST_SRCDIR to "
+             "its tests/unit directory", path);
+  if (shared) {
+    shared_path = g_build_filename (top, "..", "shared", NULL);
+    *shared = g_file_test (shared_path, G_FILE_TEST_IS_DIR)
+      ? g_canonicalize_filename (shared_path, NULL) : NULL;
+  }
+  return g_steal_pointer (&top);
+}
+
+char *
 sm_test_tmpdir (void)
 {
   g_autoptr(GError) err = NULL;

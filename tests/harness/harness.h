@@ -34,6 +34,15 @@ typedef struct SmQmp SmQmp;
  */
 char *sm_test_tmpdir (void) G_GNUC_WARN_UNUSED_RESULT;
 
+/* The source tree the test program runs from: two levels above it (or
+ * above G_TEST_SRCDIR, which names tests/unit when set), canonical.  Aborts
+ * when PROBE, a file of the tree ("lib/snapshot-xml.h"), is not there.
+ * With SHARED not NULL, *SHARED is TREE/../shared (libvirt's corpus),
+ * canonical, or NULL when absent.  Call after g_test_init.  Caller frees
+ * both strings. */
+char *sm_test_source_tree (const char *probe, char **shared)
+  G_GNUC_WARN_UNUSED_RESULT;
+
 /* Runs ARGV (argv[0] looked up in PATH) and waits for it.  With OUTPUT
  * non-NULL, stdout+stderr are returned there (caller frees).  Returns true
  * when it exited 0; otherwise prints the command and its output as TAP

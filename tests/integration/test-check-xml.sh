@@ -81,6 +81,24 @@ for f in "$SM_TOP"/tests/data/*.xml; do
   check "valid: tests/data/${f##*/}" test $rc -eq 0 -a ! -s "$T/err"
 done
 
+# A cookie as snapmig writes it (sm_mig_cookie_format's golden file, kept
+# equal to the formatter's output by tests/unit/test-migrate-cookie), with
+# its <snapmig> part; and one whose <snapmig> the schema refuses.
+own_cookie="$SM_TOP/tests/data/migration-cookie-snapmig.xml"
+run "$own_cookie"
+check "snapmig's own cookie: exit 0" test $rc -eq 0
+check "snapmig's own cookie: valid (qemu-migration)" \
+  test "$(cat "$T/out")" = "$own_cookie: valid (qemu-migration)"
+check "snapmig's own cookie: has its <snapmig> part" \
+  test "$(grep -c '^  <snapmig ' "$own_cookie")" -eq 1
+sed "s/ storage='chain' / storage='all' /" "$own_cookie" >"$T/bad-storage.xml"
+expect_invalid "a cookie with an unknown storage mode" "$T/bad-storage.xml" \
+  "line 10" "element 'snapmig'"
+
+sed "s| dest-domain='/sd2' | dest-domain='sd2' |" "$own_cookie" >"$T/relative.xml"
+expect_invalid "a cookie with a relative destination domain" "$T/relative.xml" \
+  "migration cookie" "dest-domain 'sd2'" "absolute"
+
 # All at once: one line per file, exit 0.
 run "${valid_files[@]}"
 check "all ${#valid_files[@]} valid files at once: exit 0, one line each" \

@@ -13,6 +13,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include "harness.h"
 #include "snapshot-xml.h"
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (xmlDoc, xmlFreeDoc)
@@ -829,22 +830,10 @@ test_quiet (void)
 int
 main (int argc, char **argv)
 {
-  g_autofree char *here = NULL, *shared = NULL, *header = NULL;
   int rc;
 
   g_test_init (&argc, &argv, NULL);
-
-  /* The source tree is two levels above this program (or above
-   * G_TEST_SRCDIR, which names tests/unit when set). */
-  here = g_test_build_filename (G_TEST_DIST, "..", "..", NULL);
-  top_dir = g_canonicalize_filename (here, NULL);
-  header = g_build_filename (top_dir, "lib", "snapshot-xml.h", NULL);
-  if (!g_file_test (header, G_FILE_TEST_EXISTS))
-    g_error ("cannot find the source tree (no %s); set G_TEST_SRCDIR to "
-             "its tests/unit directory", header);
-  shared = g_build_filename (top_dir, "..", "shared", NULL);
-  if (g_file_test (shared, G_FILE_TEST_IS_DIR))
-    shared_dir = g_canonicalize_filename (shared, NULL);
+  top_dir = sm_test_source_tree ("lib/snapshot-xml.h", &shared_dir);
 
   g_test_add_func ("/snapshot-xml/golden", test_golden);
   g_test_add_func ("/snapshot-xml/data-valid", test_data_valid);

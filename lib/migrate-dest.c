@@ -1,0 +1,940 @@
+/* libsnapmig — the destination's phases of a cross-host migration:
+ * prepare, finish, and the cancel that removes everything prepare made
+ * (lib/migrate.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+
+#include "blockjob.h"
+#include "image-lock.h"
+#include "interrupt.h"
+#include "journal.h"
+#include "json-util.h"
+#include "layer-copy.h"
+#include "migrate-private.h"
+#include "precreate.h"
+#include "qemu-proc.h"
+
+#define DOMAIN "migrate"
+
+char *
+sm_migrate_incoming_dir (const char *state_dir)
+{
+  return g_build_filename (state_dir, "incoming", NULL);
+}
+
+static char *
+incoming_path (const char *state_dir, const char *id, const char *ext)
+{
+  g_autofree char *dir = sm_migrate_incoming_dir (state_dir);
+  g_autofree char *name = g_strconcat (id, ext, NULL);
+
+  return g_build_filename (dir, name, NULL);
+}
+
+static int
+stall_ms (const SmMigDestOptions *o)
+{
+  return o->timeout_ms > 0 ? o->timeout_ms : SM_MIG_STALL_MS;
+}
+
+/* ---- planning ------------------------------------------------------------ */
+
+/* The image chain the cookie describes for disk D's layers that move (TOP
+ * and COPY), as sm_precreate_plan takes it. */
+static SmImageChain *
+cookie_chain (const SmMigDisk *d)
+{
+  SmImageChain *chain = g_new0 (SmImageChain, 1);
+
+  chain->layers = g_ptr_array_new_with_free_func ((GDestroyNotify) sm_image_info_free);
+  for (guint j = 0; j < d->layers->len; j++) {
+    const SmMigLayer *l = d->layers->pdata[j];
+    SmImageInfo *info;
+
+    if (l->role == SM_MIG_LAYER_SHARED)
+      break;
+    info = g_new0 (SmImageInfo, 1);
+    info->path = g_strdup (l->file);
+    info->format = l->format;
+    info->virtual_size = l->virtual_size;
+    info->file_size = l->file_size;
+    info->allocated_bytes = l->allocated;
+    info->cluster_size = l->cluster_size;
+    if (l->cluster_size)
+      info->cluster_bits = (uint32_t) g_bit_nth_lsf (l->cluster_size, -1);
+    info->qcow2_version = l->format == SM_IMAGE_FORMAT_QCOW2 ? 3 : 0;
+    info->backing_file = g_strdup (l->backing);
+    info->backing_format = l->backing_format < SM_IMAGE_FORMAT_LAST ?
+      g_strdup (sm_image_format_to_string (l->backing_format)) : NULL;
+    g_ptr_array_add (chain->layers, info);
+  }
+  return chain;
+}
+
+/* Layers on shared storage must be there, of the size the source sees. */
+static bool
+check_shared (const SmMigDisk *d, GError **error)
+{
+  for (guint j = 0; j < d->layers->len; j++) {
+    const SmMigLayer *l = d->layers->pdata[j];
+    g_autoptr(SmImageInfo) info = NULL;
+    GError *err = NULL;
+
+    if (l->role != SM_MIG_LAYER_SHARED)
+      continue;
+    info = sm_image_probe (l->file, l->format, &err);
+    if (!info) {
+      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                   "disk %s: %s is not on storage this host sees (%s): "
+                   "migrate the disk (--migrate-disks, --copy-storage-all) "
+                   "or make the storage shared", d->name, l->file,
+                   err->message);
+      g_error_free (err);
+      return false;
+    }
+    if (info->virtual_size != l->virtual_size ||
+        (l->file_size && info->file_size != l->file_size)) {
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "disk %s: %s here differs from the source's (virtual size "
+                   "%" G_GUINT64_FORMAT " / file size %" G_GUINT64_FORMAT
+                   ", the source's %" G_GUINT64_FORMAT " / %" G_GUINT64_FORMAT
+                   "): it is not the same shared file", d->name, l->file,
+                   info->virtual_size, info->file_size, l->virtual_size,
+                   l->file_size);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* The precreate plans of every migrated disk (NULL for the others), the
+ * room for all of them checked together. */
+static GPtrArray *
+plan_disks (SmMigCookie *c, const char *domain, bool allow_larger,
+            GError **error)
+{
+  g_autoptr(GPtrArray) plans = g_ptr_array_new_with_free_func (
+      (GDestroyNotify) sm_precreate_plan_free);
+  g_autoptr(GHashTable) paths = g_hash_table_new (g_str_hash, g_str_equal);
+  uint64_t need = 0;
+  struct statvfs vfs;
+
+  (void) allow_larger;
+  for (guint i = 0; i < c->disks->len; i++) {
+    SmMigDisk *d = c->disks->pdata[i];
+    g_autoptr(SmImageChain) chain = NULL;
+    SmPrecreatePlan *p;
+
+    if (!check_shared (d, error))
+      return NULL;
+    if (!d->migrate) {
+      g_ptr_array_add (plans, NULL);
+      continue;
+    }
+    chain = cookie_chain (d);
+    p = sm_precreate_plan (chain, SM_PRECREATE_CHAIN, domain, NULL, error);
+    if (!p) {
+      g_prefix_error (error, "disk %s: ", d->name);
+      return NULL;
+    }
+    g_ptr_array_add (plans, p);
+    if (c->storage == SM_MIG_STORAGE_INC) {
+      SmPrecreateLayer *top = p->layers->pdata[0];
+      const SmMigLayer *l = d->layers->pdata[0];
+
+      g_free (top->backing_name);
+      top->backing_name = g_strdup (l->backing);
+      top->backing_format = l->backing_format;
+    }
+    for (guint j = 0; j < p->layers->len; j++) {
+      SmPrecreateLayer *pl = p->layers->pdata[j];
+
+      if (g_hash_table_contains (paths, pl->path)) {
+        g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                     "disk %s: its layer %s would have the same file in %s as "
+                     "a layer of another disk (rename one of them)", d->name,
+                     pl->path, domain);
+        return NULL;
+      }
+      g_hash_table_add (paths, pl->path);
+      need += pl->required_bytes;
+    }
+    g_free (d->dest_top);
+    d->dest_top = g_strdup (((SmPrecreateLayer *) p->layers->pdata[0])->path);
+  }
+  if (statvfs (domain, &vfs) == 0 &&
+      (uint64_t) vfs.f_bavail * vfs.f_frsize < need) {
+    g_autofree char *n = g_format_size_full (need, G_FORMAT_SIZE_IEC_UNITS);
+    g_autofree char *h = g_format_size_full ((uint64_t) vfs.f_bavail * vfs.f_frsize,
+                                             G_FORMAT_SIZE_IEC_UNITS);
+    g_set_error (error, SM_ERROR, SM_ERROR_IO,
+                 "not enough space in %s for the migrated disks: need %s, "
+                 "have %s (free space or choose another --dest-domain)",
+                 domain, n, h);
+    return NULL;
+  }
+  return g_steal_pointer (&plans);
+}
+
+/* ---- the destination's journal ----------------------------------------- */
+
+static SmJournal *
+open_incoming_journal (const char *state_dir, const SmMigCookie *c,
+                       const char *run_dir, bool run_dir_created,
+                       GError **error)
+{
+  g_autofree char *dir = sm_migrate_incoming_dir (state_dir);
+  g_autofree char *created = incoming_path (state_dir, c->id, ".created");
+  json_object *h = json_object_new_object ();
+
+  if (g_mkdir_with_parents (dir, 0700) < 0) {
+    json_object_put (h);
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot create %s: %s", dir,
+                 g_strerror (errno));
+    return NULL;
+  }
+  json_object_object_add (h, "op", json_object_new_string ("migrate-in"));
+  json_object_object_add (h, "id", json_object_new_string (c->id));
+  json_object_object_add (h, "domain", json_object_new_string (c->dest_domain));
+  json_object_object_add (h, "run-dir", json_object_new_string (run_dir));
+  json_object_object_add (h, "run-dir-created",
+                          json_object_new_boolean (run_dir_created));
+  json_object_object_add (h, "created", json_object_new_string (created));
+  json_object_object_add (h, "source-running",
+                          json_object_new_boolean (c->source_running));
+  return sm_journal_create (dir, c->id, h, error);
+}
+
+static bool
+journal_qemu (SmJournal *j, const SmQemuProc *p, const char *qmp,
+              GError **error)
+{
+  json_object *r = json_object_new_object ();
+
+  json_object_object_add (r, "step", json_object_new_string ("qemu"));
+  json_object_object_add (r, "phase", json_object_new_string ("end"));
+  json_object_object_add (r, "pid", json_object_new_int64 (p->pid));
+  json_object_object_add (r, "start-time",
+                          json_object_new_int64 ((int64_t) p->start_time));
+  json_object_object_add (r, "qmp", json_object_new_string (qmp));
+  return sm_journal_append (j, r, error);
+}
+
+/* What the journal says about the QEMU the destination started. */
+typedef struct {
+  char *run_dir;
+  bool run_dir_created;
+  char *created;
+  char *qmp;
+  pid_t pid;
+  uint64_t start_time;
+  bool finished;               /* journaled that the guest runs here */
+} Incoming;
+
+static void
+incoming_clear (Incoming *in)
+{
+  g_free (in->run_dir);
+  g_free (in->created);
+  g_free (in->qmp);
+}
+
+static bool
+incoming_read (const char *path, Incoming *in, GError **error)
+{
+  g_autoptr(json_object) recs = sm_journal_load (path, error);
+  json_object *h;
+  size_t n;
+
+  if (!recs)
+    return false;
+  n = json_object_array_length (recs);
+  h = n ? json_object_array_get_idx (recs, 0) : NULL;
+  if (!h || g_strcmp0 (sm_json_get_string (h, "op"), "migrate-in") != 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "%s: not an incoming migration's journal (kept)", path);
+    return false;
+  }
+  in->run_dir = g_strdup (sm_json_get_string (h, "run-dir"));
+  in->created = g_strdup (sm_json_get_string (h, "created"));
+  sm_json_get_bool (h, "run-dir-created", &in->run_dir_created);
+  for (size_t i = 1; i < n; i++) {
+    json_object *r = json_object_array_get_idx (recs, i);
+    const char *step = sm_json_get_string (r, "step");
+    int64_t v = 0;
+
+    if (g_strcmp0 (step, "qemu") == 0) {
+      sm_json_get_int64 (r, "pid", &v);
+      in->pid = (pid_t) v;
+      sm_json_get_int64 (r, "start-time", &v);
+      in->start_time = (uint64_t) v;
+      g_free (in->qmp);
+      in->qmp = g_strdup (sm_json_get_string (r, "qmp"));
+    } else if (g_strcmp0 (step, "cont") == 0) {
+      in->finished = true;
+    }
+  }
+  return true;
+}
+
+/* Removes what prepare made: QEMU stopped (refused when its guest runs),
+ * created files removed, run directory emptied (it was empty or new). */
+static bool
+cleanup_incoming (const Incoming *in, GError **error)
+{
+  g_autoptr(SmCreatedFiles) created = NULL;
+  GError *err = NULL;
+
+  if (in->pid > 0 && sm_proc_alive (in->pid, in->start_time)) {
+    g_autoptr(SmQmp) q = in->qmp ? sm_qmp_connect (in->qmp, 5000, NULL) : NULL;
+
+    if (q) {
+      g_autoptr(json_object) r = sm_qmp_execute_type (q, "query-status", NULL,
+                                                      json_type_object, NULL);
+      if (r && g_strcmp0 (sm_json_get_string (r, "status"), "running") == 0) {
+        g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+                     "the destination QEMU (pid %d) runs the guest: it is not "
+                     "stopped (the migration completed here)", (int) in->pid);
+        return false;
+      }
+      sm_qmp_run (q, "quit", NULL, NULL);
+    }
+    if (!sm_proc_wait_gone (in->pid, in->start_time, 3000) &&
+        !sm_proc_stop (in->pid, in->start_time, 2000, error))
+      return false;
+  }
+  if (in->created && g_file_test (in->created, G_FILE_TEST_EXISTS)) {
+    created = sm_created_files_load (in->created, &err);
+    if (!created) {
+      g_propagate_error (error, err);
+      return false;
+    }
+    if (!sm_created_files_rollback (created, &err)) {
+      sm_created_files_save (created, in->created, NULL);
+      g_propagate_error (error, err);
+      return false;
+    }
+    unlink (in->created);
+  }
+  if (in->run_dir) {
+    g_autoptr(GDir) dir = g_dir_open (in->run_dir, 0, NULL);
+    const char *name;
+
+    while (dir && (name = g_dir_read_name (dir))) {
+      g_autofree char *p = g_build_filename (in->run_dir, name, NULL);
+      unlink (p);
+    }
+    if (in->run_dir_created)
+      rmdir (in->run_dir);
+  }
+  return true;
+}
+
+/* ---- prepare ------------------------------------------------------------ */
+
+static char *
+nbd_url (const char *uri, const char *export)
+{
+  if (g_str_has_prefix (uri, "unix:"))
+    return g_strdup_printf ("nbd+unix:///%s?socket=%s", export, uri + 5);
+  return g_strdup_printf ("nbd://%s/%s", uri + 4, export);
+}
+
+/* Pulls one COPY layer's bytes from the source's export into DEST (already
+ * created), then makes it durable and sets its backing name. */
+static bool
+pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
+            const char *dest, int stall, GError **error)
+{
+  g_autofree char *url = nbd_url (c->layers_uri, l->export);
+  g_autofree char *rate = c->bandwidth ?
+    g_strdup_printf ("%" G_GUINT64_FORMAT, c->bandwidth) : NULL;
+  const char *argv[16];
+  int n = 0, fd, status = 0, out_fd = -1;
+  GPid child;
+  GError *err = NULL;
+  gint64 last = g_get_monotonic_time ();
+  off_t last_blocks = -1;
+  g_autoptr(SmLayerCopy) copy = NULL;
+
+  fd = open (dest, O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || ftruncate (fd, 0) < 0 || ftruncate (fd, (off_t) l->file_size) < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: %s", dest, g_strerror (errno));
+    if (fd >= 0)
+      close (fd);
+    return false;
+  }
+  argv[n++] = "qemu-img";
+  argv[n++] = "convert";
+  argv[n++] = "-n";
+  argv[n++] = "-f";
+  argv[n++] = "raw";
+  argv[n++] = "--target-is-zero";
+  argv[n++] = "-W";
+  argv[n++] = "-m";
+  argv[n++] = "8";
+  if (rate) {
+    argv[n++] = "-r";
+    argv[n++] = rate;
+  }
+  argv[n++] = "-O";
+  argv[n++] = "raw";
+  argv[n++] = url;
+  argv[n++] = dest;
+  argv[n] = NULL;
+  if (!g_spawn_async_with_pipes (NULL, (char **) argv, NULL,
+                                 G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD |
+                                 G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL,
+                                 &child, NULL, NULL, &out_fd, &err)) {
+    close (fd);
+    g_propagate_prefixed_error (error, err, "disk %s: qemu-img convert: ",
+                                d->name);
+    return false;
+  }
+  for (;;) {
+    pid_t r = waitpid (child, &status, WNOHANG);
+    struct stat st;
+
+    if (r == child)
+      break;
+    if (fstat (fd, &st) == 0 && st.st_blocks != last_blocks) {
+      last_blocks = st.st_blocks;
+      last = g_get_monotonic_time ();
+    }
+    if ((g_get_monotonic_time () - last) / 1000 > stall || sm_interrupted ()) {
+      kill (child, SIGKILL);
+      waitpid (child, &status, 0);
+      close (out_fd);
+      close (fd);
+      if (sm_interrupt_check (error))
+        return false;
+      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                   "disk %s: the copy of layer %s from %s made no progress "
+                   "for %d s: is the link to the source down?", d->name,
+                   l->file, c->layers_uri, stall / 1000);
+      return false;
+    }
+    g_usleep (20000);
+  }
+  if (!g_spawn_check_wait_status (status, NULL)) {
+    char buf[2048];
+    ssize_t k = read (out_fd, buf, sizeof buf - 1);
+
+    buf[k > 0 ? k : 0] = '\0';
+    close (out_fd);
+    close (fd);
+    g_set_error (error, SM_ERROR, SM_ERROR_IO,
+                 "disk %s: the copy of layer %s from the source (%s) failed: "
+                 "%s", d->name, l->file, url, g_strstrip (buf));
+    return false;
+  }
+  close (out_fd);
+  if (fdatasync (fd) < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: fdatasync: %s", dest,
+                 g_strerror (errno));
+    close (fd);
+    return false;
+  }
+  close (fd);
+  copy = sm_layer_copy_new (d->name, l->file, dest, l->format, l->backing,
+                            l->backing_format);
+  return sm_layer_copy_set_backing (copy, error);
+}
+
+/* Checks that every migrated disk of the destination QEMU runs on its copy
+ * in the domain, and exports each. */
+static bool
+export_disks (SmQmp *qmp, SmMigCookie *c, const SmMigDestOptions *o,
+              GError **error)
+{
+  g_autoptr(GPtrArray) disks = sm_block_query_disks (qmp, error);
+
+  if (!disks)
+    return false;
+  for (guint i = 0; i < c->disks->len; i++) {
+    const SmMigDisk *d = c->disks->pdata[i];
+    const SmBlockDisk *bd = NULL;
+    g_autofree char *id = g_strdup_printf ("sm-export-%u", i);
+    g_autofree char *top = NULL;
+    GError *err = NULL;
+
+    if (!d->migrate)
+      continue;
+    for (guint k = 0; k < disks->len && !bd; k++)
+      if (sm_block_disk_matches (disks->pdata[k], d->name))
+        bd = disks->pdata[k];
+    if (!bd) {
+      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                   "the destination QEMU has no disk %s: its command line "
+                   "lacks it (check --dest-qemu)", d->name);
+      return false;
+    }
+    top = sm_block_disk_top (bd) ? realpath (sm_block_disk_top (bd), NULL) : NULL;
+    if (g_strcmp0 (top, d->dest_top) != 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "the destination QEMU opened %s for disk %s, not its copy "
+                   "%s: its command line names the disk's file differently "
+                   "(give the command line with --dest-qemu)",
+                   sm_block_disk_top (bd) ? sm_block_disk_top (bd) : "nothing",
+                   d->name, d->dest_top);
+      return false;
+    }
+    if (!sm_qmp_run (qmp, "block-export-add",
+                     sm_qmp_args (&err, "s:type", "nbd", "s:id", id,
+                                  "s:node-name", bd->node_name,
+                                  "s:name", d->export, "b:writable", true,
+                                  NULL), &err)) {
+      g_propagate_prefixed_error (error, err, "disk %s: cannot export it: ",
+                                  d->name);
+      return false;
+    }
+  }
+  (void) o;
+  return true;
+}
+
+static bool
+start_incoming (SmQmp *qmp, SmMigCookie *c, const SmMigDestOptions *o,
+                GError **error)
+{
+  GError *err = NULL;
+  int lo = o->port_min > 0 ? o->port_min : SM_MIG_PORT_MIN;
+  int hi = o->port_max > 0 ? o->port_max : (lo <= SM_MIG_PORT_MAX ? SM_MIG_PORT_MAX : lo);
+
+  if (g_str_has_prefix (c->nbd_uri, "unix:")) {
+    g_autofree char *path = g_build_filename (c->dest_run_dir, "migrate.sock", NULL);
+
+    c->migrate_uri = g_strconcat ("unix:", path, NULL);
+    return sm_qmp_run (qmp, "migrate-incoming",
+                       sm_qmp_args (NULL, "s:uri", c->migrate_uri, NULL), error);
+  }
+  for (int port = lo; port <= hi; port++) {
+    g_autofree char *uri = strchr (c->dest_host, ':') ?
+      g_strdup_printf ("tcp:[%s]:%d", c->dest_host, port) :
+      g_strdup_printf ("tcp:%s:%d", c->dest_host, port);
+
+    if (g_strcmp0 (c->nbd_uri, uri) == 0)
+      continue;
+    g_clear_error (&err);
+    if (sm_qmp_run (qmp, "migrate-incoming",
+                    sm_qmp_args (NULL, "s:uri", uri, NULL), &err)) {
+      c->migrate_uri = g_steal_pointer (&uri);
+      return true;
+    }
+    if (!strstr (err->message, "in use"))
+      break;
+  }
+  g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+               "cannot listen for the incoming migration on %s, ports "
+               "%d-%d: %s (free a port or give another --port-range)",
+               c->dest_host, lo, hi, err ? err->message : "no port free");
+  g_clear_error (&err);
+  return false;
+}
+
+/* The run directory: given (must be empty or absent) or STATE/run/ID. */
+static char *
+make_run_dir (const SmMigCookie *c, const SmMigDestOptions *o, bool *created,
+              GError **error)
+{
+  g_autofree char *dir = o->run_dir ? g_canonicalize_filename (o->run_dir, NULL)
+                                    : g_build_filename (o->state_dir, "run",
+                                                        c->id, NULL);
+  g_autoptr(GDir) d = NULL;
+
+  *created = false;
+  if (!g_file_test (dir, G_FILE_TEST_EXISTS)) {
+    if (g_mkdir_with_parents (dir, 0700) < 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot create the run "
+                   "directory %s: %s", dir, g_strerror (errno));
+      return NULL;
+    }
+    *created = true;
+    return g_steal_pointer (&dir);
+  }
+  d = g_dir_open (dir, 0, NULL);
+  if (!d || g_dir_read_name (d)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_EXISTS,
+                 "the run directory %s is not an empty directory: the "
+                 "destination QEMU's sockets go there (give an empty or new "
+                 "--dest-run-dir)", dir);
+    return NULL;
+  }
+  return g_steal_pointer (&dir);
+}
+
+bool
+sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
+                    GError **error)
+{
+  g_autoptr(GPtrArray) plans = NULL;
+  g_autoptr(SmJournal) journal = NULL;
+  g_autoptr(SmCreatedFiles) created = NULL;
+  g_autoptr(SmQemuProc) proc = NULL;
+  g_autoptr(SmQmp) qmp = NULL;
+  g_autoptr(GHashTable) map = NULL;
+  g_autoptr(GHashTable) formats = NULL;
+  g_auto(GStrv) argv = NULL;
+  g_autofree char *domain = NULL;
+  g_autofree char *created_path = NULL;
+  g_autofree char *qmp_path = NULL;
+  g_autofree char *log_path = NULL;
+  Incoming in = { 0 };
+  bool run_created = false;
+  GError *err = NULL;
+  guint i, j;
+
+  if (!o->domain) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "no destination storage domain (give --dest-domain)");
+    return false;
+  }
+  domain = realpath (o->domain, NULL);
+  if (!domain || !g_file_test (domain, G_FILE_TEST_IS_DIR)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "destination storage domain %s: not a directory on this "
+                 "host", o->domain);
+    return false;
+  }
+  g_free (c->dest_domain);
+  c->dest_domain = g_strdup (domain);
+  if (!o->qemu_args && !c->qemu_argv) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "the source's QEMU command line is unknown (its process "
+                 "could not be read): give the destination's with "
+                 "--dest-qemu");
+    return false;
+  }
+  plans = plan_disks (c, domain, o->allow_larger, error);
+  if (!plans)
+    return false;
+  for (i = 0; i < plans->len; i++)
+    if (plans->pdata[i] && !sm_precreate_check (plans->pdata[i], 0, error))
+      return false;
+  if (dry_run) {
+    g_free (c->dest_run_dir);
+    c->dest_run_dir = o->run_dir ? g_canonicalize_filename (o->run_dir, NULL)
+                                 : g_build_filename (o->state_dir, "run",
+                                                     c->id, NULL);
+    return true;
+  }
+
+  in.run_dir = make_run_dir (c, o, &run_created, error);
+  if (!in.run_dir)
+    return false;
+  in.run_dir_created = run_created;
+  g_free (c->dest_run_dir);
+  c->dest_run_dir = g_strdup (in.run_dir);
+  journal = open_incoming_journal (o->state_dir, c, in.run_dir, run_created,
+                                   &err);
+  if (!journal) {
+    cleanup_incoming (&in, NULL);
+    incoming_clear (&in);
+    g_propagate_error (error, err);
+    return false;
+  }
+  created_path = incoming_path (o->state_dir, c->id, ".created");
+  in.created = g_strdup (created_path);
+  created = sm_created_files_new ();
+
+  /* the files */
+  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "prepare", NULL);
+  if (!sm_mig_journal_step (journal, "create", "begin", NULL, &err))
+    goto fail;
+  for (i = 0; i < plans->len; i++) {
+    SmPrecreatePlan *p = plans->pdata[i];
+
+    if (!p)
+      continue;
+    for (j = 0; j < p->layers->len; j++)
+      sm_created_files_add (created, ((SmPrecreateLayer *) p->layers->pdata[j])->path);
+    if (!sm_created_files_save (created, created_path, &err))
+      goto fail;
+    {
+      g_autoptr(SmCreatedFiles) mine = sm_created_files_new ();
+      if (!sm_precreate_execute (p, 0, mine, &err))
+        goto fail;
+    }
+  }
+  if (!sm_mig_journal_step (journal, "create", "end", NULL, &err))
+    goto fail;
+
+  /* the lower layers, before the QEMU that opens them starts */
+  if (c->layers_uri) {
+    if (!sm_mig_journal_step (journal, "pull-layers", "begin", NULL, &err))
+      goto fail;
+    for (i = 0; i < c->disks->len; i++) {
+      const SmMigDisk *d = c->disks->pdata[i];
+      const SmPrecreatePlan *p = plans->pdata[i];
+
+      for (j = 0; p && j < d->layers->len; j++) {
+        const SmMigLayer *l = d->layers->pdata[j];
+        const SmPrecreateLayer *pl = p->layers->pdata[j];
+
+        if (l->role != SM_MIG_LAYER_COPY)
+          continue;
+        if (!pull_layer (c, d, l, pl->path, stall_ms (o), &err))
+          goto fail;
+        c->disk_bytes += l->allocated;
+        sm_mig_emit (o->event, o->opaque, "progress", "s:what", "layer",
+                     "s:disk", d->name, "s:file", pl->path, "u:done",
+                     l->file_size, "u:total", l->file_size, NULL);
+      }
+    }
+    if (!sm_mig_journal_step (journal, "pull-layers", "end", NULL, &err))
+      goto fail;
+  }
+
+  /* the destination QEMU */
+  qmp_path = g_build_filename (in.run_dir, "snapmig.qmp", NULL);
+  log_path = g_build_filename (in.run_dir, "qemu.log", NULL);
+  map = g_hash_table_new (g_str_hash, g_str_equal);
+  formats = g_hash_table_new (g_str_hash, g_str_equal);
+  for (i = 0; i < c->disks->len; i++) {
+    const SmMigDisk *d = c->disks->pdata[i];
+    const SmMigLayer *top = d->layers->len ? d->layers->pdata[0] : NULL;
+
+    if (!d->migrate)
+      continue;
+    g_hash_table_insert (map, d->source_top, d->dest_top);
+    if (top && top->format != d->format)
+      g_hash_table_insert (formats, d->dest_top,
+                           (char *) sm_image_format_to_string (top->format));
+  }
+  {
+    SmQemuRewrite rw = { .path_map = map, .format_map = formats,
+                         .run_dir = in.run_dir,
+                         .qmp_path = qmp_path, .incoming = NULL };
+    g_free (c->dest_user_qmp);
+    c->dest_user_qmp = NULL;
+    argv = o->qemu_args ?
+      sm_qemu_cmdline_from_string (o->qemu_args, &rw, &c->dest_user_qmp, &err) :
+      sm_qemu_cmdline_rewrite ((const char *const *) c->qemu_argv, &rw,
+                               &c->dest_user_qmp, &err);
+  }
+  if (!argv ||
+      !sm_mig_journal_step (journal, "qemu", "begin", NULL, &err))
+    goto fail;
+  proc = sm_qemu_spawn ((const char *const *) argv, log_path, qmp_path,
+                        stall_ms (o), &err);
+  if (!proc)
+    goto fail;
+  in.pid = proc->pid;
+  in.start_time = proc->start_time;
+  in.qmp = g_strdup (qmp_path);
+  c->dest_pid = proc->pid;
+  g_free (c->dest_qmp);
+  c->dest_qmp = g_strdup (qmp_path);
+  if (!journal_qemu (journal, proc, qmp_path, &err))
+    goto fail;
+  qmp = sm_qmp_connect (qmp_path, stall_ms (o), &err);
+  if (!qmp)
+    goto fail;
+  if (!sm_qmp_run (qmp, "migrate-set-capabilities",
+                   sm_qmp_args (&err, "j:capabilities",
+                                sm_mig_capabilities ("events", true,
+                                                     "late-block-activate",
+                                                     true, NULL), NULL), &err) ||
+      !sm_mig_journal_step (journal, "nbd-server", "begin", NULL, &err) ||
+      !sm_mig_nbd_server_start (qmp, o->unix_sockets,
+                                c->dest_host, in.run_dir, c->id, "nbd",
+                                o->port_min, o->port_max, &c->nbd_uri, &err) ||
+      !export_disks (qmp, c, o, &err) ||
+      !start_incoming (qmp, c, o, &err) ||
+      !sm_mig_journal_step (journal, "nbd-server", "end", NULL, &err))
+    goto fail;
+  g_free (c->phase);
+  c->phase = g_strdup ("prepare");
+  incoming_clear (&in);
+  return true;
+
+fail:
+  {
+    GError *undo = NULL;
+
+    g_clear_pointer (&qmp, sm_qmp_free);
+    if (proc && log_path && err->code != SM_ERROR_FAILED) {
+      g_autofree char *log = NULL;
+      if (g_file_get_contents (log_path, &log, NULL, NULL) && *g_strstrip (log)) {
+        GError *more = g_error_new (SM_ERROR, err->code, "%s (the destination "
+                                    "QEMU's log: %s)", err->message, log);
+        g_error_free (err);
+        err = more;
+      }
+    }
+    sm_mig_journal_step (journal, "rollback", "begin", err, NULL);
+    if (!cleanup_incoming (&in, &undo)) {
+      g_prefix_error (&err, "(and the clean-up failed: %s; run 'snapmig "
+                      "recover --incoming --state-dir %s') ", undo->message,
+                      o->state_dir);
+      g_error_free (undo);
+      incoming_clear (&in);
+      g_propagate_error (error, err);
+      return false;
+    }
+    sm_journal_finish (g_steal_pointer (&journal), NULL);
+    incoming_clear (&in);
+    g_propagate_error (error, err);
+    return false;
+  }
+}
+
+/* ---- finish / cancel ------------------------------------------------------ */
+
+static int64_t
+event_us (json_object *ev)
+{
+  json_object *ts = sm_json_get_object (ev, "timestamp");
+  int64_t s = 0, us = 0;
+
+  if (ts) {
+    sm_json_get_int64 (ts, "seconds", &s);
+    sm_json_get_int64 (ts, "microseconds", &us);
+  }
+  return s * 1000000 + us;
+}
+
+bool
+sm_migrate_cancel_incoming (SmMigCookie *c, const SmMigDestOptions *o,
+                            GError **error)
+{
+  g_autofree char *path = incoming_path (o->state_dir, c->id, ".journal");
+  Incoming in = { 0 };
+  bool ok;
+
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    return true;                      /* prepare cleaned up already */
+  if (!incoming_read (path, &in, error))
+    return false;
+  ok = cleanup_incoming (&in, error);
+  if (ok)
+    unlink (path);
+  incoming_clear (&in);
+  return ok;
+}
+
+bool
+sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
+{
+  g_autofree char *path = incoming_path (o->state_dir, c->id, ".journal");
+  g_autoptr(SmJournal) journal = NULL;
+  g_autoptr(SmQmp) qmp = NULL;
+  g_autoptr(json_object) resume = NULL;
+  g_autofree char *status = NULL;
+  static const char *const done[] = { "completed", NULL };
+  GError *err = NULL;
+
+  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "no incoming migration %s here (its journal %s is missing)",
+                 c->id, path);
+    return false;
+  }
+  journal = sm_journal_reopen (path, error);
+  if (!journal)
+    return false;
+  qmp = sm_qmp_connect (c->dest_qmp, stall_ms (o), &err);
+  if (!qmp ||
+      !sm_mig_wait_status (qmp, done, stall_ms (o), NULL, NULL, &status, NULL,
+                           &err) ||
+      !sm_mig_journal_step (journal, "nbd-stop", "begin", NULL, &err) ||
+      !sm_qmp_run (qmp, "nbd-server-stop", NULL, &err))
+    goto fail;
+  if (g_str_has_prefix (c->nbd_uri, "unix:"))
+    unlink (c->nbd_uri + 5);
+  if (g_str_has_prefix (c->migrate_uri, "unix:"))
+    unlink (c->migrate_uri + 5);
+  if (c->source_running) {
+    if (!sm_mig_journal_step (journal, "cont", "begin", NULL, &err) ||
+        !sm_qmp_run (qmp, "cont", NULL, &err))
+      goto fail;
+    resume = sm_qmp_wait_event (qmp, "RESUME", NULL, NULL, 5000, NULL);
+    if (resume && c->stopped_at_us > 0)
+      c->pause_us = event_us (resume) - c->stopped_at_us;
+    c->dest_ran = true;
+  }
+  sm_mig_journal_step (journal, "cont", "end", NULL, NULL);
+  {
+    g_autofree char *created = incoming_path (o->state_dir, c->id, ".created");
+    unlink (created);
+  }
+  g_free (c->phase);
+  c->phase = g_strdup ("finish");
+  return sm_journal_finish (g_steal_pointer (&journal), error);
+
+fail:
+  {
+    GError *undo = NULL;
+    Incoming in = { 0 };
+
+    g_clear_pointer (&qmp, sm_qmp_free);
+    g_clear_pointer (&journal, sm_journal_free);
+    c->failed = true;
+    g_free (c->error_phase);
+    c->error_phase = g_strdup ("finish");
+    c->dest_ran = false;
+    if (incoming_read (path, &in, &undo) && cleanup_incoming (&in, &undo))
+      unlink (path);
+    if (undo) {
+      g_prefix_error (&err, "(and the clean-up failed: %s) ", undo->message);
+      g_error_free (undo);
+    }
+    incoming_clear (&in);
+    g_propagate_error (error, err);
+    return false;
+  }
+}
+
+/* ---- recover ---------------------------------------------------------- */
+
+char *
+sm_migrate_recover_incoming (const char *state_dir, GError **error)
+{
+  g_autofree char *dir = sm_migrate_incoming_dir (state_dir);
+  g_auto(GStrv) paths = sm_journal_list (dir, error);
+  GString *out = g_string_new ("");
+
+  if (!paths) {
+    g_string_free (out, true);
+    return NULL;
+  }
+  for (char **p = paths; *p; p++) {
+    Incoming in = { 0 };
+    GError *err = NULL;
+
+    if (!incoming_read (*p, &in, &err)) {
+      g_propagate_error (error, err);
+      g_string_free (out, true);
+      return NULL;
+    }
+    if (in.finished && in.pid > 0 && sm_proc_alive (in.pid, in.start_time)) {
+      g_autoptr(SmQmp) q = in.qmp ? sm_qmp_connect (in.qmp, 5000, NULL) : NULL;
+      if (q)
+        sm_qmp_run (q, "nbd-server-stop", NULL, NULL);
+      if (in.created)
+        unlink (in.created);
+      unlink (*p);
+      g_string_append_printf (out, "incoming migration %s: the guest runs "
+                              "here (QEMU pid %d); finished\n",
+                              in.qmp ? in.qmp : "", (int) in.pid);
+    } else if (!cleanup_incoming (&in, &err)) {
+      g_propagate_prefixed_error (error, err, "incoming migration %s: ", *p);
+      incoming_clear (&in);
+      g_string_free (out, true);
+      return NULL;
+    } else {
+      unlink (*p);
+      g_string_append_printf (out, "incoming migration rolled back: "
+                              "destination QEMU stopped, its files removed "
+                              "(%s)\n", *p);
+    }
+    incoming_clear (&in);
+  }
+  return g_string_free (out, false);
+}

@@ -1,0 +1,687 @@
+/* libsnapmig — the source's perform and confirm phases of a cross-host
+ * migration, and the QMP sequences both sides share (lib/migrate.h). */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blockjob.h"
+#include "interrupt.h"
+#include "journal.h"
+#include "json-util.h"
+#include "lsm.h"
+#include "migrate-private.h"
+#include "precreate.h"
+#include "qemu-proc.h"
+
+#define POLL_MS 100
+
+/* ---- shared sequences -------------------------------------------------- */
+
+bool
+sm_mig_nbd_server_start (SmQmp *qmp, bool unix_socket, const char *host,
+                         const char *dir, const char *id, const char *what,
+                         int port_min, int port_max, char **uri,
+                         GError **error)
+{
+  GError *err = NULL;
+  int port;
+
+  if (unix_socket) {
+    g_autofree char *name = g_strdup_printf ("%s-%s.sock",
+                                             strlen (id) > 8 ? id + strlen (id) - 8 : id,
+                                             what);
+    g_autofree char *path = g_build_filename (dir, name, NULL);
+
+    unlink (path);
+    if (!sm_qmp_run (qmp, "nbd-server-start",
+                     sm_qmp_args (&err, "j:addr",
+                                  sm_qmp_args (&err, "s:type", "unix", "j:data",
+                                               sm_qmp_args (&err, "s:path", path,
+                                                            NULL), NULL),
+                                  NULL), &err)) {
+      g_set_error (error, SM_ERROR, err->code,
+                   "cannot start the NBD server on %s: %s", path, err->message);
+      g_error_free (err);
+      return false;
+    }
+    *uri = g_strconcat ("unix:", path, NULL);
+    return true;
+  }
+  if (port_min <= 0)
+    port_min = SM_MIG_PORT_MIN;
+  if (port_max <= 0)
+    port_max = port_min <= SM_MIG_PORT_MAX ? SM_MIG_PORT_MAX : port_min;
+  for (port = port_min; port <= port_max; port++) {
+    g_autofree char *p = g_strdup_printf ("%d", port);
+
+    g_clear_error (&err);
+    if (sm_qmp_run (qmp, "nbd-server-start",
+                    sm_qmp_args (&err, "j:addr",
+                                 sm_qmp_args (&err, "s:type", "inet", "j:data",
+                                              sm_qmp_args (&err, "s:host", host,
+                                                           "s:port", p, NULL),
+                                              NULL), NULL), &err)) {
+      *uri = strchr (host, ':') ? g_strdup_printf ("tcp:[%s]:%d", host, port)
+                                : g_strdup_printf ("tcp:%s:%d", host, port);
+      return true;
+    }
+    if (!err || err->code != SM_ERROR_QMP || !strstr (err->message, "in use"))
+      break;
+  }
+  g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+               "cannot start the NBD server on %s, ports %d-%d: %s (free a "
+               "port or give another --port-range)", host, port_min, port_max,
+               err ? err->message : "no port free");
+  g_clear_error (&err);
+  return false;
+}
+
+void
+sm_mig_del_export_node (SmQmp *qmp, const char *node)
+{
+  for (int i = 0; i < 50; i++) {
+    GError *err = NULL;
+
+    sm_qmp_run (qmp, "block-export-del",
+                sm_qmp_args (NULL, "s:id", node, NULL), NULL);
+    if (sm_qmp_run (qmp, "blockdev-del",
+                    sm_qmp_args (NULL, "s:node-name", node, NULL), &err))
+      return;
+    if (err->code != SM_ERROR_QMP ||
+        g_strcmp0 (sm_qmp_last_error_class (qmp), "GenericError") != 0 ||
+        strstr (err->message, "Failed to find")) {
+      g_error_free (err);
+      return;
+    }
+    g_error_free (err);
+    sm_block_poll_pause (qmp, 20);
+  }
+}
+
+static bool
+status_in (const char *status, const char *const *states)
+{
+  for (; *states; states++)
+    if (strcmp (status, *states) == 0)
+      return true;
+  return false;
+}
+
+bool
+sm_mig_wait_status (SmQmp *qmp, const char *const *states, int stall_ms,
+                    SmMigEventFn fn, void *opaque, char **status_out,
+                    uint64_t *ram_bytes, GError **error)
+{
+  gint64 last_change = g_get_monotonic_time ();
+  uint64_t last_done = G_MAXUINT64;
+  g_autofree char *last_status = NULL;
+
+  for (;;) {
+    g_autoptr(json_object) r = sm_qmp_execute_type (qmp, "query-migrate", NULL,
+                                                     json_type_object, error);
+    const char *status;
+    json_object *ram;
+    uint64_t done = 0, total = 0;
+
+    if (!r)
+      return false;
+    status = sm_json_get_string (r, "status");
+    if (!status)
+      status = "none";
+    ram = sm_json_get_object (r, "ram");
+    if (ram) {
+      sm_json_get_uint64 (ram, "transferred", &done);
+      sm_json_get_uint64 (ram, "total", &total);
+      if (ram_bytes)
+        *ram_bytes = done;
+    }
+    if (done != last_done || g_strcmp0 (status, last_status) != 0) {
+      last_change = g_get_monotonic_time ();
+      if (ram && done != last_done)
+        sm_mig_emit (fn, opaque, "progress", "s:what", "ram", "u:done", done,
+                     "u:total", total, NULL);
+      last_done = done;
+      g_free (last_status);
+      last_status = g_strdup (status);
+    }
+    if (status_in (status, states)) {
+      *status_out = g_strdup (status);
+      return true;
+    }
+    if (strcmp (status, "failed") == 0 || strcmp (status, "cancelled") == 0) {
+      const char *desc = sm_json_get_string (r, "error-desc");
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                   "the migration of the VM's state %s%s%s", status,
+                   desc ? ": " : "", desc ? desc : "");
+      return false;
+    }
+    if ((g_get_monotonic_time () - last_change) / 1000 > stall_ms) {
+      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                   "the migration made no progress for %d s (status %s): "
+                   "is the link to the destination down?", stall_ms / 1000,
+                   status);
+      return false;
+    }
+    if (sm_interrupt_check (error))
+      return false;
+    sm_block_poll_pause (qmp, POLL_MS);
+  }
+}
+
+/* ---- perform -------------------------------------------------------------- */
+
+static char *
+mirror_job_id (const char *disk)
+{
+  return sm_block_job_id ("snapmig-migrate-", disk);
+}
+
+static char *
+nbd_node (guint index)
+{
+  return g_strdup_printf ("sm-nbd-%u", index);
+}
+
+static bool
+start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
+               GError **error)
+{
+  for (guint i = 0; i < c->disks->len; i++) {
+    const SmMigDisk *d = c->disks->pdata[i];
+    g_autoptr(SmBlockDisk) bd = NULL;
+    g_autofree char *node = nbd_node (i);
+    g_autofree char *job = mirror_job_id (d->name);
+    json_object *server;
+    GError *err = NULL;
+
+    if (!d->migrate)
+      continue;
+    bd = sm_block_query_disk (qmp, d->name, error);
+    if (!bd)
+      return false;
+    server = sm_mig_uri_to_socket_address (c->nbd_uri, error);
+    if (!server)
+      return false;
+    if (!sm_qmp_run (qmp, "blockdev-add",
+                     sm_qmp_args (&err, "s:driver", "nbd", "s:node-name", node,
+                                  "j:server", server, "s:export", d->export,
+                                  NULL), &err) ||
+        !sm_qmp_run (qmp, "blockdev-mirror",
+                     sm_qmp_args (&err, "s:job-id", job,
+                                  "s:device", bd->node_name, "s:target", node,
+                                  "s:sync", c->storage == SM_MIG_STORAGE_FLAT ?
+                                            "full" : "top",
+                                  "P:speed", c->bandwidth,
+                                  "S:copy-mode", c->copy_mode,
+                                  "b:auto-dismiss", false,
+                                  NULL), &err)) {
+      g_set_error (error, SM_ERROR, err->code,
+                   "disk %s: cannot start its copy to the destination's "
+                   "export %s at %s: %s", d->name, d->export, c->nbd_uri,
+                   err->message);
+      g_error_free (err);
+      return false;
+    }
+  }
+  (void) o;
+  return true;
+}
+
+/* Every mirror READY, with progress; a job that ends or a stall fails. */
+static bool
+wait_mirrors_ready (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
+                    int stall_ms, GError **error)
+{
+  gint64 last_change = g_get_monotonic_time ();
+  uint64_t last_sum = G_MAXUINT64;
+
+  for (;;) {
+    g_autoptr(GPtrArray) jobs = sm_block_query_jobs (qmp, error);
+    guint ready = 0, n = 0;
+    uint64_t sum = 0;
+
+    if (!jobs)
+      return false;
+    for (guint i = 0; i < c->disks->len; i++) {
+      const SmMigDisk *d = c->disks->pdata[i];
+      g_autofree char *id = NULL;
+      SmBlockJob *job;
+
+      if (!d->migrate)
+        continue;
+      n++;
+      id = mirror_job_id (d->name);
+      job = sm_block_find_job (jobs, id);
+      if (!job || g_strcmp0 (job->status, "concluded") == 0 ||
+          g_strcmp0 (job->io_status, "failed") == 0 ||
+          g_strcmp0 (job->io_status, "nospace") == 0) {
+        g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                     "disk %s: its copy to the destination failed%s%s",
+                     d->name, job && job->io_status ? ": I/O status " : "",
+                     job && job->io_status ? job->io_status : "");
+        return false;
+      }
+      sum += job->offset;
+      sm_mig_emit (o->event, o->opaque, "progress", "s:what", "disk",
+                   "s:disk", d->name, "u:done", job->offset, "u:total",
+                   job->len, NULL);
+      if (job->ready)
+        ready++;
+    }
+    if (ready == n)
+      return true;
+    if (sum != last_sum) {
+      last_sum = sum;
+      last_change = g_get_monotonic_time ();
+    } else if ((g_get_monotonic_time () - last_change) / 1000 > stall_ms) {
+      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                   "the disks' copy to %s made no progress for %d s: is the "
+                   "link to the destination down?", c->nbd_uri,
+                   stall_ms / 1000);
+      return false;
+    }
+    if (sm_interrupt_check (error))
+      return false;
+    sm_block_poll_pause (qmp, POLL_MS);
+  }
+}
+
+/* At pre-switchover: every mirror completed without pivoting, its NBD node
+ * deleted.  Also fails when a mirror failed during the RAM phase. */
+static bool
+complete_mirrors (SmQmp *qmp, SmMigCookie *c, GError **error)
+{
+  for (guint i = 0; i < c->disks->len; i++) {
+    const SmMigDisk *d = c->disks->pdata[i];
+    g_autofree char *id = NULL;
+    g_autoptr(GPtrArray) jobs = NULL;
+    SmBlockJob *job;
+    GError *err = NULL;
+
+    if (!d->migrate)
+      continue;
+    id = mirror_job_id (d->name);
+    jobs = sm_block_query_jobs (qmp, error);
+    if (!jobs)
+      return false;
+    job = sm_block_find_job (jobs, id);
+    if (!job || !job->ready) {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                   "disk %s: its copy to the destination %s during the "
+                   "migration of the VM's state", d->name,
+                   job ? "fell behind (not ready)" : "ended");
+      return false;
+    }
+    c->disk_bytes += job->len;
+    if (!sm_qmp_run (qmp, "block-job-cancel",
+                     sm_qmp_args (&err, "s:device", id, NULL), &err)) {
+      g_propagate_prefixed_error (error, err, "disk %s: ", d->name);
+      return false;
+    }
+  }
+  for (guint i = 0; i < c->disks->len; i++) {
+    const SmMigDisk *d = c->disks->pdata[i];
+    g_autofree char *id = NULL;
+    g_autofree char *node = nbd_node (i);
+    g_autoptr(GPtrArray) jobs = NULL;
+    SmBlockJob *job;
+
+    if (!d->migrate)
+      continue;
+    id = mirror_job_id (d->name);
+    /* a cancelled READY mirror concludes after its last write: with
+     * auto-dismiss off it stays "concluded" until dismissed */
+    for (int k = 0;; k++) {
+      jobs = sm_block_query_jobs (qmp, error);
+      if (!jobs)
+        return false;
+      job = sm_block_find_job (jobs, id);
+      if (!job || g_strcmp0 (job->status, "concluded") == 0)
+        break;
+      g_clear_pointer (&jobs, g_ptr_array_unref);
+      if (k * 10 > SM_MIG_UNDO_TIMEOUT_MS) {
+        g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                     "disk %s: its copy did not complete", d->name);
+        return false;
+      }
+      sm_block_poll_pause (qmp, 10);
+    }
+    if (job && job->io_status && strcmp (job->io_status, "ok") != 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                   "disk %s: its copy ended with an error (%s)", d->name,
+                   job->io_status);
+      return false;
+    }
+    if (job) {
+      g_autoptr(json_object) r = sm_qmp_execute_type (qmp, "query-jobs", NULL,
+                                                      json_type_array, NULL);
+      for (size_t k = 0; r && k < json_object_array_length (r); k++) {
+        json_object *j = json_object_array_get_idx (r, k);
+        if (g_strcmp0 (sm_json_get_string (j, "id"), id) == 0 &&
+            sm_json_get_string (j, "error")) {
+          g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                       "disk %s: its copy ended with an error: %s", d->name,
+                       sm_json_get_string (j, "error"));
+          return false;
+        }
+      }
+      sm_qmp_run (qmp, "job-dismiss", sm_qmp_args (NULL, "s:id", id, NULL),
+                  NULL);
+    }
+    sm_mig_del_export_node (qmp, node);
+  }
+  return true;
+}
+
+static int64_t
+event_time_us (json_object *ev)
+{
+  json_object *ts = sm_json_get_object (ev, "timestamp");
+  int64_t s = 0, us = 0;
+
+  if (!ts)
+    return 0;
+  sm_json_get_int64 (ts, "seconds", &s);
+  sm_json_get_int64 (ts, "microseconds", &us);
+  return s * 1000000 + us;
+}
+
+static SmJournal *
+reopen_journal (SmVmState *st, const char *id, GError **error)
+{
+  g_autofree char *path = sm_mig_journal_path (st, id);
+
+  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "no outgoing migration %s on this VM (its journal %s is "
+                 "missing): run migrate-begin first", id, path);
+    return NULL;
+  }
+  return sm_journal_reopen (path, error);
+}
+
+bool
+sm_migrate_perform (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
+                    const SmMigOptions *o, GError **error)
+{
+  g_autoptr(SmJournal) journal = NULL;
+  int stall = o->timeout_ms > 0 ? o->timeout_ms : SM_MIG_STALL_MS;
+  static const char *const pre[] = { "pre-switchover", "completed", NULL };
+  static const char *const done[] = { "completed", NULL };
+  g_autofree char *status = NULL;
+  g_autoptr(json_object) stop = NULL;
+  GError *err = NULL;
+
+  if (!c->nbd_uri || !c->migrate_uri) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "migration cookie: no destination endpoints (pass "
+                 "migrate-prepare's cookie to migrate-perform)");
+    return false;
+  }
+  if (!sm_vm_state_lock (st, error))
+    return false;
+  journal = reopen_journal (st, c->id, error);
+  if (!journal)
+    return false;
+
+  /* the destination has pulled the lower layers */
+  if (c->layers_uri) {
+    if (!sm_mig_journal_step (journal, "stop-layer-server", "begin", NULL, error))
+      return false;
+    sm_migrate_stop_layer_server (qmp, c);
+    g_clear_pointer (&c->layers_uri, g_free);
+    if (!sm_mig_journal_step (journal, "stop-layer-server", "end", NULL, error))
+      return false;
+  }
+  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "disks", NULL);
+  if (!sm_mig_journal_step (journal, "mirror", "begin", NULL, &err) ||
+      !start_mirrors (qmp, c, o, &err) ||
+      !sm_mig_journal_step (journal, "mirror", "end", NULL, &err) ||
+      !wait_mirrors_ready (qmp, c, o, stall, &err))
+    goto fail;
+
+  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "ram", NULL);
+  if (!sm_qmp_run (qmp, "migrate-set-capabilities",
+                   sm_qmp_args (&err, "j:capabilities",
+                                sm_mig_capabilities ("events", true,
+                                                     "pause-before-switchover",
+                                                     true, NULL), NULL), &err) ||
+      (c->bandwidth &&
+       !sm_qmp_run (qmp, "migrate-set-parameters",
+                    sm_qmp_args (&err, "u:max-bandwidth", c->bandwidth, NULL),
+                    &err)) ||
+      !sm_mig_journal_step (journal, "migrate", "begin", NULL, &err))
+    goto fail;
+  sm_qmp_clear_events (qmp);
+  if (!sm_qmp_run (qmp, "migrate",
+                   sm_qmp_args (&err, "s:uri", c->migrate_uri, NULL), &err) ||
+      !sm_mig_wait_status (qmp, pre, stall, o->event, o->opaque, &status,
+                           &c->ram_bytes, &err))
+    goto fail;
+  if (strcmp (status, "pre-switchover") == 0) {
+    if (!sm_mig_journal_step (journal, "switchover", "begin", NULL, &err) ||
+        !complete_mirrors (qmp, c, &err) ||
+        !sm_qmp_run (qmp, "migrate-continue",
+                     sm_qmp_args (&err, "s:state", "pre-switchover", NULL),
+                     &err))
+      goto fail;
+    g_clear_pointer (&status, g_free);
+    if (!sm_mig_wait_status (qmp, done, stall, o->event, o->opaque, &status,
+                             &c->ram_bytes, &err))
+      goto fail;
+  }
+  stop = sm_qmp_wait_event (qmp, "STOP", NULL, NULL, 0, NULL);
+  c->stopped_at_us = stop ? event_time_us (stop) : 0;
+  if (!sm_mig_journal_step (journal, "migrate", "end", NULL, &err))
+    goto fail;
+  g_free (c->phase);
+  c->phase = g_strdup ("perform");
+  return true;
+
+fail:
+  sm_mig_journal_step (journal, "perform", "failed", err, NULL);
+  g_propagate_error (error, err);
+  return false;
+}
+
+void
+sm_migrate_stop_layer_server (SmQmp *qmp, const SmMigCookie *c)
+{
+  guint n = 0;
+
+  if (!c->layers_uri)
+    return;
+  for (guint i = 0; i < c->disks->len; i++) {
+    const SmMigDisk *d = c->disks->pdata[i];
+    for (guint j = 0; j < d->layers->len; j++)
+      if (((SmMigLayer *) d->layers->pdata[j])->role == SM_MIG_LAYER_COPY) {
+        g_autofree char *node = g_strdup_printf ("sm-layer-%u", n++);
+        sm_mig_del_export_node (qmp, node);
+      }
+  }
+  sm_qmp_run (qmp, "nbd-server-stop", NULL, NULL);
+  if (g_str_has_prefix (c->layers_uri, "unix:"))
+    unlink (c->layers_uri + 5);
+}
+
+json_object *
+sm_mig_capabilities (const char *first, ...)
+{
+  json_object *a = json_object_new_array ();
+  va_list ap;
+
+  va_start (ap, first);
+  for (const char *name = first; name; name = va_arg (ap, const char *)) {
+    json_object *o = json_object_new_object ();
+    json_object_object_add (o, "capability", json_object_new_string (name));
+    json_object_object_add (o, "state", json_object_new_boolean (va_arg (ap, int)));
+    json_object_array_add (a, o);
+  }
+  va_end (ap);
+  return a;
+}
+
+/* ---- confirm ------------------------------------------------------------- */
+
+/* Cancels whatever of the migration still runs on the source: the state
+ * migration, the mirrors, the NBD nodes, the layer server. */
+static void
+cancel_source (SmQmp *qmp, const SmMigCookie *c)
+{
+  g_autoptr(GPtrArray) jobs = NULL;
+
+  sm_qmp_run (qmp, "migrate_cancel", NULL, NULL);
+  jobs = sm_block_query_jobs (qmp, NULL);
+  for (guint i = 0; i < c->disks->len; i++) {
+    const SmMigDisk *d = c->disks->pdata[i];
+    g_autofree char *id = mirror_job_id (d->name);
+    g_autofree char *node = nbd_node (i);
+    SmBlockJob *job = jobs ? sm_block_find_job (jobs, id) : NULL;
+
+    if (job) {
+      if (g_strcmp0 (job->status, "concluded") != 0)
+        sm_qmp_run (qmp, "block-job-cancel",
+                    sm_qmp_args (NULL, "s:device", id, "b:force", true, NULL),
+                    NULL);
+      for (int k = 0; k < 1000; k++) {
+        g_autoptr(GPtrArray) now = sm_block_query_jobs (qmp, NULL);
+        SmBlockJob *j = now ? sm_block_find_job (now, id) : NULL;
+        if (!j || g_strcmp0 (j->status, "concluded") == 0)
+          break;
+        sm_block_poll_pause (qmp, 20);
+      }
+      sm_qmp_run (qmp, "job-dismiss", sm_qmp_args (NULL, "s:id", id, NULL),
+                  NULL);
+    }
+    sm_mig_del_export_node (qmp, node);
+  }
+  sm_migrate_stop_layer_server (qmp, c);
+}
+
+static char *
+query_status (SmQmp *qmp)
+{
+  g_autoptr(json_object) r = sm_qmp_execute_type (qmp, "query-status", NULL,
+                                                  json_type_object, NULL);
+  return r ? g_strdup (sm_json_get_string (r, "status")) : NULL;
+}
+
+static char *
+migration_status (SmQmp *qmp)
+{
+  g_autoptr(json_object) r = sm_qmp_execute_type (qmp, "query-migrate", NULL,
+                                                  json_type_object, NULL);
+  const char *s = r ? sm_json_get_string (r, "status") : NULL;
+  return g_strdup (s ? s : "none");
+}
+
+bool
+sm_migrate_rollback_source (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
+                            bool dest_never_ran, SmJournal *journal,
+                            GError **error)
+{
+  g_autofree char *mstatus = NULL;
+  g_autofree char *run = NULL;
+  g_autofree char *record = NULL;
+  g_autoptr(SmCreatedFiles) created = NULL;
+  GError *err = NULL;
+
+  mstatus = migration_status (qmp);
+  if (strcmp (mstatus, "completed") == 0 && !dest_never_ran) {
+    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                 "the VM's state had reached the destination (migration "
+                 "completed) and the destination may run it: the source "
+                 "stays paused.  Check the destination's QEMU; if it is gone "
+                 "or never ran the guest, run 'snapmig migrate-confirm "
+                 "--failed --qmp %s' with its cookie", sm_qmp_address (qmp));
+    return false;
+  }
+  sm_mig_journal_step (journal, "rollback", "begin", NULL, NULL);
+  cancel_source (qmp, c);
+  record = g_build_filename (sm_vm_state_journal_dir (st), c->id, NULL);
+  {
+    g_autofree char *path = g_strconcat (record, ".created", NULL);
+    created = sm_created_files_load (path, NULL);
+    if (!sm_migrate_fold_back (qmp, c, created, &err)) {
+      sm_mig_journal_step (journal, "rollback", "failed", err, NULL);
+      g_propagate_prefixed_error (error, err, "cannot undo the migration's "
+                                  "snapshot: ");
+      return false;
+    }
+    if (created)
+      sm_created_files_save (created, path, NULL);
+    unlink (path);
+  }
+  run = query_status (qmp);
+  if (c->source_running && run && strcmp (run, "running") != 0 &&
+      !sm_qmp_run (qmp, "cont", NULL, &err)) {
+    sm_mig_journal_step (journal, "rollback", "failed", err, NULL);
+    g_propagate_prefixed_error (error, err, "cannot resume the guest: ");
+    return false;
+  }
+  sm_mig_journal_step (journal, "rollback", "end", NULL, NULL);
+  return true;
+}
+
+bool
+sm_migrate_confirm (SmQmp *qmp, SmVmState *st, SmMigCookie *c, bool success,
+                    GError **error)
+{
+  g_autoptr(SmJournal) journal = NULL;
+  GError *err = NULL;
+
+  if (!sm_vm_state_lock (st, error))
+    return false;
+  journal = reopen_journal (st, c->id, error);
+  if (!journal)
+    return false;
+  if (!success) {
+    if (!sm_migrate_rollback_source (qmp, st, c,
+                                     c->failed && !c->dest_ran &&
+                                     g_strcmp0 (c->error_phase, "finish") == 0,
+                                     journal, error))
+      return false;
+    return sm_journal_finish (g_steal_pointer (&journal), error);
+  }
+
+  /* success: the guest runs on the destination */
+  {
+    g_autofree char *mstatus = migration_status (qmp);
+    pid_t pid = (pid_t) c->source_pid;
+    uint64_t start = pid > 0 ? sm_proc_start_time (pid) : 0;
+
+    if (strcmp (mstatus, "completed") != 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "the migration's status on the source is %s, not "
+                   "completed: nothing to confirm (use --failed to roll it "
+                   "back)", mstatus);
+      return false;
+    }
+    if (!sm_mig_journal_step (journal, "quit-source", "begin", NULL, error))
+      return false;
+    sm_qmp_run (qmp, "quit", NULL, NULL);
+    if (pid > 0 && !sm_proc_wait_gone (pid, start, 10000) &&
+        !sm_proc_stop (pid, start, 1000, &err)) {
+      g_propagate_prefixed_error (error, err, "the source QEMU (pid %d) did "
+                                  "not quit: ", (int) pid);
+      return false;
+    }
+    if (!sm_mig_journal_step (journal, "quit-source", "end", NULL, error))
+      return false;
+  }
+  if (c->storage == SM_MIG_STORAGE_CHAIN) {
+    g_autofree char *path = NULL;
+    g_autoptr(SmCreatedFiles) created = NULL;
+
+    path = g_strconcat (sm_vm_state_journal_dir (st), "/", c->id, ".created",
+                        NULL);
+    created = sm_created_files_load (path, NULL);
+    if (!sm_mig_journal_step (journal, "fold-tops", "begin", NULL, error) ||
+        !sm_migrate_fold_back (NULL, c, created, error))
+      return false;
+    unlink (path);
+    if (!sm_mig_journal_step (journal, "fold-tops", "end", NULL, error))
+      return false;
+  }
+  return sm_journal_finish (g_steal_pointer (&journal), error);
+}

@@ -1,0 +1,74 @@
+/* libsnapmig — what the cross-host migration's modules share
+ * (migrate-source.c, migrate-perform.c, migrate-dest.c, migrate.c).  Not
+ * part of the library's API. */
+#ifndef SM_MIGRATE_PRIVATE_H
+#define SM_MIGRATE_PRIVATE_H
+
+#include "journal.h"
+#include "lsm.h"
+#include "migrate.h"
+
+/* Undoing touches only what the guest wrote during the migration. */
+#define SM_MIG_UNDO_TIMEOUT_MS 120000
+/* A wait without progress this long fails, unless --timeout says. */
+#define SM_MIG_STALL_MS 60000
+
+/* The plan of begin: pure (the VM view, the options, the migration id). */
+SmMigCookie *sm_migrate_plan_begin (const SmLsmVm *vm, const char *qmp_address,
+                                    const SmMigOptions *o, const char *id,
+                                    GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* {"step": STEP, "phase": PHASE[, "error": ERR's message]}. */
+bool sm_mig_journal_step (SmJournal *j, const char *step, const char *phase,
+                          const GError *err, GError **error);
+/* STATE/vms/KEY/journal/ID.journal of the source. */
+char *sm_mig_journal_path (SmVmState *st, const char *id);
+
+/* An event {"event": EVENT, KEY: VALUE...}: keys are "s:name" (const char
+ * *, skipped when NULL), "u:name" (uint64_t), "b:name" (int); NULL ends. */
+void sm_mig_emit (SmMigEventFn fn, void *opaque, const char *event,
+                  const char *first_key, ...) G_GNUC_NULL_TERMINATED;
+
+/* nbd-server-start on QMP: a unix socket DIR/ID-WHAT.sock, or TCP on HOST
+ * at the first free port of PORT_MIN..PORT_MAX (0: the default range).
+ * *URI gets the endpoint.  A range with no free port is SM_ERROR_BUSY
+ * naming it. */
+bool sm_mig_nbd_server_start (SmQmp *qmp, bool unix_socket, const char *host,
+                              const char *dir, const char *id,
+                              const char *what, int port_min, int port_max,
+                              char **uri, GError **error);
+
+/* block-export-del of export NODE (if any) and blockdev-del of node NODE,
+ * retried while QEMU still finishes the export; quiet, best effort. */
+void sm_mig_del_export_node (SmQmp *qmp, const char *node);
+
+/* Waits until the migration status on QMP is one of STATES (NULL-ended),
+ * polling query-migrate and emitting RAM progress; SM_ERROR_TIMEOUT after
+ * STALL_MS without progress.  *STATUS gets the status reached. */
+bool sm_mig_wait_status (SmQmp *qmp, const char *const *states,
+                         int stall_ms, SmMigEventFn fn, void *opaque,
+                         char **status, uint64_t *ram_bytes, GError **error);
+
+/* Stops the source's layer server (begin) and deletes its nodes; quiet. */
+void sm_migrate_stop_layer_server (SmQmp *qmp, const SmMigCookie *c);
+
+/* Undoes begin's snapshot for every migrated disk still on its new top:
+ * online (active commit back into the old top) with QMP, offline
+ * (qemu-img commit) when QMP is NULL; then removes the files in CREATED
+ * (the new tops).  Disks not on their new top are left alone. */
+bool sm_migrate_fold_back (SmQmp *qmp, const SmMigCookie *c,
+                           SmCreatedFiles *created, GError **error);
+
+/* Rolls the source back (confirm --failed, recover): cancels the state
+ * migration, the mirrors, NBD nodes and layer server, folds the snapshot
+ * back, resumes the guest if it ran.  Refused when the migration completed
+ * unless DEST_NEVER_RAN. */
+bool sm_migrate_rollback_source (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
+                                 bool dest_never_ran, SmJournal *journal,
+                                 GError **error);
+
+/* [{"capability": NAME, "state": BOOL}, ...] from NAME, (int) STATE pairs. */
+json_object *sm_mig_capabilities (const char *first, ...)
+  G_GNUC_NULL_TERMINATED G_GNUC_WARN_UNUSED_RESULT;
+
+#endif /* SM_MIGRATE_PRIVATE_H */
