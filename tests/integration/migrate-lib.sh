@@ -28,21 +28,22 @@ mig_setup () {
 }
 
 # mig_fresh [KIND]: a new source VM "vm" in namespace A on an emptied $A,
-# with an emptied destination domain $D, run dir $RUN and state dirs; the
-# previous VMs (source and destination) killed.  KIND 3disk (default):
-#   drive0  top.qcow2 over base.qcow2 (40M; 0x11 in base's first 8M)
-#   drive1  d1.raw (24M)
-#   drive2  d2.qcow2 (16M)
-# KIND inc: the same, base.qcow2 in $T/shared (named absolutely by
-# top.qcow2, "storage both hosts see") with 0x11 in its first 24M.
-# KIND big: one disk drive0, d0.qcow2 of 40M, 40M of 0x5c.
-# Destination processes a failed case left (dest_procs) are killed first.
+# with an emptied destination domain $D, run dir $RUN, state dirs and
+# $T/shared ("storage both hosts see": same path on both); the previous
+# VMs (source and destination) killed.  KIND 3disk (default):
+#   drive0  $A/top.qcow2 over $A/base.qcow2 (40M; 0x11 in base's first 8M)
+#   drive1  $A/d1.raw (24M)
+#   drive2  $A/d2.qcow2 (16M)
+# KIND inc: drive0's base.qcow2 (0x11 in its first 24M, named absolutely
+# by top.qcow2), d1.raw and d2.qcow2 in $T/shared; KIND mdisks: d1.raw in
+# $T/shared.  KIND big: one disk drive0, $A/d0.qcow2 of 40M, 40M of 0x5c.
 # The VM has a second monitor ($T/mon.qmp) and -pidfile $T/vm.pid.  Then
 # guest writes (EXPECT, lib.sh's gw): drive0 0x22 8M 8M, drive1 0x33 0 8M,
-# drive2 0x44 0 4M (big: none).  Records SRC_CHAIN0..2 (drive0..2's chain
-# files) and A_FILES.
+# drive2 0x44 0 4M (big: none).  Sets SRC_FILE[i]/SRC_FMT[i] (drive i's
+# active layer and format), SRC_CHAIN0..2 (the chains' files) and A_FILES.
+# Destination processes a failed case left (dest_procs) are killed first.
 mig_fresh () {
-  local kind=${1:-3disk} p drives=()
+  local kind=${1:-3disk} p drives=() d1dir=$A d2dir=$A
   for p in "${DEST_PID:-}" "${VM_PID:-}" "${MIG_PID:-}"; do
     [ -n "$p" ] && kill -9 "$p" 2>/dev/null && wait "$p" 2>/dev/null
   done
@@ -55,31 +56,33 @@ mig_fresh () {
   dest_gone 10 >/dev/null
   DEST_PID= VM_PID= MIG_PID=
   rm -rf "$A" "$D" "$RUN" "$T/shared" "$T/s1" "$T/s2" "$T"/vm.* "$T"/mon.* "$T/mig.out" "$T/mig.err"
-  mkdir -p "$A" "$D" "$RUN" "$T/s1" "$T/s2"
-  EXPECT=()
+  mkdir -p "$A" "$D" "$RUN" "$T/s1" "$T/s2" "$T/shared"
+  EXPECT=() SRC_FILE=() SRC_FMT=()
   case $kind in
     big)
       qemu-img create -q -f qcow2 "$A/d0.qcow2" 40M
       qemu-io -f qcow2 -c "write -P 0x5c 0 40M" "$A/d0.qcow2" >/dev/null
-      drives=(-drive "$(drive_opt drive0 "$A/d0.qcow2" qcow2)")
+      SRC_FILE=("$A/d0.qcow2") SRC_FMT=(qcow2)
       EXPECT+=("drive0 0x5c 0 40M") ;;
     *)
       if [ "$kind" = inc ]; then
-        mkdir -p "$T/shared"
         qemu-img create -q -f qcow2 "$T/shared/base.qcow2" 40M
         qemu-io -f qcow2 -c "write -P 0x11 0 24M" "$T/shared/base.qcow2" >/dev/null
         qemu-img create -q -f qcow2 -F qcow2 -b "$T/shared/base.qcow2" "$A/top.qcow2"
-        EXPECT+=("drive0 0x11 0 8M" "drive0 0x11 16M 8M")
+        EXPECT+=("drive0 0x11 0 8M" "drive0 0x11 16M 4M" "drive0 0x11 21M 3M")
+        d1dir=$T/shared d2dir=$T/shared
       else
         make_chain "$A" 40M 8M
         EXPECT+=("drive0 0x11 0 8M")
+        [ "$kind" = mdisks ] && d1dir=$T/shared
       fi
-      qemu-img create -q -f raw "$A/d1.raw" 24M
-      qemu-img create -q -f qcow2 "$A/d2.qcow2" 16M
-      drives=(-drive "$(drive_opt drive0 "$A/top.qcow2" qcow2)"
-              -drive "$(drive_opt drive1 "$A/d1.raw" raw)"
-              -drive "$(drive_opt drive2 "$A/d2.qcow2" qcow2)") ;;
+      qemu-img create -q -f raw "$d1dir/d1.raw" 24M
+      qemu-img create -q -f qcow2 "$d2dir/d2.qcow2" 16M
+      SRC_FILE=("$A/top.qcow2" "$d1dir/d1.raw" "$d2dir/d2.qcow2") SRC_FMT=(qcow2 raw qcow2) ;;
   esac
+  for p in "${!SRC_FILE[@]}"; do
+    drives+=(-drive "$(drive_opt "drive$p" "${SRC_FILE[$p]}" "${SRC_FMT[$p]}")")
+  done
   start_vm_a vm "${drives[@]}" -qmp "unix:$T/mon.qmp,server=on,wait=off" \
     -pidfile "$T/vm.pid" || exit 1
   if [ "$kind" != big ]; then
@@ -126,6 +129,8 @@ mig_wait_line () {
   done
 }
 DISK_PROGRESS='"event": *"progress".*"what": *"disk"'
+# phase_re NAME: a phase line of migrate's output, JSON or text.
+phase_re () { echo "\"event\": *\"phase\", *\"phase\": *\"$1\"|^phase: $1\$"; }
 # mig_end [SECONDS]: waits (default 300 s) for migrate to exit, kills it
 # when it does not; sets MIG_RC (124 for a kill), prints its output as TAP
 # comments and sets RESULT (the JSON result line) and DEST_PID (from it,
@@ -148,7 +153,7 @@ mig_end () {
   if [ -n "$RESULT" ]; then
     DEST_PID=$(jq -r '."dest-pid" // empty' <<<"$RESULT" 2>/dev/null)
   else
-    DEST_PID=$(sed -n 's/^migrated VM to .*, pid \([0-9][0-9]*\)$/\1/p' "$T/mig.out" | tail -n 1)
+    DEST_PID=$(sed -n 's/^migrated .* to .*, pid \([0-9][0-9]*\)$/\1/p' "$T/mig.out" | tail -n 1)
   fi
   [ -n "$DEST_PID" ] && _sm_pids+=("$DEST_PID")
   return 0

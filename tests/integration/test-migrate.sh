@@ -45,18 +45,20 @@ during_writes () {
   EXPECT=("${new[@]}")
 }
 # migrate_with_writes LABEL TRIGGER ARGS...: migrate (ARGS) in the
-# background; once TRIGGER (a file, or "json": the first disk progress
-# event) is there, the guest writes; then waits for the end.
+# background; once TRIGGER is there (an absolute path: that file; else the
+# phase of that name), the guest writes; then waits for the end.  The
+# writes must come before the RAM phase: a guest can write until the
+# switchover stops its vCPUs, HMP qemu-io even after (when nothing is
+# mirrored any more), so a write must not be late.
 migrate_with_writes () {
   local l=$1 trig=$2; shift 2
   mig_start --bandwidth "$MIG_BW" "$@"
-  if [ "$trig" = json ]; then
-    check "$l: the disk copy starts (a disk progress event)" mig_wait_line "$DISK_PROGRESS"
-  else
-    check "$l: the disk copy starts ($trig appears)" wait_for_file "$trig" 120
-  fi
+  case $trig in
+    /*) check "$l: the migration reaches the copy ($trig appears)" wait_for_file "$trig" 120 ;;
+    *) check "$l: the migration reaches phase $trig" mig_wait_line "$(phase_re "$trig")" ;;
+  esac
   check "$l: guest writes during the copy" during_writes
-  check "$l: the migration still ran after them" kill -0 "$MIG_PID"
+  check "$l: the writes came before the RAM phase" not grep -qE "$(phase_re ram)" "$T/mig.out"
   mig_end
   check "$l: migrate exits 0" [ "$MIG_RC" = 0 ]
   [ "$MIG_RC" = 0 ]
@@ -72,14 +74,18 @@ source_quit () {
   wait "$VM_PID" 2>/dev/null
   return 0
 }
+# validate_dest [DOMAIN...]: snapmig validate of $D (and the DOMAINs the
+# destination VM also uses) with the destination running is clean.
 validate_dest () {
-  "$SNAPMIG" validate --qmp "$RUN/vm.qmp" --state-dir "$T/s2" "$D" >"$T/validate.out" 2>&1 ||
-    { sed 's/^/# /' "$T/validate.out"; return 1; }
+  "$SNAPMIG" validate --qmp "$RUN/vm.qmp" --state-dir "$T/s2" "$D" "$@" \
+    >"$T/validate.out" 2>&1 || { sed 's/^/# /' "$T/validate.out"; return 1; }
 }
-# moved LABEL DRIVE...: the checks after a successful migration; DRIVEs
-# are the disks whose every layer must be in $D.
+# moved LABEL [--also DOMAIN] DRIVE...: the checks after a successful
+# migration; DRIVEs are the disks whose every layer must be in $D; DOMAIN
+# (shared storage the destination VM uses too) is validated with $D.
 moved () {
-  local l=$1 i f; shift
+  local l=$1 i also=(); shift
+  if [ "${1:-}" = --also ]; then also=("$2"); shift 2; fi
   check "$l: the source QEMU has quit" source_quit
   check "$l: the destination QEMU runs" [ "$(dqmp query-status | jq -r .status)" = running ]
   check "$l: it is the QEMU of the remapped pidfile" [ "$(cat "$RUN/vm.pid" 2>/dev/null)" = "$DEST_PID" ]
@@ -87,16 +93,15 @@ moved () {
   check "$l: no NBD server listens" no_listener
   check "$l: the destination log is in the run dir" [ -n "$(dest_log)" ]
   check "$l: every pattern reads back on the destination" dest_all_read
-  check "$l: snapmig validate of the destination domain is clean" validate_dest
+  check "$l: snapmig validate of the destination domain is clean" validate_dest "${also[@]}"
   dest_record
   check "$l: the destination QEMU quits" dest_quit
-  for i in 0 1 2; do
-    f=$A/top.qcow2; [ $i = 1 ] && f=$A/d1.raw; [ $i = 2 ] && f=$A/d2.qcow2
-    local sf=qcow2; [ $i = 1 ] && sf=raw
+  for i in "${!SRC_FILE[@]}"; do
     check "$l: drive$i's patterns offline on the destination" \
       offline_all "${DEST_TOP[$i]:-none}" "${DEST_FMT[$i]:-raw}" "drive$i"
     check "$l: drive$i: qemu-img compare with the source's final view" \
-      qemu-img compare -q -f $sf -F "${DEST_FMT[$i]:-raw}" "$f" "${DEST_TOP[$i]:-none}"
+      qemu-img compare -q -f "${SRC_FMT[$i]}" -F "${DEST_FMT[$i]:-raw}" \
+        "${SRC_FILE[$i]}" "${DEST_TOP[$i]:-none}"
   done
 }
 
@@ -104,7 +109,7 @@ moved () {
 # After a failed migrate (reported by migrate_with_writes) the case's other
 # checks are one skip line.
 mig_fresh
-if migrate_with_writes chain json --json; then
+if migrate_with_writes chain prepare --json; then
   check "chain: the result says ok" [ "$(res .ok)" = true ]
   check "chain: storage chain" [ "$(res .storage)" = chain ]
   check "chain: the result names the remapped run dir" [ "$(res '."dest-run-dir"')" = "$RUN" ]
@@ -125,9 +130,9 @@ fi
 mig_fresh
 if migrate_with_writes flatten "$RUN/vm.pid" --flatten; then
   check "flatten: text output says where the VM runs" \
-    grep -qE "^migrated VM to $IP_B: .*vm.qmp, pid [0-9]+$" "$T/mig.out"
+    grep -qE "^migrated vm to $IP_B: QMP $RUN/vm.qmp, pid [0-9]+$" "$T/mig.out"
   check "flatten: text output says what it cost" \
-    grep -qE "^moved: disks .*, RAM .*, guest pause .* ms$" "$T/mig.out"
+    grep -qE "^moved: disks [0-9.]+ [KMG]?i?B, RAM [0-9.]+ [KMG]?i?B, guest pause [0-9]+ ms" "$T/mig.out"
   moved flatten drive0 drive1 drive2
   for i in 0 1 2; do
     check "flatten: drive$i is one image" \
@@ -140,9 +145,9 @@ fi
 # --- --copy-storage-inc: base.qcow2 on shared storage ----------------------------
 # Only drive0 has a backing file to leave on shared storage; snapmig refuses
 # --copy-storage-inc for a disk that is all top (drive1, drive2), which stay
-# where they are (on storage the destination sees).
+# on the shared storage too (--migrate-disks drive0).
 mig_fresh inc
-if migrate_with_writes inc json --json --copy-storage-inc --migrate-disks drive0; then
+if migrate_with_writes inc disks --json --copy-storage-inc --migrate-disks drive0; then
   check "inc: the result says ok" [ "$(res .ok)" = true ]
   check "inc: storage inc" [ "$(res .storage)" = inc ]
   check "inc: disk bytes cover the tops only (base holds 24M)" \
@@ -153,19 +158,20 @@ if migrate_with_writes inc json --json --copy-storage-inc --migrate-disks drive0
   check "inc: drive0's top is in D" \
     eval 'case "$(qmp_chain "$RUN/vm.qmp" drive0 | head -n 1)" in "$D"/*) true ;; *) false ;; esac'
   check "inc: no copy of the base in D" [ ! -e "$D/base.qcow2" ]
-  moved inc
+  check "inc: drive1 runs on the shared file" [ "$(qmp_chain "$RUN/vm.qmp" drive1)" = "$T/shared/d1.raw" ]
+  moved inc --also "$T/shared"
 else
   skip "inc: migrate failed, nothing to check on the destination"
 fi
 
-# --- --migrate-disks drive0,drive2: drive1 stays where it is ----------------------
-mig_fresh
-if migrate_with_writes migrate-disks json --json --migrate-disks drive0,drive2; then
+# --- --migrate-disks drive0,drive2: drive1 (on shared storage) stays ----------------
+mig_fresh mdisks
+if migrate_with_writes migrate-disks prepare --json --migrate-disks drive0,drive2; then
   check "migrate-disks: the result says ok" [ "$(res .ok)" = true ]
-  check "migrate-disks: drive1 runs on the source's file" \
-    [ "$(qmp_chain "$RUN/vm.qmp" drive1)" = "$A/d1.raw" ]
-  check "migrate-disks: no copy of drive1 in D" [ ! -e "$D/d1.raw" ]
-  moved migrate-disks drive0 drive2
+  check "migrate-disks: drive1 runs on the shared file" \
+    [ "$(qmp_chain "$RUN/vm.qmp" drive1)" = "$T/shared/d1.raw" ]
+  check "migrate-disks: no copy of drive1 in D" [ -z "$(ls "$D" | grep '^d1')" ]
+  moved migrate-disks --also "$T/shared" drive0 drive2
 else
   skip "migrate-disks: migrate failed, nothing to check on the destination"
 fi
