@@ -6,12 +6,17 @@
 # A 3-disk VM (drive0: top.qcow2 over base.qcow2, drive1: raw, drive2:
 # qcow2) with guest writes of known patterns before the migration and
 # during its disk copy (--bandwidth makes the copy last seconds; the writes
-# go through the source's second monitor once the copy has started), for
-# each storage choice:
-#   chain (default, --copy-storage-all)   the chain kept, relative names
-#   --flatten                             one image per disk (text output)
-#   --copy-storage-inc                    base on shared storage, only the
-#                                         tops move (disk-bytes says so)
+# go through the source's second monitor once migrate reports the phase
+# whose copy is to be hit, and must come before the RAM phase), for each
+# storage choice:
+#   chain (default, --copy-storage-all)   the chain kept, relative names;
+#                                         writes during the layer copy
+#   --flatten                             one image per disk (text output);
+#                                         writes during the mirrors
+#   --copy-storage-inc --migrate-disks drive0
+#                                         base, drive1, drive2 on shared
+#                                         storage ($T/shared), only drive0's
+#                                         top moves (disk-bytes says so)
 #   --migrate-disks drive0,drive2         drive1 stays on shared storage
 # and after each: the destination QEMU runs (query-status on its remapped
 # QMP $RUN/vm.qmp) on images of its domain only, the source QEMU has quit,
@@ -19,7 +24,8 @@
 # back on the destination (HMP qemu-io, its log checked) and offline from
 # its files once it quit, qemu-img compare of each destination disk
 # against the source's files (its final view: the source quit) is
-# identical, and `snapmig validate` of the destination domain is clean.
+# identical, and `snapmig validate` of the destination domain (with the
+# shared storage the VM uses) is clean.
 # Skips (77) until `snapmig migrate` exists.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
