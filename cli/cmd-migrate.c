@@ -35,6 +35,7 @@ static gboolean opt_json;
 static gboolean opt_dry_run;
 static gboolean opt_cancel;
 static gboolean opt_failed;
+static gboolean opt_dest_never_ran;
 static int opt_timeout;
 
 #define SOURCE_ENTRIES \
@@ -117,6 +118,8 @@ static const GOptionEntry prepare_entries[] = {
     "Unix sockets in the run directory instead of TCP", NULL },
   { "dry-run", 0, 0, G_OPTION_ARG_NONE, &opt_dry_run,
     "Print the plan; change nothing", NULL },
+  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
+    "Progress as JSON lines on stderr", NULL },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 
@@ -146,6 +149,10 @@ static const GOptionEntry confirm_entries[] = {
   SOURCE_ENTRIES,
   { "failed", 0, 0, G_OPTION_ARG_NONE, &opt_failed,
     "The migration failed: roll the source back and resume it", NULL },
+  { "dest-never-ran", 0, 0, G_OPTION_ARG_NONE, &opt_dest_never_ran,
+    "With --failed: the destination never ran the guest (its 'recover "
+    "--incoming' or 'migrate-finish --cancel' rolled back), so the source "
+    "may resume even after a completed migration", NULL },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 
@@ -188,6 +195,8 @@ typedef struct {
   SmProgress *progress;
   bool json;
   FILE *json_out;
+  FILE *text_out;              /* NULL: stdout; the phase commands keep
+                                  stdout for their cookie */
 } Printer;
 
 static void
@@ -198,14 +207,16 @@ print_event (json_object *ev, void *opaque)
 
   if (p->json) {
     fprintf (p->json_out, "%s\n",
-             json_object_to_json_string_ext (ev, JSON_C_TO_STRING_PLAIN));
+             json_object_to_json_string_ext (ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     fflush (p->json_out);
     return;
   }
   if (g_strcmp0 (name, "phase") == 0) {
-    printf ("phase: %s\n",
-            json_object_get_string (json_object_object_get (ev, "phase")));
-    fflush (stdout);
+    FILE *out = p->text_out ? p->text_out : stdout;
+
+    fprintf (out, "phase: %s\n",
+             json_object_get_string (json_object_object_get (ev, "phase")));
+    fflush (out);
   } else if (g_strcmp0 (name, "progress") == 0 && p->progress) {
     const char *what = json_object_get_string (json_object_object_get (ev, "what"));
     json_object *disk = json_object_object_get (ev, "disk");
@@ -283,8 +294,10 @@ source_options (const char *cmd, SmMigOptions *o, Printer *pr)
   return true;
 }
 
+/* Connects to the source VM and opens its state; prints the error unless
+ * ERROR is given. */
 static bool
-open_source (const char *cmd, SmQmp **qmp, SmVmState **st)
+open_source (const char *cmd, SmQmp **qmp, SmVmState **st, GError **error)
 {
   g_autoptr(GError) err = NULL;
   g_autofree char *dir = opt_state_dir ? g_strdup (opt_state_dir)
@@ -294,7 +307,10 @@ open_source (const char *cmd, SmQmp **qmp, SmVmState **st)
   if (*qmp)
     *st = sm_vm_state_open (dir, opt_qmp, &err);
   if (!*qmp || !*st) {
-    sm_cli_gerror (cmd, err);
+    if (error)
+      g_propagate_error (error, g_steal_pointer (&err));
+    else
+      sm_cli_gerror (cmd, err);
     return false;
   }
   return true;
@@ -354,9 +370,10 @@ sm_cmd_migrate_begin (int argc, char **argv)
                      "migration cookie for migrate-prepare.",
                      begin_entries, &argc, &argv, &code))
     return code;
-  if (!source_options ("migrate-begin", &o, &pr) ||
-      !open_source ("migrate-begin", &qmp, &st))
+  if (!source_options ("migrate-begin", &o, &pr))
     return SM_EXIT_USAGE;
+  if (!open_source ("migrate-begin", &qmp, &st, NULL))
+    return SM_EXIT_FAILURE;
   o.event = NULL;
   c = sm_migrate_begin (qmp, st, &o, opt_dry_run, &err);
   g_strfreev (o.disks);
@@ -395,7 +412,8 @@ sm_cmd_migrate_prepare (int argc, char **argv)
   if (!sm_cli_timeout_ok ("migrate-prepare", opt_timeout))
     return SM_EXIT_USAGE;
   dest_options (&o, &pr);
-  o.event = NULL;
+  if (!opt_json)
+    o.event = NULL;
   if (!parse_ports ("migrate-prepare", &o.port_min, &o.port_max))
     return SM_EXIT_USAGE;
   state = prepare_state_dir ();
@@ -435,10 +453,11 @@ sm_cmd_migrate_perform (int argc, char **argv)
     return code;
   progress = sm_progress_new (false);
   pr = (Printer) { .progress = opt_json ? NULL : progress, .json = opt_json,
-                   .json_out = stderr };
-  if (!source_options ("migrate-perform", &o, &pr) ||
-      !open_source ("migrate-perform", &qmp, &st))
+                   .json_out = stderr, .text_out = stderr };
+  if (!source_options ("migrate-perform", &o, &pr))
     return SM_EXIT_USAGE;
+  if (!open_source ("migrate-perform", &qmp, &st, NULL))
+    return SM_EXIT_FAILURE;
   c = read_cookie ("migrate-perform");
   if (!c)
     return SM_EXIT_FAILURE;
@@ -517,13 +536,24 @@ sm_cmd_migrate_confirm (int argc, char **argv)
                      "have run the guest).",
                      confirm_entries, &argc, &argv, &code))
     return code;
-  if (!source_options ("migrate-confirm", &o, &pr) ||
-      !open_source ("migrate-confirm", &qmp, &st))
+  if (!source_options ("migrate-confirm", &o, &pr))
     return SM_EXIT_USAGE;
+  if (!open_source ("migrate-confirm", &qmp, &st, NULL))
+    return SM_EXIT_FAILURE;
   g_strfreev (o.disks);
   c = read_cookie ("migrate-confirm");
   if (!c)
     return SM_EXIT_FAILURE;
+  if (opt_dest_never_ran) {
+    if (!opt_failed) {
+      sm_cli_error ("migrate-confirm: --dest-never-ran goes with --failed");
+      return SM_EXIT_USAGE;
+    }
+    c->failed = true;
+    c->dest_ran = false;
+    g_free (c->error_phase);
+    c->error_phase = g_strdup ("finish");
+  }
   if (!sm_migrate_confirm (qmp, st, c, !opt_failed && !c->failed, &err)) {
     sm_cli_gerror ("migrate-confirm", err);
     return SM_EXIT_FAILURE;
@@ -564,7 +594,7 @@ print_result (const SmMigCookie *c, double seconds)
       json_object_object_add (r, "pause-us", json_object_new_int64 (c->pause_us));
     }
     json_object_object_add (r, "seconds", json_object_new_double (seconds));
-    printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN));
+    printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put (r);
     return;
   }
@@ -596,7 +626,7 @@ print_failure (const GError *err)
     json_object_object_add (r, "event", json_object_new_string ("result"));
     json_object_object_add (r, "ok", json_object_new_boolean (false));
     json_object_object_add (r, "error", e);
-    printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN));
+    printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put (r);
   }
   sm_cli_gerror ("migrate", err);
@@ -665,8 +695,11 @@ sm_cmd_migrate (int argc, char **argv)
   if (sm_cli_debug)
     g_ptr_array_add (extra, g_strdup ("--debug"));
   g_ptr_array_add (extra, NULL);
-  if (!open_source ("migrate", &qmp, &st))
+  if (!open_source ("migrate", &qmp, &st, &err)) {
+    g_prefix_error (&err, "begin: ");
+    print_failure (err);
     return SM_EXIT_FAILURE;
+  }
   c = sm_migrate_run (qmp, st, &o, (const char *const *) dest_argv,
                       (const char *const *) extra->pdata, opt_dry_run, &plan,
                       &err);

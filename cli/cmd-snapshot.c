@@ -10,6 +10,7 @@
 
 #include "json-util.h"
 #include "lsm.h"
+#include "migrate.h"
 #include "progress.h"
 #include "qmp.h"
 #include "state.h"
@@ -105,8 +106,19 @@ static const GOptionEntry status_entries[] = {
   QMP_ENTRY, REPLY_TIMEOUT_ENTRY, JSON_ENTRY, STATE_ENTRY, END_ENTRY,
 };
 
+static gboolean opt_incoming;
+static gboolean opt_dest_never_ran;
+
 static const GOptionEntry recover_entries[] = {
-  QMP_ENTRY, REPLY_TIMEOUT_ENTRY, STATE_ENTRY, END_ENTRY,
+  QMP_ENTRY, REPLY_TIMEOUT_ENTRY, STATE_ENTRY,
+  { "incoming", 0, 0, G_OPTION_ARG_NONE, &opt_incoming,
+    "On a migration's destination: finish or roll back the incoming "
+    "migrations of the state directory (no --qmp)", NULL },
+  { "dest-never-ran", 0, 0, G_OPTION_ARG_NONE, &opt_dest_never_ran,
+    "On a migration's source: the destination never ran the guest (its "
+    "'recover --incoming' rolled back), so a source paused after a "
+    "completed migration may be resumed", NULL },
+  END_ENTRY,
 };
 
 static int
@@ -718,6 +730,18 @@ sm_cmd_recover (int argc, char **argv)
                      "the VM runs on and the fix (exit status 1).",
                      recover_entries, &argc, &argv, &exit_code))
     return exit_code;
+  if (opt_incoming) {
+    g_autofree char *dir = opt_state_dir ? g_strdup (opt_state_dir)
+                                         : sm_state_default_dir ();
+    g_autofree char *msg = sm_migrate_recover_incoming (dir, &err);
+
+    if (!msg) {
+      sm_cli_gerror ("recover", err);
+      return SM_EXIT_FAILURE;
+    }
+    printf ("%s", *msg ? msg : "nothing to recover\n");
+    return SM_EXIT_OK;
+  }
   if (!need_qmp ("recover"))
     return SM_EXIT_USAGE;
   if (argc != 1) {
@@ -752,6 +776,7 @@ sm_cmd_recover (int argc, char **argv)
     sm_cli_warning ("recover: %s; working on the files only", err->message);
     g_clear_error (&err);
   }
+  sm_migrate_recover_set_dest_never_ran (opt_dest_never_ran);
   ok = sm_lsm_recover (qmp, st, &done, &err);
   /* What was done first, then what is kept for the administrator (one
    * journal or record a line). */

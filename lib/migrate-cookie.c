@@ -243,6 +243,7 @@ static const Field result_fields[] = {
   FIELD (SmMigCookie, ram_bytes, "ram-bytes", F_U64),
   FIELD (SmMigCookie, pause_us, "pause-us", F_PAUSE),
   FIELD (SmMigCookie, stopped_at_us, "stopped-at-us", F_PID),
+  FIELD (SmMigCookie, resumed_at_us, "resumed-at-us", F_PID),
 };
 
 static const Field disk_fields[] = {

@@ -134,6 +134,8 @@ typedef struct {
                                   of the source's STOP event at switchover,
                                   0 unknown; finish measures the pause from
                                   it to the destination's RESUME event */
+  int64_t resumed_at_us;       /* finish: wall time of the destination's
+                                  RESUME event, 0 unknown */
 } SmMigCookie;
 
 SmMigCookie *sm_mig_cookie_new (void) G_GNUC_WARN_UNUSED_RESULT;

@@ -350,7 +350,7 @@ nbd_url (const char *uri, const char *export)
  * created), then makes it durable and sets its backing name. */
 static bool
 pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
-            const char *dest, int stall, GError **error)
+            const char *dest, const SmMigDestOptions *o, GError **error)
 {
   g_autofree char *url = nbd_url (c->layers_uri, l->export);
   g_autofree char *rate = c->bandwidth ?
@@ -362,6 +362,8 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
   gint64 last = g_get_monotonic_time ();
   off_t last_blocks = -1;
   g_autoptr(SmLayerCopy) copy = NULL;
+  int stall = stall_ms (o);
+  gint64 last_event = 0;
 
   fd = open (dest, O_WRONLY | O_CLOEXEC);
   if (fd < 0 || ftruncate (fd, 0) < 0 || ftruncate (fd, (off_t) l->file_size) < 0) {
@@ -406,6 +408,14 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
     if (fstat (fd, &st) == 0 && st.st_blocks != last_blocks) {
       last_blocks = st.st_blocks;
       last = g_get_monotonic_time ();
+      if (last - last_event > 250000) {
+        uint64_t done = (uint64_t) st.st_blocks * 512;
+
+        last_event = last;
+        sm_mig_emit (o->event, o->opaque, "progress", "s:what", "layer",
+                     "s:disk", d->name, "s:file", dest, "u:done",
+                     MIN (done, l->allocated), "u:total", l->allocated, NULL);
+      }
     }
     if ((g_get_monotonic_time () - last) / 1000 > stall || sm_interrupted ()) {
       kill (child, SIGKILL);
@@ -679,12 +689,12 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
 
         if (l->role != SM_MIG_LAYER_COPY)
           continue;
-        if (!pull_layer (c, d, l, pl->path, stall_ms (o), &err))
+        if (!pull_layer (c, d, l, pl->path, o, &err))
           goto fail;
         c->disk_bytes += l->allocated;
         sm_mig_emit (o->event, o->opaque, "progress", "s:what", "layer",
                      "s:disk", d->name, "s:file", pl->path, "u:done",
-                     l->file_size, "u:total", l->file_size, NULL);
+                     l->allocated, "u:total", l->allocated, NULL);
       }
     }
     if (!sm_mig_journal_step (journal, "pull-layers", "end", NULL, &err))
@@ -841,8 +851,8 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
     return false;
   qmp = sm_qmp_connect (c->dest_qmp, stall_ms (o), &err);
   if (!qmp ||
-      !sm_mig_wait_status (qmp, done, stall_ms (o), NULL, NULL, &status, NULL,
-                           &err) ||
+      !sm_mig_wait_status (qmp, done, o->timeout_ms > 0 ? o->timeout_ms : 0,
+                           NULL, NULL, &status, NULL, &err) ||
       !sm_mig_journal_step (journal, "nbd-stop", "begin", NULL, &err) ||
       !sm_qmp_run (qmp, "nbd-server-stop", NULL, &err))
     goto fail;
@@ -855,6 +865,8 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
         !sm_qmp_run (qmp, "cont", NULL, &err))
       goto fail;
     resume = sm_qmp_wait_event (qmp, "RESUME", NULL, NULL, 5000, NULL);
+    if (resume)
+      c->resumed_at_us = event_us (resume);
     if (resume && c->stopped_at_us > 0)
       c->pause_us = event_us (resume) - c->stopped_at_us;
     c->dest_ran = true;
@@ -913,7 +925,18 @@ sm_migrate_recover_incoming (const char *state_dir, GError **error)
       g_string_free (out, true);
       return NULL;
     }
-    if (in.finished && in.pid > 0 && sm_proc_alive (in.pid, in.start_time)) {
+    if (in.finished && !(in.pid > 0 && sm_proc_alive (in.pid, in.start_time))) {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                   "incoming migration %s: the guest was resumed here, and "
+                   "its QEMU (pid %d) is gone: its disks hold its newest "
+                   "writes, so nothing was removed.  Start the VM again from "
+                   "them (or, if the source runs it, remove them by hand), "
+                   "then delete the journal", *p, (int) in.pid);
+      incoming_clear (&in);
+      g_string_free (out, true);
+      return NULL;
+    }
+    if (in.finished) {
       g_autoptr(SmQmp) q = in.qmp ? sm_qmp_connect (in.qmp, 5000, NULL) : NULL;
       if (q)
         sm_qmp_run (q, "nbd-server-stop", NULL, NULL);
@@ -932,7 +955,10 @@ sm_migrate_recover_incoming (const char *state_dir, GError **error)
       unlink (*p);
       g_string_append_printf (out, "incoming migration rolled back: "
                               "destination QEMU stopped, its files removed "
-                              "(%s)\n", *p);
+                              "(%s); the guest never ran here, so a source "
+                              "left paused after a completed migration can "
+                              "be resumed: 'snapmig recover --qmp SOURCE "
+                              "--dest-never-ran'\n", *p);
     }
     incoming_clear (&in);
   }

@@ -155,7 +155,8 @@ sm_mig_wait_status (SmQmp *qmp, const char *const *states, int stall_ms,
                    desc ? ": " : "", desc ? desc : "");
       return false;
     }
-    if ((g_get_monotonic_time () - last_change) / 1000 > stall_ms) {
+    if (stall_ms > 0 &&
+        (g_get_monotonic_time () - last_change) / 1000 > stall_ms) {
       g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
                    "the migration made no progress for %d s (status %s): "
                    "is the link to the destination down?", stall_ms / 1000,
@@ -164,7 +165,20 @@ sm_mig_wait_status (SmQmp *qmp, const char *const *states, int stall_ms,
     }
     if (sm_interrupt_check (error))
       return false;
-    sm_block_poll_pause (qmp, POLL_MS);
+    {
+      /* a MIGRATION event (status change) ends the wait at once */
+      GError *e = NULL;
+      json_object *ev = sm_qmp_wait_event (qmp, "MIGRATION", NULL, NULL,
+                                           POLL_MS, &e);
+      if (ev) {
+        json_object_put (ev);
+      } else if (!g_error_matches (e, SM_ERROR, SM_ERROR_TIMEOUT)) {
+        g_propagate_error (error, e);
+        return false;
+      } else {
+        g_error_free (e);
+      }
+    }
   }
 }
 
@@ -227,6 +241,24 @@ start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
   return true;
 }
 
+/* The error QEMU gives for the concluded job ID (query-block-jobs'
+ * "error"), or NULL. */
+static char *
+job_error (SmQmp *qmp, const char *id)
+{
+  g_autoptr(json_object) r = sm_qmp_execute_type (qmp, "query-block-jobs",
+                                                  NULL, json_type_array, NULL);
+
+  for (size_t k = 0; r && k < json_object_array_length (r); k++) {
+    json_object *j = json_object_array_get_idx (r, k);
+
+    if (g_strcmp0 (sm_json_get_string (j, "device"), id) == 0 &&
+        sm_json_get_string (j, "error"))
+      return g_strdup (sm_json_get_string (j, "error"));
+  }
+  return NULL;
+}
+
 /* Every mirror READY, with progress; a job that ends or a stall fails. */
 static bool
 wait_mirrors_ready (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
@@ -255,10 +287,13 @@ wait_mirrors_ready (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
       if (!job || g_strcmp0 (job->status, "concluded") == 0 ||
           g_strcmp0 (job->io_status, "failed") == 0 ||
           g_strcmp0 (job->io_status, "nospace") == 0) {
+        g_autofree char *why = job ? job_error (qmp, id) : NULL;
+
         g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                     "disk %s: its copy to the destination failed%s%s",
-                     d->name, job && job->io_status ? ": I/O status " : "",
-                     job && job->io_status ? job->io_status : "");
+                     "disk %s: its copy to the destination's export at %s "
+                     "failed: %s", d->name, c->nbd_uri,
+                     why ? why : job && job->io_status ?
+                     job->io_status : "the job ended");
         return false;
       }
       sum += job->offset;

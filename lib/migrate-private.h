@@ -13,10 +13,13 @@
 /* A wait without progress this long fails, unless --timeout says. */
 #define SM_MIG_STALL_MS 60000
 
-/* The plan of begin: pure (the VM view, the options, the migration id). */
+/* The plan of begin: the VM view, the options, the migration id; QMP_PID
+ * (0: looked up from the socket's path) is the QEMU whose command line the
+ * destination starts from (/proc/PID/cmdline, the only thing read). */
 SmMigCookie *sm_migrate_plan_begin (const SmLsmVm *vm, const char *qmp_address,
-                                    const SmMigOptions *o, const char *id,
-                                    GError **error) G_GNUC_WARN_UNUSED_RESULT;
+                                    pid_t qmp_pid, const SmMigOptions *o,
+                                    const char *id, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
 
 /* {"step": STEP, "phase": PHASE[, "error": ERR's message]}. */
 bool sm_mig_journal_step (SmJournal *j, const char *step, const char *phase,
@@ -43,8 +46,10 @@ bool sm_mig_nbd_server_start (SmQmp *qmp, bool unix_socket, const char *host,
 void sm_mig_del_export_node (SmQmp *qmp, const char *node);
 
 /* Waits until the migration status on QMP is one of STATES (NULL-ended),
- * polling query-migrate and emitting RAM progress; SM_ERROR_TIMEOUT after
- * STALL_MS without progress.  *STATUS gets the status reached. */
+ * polling query-migrate (at once after a MIGRATION event, else every
+ * 100 ms) and emitting RAM progress; SM_ERROR_TIMEOUT after STALL_MS
+ * without progress (0: no limit — the destination, which sees no RAM
+ * progress, is bounded by its caller).  *STATUS gets the status reached. */
 bool sm_mig_wait_status (SmQmp *qmp, const char *const *states,
                          int stall_ms, SmMigEventFn fn, void *opaque,
                          char **status, uint64_t *ram_bytes, GError **error);

@@ -232,7 +232,8 @@ argv_option (char **argv, const char *opt)
 
 SmMigCookie *
 sm_migrate_plan_begin (const SmLsmVm *vm, const char *qmp_address,
-                       const SmMigOptions *o, const char *id, GError **error)
+                       pid_t qmp_pid, const SmMigOptions *o, const char *id,
+                       GError **error)
 {
   g_autoptr(SmMigCookie) c = sm_mig_cookie_new ();
   g_autoptr(GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
@@ -250,7 +251,7 @@ sm_migrate_plan_begin (const SmLsmVm *vm, const char *qmp_address,
   c->dest_host = g_strdup (o->dest_host ? o->dest_host : "127.0.0.1");
   c->source_host = o->source_host ? g_strdup (o->source_host)
                                   : route_source_address (c->dest_host);
-  pid = sm_unix_socket_server_pid (c->source_qmp);
+  pid = qmp_pid > 0 ? qmp_pid : sm_unix_socket_server_pid (c->source_qmp);
   c->source_pid = pid;
   if (pid > 0)
     c->qemu_argv = sm_qemu_read_cmdline (pid, NULL);
@@ -600,7 +601,8 @@ sm_migrate_begin (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   vm = sm_lsm_vm_query (qmp, error);
   if (!vm)
     return NULL;
-  c = sm_migrate_plan_begin (vm, sm_qmp_address (qmp), o, id, error);
+  c = sm_migrate_plan_begin (vm, sm_qmp_address (qmp), sm_qmp_peer_pid (qmp),
+                             o, id, error);
   if (!c)
     return NULL;
   if (g_strcmp0 (vm->run_state, "running") != 0 &&

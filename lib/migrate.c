@@ -15,34 +15,52 @@
 #include "migrate-private.h"
 #include "qemu-proc.h"
 
-/* Output of one destination phase. */
+/* One destination phase: its process, the cookie it reads, what it says.
+ * Its stderr lines that are JSON events ({"event": ...}, the phase
+ * commands' --json progress) are passed on to the caller's event
+ * function as they come; the others are kept for the error message. */
 typedef struct {
-  char *out;
-  char *err;
+  GPid pid;
+  int out_fd, err_fd;
+  GString *out;
+  GString *err;
+  GString *line;               /* stderr's unfinished line */
   int status;
-} DestRun;
+  bool signalled;
+  bool done;
+} DestProc;
 
 static void
-dest_run_clear (DestRun *r)
+dest_proc_free (DestProc *d)
 {
-  g_free (r->out);
-  g_free (r->err);
+  if (!d)
+    return;
+  if (d->out_fd >= 0)
+    close (d->out_fd);
+  if (d->err_fd >= 0)
+    close (d->err_fd);
+  if (!d->done) {
+    kill (d->pid, SIGKILL);
+    waitpid (d->pid, NULL, 0);
+  }
+  g_string_free (d->out, true);
+  g_string_free (d->err, true);
+  g_string_free (d->line, true);
+  g_free (d);
 }
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (DestProc, dest_proc_free)
 
-/* Runs DEST_ARGV PHASE DEST_EXTRA... EXTRA with COOKIE on its stdin and
- * collects stdout and stderr.  A signal to snapmig is passed on to it
- * (SIGTERM), and it is waited for. */
-static bool
-run_dest (const char *const *dest_argv, const char *phase,
-          const char *const *dest_extra, const char *extra,
-          const char *cookie, DestRun *r, GError **error)
+/* Starts DEST_ARGV PHASE DEST_EXTRA... EXTRA... and writes COOKIE to its
+ * stdin (a phase reads its cookie first thing), then closes it. */
+static DestProc *
+dest_start (const char *const *dest_argv, const char *phase,
+            const char *const *dest_extra, const char *const *extra,
+            const char *cookie, GError **error)
 {
   g_autoptr(GPtrArray) argv = g_ptr_array_new ();
-  GString *out = g_string_new (NULL), *err = g_string_new (NULL);
-  int in_fd = -1, out_fd = -1, err_fd = -1;
-  size_t written = 0, len = strlen (cookie);
-  bool signalled = false;
-  GPid pid;
+  DestProc *d;
+  int in_fd = -1;
+  size_t len = strlen (cookie), written = 0;
   GError *e = NULL;
 
   for (const char *const *a = dest_argv; *a; a++)
@@ -50,81 +68,133 @@ run_dest (const char *const *dest_argv, const char *phase,
   g_ptr_array_add (argv, (char *) phase);
   for (const char *const *a = dest_extra; a && *a; a++)
     g_ptr_array_add (argv, (char *) *a);
-  if (extra)
-    g_ptr_array_add (argv, (char *) extra);
+  for (const char *const *a = extra; a && *a; a++)
+    g_ptr_array_add (argv, (char *) *a);
   g_ptr_array_add (argv, NULL);
+  d = g_new0 (DestProc, 1);
+  d->out = g_string_new (NULL);
+  d->err = g_string_new (NULL);
+  d->line = g_string_new (NULL);
+  d->out_fd = d->err_fd = -1;
   if (!g_spawn_async_with_pipes (NULL, (char **) argv->pdata, NULL,
                                  G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
-                                 NULL, NULL, &pid, &in_fd, &out_fd, &err_fd,
-                                 &e)) {
+                                 NULL, NULL, &d->pid, &in_fd, &d->out_fd,
+                                 &d->err_fd, &e)) {
     g_set_error (error, SM_ERROR, SM_ERROR_IO,
                  "cannot run the destination's snapmig (%s): %s",
                  dest_argv[0], e->message);
     g_error_free (e);
-    g_string_free (out, true);
-    g_string_free (err, true);
-    return false;
+    d->done = true;
+    dest_proc_free (d);
+    return NULL;
   }
-  fcntl (in_fd, F_SETFL, O_NONBLOCK);
-  while (out_fd >= 0 || err_fd >= 0) {
-    struct pollfd p[3];
-    int n = 0;
-    char buf[65536];
+  signal (SIGPIPE, SIG_IGN);
+  while (written < len) {
+    ssize_t k = write (in_fd, cookie + written, len - written);
 
-    if (in_fd >= 0)
-      p[n++] = (struct pollfd) { .fd = in_fd, .events = POLLOUT };
-    if (out_fd >= 0)
-      p[n++] = (struct pollfd) { .fd = out_fd, .events = POLLIN };
-    if (err_fd >= 0)
-      p[n++] = (struct pollfd) { .fd = err_fd, .events = POLLIN };
-    if (poll (p, (nfds_t) n, 200) < 0 && errno != EINTR)
-      break;
-    if (sm_interrupted () && !signalled) {
-      kill (pid, SIGTERM);
-      signalled = true;
-    }
-    for (int i = 0; i < n; i++) {
-      ssize_t k;
-
-      if (!(p[i].revents & (POLLIN | POLLOUT | POLLHUP | POLLERR)))
-        continue;
-      if (p[i].fd == in_fd) {
-        k = write (in_fd, cookie + written, len - written);
-        if (k > 0)
-          written += (size_t) k;
-        if (k < 0 || written == len) {
-          close (in_fd);
-          in_fd = -1;
-        }
-        continue;
-      }
-      k = read (p[i].fd, buf, sizeof buf);
-      if (k > 0) {
-        g_string_append_len (p[i].fd == out_fd ? out : err, buf, k);
-      } else if (k == 0 || errno != EINTR) {
-        close (p[i].fd);
-        if (p[i].fd == out_fd)
-          out_fd = -1;
-        else
-          err_fd = -1;
-      }
-    }
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      break;                      /* it went away: its exit says why */
+    written += (size_t) k;
   }
-  if (in_fd >= 0)
-    close (in_fd);
-  waitpid (pid, &r->status, 0);
-  g_spawn_close_pid (pid);
-  r->out = g_string_free (out, false);
-  r->err = g_string_free (err, false);
-  return true;
+  close (in_fd);
+  fcntl (d->out_fd, F_SETFL, O_NONBLOCK);
+  fcntl (d->err_fd, F_SETFL, O_NONBLOCK);
+  return d;
 }
 
-/* The destination's last error line ("snapmig: error: ..."), or its exit
- * status. */
-static char *
-dest_error (const DestRun *r)
+static void
+relay_line (const char *line, const SmMigOptions *o, GString *keep)
 {
-  g_auto(GStrv) lines = g_strsplit (r->err ? r->err : "", "\n", -1);
+  if (line[0] == '{' && o->event) {
+    json_object *ev = json_tokener_parse (line);
+
+    if (ev && json_object_is_type (ev, json_type_object) &&
+        json_object_object_get (ev, "event")) {
+      /* the phases are the orchestrator's to announce */
+      if (g_strcmp0 (json_object_get_string (json_object_object_get (ev, "event")),
+                     "phase") != 0)
+        o->event (ev, o->opaque);
+      json_object_put (ev);
+      return;
+    }
+    if (ev)
+      json_object_put (ev);
+  }
+  g_string_append (keep, line);
+  g_string_append_c (keep, '\n');
+}
+
+/* Reads what D wrote, for up to TIMEOUT_MS; reaps it at the end.  A
+ * signal to snapmig is passed on to it once (SIGTERM). */
+static void
+dest_pump (DestProc *d, const SmMigOptions *o, int timeout_ms)
+{
+  struct pollfd p[2];
+  int n = 0;
+
+  if (d->done)
+    return;
+  if (d->out_fd >= 0)
+    p[n++] = (struct pollfd) { .fd = d->out_fd, .events = POLLIN };
+  if (d->err_fd >= 0)
+    p[n++] = (struct pollfd) { .fd = d->err_fd, .events = POLLIN };
+  if (n == 0) {
+    waitpid (d->pid, &d->status, 0);
+    g_spawn_close_pid (d->pid);
+    d->done = true;
+    return;
+  }
+  if (poll (p, (nfds_t) n, timeout_ms) < 0 && errno != EINTR)
+    return;
+  if (sm_interrupted () && !d->signalled) {
+    kill (d->pid, SIGTERM);
+    d->signalled = true;
+  }
+  for (int i = 0; i < n; i++) {
+    char buf[65536];
+    ssize_t k;
+
+    if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+      continue;
+    k = read (p[i].fd, buf, sizeof buf);
+    if (k > 0 && p[i].fd == d->out_fd) {
+      g_string_append_len (d->out, buf, k);
+    } else if (k > 0) {
+      char *nl;
+
+      g_string_append_len (d->line, buf, k);
+      while ((nl = strchr (d->line->str, '\n'))) {
+        *nl = '\0';
+        relay_line (d->line->str, o, d->err);
+        g_string_erase (d->line, 0, nl - d->line->str + 1);
+      }
+    } else if (k == 0 || (errno != EINTR && errno != EAGAIN)) {
+      close (p[i].fd);
+      if (p[i].fd == d->out_fd)
+        d->out_fd = -1;
+      else
+        d->err_fd = -1;
+    }
+  }
+}
+
+static void
+dest_wait (DestProc *d, const SmMigOptions *o)
+{
+  while (!d->done)
+    dest_pump (d, o, 200);
+  if (d->line->len)
+    relay_line (d->line->str, o, d->err);
+}
+
+/* The destination's last error line ("snapmig: error: ..."), or how it
+ * ended. */
+static char *
+dest_error (const DestProc *d)
+{
+  g_auto(GStrv) lines = g_strsplit (d->err->str, "\n", -1);
   const char *last = NULL;
 
   for (char **l = lines; *l; l++)
@@ -134,38 +204,35 @@ dest_error (const DestRun *r)
     last += strlen ("snapmig: error: ");
   if (last)
     return g_strdup (last);
-  return g_strdup_printf ("it exited with status %d and no message",
-                          WIFEXITED (r->status) ? WEXITSTATUS (r->status) : -1);
+  if (WIFSIGNALED (d->status))
+    return g_strdup_printf ("the destination's snapmig was killed by signal "
+                            "%d (run 'snapmig recover --incoming' there if "
+                            "anything is left)", WTERMSIG (d->status));
+  return g_strdup_printf ("the destination's snapmig exited with status %d "
+                          "and no message",
+                          WIFEXITED (d->status) ? WEXITSTATUS (d->status) : -1);
 }
 
+/* Waits for D and reads its answer: the cookie, or NULL with the error
+ * (*FAILED_COOKIE, when non-NULL, gets the cookie a failing phase still
+ * printed). */
 static SmMigCookie *
-dest_phase (const SmMigOptions *o, const char *const *dest_argv,
-            const char *phase, const char *const *dest_extra,
-            const char *extra, const SmMigCookie *c, bool *ran,
-            SmMigCookie **failed_cookie, GError **error)
+dest_result (DestProc *d, const SmMigOptions *o, SmMigCookie **failed_cookie,
+             GError **error)
 {
-  g_autofree char *xml = sm_mig_cookie_format (c);
   g_autoptr(SmMigCookie) reply = NULL;
-  DestRun r = { 0 };
   GError *err = NULL;
 
-  *ran = false;
-  sm_mig_emit (o->event, o->opaque, "phase", "s:phase",
-               strcmp (phase, "migrate-prepare") == 0 ? "prepare" :
-               extra ? "cancel" : "finish", NULL);
-  if (!run_dest (dest_argv, phase, dest_extra, extra, xml, &r, error))
-    return NULL;
-  *ran = true;
-  if (r.out && *r.out)
-    reply = sm_mig_cookie_parse (r.out, -1, &err);
-  if (!g_spawn_check_wait_status (r.status, NULL)) {
-    g_autofree char *why = dest_error (&r);
+  dest_wait (d, o);
+  if (d->out->len)
+    reply = sm_mig_cookie_parse (d->out->str, (gssize) d->out->len, &err);
+  if (!g_spawn_check_wait_status (d->status, NULL)) {
+    g_autofree char *why = dest_error (d);
 
     if (failed_cookie && reply)
       *failed_cookie = g_steal_pointer (&reply);
     g_set_error (error, SM_ERROR, SM_ERROR_FAILED, "%s", why);
     g_clear_error (&err);
-    dest_run_clear (&r);
     return NULL;
   }
   if (!reply) {
@@ -173,11 +240,47 @@ dest_phase (const SmMigOptions *o, const char *const *dest_argv,
                  "the destination's answer is not a migration cookie: %s",
                  err ? err->message : "it printed nothing");
     g_clear_error (&err);
-    dest_run_clear (&r);
     return NULL;
   }
-  dest_run_clear (&r);
   return g_steal_pointer (&reply);
+}
+
+static SmMigCookie *
+dest_phase (const SmMigOptions *o, const char *const *dest_argv,
+            const char *phase, const char *const *dest_extra,
+            const char *const *extra, const SmMigCookie *c,
+            SmMigCookie **failed_cookie, GError **error)
+{
+  g_autofree char *xml = sm_mig_cookie_format (c);
+  g_autoptr(DestProc) d = dest_start (dest_argv, phase, dest_extra, extra,
+                                      xml, error);
+
+  if (!d)
+    return NULL;
+  return dest_result (d, o, failed_cookie, error);
+}
+
+/* Cancels the destination (migrate-finish --cancel), with signals set
+ * aside; ERR gets what failed appended. */
+static void
+cancel_dest (const SmMigOptions *o, const char *const *dest_argv,
+             const char *const *dest_extra, const SmMigCookie *c,
+             GError **err)
+{
+  static const char *const cancel[] = { "--cancel", NULL };
+  GError *undo = NULL;
+  int sig = sm_interrupt_set_aside ();
+  g_autoptr(SmMigCookie) ignored = NULL;
+
+  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "cancel", NULL);
+  ignored = dest_phase (o, dest_argv, "migrate-finish", dest_extra, cancel, c,
+                        NULL, &undo);
+  sm_interrupt_restore (sig);
+  if (undo) {
+    g_prefix_error (err, "(the destination's clean-up failed too: %s; run "
+                    "'snapmig recover --incoming' there) ", undo->message);
+    g_error_free (undo);
+  }
 }
 
 SmMigCookie *
@@ -185,13 +288,16 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
                 const char *const *dest_argv, const char *const *dest_extra,
                 bool dry_run, char **dest_plan, GError **error)
 {
+  static const char *const dry[] = { "--dry-run", NULL };
+  static const char *const json[] = { "--json", NULL };
   g_autoptr(SmMigCookie) c = NULL;
   g_autoptr(SmMigCookie) prepared = NULL;
   g_autoptr(SmMigCookie) finished = NULL;
   g_autoptr(SmMigCookie) failed = NULL;
+  g_autoptr(DestProc) finish = NULL;
+  g_autofree char *xml = NULL;
   GError *err = NULL;
   const char *phase = "begin";
-  bool ran = false;
 
   sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "begin", NULL);
   c = sm_migrate_begin (qmp, st, o, dry_run, &err);
@@ -199,8 +305,9 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
     goto fail_begin;
 
   phase = "prepare";
+  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "prepare", NULL);
   prepared = dest_phase (o, dest_argv, "migrate-prepare", dest_extra,
-                         dry_run ? "--dry-run" : NULL, c, &ran, NULL, &err);
+                         dry_run ? dry : json, c, NULL, &err);
   if (dry_run) {
     if (!prepared)
       goto fail_begin;
@@ -211,28 +318,27 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   if (!prepared)
     goto rollback_source;
 
+  /* finish waits on the destination from now on, so that the guest
+   * resumes there the moment the migration completes */
+  xml = sm_mig_cookie_format (prepared);
+  finish = dest_start (dest_argv, "migrate-finish", dest_extra, NULL, xml,
+                       &err);
+  if (!finish) {
+    cancel_dest (o, dest_argv, dest_extra, prepared, &err);
+    goto rollback_prepared;
+  }
+
   phase = "perform";
   if (!sm_migrate_perform (qmp, st, prepared, o, &err)) {
-    GError *undo = NULL;
-    g_autoptr(SmMigCookie) ignored = dest_phase (o, dest_argv,
-                                                 "migrate-finish", dest_extra,
-                                                 "--cancel", prepared, &ran,
-                                                 NULL, &undo);
-    if (undo) {
-      g_prefix_error (&err, "(the destination's clean-up failed too: %s; run "
-                      "'snapmig recover --incoming' there) ", undo->message);
-      g_error_free (undo);
-    }
-    g_free (c->layers_uri);
-    c->layers_uri = NULL;
-    g_clear_pointer (&c, sm_mig_cookie_free);
-    c = g_steal_pointer (&prepared);
-    goto rollback_source;
+    kill (finish->pid, SIGTERM);
+    dest_wait (finish, o);
+    cancel_dest (o, dest_argv, dest_extra, prepared, &err);
+    goto rollback_prepared;
   }
 
   phase = "finish";
-  finished = dest_phase (o, dest_argv, "migrate-finish", dest_extra, NULL,
-                         prepared, &ran, &failed, &err);
+  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "finish", NULL);
+  finished = dest_result (finish, o, &failed, &err);
   if (!finished) {
     g_clear_pointer (&c, sm_mig_cookie_free);
     if (failed) {
@@ -243,6 +349,11 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
     }
     goto rollback_source;
   }
+  finished->stopped_at_us = prepared->stopped_at_us;
+  finished->disk_bytes = prepared->disk_bytes;
+  finished->ram_bytes = prepared->ram_bytes;
+  if (finished->resumed_at_us > 0 && prepared->stopped_at_us > 0)
+    finished->pause_us = finished->resumed_at_us - prepared->stopped_at_us;
 
   phase = "confirm";
   sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "confirm", NULL);
@@ -254,11 +365,17 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   }
   return g_steal_pointer (&finished);
 
+rollback_prepared:
+  g_clear_pointer (&c, sm_mig_cookie_free);
+  c = g_steal_pointer (&prepared);
 rollback_source:
   {
     GError *undo = NULL;
+    int sig = sm_interrupt_set_aside ();
+    bool undone = sm_migrate_confirm (qmp, st, c, false, &undo);
 
-    if (!sm_migrate_confirm (qmp, st, c, false, &undo)) {
+    sm_interrupt_restore (sig);
+    if (!undone) {
       g_prefix_error (&err, "(and the source's roll-back failed: %s) ",
                       undo->message);
       g_error_free (undo);
@@ -309,6 +426,14 @@ journal_has (json_object *records, const char *step)
   return false;
 }
 
+static bool recover_dest_never_ran;
+
+void
+sm_migrate_recover_set_dest_never_ran (bool never_ran)
+{
+  recover_dest_never_ran = never_ran;
+}
+
 char *
 sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
                            json_object *records, GError **error)
@@ -329,13 +454,15 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
                                                     json_type_object, NULL);
     const char *ms = r ? sm_json_get_string (r, "status") : NULL;
 
-    if (g_strcmp0 (ms, "completed") == 0 && !quitting) {
+    if (g_strcmp0 (ms, "completed") == 0 && !quitting &&
+        !recover_dest_never_ran) {
       g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
                    "outgoing migration %s: the VM's state reached the "
                    "destination, which may run it: the source stays paused "
                    "(journal %s kept).  If the destination runs the guest, "
-                   "quit this QEMU; if it is gone, run 'snapmig "
-                   "migrate-confirm --failed' with the migration's cookie",
+                   "quit this QEMU; if the destination never ran it ('snapmig "
+                   "recover --incoming' there says so), run 'snapmig recover "
+                   "--dest-never-ran' here",
                    c->id, path);
       return NULL;
     }
@@ -358,7 +485,8 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
                             "destination and the source QEMU has quit"
                             : "the source QEMU is gone");
   }
-  if (!sm_migrate_rollback_source (qmp, st, c, false, journal, error))
+  if (!sm_migrate_rollback_source (qmp, st, c, recover_dest_never_ran,
+                                   journal, error))
     return NULL;
   if (created_path)
     unlink (created_path);

@@ -175,6 +175,11 @@ char *sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
                                  json_object *records, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
 
+/* For recover --dest-never-ran: the administrator says that the
+ * destination never ran the guest (its `recover --incoming` rolled back),
+ * so a source paused after a completed migration may resume. */
+void sm_migrate_recover_set_dest_never_ran (bool never_ran);
+
 /* recover's part for interrupted incoming migrations under STATE_DIR:
  * each is finished (its guest runs here) or rolled back.  Returns what was
  * done ("" when there was nothing) or NULL with ERROR. */

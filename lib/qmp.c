@@ -10,6 +10,7 @@
  * reads and several messages in one read both work.
  */
 #include "qmp.h"
+#include "image-lock.h"
 
 #include <errno.h>
 #include <glib-unix.h>
@@ -755,6 +756,16 @@ const char *
 sm_qmp_address (const SmQmp *qmp)
 {
   return qmp->address;
+}
+
+pid_t
+sm_qmp_peer_pid (const SmQmp *qmp)
+{
+  pid_t pid = 0;
+
+  if (qmp->fd < 0 || !sm_socket_peer_pid (qmp->fd, &pid, NULL))
+    return 0;
+  return pid;
 }
 
 void

@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <glib.h>
 #include <json-c/json.h>
 
@@ -64,6 +65,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmQmp, sm_qmp_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (json_object, json_object_put)
 
 const char *sm_qmp_address (const SmQmp *qmp);
+
+/* The PID of the QEMU at the other end (SO_PEERCRED of a unix socket), 0
+ * for TCP or when the kernel cannot say.  Unlike a look-up of the socket's
+ * path, it works from any network namespace. */
+pid_t sm_qmp_peer_pid (const SmQmp *qmp);
 
 /* Per-command reply timeout (ms) for sm_qmp_execute and the functions built
  * on it: the wait from sending the command to the end of its whole reply.

@@ -23,6 +23,7 @@
  *            raw-stated
  */
 #include "validate.h"
+#include "migrate.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -100,6 +101,7 @@ struct Img {
                                   created it, or NULL */
   char *op_what;               /* that operation ("create of snapshot S") */
   char *op_vm;                 /* its VM's QMP address */
+  char *op_recover;            /* the command that finishes or undoes it */
   char *move;                  /* snapshot of the move in progress whose
                                   files include it, or NULL */
   char *move_vm;
@@ -155,6 +157,7 @@ img_free (Img *img)
   g_free (img->op_journal);
   g_free (img->op_what);
   g_free (img->op_vm);
+  g_free (img->op_recover);
   g_free (img->move);
   g_free (img->move_vm);
   g_ptr_array_unref (img->used_by);
@@ -1246,11 +1249,9 @@ journal_operation (const char *path, const char *opid)
  *     are in use by that move (its mirror writes the top, its copy worker
  *     the layers below) whether or not a VM was given. */
 static void
-load_records (Ctx *c, const char *vm_dir, const char *key,
-              const char *address, bool moves)
+load_records (Ctx *c, const char *dir, const char *key,
+              const char *address, const char *recover, bool moves)
 {
-  g_autofree char *dir = g_build_filename (vm_dir, moves ? "lsm" : "journal",
-                                           NULL);
   g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
   const char *name;
 
@@ -1293,6 +1294,7 @@ load_records (Ctx *c, const char *vm_dir, const char *key,
         img->op_journal = g_strdup (journal);
         img->op_what = g_strdup (what);
         img->op_vm = g_strdup (address);
+        img->op_recover = g_strdup (recover);
         g_ptr_array_add (img->used_by, g_strdup_printf ("operation %s",
                                                         journal));
       }
@@ -1312,6 +1314,16 @@ load_state (Ctx *c)
 
   if (!c->opts->state_dir)
     return;
+  /* the destination's side of interrupted cross-host migrations
+   * (lib/migrate.h): files prepare created, QEMU perhaps still there */
+  {
+    g_autofree char *incoming = sm_migrate_incoming_dir (c->opts->state_dir);
+    g_autofree char *recover = g_strdup_printf (
+      "run 'snapmig recover --incoming --state-dir %s'", c->opts->state_dir);
+
+    load_records (c, incoming, "incoming", "the incoming migration", recover,
+                  false);
+  }
   vms_dir = g_build_filename (c->opts->state_dir, "vms", NULL);
   vms = g_dir_open (vms_dir, 0, NULL);
   if (!vms)
@@ -1328,9 +1340,14 @@ load_state (Ctx *c)
       address = g_strdup_printf ("ADDRESS (the VM whose state is %s)",
                                  vm_dir);
     }
+    g_autofree char *journals = g_build_filename (vm_dir, "journal", NULL);
+    g_autofree char *moves = g_build_filename (vm_dir, "lsm", NULL);
+    g_autofree char *recover = g_strdup_printf ("run 'snapmig recover --qmp "
+                                                "%s'", address);
+
     load_snapshots (c, vm_dir, key);
-    load_records (c, vm_dir, key, address, false);
-    load_records (c, vm_dir, key, address, true);
+    load_records (c, journals, key, address, recover, false);
+    load_records (c, moves, key, address, recover, true);
   }
 }
 
@@ -1409,8 +1426,7 @@ mark_vms (Ctx *c)
 static void
 report_interrupted (Ctx *c, Img *img)
 {
-  g_autofree char *recover = g_strdup_printf ("run 'snapmig recover --qmp "
-                                              "%s'", img->op_vm);
+  const char *recover = img->op_recover;
   g_autofree char *fix = NULL;
 
   if (img->open_by) {
