@@ -9,7 +9,9 @@
 #        wall time of the whole command (begin, prepare with its layer copy
 #        and destination QEMU, mirrors of the tops, switchover, finish,
 #        confirm), the destination snapmig run through
-#        --dest-cmd 'ip netns exec B snapmig';
+#        --dest-cmd 'ip netns exec B snapmig'; each round's line also says
+#        when each of its phases began (its JSON phase events, stamped as
+#        they arrive);
 #   (r1) `qemu-img convert` (run in A) of each disk's chain into a
 #        `qemu-nbd -f qcow2 --cache=writeback` export in B of a pre-created
 #        qcow2 of the same virtual size, both disks in parallel.  Durable:
@@ -289,6 +291,11 @@ measure_libvirt () {
 }
 
 # --- (a) snapmig migrate -------------------------------------------------------
+# stamp_lines: each line of stdin prefixed with the time it was read (ns).
+stamp_lines () {
+  local line
+  while IFS= read -r line; do printf '%s %s\n' "$(date +%s%N)" "$line"; done
+}
 have_migrate=0
 "$snapmig" migrate --help >/dev/null 2>&1 && have_migrate=1
 measure_snapmig () {
@@ -303,16 +310,20 @@ measure_snapmig () {
     --dest-domain "$dir" --dest-run-dir "$run" \
     --state-dir "$T/s1-$r" --dest-state-dir "$T/s2-$r" \
     --dest-cmd "${IN_B:+$IN_B }$snapmig" --dest-host "$IP_B" --json \
-    >"$T/migrate.out" 2>"$T/migrate.err"
-  ok=$?
+    2>"$T/migrate.err" | stamp_lines >"$T/migrate.out"
+  ok=${PIPESTATUS[0]}
   t_mig=$(( $(now) - s ))
-  res=$(grep '"event": *"result"' "$T/migrate.out" | tail -n 1)
+  res=$(grep '"event": *"result"' "$T/migrate.out" | tail -n 1 | cut -d' ' -f2-)
   dpid=$(jq -r '."dest-pid" // empty' <<<"$res" 2>/dev/null)
   [ -n "$dpid" ] && _sm_pids+=("$dpid")
   [ $ok = 0 ] || die "snapmig migrate failed (exit $ok): $(tail -n 5 "$T/migrate.out" "$T/migrate.err")"
   end_watches
   pause_a=$(pause_ms "$T/pw-src.out" "$T/pw-dst.out")
   pause_sm=$(jq -r '."pause-ms" // "?"' <<<"$res")
+  # When each phase began, in seconds from the start.
+  phases=$(awk -v s="$s" 'match($0, /"event": *"phase", *"phase": *"[a-z-]+"/) {
+             p = substr($0, RSTART, RLENGTH); sub(/^.*"phase": *"/, "", p); sub(/"$/, "", p)
+             printf "%s%s %.1f", sep, p, ($1 - s) / 1e9; sep = ", " }' "$T/migrate.out")
   rss=$(sed -n 's/^peak-rss-kib-snapmig //p' "$T/migrate.err")
   # The numbers mean nothing unless the VM runs on B's files, and (round 1)
   # B's chains hold what A's hold.
@@ -339,7 +350,7 @@ for r in $(seq 1 "$ROUNDS"); do
   if [ $have_migrate = 1 ]; then
     measure_snapmig "$r"
     all_a+=("$t_mig"); all_pa+=("$pause_a"); all_psm+=("$pause_sm"); all_rss+=("${rss:-0}")
-    line="(a) $(secs "$t_mig") s, pause $pause_a ms  $line"
+    line="(a) $(secs "$t_mig") s [phases from its start: $phases], pause $pause_a ms  $line"
   fi
   echo "round $r: $line  load $(cut -d' ' -f1 /proc/loadavg)"
 done
