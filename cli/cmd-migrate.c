@@ -36,6 +36,7 @@ static gboolean opt_dry_run;
 static gboolean opt_cancel;
 static gboolean opt_failed;
 static gboolean opt_dest_never_ran;
+static gboolean opt_watch_stdin;
 static int opt_timeout;
 
 #define SOURCE_ENTRIES \
@@ -136,6 +137,9 @@ static const GOptionEntry finish_entries[] = {
   SM_CLI_TIMEOUT_ENTRY (opt_timeout, SM_CLI_TIMEOUT_HELP),
   { "cancel", 0, 0, G_OPTION_ARG_NONE, &opt_cancel,
     "Stop the destination QEMU and remove what prepare made", NULL },
+  { "watch-stdin", 0, 0, G_OPTION_ARG_NONE, &opt_watch_stdin,
+    "Fail (and clean up) when standard input closes before the migration "
+    "completed: migrate keeps it open while the source works", NULL },
   /* accepted so that migrate can pass every phase the same options */
   DEST_ENTRIES,
   { "port-range", 0, 0, G_OPTION_ARG_STRING, &opt_port_range,
@@ -345,6 +349,7 @@ dest_options (SmMigDestOptions *o, Printer *pr)
   o->run_dir = opt_dest_run_dir;
   o->qemu_args = opt_dest_qemu;
   o->unix_sockets = opt_unix;
+  o->watch_fd = opt_watch_stdin ? STDIN_FILENO : -1;
   o->timeout_ms = opt_timeout * 1000;
   o->event = print_event;
   o->opaque = pr;

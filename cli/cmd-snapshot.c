@@ -108,6 +108,7 @@ static const GOptionEntry status_entries[] = {
 
 static gboolean opt_incoming;
 static gboolean opt_dest_never_ran;
+static gboolean opt_dest_runs;
 
 static const GOptionEntry recover_entries[] = {
   QMP_ENTRY, REPLY_TIMEOUT_ENTRY, STATE_ENTRY,
@@ -118,6 +119,10 @@ static const GOptionEntry recover_entries[] = {
     "On a migration's source: the destination never ran the guest (its "
     "'recover --incoming' rolled back), so a source paused after a "
     "completed migration may be resumed", NULL },
+  { "dest-runs", 0, 0, G_OPTION_ARG_NONE, &opt_dest_runs,
+    "On a migration's source: the destination runs the guest after a "
+    "completed migration; the source QEMU quits and its snapshot is folded "
+    "back", NULL },
   END_ENTRY,
 };
 
@@ -776,7 +781,13 @@ sm_cmd_recover (int argc, char **argv)
     sm_cli_warning ("recover: %s; working on the files only", err->message);
     g_clear_error (&err);
   }
+  if (opt_dest_never_ran && opt_dest_runs) {
+    sm_cli_error ("recover: --dest-never-ran and --dest-runs exclude each "
+                  "other");
+    return SM_EXIT_USAGE;
+  }
   sm_migrate_recover_set_dest_never_ran (opt_dest_never_ran);
+  sm_migrate_recover_set_dest_runs (opt_dest_runs);
   ok = sm_lsm_recover (qmp, st, &done, &err);
   /* What was done first, then what is kept for the administrator (one
    * journal or record a line). */

@@ -223,7 +223,7 @@ journal_qemu (SmJournal *j, const SmQemuProc *p, const char *qmp,
   json_object_object_add (r, "start-time",
                           json_object_new_int64 ((int64_t) p->start_time));
   json_object_object_add (r, "qmp", json_object_new_string (qmp));
-  return sm_journal_append (j, r, error);
+  return sm_journal_append (j, r, error);   /* not a step of the hook */
 }
 
 /* What the journal says about the QEMU the destination started. */
@@ -235,6 +235,7 @@ typedef struct {
   pid_t pid;
   uint64_t start_time;
   bool finished;               /* journaled that the guest runs here */
+  bool source_running;         /* the guest ran on the source */
 } Incoming;
 
 static void
@@ -264,6 +265,7 @@ incoming_read (const char *path, Incoming *in, GError **error)
   in->run_dir = g_strdup (sm_json_get_string (h, "run-dir"));
   in->created = g_strdup (sm_json_get_string (h, "created"));
   sm_json_get_bool (h, "run-dir-created", &in->run_dir_created);
+  sm_json_get_bool (h, "source-running", &in->source_running);
   for (size_t i = 1; i < n; i++) {
     json_object *r = json_object_array_get_idx (recs, i);
     const char *step = sm_json_get_string (r, "step");
@@ -278,6 +280,19 @@ incoming_read (const char *path, Incoming *in, GError **error)
       in->qmp = g_strdup (sm_json_get_string (r, "qmp"));
     } else if (g_strcmp0 (step, "cont") == 0) {
       in->finished = true;
+    }
+  }
+  /* killed between starting QEMU and journaling it: find it by its
+   * monitor in the run directory */
+  if (in->pid <= 0 && in->run_dir) {
+    g_autofree char *qmp = g_build_filename (in->run_dir, "snapmig.qmp", NULL);
+    pid_t pid = sm_unix_socket_server_pid (qmp);
+
+    if (pid > 0) {
+      in->pid = pid;
+      in->start_time = sm_proc_start_time (pid);
+      g_free (in->qmp);
+      in->qmp = g_steal_pointer (&qmp);
     }
   }
   return true;
@@ -852,7 +867,7 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
   qmp = sm_qmp_connect (c->dest_qmp, stall_ms (o), &err);
   if (!qmp ||
       !sm_mig_wait_status (qmp, done, o->timeout_ms > 0 ? o->timeout_ms : 0,
-                           NULL, NULL, &status, NULL, &err) ||
+                           o->watch_fd, NULL, NULL, &status, NULL, &err) ||
       !sm_mig_journal_step (journal, "nbd-stop", "begin", NULL, &err) ||
       !sm_qmp_run (qmp, "nbd-server-stop", NULL, &err))
     goto fail;
@@ -938,8 +953,23 @@ sm_migrate_recover_incoming (const char *state_dir, GError **error)
     }
     if (in.finished) {
       g_autoptr(SmQmp) q = in.qmp ? sm_qmp_connect (in.qmp, 5000, NULL) : NULL;
-      if (q)
+      if (q) {
+        g_autoptr(json_object) r = NULL;
+
         sm_qmp_run (q, "nbd-server-stop", NULL, NULL);
+        /* killed between journaling the resume and doing it */
+        r = sm_qmp_execute_type (q, "query-status", NULL, json_type_object,
+                                 NULL);
+        if (in.source_running && r &&
+            g_strcmp0 (sm_json_get_string (r, "status"), "paused") == 0 &&
+            !sm_qmp_run (q, "cont", NULL, &err)) {
+          g_propagate_prefixed_error (error, err, "incoming migration %s: "
+                                      "cannot resume the guest: ", *p);
+          incoming_clear (&in);
+          g_string_free (out, true);
+          return NULL;
+        }
+      }
       if (in.created)
         unlink (in.created);
       unlink (*p);

@@ -1,6 +1,7 @@
 /* libsnapmig — the source's perform and confirm phases of a cross-host
  * migration, and the QMP sequences both sides share (lib/migrate.h). */
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -109,8 +110,8 @@ status_in (const char *status, const char *const *states)
 
 bool
 sm_mig_wait_status (SmQmp *qmp, const char *const *states, int stall_ms,
-                    SmMigEventFn fn, void *opaque, char **status_out,
-                    uint64_t *ram_bytes, GError **error)
+                    int watch_fd, SmMigEventFn fn, void *opaque,
+                    char **status_out, uint64_t *ram_bytes, GError **error)
 {
   gint64 last_change = g_get_monotonic_time ();
   uint64_t last_done = G_MAXUINT64;
@@ -165,6 +166,18 @@ sm_mig_wait_status (SmQmp *qmp, const char *const *states, int stall_ms,
     }
     if (sm_interrupt_check (error))
       return false;
+    if (watch_fd >= 0) {
+      struct pollfd w = { .fd = watch_fd, .events = POLLIN };
+      char byte;
+
+      if (poll (&w, 1, 0) > 0 && (w.revents & (POLLHUP | POLLERR) ||
+                                  read (watch_fd, &byte, 1) <= 0)) {
+        g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
+                     "the migration's other side went away before it "
+                     "completed (status %s)", status);
+        return false;
+      }
+    }
     {
       /* a MIGRATION event (status change) ends the wait at once */
       GError *e = NULL;
@@ -490,7 +503,7 @@ sm_migrate_perform (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
   sm_qmp_clear_events (qmp);
   if (!sm_qmp_run (qmp, "migrate",
                    sm_qmp_args (&err, "s:uri", c->migrate_uri, NULL), &err) ||
-      !sm_mig_wait_status (qmp, pre, stall, o->event, o->opaque, &status,
+      !sm_mig_wait_status (qmp, pre, stall, -1, o->event, o->opaque, &status,
                            &c->ram_bytes, &err))
     goto fail;
   if (strcmp (status, "pre-switchover") == 0) {
@@ -501,7 +514,7 @@ sm_migrate_perform (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
                      &err))
       goto fail;
     g_clear_pointer (&status, g_free);
-    if (!sm_mig_wait_status (qmp, done, stall, o->event, o->opaque, &status,
+    if (!sm_mig_wait_status (qmp, done, stall, -1, o->event, o->opaque, &status,
                              &c->ram_bytes, &err))
       goto fail;
   }
@@ -633,6 +646,15 @@ sm_migrate_rollback_source (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
   }
   sm_mig_journal_step (journal, "rollback", "begin", NULL, NULL);
   cancel_source (qmp, c);
+  /* after a completed migration the source's images are inactive (QEMU
+   * handed them over): `cont` takes them back before the snapshot is
+   * folded, and the guest runs again — as it is to anyway */
+  if (strcmp (mstatus, "completed") == 0 && c->source_running &&
+      !sm_qmp_run (qmp, "cont", NULL, &err)) {
+    sm_mig_journal_step (journal, "rollback", "failed", err, NULL);
+    g_propagate_prefixed_error (error, err, "cannot resume the guest: ");
+    return false;
+  }
   record = g_build_filename (sm_vm_state_journal_dir (st), c->id, NULL);
   {
     g_autofree char *path = g_strconcat (record, ".created", NULL);

@@ -49,9 +49,12 @@ void sm_mig_del_export_node (SmQmp *qmp, const char *node);
  * polling query-migrate (at once after a MIGRATION event, else every
  * 100 ms) and emitting RAM progress; SM_ERROR_TIMEOUT after STALL_MS
  * without progress (0: no limit — the destination, which sees no RAM
- * progress, is bounded by its caller).  *STATUS gets the status reached. */
+ * progress, is bounded by its caller).  WATCH_FD (-1: none) is the
+ * orchestrator's end of a pipe: its end of file (the source's snapmig went
+ * away) fails the wait with SM_ERROR_DISCONNECTED.  *STATUS gets the status reached. */
 bool sm_mig_wait_status (SmQmp *qmp, const char *const *states,
-                         int stall_ms, SmMigEventFn fn, void *opaque,
+                         int stall_ms, int watch_fd, SmMigEventFn fn,
+                         void *opaque,
                          char **status, uint64_t *ram_bytes, GError **error);
 
 /* Stops the source's layer server (begin) and deletes its nodes; quiet. */

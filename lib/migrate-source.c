@@ -1,6 +1,8 @@
 /* libsnapmig — the source's phases of a cross-host migration: begin,
  * perform, confirm (lib/migrate.h). */
 #include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -386,6 +388,33 @@ journal_header (const SmMigCookie *c, const char *created, const char *run_state
   return h;
 }
 
+/* Test hook SNAPMIG_TEST_MIGRATE_CRASH_AT=N: SIGKILL right after the N-th
+ * step record this process journaled (counted over every journal of the
+ * migration the process writes: begin, perform and confirm in one
+ * `migrate`), so that a test can kill either side at every step;
+ * COMMAND:N only in the process whose name ends with COMMAND
+ * ("migrate-prepare", "migrate-finish"). */
+static void
+test_crash_at_step (void)
+{
+  static unsigned count;
+  const char *s = g_getenv ("SNAPMIG_TEST_MIGRATE_CRASH_AT");
+  const char *colon = s ? strchr (s, ':') : NULL;
+
+  if (!s)
+    return;
+  if (colon) {                  /* COMMAND:N, e.g. migrate-finish:2 */
+    g_autofree char *cmd = g_strndup (s, (gsize) (colon - s));
+    const char *prg = g_get_prgname ();
+
+    if (!prg || !g_str_has_suffix (prg, cmd))
+      return;
+    s = colon + 1;
+  }
+  if (strtoul (s, NULL, 10) == ++count)
+    kill (getpid (), SIGKILL);
+}
+
 bool
 sm_mig_journal_step (SmJournal *j, const char *step, const char *phase,
                      const GError *err, GError **error)
@@ -396,7 +425,10 @@ sm_mig_journal_step (SmJournal *j, const char *step, const char *phase,
   json_object_object_add (r, "phase", json_object_new_string (phase));
   if (err)
     json_object_object_add (r, "error", json_object_new_string (err->message));
-  return sm_journal_append (j, r, error);
+  if (!sm_journal_append (j, r, error))
+    return false;
+  test_crash_at_step ();
+  return true;
 }
 
 void

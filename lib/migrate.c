@@ -21,6 +21,7 @@
  * function as they come; the others are kept for the error message. */
 typedef struct {
   GPid pid;
+  int in_fd;                   /* kept open for a phase that watches it */
   int out_fd, err_fd;
   GString *out;
   GString *err;
@@ -35,6 +36,8 @@ dest_proc_free (DestProc *d)
 {
   if (!d)
     return;
+  if (d->in_fd >= 0)
+    close (d->in_fd);
   if (d->out_fd >= 0)
     close (d->out_fd);
   if (d->err_fd >= 0)
@@ -51,11 +54,13 @@ dest_proc_free (DestProc *d)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DestProc, dest_proc_free)
 
 /* Starts DEST_ARGV PHASE DEST_EXTRA... EXTRA... and writes COOKIE to its
- * stdin (a phase reads its cookie first thing), then closes it. */
+ * stdin (a phase reads its cookie first thing), then closes it — unless
+ * KEEP_STDIN: then it stays open until D is waited for or freed, so that
+ * the phase sees this process go away (--watch-stdin). */
 static DestProc *
 dest_start (const char *const *dest_argv, const char *phase,
             const char *const *dest_extra, const char *const *extra,
-            const char *cookie, GError **error)
+            const char *cookie, bool keep_stdin, GError **error)
 {
   g_autoptr(GPtrArray) argv = g_ptr_array_new ();
   DestProc *d;
@@ -75,7 +80,7 @@ dest_start (const char *const *dest_argv, const char *phase,
   d->out = g_string_new (NULL);
   d->err = g_string_new (NULL);
   d->line = g_string_new (NULL);
-  d->out_fd = d->err_fd = -1;
+  d->in_fd = d->out_fd = d->err_fd = -1;
   if (!g_spawn_async_with_pipes (NULL, (char **) argv->pdata, NULL,
                                  G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
                                  NULL, NULL, &d->pid, &in_fd, &d->out_fd,
@@ -98,7 +103,10 @@ dest_start (const char *const *dest_argv, const char *phase,
       break;                      /* it went away: its exit says why */
     written += (size_t) k;
   }
-  close (in_fd);
+  if (keep_stdin)
+    d->in_fd = in_fd;
+  else
+    close (in_fd);
   fcntl (d->out_fd, F_SETFL, O_NONBLOCK);
   fcntl (d->err_fd, F_SETFL, O_NONBLOCK);
   return d;
@@ -253,7 +261,7 @@ dest_phase (const SmMigOptions *o, const char *const *dest_argv,
 {
   g_autofree char *xml = sm_mig_cookie_format (c);
   g_autoptr(DestProc) d = dest_start (dest_argv, phase, dest_extra, extra,
-                                      xml, error);
+                                      xml, false, error);
 
   if (!d)
     return NULL;
@@ -290,6 +298,7 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
 {
   static const char *const dry[] = { "--dry-run", NULL };
   static const char *const json[] = { "--json", NULL };
+  static const char *const watch[] = { "--watch-stdin", NULL };
   g_autoptr(SmMigCookie) c = NULL;
   g_autoptr(SmMigCookie) prepared = NULL;
   g_autoptr(SmMigCookie) finished = NULL;
@@ -321,8 +330,8 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   /* finish waits on the destination from now on, so that the guest
    * resumes there the moment the migration completes */
   xml = sm_mig_cookie_format (prepared);
-  finish = dest_start (dest_argv, "migrate-finish", dest_extra, NULL, xml,
-                       &err);
+  finish = dest_start (dest_argv, "migrate-finish", dest_extra, watch, xml,
+                       true, &err);
   if (!finish) {
     cancel_dest (o, dest_argv, dest_extra, prepared, &err);
     goto rollback_prepared;
@@ -427,11 +436,18 @@ journal_has (json_object *records, const char *step)
 }
 
 static bool recover_dest_never_ran;
+static bool recover_dest_runs;
 
 void
 sm_migrate_recover_set_dest_never_ran (bool never_ran)
 {
   recover_dest_never_ran = never_ran;
+}
+
+void
+sm_migrate_recover_set_dest_runs (bool runs)
+{
+  recover_dest_runs = runs;
 }
 
 char *
@@ -443,7 +459,7 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
   g_autoptr(SmJournal) journal = sm_journal_reopen (path, error);
   const char *created_path = sm_json_get_string (h, "created");
   g_autoptr(SmCreatedFiles) created = NULL;
-  bool quitting = journal_has (records, "quit-source");
+  bool quitting = journal_has (records, "quit-source") || recover_dest_runs;
 
   if (!journal)
     return NULL;
@@ -462,13 +478,24 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
                    "(journal %s kept).  If the destination runs the guest, "
                    "quit this QEMU; if the destination never ran it ('snapmig "
                    "recover --incoming' there says so), run 'snapmig recover "
-                   "--dest-never-ran' here",
+                   "--dest-never-ran' here; if it runs the guest, 'snapmig "
+                   "recover --dest-runs' quits this QEMU and folds its "
+                   "snapshot back",
                    c->id, path);
       return NULL;
     }
     if (quitting && g_strcmp0 (ms, "completed") == 0) {
+      pid_t pid = sm_qmp_peer_pid (qmp);
+      uint64_t start = pid > 0 ? sm_proc_start_time (pid) : 0;
+
       sm_qmp_run (qmp, "quit", NULL, NULL);
-      g_usleep (200000);
+      if (pid > 0 && !sm_proc_wait_gone (pid, start, 10000)) {
+        g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                     "outgoing migration %s: the source QEMU (pid %d) did "
+                     "not quit within 10 s; journal %s kept", c->id,
+                     (int) pid, path);
+        return NULL;
+      }
       qmp = NULL;
     }
   }

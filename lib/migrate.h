@@ -98,6 +98,9 @@ typedef struct {
   bool allow_larger;           /* a block device larger than the disk */
   bool unix_sockets;           /* NBD server and incoming migration on unix
                                   sockets in the run directory */
+  int watch_fd;                /* finish: its end of file (the source's
+                                  snapmig is gone) before the migration
+                                  completed fails the finish; -1: none */
   int timeout_ms;
   int port_min, port_max;
   SmMigEventFn event;
@@ -179,6 +182,10 @@ char *sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
  * destination never ran the guest (its `recover --incoming` rolled back),
  * so a source paused after a completed migration may resume. */
 void sm_migrate_recover_set_dest_never_ran (bool never_ran);
+/* For recover --dest-runs: the destination runs the guest after a
+ * completed migration, so the source QEMU quits and its snapshot is folded
+ * back, as confirm would have done. */
+void sm_migrate_recover_set_dest_runs (bool runs);
 
 /* recover's part for interrupted incoming migrations under STATE_DIR:
  * each is finished (its guest runs here) or rolled back.  Returns what was

@@ -465,6 +465,11 @@ rewrite_chardev (Rewriter *r, const char *value)
 
   if (!path && !log)
     return g_strdup (value);
+  /* a file or pipe output (a console log): the destination's own, so that
+   * it never truncates the source's */
+  if (path && (g_strcmp0 (backend, "file") == 0 ||
+               g_strcmp0 (backend, "pipe") == 0))
+    opts_set (path, move_to_run_dir (r, path->value));
   if (path && g_strcmp0 (backend, "socket") == 0 &&
       opts_bool (items, "server") && !opts_bool (items, "abstract")) {
     opts_set (path, move_to_run_dir (r, path->value));
@@ -494,6 +499,14 @@ rewrite_chardev_short (Rewriter *r, const char *value, bool control)
     g_ptr_array_add (r->monitors, g_strdup_printf ("c:%s", value + 8));
   if (mon)
     rest += 4;
+  /* file:PATH and pipe:PATH (a console log): moved, so that the
+   * destination never truncates the source's */
+  if (g_str_has_prefix (rest, "file:") || g_str_has_prefix (rest, "pipe:")) {
+    g_autofree char *kind = g_strndup (rest, 5);
+
+    return g_strdup_printf ("%s%s%s", mon ? "mon:" : "", kind,
+                            move_to_run_dir (r, rest + 5));
+  }
   if (!g_str_has_prefix (rest, "unix:"))
     return g_strdup (value);
   items = opts_parse (rest + 5, true);

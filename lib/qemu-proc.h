@@ -43,8 +43,10 @@ typedef struct {
   const char *run_dir;         /* absolute, existing: every listening
                                   unix socket path (-qmp, -monitor,
                                   -chardev socket, -serial/-parallel unix:,
-                                  -vnc unix:), -pidfile, -D log and chardev
-                                  logfile of the command line is moved here
+                                  -vnc unix:), -pidfile, -D log, chardev
+                                  logfile and file/pipe outputs
+                                  (-serial file:, -chardev file) of the
+                                  command line is moved here
                                   (same base name; a second one of the same
                                   name gets a suffix: vm-2.qmp); a client
                                   socket (server=off: a vhost-user daemon's)

@@ -7,6 +7,7 @@
 #   guest_build || exit 1            # skips the test (77) without packages
 #   start_guest vm --disk drive0 "$A/top.qcow2" qcow2 || exit 1
 #   guest_cmd vm "write vda 0 100"   # the agent's reply on stdout; 0 on OK
+#   check "..." guest_do vm "verify vda 0 100"   # the reply in $REPLY
 #
 # The guest is scripts/build-guest's Debian kernel and busybox initramfs; its
 # agent (tests/guest/agent.sh, where the commands are described) listens on
@@ -84,6 +85,25 @@ start_guest () {
     sleep 0.1
   done
   GUEST_BOOT_MS=$(( $(_guest_now_ms) - t0 ))
+}
+
+# start_guest_2disk RAW-SIZE: the beginning of a test on guest "vm" with two
+# disks in $A (lsm_setup): drive0 (vda) on top.qcow2 over base.qcow2 (64M,
+# records 0..63 of generation 1 written offline; named relatively), drive1
+# (vdb) on an empty d1.raw of RAW-SIZE.  Builds the guest (the test skips
+# without it) and boots it, a TAP line each; ends the test when one fails.
+start_guest_2disk () {
+  guest_build || { not_ok "scripts/build-guest builds the guest"; done_testing; }
+  ok "scripts/build-guest builds the guest (or finds it built)"
+  guest_records_image "$A/base.qcow2" 64M 64 1 || exit 1
+  qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$A/top.qcow2" || exit 1
+  qemu-img create -q -f raw "$A/d1.raw" "$1" || exit 1
+  if ! start_guest vm --disk drive0 "$A/top.qcow2" qcow2 --disk drive1 "$A/d1.raw" raw; then
+    not_ok "the guest boots"
+    done_testing
+  fi
+  ok "the guest boots and its agent answers"
+  echo "# boot to agent ready: $((GUEST_BOOT_MS / 1000)).$((GUEST_BOOT_MS % 1000 / 100)) s (load average $(cut -d' ' -f1 /proc/loadavg))"
 }
 
 # start_guest_incoming NAME [--disk ID FILE FORMAT]... [QEMU-ARG]...: the
@@ -183,6 +203,40 @@ guest_cmd () {
   esac
 }
 
+# guest_do NAME "COMMAND": guest_cmd with the reply kept in $REPLY (a check's
+# command: `check "..." guest_do vm "write vda 0 10"`), shown as # lines
+# when the agent does not answer OK; the status is guest_cmd's.
+guest_do () {
+  local rc=0
+  REPLY=$(guest_cmd "$1" "$2") || rc=$?
+  [ $rc -eq 0 ] || echo "$REPLY" | sed "s/^/# $1: $2: /"
+  return $rc
+}
+
+# guest_fails NAME "COMMAND": true when the agent answers FAIL (not when it
+# does not answer); the reply in $REPLY.
+guest_fails () {
+  local rc=0
+  REPLY=$(guest_cmd "$1" "$2") || rc=$?
+  [ $rc -eq 1 ]
+}
+
+# guest_load_mib NAME DEV: the MiB DEV's write load wrote so far (loadstat),
+# nothing when no load runs there.
+guest_load_mib () {
+  guest_cmd "$1" "loadstat $2" | sed -n 's/.* mib \([0-9]*\) .*/\1/p'
+}
+
+# guest_wait_load NAME DEV MIB: waits (60 s at most) until DEV's write load
+# wrote MIB MiB.
+guest_wait_load () {
+  local deadline=$(( $(date +%s) + 60 )) m
+  while m=$(guest_load_mib "$1" "$2"); [ "${m:-0}" -lt "$3" ]; do
+    [ "$(date +%s)" -lt $deadline ] || { echo "# $2's load wrote ${m:-0} MiB"; return 1; }
+    sleep 0.2
+  done
+}
+
 # guest_quit NAME: QMP quit, then waits (30 s at most) until QEMU is gone,
 # so that its images can be read offline.
 guest_quit () {
@@ -196,6 +250,20 @@ guest_quit () {
 }
 
 # ---- offline checks (QEMU gone, or the image not in use) --------------------
+
+# guest_records_image FILE SIZE COUNT GEN: a new qcow2 image FILE of SIZE
+# holding records 0..COUNT-1 of generation GEN (as the agent's `write`
+# makes them), written offline.
+guest_records_image () {
+  local raw=$1.raw.$$
+  qemu-img create -q -f raw "$raw" "$2" &&
+    awk -v seq=0 -v count="$3" -v gen="$4" -f "$SM_TOP/tests/guest/records.awk" |
+      dd of="$raw" conv=notrunc status=none &&
+    qemu-img convert -f raw -O qcow2 "$raw" "$1"
+  local rc=$?
+  rm -f "$raw"
+  return $rc
+}
 
 # guest_image_raw IMAGE FORMAT OUT: the disk's whole guest view, as raw.
 guest_image_raw () {

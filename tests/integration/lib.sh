@@ -138,19 +138,30 @@ start_2disk_vm () {
               -drive "$(drive_opt drive1 "$A/d1.raw" raw)"
 }
 
-# qmp_chain SOCKET DRIVE: the files of DRIVE's backing chain in the VM at
-# SOCKET, active layer first.  QEMU names a layer "json:{...}" when its
-# backing node is not the one its header names as written (a snapshot taken
-# with mode=existing): its file is then the "file" child's filename.
-qmp_chain () {
-  "$SMQ" "$1" query-block | jq -r --arg d "$2" '.[] | select(.device == $d)
+# chain_files DRIVE [QMP-SOCKET]: the files of DRIVE's backing chain in VM
+# "vm" (or in the QEMU of QMP-SOCKET), active layer first.  QEMU names a
+# layer "json:{...}" when its backing node is not the one its header names
+# as written (a snapshot taken with mode=existing): its file is then the
+# "file" child's filename.
+chain_files () {
+  "$SMQ" "${2:-$T/vm.qmp}" query-block | jq -r --arg d "$1" '.[] | select(.device == $d)
     | .inserted.image | recurse(."backing-image"; . != null) | .filename
     | if startswith("json:") then .[5:] | fromjson | .file.filename else . end'
 }
-# chain_files DRIVE: qmp_chain of VM "vm".
-chain_files () { qmp_chain "$T/vm.qmp" "$1"; }
-# top_file DRIVE: the file of DRIVE's active layer in VM "vm".
-top_file () { chain_files "$1" | head -n 1; }
+# top_file DRIVE [QMP-SOCKET]: the file of DRIVE's active layer.
+top_file () { chain_files "$@" | head -n 1; }
+# chain_in_dir DIR DRIVE [QMP-SOCKET [MIN-LAYERS]]: every file of DRIVE's
+# chain (chain_files) is a file in DIR, and there are MIN-LAYERS (default
+# 1) or more; names the first file that is not.
+chain_in_dir () {
+  local f n=0
+  while IFS= read -r f; do
+    n=$((n + 1))
+    [ "${f#"$1"/}" != "$f" ] || { echo "# $2 uses $f, not a file in $1"; return 1; }
+    [ -f "$f" ] || { echo "# $2 uses $f: no such file"; return 1; }
+  done < <(chain_files "$2" "${3:-}")
+  [ $n -ge "${4:-1}" ] || { echo "# $2's chain has $n layers, not ${4:-1}"; return 1; }
+}
 
 # EXPECT holds "DRIVE PATTERN OFFSET LENGTH" for every write the guest of VM
 # "vm" must see.  gw DRIVE PATTERN OFFSET LENGTH writes as the guest and

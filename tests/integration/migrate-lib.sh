@@ -193,20 +193,16 @@ dest_record () {
   local d
   DEST_TOP=() DEST_FMT=() DEST_DRIVES=$(dqmp query-block | jq -r '.[].device')
   for d in $DEST_DRIVES; do
-    DEST_TOP[${d#drive}]=$(qmp_chain "$RUN/vm.qmp" "$d" | head -n 1)
+    DEST_TOP[${d#drive}]=$(chain_files "$d" "$RUN/vm.qmp" | head -n 1)
     DEST_FMT[${d#drive}]=$(dqmp query-block | jq -r --arg d "$d" \
                              '.[] | select(.device == $d) | .inserted.image.format')
   done
 }
 # dest_in_domain DRIVE...: every layer of each DRIVE's chain on the
-# destination is a file of $D.
+# destination is a file of $D (lib.sh's chain_in_dir).
 dest_in_domain () {
-  local d f
-  for d in "$@"; do
-    for f in $(qmp_chain "$RUN/vm.qmp" "$d"); do
-      case $f in "$D"/*) ;; *) echo "# $d: layer $f outside $D"; return 1 ;; esac
-    done
-  done
+  local d
+  for d in "$@"; do chain_in_dir "$D" "$d" "$RUN/vm.qmp" || return 1; done
 }
 # dest_quit: quits the destination QEMU and waits (30 s) until it is gone.
 dest_quit () {

@@ -15,32 +15,11 @@
 . "$SM_TOP/tests/harness/guest.sh"
 
 lsm_setup
-guest_build || { not_ok "scripts/build-guest builds the guest"; done_testing; }
-ok "scripts/build-guest builds the guest (or finds it built)"
+# vda: a chain whose base.qcow2 holds records 0..63 (generation 1); vdb: raw.
+start_guest_2disk 128M
 
-# drive0: records 0..63 of generation 1 in base.qcow2, written offline.
-awk -v seq=0 -v count=64 -v gen=1 -f "$SM_TOP/tests/guest/records.awk" >"$T/base.recs"
-qemu-img create -q -f raw "$T/base.raw" 64M
-dd if="$T/base.recs" of="$T/base.raw" conv=notrunc status=none
-qemu-img convert -f raw -O qcow2 "$T/base.raw" "$A/base.qcow2"
-qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$A/top.qcow2"
-qemu-img create -q -f raw "$A/d1.raw" 128M
-
-if ! start_guest vm --disk drive0 "$A/top.qcow2" qcow2 --disk drive1 "$A/d1.raw" raw; then
-  not_ok "the guest boots"
-  done_testing
-fi
-ok "the guest boots and its agent answers"
-echo "# boot to agent ready: $((GUEST_BOOT_MS / 1000)).$((GUEST_BOOT_MS % 1000 / 100)) s (load average $(cut -d' ' -f1 /proc/loadavg))"
-
-# g "COMMAND": one agent command, its reply kept in $REPLY and shown on
-# failure; its status is the agent's (0 on OK).
-g () {
-  local rc=0
-  REPLY=$(guest_cmd vm "$1") || rc=$?
-  [ $rc -eq 0 ] || echo "$REPLY" | sed "s/^/# $1: /"
-  return $rc
-}
+# g "COMMAND": one agent command (guest_do), its reply in $REPLY.
+g () { guest_do vm "$1"; }
 
 check "ping is answered" g ping
 check "the reply is pong" [ "$REPLY" = pong ]
@@ -49,9 +28,7 @@ check "... vda and vdb" grep -q '^disks vda vdb$' <<<"$REPLY"
 check "the guest reads base.qcow2's records through the chain" g "verify vda 0 64 1"
 # fails COMMAND...: true when COMMAND fails (a check that must see a FAIL).
 fails () { ! "$@"; }
-# g_fails "COMMAND": true when the agent answers FAIL; the reply in $REPLY.
-g_fails () { local rc=0; REPLY=$(guest_cmd vm "$1") || rc=$?; [ $rc -eq 1 ]; }
-check "verify fails on a record never written" g_fails "verify vda 64 1"
+check "verify fails on a record never written" guest_fails vm "verify vda 64 1"
 check "... and names it" grep -q "^BAD vda record 64: found '\.*'$" <<<"$REPLY"
 
 # Records written by the guest: over base's (generation 2) and past them,
@@ -73,16 +50,8 @@ check "... and the same md5" [ "$REPLY" = "ramsum $ramsum" ]
 # The load issue 10 measures the pause under: 50 MiB/s of O_DIRECT writes
 # on vdb's region 16..48 MiB, left running through the move.  First, how fast
 # the guest writes without a limit, until 128 MiB are written.
-# load_mib DEV: MiB the load on DEV wrote so far (loadstat).
-load_mib () { guest_cmd vm "loadstat $1" | sed -n 's/.* mib \([0-9]*\) .*/\1/p'; }
-# wait_load DEV MIB: waits (60 s at most) until DEV's load wrote MIB MiB.
-wait_load () {
-  local deadline=$(( $(date +%s) + 60 )) m
-  while m=$(load_mib "$1"); [ "${m:-0}" -lt "$2" ]; do
-    [ "$(date +%s)" -lt $deadline ] || { echo "# $1's load wrote ${m:-0} MiB"; return 1; }
-    sleep 0.2
-  done
-}
+# wait_load DEV MIB: waits until DEV's load wrote MIB MiB.
+wait_load () { guest_wait_load vm "$1" "$2"; }
 check "an unlimited load starts on vdb" g "writeload vdb 0 16 32"
 check "... writes 128 MiB" wait_load vdb 128
 check "... stops" g "stop vdb"
@@ -110,14 +79,7 @@ load_line=$REPLY
 echo "# writeload at 50 MiB/s through create and pivot: $(sed -n 's/.* mib \([0-9]*\) cs \([0-9]*\) rate \(.*\)/\3 MiB\/s (\1 MiB in \2 cs)/p' <<<"$load_line")"
 
 # in_b DRIVE: every file of DRIVE's chain is in B.
-in_b () {
-  local f n=0
-  while IFS= read -r f; do
-    n=$((n + 1))
-    [ "${f#"$B"/}" != "$f" ] || { echo "# $1 uses $f"; return 1; }
-  done < <(chain_files "$1")
-  [ $n -gt 0 ]
-}
+in_b () { chain_in_dir "$B" "$1"; }
 check "drive0's whole chain is in B" in_b drive0
 check "drive1 runs in B" in_b drive1
 check "the guest runs" [ "$(qmp vm query-status | jq -r .status)" = running ]
@@ -159,12 +121,7 @@ check "the running guest migrates to the second QEMU" migrated
 check "the source QEMU quits" guest_quit vm
 check "the guest runs on the second QEMU" [ "$(qmp dst query-status | jq -r .status)" = running ]
 # gd "COMMAND": g for the guest on "dst".
-gd () {
-  local rc=0
-  REPLY=$(guest_cmd dst "$1") || rc=$?
-  [ $rc -eq 0 ] || echo "$REPLY" | sed "s/^/# dst: $1: /"
-  return $rc
-}
+gd () { guest_do dst "$1"; }
 check "its agent answers there" gd ping
 check "the RAM payload is unchanged after the migration" gd ramsum
 check "... same md5" [ "$REPLY" = "ramsum $ramsum" ]

@@ -160,11 +160,11 @@ if migrate_with_writes inc disks --json --copy-storage-inc --migrate-disks drive
     [ "$(res '."disk-bytes"')" -lt $((24 << 20)) ]
   check "inc: some disk bytes moved" [ "$(res '."disk-bytes"')" -gt 0 ]
   check "inc: drive0's bottom layer is the shared base" \
-    [ "$(qmp_chain "$RUN/vm.qmp" drive0 | tail -n 1)" = "$T/shared/base.qcow2" ]
+    [ "$(chain_files drive0 "$RUN/vm.qmp" | tail -n 1)" = "$T/shared/base.qcow2" ]
   check "inc: drive0's top is in D" \
-    eval 'case "$(qmp_chain "$RUN/vm.qmp" drive0 | head -n 1)" in "$D"/*) true ;; *) false ;; esac'
+    eval 'case "$(chain_files drive0 "$RUN/vm.qmp" | head -n 1)" in "$D"/*) true ;; *) false ;; esac'
   check "inc: no copy of the base in D" [ ! -e "$D/base.qcow2" ]
-  check "inc: drive1 runs on the shared file" [ "$(qmp_chain "$RUN/vm.qmp" drive1)" = "$T/shared/d1.raw" ]
+  check "inc: drive1 runs on the shared file" [ "$(chain_files drive1 "$RUN/vm.qmp")" = "$T/shared/d1.raw" ]
   moved inc --also "$T/shared"
 else
   skip "inc: migrate failed, nothing to check on the destination"
@@ -175,7 +175,7 @@ mig_fresh mdisks
 if migrate_with_writes migrate-disks prepare --json --migrate-disks drive0,drive2; then
   check "migrate-disks: the result says ok" [ "$(res .ok)" = true ]
   check "migrate-disks: drive1 runs on the shared file" \
-    [ "$(qmp_chain "$RUN/vm.qmp" drive1)" = "$T/shared/d1.raw" ]
+    [ "$(chain_files drive1 "$RUN/vm.qmp")" = "$T/shared/d1.raw" ]
   check "migrate-disks: no copy of drive1 in D" [ -z "$(ls "$D" | grep '^d1')" ]
   moved migrate-disks --also "$T/shared" drive0 drive2
 else

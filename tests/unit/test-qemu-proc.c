@@ -244,8 +244,16 @@ test_rewrite_serial_vnc_logs (void)
     "-serial mon:unix:" RUN "/s2.sock,server "
     "-parallel unix:" RUN "/par.sock,server=on,wait=off -serial stdio "
     "-monitor unix:" RUN "/hmp.sock,server,nowait -vnc unix:" RUN "/vnc.sock "
-    "-chardev file,id=log0,path=/v/serial.txt,logfile=" RUN "/chr.log "
+    "-chardev file,id=log0,path=" RUN "/serial.txt,logfile=" RUN "/chr.log "
     "-pidfile " RUN "/q.pid",
+    NULL);
+  /* File outputs (console logs) are the destination's own: never the
+   * source's file, which the destination would truncate. */
+  check_rewrite (
+    "qemu -serial file:/v/console.log -parallel pipe:/v/fifo "
+    "-serial mon:file:/v/m.log",
+    "qemu -serial file:" RUN "/console.log -parallel pipe:" RUN "/fifo "
+    "-serial mon:file:" RUN "/m.log",
     NULL);
   /* Client sockets connect to a daemon outside QEMU: they stay. */
   check_rewrite (
