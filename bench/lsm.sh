@@ -86,6 +86,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 die () { echo "bench/lsm.sh: error: $*"; exit 1; }
+. "$top/bench/chains.bash"
 now () { date +%s%N; }
 secs () { awk -v ns="$1" 'BEGIN { printf "%.2f", ns / 1e9 }'; }
 
@@ -96,17 +97,7 @@ SOCK=$T/vm.qmp
 
 # --- data (not timed) --------------------------------------------------------
 echo "generating 2 disks: $BASE_SIZE random in base.qcow2, $TOP_SIZE random in top.qcow2 ..."
-for d in 0 1; do
-  head -c $BASE_SIZE /dev/urandom >"$T/rand.raw"
-  qemu-img convert -f raw -O qcow2 "$T/rand.raw" "$A/base$d.qcow2" ||
-    die "qemu-img convert (generation)"
-  head -c $TOP_SIZE /dev/urandom >"$T/rand.raw"
-  qemu-img create -q -f qcow2 -F qcow2 -b "base$d.qcow2" "$A/top$d.qcow2" ||
-    die "qemu-img create"
-  qemu-io -f qcow2 -c "write -s $T/rand.raw 0 $TOP_SIZE" "$A/top$d.qcow2" \
-    >/dev/null || die "qemu-io (generation)"
-done
-rm -f "$T/rand.raw"
+gen_chains "$A" "$BASE_SIZE" "$TOP_SIZE" >"$T/gen.out" || die "$(cat "$T/gen.out")"
 # Write the generated data out now, so that no run pays for its writeback.
 sync
 

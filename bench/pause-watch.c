@@ -2,7 +2,7 @@
  * guest's pause from QEMU's own events and, optionally, plays a guest that
  * writes.
  *
- *   pause-watch SOCKET STOPFILE [--write DRIVE]... [--rate MIB_PER_S]
+ *   pause-watch SOCKET STOPFILE [--write DRIVE]... [--rate MIB_PER_S] [--events]
  *
  * Until the file STOPFILE exists it reads SOCKET's events and records the
  * timestamps QEMU puts on STOP and RESUME (its realtime clock: the honest
@@ -13,6 +13,11 @@
  * as a guest's write does (the mirror sees it).  Like a guest's vCPUs it
  * issues nothing between STOP and RESUME (a write sent just before the STOP
  * reaches it is drained by QEMU inside the pause, as a guest's would be).
+ *
+ * With --events it also prints "event STOP US" / "event RESUME US" (QEMU's
+ * timestamp) as each comes: a pause that spans two QEMUs (a migration's
+ * STOP on the source, RESUME on the destination) is taken from two
+ * watchers' lines (bench/nbd-migrate.sh).
  *
  * Prints one line: "pause-us N stops N written-mib X rate-mibs Y", N = -1
  * when no STOP/RESUME pair was seen; the pause is the last pair's.  The
@@ -53,18 +58,20 @@ main (int argc, char **argv)
   gint64 stop_us = -1, pause_us = -1, start, running_us = 0, run_from;
   guint64 written = 0, offset = 0;
   guint next = 0, stops = 0;
-  bool paused = false;
+  bool paused = false, events = false;
   int i;
 
   if (argc < 3) {
     fprintf (stderr, "usage: pause-watch SOCKET STOPFILE [--write DRIVE]... "
-             "[--rate MIB_PER_S]\n");
+             "[--rate MIB_PER_S] [--events]\n");
     return 2;
   }
   stopfile = argv[2];
   for (i = 3; i < argc; i++) {
     if (strcmp (argv[i], "--write") == 0 && i + 1 < argc)
       g_ptr_array_add (drives, argv[++i]);
+    else if (strcmp (argv[i], "--events") == 0)
+      events = true;
     else if (strcmp (argv[i], "--rate") == 0 && i + 1 < argc)
       rate = g_ascii_strtod (argv[++i], NULL);
     else {
@@ -120,6 +127,10 @@ main (int argc, char **argv)
       if (!json_object_object_get_ex (ev, "event", &name))
         continue;
       n = json_object_get_string (name);
+      if (events && (strcmp (n, "STOP") == 0 || strcmp (n, "RESUME") == 0)) {
+        printf ("event %s %" G_GINT64_FORMAT "\n", n, stamp_us (ev));
+        fflush (stdout);
+      }
       if (strcmp (n, "STOP") == 0) {
         stop_us = stamp_us (ev);
         paused = true;

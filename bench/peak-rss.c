@@ -18,6 +18,15 @@
  * Also reports, as a second line `cpu-ms N`, the CPU time (user + system)
  * of the command and of every descendant: wait4's rusage for those that
  * ended, utime + stime of /proc/PID/stat so far for those still running.
+ *
+ *   peak-rss --comm NAME COMMAND [ARGS...]
+ *
+ * also reports `peak-rss-kib-NAME N`: the largest VmHWM of the descendants
+ * whose /proc/PID/comm is NAME, sampled every 10 ms while the command runs
+ * and once at its end (bench/nbd-migrate.sh: snapmig's own processes on
+ * both sides, without the QEMU and qemu-img processes they start; wait4's
+ * figure includes the descendants a process waited for).  Growth in a
+ * process's last 10 ms can be missed.
  */
 #include <errno.h>
 #include <signal.h>
@@ -71,6 +80,41 @@ rusage_cpu_ms (const struct rusage *ru)
          (ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1000;
 }
 
+/* Largest VmHWM among PID's descendants named COMM (recursively, through
+ * every thread's children). */
+static long
+comm_peak (const char *pid, const char *comm)
+{
+  g_autofree char *taskdir = g_strdup_printf ("/proc/%s/task", pid);
+  g_autoptr(GDir) dir = g_dir_open (taskdir, 0, NULL);
+  const char *tid;
+  long peak = 0;
+
+  while (dir && (tid = g_dir_read_name (dir))) {
+    g_autofree char *path = g_strdup_printf ("%s/%s/children", taskdir, tid);
+    g_autofree char *text = NULL;
+    g_auto(GStrv) kids = NULL;
+    size_t i;
+
+    if (!g_file_get_contents (path, &text, NULL, NULL))
+      continue;
+    kids = g_strsplit_set (g_strstrip (text), " \n", -1);
+    for (i = 0; kids[i]; i++) {
+      g_autofree char *cpath = NULL;
+      g_autofree char *name = NULL;
+
+      if (!*kids[i])
+        continue;
+      cpath = g_strdup_printf ("/proc/%s/comm", kids[i]);
+      if (g_file_get_contents (cpath, &name, NULL, NULL) &&
+          strcmp (g_strstrip (name), comm) == 0)
+        peak = MAX (peak, vm_hwm_kib (kids[i]));
+      peak = MAX (peak, comm_peak (kids[i], comm));
+    }
+  }
+  return peak;
+}
+
 /* Largest VmHWM among our live children (re-parented workers); adds their
  * CPU time so far to *CPU. */
 static long
@@ -100,10 +144,17 @@ main (int argc, char **argv)
   struct rusage ru;
   pid_t child, pid;
   int status = 0, st, rc;
-  long peak, cpu = 0;
+  long peak, cpu = 0, cpeak = 0;
+  g_autofree char *self = g_strdup_printf ("%d", (int) getpid ());
+  const char *comm = NULL;
 
+  if (argc > 3 && strcmp (argv[1], "--comm") == 0) {
+    comm = argv[2];
+    argv += 2;
+    argc -= 2;
+  }
   if (argc < 2) {
-    fprintf (stderr, "usage: peak-rss COMMAND [ARGS...]\n");
+    fprintf (stderr, "usage: peak-rss [--comm NAME] COMMAND [ARGS...]\n");
     return 2;
   }
   if (prctl (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
@@ -122,8 +173,17 @@ main (int argc, char **argv)
     _exit (127);
   }
   peak = 0;
-  while ((pid = wait4 (child, &status, 0, &ru)) < 0 && errno == EINTR)
-    ;
+  if (comm) {
+    /* Poll, sampling the tree, until the command exits. */
+    while ((pid = wait4 (child, &status, WNOHANG, &ru)) == 0 ||
+           (pid < 0 && errno == EINTR)) {
+      cpeak = MAX (cpeak, comm_peak (self, comm));
+      g_usleep (10000);
+    }
+  } else {
+    while ((pid = wait4 (child, &status, 0, &ru)) < 0 && errno == EINTR)
+      ;
+  }
   if (pid == child) {
     peak = ru.ru_maxrss;
     cpu += rusage_cpu_ms (&ru);
@@ -135,6 +195,9 @@ main (int argc, char **argv)
   peak = MAX (peak, live_children_peak (&cpu));
 
   fprintf (stderr, "peak-rss-kib %ld\ncpu-ms %ld\n", peak, cpu);
+  if (comm)
+    fprintf (stderr, "peak-rss-kib-%s %ld\n",
+             comm, MAX (cpeak, comm_peak (self, comm)));
   if (WIFEXITED (status))
     rc = WEXITSTATUS (status);
   else

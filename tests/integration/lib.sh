@@ -13,12 +13,20 @@ _sm_pids=()
 _sm_n=0
 _sm_failed=0
 
+_sm_exit_hooks=()
 _sm_cleanup () {
-  local p
+  local p h
   for p in "${_sm_pids[@]}"; do kill -9 "$p" 2>/dev/null; done
   for p in "${_sm_pids[@]}"; do wait "$p" 2>/dev/null; done
+  for ((h = ${#_sm_exit_hooks[@]} - 1; h >= 0; h--)); do
+    eval "${_sm_exit_hooks[$h]}"
+  done
   rm -rf "$T"
 }
+# at_exit 'COMMAND': runs COMMAND (eval'd) on every exit path, after the
+# processes of _sm_pids are killed and before $T is removed; the hook
+# registered last runs first (network namespaces, mounts under $T).
+at_exit () { _sm_exit_hooks+=("$1"); }
 trap _sm_cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -61,9 +69,12 @@ wait_for_file () {
 
 # start_vm NAME [-drive ...]...: a guest-less QEMU (-M none) with its QMP
 # socket at $T/NAME.qmp; sets VM_PID.  Extra arguments go to QEMU as they are.
+# _SM_QEMU_IN='CMD ARGS' start_vm ... runs QEMU through that command prefix
+# (split on blanks; netns.sh's start_vm_a: ip netns exec NS), which must exec
+# it so that VM_PID is QEMU's PID.
 start_vm () {
   local name=$1; shift
-  qemu-system-x86_64 -M none -nodefaults -display none \
+  ${_SM_QEMU_IN:-} qemu-system-x86_64 -M none -nodefaults -display none \
     -qmp "unix:$T/$name.qmp,server=on,wait=off" "$@" \
     >"$T/$name.log" 2>&1 &
   VM_PID=$!
