@@ -137,6 +137,8 @@ static const GOptionEntry finish_entries[] = {
   SM_CLI_TIMEOUT_ENTRY (opt_timeout, SM_CLI_TIMEOUT_HELP),
   { "cancel", 0, 0, G_OPTION_ARG_NONE, &opt_cancel,
     "Stop the destination QEMU and remove what prepare made", NULL },
+  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
+    "Progress and the error as JSON lines on stderr", NULL },
   { "watch-stdin", 0, 0, G_OPTION_ARG_NONE, &opt_watch_stdin,
     "Fail (and clean up) when standard input closes before the migration "
     "completed: migrate keeps it open while the source works", NULL },
@@ -161,33 +163,6 @@ static const GOptionEntry confirm_entries[] = {
 };
 
 /* ---- shared ----------------------------------------------------------- */
-
-static const char *
-error_code_name (const GError *err)
-{
-  if (!err || err->domain != SM_ERROR)
-    return "failed";
-  switch ((SmErrorCode) err->code) {
-  case SM_ERROR_INVALID: return "invalid-input";
-  case SM_ERROR_XML: return "invalid-input";
-  case SM_ERROR_IO: return strstr (err->message, "space") ? "no-space" : "io";
-  case SM_ERROR_NOT_FOUND: return "not-found";
-  case SM_ERROR_EXISTS: return "exists";
-  case SM_ERROR_IMAGE: return "image";
-  case SM_ERROR_UNSAFE: return "unsafe";
-  case SM_ERROR_QMP: return "qemu-error";
-  case SM_ERROR_QMP_PROTOCOL: return "qemu-error";
-  case SM_ERROR_DISCONNECTED: return "disconnected";
-  case SM_ERROR_TIMEOUT: return "timeout";
-  case SM_ERROR_UNSUPPORTED: return "unsupported";
-  case SM_ERROR_BUSY: return "busy";
-  case SM_ERROR_INTERRUPTED: return "interrupted";
-  case SM_ERROR_IN_USE: return "busy";
-  case SM_ERROR_FAILED:
-  case SM_ERROR_LAST:
-  default: return "failed";
-  }
-}
 
 static double
 elapsed_s (gint64 start)
@@ -390,6 +365,27 @@ sm_cmd_migrate_begin (int argc, char **argv)
   return SM_EXIT_OK;
 }
 
+/* A phase command's failure: with --json also one error event on stderr,
+ * which migrate reads to keep the error's code. */
+static void
+phase_error (const char *cmd, const GError *err)
+{
+  if (opt_json) {
+    json_object *o = json_object_new_object ();
+    json_object *e = json_object_new_object ();
+
+    json_object_object_add (e, "code",
+                            json_object_new_string (sm_error_code_name (err)));
+    json_object_object_add (e, "message", json_object_new_string (err->message));
+    json_object_object_add (o, "event", json_object_new_string ("error"));
+    json_object_object_add (o, "error", e);
+    fprintf (stderr, "%s\n", json_object_to_json_string_ext (
+               o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put (o);
+  }
+  sm_cli_gerror (cmd, err);
+}
+
 static char *
 prepare_state_dir (void)
 {
@@ -431,7 +427,7 @@ sm_cmd_migrate_prepare (int argc, char **argv)
     c->error_phase = g_strdup ("prepare");
     c->error_message = g_strdup (err->message);
     write_cookie (c);
-    sm_cli_gerror ("migrate-prepare", err);
+    phase_error ("migrate-prepare", err);
     return SM_EXIT_FAILURE;
   }
   write_cookie (c);
@@ -515,7 +511,7 @@ sm_cmd_migrate_finish (int argc, char **argv)
     g_free (c->error_message);
     c->error_message = g_strdup (err->message);
     write_cookie (c);
-    sm_cli_gerror ("migrate-finish", err);
+    phase_error ("migrate-finish", err);
     return SM_EXIT_FAILURE;
   }
   write_cookie (c);
@@ -625,7 +621,7 @@ print_failure (const GError *err)
                                                 (gsize) (colon - err->message))
                                    : g_strdup ("migrate");
 
-    json_object_object_add (e, "code", json_object_new_string (error_code_name (err)));
+    json_object_object_add (e, "code", json_object_new_string (sm_error_code_name (err)));
     json_object_object_add (e, "message", json_object_new_string (err->message));
     json_object_object_add (e, "phase", json_object_new_string (phase));
     json_object_object_add (r, "event", json_object_new_string ("result"));

@@ -32,6 +32,7 @@ typedef enum {
   SM_ERROR_INTERRUPTED,       /* SIGINT, SIGTERM or SIGHUP (interrupt.h) */
   SM_ERROR_IN_USE,            /* another process holds a file (QEMU's image
                                  locks) or another VM uses it */
+  SM_ERROR_NO_SPACE,          /* a storage domain has no room for the data */
   SM_ERROR_LAST
 } SmErrorCode;
 
@@ -44,5 +45,11 @@ typedef void (*SmDebugHandler) (const char *domain, const char *message,
 void sm_debug_set_handler (SmDebugHandler handler, void *opaque);
 bool sm_debug_enabled (void);
 void sm_debug (const char *domain, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+
+/* The stable name of ERR's code in JSON output ("not-found", "timeout",
+ * "no-space", ...; "failed" for an error of another domain), and back
+ * (SM_ERROR_FAILED for a name it does not know). */
+const char *sm_error_code_name (const GError *err);
+int sm_error_code_from_name (const char *name);
 
 #endif /* SM_ERROR_H */

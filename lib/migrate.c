@@ -26,6 +26,7 @@ typedef struct {
   GString *out;
   GString *err;
   GString *line;               /* stderr's unfinished line */
+  int code;                    /* the code of its {"event":"error"} */
   int status;
   bool signalled;
   bool done;
@@ -81,6 +82,7 @@ dest_start (const char *const *dest_argv, const char *phase,
   d->err = g_string_new (NULL);
   d->line = g_string_new (NULL);
   d->in_fd = d->out_fd = d->err_fd = -1;
+  d->code = SM_ERROR_FAILED;
   if (!g_spawn_async_with_pipes (NULL, (char **) argv->pdata, NULL,
                                  G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
                                  NULL, NULL, &d->pid, &in_fd, &d->out_fd,
@@ -113,16 +115,24 @@ dest_start (const char *const *dest_argv, const char *phase,
 }
 
 static void
-relay_line (const char *line, const SmMigOptions *o, GString *keep)
+relay_line (DestProc *d, const char *line, const SmMigOptions *o)
 {
-  if (line[0] == '{' && o->event) {
+  GString *keep = d->err;
+
+  if (line[0] == '{') {
     json_object *ev = json_tokener_parse (line);
 
     if (ev && json_object_is_type (ev, json_type_object) &&
         json_object_object_get (ev, "event")) {
-      /* the phases are the orchestrator's to announce */
-      if (g_strcmp0 (json_object_get_string (json_object_object_get (ev, "event")),
-                     "phase") != 0)
+      const char *name = json_object_get_string (json_object_object_get (ev, "event"));
+
+      /* the phases are the orchestrator's to announce; an error's code
+       * is kept for the error snapmig reports */
+      if (g_strcmp0 (name, "error") == 0)
+        d->code = sm_error_code_from_name (json_object_get_string (
+          json_object_object_get (json_object_object_get (ev, "error"),
+                                  "code")));
+      else if (g_strcmp0 (name, "phase") != 0 && o->event)
         o->event (ev, o->opaque);
       json_object_put (ev);
       return;
@@ -175,7 +185,7 @@ dest_pump (DestProc *d, const SmMigOptions *o, int timeout_ms)
       g_string_append_len (d->line, buf, k);
       while ((nl = strchr (d->line->str, '\n'))) {
         *nl = '\0';
-        relay_line (d->line->str, o, d->err);
+        relay_line (d, d->line->str, o);
         g_string_erase (d->line, 0, nl - d->line->str + 1);
       }
     } else if (k == 0 || (errno != EINTR && errno != EAGAIN)) {
@@ -194,7 +204,7 @@ dest_wait (DestProc *d, const SmMigOptions *o)
   while (!d->done)
     dest_pump (d, o, 200);
   if (d->line->len)
-    relay_line (d->line->str, o, d->err);
+    relay_line (d, d->line->str, o);
 }
 
 /* The destination's last error line ("snapmig: error: ..."), or how it
@@ -239,7 +249,7 @@ dest_result (DestProc *d, const SmMigOptions *o, SmMigCookie **failed_cookie,
 
     if (failed_cookie && reply)
       *failed_cookie = g_steal_pointer (&reply);
-    g_set_error (error, SM_ERROR, SM_ERROR_FAILED, "%s", why);
+    g_set_error (error, SM_ERROR, d->code, "%s", why);
     g_clear_error (&err);
     return NULL;
   }
@@ -298,7 +308,7 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
 {
   static const char *const dry[] = { "--dry-run", NULL };
   static const char *const json[] = { "--json", NULL };
-  static const char *const watch[] = { "--watch-stdin", NULL };
+  static const char *const watch[] = { "--watch-stdin", "--json", NULL };
   g_autoptr(SmMigCookie) c = NULL;
   g_autoptr(SmMigCookie) prepared = NULL;
   g_autoptr(SmMigCookie) finished = NULL;
