@@ -370,7 +370,7 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
   g_autofree char *url = nbd_url (c->layers_uri, l->export);
   g_autofree char *rate = c->bandwidth ?
     g_strdup_printf ("%" G_GUINT64_FORMAT, c->bandwidth) : NULL;
-  const char *argv[16];
+  const char *argv[20];
   int n = 0, fd, status = 0, out_fd = -1;
   GPid child;
   GError *err = NULL;
@@ -393,6 +393,8 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
   argv[n++] = "-f";
   argv[n++] = "raw";
   argv[n++] = "--target-is-zero";
+  argv[n++] = "-t";
+  argv[n++] = "none";
   argv[n++] = "-W";
   argv[n++] = "-m";
   argv[n++] = "8";
@@ -470,6 +472,87 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
   copy = sm_layer_copy_new (d->name, l->file, dest, l->format, l->backing,
                             l->backing_format);
   return sm_layer_copy_set_backing (copy, error);
+}
+
+/* One layer to pull, for a pulling thread. */
+typedef struct {
+  const SmMigCookie *c;
+  const SmMigDisk *d;
+  const SmMigLayer *l;
+  const char *dest;
+  const SmMigDestOptions *o;
+  GError *err;
+} Pull;
+
+static gpointer
+pull_thread (gpointer data)
+{
+  Pull *p = data;
+
+  pull_layer (p->c, p->d, p->l, p->dest, p->o, &p->err);
+  return NULL;
+}
+
+/* How many layers are pulled at once: two streams keep a disk and a link
+ * busy, more only interleave the files (as the local layer copy). */
+#define PULL_STREAMS 2
+
+/* Pulls every COPY layer of COOKIE into its pre-created file (PLANS),
+ * PULL_STREAMS at a time, and counts their bytes in the cookie. */
+static bool
+pull_layers (SmMigCookie *c, GPtrArray *plans, const SmMigDestOptions *o,
+             GError **error)
+{
+  g_autoptr(GPtrArray) pulls = g_ptr_array_new_with_free_func (g_free);
+  GError *first = NULL;
+
+  for (guint i = 0; i < c->disks->len; i++) {
+    const SmMigDisk *d = c->disks->pdata[i];
+    const SmPrecreatePlan *p = plans->pdata[i];
+
+    for (guint j = 0; p && j < d->layers->len; j++) {
+      const SmMigLayer *l = d->layers->pdata[j];
+      Pull *pull;
+
+      if (l->role != SM_MIG_LAYER_COPY)
+        continue;
+      pull = g_new0 (Pull, 1);
+      pull->c = c;
+      pull->d = d;
+      pull->l = l;
+      pull->dest = ((SmPrecreateLayer *) p->layers->pdata[j])->path;
+      pull->o = o;
+      g_ptr_array_add (pulls, pull);
+    }
+  }
+  for (guint k = 0; k < pulls->len && !first; k += PULL_STREAMS) {
+    GThread *t[PULL_STREAMS] = { NULL };
+    guint n = MIN (PULL_STREAMS, pulls->len - k);
+
+    for (guint m = 0; m < n; m++)
+      t[m] = g_thread_new ("pull", pull_thread, pulls->pdata[k + m]);
+    for (guint m = 0; m < n; m++) {
+      Pull *p = pulls->pdata[k + m];
+
+      g_thread_join (t[m]);
+      if (p->err) {
+        if (!first)
+          first = p->err;
+        else
+          g_error_free (p->err);
+        continue;
+      }
+      c->disk_bytes += p->l->allocated;
+      sm_mig_emit (o->event, o->opaque, "progress", "s:what", "layer",
+                   "s:disk", p->d->name, "s:file", p->dest, "u:done",
+                   p->l->allocated, "u:total", p->l->allocated, NULL);
+    }
+  }
+  if (first) {
+    g_propagate_error (error, first);
+    return false;
+  }
+  return true;
 }
 
 /* Checks that every migrated disk of the destination QEMU runs on its copy
@@ -694,24 +777,8 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   if (c->layers_uri) {
     if (!sm_mig_journal_step (journal, "pull-layers", "begin", NULL, &err))
       goto fail;
-    for (i = 0; i < c->disks->len; i++) {
-      const SmMigDisk *d = c->disks->pdata[i];
-      const SmPrecreatePlan *p = plans->pdata[i];
-
-      for (j = 0; p && j < d->layers->len; j++) {
-        const SmMigLayer *l = d->layers->pdata[j];
-        const SmPrecreateLayer *pl = p->layers->pdata[j];
-
-        if (l->role != SM_MIG_LAYER_COPY)
-          continue;
-        if (!pull_layer (c, d, l, pl->path, o, &err))
-          goto fail;
-        c->disk_bytes += l->allocated;
-        sm_mig_emit (o->event, o->opaque, "progress", "s:what", "layer",
-                     "s:disk", d->name, "s:file", pl->path, "u:done",
-                     l->allocated, "u:total", l->allocated, NULL);
-      }
-    }
+    if (!pull_layers (c, plans, o, &err))
+      goto fail;
     if (!sm_mig_journal_step (journal, "pull-layers", "end", NULL, &err))
       goto fail;
   }
