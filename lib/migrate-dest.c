@@ -22,26 +22,13 @@
 
 #define DOMAIN "migrate"
 
-char *
-sm_migrate_incoming_dir (const char *state_dir)
-{
-  return g_build_filename (state_dir, "incoming", NULL);
-}
-
-static char *
-incoming_path (const char *state_dir, const char *id, const char *ext)
-{
-  g_autofree char *dir = sm_migrate_incoming_dir (state_dir);
-  g_autofree char *name = g_strconcat (id, ext, NULL);
-
-  return g_build_filename (dir, name, NULL);
-}
-
-static int
-stall_ms (const SmMigDestOptions *o)
+int
+sm_mig_dest_stall_ms (const SmMigDestOptions *o)
 {
   return o->timeout_ms > 0 ? o->timeout_ms : SM_MIG_STALL_MS;
 }
+
+
 
 /* ---- planning ------------------------------------------------------------ */
 
@@ -181,176 +168,6 @@ plan_disks (SmMigCookie *c, const char *domain, bool allow_larger,
   }
   return g_steal_pointer (&plans);
 }
-
-/* ---- the destination's journal ----------------------------------------- */
-
-static SmJournal *
-open_incoming_journal (const char *state_dir, const SmMigCookie *c,
-                       const char *run_dir, bool run_dir_created,
-                       GError **error)
-{
-  g_autofree char *dir = sm_migrate_incoming_dir (state_dir);
-  g_autofree char *created = incoming_path (state_dir, c->id, ".created");
-  json_object *h = json_object_new_object ();
-
-  if (g_mkdir_with_parents (dir, 0700) < 0) {
-    json_object_put (h);
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot create %s: %s", dir,
-                 g_strerror (errno));
-    return NULL;
-  }
-  json_object_object_add (h, "op", json_object_new_string ("migrate-in"));
-  json_object_object_add (h, "id", json_object_new_string (c->id));
-  json_object_object_add (h, "domain", json_object_new_string (c->dest_domain));
-  json_object_object_add (h, "run-dir", json_object_new_string (run_dir));
-  json_object_object_add (h, "run-dir-created",
-                          json_object_new_boolean (run_dir_created));
-  json_object_object_add (h, "created", json_object_new_string (created));
-  json_object_object_add (h, "source-running",
-                          json_object_new_boolean (c->source_running));
-  return sm_journal_create (dir, c->id, h, error);
-}
-
-static bool
-journal_qemu (SmJournal *j, const SmQemuProc *p, const char *qmp,
-              GError **error)
-{
-  json_object *r = json_object_new_object ();
-
-  json_object_object_add (r, "step", json_object_new_string ("qemu"));
-  json_object_object_add (r, "phase", json_object_new_string ("end"));
-  json_object_object_add (r, "pid", json_object_new_int64 (p->pid));
-  json_object_object_add (r, "start-time",
-                          json_object_new_int64 ((int64_t) p->start_time));
-  json_object_object_add (r, "qmp", json_object_new_string (qmp));
-  return sm_journal_append (j, r, error);   /* not a step of the hook */
-}
-
-/* What the journal says about the QEMU the destination started. */
-typedef struct {
-  char *run_dir;
-  bool run_dir_created;
-  char *created;
-  char *qmp;
-  pid_t pid;
-  uint64_t start_time;
-  bool finished;               /* journaled that the guest runs here */
-  bool source_running;         /* the guest ran on the source */
-} Incoming;
-
-static void
-incoming_clear (Incoming *in)
-{
-  g_free (in->run_dir);
-  g_free (in->created);
-  g_free (in->qmp);
-}
-
-static bool
-incoming_read (const char *path, Incoming *in, GError **error)
-{
-  g_autoptr(json_object) recs = sm_journal_load (path, error);
-  json_object *h;
-  size_t n;
-
-  if (!recs)
-    return false;
-  n = json_object_array_length (recs);
-  h = n ? json_object_array_get_idx (recs, 0) : NULL;
-  if (!h || g_strcmp0 (sm_json_get_string (h, "op"), "migrate-in") != 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "%s: not an incoming migration's journal (kept)", path);
-    return false;
-  }
-  in->run_dir = g_strdup (sm_json_get_string (h, "run-dir"));
-  in->created = g_strdup (sm_json_get_string (h, "created"));
-  sm_json_get_bool (h, "run-dir-created", &in->run_dir_created);
-  sm_json_get_bool (h, "source-running", &in->source_running);
-  for (size_t i = 1; i < n; i++) {
-    json_object *r = json_object_array_get_idx (recs, i);
-    const char *step = sm_json_get_string (r, "step");
-    int64_t v = 0;
-
-    if (g_strcmp0 (step, "qemu") == 0) {
-      sm_json_get_int64 (r, "pid", &v);
-      in->pid = (pid_t) v;
-      sm_json_get_int64 (r, "start-time", &v);
-      in->start_time = (uint64_t) v;
-      g_free (in->qmp);
-      in->qmp = g_strdup (sm_json_get_string (r, "qmp"));
-    } else if (g_strcmp0 (step, "cont") == 0) {
-      in->finished = true;
-    }
-  }
-  /* killed between starting QEMU and journaling it: find it by its
-   * monitor in the run directory */
-  if (in->pid <= 0 && in->run_dir) {
-    g_autofree char *qmp = g_build_filename (in->run_dir, "snapmig.qmp", NULL);
-    pid_t pid = sm_unix_socket_server_pid (qmp);
-
-    if (pid > 0) {
-      in->pid = pid;
-      in->start_time = sm_proc_start_time (pid);
-      g_free (in->qmp);
-      in->qmp = g_steal_pointer (&qmp);
-    }
-  }
-  return true;
-}
-
-/* Removes what prepare made: QEMU stopped (refused when its guest runs),
- * created files removed, run directory emptied (it was empty or new). */
-static bool
-cleanup_incoming (const Incoming *in, GError **error)
-{
-  g_autoptr(SmCreatedFiles) created = NULL;
-  GError *err = NULL;
-
-  if (in->pid > 0 && sm_proc_alive (in->pid, in->start_time)) {
-    g_autoptr(SmQmp) q = in->qmp ? sm_qmp_connect (in->qmp, 5000, NULL) : NULL;
-
-    if (q) {
-      g_autoptr(json_object) r = sm_qmp_execute_type (q, "query-status", NULL,
-                                                      json_type_object, NULL);
-      if (r && g_strcmp0 (sm_json_get_string (r, "status"), "running") == 0) {
-        g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
-                     "the destination QEMU (pid %d) runs the guest: it is not "
-                     "stopped (the migration completed here)", (int) in->pid);
-        return false;
-      }
-      sm_qmp_run (q, "quit", NULL, NULL);
-    }
-    if (!sm_proc_wait_gone (in->pid, in->start_time, 3000) &&
-        !sm_proc_stop (in->pid, in->start_time, 2000, error))
-      return false;
-  }
-  if (in->created && g_file_test (in->created, G_FILE_TEST_EXISTS)) {
-    created = sm_created_files_load (in->created, &err);
-    if (!created) {
-      g_propagate_error (error, err);
-      return false;
-    }
-    if (!sm_created_files_rollback (created, &err)) {
-      sm_created_files_save (created, in->created, NULL);
-      g_propagate_error (error, err);
-      return false;
-    }
-    unlink (in->created);
-  }
-  if (in->run_dir) {
-    g_autoptr(GDir) dir = g_dir_open (in->run_dir, 0, NULL);
-    const char *name;
-
-    while (dir && (name = g_dir_read_name (dir))) {
-      g_autofree char *p = g_build_filename (in->run_dir, name, NULL);
-      unlink (p);
-    }
-    if (in->run_dir_created)
-      rmdir (in->run_dir);
-  }
-  return true;
-}
-
 /* ---- prepare ------------------------------------------------------------ */
 
 static char *
@@ -377,7 +194,7 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
   gint64 last = g_get_monotonic_time ();
   off_t last_blocks = -1;
   g_autoptr(SmLayerCopy) copy = NULL;
-  int stall = stall_ms (o);
+  int stall = sm_mig_dest_stall_ms (o);
   gint64 last_event = 0;
 
   fd = open (dest, O_WRONLY | O_CLOEXEC);
@@ -693,7 +510,7 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   g_autofree char *created_path = NULL;
   g_autofree char *qmp_path = NULL;
   g_autofree char *log_path = NULL;
-  Incoming in = { 0 };
+  SmMigIncoming in = { 0 };
   bool run_created = false;
   GError *err = NULL;
   guint i, j;
@@ -739,15 +556,15 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   in.run_dir_created = run_created;
   g_free (c->dest_run_dir);
   c->dest_run_dir = g_strdup (in.run_dir);
-  journal = open_incoming_journal (o->state_dir, c, in.run_dir, run_created,
+  journal = sm_mig_incoming_journal_open (o->state_dir, c, in.run_dir, run_created,
                                    &err);
   if (!journal) {
-    cleanup_incoming (&in, NULL);
-    incoming_clear (&in);
+    sm_mig_incoming_cleanup (&in, NULL);
+    sm_mig_incoming_clear (&in);
     g_propagate_error (error, err);
     return false;
   }
-  created_path = incoming_path (o->state_dir, c->id, ".created");
+  created_path = sm_mig_incoming_path (o->state_dir, c->id, ".created");
   in.created = g_strdup (created_path);
   created = sm_created_files_new ();
 
@@ -814,7 +631,7 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
       !sm_mig_journal_step (journal, "qemu", "begin", NULL, &err))
     goto fail;
   proc = sm_qemu_spawn ((const char *const *) argv, log_path, qmp_path,
-                        stall_ms (o), &err);
+                        sm_mig_dest_stall_ms (o), &err);
   if (!proc)
     goto fail;
   in.pid = proc->pid;
@@ -823,9 +640,9 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   c->dest_pid = proc->pid;
   g_free (c->dest_qmp);
   c->dest_qmp = g_strdup (qmp_path);
-  if (!journal_qemu (journal, proc, qmp_path, &err))
+  if (!sm_mig_incoming_journal_qemu (journal, proc, qmp_path, &err))
     goto fail;
-  qmp = sm_qmp_connect (qmp_path, stall_ms (o), &err);
+  qmp = sm_qmp_connect (qmp_path, sm_mig_dest_stall_ms (o), &err);
   if (!qmp)
     goto fail;
   if (!sm_qmp_run (qmp, "migrate-set-capabilities",
@@ -843,7 +660,7 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
     goto fail;
   g_free (c->phase);
   c->phase = g_strdup ("prepare");
-  incoming_clear (&in);
+  sm_mig_incoming_clear (&in);
   return true;
 
 fail:
@@ -861,203 +678,18 @@ fail:
       }
     }
     sm_mig_journal_step (journal, "rollback", "begin", err, NULL);
-    if (!cleanup_incoming (&in, &undo)) {
+    if (!sm_mig_incoming_cleanup (&in, &undo)) {
       g_prefix_error (&err, "(and the clean-up failed: %s; run 'snapmig "
                       "recover --incoming --state-dir %s') ", undo->message,
                       o->state_dir);
       g_error_free (undo);
-      incoming_clear (&in);
+      sm_mig_incoming_clear (&in);
       g_propagate_error (error, err);
       return false;
     }
     sm_journal_finish (g_steal_pointer (&journal), NULL);
-    incoming_clear (&in);
+    sm_mig_incoming_clear (&in);
     g_propagate_error (error, err);
     return false;
   }
-}
-
-/* ---- finish / cancel ------------------------------------------------------ */
-
-static int64_t
-event_us (json_object *ev)
-{
-  json_object *ts = sm_json_get_object (ev, "timestamp");
-  int64_t s = 0, us = 0;
-
-  if (ts) {
-    sm_json_get_int64 (ts, "seconds", &s);
-    sm_json_get_int64 (ts, "microseconds", &us);
-  }
-  return s * 1000000 + us;
-}
-
-bool
-sm_migrate_cancel_incoming (SmMigCookie *c, const SmMigDestOptions *o,
-                            GError **error)
-{
-  g_autofree char *path = incoming_path (o->state_dir, c->id, ".journal");
-  Incoming in = { 0 };
-  bool ok;
-
-  if (!g_file_test (path, G_FILE_TEST_EXISTS))
-    return true;                      /* prepare cleaned up already */
-  if (!incoming_read (path, &in, error))
-    return false;
-  ok = cleanup_incoming (&in, error);
-  if (ok)
-    unlink (path);
-  incoming_clear (&in);
-  return ok;
-}
-
-bool
-sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
-{
-  g_autofree char *path = incoming_path (o->state_dir, c->id, ".journal");
-  g_autoptr(SmJournal) journal = NULL;
-  g_autoptr(SmQmp) qmp = NULL;
-  g_autoptr(json_object) resume = NULL;
-  g_autofree char *status = NULL;
-  static const char *const done[] = { "completed", NULL };
-  GError *err = NULL;
-
-  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
-    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                 "no incoming migration %s here (its journal %s is missing)",
-                 c->id, path);
-    return false;
-  }
-  journal = sm_journal_reopen (path, error);
-  if (!journal)
-    return false;
-  qmp = sm_qmp_connect (c->dest_qmp, stall_ms (o), &err);
-  if (!qmp ||
-      !sm_mig_wait_status (qmp, done, o->timeout_ms > 0 ? o->timeout_ms : 0,
-                           o->watch_fd, NULL, NULL, &status, NULL, &err) ||
-      !sm_mig_journal_step (journal, "nbd-stop", "begin", NULL, &err) ||
-      !sm_qmp_run (qmp, "nbd-server-stop", NULL, &err))
-    goto fail;
-  if (g_str_has_prefix (c->nbd_uri, "unix:"))
-    unlink (c->nbd_uri + 5);
-  if (g_str_has_prefix (c->migrate_uri, "unix:"))
-    unlink (c->migrate_uri + 5);
-  if (c->source_running) {
-    if (!sm_mig_journal_step (journal, "cont", "begin", NULL, &err) ||
-        !sm_qmp_run (qmp, "cont", NULL, &err))
-      goto fail;
-    resume = sm_qmp_wait_event (qmp, "RESUME", NULL, NULL, 5000, NULL);
-    if (resume)
-      c->resumed_at_us = event_us (resume);
-    if (resume && c->stopped_at_us > 0)
-      c->pause_us = event_us (resume) - c->stopped_at_us;
-    c->dest_ran = true;
-  }
-  sm_mig_journal_step (journal, "cont", "end", NULL, NULL);
-  {
-    g_autofree char *created = incoming_path (o->state_dir, c->id, ".created");
-    unlink (created);
-  }
-  g_free (c->phase);
-  c->phase = g_strdup ("finish");
-  return sm_journal_finish (g_steal_pointer (&journal), error);
-
-fail:
-  {
-    GError *undo = NULL;
-    Incoming in = { 0 };
-
-    g_clear_pointer (&qmp, sm_qmp_free);
-    g_clear_pointer (&journal, sm_journal_free);
-    c->failed = true;
-    g_free (c->error_phase);
-    c->error_phase = g_strdup ("finish");
-    c->dest_ran = false;
-    if (incoming_read (path, &in, &undo) && cleanup_incoming (&in, &undo))
-      unlink (path);
-    if (undo) {
-      g_prefix_error (&err, "(and the clean-up failed: %s) ", undo->message);
-      g_error_free (undo);
-    }
-    incoming_clear (&in);
-    g_propagate_error (error, err);
-    return false;
-  }
-}
-
-/* ---- recover ---------------------------------------------------------- */
-
-char *
-sm_migrate_recover_incoming (const char *state_dir, GError **error)
-{
-  g_autofree char *dir = sm_migrate_incoming_dir (state_dir);
-  g_auto(GStrv) paths = sm_journal_list (dir, error);
-  GString *out = g_string_new ("");
-
-  if (!paths) {
-    g_string_free (out, true);
-    return NULL;
-  }
-  for (char **p = paths; *p; p++) {
-    Incoming in = { 0 };
-    GError *err = NULL;
-
-    if (!incoming_read (*p, &in, &err)) {
-      g_propagate_error (error, err);
-      g_string_free (out, true);
-      return NULL;
-    }
-    if (in.finished && !(in.pid > 0 && sm_proc_alive (in.pid, in.start_time))) {
-      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                   "incoming migration %s: the guest was resumed here, and "
-                   "its QEMU (pid %d) is gone: its disks hold its newest "
-                   "writes, so nothing was removed.  Start the VM again from "
-                   "them (or, if the source runs it, remove them by hand), "
-                   "then delete the journal", *p, (int) in.pid);
-      incoming_clear (&in);
-      g_string_free (out, true);
-      return NULL;
-    }
-    if (in.finished) {
-      g_autoptr(SmQmp) q = in.qmp ? sm_qmp_connect (in.qmp, 5000, NULL) : NULL;
-      if (q) {
-        g_autoptr(json_object) r = NULL;
-
-        sm_qmp_run (q, "nbd-server-stop", NULL, NULL);
-        /* killed between journaling the resume and doing it */
-        r = sm_qmp_execute_type (q, "query-status", NULL, json_type_object,
-                                 NULL);
-        if (in.source_running && r &&
-            g_strcmp0 (sm_json_get_string (r, "status"), "paused") == 0 &&
-            !sm_qmp_run (q, "cont", NULL, &err)) {
-          g_propagate_prefixed_error (error, err, "incoming migration %s: "
-                                      "cannot resume the guest: ", *p);
-          incoming_clear (&in);
-          g_string_free (out, true);
-          return NULL;
-        }
-      }
-      if (in.created)
-        unlink (in.created);
-      unlink (*p);
-      g_string_append_printf (out, "incoming migration %s: the guest runs "
-                              "here (QEMU pid %d); finished\n",
-                              in.qmp ? in.qmp : "", (int) in.pid);
-    } else if (!cleanup_incoming (&in, &err)) {
-      g_propagate_prefixed_error (error, err, "incoming migration %s: ", *p);
-      incoming_clear (&in);
-      g_string_free (out, true);
-      return NULL;
-    } else {
-      unlink (*p);
-      g_string_append_printf (out, "incoming migration rolled back: "
-                              "destination QEMU stopped, its files removed "
-                              "(%s); the guest never ran here, so a source "
-                              "left paused after a completed migration can "
-                              "be resumed: 'snapmig recover --qmp SOURCE "
-                              "--dest-never-ran'\n", *p);
-    }
-    incoming_clear (&in);
-  }
-  return g_string_free (out, false);
 }

@@ -7,6 +7,7 @@
 #include "journal.h"
 #include "lsm.h"
 #include "migrate.h"
+#include "qemu-proc.h"
 
 /* Undoing touches only what the guest wrote during the migration. */
 #define SM_MIG_UNDO_TIMEOUT_MS 120000
@@ -78,5 +79,40 @@ bool sm_migrate_rollback_source (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
 /* [{"capability": NAME, "state": BOOL}, ...] from NAME, (int) STATE pairs. */
 json_object *sm_mig_capabilities (const char *first, ...)
   G_GNUC_NULL_TERMINATED G_GNUC_WARN_UNUSED_RESULT;
+
+/* ---- the destination's record (migrate-incoming.c) ---- */
+
+/* What the journal says about the QEMU the destination started. */
+typedef struct {
+  char *run_dir;
+  bool run_dir_created;
+  char *created;
+  char *qmp;
+  pid_t pid;
+  uint64_t start_time;
+  bool finished;               /* journaled that the guest runs here */
+  bool source_running;         /* the guest ran on the source */
+} SmMigIncoming;
+
+/* STATE/incoming/ID.EXT.  Caller frees. */
+char *sm_mig_incoming_path (const char *state_dir, const char *id,
+                            const char *ext) G_GNUC_WARN_UNUSED_RESULT;
+/* The journal of incoming migration COOKIE (op "migrate-in"), its header
+ * naming the run directory (RUN_DIR_CREATED: prepare made it) and the
+ * record of created files. */
+SmJournal *sm_mig_incoming_journal_open (const char *state_dir,
+                                         const SmMigCookie *c,
+                                         const char *run_dir,
+                                         bool run_dir_created, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+/* Journals the QEMU prepare started (PID, start time, monitor). */
+bool sm_mig_incoming_journal_qemu (SmJournal *j, const SmQemuProc *p,
+                                   const char *qmp, GError **error);
+void sm_mig_incoming_clear (SmMigIncoming *in);
+/* Removes what prepare made: QEMU stopped (refused when its guest runs),
+ * created files removed, run directory emptied. */
+bool sm_mig_incoming_cleanup (const SmMigIncoming *in, GError **error);
+/* The destination's bound on a wait without progress. */
+int sm_mig_dest_stall_ms (const SmMigDestOptions *o);
 
 #endif /* SM_MIGRATE_PRIVATE_H */

@@ -92,8 +92,12 @@ run_case () {
   else
     (SM_DEST_ENV="SNAPMIG_TEST_MIGRATE_CRASH_AT=$side:$n" migrate) 2>/dev/null; rc=$?
   fi
+  # the destination QEMU (its pidfile, moved into the run directory) is
+  # killed by PID when the test ends, whatever happened
+  if [ -s "$RUN/vm.pid" ]; then _sm_pids+=("$(cat "$RUN/vm.pid")"); fi
   if [ $rc -eq 0 ]; then
     grep -q '^migrated vm' "$T/out" || { not_ok "$side $n: exit 0 without 'migrated'"; cat "$T/out" | sed 's/^/# /'; }
+    if DP=$(dest_qemu_pid); then kill -9 "$DP" 2>/dev/null; fi
     return 1
   fi
   dest_pids_gone || not_ok "$side $n: a destination snapmig is still running"
