@@ -5,6 +5,7 @@
 #include "interrupt.h"
 
 #include <errno.h>
+#include <sys/mman.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -34,8 +35,10 @@
 #define CHUNK ((uint64_t) 64 << 20)
 #define COPY_THREADS 2
 #define BUF_SIZE ((size_t) 4 << 20)
-/* Regular file destinations are written through the page cache in
- * windows of WINDOW bytes: each window's writeback starts as soon as it is
+/* Regular file destinations are written with O_DIRECT from the mapped
+ * source (copy_mapped); what that refuses (an unaligned tail, a file system
+ * without O_DIRECT) is written through the page cache in windows of WINDOW
+ * bytes: each window's writeback starts as soon as it is
  * written (sync_file_range WRITE), and before the next one is written the
  * window behind it is waited for and its pages dropped (posix_fadvise
  * DONTNEED).  A thread has at most two windows dirty or under writeback,
@@ -63,6 +66,11 @@
  * O_DIRECT (4 KiB sectors included).  2 MiB buffers copied as fast as 4 or
  * 8 MiB ones (see copy_direct) and keep the worker's memory small. */
 #define DIRECT_BUF_SIZE ((size_t) 2 << 20)
+/* Regular file destinations: the step of copy_mapped (see there).  The
+ * mapped pages count in the worker's resident set while they are written:
+ * 2 threads x 4 MiB kept its peak RSS at 11 MiB (8 MiB steps: 19 MiB, no
+ * faster). */
+#define MAP_STEP ((uint64_t) 4 << 20)
 #define DIRECT_ALIGN 4096
 /* --bandwidth: the smallest step the limiter cuts the writes into. */
 #define RATE_MIN_STEP ((uint64_t) 64 << 10)
@@ -295,6 +303,7 @@ typedef struct {
   SmCopyStatusLayer *layer;    /* owned by the caller */
   int src, dst;
   int direct;                  /* dst opened with O_DIRECT, or -1 */
+  bool device;                 /* dst is a block device */
   guint pending;               /* chunks not done */
   GQueue chunks;               /* Chunk *, owned: not yet handed to the
                                   copier's queue */
@@ -554,8 +563,8 @@ job_open (Copier *c, SmCopyStatusLayer *layer, GError **error)
   }
   /* A device is written with O_DIRECT (faster there, see DIRECT_BUF_SIZE)
    * when it takes it, a file through the page cache (see WINDOW). */
-  if (device)
-    job->direct = open (copy->dest, O_WRONLY | O_CLOEXEC | O_DIRECT);
+  job->direct = open (copy->dest, O_WRONLY | O_CLOEXEC | O_DIRECT);
+  job->device = device;
   /* Holes stay holes in a file: only the extents holding data are copied.
    * A device is not sparse and may hold old data: its ranges under the
    * source's holes are zeroed. */
@@ -714,6 +723,60 @@ copy_direct (Copier *c, int src, int direct, char *buf, off_t *off,
   return true;
 }
 
+/* Copies [*OFF, *OFF+*LEN) of SRC to DIRECT (a regular file opened with
+ * O_DIRECT) straight from the source's pages: each step of the range is
+ * mapped (MAP_SHARED, read-only) and written with O_DIRECT from the mapping,
+ * so the data goes from the source's page cache to the disk without being
+ * copied by the CPU (the kernel reads what is not cached yet), and nothing
+ * of the destination sits in the page cache.  Measured (1 GiB of random
+ * data, ext4 on a virtio disk, 3 runs): 0.93 to 1.09 s and 0.21 to 0.23 s
+ * of CPU with 2 threads of 8 MiB steps, against 0.97 to 1.17 s and 0.55 to
+ * 0.63 s with copy_file_range through the page cache; in the worker
+ * (bench/layer-copy, 4 MiB steps, 4 runs) 0.84 to 0.91 s and 0.12 to 0.14
+ * s of CPU against 0.88 to 0.97 s and 0.70 to 0.79 s.  *OFF and *LEN must
+ * be DIRECT_ALIGN multiples; errno and the return as copy_direct's (EINVAL:
+ * the caller copies the rest through the page cache).  A source truncated
+ * under the mapping would end the worker with SIGBUS; the layers copied
+ * are read-only backing files that nothing truncates. */
+static bool
+copy_mapped (Copier *c, int src, int direct, off_t *off, uint64_t *len)
+{
+  while (*len > 0) {
+    size_t n = (size_t) MIN (MIN (*len, MAP_STEP), c->step);
+    ssize_t put = 0;
+    void *map;
+
+    rate_wait (c, n);
+    map = mmap (NULL, n, PROT_READ, MAP_SHARED, src, *off);
+    if (map == MAP_FAILED) {
+      errno = EINVAL;               /* let the page cache path try */
+      return false;
+    }
+    madvise (map, n, MADV_WILLNEED);
+    while ((size_t) put < n) {
+      ssize_t w = pwrite (direct, (char *) map + put, n - (size_t) put,
+                          *off + put);
+
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w < 0 || w % DIRECT_ALIGN != 0) {
+        int saved = w < 0 ? errno : EINVAL;
+
+        munmap (map, n);
+        *off += put + (w > 0 ? w : 0);
+        *len -= (uint64_t) (put + (w > 0 ? w : 0));
+        errno = saved;
+        return false;
+      }
+      put += w;
+    }
+    munmap (map, n);
+    *off += (off_t) n;
+    *len -= n;
+  }
+  return true;
+}
+
 /* Copies [OFF, OFF+LEN) of JOB through the page cache, window after window
  * (see WINDOW): each window's writeback starts once it is written, the
  * window behind it is waited for and dropped, the last one before this
@@ -760,7 +823,8 @@ copy_chunk (Copier *c, LayerJob *job, const Chunk *chunk, char *buf,
   if (chunk->zero)
     return zero_range (job, off, len, error);
   if (job->direct >= 0 && aligned &&
-      !copy_direct (c, job->src, job->direct, buf, &off, &len) &&
+      !(job->device ? copy_direct (c, job->src, job->direct, buf, &off, &len)
+                    : copy_mapped (c, job->src, job->direct, &off, &len)) &&
       errno != EINVAL) {
     g_set_error (error, SM_ERROR, SM_ERROR_IO, "copy of %s to %s: %s",
                  job->layer->copy->source, job->layer->copy->dest,

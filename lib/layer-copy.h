@@ -4,10 +4,12 @@
  * A layer is copied as a file, not through its guest view: the allocated
  * extents of the source file (SEEK_DATA/SEEK_HOLE) are copied, holes stay
  * holes, so the destination holds exactly that layer's clusters and
- * metadata.  A file is written through the page cache (copy_file_range()
- * where it works) in windows whose writeback starts at once and whose
- * pages are dropped once written, so that little is ever dirty (64 MiB for
- * the whole worker); a block device with O_DIRECT where it takes it.  Each
+ * metadata.  A file is written with O_DIRECT straight from the source's
+ * mapped pages (no copy by the CPU, nothing of the destination in the page
+ * cache; 4 MiB mapped per thread at a time), and through the page cache in
+ * windows written back at once where O_DIRECT is refused (an unaligned
+ * tail, a file system without it); a block device with O_DIRECT from a
+ * buffer.  Each
  * destination is fdatasync'ed before its layer counts as copied.  A block device destination (a logical volume of a block storage
  * domain) is not sparse: its ranges under the source's holes are zeroed
  * instead (the device is asked to, zeros are written if it refuses), and
