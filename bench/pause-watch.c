@@ -34,19 +34,6 @@
 #define SPAN (64 * 1024 * 1024)
 #define CHUNK (1024 * 1024)
 
-static gint64
-stamp_us (json_object *event)
-{
-  json_object *ts, *sec, *usec;
-
-  if (!json_object_object_get_ex (event, "timestamp", &ts) ||
-      !json_object_object_get_ex (ts, "seconds", &sec) ||
-      !json_object_object_get_ex (ts, "microseconds", &usec))
-    return -1;
-  return json_object_get_int64 (sec) * G_USEC_PER_SEC +
-         json_object_get_int64 (usec);
-}
-
 int
 main (int argc, char **argv)
 {
@@ -128,16 +115,16 @@ main (int argc, char **argv)
         continue;
       n = json_object_get_string (name);
       if (events && (strcmp (n, "STOP") == 0 || strcmp (n, "RESUME") == 0)) {
-        printf ("event %s %" G_GINT64_FORMAT "\n", n, stamp_us (ev));
+        printf ("event %s %" G_GINT64_FORMAT "\n", n, sm_qmp_event_time_us (ev));
         fflush (stdout);
       }
       if (strcmp (n, "STOP") == 0) {
-        stop_us = stamp_us (ev);
+        stop_us = sm_qmp_event_time_us (ev);
         paused = true;
         running_us += g_get_monotonic_time () - run_from;
         stops++;
       } else if (strcmp (n, "RESUME") == 0 && paused) {
-        gint64 resume_us = stamp_us (ev);
+        gint64 resume_us = sm_qmp_event_time_us (ev);
 
         if (stop_us >= 0 && resume_us >= stop_us)
           pause_us = resume_us - stop_us;

@@ -860,20 +860,6 @@ switched_meanwhile (SmQmp *qmp, const SmLsmDisk *d)
   return true;
 }
 
-/* An event's "timestamp" (QEMU's realtime clock) in microseconds, or -1. */
-static gint64
-event_time_us (json_object *event)
-{
-  json_object *ts, *sec, *usec;
-
-  if (!event || !json_object_object_get_ex (event, "timestamp", &ts) ||
-      !json_object_object_get_ex (ts, "seconds", &sec) ||
-      !json_object_object_get_ex (ts, "microseconds", &usec))
-    return -1;
-  return json_object_get_int64 (sec) * G_USEC_PER_SEC +
-         json_object_get_int64 (usec);
-}
-
 /* The realtime stamp of the event NAME that QEMU sent before the reply to
  * the command just answered (QEMU emits STOP and RESUME inside `stop` and
  * `cont`, so they are already queued), or -1. */
@@ -883,7 +869,7 @@ queued_event_us (SmQmp *qmp, const char *name)
   g_autoptr(json_object) ev = sm_qmp_wait_event (qmp, name, NULL, NULL, 0,
                                                  NULL);
 
-  return event_time_us (ev);
+  return sm_qmp_event_time_us (ev);
 }
 
 static bool

@@ -189,19 +189,6 @@ sm_mig_incoming_cleanup (const SmMigIncoming *in, GError **error)
 
 /* ---- finish / cancel ------------------------------------------------------ */
 
-static int64_t
-event_us (json_object *ev)
-{
-  json_object *ts = sm_json_get_object (ev, "timestamp");
-  int64_t s = 0, us = 0;
-
-  if (ts) {
-    sm_json_get_int64 (ts, "seconds", &s);
-    sm_json_get_int64 (ts, "microseconds", &us);
-  }
-  return s * 1000000 + us;
-}
-
 bool
 sm_migrate_cancel_incoming (SmMigCookie *c, const SmMigDestOptions *o,
                             GError **error)
@@ -257,10 +244,9 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
         !sm_qmp_run (qmp, "cont", NULL, &err))
       goto fail;
     resume = sm_qmp_wait_event (qmp, "RESUME", NULL, NULL, 5000, NULL);
-    if (resume)
-      c->resumed_at_us = event_us (resume);
-    if (resume && c->stopped_at_us > 0)
-      c->pause_us = event_us (resume) - c->stopped_at_us;
+    c->resumed_at_us = MAX (sm_qmp_event_time_us (resume), 0);
+    if (c->resumed_at_us > 0 && c->stopped_at_us > 0)
+      c->pause_us = c->resumed_at_us - c->stopped_at_us;
     c->dest_ran = true;
   }
   sm_mig_journal_step (journal, "cont", "end", NULL, NULL);

@@ -422,19 +422,6 @@ complete_mirrors (SmQmp *qmp, SmMigCookie *c, GError **error)
   return true;
 }
 
-static int64_t
-event_time_us (json_object *ev)
-{
-  json_object *ts = sm_json_get_object (ev, "timestamp");
-  int64_t s = 0, us = 0;
-
-  if (!ts)
-    return 0;
-  sm_json_get_int64 (ts, "seconds", &s);
-  sm_json_get_int64 (ts, "microseconds", &us);
-  return s * 1000000 + us;
-}
-
 static SmJournal *
 reopen_journal (SmVmState *st, const char *id, GError **error)
 {
@@ -520,7 +507,7 @@ sm_migrate_perform (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
       goto fail;
   }
   stop = sm_qmp_wait_event (qmp, "STOP", NULL, NULL, 0, NULL);
-  c->stopped_at_us = stop ? event_time_us (stop) : 0;
+  c->stopped_at_us = MAX (sm_qmp_event_time_us (stop), 0);
   if (!sm_mig_journal_step (journal, "migrate", "end", NULL, &err))
     goto fail;
   g_free (c->phase);

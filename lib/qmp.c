@@ -758,6 +758,19 @@ sm_qmp_address (const SmQmp *qmp)
   return qmp->address;
 }
 
+gint64
+sm_qmp_event_time_us (json_object *event)
+{
+  json_object *ts, *sec, *usec;
+
+  if (!event || !json_object_object_get_ex (event, "timestamp", &ts) ||
+      !json_object_object_get_ex (ts, "seconds", &sec) ||
+      !json_object_object_get_ex (ts, "microseconds", &usec))
+    return -1;
+  return json_object_get_int64 (sec) * G_USEC_PER_SEC +
+         json_object_get_int64 (usec);
+}
+
 pid_t
 sm_qmp_peer_pid (const SmQmp *qmp)
 {

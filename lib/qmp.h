@@ -172,6 +172,10 @@ json_object *sm_qmp_wait_event (SmQmp *qmp, const char *name,
                                  int timeout_ms, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
 
+/* An event's "timestamp" (QEMU's realtime clock) in microseconds since the
+ * epoch, or -1 when it has none. */
+gint64 sm_qmp_event_time_us (json_object *event);
+
 /* Drops every queued event. */
 void sm_qmp_clear_events (SmQmp *qmp);
 
