@@ -257,8 +257,8 @@ add_step (SmLsmPlan *plan, SmLsmStepKind kind, int disk, const char *command,
   g_ptr_array_add (plan->steps, s);
 }
 
-static SmBlockDisk *
-find_vm_disk (const SmLsmVm *vm, const char *name)
+SmBlockDisk *
+sm_lsm_vm_find_disk (const SmLsmVm *vm, const char *name)
 {
   size_t i;
 
@@ -455,7 +455,7 @@ sm_lsm_def_from_options (const SmLsmVm *vm, const char *name,
     if (disk->snapshot == SM_SNAPSHOT_LOCATION_NO ||
         (disk->source && (disk->mirror_file || !domain)))
       continue;
-    bd = find_vm_disk (vm, disk->name);
+    bd = sm_lsm_vm_find_disk (vm, disk->name);
     if (!bd || !(top = sm_block_disk_top (bd))) {
       g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
                    "the VM has no disk %s%s", disk->name,
@@ -663,7 +663,7 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
                    sm_snapshot_location_to_string (d->snapshot));
       return NULL;
     }
-    bd = find_vm_disk (vm, d->name);
+    bd = sm_lsm_vm_find_disk (vm, d->name);
     if (!bd) {
       g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
                    "the VM has no disk %s", d->name);
@@ -813,7 +813,7 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
       json_object_object_add (action, "type", json_object_new_string (
                                 "blockdev-snapshot-sync"));
       json_object_object_add (action, "data",
-                              sm_lsm_snapshot_action (find_vm_disk (vm, ld->name),
+                              sm_lsm_snapshot_action (sm_lsm_vm_find_disk (vm, ld->name),
                                                     ld->new_top, ld->id));
       json_object_array_add (actions, action);
     }
@@ -824,7 +824,7 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
       const SmLsmDisk *ld = plan->info->disks->pdata[i];
 
       add_step (plan, SM_LSM_STEP_SNAPSHOT, (int) i, "blockdev-snapshot-sync",
-                sm_lsm_snapshot_action (find_vm_disk (vm, ld->name), ld->new_top,
+                sm_lsm_snapshot_action (sm_lsm_vm_find_disk (vm, ld->name), ld->new_top,
                                       ld->id));
     }
   }
@@ -854,7 +854,7 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
 static bool
 disk_on (const SmLsmVm *vm, const SmLsmDisk *d, const char *file)
 {
-  const SmBlockDisk *bd = find_vm_disk (vm, d->name);
+  const SmBlockDisk *bd = sm_lsm_vm_find_disk (vm, d->name);
   const char *top = bd ? sm_block_disk_top (bd) : NULL;
 
   return top && file && strcmp (top, file) == 0;
@@ -884,7 +884,7 @@ sm_lsm_plan_pivot (const SmLsmVm *vm, const SmLsmInfo *info,
     if (!d->mirror)
       continue;
     mirrors++;
-    if (!find_vm_disk (vm, d->name)) {
+    if (!sm_lsm_vm_find_disk (vm, d->name)) {
       g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
                    "the VM has no disk %s any more", d->name);
       return NULL;
@@ -970,7 +970,7 @@ sm_lsm_plan_pivot (const SmLsmVm *vm, const SmLsmInfo *info,
     }
     for (i = 0; i < info->disks->len; i++) {
       const SmLsmDisk *d = info->disks->pdata[i];
-      const SmBlockDisk *bd = find_vm_disk (vm, d->name);
+      const SmBlockDisk *bd = sm_lsm_vm_find_disk (vm, d->name);
       size_t k;
 
       if (!d->mirror || !bd || disk_on (vm, d, d->mirror))

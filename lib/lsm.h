@@ -99,6 +99,10 @@ SmLsmVm *sm_lsm_vm_new (void) G_GNUC_WARN_UNUSED_RESULT;
  * QEMU's).  Caller frees. */
 SmLsmVm *sm_lsm_vm_query (SmQmp *qmp, GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
+/* The first disk of VM that NAME names (sm_block_disk_matches), or NULL.
+ * Owned by VM. */
+SmBlockDisk *sm_lsm_vm_find_disk (const SmLsmVm *vm, const char *name);
+
 /* ---- one migration, as saved in the state dir ------------------------ */
 
 typedef struct {

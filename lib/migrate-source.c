@@ -16,6 +16,7 @@
 #include "lsm.h"
 #include "migrate-private.h"
 #include "precreate.h"
+#include "rebase.h"
 #include "qemu-proc.h"
 #include "image-lock.h"
 
@@ -63,14 +64,6 @@ backing_name_for (const char *path)
   return g_steal_pointer (&base);
 }
 
-static char *
-canon (const char *path)
-{
-  char *r = realpath (path, NULL);
-
-  return r ? r : g_canonicalize_filename (path, NULL);
-}
-
 static bool
 disk_selected (const SmMigOptions *o, const SmBlockDisk *bd)
 {
@@ -87,7 +80,7 @@ layer_from_info (SmMigLayerRole role, const SmImageInfo *info)
 {
   SmMigLayer *l = sm_mig_layer_new (role);
 
-  l->file = canon (info->path);
+  l->file = sm_rebase_physical_path (info->path);
   l->format = info->format;
   l->virtual_size = info->virtual_size;
   l->file_size = info->file_size;
@@ -129,7 +122,7 @@ plan_disk (const SmMigCookie *c, const SmBlockDisk *bd, const SmImageChain *chai
   d->migrate = migrate;
   d->format = top->format;
   d->capacity = top->virtual_size;
-  d->source_top = canon (top->path);
+  d->source_top = sm_rebase_physical_path (top->path);
   d->export = g_strdup (name);
   (void) index;
 
@@ -162,7 +155,7 @@ plan_disk (const SmMigCookie *c, const SmBlockDisk *bd, const SmImageChain *chai
       l->name = g_path_get_basename (l->file);
       if (j + 1 < chain->layers->len) {
         const SmImageInfo *below = chain->layers->pdata[j + 1];
-        g_autofree char *below_abs = canon (below->path);
+        g_autofree char *below_abs = sm_rebase_physical_path (below->path);
 
         l->backing = backing_name_for (below_abs);
         l->backing_format = below->format;
@@ -248,7 +241,7 @@ sm_migrate_plan_begin (const SmLsmVm *vm, const char *qmp_address,
   c->storage = o->storage;
   c->bandwidth = o->bandwidth;
   c->copy_mode = g_strdup (o->copy_mode);
-  c->source_qmp = qmp_address[0] == '/' ? canon (qmp_address)
+  c->source_qmp = qmp_address[0] == '/' ? sm_rebase_physical_path (qmp_address)
                                         : g_strdup (qmp_address);
   c->dest_host = g_strdup (o->dest_host ? o->dest_host : "127.0.0.1");
   c->source_host = o->source_host ? g_strdup (o->source_host)
@@ -272,17 +265,13 @@ sm_migrate_plan_begin (const SmLsmVm *vm, const char *qmp_address,
 
   if (o->disks) {
     for (char **d = o->disks; *d; d++) {
-      bool found = false;
-
       if (g_hash_table_contains (seen, *d)) {
         g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                      "disk %s is named twice in --migrate-disks", *d);
         return NULL;
       }
       g_hash_table_add (seen, *d);
-      for (i = 0; i < vm->disks->len; i++)
-        found = found || sm_block_disk_matches (vm->disks->pdata[i], *d);
-      if (!found) {
+      if (!sm_lsm_vm_find_disk (vm, *d)) {
         g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
                      "the VM has no disk %s (see 'snapmig disks')", *d);
         return NULL;
@@ -552,7 +541,7 @@ sm_migrate_fold_back (SmQmp *qmp, const SmMigCookie *c, SmCreatedFiles *created,
     bd = qmp ? sm_block_query_disk (qmp, d->name, NULL) : NULL;
     if (bd) {
       g_autofree char *top = sm_block_disk_top (bd) ?
-                             canon (sm_block_disk_top (bd)) : NULL;
+                             sm_rebase_physical_path (sm_block_disk_top (bd)) : NULL;
       if (g_strcmp0 (top, d->source_new_top) != 0)
         continue;                     /* not (or no longer) on the new top */
     }
@@ -591,15 +580,6 @@ sm_migrate_fold_back (SmQmp *qmp, const SmMigCookie *c, SmCreatedFiles *created,
     return false;
   }
   return true;
-}
-
-static const SmBlockDisk *
-find_disk (GPtrArray *disks, const char *name)
-{
-  for (guint i = 0; i < disks->len; i++)
-    if (sm_block_disk_matches (disks->pdata[i], name))
-      return disks->pdata[i];
-  return NULL;
 }
 
 SmMigCookie *
@@ -708,7 +688,7 @@ sm_migrate_begin (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
     actions = json_object_new_array ();
     for (i = 0; i < c->disks->len; i++) {
       const SmMigDisk *d = c->disks->pdata[i];
-      const SmBlockDisk *bd = find_disk (vm->disks, d->name);
+      const SmBlockDisk *bd = sm_lsm_vm_find_disk (vm, d->name);
       g_autofree char *node = sm_lsm_new_node_name (c->id, i);
       json_object *a;
 

@@ -151,8 +151,8 @@ sm_rebase_relative_path (const char *dir, const char *target)
 /* The canonical physical path of PATH: realpath when it resolves (QEMU's
  * relative backing names go through the kernel, which resolves ".." after
  * symlinks), else the lexical canonical form. */
-static char *
-physical_path (const char *path)
+char *
+sm_rebase_physical_path (const char *path)
 {
   char buf[PATH_MAX];
 
@@ -166,9 +166,9 @@ physical_path (const char *path)
 static char *
 relative_backing_name (const char *active, const char *base)
 {
-  g_autofree char *active_phys = physical_path (active);
+  g_autofree char *active_phys = sm_rebase_physical_path (active);
   g_autofree char *dir = g_path_get_dirname (active_phys);
-  g_autofree char *base_phys = physical_path (base);
+  g_autofree char *base_phys = sm_rebase_physical_path (base);
 
   return sm_rebase_relative_path (dir, base_phys);
 }

@@ -178,6 +178,10 @@ char *sm_rebase_recover (SmQmp *qmp, SmVmState *st, const char *path,
                          json_object *records, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
 
+/* The canonical physical path of PATH: realpath() when it resolves, else
+ * the lexical canonical form.  Caller frees. */
+char *sm_rebase_physical_path (const char *path) G_GNUC_WARN_UNUSED_RESULT;
+
 /* The path of TARGET relative to the directory DIR ("base.qcow2",
  * "../other/base.qcow2"); both must be absolute and canonical (no "." or ".."
  * components).  Pure string work.  Caller frees.
