@@ -335,6 +335,36 @@ wait_mirrors_ready (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
   }
 }
 
+/* True when none of COOKIE's mirrors is left but concluded ones. */
+static bool
+mirrors_ended (SmQmp *qmp, const SmMigCookie *c)
+{
+  g_autoptr(GPtrArray) jobs = sm_block_query_jobs (qmp, NULL);
+
+  if (!jobs)
+    return true;                  /* QEMU gone: nothing runs */
+  for (guint i = 0; i < c->disks->len; i++) {
+    g_autofree char *id = mirror_job_id (((SmMigDisk *) c->disks->pdata[i])->name);
+    SmBlockJob *j = sm_block_find_job (jobs, id);
+
+    if (j && g_strcmp0 (j->status, "concluded") != 0)
+      return false;
+  }
+  return true;
+}
+
+static bool
+wait_mirrors_ended (SmQmp *qmp, const SmMigCookie *c, int ms)
+{
+  /* 10 ms: at the switchover this wait is inside the guest's pause */
+  for (int waited = 0; waited < ms; waited += 10) {
+    if (mirrors_ended (qmp, c))
+      return true;
+    sm_block_poll_pause (qmp, 10);
+  }
+  return mirrors_ended (qmp, c);
+}
+
 /* At pre-switchover: every mirror completed without pivoting, its NBD node
  * deleted.  Also fails when a mirror failed during the RAM phase. */
 static bool
@@ -368,55 +398,43 @@ complete_mirrors (SmQmp *qmp, SmMigCookie *c, GError **error)
       return false;
     }
   }
+  /* a cancelled READY mirror concludes after its last write: with
+   * auto-dismiss off it stays "concluded" until dismissed */
+  if (!wait_mirrors_ended (qmp, c, SM_MIG_UNDO_TIMEOUT_MS)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                 "the disks' copies did not complete within %d s",
+                 SM_MIG_UNDO_TIMEOUT_MS / 1000);
+    return false;
+  }
   for (guint i = 0; i < c->disks->len; i++) {
     const SmMigDisk *d = c->disks->pdata[i];
     g_autofree char *id = NULL;
     g_autofree char *node = nbd_node (i);
     g_autoptr(GPtrArray) jobs = NULL;
+    g_autofree char *why = NULL;
     SmBlockJob *job;
 
     if (!d->migrate)
       continue;
     id = mirror_job_id (d->name);
-    /* a cancelled READY mirror concludes after its last write: with
-     * auto-dismiss off it stays "concluded" until dismissed */
-    for (int k = 0;; k++) {
-      jobs = sm_block_query_jobs (qmp, error);
-      if (!jobs)
-        return false;
-      job = sm_block_find_job (jobs, id);
-      if (!job || g_strcmp0 (job->status, "concluded") == 0)
-        break;
-      g_clear_pointer (&jobs, g_ptr_array_unref);
-      if (k * 10 > SM_MIG_UNDO_TIMEOUT_MS) {
-        g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-                     "disk %s: its copy did not complete", d->name);
-        return false;
-      }
-      sm_block_poll_pause (qmp, 10);
-    }
+    jobs = sm_block_query_jobs (qmp, error);
+    if (!jobs)
+      return false;
+    job = sm_block_find_job (jobs, id);
     if (job && job->io_status && strcmp (job->io_status, "ok") != 0) {
       g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
                    "disk %s: its copy ended with an error (%s)", d->name,
                    job->io_status);
       return false;
     }
-    if (job) {
-      g_autoptr(json_object) r = sm_qmp_execute_type (qmp, "query-jobs", NULL,
-                                                      json_type_array, NULL);
-      for (size_t k = 0; r && k < json_object_array_length (r); k++) {
-        json_object *j = json_object_array_get_idx (r, k);
-        if (g_strcmp0 (sm_json_get_string (j, "id"), id) == 0 &&
-            sm_json_get_string (j, "error")) {
-          g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                       "disk %s: its copy ended with an error: %s", d->name,
-                       sm_json_get_string (j, "error"));
-          return false;
-        }
-      }
+    if (job && (why = job_error (qmp, id))) {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                   "disk %s: its copy ended with an error: %s", d->name, why);
+      return false;
+    }
+    if (job)
       sm_qmp_run (qmp, "job-dismiss", sm_qmp_args (NULL, "s:id", id, NULL),
                   NULL);
-    }
     sm_mig_del_export_node (qmp, node);
   }
   return true;
@@ -558,35 +576,6 @@ sm_mig_capabilities (const char *first, ...)
 }
 
 /* ---- confirm ------------------------------------------------------------- */
-
-/* True when none of COOKIE's mirrors is left but concluded ones. */
-static bool
-mirrors_ended (SmQmp *qmp, const SmMigCookie *c)
-{
-  g_autoptr(GPtrArray) jobs = sm_block_query_jobs (qmp, NULL);
-
-  if (!jobs)
-    return true;                  /* QEMU gone: nothing runs */
-  for (guint i = 0; i < c->disks->len; i++) {
-    g_autofree char *id = mirror_job_id (((SmMigDisk *) c->disks->pdata[i])->name);
-    SmBlockJob *j = sm_block_find_job (jobs, id);
-
-    if (j && g_strcmp0 (j->status, "concluded") != 0)
-      return false;
-  }
-  return true;
-}
-
-static bool
-wait_mirrors_ended (SmQmp *qmp, const SmMigCookie *c, int ms)
-{
-  for (int waited = 0; waited < ms; waited += 20) {
-    if (mirrors_ended (qmp, c))
-      return true;
-    sm_block_poll_pause (qmp, 20);
-  }
-  return mirrors_ended (qmp, c);
-}
 
 /* A mirror whose NBD connection died silently (a link down: no reset, no
  * answer) cannot end until TCP gives up, minutes later: its requests are
