@@ -67,6 +67,16 @@ wait_for_file () {
   done
 }
 
+# wait_until SECONDS COMMAND...: runs COMMAND every 20 ms until it
+# succeeds; false once SECONDS have passed without.
+wait_until () {
+  local deadline=$(( $(date +%s) + $1 )); shift
+  until "$@"; do [ "$(date +%s)" -lt $deadline ] || return 1; sleep 0.02; done
+}
+# wait_gone PID [SECONDS]: until process PID is gone (10 s at most).
+_sm_alive () { kill -0 "$1" 2>/dev/null; }
+wait_gone () { wait_until "${2:-10}" not _sm_alive "$1"; }
+
 # start_vm NAME [-drive ...]...: a guest-less QEMU (-M none) with its QMP
 # socket at $T/NAME.qmp; sets VM_PID.  Extra arguments go to QEMU as they are.
 # _SM_QEMU_IN='CMD ARGS' start_vm ... runs QEMU through that command prefix

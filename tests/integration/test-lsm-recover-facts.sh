@@ -264,10 +264,6 @@ done
 # SIGSTOP) so that the guest can write 4 MiB into the new top, which the
 # mirror then copies at 64 KiB/s: it is not READY for a minute.
 state_of () { sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null; }
-poll () {  # SECONDS COMMAND...: until COMMAND succeeds
-  local deadline=$(( $(date +%s) + $1 )); shift
-  until "$@"; do [ "$(date +%s)" -lt $deadline ] || return 1; sleep 0.02; done
-}
 waiting () {
   grep -q 'snapshot w1 created' "$T/w.out" &&
     [ "$(qmp vm2 query-block-jobs | jq -r '.[] | select(.device == "snapmig-mirror-drive0") | .ready')" = false ]
@@ -275,11 +271,11 @@ waiting () {
 SNAPMIG_TEST_SIGNAL_AFTER_STEP=5:19 "$SNAPMIG" create "${SM[@]}" \
   --mirror-domain "$B" --name w1 --wait --bandwidth 64K >"$T/w.out" 2>&1 &
 CPID=$!
-check "create --wait stopped after the transaction" poll 20 eval '[ "$(state_of $CPID)" = T ]'
+check "create --wait stopped after the transaction" wait_until 20 eval '[ "$(state_of $CPID)" = T ]'
 check "the guest writes 4 MiB into the new top" guest_write vm2 drive0 0x61 10M 4M
 EXPECT+=("drive0 0x61 10M 4M")
 kill -CONT "$CPID"
-check "create --wait waits, the mirror of drive0 not READY" poll 20 waiting
+check "create --wait waits, the mirror of drive0 not READY" wait_until 20 waiting
 kill -INT "$CPID"
 wait "$CPID"
 rc=$?

@@ -31,11 +31,7 @@ chmod +x "$DEST"
 dest_pids_gone () {
   local p
   for p in $(cat "$T/dest.pids" 2>/dev/null); do
-    local i
-    for i in $(seq 200); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-    if kill -0 "$p" 2>/dev/null; then
-      _sm_pids+=("$p"); return 1
-    fi
+    wait_gone "$p" || { _sm_pids+=("$p"); return 1; }
   done
   return 0
 }
@@ -135,7 +131,7 @@ run_case () {
       not_ok "$side $n: a destination QEMU runs too"; _sm_pids+=("$DP")
     fi
     qmp vm quit >/dev/null 2>&1
-    for i in $(seq 100); do kill -0 "$VM_PID" 2>/dev/null || break; sleep 0.05; done
+    wait_gone "$VM_PID" 5
     patterns_ok "$A/top.qcow2" "$A/d1.raw" raw || not_ok "$side $n: patterns on the source"
   else
     where=destination
@@ -146,7 +142,7 @@ run_case () {
     local t0; t0=$(ls "$B"/top.mig-*.qcow2 2>/dev/null)
     local t1; t1=$(ls "$B"/d1.mig-*.qcow2 2>/dev/null)
     "$SMQ" "$RUN/snapmig.qmp" quit >/dev/null 2>&1
-    for i in $(seq 100); do kill -0 "$DP" 2>/dev/null || break; sleep 0.05; done
+    wait_gone "$DP" 5
     patterns_ok "$t0" "$t1" qcow2 || not_ok "$side $n: patterns on the destination"
   fi
   [ "$(ls "$A" | tr '\n' ' ')" = "base.qcow2 d1.raw top.qcow2 " ] ||

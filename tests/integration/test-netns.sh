@@ -33,14 +33,14 @@ check "lo is up in A" eval 'in_a ip -o link show lo | grep -q "UP"'
 $IN_B socat TCP-LISTEN:5998,bind="$IP_B",reuseaddr,fork SYSTEM:'echo pong' &
 _sm_pids+=("$!")
 reach () { in_a socat -T 2 - "TCP:$IP_B:5998,connect-timeout=2" </dev/null 2>/dev/null | grep -q pong; }
-until listeners_b 5998 5998 | grep -q .; do sleep 0.05; done
+wait_until 10 eval 'listeners_b 5998 5998 | grep -q .'
 check "A reaches B over the veth" reach
 check "listeners_b sees B's listener" [ "$(listeners_b 5990 5999)" = 5998 ]
 check "the host does not see B's listener" not eval 'ss -Hltn | grep -q ":5998 "'
 link_down
 check "link down: A does not reach B" not reach
 link_up
-until in_a ip -o link show "$NS_DEV" | grep -q 'state UP'; do sleep 0.05; done
+wait_until 10 eval 'in_a ip -o link show "$NS_DEV" | grep -q "state UP"'
 check "link up: A reaches B again" reach
 
 start_vm_a vm || exit 1
