@@ -273,14 +273,20 @@ source_options (const char *cmd, SmMigOptions *o, Printer *pr)
   return true;
 }
 
+/* --state-dir, or the default state directory.  Caller frees. */
+static char *
+state_dir (void)
+{
+  return opt_state_dir ? g_strdup (opt_state_dir) : sm_state_default_dir ();
+}
+
 /* Connects to the source VM and opens its state; prints the error unless
  * ERROR is given. */
 static bool
 open_source (const char *cmd, SmQmp **qmp, SmVmState **st, GError **error)
 {
   g_autoptr(GError) err = NULL;
-  g_autofree char *dir = opt_state_dir ? g_strdup (opt_state_dir)
-                                       : sm_state_default_dir ();
+  g_autofree char *dir = state_dir ();
 
   *qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
   if (*qmp)
@@ -386,12 +392,6 @@ phase_error (const char *cmd, const GError *err)
   sm_cli_gerror (cmd, err);
 }
 
-static char *
-prepare_state_dir (void)
-{
-  return opt_state_dir ? g_strdup (opt_state_dir) : sm_state_default_dir ();
-}
-
 int
 sm_cmd_migrate_prepare (int argc, char **argv)
 {
@@ -417,7 +417,7 @@ sm_cmd_migrate_prepare (int argc, char **argv)
     o.event = NULL;
   if (!parse_ports ("migrate-prepare", &o.port_min, &o.port_max))
     return SM_EXIT_USAGE;
-  state = prepare_state_dir ();
+  state = state_dir ();
   o.state_dir = state;
   c = read_cookie ("migrate-prepare");
   if (!c)
@@ -497,7 +497,7 @@ sm_cmd_migrate_finish (int argc, char **argv)
     return SM_EXIT_USAGE;
   dest_options (&o, &pr);
   o.event = NULL;
-  state = prepare_state_dir ();
+  state = state_dir ();
   o.state_dir = state;
   c = read_cookie ("migrate-finish");
   if (!c)
