@@ -110,6 +110,7 @@ sm_mig_cookie_free (SmMigCookie *c)
   g_free (c->uuid);
   g_free (c->hostname);
   g_free (c->copy_mode);
+  g_free (c->postcopy_refused);
   g_free (c->source_host);
   g_free (c->source_qmp);
   g_strfreev (c->qemu_argv);

@@ -98,6 +98,13 @@ typedef struct {
   SmMigStorage storage;
   uint64_t bandwidth;          /* bytes/s, 0: none */
   char *copy_mode;             /* NULL, "background", "write-blocking" */
+  bool postcopy;               /* postcopy-ram on both sides (prepare
+                                  clears it when it falls back) */
+  bool postcopy_after_precopy; /* switch after the first full pass */
+  bool postcopy_fallback;      /* prepare may fall back to pre-copy */
+  uint64_t postcopy_bandwidth; /* max-postcopy-bandwidth, bytes/s, 0:
+                                  unlimited */
+  int parallel;                /* multifd channels, 0: off */
 
   /* source */
   char *source_host;           /* address the destination reaches the
@@ -136,6 +143,14 @@ typedef struct {
                                   it to the destination's RESUME event */
   int64_t resumed_at_us;       /* finish: wall time of the destination's
                                   RESUME event, 0 unknown */
+  char *postcopy_refused;      /* prepare: why this destination cannot
+                                  post-copy (it fell back), or NULL */
+  bool postcopy_used;          /* perform: the switch to post-copy was
+                                  made */
+  uint64_t postcopy_requests;  /* pages the destination requested on
+                                  demand during post-copy */
+  int recoveries;              /* post-copy recoveries after a link
+                                  failure */
 } SmMigCookie;
 
 SmMigCookie *sm_mig_cookie_new (void) G_GNUC_WARN_UNUSED_RESULT;

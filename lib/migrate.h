@@ -86,6 +86,30 @@ typedef struct {
   int port_min, port_max;      /* TCP port range (0: the default) */
   int timeout_ms;              /* a wait without progress this long fails
                                   (0: 60 s); also bounds each QMP reply */
+  int converge_ms;             /* > 0 (--timeout given): the pre-copy must
+                                  reach the switchover within this from the
+                                  start of the RAM phase, else it failed to
+                                  converge (SM_ERROR_TIMEOUT, rolled back) */
+  /* post-copy (lib/migrate-postcopy.c) */
+  bool postcopy;               /* --postcopy: postcopy-ram on both sides;
+                                  the switch is made by
+                                  migrate-start-postcopy or by
+                                  postcopy_after_precopy */
+  bool postcopy_after_precopy; /* switch once the first full pass of
+                                  pre-copy is done (implies postcopy) */
+  bool postcopy_fallback;      /* a destination that cannot post-copy
+                                  (userfaultfd) runs pre-copy, said in a
+                                  message; without it such a destination is
+                                  refused before anything moves */
+  int64_t postcopy_bandwidth;  /* max-postcopy-bandwidth in bytes/s, always
+                                  set: 0 unlimited, -1 bandwidth's value */
+  int stall_timeout_ms;        /* post-copy: no RAM progress this long is a
+                                  dead link, paused and recovered (0: 10 s) */
+  int recover_timeout_ms;      /* post-copy: recovery retries (with
+                                  backoff) this long, then gives up leaving
+                                  both sides postcopy-paused (0: 600 s) */
+  int parallel;                /* multifd channels (--parallel-connections),
+                                  0: one stream; refused with post-copy */
   SmMigEventFn event;
   void *opaque;
 } SmMigOptions;
@@ -106,6 +130,10 @@ typedef struct {
   SmMigEventFn event;
   void *opaque;
 } SmMigDestOptions;
+
+/* Default bounds of the post-copy's link watch and recovery. */
+#define SM_MIG_POSTCOPY_STALL_MS 10000
+#define SM_MIG_RECOVER_TIMEOUT_MS 600000
 
 /* ---- source ------------------------------------------------------------ */
 
@@ -168,6 +196,61 @@ SmMigCookie *sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
                              const char *const *dest_extra, bool dry_run,
                              char **dest_plan, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
+
+/* ---- post-copy (lib/migrate-postcopy.c) ------------------------------- */
+
+/* Whether a QEMU run by this user on this host can be a post-copy
+ * destination: userfaultfd (root, or vm.unprivileged_userfaultfd=1).
+ * False with SM_ERROR_UNSUPPORTED saying why and what to do. */
+bool sm_mig_postcopy_supported (GError **error);
+
+/* migrate-start-postcopy: switches the running migration of the VM at
+ * QMP_ADDRESS (state ST) to post-copy.  When another snapmig holds the VM
+ * (migrate, migrate-perform) the request goes to it through the state
+ * directory (STATE/vms/KEY/journal/ID.start-postcopy) and its answer is
+ * awaited for at most TIMEOUT_MS; otherwise QEMU is asked directly.
+ * SM_ERROR_INVALID when the migration was not started with --postcopy,
+ * SM_ERROR_NOT_FOUND when no migration runs. */
+bool sm_migrate_start_postcopy (SmVmState *st, const char *qmp_address,
+                                int timeout_ms, GError **error);
+
+/* The outgoing migration of ST as perform last saved it (the cookie after
+ * prepare, STATE/vms/KEY/journal/ID.cookie): what migrate-recover works
+ * from.  SM_ERROR_NOT_FOUND when there is none.  Caller frees. */
+SmMigCookie *sm_migrate_load_outgoing (SmVmState *st, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* The destination's part of a post-copy recovery (migrate-recover
+ * --incoming): the incoming migration is paused if it has not paused by
+ * itself (migrate-pause), then migrate-recover listens on a new endpoint
+ * (TCP: a free port of the range on the cookie's dest_host; unix: a new
+ * socket in the run directory), written to COOKIE's migrate_uri. */
+bool sm_migrate_recover_listen (SmMigCookie *cookie, const SmMigDestOptions *o,
+                                GError **error);
+
+/* The source's post-copy recovery (migrate-recover, and what migrate does
+ * by itself): the source is paused if it has not paused by itself, the
+ * destination listens again (DEST_ARGV migrate-recover --incoming
+ * DEST_EXTRA...), and the source resumes the stream (migrate resume=true)
+ * until it runs post-copy again; retried with backoff (1, 2, 4.. 10 s)
+ * for O's recover_timeout_ms.  Counts COOKIE's recoveries. */
+bool sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *cookie,
+                                  const SmMigOptions *o,
+                                  const char *const *dest_argv,
+                                  const char *const *dest_extra,
+                                  GError **error);
+
+/* migrate-recover by hand (after a killed snapmig migrate, or one that
+ * gave up recovering): the post-copy of ST's outgoing migration (cookie
+ * from sm_migrate_load_outgoing) is recovered as above, awaited until it
+ * completes, finished on the destination (DEST_ARGV migrate-finish) and
+ * confirmed here (the source QEMU quits, the new tops are folded back).
+ * Returns the final cookie (caller frees). */
+SmMigCookie *sm_migrate_recover_run (SmQmp *qmp, SmVmState *st,
+                                     const SmMigOptions *o,
+                                     const char *const *dest_argv,
+                                     const char *const *dest_extra,
+                                     GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
 /* ---- recover ------------------------------------------------------------ */
 
