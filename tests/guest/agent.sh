@@ -43,6 +43,26 @@
 #                               0..N-1 hold buffer P % 4, the others buffer
 #                               (P-1) % 4, or what was there before when P is 0
 #   loadcheck DEV               checks that in the guest (after stop)
+#   dirty MIB [MIBPS [CHUNK]]   in the background, dirties guest RAM with
+#                               non-zero data (zero pages cost a migration
+#                               next to nothing): overwrites, in place
+#                               (conv=notrunc: the same pages each pass), a
+#                               tmpfs file of MIB MiB, CHUNK MiB (default 8)
+#                               per dd, over and over, at MIBPS MiB/s (0 or
+#                               absent: as fast as it can).  Pass P writes
+#                               buffer P % 2 (CHUNK MiB of random bytes;
+#                               "dirty buffer K md5 SUM" lines) over every
+#                               chunk.  Under TCG one pass of 32 MiB in 8 MiB
+#                               chunks is 4 dd (a fork and exec each).
+#   dirtystat                   "dirty pass P pos N mib M cs T rate R" (M MiB
+#                               written in T/100 s, R MiB/s), without stopping
+#   dirtystop                   stops the dirtier after the chunk in flight
+#                               and prints its dirtystat line
+#   dirtysum                    (after dirtystop) checks the region: chunks
+#                               0..N-1 hold buffer P % 2, the others buffer
+#                               (P-1) % 2 (P and N of the dirtystat line),
+#                               and the buffers still hold what they held;
+#                               prints "dirtysum MD5" (the region's md5)
 R=/run/agent
 VERSION=1
 mkdir -p "$R"
@@ -127,15 +147,23 @@ cmd_ramsum () {
 # Each load's files are $R/load.DEV.*: args, state (after each chunk: pass,
 # position, MiB written, centiseconds), buffers 0-3, pid while it runs, stop
 # (asks it to stop), err (why it stopped by itself).
-load_loop () {
-  local dev=$1 rate=$2 start=$3 size=$4 chunk=$5
-  local f=$R/load.$1 n=$(( size / chunk )) pass=0 pos=0 mib=0 t0 now due
+load_loop () { write_loop "$R/load.$1" "/dev/$1" oflag=direct "$3" "$4" "$5" 4 "$2"; }
+
+# write_loop F TARGET OFLAG START SIZE CHUNK NBUF RATE: the loop of the
+# write load and of the RAM dirtier: writes files F.0 .. F.(NBUF-1) (CHUNK
+# MiB each) over the region of SIZE MiB at START MiB of TARGET, chunk after
+# chunk, buffer P % NBUF in pass P, at RATE MiB/s (0: as fast as it can)
+# until F.stop exists; F.state after each chunk, F.err when a write fails.
+write_loop () {
+  local f=$1 target=$2 oflag=$3 start=$4 n=$(( $5 / $6 )) chunk=$6 nbuf=$7 rate=$8
+  local pass=0 pos=0 mib=0 t0 now due
   t0=$(uptime_cs)
   while [ ! -e "$f.stop" ]; do
-    if ! dd if="$f.$(( pass % 4 ))" of="/dev/$dev" bs=1M \
-            seek=$(( start + pos * chunk )) oflag=direct conv=notrunc \
+    # shellcheck disable=SC2086 # OFLAG: one word or none
+    if ! dd if="$f.$(( pass % nbuf ))" of="$target" bs=1M \
+            seek=$(( start + pos * chunk )) $oflag conv=notrunc \
             status=none; then
-      echo "write of /dev/$dev at $(( start + pos * chunk )) MiB failed" >"$f.err"
+      echo "write of $target at $(( start + pos * chunk )) MiB failed" >"$f.err"
       break
     fi
     pos=$(( pos + 1 )); mib=$(( mib + chunk ))
@@ -149,6 +177,18 @@ load_loop () {
   done
 }
 
+# state_line F: "pass P pos N mib M cs T rate R" from write_loop's F.state.
+state_line () {
+  local pass='' pos mib cs rate n=0
+  # The writer rewrites the file in place: an empty read is retried.
+  while [ -z "$pass" ] && [ $n -lt 100 ]; do
+    read -r pass pos mib cs <"$1.state"
+    n=$(( n + 1 ))
+  done
+  [ "$cs" -gt 0 ] && rate=$(( mib * 1000 / cs )) || rate=0
+  echo "pass $pass pos $pos mib $mib cs $cs rate $(( rate / 10 )).$(( rate % 10 ))"
+}
+
 # loads [DEV]: DEV, or every disk a load ran on, one a line.
 loads () {
   local f
@@ -160,15 +200,7 @@ loads () {
 }
 
 load_line () {
-  local pass='' pos mib cs rate n=0
-  # The writer rewrites the file in place: an empty read is retried.
-  while [ -z "$pass" ] && [ $n -lt 100 ]; do
-    read -r pass pos mib cs <"$R/load.$1.state"
-    n=$(( n + 1 ))
-  done
-  [ "$cs" -gt 0 ] && rate=$(( mib * 1000 / cs )) || rate=0
-  echo "load $1 $(cat "$R/load.$1.args") pass $pass pos $pos mib $mib" \
-       "cs $cs rate $(( rate / 10 )).$(( rate % 10 ))"
+  echo "load $1 $(cat "$R/load.$1.args") $(state_line "$R/load.$1")"
 }
 
 cmd_writeload () {
@@ -236,6 +268,76 @@ cmd_loadcheck () {
   echo "load region of $1 checked: $c chunks"
 }
 
+# The dirtier's files are $R/dirty.*: args (MIB CHUNK), buffers 0 and 1,
+# md5.0 and md5.1, region (the file it overwrites), state, pid, stop and
+# err as a load's.
+dirty_line () { echo "dirty $(state_line "$R/dirty")"; }
+
+cmd_dirty () {
+  local mib=$1 rate=${2:-0} chunk=${3:-8} f=$R/dirty k
+  [ $# -ge 1 ] && num "$mib" "$rate" "$chunk" && [ "$chunk" -gt 0 ] &&
+    [ "$mib" -gt 0 ] && [ $(( mib % chunk )) -eq 0 ] ||
+    { WHY="usage: dirty MIB [MIBPS [CHUNK]] (MIB a multiple of CHUNK)"; return 1; }
+  [ ! -f "$f.pid" ] || { WHY="the dirtier runs already: dirtystop first"; return 1; }
+  rm -f "$f".*
+  for k in 0 1; do
+    dd if=/dev/urandom of="$f.$k" bs=1M count="$chunk" status=none ||
+      { WHY="cannot make the dirtier's buffers"; rm -f "$f".*; return 1; }
+    md5sum <"$f.$k" | cut -d' ' -f1 >"$f.md5.$k"
+    echo "dirty buffer $k md5 $(cat "$f.md5.$k")"
+  done
+  # The region starts as buffer 1 everywhere (a pass -1), so that every
+  # chunk's content is known from the first write on.
+  k=0
+  while [ $k -lt $(( mib / chunk )) ]; do
+    dd if="$f.1" of="$f.region" bs=1M seek=$(( k * chunk )) conv=notrunc status=none ||
+      { WHY="cannot fill the dirtier's region"; rm -f "$f".*; return 1; }
+    k=$(( k + 1 ))
+  done
+  echo "$mib $chunk" >"$f.args"
+  echo "0 0 0 0" >"$f.state"
+  write_loop "$f" "$f.region" '' 0 "$mib" "$chunk" 2 "$rate" &
+  echo $! >"$f.pid"
+  echo "dirtier started: $mib MiB at $rate MiB/s (0: unlimited), $chunk MiB a write"
+}
+
+cmd_dirtystat () {
+  [ -f "$R/dirty.state" ] || { WHY="no dirtier ran"; return 1; }
+  dirty_line
+}
+
+cmd_dirtystop () {
+  [ -f "$R/dirty.pid" ] || { WHY="no dirtier runs"; return 1; }
+  touch "$R/dirty.stop"
+  wait "$(cat "$R/dirty.pid")"
+  rm -f "$R/dirty.pid"
+  dirty_line
+  [ ! -f "$R/dirty.err" ] || { WHY=$(cat "$R/dirty.err"); return 1; }
+}
+
+cmd_dirtysum () {
+  local f=$R/dirty mib chunk pass pos x c k got want
+  [ ! -f "$f.pid" ] && [ -f "$f.state" ] ||
+    { WHY="run dirty and dirtystop first"; return 1; }
+  read -r mib chunk <"$f.args"
+  read -r pass pos x x <"$f.state"
+  for k in 0 1; do
+    [ "$(md5sum <"$f.$k" | cut -d' ' -f1)" = "$(cat "$f.md5.$k")" ] ||
+      { WHY="the dirtier's buffer $k changed"; return 1; }
+  done
+  c=0
+  while [ $c -lt $(( mib / chunk )) ]; do
+    if [ $c -lt "$pos" ]; then k=$(( pass % 2 )); else k=$(( (pass + 1) % 2 )); fi
+    got=$(dd if="$f.region" bs=1M skip=$(( c * chunk )) count="$chunk" status=none |
+          md5sum | cut -d' ' -f1)
+    want=$(cat "$f.md5.$k")
+    [ "$got" = "$want" ] ||
+      { WHY="chunk $c of the dirtier's region (at $(( c * chunk )) MiB) is not buffer $k"; return 1; }
+    c=$(( c + 1 ))
+  done
+  echo "dirtysum $(md5sum <"$f.region" | cut -d' ' -f1)"
+}
+
 cmd_info () {
   echo "kernel $(uname -r)"
   echo "mem $(sed -n 's/^MemTotal: *//p' /proc/meminfo)"
@@ -261,6 +363,10 @@ while read -r id cmd args; do
     loadstat) cmd_loadstat "$@" ;;
     stop) cmd_stop "$@" ;;
     loadcheck) cmd_loadcheck "$@" ;;
+    dirty) cmd_dirty "$@" ;;
+    dirtystat) cmd_dirtystat ;;
+    dirtystop) cmd_dirtystop ;;
+    dirtysum) cmd_dirtysum ;;
     *) WHY="unknown command '$cmd'"; false ;;
   esac
   if [ $? -eq 0 ]; then echo "@@end $id OK"

@@ -116,7 +116,9 @@ start_guest_incoming () {
 }
 
 # _guest_qemu NAME [--disk ID FILE FORMAT]... [QEMU-ARG]...: starts QEMU and
-# attaches to the agent's serial port.
+# attaches to the agent's serial port.  As lib.sh's start_vm, it runs QEMU
+# through the command prefix in _SM_QEMU_IN when set (netns.sh's
+# start_guest_a: ip netns exec NS, which execs it: GUEST_PID is QEMU's).
 _guest_qemu () {
   local name=$1; shift
   local args=()
@@ -126,7 +128,7 @@ _guest_qemu () {
     shift 4
   done
   rm -f "$T/$name.serial" "$T/$name.qmp"
-  qemu-system-x86_64 -M pc -m "$GUEST_MEM" -nodefaults -display none \
+  ${_SM_QEMU_IN:-} qemu-system-x86_64 -M pc -m "$GUEST_MEM" -nodefaults -display none \
     -no-reboot -kernel "$GUEST_DIR/vmlinuz" -initrd "$GUEST_DIR/initramfs.cpio.gz" \
     -append "console=ttyS0 quiet panic=-1" \
     -serial "file:$T/$name.console" \
@@ -233,6 +235,22 @@ guest_wait_load () {
   local deadline=$(( $(date +%s) + 60 )) m
   while m=$(guest_load_mib "$1" "$2"); [ "${m:-0}" -lt "$3" ]; do
     [ "$(date +%s)" -lt $deadline ] || { echo "# $2's load wrote ${m:-0} MiB"; return 1; }
+    sleep 0.2
+  done
+}
+
+# guest_dirty_mib NAME: the MiB the guest's RAM dirtier (agent's `dirty`)
+# wrote so far, nothing when none ran.
+guest_dirty_mib () {
+  guest_cmd "$1" dirtystat | sed -n 's/.* mib \([0-9]*\) .*/\1/p'
+}
+
+# guest_wait_dirty NAME MIB [SECONDS]: waits (default 60 s) until the
+# dirtier wrote more than MIB MiB (a number from guest_dirty_mib: it runs).
+guest_wait_dirty () {
+  local deadline=$(( $(date +%s) + ${3:-60} )) m
+  while m=$(guest_dirty_mib "$1"); [ "${m:-0}" -le "$2" ]; do
+    [ "$(date +%s)" -lt $deadline ] || { echo "# the dirtier wrote ${m:-0} MiB, not more than $2"; return 1; }
     sleep 0.2
   done
 }

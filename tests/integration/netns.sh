@@ -92,6 +92,18 @@ link_up () { [ -n "$NS_A" ] && ip -n "$NS_A" link set "$NS_DEV" up; }
 # on exit like every start_vm QEMU).
 start_vm_a () { _SM_QEMU_IN=$IN_A start_vm "$@"; }
 
+# start_guest_a NAME [--disk ID FILE FORMAT]... [QEMU-ARG]...: the real
+# guest of tests/harness/guest.sh (sourced first), its QEMU in namespace A
+# (GUEST_PID is QEMU's PID, killed by PID on exit).
+start_guest_a () { _SM_QEMU_IN=$IN_A start_guest "$@"; }
+
+# ns_of HOST: the namespace of "host" A or B (empty in the fallback).
+ns_of () { if [ "$1" = A ]; then echo "$NS_A"; else echo "$NS_B"; fi; }
+# ip_of HOST: the veth address of host A or B.
+ip_of () { if [ "$1" = A ]; then echo "$IP_A"; else echo "$IP_B"; fi; }
+# in_host HOST CMD...: runs CMD in host A's or B's namespace (in_a, in_b).
+in_host () { if [ "$1" = A ]; then shift; in_a "$@"; else shift; in_b "$@"; fi; }
+
 # listeners_b FIRST LAST: the TCP ports in FIRST..LAST something listens on
 # in namespace B (here in the fallback), one per line.
 listeners_b () {
