@@ -43,6 +43,8 @@ int sm_cmd_migrate_prepare (int argc, char **argv);
 int sm_cmd_migrate_perform (int argc, char **argv);
 int sm_cmd_migrate_finish (int argc, char **argv);
 int sm_cmd_migrate_confirm (int argc, char **argv);
+int sm_cmd_migrate_start_postcopy (int argc, char **argv);
+int sm_cmd_migrate_recover (int argc, char **argv);
 
 /* Options every command takes: --debug. */
 extern gboolean sm_cli_debug;

@@ -1,6 +1,7 @@
 /* snapmig migrate | migrate-begin | migrate-prepare | migrate-perform |
- * migrate-finish | migrate-confirm — a running VM with its local disks to
- * another host (lib/migrate.h).  Options and printing only.
+ * migrate-finish | migrate-confirm | migrate-start-postcopy |
+ * migrate-recover — a running VM with its local disks to another host
+ * (lib/migrate.h).  Options and printing only.
  */
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +39,18 @@ static gboolean opt_failed;
 static gboolean opt_dest_never_ran;
 static gboolean opt_watch_stdin;
 static int opt_timeout;
+static gboolean opt_postcopy;
+static gboolean opt_postcopy_after_precopy;
+static gboolean opt_postcopy_fallback;
+static char *opt_postcopy_bandwidth;
+static gboolean opt_parallel;
+static gboolean opt_incoming;
+
+/* An integer option not given (GOption leaves the variable as it is). */
+#define UNSET G_MININT
+static int opt_stall_timeout = UNSET;
+static int opt_recover_timeout = UNSET;
+static int opt_parallel_connections = UNSET;
 
 #define SOURCE_ENTRIES \
   { "qmp", 0, 0, G_OPTION_ARG_FILENAME, &opt_qmp, \
@@ -72,7 +85,45 @@ static int opt_timeout;
   { "port-range", 0, 0, G_OPTION_ARG_STRING, &opt_port_range, \
     "TCP ports to listen on (default 49152-49215)", "MIN-MAX" }, \
   { "unix", 0, 0, G_OPTION_ARG_NONE, &opt_unix, \
-    "Unix sockets instead of TCP (both sides on one file system)", NULL }
+    "Unix sockets instead of TCP (both sides on one file system)", NULL }, \
+  { "postcopy", 0, 0, G_OPTION_ARG_NONE, &opt_postcopy, \
+    "Allow post-copy (postcopy-ram on both sides): the switch is made by " \
+    "migrate-start-postcopy or --postcopy-after-precopy", NULL }, \
+  { "postcopy-after-precopy", 0, 0, G_OPTION_ARG_NONE, \
+    &opt_postcopy_after_precopy, \
+    "Switch to post-copy after the first full pass of pre-copy (implies " \
+    "--postcopy)", NULL }, \
+  { "postcopy-fallback", 0, 0, G_OPTION_ARG_NONE, &opt_postcopy_fallback, \
+    "Run pre-copy, and say so, when the destination cannot post-copy " \
+    "(userfaultfd), instead of refusing", NULL }, \
+  { "postcopy-bandwidth", 0, 0, G_OPTION_ARG_STRING, &opt_postcopy_bandwidth, \
+    "Limit the RAM's post-copy to RATE per second (0 or unlimited: no " \
+    "limit; default: --bandwidth's)", "RATE" }, \
+  { "parallel", 0, 0, G_OPTION_ARG_NONE, &opt_parallel, \
+    "Migrate the RAM over several connections (multifd; 2 unless " \
+    "--parallel-connections)", NULL }, \
+  { "parallel-connections", 0, 0, G_OPTION_ARG_INT, \
+    &opt_parallel_connections, \
+    "The number of multifd connections (1 or more; implies --parallel)", \
+    "N" }
+
+/* The watch of a running post-copy (migrate, migrate-perform,
+ * migrate-recover). */
+#define WATCH_ENTRIES \
+  { "stall-timeout", 0, 0, G_OPTION_ARG_INT, &opt_stall_timeout, \
+    "Post-copy: no RAM progress for SECONDS means the link is dead, and " \
+    "it is recovered (default 10)", "SECONDS" }, \
+  { "recover-timeout", 0, 0, G_OPTION_ARG_INT, &opt_recover_timeout, \
+    "Post-copy: retry recovering a dead link for SECONDS, then give up " \
+    "with both sides paused (default 600)", "SECONDS" }
+
+/* Where the destination's phases run (migrate, migrate-recover). */
+#define DEST_CMD_ENTRIES \
+  { "dest-cmd", 0, 0, G_OPTION_ARG_STRING, &opt_dest_cmd, \
+    "Command that runs snapmig on the destination ('ssh hostb snapmig', " \
+    "'ip netns exec B snapmig'; default: this snapmig)", "CMD" }, \
+  { "dest-state-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_dest_state_dir, \
+    "snapmig's state directory on the destination", "DIR" }
 
 #define DEST_ENTRIES \
   { "dest-domain", 0, 0, G_OPTION_ARG_FILENAME, &opt_dest_domain, \
@@ -87,12 +138,9 @@ static int opt_timeout;
 static const GOptionEntry migrate_entries[] = {
   SOURCE_ENTRIES,
   PLAN_ENTRIES,
+  WATCH_ENTRIES,
   DEST_ENTRIES,
-  { "dest-cmd", 0, 0, G_OPTION_ARG_STRING, &opt_dest_cmd,
-    "Command that runs snapmig on the destination ('ssh hostb snapmig', "
-    "'ip netns exec B snapmig'; default: this snapmig)", "CMD" },
-  { "dest-state-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_dest_state_dir,
-    "snapmig's state directory on the destination", "DIR" },
+  DEST_CMD_ENTRIES,
   { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
     "JSON lines: events, then one result", NULL },
   { "dry-run", 0, 0, G_OPTION_ARG_NONE, &opt_dry_run,
@@ -126,6 +174,7 @@ static const GOptionEntry prepare_entries[] = {
 
 static const GOptionEntry perform_entries[] = {
   SOURCE_ENTRIES,
+  WATCH_ENTRIES,
   { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
     "Progress as JSON lines on stderr", NULL },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
@@ -162,6 +211,31 @@ static const GOptionEntry confirm_entries[] = {
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 
+static const GOptionEntry start_postcopy_entries[] = {
+  SOURCE_ENTRIES,
+  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
+    "The outcome as one JSON document", NULL },
+  { NULL, 0, 0, 0, NULL, NULL, NULL },
+};
+
+static const GOptionEntry recover_entries[] = {
+  SOURCE_ENTRIES,
+  WATCH_ENTRIES,
+  DEST_CMD_ENTRIES,
+  { "incoming", 0, 0, G_OPTION_ARG_NONE, &opt_incoming,
+    "Destination side: read the migration's cookie on stdin, listen again "
+    "for the paused post-copy, print the cookie with the new endpoint", NULL },
+  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
+    "JSON lines: events, then one result (--incoming: progress and the "
+    "error on stderr)", NULL },
+  DEST_ENTRIES,
+  { "port-range", 0, 0, G_OPTION_ARG_STRING, &opt_port_range,
+    "TCP ports to listen on (default 49152-49215)", "MIN-MAX" },
+  { "unix", 0, 0, G_OPTION_ARG_NONE, &opt_unix,
+    "Ignored (the migration's endpoint says unix or TCP)", NULL },
+  { NULL, 0, 0, 0, NULL, NULL, NULL },
+};
+
 /* ---- shared ----------------------------------------------------------- */
 
 static double
@@ -176,13 +250,29 @@ typedef struct {
   FILE *json_out;
   FILE *text_out;              /* NULL: stdout; the phase commands keep
                                   stdout for their cookie */
+  char stage[16];              /* the RAM's stage last shown ("pre-copy",
+                                  "post-copy"), "" before */
 } Printer;
+
+/* What a phase line adds for people. */
+static const char *
+phase_note (const char *phase)
+{
+  if (g_strcmp0 (phase, "postcopy") == 0)
+    return " (the guest runs on the destination; the rest of its RAM "
+           "follows on demand)";
+  if (g_strcmp0 (phase, "recover") == 0)
+    return " (the post-copy's link failed: pausing both sides and "
+           "resuming over a new connection)";
+  return "";
+}
 
 static void
 print_event (json_object *ev, void *opaque)
 {
   Printer *p = opaque;
   const char *name = json_object_get_string (json_object_object_get (ev, "event"));
+  FILE *out = p->text_out ? p->text_out : stdout;
 
   if (p->json) {
     fprintf (p->json_out, "%s\n",
@@ -191,19 +281,34 @@ print_event (json_object *ev, void *opaque)
     return;
   }
   if (g_strcmp0 (name, "phase") == 0) {
-    FILE *out = p->text_out ? p->text_out : stdout;
+    const char *phase = json_object_get_string (json_object_object_get (ev, "phase"));
 
-    fprintf (out, "phase: %s\n",
-             json_object_get_string (json_object_object_get (ev, "phase")));
+    fprintf (out, "phase: %s%s\n", phase, phase_note (phase));
+    fflush (out);
+  } else if (g_strcmp0 (name, "message") == 0) {
+    fprintf (out, "%s\n",
+             json_object_get_string (json_object_object_get (ev, "message")));
     fflush (out);
   } else if (g_strcmp0 (name, "progress") == 0 && p->progress) {
     const char *what = json_object_get_string (json_object_object_get (ev, "what"));
+    const char *stage = json_object_get_string (json_object_object_get (ev, "stage"));
     json_object *disk = json_object_object_get (ev, "disk");
     g_autofree char *item = disk ? g_strdup_printf ("%s %s",
                                                     json_object_get_string (disk),
                                                     what)
-                                 : g_strdup (what);
+                          : stage ? g_strdup_printf ("%s %s", what, stage)
+                          : g_strdup (what);
 
+    /* A line when the RAM's stage changes: how much is still on the
+     * source is what a post-copy's risk depends on. */
+    if (stage && strcmp (stage, p->stage) != 0) {
+      g_autofree char *left = sm_cli_format_size (
+        (guint64) json_object_get_int64 (json_object_object_get (ev, "remaining")));
+
+      g_strlcpy (p->stage, stage, sizeof p->stage);
+      fprintf (out, "%s: %s, %s still on the source\n", what, stage, left);
+      fflush (out);
+    }
     sm_progress_update (p->progress, item,
                         (uint64_t) json_object_get_int64 (json_object_object_get (ev, "done")),
                         (uint64_t) json_object_get_int64 (json_object_object_get (ev, "total")));
@@ -228,6 +333,96 @@ parse_ports (const char *cmd, int *lo, int *hi)
   return false;
 }
 
+/* A SECONDS option other than --timeout: UNSET, or 1 to the maximum. */
+static bool
+seconds_ok (const char *cmd, const char *option, int seconds)
+{
+  if (seconds == UNSET || (seconds >= 1 && seconds <= SM_CLI_TIMEOUT_MAX_S))
+    return true;
+  sm_cli_error ("%s: %s must be a number of seconds from 1 to %d", cmd,
+                option, SM_CLI_TIMEOUT_MAX_S);
+  return false;
+}
+
+/* The options of every source command: O cleared, then --timeout,
+ * --port-range, --unix, the post-copy watch and the events; false (usage
+ * error printed) on a bad one. */
+static bool
+base_options (const char *cmd, SmMigOptions *o, Printer *pr)
+{
+  memset (o, 0, sizeof *o);
+  o->postcopy_bandwidth = -1;
+  if (!sm_cli_timeout_ok (cmd, opt_timeout) ||
+      !parse_ports (cmd, &o->port_min, &o->port_max) ||
+      !seconds_ok (cmd, "--stall-timeout", opt_stall_timeout) ||
+      !seconds_ok (cmd, "--recover-timeout", opt_recover_timeout))
+    return false;
+  o->unix_sockets = opt_unix;
+  o->timeout_ms = opt_timeout * 1000;
+  o->stall_timeout_ms = opt_stall_timeout == UNSET ? 0 : opt_stall_timeout * 1000;
+  o->recover_timeout_ms = opt_recover_timeout == UNSET ? 0
+                          : opt_recover_timeout * 1000;
+  o->event = print_event;
+  o->opaque = pr;
+  return true;
+}
+
+/* --postcopy* and --parallel*; false (usage error printed) on a bad one. */
+static bool
+postcopy_options (const char *cmd, SmMigOptions *o)
+{
+  const char *postcopy = opt_postcopy_after_precopy ? "--postcopy-after-precopy"
+                         : opt_postcopy ? "--postcopy"
+                         : opt_postcopy_fallback ? "--postcopy-fallback"
+                         : opt_postcopy_bandwidth ? "--postcopy-bandwidth" : NULL;
+  const char *parallel = opt_parallel_connections != UNSET ? "--parallel-connections"
+                         : opt_parallel ? "--parallel" : NULL;
+  guint64 rate = 0;
+
+  /* QEMU 7.2 accepts both; later QEMUs refuse post-copy over multifd (its
+   * channels are not ordered against the page requests). */
+  if (postcopy && parallel) {
+    sm_cli_error ("%s: %s cannot be combined with %s: post-copy over "
+                  "multifd is unsafe; drop one of them", cmd, postcopy,
+                  parallel);
+    return false;
+  }
+  if ((opt_postcopy_fallback || opt_postcopy_bandwidth) && !opt_postcopy &&
+      !opt_postcopy_after_precopy) {
+    sm_cli_error ("%s: %s goes with --postcopy or --postcopy-after-precopy",
+                  cmd, postcopy);
+    return false;
+  }
+  if (opt_postcopy_bandwidth &&
+      g_ascii_strcasecmp (opt_postcopy_bandwidth, "unlimited") != 0 &&
+      !sm_cli_parse_rate (opt_postcopy_bandwidth, &rate)) {
+    sm_cli_error ("%s: --postcopy-bandwidth %s: expected a rate such as 64M, "
+                  "or 0 or unlimited", cmd, opt_postcopy_bandwidth);
+    return false;
+  }
+  if (opt_parallel_connections != UNSET && opt_parallel_connections < 1) {
+    sm_cli_error ("%s: --parallel-connections %d: expected 1 or more", cmd,
+                  opt_parallel_connections);
+    return false;
+  }
+  o->postcopy = opt_postcopy || opt_postcopy_after_precopy;
+  o->postcopy_after_precopy = opt_postcopy_after_precopy;
+  o->postcopy_fallback = opt_postcopy_fallback;
+  o->postcopy_bandwidth = opt_postcopy_bandwidth ? (int64_t) rate : -1;
+  o->parallel = opt_parallel_connections != UNSET ? opt_parallel_connections
+                : opt_parallel ? 2 : 0;
+  return true;
+}
+
+static bool
+need_qmp (const char *cmd)
+{
+  if (opt_qmp)
+    return true;
+  sm_cli_error ("%s: --qmp SOCKET is required", cmd);
+  return false;
+}
+
 /* The source options; false (usage error printed) on a bad one. */
 static bool
 source_options (const char *cmd, SmMigOptions *o, Printer *pr)
@@ -235,11 +430,9 @@ source_options (const char *cmd, SmMigOptions *o, Printer *pr)
   guint64 rate = 0;
   int n = (opt_all ? 1 : 0) + (opt_inc ? 1 : 0) + (opt_flatten ? 1 : 0);
 
-  memset (o, 0, sizeof *o);
-  if (!opt_qmp) {
-    sm_cli_error ("%s: --qmp SOCKET is required", cmd);
+  if (!need_qmp (cmd) || !base_options (cmd, o, pr) ||
+      !postcopy_options (cmd, o))
     return false;
-  }
   if (n > 1) {
     sm_cli_error ("%s: give one of --copy-storage-all, --copy-storage-inc "
                   "and --flatten", cmd);
@@ -256,9 +449,6 @@ source_options (const char *cmd, SmMigOptions *o, Printer *pr)
                   "write-blocking", cmd, opt_copy_mode);
     return false;
   }
-  if (!sm_cli_timeout_ok (cmd, opt_timeout) ||
-      !parse_ports (cmd, &o->port_min, &o->port_max))
-    return false;
   o->storage = opt_inc ? SM_MIG_STORAGE_INC :
                opt_flatten ? SM_MIG_STORAGE_FLAT : SM_MIG_STORAGE_CHAIN;
   o->disks = opt_migrate_disks ? g_strsplit (opt_migrate_disks, ",", -1) : NULL;
@@ -266,10 +456,6 @@ source_options (const char *cmd, SmMigOptions *o, Printer *pr)
   o->copy_mode = opt_copy_mode;
   o->dest_host = opt_dest_host;
   o->source_host = opt_source_host;
-  o->unix_sockets = opt_unix;
-  o->timeout_ms = opt_timeout * 1000;
-  o->event = print_event;
-  o->opaque = pr;
   return true;
 }
 
@@ -371,25 +557,79 @@ sm_cmd_migrate_begin (int argc, char **argv)
   return SM_EXIT_OK;
 }
 
+/* One JSON document on OUT: {"event":EVENT,"error":{"code","message"}},
+ * without "event" when EVENT is NULL. */
+static void
+print_json_error (FILE *out, const char *event, const GError *err)
+{
+  json_object *o = json_object_new_object ();
+  json_object *e = json_object_new_object ();
+
+  json_object_object_add (e, "code",
+                          json_object_new_string (sm_error_code_name (err)));
+  json_object_object_add (e, "message", json_object_new_string (err->message));
+  if (event)
+    json_object_object_add (o, "event", json_object_new_string (event));
+  json_object_object_add (o, "error", e);
+  fprintf (out, "%s\n", json_object_to_json_string_ext (
+             o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+  fflush (out);
+  json_object_put (o);
+}
+
 /* A phase command's failure: with --json also one error event on stderr,
  * which migrate reads to keep the error's code. */
 static void
 phase_error (const char *cmd, const GError *err)
 {
-  if (opt_json) {
-    json_object *o = json_object_new_object ();
-    json_object *e = json_object_new_object ();
-
-    json_object_object_add (e, "code",
-                            json_object_new_string (sm_error_code_name (err)));
-    json_object_object_add (e, "message", json_object_new_string (err->message));
-    json_object_object_add (o, "event", json_object_new_string ("error"));
-    json_object_object_add (o, "error", e);
-    fprintf (stderr, "%s\n", json_object_to_json_string_ext (
-               o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put (o);
-  }
+  if (opt_json)
+    print_json_error (stderr, "error", err);
   sm_cli_gerror (cmd, err);
+}
+
+/* A destination phase's start: its options checked and O filled (events
+ * to stderr with --json, else none), the cookie read from stdin.  NULL
+ * (error printed, *CODE set) on failure.  STATE gets the state directory
+ * O names (caller frees). */
+static SmMigCookie *
+dest_start (const char *cmd, SmMigDestOptions *o, Printer *pr, char **state,
+            int *code)
+{
+  SmMigCookie *c;
+
+  *code = SM_EXIT_USAGE;
+  if (!sm_cli_timeout_ok (cmd, opt_timeout))
+    return NULL;
+  dest_options (o, pr);
+  if (!opt_json)
+    o->event = NULL;
+  if (!parse_ports (cmd, &o->port_min, &o->port_max))
+    return NULL;
+  *state = state_dir ();
+  o->state_dir = *state;
+  *code = SM_EXIT_FAILURE;
+  c = read_cookie (cmd);
+  return c;
+}
+
+/* A destination phase's end: the cookie on stdout, with ERR (the phase
+ * failed, NULL: it did not) in its result.  Returns the exit code. */
+static int
+dest_done (const char *cmd, const char *phase, SmMigCookie *c,
+           const GError *err)
+{
+  if (err) {
+    c->failed = true;
+    if (!c->error_phase)
+      c->error_phase = g_strdup (phase);
+    g_free (c->error_message);
+    c->error_message = g_strdup (err->message);
+  }
+  write_cookie (c);
+  if (!err)
+    return SM_EXIT_OK;
+  phase_error (cmd, err);
+  return SM_EXIT_FAILURE;
 }
 
 int
@@ -410,28 +650,11 @@ sm_cmd_migrate_prepare (int argc, char **argv)
                      "migrate-perform.  On failure nothing is left.",
                      prepare_entries, &argc, &argv, &code))
     return code;
-  if (!sm_cli_timeout_ok ("migrate-prepare", opt_timeout))
-    return SM_EXIT_USAGE;
-  dest_options (&o, &pr);
-  if (!opt_json)
-    o.event = NULL;
-  if (!parse_ports ("migrate-prepare", &o.port_min, &o.port_max))
-    return SM_EXIT_USAGE;
-  state = state_dir ();
-  o.state_dir = state;
-  c = read_cookie ("migrate-prepare");
+  c = dest_start ("migrate-prepare", &o, &pr, &state, &code);
   if (!c)
-    return SM_EXIT_FAILURE;
-  if (!sm_migrate_prepare (c, &o, opt_dry_run, &err)) {
-    c->failed = true;
-    c->error_phase = g_strdup ("prepare");
-    c->error_message = g_strdup (err->message);
-    write_cookie (c);
-    phase_error ("migrate-prepare", err);
-    return SM_EXIT_FAILURE;
-  }
-  write_cookie (c);
-  return SM_EXIT_OK;
+    return code;
+  sm_migrate_prepare (c, &o, opt_dry_run, &err);
+  return dest_done ("migrate-prepare", "prepare", c, err);
 }
 
 int
@@ -457,6 +680,7 @@ sm_cmd_migrate_perform (int argc, char **argv)
                    .json_out = stderr, .text_out = stderr };
   if (!source_options ("migrate-perform", &o, &pr))
     return SM_EXIT_USAGE;
+  o.converge_ms = opt_timeout * 1000;
   if (!open_source ("migrate-perform", &qmp, &st, NULL))
     return SM_EXIT_FAILURE;
   c = read_cookie ("migrate-perform");
@@ -483,7 +707,6 @@ sm_cmd_migrate_finish (int argc, char **argv)
   Printer pr = { 0 };
   SmMigDestOptions o;
   int code;
-  bool ok;
 
   if (!sm_cli_parse ("migrate-finish", NULL,
                      "Destination: read perform's cookie on stdin, wait for "
@@ -493,29 +716,15 @@ sm_cmd_migrate_finish (int argc, char **argv)
                      "QEMU and remove every file prepare made.",
                      finish_entries, &argc, &argv, &code))
     return code;
-  if (!sm_cli_timeout_ok ("migrate-finish", opt_timeout))
-    return SM_EXIT_USAGE;
-  dest_options (&o, &pr);
-  o.event = NULL;
-  state = state_dir ();
-  o.state_dir = state;
-  c = read_cookie ("migrate-finish");
+  c = dest_start ("migrate-finish", &o, &pr, &state, &code);
   if (!c)
-    return SM_EXIT_FAILURE;
-  ok = opt_cancel ? sm_migrate_cancel_incoming (c, &o, &err)
-                  : sm_migrate_finish (c, &o, &err);
-  if (!ok) {
-    c->failed = true;
-    if (!c->error_phase)
-      c->error_phase = g_strdup (opt_cancel ? "cancel" : "finish");
-    g_free (c->error_message);
-    c->error_message = g_strdup (err->message);
-    write_cookie (c);
-    phase_error ("migrate-finish", err);
-    return SM_EXIT_FAILURE;
-  }
-  write_cookie (c);
-  return SM_EXIT_OK;
+    return code;
+  o.event = NULL;
+  if (opt_cancel)
+    sm_migrate_cancel_incoming (c, &o, &err);
+  else
+    sm_migrate_finish (c, &o, &err);
+  return dest_done ("migrate-finish", opt_cancel ? "cancel" : "finish", c, err);
 }
 
 int
@@ -572,6 +781,7 @@ print_result (const SmMigCookie *c, double seconds)
 {
   g_autofree char *disk = sm_cli_format_size (c->disk_bytes);
   g_autofree char *ram = sm_cli_format_size (c->ram_bytes);
+  g_autoptr(GString) line = g_string_new ("");
   const char *qmp = c->dest_user_qmp ? c->dest_user_qmp : c->dest_qmp;
 
   if (opt_json) {
@@ -594,24 +804,42 @@ print_result (const SmMigCookie *c, double seconds)
       json_object_object_add (r, "pause-ms", json_object_new_int64 ((c->pause_us + 500) / 1000));
       json_object_object_add (r, "pause-us", json_object_new_int64 (c->pause_us));
     }
+    json_object_object_add (r, "postcopy", json_object_new_boolean (c->postcopy_used));
+    json_object_object_add (r, "postcopy-requests",
+                            json_object_new_int64 ((int64_t) c->postcopy_requests));
+    json_object_object_add (r, "recoveries", json_object_new_int (c->recoveries));
+    if (c->postcopy_refused)
+      json_object_object_add (r, "postcopy-refused",
+                              json_object_new_string (c->postcopy_refused));
     json_object_object_add (r, "seconds", json_object_new_double (seconds));
     printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put (r);
     return;
   }
+  if (c->postcopy_used) {
+    g_string_append_printf (line, "post-copy: %" G_GUINT64_FORMAT
+                            " pages on demand", c->postcopy_requests);
+    if (c->recoveries)
+      g_string_append_printf (line, ", %d recover%s", c->recoveries,
+                              c->recoveries == 1 ? "y" : "ies");
+  } else
+    g_string_append (line, "pre-copy");
+  if (c->pause_us >= 0)
+    g_string_append_printf (line, ", guest pause %" G_GINT64_FORMAT " ms",
+                            (c->pause_us + 500) / 1000);
+  else
+    g_string_append (line, ", guest pause unknown");
   printf ("migrated %s to %s: QMP %s, pid %" G_GINT64_FORMAT "\n", c->name,
           c->dest_host, qmp, c->dest_pid);
-  if (c->pause_us >= 0)
-    printf ("moved: disks %s, RAM %s, guest pause %" G_GINT64_FORMAT
-            " ms, %.1f s in all\n", disk, ram, (c->pause_us + 500) / 1000,
-            seconds);
-  else
-    printf ("moved: disks %s, RAM %s, guest pause unknown, %.1f s in all\n",
-            disk, ram, seconds);
+  printf ("moved: disks %s, RAM %s, %s, %.1f s in all\n", disk, ram,
+          line->str, seconds);
+  if (c->postcopy_refused)
+    printf ("post-copy refused by the destination, pre-copy used: %s\n",
+            c->postcopy_refused);
 }
 
 static void
-print_failure (const GError *err)
+print_failure (const char *cmd, const GError *err)
 {
   if (opt_json) {
     json_object *r = json_object_new_object ();
@@ -630,7 +858,47 @@ print_failure (const GError *err)
     printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put (r);
   }
-  sm_cli_gerror ("migrate", err);
+  sm_cli_gerror (cmd, err);
+}
+
+/* The command that runs snapmig on the destination (--dest-cmd, else this
+ * snapmig) into *DEST_ARGV, and the options every destination phase gets
+ * into EXTRA (NULL-ended); false (usage error printed) on a bad
+ * --dest-cmd. */
+static bool
+dest_command (const char *cmd, char ***dest_argv, GPtrArray *extra)
+{
+  if (opt_dest_cmd) {
+    g_autoptr(GError) e = NULL;
+
+    if (!g_shell_parse_argv (opt_dest_cmd, NULL, dest_argv, &e)) {
+      sm_cli_error ("%s: --dest-cmd: %s", cmd, e->message);
+      return false;
+    }
+  } else {
+    *dest_argv = g_new0 (char *, 2);
+    (*dest_argv)[0] = g_file_read_link ("/proc/self/exe", NULL);
+    if (!(*dest_argv)[0])
+      (*dest_argv)[0] = g_strdup ("snapmig");
+  }
+  if (opt_dest_domain)
+    g_ptr_array_add (extra, g_strconcat ("--dest-domain=", opt_dest_domain, NULL));
+  if (opt_dest_state_dir)
+    g_ptr_array_add (extra, g_strconcat ("--state-dir=", opt_dest_state_dir, NULL));
+  if (opt_dest_run_dir)
+    g_ptr_array_add (extra, g_strconcat ("--dest-run-dir=", opt_dest_run_dir, NULL));
+  if (opt_dest_qemu)
+    g_ptr_array_add (extra, g_strconcat ("--dest-qemu=", opt_dest_qemu, NULL));
+  if (opt_port_range)
+    g_ptr_array_add (extra, g_strconcat ("--port-range=", opt_port_range, NULL));
+  if (opt_unix)
+    g_ptr_array_add (extra, g_strdup ("--unix"));
+  if (opt_timeout)
+    g_ptr_array_add (extra, g_strdup_printf ("--timeout=%d", opt_timeout));
+  if (sm_cli_debug)
+    g_ptr_array_add (extra, g_strdup ("--debug"));
+  g_ptr_array_add (extra, NULL);
+  return true;
 }
 
 int
@@ -663,42 +931,20 @@ sm_cmd_migrate (int argc, char **argv)
                    .json_out = stdout };
   if (!source_options ("migrate", &o, &pr))
     return SM_EXIT_USAGE;
+  o.converge_ms = opt_timeout * 1000;
   if (!opt_dest_domain) {
     sm_cli_error ("migrate: --dest-domain DIR is required");
+    g_strfreev (o.disks);
     return SM_EXIT_USAGE;
   }
-  if (opt_dest_cmd) {
-    GError *e = NULL;
-    if (!g_shell_parse_argv (opt_dest_cmd, NULL, &dest_argv, &e)) {
-      sm_cli_error ("migrate: --dest-cmd: %s", e->message);
-      g_error_free (e);
-      return SM_EXIT_USAGE;
-    }
-  } else {
-    dest_argv = g_new0 (char *, 2);
-    dest_argv[0] = g_file_read_link ("/proc/self/exe", NULL);
-    if (!dest_argv[0])
-      dest_argv[0] = g_strdup ("snapmig");
+  if (!dest_command ("migrate", &dest_argv, extra)) {
+    g_strfreev (o.disks);
+    return SM_EXIT_USAGE;
   }
-  g_ptr_array_add (extra, g_strconcat ("--dest-domain=", opt_dest_domain, NULL));
-  if (opt_dest_state_dir)
-    g_ptr_array_add (extra, g_strconcat ("--state-dir=", opt_dest_state_dir, NULL));
-  if (opt_dest_run_dir)
-    g_ptr_array_add (extra, g_strconcat ("--dest-run-dir=", opt_dest_run_dir, NULL));
-  if (opt_dest_qemu)
-    g_ptr_array_add (extra, g_strconcat ("--dest-qemu=", opt_dest_qemu, NULL));
-  if (opt_port_range)
-    g_ptr_array_add (extra, g_strconcat ("--port-range=", opt_port_range, NULL));
-  if (opt_unix)
-    g_ptr_array_add (extra, g_strdup ("--unix"));
-  if (opt_timeout)
-    g_ptr_array_add (extra, g_strdup_printf ("--timeout=%d", opt_timeout));
-  if (sm_cli_debug)
-    g_ptr_array_add (extra, g_strdup ("--debug"));
-  g_ptr_array_add (extra, NULL);
   if (!open_source ("migrate", &qmp, &st, &err)) {
     g_prefix_error (&err, "begin: ");
-    print_failure (err);
+    print_failure ("migrate", err);
+    g_strfreev (o.disks);
     return SM_EXIT_FAILURE;
   }
   c = sm_migrate_run (qmp, st, &o, (const char *const *) dest_argv,
@@ -706,7 +952,7 @@ sm_cmd_migrate (int argc, char **argv)
                       &err);
   g_strfreev (o.disks);
   if (!c) {
-    print_failure (err);
+    print_failure ("migrate", err);
     return SM_EXIT_FAILURE;
   }
   if (opt_dry_run) {
@@ -715,6 +961,129 @@ sm_cmd_migrate (int argc, char **argv)
             "layers exported\n%s", c->hostname, src);
     printf ("# destination: files to create and QEMU to start\n%s", plan);
     return SM_EXIT_OK;
+  }
+  print_result (c, elapsed_s (start));
+  return SM_EXIT_OK;
+}
+
+/* ---- post-copy ------------------------------------------------------------ */
+
+int
+sm_cmd_migrate_start_postcopy (int argc, char **argv)
+{
+  g_autoptr(SmVmState) st = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autofree char *dir = NULL;
+  const char *cmd = "migrate-start-postcopy";
+  int code;
+
+  if (!sm_cli_parse (cmd, NULL,
+                     "Switch the running migration of the VM (migrate "
+                     "--postcopy) to post-copy: the guest then runs on the "
+                     "destination and the rest of its RAM follows on "
+                     "demand.  The request goes to the snapmig that runs "
+                     "the migration, through the state directory.",
+                     start_postcopy_entries, &argc, &argv, &code))
+    return code;
+  if (!need_qmp (cmd) || !sm_cli_timeout_ok (cmd, opt_timeout))
+    return SM_EXIT_USAGE;
+  /* No QMP connection of our own: the running migrate holds the monitor
+   * (the library asks QEMU itself when nobody does). */
+  dir = state_dir ();
+  st = sm_vm_state_open (dir, opt_qmp, &err);
+  if (!st || !sm_migrate_start_postcopy (st, opt_qmp,
+                                         sm_cli_timeout_s (opt_timeout) * 1000,
+                                         &err)) {
+    if (opt_json)
+      print_json_error (stdout, NULL, err);
+    sm_cli_gerror (cmd, err);
+    return SM_EXIT_FAILURE;
+  }
+  if (opt_json) {
+    json_object *r = json_object_new_object ();
+
+    json_object_object_add (r, "ok", json_object_new_boolean (true));
+    json_object_object_add (r, "qmp", json_object_new_string (
+                              sm_vm_state_canonical_address (st)));
+    printf ("%s\n", json_object_to_json_string_ext (
+              r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put (r);
+  } else
+    printf ("post-copy requested: the migration of VM at %s switches to "
+            "post-copy\n", sm_vm_state_canonical_address (st));
+  return SM_EXIT_OK;
+}
+
+/* migrate-recover --incoming: the destination listens again. */
+static int
+recover_incoming (const char *cmd)
+{
+  g_autoptr(SmMigCookie) c = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autofree char *state = NULL;
+  Printer pr = { .json = true, .json_out = stderr };
+  SmMigDestOptions o;
+  int code;
+
+  if (opt_qmp || opt_dest_cmd || opt_dest_state_dir ||
+      opt_stall_timeout != UNSET || opt_recover_timeout != UNSET) {
+    sm_cli_error ("%s: --incoming takes none of --qmp, --dest-cmd, "
+                  "--dest-state-dir, --stall-timeout and --recover-timeout "
+                  "(they are the source's)", cmd);
+    return SM_EXIT_USAGE;
+  }
+  c = dest_start (cmd, &o, &pr, &state, &code);
+  if (!c)
+    return code;
+  sm_migrate_recover_listen (c, &o, &err);
+  return dest_done (cmd, "recover", c, err);
+}
+
+int
+sm_cmd_migrate_recover (int argc, char **argv)
+{
+  g_autoptr(SmQmp) qmp = NULL;
+  g_autoptr(SmVmState) st = NULL;
+  g_autoptr(SmMigCookie) c = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmProgress) progress = NULL;
+  g_autoptr(GPtrArray) extra = g_ptr_array_new_with_free_func (g_free);
+  g_auto(GStrv) dest_argv = NULL;
+  const char *cmd = "migrate-recover";
+  Printer pr = { 0 };
+  SmMigOptions o;
+  gint64 start = g_get_monotonic_time ();
+  int code;
+
+  if (!sm_cli_parse (cmd, NULL,
+                     "Recover a post-copy migration whose link failed, after "
+                     "its migrate was killed or gave up: the source and the "
+                     "destination (through --dest-cmd) are paused if they "
+                     "are not, the destination listens again, the source "
+                     "resumes the stream; then the migration is awaited, "
+                     "finished there and confirmed here.  With --incoming: "
+                     "the destination's part (cookie on stdin, cookie with "
+                     "the new endpoint on stdout).",
+                     recover_entries, &argc, &argv, &code))
+    return code;
+  if (opt_incoming)
+    return recover_incoming (cmd);
+  progress = sm_progress_new (false);
+  pr = (Printer) { .progress = opt_json ? NULL : progress, .json = opt_json,
+                   .json_out = stdout };
+  if (!need_qmp (cmd) || !base_options (cmd, &o, &pr) ||
+      !dest_command (cmd, &dest_argv, extra))
+    return SM_EXIT_USAGE;
+  if (!open_source (cmd, &qmp, &st, &err)) {
+    g_prefix_error (&err, "recover: ");
+    print_failure (cmd, err);
+    return SM_EXIT_FAILURE;
+  }
+  c = sm_migrate_recover_run (qmp, st, &o, (const char *const *) dest_argv,
+                              (const char *const *) extra->pdata, &err);
+  if (!c) {
+    print_failure (cmd, err);
+    return SM_EXIT_FAILURE;
   }
   print_result (c, elapsed_s (start));
   return SM_EXIT_OK;

@@ -61,7 +61,8 @@ static const SmCliCommand commands[] = {
   { "migrate",
     "--qmp SOCKET --dest-domain DIR [--dest-cmd CMD] [--dest-host ADDR] "
     "[--copy-storage-all|--copy-storage-inc|--flatten] [--migrate-disks LIST] "
-    "[--bandwidth RATE] [--json] [--dry-run] ...",
+    "[--bandwidth RATE] [--postcopy|--postcopy-after-precopy] "
+    "[--parallel] [--json] [--dry-run] ...",
     "Move the running VM with its local disks to another host",
     sm_cmd_migrate },
   { "migrate-begin", "--qmp SOCKET [options of migrate] > COOKIE",
@@ -77,6 +78,16 @@ static const SmCliCommand commands[] = {
   { "migrate-confirm", "--qmp SOCKET [--failed] < COOKIE",
     "Source: quit after success, roll back after failure",
     sm_cmd_migrate_confirm },
+  { "migrate-start-postcopy",
+    "--qmp SOCKET [--state-dir DIR] [--timeout SECONDS] [--json]",
+    "Switch a running migration (migrate --postcopy) to post-copy",
+    sm_cmd_migrate_start_postcopy },
+  { "migrate-recover",
+    "--qmp SOCKET [--dest-cmd CMD] [--dest-state-dir DIR] "
+    "[--stall-timeout S] [--recover-timeout S] [--timeout S] [--json] ... | "
+    "--incoming [--state-dir DIR] < COOKIE > COOKIE",
+    "Recover a post-copy whose link failed (--incoming: destination side)",
+    sm_cmd_migrate_recover },
 };
 
 static void

@@ -201,6 +201,8 @@ typedef enum {
   F_PID,                       /* int64_t, absent when <= 0 (unknown) */
   F_PAUSE,                     /* int64_t, absent when < 0 (unknown) */
   F_BOOL,                      /* bool, 'yes' / 'no', always written */
+  F_INT,                       /* int >= 0, always written (a negative one
+                                  as 0: the schema's numbers are unsigned) */
   F_FORMAT,                    /* SmImageFormat, absent when _LAST */
   F_STORAGE,                   /* SmMigStorage */
   F_ROLE,                      /* SmMigLayerRole */
@@ -220,6 +222,11 @@ static const Field cookie_fields[] = {
   FIELD (SmMigCookie, storage, "storage", F_STORAGE),
   FIELD (SmMigCookie, bandwidth, "bandwidth", F_U64),
   FIELD (SmMigCookie, copy_mode, "copy-mode", F_TOKEN),
+  FIELD (SmMigCookie, postcopy, "postcopy", F_BOOL),
+  FIELD (SmMigCookie, postcopy_after_precopy, "postcopy-after-precopy", F_BOOL),
+  FIELD (SmMigCookie, postcopy_fallback, "postcopy-fallback", F_BOOL),
+  FIELD (SmMigCookie, postcopy_bandwidth, "postcopy-bandwidth", F_U64),
+  FIELD (SmMigCookie, parallel, "parallel", F_INT),
   FIELD (SmMigCookie, source_host, "source-host", F_STRING),
   FIELD (SmMigCookie, source_qmp, "source-qmp", F_STRING),
   FIELD (SmMigCookie, source_pid, "source-pid", F_PID),
@@ -233,6 +240,11 @@ static const Field cookie_fields[] = {
   FIELD (SmMigCookie, dest_pid, "dest-pid", F_PID),
   FIELD (SmMigCookie, nbd_uri, "nbd-uri", F_STRING),
   FIELD (SmMigCookie, migrate_uri, "migrate-uri", F_STRING),
+  /* what became of the post-copy (prepare, perform, the recoveries) */
+  FIELD (SmMigCookie, postcopy_refused, "postcopy-refused", F_STRING),
+  FIELD (SmMigCookie, postcopy_used, "postcopy-used", F_BOOL),
+  FIELD (SmMigCookie, postcopy_requests, "postcopy-requests", F_U64),
+  FIELD (SmMigCookie, recoveries, "recoveries", F_INT),
 };
 
 static const Field result_fields[] = {
@@ -300,6 +312,9 @@ append_fields (GString *out, const void *obj, const Field *fields, size_t n)
         value = num = g_strdup_printf ("%" G_GINT64_FORMAT, v);
       break;
     case F_BOOL: value = *AT (obj, f, bool) ? "yes" : "no"; break;
+    case F_INT:
+      value = num = g_strdup_printf ("%d", MAX (*AT (obj, f, int), 0));
+      break;
     case F_FORMAT:
       value = sm_image_format_to_string (*AT (obj, f, SmImageFormat));
       break;
@@ -345,8 +360,10 @@ read_fields (const xmlNode *node, void *obj, const Field *fields, size_t n,
     case F_U64:
     case F_PID:
     case F_PAUSE:
+    case F_INT:
       if (!g_ascii_string_to_unsigned (value, 10, 0,
-                                       f->type == F_U64 ? G_MAXUINT64 : G_MAXINT64,
+                                       f->type == F_U64 ? G_MAXUINT64 :
+                                       f->type == F_INT ? G_MAXINT : G_MAXINT64,
                                        &num, NULL)) {
         g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                      "%s: %s='%s' is out of range", what, f->attr, value);
@@ -354,6 +371,8 @@ read_fields (const xmlNode *node, void *obj, const Field *fields, size_t n,
       }
       if (f->type == F_U64)
         *AT (obj, f, uint64_t) = num;
+      else if (f->type == F_INT)
+        *AT (obj, f, int) = (int) num;
       else
         *AT (obj, f, int64_t) = (int64_t) num;
       break;

@@ -424,20 +424,25 @@ export_disks (SmQmp *qmp, SmMigCookie *c, const SmMigDestOptions *o,
   return true;
 }
 
-static bool
-start_incoming (SmQmp *qmp, SmMigCookie *c, const SmMigDestOptions *o,
-                GError **error)
+bool
+sm_mig_listen (SmQmp *qmp, const SmMigCookie *c, const SmMigDestOptions *o,
+               const char *command, const char *sock_name, char **uri_out,
+               GError **error)
 {
   GError *err = NULL;
   int lo = o->port_min > 0 ? o->port_min : SM_MIG_PORT_MIN;
   int hi = o->port_max > 0 ? o->port_max : (lo <= SM_MIG_PORT_MAX ? SM_MIG_PORT_MAX : lo);
 
   if (g_str_has_prefix (c->nbd_uri, "unix:")) {
-    g_autofree char *path = g_build_filename (c->dest_run_dir, "migrate.sock", NULL);
+    g_autofree char *path = g_build_filename (c->dest_run_dir, sock_name, NULL);
+    g_autofree char *uri = g_strconcat ("unix:", path, NULL);
 
-    c->migrate_uri = g_strconcat ("unix:", path, NULL);
-    return sm_qmp_run (qmp, "migrate-incoming",
-                       sm_qmp_args (NULL, "s:uri", c->migrate_uri, NULL), error);
+    unlink (path);
+    if (!sm_qmp_run (qmp, command, sm_qmp_args (NULL, "s:uri", uri, NULL),
+                     error))
+      return false;
+    *uri_out = g_steal_pointer (&uri);
+    return true;
   }
   for (int port = lo; port <= hi; port++) {
     g_autofree char *uri = strchr (c->dest_host, ':') ?
@@ -447,13 +452,17 @@ start_incoming (SmQmp *qmp, SmMigCookie *c, const SmMigDestOptions *o,
     if (g_strcmp0 (c->nbd_uri, uri) == 0)
       continue;
     g_clear_error (&err);
-    if (sm_qmp_run (qmp, "migrate-incoming",
-                    sm_qmp_args (NULL, "s:uri", uri, NULL), &err)) {
-      c->migrate_uri = g_steal_pointer (&uri);
+    if (sm_qmp_run (qmp, command, sm_qmp_args (NULL, "s:uri", uri, NULL),
+                    &err)) {
+      *uri_out = g_steal_pointer (&uri);
       return true;
     }
     if (!strstr (err->message, "in use"))
       break;
+  }
+  if (err && err->code == SM_ERROR_QMP && !strstr (err->message, "in use")) {
+    g_propagate_error (error, err);
+    return false;
   }
   g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
                "cannot listen for the incoming migration on %s, ports "
@@ -461,6 +470,77 @@ start_incoming (SmQmp *qmp, SmMigCookie *c, const SmMigDestOptions *o,
                c->dest_host, lo, hi, err ? err->message : "no port free");
   g_clear_error (&err);
   return false;
+}
+
+static bool
+start_incoming (SmQmp *qmp, SmMigCookie *c, const SmMigDestOptions *o,
+                GError **error)
+{
+  g_clear_pointer (&c->migrate_uri, g_free);
+  return sm_mig_listen (qmp, c, o, "migrate-incoming", "migrate.sock",
+                        &c->migrate_uri, error);
+}
+
+/* The destination's RAM capabilities: events, late-block-activate (the
+ * guest's images are activated by our `cont`), postcopy-ram, multifd; set
+ * before migrate-incoming.  QEMU's own refusal of postcopy-ram (no
+ * userfaultfd) is SM_ERROR_UNSUPPORTED. */
+static bool
+set_incoming_capabilities (SmQmp *qmp, const SmMigCookie *c, GError **error)
+{
+  GError *err = NULL;
+
+  if (!sm_qmp_run (qmp, "migrate-set-capabilities",
+                   sm_qmp_args (&err, "j:capabilities",
+                                sm_mig_capabilities ("events", true,
+                                                     "late-block-activate", true,
+                                                     "postcopy-ram", c->postcopy,
+                                                     "multifd", c->parallel > 0,
+                                                     NULL), NULL), &err)) {
+    if (c->postcopy)
+      g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
+                   "the destination QEMU refuses post-copy (%s): it needs "
+                   "userfaultfd; migrate without --postcopy, or with "
+                   "--postcopy-fallback", err->message);
+    else
+      g_propagate_error (error, g_steal_pointer (&err));
+    g_clear_error (&err);
+    return false;
+  }
+  if (c->parallel > 0)
+    return sm_qmp_run (qmp, "migrate-set-parameters",
+                       sm_qmp_args (error, "i:multifd-channels", c->parallel,
+                                    NULL), error);
+  return true;
+}
+
+/* A post-copy migration to a destination that cannot (userfaultfd): refused
+ * before anything is made, or pre-copy with --postcopy-fallback, said in a
+ * message event and in the cookie. */
+static bool
+check_postcopy (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
+{
+  GError *err = NULL;
+
+  if (!c->postcopy || sm_mig_postcopy_supported (&err))
+    return true;
+  if (!c->postcopy_fallback) {
+    g_propagate_prefixed_error (error, err, "post-copy is impossible on "
+                                "this destination (%s): ", g_get_host_name ());
+    return false;
+  }
+  c->postcopy = false;
+  c->postcopy_after_precopy = false;
+  g_free (c->postcopy_refused);
+  c->postcopy_refused = g_strdup (err->message);
+  {
+    g_autofree char *msg = g_strdup_printf (
+      "post-copy is impossible on the destination (%s): running pre-copy "
+      "instead (--postcopy-fallback)", err->message);
+    sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
+  }
+  g_error_free (err);
+  return true;
 }
 
 /* The run directory: given (must be empty or absent) or STATE/run/ID. */
@@ -529,6 +609,8 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   }
   g_free (c->dest_domain);
   c->dest_domain = g_strdup (domain);
+  if (!check_postcopy (c, o, error))
+    return false;
   if (!o->qemu_args && !c->qemu_argv) {
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                  "the source's QEMU command line is unknown (its process "
@@ -645,11 +727,7 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   qmp = sm_qmp_connect (qmp_path, sm_mig_dest_stall_ms (o), &err);
   if (!qmp)
     goto fail;
-  if (!sm_qmp_run (qmp, "migrate-set-capabilities",
-                   sm_qmp_args (&err, "j:capabilities",
-                                sm_mig_capabilities ("events", true,
-                                                     "late-block-activate",
-                                                     true, NULL), NULL), &err) ||
+  if (!set_incoming_capabilities (qmp, c, &err) ||
       !sm_mig_journal_step (journal, "nbd-server", "begin", NULL, &err) ||
       !sm_mig_nbd_server_start (qmp, o->unix_sockets,
                                 c->dest_host, in.run_dir, c->id, "nbd",

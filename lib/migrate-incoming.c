@@ -55,6 +55,7 @@ sm_mig_incoming_journal_open (const char *state_dir, const SmMigCookie *c,
   json_object_object_add (h, "created", json_object_new_string (created));
   json_object_object_add (h, "source-running",
                           json_object_new_boolean (c->source_running));
+  json_object_object_add (h, "postcopy", json_object_new_boolean (c->postcopy));
   return sm_journal_create (dir, c->id, h, error);
 }
 
@@ -80,10 +81,11 @@ sm_mig_incoming_clear (SmMigIncoming *in)
   g_free (in->run_dir);
   g_free (in->created);
   g_free (in->qmp);
+  g_free (in->recover_uri);
 }
 
-static bool
-incoming_read (const char *path, SmMigIncoming *in, GError **error)
+bool
+sm_mig_incoming_read (const char *path, SmMigIncoming *in, GError **error)
 {
   g_autoptr(json_object) recs = sm_journal_load (path, error);
   json_object *h;
@@ -102,6 +104,7 @@ incoming_read (const char *path, SmMigIncoming *in, GError **error)
   in->created = g_strdup (sm_json_get_string (h, "created"));
   sm_json_get_bool (h, "run-dir-created", &in->run_dir_created);
   sm_json_get_bool (h, "source-running", &in->source_running);
+  sm_json_get_bool (h, "postcopy", &in->postcopy);
   for (size_t i = 1; i < n; i++) {
     json_object *r = json_object_array_get_idx (recs, i);
     const char *step = sm_json_get_string (r, "step");
@@ -116,6 +119,11 @@ incoming_read (const char *path, SmMigIncoming *in, GError **error)
       in->qmp = g_strdup (sm_json_get_string (r, "qmp"));
     } else if (g_strcmp0 (step, "cont") == 0) {
       in->finished = true;
+    } else if (g_strcmp0 (step, "postcopy-active") == 0) {
+      in->postcopy_active = true;
+    } else if (g_strcmp0 (step, "recover-listen") == 0) {
+      g_free (in->recover_uri);
+      in->recover_uri = g_strdup (sm_json_get_string (r, "uri"));
     }
   }
   /* killed between starting QEMU and journaling it: find it by its
@@ -199,13 +207,36 @@ sm_migrate_cancel_incoming (SmMigCookie *c, const SmMigDestOptions *o,
 
   if (!g_file_test (path, G_FILE_TEST_EXISTS))
     return true;                      /* prepare cleaned up already */
-  if (!incoming_read (path, &in, error))
+  if (!sm_mig_incoming_read (path, &in, error))
     return false;
   ok = sm_mig_incoming_cleanup (&in, error);
   if (ok)
     unlink (path);
   sm_mig_incoming_clear (&in);
   return ok;
+}
+
+/* Waits (after the guest was resumed here during post-copy) until the rest
+ * of its RAM has arrived.  The source's snapmig recovers a failed link; if
+ * it goes away (WATCH_FD), this fails without undoing anything. */
+static bool
+wait_postcopy_done (SmQmp *qmp, const SmMigDestOptions *o, GError **error)
+{
+  static const char *const done[] = { "completed", NULL };
+  g_autofree char *status = NULL;
+  GError *err = NULL;
+
+  if (sm_mig_wait_status (qmp, done, o->watch_fd >= 0 ? 0 : o->timeout_ms,
+                          o->watch_fd, NULL, NULL, &status, NULL, &err))
+    return true;
+  g_set_error (error, SM_ERROR, err->code,
+               "post-copy: the guest runs here and still receives its RAM "
+               "from the source (%s); nothing was undone: the source's "
+               "snapmig recovers the link ('snapmig migrate-recover' there), "
+               "then 'snapmig recover --incoming' here ends the migration",
+               err->message);
+  g_error_free (err);
+  return false;
 }
 
 bool
@@ -216,7 +247,11 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
   g_autoptr(SmQmp) qmp = NULL;
   g_autoptr(json_object) resume = NULL;
   g_autofree char *status = NULL;
-  static const char *const done[] = { "completed", NULL };
+  static const char *const arrived[] = { "completed", "postcopy-active",
+                                         "postcopy-paused", "postcopy-recover",
+                                         NULL };
+  SmMigIncoming in = { 0 };
+  bool postcopy;
   GError *err = NULL;
 
   if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
@@ -225,14 +260,39 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
                  c->id, path);
     return false;
   }
-  journal = sm_journal_reopen (path, error);
-  if (!journal)
+  if (!sm_mig_incoming_read (path, &in, error))
     return false;
+  postcopy = in.postcopy_active;
+  journal = sm_journal_reopen (path, error);
+  if (!journal) {
+    sm_mig_incoming_clear (&in);
+    return false;
+  }
   qmp = sm_qmp_connect (c->dest_qmp, sm_mig_dest_stall_ms (o), &err);
-  if (!qmp ||
-      !sm_mig_wait_status (qmp, done, o->timeout_ms > 0 ? o->timeout_ms : 0,
-                           o->watch_fd, NULL, NULL, &status, NULL, &err) ||
-      !sm_mig_journal_step (journal, "nbd-stop", "begin", NULL, &err) ||
+  if (!qmp)
+    goto fail;
+  if (in.finished) {
+    /* a finish again (its first one's transport died during post-copy):
+     * the guest runs here already */
+    sm_mig_incoming_clear (&in);
+    c->dest_ran = c->source_running;
+    if (!wait_postcopy_done (qmp, o, error))
+      return false;
+    goto done;
+  }
+  sm_mig_incoming_clear (&in);
+  if (!sm_mig_wait_status (qmp, arrived, o->timeout_ms > 0 ? o->timeout_ms : 0,
+                           postcopy ? -1 : o->watch_fd, NULL, NULL, &status,
+                           NULL, &err))
+    goto fail;
+  if (g_str_has_prefix (status, "postcopy-") && !postcopy) {
+    /* the guest's state is here now: from this record on nothing undoes
+     * this side */
+    postcopy = true;
+    if (!sm_mig_journal_step (journal, "postcopy-active", "end", NULL, &err))
+      goto fail;
+  }
+  if (!sm_mig_journal_step (journal, "nbd-stop", "begin", NULL, &err) ||
       !sm_qmp_run (qmp, "nbd-server-stop", NULL, &err))
     goto fail;
   if (g_str_has_prefix (c->nbd_uri, "unix:"))
@@ -248,7 +308,13 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
     if (c->resumed_at_us > 0 && c->stopped_at_us > 0)
       c->pause_us = c->resumed_at_us - c->stopped_at_us;
     c->dest_ran = true;
+  } else if (postcopy &&
+             !sm_mig_journal_step (journal, "cont", "begin", NULL, &err)) {
+    goto fail;                  /* (marks the guest as this side's) */
   }
+  if (postcopy && !wait_postcopy_done (qmp, o, error))
+    return false;
+done:
   sm_mig_journal_step (journal, "cont", "end", NULL, NULL);
   {
     g_autofree char *created = sm_mig_incoming_path (o->state_dir, c->id, ".created");
@@ -259,9 +325,16 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
   return sm_journal_finish (g_steal_pointer (&journal), error);
 
 fail:
+  if (postcopy) {
+    /* past post-copy's start the guest can only run here: keep it all */
+    g_propagate_prefixed_error (error, err, "post-copy: the guest's state is "
+                                "on this host and nothing was undone; run "
+                                "'snapmig recover --incoming' here once the "
+                                "source's side is settled: ");
+    return false;
+  }
   {
     GError *undo = NULL;
-    SmMigIncoming in = { 0 };
 
     g_clear_pointer (&qmp, sm_qmp_free);
     g_clear_pointer (&journal, sm_journal_free);
@@ -269,7 +342,8 @@ fail:
     g_free (c->error_phase);
     c->error_phase = g_strdup ("finish");
     c->dest_ran = false;
-    if (incoming_read (path, &in, &undo) && sm_mig_incoming_cleanup (&in, &undo))
+    if (sm_mig_incoming_read (path, &in, &undo) &&
+        sm_mig_incoming_cleanup (&in, &undo))
       unlink (path);
     if (undo) {
       g_prefix_error (&err, "(and the clean-up failed: %s) ", undo->message);
@@ -298,8 +372,41 @@ sm_migrate_recover_incoming (const char *state_dir, GError **error)
     SmMigIncoming in = { 0 };
     GError *err = NULL;
 
-    if (!incoming_read (*p, &in, &err)) {
+    if (!sm_mig_incoming_read (*p, &in, &err)) {
       g_propagate_error (error, err);
+      g_string_free (out, true);
+      return NULL;
+    }
+    if (in.pid > 0 && sm_proc_alive (in.pid, in.start_time) &&
+        (in.postcopy || in.postcopy_active)) {
+      /* post-copy: a migration past its start is only ever finished here */
+      g_autoptr(SmQmp) q = in.qmp ? sm_qmp_connect (in.qmp, 5000, NULL) : NULL;
+      g_autoptr(json_object) r = q ? sm_qmp_execute_type (q, "query-migrate",
+                                                          NULL, json_type_object,
+                                                          NULL) : NULL;
+      const char *ms = r ? sm_json_get_string (r, "status") : NULL;
+
+      if (ms && g_str_has_prefix (ms, "postcopy-")) {
+        g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+                     "incoming migration %s: post-copy still runs here "
+                     "(status %s): the guest's RAM is split between the "
+                     "hosts, so nothing was undone.  Recover the link from "
+                     "the source ('snapmig migrate-recover --qmp SOURCE'), "
+                     "then run recover here again once it completed", *p, ms);
+        sm_mig_incoming_clear (&in);
+        g_string_free (out, true);
+        return NULL;
+      }
+      if (g_strcmp0 (ms, "completed") == 0)
+        in.finished = true;        /* its state is all here: it runs here */
+    }
+    if (in.postcopy_active && !in.finished) {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                   "incoming migration %s: it reached post-copy, and its "
+                   "QEMU (pid %d) is gone: the guest's newest state was "
+                   "there; nothing was removed (journal kept)", *p,
+                   (int) in.pid);
+      sm_mig_incoming_clear (&in);
       g_string_free (out, true);
       return NULL;
     }

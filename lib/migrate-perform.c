@@ -114,6 +114,45 @@ sm_mig_wait_status (SmQmp *qmp, const char *const *states, int stall_ms,
                     int watch_fd, SmMigEventFn fn, void *opaque,
                     char **status_out, uint64_t *ram_bytes, GError **error)
 {
+  SmMigWait w = { .states = states, .stall_ms = stall_ms,
+                  .watch_fd = watch_fd, .fn = fn, .opaque = opaque,
+                  .ram_bytes = ram_bytes };
+
+  return sm_mig_wait (qmp, &w, status_out, error);
+}
+
+void
+sm_mig_emit_ram_progress (const SmMigWait *w, json_object *ram)
+{
+  uint64_t done = 0, total = 0, remaining = 0, requests = 0;
+  json_object *o;
+
+  if (!w->fn)
+    return;
+  sm_json_get_uint64 (ram, "transferred", &done);
+  sm_json_get_uint64 (ram, "total", &total);
+  sm_json_get_uint64 (ram, "remaining", &remaining);
+  o = json_object_new_object ();
+  json_object_object_add (o, "event", json_object_new_string ("progress"));
+  json_object_object_add (o, "what", json_object_new_string ("ram"));
+  json_object_object_add (o, "done", json_object_new_int64 ((int64_t) done));
+  json_object_object_add (o, "total", json_object_new_int64 ((int64_t) total));
+  json_object_object_add (o, "remaining",
+                          json_object_new_int64 ((int64_t) remaining));
+  if (w->stage) {
+    json_object_object_add (o, "stage", json_object_new_string (w->stage));
+    if (sm_json_get_uint64 (ram, "postcopy-requests", &requests))
+      json_object_object_add (o, "postcopy-requests",
+                              json_object_new_int64 ((int64_t) requests));
+  }
+  w->fn (o, w->opaque);
+  json_object_put (o);
+}
+
+bool
+sm_mig_wait (SmQmp *qmp, const SmMigWait *w, char **status_out,
+             GError **error)
+{
   gint64 last_change = g_get_monotonic_time ();
   uint64_t last_done = G_MAXUINT64;
   g_autofree char *last_status = NULL;
@@ -123,7 +162,7 @@ sm_mig_wait_status (SmQmp *qmp, const char *const *states, int stall_ms,
                                                      json_type_object, error);
     const char *status;
     json_object *ram;
-    uint64_t done = 0, total = 0;
+    uint64_t done = 0;
 
     if (!r)
       return false;
@@ -133,20 +172,18 @@ sm_mig_wait_status (SmQmp *qmp, const char *const *states, int stall_ms,
     ram = sm_json_get_object (r, "ram");
     if (ram) {
       sm_json_get_uint64 (ram, "transferred", &done);
-      sm_json_get_uint64 (ram, "total", &total);
-      if (ram_bytes)
-        *ram_bytes = done;
+      if (w->ram_bytes)
+        *w->ram_bytes = done;
     }
     if (done != last_done || g_strcmp0 (status, last_status) != 0) {
       last_change = g_get_monotonic_time ();
       if (ram && done != last_done)
-        sm_mig_emit (fn, opaque, "progress", "s:what", "ram", "u:done", done,
-                     "u:total", total, NULL);
+        sm_mig_emit_ram_progress (w, ram);
       last_done = done;
       g_free (last_status);
       last_status = g_strdup (status);
     }
-    if (status_in (status, states)) {
+    if (status_in (status, w->states)) {
       *status_out = g_strdup (status);
       return true;
     }
@@ -157,22 +194,24 @@ sm_mig_wait_status (SmQmp *qmp, const char *const *states, int stall_ms,
                    desc ? ": " : "", desc ? desc : "");
       return false;
     }
-    if (stall_ms > 0 &&
-        (g_get_monotonic_time () - last_change) / 1000 > stall_ms) {
+    if (w->tick && !w->tick (qmp, r, w->data, error))
+      return false;
+    if (w->stall_ms > 0 &&
+        (g_get_monotonic_time () - last_change) / 1000 > w->stall_ms) {
       g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
                    "the migration made no progress for %d s (status %s): "
-                   "is the link to the destination down?", stall_ms / 1000,
+                   "is the link to the destination down?", w->stall_ms / 1000,
                    status);
       return false;
     }
     if (sm_interrupt_check (error))
       return false;
-    if (watch_fd >= 0) {
-      struct pollfd w = { .fd = watch_fd, .events = POLLIN };
+    if (w->watch_fd >= 0) {
+      struct pollfd p = { .fd = w->watch_fd, .events = POLLIN };
       char byte;
 
-      if (poll (&w, 1, 0) > 0 && (w.revents & (POLLHUP | POLLERR) ||
-                                  read (watch_fd, &byte, 1) <= 0)) {
+      if (poll (&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR) ||
+                                  read (w->watch_fd, &byte, 1) <= 0)) {
         g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
                      "the migration's other side went away before it "
                      "completed (status %s)", status);
@@ -440,6 +479,40 @@ complete_mirrors (SmQmp *qmp, SmMigCookie *c, GError **error)
   return true;
 }
 
+/* The source's capabilities and parameters for the RAM phase: events,
+ * pause-before-switchover (the mirrors complete there), postcopy-ram,
+ * multifd; max-bandwidth, max-postcopy-bandwidth (always set: QEMU's
+ * default is unlimited), multifd-channels. */
+static bool
+set_ram_parameters (SmQmp *qmp, const SmMigCookie *c, GError **error)
+{
+  json_object *caps = sm_mig_capabilities ("events", true,
+                                           "pause-before-switchover", true,
+                                           "postcopy-ram", c->postcopy,
+                                           "multifd", c->parallel > 0, NULL);
+  json_object *params = json_object_new_object ();
+
+  if (c->parallel > 0)
+    json_object_object_add (params, "multifd-channels",
+                            json_object_new_int (c->parallel));
+  if (c->bandwidth)
+    json_object_object_add (params, "max-bandwidth",
+                            json_object_new_int64 ((int64_t) c->bandwidth));
+  if (c->postcopy)
+    json_object_object_add (params, "max-postcopy-bandwidth",
+                            json_object_new_int64 ((int64_t) c->postcopy_bandwidth));
+  if (!sm_qmp_run (qmp, "migrate-set-capabilities",
+                   sm_qmp_args (error, "j:capabilities", caps, NULL), error)) {
+    json_object_put (params);
+    return false;
+  }
+  if (json_object_object_length (params) == 0) {
+    json_object_put (params);
+    return true;
+  }
+  return sm_qmp_run (qmp, "migrate-set-parameters", params, error);
+}
+
 static SmJournal *
 reopen_journal (SmVmState *st, const char *id, GError **error)
 {
@@ -461,8 +534,12 @@ sm_migrate_perform (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
   g_autoptr(SmJournal) journal = NULL;
   int stall = o->timeout_ms > 0 ? o->timeout_ms : SM_MIG_STALL_MS;
   static const char *const pre[] = { "pre-switchover", "completed", NULL };
-  static const char *const done[] = { "completed", NULL };
+  static const char *const done[] = { "completed", "postcopy-active",
+                                      "postcopy-paused", "postcopy-recover",
+                                      NULL };
   g_autofree char *status = NULL;
+  SmMigSwitch sw;
+  SmMigWait w;
   g_autoptr(json_object) stop = NULL;
   GError *err = NULL;
 
@@ -495,22 +572,20 @@ sm_migrate_perform (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
     goto fail;
 
   sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "ram", NULL);
-  if (!sm_qmp_run (qmp, "migrate-set-capabilities",
-                   sm_qmp_args (&err, "j:capabilities",
-                                sm_mig_capabilities ("events", true,
-                                                     "pause-before-switchover",
-                                                     true, NULL), NULL), &err) ||
-      (c->bandwidth &&
-       !sm_qmp_run (qmp, "migrate-set-parameters",
-                    sm_qmp_args (&err, "u:max-bandwidth", c->bandwidth, NULL),
-                    &err)) ||
+  if (!set_ram_parameters (qmp, c, &err) ||
+      !sm_mig_save_outgoing (st, c, &err) ||
       !sm_mig_journal_step (journal, "migrate", "begin", NULL, &err))
     goto fail;
   sm_qmp_clear_events (qmp);
+  sw = (SmMigSwitch) { .c = c, .o = o, .st = st, .journal = journal,
+                       .ram_start = g_get_monotonic_time () };
+  w = (SmMigWait) { .states = pre, .stall_ms = stall, .watch_fd = -1,
+                    .stage = "pre-copy", .fn = o->event, .opaque = o->opaque,
+                    .tick = sm_mig_switch_tick, .data = &sw,
+                    .ram_bytes = &c->ram_bytes };
   if (!sm_qmp_run (qmp, "migrate",
                    sm_qmp_args (&err, "s:uri", c->migrate_uri, NULL), &err) ||
-      !sm_mig_wait_status (qmp, pre, stall, -1, o->event, o->opaque, &status,
-                           &c->ram_bytes, &err))
+      !sm_mig_wait (qmp, &w, &status, &err))
     goto fail;
   if (strcmp (status, "pre-switchover") == 0) {
     if (!sm_mig_journal_step (journal, "switchover", "begin", NULL, &err) ||
@@ -520,16 +595,25 @@ sm_migrate_perform (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
                      &err))
       goto fail;
     g_clear_pointer (&status, g_free);
-    if (!sm_mig_wait_status (qmp, done, stall, -1, o->event, o->opaque, &status,
-                             &c->ram_bytes, &err))
+    w.states = done;
+    w.tick = NULL;
+    if (!sm_mig_wait (qmp, &w, &status, &err))
       goto fail;
   }
   stop = sm_qmp_wait_event (qmp, "STOP", NULL, NULL, 0, NULL);
   c->stopped_at_us = MAX (sm_qmp_event_time_us (stop), 0);
-  if (!sm_mig_journal_step (journal, "migrate", "end", NULL, &err))
+  if (g_str_has_prefix (status, "postcopy-")) {
+    /* from here on the guest is never resumed on the source */
+    c->postcopy_used = true;
+    if (!sm_mig_journal_step (journal, "postcopy", "end", NULL, &err))
+      goto fail;
+    sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "postcopy", NULL);
+  } else if (!sm_mig_journal_step (journal, "migrate", "end", NULL, &err)) {
     goto fail;
+  }
   g_free (c->phase);
   c->phase = g_strdup ("perform");
+  sm_mig_save_outgoing (st, c, NULL);
   return true;
 
 fail:
@@ -673,6 +757,14 @@ sm_migrate_rollback_source (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
   GError *err = NULL;
 
   mstatus = migration_status (qmp);
+  if (g_str_has_prefix (mstatus, "postcopy-") || c->postcopy_used) {
+    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                 "the migration is past the start of post-copy (status %s): "
+                 "the guest's newest state is on the destination, so the "
+                 "source is never resumed.  Run 'snapmig migrate-recover "
+                 "--qmp %s' to complete it", mstatus, sm_qmp_address (qmp));
+    return false;
+  }
   if (strcmp (mstatus, "completed") == 0 && !dest_never_ran) {
     g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
                  "the VM's state had reached the destination (migration "
@@ -746,6 +838,7 @@ sm_migrate_confirm (SmQmp *qmp, SmVmState *st, SmMigCookie *c, bool success,
                                      g_strcmp0 (c->error_phase, "finish") == 0,
                                      journal, error))
       return false;
+    sm_mig_outgoing_clear (st, c->id);
     return sm_journal_finish (g_steal_pointer (&journal), error);
   }
 
@@ -755,6 +848,23 @@ sm_migrate_confirm (SmQmp *qmp, SmVmState *st, SmMigCookie *c, bool success,
     pid_t pid = (pid_t) c->source_pid;
     uint64_t start = pid > 0 ? sm_proc_start_time (pid) : 0;
 
+    if (g_str_has_prefix (mstatus, "postcopy-")) {
+      /* the phases run by hand: post-copy still moves the rest of the RAM */
+      static const char *const done[] = { "completed", NULL };
+      SmMigWait w = { .states = done, .stall_ms = SM_MIG_POSTCOPY_STALL_MS,
+                      .watch_fd = -1 };
+      g_autofree char *st2 = NULL;
+      GError *e = NULL;
+
+      if (!sm_mig_wait (qmp, &w, &st2, &e)) {
+        g_propagate_prefixed_error (error, e, "post-copy did not complete "
+                                    "(run 'snapmig migrate-recover --qmp %s'): ",
+                                    sm_qmp_address (qmp));
+        return false;
+      }
+      g_free (mstatus);
+      mstatus = g_strdup ("completed");
+    }
     if (strcmp (mstatus, "completed") != 0) {
       g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                    "the migration's status on the source is %s, not "
@@ -788,5 +898,6 @@ sm_migrate_confirm (SmQmp *qmp, SmVmState *st, SmMigCookie *c, bool success,
     if (!sm_mig_journal_step (journal, "fold-tops", "end", NULL, error))
       return false;
   }
+  sm_mig_outgoing_clear (st, c->id);
   return sm_journal_finish (g_steal_pointer (&journal), error);
 }

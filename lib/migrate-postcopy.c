@@ -1,15 +1,236 @@
-/* libsnapmig — post-copy: the destination's probe, the switch on request
- * (migrate-start-postcopy), and the recovery of a post-copy whose link
- * failed (migrate-recover) (lib/migrate.h). */
+/* libsnapmig — post-copy: the destination's probe, the switch (by policy
+ * or on request of migrate-start-postcopy), the source's wait for the end
+ * of post-copy, and the recovery of a post-copy whose link failed
+ * (migrate-recover) (lib/migrate.h).
+ *
+ * Once the source saw postcopy-active (journal step "postcopy" end) the
+ * guest's newest state is on the destination: nothing here ever resumes
+ * it on the source or stops the destination.  A failed link pauses both
+ * sides (QEMU does it when it notices; snapmig with migrate-pause when the
+ * link died silently) and is recovered with migrate-recover on the
+ * destination and migrate resume=true on the source. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include "blockjob.h"
+#include "interrupt.h"
+#include "journal.h"
+#include "json-util.h"
 #include "migrate-private.h"
 
-/* STUBS — being written (wp-core) */
+#define POLL_MS 100
+#define BACKOFF_MAX_MS 10000
+/* a resumed stream that does not run within this is retried */
+#define RESUME_WAIT_MS 10000
+
+/* ---- the destination's probe ------------------------------------------ */
+
 bool
 sm_mig_postcopy_supported (GError **error)
 {
-  (void) error;
+  struct uffdio_api api = { .api = UFFD_API };
+  int fd = (int) syscall (SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+  int e = errno;
+
+  if (fd < 0) {
+    if (e == EPERM)
+      g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
+                   "userfaultfd is not permitted to this user (uid %u): the "
+                   "destination's snapmig and QEMU must run as root (or "
+                   "with the sysctl vm.unprivileged_userfaultfd=1; QEMU 7.2 "
+                   "cannot use /dev/userfaultfd)", (unsigned) getuid ());
+    else
+      g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
+                   "userfaultfd is not available on this host: %s",
+                   g_strerror (e));
+    return false;
+  }
+  if (ioctl (fd, UFFDIO_API, &api) < 0) {
+    e = errno;
+    close (fd);
+    g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
+                 "userfaultfd's API handshake failed on this host: %s",
+                 g_strerror (e));
+    return false;
+  }
+  close (fd);
+  return true;
+}
+
+/* ---- the source's saved cookie and requests ------------------------------ */
+
+char *
+sm_mig_outgoing_path (SmVmState *st, const char *id, const char *ext)
+{
+  g_autofree char *name = g_strconcat (id, ext, NULL);
+
+  return g_build_filename (sm_vm_state_journal_dir (st), name, NULL);
+}
+
+bool
+sm_mig_save_outgoing (SmVmState *st, const SmMigCookie *c, GError **error)
+{
+  g_autofree char *path = sm_mig_outgoing_path (st, c->id, ".cookie");
+  g_autofree char *xml = sm_mig_cookie_format (c);
+  GError *err = NULL;
+
+  if (!g_file_set_contents (path, xml, -1, &err)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot save the migration's "
+                 "cookie: %s", err->message);
+    g_error_free (err);
+    return false;
+  }
+  return true;
+}
+
+void
+sm_mig_outgoing_clear (SmVmState *st, const char *id)
+{
+  g_autofree char *cookie = sm_mig_outgoing_path (st, id, ".cookie");
+  g_autofree char *req = sm_mig_outgoing_path (st, id, ".start-postcopy");
+
+  unlink (cookie);
+  unlink (req);
+}
+
+SmMigCookie *
+sm_migrate_load_outgoing (SmVmState *st, GError **error)
+{
+  const char *dir = sm_vm_state_journal_dir (st);
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  while (d && (name = g_dir_read_name (d))) {
+    g_autofree char *id = NULL;
+    g_autofree char *journal = NULL;
+    g_autofree char *path = NULL;
+    g_autofree char *xml = NULL;
+    gsize len = 0;
+
+    if (!g_str_has_suffix (name, ".cookie"))
+      continue;
+    id = g_strndup (name, strlen (name) - strlen (".cookie"));
+    journal = sm_mig_outgoing_path (st, id, ".journal");
+    if (!g_file_test (journal, G_FILE_TEST_EXISTS))
+      continue;
+    path = g_build_filename (dir, name, NULL);
+    if (!g_file_get_contents (path, &xml, &len, NULL))
+      continue;
+    return sm_mig_cookie_parse (xml, (gssize) len, error);
+  }
+  g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+               "no outgoing migration of the VM at %s to recover (none "
+               "reached its RAM phase; see %s)", sm_vm_state_address (st), dir);
+  return NULL;
+}
+
+/* The request of migrate-start-postcopy at PATH, answered by rewriting it
+ * with ANSWER ("ok ..." or "error: ..."). */
+static void
+answer_request (const char *path, const char *answer)
+{
+  g_autofree char *text = g_strconcat (answer, "\n", NULL);
+
+  g_file_set_contents (path, text, -1, NULL);
+}
+
+static bool
+request_pending (const char *path)
+{
+  g_autofree char *content = NULL;
+
+  return g_file_get_contents (path, &content, NULL, NULL) &&
+         g_str_has_prefix (content, "request");
+}
+
+static char *
+mib (uint64_t bytes)
+{
+  return g_strdup_printf ("%.1f MiB", (double) bytes / (1024.0 * 1024.0));
+}
+
+bool
+sm_mig_switch_tick (SmQmp *qmp, json_object *reply, void *data,
+                    GError **error)
+{
+  SmMigSwitch *sw = data;
+  g_autofree char *req = sm_mig_outgoing_path (sw->st, sw->c->id,
+                                               ".start-postcopy");
+  const char *status = sm_json_get_string (reply, "status");
+  json_object *ram = sm_json_get_object (reply, "ram");
+  bool requested = request_pending (req);
+  const char *why = NULL;
+
+  if (requested && !sw->c->postcopy) {
+    answer_request (req, "error: this migration was started without "
+                    "--postcopy (the postcopy-ram capability must be on both "
+                    "sides from the start)");
+    requested = false;
+  } else if (requested && sw->switched) {
+    answer_request (req, "ok: the switch to post-copy was made already");
+    requested = false;
+  }
+  if (!sw->switched && sw->c->postcopy &&
+      (g_strcmp0 (status, "active") == 0 || g_strcmp0 (status, "setup") == 0)) {
+    uint64_t passes = 0;
+
+    if (ram)
+      sm_json_get_uint64 (ram, "dirty-sync-count", &passes);
+    if (requested)
+      why = "on request (migrate-start-postcopy)";
+    else if (sw->c->postcopy_after_precopy && passes >= 2)
+      why = "after the first full pass of pre-copy";
+  }
+  if (why) {
+    GError *err = NULL;
+    g_autofree char *msg = g_strdup_printf ("switching to post-copy %s", why);
+
+    if (!sm_mig_journal_step (sw->journal, "postcopy", "begin", NULL, error))
+      return false;
+    if (!sm_qmp_run (qmp, "migrate-start-postcopy", NULL, &err)) {
+      g_autofree char *a = g_strdup_printf ("error: %s", err->message);
+
+      if (requested) {
+        answer_request (req, a);
+        g_error_free (err);
+        return true;
+      }
+      g_propagate_prefixed_error (error, err, "cannot switch to post-copy: ");
+      return false;
+    }
+    sw->switched = true;
+    if (requested)
+      answer_request (req, "ok");
+    sm_mig_emit (sw->o->event, sw->o->opaque, "message", "s:message", msg,
+                 NULL);
+    return true;
+  }
+  if (!sw->switched && sw->o->converge_ms > 0 &&
+      (g_get_monotonic_time () - sw->ram_start) / 1000 > sw->o->converge_ms) {
+    uint64_t remaining = 0, rate = 0;
+    g_autofree char *left = NULL;
+    g_autofree char *bw = sw->c->bandwidth ?
+      g_strdup_printf (", --bandwidth %s/s", mib (sw->c->bandwidth)) : NULL;
+
+    if (ram) {
+      sm_json_get_uint64 (ram, "remaining", &remaining);
+      sm_json_get_uint64 (ram, "dirty-pages-rate", &rate);
+    }
+    left = mib (remaining);
+    g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                 "the migration did not converge within %d s: the guest "
+                 "dirties its RAM faster than the link carries it (%s still "
+                 "to send, %" G_GUINT64_FORMAT " pages dirtied per second%s); "
+                 "migrate with --postcopy-after-precopy (post-copy always "
+                 "converges), or give it more --bandwidth",
+                 sw->o->converge_ms / 1000, left, rate, bw ? bw : "");
+    return false;
+  }
   return true;
 }
 
@@ -17,26 +238,217 @@ bool
 sm_migrate_start_postcopy (SmVmState *st, const char *qmp_address,
                            int timeout_ms, GError **error)
 {
-  (void) st; (void) qmp_address; (void) timeout_ms;
-  g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED, "not yet");
+  g_autoptr(GError) busy = NULL;
+  g_autoptr(SmMigCookie) c = NULL;
+  g_autofree char *req = NULL;
+  gint64 deadline;
+  int fd;
+
+  if (timeout_ms <= 0)
+    timeout_ms = 30000;
+  if (sm_vm_state_lock (st, &busy)) {
+    /* no snapmig drives a migration of this VM: ask QEMU itself */
+    g_autoptr(SmQmp) qmp = sm_qmp_connect (qmp_address, timeout_ms, error);
+    g_autoptr(json_object) r = NULL;
+    const char *status;
+
+    sm_vm_state_unlock (st);
+    if (!qmp)
+      return false;
+    r = sm_qmp_execute_type (qmp, "query-migrate", NULL, json_type_object,
+                             error);
+    if (!r)
+      return false;
+    status = sm_json_get_string (r, "status");
+    if (g_strcmp0 (status, "active") != 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                   "no migration of the VM at %s is in pre-copy (status %s): "
+                   "nothing to switch", qmp_address, status ? status : "none");
+      return false;
+    }
+    if (!sm_qmp_run (qmp, "migrate-start-postcopy", NULL, error)) {
+      g_prefix_error (error, "the VM at %s: ", qmp_address);
+      return false;
+    }
+    return true;
+  }
+  /* migrate (or migrate-perform) holds the VM and its monitor: ask it */
+  c = sm_migrate_load_outgoing (st, NULL);
+  if (!c) {
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "no migration of the VM at %s is in its RAM phase (%s)",
+                 qmp_address, busy->message);
+    return false;
+  }
+  if (!c->postcopy) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "migration %s of the VM at %s was started without "
+                 "--postcopy (the postcopy-ram capability must be on both "
+                 "sides from the start): it cannot switch", c->id,
+                 qmp_address);
+    return false;
+  }
+  req = sm_mig_outgoing_path (st, c->id, ".start-postcopy");
+  fd = open (req, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 && errno != EEXIST) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot write the request "
+                 "%s: %s", req, g_strerror (errno));
+    return false;
+  }
+  if (fd >= 0) {
+    if (write (fd, "request\n", 8) != 8) {
+      close (fd);
+      unlink (req);
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot write %s", req);
+      return false;
+    }
+    close (fd);
+  }
+  deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  while (g_get_monotonic_time () < deadline) {
+    g_autofree char *answer = NULL;
+
+    if (g_file_get_contents (req, &answer, NULL, NULL) &&
+        !g_str_has_prefix (answer, "request")) {
+      unlink (req);
+      g_strchomp (answer);
+      if (g_str_has_prefix (answer, "ok"))
+        return true;
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED, "migration %s: %s",
+                   c->id, g_str_has_prefix (answer, "error: ") ?
+                   answer + 7 : answer);
+      return false;
+    }
+    if (sm_interrupt_check (error)) {
+      unlink (req);
+      return false;
+    }
+    g_usleep (50000);
+  }
+  unlink (req);
+  g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+               "migration %s: the snapmig that runs it (%s) did not answer "
+               "the request within %d s (is it past its RAM phase?)", c->id,
+               busy->message, timeout_ms / 1000);
   return false;
 }
 
-SmMigCookie *
-sm_migrate_load_outgoing (SmVmState *st, GError **error)
+/* ---- recovery ------------------------------------------------------------ */
+
+static char *
+source_status (SmQmp *qmp, GError **error)
 {
-  (void) st;
-  g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND, "not yet");
-  return NULL;
+  g_autoptr(json_object) r = sm_qmp_execute_type (qmp, "query-migrate", NULL,
+                                                  json_type_object, error);
+  const char *s = r ? sm_json_get_string (r, "status") : NULL;
+
+  if (!r)
+    return NULL;
+  return g_strdup (s ? s : "none");
+}
+
+/* Waits up to MS for QMP's migration status to be one of STATES; the
+ * status reached (or the last one seen).  NULL when QEMU is gone. */
+static char *
+wait_states (SmQmp *qmp, const char *const *states, int ms, GError **error)
+{
+  gint64 end = g_get_monotonic_time () + (gint64) ms * 1000;
+
+  for (;;) {
+    g_autofree char *s = source_status (qmp, error);
+
+    if (!s)
+      return NULL;
+    for (const char *const *p = states; *p; p++)
+      if (strcmp (s, *p) == 0)
+        return g_steal_pointer (&s);
+    if (g_get_monotonic_time () >= end)
+      return g_steal_pointer (&s);
+    sm_block_poll_pause (qmp, 50);
+  }
 }
 
 bool
 sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
                            GError **error)
 {
-  (void) c; (void) o;
-  g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED, "not yet");
-  return false;
+  static const char *const paused[] = { "postcopy-paused", "completed", NULL };
+  g_autofree char *path = sm_mig_incoming_path (o->state_dir, c->id, ".journal");
+  g_autoptr(SmJournal) journal = NULL;
+  g_autoptr(SmQmp) qmp = NULL;
+  g_autofree char *status = NULL;
+  g_autofree char *uri = NULL;
+  g_autofree char *sock = NULL;
+  SmMigIncoming in = { 0 };
+  GError *err = NULL;
+  json_object *r;
+
+  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "no incoming migration %s here (its journal %s is missing)",
+                 c->id, path);
+    return false;
+  }
+  if (!sm_mig_incoming_read (path, &in, error))
+    return false;
+  journal = sm_journal_reopen (path, error);
+  qmp = journal && in.qmp ? sm_qmp_connect (in.qmp, sm_mig_dest_stall_ms (o),
+                                            error) : NULL;
+  if (!qmp) {
+    if (journal && !in.qmp)
+      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                   "incoming migration %s: no QEMU was started here", c->id);
+    sm_mig_incoming_clear (&in);
+    return false;
+  }
+  status = source_status (qmp, error);
+  if (!status) {
+    sm_mig_incoming_clear (&in);
+    return false;
+  }
+  if (strcmp (status, "postcopy-active") == 0 ||
+      strcmp (status, "postcopy-recover") == 0) {
+    /* the link died silently: this side has not noticed */
+    sm_qmp_run (qmp, "migrate-pause", NULL, NULL);
+    g_free (status);
+    status = wait_states (qmp, paused, 5000, error);
+    if (!status) {
+      sm_mig_incoming_clear (&in);
+      return false;
+    }
+  }
+  if (strcmp (status, "postcopy-paused") != 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "incoming migration %s is %s here, not paused in "
+                 "post-copy: nothing to recover", c->id, status);
+    sm_mig_incoming_clear (&in);
+    return false;
+  }
+  sock = g_strdup_printf ("recover-%u.sock", (unsigned) g_random_int_range (0, 1 << 30));
+  if (!sm_mig_listen (qmp, c, o, "migrate-recover", sock, &uri, &err)) {
+    if (strstr (err->message, "triggered already") && in.recover_uri) {
+      /* its listener of an earlier attempt still waits */
+      g_clear_error (&err);
+      uri = g_strdup (in.recover_uri);
+    } else {
+      g_propagate_prefixed_error (error, err, "incoming migration %s: cannot "
+                                  "listen for the resumed stream: ", c->id);
+      sm_mig_incoming_clear (&in);
+      return false;
+    }
+  }
+  sm_mig_incoming_clear (&in);
+  r = json_object_new_object ();
+  json_object_object_add (r, "step", json_object_new_string ("recover-listen"));
+  json_object_object_add (r, "phase", json_object_new_string ("end"));
+  json_object_object_add (r, "uri", json_object_new_string (uri));
+  if (!sm_journal_append (journal, r, error))
+    return false;
+  g_free (c->migrate_uri);
+  c->migrate_uri = g_steal_pointer (&uri);
+  g_free (c->phase);
+  c->phase = g_strdup ("recover");
+  return true;
 }
 
 bool
@@ -45,17 +457,245 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
                              const char *const *dest_argv,
                              const char *const *dest_extra, GError **error)
 {
-  (void) qmp; (void) st; (void) c; (void) o; (void) dest_argv; (void) dest_extra;
-  g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED, "not yet");
+  static const char *const incoming[] = { "--incoming", "--json", NULL };
+  static const char *const paused[] = { "postcopy-paused", "completed", NULL };
+  static const char *const resumed[] = { "postcopy-active", "completed",
+                                         "postcopy-paused", NULL };
+  int limit = o->recover_timeout_ms > 0 ? o->recover_timeout_ms
+                                        : SM_MIG_RECOVER_TIMEOUT_MS;
+  gint64 deadline = g_get_monotonic_time () + (gint64) limit * 1000;
+  g_autofree char *last = NULL;
+  int backoff = 1000;
+
+  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "recover", NULL);
+  for (int attempt = 1;; attempt++) {
+    g_autofree char *status = source_status (qmp, error);
+    g_autoptr(SmMigCookie) listening = NULL;
+    GError *err = NULL;
+
+    if (!status)
+      return false;
+    if (strcmp (status, "completed") == 0)
+      return true;
+    if (strcmp (status, "postcopy-active") == 0 ||
+        strcmp (status, "postcopy-recover") == 0) {
+      /* stalled: the link died silently */
+      sm_qmp_run (qmp, "migrate-pause", NULL, NULL);
+      g_free (status);
+      status = wait_states (qmp, paused, 5000, error);
+      if (!status)
+        return false;
+      if (strcmp (status, "completed") == 0)
+        return true;
+    }
+    if (strcmp (status, "postcopy-paused") == 0) {
+      listening = sm_mig_dest_phase (o, dest_argv, "migrate-recover",
+                                     dest_extra, incoming, c, &err);
+      if (listening &&
+          sm_qmp_run (qmp, "migrate",
+                      sm_qmp_args (&err, "s:uri", listening->migrate_uri,
+                                   "b:resume", true, NULL), &err)) {
+        g_autofree char *now = wait_states (qmp, resumed + 0, RESUME_WAIT_MS,
+                                            error);
+
+        if (!now)
+          return false;
+        if (strcmp (now, "postcopy-active") == 0 ||
+            strcmp (now, "completed") == 0) {
+          g_autofree char *msg = g_strdup_printf (
+            "post-copy recovered (attempt %d): the stream resumed on %s",
+            attempt, listening->migrate_uri);
+          g_autoptr(SmJournal) j = NULL;
+          g_autofree char *path = sm_mig_journal_path (st, c->id);
+
+          c->recoveries++;
+          j = sm_journal_reopen (path, NULL);
+          if (j)
+            sm_mig_journal_step (j, "recover", "end", NULL, NULL);
+          sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
+          return true;
+        }
+        err = g_error_new (SM_ERROR, SM_ERROR_DISCONNECTED, "the resumed "
+                           "stream to %s did not run (status %s)",
+                           listening->migrate_uri, now);
+      }
+    } else {
+      err = g_error_new (SM_ERROR, SM_ERROR_FAILED, "the migration is %s",
+                         status);
+    }
+    g_free (last);
+    last = g_strdup (err ? err->message : status);
+    {
+      g_autofree char *msg = g_strdup_printf ("post-copy recovery attempt %d "
+                                              "failed: %s; retrying in %d s",
+                                              attempt, last, backoff / 1000);
+      sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
+    }
+    g_clear_error (&err);
+    if (g_get_monotonic_time () + (gint64) backoff * 1000 > deadline)
+      break;
+    for (int waited = 0; waited < backoff; waited += POLL_MS) {
+      if (sm_interrupt_check (error))
+        return false;
+      sm_block_poll_pause (qmp, POLL_MS);
+    }
+    backoff = MIN (backoff * 2, BACKOFF_MAX_MS);
+  }
+  g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+               "post-copy could not be recovered within %d s (last: %s): "
+               "both sides are paused and the guest waits, its RAM split "
+               "between the hosts; once the link is back run 'snapmig "
+               "migrate-recover --qmp %s' with the same --dest-cmd", limit / 1000,
+               last ? last : "?", sm_qmp_address (qmp));
   return false;
 }
+
+/* ---- the source's wait for the end of post-copy ---------------------------- */
+
+bool
+sm_mig_postcopy_wait (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
+                      const SmMigOptions *o, const char *const *dest_argv,
+                      const char *const *dest_extra,
+                      bool (*finish_alive) (void *data, GError **error),
+                      void *finish_data, GError **error)
+{
+  int stall = o->stall_timeout_ms > 0 ? o->stall_timeout_ms
+                                      : SM_MIG_POSTCOPY_STALL_MS;
+  g_autofree char *req = sm_mig_outgoing_path (st, c->id, ".start-postcopy");
+  SmMigWait w = { .stage = "post-copy", .fn = o->event, .opaque = o->opaque };
+  gint64 last_change = g_get_monotonic_time ();
+  uint64_t last_done = G_MAXUINT64;
+
+  for (;;) {
+    g_autoptr(json_object) r = sm_qmp_execute_type (qmp, "query-migrate", NULL,
+                                                     json_type_object, error);
+    const char *status;
+    json_object *ram;
+    uint64_t done = 0;
+    bool stalled;
+
+    if (!r) {
+      g_prefix_error (error, "post-copy: the source QEMU does not answer: ");
+      return false;
+    }
+    status = sm_json_get_string (r, "status");
+    if (!status)
+      status = "none";
+    ram = sm_json_get_object (r, "ram");
+    if (ram) {
+      sm_json_get_uint64 (ram, "transferred", &done);
+      sm_json_get_uint64 (ram, "postcopy-requests", &c->postcopy_requests);
+      c->ram_bytes = done;
+      if (done != last_done) {
+        sm_mig_emit_ram_progress (&w, ram);
+        last_done = done;
+        last_change = g_get_monotonic_time ();
+      }
+    }
+    if (request_pending (req))
+      answer_request (req, "ok: the migration runs post-copy already");
+    if (strcmp (status, "completed") == 0)
+      return true;
+    if (!g_str_has_prefix (status, "postcopy-")) {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                   "post-copy ended on the source with status %s%s%s: the "
+                   "guest's newest state is on the destination; this QEMU "
+                   "is not resumed", status,
+                   sm_json_get_string (r, "error-desc") ? ": " : "",
+                   sm_json_get_string (r, "error-desc") ?
+                   sm_json_get_string (r, "error-desc") : "");
+      return false;
+    }
+    stalled = strcmp (status, "postcopy-active") == 0 &&
+              (g_get_monotonic_time () - last_change) / 1000 > stall;
+    if (strcmp (status, "postcopy-paused") == 0 || stalled) {
+      g_autofree char *msg = g_strdup_printf (
+        stalled ? "post-copy made no progress for %d s: the link is down; "
+                  "recovering" : "post-copy paused (the link failed): "
+                  "recovering", stall / 1000);
+      sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
+      if (!sm_migrate_recover_postcopy (qmp, st, c, o, dest_argv, dest_extra,
+                                        error))
+        return false;
+      sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "postcopy", NULL);
+      last_change = g_get_monotonic_time ();
+      continue;
+    }
+    if (finish_alive && !finish_alive (finish_data, error))
+      return false;
+    if (sm_interrupt_check (error)) {
+      g_prefix_error (error, "post-copy goes on in QEMU (the guest runs on "
+                      "the destination and is never resumed here); run "
+                      "'snapmig migrate-recover --qmp %s' if it pauses, and "
+                      "'snapmig recover --qmp %s' once it completed: ",
+                      sm_qmp_address (qmp), sm_qmp_address (qmp));
+      return false;
+    }
+    {
+      GError *e = NULL;
+      json_object *ev = sm_qmp_wait_event (qmp, "MIGRATION", NULL, NULL,
+                                           POLL_MS, &e);
+      if (ev)
+        json_object_put (ev);
+      else
+        g_error_free (e);
+    }
+  }
+}
+
+/* ---- migrate-recover by hand ---------------------------------------------- */
 
 SmMigCookie *
 sm_migrate_recover_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
                         const char *const *dest_argv,
                         const char *const *dest_extra, GError **error)
 {
-  (void) qmp; (void) st; (void) o; (void) dest_argv; (void) dest_extra;
-  g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED, "not yet");
-  return NULL;
+  g_autoptr(SmMigCookie) c = NULL;
+  g_autoptr(SmMigCookie) finished = NULL;
+  g_autofree char *status = NULL;
+
+  if (!sm_vm_state_lock (st, error))
+    return NULL;
+  c = sm_migrate_load_outgoing (st, error);
+  if (!c)
+    return NULL;
+  status = source_status (qmp, error);
+  if (!status)
+    return NULL;
+  if (!g_str_has_prefix (status, "postcopy-") && strcmp (status, "completed") != 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "migration %s is %s on the source, not in post-copy: "
+                 "nothing to recover ('snapmig recover --qmp %s' rolls an "
+                 "interrupted migration back)", c->id, status,
+                 sm_qmp_address (qmp));
+    return NULL;
+  }
+  c->postcopy_used = true;
+  if (!sm_mig_postcopy_wait (qmp, st, c, o, dest_argv, dest_extra, NULL, NULL,
+                             error))
+    return NULL;
+  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "finish", NULL);
+  finished = sm_mig_dest_phase (o, dest_argv, "migrate-finish", dest_extra,
+                                NULL, c, error);
+  if (!finished) {
+    g_prefix_error (error, "finish: the migration completed, but the "
+                    "destination could not be finished (run 'snapmig "
+                    "recover --incoming' there): ");
+    return NULL;
+  }
+  finished->postcopy_used = true;
+  finished->postcopy_requests = c->postcopy_requests;
+  finished->recoveries = c->recoveries;
+  finished->ram_bytes = c->ram_bytes;
+  finished->disk_bytes = c->disk_bytes;
+  finished->stopped_at_us = c->stopped_at_us;
+  if (finished->resumed_at_us > 0 && c->stopped_at_us > 0)
+    finished->pause_us = finished->resumed_at_us - c->stopped_at_us;
+  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "confirm", NULL);
+  if (!sm_migrate_confirm (qmp, st, finished, true, error)) {
+    g_prefix_error (error, "confirm: the guest runs on the destination, but "
+                    "the source could not be cleaned up: ");
+    return NULL;
+  }
+  return g_steal_pointer (&finished);
 }

@@ -46,6 +46,86 @@ bool sm_mig_nbd_server_start (SmQmp *qmp, bool unix_socket, const char *host,
  * retried while QEMU still finishes the export; quiet, best effort. */
 void sm_mig_del_export_node (SmQmp *qmp, const char *node);
 
+/* One wait for a migration status (sm_mig_wait). */
+typedef struct {
+  const char *const *states;   /* NULL-ended: the wait ends at one of them */
+  int stall_ms;                /* no RAM progress or status change this long:
+                                  SM_ERROR_TIMEOUT (0: no limit) */
+  int watch_fd;                /* -1, or see sm_mig_wait_status */
+  const char *stage;           /* progress events' "stage" ("pre-copy",
+                                  "post-copy"), NULL: none */
+  SmMigEventFn fn;
+  void *opaque;
+  /* Called with each query-migrate reply; false (with ERROR) ends the wait
+   * with that error.  NULL: none. */
+  bool (*tick) (SmQmp *qmp, json_object *reply, void *data, GError **error);
+  void *data;
+  uint64_t *ram_bytes;         /* gets RAM bytes transferred, or NULL */
+} SmMigWait;
+
+bool sm_mig_wait (SmQmp *qmp, const SmMigWait *w, char **status,
+                  GError **error);
+/* A progress event of W's for a query-migrate "ram" object: done, total,
+ * remaining, and with a stage postcopy-requests. */
+void sm_mig_emit_ram_progress (const SmMigWait *w, json_object *ram);
+
+/* Runs the destination's PHASE (DEST_ARGV PHASE DEST_EXTRA... EXTRA...)
+ * with cookie C on its stdin and returns the cookie it answers, or NULL
+ * with its error (events it prints are relayed to O's event function). */
+SmMigCookie *sm_mig_dest_phase (const SmMigOptions *o,
+                                const char *const *dest_argv,
+                                const char *phase,
+                                const char *const *dest_extra,
+                                const char *const *extra, const SmMigCookie *c,
+                                GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Removes the source's saved cookie and request of migration ID. */
+void sm_mig_outgoing_clear (SmVmState *st, const char *id);
+
+/* STATE/vms/KEY/journal/ID.EXT of the source (".cookie": the cookie
+ * perform saved; ".start-postcopy": a request of migrate-start-postcopy).
+ * Caller frees. */
+char *sm_mig_outgoing_path (SmVmState *st, const char *id, const char *ext)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* The post-copy switch of a running perform: called by its RAM wait at
+ * each poll; switches when C's policy or a request file says so (answers
+ * the request), fails the wait when pre-copy did not converge within
+ * O's converge_ms.  *SWITCHED set once migrate-start-postcopy was sent. */
+typedef struct {
+  SmMigCookie *c;
+  const SmMigOptions *o;
+  SmVmState *st;
+  SmJournal *journal;
+  gint64 ram_start;            /* monotonic time the RAM phase began */
+  bool switched;
+} SmMigSwitch;
+bool sm_mig_switch_tick (SmQmp *qmp, json_object *reply, void *data,
+                         GError **error);
+
+/* Saves C as STATE/vms/KEY/journal/ID.cookie (atomically). */
+bool sm_mig_save_outgoing (SmVmState *st, const SmMigCookie *c,
+                           GError **error);
+
+/* The source's post-copy after perform (the guest's vCPUs run on the
+ * destination): waits for the migration to complete, recovering a failed
+ * link (sm_migrate_recover_postcopy) — a stall of O's stall_timeout_ms or
+ * both sides postcopy-paused.  FINISH_ALIVE (NULL: none), called at each
+ * poll with FINISH_DATA, is the orchestrator's watch of the destination's
+ * finish (it restarts it when its transport died).  Progress events with
+ * stage "post-copy"; fills C's ram_bytes, postcopy_requests. */
+bool sm_mig_postcopy_wait (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
+                           const SmMigOptions *o,
+                           const char *const *dest_argv,
+                           const char *const *dest_extra,
+                           bool (*finish_alive) (void *data, GError **error),
+                           void *finish_data, GError **error);
+
+/* Journal step names of post-copy: "postcopy" (source: begin before
+ * migrate-start-postcopy, end once postcopy-active was seen; from then on
+ * the guest is never resumed on the source) and "postcopy-active"
+ * (destination: the incoming migration reached post-copy). */
+
 /* Waits until the migration status on QMP is one of STATES (NULL-ended),
  * polling query-migrate (at once after a MIGRATION event, else every
  * 100 ms) and emitting RAM progress; SM_ERROR_TIMEOUT after STALL_MS
@@ -57,6 +137,15 @@ bool sm_mig_wait_status (SmQmp *qmp, const char *const *states,
                          int stall_ms, int watch_fd, SmMigEventFn fn,
                          void *opaque,
                          char **status, uint64_t *ram_bytes, GError **error);
+
+/* The destination's listener for the migration stream: COMMAND
+ * ("migrate-incoming", "migrate-recover") with a unix socket RUN_DIR/
+ * SOCK_NAME when the cookie's NBD server is on a unix socket, else TCP on
+ * the cookie's dest_host at the first free port of O's range.  *URI gets
+ * the endpoint. */
+bool sm_mig_listen (SmQmp *qmp, const SmMigCookie *c,
+                    const SmMigDestOptions *o, const char *command,
+                    const char *sock_name, char **uri, GError **error);
 
 /* Stops the source's layer server (begin) and deletes its nodes; quiet. */
 void sm_migrate_stop_layer_server (SmQmp *qmp, const SmMigCookie *c);
@@ -92,7 +181,16 @@ typedef struct {
   uint64_t start_time;
   bool finished;               /* journaled that the guest runs here */
   bool source_running;         /* the guest ran on the source */
+  bool postcopy;               /* post-copy was enabled */
+  bool postcopy_active;        /* journaled: the migration reached
+                                  post-copy here (never undone from then) */
+  char *recover_uri;           /* the last migrate-recover endpoint */
 } SmMigIncoming;
+
+/* Reads the incoming journal at PATH into IN (cleared by the caller with
+ * sm_mig_incoming_clear). */
+bool sm_mig_incoming_read (const char *path, SmMigIncoming *in,
+                           GError **error);
 
 /* STATE/incoming/ID.EXT.  Caller frees. */
 char *sm_mig_incoming_path (const char *state_dir, const char *id,

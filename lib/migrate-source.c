@@ -241,6 +241,19 @@ sm_migrate_plan_begin (const SmLsmVm *vm, const char *qmp_address,
   c->storage = o->storage;
   c->bandwidth = o->bandwidth;
   c->copy_mode = g_strdup (o->copy_mode);
+  c->postcopy = o->postcopy || o->postcopy_after_precopy;
+  c->postcopy_after_precopy = o->postcopy_after_precopy;
+  c->postcopy_fallback = c->postcopy && o->postcopy_fallback;
+  c->postcopy_bandwidth = o->postcopy_bandwidth >= 0 ?
+                          (uint64_t) o->postcopy_bandwidth : o->bandwidth;
+  c->parallel = o->parallel;
+  if (c->postcopy && c->parallel > 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "post-copy cannot be combined with multifd (%d parallel "
+                 "connections): later QEMUs refuse it, and 7.2's combination "
+                 "is unsafe; drop one of them", c->parallel);
+    return NULL;
+  }
   c->source_qmp = qmp_address[0] == '/' ? sm_rebase_physical_path (qmp_address)
                                         : g_strdup (qmp_address);
   c->dest_host = g_strdup (o->dest_host ? o->dest_host : "127.0.0.1");
@@ -616,14 +629,44 @@ sm_migrate_begin (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
      * writes arrived */
     g_autoptr(json_object) mc = sm_qmp_execute_type (
       qmp, "query-migrate-capabilities", NULL, json_type_array, error);
-    bool found = false;
+    bool found = false, postcopy = false, multifd = false, multifd_on = false;
 
     if (!mc)
       return NULL;
-    for (size_t k = 0; k < json_object_array_length (mc); k++)
-      found = found || g_strcmp0 (sm_json_get_string (
-                         json_object_array_get_idx (mc, k), "capability"),
-                         "pause-before-switchover") == 0;
+    for (size_t k = 0; k < json_object_array_length (mc); k++) {
+      json_object *cap = json_object_array_get_idx (mc, k);
+      const char *name = sm_json_get_string (cap, "capability");
+      bool state = false;
+
+      sm_json_get_bool (cap, "state", &state);
+      found = found || g_strcmp0 (name, "pause-before-switchover") == 0;
+      postcopy = postcopy || g_strcmp0 (name, "postcopy-ram") == 0;
+      if (g_strcmp0 (name, "multifd") == 0) {
+        multifd = true;
+        multifd_on = state;
+      }
+    }
+    if ((o->postcopy || o->postcopy_after_precopy) && !postcopy) {
+      g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
+                   "QEMU behind %s has no migration capability postcopy-ram: "
+                   "migrate without --postcopy", sm_qmp_address (qmp));
+      return NULL;
+    }
+    if ((o->postcopy || o->postcopy_after_precopy) && multifd_on) {
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "QEMU behind %s has the multifd capability enabled: "
+                   "post-copy cannot be combined with multifd (later QEMUs "
+                   "refuse it); turn it off (migrate-set-capabilities "
+                   "multifd false) or migrate without --postcopy",
+                   sm_qmp_address (qmp));
+      return NULL;
+    }
+    if (o->parallel > 0 && !multifd) {
+      g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
+                   "QEMU behind %s has no migration capability multifd: "
+                   "migrate without --parallel", sm_qmp_address (qmp));
+      return NULL;
+    }
     if (!found) {
       g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
                    "QEMU behind %s has no migration capability "

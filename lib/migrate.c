@@ -278,6 +278,15 @@ dest_phase (const SmMigOptions *o, const char *const *dest_argv,
   return dest_result (d, o, failed_cookie, error);
 }
 
+SmMigCookie *
+sm_mig_dest_phase (const SmMigOptions *o, const char *const *dest_argv,
+                   const char *phase, const char *const *dest_extra,
+                   const char *const *extra, const SmMigCookie *c,
+                   GError **error)
+{
+  return dest_phase (o, dest_argv, phase, dest_extra, extra, c, NULL, error);
+}
+
 /* Cancels the destination (migrate-finish --cancel), with signals set
  * aside; ERR gets what failed appended. */
 static void
@@ -301,6 +310,92 @@ cancel_dest (const SmMigOptions *o, const char *const *dest_argv,
   }
 }
 
+/* The orchestrator's watch of the destination's finish during post-copy:
+ * a finish whose process (or its transport: ssh) died is started again,
+ * with backoff, since the guest can only be finished there. */
+typedef struct {
+  DestProc *proc;
+  SmMigCookie *finished;       /* the answer of a finish that succeeded */
+  const SmMigOptions *o;
+  const char *const *dest_argv;
+  const char *const *dest_extra;
+  const char *xml;             /* the cookie it reads */
+  int restarts;
+  int backoff_ms;
+  gint64 next_try;
+} FinishWatch;
+
+#define FINISH_RESTARTS_MAX 30
+
+static bool
+finish_alive (void *data, GError **error)
+{
+  static const char *const watch[] = { "--watch-stdin", "--json", NULL };
+  FinishWatch *f = data;
+  GError *e = NULL;
+
+  if (f->proc) {
+    dest_pump (f->proc, f->o, 0);
+    if (!f->proc->done)
+      return true;
+    f->finished = dest_result (f->proc, f->o, NULL, &e);
+    g_clear_pointer (&f->proc, dest_proc_free);
+    if (f->finished)
+      return true;
+    {
+      g_autofree char *msg = g_strdup_printf ("the destination's finish "
+                                              "ended (%s): starting it again",
+                                              e->message);
+      sm_mig_emit (f->o->event, f->o->opaque, "message", "s:message", msg,
+                   NULL);
+    }
+    g_clear_error (&e);
+    f->next_try = g_get_monotonic_time () + (gint64) f->backoff_ms * 1000;
+  }
+  if (f->finished || g_get_monotonic_time () < f->next_try)
+    return true;
+  if (f->restarts++ >= FINISH_RESTARTS_MAX) {
+    g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
+                 "post-copy: the destination's finish could not be run "
+                 "again after %d attempts (the guest runs there; run "
+                 "'snapmig recover --incoming' there once the migration "
+                 "completed)", FINISH_RESTARTS_MAX);
+    return false;
+  }
+  f->proc = dest_start (f->dest_argv, "migrate-finish", f->dest_extra, watch,
+                        f->xml, true, &e);
+  if (!f->proc) {
+    g_clear_error (&e);
+    f->next_try = g_get_monotonic_time () + (gint64) f->backoff_ms * 1000;
+    f->backoff_ms = MIN (f->backoff_ms * 2, 10000);
+  }
+  return true;
+}
+
+/* The destination cannot post-copy: refused before anything moves, unless
+ * O says to fall back (then *FALLBACK_REASON says why).  A dry run of
+ * begin and prepare asks it. */
+static bool
+probe_postcopy (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
+                const char *const *dest_argv, const char *const *dest_extra,
+                char **fallback_reason, GError **error)
+{
+  static const char *const dry[] = { "--dry-run", "--json", NULL };
+  g_autoptr(SmMigCookie) plan = sm_migrate_begin (qmp, st, o, true, error);
+  g_autoptr(SmMigCookie) answer = NULL;
+
+  if (!plan)
+    return false;
+  answer = dest_phase (o, dest_argv, "migrate-prepare", dest_extra, dry, plan,
+                       NULL, error);
+  if (!answer)
+    return false;
+  if (!answer->postcopy)
+    *fallback_reason = g_strdup (answer->postcopy_refused ?
+                                 answer->postcopy_refused : "refused");
+  return true;
+}
+
 SmMigCookie *
 sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
                 const char *const *dest_argv, const char *const *dest_extra,
@@ -315,10 +410,22 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   g_autoptr(SmMigCookie) failed = NULL;
   g_autoptr(DestProc) finish = NULL;
   g_autofree char *xml = NULL;
+  g_autofree char *refused = NULL;
+  FinishWatch fw = { 0 };
+  SmMigOptions pre;
   GError *err = NULL;
   const char *phase = "begin";
 
   sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "begin", NULL);
+  if ((o->postcopy || o->postcopy_after_precopy) && !dry_run) {
+    if (!probe_postcopy (qmp, st, o, dest_argv, dest_extra, &refused, &err))
+      goto fail_begin;
+    if (refused) {
+      pre = *o;
+      pre.postcopy = pre.postcopy_after_precopy = false;
+      o = &pre;
+    }
+  }
   c = sm_migrate_begin (qmp, st, o, dry_run, &err);
   if (!c)
     goto fail_begin;
@@ -355,9 +462,50 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
     goto rollback_prepared;
   }
 
-  phase = "finish";
-  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "finish", NULL);
-  finished = dest_result (finish, o, &failed, &err);
+  if (prepared->postcopy_used) {
+    /* the guest runs on the destination from now on: nothing is rolled
+     * back; a failed link is recovered */
+    phase = "postcopy";
+    fw = (FinishWatch) { .proc = g_steal_pointer (&finish), .o = o,
+                         .dest_argv = dest_argv, .dest_extra = dest_extra,
+                         .xml = xml, .backoff_ms = 1000 };
+    if (!sm_mig_postcopy_wait (qmp, st, prepared, o, dest_argv, dest_extra,
+                               finish_alive, &fw, &err)) {
+      g_clear_pointer (&fw.proc, dest_proc_free);
+      g_clear_pointer (&fw.finished, sm_mig_cookie_free);
+      goto fail_begin;
+    }
+    phase = "finish";
+    sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "finish", NULL);
+    while (!fw.finished) {
+      if (!fw.proc && !finish_alive (&fw, &err))
+        goto fail_begin;
+      if (fw.proc) {
+        DestProc *d = g_steal_pointer (&fw.proc);
+
+        fw.finished = dest_result (d, o, NULL, &err);
+        dest_proc_free (d);
+        if (!fw.finished && fw.restarts >= 3) {
+          g_prefix_error (&err, "the migration completed and the guest runs "
+                          "on the destination, whose finish failed (run "
+                          "'snapmig recover --incoming' there, then 'snapmig "
+                          "recover --qmp %s' here): ", sm_qmp_address (qmp));
+          goto fail_begin;
+        }
+        g_clear_error (&err);
+      } else {
+        g_usleep (200000);
+      }
+    }
+    finished = g_steal_pointer (&fw.finished);
+    finished->postcopy_used = true;
+    finished->postcopy_requests = prepared->postcopy_requests;
+    finished->recoveries = prepared->recoveries;
+  } else {
+    phase = "finish";
+    sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "finish", NULL);
+    finished = dest_result (finish, o, &failed, &err);
+  }
   if (!finished) {
     g_clear_pointer (&c, sm_mig_cookie_free);
     if (failed) {
@@ -367,6 +515,10 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
       c->failed = false;          /* the destination's state is unknown */
     }
     goto rollback_source;
+  }
+  if (refused) {
+    g_free (finished->postcopy_refused);
+    finished->postcopy_refused = g_strdup (refused);
   }
   finished->stopped_at_us = prepared->stopped_at_us;
   finished->disk_bytes = prepared->disk_bytes;
@@ -445,6 +597,20 @@ journal_has (json_object *records, const char *step)
   return false;
 }
 
+/* A step journaled as done ({"step": STEP, "phase": "end"}). */
+static bool
+journal_has_end (json_object *records, const char *step)
+{
+  for (size_t i = 1; i < json_object_array_length (records); i++) {
+    json_object *r = json_object_array_get_idx (records, i);
+
+    if (g_strcmp0 (sm_json_get_string (r, "step"), step) == 0 &&
+        g_strcmp0 (sm_json_get_string (r, "phase"), "end") == 0)
+      return true;
+  }
+  return false;
+}
+
 static bool recover_dest_never_ran;
 static bool recover_dest_runs;
 
@@ -470,6 +636,7 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
   const char *created_path = sm_json_get_string (h, "created");
   g_autoptr(SmCreatedFiles) created = NULL;
   bool quitting = journal_has (records, "quit-source") || recover_dest_runs;
+  bool postcopy = journal_has_end (records, "postcopy");
 
   if (!journal)
     return NULL;
@@ -480,6 +647,28 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
                                                     json_type_object, NULL);
     const char *ms = r ? sm_json_get_string (r, "status") : NULL;
 
+    if (ms && g_str_has_prefix (ms, "postcopy-")) {
+      g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+                   "outgoing migration %s runs post-copy (status %s): the "
+                   "guest runs on the destination and is never resumed "
+                   "here (journal %s kept).  %s", c->id, ms, path,
+                   strcmp (ms, "postcopy-paused") == 0 ?
+                   "Its link failed: run 'snapmig migrate-recover' with the "
+                   "migration's --dest-cmd to resume it" :
+                   "Run recover again once it completed");
+      return NULL;
+    }
+    if (postcopy && g_strcmp0 (ms, "completed") == 0)
+      quitting = true;            /* post-copy: the destination runs it */
+    if (postcopy && !quitting) {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                   "outgoing migration %s reached post-copy and its status "
+                   "is now %s: the guest's newest state was on the "
+                   "destination, so the source is never resumed (journal %s "
+                   "kept); check the destination", c->id, ms ? ms : "unknown",
+                   path);
+      return NULL;
+    }
     if (g_strcmp0 (ms, "completed") == 0 && !quitting &&
         !recover_dest_never_ran) {
       g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
@@ -515,6 +704,7 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
       return NULL;
     if (created_path)
       unlink (created_path);
+    sm_mig_outgoing_clear (st, c->id);
     sm_journal_finish (g_steal_pointer (&journal), NULL);
     return g_strdup_printf ("outgoing migration %s: %s; the snapshot's new "
                             "tops were folded back into the source chain",
@@ -527,6 +717,7 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
     return NULL;
   if (created_path)
     unlink (created_path);
+  sm_mig_outgoing_clear (st, c->id);
   sm_journal_finish (g_steal_pointer (&journal), NULL);
   return g_strdup_printf ("outgoing migration %s rolled back: the guest runs "
                           "on the source's own disks", c->id);
