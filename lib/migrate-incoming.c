@@ -21,6 +21,12 @@ sm_migrate_incoming_dir (const char *state_dir)
 }
 
 char *
+sm_mig_ctl_qmp_path (const char *run_dir)
+{
+  return g_build_filename (run_dir, "snapmig-ctl.qmp", NULL);
+}
+
+char *
 sm_mig_incoming_path (const char *state_dir, const char *id, const char *ext)
 {
   g_autofree char *dir = sm_migrate_incoming_dir (state_dir);

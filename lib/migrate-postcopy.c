@@ -323,6 +323,17 @@ sm_migrate_start_postcopy (SmVmState *st, const char *qmp_address,
       unlink (req);
       return false;
     }
+    {
+      g_autofree char *saved = sm_mig_outgoing_path (st, c->id, ".cookie");
+
+      if (!g_file_test (saved, G_FILE_TEST_EXISTS)) {
+        unlink (req);
+        g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                     "migration %s of the VM at %s ended before it could "
+                     "switch", c->id, qmp_address);
+        return false;
+      }
+    }
     g_usleep (50000);
   }
   unlink (req);
@@ -392,8 +403,12 @@ sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
   if (!sm_mig_incoming_read (path, &in, error))
     return false;
   journal = sm_journal_reopen (path, error);
-  qmp = journal && in.qmp ? sm_qmp_connect (in.qmp, sm_mig_dest_stall_ms (o),
-                                            error) : NULL;
+  if (journal && in.qmp && in.run_dir) {
+    /* the finish holds snapmig.qmp: the second monitor */
+    g_autofree char *ctl = sm_mig_ctl_qmp_path (in.run_dir);
+
+    qmp = sm_qmp_connect (ctl, MIN (sm_mig_dest_stall_ms (o), 10000), error);
+  }
   if (!qmp) {
     if (journal && !in.qmp)
       g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,

@@ -192,6 +192,10 @@ typedef struct {
 bool sm_mig_incoming_read (const char *path, SmMigIncoming *in,
                            GError **error);
 
+/* RUN_DIR/snapmig-ctl.qmp: the destination QEMU's second monitor of
+ * snapmig's, for post-copy recovery while finish holds the first. */
+char *sm_mig_ctl_qmp_path (const char *run_dir) G_GNUC_WARN_UNUSED_RESULT;
+
 /* STATE/incoming/ID.EXT.  Caller frees. */
 char *sm_mig_incoming_path (const char *state_dir, const char *id,
                             const char *ext) G_GNUC_WARN_UNUSED_RESULT;
