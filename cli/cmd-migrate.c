@@ -107,8 +107,8 @@ static int opt_parallel_connections = UNSET;
     "The number of multifd connections (1 or more; implies --parallel)", \
     "N" }
 
-/* The watch of a running post-copy (migrate, migrate-perform,
- * migrate-recover). */
+/* The watch of a running post-copy (migrate, migrate-recover; perform
+ * ends when the post-copy begins). */
 #define WATCH_ENTRIES \
   { "stall-timeout", 0, 0, G_OPTION_ARG_INT, &opt_stall_timeout, \
     "Post-copy: no RAM progress for SECONDS means the link is dead, and " \
@@ -174,7 +174,6 @@ static const GOptionEntry prepare_entries[] = {
 
 static const GOptionEntry perform_entries[] = {
   SOURCE_ENTRIES,
-  WATCH_ENTRIES,
   { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
     "Progress as JSON lines on stderr", NULL },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
