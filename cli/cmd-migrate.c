@@ -812,19 +812,23 @@ print_result (const SmMigCookie *c, double seconds)
     json_object_put (r);
     return;
   }
+  /* Which way the RAM went, when post-copy was a question (--postcopy,
+   * or a destination that refused it); a plain migration's line is as
+   * it always was. */
   if (c->postcopy_used) {
     g_string_append_printf (line, "post-copy: %" G_GUINT64_FORMAT
                             " pages on demand", c->postcopy_requests);
     if (c->recoveries)
       g_string_append_printf (line, ", %d recover%s", c->recoveries,
                               c->recoveries == 1 ? "y" : "ies");
-  } else
-    g_string_append (line, "pre-copy");
+    g_string_append (line, ", ");
+  } else if (c->postcopy || c->postcopy_refused)
+    g_string_append (line, "pre-copy, ");
   if (c->pause_us >= 0)
-    g_string_append_printf (line, ", guest pause %" G_GINT64_FORMAT " ms",
+    g_string_append_printf (line, "guest pause %" G_GINT64_FORMAT " ms",
                             (c->pause_us + 500) / 1000);
   else
-    g_string_append (line, ", guest pause unknown");
+    g_string_append (line, "guest pause unknown");
   printf ("migrated %s to %s: QMP %s, pid %" G_GINT64_FORMAT "\n", c->name,
           c->dest_host, qmp, c->dest_pid);
   printf ("moved: disks %s, RAM %s, %s, %.1f s in all\n", disk, ram,
