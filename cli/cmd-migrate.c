@@ -52,6 +52,13 @@ static int opt_stall_timeout = UNSET;
 static int opt_recover_timeout = UNSET;
 static int opt_parallel_connections = UNSET;
 
+/* --port-range and --unix, with what they mean to the command. */
+#define PORT_ENTRIES(port_help, unix_help) \
+  { "port-range", 0, 0, G_OPTION_ARG_STRING, &opt_port_range, port_help, \
+    "MIN-MAX" }, \
+  { "unix", 0, 0, G_OPTION_ARG_NONE, &opt_unix, unix_help, NULL }
+#define PORT_HELP "TCP ports to listen on (default 49152-49215)"
+
 #define SOURCE_ENTRIES \
   { "qmp", 0, 0, G_OPTION_ARG_FILENAME, &opt_qmp, \
     "The source VM's QMP socket", "SOCKET" }, \
@@ -82,10 +89,8 @@ static int opt_parallel_connections = UNSET;
   { "source-host", 0, 0, G_OPTION_ARG_STRING, &opt_source_host, \
     "Address the source's layer server listens on (default: the local " \
     "address that routes to --dest-host)", "ADDR" }, \
-  { "port-range", 0, 0, G_OPTION_ARG_STRING, &opt_port_range, \
-    "TCP ports to listen on (default 49152-49215)", "MIN-MAX" }, \
-  { "unix", 0, 0, G_OPTION_ARG_NONE, &opt_unix, \
-    "Unix sockets instead of TCP (both sides on one file system)", NULL }, \
+  PORT_ENTRIES (PORT_HELP, "Unix sockets instead of TCP (both sides on one " \
+                "file system)"), \
   { "postcopy", 0, 0, G_OPTION_ARG_NONE, &opt_postcopy, \
     "Allow post-copy (postcopy-ram on both sides): the switch is made by " \
     "migrate-start-postcopy or --postcopy-after-precopy", NULL }, \
@@ -107,8 +112,8 @@ static int opt_parallel_connections = UNSET;
     "The number of multifd connections (1 or more; implies --parallel)", \
     "N" }
 
-/* The watch of a running post-copy (migrate, migrate-perform,
- * migrate-recover). */
+/* The watch of a running post-copy (migrate, migrate-recover; perform
+ * ends when the post-copy begins). */
 #define WATCH_ENTRIES \
   { "stall-timeout", 0, 0, G_OPTION_ARG_INT, &opt_stall_timeout, \
     "Post-copy: no RAM progress for SECONDS means the link is dead, and " \
@@ -161,10 +166,7 @@ static const GOptionEntry prepare_entries[] = {
     "snapmig's state directory on this host", "DIR" },
   SM_CLI_TIMEOUT_ENTRY (opt_timeout, SM_CLI_TIMEOUT_HELP),
   DEST_ENTRIES,
-  { "port-range", 0, 0, G_OPTION_ARG_STRING, &opt_port_range,
-    "TCP ports to listen on (default 49152-49215)", "MIN-MAX" },
-  { "unix", 0, 0, G_OPTION_ARG_NONE, &opt_unix,
-    "Unix sockets in the run directory instead of TCP", NULL },
+  PORT_ENTRIES (PORT_HELP, "Unix sockets in the run directory instead of TCP"),
   { "dry-run", 0, 0, G_OPTION_ARG_NONE, &opt_dry_run,
     "Print the plan; change nothing", NULL },
   { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
@@ -174,7 +176,6 @@ static const GOptionEntry prepare_entries[] = {
 
 static const GOptionEntry perform_entries[] = {
   SOURCE_ENTRIES,
-  WATCH_ENTRIES,
   { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
     "Progress as JSON lines on stderr", NULL },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
@@ -193,10 +194,7 @@ static const GOptionEntry finish_entries[] = {
     "completed: migrate keeps it open while the source works", NULL },
   /* accepted so that migrate can pass every phase the same options */
   DEST_ENTRIES,
-  { "port-range", 0, 0, G_OPTION_ARG_STRING, &opt_port_range,
-    "Ignored (prepare's option)", "MIN-MAX" },
-  { "unix", 0, 0, G_OPTION_ARG_NONE, &opt_unix,
-    "Ignored (prepare's option)", NULL },
+  PORT_ENTRIES ("Ignored (prepare's option)", "Ignored (prepare's option)"),
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 
@@ -229,10 +227,8 @@ static const GOptionEntry recover_entries[] = {
     "JSON lines: events, then one result (--incoming: progress and the "
     "error on stderr)", NULL },
   DEST_ENTRIES,
-  { "port-range", 0, 0, G_OPTION_ARG_STRING, &opt_port_range,
-    "TCP ports to listen on (default 49152-49215)", "MIN-MAX" },
-  { "unix", 0, 0, G_OPTION_ARG_NONE, &opt_unix,
-    "Ignored (the migration's endpoint says unix or TCP)", NULL },
+  PORT_ENTRIES (PORT_HELP, "Ignored (the migration's endpoint says unix or "
+                "TCP)"),
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 
@@ -816,19 +812,23 @@ print_result (const SmMigCookie *c, double seconds)
     json_object_put (r);
     return;
   }
+  /* Which way the RAM went, when post-copy was a question (--postcopy,
+   * or a destination that refused it); a plain migration's line is as
+   * it always was. */
   if (c->postcopy_used) {
     g_string_append_printf (line, "post-copy: %" G_GUINT64_FORMAT
                             " pages on demand", c->postcopy_requests);
     if (c->recoveries)
       g_string_append_printf (line, ", %d recover%s", c->recoveries,
                               c->recoveries == 1 ? "y" : "ies");
-  } else
-    g_string_append (line, "pre-copy");
+    g_string_append (line, ", ");
+  } else if (c->postcopy || c->postcopy_refused)
+    g_string_append (line, "pre-copy, ");
   if (c->pause_us >= 0)
-    g_string_append_printf (line, ", guest pause %" G_GINT64_FORMAT " ms",
+    g_string_append_printf (line, "guest pause %" G_GINT64_FORMAT " ms",
                             (c->pause_us + 500) / 1000);
   else
-    g_string_append (line, ", guest pause unknown");
+    g_string_append (line, "guest pause unknown");
   printf ("migrated %s to %s: QMP %s, pid %" G_GINT64_FORMAT "\n", c->name,
           c->dest_host, qmp, c->dest_pid);
   printf ("moved: disks %s, RAM %s, %s, %.1f s in all\n", disk, ram,
@@ -859,6 +859,29 @@ print_failure (const char *cmd, const GError *err)
     json_object_put (r);
   }
   sm_cli_gerror (cmd, err);
+}
+
+/* migrate and migrate-recover: events and the result on stdout, progress
+ * bars on a terminal (PROGRESS) unless --json. */
+static Printer
+whole_printer (SmProgress *progress)
+{
+  return (Printer) { .progress = opt_json ? NULL : progress, .json = opt_json,
+                     .json_out = stdout };
+}
+
+/* migrate and migrate-recover: connects to the source, or prints the
+ * failure as their result, as one of PHASE. */
+static bool
+whole_open (const char *cmd, const char *phase, SmQmp **qmp, SmVmState **st)
+{
+  g_autoptr(GError) err = NULL;
+
+  if (open_source (cmd, qmp, st, &err))
+    return true;
+  g_prefix_error (&err, "%s: ", phase);
+  print_failure (cmd, err);
+  return false;
 }
 
 /* The command that runs snapmig on the destination (--dest-cmd, else this
@@ -927,8 +950,7 @@ sm_cmd_migrate (int argc, char **argv)
                      migrate_entries, &argc, &argv, &code))
     return code;
   progress = sm_progress_new (false);
-  pr = (Printer) { .progress = opt_json ? NULL : progress, .json = opt_json,
-                   .json_out = stdout };
+  pr = whole_printer (progress);
   if (!source_options ("migrate", &o, &pr))
     return SM_EXIT_USAGE;
   o.converge_ms = opt_timeout * 1000;
@@ -941,9 +963,7 @@ sm_cmd_migrate (int argc, char **argv)
     g_strfreev (o.disks);
     return SM_EXIT_USAGE;
   }
-  if (!open_source ("migrate", &qmp, &st, &err)) {
-    g_prefix_error (&err, "begin: ");
-    print_failure ("migrate", err);
+  if (!whole_open ("migrate", "begin", &qmp, &st)) {
     g_strfreev (o.disks);
     return SM_EXIT_FAILURE;
   }
@@ -1069,16 +1089,12 @@ sm_cmd_migrate_recover (int argc, char **argv)
   if (opt_incoming)
     return recover_incoming (cmd);
   progress = sm_progress_new (false);
-  pr = (Printer) { .progress = opt_json ? NULL : progress, .json = opt_json,
-                   .json_out = stdout };
+  pr = whole_printer (progress);
   if (!need_qmp (cmd) || !base_options (cmd, &o, &pr) ||
       !dest_command (cmd, &dest_argv, extra))
     return SM_EXIT_USAGE;
-  if (!open_source (cmd, &qmp, &st, &err)) {
-    g_prefix_error (&err, "recover: ");
-    print_failure (cmd, err);
+  if (!whole_open (cmd, "recover", &qmp, &st))
     return SM_EXIT_FAILURE;
-  }
   c = sm_migrate_recover_run (qmp, st, &o, (const char *const *) dest_argv,
                               (const char *const *) extra->pdata, &err);
   if (!c) {
