@@ -379,6 +379,29 @@ wait_states (SmQmp *qmp, const char *const *states, int ms, GError **error)
   }
 }
 
+/* After migrate resume=true: the status once the stream runs again
+ * (postcopy-active, completed), or postcopy-paused when the attempt failed
+ * (seen after postcopy-recover, or still after RESUME_WAIT_MS). */
+static char *
+wait_resumed (SmQmp *qmp, GError **error)
+{
+  gint64 end = g_get_monotonic_time () + (gint64) RESUME_WAIT_MS * 1000;
+  bool recovering = false;
+
+  for (;;) {
+    g_autofree char *s = source_status (qmp, error);
+
+    if (!s)
+      return NULL;
+    if (strcmp (s, "postcopy-active") == 0 || strcmp (s, "completed") == 0 ||
+        (recovering && strcmp (s, "postcopy-paused") == 0) ||
+        g_get_monotonic_time () >= end)
+      return g_steal_pointer (&s);
+    recovering = recovering || strcmp (s, "postcopy-recover") == 0;
+    sm_block_poll_pause (qmp, 50);
+  }
+}
+
 bool
 sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
                            GError **error)
@@ -474,8 +497,6 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
 {
   static const char *const incoming[] = { "--incoming", "--json", NULL };
   static const char *const paused[] = { "postcopy-paused", "completed", NULL };
-  static const char *const resumed[] = { "postcopy-active", "completed",
-                                         "postcopy-paused", NULL };
   int limit = o->recover_timeout_ms > 0 ? o->recover_timeout_ms
                                         : SM_MIG_RECOVER_TIMEOUT_MS;
   gint64 deadline = g_get_monotonic_time () + (gint64) limit * 1000;
@@ -510,8 +531,7 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
           sm_qmp_run (qmp, "migrate",
                       sm_qmp_args (&err, "s:uri", listening->migrate_uri,
                                    "b:resume", true, NULL), &err)) {
-        g_autofree char *now = wait_states (qmp, resumed + 0, RESUME_WAIT_MS,
-                                            error);
+        g_autofree char *now = wait_resumed (qmp, error);
 
         if (!now)
           return false;
