@@ -127,6 +127,9 @@ sm_mig_incoming_read (const char *path, SmMigIncoming *in, GError **error)
       in->finished = true;
     } else if (g_strcmp0 (step, "postcopy-active") == 0) {
       in->postcopy_active = true;
+    } else if (g_strcmp0 (step, "resumed") == 0) {
+      sm_json_get_int64 (r, "at-us", &v);
+      in->resumed_at_us = v;
     } else if (g_strcmp0 (step, "recover-listen") == 0) {
       g_free (in->recover_uri);
       in->recover_uri = g_strdup (sm_json_get_string (r, "uri"));
@@ -280,6 +283,9 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
   if (in.finished) {
     /* a finish again (its first one's transport died during post-copy):
      * the guest runs here already */
+    c->resumed_at_us = in.resumed_at_us;
+    if (c->resumed_at_us > 0 && c->stopped_at_us > 0)
+      c->pause_us = c->resumed_at_us - c->stopped_at_us;
     sm_mig_incoming_clear (&in);
     c->dest_ran = c->source_running;
     if (!wait_postcopy_done (qmp, o, error))
@@ -311,6 +317,15 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
       goto fail;
     resume = sm_qmp_wait_event (qmp, "RESUME", NULL, NULL, 5000, NULL);
     c->resumed_at_us = MAX (sm_qmp_event_time_us (resume), 0);
+    if (postcopy && c->resumed_at_us > 0) {
+      /* a finish run again after this one died reports the pause too */
+      json_object *r = json_object_new_object ();
+
+      json_object_object_add (r, "step", json_object_new_string ("resumed"));
+      json_object_object_add (r, "phase", json_object_new_string ("end"));
+      json_object_object_add (r, "at-us", json_object_new_int64 (c->resumed_at_us));
+      sm_journal_append (journal, r, NULL);
+    }
     if (c->resumed_at_us > 0 && c->stopped_at_us > 0)
       c->pause_us = c->resumed_at_us - c->stopped_at_us;
     c->dest_ran = true;

@@ -185,6 +185,7 @@ typedef struct {
   bool postcopy_active;        /* journaled: the migration reached
                                   post-copy here (never undone from then) */
   char *recover_uri;           /* the last migrate-recover endpoint */
+  int64_t resumed_at_us;       /* post-copy: when the guest resumed here */
 } SmMigIncoming;
 
 /* Reads the incoming journal at PATH into IN (cleared by the caller with
