@@ -293,7 +293,11 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
     goto done;
   }
   sm_mig_incoming_clear (&in);
-  if (!sm_mig_wait_status (qmp, arrived, o->timeout_ms > 0 ? o->timeout_ms : 0,
+  /* this side sees no RAM progress: a watched finish (migrate runs it) is
+   * bounded by the source's snapmig, which sees it, one run by hand by
+   * --timeout */
+  if (!sm_mig_wait_status (qmp, arrived,
+                           o->watch_fd >= 0 ? 0 : MAX (o->timeout_ms, 0),
                            postcopy ? -1 : o->watch_fd, NULL, NULL, &status,
                            NULL, &err))
     goto fail;
