@@ -165,6 +165,17 @@ sm_mig_incoming_cleanup (const SmMigIncoming *in, GError **error)
     if (q) {
       g_autoptr(json_object) r = sm_qmp_execute_type (q, "query-status", NULL,
                                                       json_type_object, NULL);
+      g_autoptr(json_object) m = sm_qmp_execute_type (q, "query-migrate", NULL,
+                                                      json_type_object, NULL);
+      const char *ms = m ? sm_json_get_string (m, "status") : NULL;
+
+      if (ms && g_str_has_prefix (ms, "postcopy-")) {
+        g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+                     "the destination QEMU (pid %d) is in post-copy (%s): the "
+                     "guest's newest state is here, so it is not stopped",
+                     (int) in->pid, ms);
+        return false;
+      }
       if (r && g_strcmp0 (sm_json_get_string (r, "status"), "running") == 0) {
         g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
                      "the destination QEMU (pid %d) runs the guest: it is not "
