@@ -346,18 +346,6 @@ sm_migrate_start_postcopy (SmVmState *st, const char *qmp_address,
 
 /* ---- recovery ------------------------------------------------------------ */
 
-static char *
-source_status (SmQmp *qmp, GError **error)
-{
-  g_autoptr(json_object) r = sm_qmp_execute_type (qmp, "query-migrate", NULL,
-                                                  json_type_object, error);
-  const char *s = r ? sm_json_get_string (r, "status") : NULL;
-
-  if (!r)
-    return NULL;
-  return g_strdup (s ? s : "none");
-}
-
 /* Waits up to MS for QMP's migration status to be one of STATES; the
  * status reached (or the last one seen).  NULL when QEMU is gone. */
 static char *
@@ -366,7 +354,7 @@ wait_states (SmQmp *qmp, const char *const *states, int ms, GError **error)
   gint64 end = g_get_monotonic_time () + (gint64) ms * 1000;
 
   for (;;) {
-    g_autofree char *s = source_status (qmp, error);
+    g_autofree char *s = sm_mig_status (qmp, error);
 
     if (!s)
       return NULL;
@@ -389,7 +377,7 @@ wait_resumed (SmQmp *qmp, GError **error)
   bool recovering = false;
 
   for (;;) {
-    g_autofree char *s = source_status (qmp, error);
+    g_autofree char *s = sm_mig_status (qmp, error);
 
     if (!s)
       return NULL;
@@ -439,7 +427,7 @@ sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
     sm_mig_incoming_clear (&in);
     return false;
   }
-  status = source_status (qmp, error);
+  status = sm_mig_status (qmp, error);
   if (!status) {
     sm_mig_incoming_clear (&in);
     return false;
@@ -505,7 +493,7 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
 
   sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "recover", NULL);
   for (int attempt = 1;; attempt++) {
-    g_autofree char *status = source_status (qmp, error);
+    g_autofree char *status = sm_mig_status (qmp, error);
     g_autoptr(SmMigCookie) listening = NULL;
     GError *err = NULL;
 
@@ -694,7 +682,7 @@ sm_migrate_recover_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   c = sm_migrate_load_outgoing (st, error);
   if (!c)
     return NULL;
-  status = source_status (qmp, error);
+  status = sm_mig_status (qmp, error);
   if (!status)
     return NULL;
   if (!g_str_has_prefix (status, "postcopy-") && strcmp (status, "completed") != 0) {
