@@ -234,60 +234,16 @@ sm_mig_switch_tick (SmQmp *qmp, json_object *reply, void *data,
   return true;
 }
 
-bool
-sm_migrate_start_postcopy (SmVmState *st, const char *qmp_address,
-                           int timeout_ms, GError **error)
+/* Asks the snapmig that holds ST (HOLDER says who) to switch migration C
+ * to post-copy: a request file it answers at its next poll. */
+static bool
+request_switch (SmVmState *st, const SmMigCookie *c, const char *qmp_address,
+                const char *holder, int timeout_ms, GError **error)
 {
-  g_autoptr(GError) busy = NULL;
-  g_autoptr(SmMigCookie) c = NULL;
   g_autofree char *req = NULL;
   gint64 deadline;
   int fd;
 
-  if (timeout_ms <= 0)
-    timeout_ms = 30000;
-  if (sm_vm_state_lock (st, &busy)) {
-    /* no snapmig drives a migration of this VM: ask QEMU itself */
-    g_autoptr(SmQmp) qmp = sm_qmp_connect (qmp_address, timeout_ms, error);
-    g_autoptr(json_object) r = NULL;
-    const char *status;
-
-    sm_vm_state_unlock (st);
-    if (!qmp)
-      return false;
-    r = sm_qmp_execute_type (qmp, "query-migrate", NULL, json_type_object,
-                             error);
-    if (!r)
-      return false;
-    status = sm_json_get_string (r, "status");
-    if (g_strcmp0 (status, "active") != 0) {
-      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                   "no migration of the VM at %s is in pre-copy (status %s): "
-                   "nothing to switch", qmp_address, status ? status : "none");
-      return false;
-    }
-    if (!sm_qmp_run (qmp, "migrate-start-postcopy", NULL, error)) {
-      g_prefix_error (error, "the VM at %s: ", qmp_address);
-      return false;
-    }
-    return true;
-  }
-  /* migrate (or migrate-perform) holds the VM and its monitor: ask it */
-  c = sm_migrate_load_outgoing (st, NULL);
-  if (!c) {
-    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                 "no migration of the VM at %s is in its RAM phase (%s)",
-                 qmp_address, busy->message);
-    return false;
-  }
-  if (!c->postcopy) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "migration %s of the VM at %s was started without "
-                 "--postcopy (the postcopy-ram capability must be on both "
-                 "sides from the start): it cannot switch", c->id,
-                 qmp_address);
-    return false;
-  }
   req = sm_mig_outgoing_path (st, c->id, ".start-postcopy");
   fd = open (req, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0 && errno != EEXIST) {
@@ -340,8 +296,63 @@ sm_migrate_start_postcopy (SmVmState *st, const char *qmp_address,
   g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
                "migration %s: the snapmig that runs it (%s) did not answer "
                "the request within %d s (is it past its RAM phase?)", c->id,
-               busy->message, timeout_ms / 1000);
+               holder, timeout_ms / 1000);
   return false;
+}
+
+bool
+sm_migrate_start_postcopy (SmVmState *st, const char *qmp_address,
+                           int timeout_ms, GError **error)
+{
+  g_autoptr(GError) busy = NULL;
+  g_autoptr(SmMigCookie) c = NULL;
+
+  if (timeout_ms <= 0)
+    timeout_ms = 30000;
+  if (sm_vm_state_lock (st, &busy)) {
+    /* no snapmig drives a migration of this VM: ask QEMU itself */
+    g_autoptr(SmQmp) qmp = sm_qmp_connect (qmp_address, timeout_ms, error);
+    g_autoptr(json_object) r = NULL;
+    const char *status;
+
+    sm_vm_state_unlock (st);
+    if (!qmp)
+      return false;
+    r = sm_qmp_execute_type (qmp, "query-migrate", NULL, json_type_object,
+                             error);
+    if (!r)
+      return false;
+    status = sm_json_get_string (r, "status");
+    if (g_strcmp0 (status, "active") != 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                   "no migration of the VM at %s is in pre-copy (status %s): "
+                   "nothing to switch", qmp_address, status ? status : "none");
+      return false;
+    }
+    if (!sm_qmp_run (qmp, "migrate-start-postcopy", NULL, error)) {
+      g_prefix_error (error, "the VM at %s: ", qmp_address);
+      return false;
+    }
+    return true;
+  }
+  /* migrate (or migrate-perform) holds the VM and its monitor: ask it */
+  c = sm_migrate_load_outgoing (st, NULL);
+  if (!c) {
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "no migration of the VM at %s is in its RAM phase (%s)",
+                 qmp_address, busy->message);
+    return false;
+  }
+  if (!c->postcopy) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "migration %s of the VM at %s was started without "
+                 "--postcopy (the postcopy-ram capability must be on both "
+                 "sides from the start): it cannot switch", c->id,
+                 qmp_address);
+    return false;
+  }
+  return request_switch (st, c, qmp_address, busy->message, timeout_ms,
+                         error);
 }
 
 /* ---- recovery ------------------------------------------------------------ */
