@@ -88,6 +88,7 @@ sm_mig_incoming_clear (SmMigIncoming *in)
   g_free (in->created);
   g_free (in->qmp);
   g_free (in->recover_uri);
+  memset (in, 0, sizeof *in);   /* read again, or cleared twice */
 }
 
 bool
