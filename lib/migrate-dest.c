@@ -589,6 +589,7 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   g_autofree char *domain = NULL;
   g_autofree char *created_path = NULL;
   g_autofree char *qmp_path = NULL;
+  g_autofree char *ctl_path = NULL;
   g_autofree char *log_path = NULL;
   SmMigIncoming in = { 0 };
   bool run_created = false;
@@ -684,6 +685,7 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
 
   /* the destination QEMU */
   qmp_path = g_build_filename (in.run_dir, "snapmig.qmp", NULL);
+  ctl_path = sm_mig_ctl_qmp_path (in.run_dir);
   log_path = g_build_filename (in.run_dir, "qemu.log", NULL);
   map = g_hash_table_new (g_str_hash, g_str_equal);
   formats = g_hash_table_new (g_str_hash, g_str_equal);
@@ -701,7 +703,8 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   {
     SmQemuRewrite rw = { .path_map = map, .format_map = formats,
                          .run_dir = in.run_dir,
-                         .qmp_path = qmp_path, .incoming = NULL };
+                         .qmp_path = qmp_path, .incoming = NULL,
+                         .ctl_qmp_path = ctl_path };
     g_free (c->dest_user_qmp);
     c->dest_user_qmp = NULL;
     argv = o->qemu_args ?

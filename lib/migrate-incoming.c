@@ -21,6 +21,12 @@ sm_migrate_incoming_dir (const char *state_dir)
 }
 
 char *
+sm_mig_ctl_qmp_path (const char *run_dir)
+{
+  return g_build_filename (run_dir, "snapmig-ctl.qmp", NULL);
+}
+
+char *
 sm_mig_incoming_path (const char *state_dir, const char *id, const char *ext)
 {
   g_autofree char *dir = sm_migrate_incoming_dir (state_dir);
@@ -82,6 +88,7 @@ sm_mig_incoming_clear (SmMigIncoming *in)
   g_free (in->created);
   g_free (in->qmp);
   g_free (in->recover_uri);
+  memset (in, 0, sizeof *in);   /* read again, or cleared twice */
 }
 
 bool
@@ -121,6 +128,9 @@ sm_mig_incoming_read (const char *path, SmMigIncoming *in, GError **error)
       in->finished = true;
     } else if (g_strcmp0 (step, "postcopy-active") == 0) {
       in->postcopy_active = true;
+    } else if (g_strcmp0 (step, "resumed") == 0) {
+      sm_json_get_int64 (r, "at-us", &v);
+      in->resumed_at_us = v;
     } else if (g_strcmp0 (step, "recover-listen") == 0) {
       g_free (in->recover_uri);
       in->recover_uri = g_strdup (sm_json_get_string (r, "uri"));
@@ -156,6 +166,17 @@ sm_mig_incoming_cleanup (const SmMigIncoming *in, GError **error)
     if (q) {
       g_autoptr(json_object) r = sm_qmp_execute_type (q, "query-status", NULL,
                                                       json_type_object, NULL);
+      g_autoptr(json_object) m = sm_qmp_execute_type (q, "query-migrate", NULL,
+                                                      json_type_object, NULL);
+      const char *ms = m ? sm_json_get_string (m, "status") : NULL;
+
+      if (ms && g_str_has_prefix (ms, "postcopy-")) {
+        g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+                     "the destination QEMU (pid %d) is in post-copy (%s): the "
+                     "guest's newest state is here, so it is not stopped",
+                     (int) in->pid, ms);
+        return false;
+      }
       if (r && g_strcmp0 (sm_json_get_string (r, "status"), "running") == 0) {
         g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
                      "the destination QEMU (pid %d) runs the guest: it is not "
@@ -274,6 +295,9 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
   if (in.finished) {
     /* a finish again (its first one's transport died during post-copy):
      * the guest runs here already */
+    c->resumed_at_us = in.resumed_at_us;
+    if (c->resumed_at_us > 0 && c->stopped_at_us > 0)
+      c->pause_us = c->resumed_at_us - c->stopped_at_us;
     sm_mig_incoming_clear (&in);
     c->dest_ran = c->source_running;
     if (!wait_postcopy_done (qmp, o, error))
@@ -281,7 +305,11 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
     goto done;
   }
   sm_mig_incoming_clear (&in);
-  if (!sm_mig_wait_status (qmp, arrived, o->timeout_ms > 0 ? o->timeout_ms : 0,
+  /* this side sees no RAM progress: a watched finish (migrate runs it) is
+   * bounded by the source's snapmig, which sees it, one run by hand by
+   * --timeout */
+  if (!sm_mig_wait_status (qmp, arrived,
+                           o->watch_fd >= 0 ? 0 : MAX (o->timeout_ms, 0),
                            postcopy ? -1 : o->watch_fd, NULL, NULL, &status,
                            NULL, &err))
     goto fail;
@@ -305,6 +333,15 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
       goto fail;
     resume = sm_qmp_wait_event (qmp, "RESUME", NULL, NULL, 5000, NULL);
     c->resumed_at_us = MAX (sm_qmp_event_time_us (resume), 0);
+    if (postcopy && c->resumed_at_us > 0) {
+      /* a finish run again after this one died reports the pause too */
+      json_object *r = json_object_new_object ();
+
+      json_object_object_add (r, "step", json_object_new_string ("resumed"));
+      json_object_object_add (r, "phase", json_object_new_string ("end"));
+      json_object_object_add (r, "at-us", json_object_new_int64 (c->resumed_at_us));
+      sm_journal_append (journal, r, NULL);
+    }
     if (c->resumed_at_us > 0 && c->stopped_at_us > 0)
       c->pause_us = c->resumed_at_us - c->stopped_at_us;
     c->dest_ran = true;

@@ -234,15 +234,78 @@ sm_mig_switch_tick (SmQmp *qmp, json_object *reply, void *data,
   return true;
 }
 
+/* Asks the snapmig that holds ST (HOLDER says who) to switch migration C
+ * to post-copy: a request file it answers at its next poll. */
+static bool
+request_switch (SmVmState *st, const SmMigCookie *c, const char *qmp_address,
+                const char *holder, int timeout_ms, GError **error)
+{
+  g_autofree char *req = NULL;
+  gint64 deadline;
+  int fd;
+
+  req = sm_mig_outgoing_path (st, c->id, ".start-postcopy");
+  fd = open (req, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 && errno != EEXIST) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot write the request "
+                 "%s: %s", req, g_strerror (errno));
+    return false;
+  }
+  if (fd >= 0) {
+    if (write (fd, "request\n", 8) != 8) {
+      close (fd);
+      unlink (req);
+      g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot write %s", req);
+      return false;
+    }
+    close (fd);
+  }
+  deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  while (g_get_monotonic_time () < deadline) {
+    g_autofree char *answer = NULL;
+
+    if (g_file_get_contents (req, &answer, NULL, NULL) &&
+        !g_str_has_prefix (answer, "request")) {
+      unlink (req);
+      g_strchomp (answer);
+      if (g_str_has_prefix (answer, "ok"))
+        return true;
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED, "migration %s: %s",
+                   c->id, g_str_has_prefix (answer, "error: ") ?
+                   answer + 7 : answer);
+      return false;
+    }
+    if (sm_interrupt_check (error)) {
+      unlink (req);
+      return false;
+    }
+    {
+      g_autofree char *saved = sm_mig_outgoing_path (st, c->id, ".cookie");
+
+      if (!g_file_test (saved, G_FILE_TEST_EXISTS)) {
+        unlink (req);
+        g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                     "migration %s of the VM at %s ended before it could "
+                     "switch", c->id, qmp_address);
+        return false;
+      }
+    }
+    g_usleep (50000);
+  }
+  unlink (req);
+  g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+               "migration %s: the snapmig that runs it (%s) did not answer "
+               "the request within %d s (is it past its RAM phase?)", c->id,
+               holder, timeout_ms / 1000);
+  return false;
+}
+
 bool
 sm_migrate_start_postcopy (SmVmState *st, const char *qmp_address,
                            int timeout_ms, GError **error)
 {
   g_autoptr(GError) busy = NULL;
   g_autoptr(SmMigCookie) c = NULL;
-  g_autofree char *req = NULL;
-  gint64 deadline;
-  int fd;
 
   if (timeout_ms <= 0)
     timeout_ms = 30000;
@@ -288,64 +351,11 @@ sm_migrate_start_postcopy (SmVmState *st, const char *qmp_address,
                  qmp_address);
     return false;
   }
-  req = sm_mig_outgoing_path (st, c->id, ".start-postcopy");
-  fd = open (req, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0 && errno != EEXIST) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot write the request "
-                 "%s: %s", req, g_strerror (errno));
-    return false;
-  }
-  if (fd >= 0) {
-    if (write (fd, "request\n", 8) != 8) {
-      close (fd);
-      unlink (req);
-      g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot write %s", req);
-      return false;
-    }
-    close (fd);
-  }
-  deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
-  while (g_get_monotonic_time () < deadline) {
-    g_autofree char *answer = NULL;
-
-    if (g_file_get_contents (req, &answer, NULL, NULL) &&
-        !g_str_has_prefix (answer, "request")) {
-      unlink (req);
-      g_strchomp (answer);
-      if (g_str_has_prefix (answer, "ok"))
-        return true;
-      g_set_error (error, SM_ERROR, SM_ERROR_FAILED, "migration %s: %s",
-                   c->id, g_str_has_prefix (answer, "error: ") ?
-                   answer + 7 : answer);
-      return false;
-    }
-    if (sm_interrupt_check (error)) {
-      unlink (req);
-      return false;
-    }
-    g_usleep (50000);
-  }
-  unlink (req);
-  g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-               "migration %s: the snapmig that runs it (%s) did not answer "
-               "the request within %d s (is it past its RAM phase?)", c->id,
-               busy->message, timeout_ms / 1000);
-  return false;
+  return request_switch (st, c, qmp_address, busy->message, timeout_ms,
+                         error);
 }
 
 /* ---- recovery ------------------------------------------------------------ */
-
-static char *
-source_status (SmQmp *qmp, GError **error)
-{
-  g_autoptr(json_object) r = sm_qmp_execute_type (qmp, "query-migrate", NULL,
-                                                  json_type_object, error);
-  const char *s = r ? sm_json_get_string (r, "status") : NULL;
-
-  if (!r)
-    return NULL;
-  return g_strdup (s ? s : "none");
-}
 
 /* Waits up to MS for QMP's migration status to be one of STATES; the
  * status reached (or the last one seen).  NULL when QEMU is gone. */
@@ -355,7 +365,7 @@ wait_states (SmQmp *qmp, const char *const *states, int ms, GError **error)
   gint64 end = g_get_monotonic_time () + (gint64) ms * 1000;
 
   for (;;) {
-    g_autofree char *s = source_status (qmp, error);
+    g_autofree char *s = sm_mig_status (qmp, error);
 
     if (!s)
       return NULL;
@@ -364,6 +374,29 @@ wait_states (SmQmp *qmp, const char *const *states, int ms, GError **error)
         return g_steal_pointer (&s);
     if (g_get_monotonic_time () >= end)
       return g_steal_pointer (&s);
+    sm_block_poll_pause (qmp, 50);
+  }
+}
+
+/* After migrate resume=true: the status once the stream runs again
+ * (postcopy-active, completed), or postcopy-paused when the attempt failed
+ * (seen after postcopy-recover, or still after RESUME_WAIT_MS). */
+static char *
+wait_resumed (SmQmp *qmp, GError **error)
+{
+  gint64 end = g_get_monotonic_time () + (gint64) RESUME_WAIT_MS * 1000;
+  bool recovering = false;
+
+  for (;;) {
+    g_autofree char *s = sm_mig_status (qmp, error);
+
+    if (!s)
+      return NULL;
+    if (strcmp (s, "postcopy-active") == 0 || strcmp (s, "completed") == 0 ||
+        (recovering && strcmp (s, "postcopy-paused") == 0) ||
+        g_get_monotonic_time () >= end)
+      return g_steal_pointer (&s);
+    recovering = recovering || strcmp (s, "postcopy-recover") == 0;
     sm_block_poll_pause (qmp, 50);
   }
 }
@@ -392,8 +425,12 @@ sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
   if (!sm_mig_incoming_read (path, &in, error))
     return false;
   journal = sm_journal_reopen (path, error);
-  qmp = journal && in.qmp ? sm_qmp_connect (in.qmp, sm_mig_dest_stall_ms (o),
-                                            error) : NULL;
+  if (journal && in.qmp && in.run_dir) {
+    /* the finish holds snapmig.qmp: the second monitor */
+    g_autofree char *ctl = sm_mig_ctl_qmp_path (in.run_dir);
+
+    qmp = sm_qmp_connect (ctl, MIN (sm_mig_dest_stall_ms (o), 10000), error);
+  }
   if (!qmp) {
     if (journal && !in.qmp)
       g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
@@ -401,7 +438,7 @@ sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
     sm_mig_incoming_clear (&in);
     return false;
   }
-  status = source_status (qmp, error);
+  status = sm_mig_status (qmp, error);
   if (!status) {
     sm_mig_incoming_clear (&in);
     return false;
@@ -459,8 +496,6 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
 {
   static const char *const incoming[] = { "--incoming", "--json", NULL };
   static const char *const paused[] = { "postcopy-paused", "completed", NULL };
-  static const char *const resumed[] = { "postcopy-active", "completed",
-                                         "postcopy-paused", NULL };
   int limit = o->recover_timeout_ms > 0 ? o->recover_timeout_ms
                                         : SM_MIG_RECOVER_TIMEOUT_MS;
   gint64 deadline = g_get_monotonic_time () + (gint64) limit * 1000;
@@ -469,7 +504,7 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
 
   sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "recover", NULL);
   for (int attempt = 1;; attempt++) {
-    g_autofree char *status = source_status (qmp, error);
+    g_autofree char *status = sm_mig_status (qmp, error);
     g_autoptr(SmMigCookie) listening = NULL;
     GError *err = NULL;
 
@@ -495,8 +530,7 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
           sm_qmp_run (qmp, "migrate",
                       sm_qmp_args (&err, "s:uri", listening->migrate_uri,
                                    "b:resume", true, NULL), &err)) {
-        g_autofree char *now = wait_states (qmp, resumed + 0, RESUME_WAIT_MS,
-                                            error);
+        g_autofree char *now = wait_resumed (qmp, error);
 
         if (!now)
           return false;
@@ -659,7 +693,7 @@ sm_migrate_recover_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   c = sm_migrate_load_outgoing (st, error);
   if (!c)
     return NULL;
-  status = source_status (qmp, error);
+  status = sm_mig_status (qmp, error);
   if (!status)
     return NULL;
   if (!g_str_has_prefix (status, "postcopy-") && strcmp (status, "completed") != 0) {

@@ -629,6 +629,8 @@ sm_qemu_cmdline_rewrite (const char *const *argv, const SmQemuRewrite *rw,
   qmp_dir = g_path_get_dirname (rw->qmp_path);
   if (strcmp (qmp_dir, rw->run_dir) == 0)
     g_hash_table_add (used, g_path_get_basename (rw->qmp_path));
+  if (rw->ctl_qmp_path)
+    g_hash_table_add (used, g_path_get_basename (rw->ctl_qmp_path));
 
   g_ptr_array_add (out, g_strdup (argv[0]));
   for (i = 1; argv[i]; i++) {
@@ -676,6 +678,14 @@ sm_qemu_cmdline_rewrite (const char *const *argv, const SmQemuRewrite *rw,
   g_ptr_array_add (out, g_strdup (rw->incoming ? rw->incoming : "defer"));
   g_ptr_array_add (out, g_strdup ("-qmp"));
   g_ptr_array_add (out, g_string_free (g_steal_pointer (&qmp), false));
+  if (rw->ctl_qmp_path) {
+    GString *ctl = g_string_new ("unix:");
+
+    append_escaped (ctl, rw->ctl_qmp_path);
+    g_string_append (ctl, ",server=on,wait=off");
+    g_ptr_array_add (out, g_strdup ("-qmp"));
+    g_ptr_array_add (out, g_string_free (ctl, false));
+  }
   g_ptr_array_add (out, NULL);
   if (user_qmp)
     *user_qmp = first_user_qmp (&r);

@@ -53,6 +53,10 @@ typedef struct {
                                   keeps its path */
   const char *qmp_path;        /* snapmig's own monitor, added as
                                   -qmp unix:PATH,server=on,wait=off */
+  const char *ctl_qmp_path;    /* a second one (NULL: none): a monitor
+                                  serves one client at a time, and a
+                                  post-copy recovery must reach QEMU while
+                                  the finish holds the first */
   const char *incoming;        /* NULL: "-incoming defer"; else the URI */
 } SmQemuRewrite;
 

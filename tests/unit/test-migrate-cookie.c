@@ -626,6 +626,14 @@ test_postcopy (void)
   g_assert_cmpstr (c->postcopy_refused, ==, " no root ");
   g_clear_pointer (&c, sm_mig_cookie_free);
 
+  /* migrate-recover --incoming writes its cookie as phase 'recover'. */
+  c = sm_mig_cookie_parse (HEAD "<snapmig phase='recover' storage='chain' "
+                           "bandwidth='0' migrate-uri='tcp:10.0.0.2:49160'>\n"
+                           TAIL, -1, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (c->phase, ==, "recover");
+  g_clear_pointer (&c, sm_mig_cookie_free);
+
   for (i = 0; i < 9; i++) {
     g_autoptr(SmMigCookie) one = sm_mig_cookie_new ();
     g_autofree char *t = NULL;

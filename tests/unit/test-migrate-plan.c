@@ -170,6 +170,63 @@ test_refusals (void)
               "disk drive1 has a block job");
 }
 
+/* The post-copy and multifd choices go into the cookie (the destination
+ * phases read them there): --postcopy-after-precopy implies post-copy, the
+ * fallback only with post-copy, the post-copy bandwidth defaults to
+ * --bandwidth's (-1) and 0 stays unlimited; post-copy with multifd is
+ * refused. */
+static void
+test_postcopy (void)
+{
+  static const struct {
+    bool postcopy, after, fallback;
+    int64_t pc_bandwidth;
+    int parallel;
+    bool want_postcopy, want_after, want_fallback;
+    uint64_t want_pc_bandwidth;
+  } cases[] = {
+    { false, false, false, -1, 0,   false, false, false, 1048576 },
+    { true, false, false, -1, 0,    true, false, false, 1048576 },
+    { false, true, true, 0, 0,      true, true, true, 0 },
+    { true, false, true, 4096, 0,   true, false, true, 4096 },
+    { false, false, true, -1, 4,    false, false, false, 1048576 },
+  };
+  g_autoptr(SmLsmVm) vm = sm_test_three_disk_vm ();
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autoptr(GError) err = NULL;
+    SmMigOptions o = { .storage = SM_MIG_STORAGE_CHAIN, .bandwidth = 1048576,
+                       .postcopy = cases[i].postcopy,
+                       .postcopy_after_precopy = cases[i].after,
+                       .postcopy_fallback = cases[i].fallback,
+                       .postcopy_bandwidth = cases[i].pc_bandwidth,
+                       .parallel = cases[i].parallel };
+    g_autoptr(SmMigCookie) c = sm_migrate_plan_begin (vm, "/run/vm1.qmp", 0,
+                                                      &o, "x-1", &err);
+
+    g_test_message ("case %u", i);
+    g_assert_no_error (err);
+    g_assert_cmpint (c->postcopy, ==, cases[i].want_postcopy);
+    g_assert_cmpint (c->postcopy_after_precopy, ==, cases[i].want_after);
+    g_assert_cmpint (c->postcopy_fallback, ==, cases[i].want_fallback);
+    g_assert_cmpuint (c->postcopy_bandwidth, ==, cases[i].want_pc_bandwidth);
+    g_assert_cmpint (c->parallel, ==, cases[i].parallel);
+    g_assert_false (c->postcopy_used);
+  }
+  {
+    g_autoptr(GError) err = NULL;
+    SmMigOptions o = { .storage = SM_MIG_STORAGE_CHAIN, .postcopy = true,
+                       .postcopy_bandwidth = -1, .parallel = 2 };
+    g_autoptr(SmMigCookie) c = sm_migrate_plan_begin (vm, "/run/vm1.qmp", 0,
+                                                      &o, "x-1", &err);
+
+    g_assert_null (c);
+    g_assert_error (err, SM_ERROR, SM_ERROR_INVALID);
+    g_assert_nonnull (strstr (err->message, "multifd"));
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -179,5 +236,6 @@ main (int argc, char **argv)
   g_test_add_func ("/migrate-plan/inc", test_inc);
   g_test_add_func ("/migrate-plan/migrate-disks", test_migrate_disks);
   g_test_add_func ("/migrate-plan/refusals", test_refusals);
+  g_test_add_func ("/migrate-plan/postcopy", test_postcopy);
   return g_test_run ();
 }
