@@ -230,6 +230,14 @@ sm_migrate_cancel_incoming (SmMigCookie *c, const SmMigDestOptions *o,
     return true;                      /* prepare cleaned up already */
   if (!sm_mig_incoming_read (path, &in, error))
     return false;
+  if (in.finished) {
+    g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+                 "incoming migration %s: the guest was resumed here, so its "
+                 "disks here hold its newest writes: nothing was removed",
+                 c->id);
+    sm_mig_incoming_clear (&in);
+    return false;
+  }
   ok = sm_mig_incoming_cleanup (&in, error);
   if (ok)
     unlink (path);

@@ -22,8 +22,11 @@
 #include "journal.h"
 #include "json-util.h"
 #include "migrate-private.h"
+#include "qemu-proc.h"
 
 #define POLL_MS 100
+/* what the destination's "QEMU is gone" says when it never ran the guest */
+#define GONE_NEVER_RAN " (it never ran the guest)"
 #define BACKOFF_MAX_MS 10000
 /* a resumed stream that does not run within this is retried */
 #define RESUME_WAIT_MS 10000
@@ -424,6 +427,14 @@ sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
   }
   if (!sm_mig_incoming_read (path, &in, error))
     return false;
+  if (!(in.pid > 0 && sm_proc_alive (in.pid, in.start_time))) {
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "the destination QEMU (pid %d) of incoming migration %s is "
+                 "gone%s", (int) in.pid, c->id, in.finished ? "" :
+                 GONE_NEVER_RAN);
+    sm_mig_incoming_clear (&in);
+    return false;
+  }
   journal = sm_journal_reopen (path, error);
   if (journal && in.qmp && in.run_dir) {
     /* the finish holds snapmig.qmp: the second monitor */
@@ -556,6 +567,26 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
     } else {
       err = g_error_new (SM_ERROR, SM_ERROR_FAILED, "the migration is %s",
                          status);
+    }
+    if (err && err->code == SM_ERROR_NOT_FOUND) {
+      /* the destination QEMU (or its record) is gone: nothing to resume.
+       * Its message (sm_migrate_recover_listen) says whether it ran the
+       * guest: then its disks there hold the newest writes */
+      bool ran = strstr (err->message, GONE_NEVER_RAN) == NULL;
+
+      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                   "post-copy cannot be recovered: %s.  QEMU cannot resume "
+                   "a guest on its source once post-copy began, so this run "
+                   "of the guest is lost.  %s; 'snapmig recover --qmp %s "
+                   "--dest-runs' quits the source QEMU and folds its disks "
+                   "back", err->message,
+                   ran ? "It ran on the destination, whose disks hold its "
+                         "newest writes: boot the VM from those"
+                       : "Its disks on the source hold every write up to "
+                         "the switchover: boot the VM from them",
+                   sm_qmp_address (qmp));
+      g_error_free (err);
+      return false;
     }
     g_free (last);
     last = g_strdup (err ? err->message : status);
