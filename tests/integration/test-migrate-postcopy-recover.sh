@@ -163,6 +163,70 @@ mig_end_quiet () {
 dest_qmp () { res '."dest-qmp" // empty'; }
 src_gone () { wait_gone "$VM_PID" 15; }
 
+# run_sm NAME SECONDS ARGS...: a snapmig command in namespace A (bounded by
+# SECONDS); its exit status in RC, its output (stdout and stderr) in
+# $T/NAME.out, printed as TAP comments.
+run_sm () {
+  local name=$1 secs=$2; shift 2
+  in_a timeout "$secs" "$SNAPMIG" "$@" >"$T/$name.out" 2>&1
+  RC=$?
+  sed "s/^/# $name: /" "$T/$name.out" | grep -v '"what":"ram"'
+}
+# out_has NAME REGEX: $T/NAME.out matches REGEX (grep -E, any case).
+out_has () { grep -qiE -- "$2" "$T/$1.out"; }
+# src_unchanged: the source VM runs on the chain it had, no block job.
+src_unchanged () {
+  local st
+  st=$(status "$T/mon.qmp")
+  [ "$st" = running ] || { echo "# source status: $st"; return 1; }
+  [ "$(chain_files drive0)" = "$SRC_CHAIN0" ] || { echo "# drive0 on $(chain_files drive0 | tr '\n' ' ')"; return 1; }
+  [ "$(qmp mon query-block-jobs | jq length)" = 0 ] || { echo "# a block job runs"; return 1; }
+}
+no_source_journal () { [ -z "$(ls "$T"/s1/vms/*/journal/ 2>/dev/null)" ]; }
+
+# --- e. migrate-start-postcopy when no migration runs -------------------------
+pc_fresh
+run_sm e-start 30 migrate-start-postcopy --qmp "$T/vm.qmp" --state-dir "$T/s1"
+check "e: migrate-start-postcopy without a migration exits 1" [ "$RC" = 1 ]
+check "e: its error says there is no migration" out_has e-start "no migration"
+check "e: the source still runs, unchanged" src_unchanged
+
+# --- d. refusals before anything moves --------------------------------------
+run_sm d-parallel 30 "${MIG[@]:1}" --postcopy --parallel
+check "d: --postcopy --parallel is a usage error (exit 2)" [ "$RC" = 2 ]
+check "d: --postcopy --parallel: its message names both" out_has d-parallel "parallel.*post-?copy|post-?copy.*parallel"
+check "d: --postcopy --parallel: the source runs, unchanged" src_unchanged
+check "d: --postcopy --parallel: the destination domain is empty" empty_dir "$D"
+"$SMQ" "$T/mon.qmp" migrate-set-capabilities \
+  '{"capabilities": [{"capability": "multifd", "state": true}]}' >/dev/null
+check "d: multifd is on in the source QEMU" \
+  [ "$("$SMQ" "$T/mon.qmp" query-migrate-capabilities | jq -r '.[] | select(.capability == "multifd") | .state')" = true ]
+run_sm d-multifd 60 "${MIG[@]:1}" --postcopy --json "${BW[@]}"
+check "d: --postcopy on a source with multifd on exits 1" [ "$RC" = 1 ]
+check "d: its error names multifd" out_has d-multifd multifd
+check "d: multifd: the result says not ok" grep -q '"ok": *false' "$T/d-multifd.out"
+check "d: multifd: the source runs on its own chain" src_unchanged
+check "d: multifd: the destination domain is empty" empty_dir "$D"
+check "d: multifd: no destination process is left" dest_gone 15
+check "d: multifd: no journal is left on the source" no_source_journal
+
+# --- c. migrate-start-postcopy against a migration without --postcopy ---------
+pc_fresh
+mig_start --json --bandwidth 4M
+check "c: the RAM phase begins" mig_wait_line "$(phase_re ram)" 60
+run_sm c-start 30 migrate-start-postcopy --qmp "$T/vm.qmp" --state-dir "$T/s1" --timeout 20
+check "c: migrate-start-postcopy exits 1" [ "$RC" = 1 ]
+check "c: its message says --postcopy" out_has c-start -- "--postcopy"
+check "c: the migration still runs" kill -0 "$MIG_PID"
+mig_end_quiet 90
+check "c: migrate exits 0" [ "$MIG_RC" = 0 ]
+check "c: the result says ok" [ "$(res .ok)" = true ]
+check "c: the result says no post-copy" [ "$(res .postcopy)" = false ]
+check "c: the destination's RAM equals the bytes" ram_same "$(dest_qmp)"
+check "c: the destination runs the guest" [ "$(status "$(dest_qmp)")" = running ]
+check "c: the source QEMU is gone" src_gone
+check "c: no journal is left on either side" journals_gone
+
 # --- a. the stream cut twice during post-copy -------------------------------
 pc_fresh
 check "a: the source's RAM holds the random bytes" [ "$SRC_RAM_OK" = 1 ]
@@ -190,5 +254,64 @@ check "a: the destination runs the guest" [ "$(status "$(dest_qmp)")" = running 
 check "a: the source QEMU is gone" src_gone
 check "a: no journal is left on either side" journals_gone
 check "a: the destination's disk is in its domain" dest_in_domain drive0
+
+# --- b. migrate killed during post-copy, then the stream cut -------------------
+pc_fresh
+mig_start --json --postcopy "${BW[@]}"
+check "b: the RAM phase begins" mig_wait_line "$(phase_re ram)" 60
+start_postcopy_bg
+check "b: post-copy begins" mig_wait_line "$(phase_re postcopy)" 30
+check "b: the destination runs post-copy" dest_pc_active
+echo "# killing migrate, pid $MIG_PID"
+kill -9 "$MIG_PID"
+wait "$MIG_PID" 2>/dev/null
+check "b: migrate was killed (SIGKILL)" [ $? = 137 ]
+grep -v '"what": *"ram"' "$T/mig.out" | sed 's/^/# /'
+sed 's/^/# stderr: /' "$T/mig.err"
+DEST_PID=$(cat "$RUN/vm.pid" 2>/dev/null)
+[ -n "$DEST_PID" ] && _sm_pids+=("$DEST_PID")
+# dest_only_qemu: the destination's snapmig (its finish, whose transport
+# was the killed migrate) has exited; only the destination QEMU is left.
+dest_only_qemu () {
+  local left
+  left=$(dest_procs | sort -u | grep -vx "${DEST_PID:-none}" | tr '\n' ' ')
+  [ -z "$left" ]
+}
+check "b: the destination's finish exits with migrate gone" wait_until 15 dest_only_qemu
+check "b: the stream is severed" cut_stream
+check "b: the source pauses post-copy" wait_until 15 is_paused "$T/mon.qmp"
+check "b: the destination pauses post-copy" wait_until 15 is_paused "$RUN/vm.qmp"
+
+run_sm b-recover 60 recover --qmp "$T/vm.qmp" --state-dir "$T/s1"
+check "b: recover (source) refuses: exit 1" [ "$RC" = 1 ]
+check "b: recover (source) says the source is never resumed" out_has b-recover "never resumed"
+check "b: recover (source) names post-copy" out_has b-recover "post-?copy"
+check "b: the source QEMU does not run the guest" [ "$(status "$T/mon.qmp")" != running ]
+check "b: the source's journal is kept" not no_source_journal
+
+in_b timeout 60 "$SNAPMIG" recover --incoming --state-dir "$T/s2" >"$T/b-incoming.out" 2>&1
+RC=$?
+sed 's/^/# b-incoming: /' "$T/b-incoming.out"
+check "b: recover --incoming refuses while post-copy is paused: exit 1" [ "$RC" = 1 ]
+check "b: recover --incoming names post-copy" out_has b-incoming "post-?copy"
+check "b: the destination QEMU still runs" kill -0 "${DEST_PID:-0}"
+check "b: the destination keeps its journal" not empty_dir "$T/s2/incoming"
+check "b: the destination keeps its disk files" not empty_dir "$D"
+check "b: the destination is still paused in post-copy" is_paused "$RUN/vm.qmp"
+
+run_sm b-migrate-recover 120 migrate-recover --qmp "$T/vm.qmp" --state-dir "$T/s1" \
+  --dest-cmd "${IN_B:+$IN_B }$SNAPMIG" --dest-state-dir "$T/s2" --dest-domain "$D" \
+  --dest-run-dir "$RUN" --port-range "$PORT_LO-$PORT_HI" --json
+RESULT=$(grep '"event": *"result"' "$T/b-migrate-recover.out" | tail -n 1)
+check "b: migrate-recover exits 0" [ "$RC" = 0 ]
+check "b: its result says ok" [ "$(res .ok)" = true ]
+check "b: its result says post-copy" [ "$(res .postcopy)" = true ]
+BQMP=$(dest_qmp); BQMP=${BQMP:-$RUN/vm.qmp}
+check "b: the destination's RAM equals the bytes" ram_same "$BQMP"
+check "b: the destination runs the guest" [ "$(status "$BQMP")" = running ]
+check "b: the source QEMU is gone" src_gone
+check "b: no journal is left on either side" journals_gone
+check "b: the destination's disk is in its domain" dest_in_domain drive0
+check "b: the destination's snapmig processes are gone" wait_until 15 dest_only_qemu
 
 done_testing
