@@ -17,12 +17,16 @@
 # source QEMU's connection to the destination's migration port (found with
 # `ss -tnp`): QEMU notices, both sides go postcopy-paused.
 #   a. the stream cut twice during post-copy: migrate recovers by itself
-#   b. migrate killed (SIGKILL) during post-copy, then the stream cut:
-#      recover refuses on both sides, migrate-recover completes
+#   b. migrate killed (SIGKILL, once its "postcopy" phase event appeared
+#      and the destination runs post-copy), then the stream cut: recover
+#      refuses on both sides, migrate-recover completes
 #   c. migrate-start-postcopy against a migration without --postcopy
 #   d. refusals before anything moves: --postcopy --parallel (usage), and
 #      --postcopy on a source QEMU with multifd on
 #   e. migrate-start-postcopy when no migration runs
+# (run in the order e, d, c, a, b).  The stream is cut only once the
+# destination QEMU is postcopy-active: a cut while it still loads the
+# switch's device state is not covered here.
 # Skips (77) without QEMU, jq, ss or `snapmig migrate`.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
@@ -234,7 +238,7 @@ mig_start --json --postcopy "${BW[@]}"
 check "a: the RAM phase begins" mig_wait_line "$(phase_re ram)" 60
 start_postcopy_bg
 check "a: post-copy begins" mig_wait_line "$(phase_re postcopy)" 30
-check "a: migrate-start-postcopy exits 0" wait_until 20 sp_done
+check "a: migrate-start-postcopy answers" wait_until 20 sp_done
 check "a: migrate-start-postcopy said ok" [ "$(cat "$T/sp.rc" 2>/dev/null)" = 0 ]
 sed 's/^/# migrate-start-postcopy: /' "$T/sp.out" 2>/dev/null
 check "a: the destination runs post-copy" dest_pc_active
