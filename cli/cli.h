@@ -38,11 +38,13 @@ int sm_cmd_abort (int argc, char **argv);      /* cmd-snapshot.c */
 int sm_cmd_status (int argc, char **argv);     /* cmd-snapshot.c */
 int sm_cmd_recover (int argc, char **argv);    /* cmd-snapshot.c */
 int sm_cmd_migrate (int argc, char **argv);    /* cmd-migrate.c */
+/* cmd-migrate-phases.c */
 int sm_cmd_migrate_begin (int argc, char **argv);
 int sm_cmd_migrate_prepare (int argc, char **argv);
 int sm_cmd_migrate_perform (int argc, char **argv);
 int sm_cmd_migrate_finish (int argc, char **argv);
 int sm_cmd_migrate_confirm (int argc, char **argv);
+/* cmd-migrate-postcopy.c */
 int sm_cmd_migrate_start_postcopy (int argc, char **argv);
 int sm_cmd_migrate_recover (int argc, char **argv);
 

@@ -88,6 +88,7 @@ sm_mig_incoming_clear (SmMigIncoming *in)
   g_free (in->created);
   g_free (in->qmp);
   g_free (in->recover_uri);
+  memset (in, 0, sizeof *in);   /* read again, or cleared twice */
 }
 
 bool
@@ -165,6 +166,17 @@ sm_mig_incoming_cleanup (const SmMigIncoming *in, GError **error)
     if (q) {
       g_autoptr(json_object) r = sm_qmp_execute_type (q, "query-status", NULL,
                                                       json_type_object, NULL);
+      g_autoptr(json_object) m = sm_qmp_execute_type (q, "query-migrate", NULL,
+                                                      json_type_object, NULL);
+      const char *ms = m ? sm_json_get_string (m, "status") : NULL;
+
+      if (ms && g_str_has_prefix (ms, "postcopy-")) {
+        g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+                     "the destination QEMU (pid %d) is in post-copy (%s): the "
+                     "guest's newest state is here, so it is not stopped",
+                     (int) in->pid, ms);
+        return false;
+      }
       if (r && g_strcmp0 (sm_json_get_string (r, "status"), "running") == 0) {
         g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
                      "the destination QEMU (pid %d) runs the guest: it is not "
@@ -293,7 +305,11 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
     goto done;
   }
   sm_mig_incoming_clear (&in);
-  if (!sm_mig_wait_status (qmp, arrived, o->timeout_ms > 0 ? o->timeout_ms : 0,
+  /* this side sees no RAM progress: a watched finish (migrate runs it) is
+   * bounded by the source's snapmig, which sees it, one run by hand by
+   * --timeout */
+  if (!sm_mig_wait_status (qmp, arrived,
+                           o->watch_fd >= 0 ? 0 : MAX (o->timeout_ms, 0),
                            postcopy ? -1 : o->watch_fd, NULL, NULL, &status,
                            NULL, &err))
     goto fail;

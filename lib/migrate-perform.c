@@ -1,5 +1,6 @@
-/* libsnapmig — the source's perform and confirm phases of a cross-host
- * migration, and the QMP sequences both sides share (lib/migrate.h). */
+/* libsnapmig — the source's perform phase of a cross-host migration (disks
+ * mirrored, the RAM moved, the mirrors completed at the switchover), and
+ * the QMP sequences both sides share (lib/migrate.h). */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -237,14 +238,14 @@ sm_mig_wait (SmQmp *qmp, const SmMigWait *w, char **status_out,
 
 /* ---- perform -------------------------------------------------------------- */
 
-static char *
-mirror_job_id (const char *disk)
+char *
+sm_mig_mirror_job_id (const char *disk)
 {
   return sm_block_job_id ("snapmig-migrate-", disk);
 }
 
-static char *
-nbd_node (guint index)
+char *
+sm_mig_nbd_node (guint index)
 {
   return g_strdup_printf ("sm-nbd-%u", index);
 }
@@ -256,8 +257,8 @@ start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
   for (guint i = 0; i < c->disks->len; i++) {
     const SmMigDisk *d = c->disks->pdata[i];
     g_autoptr(SmBlockDisk) bd = NULL;
-    g_autofree char *node = nbd_node (i);
-    g_autofree char *job = mirror_job_id (d->name);
+    g_autofree char *node = sm_mig_nbd_node (i);
+    g_autofree char *job = sm_mig_mirror_job_id (d->name);
     json_object *server;
     GError *err = NULL;
 
@@ -335,7 +336,7 @@ wait_mirrors_ready (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
       if (!d->migrate)
         continue;
       n++;
-      id = mirror_job_id (d->name);
+      id = sm_mig_mirror_job_id (d->name);
       job = sm_block_find_job (jobs, id);
       if (!job || g_strcmp0 (job->status, "concluded") == 0 ||
           g_strcmp0 (job->io_status, "failed") == 0 ||
@@ -375,15 +376,15 @@ wait_mirrors_ready (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
 }
 
 /* True when none of COOKIE's mirrors is left but concluded ones. */
-static bool
-mirrors_ended (SmQmp *qmp, const SmMigCookie *c)
+bool
+sm_mig_mirrors_ended (SmQmp *qmp, const SmMigCookie *c)
 {
   g_autoptr(GPtrArray) jobs = sm_block_query_jobs (qmp, NULL);
 
   if (!jobs)
     return true;                  /* QEMU gone: nothing runs */
   for (guint i = 0; i < c->disks->len; i++) {
-    g_autofree char *id = mirror_job_id (((SmMigDisk *) c->disks->pdata[i])->name);
+    g_autofree char *id = sm_mig_mirror_job_id (((SmMigDisk *) c->disks->pdata[i])->name);
     SmBlockJob *j = sm_block_find_job (jobs, id);
 
     if (j && g_strcmp0 (j->status, "concluded") != 0)
@@ -392,16 +393,16 @@ mirrors_ended (SmQmp *qmp, const SmMigCookie *c)
   return true;
 }
 
-static bool
-wait_mirrors_ended (SmQmp *qmp, const SmMigCookie *c, int ms)
+bool
+sm_mig_wait_mirrors_ended (SmQmp *qmp, const SmMigCookie *c, int ms)
 {
   /* 10 ms: at the switchover this wait is inside the guest's pause */
   for (int waited = 0; waited < ms; waited += 10) {
-    if (mirrors_ended (qmp, c))
+    if (sm_mig_mirrors_ended (qmp, c))
       return true;
     sm_block_poll_pause (qmp, 10);
   }
-  return mirrors_ended (qmp, c);
+  return sm_mig_mirrors_ended (qmp, c);
 }
 
 /* At pre-switchover: every mirror completed without pivoting, its NBD node
@@ -418,7 +419,7 @@ complete_mirrors (SmQmp *qmp, SmMigCookie *c, GError **error)
 
     if (!d->migrate)
       continue;
-    id = mirror_job_id (d->name);
+    id = sm_mig_mirror_job_id (d->name);
     jobs = sm_block_query_jobs (qmp, error);
     if (!jobs)
       return false;
@@ -439,7 +440,7 @@ complete_mirrors (SmQmp *qmp, SmMigCookie *c, GError **error)
   }
   /* a cancelled READY mirror concludes after its last write: with
    * auto-dismiss off it stays "concluded" until dismissed */
-  if (!wait_mirrors_ended (qmp, c, SM_MIG_UNDO_TIMEOUT_MS)) {
+  if (!sm_mig_wait_mirrors_ended (qmp, c, SM_MIG_UNDO_TIMEOUT_MS)) {
     g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
                  "the disks' copies did not complete within %d s",
                  SM_MIG_UNDO_TIMEOUT_MS / 1000);
@@ -448,14 +449,14 @@ complete_mirrors (SmQmp *qmp, SmMigCookie *c, GError **error)
   for (guint i = 0; i < c->disks->len; i++) {
     const SmMigDisk *d = c->disks->pdata[i];
     g_autofree char *id = NULL;
-    g_autofree char *node = nbd_node (i);
+    g_autofree char *node = sm_mig_nbd_node (i);
     g_autoptr(GPtrArray) jobs = NULL;
     g_autofree char *why = NULL;
     SmBlockJob *job;
 
     if (!d->migrate)
       continue;
-    id = mirror_job_id (d->name);
+    id = sm_mig_mirror_job_id (d->name);
     jobs = sm_block_query_jobs (qmp, error);
     if (!jobs)
       return false;
@@ -513,8 +514,8 @@ set_ram_parameters (SmQmp *qmp, const SmMigCookie *c, GError **error)
   return sm_qmp_run (qmp, "migrate-set-parameters", params, error);
 }
 
-static SmJournal *
-reopen_journal (SmVmState *st, const char *id, GError **error)
+SmJournal *
+sm_mig_reopen_journal (SmVmState *st, const char *id, GError **error)
 {
   g_autofree char *path = sm_mig_journal_path (st, id);
 
@@ -551,7 +552,7 @@ sm_migrate_perform (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
   }
   if (!sm_vm_state_lock (st, error))
     return false;
-  journal = reopen_journal (st, c->id, error);
+  journal = sm_mig_reopen_journal (st, c->id, error);
   if (!journal)
     return false;
 
@@ -657,247 +658,4 @@ sm_mig_capabilities (const char *first, ...)
   }
   va_end (ap);
   return a;
-}
-
-/* ---- confirm ------------------------------------------------------------- */
-
-/* A mirror whose NBD connection died silently (a link down: no reset, no
- * answer) cannot end until TCP gives up, minutes later: its requests are
- * in flight.  Shutting QEMU's connections to the destination's NBD server
- * down makes them fail at once. */
-static void
-sever_nbd (SmQmp *qmp, const SmMigCookie *c)
-{
-  g_autofree char *host = NULL;
-  const char *colon;
-  pid_t pid = sm_qmp_peer_pid (qmp);
-  int n = 0;
-  GError *err = NULL;
-
-  if (pid <= 0 || !c->nbd_uri || !g_str_has_prefix (c->nbd_uri, "tcp:"))
-    return;
-  colon = strrchr (c->nbd_uri, ':');
-  host = g_strndup (c->nbd_uri + 4, (gsize) (colon - c->nbd_uri - 4));
-  if (host[0] == '[') {
-    char *end = strchr (host, ']');
-    if (end)
-      *end = '\0';
-    memmove (host, host + 1, strlen (host));
-  }
-  if (!sm_proc_sever_tcp (pid, host, atoi (colon + 1), &n, &err)) {
-    sm_debug ("migrate", "cannot cut QEMU's NBD connections: %s",
-              err->message);
-    g_error_free (err);
-    return;
-  }
-  sm_debug ("migrate", "%d stuck NBD connection(s) of QEMU (pid %d) to %s "
-            "shut down", n, (int) pid, c->nbd_uri);
-}
-
-/* Cancels whatever of the migration still runs on the source: the state
- * migration, the mirrors (their NBD connections cut when they are stuck),
- * the NBD nodes, the layer server. */
-static void
-cancel_source (SmQmp *qmp, const SmMigCookie *c)
-{
-  g_autoptr(GPtrArray) jobs = NULL;
-
-  sm_qmp_run (qmp, "migrate_cancel", NULL, NULL);
-  jobs = sm_block_query_jobs (qmp, NULL);
-  for (guint i = 0; jobs && i < c->disks->len; i++) {
-    g_autofree char *id = mirror_job_id (((SmMigDisk *) c->disks->pdata[i])->name);
-    SmBlockJob *job = sm_block_find_job (jobs, id);
-
-    if (job && g_strcmp0 (job->status, "concluded") != 0)
-      sm_qmp_run (qmp, "block-job-cancel",
-                  sm_qmp_args (NULL, "s:device", id, "b:force", true, NULL),
-                  NULL);
-  }
-  if (!wait_mirrors_ended (qmp, c, 2000)) {
-    sever_nbd (qmp, c);
-    wait_mirrors_ended (qmp, c, SM_MIG_UNDO_TIMEOUT_MS / 4);
-  }
-  for (guint i = 0; i < c->disks->len; i++) {
-    g_autofree char *id = mirror_job_id (((SmMigDisk *) c->disks->pdata[i])->name);
-    g_autofree char *node = nbd_node (i);
-
-    sm_qmp_run (qmp, "job-dismiss", sm_qmp_args (NULL, "s:id", id, NULL),
-                NULL);
-    sm_mig_del_export_node (qmp, node);
-  }
-  sm_migrate_stop_layer_server (qmp, c);
-}
-
-static char *
-query_status (SmQmp *qmp)
-{
-  g_autoptr(json_object) r = sm_qmp_execute_type (qmp, "query-status", NULL,
-                                                  json_type_object, NULL);
-  return r ? g_strdup (sm_json_get_string (r, "status")) : NULL;
-}
-
-static char *
-migration_status (SmQmp *qmp)
-{
-  g_autoptr(json_object) r = sm_qmp_execute_type (qmp, "query-migrate", NULL,
-                                                  json_type_object, NULL);
-  const char *s = r ? sm_json_get_string (r, "status") : NULL;
-  return g_strdup (s ? s : "none");
-}
-
-bool
-sm_migrate_rollback_source (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
-                            bool dest_never_ran, SmJournal *journal,
-                            GError **error)
-{
-  g_autofree char *mstatus = NULL;
-  g_autofree char *run = NULL;
-  g_autofree char *record = NULL;
-  g_autoptr(SmCreatedFiles) created = NULL;
-  GError *err = NULL;
-
-  mstatus = migration_status (qmp);
-  if (g_str_has_prefix (mstatus, "postcopy-") || c->postcopy_used) {
-    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                 "the migration is past the start of post-copy (status %s): "
-                 "the guest's newest state is on the destination, so the "
-                 "source is never resumed.  Run 'snapmig migrate-recover "
-                 "--qmp %s' to complete it", mstatus, sm_qmp_address (qmp));
-    return false;
-  }
-  if (strcmp (mstatus, "completed") == 0 && !dest_never_ran) {
-    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                 "the VM's state had reached the destination (migration "
-                 "completed) and the destination may run it: the source "
-                 "stays paused.  Check the destination's QEMU; if it is gone "
-                 "or never ran the guest, run 'snapmig migrate-confirm "
-                 "--failed --qmp %s' with its cookie", sm_qmp_address (qmp));
-    return false;
-  }
-  sm_mig_journal_step (journal, "rollback", "begin", NULL, NULL);
-  cancel_source (qmp, c);
-  if (!mirrors_ended (qmp, c)) {
-    g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
-                 "the disks' copies to the destination (%s) are stuck on "
-                 "the network and could not be cancelled yet: the guest "
-                 "runs on its own disks meanwhile; run 'snapmig recover "
-                 "--qmp %s' once the link is back or its connections timed "
-                 "out", c->nbd_uri ? c->nbd_uri : "?", sm_qmp_address (qmp));
-    sm_mig_journal_step (journal, "rollback", "failed", *error, NULL);
-    return false;
-  }
-  /* after a completed migration the source's images are inactive (QEMU
-   * handed them over): `cont` takes them back before the snapshot is
-   * folded, and the guest runs again — as it is to anyway */
-  if (strcmp (mstatus, "completed") == 0 && c->source_running &&
-      !sm_qmp_run (qmp, "cont", NULL, &err)) {
-    sm_mig_journal_step (journal, "rollback", "failed", err, NULL);
-    g_propagate_prefixed_error (error, err, "cannot resume the guest: ");
-    return false;
-  }
-  record = g_build_filename (sm_vm_state_journal_dir (st), c->id, NULL);
-  {
-    g_autofree char *path = g_strconcat (record, ".created", NULL);
-    created = sm_created_files_load (path, NULL);
-    if (!sm_migrate_fold_back (qmp, c, created, &err)) {
-      sm_mig_journal_step (journal, "rollback", "failed", err, NULL);
-      g_propagate_prefixed_error (error, err, "cannot undo the migration's "
-                                  "snapshot: ");
-      return false;
-    }
-    if (created)
-      sm_created_files_save (created, path, NULL);
-    unlink (path);
-  }
-  run = query_status (qmp);
-  if (c->source_running && run && strcmp (run, "running") != 0 &&
-      !sm_qmp_run (qmp, "cont", NULL, &err)) {
-    sm_mig_journal_step (journal, "rollback", "failed", err, NULL);
-    g_propagate_prefixed_error (error, err, "cannot resume the guest: ");
-    return false;
-  }
-  sm_mig_journal_step (journal, "rollback", "end", NULL, NULL);
-  return true;
-}
-
-bool
-sm_migrate_confirm (SmQmp *qmp, SmVmState *st, SmMigCookie *c, bool success,
-                    GError **error)
-{
-  g_autoptr(SmJournal) journal = NULL;
-  GError *err = NULL;
-
-  if (!sm_vm_state_lock (st, error))
-    return false;
-  journal = reopen_journal (st, c->id, error);
-  if (!journal)
-    return false;
-  if (!success) {
-    if (!sm_migrate_rollback_source (qmp, st, c,
-                                     c->failed && !c->dest_ran &&
-                                     g_strcmp0 (c->error_phase, "finish") == 0,
-                                     journal, error))
-      return false;
-    sm_mig_outgoing_clear (st, c->id);
-    return sm_journal_finish (g_steal_pointer (&journal), error);
-  }
-
-  /* success: the guest runs on the destination */
-  {
-    g_autofree char *mstatus = migration_status (qmp);
-    pid_t pid = (pid_t) c->source_pid;
-    uint64_t start = pid > 0 ? sm_proc_start_time (pid) : 0;
-
-    if (g_str_has_prefix (mstatus, "postcopy-")) {
-      /* the phases run by hand: post-copy still moves the rest of the RAM */
-      static const char *const done[] = { "completed", NULL };
-      SmMigWait w = { .states = done, .stall_ms = SM_MIG_POSTCOPY_STALL_MS,
-                      .watch_fd = -1 };
-      g_autofree char *st2 = NULL;
-      GError *e = NULL;
-
-      if (!sm_mig_wait (qmp, &w, &st2, &e)) {
-        g_propagate_prefixed_error (error, e, "post-copy did not complete "
-                                    "(run 'snapmig migrate-recover --qmp %s'): ",
-                                    sm_qmp_address (qmp));
-        return false;
-      }
-      g_free (mstatus);
-      mstatus = g_strdup ("completed");
-    }
-    if (strcmp (mstatus, "completed") != 0) {
-      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                   "the migration's status on the source is %s, not "
-                   "completed: nothing to confirm (use --failed to roll it "
-                   "back)", mstatus);
-      return false;
-    }
-    if (!sm_mig_journal_step (journal, "quit-source", "begin", NULL, error))
-      return false;
-    sm_qmp_run (qmp, "quit", NULL, NULL);
-    if (pid > 0 && !sm_proc_wait_gone (pid, start, 10000) &&
-        !sm_proc_stop (pid, start, 1000, &err)) {
-      g_propagate_prefixed_error (error, err, "the source QEMU (pid %d) did "
-                                  "not quit: ", (int) pid);
-      return false;
-    }
-    if (!sm_mig_journal_step (journal, "quit-source", "end", NULL, error))
-      return false;
-  }
-  if (c->storage == SM_MIG_STORAGE_CHAIN) {
-    g_autofree char *path = NULL;
-    g_autoptr(SmCreatedFiles) created = NULL;
-
-    path = g_strconcat (sm_vm_state_journal_dir (st), "/", c->id, ".created",
-                        NULL);
-    created = sm_created_files_load (path, NULL);
-    if (!sm_mig_journal_step (journal, "fold-tops", "begin", NULL, error) ||
-        !sm_migrate_fold_back (NULL, c, created, error))
-      return false;
-    unlink (path);
-    if (!sm_mig_journal_step (journal, "fold-tops", "end", NULL, error))
-      return false;
-  }
-  sm_mig_outgoing_clear (st, c->id);
-  return sm_journal_finish (g_steal_pointer (&journal), error);
 }

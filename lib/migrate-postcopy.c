@@ -234,60 +234,16 @@ sm_mig_switch_tick (SmQmp *qmp, json_object *reply, void *data,
   return true;
 }
 
-bool
-sm_migrate_start_postcopy (SmVmState *st, const char *qmp_address,
-                           int timeout_ms, GError **error)
+/* Asks the snapmig that holds ST (HOLDER says who) to switch migration C
+ * to post-copy: a request file it answers at its next poll. */
+static bool
+request_switch (SmVmState *st, const SmMigCookie *c, const char *qmp_address,
+                const char *holder, int timeout_ms, GError **error)
 {
-  g_autoptr(GError) busy = NULL;
-  g_autoptr(SmMigCookie) c = NULL;
   g_autofree char *req = NULL;
   gint64 deadline;
   int fd;
 
-  if (timeout_ms <= 0)
-    timeout_ms = 30000;
-  if (sm_vm_state_lock (st, &busy)) {
-    /* no snapmig drives a migration of this VM: ask QEMU itself */
-    g_autoptr(SmQmp) qmp = sm_qmp_connect (qmp_address, timeout_ms, error);
-    g_autoptr(json_object) r = NULL;
-    const char *status;
-
-    sm_vm_state_unlock (st);
-    if (!qmp)
-      return false;
-    r = sm_qmp_execute_type (qmp, "query-migrate", NULL, json_type_object,
-                             error);
-    if (!r)
-      return false;
-    status = sm_json_get_string (r, "status");
-    if (g_strcmp0 (status, "active") != 0) {
-      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                   "no migration of the VM at %s is in pre-copy (status %s): "
-                   "nothing to switch", qmp_address, status ? status : "none");
-      return false;
-    }
-    if (!sm_qmp_run (qmp, "migrate-start-postcopy", NULL, error)) {
-      g_prefix_error (error, "the VM at %s: ", qmp_address);
-      return false;
-    }
-    return true;
-  }
-  /* migrate (or migrate-perform) holds the VM and its monitor: ask it */
-  c = sm_migrate_load_outgoing (st, NULL);
-  if (!c) {
-    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                 "no migration of the VM at %s is in its RAM phase (%s)",
-                 qmp_address, busy->message);
-    return false;
-  }
-  if (!c->postcopy) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "migration %s of the VM at %s was started without "
-                 "--postcopy (the postcopy-ram capability must be on both "
-                 "sides from the start): it cannot switch", c->id,
-                 qmp_address);
-    return false;
-  }
   req = sm_mig_outgoing_path (st, c->id, ".start-postcopy");
   fd = open (req, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0 && errno != EEXIST) {
@@ -340,23 +296,66 @@ sm_migrate_start_postcopy (SmVmState *st, const char *qmp_address,
   g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
                "migration %s: the snapmig that runs it (%s) did not answer "
                "the request within %d s (is it past its RAM phase?)", c->id,
-               busy->message, timeout_ms / 1000);
+               holder, timeout_ms / 1000);
   return false;
 }
 
-/* ---- recovery ------------------------------------------------------------ */
-
-static char *
-source_status (SmQmp *qmp, GError **error)
+bool
+sm_migrate_start_postcopy (SmVmState *st, const char *qmp_address,
+                           int timeout_ms, GError **error)
 {
-  g_autoptr(json_object) r = sm_qmp_execute_type (qmp, "query-migrate", NULL,
-                                                  json_type_object, error);
-  const char *s = r ? sm_json_get_string (r, "status") : NULL;
+  g_autoptr(GError) busy = NULL;
+  g_autoptr(SmMigCookie) c = NULL;
 
-  if (!r)
-    return NULL;
-  return g_strdup (s ? s : "none");
+  if (timeout_ms <= 0)
+    timeout_ms = 30000;
+  if (sm_vm_state_lock (st, &busy)) {
+    /* no snapmig drives a migration of this VM: ask QEMU itself */
+    g_autoptr(SmQmp) qmp = sm_qmp_connect (qmp_address, timeout_ms, error);
+    g_autoptr(json_object) r = NULL;
+    const char *status;
+
+    sm_vm_state_unlock (st);
+    if (!qmp)
+      return false;
+    r = sm_qmp_execute_type (qmp, "query-migrate", NULL, json_type_object,
+                             error);
+    if (!r)
+      return false;
+    status = sm_json_get_string (r, "status");
+    if (g_strcmp0 (status, "active") != 0) {
+      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                   "no migration of the VM at %s is in pre-copy (status %s): "
+                   "nothing to switch", qmp_address, status ? status : "none");
+      return false;
+    }
+    if (!sm_qmp_run (qmp, "migrate-start-postcopy", NULL, error)) {
+      g_prefix_error (error, "the VM at %s: ", qmp_address);
+      return false;
+    }
+    return true;
+  }
+  /* migrate (or migrate-perform) holds the VM and its monitor: ask it */
+  c = sm_migrate_load_outgoing (st, NULL);
+  if (!c) {
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "no migration of the VM at %s is in its RAM phase (%s)",
+                 qmp_address, busy->message);
+    return false;
+  }
+  if (!c->postcopy) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "migration %s of the VM at %s was started without "
+                 "--postcopy (the postcopy-ram capability must be on both "
+                 "sides from the start): it cannot switch", c->id,
+                 qmp_address);
+    return false;
+  }
+  return request_switch (st, c, qmp_address, busy->message, timeout_ms,
+                         error);
 }
+
+/* ---- recovery ------------------------------------------------------------ */
 
 /* Waits up to MS for QMP's migration status to be one of STATES; the
  * status reached (or the last one seen).  NULL when QEMU is gone. */
@@ -366,7 +365,7 @@ wait_states (SmQmp *qmp, const char *const *states, int ms, GError **error)
   gint64 end = g_get_monotonic_time () + (gint64) ms * 1000;
 
   for (;;) {
-    g_autofree char *s = source_status (qmp, error);
+    g_autofree char *s = sm_mig_status (qmp, error);
 
     if (!s)
       return NULL;
@@ -389,7 +388,7 @@ wait_resumed (SmQmp *qmp, GError **error)
   bool recovering = false;
 
   for (;;) {
-    g_autofree char *s = source_status (qmp, error);
+    g_autofree char *s = sm_mig_status (qmp, error);
 
     if (!s)
       return NULL;
@@ -439,7 +438,7 @@ sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
     sm_mig_incoming_clear (&in);
     return false;
   }
-  status = source_status (qmp, error);
+  status = sm_mig_status (qmp, error);
   if (!status) {
     sm_mig_incoming_clear (&in);
     return false;
@@ -505,7 +504,7 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
 
   sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "recover", NULL);
   for (int attempt = 1;; attempt++) {
-    g_autofree char *status = source_status (qmp, error);
+    g_autofree char *status = sm_mig_status (qmp, error);
     g_autoptr(SmMigCookie) listening = NULL;
     GError *err = NULL;
 
@@ -694,7 +693,7 @@ sm_migrate_recover_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   c = sm_migrate_load_outgoing (st, error);
   if (!c)
     return NULL;
-  status = source_status (qmp, error);
+  status = sm_mig_status (qmp, error);
   if (!status)
     return NULL;
   if (!g_str_has_prefix (status, "postcopy-") && strcmp (status, "completed") != 0) {

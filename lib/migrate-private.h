@@ -147,6 +147,22 @@ bool sm_mig_listen (SmQmp *qmp, const SmMigCookie *c,
                     const SmMigDestOptions *o, const char *command,
                     const char *sock_name, char **uri, GError **error);
 
+/* The source's mirror job of DISK ("snapmig-migrate-DISK") and the NBD
+ * client node of the INDEX-th disk.  Caller frees. */
+char *sm_mig_mirror_job_id (const char *disk) G_GNUC_WARN_UNUSED_RESULT;
+char *sm_mig_nbd_node (guint index) G_GNUC_WARN_UNUSED_RESULT;
+/* True when none of C's mirrors is left but concluded ones (or QEMU is
+ * gone); the wait polls it every 10 ms for up to MS. */
+bool sm_mig_mirrors_ended (SmQmp *qmp, const SmMigCookie *c);
+bool sm_mig_wait_mirrors_ended (SmQmp *qmp, const SmMigCookie *c, int ms);
+/* The journal of ST's outgoing migration ID, reopened; SM_ERROR_NOT_FOUND
+ * says to run migrate-begin first. */
+SmJournal *sm_mig_reopen_journal (SmVmState *st, const char *id,
+                                  GError **error) G_GNUC_WARN_UNUSED_RESULT;
+/* QMP's migration status ("none" when it never migrated); NULL with ERROR
+ * when QEMU does not answer.  Caller frees. */
+char *sm_mig_status (SmQmp *qmp, GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
 /* Stops the source's layer server (begin) and deletes its nodes; quiet. */
 void sm_migrate_stop_layer_server (SmQmp *qmp, const SmMigCookie *c);
 

@@ -396,6 +396,55 @@ probe_postcopy (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   return true;
 }
 
+/* The end of a migration that switched to post-copy: its wait with
+ * recovery (the destination's finish FINISH watched and run again when its
+ * transport dies), then the finish's answer.  *PHASE follows. */
+static SmMigCookie *
+postcopy_tail (SmQmp *qmp, SmVmState *st, SmMigCookie *prepared,
+               const SmMigOptions *o, const char *const *dest_argv,
+               const char *const *dest_extra, DestProc *finish,
+               const char *xml, const char **phase, GError **error)
+{
+  FinishWatch fw = { .proc = finish, .o = o, .dest_argv = dest_argv,
+                     .dest_extra = dest_extra, .xml = xml, .backoff_ms = 1000 };
+  SmMigCookie *finished;
+
+  if (!sm_mig_postcopy_wait (qmp, st, prepared, o, dest_argv, dest_extra,
+                             finish_alive, &fw, error)) {
+    g_clear_pointer (&fw.proc, dest_proc_free);
+    g_clear_pointer (&fw.finished, sm_mig_cookie_free);
+    return NULL;
+  }
+  *phase = "finish";
+  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "finish", NULL);
+  while (!fw.finished) {
+    GError *err = NULL;
+
+    if (!fw.proc && !finish_alive (&fw, error))
+      return NULL;
+    if (!fw.proc) {
+      g_usleep (200000);
+      continue;
+    }
+    fw.finished = dest_result (fw.proc, o, NULL, &err);
+    g_clear_pointer (&fw.proc, dest_proc_free);
+    if (!fw.finished && fw.restarts >= 3) {
+      g_propagate_prefixed_error (error, err, "the migration completed and "
+                                  "the guest runs on the destination, whose "
+                                  "finish failed (run 'snapmig recover "
+                                  "--incoming' there, then 'snapmig recover "
+                                  "--qmp %s' here): ", sm_qmp_address (qmp));
+      return NULL;
+    }
+    g_clear_error (&err);
+  }
+  finished = g_steal_pointer (&fw.finished);
+  finished->postcopy_used = true;
+  finished->postcopy_requests = prepared->postcopy_requests;
+  finished->recoveries = prepared->recoveries;
+  return finished;
+}
+
 SmMigCookie *
 sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
                 const char *const *dest_argv, const char *const *dest_extra,
@@ -411,7 +460,6 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   g_autoptr(DestProc) finish = NULL;
   g_autofree char *xml = NULL;
   g_autofree char *refused = NULL;
-  FinishWatch fw = { 0 };
   SmMigOptions pre;
   GError *err = NULL;
   const char *phase = "begin";
@@ -466,41 +514,10 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
     /* the guest runs on the destination from now on: nothing is rolled
      * back; a failed link is recovered */
     phase = "postcopy";
-    fw = (FinishWatch) { .proc = g_steal_pointer (&finish), .o = o,
-                         .dest_argv = dest_argv, .dest_extra = dest_extra,
-                         .xml = xml, .backoff_ms = 1000 };
-    if (!sm_mig_postcopy_wait (qmp, st, prepared, o, dest_argv, dest_extra,
-                               finish_alive, &fw, &err)) {
-      g_clear_pointer (&fw.proc, dest_proc_free);
-      g_clear_pointer (&fw.finished, sm_mig_cookie_free);
+    finished = postcopy_tail (qmp, st, prepared, o, dest_argv, dest_extra,
+                              g_steal_pointer (&finish), xml, &phase, &err);
+    if (!finished)
       goto fail_begin;
-    }
-    phase = "finish";
-    sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "finish", NULL);
-    while (!fw.finished) {
-      if (!fw.proc && !finish_alive (&fw, &err))
-        goto fail_begin;
-      if (fw.proc) {
-        DestProc *d = g_steal_pointer (&fw.proc);
-
-        fw.finished = dest_result (d, o, NULL, &err);
-        dest_proc_free (d);
-        if (!fw.finished && fw.restarts >= 3) {
-          g_prefix_error (&err, "the migration completed and the guest runs "
-                          "on the destination, whose finish failed (run "
-                          "'snapmig recover --incoming' there, then 'snapmig "
-                          "recover --qmp %s' here): ", sm_qmp_address (qmp));
-          goto fail_begin;
-        }
-        g_clear_error (&err);
-      } else {
-        g_usleep (200000);
-      }
-    }
-    finished = g_steal_pointer (&fw.finished);
-    finished->postcopy_used = true;
-    finished->postcopy_requests = prepared->postcopy_requests;
-    finished->recoveries = prepared->recoveries;
   } else {
     phase = "finish";
     sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "finish", NULL);

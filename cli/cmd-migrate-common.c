@@ -1,0 +1,557 @@
+/* The migrate commands' shared part (cli/cmd-migrate.h): their options,
+ * the printers of events and results, the option checks, the cookie's
+ * input and output and the command that runs the destination's phases.
+ * Options and printing only (lib/migrate.h does the work).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd-migrate.h"
+#include "error.h"
+
+char *mig_opt_qmp;
+char *mig_opt_state_dir;
+char *mig_opt_dest_state_dir;
+char *mig_opt_dest_domain;
+char *mig_opt_dest_cmd;
+char *mig_opt_dest_host;
+char *mig_opt_source_host;
+char *mig_opt_dest_run_dir;
+char *mig_opt_dest_qemu;
+char *mig_opt_port_range;
+char *mig_opt_migrate_disks;
+char *mig_opt_bandwidth;
+char *mig_opt_copy_mode;
+gboolean mig_opt_unix;
+gboolean mig_opt_all;
+gboolean mig_opt_inc;
+gboolean mig_opt_flatten;
+gboolean mig_opt_json;
+gboolean mig_opt_dry_run;
+gboolean mig_opt_watch_stdin;
+int mig_opt_timeout;
+gboolean mig_opt_postcopy;
+gboolean mig_opt_postcopy_after_precopy;
+gboolean mig_opt_postcopy_fallback;
+char *mig_opt_postcopy_bandwidth;
+gboolean mig_opt_parallel;
+
+int mig_opt_stall_timeout = UNSET;
+int mig_opt_recover_timeout = UNSET;
+int mig_opt_parallel_connections = UNSET;
+
+/* ---- printing and option checks --------------------------------------- */
+
+double
+mig_elapsed_s (gint64 start)
+{
+  return (double) (g_get_monotonic_time () - start) / 1e6;
+}
+
+/* What a phase line adds for people. */
+static const char *
+phase_note (const char *phase)
+{
+  if (g_strcmp0 (phase, "postcopy") == 0)
+    return " (the guest runs on the destination; the rest of its RAM "
+           "follows on demand)";
+  if (g_strcmp0 (phase, "recover") == 0)
+    return " (the post-copy's link failed: pausing both sides and "
+           "resuming over a new connection)";
+  return "";
+}
+
+static void
+print_event (json_object *ev, void *opaque)
+{
+  Printer *p = opaque;
+  const char *name = json_object_get_string (json_object_object_get (ev, "event"));
+  FILE *out = p->text_out ? p->text_out : stdout;
+
+  if (p->json) {
+    fprintf (p->json_out, "%s\n",
+             json_object_to_json_string_ext (ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    fflush (p->json_out);
+    return;
+  }
+  if (g_strcmp0 (name, "phase") == 0) {
+    const char *phase = json_object_get_string (json_object_object_get (ev, "phase"));
+
+    fprintf (out, "phase: %s%s\n", phase, phase_note (phase));
+    fflush (out);
+  } else if (g_strcmp0 (name, "message") == 0) {
+    fprintf (out, "%s\n",
+             json_object_get_string (json_object_object_get (ev, "message")));
+    fflush (out);
+  } else if (g_strcmp0 (name, "progress") == 0 && p->progress) {
+    const char *what = json_object_get_string (json_object_object_get (ev, "what"));
+    const char *stage = json_object_get_string (json_object_object_get (ev, "stage"));
+    json_object *disk = json_object_object_get (ev, "disk");
+    g_autofree char *item = disk ? g_strdup_printf ("%s %s",
+                                                    json_object_get_string (disk),
+                                                    what)
+                          : stage ? g_strdup_printf ("%s %s", what, stage)
+                          : g_strdup (what);
+
+    /* A line when the RAM's stage changes: how much is still on the
+     * source is what a post-copy's risk depends on. */
+    if (stage && strcmp (stage, p->stage) != 0) {
+      g_autofree char *left = sm_cli_format_size (
+        (guint64) json_object_get_int64 (json_object_object_get (ev, "remaining")));
+
+      g_strlcpy (p->stage, stage, sizeof p->stage);
+      fprintf (out, "%s: %s, %s still on the source\n", what, stage, left);
+      fflush (out);
+    }
+    sm_progress_update (p->progress, item,
+                        (uint64_t) json_object_get_int64 (json_object_object_get (ev, "done")),
+                        (uint64_t) json_object_get_int64 (json_object_object_get (ev, "total")));
+  }
+}
+
+static bool
+parse_ports (const char *cmd, int *lo, int *hi)
+{
+  *lo = *hi = 0;
+  if (!mig_opt_port_range)
+    return true;
+  if (sscanf (mig_opt_port_range, "%d-%d", lo, hi) == 2 && *lo > 0 &&
+      *hi >= *lo && *hi < 65536)
+    return true;
+  if (sscanf (mig_opt_port_range, "%d", lo) == 1 && *lo > 0 && *lo < 65536) {
+    *hi = *lo;
+    return true;
+  }
+  sm_cli_error ("%s: --port-range %s: expected MIN-MAX (1-65535)", cmd,
+                mig_opt_port_range);
+  return false;
+}
+
+/* A SECONDS option other than --timeout: UNSET, or 1 to the maximum. */
+static bool
+seconds_ok (const char *cmd, const char *option, int seconds)
+{
+  if (seconds == UNSET || (seconds >= 1 && seconds <= SM_CLI_TIMEOUT_MAX_S))
+    return true;
+  sm_cli_error ("%s: %s must be a number of seconds from 1 to %d", cmd,
+                option, SM_CLI_TIMEOUT_MAX_S);
+  return false;
+}
+
+/* The options of every source command: O cleared, then --timeout,
+ * --port-range, --unix, the post-copy watch and the events; false (usage
+ * error printed) on a bad one. */
+bool
+mig_base_options (const char *cmd, SmMigOptions *o, Printer *pr)
+{
+  memset (o, 0, sizeof *o);
+  o->postcopy_bandwidth = -1;
+  if (!sm_cli_timeout_ok (cmd, mig_opt_timeout) ||
+      !parse_ports (cmd, &o->port_min, &o->port_max) ||
+      !seconds_ok (cmd, "--stall-timeout", mig_opt_stall_timeout) ||
+      !seconds_ok (cmd, "--recover-timeout", mig_opt_recover_timeout))
+    return false;
+  o->unix_sockets = mig_opt_unix;
+  o->timeout_ms = mig_opt_timeout * 1000;
+  o->stall_timeout_ms = mig_opt_stall_timeout == UNSET ? 0 : mig_opt_stall_timeout * 1000;
+  o->recover_timeout_ms = mig_opt_recover_timeout == UNSET ? 0
+                          : mig_opt_recover_timeout * 1000;
+  o->event = print_event;
+  o->opaque = pr;
+  return true;
+}
+
+/* --postcopy* and --parallel*; false (usage error printed) on a bad one. */
+static bool
+postcopy_options (const char *cmd, SmMigOptions *o)
+{
+  const char *postcopy =
+    mig_opt_postcopy_after_precopy ? "--postcopy-after-precopy"
+    : mig_opt_postcopy ? "--postcopy"
+    : mig_opt_postcopy_fallback ? "--postcopy-fallback"
+    : mig_opt_postcopy_bandwidth ? "--postcopy-bandwidth" : NULL;
+  const char *parallel =
+    mig_opt_parallel_connections != UNSET ? "--parallel-connections"
+    : mig_opt_parallel ? "--parallel" : NULL;
+  guint64 rate = 0;
+
+  /* QEMU 7.2 accepts both; later QEMUs refuse post-copy over multifd (its
+   * channels are not ordered against the page requests). */
+  if (postcopy && parallel) {
+    sm_cli_error ("%s: %s cannot be combined with %s: post-copy over "
+                  "multifd is unsafe; drop one of them", cmd, postcopy,
+                  parallel);
+    return false;
+  }
+  if ((mig_opt_postcopy_fallback || mig_opt_postcopy_bandwidth) &&
+      !mig_opt_postcopy && !mig_opt_postcopy_after_precopy) {
+    sm_cli_error ("%s: %s goes with --postcopy or --postcopy-after-precopy",
+                  cmd, postcopy);
+    return false;
+  }
+  if (mig_opt_postcopy_bandwidth &&
+      g_ascii_strcasecmp (mig_opt_postcopy_bandwidth, "unlimited") != 0 &&
+      !sm_cli_parse_rate (mig_opt_postcopy_bandwidth, &rate)) {
+    sm_cli_error ("%s: --postcopy-bandwidth %s: expected a rate such as 64M, "
+                  "or 0 or unlimited", cmd, mig_opt_postcopy_bandwidth);
+    return false;
+  }
+  if (mig_opt_parallel_connections != UNSET &&
+      mig_opt_parallel_connections < 1) {
+    sm_cli_error ("%s: --parallel-connections %d: expected 1 or more", cmd,
+                  mig_opt_parallel_connections);
+    return false;
+  }
+  o->postcopy = mig_opt_postcopy || mig_opt_postcopy_after_precopy;
+  o->postcopy_after_precopy = mig_opt_postcopy_after_precopy;
+  o->postcopy_fallback = mig_opt_postcopy_fallback;
+  o->postcopy_bandwidth = mig_opt_postcopy_bandwidth ? (int64_t) rate : -1;
+  o->parallel = mig_opt_parallel_connections != UNSET
+                ? mig_opt_parallel_connections
+                : mig_opt_parallel ? 2 : 0;
+  return true;
+}
+
+bool
+mig_need_qmp (const char *cmd)
+{
+  if (mig_opt_qmp)
+    return true;
+  sm_cli_error ("%s: --qmp SOCKET is required", cmd);
+  return false;
+}
+
+/* The source options; false (usage error printed) on a bad one. */
+bool
+mig_source_options (const char *cmd, SmMigOptions *o, Printer *pr)
+{
+  guint64 rate = 0;
+  int n = (mig_opt_all ? 1 : 0) + (mig_opt_inc ? 1 : 0) +
+          (mig_opt_flatten ? 1 : 0);
+
+  if (!mig_need_qmp (cmd) || !mig_base_options (cmd, o, pr) ||
+      !postcopy_options (cmd, o))
+    return false;
+  if (n > 1) {
+    sm_cli_error ("%s: give one of --copy-storage-all, --copy-storage-inc "
+                  "and --flatten", cmd);
+    return false;
+  }
+  if (mig_opt_bandwidth && !sm_cli_parse_rate (mig_opt_bandwidth, &rate)) {
+    sm_cli_error ("%s: --bandwidth %s: expected a rate such as 64M", cmd,
+                  mig_opt_bandwidth);
+    return false;
+  }
+  if (mig_opt_copy_mode && strcmp (mig_opt_copy_mode, "background") != 0 &&
+      strcmp (mig_opt_copy_mode, "write-blocking") != 0) {
+    sm_cli_error ("%s: --copy-mode %s: expected background or "
+                  "write-blocking", cmd, mig_opt_copy_mode);
+    return false;
+  }
+  o->storage = mig_opt_inc ? SM_MIG_STORAGE_INC :
+               mig_opt_flatten ? SM_MIG_STORAGE_FLAT : SM_MIG_STORAGE_CHAIN;
+  o->disks = mig_opt_migrate_disks ? g_strsplit (mig_opt_migrate_disks, ",", -1)
+                                   : NULL;
+  o->bandwidth = rate;
+  o->copy_mode = mig_opt_copy_mode;
+  o->dest_host = mig_opt_dest_host;
+  o->source_host = mig_opt_source_host;
+  return true;
+}
+
+/* --state-dir, or the default state directory.  Caller frees. */
+char *
+mig_state_dir (void)
+{
+  return mig_opt_state_dir ? g_strdup (mig_opt_state_dir)
+                           : sm_state_default_dir ();
+}
+
+/* Connects to the source VM and opens its state; prints the error unless
+ * ERROR is given. */
+bool
+mig_open_source (const char *cmd, SmQmp **qmp, SmVmState **st, GError **error)
+{
+  g_autoptr(GError) err = NULL;
+  g_autofree char *dir = mig_state_dir ();
+
+  *qmp = sm_cli_connect (mig_opt_qmp, mig_opt_timeout, &err);
+  if (*qmp)
+    *st = sm_vm_state_open (dir, mig_opt_qmp, &err);
+  if (!*qmp || !*st) {
+    if (error)
+      g_propagate_error (error, g_steal_pointer (&err));
+    else
+      sm_cli_gerror (cmd, err);
+    return false;
+  }
+  return true;
+}
+
+SmMigCookie *
+mig_read_cookie (const char *cmd)
+{
+  g_autoptr(GError) err = NULL;
+  SmMigCookie *c = sm_mig_cookie_read_fd (STDIN_FILENO, "standard input",
+                                          0, &err);
+  if (!c)
+    sm_cli_gerror (cmd, err);
+  return c;
+}
+
+void
+mig_write_cookie (const SmMigCookie *c)
+{
+  g_autofree char *xml = sm_mig_cookie_format (c);
+
+  fputs (xml, stdout);
+  fflush (stdout);
+}
+
+static void
+dest_options (SmMigDestOptions *o, Printer *pr)
+{
+  memset (o, 0, sizeof *o);
+  o->state_dir = mig_opt_state_dir;
+  o->domain = mig_opt_dest_domain;
+  o->run_dir = mig_opt_dest_run_dir;
+  o->qemu_args = mig_opt_dest_qemu;
+  o->unix_sockets = mig_opt_unix;
+  o->watch_fd = mig_opt_watch_stdin ? STDIN_FILENO : -1;
+  o->timeout_ms = mig_opt_timeout * 1000;
+  o->event = print_event;
+  o->opaque = pr;
+}
+
+/* ---- the phase commands' cookies and errors ----------------------------- */
+
+/* One JSON document on OUT: {"event":EVENT,"error":{"code","message"}},
+ * without "event" when EVENT is NULL. */
+void
+mig_print_json_error (FILE *out, const char *event, const GError *err)
+{
+  json_object *o = json_object_new_object ();
+  json_object *e = json_object_new_object ();
+
+  json_object_object_add (e, "code",
+                          json_object_new_string (sm_error_code_name (err)));
+  json_object_object_add (e, "message", json_object_new_string (err->message));
+  if (event)
+    json_object_object_add (o, "event", json_object_new_string (event));
+  json_object_object_add (o, "error", e);
+  fprintf (out, "%s\n", json_object_to_json_string_ext (
+             o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+  fflush (out);
+  json_object_put (o);
+}
+
+/* A phase command's failure: with --json also one error event on stderr,
+ * which migrate reads to keep the error's code. */
+static void
+phase_error (const char *cmd, const GError *err)
+{
+  if (mig_opt_json)
+    mig_print_json_error (stderr, "error", err);
+  sm_cli_gerror (cmd, err);
+}
+
+/* A destination phase's start: its options checked and O filled (events
+ * to stderr with --json, else none), the cookie read from stdin.  NULL
+ * (error printed, *CODE set) on failure.  STATE gets the state directory
+ * O names (caller frees). */
+SmMigCookie *
+mig_dest_start (const char *cmd, SmMigDestOptions *o, Printer *pr,
+                char **state, int *code)
+{
+  SmMigCookie *c;
+
+  *code = SM_EXIT_USAGE;
+  if (!sm_cli_timeout_ok (cmd, mig_opt_timeout))
+    return NULL;
+  dest_options (o, pr);
+  if (!mig_opt_json)
+    o->event = NULL;
+  if (!parse_ports (cmd, &o->port_min, &o->port_max))
+    return NULL;
+  *state = mig_state_dir ();
+  o->state_dir = *state;
+  *code = SM_EXIT_FAILURE;
+  c = mig_read_cookie (cmd);
+  return c;
+}
+
+/* A destination phase's end: the cookie on stdout, with ERR (the phase
+ * failed, NULL: it did not) in its result.  Returns the exit code. */
+int
+mig_dest_done (const char *cmd, const char *phase, SmMigCookie *c,
+               const GError *err)
+{
+  if (err) {
+    c->failed = true;
+    if (!c->error_phase)
+      c->error_phase = g_strdup (phase);
+    g_free (c->error_message);
+    c->error_message = g_strdup (err->message);
+  }
+  mig_write_cookie (c);
+  if (!err)
+    return SM_EXIT_OK;
+  phase_error (cmd, err);
+  return SM_EXIT_FAILURE;
+}
+
+/* ---- migrate and migrate-recover ---------------------------------------- */
+
+void
+mig_print_result (const SmMigCookie *c, double seconds)
+{
+  g_autofree char *disk = sm_cli_format_size (c->disk_bytes);
+  g_autofree char *ram = sm_cli_format_size (c->ram_bytes);
+  g_autoptr(GString) line = g_string_new ("");
+  const char *qmp = c->dest_user_qmp ? c->dest_user_qmp : c->dest_qmp;
+
+  if (mig_opt_json) {
+    json_object *r = json_object_new_object ();
+
+    json_object_object_add (r, "event", json_object_new_string ("result"));
+    json_object_object_add (r, "ok", json_object_new_boolean (true));
+    json_object_object_add (r, "id", json_object_new_string (c->id));
+    json_object_object_add (r, "dest-host", json_object_new_string (c->dest_host));
+    json_object_object_add (r, "dest-qmp", json_object_new_string (qmp));
+    json_object_object_add (r, "dest-snapmig-qmp", json_object_new_string (c->dest_qmp));
+    json_object_object_add (r, "dest-pid", json_object_new_int64 (c->dest_pid));
+    json_object_object_add (r, "dest-run-dir", json_object_new_string (c->dest_run_dir));
+    json_object_object_add (r, "dest-domain", json_object_new_string (c->dest_domain));
+    json_object_object_add (r, "storage",
+                            json_object_new_string (sm_mig_storage_to_string (c->storage)));
+    json_object_object_add (r, "disk-bytes", json_object_new_int64 ((int64_t) c->disk_bytes));
+    json_object_object_add (r, "ram-bytes", json_object_new_int64 ((int64_t) c->ram_bytes));
+    if (c->pause_us >= 0) {
+      json_object_object_add (r, "pause-ms", json_object_new_int64 ((c->pause_us + 500) / 1000));
+      json_object_object_add (r, "pause-us", json_object_new_int64 (c->pause_us));
+    }
+    json_object_object_add (r, "postcopy", json_object_new_boolean (c->postcopy_used));
+    json_object_object_add (r, "postcopy-requests",
+                            json_object_new_int64 ((int64_t) c->postcopy_requests));
+    json_object_object_add (r, "recoveries", json_object_new_int (c->recoveries));
+    if (c->postcopy_refused)
+      json_object_object_add (r, "postcopy-refused",
+                              json_object_new_string (c->postcopy_refused));
+    json_object_object_add (r, "seconds", json_object_new_double (seconds));
+    printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put (r);
+    return;
+  }
+  /* Which way the RAM went, when post-copy was a question (--postcopy,
+   * or a destination that refused it); a plain migration's line is as
+   * it always was. */
+  if (c->postcopy_used) {
+    g_string_append_printf (line, "post-copy: %" G_GUINT64_FORMAT
+                            " pages on demand", c->postcopy_requests);
+    if (c->recoveries)
+      g_string_append_printf (line, ", %d recover%s", c->recoveries,
+                              c->recoveries == 1 ? "y" : "ies");
+    g_string_append (line, ", ");
+  } else if (c->postcopy || c->postcopy_refused)
+    g_string_append (line, "pre-copy, ");
+  if (c->pause_us >= 0)
+    g_string_append_printf (line, "guest pause %" G_GINT64_FORMAT " ms",
+                            (c->pause_us + 500) / 1000);
+  else
+    g_string_append (line, "guest pause unknown");
+  printf ("migrated %s to %s: QMP %s, pid %" G_GINT64_FORMAT "\n", c->name,
+          c->dest_host, qmp, c->dest_pid);
+  printf ("moved: disks %s, RAM %s, %s, %.1f s in all\n", disk, ram,
+          line->str, seconds);
+  if (c->postcopy_refused)
+    printf ("post-copy refused by the destination, pre-copy used: %s\n",
+            c->postcopy_refused);
+}
+
+void
+mig_print_failure (const char *cmd, const GError *err)
+{
+  if (mig_opt_json) {
+    json_object *r = json_object_new_object ();
+    json_object *e = json_object_new_object ();
+    const char *colon = strchr (err->message, ':');
+    g_autofree char *phase = colon ? g_strndup (err->message,
+                                                (gsize) (colon - err->message))
+                                   : g_strdup ("migrate");
+
+    json_object_object_add (e, "code", json_object_new_string (sm_error_code_name (err)));
+    json_object_object_add (e, "message", json_object_new_string (err->message));
+    json_object_object_add (e, "phase", json_object_new_string (phase));
+    json_object_object_add (r, "event", json_object_new_string ("result"));
+    json_object_object_add (r, "ok", json_object_new_boolean (false));
+    json_object_object_add (r, "error", e);
+    printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put (r);
+  }
+  sm_cli_gerror (cmd, err);
+}
+
+/* migrate and migrate-recover: events and the result on stdout, progress
+ * bars on a terminal (PROGRESS) unless --json. */
+Printer
+mig_whole_printer (SmProgress *progress)
+{
+  return (Printer) { .progress = mig_opt_json ? NULL : progress,
+                     .json = mig_opt_json, .json_out = stdout };
+}
+
+/* migrate and migrate-recover: connects to the source, or prints the
+ * failure as their result, as one of PHASE. */
+bool
+mig_whole_open (const char *cmd, const char *phase, SmQmp **qmp, SmVmState **st)
+{
+  g_autoptr(GError) err = NULL;
+
+  if (mig_open_source (cmd, qmp, st, &err))
+    return true;
+  g_prefix_error (&err, "%s: ", phase);
+  mig_print_failure (cmd, err);
+  return false;
+}
+
+/* The command that runs snapmig on the destination (--dest-cmd, else this
+ * snapmig) into *DEST_ARGV, and the options every destination phase gets
+ * into EXTRA (NULL-ended); false (usage error printed) on a bad
+ * --dest-cmd. */
+bool
+mig_dest_command (const char *cmd, char ***dest_argv, GPtrArray *extra)
+{
+  if (mig_opt_dest_cmd) {
+    g_autoptr(GError) e = NULL;
+
+    if (!g_shell_parse_argv (mig_opt_dest_cmd, NULL, dest_argv, &e)) {
+      sm_cli_error ("%s: --dest-cmd: %s", cmd, e->message);
+      return false;
+    }
+  } else {
+    *dest_argv = g_new0 (char *, 2);
+    (*dest_argv)[0] = g_file_read_link ("/proc/self/exe", NULL);
+    if (!(*dest_argv)[0])
+      (*dest_argv)[0] = g_strdup ("snapmig");
+  }
+  if (mig_opt_dest_domain)
+    g_ptr_array_add (extra, g_strconcat ("--dest-domain=", mig_opt_dest_domain, NULL));
+  if (mig_opt_dest_state_dir)
+    g_ptr_array_add (extra, g_strconcat ("--state-dir=", mig_opt_dest_state_dir, NULL));
+  if (mig_opt_dest_run_dir)
+    g_ptr_array_add (extra, g_strconcat ("--dest-run-dir=", mig_opt_dest_run_dir, NULL));
+  if (mig_opt_dest_qemu)
+    g_ptr_array_add (extra, g_strconcat ("--dest-qemu=", mig_opt_dest_qemu,
+                                         NULL));
+  if (mig_opt_port_range)
+    g_ptr_array_add (extra, g_strconcat ("--port-range=", mig_opt_port_range, NULL));
+  if (mig_opt_unix)
+    g_ptr_array_add (extra, g_strdup ("--unix"));
+  if (mig_opt_timeout)
+    g_ptr_array_add (extra, g_strdup_printf ("--timeout=%d", mig_opt_timeout));
+  if (sm_cli_debug)
+    g_ptr_array_add (extra, g_strdup ("--debug"));
+  g_ptr_array_add (extra, NULL);
+  return true;
+}

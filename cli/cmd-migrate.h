@@ -1,0 +1,206 @@
+/* The migrate commands' shared part (cli/cmd-migrate*.c only): their
+ * options, the option entries they are made of, the printers of events and
+ * results, the option checks and the destination command.  Defined in
+ * cli/cmd-migrate-common.c.
+ */
+#ifndef SM_CLI_CMD_MIGRATE_H
+#define SM_CLI_CMD_MIGRATE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <glib.h>
+
+#include "cli.h"
+#include "migrate.h"
+#include "progress.h"
+#include "qmp.h"
+#include "state.h"
+
+/* The options; each command's entries below point at them. */
+extern char *mig_opt_qmp;
+extern char *mig_opt_state_dir;
+extern char *mig_opt_dest_state_dir;
+extern char *mig_opt_dest_domain;
+extern char *mig_opt_dest_cmd;
+extern char *mig_opt_dest_host;
+extern char *mig_opt_source_host;
+extern char *mig_opt_dest_run_dir;
+extern char *mig_opt_dest_qemu;
+extern char *mig_opt_port_range;
+extern char *mig_opt_migrate_disks;
+extern char *mig_opt_bandwidth;
+extern char *mig_opt_copy_mode;
+extern gboolean mig_opt_unix;
+extern gboolean mig_opt_all;
+extern gboolean mig_opt_inc;
+extern gboolean mig_opt_flatten;
+extern gboolean mig_opt_json;
+extern gboolean mig_opt_dry_run;
+extern gboolean mig_opt_watch_stdin;
+extern int mig_opt_timeout;
+extern gboolean mig_opt_postcopy;
+extern gboolean mig_opt_postcopy_after_precopy;
+extern gboolean mig_opt_postcopy_fallback;
+extern char *mig_opt_postcopy_bandwidth;
+extern gboolean mig_opt_parallel;
+
+/* An integer option not given (GOption leaves the variable as it is). */
+#define UNSET G_MININT
+extern int mig_opt_stall_timeout;
+extern int mig_opt_recover_timeout;
+extern int mig_opt_parallel_connections;
+
+/* --port-range and --unix, with what they mean to the command. */
+#define PORT_ENTRIES(port_help, unix_help) \
+  { "port-range", 0, 0, G_OPTION_ARG_STRING, &mig_opt_port_range, port_help, \
+    "MIN-MAX" }, \
+  { "unix", 0, 0, G_OPTION_ARG_NONE, &mig_opt_unix, unix_help, NULL }
+#define PORT_HELP "TCP ports to listen on (default 49152-49215)"
+
+#define SOURCE_ENTRIES \
+  { "qmp", 0, 0, G_OPTION_ARG_FILENAME, &mig_opt_qmp, \
+    "The source VM's QMP socket", "SOCKET" }, \
+  { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &mig_opt_state_dir, \
+    "snapmig's state directory on this host", "DIR" }, \
+  SM_CLI_TIMEOUT_ENTRY (mig_opt_timeout, \
+                        "Give up when QEMU does not answer, or a copy makes " \
+                        "no progress, for SECONDS (default 30 for a reply, " \
+                        "60 for progress)")
+
+#define PLAN_ENTRIES \
+  { "copy-storage-all", 0, 0, G_OPTION_ARG_NONE, &mig_opt_all, \
+    "Copy every layer, keeping each disk's chain (default)", NULL }, \
+  { "copy-storage-inc", 0, 0, G_OPTION_ARG_NONE, &mig_opt_inc, \
+    "Copy only each disk's top: its backing files are on storage both " \
+    "hosts see at the same paths", NULL }, \
+  { "flatten", 0, 0, G_OPTION_ARG_NONE, &mig_opt_flatten, \
+    "Copy each disk into one image (libvirt's way)", NULL }, \
+  { "migrate-disks", 0, 0, G_OPTION_ARG_STRING, &mig_opt_migrate_disks, \
+    "Only these disks move (the others must be on storage the destination " \
+    "sees)", "vda,vdb" }, \
+  { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &mig_opt_bandwidth, \
+    "Limit the disks' and the RAM's copy to RATE per second", "RATE" }, \
+  { "copy-mode", 0, 0, G_OPTION_ARG_STRING, &mig_opt_copy_mode, \
+    "background (default) or write-blocking (always converges)", "MODE" }, \
+  { "dest-host", 0, 0, G_OPTION_ARG_STRING, &mig_opt_dest_host, \
+    "Address the destination listens on and the source connects to " \
+    "(default 127.0.0.1)", "ADDR" }, \
+  { "source-host", 0, 0, G_OPTION_ARG_STRING, &mig_opt_source_host, \
+    "Address the source's layer server listens on (default: the local " \
+    "address that routes to --dest-host)", "ADDR" }, \
+  PORT_ENTRIES (PORT_HELP, "Unix sockets instead of TCP (both sides on one " \
+                "file system)"), \
+  { "postcopy", 0, 0, G_OPTION_ARG_NONE, &mig_opt_postcopy, \
+    "Allow post-copy (postcopy-ram on both sides): the switch is made by " \
+    "migrate-start-postcopy or --postcopy-after-precopy", NULL }, \
+  { "postcopy-after-precopy", 0, 0, G_OPTION_ARG_NONE, \
+    &mig_opt_postcopy_after_precopy, \
+    "Switch to post-copy after the first full pass of pre-copy (implies " \
+    "--postcopy)", NULL }, \
+  { "postcopy-fallback", 0, 0, G_OPTION_ARG_NONE, &mig_opt_postcopy_fallback, \
+    "Run pre-copy, and say so, when the destination cannot post-copy " \
+    "(userfaultfd), instead of refusing", NULL }, \
+  { "postcopy-bandwidth", 0, 0, G_OPTION_ARG_STRING, \
+    &mig_opt_postcopy_bandwidth, \
+    "Limit the RAM's post-copy to RATE per second (0 or unlimited: no " \
+    "limit; default: --bandwidth's)", "RATE" }, \
+  { "parallel", 0, 0, G_OPTION_ARG_NONE, &mig_opt_parallel, \
+    "Migrate the RAM over several connections (multifd; 2 unless " \
+    "--parallel-connections)", NULL }, \
+  { "parallel-connections", 0, 0, G_OPTION_ARG_INT, \
+    &mig_opt_parallel_connections, \
+    "The number of multifd connections (1 or more; implies --parallel)", \
+    "N" }
+
+/* The watch of a running post-copy (migrate, migrate-recover; perform
+ * ends when the post-copy begins). */
+#define WATCH_ENTRIES \
+  { "stall-timeout", 0, 0, G_OPTION_ARG_INT, &mig_opt_stall_timeout, \
+    "Post-copy: no RAM progress for SECONDS means the link is dead, and " \
+    "it is recovered (default 10)", "SECONDS" }, \
+  { "recover-timeout", 0, 0, G_OPTION_ARG_INT, &mig_opt_recover_timeout, \
+    "Post-copy: retry recovering a dead link for SECONDS, then give up " \
+    "with both sides paused (default 600)", "SECONDS" }
+
+/* Where the destination's phases run (migrate, migrate-recover). */
+#define DEST_CMD_ENTRIES \
+  { "dest-cmd", 0, 0, G_OPTION_ARG_STRING, &mig_opt_dest_cmd, \
+    "Command that runs snapmig on the destination ('ssh hostb snapmig', " \
+    "'ip netns exec B snapmig'; default: this snapmig)", "CMD" }, \
+  { "dest-state-dir", 0, 0, G_OPTION_ARG_FILENAME, &mig_opt_dest_state_dir, \
+    "snapmig's state directory on the destination", "DIR" }
+
+#define DEST_ENTRIES \
+  { "dest-domain", 0, 0, G_OPTION_ARG_FILENAME, &mig_opt_dest_domain, \
+    "The destination storage domain (a directory)", "DIR" }, \
+  { "dest-run-dir", 0, 0, G_OPTION_ARG_FILENAME, &mig_opt_dest_run_dir, \
+    "Where the destination QEMU's sockets, pidfile and log go (empty or " \
+    "new; default STATE/run/ID)", "DIR" }, \
+  { "dest-qemu", 0, 0, G_OPTION_ARG_STRING, &mig_opt_dest_qemu, \
+    "The destination QEMU's command line (default: the source's, with " \
+    "paths mapped)", "'ARGS...'" }
+
+/* How the events are shown: the opaque of the options' event callback. */
+typedef struct {
+  SmProgress *progress;
+  bool json;
+  FILE *json_out;
+  FILE *text_out;              /* NULL: stdout; the phase commands keep
+                                  stdout for their cookie */
+  char stage[16];              /* the RAM's stage last shown ("pre-copy",
+                                  "post-copy"), "" before */
+} Printer;
+
+/* Seconds since START (g_get_monotonic_time). */
+double mig_elapsed_s (gint64 start);
+
+/* The options of every source command: O cleared, then --timeout,
+ * --port-range, --unix, the post-copy watch and the events (to PR); false
+ * (usage error printed) on a bad one. */
+bool mig_base_options (const char *cmd, SmMigOptions *o, Printer *pr);
+/* --qmp given; else false, usage error printed. */
+bool mig_need_qmp (const char *cmd);
+/* The source options (base, post-copy, plan); false (usage error printed)
+ * on a bad one.  O->disks is the caller's to free. */
+bool mig_source_options (const char *cmd, SmMigOptions *o, Printer *pr);
+/* --state-dir, or the default state directory.  Caller frees. */
+char *mig_state_dir (void);
+/* Connects to the source VM and opens its state; prints the error unless
+ * ERROR is given. */
+bool mig_open_source (const char *cmd, SmQmp **qmp, SmVmState **st,
+                      GError **error);
+/* The migration cookie from stdin; NULL, error printed, on failure. */
+SmMigCookie *mig_read_cookie (const char *cmd);
+/* The cookie on stdout. */
+void mig_write_cookie (const SmMigCookie *c);
+
+/* One JSON document on OUT: {"event":EVENT,"error":{"code","message"}},
+ * without "event" when EVENT is NULL. */
+void mig_print_json_error (FILE *out, const char *event, const GError *err);
+/* A destination phase's start: its options checked and O filled, the
+ * cookie read from stdin; NULL (error printed, *CODE set) on failure.
+ * STATE gets the state directory O names (caller frees). */
+SmMigCookie *mig_dest_start (const char *cmd, SmMigDestOptions *o,
+                             Printer *pr, char **state, int *code);
+/* A destination phase's end: the cookie on stdout, with ERR in its
+ * result.  Returns the exit code. */
+int mig_dest_done (const char *cmd, const char *phase, SmMigCookie *c,
+                   const GError *err);
+
+/* migrate and migrate-recover: the result, or the failure, as text or
+ * (--json) one JSON line on stdout. */
+void mig_print_result (const SmMigCookie *c, double seconds);
+void mig_print_failure (const char *cmd, const GError *err);
+/* Their printer: events and the result on stdout, progress bars
+ * (PROGRESS) unless --json. */
+Printer mig_whole_printer (SmProgress *progress);
+/* Connects to the source, or prints the failure as their result, as one
+ * of PHASE. */
+bool mig_whole_open (const char *cmd, const char *phase, SmQmp **qmp,
+                     SmVmState **st);
+/* The command that runs snapmig on the destination into *DEST_ARGV, the
+ * options every destination phase gets into EXTRA (NULL-ended); false
+ * (usage error printed) on a bad --dest-cmd. */
+bool mig_dest_command (const char *cmd, char ***dest_argv, GPtrArray *extra);
+
+#endif /* SM_CLI_CMD_MIGRATE_H */
