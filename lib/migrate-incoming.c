@@ -152,6 +152,19 @@ sm_mig_incoming_read (const char *path, SmMigIncoming *in, GError **error)
   return true;
 }
 
+bool
+sm_mig_incoming_load (const char *path, const char *id, SmMigIncoming *in,
+                      GError **error)
+{
+  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "no incoming migration %s here (its journal %s is missing)",
+                 id, path);
+    return false;
+  }
+  return sm_mig_incoming_read (path, in, error);
+}
+
 /* Removes what prepare made: QEMU stopped (refused when its guest runs),
  * created files removed, run directory emptied (it was empty or new). */
 bool
@@ -230,6 +243,14 @@ sm_migrate_cancel_incoming (SmMigCookie *c, const SmMigDestOptions *o,
     return true;                      /* prepare cleaned up already */
   if (!sm_mig_incoming_read (path, &in, error))
     return false;
+  if (in.finished) {
+    g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+                 "incoming migration %s: the guest was resumed here, so its "
+                 "disks here hold its newest writes: nothing was removed",
+                 c->id);
+    sm_mig_incoming_clear (&in);
+    return false;
+  }
   ok = sm_mig_incoming_cleanup (&in, error);
   if (ok)
     unlink (path);
@@ -275,13 +296,7 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
   bool postcopy;
   GError *err = NULL;
 
-  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
-    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                 "no incoming migration %s here (its journal %s is missing)",
-                 c->id, path);
-    return false;
-  }
-  if (!sm_mig_incoming_read (path, &in, error))
+  if (!sm_mig_incoming_load (path, c->id, &in, error))
     return false;
   postcopy = in.postcopy_active;
   journal = sm_journal_reopen (path, error);

@@ -22,8 +22,11 @@
 #include "journal.h"
 #include "json-util.h"
 #include "migrate-private.h"
+#include "qemu-proc.h"
 
 #define POLL_MS 100
+/* what the destination's "QEMU is gone" says when it never ran the guest */
+#define GONE_NEVER_RAN " (it never ran the guest)"
 #define BACKOFF_MAX_MS 10000
 /* a resumed stream that does not run within this is retried */
 #define RESUME_WAIT_MS 10000
@@ -416,14 +419,16 @@ sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
   GError *err = NULL;
   json_object *r;
 
-  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
+  if (!sm_mig_incoming_load (path, c->id, &in, error))
+    return false;
+  if (!(in.pid > 0 && sm_proc_alive (in.pid, in.start_time))) {
     g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                 "no incoming migration %s here (its journal %s is missing)",
-                 c->id, path);
+                 "the destination QEMU (pid %d) of incoming migration %s is "
+                 "gone%s", (int) in.pid, c->id, in.finished ? "" :
+                 GONE_NEVER_RAN);
+    sm_mig_incoming_clear (&in);
     return false;
   }
-  if (!sm_mig_incoming_read (path, &in, error))
-    return false;
   journal = sm_journal_reopen (path, error);
   if (journal && in.qmp && in.run_dir) {
     /* the finish holds snapmig.qmp: the second monitor */
@@ -557,6 +562,26 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
       err = g_error_new (SM_ERROR, SM_ERROR_FAILED, "the migration is %s",
                          status);
     }
+    if (err && err->code == SM_ERROR_NOT_FOUND) {
+      /* the destination QEMU (or its record) is gone: nothing to resume.
+       * Its message (sm_migrate_recover_listen) says whether it ran the
+       * guest: then its disks there hold the newest writes */
+      bool ran = strstr (err->message, GONE_NEVER_RAN) == NULL;
+
+      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                   "post-copy cannot be recovered: %s.  QEMU cannot resume "
+                   "a guest on its source once post-copy began, so this run "
+                   "of the guest is lost.  %s; 'snapmig recover --qmp %s "
+                   "--dest-runs' quits the source QEMU and folds its disks "
+                   "back", err->message,
+                   ran ? "It ran on the destination, whose disks hold its "
+                         "newest writes: boot the VM from those"
+                       : "Its disks on the source hold every write up to "
+                         "the switchover: boot the VM from them",
+                   sm_qmp_address (qmp));
+      g_error_free (err);
+      return false;
+    }
     g_free (last);
     last = g_strdup (err ? err->message : status);
     {
@@ -586,6 +611,60 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
 
 /* ---- the source's wait for the end of post-copy ---------------------------- */
 
+/* What the source's post-copy wait watches at each poll. */
+typedef struct {
+  SmVmState *st;
+  SmMigCookie *c;
+  const SmMigOptions *o;
+  const char *const *dest_argv;
+  const char *const *dest_extra;
+  bool (*finish_alive) (void *data, GError **error);
+  void *finish_data;
+  const char *req;             /* migrate-start-postcopy's request file */
+  int stall_ms;
+  gint64 last_change;
+  uint64_t last_done;
+} PostcopyWatch;
+
+static bool
+postcopy_tick (SmQmp *qmp, json_object *reply, void *data, GError **error)
+{
+  PostcopyWatch *pw = data;
+  const char *status = sm_json_get_string (reply, "status");
+  json_object *ram = sm_json_get_object (reply, "ram");
+  uint64_t done = 0;
+  bool stalled;
+
+  if (ram) {
+    sm_json_get_uint64 (ram, "transferred", &done);
+    sm_json_get_uint64 (ram, "postcopy-requests", &pw->c->postcopy_requests);
+  }
+  if (done != pw->last_done) {
+    pw->last_done = done;
+    pw->last_change = g_get_monotonic_time ();
+  }
+  if (request_pending (pw->req))
+    answer_request (pw->req, "ok: the migration runs post-copy already");
+  stalled = g_strcmp0 (status, "postcopy-active") == 0 &&
+            (g_get_monotonic_time () - pw->last_change) / 1000 > pw->stall_ms;
+  if (g_strcmp0 (status, "postcopy-paused") == 0 || stalled) {
+    g_autofree char *msg = g_strdup_printf (
+      stalled ? "post-copy made no progress for %d s: the link is down; "
+                "recovering" : "post-copy paused (the link failed): "
+                "recovering", pw->stall_ms / 1000);
+    const SmMigOptions *o = pw->o;
+
+    sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
+    if (!sm_migrate_recover_postcopy (qmp, pw->st, pw->c, o, pw->dest_argv,
+                                      pw->dest_extra, error))
+      return false;
+    sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "postcopy", NULL);
+    pw->last_change = g_get_monotonic_time ();
+    return true;
+  }
+  return !pw->finish_alive || pw->finish_alive (pw->finish_data, error);
+}
+
 bool
 sm_mig_postcopy_wait (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
                       const SmMigOptions *o, const char *const *dest_argv,
@@ -593,88 +672,33 @@ sm_mig_postcopy_wait (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
                       bool (*finish_alive) (void *data, GError **error),
                       void *finish_data, GError **error)
 {
-  int stall = o->stall_timeout_ms > 0 ? o->stall_timeout_ms
-                                      : SM_MIG_POSTCOPY_STALL_MS;
+  static const char *const done[] = { "completed", NULL };
   g_autofree char *req = sm_mig_outgoing_path (st, c->id, ".start-postcopy");
-  SmMigWait w = { .stage = "post-copy", .fn = o->event, .opaque = o->opaque };
-  gint64 last_change = g_get_monotonic_time ();
-  uint64_t last_done = G_MAXUINT64;
+  g_autofree char *status = NULL;
+  PostcopyWatch pw = { .st = st, .c = c, .o = o, .dest_argv = dest_argv,
+                       .dest_extra = dest_extra, .finish_alive = finish_alive,
+                       .finish_data = finish_data, .req = req,
+                       .stall_ms = o->stall_timeout_ms > 0 ?
+                                   o->stall_timeout_ms : SM_MIG_POSTCOPY_STALL_MS,
+                       .last_change = g_get_monotonic_time (),
+                       .last_done = G_MAXUINT64 };
+  SmMigWait w = { .states = done, .watch_fd = -1, .stage = "post-copy",
+                  .fn = o->event, .opaque = o->opaque, .tick = postcopy_tick,
+                  .data = &pw, .ram_bytes = &c->ram_bytes };
+  GError *err = NULL;
 
-  for (;;) {
-    g_autoptr(json_object) r = sm_qmp_execute_type (qmp, "query-migrate", NULL,
-                                                     json_type_object, error);
-    const char *status;
-    json_object *ram;
-    uint64_t done = 0;
-    bool stalled;
-
-    if (!r) {
-      g_prefix_error (error, "post-copy: the source QEMU does not answer: ");
-      return false;
-    }
-    status = sm_json_get_string (r, "status");
-    if (!status)
-      status = "none";
-    ram = sm_json_get_object (r, "ram");
-    if (ram) {
-      sm_json_get_uint64 (ram, "transferred", &done);
-      sm_json_get_uint64 (ram, "postcopy-requests", &c->postcopy_requests);
-      c->ram_bytes = done;
-      if (done != last_done) {
-        sm_mig_emit_ram_progress (&w, ram);
-        last_done = done;
-        last_change = g_get_monotonic_time ();
-      }
-    }
-    if (request_pending (req))
-      answer_request (req, "ok: the migration runs post-copy already");
-    if (strcmp (status, "completed") == 0)
-      return true;
-    if (!g_str_has_prefix (status, "postcopy-")) {
-      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                   "post-copy ended on the source with status %s%s%s: the "
-                   "guest's newest state is on the destination; this QEMU "
-                   "is not resumed", status,
-                   sm_json_get_string (r, "error-desc") ? ": " : "",
-                   sm_json_get_string (r, "error-desc") ?
-                   sm_json_get_string (r, "error-desc") : "");
-      return false;
-    }
-    stalled = strcmp (status, "postcopy-active") == 0 &&
-              (g_get_monotonic_time () - last_change) / 1000 > stall;
-    if (strcmp (status, "postcopy-paused") == 0 || stalled) {
-      g_autofree char *msg = g_strdup_printf (
-        stalled ? "post-copy made no progress for %d s: the link is down; "
-                  "recovering" : "post-copy paused (the link failed): "
-                  "recovering", stall / 1000);
-      sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
-      if (!sm_migrate_recover_postcopy (qmp, st, c, o, dest_argv, dest_extra,
-                                        error))
-        return false;
-      sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "postcopy", NULL);
-      last_change = g_get_monotonic_time ();
-      continue;
-    }
-    if (finish_alive && !finish_alive (finish_data, error))
-      return false;
-    if (sm_interrupt_check (error)) {
-      g_prefix_error (error, "post-copy goes on in QEMU (the guest runs on "
-                      "the destination and is never resumed here); run "
-                      "'snapmig migrate-recover --qmp %s' if it pauses, and "
-                      "'snapmig recover --qmp %s' once it completed: ",
-                      sm_qmp_address (qmp), sm_qmp_address (qmp));
-      return false;
-    }
-    {
-      GError *e = NULL;
-      json_object *ev = sm_qmp_wait_event (qmp, "MIGRATION", NULL, NULL,
-                                           POLL_MS, &e);
-      if (ev)
-        json_object_put (ev);
-      else
-        g_error_free (e);
-    }
-  }
+  if (sm_mig_wait (qmp, &w, &status, &err))
+    return true;
+  if (err->code == SM_ERROR_INTERRUPTED)
+    g_propagate_prefixed_error (error, err, "post-copy goes on in QEMU (the "
+                                "guest runs on the destination and is never "
+                                "resumed here); run 'snapmig migrate-recover "
+                                "--qmp %s' if it pauses, and 'snapmig recover "
+                                "--qmp %s' once it completed: ",
+                                sm_qmp_address (qmp), sm_qmp_address (qmp));
+  else
+    g_propagate_error (error, err);
+  return false;
 }
 
 /* ---- migrate-recover by hand ---------------------------------------------- */

@@ -208,6 +208,9 @@ typedef struct {
  * sm_mig_incoming_clear). */
 bool sm_mig_incoming_read (const char *path, SmMigIncoming *in,
                            GError **error);
+/* The same, SM_ERROR_NOT_FOUND naming migration ID when PATH is missing. */
+bool sm_mig_incoming_load (const char *path, const char *id,
+                           SmMigIncoming *in, GError **error);
 
 /* RUN_DIR/snapmig-ctl.qmp: the destination QEMU's second monitor of
  * snapmig's, for post-copy recovery while finish holds the first. */

@@ -516,6 +516,10 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
     phase = "postcopy";
     finished = postcopy_tail (qmp, st, prepared, o, dest_argv, dest_extra,
                               g_steal_pointer (&finish), xml, &phase, &err);
+    if (!finished && err->code == SM_ERROR_NOT_FOUND)
+      /* its QEMU is gone: what it left is removed unless it ran the guest
+       * (the clean-up refuses then) */
+      cancel_dest (o, dest_argv, dest_extra, prepared, &err);
     if (!finished)
       goto fail_begin;
   } else {
@@ -664,14 +668,20 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
                                                     json_type_object, NULL);
     const char *ms = r ? sm_json_get_string (r, "status") : NULL;
 
-    if (ms && g_str_has_prefix (ms, "postcopy-")) {
+    if (ms && g_str_has_prefix (ms, "postcopy-") && recover_dest_runs) {
+      quitting = true;            /* the administrator says: the guest is
+                                     the destination's (or lost with it) */
+    } else if (ms && g_str_has_prefix (ms, "postcopy-")) {
       g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
                    "outgoing migration %s runs post-copy (status %s): the "
                    "guest runs on the destination and is never resumed "
                    "here (journal %s kept).  %s", c->id, ms, path,
                    strcmp (ms, "postcopy-paused") == 0 ?
                    "Its link failed: run 'snapmig migrate-recover' with the "
-                   "migration's --dest-cmd to resume it" :
+                   "migration's --dest-cmd to resume it; if the destination "
+                   "QEMU is gone, the guest's run is lost with it (QEMU "
+                   "cannot resume it here) and 'snapmig recover "
+                   "--dest-runs' quits this QEMU and folds its disks back" :
                    "Run recover again once it completed");
       return NULL;
     }
@@ -700,7 +710,8 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
                    c->id, path);
       return NULL;
     }
-    if (quitting && g_strcmp0 (ms, "completed") == 0) {
+    if (quitting && (g_strcmp0 (ms, "completed") == 0 ||
+                     (ms && g_str_has_prefix (ms, "postcopy-")))) {
       pid_t pid = sm_qmp_peer_pid (qmp);
       uint64_t start = pid > 0 ? sm_proc_start_time (pid) : 0;
 
