@@ -314,11 +314,13 @@ broken_hop () {
 # ---- f2. the destination's snapmig killed during post-copy -------------
 # The destination's snapmig (migrate-finish, the transport of the finish
 # phase) killed during post-copy.
-# finish_pid: the PID of the migrate-finish process in OTHER's namespace.
+# finish_pid: the PID of the destination's migrate-finish of this hop (its
+# command line names the hop's run directory).
 finish_pid () {
   local p
-  for p in $(ip netns pids "$(ns_of "$OTHER")"); do
-    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q ' migrate-finish ' && echo "$p"
+  for p in /proc/[0-9]*; do
+    tr '\0' ' ' <"$p/cmdline" 2>/dev/null |
+      grep -q " migrate-finish .*--dest-run-dir=$RUNH " && echo "${p#/proc/}"
   done | head -n 1
 }
 kill_pid () { [ -n "$1" ] && kill -9 "$1"; }
@@ -326,7 +328,7 @@ finish_break () {
   local fin p; fin=$(finish_pid)
   check "$1: the destination's migrate-finish runs" [ -n "$fin" ]
   [ -n "$fin" ] || for p in $(ip netns pids "$(ns_of "$OTHER")"); do
-    echo "# in $(ns_of "$OTHER"): $p $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-200)"
+    echo "# in $(ns_of "$OTHER"): $p $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-300)"
   done
   check "$1: ... and is killed" kill_pid "$fin"
 }
