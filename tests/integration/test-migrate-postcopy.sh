@@ -293,8 +293,9 @@ moved_ok d
 data_ok d
 
 # The post-copies that break: slow (--postcopy-bandwidth) so that they last
-# seconds after the switch; a link without progress for 2 s is dead.
-SLOW=(--postcopy-after-precopy --postcopy-bandwidth 8M --stall-timeout 2)
+# seconds after the switch; a link without progress for 2 s is dead, and
+# recovery gives up after 60 s (not 600).
+SLOW=(--postcopy-after-precopy --postcopy-bandwidth 8M --stall-timeout 2 --recover-timeout 60)
 # broken_hop WHAT BREAK: a migration with SLOW whose post-copy BREAK
 # (a function making its own checks) breaks as soon as it began; it must
 # complete without help.
