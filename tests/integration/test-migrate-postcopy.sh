@@ -9,8 +9,8 @@
 #      userfaultfd: --postcopy is refused before anything moves (exit 1,
 #      error code "unsupported", the message names userfaultfd or root);
 #      with --postcopy-fallback (--dry-run only: a non-root destination
-#      QEMU cannot open what the root source made) it says it falls back
-#      to pre-copy
+#      QEMU cannot open what the root source made) the destination's plan
+#      gives the refusal (postcopy-refused) and falls back to pre-copy
 #   b. plain pre-copy with --timeout cannot converge under the load: exit 1,
 #      "did not converge", "--postcopy-after-precopy" suggested, the source
 #      runs on its own chain, the destination domain is empty
@@ -19,11 +19,14 @@
 #      and the disk records are intact in the guest, now on B
 #   d. `snapmig migrate-start-postcopy` from a second process switches a
 #      running `migrate --postcopy`
+#   f2. the destination's migrate-finish snapmig is killed during
+#      post-copy: completes without help
+#   f. the source QEMU's migration stream is cut during post-copy
+#      (tests/tools/sever-tcp): recovered (recoveries >= 1)
 #   e. the veth goes down for 4 s during post-copy: recovered without help
 #      (recoveries >= 1)
-#   f. the source QEMU's migration stream is cut during post-copy
-#      (tests/tools/sever-tcp): recovered (recoveries >= 1); then the
-#      destination's migrate-finish snapmig is killed during post-copy
+# in that order (a hop that does not complete leaves the guest stuck between
+# the hosts and ends the test).
 # At the end the guest quits and its disk records are read offline from
 # the last destination domain.  No timing is asserted.
 . "$(dirname "$0")/lib.sh"
@@ -185,6 +188,7 @@ data_ok () {
     done_testing
   fi
   check "$1: the RAM payload's md5 is unchanged" g ramsum
+  check "$1: ... the one the host kept" [ "$REPLY" = "ramsum $RAMSUM" ]
   check "$1: the dirtier ran through the migration and stops" g dirtystop
   check "$1: the dirtier's region holds what it wrote" g dirtysum
   check "$1: every disk record reads back in the guest" records_ok
