@@ -115,6 +115,9 @@ hop_plan () {
 # hop_start ARGS...: that migration (MIG, then ARGS), run in HOST's
 # namespace in the background: MIG_PID, output in $T/mig.out, mig.err.
 hop_start () {
+  # emptied here: the background shell's redirection may come after the
+  # first look at the file (which would see the previous hop's lines)
+  : >"$T/mig.out"; : >"$T/mig.err"
   ip netns exec "$(ns_of "$HOST")" "${MIG[@]}" "$@" >"$T/mig.out" 2>"$T/mig.err" &
   MIG_PID=$!
   _sm_pids+=("$MIG_PID")
