@@ -92,6 +92,21 @@ query_status (SmQmp *qmp)
   return r ? g_strdup (sm_json_get_string (r, "status")) : NULL;
 }
 
+bool
+sm_mig_journal_started (SmVmState *st, const char *id)
+{
+  g_autofree char *path = sm_mig_journal_path (st, id);
+  g_autoptr(json_object) records = sm_journal_load (path, NULL);
+
+  if (!records)
+    return true;                  /* unknown: assume the worst */
+  for (size_t i = 1; i < json_object_array_length (records); i++)
+    if (g_strcmp0 (sm_json_get_string (json_object_array_get_idx (records, i),
+                                       "step"), "migrate") == 0)
+      return true;
+  return false;
+}
+
 char *
 sm_mig_status (SmQmp *qmp, GError **error)
 {
@@ -116,6 +131,12 @@ sm_migrate_rollback_source (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
   GError *err = NULL;
 
   mstatus = sm_mig_status (qmp, NULL);
+  if (!sm_mig_journal_started (st, c->id)) {
+    /* QEMU's status is not this migration's (a QEMU that came here by
+     * migration says "completed" for that one until it migrates again) */
+    g_free (mstatus);
+    mstatus = g_strdup ("none");
+  }
   if (g_str_has_prefix (mstatus, "postcopy-") || c->postcopy_used) {
     g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
                  "the migration is past the start of post-copy (status %s): "

@@ -419,6 +419,14 @@ sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
   GError *err = NULL;
   json_object *r;
 
+  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
+    /* its finish rolled it back: its QEMU had died before the guest ran */
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "incoming migration %s was rolled back here (its journal "
+                 "%s is gone): its QEMU is gone%s", c->id, path,
+                 GONE_NEVER_RAN);
+    return false;
+  }
   if (!sm_mig_incoming_load (path, c->id, &in, error))
     return false;
   if (!(in.pid > 0 && sm_proc_alive (in.pid, in.start_time))) {

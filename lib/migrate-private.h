@@ -159,6 +159,10 @@ bool sm_mig_wait_mirrors_ended (SmQmp *qmp, const SmMigCookie *c, int ms);
  * says to run migrate-begin first. */
 SmJournal *sm_mig_reopen_journal (SmVmState *st, const char *id,
                                   GError **error) G_GNUC_WARN_UNUSED_RESULT;
+/* Whether ST's outgoing migration ID journaled its `migrate` command (its
+ * journal unreadable: true).  Before it, QEMU's migration status is not
+ * this migration's. */
+bool sm_mig_journal_started (SmVmState *st, const char *id);
 /* QMP's migration status ("none" when it never migrated); NULL with ERROR
  * when QEMU does not answer.  Caller frees. */
 char *sm_mig_status (SmQmp *qmp, GError **error) G_GNUC_WARN_UNUSED_RESULT;

@@ -668,6 +668,9 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
                                                     json_type_object, NULL);
     const char *ms = r ? sm_json_get_string (r, "status") : NULL;
 
+    if (!journal_has (records, "migrate"))
+      ms = "none";                /* QEMU's status is an earlier migration's */
+
     if (ms && g_str_has_prefix (ms, "postcopy-") && recover_dest_runs) {
       quitting = true;            /* the administrator says: the guest is
                                      the destination's (or lost with it) */

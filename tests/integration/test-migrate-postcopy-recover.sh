@@ -259,6 +259,24 @@ check "a: the source QEMU is gone" src_gone
 check "a: no journal is left on either side" journals_gone
 check "a: the destination's disk is in its domain" dest_in_domain drive0
 
+# --- a2. a failed migration of a QEMU that itself came by migration ---------
+# Its query-migrate says "completed" (its incoming migration) until it
+# migrates again: a migration of it that fails before its `migrate` command
+# (here: prepare, the destination domain missing) must still roll back and
+# leave it running.
+A2_QMP=$(dest_qmp)
+A2_FILES=$(ls -A "$D" | sort)
+"$SNAPMIG" migrate --qmp "$A2_QMP" --state-dir "$T/s2" --dest-state-dir "$T/s3" \
+  --dest-domain "$T/no-such-domain" --dest-cmd "$SNAPMIG" --json \
+  >"$T/a2.out" 2>&1
+a2_rc=$?
+check "a2: migrating it again into a missing domain fails (exit 1)" [ "$a2_rc" = 1 ]
+check "a2: ... in prepare" [ "$(grep '"event":"result"' "$T/a2.out" | jq -r .error.phase)" = prepare ]
+check "a2: ... without saying the source stays paused" not grep -qi 'stays paused' "$T/a2.out"
+check "a2: the VM still runs there" [ "$(status "$A2_QMP")" = running ]
+check "a2: its domain holds the same files" [ "$(ls -A "$D" | sort)" = "$A2_FILES" ]
+check "a2: no journal is left" [ -z "$(ls "$T"/s2/vms/*/journal/ 2>/dev/null)" ]
+
 # --- b. migrate killed during post-copy, then the stream cut -------------------
 pc_fresh
 mig_start --json --postcopy "${BW[@]}"
