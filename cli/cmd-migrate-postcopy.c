@@ -8,6 +8,7 @@
 #include "cmd-migrate.h"
 
 static gboolean opt_incoming;
+static gboolean opt_hold;
 
 static const GOptionEntry start_postcopy_entries[] = {
   SOURCE_ENTRIES,
@@ -23,6 +24,12 @@ static const GOptionEntry recover_entries[] = {
   { "incoming", 0, 0, G_OPTION_ARG_NONE, &opt_incoming,
     "Destination side: read the migration's cookie on stdin, listen again "
     "for the paused post-copy, print the cookie with the new endpoint", NULL },
+  { "hold", 0, 0, G_OPTION_ARG_NONE, &opt_hold,
+    "With --incoming: stay, holding an out-of-band connection to the "
+    "destination QEMU (which answers when a vCPU waiting for a page blocks "
+    "every other command); print \"ready\", then answer each line "
+    "\"recover\" on stdin with \"uri URI\" or \"error CODE MESSAGE\" "
+    "(migrate starts it during post-copy)", NULL },
   { "json", 0, 0, G_OPTION_ARG_NONE, &mig_opt_json,
     "JSON lines: events, then one result (--incoming: progress and the "
     "error on stderr)", NULL },
@@ -102,6 +109,12 @@ recover_incoming (const char *cmd)
   c = mig_dest_start (cmd, &o, &pr, &state, &code);
   if (!c)
     return code;
+  if (opt_hold) {
+    if (sm_migrate_recover_agent (c, &o, STDIN_FILENO, stdout, &err))
+      return SM_EXIT_OK;
+    sm_cli_gerror (cmd, err);
+    return SM_EXIT_FAILURE;
+  }
   sm_migrate_recover_listen (c, &o, &err);
   return mig_dest_done (cmd, "recover", c, err);
 }
@@ -133,6 +146,10 @@ sm_cmd_migrate_recover (int argc, char **argv)
                      "the new endpoint on stdout).",
                      recover_entries, &argc, &argv, &code))
     return code;
+  if (opt_hold && !opt_incoming) {
+    sm_cli_error ("%s: --hold goes with --incoming", cmd);
+    return SM_EXIT_USAGE;
+  }
   if (opt_incoming)
     return recover_incoming (cmd);
   progress = sm_progress_new (false);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -501,11 +502,157 @@ sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
   return true;
 }
 
+/* ---- the destination's recovery agent ---------------------------------- */
+
+/* One listen of the agent on its out-of-band connection: migrate-pause
+ * (this side may not have noticed), then migrate-recover on a free
+ * endpoint, retried while the pause takes effect.  LAST: the endpoint of an
+ * earlier listen whose listener still waits ("triggered already"). */
+static char *
+agent_listen (SmQmp *qmp, const SmMigCookie *c, const SmMigDestOptions *o,
+              const char *last, GError **error)
+{
+  int lo = o->port_min > 0 ? o->port_min : SM_MIG_PORT_MIN;
+  int hi = o->port_max > 0 ? o->port_max : (lo <= SM_MIG_PORT_MAX ? SM_MIG_PORT_MAX : lo);
+  bool unix_socket = g_str_has_prefix (c->nbd_uri, "unix:");
+  g_autofree char *why = NULL;
+
+  json_object_put (sm_qmp_execute_oob (qmp, "migrate-pause", NULL, NULL));
+  for (int tries = 0; tries < 100; tries++) {
+    for (int port = lo; port <= hi; port++) {
+      g_autofree char *uri = NULL;
+      g_autoptr(json_object) r = NULL;
+      GError *e = NULL;
+
+      if (unix_socket) {
+        g_autofree char *name = g_strdup_printf ("recover-%u.sock",
+                                                 g_random_int_range (0, 1 << 30));
+        g_autofree char *path = g_build_filename (c->dest_run_dir, name, NULL);
+
+        uri = g_strconcat ("unix:", path, NULL);
+      } else {
+        uri = strchr (c->dest_host, ':') ?
+          g_strdup_printf ("tcp:[%s]:%d", c->dest_host, port) :
+          g_strdup_printf ("tcp:%s:%d", c->dest_host, port);
+        if (g_strcmp0 (c->nbd_uri, uri) == 0)
+          continue;
+      }
+      r = sm_qmp_execute_oob (qmp, "migrate-recover",
+                              sm_qmp_args (NULL, "s:uri", uri, NULL), &e);
+      if (r)
+        return g_steal_pointer (&uri);
+      if (strstr (e->message, "triggered already") && last) {
+        g_error_free (e);
+        return g_strdup (last);
+      }
+      if (!unix_socket && strstr (e->message, "in use")) {
+        g_error_free (e);
+        continue;
+      }
+      if (!strstr (e->message, "postcopy is paused")) {
+        g_propagate_error (error, e);
+        return NULL;
+      }
+      g_free (why);
+      why = g_strdup (e->message);  /* not paused yet: again */
+      g_error_free (e);
+      break;
+    }
+    g_usleep (100000);
+  }
+  g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+               "the incoming migration %s did not pause for its recovery "
+               "within 10 s: %s", c->id, why ? why : "no free endpoint");
+  return NULL;
+}
+
+bool
+sm_migrate_recover_agent (SmMigCookie *c, const SmMigDestOptions *o,
+                          int in_fd, FILE *out, GError **error)
+{
+  g_autofree char *path = sm_mig_incoming_path (o->state_dir, c->id, ".journal");
+  g_autofree char *ctl = NULL;
+  g_autofree char *last = NULL;
+  g_autoptr(SmQmp) qmp = NULL;
+  g_autoptr(GString) line = g_string_new (NULL);
+  SmMigIncoming in = { 0 };
+
+  if (!sm_mig_incoming_load (path, c->id, &in, error))
+    return false;
+  if (!in.run_dir) {
+    sm_mig_incoming_clear (&in);
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "incoming migration %s: no QEMU was started here", c->id);
+    return false;
+  }
+  ctl = sm_mig_ctl_qmp_path (in.run_dir);
+  last = g_strdup (in.recover_uri);
+  sm_mig_incoming_clear (&in);
+  qmp = sm_qmp_connect_oob (ctl, 10000, error);
+  if (!qmp)
+    return false;
+  fprintf (out, "ready\n");
+  fflush (out);
+  for (;;) {
+    char ch;
+    ssize_t k = read (in_fd, &ch, 1);
+
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      return true;                  /* its migrate went away */
+    if (ch != '\n') {
+      g_string_append_c (line, ch);
+      continue;
+    }
+    if (strcmp (line->str, "recover") == 0) {
+      GError *err = NULL;
+      g_autofree char *uri = agent_listen (qmp, c, o, last, &err);
+
+      if (uri) {
+        g_autoptr(SmJournal) j = sm_journal_reopen (path, NULL);
+        json_object *r = json_object_new_object ();
+
+        json_object_object_add (r, "step", json_object_new_string ("recover-listen"));
+        json_object_object_add (r, "phase", json_object_new_string ("end"));
+        json_object_object_add (r, "uri", json_object_new_string (uri));
+        if (j)
+          sm_journal_append (j, r, NULL);
+        else
+          json_object_put (r);
+        g_free (last);
+        last = g_strdup (uri);
+        fprintf (out, "uri %s\n", uri);
+      } else {
+        fprintf (out, "error %s %s\n", sm_error_code_name (err), err->message);
+        g_error_free (err);
+      }
+      fflush (out);
+    }
+    g_string_truncate (line, 0);
+  }
+}
+
+static bool recover_loop (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
+                          const SmMigOptions *o, const char *const *dest_argv,
+                          const char *const *dest_extra, SmMigListenFn listen,
+                          void *listen_data, GError **error);
+
 bool
 sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
                              const SmMigOptions *o,
                              const char *const *dest_argv,
                              const char *const *dest_extra, GError **error)
+{
+  return recover_loop (qmp, st, c, o, dest_argv, dest_extra, NULL, NULL,
+                       error);
+}
+
+static bool
+recover_loop (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
+              const SmMigOptions *o, const char *const *dest_argv,
+              const char *const *dest_extra, SmMigListenFn listen,
+              void *listen_data, GError **error)
 {
   static const char *const incoming[] = { "--incoming", "--json", NULL };
   static const char *const paused[] = { "postcopy-paused", "completed", NULL };
@@ -537,11 +684,20 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
         return true;
     }
     if (strcmp (status, "postcopy-paused") == 0) {
-      listening = sm_mig_dest_phase (o, dest_argv, "migrate-recover",
-                                     dest_extra, incoming, c, &err);
-      if (listening &&
+      g_autofree char *uri = NULL;
+      bool used = false;
+
+      if (listen)
+        uri = listen (listen_data, &used, &err);
+      if (!used) {
+        g_clear_error (&err);
+        listening = sm_mig_dest_phase (o, dest_argv, "migrate-recover",
+                                       dest_extra, incoming, c, &err);
+        uri = listening ? g_strdup (listening->migrate_uri) : NULL;
+      }
+      if (uri &&
           sm_qmp_run (qmp, "migrate",
-                      sm_qmp_args (&err, "s:uri", listening->migrate_uri,
+                      sm_qmp_args (&err, "s:uri", uri,
                                    "b:resume", true, NULL), &err)) {
         g_autofree char *now = wait_resumed (qmp, error);
 
@@ -551,7 +707,7 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
             strcmp (now, "completed") == 0) {
           g_autofree char *msg = g_strdup_printf (
             "post-copy recovered (attempt %d): the stream resumed on %s",
-            attempt, listening->migrate_uri);
+            attempt, uri);
           g_autoptr(SmJournal) j = NULL;
           g_autofree char *path = sm_mig_journal_path (st, c->id);
 
@@ -563,8 +719,7 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
           return true;
         }
         err = g_error_new (SM_ERROR, SM_ERROR_DISCONNECTED, "the resumed "
-                           "stream to %s did not run (status %s)",
-                           listening->migrate_uri, now);
+                           "stream to %s did not run (status %s)", uri, now);
       }
     } else {
       err = g_error_new (SM_ERROR, SM_ERROR_FAILED, "the migration is %s",
@@ -629,6 +784,8 @@ typedef struct {
   bool (*finish_alive) (void *data, GError **error);
   void *finish_data;
   const char *req;             /* migrate-start-postcopy's request file */
+  SmMigListenFn listen;
+  void *listen_data;
   int stall_ms;
   gint64 last_change;
   uint64_t last_done;
@@ -663,8 +820,8 @@ postcopy_tick (SmQmp *qmp, json_object *reply, void *data, GError **error)
     const SmMigOptions *o = pw->o;
 
     sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
-    if (!sm_migrate_recover_postcopy (qmp, pw->st, pw->c, o, pw->dest_argv,
-                                      pw->dest_extra, error))
+    if (!recover_loop (qmp, pw->st, pw->c, o, pw->dest_argv, pw->dest_extra,
+                       pw->listen, pw->listen_data, error))
       return false;
     sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "postcopy", NULL);
     pw->last_change = g_get_monotonic_time ();
@@ -678,7 +835,8 @@ sm_mig_postcopy_wait (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
                       const SmMigOptions *o, const char *const *dest_argv,
                       const char *const *dest_extra,
                       bool (*finish_alive) (void *data, GError **error),
-                      void *finish_data, GError **error)
+                      void *finish_data, SmMigListenFn listen,
+                      void *listen_data, GError **error)
 {
   static const char *const done[] = { "completed", NULL };
   g_autofree char *req = sm_mig_outgoing_path (st, c->id, ".start-postcopy");
@@ -686,6 +844,7 @@ sm_mig_postcopy_wait (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
   PostcopyWatch pw = { .st = st, .c = c, .o = o, .dest_argv = dest_argv,
                        .dest_extra = dest_extra, .finish_alive = finish_alive,
                        .finish_data = finish_data, .req = req,
+                       .listen = listen, .listen_data = listen_data,
                        .stall_ms = o->stall_timeout_ms > 0 ?
                                    o->stall_timeout_ms : SM_MIG_POSTCOPY_STALL_MS,
                        .last_change = g_get_monotonic_time (),
@@ -738,7 +897,7 @@ sm_migrate_recover_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   }
   c->postcopy_used = true;
   if (!sm_mig_postcopy_wait (qmp, st, c, o, dest_argv, dest_extra, NULL, NULL,
-                             error))
+                             NULL, NULL, error))
     return NULL;
   sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "finish", NULL);
   finished = sm_mig_dest_phase (o, dest_argv, "migrate-finish", dest_extra,

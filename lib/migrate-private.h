@@ -114,12 +114,19 @@ bool sm_mig_save_outgoing (SmVmState *st, const SmMigCookie *c,
  * poll with FINISH_DATA, is the orchestrator's watch of the destination's
  * finish (it restarts it when its transport died).  Progress events with
  * stage "post-copy"; fills C's ram_bytes, postcopy_requests. */
+/* A way to have the destination listen for the resumed stream (migrate's
+ * recovery agent, sm_migrate_recover_agent): the endpoint, or NULL with
+ * ERROR; *USED false when it is not there to ask (the one-shot
+ * migrate-recover --incoming is run instead). */
+typedef char *(*SmMigListenFn) (void *data, bool *used, GError **error);
+
 bool sm_mig_postcopy_wait (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
                            const SmMigOptions *o,
                            const char *const *dest_argv,
                            const char *const *dest_extra,
                            bool (*finish_alive) (void *data, GError **error),
-                           void *finish_data, GError **error);
+                           void *finish_data, SmMigListenFn listen,
+                           void *listen_data, GError **error);
 
 /* Journal step names of post-copy: "postcopy" (source: begin before
  * migrate-start-postcopy, end once postcopy-active was seen; from then on

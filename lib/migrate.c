@@ -326,6 +326,94 @@ typedef struct {
 } FinishWatch;
 
 #define FINISH_RESTARTS_MAX 30
+/* how long the recovery agent may take to answer a "recover" */
+#define AGENT_ANSWER_MS 20000
+
+/* migrate-recover --incoming --hold on the destination, started with its
+ * finish when post-copy is enabled (sm_migrate_recover_agent): it holds an
+ * out-of-band connection to the destination QEMU from before the switch. */
+static DestProc *
+agent_start (const SmMigOptions *o, const char *const *dest_argv,
+             const char *const *dest_extra, const char *xml)
+{
+  static const char *const hold[] = { "--incoming", "--hold", NULL };
+  GError *e = NULL;
+  DestProc *a = dest_start (dest_argv, "migrate-recover", dest_extra, hold,
+                            xml, true, &e);
+
+  if (!a) {
+    g_autofree char *msg = g_strdup_printf ("the destination's recovery "
+                                            "agent did not start (%s): a "
+                                            "recovery starts one then",
+                                            e->message);
+    sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
+    g_error_free (e);
+  }
+  (void) o;
+  return a;
+}
+
+/* The agent's next line ("ready" skipped), or NULL once it ended or
+ * after AGENT_ANSWER_MS. */
+static char *
+agent_line (DestProc *a, const SmMigOptions *o)
+{
+  gint64 end = g_get_monotonic_time () + (gint64) AGENT_ANSWER_MS * 1000;
+
+  for (;;) {
+    char *nl = strchr (a->out->str, '\n');
+
+    if (nl) {
+      char *line = g_strndup (a->out->str, (gsize) (nl - a->out->str));
+
+      g_string_erase (a->out, 0, nl - a->out->str + 1);
+      if (strcmp (line, "ready") != 0)
+        return line;
+      g_free (line);
+      continue;
+    }
+    if (a->done || g_get_monotonic_time () >= end)
+      return NULL;
+    dest_pump (a, o, 100);
+  }
+}
+
+typedef struct {
+  DestProc *proc;
+  const SmMigOptions *o;
+} Agent;
+
+static char *
+agent_listen (void *data, bool *used, GError **error)
+{
+  Agent *ag = data;
+  g_autofree char *line = NULL;
+
+  *used = false;
+  if (!ag->proc || ag->proc->done || ag->proc->in_fd < 0 ||
+      write (ag->proc->in_fd, "recover\n", 8) != 8)
+    return NULL;
+  line = agent_line (ag->proc, ag->o);
+  if (!line) {
+    g_clear_pointer (&ag->proc, dest_proc_free);   /* useless now */
+    return NULL;
+  }
+  *used = true;
+  if (g_str_has_prefix (line, "uri "))
+    return g_strdup (line + 4);
+  if (g_str_has_prefix (line, "error ")) {
+    char *sp = strchr (line + 6, ' ');
+    g_autofree char *code = g_strndup (line + 6, sp ? (gsize) (sp - line - 6)
+                                                    : strlen (line + 6));
+
+    g_set_error (error, SM_ERROR, sm_error_code_from_name (code), "%s",
+                 sp ? sp + 1 : "the recovery agent failed");
+    return NULL;
+  }
+  g_set_error (error, SM_ERROR, SM_ERROR_FAILED, "the destination's "
+               "recovery agent answered: %s", line);
+  return NULL;
+}
 
 static bool
 finish_alive (void *data, GError **error)
@@ -403,14 +491,18 @@ static SmMigCookie *
 postcopy_tail (SmQmp *qmp, SmVmState *st, SmMigCookie *prepared,
                const SmMigOptions *o, const char *const *dest_argv,
                const char *const *dest_extra, DestProc *finish,
-               const char *xml, const char **phase, GError **error)
+               DestProc *agent, const char *xml, const char **phase,
+               GError **error)
 {
   FinishWatch fw = { .proc = finish, .o = o, .dest_argv = dest_argv,
                      .dest_extra = dest_extra, .xml = xml, .backoff_ms = 1000 };
+  Agent ag = { .proc = agent, .o = o };
   SmMigCookie *finished;
+  bool ok = sm_mig_postcopy_wait (qmp, st, prepared, o, dest_argv, dest_extra,
+                                  finish_alive, &fw, agent_listen, &ag, error);
 
-  if (!sm_mig_postcopy_wait (qmp, st, prepared, o, dest_argv, dest_extra,
-                             finish_alive, &fw, error)) {
+  g_clear_pointer (&ag.proc, dest_proc_free);
+  if (!ok) {
     g_clear_pointer (&fw.proc, dest_proc_free);
     g_clear_pointer (&fw.finished, sm_mig_cookie_free);
     return NULL;
@@ -458,6 +550,7 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   g_autoptr(SmMigCookie) finished = NULL;
   g_autoptr(SmMigCookie) failed = NULL;
   g_autoptr(DestProc) finish = NULL;
+  g_autoptr(DestProc) agent = NULL;
   g_autofree char *xml = NULL;
   g_autofree char *refused = NULL;
   SmMigOptions pre;
@@ -501,9 +594,12 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
     cancel_dest (o, dest_argv, dest_extra, prepared, &err);
     goto rollback_prepared;
   }
+  if (prepared->postcopy)
+    agent = agent_start (o, dest_argv, dest_extra, xml);
 
   phase = "perform";
   if (!sm_migrate_perform (qmp, st, prepared, o, &err)) {
+    g_clear_pointer (&agent, dest_proc_free);
     kill (finish->pid, SIGTERM);
     dest_wait (finish, o);
     cancel_dest (o, dest_argv, dest_extra, prepared, &err);
@@ -515,7 +611,8 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
      * back; a failed link is recovered */
     phase = "postcopy";
     finished = postcopy_tail (qmp, st, prepared, o, dest_argv, dest_extra,
-                              g_steal_pointer (&finish), xml, &phase, &err);
+                              g_steal_pointer (&finish),
+                              g_steal_pointer (&agent), xml, &phase, &err);
     if (!finished && err->code == SM_ERROR_NOT_FOUND)
       /* its QEMU is gone: what it left is removed unless it ran the guest
        * (the clean-up refuses then) */

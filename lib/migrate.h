@@ -52,6 +52,7 @@
 #define SM_MIGRATE_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <glib.h>
 #include <json-c/json.h>
@@ -227,6 +228,18 @@ SmMigCookie *sm_migrate_load_outgoing (SmVmState *st, GError **error)
  * socket in the run directory), written to COOKIE's migrate_uri. */
 bool sm_migrate_recover_listen (SmMigCookie *cookie, const SmMigDestOptions *o,
                                 GError **error);
+
+/* The destination's recovery agent (migrate-recover --incoming --hold),
+ * which migrate starts with the destination's finish when post-copy is
+ * enabled: it opens the destination QEMU's second monitor of snapmig's at
+ * once, with out-of-band execution (a vCPU waiting in userfaultfd for a page
+ * may hold QEMU's global lock, and then no in-band command, nor a new
+ * connection's handshake, is answered until the link is back), prints
+ * "ready", then for each line "recover" read from IN_FD does as
+ * sm_migrate_recover_listen with exec-oob and prints "uri URI" or "error
+ * CODE MESSAGE" to OUT.  Returns at end of file on IN_FD. */
+bool sm_migrate_recover_agent (SmMigCookie *cookie, const SmMigDestOptions *o,
+                               int in_fd, FILE *out, GError **error);
 
 /* The source's post-copy recovery (migrate-recover, and what migrate does
  * by itself): the source is paused if it has not paused by itself, the

@@ -43,6 +43,7 @@ struct SmQmp {
   int fd;                       /* -1 once the peer is gone */
   int timeout_ms;               /* per-command reply timeout, > 0 */
   gint64 stalled_until;         /* monotonic us, see STALL_GRACE_MS; -1 */
+  bool oob;                     /* out-of-band execution negotiated */
   char *broken;                 /* why the connection was given up, or NULL */
   size_t max_line;              /* SM_QMP_MAX_LINE unless a test lowers it */
   GString *inbuf;               /* bytes read, from `start` not yet taken */
@@ -581,8 +582,21 @@ reply_failed (SmQmp *qmp, const char *command, int timeout_ms, bool stalled,
 /* Sends COMMAND and waits for its reply until TIMEOUT_MS from now, cut
  * short by the stall grace when an earlier command got no reply. */
 static json_object *
+execute_as (SmQmp *qmp, const char *exec, const char *command,
+            json_object *args, int timeout_ms, GError **error);
+
+static json_object *
 execute_within (SmQmp *qmp, const char *command, json_object *args,
                 int timeout_ms, GError **error)
+{
+  return execute_as (qmp, "execute", command, args, timeout_ms, error);
+}
+
+/* EXEC: "execute", or "exec-oob" (answered by QEMU's monitor thread even
+ * while its main loop waits for the global lock). */
+static json_object *
+execute_as (SmQmp *qmp, const char *exec, const char *command,
+            json_object *args, int timeout_ms, GError **error)
 {
   g_autoptr(json_object) req = json_object_new_object ();
   g_autofree char *id = g_strdup_printf ("sm-%" G_GUINT64_FORMAT,
@@ -597,7 +611,7 @@ execute_within (SmQmp *qmp, const char *command, json_object *args,
                               timeout_ms);
   deadline = now + (gint64) timeout_ms * 1000;
 
-  json_object_object_add (req, "execute", json_object_new_string (command));
+  json_object_object_add (req, exec, json_object_new_string (command));
   if (args)
     json_object_object_add (req, "arguments", args);
   json_object_object_add (req, "id", json_object_new_string (id));
@@ -826,8 +840,9 @@ sm_qmp_free (SmQmp *qmp)
   g_free (qmp);
 }
 
-SmQmp *
-sm_qmp_connect (const char *address, int timeout_ms, GError **error)
+static SmQmp *
+connect_monitor (const char *address, int timeout_ms, bool want_oob,
+                 GError **error)
 {
   g_autoptr(SmQmp) qmp = g_new0 (SmQmp, 1);
   g_autofree char *host = NULL;
@@ -893,11 +908,61 @@ sm_qmp_connect (const char *address, int timeout_ms, GError **error)
   }
   /* The handshake shares the connect's deadline. */
   left_ms = (deadline - g_get_monotonic_time () + 999) / 1000;
-  ret = execute_within (qmp, "qmp_capabilities", NULL,
-                        (int) CLAMP (left_ms, 0, timeout_ms), error);
+  if (want_oob) {
+    json_object *caps = NULL, *q = NULL;
+    bool offered = false;
+
+    if (json_object_object_get_ex (greeting, "QMP", &q) &&
+        json_object_object_get_ex (q, "capabilities", &caps) &&
+        json_object_is_type (caps, json_type_array))
+      for (size_t i = 0; i < json_object_array_length (caps); i++)
+        offered = offered || g_strcmp0 (json_object_get_string (
+                               json_object_array_get_idx (caps, i)), "oob") == 0;
+    if (!offered) {
+      g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
+                   "QEMU monitor %s offers no out-of-band execution (oob)",
+                   address);
+      return NULL;
+    }
+    ret = execute_within (qmp, "qmp_capabilities",
+                          sm_qmp_args (NULL, "j:enable",
+                                       json_tokener_parse ("[\"oob\"]"), NULL),
+                          (int) CLAMP (left_ms, 0, timeout_ms), error);
+    qmp->oob = ret != NULL;
+  } else {
+    ret = execute_within (qmp, "qmp_capabilities", NULL,
+                          (int) CLAMP (left_ms, 0, timeout_ms), error);
+  }
   if (!ret)
     return NULL;
   return g_steal_pointer (&qmp);
+}
+
+SmQmp *
+sm_qmp_connect (const char *address, int timeout_ms, GError **error)
+{
+  return connect_monitor (address, timeout_ms, false, error);
+}
+
+SmQmp *
+sm_qmp_connect_oob (const char *address, int timeout_ms, GError **error)
+{
+  return connect_monitor (address, timeout_ms, true, error);
+}
+
+json_object *
+sm_qmp_execute_oob (SmQmp *qmp, const char *command, json_object *args,
+                    GError **error)
+{
+  if (!qmp->oob) {
+    json_object_put (args);
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "%s: the connection to %s has no out-of-band execution",
+                 command, qmp->address);
+    return NULL;
+  }
+  return execute_as (qmp, "exec-oob", command, args,
+                     qmp->timeout_ms > 0 ? qmp->timeout_ms : 30000, error);
 }
 
 /* ---- arguments ------------------------------------------------------- */

@@ -86,6 +86,19 @@ pid_t sm_qmp_peer_pid (const SmQmp *qmp);
  * recover resumes it).  Any message
  * from QEMU (the late reply, an event) ends the stall. */
 void sm_qmp_set_timeout (SmQmp *qmp, int timeout_ms);
+
+/* sm_qmp_connect negotiating out-of-band execution (capability "oob"):
+ * SM_ERROR_UNSUPPORTED when the monitor does not offer it.  Then
+ * sm_qmp_execute_oob sends COMMAND (ARGS consumed) as "exec-oob": QEMU's
+ * monitor thread runs it even while the main loop waits for the global
+ * lock (a vCPU waiting for a post-copy page holds it), where every in-band
+ * command, qmp_capabilities included, waits too.  Only commands QEMU marks
+ * allow-oob (migrate-pause, migrate-recover). */
+SmQmp *sm_qmp_connect_oob (const char *address, int timeout_ms,
+                           GError **error) G_GNUC_WARN_UNUSED_RESULT;
+json_object *sm_qmp_execute_oob (SmQmp *qmp, const char *command,
+                                 json_object *args, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
 int sm_qmp_get_timeout (const SmQmp *qmp);
 
 /* Lowers the line limit below SM_QMP_MAX_LINE (0 restores it): for tests,

@@ -326,10 +326,10 @@ early_switch () {
     --timeout 30 >"$T/start.out" 2>&1
 }
 # dest_runs: the destination QEMU of this hop runs the guest in post-copy
-# (asked on snapmig's second monitor, which nothing holds meanwhile).
+# (asked on the VM's own monitor, remapped into the run directory).
 dest_runs () {
-  [ "$("$SMQ" "$RUNH/snapmig-ctl.qmp" query-status 2>/dev/null | jq -r .status)" = running ] &&
-    [ "$("$SMQ" "$RUNH/snapmig-ctl.qmp" query-migrate 2>/dev/null | jq -r .status)" = postcopy-active ]
+  [ "$("$SMQ" "$RUNH/vm.qmp" query-status 2>/dev/null | jq -r .status)" = running ] &&
+    [ "$("$SMQ" "$RUNH/vm.qmp" query-migrate 2>/dev/null | jq -r .status)" = postcopy-active ]
 }
 # broken_hop WHAT BREAK: a migration with SLOW whose post-copy BREAK
 # (a function making its own checks) breaks as soon as it began; it must
