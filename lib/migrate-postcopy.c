@@ -26,8 +26,7 @@
 #include "qemu-proc.h"
 
 #define POLL_MS 100
-/* what the destination's "QEMU is gone" says when it never ran the guest */
-#define GONE_NEVER_RAN " (it never ran the guest)"
+#define GONE_NEVER_RAN SM_MIG_GONE_NEVER_RAN
 #define BACKOFF_MAX_MS 10000
 /* a resumed stream that does not run within this is retried */
 #define RESUME_WAIT_MS 10000
@@ -405,6 +404,34 @@ wait_resumed (SmQmp *qmp, GError **error)
   }
 }
 
+/* The incoming record at PATH, into IN, when its QEMU still runs; else
+ * SM_ERROR_NOT_FOUND saying whether the guest ever ran here (a record
+ * rolled back: it never did). */
+static bool
+incoming_alive (const char *path, const SmMigCookie *c, SmMigIncoming *in,
+                GError **error)
+{
+  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
+    /* its finish rolled it back: its QEMU had died before the guest ran */
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "incoming migration %s was rolled back here (its journal "
+                 "%s is gone): its QEMU is gone%s", c->id, path,
+                 GONE_NEVER_RAN);
+    return false;
+  }
+  if (!sm_mig_incoming_load (path, c->id, in, error))
+    return false;
+  if (!(in->pid > 0 && sm_proc_alive (in->pid, in->start_time))) {
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "the destination QEMU (pid %d) of incoming migration %s is "
+                 "gone%s", (int) in->pid, c->id, in->finished ? "" :
+                 GONE_NEVER_RAN);
+    sm_mig_incoming_clear (in);
+    return false;
+  }
+  return true;
+}
+
 bool
 sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
                            GError **error)
@@ -420,24 +447,8 @@ sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
   GError *err = NULL;
   json_object *r;
 
-  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
-    /* its finish rolled it back: its QEMU had died before the guest ran */
-    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                 "incoming migration %s was rolled back here (its journal "
-                 "%s is gone): its QEMU is gone%s", c->id, path,
-                 GONE_NEVER_RAN);
+  if (!incoming_alive (path, c, &in, error))
     return false;
-  }
-  if (!sm_mig_incoming_load (path, c->id, &in, error))
-    return false;
-  if (!(in.pid > 0 && sm_proc_alive (in.pid, in.start_time))) {
-    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                 "the destination QEMU (pid %d) of incoming migration %s is "
-                 "gone%s", (int) in.pid, c->id, in.finished ? "" :
-                 GONE_NEVER_RAN);
-    sm_mig_incoming_clear (&in);
-    return false;
-  }
   journal = sm_journal_reopen (path, error);
   if (journal && in.qmp && in.run_dir) {
     /* the finish holds snapmig.qmp: the second monitor */
@@ -607,7 +618,13 @@ sm_migrate_recover_agent (SmMigCookie *c, const SmMigDestOptions *o,
     }
     if (strcmp (line->str, "recover") == 0) {
       GError *err = NULL;
-      g_autofree char *uri = agent_listen (qmp, c, o, last, &err);
+      g_autofree char *uri = NULL;
+      SmMigIncoming now = { 0 };
+
+      if (incoming_alive (path, c, &now, &err)) {
+        sm_mig_incoming_clear (&now);
+        uri = agent_listen (qmp, c, o, last, &err);
+      }
 
       if (uri) {
         g_autoptr(SmJournal) j = sm_journal_reopen (path, NULL);
@@ -648,14 +665,103 @@ sm_migrate_recover_postcopy (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
                        error);
 }
 
+typedef enum { ATTEMPT_DONE, ATTEMPT_FAILED, ATTEMPT_FATAL } Attempt;
+
+/* One attempt of the recovery loop: the source paused if it has not
+ * paused by itself, the destination made to listen (LISTEN, else the
+ * one-shot phase), the stream resumed.  FAILED: *ERR says why (retried);
+ * FATAL: ERROR is set (QEMU does not answer). */
+static Attempt
+recover_attempt (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
+                 const SmMigOptions *o, const char *const *dest_argv,
+                 const char *const *dest_extra, SmMigListenFn listen,
+                 void *listen_data, int attempt, GError **err,
+                 GError **error)
+{
+  static const char *const incoming[] = { "--incoming", "--json", NULL };
+  static const char *const paused[] = { "postcopy-paused", "completed", NULL };
+  g_autofree char *status = sm_mig_status (qmp, error);
+  g_autoptr(SmMigCookie) listening = NULL;
+  g_autofree char *uri = NULL;
+  g_autofree char *now = NULL;
+  bool used = false;
+
+  if (!status)
+    return ATTEMPT_FATAL;
+  if (strcmp (status, "postcopy-active") == 0 ||
+      strcmp (status, "postcopy-recover") == 0) {
+    /* stalled: the link died silently */
+    sm_qmp_run (qmp, "migrate-pause", NULL, NULL);
+    g_free (status);
+    status = wait_states (qmp, paused, 5000, error);
+    if (!status)
+      return ATTEMPT_FATAL;
+  }
+  if (strcmp (status, "completed") == 0)
+    return ATTEMPT_DONE;
+  if (strcmp (status, "postcopy-paused") != 0) {
+    g_set_error (err, SM_ERROR, SM_ERROR_FAILED, "the migration is %s", status);
+    return ATTEMPT_FAILED;
+  }
+  if (listen)
+    uri = listen (listen_data, &used, err);
+  if (!used) {
+    g_clear_error (err);
+    listening = sm_mig_dest_phase (o, dest_argv, "migrate-recover",
+                                   dest_extra, incoming, c, err);
+    uri = listening ? g_strdup (listening->migrate_uri) : NULL;
+  }
+  if (!uri ||
+      !sm_qmp_run (qmp, "migrate", sm_qmp_args (err, "s:uri", uri,
+                                                "b:resume", true, NULL), err))
+    return ATTEMPT_FAILED;
+  now = wait_resumed (qmp, error);
+  if (!now)
+    return ATTEMPT_FATAL;
+  if (strcmp (now, "postcopy-active") == 0 || strcmp (now, "completed") == 0) {
+    g_autofree char *msg = g_strdup_printf ("post-copy recovered (attempt "
+                                            "%d): the stream resumed on %s",
+                                            attempt, uri);
+    g_autofree char *path = sm_mig_journal_path (st, c->id);
+    g_autoptr(SmJournal) j = sm_journal_reopen (path, NULL);
+
+    c->recoveries++;
+    if (j)
+      sm_mig_journal_step (j, "recover", "end", NULL, NULL);
+    sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
+    return ATTEMPT_DONE;
+  }
+  g_set_error (err, SM_ERROR, SM_ERROR_DISCONNECTED, "the resumed stream to "
+               "%s did not run (status %s)", uri, now);
+  return ATTEMPT_FAILED;
+}
+
+/* The destination QEMU (or its record) is gone: nothing to resume.  WHY
+ * (sm_migrate_recover_listen's message) says whether it ran the guest:
+ * then its disks there hold the newest writes. */
+static void
+set_lost_error (SmQmp *qmp, const GError *why, GError **error)
+{
+  bool ran = strstr (why->message, GONE_NEVER_RAN) == NULL;
+
+  g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+               "post-copy cannot be recovered: %s.  QEMU cannot resume a "
+               "guest on its source once post-copy began, so this run of the "
+               "guest is lost.  %s; 'snapmig recover --qmp %s --dest-runs' "
+               "quits the source QEMU and folds its disks back", why->message,
+               ran ? "It ran on the destination, whose disks hold its newest "
+                     "writes: boot the VM from those"
+                   : "Its disks on the source hold every write up to the "
+                     "switchover: boot the VM from them",
+               sm_qmp_address (qmp));
+}
+
 static bool
 recover_loop (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
               const SmMigOptions *o, const char *const *dest_argv,
               const char *const *dest_extra, SmMigListenFn listen,
               void *listen_data, GError **error)
 {
-  static const char *const incoming[] = { "--incoming", "--json", NULL };
-  static const char *const paused[] = { "postcopy-paused", "completed", NULL };
   int limit = o->recover_timeout_ms > 0 ? o->recover_timeout_ms
                                         : SM_MIG_RECOVER_TIMEOUT_MS;
   gint64 deadline = g_get_monotonic_time () + (gint64) limit * 1000;
@@ -664,96 +770,33 @@ recover_loop (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
 
   sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "recover", NULL);
   for (int attempt = 1;; attempt++) {
-    g_autofree char *status = sm_mig_status (qmp, error);
-    g_autoptr(SmMigCookie) listening = NULL;
     GError *err = NULL;
 
-    if (!status)
-      return false;
-    if (strcmp (status, "completed") == 0)
+    switch (recover_attempt (qmp, st, c, o, dest_argv, dest_extra, listen,
+                             listen_data, attempt, &err, error)) {
+    case ATTEMPT_DONE:
       return true;
-    if (strcmp (status, "postcopy-active") == 0 ||
-        strcmp (status, "postcopy-recover") == 0) {
-      /* stalled: the link died silently */
-      sm_qmp_run (qmp, "migrate-pause", NULL, NULL);
-      g_free (status);
-      status = wait_states (qmp, paused, 5000, error);
-      if (!status)
-        return false;
-      if (strcmp (status, "completed") == 0)
-        return true;
-    }
-    if (strcmp (status, "postcopy-paused") == 0) {
-      g_autofree char *uri = NULL;
-      bool used = false;
-
-      if (listen)
-        uri = listen (listen_data, &used, &err);
-      if (!used) {
-        g_clear_error (&err);
-        listening = sm_mig_dest_phase (o, dest_argv, "migrate-recover",
-                                       dest_extra, incoming, c, &err);
-        uri = listening ? g_strdup (listening->migrate_uri) : NULL;
-      }
-      if (uri &&
-          sm_qmp_run (qmp, "migrate",
-                      sm_qmp_args (&err, "s:uri", uri,
-                                   "b:resume", true, NULL), &err)) {
-        g_autofree char *now = wait_resumed (qmp, error);
-
-        if (!now)
-          return false;
-        if (strcmp (now, "postcopy-active") == 0 ||
-            strcmp (now, "completed") == 0) {
-          g_autofree char *msg = g_strdup_printf (
-            "post-copy recovered (attempt %d): the stream resumed on %s",
-            attempt, uri);
-          g_autoptr(SmJournal) j = NULL;
-          g_autofree char *path = sm_mig_journal_path (st, c->id);
-
-          c->recoveries++;
-          j = sm_journal_reopen (path, NULL);
-          if (j)
-            sm_mig_journal_step (j, "recover", "end", NULL, NULL);
-          sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
-          return true;
-        }
-        err = g_error_new (SM_ERROR, SM_ERROR_DISCONNECTED, "the resumed "
-                           "stream to %s did not run (status %s)", uri, now);
-      }
-    } else {
-      err = g_error_new (SM_ERROR, SM_ERROR_FAILED, "the migration is %s",
-                         status);
+    case ATTEMPT_FATAL:
+      g_clear_error (&err);
+      return false;
+    case ATTEMPT_FAILED:
+    default:
+      break;
     }
     if (err && err->code == SM_ERROR_NOT_FOUND) {
-      /* the destination QEMU (or its record) is gone: nothing to resume.
-       * Its message (sm_migrate_recover_listen) says whether it ran the
-       * guest: then its disks there hold the newest writes */
-      bool ran = strstr (err->message, GONE_NEVER_RAN) == NULL;
-
-      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                   "post-copy cannot be recovered: %s.  QEMU cannot resume "
-                   "a guest on its source once post-copy began, so this run "
-                   "of the guest is lost.  %s; 'snapmig recover --qmp %s "
-                   "--dest-runs' quits the source QEMU and folds its disks "
-                   "back", err->message,
-                   ran ? "It ran on the destination, whose disks hold its "
-                         "newest writes: boot the VM from those"
-                       : "Its disks on the source hold every write up to "
-                         "the switchover: boot the VM from them",
-                   sm_qmp_address (qmp));
+      set_lost_error (qmp, err, error);
       g_error_free (err);
       return false;
     }
     g_free (last);
-    last = g_strdup (err ? err->message : status);
+    last = g_strdup (err ? err->message : "?");
+    g_clear_error (&err);
     {
       g_autofree char *msg = g_strdup_printf ("post-copy recovery attempt %d "
                                               "failed: %s; retrying in %d s",
                                               attempt, last, backoff / 1000);
       sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
     }
-    g_clear_error (&err);
     if (g_get_monotonic_time () + (gint64) backoff * 1000 > deadline)
       break;
     for (int waited = 0; waited < backoff; waited += POLL_MS) {

@@ -114,6 +114,10 @@ bool sm_mig_save_outgoing (SmVmState *st, const SmMigCookie *c,
  * poll with FINISH_DATA, is the orchestrator's watch of the destination's
  * finish (it restarts it when its transport died).  Progress events with
  * stage "post-copy"; fills C's ram_bytes, postcopy_requests. */
+/* What the destination's "its QEMU is gone" error (code not-found) says
+ * when the guest never ran there. */
+#define SM_MIG_GONE_NEVER_RAN " (it never ran the guest)"
+
 /* A way to have the destination listen for the resumed stream (migrate's
  * recovery agent, sm_migrate_recover_agent): the endpoint, or NULL with
  * ERROR; *USED false when it is not there to ask (the one-shot

@@ -613,9 +613,9 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
     finished = postcopy_tail (qmp, st, prepared, o, dest_argv, dest_extra,
                               g_steal_pointer (&finish),
                               g_steal_pointer (&agent), xml, &phase, &err);
-    if (!finished && err->code == SM_ERROR_NOT_FOUND)
-      /* its QEMU is gone: what it left is removed unless it ran the guest
-       * (the clean-up refuses then) */
+    if (!finished && err->code == SM_ERROR_NOT_FOUND &&
+        strstr (err->message, SM_MIG_GONE_NEVER_RAN))
+      /* its QEMU is gone before the guest ran there: what it left goes */
       cancel_dest (o, dest_argv, dest_extra, prepared, &err);
     if (!finished)
       goto fail_begin;
