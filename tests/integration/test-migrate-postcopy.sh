@@ -354,7 +354,7 @@ broken_hop () {
 finish_pid () {
   local p
   for p in /proc/[0-9]*; do
-    tr '\0' ' ' <"$p/cmdline" 2>/dev/null |
+    tr '\0' ' ' 2>/dev/null <"$p/cmdline" |
       grep -q " migrate-finish .*--dest-run-dir=$RUNH " && echo "${p#/proc/}"
   done | head -n 1
 }
