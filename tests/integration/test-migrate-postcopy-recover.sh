@@ -216,7 +216,8 @@ check "d: multifd: no journal is left on the source" no_source_journal
 
 # --- c. migrate-start-postcopy against a migration without --postcopy ---------
 pc_fresh
-mig_start --json --bandwidth 4M
+# (refused at once: the RAM phase only needs to be running)
+mig_start --json --bandwidth 12M
 check "c: the RAM phase begins" mig_wait_line "$(phase_re ram)" 60
 run_sm c-start 30 migrate-start-postcopy --qmp "$T/vm.qmp" --state-dir "$T/s1" --timeout 20
 check "c: migrate-start-postcopy exits 1" [ "$RC" = 1 ]
