@@ -98,13 +98,8 @@ sm_mig_journal_started (SmVmState *st, const char *id)
   g_autofree char *path = sm_mig_journal_path (st, id);
   g_autoptr(json_object) records = sm_journal_load (path, NULL);
 
-  if (!records)
-    return true;                  /* unknown: assume the worst */
-  for (size_t i = 1; i < json_object_array_length (records); i++)
-    if (g_strcmp0 (sm_json_get_string (json_object_array_get_idx (records, i),
-                                       "step"), "migrate") == 0)
-      return true;
-  return false;
+  /* unreadable: assume the worst */
+  return !records || sm_mig_records_have (records, "migrate", NULL);
 }
 
 char *
@@ -126,7 +121,6 @@ sm_migrate_rollback_source (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
 {
   g_autofree char *mstatus = NULL;
   g_autofree char *run = NULL;
-  g_autofree char *record = NULL;
   g_autoptr(SmCreatedFiles) created = NULL;
   GError *err = NULL;
 
@@ -175,9 +169,8 @@ sm_migrate_rollback_source (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
     g_propagate_prefixed_error (error, err, "cannot resume the guest: ");
     return false;
   }
-  record = g_build_filename (sm_vm_state_journal_dir (st), c->id, NULL);
   {
-    g_autofree char *path = g_strconcat (record, ".created", NULL);
+    g_autofree char *path = sm_mig_outgoing_path (st, c->id, ".created");
     created = sm_created_files_load (path, NULL);
     if (!sm_migrate_fold_back (qmp, c, created, &err)) {
       sm_mig_journal_step (journal, "rollback", "failed", err, NULL);
@@ -268,8 +261,7 @@ sm_migrate_confirm (SmQmp *qmp, SmVmState *st, SmMigCookie *c, bool success,
     g_autofree char *path = NULL;
     g_autoptr(SmCreatedFiles) created = NULL;
 
-    path = g_strconcat (sm_vm_state_journal_dir (st), "/", c->id, ".created",
-                        NULL);
+    path = sm_mig_outgoing_path (st, c->id, ".created");
     created = sm_created_files_load (path, NULL);
     if (!sm_mig_journal_step (journal, "fold-tops", "begin", NULL, error) ||
         !sm_migrate_fold_back (NULL, c, created, error))

@@ -424,10 +424,24 @@ export_disks (SmQmp *qmp, SmMigCookie *c, const SmMigDestOptions *o,
   return true;
 }
 
+/* COMMAND {uri: URI}, in band or (OOB) out of band. */
+static bool
+listen_on (SmQmp *qmp, const char *command, const char *uri, bool oob,
+           GError **error)
+{
+  json_object *args = sm_qmp_args (NULL, "s:uri", uri, NULL);
+  g_autoptr(json_object) r = NULL;
+
+  if (!oob)
+    return sm_qmp_run (qmp, command, args, error);
+  r = sm_qmp_execute_oob (qmp, command, args, error);
+  return r != NULL;
+}
+
 bool
 sm_mig_listen (SmQmp *qmp, const SmMigCookie *c, const SmMigDestOptions *o,
-               const char *command, const char *sock_name, char **uri_out,
-               GError **error)
+               const char *command, const char *sock_name, bool oob,
+               char **uri_out, GError **error)
 {
   GError *err = NULL;
   int lo = o->port_min > 0 ? o->port_min : SM_MIG_PORT_MIN;
@@ -438,8 +452,7 @@ sm_mig_listen (SmQmp *qmp, const SmMigCookie *c, const SmMigDestOptions *o,
     g_autofree char *uri = g_strconcat ("unix:", path, NULL);
 
     unlink (path);
-    if (!sm_qmp_run (qmp, command, sm_qmp_args (NULL, "s:uri", uri, NULL),
-                     error))
+    if (!listen_on (qmp, command, uri, oob, error))
       return false;
     *uri_out = g_steal_pointer (&uri);
     return true;
@@ -452,8 +465,7 @@ sm_mig_listen (SmQmp *qmp, const SmMigCookie *c, const SmMigDestOptions *o,
     if (g_strcmp0 (c->nbd_uri, uri) == 0)
       continue;
     g_clear_error (&err);
-    if (sm_qmp_run (qmp, command, sm_qmp_args (NULL, "s:uri", uri, NULL),
-                    &err)) {
+    if (listen_on (qmp, command, uri, oob, &err)) {
       *uri_out = g_steal_pointer (&uri);
       return true;
     }
@@ -477,7 +489,7 @@ start_incoming (SmQmp *qmp, SmMigCookie *c, const SmMigDestOptions *o,
                 GError **error)
 {
   g_clear_pointer (&c->migrate_uri, g_free);
-  return sm_mig_listen (qmp, c, o, "migrate-incoming", "migrate.sock",
+  return sm_mig_listen (qmp, c, o, "migrate-incoming", "migrate.sock", false,
                         &c->migrate_uri, error);
 }
 

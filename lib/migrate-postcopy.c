@@ -67,14 +67,6 @@ sm_mig_postcopy_supported (GError **error)
 
 /* ---- the source's saved cookie and requests ------------------------------ */
 
-char *
-sm_mig_outgoing_path (SmVmState *st, const char *id, const char *ext)
-{
-  g_autofree char *name = g_strconcat (id, ext, NULL);
-
-  return g_build_filename (sm_vm_state_journal_dir (st), name, NULL);
-}
-
 bool
 sm_mig_save_outgoing (SmVmState *st, const SmMigCookie *c, GError **error)
 {
@@ -404,6 +396,29 @@ wait_resumed (SmQmp *qmp, GError **error)
   }
 }
 
+/* Journals the endpoint migrate-recover listens on ({"step":
+ * "recover-listen", "phase": "end", "uri": URI}): a later listen whose
+ * QEMU answers "triggered already" reuses it. */
+static bool
+journal_listen (SmJournal *j, const char *uri, GError **error)
+{
+  json_object *r = json_object_new_object ();
+
+  json_object_object_add (r, "step", json_object_new_string ("recover-listen"));
+  json_object_object_add (r, "phase", json_object_new_string ("end"));
+  json_object_object_add (r, "uri", json_object_new_string (uri));
+  return sm_journal_append (j, r, error);
+}
+
+/* A new unix socket name for migrate-recover's listener (when the migration
+ * runs on unix sockets): an earlier one may still listen. */
+static char *
+recover_sock_name (void)
+{
+  return g_strdup_printf ("recover-%u.sock",
+                          (unsigned) g_random_int_range (0, 1 << 30));
+}
+
 /* The incoming record at PATH, into IN, when its QEMU still runs; else
  * SM_ERROR_NOT_FOUND saying whether the guest ever ran here (a record
  * rolled back: it never did). */
@@ -445,7 +460,6 @@ sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
   g_autofree char *sock = NULL;
   SmMigIncoming in = { 0 };
   GError *err = NULL;
-  json_object *r;
 
   if (!incoming_alive (path, c, &in, error))
     return false;
@@ -486,8 +500,8 @@ sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
     sm_mig_incoming_clear (&in);
     return false;
   }
-  sock = g_strdup_printf ("recover-%u.sock", (unsigned) g_random_int_range (0, 1 << 30));
-  if (!sm_mig_listen (qmp, c, o, "migrate-recover", sock, &uri, &err)) {
+  sock = recover_sock_name ();
+  if (!sm_mig_listen (qmp, c, o, "migrate-recover", sock, false, &uri, &err)) {
     if (strstr (err->message, "triggered already") && in.recover_uri) {
       /* its listener of an earlier attempt still waits */
       g_clear_error (&err);
@@ -500,11 +514,7 @@ sm_migrate_recover_listen (SmMigCookie *c, const SmMigDestOptions *o,
     }
   }
   sm_mig_incoming_clear (&in);
-  r = json_object_new_object ();
-  json_object_object_add (r, "step", json_object_new_string ("recover-listen"));
-  json_object_object_add (r, "phase", json_object_new_string ("end"));
-  json_object_object_add (r, "uri", json_object_new_string (uri));
-  if (!sm_journal_append (journal, r, error))
+  if (!journal_listen (journal, uri, error))
     return false;
   g_free (c->migrate_uri);
   c->migrate_uri = g_steal_pointer (&uri);
@@ -523,52 +533,27 @@ static char *
 agent_listen (SmQmp *qmp, const SmMigCookie *c, const SmMigDestOptions *o,
               const char *last, GError **error)
 {
-  int lo = o->port_min > 0 ? o->port_min : SM_MIG_PORT_MIN;
-  int hi = o->port_max > 0 ? o->port_max : (lo <= SM_MIG_PORT_MAX ? SM_MIG_PORT_MAX : lo);
-  bool unix_socket = g_str_has_prefix (c->nbd_uri, "unix:");
   g_autofree char *why = NULL;
 
   json_object_put (sm_qmp_execute_oob (qmp, "migrate-pause", NULL, NULL));
   for (int tries = 0; tries < 100; tries++) {
-    for (int port = lo; port <= hi; port++) {
-      g_autofree char *uri = NULL;
-      g_autoptr(json_object) r = NULL;
-      GError *e = NULL;
+    g_autofree char *sock = recover_sock_name ();
+    char *uri = NULL;
+    GError *e = NULL;
 
-      if (unix_socket) {
-        g_autofree char *name = g_strdup_printf ("recover-%u.sock",
-                                                 g_random_int_range (0, 1 << 30));
-        g_autofree char *path = g_build_filename (c->dest_run_dir, name, NULL);
-
-        uri = g_strconcat ("unix:", path, NULL);
-      } else {
-        uri = strchr (c->dest_host, ':') ?
-          g_strdup_printf ("tcp:[%s]:%d", c->dest_host, port) :
-          g_strdup_printf ("tcp:%s:%d", c->dest_host, port);
-        if (g_strcmp0 (c->nbd_uri, uri) == 0)
-          continue;
-      }
-      r = sm_qmp_execute_oob (qmp, "migrate-recover",
-                              sm_qmp_args (NULL, "s:uri", uri, NULL), &e);
-      if (r)
-        return g_steal_pointer (&uri);
-      if (strstr (e->message, "triggered already") && last) {
-        g_error_free (e);
-        return g_strdup (last);
-      }
-      if (!unix_socket && strstr (e->message, "in use")) {
-        g_error_free (e);
-        continue;
-      }
-      if (!strstr (e->message, "postcopy is paused")) {
-        g_propagate_error (error, e);
-        return NULL;
-      }
-      g_free (why);
-      why = g_strdup (e->message);  /* not paused yet: again */
+    if (sm_mig_listen (qmp, c, o, "migrate-recover", sock, true, &uri, &e))
+      return uri;
+    if (strstr (e->message, "triggered already") && last) {
       g_error_free (e);
-      break;
+      return g_strdup (last);
     }
+    if (e->code != SM_ERROR_BUSY && !strstr (e->message, "postcopy is paused")) {
+      g_propagate_error (error, e);
+      return NULL;
+    }
+    g_free (why);
+    why = g_strdup (e->message);    /* not paused yet, or no port: again */
+    g_error_free (e);
     g_usleep (100000);
   }
   g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
@@ -628,15 +613,9 @@ sm_migrate_recover_agent (SmMigCookie *c, const SmMigDestOptions *o,
 
       if (uri) {
         g_autoptr(SmJournal) j = sm_journal_reopen (path, NULL);
-        json_object *r = json_object_new_object ();
 
-        json_object_object_add (r, "step", json_object_new_string ("recover-listen"));
-        json_object_object_add (r, "phase", json_object_new_string ("end"));
-        json_object_object_add (r, "uri", json_object_new_string (uri));
         if (j)
-          sm_journal_append (j, r, NULL);
-        else
-          json_object_put (r);
+          journal_listen (j, uri, NULL);
         g_free (last);
         last = g_strdup (uri);
         fprintf (out, "uri %s\n", uri);

@@ -27,6 +27,10 @@ bool sm_mig_journal_step (SmJournal *j, const char *step, const char *phase,
                           const GError *err, GError **error);
 /* STATE/vms/KEY/journal/ID.journal of the source. */
 char *sm_mig_journal_path (SmVmState *st, const char *id);
+/* Whether RECORDS (a journal as sm_journal_load reads it, header first)
+ * hold a record of STEP, in PHASE ("begin", "end"; NULL: any). */
+bool sm_mig_records_have (json_object *records, const char *step,
+                          const char *phase);
 
 /* An event {"event": EVENT, KEY: VALUE...}: keys are "s:name" (const char
  * *, skipped when NULL), "u:name" (uint64_t), "b:name" (int); NULL ends. */
@@ -82,9 +86,10 @@ SmMigCookie *sm_mig_dest_phase (const SmMigOptions *o,
 /* Removes the source's saved cookie and request of migration ID. */
 void sm_mig_outgoing_clear (SmVmState *st, const char *id);
 
-/* STATE/vms/KEY/journal/ID.EXT of the source (".cookie": the cookie
- * perform saved; ".start-postcopy": a request of migrate-start-postcopy).
- * Caller frees. */
+/* STATE/vms/KEY/journal/ID.EXT of the source: every file of an outgoing
+ * migration (".journal"; ".created": the new tops begin made; ".cookie":
+ * the cookie perform saved; ".start-postcopy": a request of
+ * migrate-start-postcopy).  Caller frees. */
 char *sm_mig_outgoing_path (SmVmState *st, const char *id, const char *ext)
   G_GNUC_WARN_UNUSED_RESULT;
 
@@ -152,11 +157,14 @@ bool sm_mig_wait_status (SmQmp *qmp, const char *const *states,
 /* The destination's listener for the migration stream: COMMAND
  * ("migrate-incoming", "migrate-recover") with a unix socket RUN_DIR/
  * SOCK_NAME when the cookie's NBD server is on a unix socket, else TCP on
- * the cookie's dest_host at the first free port of O's range.  *URI gets
- * the endpoint. */
+ * the cookie's dest_host at the first free port of O's range (OOB: sent
+ * with exec-oob on a connection that negotiated it).  *URI gets the
+ * endpoint; a range with no free port is SM_ERROR_BUSY, QEMU's refusal
+ * SM_ERROR_QMP. */
 bool sm_mig_listen (SmQmp *qmp, const SmMigCookie *c,
                     const SmMigDestOptions *o, const char *command,
-                    const char *sock_name, char **uri, GError **error);
+                    const char *sock_name, bool oob, char **uri,
+                    GError **error);
 
 /* The source's mirror job of DISK ("snapmig-migrate-DISK") and the NBD
  * client node of the INDEX-th disk.  Caller frees. */

@@ -466,19 +466,31 @@ sm_mig_emit (SmMigEventFn fn, void *opaque, const char *event,
 }
 
 char *
-sm_mig_journal_path (SmVmState *st, const char *id)
+sm_mig_outgoing_path (SmVmState *st, const char *id, const char *ext)
 {
-  g_autofree char *name = g_strconcat (id, ".journal", NULL);
+  g_autofree char *name = g_strconcat (id, ext, NULL);
 
   return g_build_filename (sm_vm_state_journal_dir (st), name, NULL);
 }
 
-static char *
-created_path (SmVmState *st, const char *id)
+char *
+sm_mig_journal_path (SmVmState *st, const char *id)
 {
-  g_autofree char *name = g_strconcat (id, ".created", NULL);
+  return sm_mig_outgoing_path (st, id, ".journal");
+}
 
-  return g_build_filename (sm_vm_state_journal_dir (st), name, NULL);
+bool
+sm_mig_records_have (json_object *records, const char *step,
+                     const char *phase)
+{
+  for (size_t i = 1; i < json_object_array_length (records); i++) {
+    json_object *r = json_object_array_get_idx (records, i);
+
+    if (g_strcmp0 (sm_json_get_string (r, "step"), step) == 0 &&
+        (!phase || g_strcmp0 (sm_json_get_string (r, "phase"), phase) == 0))
+      return true;
+  }
+  return false;
 }
 
 /* Starts the source's NBD server for the lower layers and exports each COPY
@@ -696,7 +708,7 @@ sm_migrate_begin (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
 
   if (!sm_vm_state_lock (st, error))
     return NULL;
-  created_record = created_path (st, c->id);
+  created_record = sm_mig_outgoing_path (st, c->id, ".created");
   journal = sm_journal_create (sm_vm_state_journal_dir (st), c->id,
                                journal_header (c, created_record,
                                                vm->run_state), error);

@@ -344,12 +344,12 @@ agent_start (const SmMigOptions *o, const char *const *dest_argv,
   if (!a) {
     g_autofree char *msg = g_strdup_printf ("the destination's recovery "
                                             "agent did not start (%s): a "
-                                            "recovery starts one then",
+                                            "recovery runs migrate-recover "
+                                            "--incoming there instead",
                                             e->message);
     sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
     g_error_free (e);
   }
-  (void) o;
   return a;
 }
 
@@ -705,30 +705,6 @@ cookie_from_journal (json_object *h)
   return c;
 }
 
-static bool
-journal_has (json_object *records, const char *step)
-{
-  for (size_t i = 1; i < json_object_array_length (records); i++)
-    if (g_strcmp0 (sm_json_get_string (json_object_array_get_idx (records, i),
-                                       "step"), step) == 0)
-      return true;
-  return false;
-}
-
-/* A step journaled as done ({"step": STEP, "phase": "end"}). */
-static bool
-journal_has_end (json_object *records, const char *step)
-{
-  for (size_t i = 1; i < json_object_array_length (records); i++) {
-    json_object *r = json_object_array_get_idx (records, i);
-
-    if (g_strcmp0 (sm_json_get_string (r, "step"), step) == 0 &&
-        g_strcmp0 (sm_json_get_string (r, "phase"), "end") == 0)
-      return true;
-  }
-  return false;
-}
-
 static bool recover_dest_never_ran;
 static bool recover_dest_runs;
 
@@ -753,8 +729,9 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
   g_autoptr(SmJournal) journal = sm_journal_reopen (path, error);
   const char *created_path = sm_json_get_string (h, "created");
   g_autoptr(SmCreatedFiles) created = NULL;
-  bool quitting = journal_has (records, "quit-source") || recover_dest_runs;
-  bool postcopy = journal_has_end (records, "postcopy");
+  bool quitting = sm_mig_records_have (records, "quit-source", NULL) ||
+                  recover_dest_runs;
+  bool postcopy = sm_mig_records_have (records, "postcopy", "end");
 
   if (!journal)
     return NULL;
@@ -765,7 +742,7 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
                                                     json_type_object, NULL);
     const char *ms = r ? sm_json_get_string (r, "status") : NULL;
 
-    if (!journal_has (records, "migrate"))
+    if (!sm_mig_records_have (records, "migrate", NULL))
       ms = "none";                /* QEMU's status is an earlier migration's */
 
     if (ms && g_str_has_prefix (ms, "postcopy-") && recover_dest_runs) {

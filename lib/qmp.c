@@ -954,15 +954,15 @@ json_object *
 sm_qmp_execute_oob (SmQmp *qmp, const char *command, json_object *args,
                     GError **error)
 {
-  if (!qmp->oob) {
+  if ((error && *error) || !qmp->oob) {     /* as sm_qmp_execute */
     json_object_put (args);
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "%s: the connection to %s has no out-of-band execution",
-                 command, qmp->address);
+    if (!(error && *error))
+      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                   "%s: the connection to %s has no out-of-band execution",
+                   command, qmp->address);
     return NULL;
   }
-  return execute_as (qmp, "exec-oob", command, args,
-                     qmp->timeout_ms > 0 ? qmp->timeout_ms : 30000, error);
+  return execute_as (qmp, "exec-oob", command, args, qmp->timeout_ms, error);
 }
 
 /* ---- arguments ------------------------------------------------------- */
