@@ -27,6 +27,23 @@ mig_setup () {
   A=$T/A D=$T/D RUN=$T/run
 }
 
+# mig_kill_all: the previous case's destination QEMU, source VM and migrate
+# killed by PID (DEST_PID, VM_PID, MIG_PID emptied), and what a failed case
+# left on the destination (its checks said so; dest_procs), so that it does
+# not disturb the next one.
+mig_kill_all () {
+  local p
+  for p in "${DEST_PID:-}" "${VM_PID:-}" "${MIG_PID:-}"; do
+    [ -n "$p" ] && kill -9 "$p" 2>/dev/null && wait "$p" 2>/dev/null
+  done
+  for p in $(dest_procs | sort -u); do
+    echo "# killing destination process $p, left over"
+    kill -9 "$p" 2>/dev/null
+  done
+  dest_gone 10 >/dev/null
+  DEST_PID= VM_PID= MIG_PID=
+}
+
 # mig_fresh [KIND]: a new source VM "vm" in namespace A on an emptied $A,
 # with an emptied destination domain $D, run dir $RUN, state dirs and
 # $T/shared ("storage both hosts see": same path on both); the previous
@@ -44,17 +61,7 @@ mig_setup () {
 # Destination processes a failed case left (dest_procs) are killed first.
 mig_fresh () {
   local kind=${1:-3disk} p drives=() d1dir=$A d2dir=$A
-  for p in "${DEST_PID:-}" "${VM_PID:-}" "${MIG_PID:-}"; do
-    [ -n "$p" ] && kill -9 "$p" 2>/dev/null && wait "$p" 2>/dev/null
-  done
-  # What a failed case left on the destination (its checks said so) must
-  # not disturb the next one: killed by PID.
-  for p in $(dest_procs | sort -u); do
-    echo "# killing destination process $p, left over"
-    kill -9 "$p" 2>/dev/null
-  done
-  dest_gone 10 >/dev/null
-  DEST_PID= VM_PID= MIG_PID=
+  mig_kill_all
   rm -rf "$A" "$D" "$RUN" "$T/shared" "$T/s1" "$T/s2" "$T"/vm.* "$T"/mon.* "$T/mig.out" "$T/mig.err"
   mkdir -p "$A" "$D" "$RUN" "$T/s1" "$T/s2" "$T/shared"
   EXPECT=() SRC_FILE=() SRC_FMT=()

@@ -47,16 +47,8 @@ BW=(--bandwidth 4M --postcopy-bandwidth 4M)
 # -pidfile $T/vm.pid), emptied $D, $RUN and state dirs; the previous VMs and
 # migrate killed by PID.  Sets MIG (migrate-lib.sh's) and SRC_CHAIN0.
 pc_fresh () {
-  local p
-  for p in "${DEST_PID:-}" "${VM_PID:-}" "${MIG_PID:-}"; do
-    [ -n "$p" ] && kill -9 "$p" 2>/dev/null && wait "$p" 2>/dev/null
-  done
-  for p in $(dest_procs | sort -u); do
-    echo "# killing destination process $p, left over"
-    kill -9 "$p" 2>/dev/null
-  done
-  dest_gone 10 >/dev/null
-  DEST_PID= VM_PID= MIG_PID= RESULT=
+  mig_kill_all
+  RESULT=
   rm -rf "$A" "$D" "$RUN" "$T/s1" "$T/s2" "$T"/vm.* "$T"/mon.* "$T/mig.out" "$T/mig.err"
   mkdir -p "$A" "$D" "$RUN" "$T/s1" "$T/s2"
   qemu-img create -q -f qcow2 "$A/d0.qcow2" 8M
