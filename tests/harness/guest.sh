@@ -177,13 +177,18 @@ guest_attach () {
 # GUEST_CMD_TIMEOUT) or the connection closed (QEMU quit or died).
 guest_cmd () {
   local name=$1 line=$2 limit=${3:-$GUEST_CMD_TIMEOUT}
-  local id=c$((++_guest_seq)) log=$T/$1.agent off end deadline
+  local id=c$((++_guest_seq)) log=$T/$1.agent off end deadline l
   [ -n "${_guest_fd[$name]:-}" ] || { echo "guest_cmd: no guest $name"; return 2; }
   off=$(stat -c %s "$log")
   deadline=$(( $(_guest_now_ms) + limit * 1000 ))
   printf '%s %s\n' "$id" "$line" >&"${_guest_fd[$name]}"
   while :; do
-    end=$(tail -c +$((off + 1)) "$log" | grep -a -m 1 "^@@end $id ")
+    # Whole lines only: socat may have written "@@end ID O" of "...OK\n"
+    # so far (seen once), and read fails on a last line without its newline.
+    end=
+    while IFS= read -r l; do
+      case $l in "@@end $id "*) end=$l; break ;; esac
+    done < <(tail -c +$((off + 1)) "$log")
     [ -z "$end" ] || break
     # socat ends when QEMU closes the socket (it quit, or died).
     if ! kill -0 "${_guest_socat[$name]}" 2>/dev/null; then
