@@ -37,7 +37,14 @@ gboolean mig_opt_postcopy_fallback;
 char *mig_opt_postcopy_bandwidth;
 gboolean mig_opt_parallel;
 
+gboolean mig_opt_tunnel;
+gboolean mig_opt_tls;
+char *mig_opt_tls_creds;
+int mig_opt_link_timeout = UNSET;
+
 int mig_opt_stall_timeout = UNSET;
+/* --tls-creds made absolute by transport_options */
+static char *mig_tls_creds_abs;
 int mig_opt_recover_timeout = UNSET;
 int mig_opt_parallel_connections = UNSET;
 
@@ -139,6 +146,42 @@ seconds_ok (const char *cmd, const char *option, int seconds)
   return false;
 }
 
+/* --tunnel, --tls, --tls-creds, --link-timeout into the four fields;
+ * false (usage error printed) on a bad combination.  *CREDS is the
+ * absolute --tls-creds (caller frees). */
+static bool
+transport_options (const char *cmd, bool *tunnel, bool *tls, char **creds,
+                   int *link_timeout_ms)
+{
+  *tunnel = mig_opt_tunnel;
+  *tls = mig_opt_tls;
+  *creds = NULL;
+  *link_timeout_ms = 0;
+  if (!seconds_ok (cmd, "--link-timeout", mig_opt_link_timeout))
+    return false;
+  if (mig_opt_link_timeout != UNSET)
+    *link_timeout_ms = mig_opt_link_timeout * 1000;
+  if (mig_opt_tls && !mig_opt_tls_creds) {
+    sm_cli_error ("%s: --tls needs --tls-creds DIR (ca-cert.pem, "
+                  "server-cert.pem, server-key.pem, client-cert.pem, "
+                  "client-key.pem)", cmd);
+    return false;
+  }
+  if (mig_opt_tls_creds && !mig_opt_tls) {
+    sm_cli_error ("%s: --tls-creds goes with --tls", cmd);
+    return false;
+  }
+  if (mig_opt_tls && (mig_opt_tunnel || mig_opt_unix)) {
+    sm_cli_error ("%s: --tls is for the direct TCP mode; %s streams are "
+                  "unix sockets (a tunnel is encrypted by its ssh)", cmd,
+                  mig_opt_tunnel ? "--tunnel's" : "--unix's");
+    return false;
+  }
+  if (mig_opt_tls_creds)
+    *creds = g_canonicalize_filename (mig_opt_tls_creds, NULL);
+  return true;
+}
+
 /* The options of every source command: O cleared, then --timeout,
  * --port-range, --unix, the post-copy watch and the events; false (usage
  * error printed) on a bad one. */
@@ -152,7 +195,11 @@ mig_base_options (const char *cmd, SmMigOptions *o, Printer *pr)
       !seconds_ok (cmd, "--stall-timeout", mig_opt_stall_timeout) ||
       !seconds_ok (cmd, "--recover-timeout", mig_opt_recover_timeout))
     return false;
-  o->unix_sockets = mig_opt_unix;
+  if (!transport_options (cmd, &o->tunnel, &o->tls, &mig_tls_creds_abs,
+                          &o->link_timeout_ms))
+    return false;
+  o->tls_creds = mig_tls_creds_abs;
+  o->unix_sockets = mig_opt_unix || mig_opt_tunnel;
   o->timeout_ms = mig_opt_timeout * 1000;
   o->stall_timeout_ms = mig_opt_stall_timeout == UNSET ? 0 : mig_opt_stall_timeout * 1000;
   o->recover_timeout_ms = mig_opt_recover_timeout == UNSET ? 0
@@ -309,19 +356,24 @@ mig_write_cookie (const SmMigCookie *c)
   fflush (stdout);
 }
 
-static void
-dest_options (SmMigDestOptions *o, Printer *pr)
+static bool
+dest_options (const char *cmd, SmMigDestOptions *o, Printer *pr)
 {
   memset (o, 0, sizeof *o);
+  if (!transport_options (cmd, &o->tunnel, &o->tls, &mig_tls_creds_abs,
+                          &o->link_timeout_ms))
+    return false;
+  o->tls_creds = mig_tls_creds_abs;
   o->state_dir = mig_opt_state_dir;
   o->domain = mig_opt_dest_domain;
   o->run_dir = mig_opt_dest_run_dir;
   o->qemu_args = mig_opt_dest_qemu;
-  o->unix_sockets = mig_opt_unix;
+  o->unix_sockets = mig_opt_unix || mig_opt_tunnel;
   o->watch_fd = mig_opt_watch_stdin ? STDIN_FILENO : -1;
   o->timeout_ms = mig_opt_timeout * 1000;
   o->event = print_event;
   o->opaque = pr;
+  return true;
 }
 
 /* ---- the phase commands' cookies and errors ----------------------------- */
@@ -369,7 +421,8 @@ mig_dest_start (const char *cmd, SmMigDestOptions *o, Printer *pr,
   *code = SM_EXIT_USAGE;
   if (!sm_cli_timeout_ok (cmd, mig_opt_timeout))
     return NULL;
-  dest_options (o, pr);
+  if (!dest_options (cmd, o, pr))
+    return NULL;
   if (!mig_opt_json)
     o->event = NULL;
   if (!parse_ports (cmd, &o->port_min, &o->port_max))
@@ -548,6 +601,17 @@ mig_dest_command (const char *cmd, char ***dest_argv, GPtrArray *extra)
     g_ptr_array_add (extra, g_strconcat ("--port-range=", mig_opt_port_range, NULL));
   if (mig_opt_unix)
     g_ptr_array_add (extra, g_strdup ("--unix"));
+  if (mig_opt_tunnel)
+    g_ptr_array_add (extra, g_strdup ("--tunnel"));
+  if (mig_opt_tls)
+    g_ptr_array_add (extra, g_strdup ("--tls"));
+  if (mig_opt_tls_creds)
+    g_ptr_array_add (extra, g_strconcat ("--tls-creds=", mig_tls_creds_abs ?
+                                         mig_tls_creds_abs : mig_opt_tls_creds,
+                                         NULL));
+  if (mig_opt_link_timeout != UNSET)
+    g_ptr_array_add (extra, g_strdup_printf ("--link-timeout=%d",
+                                             mig_opt_link_timeout));
   if (mig_opt_timeout)
     g_ptr_array_add (extra, g_strdup_printf ("--timeout=%d", mig_opt_timeout));
   if (sm_cli_debug)

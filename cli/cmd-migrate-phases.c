@@ -25,6 +25,7 @@ static const GOptionEntry prepare_entries[] = {
   SM_CLI_TIMEOUT_ENTRY (mig_opt_timeout, SM_CLI_TIMEOUT_HELP),
   DEST_ENTRIES,
   PORT_ENTRIES (PORT_HELP, "Unix sockets in the run directory instead of TCP"),
+  TRANSPORT_ENTRIES,
   { "dry-run", 0, 0, G_OPTION_ARG_NONE, &mig_opt_dry_run,
     "Print the plan; change nothing", NULL },
   { "json", 0, 0, G_OPTION_ARG_NONE, &mig_opt_json,
@@ -53,6 +54,7 @@ static const GOptionEntry finish_entries[] = {
   /* accepted so that migrate can pass every phase the same options */
   DEST_ENTRIES,
   PORT_ENTRIES ("Ignored (prepare's option)", "Ignored (prepare's option)"),
+  TRANSPORT_ENTRIES,
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 

@@ -36,6 +36,7 @@ static const GOptionEntry recover_entries[] = {
   DEST_ENTRIES,
   PORT_ENTRIES (PORT_HELP, "Ignored (the migration's endpoint says unix or "
                 "TCP)"),
+  TRANSPORT_ENTRIES,
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 

@@ -43,6 +43,10 @@ extern gboolean mig_opt_postcopy_after_precopy;
 extern gboolean mig_opt_postcopy_fallback;
 extern char *mig_opt_postcopy_bandwidth;
 extern gboolean mig_opt_parallel;
+extern gboolean mig_opt_tunnel;
+extern gboolean mig_opt_tls;
+extern char *mig_opt_tls_creds;
+extern int mig_opt_link_timeout;
 
 /* An integer option not given (GOption leaves the variable as it is). */
 #define UNSET G_MININT
@@ -56,6 +60,27 @@ extern int mig_opt_parallel_connections;
     "MIN-MAX" }, \
   { "unix", 0, 0, G_OPTION_ARG_NONE, &mig_opt_unix, unix_help, NULL }
 #define PORT_HELP "TCP ports to listen on (default 49152-49215)"
+
+/* How the streams travel (issue 12): the same on both hosts (migrate passes
+ * them to every destination phase; the cookie names the mode and prepare
+ * refuses a mismatch). */
+#define TRANSPORT_ENTRIES \
+  { "tunnel", 0, 0, G_OPTION_ARG_NONE, &mig_opt_tunnel, \
+    "Carry every stream (NBD, migration, recovery, the layers) through the " \
+    "--dest-cmd connection: an ssh ControlMaster's unix-socket forwards, or " \
+    "a 'snapmig relay' for any other command; no TCP port opens on the " \
+    "destination (implies --unix)", NULL }, \
+  { "tls", 0, 0, G_OPTION_ARG_NONE, &mig_opt_tls, \
+    "Encrypt and verify every NBD and migration stream with x509 (needs " \
+    "--tls-creds; not with --tunnel or --unix)", NULL }, \
+  { "tls-creds", 0, 0, G_OPTION_ARG_FILENAME, &mig_opt_tls_creds, \
+    "Directory of ca-cert.pem, server-cert.pem, server-key.pem, " \
+    "client-cert.pem and client-key.pem (the same path on both hosts)", \
+    "DIR" }, \
+  { "link-timeout", 0, 0, G_OPTION_ARG_INT, &mig_opt_link_timeout, \
+    "Wait up to SECONDS for a lost link to come back (NBD clients " \
+    "reconnect, stopped copies resume where they were) before failing " \
+    "(default 30)", "SECONDS" }
 
 #define SOURCE_ENTRIES \
   { "qmp", 0, 0, G_OPTION_ARG_FILENAME, &mig_opt_qmp, \
@@ -90,6 +115,7 @@ extern int mig_opt_parallel_connections;
     "address that routes to --dest-host)", "ADDR" }, \
   PORT_ENTRIES (PORT_HELP, "Unix sockets instead of TCP (both sides on one " \
                 "file system)"), \
+  TRANSPORT_ENTRIES, \
   { "postcopy", 0, 0, G_OPTION_ARG_NONE, &mig_opt_postcopy, \
     "Allow post-copy (postcopy-ram on both sides): the switch is made by " \
     "migrate-start-postcopy or --postcopy-after-precopy", NULL }, \

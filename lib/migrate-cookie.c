@@ -111,6 +111,7 @@ sm_mig_cookie_free (SmMigCookie *c)
   g_free (c->hostname);
   g_free (c->copy_mode);
   g_free (c->postcopy_refused);
+  g_free (c->transport);
   g_free (c->source_host);
   g_free (c->source_qmp);
   g_strfreev (c->qemu_argv);
@@ -227,6 +228,8 @@ static const Field cookie_fields[] = {
   FIELD (SmMigCookie, postcopy_fallback, "postcopy-fallback", F_BOOL),
   FIELD (SmMigCookie, postcopy_bandwidth, "postcopy-bandwidth", F_U64),
   FIELD (SmMigCookie, parallel, "parallel", F_INT),
+  FIELD (SmMigCookie, transport, "transport", F_TOKEN),
+  FIELD (SmMigCookie, link_timeout, "link-timeout", F_INT),
   FIELD (SmMigCookie, source_host, "source-host", F_STRING),
   FIELD (SmMigCookie, source_qmp, "source-qmp", F_STRING),
   FIELD (SmMigCookie, source_pid, "source-pid", F_PID),

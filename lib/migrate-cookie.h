@@ -105,6 +105,16 @@ typedef struct {
   uint64_t postcopy_bandwidth; /* max-postcopy-bandwidth, bytes/s, 0:
                                   unlimited */
   int parallel;                /* multifd channels, 0: off */
+  char *transport;             /* how the streams travel, the same on both
+                                  sides (prepare refuses a mismatch):
+                                  "tcp", "unix", "tls" (x509, tls-creds on
+                                  both QEMUs and qemu-img) or "tunnel"
+                                  (unix sockets at both ends joined through
+                                  the --dest-cmd connection, lib/tunnel.h);
+                                  NULL read as "tcp" */
+  int link_timeout;            /* seconds a copy waits for a lost link to
+                                  come back (NBD reconnect-delay, mirrors
+                                  resumed) before it fails; 0: default */
 
   /* source */
   char *source_host;           /* address the destination reaches the

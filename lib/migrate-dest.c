@@ -622,7 +622,8 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   }
   g_free (c->dest_domain);
   c->dest_domain = g_strdup (domain);
-  if (!check_postcopy (c, o, error))
+  if (!sm_mig_check_transport (c, o->tunnel, o->tls, o->unix_sockets, error) ||
+      !check_postcopy (c, o, error))
     return false;
   if (!o->qemu_args && !c->qemu_argv) {
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,

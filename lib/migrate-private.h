@@ -260,4 +260,24 @@ bool sm_mig_incoming_cleanup (const SmMigIncoming *in, GError **error);
 /* The destination's bound on a wait without progress. */
 int sm_mig_dest_stall_ms (const SmMigDestOptions *o);
 
+/* ---- transport (issue 12) ---------------------------------------------- */
+
+/* The cookie's name of a mode: "tunnel", "tls", "unix" or "tcp". */
+const char *sm_mig_transport_name (bool tunnel, bool tls, bool unix_sockets);
+
+/* A destination phase given TUNNEL/TLS/UNIX_SOCKETS checks that the
+ * source's cookie C names the same mode: SM_ERROR_INVALID naming both and
+ * the option to give otherwise (before anything moves). */
+bool sm_mig_check_transport (const SmMigCookie *c, bool tunnel, bool tls,
+                             bool unix_sockets, GError **error);
+
+/* The endpoint the source connects to for the destination's URI: itself,
+ * or with O's tunnel the local end of a forward to it (added on first
+ * use).  Caller frees. */
+char *sm_mig_source_endpoint (const SmMigOptions *o, const char *uri,
+                              GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Milliseconds a copy waits for a lost link: O's, else the default. */
+int sm_mig_link_timeout_ms (int link_timeout_ms);
+
 #endif /* SM_MIGRATE_PRIVATE_H */

@@ -247,6 +247,9 @@ sm_migrate_plan_begin (const SmLsmVm *vm, const char *qmp_address,
   c->postcopy_bandwidth = o->postcopy_bandwidth >= 0 ?
                           (uint64_t) o->postcopy_bandwidth : o->bandwidth;
   c->parallel = o->parallel;
+  c->transport = g_strdup (sm_mig_transport_name (o->tunnel, o->tls,
+                                                  o->unix_sockets));
+  c->link_timeout = o->link_timeout_ms / 1000;
   if (c->postcopy && c->parallel > 0) {
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                  "post-copy cannot be combined with multifd (%d parallel "

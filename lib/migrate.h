@@ -111,6 +111,23 @@ typedef struct {
                                   both sides postcopy-paused (0: 600 s) */
   int parallel;                /* multifd channels (--parallel-connections),
                                   0: one stream; refused with post-copy */
+  /* transport (issue 12) */
+  bool tunnel;                 /* --tunnel: unix sockets at both ends, every
+                                  stream through the --dest-cmd connection
+                                  (lib/tunnel.h); implies unix_sockets */
+  bool tls;                    /* --tls: x509 on every NBD and migration
+                                  stream (direct mode only) */
+  const char *tls_creds;       /* --tls-creds DIR (absolute): ca-cert.pem,
+                                  server-cert.pem, server-key.pem,
+                                  client-cert.pem, client-key.pem */
+  int link_timeout_ms;         /* a lost link may come back within this
+                                  (NBD reconnect-delay, mirrors stopped on
+                                  the target error resumed, the tunnel
+                                  restarted); then the copy fails
+                                  (0: SM_MIG_LINK_TIMEOUT_MS) */
+  struct SmTunnel *tunnel_handle; /* sm_migrate_run's open tunnel, NULL
+                                  otherwise: the source maps the
+                                  destination's endpoints through it */
   SmMigEventFn event;
   void *opaque;
 } SmMigOptions;
@@ -123,6 +140,13 @@ typedef struct {
   bool allow_larger;           /* a block device larger than the disk */
   bool unix_sockets;           /* NBD server and incoming migration on unix
                                   sockets in the run directory */
+  bool tunnel;                 /* --tunnel: unix sockets; the source's
+                                  layer server is reached at
+                                  RUN/tunnel-layers.sock (the tunnel's
+                                  reverse forward) */
+  bool tls;                    /* --tls */
+  const char *tls_creds;       /* --tls-creds DIR (absolute) */
+  int link_timeout_ms;         /* as SmMigOptions' (0: default) */
   int watch_fd;                /* finish: its end of file (the source's
                                   snapmig is gone) before the migration
                                   completed fails the finish; -1: none */
@@ -131,6 +155,9 @@ typedef struct {
   SmMigEventFn event;
   void *opaque;
 } SmMigDestOptions;
+
+/* How long a copy waits for a lost link by default (--link-timeout). */
+#define SM_MIG_LINK_TIMEOUT_MS 30000
 
 /* Default bounds of the post-copy's link watch and recovery. */
 #define SM_MIG_POSTCOPY_STALL_MS 10000

@@ -84,6 +84,8 @@ full_cookie (void)
   c->postcopy_fallback = true;
   c->postcopy_bandwidth = G_MAXUINT64;
   c->parallel = 4;
+  c->transport = g_strdup ("tls");
+  c->link_timeout = 45;
   c->source_host = g_strdup ("10.0.0.1");
   c->source_qmp = g_strdup ("/run/vm1.qmp");
   c->source_pid = 4242;
@@ -191,6 +193,8 @@ assert_cookies_equal (const SmMigCookie *a, const SmMigCookie *b)
   g_assert_cmpint (a->postcopy_fallback, ==, b->postcopy_fallback);
   g_assert_cmpuint (a->postcopy_bandwidth, ==, b->postcopy_bandwidth);
   g_assert_cmpint (a->parallel, ==, b->parallel);
+  g_assert_cmpstr (a->transport, ==, b->transport);
+  g_assert_cmpint (a->link_timeout, ==, b->link_timeout);
   g_assert_cmpstr (a->source_host, ==, b->source_host);
   g_assert_cmpstr (a->source_qmp, ==, b->source_qmp);
   g_assert_cmpint (a->source_pid, ==, b->source_pid);
