@@ -488,6 +488,11 @@ mig_print_result (const SmMigCookie *c, double seconds)
     json_object_object_add (r, "postcopy-requests",
                             json_object_new_int64 ((int64_t) c->postcopy_requests));
     json_object_object_add (r, "recoveries", json_object_new_int (c->recoveries));
+    json_object_object_add (r, "transport", json_object_new_string (
+                              c->transport ? c->transport : "tcp"));
+    json_object_object_add (r, "link-resumes", json_object_new_int (c->link_resumes));
+    if (c->tunnel_bytes > 0)
+      json_object_object_add (r, "tunnel-bytes", json_object_new_int64 (c->tunnel_bytes));
     if (c->postcopy_refused)
       json_object_object_add (r, "postcopy-refused",
                               json_object_new_string (c->postcopy_refused));
@@ -520,6 +525,20 @@ mig_print_result (const SmMigCookie *c, double seconds)
   if (c->postcopy_refused)
     printf ("post-copy refused by the destination, pre-copy used: %s\n",
             c->postcopy_refused);
+  if (g_strcmp0 (c->transport, "tunnel") == 0 || g_strcmp0 (c->transport, "tls") == 0 ||
+      c->link_resumes) {
+    g_autofree char *carried = c->tunnel_bytes > 0 ?
+      sm_cli_format_size ((guint64) c->tunnel_bytes) : NULL;
+
+    printf ("streams: %s%s%s%s", g_strcmp0 (c->transport, "tunnel") == 0 ?
+            "through the tunnel" : g_strcmp0 (c->transport, "tls") == 0 ?
+            "TLS" : "direct", carried ? " (" : "", carried ? carried : "",
+            carried ? " carried)" : "");
+    if (c->link_resumes)
+      printf (", the disks' copy resumed %d time%s after a lost link",
+              c->link_resumes, c->link_resumes == 1 ? "" : "s");
+    printf ("\n");
+  }
 }
 
 void

@@ -248,6 +248,8 @@ static const Field cookie_fields[] = {
   FIELD (SmMigCookie, postcopy_used, "postcopy-used", F_BOOL),
   FIELD (SmMigCookie, postcopy_requests, "postcopy-requests", F_U64),
   FIELD (SmMigCookie, recoveries, "recoveries", F_INT),
+  FIELD (SmMigCookie, link_resumes, "link-resumes", F_INT),
+  FIELD (SmMigCookie, tunnel_bytes, "tunnel-bytes", F_PID),
 };
 
 static const Field result_fields[] = {

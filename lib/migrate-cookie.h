@@ -161,6 +161,11 @@ typedef struct {
                                   demand during post-copy */
   int recoveries;              /* post-copy recoveries after a link
                                   failure */
+  int link_resumes;            /* perform: times the disks' copy went on
+                                  after a lost link came back */
+  int64_t tunnel_bytes;        /* migrate --tunnel: bytes the tunnel
+                                  carried both ways (relay mode), 0
+                                  unknown */
 } SmMigCookie;
 
 SmMigCookie *sm_mig_cookie_new (void) G_GNUC_WARN_UNUSED_RESULT;

@@ -17,6 +17,7 @@
 #include "json-util.h"
 #include "layer-copy.h"
 #include "migrate-private.h"
+#include "tunnel.h"
 #include "precreate.h"
 #include "qemu-proc.h"
 
@@ -170,12 +171,49 @@ plan_disks (SmMigCookie *c, const char *domain, bool allow_larger,
 }
 /* ---- prepare ------------------------------------------------------------ */
 
+/* Where this destination reaches the source's layer server: the cookie's
+ * URI, or with --tunnel the tunnel's reverse forward in
+ * STATE/run/ID-tunnel (lib/tunnel.h).  Caller frees. */
 static char *
-nbd_url (const char *uri, const char *export)
+layers_uri (const SmMigCookie *c, const SmMigDestOptions *o)
 {
-  if (g_str_has_prefix (uri, "unix:"))
-    return g_strdup_printf ("nbd+unix:///%s?socket=%s", export, uri + 5);
-  return g_strdup_printf ("nbd://%s/%s", uri + 4, export);
+  g_autofree char *dir = NULL;
+
+  if (!o->tunnel)
+    return g_strdup (c->layers_uri);
+  dir = sm_tunnel_dest_dir (o->state_dir, c->id);
+  return g_strconcat ("unix:", dir, "/" SM_TUNNEL_LAYERS_SOCK, NULL);
+}
+
+/* qemu-img's source for layer export EXPORT at URI: a json: file name of
+ * the raw bytes over NBD whose client reconnects for the link timeout (a
+ * link that comes back within it costs a pause, not a new copy).  Caller
+ * frees. */
+static char *
+layer_source (const char *uri, const char *export, const SmMigCookie *c,
+              const SmMigDestOptions *o, GError **error)
+{
+  g_autoptr(json_object) top = json_object_new_object ();
+  json_object *file = json_object_new_object ();
+  json_object *server = sm_mig_uri_to_socket_address (uri, error);
+  int link_ms = sm_mig_link_timeout_ms (o->link_timeout_ms > 0 ?
+                                        o->link_timeout_ms :
+                                        c->link_timeout * 1000);
+
+  if (!server) {
+    json_object_put (file);
+    return NULL;
+  }
+  json_object_object_add (top, "driver", json_object_new_string ("raw"));
+  json_object_object_add (file, "driver", json_object_new_string ("nbd"));
+  json_object_object_add (file, "server", server);
+  json_object_object_add (file, "export", json_object_new_string (export));
+  json_object_object_add (file, "reconnect-delay",
+                          json_object_new_int ((link_ms + 999) / 1000));
+  json_object_object_add (top, "file", file);
+  return g_strconcat ("json:", json_object_to_json_string_ext (
+                        top, JSON_C_TO_STRING_PLAIN |
+                        JSON_C_TO_STRING_NOSLASHESCAPE), NULL);
 }
 
 /* Pulls one COPY layer's bytes from the source's export into DEST (already
@@ -184,7 +222,8 @@ static bool
 pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
             const char *dest, const SmMigDestOptions *o, GError **error)
 {
-  g_autofree char *url = nbd_url (c->layers_uri, l->export);
+  g_autofree char *uri = layers_uri (c, o);
+  g_autofree char *url = layer_source (uri, l->export, c, o, error);
   g_autofree char *rate = c->bandwidth ?
     g_strdup_printf ("%" G_GUINT64_FORMAT, c->bandwidth) : NULL;
   const char *argv[20];
@@ -197,6 +236,8 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
   int stall = sm_mig_dest_stall_ms (o);
   gint64 last_event = 0;
 
+  if (!url)
+    return false;
   fd = open (dest, O_WRONLY | O_CLOEXEC);
   if (fd < 0 || ftruncate (fd, 0) < 0 || ftruncate (fd, (off_t) l->file_size) < 0) {
     g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: %s", dest, g_strerror (errno));
@@ -207,8 +248,6 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
   argv[n++] = "qemu-img";
   argv[n++] = "convert";
   argv[n++] = "-n";
-  argv[n++] = "-f";
-  argv[n++] = "raw";
   argv[n++] = "--target-is-zero";
   argv[n++] = "-t";
   argv[n++] = "none";
@@ -261,7 +300,7 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
       g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
                    "disk %s: the copy of layer %s from %s made no progress "
                    "for %d s: is the link to the source down?", d->name,
-                   l->file, c->layers_uri, stall / 1000);
+                   l->file, uri, stall / 1000);
       return false;
     }
     g_usleep (20000);
@@ -275,7 +314,7 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
     close (fd);
     g_set_error (error, SM_ERROR, SM_ERROR_IO,
                  "disk %s: the copy of layer %s from the source (%s) failed: "
-                 "%s", d->name, l->file, url, g_strstrip (buf));
+                 "%s", d->name, l->file, uri, g_strstrip (buf));
     return false;
   }
   close (out_fd);

@@ -10,6 +10,7 @@
 #include "journal.h"
 #include "json-util.h"
 #include "migrate-private.h"
+#include "tunnel.h"
 #include "precreate.h"
 #include "qemu-proc.h"
 #include "image-lock.h"
@@ -88,6 +89,8 @@ sm_mig_incoming_clear (SmMigIncoming *in)
   g_free (in->created);
   g_free (in->qmp);
   g_free (in->recover_uri);
+  g_free (in->state_dir);
+  g_free (in->id);
   memset (in, 0, sizeof *in);   /* read again, or cleared twice */
 }
 
@@ -106,6 +109,16 @@ sm_mig_incoming_read (const char *path, SmMigIncoming *in, GError **error)
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                  "%s: not an incoming migration's journal (kept)", path);
     return false;
+  }
+  {
+    /* STATE/incoming/ID.journal */
+    g_autofree char *dir = g_path_get_dirname (path);
+    g_autofree char *base = g_path_get_basename (path);
+
+    in->state_dir = g_path_get_dirname (dir);
+    if (g_str_has_suffix (base, ".journal"))
+      base[strlen (base) - strlen (".journal")] = '\0';
+    in->id = g_steal_pointer (&base);
   }
   in->run_dir = g_strdup (sm_json_get_string (h, "run-dir"));
   in->created = g_strdup (sm_json_get_string (h, "created"));
@@ -226,6 +239,8 @@ sm_mig_incoming_cleanup (const SmMigIncoming *in, GError **error)
     if (in->run_dir_created)
       rmdir (in->run_dir);
   }
+  if (in->state_dir && in->id)
+    sm_tunnel_dest_dir_remove (in->state_dir, in->id);
   return true;
 }
 
@@ -342,6 +357,8 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
     unlink (c->nbd_uri + 5);
   if (g_str_has_prefix (c->migrate_uri, "unix:"))
     unlink (c->migrate_uri + 5);
+  if (o->tunnel)
+    sm_tunnel_dest_dir_remove (o->state_dir, c->id);
   if (c->source_running) {
     if (!sm_mig_journal_step (journal, "cont", "begin", NULL, &err) ||
         !sm_qmp_run (qmp, "cont", NULL, &err))

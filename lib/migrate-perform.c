@@ -13,6 +13,7 @@
 #include "json-util.h"
 #include "lsm.h"
 #include "migrate-private.h"
+#include "tunnel.h"
 #include "precreate.h"
 #include "qemu-proc.h"
 
@@ -254,6 +255,9 @@ static bool
 start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
                GError **error)
 {
+  g_autofree char *uri = NULL;
+  int link_ms = sm_mig_link_timeout_ms (o->link_timeout_ms);
+
   for (guint i = 0; i < c->disks->len; i++) {
     const SmMigDisk *d = c->disks->pdata[i];
     g_autoptr(SmBlockDisk) bd = NULL;
@@ -267,12 +271,20 @@ start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
     bd = sm_block_query_disk (qmp, d->name, error);
     if (!bd)
       return false;
-    server = sm_mig_uri_to_socket_address (c->nbd_uri, error);
+    g_free (uri);
+    uri = sm_mig_source_endpoint (o, c->nbd_uri, error);
+    if (!uri)
+      return false;
+    server = sm_mig_uri_to_socket_address (uri, error);
     if (!server)
       return false;
+    /* a lost link: the client reconnects for the link timeout, and a
+     * write that failed meanwhile stops the mirror (its regions stay
+     * dirty) until wait_mirrors_ready resumes it */
     if (!sm_qmp_run (qmp, "blockdev-add",
                      sm_qmp_args (&err, "s:driver", "nbd", "s:node-name", node,
                                   "j:server", server, "s:export", d->export,
+                                  "i:reconnect-delay", (link_ms + 999) / 1000,
                                   NULL), &err) ||
         !sm_qmp_run (qmp, "blockdev-mirror",
                      sm_qmp_args (&err, "s:job-id", job,
@@ -281,6 +293,7 @@ start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
                                             "full" : "top",
                                   "P:speed", c->bandwidth,
                                   "S:copy-mode", c->copy_mode,
+                                  "s:on-target-error", "stop",
                                   "b:auto-dismiss", false,
                                   NULL), &err)) {
       g_set_error (error, SM_ERROR, err->code,
@@ -291,7 +304,6 @@ start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
       return false;
     }
   }
-  (void) o;
   return true;
 }
 
@@ -313,17 +325,71 @@ job_error (SmQmp *qmp, const char *id)
   return NULL;
 }
 
-/* Every mirror READY, with progress; a job that ends or a stall fails. */
+/* A lost link while the mirrors run: each mirror stopped by its target's
+ * error (on-target-error=stop, io-status "failed": QEMU keeps the failed
+ * regions dirty) is resumed, once a second, until it runs again or the
+ * link timeout passed since the link was lost. */
+typedef struct {
+  gint64 lost_since;           /* 0: the link is up */
+  gint64 last_resume;
+} LinkWatch;
+
+/* Resumes the stopped mirror JOB (a lost link) unless LW's timeout
+ * passed; false with the error then.  WHY is QEMU's error. */
 static bool
-wait_mirrors_ready (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
+link_lost (SmQmp *qmp, LinkWatch *lw, const SmMigCookie *c,
+           const SmMigOptions *o, const SmMigDisk *d, const char *job,
+           const char *why, GError **error)
+{
+  gint64 now = g_get_monotonic_time ();
+  int link_ms = sm_mig_link_timeout_ms (o->link_timeout_ms);
+  SmTunnelState ts;
+  GError *terr = NULL;
+
+  if (!lw->lost_since) {
+    g_autofree char *msg = g_strdup_printf (
+      "disk %s: the link to the destination (%s) failed (%s); the copy "
+      "resumes where it was when the link is back (--link-timeout %d s)",
+      d->name, c->nbd_uri, why ? why : "write error", link_ms / 1000);
+
+    lw->lost_since = now;
+    sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
+  }
+  if (o->tunnel_handle && !sm_tunnel_state (o->tunnel_handle, &ts, &terr)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
+                 "disk %s: the tunnel to the destination is gone: %s",
+                 d->name, terr->message);
+    g_error_free (terr);
+    return false;
+  }
+  if ((now - lw->lost_since) / 1000 > link_ms) {
+    g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
+                 "disk %s: the link to the destination (%s) stayed down for "
+                 "more than %d s (--link-timeout): %s", d->name, c->nbd_uri,
+                 link_ms / 1000, why ? why : "write error");
+    return false;
+  }
+  if ((now - lw->last_resume) / 1000 >= 1000) {
+    lw->last_resume = now;
+    sm_qmp_run (qmp, "block-job-resume",
+                sm_qmp_args (NULL, "s:device", job, NULL), NULL);
+  }
+  return true;
+}
+
+/* Every mirror READY, with progress; a job that ends, a stall, or a link
+ * lost for longer than the link timeout fails. */
+static bool
+wait_mirrors_ready (SmQmp *qmp, SmMigCookie *c, const SmMigOptions *o,
                     int stall_ms, GError **error)
 {
   gint64 last_change = g_get_monotonic_time ();
   uint64_t last_sum = G_MAXUINT64;
+  LinkWatch lw = { 0 };
 
   for (;;) {
     g_autoptr(GPtrArray) jobs = sm_block_query_jobs (qmp, error);
-    guint ready = 0, n = 0;
+    guint ready = 0, n = 0, stopped = 0;
     uint64_t sum = 0;
 
     if (!jobs)
@@ -339,16 +405,24 @@ wait_mirrors_ready (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
       id = sm_mig_mirror_job_id (d->name);
       job = sm_block_find_job (jobs, id);
       if (!job || g_strcmp0 (job->status, "concluded") == 0 ||
-          g_strcmp0 (job->io_status, "failed") == 0 ||
           g_strcmp0 (job->io_status, "nospace") == 0) {
         g_autofree char *why = job ? job_error (qmp, id) : NULL;
 
-        g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+        g_set_error (error, SM_ERROR, job && job->io_status &&
+                     strcmp (job->io_status, "nospace") == 0 ?
+                     SM_ERROR_NO_SPACE : SM_ERROR_FAILED,
                      "disk %s: its copy to the destination's export at %s "
                      "failed: %s", d->name, c->nbd_uri,
                      why ? why : job && job->io_status ?
                      job->io_status : "the job ended");
         return false;
+      }
+      if (g_strcmp0 (job->io_status, "failed") == 0) {
+        g_autofree char *why = job_error (qmp, id);
+
+        stopped++;
+        if (!link_lost (qmp, &lw, c, o, d, id, why, error))
+          return false;
       }
       sum += job->offset;
       sm_mig_emit (o->event, o->opaque, "progress", "s:what", "disk",
@@ -357,16 +431,29 @@ wait_mirrors_ready (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
       if (job->ready)
         ready++;
     }
-    if (ready == n)
+    if (!stopped && lw.lost_since) {
+      g_autofree char *msg = g_strdup_printf (
+        "the link to the destination is back after %.1f s: the disks' copy "
+        "goes on where it was",
+        (double) (g_get_monotonic_time () - lw.lost_since) / 1e6);
+
+      lw.lost_since = 0;
+      c->link_resumes++;
+      last_change = g_get_monotonic_time ();
+      sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
+    }
+    if (ready == n && !stopped)
       return true;
-    if (sum != last_sum) {
+    if (sum != last_sum || stopped) {
       last_sum = sum;
       last_change = g_get_monotonic_time ();
-    } else if ((g_get_monotonic_time () - last_change) / 1000 > stall_ms) {
+    } else if ((g_get_monotonic_time () - last_change) / 1000 >
+               MAX (stall_ms, sm_mig_link_timeout_ms (o->link_timeout_ms))) {
       g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
                    "the disks' copy to %s made no progress for %d s: is the "
                    "link to the destination down?", c->nbd_uri,
-                   stall_ms / 1000);
+                   MAX (stall_ms, sm_mig_link_timeout_ms (o->link_timeout_ms))
+                   / 1000);
       return false;
     }
     if (sm_interrupt_check (error))
@@ -539,6 +626,7 @@ sm_migrate_perform (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
                                       "postcopy-paused", "postcopy-recover",
                                       NULL };
   g_autofree char *status = NULL;
+  g_autofree char *migrate_uri = NULL;
   SmMigSwitch sw;
   SmMigWait w;
   g_autoptr(json_object) stop = NULL;
@@ -584,8 +672,10 @@ sm_migrate_perform (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
                     .stage = "pre-copy", .fn = o->event, .opaque = o->opaque,
                     .tick = sm_mig_switch_tick, .data = &sw,
                     .ram_bytes = &c->ram_bytes };
-  if (!sm_qmp_run (qmp, "migrate",
-                   sm_qmp_args (&err, "s:uri", c->migrate_uri, NULL), &err) ||
+  migrate_uri = sm_mig_source_endpoint (o, c->migrate_uri, &err);
+  if (!migrate_uri ||
+      !sm_qmp_run (qmp, "migrate",
+                   sm_qmp_args (&err, "s:uri", migrate_uri, NULL), &err) ||
       !sm_mig_wait (qmp, &w, &status, &err))
     goto fail;
   if (strcmp (status, "pre-switchover") == 0) {

@@ -690,6 +690,13 @@ recover_attempt (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
                                    dest_extra, incoming, c, err);
     uri = listening ? g_strdup (listening->migrate_uri) : NULL;
   }
+  if (uri && o->tunnel_handle) {
+    /* the new endpoint gets its own forward on the same tunnel */
+    char *local = sm_mig_source_endpoint (o, uri, err);
+
+    g_free (uri);
+    uri = local;
+  }
   if (!uri ||
       !sm_qmp_run (qmp, "migrate", sm_qmp_args (err, "s:uri", uri,
                                                 "b:resume", true, NULL), err))

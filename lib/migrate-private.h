@@ -225,6 +225,8 @@ typedef struct {
                                   post-copy here (never undone from then) */
   char *recover_uri;           /* the last migrate-recover endpoint */
   int64_t resumed_at_us;       /* post-copy: when the guest resumed here */
+  char *state_dir;             /* the journal's state directory */
+  char *id;                    /* the migration's id (the journal's name) */
 } SmMigIncoming;
 
 /* Reads the incoming journal at PATH into IN (cleared by the caller with

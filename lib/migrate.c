@@ -14,6 +14,7 @@
 #include "json-util.h"
 #include "migrate-private.h"
 #include "qemu-proc.h"
+#include "tunnel.h"
 
 /* One destination phase: its process, the cookie it reads, what it says.
  * Its stderr lines that are JSON events ({"event": ...}, the phase
@@ -537,6 +538,42 @@ postcopy_tail (SmQmp *qmp, SmVmState *st, SmMigCookie *prepared,
   return finished;
 }
 
+/* --tunnel: the tunnel to the destination through DEST_ARGV (its private
+ * directory beside the journal, STATE/vms/KEY/journal/XXXXXXXX-tunnel), and
+ * the reverse forward of begin's layer server that prepare pulls from. */
+static SmTunnel *
+open_tunnel (SmVmState *st, const SmMigCookie *c, const SmMigOptions *o,
+             const char *const *dest_argv, const char *const *dest_extra,
+             GError **error)
+{
+  g_autofree char *self = g_file_read_link ("/proc/self/exe", NULL);
+  g_autofree char *name = g_strconcat (c->id + MAX (strlen (c->id), 8) - 8,
+                                       "-tunnel", NULL);
+  g_autofree char *dir = g_build_filename (sm_vm_state_journal_dir (st), name,
+                                           NULL);
+  g_autoptr(SmTunnel) t = NULL;
+  g_autofree char *remote = NULL;
+
+  t = sm_tunnel_open (self ? self : "snapmig", dest_argv, dest_extra, c->id,
+                      dir, sm_mig_link_timeout_ms (o->link_timeout_ms),
+                      o->timeout_ms > 0 ? o->timeout_ms : 60000, error);
+  if (!t)
+    return NULL;
+  if (c->layers_uri) {
+    remote = sm_tunnel_reverse (t, "layers", c->layers_uri, error);
+    if (!remote)
+      return NULL;
+  }
+  {
+    g_autofree char *msg = g_strdup_printf (
+      "tunnel (%s) to the destination up: every stream goes through it",
+      sm_tunnel_mode (t));
+
+    sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
+  }
+  return g_steal_pointer (&t);
+}
+
 SmMigCookie *
 sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
                 const char *const *dest_argv, const char *const *dest_extra,
@@ -553,7 +590,8 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   g_autoptr(DestProc) agent = NULL;
   g_autofree char *xml = NULL;
   g_autofree char *refused = NULL;
-  SmMigOptions pre;
+  g_autoptr(SmTunnel) tunnel = NULL;
+  SmMigOptions pre, tun;
   GError *err = NULL;
   const char *phase = "begin";
 
@@ -570,6 +608,14 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   c = sm_migrate_begin (qmp, st, o, dry_run, &err);
   if (!c)
     goto fail_begin;
+  if (o->tunnel && !dry_run) {
+    tunnel = open_tunnel (st, c, o, dest_argv, dest_extra, &err);
+    if (!tunnel)
+      goto rollback_source;
+    tun = *o;
+    tun.tunnel_handle = tunnel;
+    o = &tun;
+  }
 
   phase = "prepare";
   sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "prepare", NULL);
@@ -639,6 +685,15 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
     finished->postcopy_refused = g_strdup (refused);
   }
   finished->stopped_at_us = prepared->stopped_at_us;
+  finished->link_resumes = prepared->link_resumes;
+  g_free (finished->transport);
+  finished->transport = g_strdup (prepared->transport);
+  if (tunnel) {
+    SmTunnelState ts;
+
+    if (sm_tunnel_state (tunnel, &ts, NULL) && ts.bytes > 0)
+      finished->tunnel_bytes = ts.bytes;
+  }
   finished->disk_bytes = prepared->disk_bytes;
   finished->ram_bytes = prepared->ram_bytes;
   if (finished->resumed_at_us > 0 && prepared->stopped_at_us > 0)

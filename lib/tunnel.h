@@ -125,6 +125,11 @@ bool sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
 bool sm_relay_dest (const char *state_dir, const char *id, bool hold,
                     int in_fd, int out_fd, GError **error);
 
+/* The tunnel's reverse forward of the source's layer server, in the
+ * destination's tunnel directory: what migrate-prepare --tunnel pulls the
+ * lower layers from. */
+#define SM_TUNNEL_LAYERS_SOCK "layers.sock"
+
 /* STATE_DIR/run/ID-tunnel.  Caller frees. */
 char *sm_tunnel_dest_dir (const char *state_dir, const char *id)
   G_GNUC_WARN_UNUSED_RESULT;

@@ -86,6 +86,8 @@ full_cookie (void)
   c->parallel = 4;
   c->transport = g_strdup ("tls");
   c->link_timeout = 45;
+  c->link_resumes = 3;
+  c->tunnel_bytes = 123456789;
   c->source_host = g_strdup ("10.0.0.1");
   c->source_qmp = g_strdup ("/run/vm1.qmp");
   c->source_pid = 4242;
@@ -195,6 +197,8 @@ assert_cookies_equal (const SmMigCookie *a, const SmMigCookie *b)
   g_assert_cmpint (a->parallel, ==, b->parallel);
   g_assert_cmpstr (a->transport, ==, b->transport);
   g_assert_cmpint (a->link_timeout, ==, b->link_timeout);
+  g_assert_cmpint (a->link_resumes, ==, b->link_resumes);
+  g_assert_cmpint (a->tunnel_bytes, ==, b->tunnel_bytes);
   g_assert_cmpstr (a->source_host, ==, b->source_host);
   g_assert_cmpstr (a->source_qmp, ==, b->source_qmp);
   g_assert_cmpint (a->source_pid, ==, b->source_pid);
@@ -296,7 +300,8 @@ test_round_trip_full (void)
                             "&apos;Operation not permitted&apos;&#10;&#9;run "
                             "as root &lt;here&gt;' postcopy-used='yes'"
                             " postcopy-requests='123456789012'"
-                            " recoveries='2147483647'>\n"));
+                            " recoveries='2147483647' link-resumes='3'"
+                            " tunnel-bytes='123456789'>\n"));
 
   if (g_strcmp0 (g_getenv ("SM_REGENERATE"), "1") == 0) {
     g_file_set_contents (golden, text, -1, &err);
@@ -333,7 +338,7 @@ test_round_trip_sparse (void)
                             " postcopy-fallback='no' postcopy-bandwidth='0'"
                             " parallel='0' "));
   g_assert_nonnull (strstr (empty, " postcopy-used='no' postcopy-requests='0'"
-                            " recoveries='0'>"));
+                            " recoveries='0' link-resumes='0'>"));
 
   /* A disk left on shared storage is not in <nbd>; an empty command line
    * is not an absent one; a unix NBD server has no port. */
