@@ -35,6 +35,14 @@
 #        Every QMP command is one smq process (a connection each, some ms),
 #        libvirt keeps its connection: (r2)'s pause is an upper bound.
 #
+#   (t)  (a) with --tunnel (issue 12), the same migration with every
+#        stream through one connection: "relay", --dest-cmd
+#        'ip netns exec B snapmig' (`snapmig relay` over its stdin/stdout),
+#        and "ssh", --dest-cmd 'ssh -F CONFIG dest snapmig' to an sshd the
+#        bench starts in B with throwaway keys (tests/integration/sshd.sh;
+#        left out, and said so, when sshd cannot be started).  Printed with
+#        the ratio to (a) (issue 12's target: <= 1.3x).
+#
 # Each disk: BENCH_BASE_SIZE (default 1G) of random data in base.qcow2 and
 # BENCH_TOP_SIZE (default 64M) in top.qcow2 over it (relative backing
 # name), virtual size BENCH_BASE_SIZE.  Generating the data is not timed;
@@ -88,6 +96,7 @@ cleanup () {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 . "$top/tests/integration/netns.sh"
+. "$top/tests/integration/sshd.sh"
 
 die () { echo "bench/nbd-migrate.sh: error: $*"; exit 1; }
 . "$top/bench/chains.bash"
@@ -105,6 +114,19 @@ wait_until () {
 
 netns_setup
 A=$T/A
+# The ssh tunnel's sshd in B (sshd.sh needs SNAPMIG, and skip_all: here
+# the ssh rounds are left out instead).
+SNAPMIG=$snapmig have_ssh=0 no_ssh=
+skip_all () { no_ssh=$*; return 1; }
+if ! { command -v sshd || [ -x /usr/sbin/sshd ]; } >/dev/null; then
+  no_ssh="sshd missing (scripts/install-deps installs openssh-server)"
+elif ! command -v ssh >/dev/null; then
+  no_ssh="ssh missing (openssh-client)"
+elif sshd_start >"$T/sshd.out" 2>&1; then
+  have_ssh=1
+else
+  no_ssh="sshd did not start: $(grep -v '^# sshd did not' "$T/sshd.out" | head -n 3 | tr '\n' ' ')"
+fi
 mkdir -p "$A"
 PORT0=$(( 20000 + $$ % 20000 ))   # NBD ports PORT0, PORT0+1; migration PORT0+2
 VSIZE=$(numfmt --from=iec "$BASE_SIZE")
@@ -298,8 +320,15 @@ stamp_lines () {
 }
 have_migrate=0
 "$snapmig" migrate --help >/dev/null 2>&1 && have_migrate=1
+# measure_snapmig ROUND [MODE]: (a) with MODE direct (default: TCP),
+# relay or ssh (--tunnel, (t)).
 measure_snapmig () {
-  local r=$1 dir=$T/B$1 run=$T/run$1 res dpid f0 f1 ok
+  local r=$1 mode=${2:-direct} dir=$T/B$1 run=$T/run$1 res dpid f0 f1 ok
+  local dest=("--dest-cmd" "${IN_B:+$IN_B }$snapmig")
+  case $mode in
+    relay) dest+=(--tunnel) ;;
+    ssh) dest=(--dest-cmd "$SSH_DEST_CMD" --tunnel) ;;
+  esac
   mkdir -p "$dir" "$run"
   start_src
   watch_pause "$T/mon.qmp" "$T/pw-src.out"
@@ -309,14 +338,14 @@ measure_snapmig () {
   $IN_A "$peak_rss" --comm snapmig "$snapmig" migrate --qmp "$T/vm.qmp" \
     --dest-domain "$dir" --dest-run-dir "$run" \
     --state-dir "$T/s1-$r" --dest-state-dir "$T/s2-$r" \
-    --dest-cmd "${IN_B:+$IN_B }$snapmig" --dest-host "$IP_B" --json \
+    "${dest[@]}" --dest-host "$IP_B" --json \
     2>"$T/migrate.err" | stamp_lines >"$T/migrate.out"
   ok=${PIPESTATUS[0]}
   t_mig=$(( $(now) - s ))
   res=$(grep '"event": *"result"' "$T/migrate.out" | tail -n 1 | cut -d' ' -f2-)
   dpid=$(jq -r '."dest-pid" // empty' <<<"$res" 2>/dev/null)
   [ -n "$dpid" ] && _sm_pids+=("$dpid")
-  [ $ok = 0 ] || die "snapmig migrate failed (exit $ok): $(tail -n 5 "$T/migrate.out" "$T/migrate.err")"
+  [ $ok = 0 ] || die "snapmig migrate ($mode) failed (exit $ok): $(tail -n 5 "$T/migrate.out" "$T/migrate.err")"
   end_watches
   pause_a=$(pause_ms "$T/pw-src.out" "$T/pw-dst.out")
   pause_sm=$(jq -r '."pause-ms" // "?"' <<<"$res")
@@ -336,13 +365,13 @@ measure_snapmig () {
   case "$f0$f1" in *"$dir/"*"$dir/"*) ;; *) die "(a) destination disks outside $dir: $f0 $f1" ;; esac
   q "$run/vm.qmp" quit >/dev/null 2>&1
   [ -n "$dpid" ] && stop_pid "$dpid"
-  [ "$r" = 1 ] && compare_to_a "(a)" "$f0" "$f1"
+  [ "$r" = 1 ] && compare_to_a "(a, $mode)" "$f0" "$f1"
   rm -rf "$dir" "$run" "$T/s1-$r" "$T/s2-$r"
 }
 
 # --- rounds ----------------------------------------------------------------------
 median () { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
-all_a=() all_r1=() all_r2=() all_pa=() all_psm=() all_plv=() all_rss=()
+all_t=() all_ts=() all_a=() all_r1=() all_r2=() all_pa=() all_psm=() all_plv=() all_rss=()
 for r in $(seq 1 "$ROUNDS"); do
   measure_convert "$r"; all_r1+=("$t_conv")
   measure_libvirt "$r"; all_r2+=("$t_lv"); all_plv+=("$pause_lv")
@@ -351,6 +380,14 @@ for r in $(seq 1 "$ROUNDS"); do
     measure_snapmig "$r"
     all_a+=("$t_mig"); all_pa+=("$pause_a"); all_psm+=("$pause_sm"); all_rss+=("${rss:-0}")
     line="(a) $(secs "$t_mig") s [phases from its start: $phases], pause $pause_a ms  $line"
+    measure_snapmig "$r" relay
+    all_t+=("$t_mig"); all_rss+=("${rss:-0}")
+    line="$line  (t) relay $(secs "$t_mig") s, pause $pause_a ms"
+    if [ $have_ssh = 1 ]; then
+      measure_snapmig "$r" ssh
+      all_ts+=("$t_mig"); all_rss+=("${rss:-0}")
+      line="$line, ssh $(secs "$t_mig") s, pause $pause_a ms"
+    fi
   fi
   echo "round $r: $line  load $(cut -d' ' -f1 /proc/loadavg)"
 done
@@ -372,6 +409,18 @@ if [ $have_migrate = 1 ]; then
     printf "(a)/(r1) = %.2fx  (target <= 1.2x: against the flushed convert of the same chains)\n", a / r1
     printf "(a)/(r2) = %.2fx  (target <= 0.8x: against the libvirt-style flow)\n", a / r2
   }'
+  t_tr=$(median "${all_t[@]}")
+  printf "(t) snapmig migrate --tunnel, relay (ip netns exec): %6.2f s\n" "$(secs "$t_tr")"
+  if [ $have_ssh = 1 ]; then
+    t_ts=$(median "${all_ts[@]}")
+    printf "(t) snapmig migrate --tunnel, ssh:                 %6.2f s\n" "$(secs "$t_ts")"
+  else
+    echo "(t) snapmig migrate --tunnel, ssh: left out: $no_ssh"
+  fi
+  awk -v a="$t_mig" -v t="$t_tr" 'BEGIN {
+    printf "(t relay)/(a) = %.2fx  (target <= 1.3x: tunnelled against direct)\n", t / a }'
+  [ $have_ssh = 1 ] && awk -v a="$t_mig" -v t="$t_ts" 'BEGIN {
+    printf "(t ssh)/(a) = %.2fx  (target <= 1.3x: tunnelled against direct)\n", t / a }'
   echo "guest pause at switchover (a), STOP on A to RESUME on B, per round: ${all_pa[*]} ms (median $(median "${all_pa[@]}") ms); snapmig reported: ${all_psm[*]} ms"
   rss=$(printf '%s\n' "${all_rss[@]}" | sort -n | tail -n 1)
   awk -v k="$rss" 'BEGIN { printf "snapmig peak RSS (both sides, largest of all rounds): %.1f MiB\n", k / 1024 }'
