@@ -12,9 +12,17 @@
 # destination runs on files in B only (its NBD server stopped), and once it
 # quit the records and the loads' regions read back offline from B's files
 # (backing names relative), while A holds the source's own three images
-# again with the records written before.  Skipped (77) only when the
-# guest's packages cannot be had.  No timing is asserted.
+# again with the records written before.  Then a second hop (issue 12):
+# the guest moves on from B to a domain C with `migrate --tunnel` (on this
+# one host --dest-cmd is snapmig's own path: relay mode, every stream
+# through `snapmig relay`), while tunnel-lib.sh's sampler sees the
+# destination QEMU listen on unix sockets only; the result says
+# "transport": "tunnel" and the relay carried the RAM; the guest runs on C's
+# files with its records and RAM payload, writes more there, and offline
+# C's files hold them while B's hold what they held.  Skipped (77) only
+# when the guest's packages cannot be had.  No timing is asserted.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/tunnel-lib.sh"
 . "$SM_TOP/tests/harness/guest.sh"
 
 lsm_setup
@@ -146,9 +154,84 @@ d0=$(top_file drive0 "$DQMP") d1=$(top_file drive1 "$DQMP")
 fmt () { dq query-block | jq -r --arg d "$1" '.[] | select(.device == $d) | .inserted.image.format'; }
 d0_fmt=$(fmt drive0) d1_fmt=$(fmt drive1)
 
-# Offline, from B's files only, once the destination QEMU quit.
+# ---- the second hop: B -> C with --tunnel (issue 12) ----------------------
+C=$T/C RUN2=$T/run2
+mkdir -p "$C" "$RUN2"
+timeout -k 10 300 "$SNAPMIG" migrate --qmp "$DQMP" --state-dir "$T/state-b" \
+  --dest-domain "$C" --dest-state-dir "$T/state-c" --dest-run-dir "$RUN2" \
+  --tunnel --dest-cmd "$SNAPMIG" --json >"$T/hop2.out" 2>"$T/hop2.err" &
+hop_pid=$!
+_sm_pids+=("$hop_pid")
+tun_sample_start "$T/state-b" "$hop_pid" "$T/hop2.out" "$RUN2"
+wait "$hop_pid"
+rc=$?
+tun_sample_stop
+sed 's/^/# hop 2: /' "$T/hop2.err"
+grep -v '"event":"progress"' "$T/hop2.out" | sed 's/^/# hop 2: /'
+check "hop 2: snapmig migrate --tunnel succeeds" [ $rc -eq 0 ]
+hop2=$rc
+# While it ran (tunnel-lib.sh): this host is B, so only the destination
+# QEMU's own listeners are looked at.
+check "hop 2: the samples saw the destination QEMU run (2 samples, one in the disk copy)" \
+  tun_sampled_running 2
+check "hop 2: the destination QEMU listened on no TCP or UDP port" tun_dest_no_tcp
+check "hop 2: the destination QEMU listened on unix sockets during the copy" tun_dest_unix_endpoints
+check "hop 2: the tunnel's transport was a snapmig relay" tun_transport_is 'relay --id'
+check "hop 2: the transport is gone" tun_transport_gone
+check "hop 2: the tunnel's directories are removed on both sides" \
+  [ -z "$(ls -d "$T"/state-b/vms/*/journal/*-tunnel "$T"/state-c/run/*-tunnel 2>/dev/null)" ]
+if [ $hop2 = 0 ]; then
+  result=$(tail -n 1 "$T/hop2.out")
+  check "hop 2: its last line is an ok result" [ "$(jq -r '"\(.event) \(.ok)"' <<<"$result" 2>/dev/null)" = "result true" ]
+  check "hop 2: the result says transport tunnel" [ "$(res transport)" = tunnel ]
+  check "hop 2: a message says the tunnel (relay) was up" \
+    grep -q '"message":"tunnel (relay) to the destination up' "$T/hop2.out"
+  check "hop 2: the RAM payload's pages moved (ram-bytes >= 32 MiB)" [ "$(res ram-bytes)" -ge $((32 << 20)) ]
+  check "hop 2: the relay carried the RAM (tunnel-bytes >= ram-bytes)" \
+    [ "$(res tunnel-bytes)" -ge "$(res ram-bytes)" ]
+  check "hop 2: B's QEMU (its source) is gone" gone "${DPID:-0}"
+  DQMP=$(res dest-qmp) DPID=$(res dest-pid)
+  [ -n "$DPID" ] && _sm_pids+=("$DPID")
+  check "hop 2: the result names the destination QEMU's QMP socket in its run directory" \
+    [ "$(dirname "${DQMP:-/none}")" = "$RUN2" ]
+  check "hop 2: the destination's guest runs" [ "$(dq query-status | jq -r .status)" = running ]
+  check "hop 2: the destination's drive0 runs on a chain of 2 or more layers in C" \
+    chain_in_dir "$C" drive0 "$DQMP" 2
+  check "hop 2: the destination's drive1 runs on files in C" chain_in_dir "$C" drive1 "$DQMP"
+  c0=$(top_file drive0 "$DQMP") c1=$(top_file drive1 "$DQMP")
+  c0_fmt=$(fmt drive0) c1_fmt=$(fmt drive1)
+  check "hop 2: the guest's serial socket is in the run directory" [ -S "$RUN2/vm.serial" ]
+  guest_attach vm "$RUN2/vm.serial"
+  check "hop 2: the agent answers" g ping
+  check "hop 2: the RAM payload is unchanged" g ramsum
+  check "hop 2: ... same md5" [ "$REPLY" = "ramsum $ramsum" ]
+  check "hop 2: verify vda 0..31 gen 1" g "verify vda 0 32 1"
+  check "hop 2: verify vda 32..63 gen 2" g "verify vda 32 32 2"
+  check "hop 2: verify vda 64..273" g "verify vda 64 210"
+  check "hop 2: verify vdb 0..199" g "verify vdb 0 200"
+  check "hop 2: vda's load region reads back" g "loadcheck vda"
+  check "hop 2: vdb's load region reads back" g "loadcheck vdb"
+  check "hop 2: write vda 274..283 in C" g "write vda 274 10"
+  check "hop 2: verify vda 274..283" g "verify vda 274 10"
+else
+  skip "hop 2: migrate --tunnel failed, nothing to check in C (B's QEMU quits below)"
+fi
+
+# Offline, from B's and C's files, once the destination QEMU quit.
 check "the destination QEMU quits" eval 'dq quit >/dev/null'
 check "... and is gone" gone "${DPID:-0}"
+if [ $hop2 = 0 ]; then
+  check "offline: drive0's view in C converts to raw" guest_image_raw "$c0" "$c0_fmt" "$T/c0.raw"
+  check "offline: drive1's view in C converts to raw" guest_image_raw "$c1" "$c1_fmt" "$T/c1.raw"
+  check "offline in C: vda 0..31 gen 1" guest_records_check "$T/c0.raw" 0 32 1
+  check "offline in C: vda 32..63 gen 2" guest_records_check "$T/c0.raw" 32 32 2
+  check "offline in C: vda 64..283" guest_records_check "$T/c0.raw" 64 220
+  check "offline in C: vdb 0..199" guest_records_check "$T/c1.raw" 0 200
+  check "offline in C: vda's load region" guest_load_check "$T/c0.raw" "$vda_stop" "$vda_buffers"
+  check "offline in C: vdb's load region" guest_load_check "$T/c1.raw" "$vdb_stop" "$vdb_buffers"
+  check "offline in C: a record never written is not taken for one" \
+    not eval 'guest_records_check "$T/c0.raw" 284 1 >/dev/null'
+fi
 check "drive0's view in B converts to raw" guest_image_raw "$d0" "$d0_fmt" "$T/d0.raw"
 check "drive1's view in B converts to raw" guest_image_raw "$d1" "$d1_fmt" "$T/d1.raw"
 check "offline: vda 0..31 gen 1" guest_records_check "$T/d0.raw" 0 32 1
@@ -157,7 +240,7 @@ check "offline: vda 64..273" guest_records_check "$T/d0.raw" 64 210
 check "offline: vdb 0..199" guest_records_check "$T/d1.raw" 0 200
 check "offline: vda's load region" guest_load_check "$T/d0.raw" "$vda_stop" "$vda_buffers"
 check "offline: vdb's load region" guest_load_check "$T/d1.raw" "$vdb_stop" "$vdb_buffers"
-check "offline: a record never written is not taken for one" \
+check "offline: a record written only in C is not in B" \
   not eval 'guest_records_check "$T/d0.raw" 274 1 >/dev/null'
 # relative_backing FILE: every backing file name in FILE's chain is
 # relative (the chain in B can move as a directory).

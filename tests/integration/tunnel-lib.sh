@@ -1,6 +1,8 @@
 # Helpers of the `migrate --tunnel` tests (issue 12): what listens on the
-# destination while a tunnelled migration runs.  Sourced after lib.sh,
-# netns.sh and migrate-lib.sh (it uses $T, $RUN, MIG_PID, in_b, _sm_pids).
+# destination while a tunnelled migration runs.  Sourced after lib.sh, and
+# after netns.sh and migrate-lib.sh when they are used (it uses $T,
+# _sm_pids, and netns.sh's in_b, migrate-lib.sh's $RUN, MIG_PID, $T/mig.out
+# and DISK_PROGRESS by default; without netns.sh B is this host).
 #
 #   mig_start --tunnel ...
 #   tun_sample_start STATE-DIR     # sampler in the background
@@ -23,17 +25,23 @@
 # checks count the samples that saw it alive, so that a sampler that never
 # saw the migration fails them instead of passing on empty data.
 
-# tun_sample_start STATE-DIR: starts the sampler (its PID in _sm_pids).
+[ "$(type -t in_b)" = function ] || in_b () { "$@"; }
+: "${DISK_PROGRESS:=\"event\": *\"progress\".*\"what\": *\"disk\"}"
+
+# tun_sample_start STATE-DIR [PID OUT RUN-DIR]: starts the sampler (its PID
+# in _sm_pids) for the migrate of PID (default MIG_PID) whose output is OUT
+# (default $T/mig.out) and whose destination run directory is RUN-DIR
+# (default $RUN), STATE-DIR its source's state directory.
 tun_sample_start () {
-  local sd=$1
+  local sd=$1 mpid=${2:-$MIG_PID} out=${3:-$T/mig.out} run=${4:-$RUN}
   rm -rf "$T/samples"
   mkdir -p "$T/samples"
   (
     n=0
-    while kill -0 "$MIG_PID" 2>/dev/null && [ ! -e "$T/samples/stop" ]; do
+    while kill -0 "$mpid" 2>/dev/null && [ ! -e "$T/samples/stop" ]; do
       n=$((n + 1)) f=$T/samples/$n
-      dp=$(cat "$RUN/vm.pid" 2>/dev/null) alive=0 disk=0
-      grep -qE "$DISK_PROGRESS" "$T/mig.out" 2>/dev/null && disk=1
+      dp=$(cat "$run/vm.pid" 2>/dev/null) alive=0 disk=0
+      grep -qE "$DISK_PROGRESS" "$out" 2>/dev/null && disk=1
       [ -n "$dp" ] && kill -0 "$dp" 2>/dev/null && alive=1
       in_b ss -Hltunp >"$f.tcp" 2>&1
       in_b ss -Hxlp >"$f.unix" 2>&1
@@ -98,6 +106,18 @@ tun_no_tcp_listener () {
       sed 's/^/#   /' <<<"$other"
       return 1
     fi
+  done
+}
+# tun_dest_no_tcp: in no sample that saw it alive does the destination
+# QEMU listen on TCP or UDP (where B is this host and other listeners are
+# not the test's business).
+tun_dest_no_tcp () {
+  local n dp l
+  for n in $(tun_alive_samples); do
+    read -r dp _ <"$T/samples/$n.state"
+    l=$(grep "pid=$dp," "$T/samples/$n.tcp") || continue
+    echo "# sample $n: the destination QEMU listens: $l"
+    return 1
   done
 }
 # tun_sshd_seen SSHD-PID: the samples do see sshd's listener on port 22
