@@ -23,6 +23,7 @@
 #include "journal.h"
 #include "json-util.h"
 #include "migrate-private.h"
+#include "tunnel.h"
 #include "qemu-proc.h"
 
 #define POLL_MS 100
@@ -907,6 +908,8 @@ sm_migrate_recover_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   g_autoptr(SmMigCookie) c = NULL;
   g_autoptr(SmMigCookie) finished = NULL;
   g_autofree char *status = NULL;
+  g_autoptr(SmTunnel) tunnel = NULL;
+  SmMigOptions tun;
 
   if (!sm_vm_state_lock (st, error))
     return NULL;
@@ -925,6 +928,16 @@ sm_migrate_recover_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
     return NULL;
   }
   c->postcopy_used = true;
+  if (g_strcmp0 (c->transport, "tunnel") == 0) {
+    /* the migration's tunnel ended with its snapmig: a new one */
+    tunnel = sm_mig_tunnel_open (st, c, o, dest_argv, dest_extra, error);
+    if (!tunnel)
+      return NULL;
+    tun = *o;
+    tun.tunnel = true;
+    tun.tunnel_handle = tunnel;
+    o = &tun;
+  }
   if (!sm_mig_postcopy_wait (qmp, st, c, o, dest_argv, dest_extra, NULL, NULL,
                              NULL, NULL, error))
     return NULL;

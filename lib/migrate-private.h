@@ -279,6 +279,22 @@ bool sm_mig_check_transport (const SmMigCookie *c, bool tunnel, bool tls,
 char *sm_mig_source_endpoint (const SmMigOptions *o, const char *uri,
                               GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
+/* --tunnel: the tunnel to the destination through DEST_ARGV (its private
+ * directory beside the journal, STATE/vms/KEY/journal/XXXXXXXX-tunnel, a
+ * new name when a killed snapmig left one), and the reverse forward of
+ * begin's layer server (C's layers_uri) that prepare pulls from. */
+struct SmTunnel *sm_mig_tunnel_open (SmVmState *st, const SmMigCookie *c,
+                                     const SmMigOptions *o,
+                                     const char *const *dest_argv,
+                                     const char *const *dest_extra,
+                                     GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* recover: the private directories of migration ID's tunnels whose
+ * process is gone (killed with its snapmig) are removed with what they
+ * hold (sockets, transport.pid, ssh's control socket, logs); one whose
+ * transport still runs is left alone. */
+void sm_mig_tunnel_leftovers (SmVmState *st, const char *id);
+
 /* Milliseconds a copy waits for a lost link: O's, else the default. */
 int sm_mig_link_timeout_ms (int link_timeout_ms);
 

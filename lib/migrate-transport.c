@@ -1,7 +1,10 @@
 /* libsnapmig — how a migration's streams travel (issue 12): the cookie's
  * mode checked on both sides, the source's view of the destination's
  * endpoints through a tunnel (lib/tunnel.h), the link timeout. */
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "migrate-private.h"
 #include "tunnel.h"
@@ -55,4 +58,80 @@ int
 sm_mig_link_timeout_ms (int link_timeout_ms)
 {
   return link_timeout_ms > 0 ? link_timeout_ms : SM_MIG_LINK_TIMEOUT_MS;
+}
+
+SmTunnel *
+sm_mig_tunnel_open (SmVmState *st, const SmMigCookie *c, const SmMigOptions *o,
+             const char *const *dest_argv, const char *const *dest_extra,
+             GError **error)
+{
+  g_autofree char *self = g_file_read_link ("/proc/self/exe", NULL);
+  g_autofree char *name = g_strconcat (c->id + MAX (strlen (c->id), 8) - 8,
+                                       "-tunnel", NULL);
+  g_autofree char *dir = g_build_filename (sm_vm_state_journal_dir (st), name,
+                                           NULL);
+
+  /* a tunnel of this migration's earlier snapmig (killed: migrate-recover
+   * runs now, under the VM's lock) ended with it; its directory, if any,
+   * is left alone and a new one taken */
+  for (int k = 2; g_file_test (dir, G_FILE_TEST_EXISTS) && k < 100; k++) {
+    g_free (dir);
+    dir = g_strdup_printf ("%s/%s%d", sm_vm_state_journal_dir (st), name, k);
+  }
+  g_autoptr(SmTunnel) t = NULL;
+  g_autofree char *remote = NULL;
+
+  t = sm_tunnel_open (self ? self : "snapmig", dest_argv, dest_extra, c->id,
+                      dir, sm_mig_link_timeout_ms (o->link_timeout_ms),
+                      o->timeout_ms > 0 ? o->timeout_ms : 60000, error);
+  if (!t)
+    return NULL;
+  if (c->layers_uri) {
+    remote = sm_tunnel_reverse (t, "layers", c->layers_uri, error);
+    if (!remote)
+      return NULL;
+  }
+  {
+    g_autofree char *msg = g_strdup_printf (
+      "tunnel (%s) to the destination up: every stream goes through it",
+      sm_tunnel_mode (t));
+
+    sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
+  }
+  return g_steal_pointer (&t);
+}
+
+void
+sm_mig_tunnel_leftovers (SmVmState *st, const char *id)
+{
+  const char *jdir = sm_vm_state_journal_dir (st);
+  g_autofree char *prefix = g_strconcat (id + MAX (strlen (id), 8) - 8,
+                                         "-tunnel", NULL);
+  g_autoptr(GDir) d = g_dir_open (jdir, 0, NULL);
+  const char *name;
+
+  while (d && (name = g_dir_read_name (d))) {
+    g_autofree char *dir = NULL;
+    g_autofree char *pidfile = NULL;
+    g_autofree char *text = NULL;
+    g_autoptr(GDir) sub = NULL;
+    const char *entry;
+    long pid = 0;
+
+    if (!g_str_has_prefix (name, prefix))
+      continue;
+    dir = g_build_filename (jdir, name, NULL);
+    pidfile = g_build_filename (dir, "transport.pid", NULL);
+    if (g_file_get_contents (pidfile, &text, NULL, NULL))
+      pid = strtol (text, NULL, 10);
+    if (pid > 0 && kill ((pid_t) pid, 0) == 0)
+      continue;                   /* its transport still runs */
+    sub = g_dir_open (dir, 0, NULL);
+    while (sub && (entry = g_dir_read_name (sub))) {
+      g_autofree char *p = g_build_filename (dir, entry, NULL);
+
+      unlink (p);
+    }
+    rmdir (dir);
+  }
 }

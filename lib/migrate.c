@@ -538,42 +538,6 @@ postcopy_tail (SmQmp *qmp, SmVmState *st, SmMigCookie *prepared,
   return finished;
 }
 
-/* --tunnel: the tunnel to the destination through DEST_ARGV (its private
- * directory beside the journal, STATE/vms/KEY/journal/XXXXXXXX-tunnel), and
- * the reverse forward of begin's layer server that prepare pulls from. */
-static SmTunnel *
-open_tunnel (SmVmState *st, const SmMigCookie *c, const SmMigOptions *o,
-             const char *const *dest_argv, const char *const *dest_extra,
-             GError **error)
-{
-  g_autofree char *self = g_file_read_link ("/proc/self/exe", NULL);
-  g_autofree char *name = g_strconcat (c->id + MAX (strlen (c->id), 8) - 8,
-                                       "-tunnel", NULL);
-  g_autofree char *dir = g_build_filename (sm_vm_state_journal_dir (st), name,
-                                           NULL);
-  g_autoptr(SmTunnel) t = NULL;
-  g_autofree char *remote = NULL;
-
-  t = sm_tunnel_open (self ? self : "snapmig", dest_argv, dest_extra, c->id,
-                      dir, sm_mig_link_timeout_ms (o->link_timeout_ms),
-                      o->timeout_ms > 0 ? o->timeout_ms : 60000, error);
-  if (!t)
-    return NULL;
-  if (c->layers_uri) {
-    remote = sm_tunnel_reverse (t, "layers", c->layers_uri, error);
-    if (!remote)
-      return NULL;
-  }
-  {
-    g_autofree char *msg = g_strdup_printf (
-      "tunnel (%s) to the destination up: every stream goes through it",
-      sm_tunnel_mode (t));
-
-    sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
-  }
-  return g_steal_pointer (&t);
-}
-
 SmMigCookie *
 sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
                 const char *const *dest_argv, const char *const *dest_extra,
@@ -609,7 +573,7 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   if (!c)
     goto fail_begin;
   if (o->tunnel && !dry_run) {
-    tunnel = open_tunnel (st, c, o, dest_argv, dest_extra, &err);
+    tunnel = sm_mig_tunnel_open (st, c, o, dest_argv, dest_extra, &err);
     if (!tunnel)
       goto rollback_source;
     tun = *o;
@@ -790,6 +754,8 @@ sm_migrate_recover_source (SmQmp *qmp, SmVmState *st, const char *path,
 
   if (!journal)
     return NULL;
+  if (c->id)
+    sm_mig_tunnel_leftovers (st, c->id);
   if (created_path && g_file_test (created_path, G_FILE_TEST_EXISTS))
     created = sm_created_files_load (created_path, NULL);
   if (qmp) {
