@@ -189,6 +189,47 @@ check "flaky: 'error MESSAGE' with the transport's reason" \
 check "flaky: its directory is removed" test ! -e "$T/flaky.d"
 exec {TW}>&- {TR}<&-
 
+# The client side migrate uses (lib/tunnel.h), through tests/tools/
+# tunnel-client: open, forward, reverse, state, the error of a dead tunnel,
+# close.
+CLIENT="$SM_TOP/tests/tools/tunnel-client"
+rm -f "$T/broken" "$T/cl.in" "$T/cl.out"
+mkfifo "$T/cl.in" "$T/cl.out"
+in_a "$CLIENT" "$SNAPMIG" cl "$T/cl.d" 1500 10000 --extra=--state-dir="$T/cl.st" \
+  -- "$T/flaky" <"$T/cl.in" >"$T/cl.out" 2>"$T/cl.err" &
+CPID=$!
+_sm_pids+=("$CPID")
+exec {TW}>"$T/cl.in" {TR}<"$T/cl.out"
+tun_ready
+check "client: open relay DIR ($ANS)" test "$ANS" = "open relay $T/cl.st/run/cl-tunnel"
+req "forward unix:$T/b/echo.sock"
+check "client: forward gives unix:LOCAL ($ANS)" test "$ANS" = "ok unix:$T/cl.d/echo.sock"
+check "client: 8 MiB through it" \
+  test "$(echo_sha A "$T/cl.d/echo.sock" "$T/small")" = "$SMALL_SHA"
+req "forward tcp:$IP_B:10809"
+check "client: a TCP endpoint refused ($ANS)" grep -q "^error .*unix" <<<"$ANS"
+req "reverse rr unix:$T/a/echo.sock"
+check "client: reverse gives unix:REMOTE-DIR/rr.sock ($ANS)" \
+  test "$ANS" = "ok unix:$T/cl.st/run/cl-tunnel/rr.sock"
+req state
+check "client: state up ($ANS)" test "$(echo "$ANS" | cut -d' ' -f1-3)" = "state up 0"
+touch "$T/broken"
+kill -9 "$(echo "$ANS" | cut -d' ' -f5)"
+gave_up () { req state; [[ "$ANS" == "error "* ]]; }
+check "client: the state call fails once the tunnel gave up" wait_until 10 gave_up
+check "client: ... with the transport's reason ($ANS)" \
+  grep -q "flaky: the link is down" <<<"$ANS"
+exec {TW}>&-
+read -r -t 20 ANS <&"$TR" || ANS=
+check "client: close ($ANS)" test "$ANS" = closed
+check "client: the tunnel's directory is removed" test ! -e "$T/cl.d"
+exec {TR}<&-
+wait "$CPID"
+out=$(in_a "$CLIENT" "$SNAPMIG" bad "$T/bad.d" 1500 5000 -- "$T/no-such-snapmig")
+check "client: a destination command that cannot run: its reason ($out)" \
+  grep -q "^error the tunnel through .*no-such-snapmig.* did not come up: .*No such file" <<<"$out"
+check "client: ... and no directory left" test ! -e "$T/bad.d"
+
 # (d) in ssh mode: sshd gone, the master killed
 tun_start sshdown 1500 "${ssh_words[@]}"
 tun_ready
