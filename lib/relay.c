@@ -159,6 +159,11 @@ sm_relay_new (int in_fd, int out_fd, bool odd)
   r->next_id = odd ? 1 : 2;
   set_nonblock (in_fd);
   set_nonblock (out_fd);
+  /* A pipe holds 64 KiB, one frame: a round of the loop would move one
+   * frame.  A larger pipe (pipe-max-size, 1 MiB by default, allowed to
+   * everyone) lets a round move many; a socket refuses, harmlessly. */
+  (void) fcntl (in_fd, F_SETPIPE_SZ, 1024 * 1024);
+  (void) fcntl (out_fd, F_SETPIPE_SZ, 1024 * 1024);
   r->chans = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
                                     chan_free);
   r->listeners = g_ptr_array_new_with_free_func (listener_free);
@@ -271,8 +276,9 @@ chan_shut_write (SmRelay *r, Chan *c)
   }
 }
 
-/* Reads what the window allows from C's socket into a DATA frame. */
-static void
+/* Reads what the window allows from C's socket into a DATA frame; true
+ * when it filled the frame (there may be more). */
+static bool
 chan_read (SmRelay *r, Chan *c)
 {
   size_t n = MIN ((int64_t) SM_RELAY_MAX_PAYLOAD, c->credit);
@@ -280,21 +286,22 @@ chan_read (SmRelay *r, Chan *c)
   ssize_t got = recv (c->fd, p + SM_RELAY_HEADER, n, MSG_DONTWAIT);
 
   if (got < 0 && (errno == EAGAIN || errno == EINTR))
-    return;
+    return false;
   if (got < 0) {
     chan_drop (r, c, true);
-    return;
+    return false;
   }
   if (got == 0) {
     c->rd_eof = true;
     send_frame (r, SM_RELAY_SHUT, c->id, NULL, 0);
     chan_maybe_done (r, c);
-    return;
+    return false;
   }
   put_header (p, SM_RELAY_DATA, got, c->id);
   r->tout.len += SM_RELAY_HEADER + got;
   c->credit -= got;
   r->bytes += got;
+  return (size_t) got == n;
 }
 
 static void
@@ -757,9 +764,13 @@ sm_relay_dispatch (SmRelay *r, const struct pollfd *fds, size_t n,
         chan_write (r, c);
       c = g_hash_table_lookup (r->chans, GUINT_TO_POINTER (s->id));
       if (c && (re & (POLLIN | POLLHUP | POLLERR)) && !c->rd_eof &&
-          c->credit > 0)
-        chan_read (r, c);
-      else if (c && (re & POLLERR))
+          c->credit > 0) {
+        /* a few frames a round: fewer polls, and the other channels still
+         * get theirs (the transport's buffer bounds it) */
+        for (int k = 0; k < 4 && chan_read (r, c) && c->credit > 0 &&
+             buf_avail (&r->tout) < TOUT_HIGH; k++)
+          ;
+      } else if (c && (re & POLLERR))
         chan_drop (r, c, true);
       break;
     }
