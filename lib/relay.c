@@ -329,45 +329,53 @@ chan_write (SmRelay *r, Chan *c)
 
 /* ---- unix sockets -------------------------------------------------------- */
 
-static bool
-unix_addr (const char *path, struct sockaddr_un *sa, GError **error)
+/* A non-blocking unix socket for PATH with its address in *SA; -1 with
+ * ERROR naming PATH. */
+static int
+unix_socket (const char *path, struct sockaddr_un *sa, GError **error)
 {
+  int fd;
+
   memset (sa, 0, sizeof *sa);
   sa->sun_family = AF_UNIX;
   if (strlen (path) >= sizeof sa->sun_path) {
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                  "unix socket path %s is too long (%zu bytes at most): use "
                  "a shorter directory", path, sizeof sa->sun_path - 1);
-    return false;
+    return -1;
   }
   strcpy (sa->sun_path, path);
-  return true;
+  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "socket for %s: %s", path,
+                 g_strerror (errno));
+  return fd;
+}
+
+/* Closes FD after CALL on PATH failed with errno; -1. */
+static int
+unix_fail (int fd, const char *call, const char *path, GError **error)
+{
+  int e = errno;
+
+  close (fd);
+  g_set_error (error, SM_ERROR, e == ENOENT ? SM_ERROR_NOT_FOUND
+               : SM_ERROR_IO, "cannot %s %s: %s", call, path, g_strerror (e));
+  return -1;
 }
 
 int
 sm_relay_unix_listen (const char *path, GError **error)
 {
   struct sockaddr_un sa;
-  int fd;
+  int fd = unix_socket (path, &sa, error);
 
-  if (!unix_addr (path, &sa, error))
+  if (fd < 0)
     return -1;
-  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "socket for %s: %s", path,
-                 g_strerror (errno));
-    return -1;
-  }
   (void) unlink (path);
   if (bind (fd, (struct sockaddr *) &sa, sizeof sa) < 0 ||
-      listen (fd, 64) < 0) {
-    int e = errno;
-
-    close (fd);
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot listen on %s: %s",
-                 path, g_strerror (e));
-    return -1;
-  }
+      listen (fd, 64) < 0)
+    return unix_fail (fd, "listen on", path, error);
   return fd;
 }
 
@@ -375,28 +383,15 @@ int
 sm_relay_unix_connect (const char *path, GError **error)
 {
   struct sockaddr_un sa;
-  int fd;
+  int fd = unix_socket (path, &sa, error);
 
-  if (!unix_addr (path, &sa, error))
+  if (fd < 0)
     return -1;
-  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "socket for %s: %s", path,
-                 g_strerror (errno));
-    return -1;
-  }
   /* A unix socket connects at once or fails at once (EAGAIN: a full
    * backlog), so the loop never waits for it. */
   if (connect (fd, (struct sockaddr *) &sa, sizeof sa) < 0 &&
-      errno != EINPROGRESS) {
-    int e = errno;
-
-    close (fd);
-    g_set_error (error, SM_ERROR, e == ENOENT ? SM_ERROR_NOT_FOUND
-                 : SM_ERROR_IO, "cannot connect to %s: %s", path,
-                 g_strerror (e));
-    return -1;
-  }
+      errno != EINPROGRESS)
+    return unix_fail (fd, "connect to", path, error);
   return fd;
 }
 
