@@ -359,6 +359,18 @@ do_stats (gpointer data)
   q->bytes = sm_relay_bytes (q->p->a);
 }
 
+/* Waits (5 s at most) for the answer to the LISTEN request Q. */
+static void
+listen_wait (Pair *p, Req *q)
+{
+  for (int i = 0; i < 500; i++) {
+    pair_call (p, do_listen_result, q);
+    if (q->result != 0)
+      return;
+    g_usleep (10000);
+  }
+}
+
 /* A listener at DIR/NAME on side A whose connections reach TARGET on B;
  * returns its fd (the test closes it after pair_free). */
 static int
@@ -589,20 +601,10 @@ test_listen (void)
   pair_call (p, do_listen, &q);
   pair_call (p, do_listen, &qb);
   g_assert_cmpuint (q.id % 2, ==, 1);
-  for (int i = 0; i < 500; i++) {
-    pair_call (p, do_listen_result, &q);
-    if (q.result != 0)
-      break;
-    g_usleep (10000);
-  }
+  listen_wait (p, &q);
   g_assert_cmpint (q.result, ==, 1);
   g_assert_null (q.message);
-  for (int i = 0; i < 500; i++) {
-    pair_call (p, do_listen_result, &qb);
-    if (qb.result != 0)
-      break;
-    g_usleep (10000);
-  }
+  listen_wait (p, &qb);
   g_assert_cmpint (qb.result, ==, -1);
   g_assert_nonnull (qb.message);
   g_assert_nonnull (strstr (qb.message, bad));
