@@ -15,7 +15,8 @@
 #   N.tcp   `ss -Hltunp` in namespace B (TCP and UDP listeners)
 #   N.unix  `ss -Hxlp` in namespace B (unix listeners)
 #   N.state "DEST-PID ALIVE DISK TPID TCMD": the destination QEMU's PID (from
-#           the remapped pidfile $RUN/vm.pid; - before it exists), ALIVE 1
+#           the remapped pidfile $RUN/vm.pid, or without one the process
+#           listening on a socket in $RUN; - before either exists), ALIVE 1
 #           when that process ran both before and after the two ss calls,
 #           DISK 1 when migrate had printed a disk progress event before the
 #           sample, TPID the tunnel's transport PID (transport.pid in the
@@ -43,8 +44,14 @@ tun_sample_start () {
       dp=$(cat "$run/vm.pid" 2>/dev/null) alive=0 disk=0
       grep -qE "$DISK_PROGRESS" "$out" 2>/dev/null && disk=1
       [ -n "$dp" ] && kill -0 "$dp" 2>/dev/null && alive=1
-      in_b ss -Hltunp >"$f.tcp" 2>&1
       in_b ss -Hxlp >"$f.unix" 2>&1
+      if [ -z "$dp" ]; then
+        # no pidfile (a VM started without -pidfile): the process that
+        # listens on the run directory's sockets, alive as it listened
+        dp=$(grep -F " $run/" "$f.unix" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)
+        [ -n "$dp" ] && alive=1
+      fi
+      in_b ss -Hltunp >"$f.tcp" 2>&1
       if [ $alive = 1 ] && ! kill -0 "$dp" 2>/dev/null; then alive=0; fi
       tp=$(cat "$sd"/vms/*/journal/*-tunnel/transport.pid 2>/dev/null | head -n 1)
       tc=-
@@ -131,18 +138,18 @@ tun_sshd_seen () {
   return 1
 }
 # tun_dest_unix_endpoints: in a sample taken during the disk copy, the
-# destination QEMU listened on a unix socket other than its QMP monitors
+# destination QEMU listened on a unix socket other than its QMP monitors and serial port
 # (its NBD server or its incoming migration: the endpoints the tunnel
 # reaches).  Prints what it listened on otherwise.
 tun_dest_unix_endpoints () {
   local n dp eps last=
   for n in $(tun_disk_samples); do
     read -r dp _ <"$T/samples/$n.state"
-    eps=$(grep "pid=$dp," "$T/samples/$n.unix" | awk '{ print $5 }' | grep -v '\.qmp$')
+    eps=$(grep "pid=$dp," "$T/samples/$n.unix" | awk '{ print $5 }' | grep -vE '\.(qmp|serial)$')
     [ -n "$eps" ] && { echo "# the destination QEMU (sample $n) listens on: $(tr '\n' ' ' <<<"$eps")"; return 0; }
     last=$n
   done
-  echo "# no sample of the disk copy saw the destination QEMU listen on a unix socket but its monitors${last:+ (sample $last: $(grep "pid=" "$T/samples/$last.unix" | tr '\n' ' '))}"
+  echo "# no sample of the disk copy saw the destination QEMU listen on a unix socket but its monitors and serial port${last:+ (sample $last: $(grep "pid=" "$T/samples/$last.unix" | tr '\n' ' '))}"
   return 1
 }
 # tun_transport_pids: the tunnel transport PIDs the samples saw, one a line.
