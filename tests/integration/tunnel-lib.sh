@@ -138,9 +138,9 @@ tun_sshd_seen () {
   return 1
 }
 # tun_dest_unix_endpoints: in a sample taken during the disk copy, the
-# destination QEMU listened on a unix socket other than its QMP monitors and serial port
-# (its NBD server or its incoming migration: the endpoints the tunnel
-# reaches).  Prints what it listened on otherwise.
+# destination QEMU listened on a unix socket other than its QMP monitors
+# and serial port (its NBD server or its incoming migration: the endpoints
+# the tunnel reaches).  Prints what it listened on otherwise.
 tun_dest_unix_endpoints () {
   local n dp eps last=
   for n in $(tun_disk_samples); do
