@@ -1116,6 +1116,7 @@ sm_tunnel_open (const char *self_exe, const char *const *dest_argv,
     dup2 (sp[1], 0);
     dup2 (sp[1], 1);
     dup2 (log_w, 2);
+    closefrom (3);             /* none of migrate's descriptors */
     for (int sig = 1; sig < NSIG; sig++)
       if (sig != SIGKILL && sig != SIGSTOP)
         signal (sig, SIG_DFL);

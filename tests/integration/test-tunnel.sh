@@ -24,9 +24,11 @@ DATA_SHA=$(sha256sum <"$T/data" | cut -d' ' -f1)
 SMALL_SHA=$(sha256sum <"$T/small" | cut -d' ' -f1)
 
 # Echo servers: one on the destination's side (B), one on the source's (A).
-in_b socat UNIX-LISTEN:"$T/b/echo.sock",fork EXEC:cat 2>/dev/null &
+# Background processes are started as simple commands (ip netns exec execs
+# its command): $! is then their PID, not a subshell's.
+${IN_B:-} socat UNIX-LISTEN:"$T/b/echo.sock",fork EXEC:cat 2>/dev/null &
 _sm_pids+=($!)
-in_a socat UNIX-LISTEN:"$T/a/echo.sock",fork EXEC:cat 2>/dev/null &
+${IN_A:-} socat UNIX-LISTEN:"$T/a/echo.sock",fork EXEC:cat 2>/dev/null &
 _sm_pids+=($!)
 wait_until 5 test -S "$T/b/echo.sock"
 wait_until 5 test -S "$T/a/echo.sock"
@@ -47,7 +49,7 @@ tun_start () {
   TNAME=$name
   rm -f "$T/$name.in" "$T/$name.out"
   mkfifo "$T/$name.in" "$T/$name.out"
-  in_a "$SNAPMIG" tunnel --id="$name" --local-dir="$T/$name.d" \
+  ${IN_A:-} "$SNAPMIG" tunnel --id="$name" --local-dir="$T/$name.d" \
     --link-timeout-ms="$link" --dest-opt=--state-dir="$T/$name.st" -- "$@" \
     <"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" &
   TPID=$!
@@ -189,13 +191,29 @@ check "flaky: 'error MESSAGE' with the transport's reason" \
 check "flaky: its directory is removed" test ! -e "$T/flaky.d"
 exec {TW}>&- {TR}<&-
 
+# SIGTERM: the same as end of file (its directory removed, the transport
+# stopped), exit 0.
+tun_start term 10000 "$SNAPMIG"
+tun_ready
+check "term: ready ($ANS)" test "${ANS%% *}" = ready
+req "forward $T/b/echo.sock"
+tpid=$(cat "$T/term.d/transport.pid")
+kill -TERM "$TPID"
+check "term: the tunnel exits on SIGTERM" wait_gone "$TPID" 10
+wait "$TPID"
+rc=$?
+check "term: ... with status 0 ($rc)" test "$rc" -eq 0
+check "term: its directory is removed" test ! -e "$T/term.d"
+check "term: its transport is gone" not _sm_alive "$tpid"
+exec {TW}>&- {TR}<&-
+
 # The client side migrate uses (lib/tunnel.h), through tests/tools/
 # tunnel-client: open, forward, reverse, state, the error of a dead tunnel,
 # close.
 CLIENT="$SM_TOP/tests/tools/tunnel-client"
 rm -f "$T/broken" "$T/cl.in" "$T/cl.out"
 mkfifo "$T/cl.in" "$T/cl.out"
-in_a "$CLIENT" "$SNAPMIG" cl "$T/cl.d" 1500 10000 --extra=--state-dir="$T/cl.st" \
+${IN_A:-} "$CLIENT" "$SNAPMIG" cl "$T/cl.d" 1500 10000 --extra=--state-dir="$T/cl.st" \
   -- "$T/flaky" <"$T/cl.in" >"$T/cl.out" 2>"$T/cl.err" &
 CPID=$!
 _sm_pids+=("$CPID")
