@@ -366,6 +366,8 @@ typedef struct {
   GString *t_buf;              /* its stdout before the hello line */
   ErrLog t_log;
   SmRelay *relay;
+  bool starting;               /* spawned, its hello line not read yet */
+  gint64 start_deadline;
   bool up;
   int restarts;
   int64_t bytes_before;        /* carried by relays that ended */
@@ -456,7 +458,7 @@ transport_stop (Tun *t)
   }
   t->t_out = t->t_err = -1;
   g_string_truncate (t->t_buf, 0);
-  t->up = false;
+  t->up = t->starting = false;
 }
 
 /* Runs ARGV (an `ssh -O forward`) with a bounded wait; false with its
@@ -516,15 +518,14 @@ ssh_forward (Tun *t, const char *flag, const char *from, const char *to,
   return run_bounded (argv, SSH_FORWARD_MS, error);
 }
 
-/* Starts the transport and adds every forward and reverse again; true
- * when it is up.  Waits until DEADLINE at most. */
+/* Starts the transport: it is "starting" until its hello line comes
+ * (transport_hello) or DEADLINE passes; the loop serves the control
+ * channel meanwhile. */
 static bool
-transport_start (Tun *t, gint64 deadline, GError **error)
+transport_spawn (Tun *t, gint64 deadline, GError **error)
 {
   g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autofree char *line = NULL;
   g_auto(GStrv) master = NULL;
-  GError *err = NULL;
   guint i;
 
   if (t->ssh) {
@@ -549,23 +550,31 @@ transport_start (Tun *t, gint64 deadline, GError **error)
     sm_debug ("tunnel", "starting the transport: %s", cmd);
   }
   if (!spawn ((char *const *) argv->pdata, &t->pid, &t->t_in, &t->t_out,
-              &t->t_err, error))
+              &t->t_err, error)) {
+    g_prefix_error (error, "the transport '%s' did not start: ",
+                    t->o->dest_argv[0]);
     return false;
-  if (!read_line (t->t_out, t->t_buf, t->t_err, &t->t_log, deadline, &line,
-                  &err) ||
-      !g_str_has_prefix (line, RELAY_HELLO)) {
-    const char *said = errlog_last (&t->t_log);
+  }
+  fcntl (t->t_out, F_SETFL, fcntl (t->t_out, F_GETFL) | O_NONBLOCK);
+  t->starting = true;
+  t->start_deadline = deadline;
+  return true;
+}
 
-    if (err && err->code == SM_ERROR_INTERRUPTED) {
-      g_propagate_error (error, err);
-    } else {
-      g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
-                   "the transport '%s' did not start: %s",
-                   (char *) g_ptr_array_index (argv, 0),
-                   *said ? said : err ? err->message
-                   : line ? line : "no hello line");
-      g_clear_error (&err);
-    }
+/* The transport said LINE: its hello ("snapmig-relay 1 DIR"); adds every
+ * forward and reverse again.  True when it is up; false (stopped) with
+ * ERROR. */
+static bool
+transport_hello (Tun *t, const char *line, GError **error)
+{
+  guint i;
+
+  t->starting = false;
+  if (!g_str_has_prefix (line, RELAY_HELLO)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
+                 "the transport '%s' said '%s', not '%s...' (is snapmig "
+                 "installed on the destination?)", t->o->dest_argv[0], line,
+                 RELAY_HELLO);
     transport_stop (t);
     return false;
   }
@@ -593,9 +602,9 @@ transport_start (Tun *t, gint64 deadline, GError **error)
       }
     }
   } else {
-    /* the hello line was the last of the text: frames follow */
+    /* the hello line was the last of the text: frames follow (the relay
+     * sends none before it is asked) */
     t->relay = sm_relay_new (t->t_out, t->t_in, true);
-    g_assert (t->t_buf->len == 0 || !"frames before the relay was asked");
     for (i = 0; i < t->forwards->len; i++) {
       Forward *f = g_ptr_array_index (t->forwards, i);
 
@@ -610,6 +619,50 @@ transport_start (Tun *t, gint64 deadline, GError **error)
   t->up = true;
   write_pid_file (t);
   return true;
+}
+
+/* Reads the starting transport's stdout: 0 nothing yet, 1 up, -1 failed
+ * (stopped; ERROR set). */
+static int
+transport_read_hello (Tun *t, GError **error)
+{
+  char buf[512];
+  ssize_t n = read (t->t_out, buf, sizeof buf);
+  char *nl;
+
+  if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    return 0;
+  if (n <= 0) {
+    if (t->t_err >= 0) {
+      struct pollfd p = { .fd = t->t_err, .events = POLLIN };
+
+      /* its last words, when it is gone */
+      while (poll (&p, 1, 200) > 0 && errlog_read (&t->t_log, t->t_err))
+        ;
+    }
+    g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
+                 "the transport '%s' did not start: %s", t->o->dest_argv[0],
+                 *errlog_last (&t->t_log) ? errlog_last (&t->t_log)
+                 : "it exited before its first line");
+    transport_stop (t);
+    return -1;
+  }
+  g_string_append_len (t->t_buf, buf, n);
+  nl = memchr (t->t_buf->str, '\n', t->t_buf->len);
+  if (nl) {
+    g_autofree char *line = g_strndup (t->t_buf->str, nl - t->t_buf->str);
+
+    g_string_truncate (t->t_buf, 0);
+    return transport_hello (t, line, error) ? 1 : -1;
+  }
+  if (t->t_buf->len > 4096) {
+    g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
+                 "the transport '%s' said too much before its hello line",
+                 t->o->dest_argv[0]);
+    transport_stop (t);
+    return -1;
+  }
+  return 0;
 }
 
 /* The transport ended: everything relayed is closed (QEMU's clients see
@@ -822,39 +875,91 @@ tun_cleanup (Tun *t)
   g_free (t->t_log.last);
 }
 
-/* One restart attempt when it is time; false (ERROR set) once the link
- * timeout passed. */
+/* An attempt failed with ERR (consumed): the next in 0.5 s, then every
+ * second; false (ERROR set) once the link timeout passed. */
 static bool
-maybe_restart (Tun *t, GError **error)
+attempt_failed (Tun *t, GError *err, GError **error)
 {
-  g_autoptr(GError) err = NULL;
-  gint64 give_up = t->down_since + t->o->link_timeout_ms;
-
-  if (now_ms () < t->next_try)
-    return true;
-  t->tries++;
-  /* one attempt may take what is left of the link timeout (at least 1 s:
-   * an ssh that connects needs that much) */
-  if (transport_start (t, MAX (MIN (give_up, now_ms () + 30000),
-                               now_ms () + 1000), &err)) {
-    t->restarts++;
-    g_printerr ("snapmig: tunnel: the transport is back (PID %d)\n",
-                (int) t->pid);
-    return true;
-  }
-  if (err->code == SM_ERROR_INTERRUPTED) {
-    g_propagate_error (error, g_steal_pointer (&err));
-    return false;
-  }
   g_free (t->why_down);
   t->why_down = g_strdup (err->message);
-  if (now_ms () >= give_up) {
+  g_error_free (err);
+  if (now_ms () >= t->down_since + t->o->link_timeout_ms) {
     g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
                  "the tunnel's transport was down for more than %d ms: %s",
                  t->o->link_timeout_ms, t->why_down);
     return false;
   }
   t->next_try = now_ms () + (t->tries == 1 ? RETRY_FIRST_MS : RETRY_MS);
+  return true;
+}
+
+/* The transport's part of a round: its stdout while it starts (ssh mode:
+ * also while up, for its end), the relay's sockets, the restart when it
+ * is due.  FIRST: the first start, whose failure is final.  False (ERROR
+ * set) when the tunnel gives up. */
+static bool
+transport_round (Tun *t, const struct pollfd *out, const struct pollfd *rfds,
+                 size_t nr, bool *first, GError **error)
+{
+  GError *err = NULL;
+  int res = 0;
+
+  if (t->relay && !sm_relay_dispatch (t->relay, rfds, nr, &err)) {
+    g_autofree char *why = g_strdup_printf (
+      "%s%s%s", err ? err->message : "the relay's pipe closed",
+      *errlog_last (&t->t_log) ? ": " : "", errlog_last (&t->t_log));
+
+    g_clear_error (&err);
+    transport_down (t, why);
+  } else if (t->relay)
+    check_pending (t);
+  if (t->ssh && t->up && out->revents) {
+    char buf[512];
+    ssize_t got = read (t->t_out, buf, sizeof buf);
+
+    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
+      g_autofree char *why = g_strdup_printf (
+        "the ssh master exited%s%s", *errlog_last (&t->t_log) ? ": " : "",
+        errlog_last (&t->t_log));
+
+      transport_down (t, why);
+    }
+  }
+  if (t->starting && out->revents)
+    res = transport_read_hello (t, &err);
+  if (t->starting && now_ms () >= t->start_deadline) {
+    g_set_error (&err, SM_ERROR, SM_ERROR_TIMEOUT,
+                 "the transport '%s' did not say it was up in time%s%s",
+                 t->o->dest_argv[0], *errlog_last (&t->t_log) ? ": " : "",
+                 errlog_last (&t->t_log));
+    transport_stop (t);
+    res = -1;
+  }
+  if (res > 0 && *first) {
+    *first = false;
+    answer (t, "ready %s %s", t->ssh ? "ssh" : "relay", t->remote_dir);
+  } else if (res > 0) {
+    t->restarts++;
+    g_printerr ("snapmig: tunnel: the transport is back (PID %d)\n",
+                (int) t->pid);
+  }
+  if (res < 0 && *first) {
+    g_propagate_error (error, err);
+    return false;
+  }
+  if (res < 0 && !attempt_failed (t, err, error))
+    return false;
+  if (!t->up && !t->starting && now_ms () >= t->next_try) {
+    /* one attempt may take what is left of the link timeout (at least 1 s:
+     * an ssh that connects needs that much) */
+    gint64 give_up = t->down_since + t->o->link_timeout_ms;
+
+    t->tries++;
+    if (!transport_spawn (t, MAX (MIN (give_up, now_ms () + 30000),
+                                  now_ms () + 1000), &err) &&
+        !attempt_failed (t, err, error))
+      return false;
+  }
   return true;
 }
 
@@ -865,8 +970,8 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
   Tun t = { .o = o, .t_in = -1, .t_out = -1, .t_err = -1,
             .ctl_in = ctl_in, .ctl_out = ctl_out };
   g_autofree struct pollfd *fds = NULL;
+  bool ok = true, first = true;
   size_t cap = 0;
-  bool ok = true;
 
   if (!valid_id (o->id, error))
     return false;
@@ -892,13 +997,11 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
   t.t_log.echo = true;
   fcntl (ctl_in, F_SETFL, fcntl (ctl_in, F_GETFL) | O_NONBLOCK);
 
-  if (!transport_start (&t, now_ms () + MAX (o->link_timeout_ms, 10000),
+  if (!transport_spawn (&t, now_ms () + MAX (o->link_timeout_ms, 10000),
                         error)) {
     tun_cleanup (&t);
     return false;
   }
-  answer (&t, "ready %s %s", t.ssh ? "ssh" : "relay", t.remote_dir);
-
   for (;;) {
     size_t want = 3 + (t.relay ? sm_relay_nfds_max (t.relay) : 0);
     size_t n = 0, nr = 0;
@@ -909,14 +1012,18 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
       cap = want * 2;
       fds = g_renew (struct pollfd, fds, cap);
     }
-    fds[n++] = (struct pollfd) { .fd = ctl_in, .events = t.pending ? 0
-                                 : POLLIN };
+    /* no request before "ready" (only its end), none while a reverse
+     * waits for the relay */
+    fds[n++] = (struct pollfd) { .fd = ctl_in,
+                                 .events = first || t.pending ? 0 : POLLIN };
     fds[n++] = (struct pollfd) { .fd = t.t_err, .events = POLLIN };
-    fds[n++] = (struct pollfd) { .fd = t.ssh ? t.t_out : -1,
-                                 .events = POLLIN };
+    fds[n++] = (struct pollfd) { .fd = t.starting || (t.ssh && t.up)
+                                 ? t.t_out : -1, .events = POLLIN };
     if (t.relay)
       nr = sm_relay_pollfds (t.relay, fds + n, cap - n);
-    if (!t.up)
+    if (t.starting)
+      timeout = ms_left (t.start_deadline);
+    else if (!t.up)
       timeout = ms_left (t.next_try);
     r = poll (fds, n + nr, timeout);
     if (r < 0 && errno != EINTR) {
@@ -933,42 +1040,17 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
       close (t.t_err);
       t.t_err = -1;
     }
-    if (t.relay) {
-      GError *err = NULL;
-
-      if (!sm_relay_dispatch (t.relay, fds + n, nr, &err)) {
-        g_autofree char *why = g_strdup_printf (
-          "%s%s%s", err ? err->message : "the relay's pipe closed",
-          *errlog_last (&t.t_log) ? ": " : "", errlog_last (&t.t_log));
-
-        g_clear_error (&err);
-        transport_down (&t, why);
-      } else
-        check_pending (&t);
+    if (!transport_round (&t, &fds[2], fds + n, nr, &first, error)) {
+      ok = false;
+      break;
     }
-    if (t.ssh && t.up && fds[2].revents) {
-      char buf[512];
-      ssize_t got = read (t.t_out, buf, sizeof buf);
-
-      if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
-        g_autofree char *why = g_strdup_printf (
-          "the ssh master exited%s%s", *errlog_last (&t.t_log) ? ": " : "",
-          errlog_last (&t.t_log));
-
-        transport_down (&t, why);
-      }
-    }
-    if (fds[0].revents && !ctl_read (&t))
+    if (fds[0].revents && (first ? (fds[0].revents & (POLLHUP | POLLERR))
+                           : !ctl_read (&t)))
       ctl_eof = true;
-    ctl_handle (&t);
+    if (!first)
+      ctl_handle (&t);
     if (ctl_eof)
       break;
-    if (!t.up && !maybe_restart (&t, error)) {
-      ok = sm_interrupted () != 0;
-      if (ok)
-        g_clear_error (error);
-      break;
-    }
   }
   tun_cleanup (&t);
   return ok;

@@ -71,6 +71,7 @@ tun_ready () { ANS=; read -r -t 30 ANS <&"$TR" || ANS=; }
 
 # up_again RESTARTS: the state says up after RESTARTS restarts.
 up_again () { req state; [[ "$ANS" == "state up $1 "* ]]; }
+down_now () { req state; [[ "$ANS" == "state down "* ]]; }
 
 # tun_suite NAME MODE DEST-WORD...: the forward, the reverse, the data,
 # the parallel streams, a killed transport.
@@ -133,6 +134,7 @@ tun_suite () {
 
   # (c) the transport killed: back with the same paths
   kill -9 "$tpid"
+  check "$name: state says down while the transport restarts" wait_until 5 down_now
   check "$name: up again after the transport was killed" wait_until 15 up_again 1
   tpid2=$(cat "$T/$name.d/transport.pid")
   check "$name: transport.pid names the new transport" \
@@ -165,17 +167,29 @@ read -r -a ssh_words <<<"$SSH_DEST_CMD"
 tun_suite ssh ssh "${ssh_words[@]}"
 
 # (d) the transport dead longer than the link timeout: a destination
-# command that works once, then fails.
+# command that works, then starts slowly (the control channel is answered
+# meanwhile), then fails.
 cat >"$T/flaky" <<EOF
 #!/bin/sh
 [ -e "$T/broken" ] && { echo "flaky: the link is down" >&2; exit 1; }
+[ -e "$T/slow" ] && { touch "$T/slow-started"; sleep 1.5; }
 exec ${IN_B:-} "$SNAPMIG" "\$@"
 EOF
 chmod +x "$T/flaky"
-tun_start flaky 1500 "$T/flaky"
+tun_start flaky 3000 "$T/flaky"
 tun_ready
 check "flaky: ready ($ANS)" test "${ANS%% *}" = ready
 req "forward $T/b/echo.sock"
+touch "$T/slow"
+kill -9 "$(cat "$T/flaky.d/transport.pid")"
+wait_until 5 test -e "$T/slow-started"
+start=$(date +%s%N)
+req state
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+check "flaky: state answered at once while the transport starts (${ms} ms: $ANS)" \
+  test "$ms" -lt 500 -a "${ANS#state down}" != "$ANS"
+check "flaky: up after the slow start" wait_until 10 up_again 1
+rm -f "$T/slow"
 touch "$T/broken"
 start=$(date +%s%N)
 kill -9 "$(cat "$T/flaky.d/transport.pid")"
@@ -185,7 +199,7 @@ rc=$?
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 check "flaky: exit status 3 ($rc)" test "$rc" -eq 3
 check "flaky: after the link timeout, not long after (${ms} ms)" \
-  test "$ms" -ge 1400 -a "$ms" -le 6000
+  test "$ms" -ge 2900 -a "$ms" -le 8000
 check "flaky: 'error MESSAGE' with the transport's reason" \
   grep -q '^error .*flaky: the link is down' "$T/flaky.err"
 check "flaky: its directory is removed" test ! -e "$T/flaky.d"
