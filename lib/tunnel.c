@@ -1202,7 +1202,7 @@ sm_tunnel_open (const char *self_exe, const char *const *dest_argv,
     for (int sig = 1; sig < NSIG; sig++)
       if (sig != SIGKILL && sig != SIGSTOP)
         signal (sig, SIG_DFL);
-    execv (self_exe, (char **) argv->pdata);
+    execvp (self_exe, (char **) argv->pdata);
     dprintf (2, "error cannot run %s: %s\n", self_exe, strerror (errno));
     _exit (127);
   }

@@ -19,7 +19,7 @@ netns_setup
 
 mkdir -p "$T/a" "$T/b"
 head -c 100M /dev/urandom >"$T/data"
-head -c 8M /dev/urandom >"$T/small"
+head -c 4M /dev/urandom >"$T/small"
 DATA_SHA=$(sha256sum <"$T/data" | cut -d' ' -f1)
 SMALL_SHA=$(sha256sum <"$T/small" | cut -d' ' -f1)
 
@@ -236,7 +236,7 @@ tun_ready
 check "client: open relay DIR ($ANS)" test "$ANS" = "open relay $T/cl.st/run/cl-tunnel"
 req "forward unix:$T/b/echo.sock"
 check "client: forward gives unix:LOCAL ($ANS)" test "$ANS" = "ok unix:$T/cl.d/echo.sock"
-check "client: 8 MiB through it" \
+check "client: 4 MiB through it" \
   test "$(echo_sha A "$T/cl.d/echo.sock" "$T/small")" = "$SMALL_SHA"
 req "forward tcp:$IP_B:10809"
 check "client: a TCP endpoint refused ($ANS)" grep -q "^error .*unix" <<<"$ANS"
