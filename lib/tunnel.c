@@ -1078,7 +1078,7 @@ tunnel_kill (SmTunnel *t)
   if (t->ctl >= 0)
     close (t->ctl);
   t->ctl = -1;
-  stop_child (t->pid, STOP_EOF_MS);
+  stop_child (t->pid, 2 * STOP_EOF_MS);  /* it stops its transport first */
   t->pid = 0;
   if (t->local_dir && g_file_test (t->local_dir, G_FILE_TEST_IS_DIR))
     remove_dir (t->local_dir);
