@@ -697,7 +697,8 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
     if (!sm_mig_journal_step (journal, "pull-layers", "begin", NULL, &err))
       goto fail;
     if (!pull_layers (c, plans, o, &err)) {
-      sm_mig_tls_hint (c, c->source_host, "--source-host", &err);
+      sm_mig_tls_hint (c, o->tls_creds, c->source_host, "--source-host",
+                       &err);
       goto fail;
     }
     if (!sm_mig_journal_step (journal, "pull-layers", "end", NULL, &err))

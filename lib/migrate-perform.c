@@ -286,7 +286,7 @@ start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
                                   "S:copy-mode", c->copy_mode,
                                   "b:auto-dismiss", false,
                                   NULL), &err)) {
-      sm_mig_tls_hint (c, c->dest_host, "--dest-host", &err);
+      sm_mig_tls_hint (c, o->tls_creds, c->dest_host, "--dest-host", &err);
       g_set_error (error, SM_ERROR, err->code,
                    "disk %s: cannot start its copy to the destination's "
                    "export %s at %s: %s", d->name, d->export, c->nbd_uri,

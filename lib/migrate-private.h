@@ -323,10 +323,11 @@ char **sm_mig_tls_pull_argv (const SmMigCookie *c, const char *dir)
 char *sm_mig_tls_pull_source (const SmMigCookie *c, const char *export,
                               GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
-/* Prefixes *ERROR (a TLS connection to HOST, given by OPTION, failed) with
- * what the certificates must be; nothing without TLS. */
-void sm_mig_tls_hint (const SmMigCookie *c, const char *host,
-                      const char *option, GError **error);
+/* Appends to *ERROR (a TLS connection to HOST, given by OPTION, failed)
+ * what the certificates must be, and the names DIR's server certificate
+ * has (DIR NULL: not said); nothing without TLS. */
+void sm_mig_tls_hint (const SmMigCookie *c, const char *dir,
+                      const char *host, const char *option, GError **error);
 
 /* Deletes the source's server credentials once its layer server stopped;
  * quiet. */

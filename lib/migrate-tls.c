@@ -12,6 +12,7 @@
  * (tls-hostname: the other host's address, so the one server certificate
  * of DIR must name both hosts). */
 #include <errno.h>
+#include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -222,22 +223,72 @@ sm_mig_tls_pull_source (const SmMigCookie *c, const char *export,
                         o, JSON_C_TO_STRING_PLAIN), NULL);
 }
 
+/* The subjectAltName of DIR/server-cert.pem as openssl prints it ("IP
+ * Address:10.0.0.1, DNS:a.example"), or NULL: only for a message, so
+ * openssl is asked when it is there and nothing else is tried. */
+static char *
+server_cert_names (const char *dir)
+{
+  g_autofree char *path = dir ? g_build_filename (dir, "server-cert.pem", NULL)
+                              : NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *prog = g_find_program_in_path ("openssl");
+  const char *argv[] = { prog, "x509", "-noout", "-ext", "subjectAltName",
+                         "-in", path, NULL };
+  int status = 0;
+  char *nl;
+
+  if (!path || !prog ||
+      !g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL,
+                     NULL, NULL, &out, NULL, &status, NULL) ||
+      !g_spawn_check_wait_status (status, NULL) || !out)
+    return NULL;
+  /* "X509v3 Subject Alternative Name: 
+    IP Address:..., DNS:...
+" */
+  nl = strchr (out, '\n');
+  if (!nl || !*g_strstrip (nl + 1))
+    return NULL;
+  return g_strdup (g_strstrip (nl + 1));
+}
+
+/* *ERROR's message followed by " (WHY)". */
+static void G_GNUC_PRINTF (2, 3)
+append_error (GError **error, const char *fmt, ...)
+{
+  g_autofree char *why = NULL;
+  char *msg;
+  va_list ap;
+
+  va_start (ap, fmt);
+  why = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  msg = g_strdup_printf ("%s (%s)", (*error)->message, why);
+  g_free ((*error)->message);
+  (*error)->message = msg;
+}
+
 void
-sm_mig_tls_hint (const SmMigCookie *c, const char *host, const char *option,
-                 GError **error)
+sm_mig_tls_hint (const SmMigCookie *c, const char *dir, const char *host,
+                 const char *option, GError **error)
 {
   GError *e = error ? *error : NULL;
 
   if (!e || !sm_mig_tls_used (c))
     return;
-  if (strstr (e->message, "does not match the hostname"))
-    g_prefix_error (error, "TLS: the server certificate (server-cert.pem of "
-                    "--tls-creds) does not name %s (%s): its subjectAltName "
-                    "must list the address of both hosts: ",
-                    host ? host : "?", option);
-  else if (strstr (e->message, "ertificate") || strstr (e->message, "TLS"))
-    g_prefix_error (error, "TLS (--tls-creds: both hosts' certificates must "
-                    "be signed by the same ca-cert.pem): ");
+  if (strstr (e->message, "does not match the hostname")) {
+    g_autofree char *names = server_cert_names (dir);
+
+    append_error (error, "TLS: the server certificate, server-cert.pem of "
+                  "--tls-creds, does not name %s (%s)%s%s%s: its "
+                  "subjectAltName must list the addresses of both hosts",
+                  host ? host : "?", option, names ? "; it names " : "",
+                  names ? names : "", names ? " only" : "");
+    return;
+  }
+  if (strstr (e->message, "ertificate") || strstr (e->message, "TLS"))
+    append_error (error, "TLS: both hosts' certificates in --tls-creds must "
+                  "be signed by its ca-cert.pem");
 }
 
 /* object-del ID, quiet (debug log only). */

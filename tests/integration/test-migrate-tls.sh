@@ -6,6 +6,11 @@
 #   usage        --tls without --tls-creds is a usage error (2); a DIR
 #                missing client-key.pem is refused before anything moves
 #                (the source unchanged, no new file), naming the file
+#   host names   a server certificate that names only the source's address
+#                (the destination's export is refused at perform) or only
+#                the destination's (the layer pull is refused at prepare):
+#                migrate exits 1 naming the address, --dest-host or
+#                --source-host and the certificate's names; nothing changed
 #   phases       migrate-begin --tls: the source's layer server refuses a
 #                plaintext NBD client and serves one with the client
 #                certificate at the same address; migrate-prepare without
@@ -110,6 +115,34 @@ check "usage: the source is unchanged (chains, files, data)" src_intact
 check "usage: no TLS object on the source" no_tls_left "$T/vm.qmp"
 check "usage: the destination domain is empty" empty_dir "$D"
 check "usage: no migration journal on the source" no_journal "$T/s1"
+
+# --- certificates that do not name a host's address ------------------------------
+# (namespaces only: in the loopback fallback both hosts are 127.0.0.1, which
+# make-certs always names)
+# refused_host LABEL DIR HOST OPTION: migrate with DIR fails naming HOST,
+# OPTION and the certificate's names; the source runs as before and the
+# destination is clean.
+refused_host () {
+  local l=$1 rc=0
+  $IN_A "${MIG[@]}" --tls --tls-creds "$2" >"$T/h.out" 2>"$T/h.err" || rc=$?
+  sed 's/^/# /' "$T/h.err"
+  check "$l: migrate exits 1" exited "$rc" 1 "$T/h.err"
+  check "$l: the message names $3 and $4" grep -qF "does not name $3 ($4)" "$T/h.err"
+  check "$l: the message names the certificate's names" grep -qF "it names IP Address:127.0.0.1" "$T/h.err"
+  check "$l: the message has QEMU's reason" grep -qF "Certificate does not match the hostname $3" "$T/h.err"
+  check "$l: the source is unchanged" src_intact
+  check "$l: the source has no TLS object or parameter left" no_tls_left "$T/vm.qmp"
+  check "$l: the destination domain is empty" empty_dir "$D"
+  check "$l: no destination process" dest_gone 10
+}
+if [ -n "$NS_A" ]; then
+  "$SM_TOP/tests/tools/make-certs" "$T/only-a" "$IP_A" >/dev/null
+  refused_host "certificate without the destination" "$T/only-a" "$IP_B" --dest-host
+  "$SM_TOP/tests/tools/make-certs" "$T/only-b" "$IP_B" >/dev/null
+  refused_host "certificate without the source" "$T/only-b" "$IP_A" --source-host
+else
+  skip "certificates without a host's address: no namespaces (both hosts 127.0.0.1)"
+fi
 
 # --- phases: the servers refuse plaintext clients ---------------------------------
 PH_SRC=(--qmp "$T/vm.qmp" --state-dir "$T/s1")
