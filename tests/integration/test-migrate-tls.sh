@@ -32,6 +32,7 @@
 #                the destination (HMP qemu-io) and offline, qemu-img
 #                compare against the source's files, nothing listens, the
 #                destination kept no TLS object or parameter
+#   tls multifd  the same with --parallel-connections 2 passes
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/migrate-lib.sh"
@@ -119,17 +120,17 @@ check "usage: no migration journal on the source" no_journal "$T/s1"
 # --- certificates that do not name a host's address ------------------------------
 # (namespaces only: in the loopback fallback both hosts are 127.0.0.1, which
 # make-certs always names)
-# refused_host LABEL DIR HOST OPTION: migrate with DIR fails naming HOST,
-# OPTION and the certificate's names; the source runs as before and the
-# destination is clean.
+# refused_host LABEL DIR HOST OPTION [ARG]...: migrate (ARGs) with DIR
+# fails naming HOST, OPTION and the certificate's names; the source runs as
+# before and the destination is clean.
 refused_host () {
-  local l=$1 rc=0
-  $IN_A "${MIG[@]}" --tls --tls-creds "$2" >"$T/h.out" 2>"$T/h.err" || rc=$?
+  local l=$1 dir=$2 rc=0; shift 2
+  $IN_A "${MIG[@]}" --tls --tls-creds "$dir" "${@:3}" >"$T/h.out" 2>"$T/h.err" || rc=$?
   sed 's/^/# /' "$T/h.err"
   check "$l: migrate exits 1" exited "$rc" 1 "$T/h.err"
-  check "$l: the message names $3 and $4" grep -qF "does not name $3 ($4)" "$T/h.err"
+  check "$l: the message names $1 and $2" grep -qF "does not name $1 ($2)" "$T/h.err"
   check "$l: the message names the certificate's names" grep -qF "it names IP Address:127.0.0.1" "$T/h.err"
-  check "$l: the message has QEMU's reason" grep -qF "Certificate does not match the hostname $3" "$T/h.err"
+  check "$l: the message has QEMU's reason" grep -qF "Certificate does not match the hostname $1" "$T/h.err"
   check "$l: the source is unchanged" src_intact
   check "$l: the source has no TLS object or parameter left" no_tls_left "$T/vm.qmp"
   check "$l: the destination domain is empty" empty_dir "$D"
@@ -137,7 +138,8 @@ refused_host () {
 }
 if [ -n "$NS_A" ]; then
   "$SM_TOP/tests/tools/make-certs" "$T/only-a" "$IP_A" >/dev/null
-  refused_host "certificate without the destination" "$T/only-a" "$IP_B" --dest-host
+  # --flatten: no layer to pull, perform's NBD connection is refused at once
+  refused_host "certificate without the destination" "$T/only-a" "$IP_B" --dest-host --flatten
   "$SM_TOP/tests/tools/make-certs" "$T/only-b" "$IP_B" >/dev/null
   refused_host "certificate without the source" "$T/only-b" "$IP_A" --source-host
 else
@@ -255,5 +257,13 @@ for i in "${!SRC_FILE[@]}"; do
     qemu-img compare -q -f "${SRC_FMT[$i]}" -F "${DEST_FMT[$i]:-raw}" \
       "${SRC_FILE[$i]}" "${DEST_TOP[$i]:-none}"
 done
+
+# --- TLS with multifd: every channel of the RAM migration uses tls-creds -------
+mig_fresh
+mig_start --json --parallel-connections 2 "${TLS[@]}"
+mig_end 120
+check "tls multifd: migrate exits 0" [ "$MIG_RC" = 0 ]
+check "tls multifd: every pattern reads back on the destination" dest_all_read
+check "tls multifd: the destination kept no TLS object or parameter" no_tls_left "$RUN/vm.qmp"
 
 done_testing
