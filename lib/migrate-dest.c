@@ -226,7 +226,9 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
   g_autofree char *url = layer_source (uri, l->export, c, o, error);
   g_autofree char *rate = c->bandwidth ?
     g_strdup_printf ("%" G_GUINT64_FORMAT, c->bandwidth) : NULL;
-  const char *argv[20];
+  g_auto(GStrv) tls_argv = sm_mig_tls_pull_argv (c, o->tls_creds);
+  g_autofree char *tls_src = sm_mig_tls_pull_source (c, l->export, NULL);
+  const char *argv[24];
   int n = 0, fd, status = 0, out_fd = -1;
   GPid child;
   GError *err = NULL;
@@ -258,9 +260,11 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
     argv[n++] = "-r";
     argv[n++] = rate;
   }
+  for (char **a = tls_argv; *a; a++)
+    argv[n++] = *a;
   argv[n++] = "-O";
   argv[n++] = "raw";
-  argv[n++] = url;
+  argv[n++] = tls_src ? tls_src : url;
   argv[n++] = dest;
   argv[n] = NULL;
   if (!g_spawn_async_with_pipes (NULL, (char **) argv, NULL,
@@ -642,6 +646,7 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   g_autofree char *qmp_path = NULL;
   g_autofree char *ctl_path = NULL;
   g_autofree char *log_path = NULL;
+  g_autofree char *tls_srv = sm_mig_tls_server_id (c);
   SmMigIncoming in = { 0 };
   bool run_created = false;
   GError *err = NULL;
@@ -662,6 +667,7 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   g_free (c->dest_domain);
   c->dest_domain = g_strdup (domain);
   if (!sm_mig_check_transport (c, o->tunnel, o->tls, o->unix_sockets, error) ||
+      (o->tls && !sm_mig_tls_check_dir (o->tls_creds, error)) ||
       !check_postcopy (c, o, error))
     return false;
   if (!o->qemu_args && !c->qemu_argv) {
@@ -729,8 +735,11 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   if (c->layers_uri) {
     if (!sm_mig_journal_step (journal, "pull-layers", "begin", NULL, &err))
       goto fail;
-    if (!pull_layers (c, plans, o, &err))
+    if (!pull_layers (c, plans, o, &err)) {
+      sm_mig_tls_hint (c, o->tls_creds, c->source_host, "--source-host",
+                       &err);
       goto fail;
+    }
     if (!sm_mig_journal_step (journal, "pull-layers", "end", NULL, &err))
       goto fail;
   }
@@ -782,11 +791,13 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   qmp = sm_qmp_connect (qmp_path, sm_mig_dest_stall_ms (o), &err);
   if (!qmp)
     goto fail;
-  if (!set_incoming_capabilities (qmp, c, &err) ||
+  if (!sm_mig_tls_dest_setup (qmp, c, o->tls_creds, &err) ||
+      !set_incoming_capabilities (qmp, c, &err) ||
       !sm_mig_journal_step (journal, "nbd-server", "begin", NULL, &err) ||
       !sm_mig_nbd_server_start (qmp, o->unix_sockets,
                                 c->dest_host, in.run_dir, c->id, "nbd",
-                                o->port_min, o->port_max, &c->nbd_uri, &err) ||
+                                o->port_min, o->port_max, tls_srv,
+                                &c->nbd_uri, &err) ||
       !export_disks (qmp, c, o, &err) ||
       !start_incoming (qmp, c, o, &err) ||
       !sm_mig_journal_step (journal, "nbd-server", "end", NULL, &err))

@@ -24,8 +24,8 @@
 bool
 sm_mig_nbd_server_start (SmQmp *qmp, bool unix_socket, const char *host,
                          const char *dir, const char *id, const char *what,
-                         int port_min, int port_max, char **uri,
-                         GError **error)
+                         int port_min, int port_max,
+                         const char *tls_creds, char **uri, GError **error)
 {
   GError *err = NULL;
   int port;
@@ -42,7 +42,7 @@ sm_mig_nbd_server_start (SmQmp *qmp, bool unix_socket, const char *host,
                                   sm_qmp_args (&err, "s:type", "unix", "j:data",
                                                sm_qmp_args (&err, "s:path", path,
                                                             NULL), NULL),
-                                  NULL), &err)) {
+                                  "S:tls-creds", tls_creds, NULL), &err)) {
       g_set_error (error, SM_ERROR, err->code,
                    "cannot start the NBD server on %s: %s", path, err->message);
       g_error_free (err);
@@ -64,7 +64,8 @@ sm_mig_nbd_server_start (SmQmp *qmp, bool unix_socket, const char *host,
                                  sm_qmp_args (&err, "s:type", "inet", "j:data",
                                               sm_qmp_args (&err, "s:host", host,
                                                            "s:port", p, NULL),
-                                              NULL), NULL), &err)) {
+                                              NULL),
+                                 "S:tls-creds", tls_creds, NULL), &err)) {
       *uri = strchr (host, ':') ? g_strdup_printf ("tcp:[%s]:%d", host, port)
                                 : g_strdup_printf ("tcp:%s:%d", host, port);
       return true;
@@ -263,6 +264,7 @@ start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
     g_autoptr(SmBlockDisk) bd = NULL;
     g_autofree char *node = sm_mig_nbd_node (i);
     g_autofree char *job = sm_mig_mirror_job_id (d->name);
+    g_autofree char *tls = sm_mig_tls_client_id (c);
     json_object *server;
     GError *err = NULL;
 
@@ -285,7 +287,8 @@ start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
                      sm_qmp_args (&err, "s:driver", "nbd", "s:node-name", node,
                                   "j:server", server, "s:export", d->export,
                                   "i:reconnect-delay", (link_ms + 999) / 1000,
-                                  NULL), &err) ||
+                                  "S:tls-creds", tls, "S:tls-hostname",
+                                  tls ? c->dest_host : NULL, NULL), &err) ||
         !sm_qmp_run (qmp, "blockdev-mirror",
                      sm_qmp_args (&err, "s:job-id", job,
                                   "s:device", bd->node_name, "s:target", node,
@@ -296,6 +299,7 @@ start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
                                   "s:on-target-error", "stop",
                                   "b:auto-dismiss", false,
                                   NULL), &err)) {
+      sm_mig_tls_hint (c, o->tls_creds, c->dest_host, "--dest-host", &err);
       g_set_error (error, SM_ERROR, err->code,
                    "disk %s: cannot start its copy to the destination's "
                    "export %s at %s: %s", d->name, d->export, c->nbd_uri,
@@ -589,6 +593,7 @@ set_ram_parameters (SmQmp *qmp, const SmMigCookie *c, GError **error)
   if (c->postcopy)
     json_object_object_add (params, "max-postcopy-bandwidth",
                             json_object_new_int64 ((int64_t) c->postcopy_bandwidth));
+  sm_mig_tls_parameters (c, params);
   if (!sm_qmp_run (qmp, "migrate-set-capabilities",
                    sm_qmp_args (error, "j:capabilities", caps, NULL), error)) {
     json_object_put (params);
@@ -729,6 +734,7 @@ sm_migrate_stop_layer_server (SmQmp *qmp, const SmMigCookie *c)
       }
   }
   sm_qmp_run (qmp, "nbd-server-stop", NULL, NULL);
+  sm_mig_tls_del_server (qmp, c);
   if (g_str_has_prefix (c->layers_uri, "unix:"))
     unlink (c->layers_uri + 5);
 }
