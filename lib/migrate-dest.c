@@ -185,37 +185,6 @@ layers_uri (const SmMigCookie *c, const SmMigDestOptions *o)
   return g_strconcat ("unix:", dir, "/" SM_TUNNEL_LAYERS_SOCK, NULL);
 }
 
-/* qemu-img's source for layer export EXPORT at URI: a json: file name of
- * the raw bytes over NBD whose client reconnects for the link timeout (a
- * link that comes back within it costs a pause, not a new copy).  Caller
- * frees. */
-static char *
-layer_source (const char *uri, const char *export, const SmMigCookie *c,
-              const SmMigDestOptions *o, GError **error)
-{
-  g_autoptr(json_object) top = json_object_new_object ();
-  json_object *file = json_object_new_object ();
-  json_object *server = sm_mig_uri_to_socket_address (uri, error);
-  int link_ms = sm_mig_link_timeout_ms (o->link_timeout_ms > 0 ?
-                                        o->link_timeout_ms :
-                                        c->link_timeout * 1000);
-
-  if (!server) {
-    json_object_put (file);
-    return NULL;
-  }
-  json_object_object_add (top, "driver", json_object_new_string ("raw"));
-  json_object_object_add (file, "driver", json_object_new_string ("nbd"));
-  json_object_object_add (file, "server", server);
-  json_object_object_add (file, "export", json_object_new_string (export));
-  json_object_object_add (file, "reconnect-delay",
-                          json_object_new_int ((link_ms + 999) / 1000));
-  json_object_object_add (top, "file", file);
-  return g_strconcat ("json:", json_object_to_json_string_ext (
-                        top, JSON_C_TO_STRING_PLAIN |
-                        JSON_C_TO_STRING_NOSLASHESCAPE), NULL);
-}
-
 /* Pulls one COPY layer's bytes from the source's export into DEST (already
  * created), then makes it durable and sets its backing name. */
 static bool
@@ -223,11 +192,14 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
             const char *dest, const SmMigDestOptions *o, GError **error)
 {
   g_autofree char *uri = layers_uri (c, o);
-  g_autofree char *url = layer_source (uri, l->export, c, o, error);
+  int link_ms = sm_mig_link_timeout_ms (o->link_timeout_ms > 0 ?
+                                        o->link_timeout_ms :
+                                        c->link_timeout * 1000);
+  g_autofree char *url = sm_mig_layer_source (c, uri, l->export,
+                                              (link_ms + 999) / 1000, error);
   g_autofree char *rate = c->bandwidth ?
     g_strdup_printf ("%" G_GUINT64_FORMAT, c->bandwidth) : NULL;
   g_auto(GStrv) tls_argv = sm_mig_tls_pull_argv (c, o->tls_creds);
-  g_autofree char *tls_src = sm_mig_tls_pull_source (c, l->export, NULL);
   const char *argv[24];
   int n = 0, fd, status = 0, out_fd = -1;
   GPid child;
@@ -264,7 +236,7 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
     argv[n++] = *a;
   argv[n++] = "-O";
   argv[n++] = "raw";
-  argv[n++] = tls_src ? tls_src : url;
+  argv[n++] = url;
   argv[n++] = dest;
   argv[n] = NULL;
   if (!g_spawn_async_with_pipes (NULL, (char **) argv, NULL,

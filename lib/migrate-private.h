@@ -333,13 +333,16 @@ void sm_mig_tls_parameters (const SmMigCookie *c, json_object *params);
 
 /* The destination's qemu-img convert from the source's layer server: the
  * extra arguments (--object tls-creds-x509 from DIR; empty without TLS;
- * g_strfreev) and the source image (json: raw over nbd with tls-creds and
- * tls-hostname, the source's address; NULL without TLS or with ERROR).
- * Caller frees. */
+ * g_strfreev), and the source image: a json: file name of the raw bytes of
+ * EXPORT over NBD at URI whose client reconnects for RECONNECT_S seconds
+ * (a link that comes back within it costs a pause, not a new copy), with
+ * tls-creds and tls-hostname (the source's address) under TLS; NULL with
+ * ERROR.  Caller frees. */
 char **sm_mig_tls_pull_argv (const SmMigCookie *c, const char *dir)
   G_GNUC_WARN_UNUSED_RESULT;
-char *sm_mig_tls_pull_source (const SmMigCookie *c, const char *export,
-                              GError **error) G_GNUC_WARN_UNUSED_RESULT;
+char *sm_mig_layer_source (const SmMigCookie *c, const char *uri,
+                           const char *export, int reconnect_s,
+                           GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
 /* Appends to *ERROR (a TLS connection to HOST, given by OPTION, failed)
  * what the certificates must be, and the names DIR's server certificate

@@ -196,31 +196,34 @@ sm_mig_tls_pull_argv (const SmMigCookie *c, const char *dir)
 }
 
 char *
-sm_mig_tls_pull_source (const SmMigCookie *c, const char *export,
-                        GError **error)
+sm_mig_layer_source (const SmMigCookie *c, const char *uri, const char *export,
+                     int reconnect_s, GError **error)
 {
   g_autofree char *cli = sm_mig_tls_client_id (c);
   g_autoptr(json_object) o = NULL;
   json_object *file, *server;
 
-  if (!cli)
-    return NULL;
-  server = sm_mig_uri_to_socket_address (c->layers_uri, error);
+  server = sm_mig_uri_to_socket_address (uri, error);
   if (!server)
     return NULL;
   file = json_object_new_object ();
   json_object_object_add (file, "driver", json_object_new_string ("nbd"));
   json_object_object_add (file, "server", server);
   json_object_object_add (file, "export", json_object_new_string (export));
-  json_object_object_add (file, "tls-creds", json_object_new_string (cli));
-  json_object_object_add (file, "tls-hostname",
-                          json_object_new_string (c->source_host ?
-                                                  c->source_host : ""));
+  json_object_object_add (file, "reconnect-delay",
+                          json_object_new_int (reconnect_s));
+  if (cli) {
+    json_object_object_add (file, "tls-creds", json_object_new_string (cli));
+    json_object_object_add (file, "tls-hostname",
+                            json_object_new_string (c->source_host ?
+                                                    c->source_host : ""));
+  }
   o = json_object_new_object ();
   json_object_object_add (o, "driver", json_object_new_string ("raw"));
   json_object_object_add (o, "file", file);
   return g_strconcat ("json:", json_object_to_json_string_ext (
-                        o, JSON_C_TO_STRING_PLAIN), NULL);
+                        o, JSON_C_TO_STRING_PLAIN |
+                        JSON_C_TO_STRING_NOSLASHESCAPE), NULL);
 }
 
 /* The subjectAltName of DIR/server-cert.pem as openssl prints it ("IP

@@ -139,8 +139,10 @@ test_pull (void)
   g_autoptr(SmMigCookie) tcp = cookie ("tcp");
   g_auto(GStrv) argv = sm_mig_tls_pull_argv (tls, "/etc/pki/a,b");
   g_auto(GStrv) none = sm_mig_tls_pull_argv (tcp, "/etc/pki");
-  g_autofree char *src = sm_mig_tls_pull_source (tls, "layer-vda-0", NULL);
-  g_autofree char *plain = sm_mig_tls_pull_source (tcp, "layer-vda-0", NULL);
+  g_autofree char *src = sm_mig_layer_source (tls, tls->layers_uri,
+                                              "layer-vda-0", 30, NULL);
+  g_autofree char *plain = sm_mig_layer_source (tcp, tcp->layers_uri,
+                                                "layer-vda-0", 30, NULL);
   g_autoptr(json_object) o = NULL;
   json_object *file, *server;
 
@@ -150,7 +152,9 @@ test_pull (void)
   g_assert_cmpstr (argv[1], ==, "tls-creds-x509,id=sm-tls-cli-0123abcd,"
                    "endpoint=client,dir=/etc/pki/a,,b");
   g_assert_cmpuint (g_strv_length (none), ==, 0);
-  g_assert_null (plain);
+  g_assert_nonnull (plain);
+  g_assert_null (strstr (plain, "tls-creds"));
+  g_assert_nonnull (strstr (plain, "\"reconnect-delay\":30"));
 
   g_assert_nonnull (src);
   g_assert_true (g_str_has_prefix (src, "json:"));
