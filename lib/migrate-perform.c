@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "blockjob.h"
@@ -35,8 +36,11 @@ sm_mig_nbd_server_start (SmQmp *qmp, bool unix_socket, const char *host,
                                              strlen (id) > 8 ? id + strlen (id) - 8 : id,
                                              what);
     g_autofree char *path = g_build_filename (dir, name, NULL);
+    struct stat sb;
 
-    unlink (path);
+    /* a stale socket of an earlier attempt; nothing else is removed */
+    if (lstat (path, &sb) == 0 && S_ISSOCK (sb.st_mode))
+      unlink (path);
     if (!sm_qmp_run (qmp, "nbd-server-start",
                      sm_qmp_args (&err, "j:addr",
                                   sm_qmp_args (&err, "s:type", "unix", "j:data",

@@ -290,6 +290,15 @@ struct SmTunnel *sm_mig_tunnel_open (SmVmState *st, const SmMigCookie *c,
                                      const char *const *dest_extra,
                                      GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
+/* Where the source's unix sockets of a migration go (the layer server's,
+ * the tunnel's directory): beside the journal (STATE/vms/KEY/journal),
+ * unless their paths would not fit a unix socket address (108 bytes, with
+ * room for the longest name, ssh's control socket's temporary one) — then
+ * $XDG_RUNTIME_DIR, else /tmp, with names that say whose
+ * (snapmig-XXXXXXXX-tunnel, XXXXXXXX-layers-snapmig.sock).  Caller
+ * frees. */
+char *sm_mig_socket_dir (SmVmState *st) G_GNUC_WARN_UNUSED_RESULT;
+
 /* recover: the private directories of migration ID's tunnels whose
  * process is gone (killed with its snapmig) are removed with what they
  * hold (sockets, transport.pid, ssh's control socket, logs); one whose

@@ -503,6 +503,7 @@ start_layer_server (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
                     const SmMigOptions *o, GError **error)
 {
   g_autofree char *tls = sm_mig_tls_server_id (c);
+  g_autofree char *sock_dir = NULL;
   bool any = false;
   guint i, j, n = 0;
 
@@ -513,8 +514,11 @@ start_layer_server (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
   }
   if (!any)
     return true;
+  sock_dir = sm_mig_socket_dir (st);
   if (!sm_mig_nbd_server_start (qmp, o->unix_sockets, c->source_host,
-                                sm_vm_state_journal_dir (st), c->id, "layers",
+                                sock_dir, c->id,
+                                strcmp (sock_dir, sm_vm_state_journal_dir (st)) == 0 ?
+                                "layers" : "layers-snapmig",
                                 o->port_min, o->port_max, tls, &c->layers_uri,
                                 error))
     return false;

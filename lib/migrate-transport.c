@@ -60,14 +60,10 @@ sm_mig_link_timeout_ms (int link_timeout_ms)
   return link_timeout_ms > 0 ? link_timeout_ms : SM_MIG_LINK_TIMEOUT_MS;
 }
 
-/* Where a migration's tunnel directory goes: beside the journal, unless
- * its sockets' paths would not fit a unix socket address (108 bytes, with
- * room for the longest name in it, ssh's control socket's temporary name)
- * — then in $XDG_RUNTIME_DIR, else /tmp, under a name that says whose. */
 #define TUNNEL_DIR_MAX 70
 
-static char *
-tunnel_base (SmVmState *st)
+char *
+sm_mig_socket_dir (SmVmState *st)
 {
   const char *jdir = sm_vm_state_journal_dir (st);
   const char *run = g_getenv ("XDG_RUNTIME_DIR");
@@ -83,7 +79,7 @@ tunnel_base (SmVmState *st)
 static char *
 tunnel_name (SmVmState *st, const char *id)
 {
-  g_autofree char *base = tunnel_base (st);
+  g_autofree char *base = sm_mig_socket_dir (st);
   const char *tail = id + MAX (strlen (id), 8) - 8;
 
   if (strcmp (base, sm_vm_state_journal_dir (st)) == 0)
@@ -97,7 +93,7 @@ sm_mig_tunnel_open (SmVmState *st, const SmMigCookie *c, const SmMigOptions *o,
              GError **error)
 {
   g_autofree char *self = g_file_read_link ("/proc/self/exe", NULL);
-  g_autofree char *base = tunnel_base (st);
+  g_autofree char *base = sm_mig_socket_dir (st);
   g_autofree char *name = tunnel_name (st, c->id);
   g_autofree char *dir = g_build_filename (base, name, NULL);
   g_autoptr(SmTunnel) t = NULL;
@@ -133,7 +129,7 @@ sm_mig_tunnel_open (SmVmState *st, const SmMigCookie *c, const SmMigOptions *o,
 void
 sm_mig_tunnel_leftovers (SmVmState *st, const char *id)
 {
-  g_autofree char *jdir = tunnel_base (st);
+  g_autofree char *jdir = sm_mig_socket_dir (st);
   g_autofree char *prefix = tunnel_name (st, id);
   g_autoptr(GDir) d = g_dir_open (jdir, 0, NULL);
   const char *name;
