@@ -725,17 +725,21 @@ fail:
 void
 sm_migrate_stop_layer_server (SmQmp *qmp, const SmMigCookie *c)
 {
-  guint n = 0;
+  g_autoptr(json_object) nodes = NULL;
 
   if (!c->layers_uri)
     return;
-  for (guint i = 0; i < c->disks->len; i++) {
-    const SmMigDisk *d = c->disks->pdata[i];
-    for (guint j = 0; j < d->layers->len; j++)
-      if (((SmMigLayer *) d->layers->pdata[j])->role == SM_MIG_LAYER_COPY) {
-        g_autofree char *node = g_strdup_printf ("sm-layer-%u", n++);
-        sm_mig_del_export_node (qmp, node);
-      }
+  /* every node begin exported, as QEMU lists them: recover's cookie (the
+   * journal's header) lists no layers, and nodes left behind made the
+   * VM's next migrate-begin fail ("Duplicate nodes") */
+  nodes = sm_qmp_execute_type (qmp, "query-named-block-nodes", NULL,
+                               json_type_array, NULL);
+  for (size_t k = 0; nodes && k < json_object_array_length (nodes); k++) {
+    const char *node = sm_json_get_string (json_object_array_get_idx (nodes, k),
+                                           "node-name");
+
+    if (node && g_str_has_prefix (node, "sm-layer-"))
+      sm_mig_del_export_node (qmp, node);
   }
   sm_qmp_run (qmp, "nbd-server-stop", NULL, NULL);
   sm_mig_tls_del_server (qmp, c);

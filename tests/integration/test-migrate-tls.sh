@@ -24,9 +24,12 @@
 #                and migrate-confirm --failed: the source runs on its own
 #                chain, without TLS objects or parameters, the destination
 #                domain is empty
+#   recover      snapmig recover after migrate-begin --tls rolls back the
+#                source: its own chain, no TLS object or parameter left
 #   plain after  a plain migration of that same VM passes (nothing of the
-#                TLS migration left in its parameters), its data read back
-#                on the destination
+#                rolled-back and the recovered TLS migrations left: their
+#                parameters, objects, layer export nodes), its data read
+#                back on the destination
 #   tls          a migration with --tls --tls-creds DIR and guest writes
 #                during the disk copy passes: every pattern reads back on
 #                the destination (HMP qemu-io) and offline, qemu-img
@@ -214,6 +217,19 @@ check "phases: the source has no TLS object or parameter left" no_tls_left "$T/v
 check "phases: the destination domain is empty" empty_dir "$D"
 check "phases: no destination process" dest_gone 10
 check "phases: nothing listens" no_listener
+
+# --- recover after a begin --tls whose snapmig went away ---------------------------
+rc=0
+$IN_A "$SNAPMIG" migrate-begin "${PH_SRC[@]}" --dest-host "$IP_B" \
+  --port-range "$PORT_LO-$PORT_HI" "${TLS[@]}" >"$T/begin2.xml" 2>"$T/begin2.err" || rc=$?
+check "recover: migrate-begin --tls exits 0" exited "$rc" 0 "$T/begin2.err"
+check "recover: the source has TLS objects" [ -n "$(tls_left "$T/vm.qmp")" ]
+rc=0
+$IN_A "$SNAPMIG" recover "${PH_SRC[@]}" >"$T/rec.out" 2>"$T/rec.err" || rc=$?
+check "recover: snapmig recover exits 0" exited "$rc" 0 "$T/rec.err"
+check "recover: the source runs on its own chain (files, data)" src_intact
+check "recover: the source has no TLS object or parameter left" no_tls_left "$T/vm.qmp"
+check "recover: nothing listens" no_listener
 
 # --- a plain migration of the same VM after the rolled-back TLS one ---------------
 rm -rf "$RUN"; mkdir -p "$RUN"
