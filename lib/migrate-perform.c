@@ -342,6 +342,29 @@ typedef struct {
   gint64 last_resume;
 } LinkWatch;
 
+/* The error of a link to the destination that stayed down for longer
+ * than the link timeout (WHY: what was seen), with the tunnel's own reason
+ * when it gave up. */
+static void
+link_down_error (const SmMigCookie *c, const SmMigOptions *o, const char *why,
+                 GError **error)
+{
+  int link_ms = sm_mig_link_timeout_ms (o->link_timeout_ms);
+  g_autofree char *tunnel = NULL;
+  SmTunnelState ts;
+  GError *terr = NULL;
+
+  if (o->tunnel_handle && !sm_tunnel_state (o->tunnel_handle, &ts, &terr)) {
+    tunnel = g_strdup_printf ("; the tunnel could not be started again: %s",
+                              terr->message);
+    g_error_free (terr);
+  }
+  g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
+               "the link to the destination (%s) stayed down for more than "
+               "the link timeout, %d s (--link-timeout): %s%s", c->nbd_uri,
+               link_ms / 1000, why, tunnel ? tunnel : "");
+}
+
 /* Resumes the stopped mirror JOB (a lost link) unless LW's timeout
  * passed; false with the error then.  WHY is QEMU's error. */
 static bool
@@ -351,8 +374,6 @@ link_lost (SmQmp *qmp, LinkWatch *lw, const SmMigCookie *c,
 {
   gint64 now = g_get_monotonic_time ();
   int link_ms = sm_mig_link_timeout_ms (o->link_timeout_ms);
-  SmTunnelState ts;
-  GError *terr = NULL;
 
   if (!lw->lost_since) {
     g_autofree char *msg = g_strdup_printf (
@@ -363,18 +384,11 @@ link_lost (SmQmp *qmp, LinkWatch *lw, const SmMigCookie *c,
     lw->lost_since = now;
     sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
   }
-  if (o->tunnel_handle && !sm_tunnel_state (o->tunnel_handle, &ts, &terr)) {
-    g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
-                 "disk %s: the tunnel to the destination is gone: %s",
-                 d->name, terr->message);
-    g_error_free (terr);
-    return false;
-  }
   if ((now - lw->lost_since) / 1000 > link_ms) {
-    g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
-                 "disk %s: the link to the destination (%s) stayed down for "
-                 "more than %d s (--link-timeout): %s", d->name, c->nbd_uri,
-                 link_ms / 1000, why ? why : "write error");
+    g_autofree char *what = g_strdup_printf ("disk %s's copy stopped: %s",
+                                             d->name, why ? why : "write error");
+
+    link_down_error (c, o, what, error);
     return false;
   }
   if ((now - lw->last_resume) / 1000 >= 1000) {
@@ -383,6 +397,20 @@ link_lost (SmQmp *qmp, LinkWatch *lw, const SmMigCookie *c,
                 sm_qmp_args (NULL, "s:device", job, NULL), NULL);
   }
   return true;
+}
+
+/* How long the disks' copy may make no progress before the link counts as
+ * down: the link timeout (a dead link that reports no error, TCP
+ * retransmitting, shows only as no progress), not longer than STALL_MS, but
+ * never less than two of the mirror's progress steps (16 MiB) at the
+ * bandwidth limit. */
+static int
+no_progress_ms (const SmMigCookie *c, const SmMigOptions *o, int stall_ms)
+{
+  int ms = MIN (stall_ms, sm_mig_link_timeout_ms (o->link_timeout_ms));
+  uint64_t slack = c->bandwidth ? (UINT64_C (32) << 20) * 1000 / c->bandwidth : 0;
+
+  return (int) MAX ((uint64_t) ms, MIN (slack, (uint64_t) G_MAXINT / 2));
 }
 
 /* Every mirror READY, with progress; a job that ends, a stall, or a link
@@ -456,12 +484,12 @@ wait_mirrors_ready (SmQmp *qmp, SmMigCookie *c, const SmMigOptions *o,
       last_sum = sum;
       last_change = g_get_monotonic_time ();
     } else if ((g_get_monotonic_time () - last_change) / 1000 >
-               MAX (stall_ms, sm_mig_link_timeout_ms (o->link_timeout_ms))) {
-      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-                   "the disks' copy to %s made no progress for %d s: is the "
-                   "link to the destination down?", c->nbd_uri,
-                   MAX (stall_ms, sm_mig_link_timeout_ms (o->link_timeout_ms))
-                   / 1000);
+               no_progress_ms (c, o, stall_ms)) {
+      g_autofree char *what = g_strdup_printf (
+        "the disks' copy made no progress for %d s",
+        no_progress_ms (c, o, stall_ms) / 1000);
+
+      link_down_error (c, o, what, error);
       return false;
     }
     if (sm_interrupt_check (error))
