@@ -19,6 +19,10 @@
 #include "qemu-proc.h"
 
 #define POLL_MS 100
+/* How long an NBD request of a mirror waits for its client to reconnect
+ * before it fails (and the mirror stops, to be resumed): a short outage
+ * costs a pause and nothing else, a longer one is said in a message. */
+#define MIRROR_RECONNECT_S 10
 
 /* ---- shared sequences -------------------------------------------------- */
 
@@ -284,13 +288,16 @@ start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
     server = sm_mig_uri_to_socket_address (uri, error);
     if (!server)
       return false;
-    /* a lost link: the client reconnects for the link timeout, and a
-     * write that failed meanwhile stops the mirror (its regions stay
-     * dirty) until wait_mirrors_ready resumes it */
+    /* a lost link: the client's requests wait while it reconnects (up
+     * to MIRROR_RECONNECT_S); one that failed then stops the mirror (its
+     * regions stay dirty) until wait_mirrors_ready resumes it, for the
+     * rest of the link timeout */
     if (!sm_qmp_run (qmp, "blockdev-add",
                      sm_qmp_args (&err, "s:driver", "nbd", "s:node-name", node,
                                   "j:server", server, "s:export", d->export,
-                                  "i:reconnect-delay", (link_ms + 999) / 1000,
+                                  "i:reconnect-delay",
+                                  MIN ((link_ms + 999) / 1000,
+                                       MIRROR_RECONNECT_S),
                                   "S:tls-creds", tls, "S:tls-hostname",
                                   tls ? c->dest_host : NULL, NULL), &err) ||
         !sm_qmp_run (qmp, "blockdev-mirror",
