@@ -1,7 +1,7 @@
-/* libsnapmig — the tunnel of `migrate --tunnel` (lib/tunnel.h): the client
- * that migrate uses, the `snapmig tunnel` process (its transport, the
- * transport's supervision and restart, the control lines, the local
- * listeners of relay mode) and the destination's `snapmig relay`.
+/* libsnapmig — the tunnel of `migrate --tunnel` (lib/tunnel.h): the
+ * `snapmig tunnel` process (its transport, the transport's supervision and
+ * restart, the control lines, the local listeners of relay mode) and the
+ * destination's `snapmig relay`.  Its client is lib/tunnel-client.c.
  */
 #include "tunnel.h"
 
@@ -25,231 +25,12 @@
 
 /* The hello line of `snapmig relay`. */
 #define RELAY_HELLO "snapmig-relay 1 "
-/* How long a stopped transport or tunnel gets after end of file, then
- * after SIGTERM, before the next step. */
-#define STOP_EOF_MS 2000
-#define STOP_TERM_MS 2000
 /* A single `ssh -O forward` is given this long. */
 #define SSH_FORWARD_MS 10000
 /* Restarts: the first after 0.5 s, then every second. */
 #define RETRY_FIRST_MS 500
 #define RETRY_MS 1000
 
-static gint64 now_ms (void) { return g_get_monotonic_time () / 1000; }
-
-static int
-ms_left (gint64 deadline)
-{
-  gint64 d = deadline - now_ms ();
-
-  return d < 0 ? 0 : d > G_MAXINT ? G_MAXINT : (int) d;
-}
-
-/* ---- processes ------------------------------------------------------------ */
-
-/* Waits (MS at most) for PID to exit; true when it did (reaped). */
-static bool
-wait_exit (pid_t pid, int ms, int *status)
-{
-  gint64 deadline = now_ms () + ms;
-  int st;
-
-  for (;;) {
-    pid_t r = waitpid (pid, &st, WNOHANG);
-
-    if (r == pid || (r < 0 && errno == ECHILD)) {
-      if (status)
-        *status = r == pid ? st : 0;
-      return true;
-    }
-    if (now_ms () >= deadline)
-      return false;
-    g_usleep (10000);
-  }
-}
-
-/* Ends the child PID whose stdin the caller closed: a bounded wait, then
- * SIGTERM, then SIGKILL, always by PID. */
-static void
-stop_child (pid_t pid, int eof_ms)
-{
-  if (pid <= 0)
-    return;
-  if (eof_ms > 0 && wait_exit (pid, eof_ms, NULL))
-    return;
-  kill (pid, SIGTERM);
-  if (wait_exit (pid, STOP_TERM_MS, NULL))
-    return;
-  kill (pid, SIGKILL);
-  wait_exit (pid, 5000, NULL);
-}
-
-/* The children die with the tunnel even when it is killed (SIGKILL): the
- * ssh master would otherwise hold the forwards. */
-static void
-child_setup (gpointer data)
-{
-  (void) data;
-  prctl (PR_SET_PDEATHSIG, SIGTERM);
-  signal (SIGPIPE, SIG_DFL);
-}
-
-/* Spawns ARGV with its stdin *IN_FD (a socket or pipe we write), stdout
- * *OUT_FD (we read) and stderr *ERR_FD (we read), all close-on-exec on our
- * side, *ERR_FD non-blocking. */
-static bool
-spawn (char *const *argv, pid_t *pid, int *in_fd, int *out_fd, int *err_fd,
-       GError **error)
-{
-  GPid p;
-
-  if (!g_spawn_async_with_pipes (NULL, (char **) argv, NULL,
-                                 G_SPAWN_DO_NOT_REAP_CHILD |
-                                 G_SPAWN_SEARCH_PATH, child_setup, NULL, &p,
-                                 in_fd, out_fd, err_fd, error))
-    return false;
-  *pid = p;
-  fcntl (*in_fd, F_SETFD, FD_CLOEXEC);
-  fcntl (*out_fd, F_SETFD, FD_CLOEXEC);
-  fcntl (*err_fd, F_SETFD, FD_CLOEXEC);
-  fcntl (*err_fd, F_SETFL, fcntl (*err_fd, F_GETFL) | O_NONBLOCK);
-  return true;
-}
-
-/* Collected stderr of a child: its last complete (or pending) line. */
-typedef struct {
-  GString *pending;
-  char *last;
-  bool echo;                   /* copy each line to our stderr */
-} ErrLog;
-
-static void
-errlog_feed (ErrLog *l, const char *p, size_t n)
-{
-  for (size_t i = 0; i < n; i++) {
-    if (p[i] == '\n') {
-      if (l->pending->len) {
-        g_free (l->last);
-        l->last = g_strdup (l->pending->str);
-        if (l->echo)
-          fprintf (stderr, "%s\n", l->last);
-      }
-      g_string_truncate (l->pending, 0);
-    } else if (l->pending->len < 4096)
-      g_string_append_c (l->pending, p[i]);
-  }
-}
-
-/* Reads what FD has now; false at end of file or error. */
-static bool
-errlog_read (ErrLog *l, int fd)
-{
-  char buf[4096];
-  ssize_t n;
-
-  while ((n = read (fd, buf, sizeof buf)) > 0)
-    errlog_feed (l, buf, n);
-  return n < 0 && (errno == EAGAIN || errno == EINTR);
-}
-
-static const char *
-errlog_last (ErrLog *l)
-{
-  if (l->pending->len)
-    return l->pending->str;
-  return l->last ? l->last : "";
-}
-
-/* Reads one line from FD until DEADLINE, collecting ERR_FD into LOG
- * meanwhile (ERR_FD -1: none).  *LINE without its newline; false with
- * *EOF_SEEN or a timeout or an interruption error. */
-static bool
-read_line (int fd, GString *buf, int err_fd, ErrLog *log, gint64 deadline,
-           char **line, GError **error)
-{
-  for (;;) {
-    char *nl = memchr (buf->str, '\n', buf->len);
-    struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
-                           { .fd = err_fd, .events = POLLIN } };
-    char tmp[4096];
-    ssize_t n;
-    int r;
-
-    if (nl) {
-      *line = g_strndup (buf->str, nl - buf->str);
-      g_string_erase (buf, 0, nl - buf->str + 1);
-      return true;
-    }
-    r = poll (p, err_fd >= 0 ? 2 : 1, ms_left (deadline));
-    if (r < 0 && errno == EINTR) {
-      if (sm_interrupt_check (error))
-        return false;
-      continue;
-    }
-    if (r == 0) {
-      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT, "no answer");
-      return false;
-    }
-    if (err_fd >= 0 && p[1].revents && !errlog_read (log, err_fd))
-      err_fd = -1;
-    if (p[0].revents) {
-      n = read (fd, tmp, sizeof tmp);
-      if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        continue;
-      if (n <= 0) {
-        /* what the child said last, now that it is gone */
-        if (err_fd >= 0)
-          while (poll (&p[1], 1, 200) > 0 && errlog_read (log, err_fd))
-            ;
-        g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
-                     "end of file");
-        return false;
-      }
-      g_string_append_len (buf, tmp, n);
-    }
-  }
-}
-
-static bool
-write_all (int fd, const char *p, size_t n)
-{
-  while (n) {
-    ssize_t w = send (fd, p, n, MSG_NOSIGNAL);
-
-    if (w < 0 && errno == ENOTSOCK)
-      w = write (fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0 && errno == EAGAIN) {
-      struct pollfd pf = { .fd = fd, .events = POLLOUT };
-
-      poll (&pf, 1, 1000);
-      continue;
-    }
-    if (w <= 0)
-      return false;
-    p += w;
-    n -= w;
-  }
-  return true;
-}
-
-/* Removes the entries of DIR (not recursively) and DIR. */
-static void
-remove_dir (const char *dir)
-{
-  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
-  const char *name;
-
-  while (d && (name = g_dir_read_name (d))) {
-    g_autofree char *p = g_build_filename (dir, name, NULL);
-
-    (void) unlink (p);
-  }
-  (void) rmdir (dir);
-}
-
-/* ---- the destination ------------------------------------------------------ */
 
 char *
 sm_tunnel_dest_dir (const char *state_dir, const char *id)
@@ -264,7 +45,7 @@ sm_tunnel_dest_dir_remove (const char *state_dir, const char *id)
 {
   g_autofree char *dir = sm_tunnel_dest_dir (state_dir, id);
 
-  remove_dir (dir);
+  sm_tunnel_remove_dir (dir);
 }
 
 /* Unix sockets left in DIR by an earlier relay (a forward binds its path
@@ -283,18 +64,6 @@ remove_stale_sockets (const char *dir)
     }
 }
 
-static bool
-valid_id (const char *id, GError **error)
-{
-  if (!id || !*id || strchr (id, '/') || strcmp (id, ".") == 0 ||
-      strcmp (id, "..") == 0 || strchr (id, '\n')) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "tunnel id '%s' is not a file name", id ? id : "");
-    return false;
-  }
-  return true;
-}
-
 bool
 sm_relay_dest (const char *state_dir, const char *id, bool hold, int in_fd,
                int out_fd, GError **error)
@@ -303,7 +72,7 @@ sm_relay_dest (const char *state_dir, const char *id, bool hold, int in_fd,
   g_autofree char *hello = NULL;
   g_autoptr(SmRelay) r = NULL;
 
-  if (!valid_id (id, error))
+  if (!sm_tunnel_valid_id (id, error))
     return false;
   dir = sm_tunnel_dest_dir (state_dir, id);
   if (g_mkdir_with_parents (dir, 0700) < 0 || chmod (dir, 0700) < 0) {
@@ -314,7 +83,7 @@ sm_relay_dest (const char *state_dir, const char *id, bool hold, int in_fd,
   }
   remove_stale_sockets (dir);
   hello = g_strconcat (RELAY_HELLO, dir, "\n", NULL);
-  if (!write_all (out_fd, hello, strlen (hello))) {
+  if (!sm_tunnel_write_all (out_fd, hello, strlen (hello))) {
     g_set_error (error, SM_ERROR, SM_ERROR_IO,
                  "relay: cannot write to standard output: %s",
                  g_strerror (errno));
@@ -364,7 +133,7 @@ typedef struct {
   pid_t pid;
   int t_in, t_out, t_err;      /* its stdin (ours to write), stdout, stderr */
   GString *t_buf;              /* its stdout before the hello line */
-  ErrLog t_log;
+  SmTunnelErrLog t_log;
   SmRelay *relay;
   bool starting;               /* spawned, its hello line not read yet */
   gint64 start_deadline;
@@ -422,7 +191,7 @@ answer (Tun *t, const char *fmt, ...)
   /* one line per answer, whatever the message holds */
   g_strdelimit (msg, "\n", ' ');
   line = g_strconcat (msg, "\n", NULL);
-  (void) write_all (t->ctl_out, line, strlen (line));
+  (void) sm_tunnel_write_all (t->ctl_out, line, strlen (line));
 }
 
 static void
@@ -448,12 +217,12 @@ transport_stop (Tun *t)
   if (t->t_in >= 0)
     close (t->t_in);
   t->t_in = -1;
-  stop_child (t->pid, STOP_EOF_MS / 4);
+  sm_tunnel_stop_child (t->pid, STOP_EOF_MS / 4);
   t->pid = 0;
   if (t->t_out >= 0)
     close (t->t_out);
   if (t->t_err >= 0) {
-    errlog_read (&t->t_log, t->t_err);
+    sm_tunnel_errlog_read (&t->t_log, t->t_err);
     close (t->t_err);
   }
   t->t_out = t->t_err = -1;
@@ -467,29 +236,29 @@ static bool
 run_bounded (char *const *argv, int ms, GError **error)
 {
   g_autofree char *cmd = g_strjoinv (" ", (char **) argv);
-  ErrLog log = { g_string_new (NULL), NULL, false };
-  gint64 deadline = now_ms () + ms;
+  SmTunnelErrLog log = { g_string_new (NULL), NULL, false };
+  gint64 deadline = sm_tunnel_now_ms () + ms;
   int in_fd, out_fd, err_fd, st = 0;
   pid_t pid;
   bool ok;
 
-  if (!spawn (argv, &pid, &in_fd, &out_fd, &err_fd, error)) {
+  if (!sm_tunnel_spawn (argv, &pid, &in_fd, &out_fd, &err_fd, error)) {
     g_string_free (log.pending, TRUE);
     return false;
   }
   close (in_fd);
   for (;;) {
     struct pollfd p = { .fd = err_fd, .events = POLLIN };
-    int r = poll (&p, 1, ms_left (deadline));
+    int r = poll (&p, 1, sm_tunnel_ms_left (deadline));
 
     if (r < 0 && errno == EINTR && !sm_interrupted ())
       continue;
-    if (r <= 0 || !errlog_read (&log, err_fd))
+    if (r <= 0 || !sm_tunnel_errlog_read (&log, err_fd))
       break;
   }
-  ok = wait_exit (pid, sm_interrupted () ? 0 : ms_left (deadline), &st);
+  ok = sm_tunnel_wait_exit (pid, sm_interrupted () ? 0 : sm_tunnel_ms_left (deadline), &st);
   if (!ok)
-    stop_child (pid, 0);
+    sm_tunnel_stop_child (pid, 0);
   close (out_fd);
   close (err_fd);
   if (!ok)
@@ -498,7 +267,7 @@ run_bounded (char *const *argv, int ms, GError **error)
   else if (!WIFEXITED (st) || WEXITSTATUS (st) != 0) {
     ok = false;
     g_set_error (error, SM_ERROR, SM_ERROR_FAILED, "'%s' failed: %s", cmd,
-                 *errlog_last (&log) ? errlog_last (&log)
+                 *sm_tunnel_errlog_last (&log) ? sm_tunnel_errlog_last (&log)
                  : "no message");
   }
   g_free (log.last);
@@ -549,7 +318,7 @@ transport_spawn (Tun *t, gint64 deadline, GError **error)
 
     sm_debug ("tunnel", "starting the transport: %s", cmd);
   }
-  if (!spawn ((char *const *) argv->pdata, &t->pid, &t->t_in, &t->t_out,
+  if (!sm_tunnel_spawn ((char *const *) argv->pdata, &t->pid, &t->t_in, &t->t_out,
               &t->t_err, error)) {
     g_prefix_error (error, "the transport '%s' did not start: ",
                     t->o->dest_argv[0]);
@@ -637,12 +406,12 @@ transport_read_hello (Tun *t, GError **error)
       struct pollfd p = { .fd = t->t_err, .events = POLLIN };
 
       /* its last words, when it is gone */
-      while (poll (&p, 1, 200) > 0 && errlog_read (&t->t_log, t->t_err))
+      while (poll (&p, 1, 200) > 0 && sm_tunnel_errlog_read (&t->t_log, t->t_err))
         ;
     }
     g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
                  "the transport '%s' did not start: %s", t->o->dest_argv[0],
-                 *errlog_last (&t->t_log) ? errlog_last (&t->t_log)
+                 *sm_tunnel_errlog_last (&t->t_log) ? sm_tunnel_errlog_last (&t->t_log)
                  : "it exited before its first line");
     transport_stop (t);
     return -1;
@@ -673,7 +442,7 @@ transport_down (Tun *t, const char *why)
   transport_stop (t);
   g_free (t->why_down);
   t->why_down = g_strdup (why);
-  t->down_since = now_ms ();
+  t->down_since = sm_tunnel_now_ms ();
   t->next_try = t->down_since + RETRY_FIRST_MS;
   t->tries = 0;
   g_printerr ("snapmig: tunnel: the transport ended (%s); restarting it\n",
@@ -862,7 +631,7 @@ tun_cleanup (Tun *t)
   transport_stop (t);
   g_ptr_array_free (t->forwards, TRUE);     /* closes the listeners */
   g_ptr_array_free (t->reverses, TRUE);
-  remove_dir (t->o->local_dir);
+  sm_tunnel_remove_dir (t->o->local_dir);
   g_strfreev (t->ssh_opts);
   g_strfreev (t->remote_words);
   g_free (t->host);
@@ -883,13 +652,13 @@ attempt_failed (Tun *t, GError *err, GError **error)
   g_free (t->why_down);
   t->why_down = g_strdup (err->message);
   g_error_free (err);
-  if (now_ms () >= t->down_since + t->o->link_timeout_ms) {
+  if (sm_tunnel_now_ms () >= t->down_since + t->o->link_timeout_ms) {
     g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
                  "the tunnel's transport was down for more than %d ms: %s",
                  t->o->link_timeout_ms, t->why_down);
     return false;
   }
-  t->next_try = now_ms () + (t->tries == 1 ? RETRY_FIRST_MS : RETRY_MS);
+  t->next_try = sm_tunnel_now_ms () + (t->tries == 1 ? RETRY_FIRST_MS : RETRY_MS);
   return true;
 }
 
@@ -907,7 +676,7 @@ transport_round (Tun *t, const struct pollfd *out, const struct pollfd *rfds,
   if (t->relay && !sm_relay_dispatch (t->relay, rfds, nr, &err)) {
     g_autofree char *why = g_strdup_printf (
       "%s%s%s", err ? err->message : "the relay's pipe closed",
-      *errlog_last (&t->t_log) ? ": " : "", errlog_last (&t->t_log));
+      *sm_tunnel_errlog_last (&t->t_log) ? ": " : "", sm_tunnel_errlog_last (&t->t_log));
 
     g_clear_error (&err);
     transport_down (t, why);
@@ -919,19 +688,19 @@ transport_round (Tun *t, const struct pollfd *out, const struct pollfd *rfds,
 
     if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
       g_autofree char *why = g_strdup_printf (
-        "the ssh master exited%s%s", *errlog_last (&t->t_log) ? ": " : "",
-        errlog_last (&t->t_log));
+        "the ssh master exited%s%s", *sm_tunnel_errlog_last (&t->t_log) ? ": " : "",
+        sm_tunnel_errlog_last (&t->t_log));
 
       transport_down (t, why);
     }
   }
   if (t->starting && out->revents)
     res = transport_read_hello (t, &err);
-  if (t->starting && now_ms () >= t->start_deadline) {
+  if (t->starting && sm_tunnel_now_ms () >= t->start_deadline) {
     g_set_error (&err, SM_ERROR, SM_ERROR_TIMEOUT,
                  "the transport '%s' did not say it was up in time%s%s",
-                 t->o->dest_argv[0], *errlog_last (&t->t_log) ? ": " : "",
-                 errlog_last (&t->t_log));
+                 t->o->dest_argv[0], *sm_tunnel_errlog_last (&t->t_log) ? ": " : "",
+                 sm_tunnel_errlog_last (&t->t_log));
     transport_stop (t);
     res = -1;
   }
@@ -949,14 +718,14 @@ transport_round (Tun *t, const struct pollfd *out, const struct pollfd *rfds,
   }
   if (res < 0 && !attempt_failed (t, err, error))
     return false;
-  if (!t->up && !t->starting && now_ms () >= t->next_try) {
+  if (!t->up && !t->starting && sm_tunnel_now_ms () >= t->next_try) {
     /* one attempt may take what is left of the link timeout (at least 1 s:
      * an ssh that connects needs that much) */
     gint64 give_up = t->down_since + t->o->link_timeout_ms;
 
     t->tries++;
-    if (!transport_spawn (t, MAX (MIN (give_up, now_ms () + 30000),
-                                  now_ms () + 1000), &err) &&
+    if (!transport_spawn (t, MAX (MIN (give_up, sm_tunnel_now_ms () + 30000),
+                                  sm_tunnel_now_ms () + 1000), &err) &&
         !attempt_failed (t, err, error))
       return false;
   }
@@ -973,7 +742,7 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
   bool ok = true, first = true;
   size_t cap = 0;
 
-  if (!valid_id (o->id, error))
+  if (!sm_tunnel_valid_id (o->id, error))
     return false;
   if (!o->dest_argv || !o->dest_argv[0]) {
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
@@ -997,7 +766,7 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
   t.t_log.echo = true;
   fcntl (ctl_in, F_SETFL, fcntl (ctl_in, F_GETFL) | O_NONBLOCK);
 
-  if (!transport_spawn (&t, now_ms () + MAX (o->link_timeout_ms, 10000),
+  if (!transport_spawn (&t, sm_tunnel_now_ms () + MAX (o->link_timeout_ms, 10000),
                         error)) {
     tun_cleanup (&t);
     return false;
@@ -1022,9 +791,9 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
     if (t.relay)
       nr = sm_relay_pollfds (t.relay, fds + n, cap - n);
     if (t.starting)
-      timeout = ms_left (t.start_deadline);
+      timeout = sm_tunnel_ms_left (t.start_deadline);
     else if (!t.up)
-      timeout = ms_left (t.next_try);
+      timeout = sm_tunnel_ms_left (t.next_try);
     r = poll (fds, n + nr, timeout);
     if (r < 0 && errno != EINTR) {
       g_set_error (error, SM_ERROR, SM_ERROR_IO, "tunnel: poll: %s",
@@ -1036,7 +805,7 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
       break;                   /* SIGTERM, SIGINT: the same as the end */
     if (r < 0)
       continue;
-    if (fds[1].revents && !errlog_read (&t.t_log, t.t_err)) {
+    if (fds[1].revents && !sm_tunnel_errlog_read (&t.t_log, t.t_err)) {
       close (t.t_err);
       t.t_err = -1;
     }
@@ -1058,302 +827,3 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
 
 /* ---- the client ----------------------------------------------------------- */
 
-struct SmTunnel {
-  pid_t pid;
-  int ctl;                     /* socket: the tunnel's stdin and stdout */
-  int err_fd;
-  ErrLog log;
-  GString *buf;
-  char *mode;
-  char *remote_dir;
-  char *local_dir;
-  char *what;                  /* the destination command, for messages */
-  int timeout_ms;
-  bool dead;
-};
-
-static void
-tunnel_kill (SmTunnel *t)
-{
-  if (t->ctl >= 0)
-    close (t->ctl);
-  t->ctl = -1;
-  stop_child (t->pid, 2 * STOP_EOF_MS);  /* it stops its transport first */
-  t->pid = 0;
-  if (t->local_dir && g_file_test (t->local_dir, G_FILE_TEST_IS_DIR))
-    remove_dir (t->local_dir);
-}
-
-void
-sm_tunnel_close (SmTunnel *t)
-{
-  if (!t)
-    return;
-  tunnel_kill (t);
-  if (t->err_fd >= 0)
-    close (t->err_fd);
-  g_string_free (t->log.pending, TRUE);
-  g_free (t->log.last);
-  g_string_free (t->buf, TRUE);
-  g_free (t->mode);
-  g_free (t->remote_dir);
-  g_free (t->local_dir);
-  g_free (t->what);
-  g_free (t);
-}
-
-/* Reads the tunnel's log to its end; GONE: the tunnel ended, wait (1 s
- * at most) for it to exit first so that its last line is there. */
-static void
-tunnel_log_read (SmTunnel *t, bool gone)
-{
-  if (gone && t->pid > 0 && wait_exit (t->pid, 1000, NULL))
-    t->pid = 0;
-  errlog_read (&t->log, t->err_fd);
-}
-
-/* The tunnel's last word ("error MESSAGE" on its stderr), for errors. */
-static const char *
-tunnel_said (SmTunnel *t)
-{
-  const char *s = errlog_last (&t->log);
-
-  if (g_str_has_prefix (s, "error "))
-    s += 6;
-  return *s ? s : "no message";
-}
-
-SmTunnel *
-sm_tunnel_open (const char *self_exe, const char *const *dest_argv,
-                const char *const *dest_extra, const char *id,
-                const char *local_dir, int link_timeout_ms, int timeout_ms,
-                GError **error)
-{
-  g_autoptr(SmTunnel) t = g_new0 (SmTunnel, 1);
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GError) err = NULL;
-  g_autofree char *line = NULL;
-  g_auto(GStrv) words = NULL;
-  g_autofree char *log_path = NULL;
-  int sp[2], log_w;
-  pid_t pid;
-  size_t i;
-
-  t->ctl = t->err_fd = -1;
-  t->buf = g_string_new (NULL);
-  t->log.pending = g_string_new (NULL);
-  t->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
-  if (!valid_id (id, error))
-    return NULL;
-  if (!dest_argv || !dest_argv[0]) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "tunnel: no destination command");
-    return NULL;
-  }
-  t->what = g_strjoinv (" ", (char **) dest_argv);
-  if (mkdir (local_dir, 0700) < 0) {
-    g_set_error (error, SM_ERROR, errno == EEXIST ? SM_ERROR_EXISTS
-                 : SM_ERROR_IO, "cannot make the tunnel's directory %s: %s",
-                 local_dir, g_strerror (errno));
-    return NULL;
-  }
-  t->local_dir = g_strdup (local_dir);
-
-  g_ptr_array_add (argv, g_strdup (self_exe));
-  g_ptr_array_add (argv, g_strdup ("tunnel"));
-  g_ptr_array_add (argv, g_strconcat ("--id=", id, NULL));
-  g_ptr_array_add (argv, g_strconcat ("--local-dir=", local_dir, NULL));
-  g_ptr_array_add (argv, g_strdup_printf ("--link-timeout-ms=%d",
-                                          link_timeout_ms));
-  for (i = 0; dest_extra && dest_extra[i]; i++)
-    g_ptr_array_add (argv, g_strconcat ("--dest-opt=", dest_extra[i], NULL));
-  g_ptr_array_add (argv, g_strdup ("--"));
-  for (i = 0; dest_argv[i]; i++)
-    g_ptr_array_add (argv, g_strdup (dest_argv[i]));
-  g_ptr_array_add (argv, NULL);
-
-  /* the control channel is a socket (our writes never raise SIGPIPE); the
-   * tunnel's stderr a file in LOCAL_DIR that we read through our own
-   * descriptor (still there once the tunnel removed the directory), so
-   * that the tunnel never blocks on it whatever it and ssh say */
-  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "tunnel: socketpair: %s",
-                 g_strerror (errno));
-    return NULL;
-  }
-  log_path = g_build_filename (local_dir, "tunnel.log", NULL);
-  log_w = open (log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  t->err_fd = open (log_path, O_RDONLY | O_CLOEXEC);
-  if (log_w < 0 || t->err_fd < 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "tunnel: %s: %s", log_path,
-                 g_strerror (errno));
-    if (log_w >= 0)
-      close (log_w);
-    close (sp[0]);
-    close (sp[1]);
-    return NULL;
-  }
-  pid = fork ();
-  if (pid == 0) {
-    dup2 (sp[1], 0);
-    dup2 (sp[1], 1);
-    dup2 (log_w, 2);
-    closefrom (3);             /* none of migrate's descriptors */
-    for (int sig = 1; sig < NSIG; sig++)
-      if (sig != SIGKILL && sig != SIGSTOP)
-        signal (sig, SIG_DFL);
-    execvp (self_exe, (char **) argv->pdata);
-    dprintf (2, "error cannot run %s: %s\n", self_exe, strerror (errno));
-    _exit (127);
-  }
-  close (sp[1]);
-  close (log_w);
-  t->ctl = sp[0];
-  if (pid < 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "tunnel: fork: %s",
-                 g_strerror (errno));
-    return NULL;
-  }
-  t->pid = pid;
-
-  if (!read_line (t->ctl, t->buf, -1, NULL, now_ms () + t->timeout_ms,
-                  &line, &err)) {
-    tunnel_log_read (t, err->code != SM_ERROR_TIMEOUT);
-    if (err->code == SM_ERROR_TIMEOUT)
-      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-                   "the tunnel through '%s' was not up within %d s "
-                   "(link timeout %d ms): %s", t->what, t->timeout_ms / 1000,
-                   link_timeout_ms, errlog_last (&t->log));
-    else
-      g_set_error (error, SM_ERROR, err->code == SM_ERROR_INTERRUPTED
-                   ? SM_ERROR_INTERRUPTED : SM_ERROR_DISCONNECTED,
-                   "the tunnel through '%s' did not come up: %s", t->what,
-                   err->code == SM_ERROR_INTERRUPTED ? err->message
-                   : tunnel_said (t));
-    return NULL;
-  }
-  words = g_strsplit (line, " ", 3);
-  if (g_strv_length (words) != 3 || strcmp (words[0], "ready") != 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                 "the tunnel through '%s' said '%s', not 'ready'", t->what,
-                 line);
-    return NULL;
-  }
-  t->mode = g_strdup (words[1]);
-  t->remote_dir = g_strdup (words[2]);
-  return g_steal_pointer (&t);
-}
-
-const char *sm_tunnel_mode (const SmTunnel *t) { return t->mode; }
-const char *sm_tunnel_remote_dir (const SmTunnel *t) { return t->remote_dir; }
-
-/* Sends REQUEST, returns its answer line (caller frees). */
-static char *
-request (SmTunnel *t, const char *req, GError **error)
-{
-  g_autofree char *msg = g_strconcat (req, "\n", NULL);
-  g_autoptr(GError) err = NULL;
-  char *line = NULL;
-
-  if (t->dead || !write_all (t->ctl, msg, strlen (msg)) ||
-      !read_line (t->ctl, t->buf, -1, NULL, now_ms () + t->timeout_ms,
-                  &line, &err)) {
-    tunnel_log_read (t, !err || err->code != SM_ERROR_TIMEOUT);
-    if (err && err->code == SM_ERROR_TIMEOUT)
-      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-                   "the tunnel through '%s' did not answer '%s' within "
-                   "%d s", t->what, req, t->timeout_ms / 1000);
-    else if (err && err->code == SM_ERROR_INTERRUPTED)
-      g_propagate_error (error, g_steal_pointer (&err));
-    else {
-      t->dead = true;
-      g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
-                   "the tunnel through '%s' is gone: %s", t->what,
-                   tunnel_said (t));
-    }
-    return NULL;
-  }
-  return line;
-}
-
-/* "ok PATH" -> "unix:PATH"; "error MESSAGE" -> ERROR. */
-static char *
-ok_path (SmTunnel *t, char *line, GError **error)
-{
-  g_autofree char *l = line;
-
-  if (g_str_has_prefix (l, "ok "))
-    return g_strconcat ("unix:", l + 3, NULL);
-  g_set_error (error, SM_ERROR, SM_ERROR_FAILED, "tunnel through '%s': %s",
-               t->what, g_str_has_prefix (l, "error ") ? l + 6 : l);
-  return NULL;
-}
-
-static const char *
-unix_path (const char *uri, GError **error)
-{
-  if (!uri || !g_str_has_prefix (uri, "unix:") || uri[5] != '/') {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "tunnel: '%s' is not unix:/PATH (a tunnel carries unix "
-                 "sockets only)", uri ? uri : "");
-    return NULL;
-  }
-  return uri + 5;
-}
-
-char *
-sm_tunnel_forward (SmTunnel *t, const char *remote_uri, GError **error)
-{
-  const char *path = unix_path (remote_uri, error);
-  g_autofree char *req = NULL;
-  char *line;
-
-  if (!path)
-    return NULL;
-  req = g_strconcat ("forward ", path, NULL);
-  line = request (t, req, error);
-  return line ? ok_path (t, line, error) : NULL;
-}
-
-char *
-sm_tunnel_reverse (SmTunnel *t, const char *name, const char *local_uri,
-                   GError **error)
-{
-  const char *path = unix_path (local_uri, error);
-  g_autofree char *req = NULL;
-  char *line;
-
-  if (!path)
-    return NULL;
-  if (!name || !*name || strchr (name, '/') || strchr (name, ' ') ||
-      strchr (name, '\n')) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "tunnel: '%s' is not a socket name", name ? name : "");
-    return NULL;
-  }
-  req = g_strdup_printf ("reverse %s %s", name, path);
-  line = request (t, req, error);
-  return line ? ok_path (t, line, error) : NULL;
-}
-
-bool
-sm_tunnel_state (SmTunnel *t, SmTunnelState *state, GError **error)
-{
-  g_autofree char *line = request (t, "state", error);
-  g_auto(GStrv) w = NULL;
-
-  if (!line)
-    return false;
-  w = g_strsplit (line, " ", 0);
-  if (g_strv_length (w) != 5 || strcmp (w[0], "state") != 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                 "tunnel through '%s': unexpected answer '%s'", t->what,
-                 line);
-    return false;
-  }
-  state->up = strcmp (w[1], "up") == 0;
-  state->restarts = atoi (w[2]);
-  state->bytes = g_ascii_strtoll (w[3], NULL, 10);
-  state->pid = atoi (w[4]);
-  return true;
-}
