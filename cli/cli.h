@@ -47,6 +47,9 @@ int sm_cmd_migrate_confirm (int argc, char **argv);
 /* cmd-migrate-postcopy.c */
 int sm_cmd_migrate_start_postcopy (int argc, char **argv);
 int sm_cmd_migrate_recover (int argc, char **argv);
+/* cmd-tunnel.c: migrate --tunnel's helpers */
+int sm_cmd_tunnel (int argc, char **argv);
+int sm_cmd_relay (int argc, char **argv);
 
 /* Options every command takes: --debug. */
 extern gboolean sm_cli_debug;

@@ -88,6 +88,12 @@ static const SmCliCommand commands[] = {
     "--incoming [--state-dir DIR] < COOKIE > COOKIE",
     "Recover a post-copy whose link failed (--incoming: destination side)",
     sm_cmd_migrate_recover },
+  { "relay", "--id ID [--hold] [--state-dir DIR] [destination options]",
+    "Internal helper of migrate --tunnel: the destination's end of the "
+    "tunnel", sm_cmd_relay },
+  /* hidden (no summary): migrate --tunnel starts it */
+  { "tunnel", "--id ID --local-dir DIR [--link-timeout-ms MS] "
+    "[--dest-opt OPT]... -- DEST-COMMAND...", NULL, sm_cmd_tunnel },
 };
 
 static void
@@ -101,7 +107,8 @@ usage (FILE *fp)
            "Move the disks of a running QEMU VM between storage domains, over QMP.\n\n"
            "Commands:\n");
   for (i = 0; i < G_N_ELEMENTS (commands); i++)
-    fprintf (fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    if (commands[i].summary)
+      fprintf (fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
   fprintf (fp, "\nRun 'snapmig COMMAND --help' for a command's options; "
            "see snapmig(1).\n");
 }

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# The `snapmig tunnel` process of `migrate --tunnel` (issue 12), driven
+# through its control channel (two FIFOs) as migrate drives it, with socat
+# echo servers as the endpoints on both "hosts" (network namespaces A and B,
+# which share the file system): relay mode through the local snapmig and
+# through `ip netns exec B snapmig`, ssh mode against a real sshd in B.
+# Each: a forward and a reverse, 100 MiB checked by sha256 through each (both
+# ways: an echo), several streams at once; then the transport killed (it
+# comes back, the same local path, a new connection works), the transport
+# kept dead past the link timeout (exit 3 with a message) and end of file on
+# the control channel (its directory removed, no process left).
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/netns.sh"
+source "$(dirname "$0")/sshd.sh"
+
+command -v socat >/dev/null || skip_all "socat missing"
+command -v sha256sum >/dev/null || skip_all "sha256sum missing"
+netns_setup
+
+mkdir -p "$T/a" "$T/b"
+head -c 100M /dev/urandom >"$T/data"
+head -c 8M /dev/urandom >"$T/small"
+DATA_SHA=$(sha256sum <"$T/data" | cut -d' ' -f1)
+SMALL_SHA=$(sha256sum <"$T/small" | cut -d' ' -f1)
+
+# Echo servers: one on the destination's side (B), one on the source's (A).
+in_b socat UNIX-LISTEN:"$T/b/echo.sock",fork EXEC:cat 2>/dev/null &
+_sm_pids+=($!)
+in_a socat UNIX-LISTEN:"$T/a/echo.sock",fork EXEC:cat 2>/dev/null &
+_sm_pids+=($!)
+wait_until 5 test -S "$T/b/echo.sock"
+wait_until 5 test -S "$T/a/echo.sock"
+
+# echo_sha WHERE SOCKET FILE: FILE through the echo at SOCKET, run on host
+# WHERE (A or B); prints the sha256 of what came back.
+echo_sha () {
+  in_host "$1" socat -t 30 -T 30 - UNIX-CONNECT:"$2" <"$3" 2>/dev/null |
+    sha256sum | cut -d' ' -f1
+}
+
+# tun_start NAME LINK-TIMEOUT-MS DEST-WORD...: a tunnel in A, its control
+# channel on fds TW (requests) and TR (answers), its stderr in
+# $T/NAME.err, its directory $T/NAME.d, its destination state $T/NAME.st.
+TPID= TW= TR= TNAME=
+tun_start () {
+  local name=$1 link=$2; shift 2
+  TNAME=$name
+  rm -f "$T/$name.in" "$T/$name.out"
+  mkfifo "$T/$name.in" "$T/$name.out"
+  in_a "$SNAPMIG" tunnel --id="$name" --local-dir="$T/$name.d" \
+    --link-timeout-ms="$link" --dest-opt=--state-dir="$T/$name.st" -- "$@" \
+    <"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" &
+  TPID=$!
+  _sm_pids+=("$TPID")
+  exec {TW}>"$T/$name.in"
+  exec {TR}<"$T/$name.out"
+}
+
+# req LINE: one request, its answer in ANS (empty: none within 20 s).
+ANS=
+req () {
+  ANS=
+  echo "$1" >&"$TW"
+  read -r -t 20 ANS <&"$TR" || ANS=
+}
+
+# tun_ready: the first line, "ready MODE DIR", in ANS.
+tun_ready () { ANS=; read -r -t 30 ANS <&"$TR" || ANS=; }
+
+# up_again RESTARTS: the state says up after RESTARTS restarts.
+up_again () { req state; [[ "$ANS" == "state up $1 "* ]]; }
+
+# tun_suite NAME MODE DEST-WORD...: the forward, the reverse, the data,
+# the parallel streams, a killed transport.
+tun_suite () {
+  local name=$1 mode=$2 fwd rev i pids=() shas=() bytes tpid tpid2; shift 2
+  tun_start "$name" 10000 "$@"
+  tun_ready
+  check "$name: ready $mode $T/$name.st/run/$name-tunnel ($ANS)" \
+    test "$ANS" = "ready $mode $T/$name.st/run/$name-tunnel"
+  check "$name: the destination's directory is 0700" \
+    test "$(stat -c %a "$T/$name.st/run/$name-tunnel")" = 700
+
+  req "forward $T/b/echo.sock"
+  fwd=${ANS#ok }
+  check "$name: forward answers ok $T/$name.d/echo.sock ($ANS)" \
+    test "$ANS" = "ok $T/$name.d/echo.sock"
+  req "forward $T/b/echo.sock"
+  check "$name: the same forward again, the same answer" \
+    test "$ANS" = "ok $fwd"
+  req "reverse back $T/a/echo.sock"
+  rev=${ANS#ok }
+  check "$name: reverse answers ok DIR/back.sock ($ANS)" \
+    test "$ANS" = "ok $T/$name.st/run/$name-tunnel/back.sock"
+
+  check "$name: 100 MiB through the forward and back, sha256 equal" \
+    test "$(echo_sha A "$fwd" "$T/data")" = "$DATA_SHA"
+  check "$name: 100 MiB through the reverse and back, sha256 equal" \
+    test "$(echo_sha B "$rev" "$T/data")" = "$DATA_SHA"
+
+  for i in 1 2 3 4; do
+    echo_sha A "$fwd" "$T/small" >"$T/$name.par$i" &
+    pids+=($!)
+  done
+  for i in 1 2; do
+    echo_sha B "$rev" "$T/small" >"$T/$name.rpar$i" &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i"; done
+  for i in 1 2 3 4; do
+    check "$name: parallel stream $i through the forward whole" \
+      test "$(cat "$T/$name.par$i")" = "$SMALL_SHA"
+  done
+  for i in 1 2; do
+    check "$name: parallel stream $i through the reverse whole" \
+      test "$(cat "$T/$name.rpar$i")" = "$SMALL_SHA"
+  done
+
+  req state
+  tpid=$(cat "$T/$name.d/transport.pid")
+  if [ "$mode" = relay ]; then
+    bytes=$(echo "$ANS" | cut -d' ' -f4)
+    check "$name: state up, the bytes counted ($ANS)" \
+      test "$(echo "$ANS" | cut -d' ' -f2)" = up -a "${bytes:-0}" -ge $((400 << 20))
+  else
+    check "$name: state up, bytes unknown in ssh mode ($ANS)" \
+      test "$(echo "$ANS" | cut -d' ' -f2,4)" = "up -1"
+  fi
+  check "$name: state names the transport of transport.pid" \
+    test "$(echo "$ANS" | cut -d' ' -f5)" = "$tpid"
+
+  # (c) the transport killed: back with the same paths
+  kill -9 "$tpid"
+  check "$name: up again after the transport was killed" wait_until 15 up_again 1
+  tpid2=$(cat "$T/$name.d/transport.pid")
+  check "$name: transport.pid names the new transport" \
+    test "$tpid2" != "$tpid" -a -n "$tpid2"
+  check "$name: the old transport is gone" not _sm_alive "$tpid"
+  check "$name: the forward works again at the same local path" \
+    test "$(echo_sha A "$fwd" "$T/small")" = "$SMALL_SHA"
+  check "$name: the reverse works again at the same remote path" \
+    test "$(echo_sha B "$rev" "$T/small")" = "$SMALL_SHA"
+
+  # (e) end of file on the control channel
+  exec {TW}>&-
+  check "$name: the tunnel exits at end of file" wait_gone "$TPID" 10
+  wait "$TPID"
+  check "$name: ... with status 0" test $? -eq 0
+  check "$name: its directory is removed" test ! -e "$T/$name.d"
+  check "$name: its transport is gone" not _sm_alive "$tpid2"
+  exec {TR}<&-
+}
+not () { ! "$@"; }
+
+tun_suite local relay "$SNAPMIG"
+if [ -n "$NS_B" ]; then
+  tun_suite netns relay ip netns exec "$NS_B" "$SNAPMIG"
+else
+  skip "relay through ip netns exec: no network namespaces"
+fi
+sshd_start || { not_ok "sshd starts"; done_testing; }
+read -r -a ssh_words <<<"$SSH_DEST_CMD"
+tun_suite ssh ssh "${ssh_words[@]}"
+
+# (d) the transport dead longer than the link timeout: a destination
+# command that works once, then fails.
+cat >"$T/flaky" <<EOF
+#!/bin/sh
+[ -e "$T/broken" ] && { echo "flaky: the link is down" >&2; exit 1; }
+exec ${IN_B:-} "$SNAPMIG" "\$@"
+EOF
+chmod +x "$T/flaky"
+tun_start flaky 1500 "$T/flaky"
+tun_ready
+check "flaky: ready ($ANS)" test "${ANS%% *}" = ready
+req "forward $T/b/echo.sock"
+touch "$T/broken"
+start=$(date +%s%N)
+kill -9 "$(cat "$T/flaky.d/transport.pid")"
+check "flaky: the tunnel gives up" wait_gone "$TPID" 10
+wait "$TPID"
+rc=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+check "flaky: exit status 3 ($rc)" test "$rc" -eq 3
+check "flaky: after the link timeout, not long after (${ms} ms)" \
+  test "$ms" -ge 1400 -a "$ms" -le 6000
+check "flaky: 'error MESSAGE' with the transport's reason" \
+  grep -q '^error .*flaky: the link is down' "$T/flaky.err"
+check "flaky: its directory is removed" test ! -e "$T/flaky.d"
+exec {TW}>&- {TR}<&-
+
+# (d) in ssh mode: sshd gone, the master killed
+tun_start sshdown 1500 "${ssh_words[@]}"
+tun_ready
+check "sshdown: ready ssh ($ANS)" test "${ANS%% *}" = ready
+{ kill -9 "$SSHD_PID"; wait "$SSHD_PID"; } 2>/dev/null
+kill -9 "$(cat "$T/sshdown.d/transport.pid")"
+check "sshdown: the tunnel gives up" wait_gone "$TPID" 15
+wait "$TPID"
+rc=$?
+check "sshdown: exit status 3 ($rc)" test "$rc" -eq 3
+check "sshdown: 'error MESSAGE' on stderr" grep -q '^error ' "$T/sshdown.err"
+exec {TW}>&- {TR}<&-
+
+done_testing
