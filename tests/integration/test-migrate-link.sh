@@ -40,12 +40,36 @@
 mig_setup
 command -v sha256sum >/dev/null || skip_all "sha256sum missing"
 
+# LINK_CASES: the cases to run (all by default; for debugging one).
+LINK_CASES=" ${LINK_CASES:-direct ssh relay layer timeout timeout-ssh} "
+want () { [ "${LINK_CASES#* $1 }" != "$LINK_CASES" ]; }
 LINK_SIZE=${LINK_SIZE:-64M}
-LINK_BW=${LINK_BW:-8M}
+LINK_BW=${LINK_BW:-10M}
 CUT_PCT=${CUT_PCT:-35}
 DBYTES=$(numfmt --from=iec "$LINK_SIZE")
 LIMIT=$(( DBYTES * 13 / 10 ))
 head -c "$DBYTES" /dev/urandom >"$T/rand.raw"
+# Short paths for the source's state dir and the QMP socket migrate uses:
+# the tunnel's sockets are in STATE/vms/KEY/journal/XXXXXXXX-tunnel/, KEY
+# made of the QMP socket's path, and under $T (STATE $T/s1, QMP
+# $T/vm.qmp) they pass the 107 bytes of a unix socket's path (snapmig
+# refuses a forward: "use a shorter directory"; ssh its ControlMaster's
+# socket, whose temporary name is 17 bytes longer still).  So the VM has
+# a third monitor $SH/q for migrate (and recover: the same KEY) and the
+# source's state dir is $SH/s; the test's own QMP calls use $T/vm.qmp.
+SH=$(mktemp -d /tmp/smXXXXXX)
+at_exit "rm -rf '$SH'"
+S1=$SH/s QMP=$SH/q
+
+# The ssh cases' sshd runs in B beside the migration's processes:
+# migrate-lib.sh's dest_procs (every process in B: what mig_kill_all kills
+# and dest_gone waits for) leaves it out here, and its per-connection
+# children (ssh's sessions, which end with the migration) stay in.
+dest_procs () {
+  { pgrep -f -- "$RUN/" 2>/dev/null
+    [ -n "$NS_B" ] && ip netns pids "$NS_B" 2>/dev/null; } | grep -vx "${SSHD_PID:-none}"
+  return 0
+}
 
 # link_fresh [chain]: mig_fresh's set-up for a one-disk VM "vm" in A:
 # drive0 is $A/d0.qcow2 holding the random data, or (chain) an empty
@@ -54,8 +78,8 @@ head -c "$DBYTES" /dev/urandom >"$T/rand.raw"
 # SRC_FILE/SRC_FMT, SRC_CHAIN0..2, A_FILES, EXPECT.
 link_fresh () {
   mig_kill_all
-  rm -rf "$A" "$D" "$RUN" "$T/s1" "$T/s2" "$T"/vm.* "$T"/mon.* "$T/mig.out" "$T/mig.err"
-  mkdir -p "$A" "$D" "$RUN" "$T/s1" "$T/s2"
+  rm -rf "$A" "$D" "$RUN" "$S1" "$QMP" "$T/s2" "$T"/vm.* "$T"/mon.* "$T/mig.out" "$T/mig.err"
+  mkdir -p "$A" "$D" "$RUN" "$S1" "$T/s2"
   cp "$T/rand.raw" "$T/ref.raw"
   if [ "${1:-}" = chain ]; then
     qemu-img convert -q -f raw -O qcow2 "$T/rand.raw" "$A/base.qcow2"
@@ -67,11 +91,13 @@ link_fresh () {
   fi
   SRC_FMT=(qcow2) EXPECT=()
   start_vm_a vm -drive "$(drive_opt drive0 "${SRC_FILE[0]}" qcow2)" \
-    -qmp "unix:$T/mon.qmp,server=on,wait=off" -pidfile "$T/vm.pid" || exit 1
+    -qmp "unix:$T/mon.qmp,server=on,wait=off" -qmp "unix:$QMP,server=on,wait=off" \
+    -pidfile "$T/vm.pid" || exit 1
+  wait_for_file "$QMP" 10 || exit 1
   SRC_CHAIN0=$(chain_files drive0) SRC_CHAIN1= SRC_CHAIN2=
   A_FILES=$(ls -A "$A" | sort)
-  MIG=("$SNAPMIG" migrate --qmp "$T/vm.qmp" --dest-domain "$D" --dest-run-dir "$RUN"
-       --state-dir "$T/s1" --dest-state-dir "$T/s2"
+  MIG=("$SNAPMIG" migrate --qmp "$QMP" --dest-domain "$D" --dest-run-dir "$RUN"
+       --state-dir "$S1" --dest-state-dir "$T/s2"
        --dest-cmd "${IN_B:+$IN_B }$SNAPMIG" --dest-host "$IP_B"
        --port-range "$PORT_LO-$PORT_HI")
   SEEN_PIDS=()
@@ -119,13 +145,13 @@ veth_tx () { ip -n "$NS_A" -s -j link show "$NS_DEV" | jq '.[0].stats64.tx.bytes
 # QEMU's pidfile, the tunnel's transport) in SEEN_PIDS.
 note_pids () {
   local f
-  for f in "$RUN/vm.pid" "$T"/s1/vms/*/journal/*-tunnel/transport.pid; do
+  for f in "$RUN/vm.pid" "$S1"/vms/*/journal/*-tunnel/transport.pid; do
     [ -s "$f" ] && SEEN_PIDS+=("$(cat "$f")")
   done
   return 0
 }
 # transport_pid: the tunnel's transport PID (its transport.pid on the source).
-transport_pid () { cat "$T"/s1/vms/*/journal/*-tunnel/transport.pid 2>/dev/null | head -n 1; }
+transport_pid () { cat "$S1"/vms/*/journal/*-tunnel/transport.pid 2>/dev/null | head -n 1; }
 has_transport () { local p; p=$(transport_pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 # new_transport OLD: the tunnel runs a transport other than OLD.
 new_transport () { local p; p=$(transport_pid); [ -n "$p" ] && [ "$p" != "$1" ] && kill -0 "$p" 2>/dev/null; }
@@ -138,6 +164,16 @@ resumes_match () {
   local n; n=$(messages | grep -c 'is back')
   [ "$(res '."link-resumes"')" = "$n" ] && return 0
   echo "# link-resumes $(res '."link-resumes"'), $n 'is back' messages"
+  return 1
+}
+# losses_match: every "the link to the destination ... failed" message
+# event has its "is back" (the cut healed: none left pending).
+losses_match () {
+  local lost back
+  lost=$(messages | grep -c 'the link to the destination .* failed')
+  back=$(messages | grep -c 'is back')
+  [ "$lost" = "$back" ] && return 0
+  echo "# $lost 'link failed' messages, $back 'is back' messages"
   return 1
 }
 alive () { kill -0 "$1" 2>/dev/null; }
@@ -183,11 +219,12 @@ cut_transport () {
 # cut_copy LABEL WHAT CUT ARGS...: migrate (ARGS, JSON) in the background;
 # once its WHAT copy (disk, layer) did CUT_PCT %, CUT (cut_veth,
 # cut_transport) cuts the link and restores it; then waits for the end.
-# LINK_TX is the bytes the veth carried from A meanwhile (namespaces only).
+# LINK_TX is the bytes the veth carried from A meanwhile (namespaces
+# only; VETH_COUNT=0: none, the link is not the veth).
 cut_copy () {
   local l=$1 what=$2 cut=$3 tx0=
   shift 3
-  [ -n "$NS_A" ] && tx0=$(veth_tx)
+  [ -n "$NS_A" ] && [ "${VETH_COUNT:-1}" = 1 ] && tx0=$(veth_tx)
   mig_start --json --bandwidth "$LINK_BW" "$@"
   if ! wait_progress "$what" "$CUT_PCT"; then
     not_ok "$l: the $what copy reaches $CUT_PCT %"
@@ -213,6 +250,7 @@ healed () {
   check "$l: its disk is an image of the destination domain" dest_in_domain drive0
   check "$l: every guest write reads back on the destination" dest_all_read
   check "$l: link-resumes matches the 'is back' messages" resumes_match
+  check "$l: every 'link failed' message has its 'is back'" losses_match
   dest_record
   check "$l: the destination QEMU quits" dest_quit
   ref=$(sum_of "$T/ref.raw" raw)
@@ -244,12 +282,13 @@ pids_gone () {
     return 1
   done
 }
-# nothing_to_recover SIDE: `snapmig recover` on the source (--qmp) or the
+# nothing_to_recover SIDE: `snapmig recover` on the source (--qmp, the one
+# migrate used: its state) or the
 # destination (--incoming) exits 0 with "nothing to recover".
 nothing_to_recover () {
   local out rc
   if [ "$1" = source ]; then
-    out=$(in_a "$SNAPMIG" recover --qmp "$T/vm.qmp" --state-dir "$T/s1" 2>&1); rc=$?
+    out=$(in_a "$SNAPMIG" recover --qmp "$QMP" --state-dir "$S1" 2>&1); rc=$?
   else
     out=$(in_b "$SNAPMIG" recover --incoming --state-dir "$T/s2" 2>&1); rc=$?
   fi
@@ -285,7 +324,9 @@ failed_clean () {
 }
 
 # --- direct: TCP, the veth down for 3 s ---------------------------------------
-if [ -n "$NS_A" ]; then
+if ! want direct; then
+  :
+elif [ -n "$NS_A" ]; then
   link_fresh
   if cut_copy direct disk cut_veth --flatten; then
     check "direct: transport tcp" [ "$(res .transport)" = tcp ]
@@ -298,25 +339,111 @@ else
   skip "direct: no network namespaces (the veth is what is cut)"
 fi
 
-# --- a cut longer than --link-timeout: the veth down for 12 s ------------------
-if [ -n "$NS_A" ]; then
-  link_fresh
-  mig_start --json --bandwidth "$LINK_BW" --flatten --link-timeout 4
-  check "timeout: the disk copy reaches $CUT_PCT %" wait_progress disk "$CUT_PCT"
+# --- ssh: --tunnel through sshd in B, the ssh master killed --------------------
+if want ssh || want layer; then
+  sshd_start || { echo "# sshd_start failed"; exit 1; }
+fi
+if want ssh; then
+link_fresh
+mig_opt --dest-cmd "$SSH_DEST_CMD"
+if cut_copy ssh disk cut_transport --tunnel --flatten; then
+  check "ssh: transport tunnel" [ "$(res .transport)" = tunnel ]
+  copied_once ssh
+  healed ssh
+else
+  skip "ssh: migrate failed, nothing to check on the destination"
+fi
+fi
+
+# --- relay: --tunnel through 'ip netns exec B snapmig', the relay killed -------
+if want relay; then
+link_fresh
+if VETH_COUNT=0 cut_copy relay disk cut_transport --tunnel --flatten; then
+  check "relay: transport tunnel" [ "$(res .transport)" = tunnel ]
+  copied_once relay
+  tb=$(res '."tunnel-bytes"') rb=$(res '."ram-bytes"')
+  check "relay: tunnel-bytes - ram-bytes covers the disk" [ "$(( ${tb:-0} - ${rb:-0} ))" -ge "$DBYTES" ]
+  check "relay: tunnel-bytes - ram-bytes < 1.3x the disk's data" \
+    below "$LIMIT" "$(( ${tb:-0} - ${rb:-0} ))"
+  healed relay
+else
+  skip "relay: migrate failed, nothing to check on the destination"
+fi
+fi
+
+# --- layer: --tunnel (ssh), chain mode, the transport killed during the pull ----
+if want layer; then
+link_fresh chain
+mig_opt --dest-cmd "$SSH_DEST_CMD"
+if cut_copy layer layer cut_transport --tunnel; then
+  check "layer: transport tunnel" [ "$(res .transport)" = tunnel ]
+  check "layer: storage chain" [ "$(res .storage)" = chain ]
+  healed layer
+  check "layer: the destination keeps the source's layers" same_layers "${DEST_TOP[0]:-none}" "$SRC_CHAIN0"
+else
+  skip "layer: migrate failed, nothing to check on the destination"
+fi
+fi
+
+# --- a cut longer than --link-timeout ------------------------------------------
+# long_cut LABEL CUT HEAL ARGS...: migrate --flatten --link-timeout 4 (and
+# ARGS) of the VM link_fresh made, in the background; once its disk copy
+# moved, CUT cuts the link; 10 s later (or once migrate exited) HEAL (a
+# command, or - for none); then the checks of a clean failure.
+long_cut () {
+  local l=$1 cut=$2 heal=$3
+  shift 3
+  mig_start --json --bandwidth "$LINK_BW" --flatten --link-timeout 4 "$@"
+  check "$l: the disk copy moves" wait_progress disk 1
   note_pids
-  check "timeout: the link is cut (veth down)" link_down
-  check "timeout: a guest write during the cut" lw 0x5a 4M 1M
-  # down for 12 s, or until migrate gave up
-  wait_until 12 not alive "$MIG_PID"
-  echo "# migrate $(alive "$MIG_PID" && echo "still runs" || echo "exited") after the 12 s cut"
-  check "timeout: the link is back (veth up)" link_up
+  check "$l: the link is cut" $cut
+  check "$l: a guest write during the cut" lw 0x5a 4M 1M
+  wait_until 10 not alive "$MIG_PID"
+  note_pids
+  echo "# $l: migrate $(alive "$MIG_PID" && echo "still runs" || echo "exited") 10 s into the cut"
+  [ "$heal" = - ] || check "$l: the link is back" $heal
   mig_end 120
   messages | sed 's/^/# message: /'
-  failed_clean timeout
-  check "timeout: the message names the link" grep -qi 'link' <<<"$(res .error.message)"
-  check "timeout: the message names --link-timeout" grep -q -- '--link-timeout' <<<"$(res .error.message)"
+  failed_clean "$l"
+  check "$l: the message names the link (or the tunnel)" grep -qiE 'link|tunnel' <<<"$(res .error.message)"
+  check "$l: the message names --link-timeout" grep -q -- '--link-timeout' <<<"$(res .error.message)"
+}
+# cut_ssh_for_good: sshd in B stopped (by PID), then the ssh master killed:
+# the tunnel cannot come back.
+cut_ssh_for_good () {
+  local p
+  kill -9 "$SSHD_PID" && wait_gone "$SSHD_PID" 10 || return 1
+  p=$(transport_pid)
+  [ -n "$p" ] && kill -9 "$p"
+}
+# no_tunnel_dirs: neither the source's nor the destination's tunnel
+# directory is left.
+no_tunnel_dirs () {
+  local left
+  left=$(ls -d "$S1"/vms/*/journal/*-tunnel "$T"/s2/run/*-tunnel 2>/dev/null)
+  [ -z "$left" ] && return 0
+  echo "# left: $left"
+  return 1
+}
+
+# The veth down: TCP's retransmissions hide the cut from QEMU's NBD client.
+if ! want timeout; then
+  :
+elif [ -n "$NS_A" ]; then
+  link_fresh
+  long_cut timeout link_down link_up
 else
   skip "timeout: no network namespaces (the veth is what is cut)"
+fi
+
+# sshd stopped and the ssh master killed: the tunnel cannot come back (last:
+# sshd is gone).
+if want timeout-ssh; then
+  [ -n "$SSHD_PID" ] || sshd_start || { echo "# sshd_start failed"; exit 1; }
+  link_fresh
+  mig_opt --dest-cmd "$SSH_DEST_CMD"
+  long_cut timeout-ssh cut_ssh_for_good - --tunnel
+  check "timeout-ssh: no tunnel directory is left on either side" no_tunnel_dirs
 fi
 
 done_testing
