@@ -159,6 +159,11 @@ sm_relay_new (int in_fd, int out_fd, bool odd)
   r->next_id = odd ? 1 : 2;
   set_nonblock (in_fd);
   set_nonblock (out_fd);
+  /* A pipe holds 64 KiB, one frame: a round of the loop would move one
+   * frame.  A larger pipe (pipe-max-size, 1 MiB by default, allowed to
+   * everyone) lets a round move many; a socket refuses, harmlessly. */
+  (void) fcntl (in_fd, F_SETPIPE_SZ, 1024 * 1024);
+  (void) fcntl (out_fd, F_SETPIPE_SZ, 1024 * 1024);
   r->chans = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
                                     chan_free);
   r->listeners = g_ptr_array_new_with_free_func (listener_free);
@@ -271,8 +276,9 @@ chan_shut_write (SmRelay *r, Chan *c)
   }
 }
 
-/* Reads what the window allows from C's socket into a DATA frame. */
-static void
+/* Reads what the window allows from C's socket into a DATA frame; true
+ * when it filled the frame (there may be more). */
+static bool
 chan_read (SmRelay *r, Chan *c)
 {
   size_t n = MIN ((int64_t) SM_RELAY_MAX_PAYLOAD, c->credit);
@@ -280,21 +286,22 @@ chan_read (SmRelay *r, Chan *c)
   ssize_t got = recv (c->fd, p + SM_RELAY_HEADER, n, MSG_DONTWAIT);
 
   if (got < 0 && (errno == EAGAIN || errno == EINTR))
-    return;
+    return false;
   if (got < 0) {
     chan_drop (r, c, true);
-    return;
+    return false;
   }
   if (got == 0) {
     c->rd_eof = true;
     send_frame (r, SM_RELAY_SHUT, c->id, NULL, 0);
     chan_maybe_done (r, c);
-    return;
+    return false;
   }
   put_header (p, SM_RELAY_DATA, got, c->id);
   r->tout.len += SM_RELAY_HEADER + got;
   c->credit -= got;
   r->bytes += got;
+  return (size_t) got == n;
 }
 
 static void
@@ -322,45 +329,53 @@ chan_write (SmRelay *r, Chan *c)
 
 /* ---- unix sockets -------------------------------------------------------- */
 
-static bool
-unix_addr (const char *path, struct sockaddr_un *sa, GError **error)
+/* A non-blocking unix socket for PATH with its address in *SA; -1 with
+ * ERROR naming PATH. */
+static int
+unix_socket (const char *path, struct sockaddr_un *sa, GError **error)
 {
+  int fd;
+
   memset (sa, 0, sizeof *sa);
   sa->sun_family = AF_UNIX;
   if (strlen (path) >= sizeof sa->sun_path) {
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                  "unix socket path %s is too long (%zu bytes at most): use "
                  "a shorter directory", path, sizeof sa->sun_path - 1);
-    return false;
+    return -1;
   }
   strcpy (sa->sun_path, path);
-  return true;
+  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "socket for %s: %s", path,
+                 g_strerror (errno));
+  return fd;
+}
+
+/* Closes FD after CALL on PATH failed with errno; -1. */
+static int
+unix_fail (int fd, const char *call, const char *path, GError **error)
+{
+  int e = errno;
+
+  close (fd);
+  g_set_error (error, SM_ERROR, e == ENOENT ? SM_ERROR_NOT_FOUND
+               : SM_ERROR_IO, "cannot %s %s: %s", call, path, g_strerror (e));
+  return -1;
 }
 
 int
 sm_relay_unix_listen (const char *path, GError **error)
 {
   struct sockaddr_un sa;
-  int fd;
+  int fd = unix_socket (path, &sa, error);
 
-  if (!unix_addr (path, &sa, error))
+  if (fd < 0)
     return -1;
-  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "socket for %s: %s", path,
-                 g_strerror (errno));
-    return -1;
-  }
   (void) unlink (path);
   if (bind (fd, (struct sockaddr *) &sa, sizeof sa) < 0 ||
-      listen (fd, 64) < 0) {
-    int e = errno;
-
-    close (fd);
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "cannot listen on %s: %s",
-                 path, g_strerror (e));
-    return -1;
-  }
+      listen (fd, 64) < 0)
+    return unix_fail (fd, "listen on", path, error);
   return fd;
 }
 
@@ -368,28 +383,15 @@ int
 sm_relay_unix_connect (const char *path, GError **error)
 {
   struct sockaddr_un sa;
-  int fd;
+  int fd = unix_socket (path, &sa, error);
 
-  if (!unix_addr (path, &sa, error))
+  if (fd < 0)
     return -1;
-  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "socket for %s: %s", path,
-                 g_strerror (errno));
-    return -1;
-  }
   /* A unix socket connects at once or fails at once (EAGAIN: a full
    * backlog), so the loop never waits for it. */
   if (connect (fd, (struct sockaddr *) &sa, sizeof sa) < 0 &&
-      errno != EINPROGRESS) {
-    int e = errno;
-
-    close (fd);
-    g_set_error (error, SM_ERROR, e == ENOENT ? SM_ERROR_NOT_FOUND
-                 : SM_ERROR_IO, "cannot connect to %s: %s", path,
-                 g_strerror (e));
-    return -1;
-  }
+      errno != EINPROGRESS)
+    return unix_fail (fd, "connect to", path, error);
   return fd;
 }
 
@@ -757,9 +759,13 @@ sm_relay_dispatch (SmRelay *r, const struct pollfd *fds, size_t n,
         chan_write (r, c);
       c = g_hash_table_lookup (r->chans, GUINT_TO_POINTER (s->id));
       if (c && (re & (POLLIN | POLLHUP | POLLERR)) && !c->rd_eof &&
-          c->credit > 0)
-        chan_read (r, c);
-      else if (c && (re & POLLERR))
+          c->credit > 0) {
+        /* a few frames a round: fewer polls, and the other channels still
+         * get theirs (the transport's buffer bounds it) */
+        for (int k = 0; k < 4 && chan_read (r, c) && c->credit > 0 &&
+             buf_avail (&r->tout) < TOUT_HIGH; k++)
+          ;
+      } else if (c && (re & POLLERR))
         chan_drop (r, c, true);
       break;
     }

@@ -485,7 +485,7 @@ run_bounded (char *const *argv, int ms, GError **error)
     if (r <= 0 || !errlog_read (&log, err_fd))
       break;
   }
-  ok = wait_exit (pid, ms_left (deadline), &st);
+  ok = wait_exit (pid, sm_interrupted () ? 0 : ms_left (deadline), &st);
   if (!ok)
     stop_child (pid, 0);
   close (out_fd);
@@ -644,7 +644,8 @@ forward_local_path (Tun *t, const char *remote)
                               : g_strdup (base);
     char *path = g_build_filename (t->o->local_dir, name, NULL);
     bool taken = strcmp (name, "ssh.ctl") == 0 ||
-                 strcmp (name, "transport.pid") == 0;
+                 strcmp (name, "transport.pid") == 0 ||
+                 strcmp (name, "tunnel.log") == 0;
 
     for (guint i = 0; !taken && i < t->forwards->len; i++)
       taken = strcmp (((Forward *) g_ptr_array_index (t->forwards, i))->local,
@@ -1019,6 +1020,16 @@ sm_tunnel_close (SmTunnel *t)
   g_free (t);
 }
 
+/* Reads the tunnel's log to its end; GONE: the tunnel ended, wait (1 s
+ * at most) for it to exit first so that its last line is there. */
+static void
+tunnel_log_read (SmTunnel *t, bool gone)
+{
+  if (gone && t->pid > 0 && wait_exit (t->pid, 1000, NULL))
+    t->pid = 0;
+  errlog_read (&t->log, t->err_fd);
+}
+
 /* The tunnel's last word ("error MESSAGE" on its stderr), for errors. */
 static const char *
 tunnel_said (SmTunnel *t)
@@ -1041,7 +1052,8 @@ sm_tunnel_open (const char *self_exe, const char *const *dest_argv,
   g_autoptr(GError) err = NULL;
   g_autofree char *line = NULL;
   g_auto(GStrv) words = NULL;
-  int sp[2], errp[2];
+  g_autofree char *log_path = NULL;
+  int sp[2], log_w;
   pid_t pid;
   size_t i;
 
@@ -1078,20 +1090,33 @@ sm_tunnel_open (const char *self_exe, const char *const *dest_argv,
     g_ptr_array_add (argv, g_strdup (dest_argv[i]));
   g_ptr_array_add (argv, NULL);
 
-  /* the control channel is a socket (our writes never raise SIGPIPE), the
-   * tunnel's stderr a pipe read as it comes */
-  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0 ||
-      pipe2 (errp, O_CLOEXEC) < 0) {
+  /* the control channel is a socket (our writes never raise SIGPIPE); the
+   * tunnel's stderr a file in LOCAL_DIR that we read through our own
+   * descriptor (still there once the tunnel removed the directory), so
+   * that the tunnel never blocks on it whatever it and ssh say */
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
     g_set_error (error, SM_ERROR, SM_ERROR_IO, "tunnel: socketpair: %s",
                  g_strerror (errno));
-    remove_dir (local_dir);
+    return NULL;
+  }
+  log_path = g_build_filename (local_dir, "tunnel.log", NULL);
+  log_w = open (log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  t->err_fd = open (log_path, O_RDONLY | O_CLOEXEC);
+  if (log_w < 0 || t->err_fd < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_IO, "tunnel: %s: %s", log_path,
+                 g_strerror (errno));
+    if (log_w >= 0)
+      close (log_w);
+    close (sp[0]);
+    close (sp[1]);
     return NULL;
   }
   pid = fork ();
   if (pid == 0) {
     dup2 (sp[1], 0);
     dup2 (sp[1], 1);
-    dup2 (errp[1], 2);
+    dup2 (log_w, 2);
+    closefrom (3);             /* none of migrate's descriptors */
     for (int sig = 1; sig < NSIG; sig++)
       if (sig != SIGKILL && sig != SIGSTOP)
         signal (sig, SIG_DFL);
@@ -1100,10 +1125,8 @@ sm_tunnel_open (const char *self_exe, const char *const *dest_argv,
     _exit (127);
   }
   close (sp[1]);
-  close (errp[1]);
+  close (log_w);
   t->ctl = sp[0];
-  t->err_fd = errp[0];
-  fcntl (t->err_fd, F_SETFL, fcntl (t->err_fd, F_GETFL) | O_NONBLOCK);
   if (pid < 0) {
     g_set_error (error, SM_ERROR, SM_ERROR_IO, "tunnel: fork: %s",
                  g_strerror (errno));
@@ -1111,8 +1134,9 @@ sm_tunnel_open (const char *self_exe, const char *const *dest_argv,
   }
   t->pid = pid;
 
-  if (!read_line (t->ctl, t->buf, t->err_fd, &t->log,
-                  now_ms () + t->timeout_ms, &line, &err)) {
+  if (!read_line (t->ctl, t->buf, -1, NULL, now_ms () + t->timeout_ms,
+                  &line, &err)) {
+    tunnel_log_read (t, err->code != SM_ERROR_TIMEOUT);
     if (err->code == SM_ERROR_TIMEOUT)
       g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
                    "the tunnel through '%s' was not up within %d s "
@@ -1150,8 +1174,9 @@ request (SmTunnel *t, const char *req, GError **error)
   char *line = NULL;
 
   if (t->dead || !write_all (t->ctl, msg, strlen (msg)) ||
-      !read_line (t->ctl, t->buf, t->err_fd, &t->log,
-                  now_ms () + t->timeout_ms, &line, &err)) {
+      !read_line (t->ctl, t->buf, -1, NULL, now_ms () + t->timeout_ms,
+                  &line, &err)) {
+    tunnel_log_read (t, !err || err->code != SM_ERROR_TIMEOUT);
     if (err && err->code == SM_ERROR_TIMEOUT)
       g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
                    "the tunnel through '%s' did not answer '%s' within "

@@ -24,9 +24,11 @@ DATA_SHA=$(sha256sum <"$T/data" | cut -d' ' -f1)
 SMALL_SHA=$(sha256sum <"$T/small" | cut -d' ' -f1)
 
 # Echo servers: one on the destination's side (B), one on the source's (A).
-in_b socat UNIX-LISTEN:"$T/b/echo.sock",fork EXEC:cat 2>/dev/null &
+# Background processes are started as simple commands (ip netns exec execs
+# its command): $! is then their PID, not a subshell's.
+${IN_B:-} socat UNIX-LISTEN:"$T/b/echo.sock",fork EXEC:cat 2>/dev/null &
 _sm_pids+=($!)
-in_a socat UNIX-LISTEN:"$T/a/echo.sock",fork EXEC:cat 2>/dev/null &
+${IN_A:-} socat UNIX-LISTEN:"$T/a/echo.sock",fork EXEC:cat 2>/dev/null &
 _sm_pids+=($!)
 wait_until 5 test -S "$T/b/echo.sock"
 wait_until 5 test -S "$T/a/echo.sock"
@@ -47,7 +49,7 @@ tun_start () {
   TNAME=$name
   rm -f "$T/$name.in" "$T/$name.out"
   mkfifo "$T/$name.in" "$T/$name.out"
-  in_a "$SNAPMIG" tunnel --id="$name" --local-dir="$T/$name.d" \
+  ${IN_A:-} "$SNAPMIG" tunnel --id="$name" --local-dir="$T/$name.d" \
     --link-timeout-ms="$link" --dest-opt=--state-dir="$T/$name.st" -- "$@" \
     <"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" &
   TPID=$!
@@ -188,6 +190,63 @@ check "flaky: 'error MESSAGE' with the transport's reason" \
   grep -q '^error .*flaky: the link is down' "$T/flaky.err"
 check "flaky: its directory is removed" test ! -e "$T/flaky.d"
 exec {TW}>&- {TR}<&-
+
+# SIGTERM: the same as end of file (its directory removed, the transport
+# stopped), exit 0.
+tun_start term 10000 "$SNAPMIG"
+tun_ready
+check "term: ready ($ANS)" test "${ANS%% *}" = ready
+req "forward $T/b/echo.sock"
+tpid=$(cat "$T/term.d/transport.pid")
+kill -TERM "$TPID"
+check "term: the tunnel exits on SIGTERM" wait_gone "$TPID" 10
+wait "$TPID"
+rc=$?
+check "term: ... with status 0 ($rc)" test "$rc" -eq 0
+check "term: its directory is removed" test ! -e "$T/term.d"
+check "term: its transport is gone" not _sm_alive "$tpid"
+exec {TW}>&- {TR}<&-
+
+# The client side migrate uses (lib/tunnel.h), through tests/tools/
+# tunnel-client: open, forward, reverse, state, the error of a dead tunnel,
+# close.
+CLIENT="$SM_TOP/tests/tools/tunnel-client"
+rm -f "$T/broken" "$T/cl.in" "$T/cl.out"
+mkfifo "$T/cl.in" "$T/cl.out"
+${IN_A:-} "$CLIENT" "$SNAPMIG" cl "$T/cl.d" 1500 10000 --extra=--state-dir="$T/cl.st" \
+  -- "$T/flaky" <"$T/cl.in" >"$T/cl.out" 2>"$T/cl.err" &
+CPID=$!
+_sm_pids+=("$CPID")
+exec {TW}>"$T/cl.in" {TR}<"$T/cl.out"
+tun_ready
+check "client: open relay DIR ($ANS)" test "$ANS" = "open relay $T/cl.st/run/cl-tunnel"
+req "forward unix:$T/b/echo.sock"
+check "client: forward gives unix:LOCAL ($ANS)" test "$ANS" = "ok unix:$T/cl.d/echo.sock"
+check "client: 8 MiB through it" \
+  test "$(echo_sha A "$T/cl.d/echo.sock" "$T/small")" = "$SMALL_SHA"
+req "forward tcp:$IP_B:10809"
+check "client: a TCP endpoint refused ($ANS)" grep -q "^error .*unix" <<<"$ANS"
+req "reverse rr unix:$T/a/echo.sock"
+check "client: reverse gives unix:REMOTE-DIR/rr.sock ($ANS)" \
+  test "$ANS" = "ok unix:$T/cl.st/run/cl-tunnel/rr.sock"
+req state
+check "client: state up ($ANS)" test "$(echo "$ANS" | cut -d' ' -f1-3)" = "state up 0"
+touch "$T/broken"
+kill -9 "$(echo "$ANS" | cut -d' ' -f5)"
+gave_up () { req state; [[ "$ANS" == "error "* ]]; }
+check "client: the state call fails once the tunnel gave up" wait_until 10 gave_up
+check "client: ... with the transport's reason ($ANS)" \
+  grep -q "flaky: the link is down" <<<"$ANS"
+exec {TW}>&-
+read -r -t 20 ANS <&"$TR" || ANS=
+check "client: close ($ANS)" test "$ANS" = closed
+check "client: the tunnel's directory is removed" test ! -e "$T/cl.d"
+exec {TR}<&-
+wait "$CPID"
+out=$(in_a "$CLIENT" "$SNAPMIG" bad "$T/bad.d" 1500 5000 -- "$T/no-such-snapmig")
+check "client: a destination command that cannot run: its reason ($out)" \
+  grep -q "^error the tunnel through .*no-such-snapmig.* did not come up: .*No such file" <<<"$out"
+check "client: ... and no directory left" test ! -e "$T/bad.d"
 
 # (d) in ssh mode: sshd gone, the master killed
 tun_start sshdown 1500 "${ssh_words[@]}"
