@@ -253,6 +253,16 @@ cut_copy () {
   [ "$MIG_RC" = 0 ]
 }
 
+# no_tunnel_dirs: neither the source's nor the destination's tunnel
+# directory is left.
+no_tunnel_dirs () {
+  local left
+  left=$(ls -d "$S1"/vms/*/journal/*-tunnel "$T"/s2/run/*-tunnel 2>/dev/null)
+  [ -z "$left" ] && return 0
+  echo "# left: $left"
+  return 1
+}
+
 # healed LABEL: the checks after a migration whose cut healed.
 healed () {
   local l=$1 ref
@@ -271,6 +281,9 @@ healed () {
   check "$l: the source's final view's checksum is the reference's" \
     [ "$(sum_of "${SRC_FILE[0]}" qcow2)" = "$ref" ]
   check "$l: the source domain holds its files as before" [ "$(ls -A "$A" | sort)" = "$A_FILES" ]
+  if [ "$(res .transport)" = tunnel ]; then
+    check "$l: no tunnel directory is left on either side" no_tunnel_dirs
+  fi
 }
 # copied_once LABEL: the bytes counts say the copy resumed, not restarted.
 copied_once () {
@@ -429,16 +442,6 @@ cut_ssh_for_good () {
   p=$(transport_pid)
   [ -n "$p" ] && kill -9 "$p"
 }
-# no_tunnel_dirs: neither the source's nor the destination's tunnel
-# directory is left.
-no_tunnel_dirs () {
-  local left
-  left=$(ls -d "$S1"/vms/*/journal/*-tunnel "$T"/s2/run/*-tunnel 2>/dev/null)
-  [ -z "$left" ] && return 0
-  echo "# left: $left"
-  return 1
-}
-
 # The veth down: TCP's retransmissions hide the cut from QEMU's NBD client.
 if ! want timeout; then
   :
