@@ -82,6 +82,7 @@ cancel_source (SmQmp *qmp, const SmMigCookie *c)
     sm_mig_del_export_node (qmp, node);
   }
   sm_migrate_stop_layer_server (qmp, c);
+  sm_mig_tls_remove (qmp, c);
 }
 
 static char *

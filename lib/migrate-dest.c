@@ -185,37 +185,6 @@ layers_uri (const SmMigCookie *c, const SmMigDestOptions *o)
   return g_strconcat ("unix:", dir, "/" SM_TUNNEL_LAYERS_SOCK, NULL);
 }
 
-/* qemu-img's source for layer export EXPORT at URI: a json: file name of
- * the raw bytes over NBD whose client reconnects for the link timeout (a
- * link that comes back within it costs a pause, not a new copy).  Caller
- * frees. */
-static char *
-layer_source (const char *uri, const char *export, const SmMigCookie *c,
-              const SmMigDestOptions *o, GError **error)
-{
-  g_autoptr(json_object) top = json_object_new_object ();
-  json_object *file = json_object_new_object ();
-  json_object *server = sm_mig_uri_to_socket_address (uri, error);
-  int link_ms = sm_mig_link_timeout_ms (o->link_timeout_ms > 0 ?
-                                        o->link_timeout_ms :
-                                        c->link_timeout * 1000);
-
-  if (!server) {
-    json_object_put (file);
-    return NULL;
-  }
-  json_object_object_add (top, "driver", json_object_new_string ("raw"));
-  json_object_object_add (file, "driver", json_object_new_string ("nbd"));
-  json_object_object_add (file, "server", server);
-  json_object_object_add (file, "export", json_object_new_string (export));
-  json_object_object_add (file, "reconnect-delay",
-                          json_object_new_int ((link_ms + 999) / 1000));
-  json_object_object_add (top, "file", file);
-  return g_strconcat ("json:", json_object_to_json_string_ext (
-                        top, JSON_C_TO_STRING_PLAIN |
-                        JSON_C_TO_STRING_NOSLASHESCAPE), NULL);
-}
-
 /* Pulls one COPY layer's bytes from the source's export into DEST (already
  * created), then makes it durable and sets its backing name. */
 static bool
@@ -223,10 +192,15 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
             const char *dest, const SmMigDestOptions *o, GError **error)
 {
   g_autofree char *uri = layers_uri (c, o);
-  g_autofree char *url = layer_source (uri, l->export, c, o, error);
+  int link_ms = sm_mig_link_timeout_ms (o->link_timeout_ms > 0 ?
+                                        o->link_timeout_ms :
+                                        c->link_timeout * 1000);
+  g_autofree char *url = sm_mig_layer_source (c, uri, l->export,
+                                              (link_ms + 999) / 1000, error);
   g_autofree char *rate = c->bandwidth ?
     g_strdup_printf ("%" G_GUINT64_FORMAT, c->bandwidth) : NULL;
-  const char *argv[20];
+  g_auto(GStrv) tls_argv = sm_mig_tls_pull_argv (c, o->tls_creds);
+  const char *argv[24];
   int n = 0, fd, status = 0, out_fd = -1;
   GPid child;
   GError *err = NULL;
@@ -258,6 +232,8 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
     argv[n++] = "-r";
     argv[n++] = rate;
   }
+  for (char **a = tls_argv; *a; a++)
+    argv[n++] = *a;
   argv[n++] = "-O";
   argv[n++] = "raw";
   argv[n++] = url;
@@ -642,6 +618,7 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   g_autofree char *qmp_path = NULL;
   g_autofree char *ctl_path = NULL;
   g_autofree char *log_path = NULL;
+  g_autofree char *tls_srv = sm_mig_tls_server_id (c);
   SmMigIncoming in = { 0 };
   bool run_created = false;
   GError *err = NULL;
@@ -662,6 +639,7 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   g_free (c->dest_domain);
   c->dest_domain = g_strdup (domain);
   if (!sm_mig_check_transport (c, o->tunnel, o->tls, o->unix_sockets, error) ||
+      (o->tls && !sm_mig_tls_check_dir (o->tls_creds, error)) ||
       !check_postcopy (c, o, error))
     return false;
   if (!o->qemu_args && !c->qemu_argv) {
@@ -729,8 +707,11 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   if (c->layers_uri) {
     if (!sm_mig_journal_step (journal, "pull-layers", "begin", NULL, &err))
       goto fail;
-    if (!pull_layers (c, plans, o, &err))
+    if (!pull_layers (c, plans, o, &err)) {
+      sm_mig_tls_hint (c, o->tls_creds, c->source_host, "--source-host",
+                       &err);
       goto fail;
+    }
     if (!sm_mig_journal_step (journal, "pull-layers", "end", NULL, &err))
       goto fail;
   }
@@ -782,11 +763,13 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   qmp = sm_qmp_connect (qmp_path, sm_mig_dest_stall_ms (o), &err);
   if (!qmp)
     goto fail;
-  if (!set_incoming_capabilities (qmp, c, &err) ||
+  if (!sm_mig_tls_dest_setup (qmp, c, o->tls_creds, &err) ||
+      !set_incoming_capabilities (qmp, c, &err) ||
       !sm_mig_journal_step (journal, "nbd-server", "begin", NULL, &err) ||
       !sm_mig_nbd_server_start (qmp, o->unix_sockets,
                                 c->dest_host, in.run_dir, c->id, "nbd",
-                                o->port_min, o->port_max, &c->nbd_uri, &err) ||
+                                o->port_min, o->port_max, tls_srv,
+                                &c->nbd_uri, &err) ||
       !export_disks (qmp, c, o, &err) ||
       !start_incoming (qmp, c, o, &err) ||
       !sm_mig_journal_step (journal, "nbd-server", "end", NULL, &err))

@@ -384,6 +384,7 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
   if (postcopy && !wait_postcopy_done (qmp, o, error))
     return false;
 done:
+  sm_mig_tls_remove (qmp, c);    /* its guest may migrate on, plainly */
   sm_mig_journal_step (journal, "cont", "end", NULL, NULL);
   {
     g_autofree char *created = sm_mig_incoming_path (o->state_dir, c->id, ".created");

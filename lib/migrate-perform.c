@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "blockjob.h"
@@ -18,14 +19,18 @@
 #include "qemu-proc.h"
 
 #define POLL_MS 100
+/* How long an NBD request of a mirror waits for its client to reconnect
+ * before it fails (and the mirror stops, to be resumed): a short outage
+ * costs a pause and nothing else, a longer one is said in a message. */
+#define MIRROR_RECONNECT_S 10
 
 /* ---- shared sequences -------------------------------------------------- */
 
 bool
 sm_mig_nbd_server_start (SmQmp *qmp, bool unix_socket, const char *host,
                          const char *dir, const char *id, const char *what,
-                         int port_min, int port_max, char **uri,
-                         GError **error)
+                         int port_min, int port_max,
+                         const char *tls_creds, char **uri, GError **error)
 {
   GError *err = NULL;
   int port;
@@ -35,14 +40,17 @@ sm_mig_nbd_server_start (SmQmp *qmp, bool unix_socket, const char *host,
                                              strlen (id) > 8 ? id + strlen (id) - 8 : id,
                                              what);
     g_autofree char *path = g_build_filename (dir, name, NULL);
+    struct stat sb;
 
-    unlink (path);
+    /* a stale socket of an earlier attempt; nothing else is removed */
+    if (lstat (path, &sb) == 0 && S_ISSOCK (sb.st_mode))
+      unlink (path);
     if (!sm_qmp_run (qmp, "nbd-server-start",
                      sm_qmp_args (&err, "j:addr",
                                   sm_qmp_args (&err, "s:type", "unix", "j:data",
                                                sm_qmp_args (&err, "s:path", path,
                                                             NULL), NULL),
-                                  NULL), &err)) {
+                                  "S:tls-creds", tls_creds, NULL), &err)) {
       g_set_error (error, SM_ERROR, err->code,
                    "cannot start the NBD server on %s: %s", path, err->message);
       g_error_free (err);
@@ -64,7 +72,8 @@ sm_mig_nbd_server_start (SmQmp *qmp, bool unix_socket, const char *host,
                                  sm_qmp_args (&err, "s:type", "inet", "j:data",
                                               sm_qmp_args (&err, "s:host", host,
                                                            "s:port", p, NULL),
-                                              NULL), NULL), &err)) {
+                                              NULL),
+                                 "S:tls-creds", tls_creds, NULL), &err)) {
       *uri = strchr (host, ':') ? g_strdup_printf ("tcp:[%s]:%d", host, port)
                                 : g_strdup_printf ("tcp:%s:%d", host, port);
       return true;
@@ -263,6 +272,7 @@ start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
     g_autoptr(SmBlockDisk) bd = NULL;
     g_autofree char *node = sm_mig_nbd_node (i);
     g_autofree char *job = sm_mig_mirror_job_id (d->name);
+    g_autofree char *tls = sm_mig_tls_client_id (c);
     json_object *server;
     GError *err = NULL;
 
@@ -278,14 +288,18 @@ start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
     server = sm_mig_uri_to_socket_address (uri, error);
     if (!server)
       return false;
-    /* a lost link: the client reconnects for the link timeout, and a
-     * write that failed meanwhile stops the mirror (its regions stay
-     * dirty) until wait_mirrors_ready resumes it */
+    /* a lost link: the client's requests wait while it reconnects (up
+     * to MIRROR_RECONNECT_S); one that failed then stops the mirror (its
+     * regions stay dirty) until wait_mirrors_ready resumes it, for the
+     * rest of the link timeout */
     if (!sm_qmp_run (qmp, "blockdev-add",
                      sm_qmp_args (&err, "s:driver", "nbd", "s:node-name", node,
                                   "j:server", server, "s:export", d->export,
-                                  "i:reconnect-delay", (link_ms + 999) / 1000,
-                                  NULL), &err) ||
+                                  "i:reconnect-delay",
+                                  MIN ((link_ms + 999) / 1000,
+                                       MIRROR_RECONNECT_S),
+                                  "S:tls-creds", tls, "S:tls-hostname",
+                                  tls ? c->dest_host : NULL, NULL), &err) ||
         !sm_qmp_run (qmp, "blockdev-mirror",
                      sm_qmp_args (&err, "s:job-id", job,
                                   "s:device", bd->node_name, "s:target", node,
@@ -296,6 +310,7 @@ start_mirrors (SmQmp *qmp, const SmMigCookie *c, const SmMigOptions *o,
                                   "s:on-target-error", "stop",
                                   "b:auto-dismiss", false,
                                   NULL), &err)) {
+      sm_mig_tls_hint (c, o->tls_creds, c->dest_host, "--dest-host", &err);
       g_set_error (error, SM_ERROR, err->code,
                    "disk %s: cannot start its copy to the destination's "
                    "export %s at %s: %s", d->name, d->export, c->nbd_uri,
@@ -334,6 +349,29 @@ typedef struct {
   gint64 last_resume;
 } LinkWatch;
 
+/* The error of a link to the destination that stayed down for longer
+ * than the link timeout (WHY: what was seen), with the tunnel's own reason
+ * when it gave up. */
+static void
+link_down_error (const SmMigCookie *c, const SmMigOptions *o, const char *why,
+                 GError **error)
+{
+  int link_ms = sm_mig_link_timeout_ms (o->link_timeout_ms);
+  g_autofree char *tunnel = NULL;
+  SmTunnelState ts;
+  GError *terr = NULL;
+
+  if (o->tunnel_handle && !sm_tunnel_state (o->tunnel_handle, &ts, &terr)) {
+    tunnel = g_strdup_printf ("; the tunnel could not be started again: %s",
+                              terr->message);
+    g_error_free (terr);
+  }
+  g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
+               "the link to the destination (%s) stayed down for more than "
+               "the link timeout, %d s (--link-timeout): %s%s", c->nbd_uri,
+               link_ms / 1000, why, tunnel ? tunnel : "");
+}
+
 /* Resumes the stopped mirror JOB (a lost link) unless LW's timeout
  * passed; false with the error then.  WHY is QEMU's error. */
 static bool
@@ -343,8 +381,6 @@ link_lost (SmQmp *qmp, LinkWatch *lw, const SmMigCookie *c,
 {
   gint64 now = g_get_monotonic_time ();
   int link_ms = sm_mig_link_timeout_ms (o->link_timeout_ms);
-  SmTunnelState ts;
-  GError *terr = NULL;
 
   if (!lw->lost_since) {
     g_autofree char *msg = g_strdup_printf (
@@ -355,18 +391,11 @@ link_lost (SmQmp *qmp, LinkWatch *lw, const SmMigCookie *c,
     lw->lost_since = now;
     sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
   }
-  if (o->tunnel_handle && !sm_tunnel_state (o->tunnel_handle, &ts, &terr)) {
-    g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
-                 "disk %s: the tunnel to the destination is gone: %s",
-                 d->name, terr->message);
-    g_error_free (terr);
-    return false;
-  }
   if ((now - lw->lost_since) / 1000 > link_ms) {
-    g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
-                 "disk %s: the link to the destination (%s) stayed down for "
-                 "more than %d s (--link-timeout): %s", d->name, c->nbd_uri,
-                 link_ms / 1000, why ? why : "write error");
+    g_autofree char *what = g_strdup_printf ("disk %s's copy stopped: %s",
+                                             d->name, why ? why : "write error");
+
+    link_down_error (c, o, what, error);
     return false;
   }
   if ((now - lw->last_resume) / 1000 >= 1000) {
@@ -375,6 +404,20 @@ link_lost (SmQmp *qmp, LinkWatch *lw, const SmMigCookie *c,
                 sm_qmp_args (NULL, "s:device", job, NULL), NULL);
   }
   return true;
+}
+
+/* How long the disks' copy may make no progress before the link counts as
+ * down: the link timeout (a dead link that reports no error, TCP
+ * retransmitting, shows only as no progress), not longer than STALL_MS, but
+ * never less than two of the mirror's progress steps (16 MiB) at the
+ * bandwidth limit. */
+static int
+no_progress_ms (const SmMigCookie *c, const SmMigOptions *o, int stall_ms)
+{
+  int ms = MIN (stall_ms, sm_mig_link_timeout_ms (o->link_timeout_ms));
+  uint64_t slack = c->bandwidth ? (UINT64_C (32) << 20) * 1000 / c->bandwidth : 0;
+
+  return (int) MAX ((uint64_t) ms, MIN (slack, (uint64_t) G_MAXINT / 2));
 }
 
 /* Every mirror READY, with progress; a job that ends, a stall, or a link
@@ -448,12 +491,12 @@ wait_mirrors_ready (SmQmp *qmp, SmMigCookie *c, const SmMigOptions *o,
       last_sum = sum;
       last_change = g_get_monotonic_time ();
     } else if ((g_get_monotonic_time () - last_change) / 1000 >
-               MAX (stall_ms, sm_mig_link_timeout_ms (o->link_timeout_ms))) {
-      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-                   "the disks' copy to %s made no progress for %d s: is the "
-                   "link to the destination down?", c->nbd_uri,
-                   MAX (stall_ms, sm_mig_link_timeout_ms (o->link_timeout_ms))
-                   / 1000);
+               no_progress_ms (c, o, stall_ms)) {
+      g_autofree char *what = g_strdup_printf (
+        "the disks' copy made no progress for %d s",
+        no_progress_ms (c, o, stall_ms) / 1000);
+
+      link_down_error (c, o, what, error);
       return false;
     }
     if (sm_interrupt_check (error))
@@ -589,6 +632,7 @@ set_ram_parameters (SmQmp *qmp, const SmMigCookie *c, GError **error)
   if (c->postcopy)
     json_object_object_add (params, "max-postcopy-bandwidth",
                             json_object_new_int64 ((int64_t) c->postcopy_bandwidth));
+  sm_mig_tls_parameters (c, params);
   if (!sm_qmp_run (qmp, "migrate-set-capabilities",
                    sm_qmp_args (error, "j:capabilities", caps, NULL), error)) {
     json_object_put (params);
@@ -716,19 +760,24 @@ fail:
 void
 sm_migrate_stop_layer_server (SmQmp *qmp, const SmMigCookie *c)
 {
-  guint n = 0;
+  g_autoptr(json_object) nodes = NULL;
 
   if (!c->layers_uri)
     return;
-  for (guint i = 0; i < c->disks->len; i++) {
-    const SmMigDisk *d = c->disks->pdata[i];
-    for (guint j = 0; j < d->layers->len; j++)
-      if (((SmMigLayer *) d->layers->pdata[j])->role == SM_MIG_LAYER_COPY) {
-        g_autofree char *node = g_strdup_printf ("sm-layer-%u", n++);
-        sm_mig_del_export_node (qmp, node);
-      }
+  /* every node begin exported, as QEMU lists them: recover's cookie (the
+   * journal's header) lists no layers, and nodes left behind made the
+   * VM's next migrate-begin fail ("Duplicate nodes") */
+  nodes = sm_qmp_execute_type (qmp, "query-named-block-nodes", NULL,
+                               json_type_array, NULL);
+  for (size_t k = 0; nodes && k < json_object_array_length (nodes); k++) {
+    const char *node = sm_json_get_string (json_object_array_get_idx (nodes, k),
+                                           "node-name");
+
+    if (node && g_str_has_prefix (node, "sm-layer-"))
+      sm_mig_del_export_node (qmp, node);
   }
   sm_qmp_run (qmp, "nbd-server-stop", NULL, NULL);
+  sm_mig_tls_del_server (qmp, c);
   if (g_str_has_prefix (c->layers_uri, "unix:"))
     unlink (c->layers_uri + 5);
 }

@@ -38,13 +38,14 @@ void sm_mig_emit (SmMigEventFn fn, void *opaque, const char *event,
                   const char *first_key, ...) G_GNUC_NULL_TERMINATED;
 
 /* nbd-server-start on QMP: a unix socket DIR/ID-WHAT.sock, or TCP on HOST
- * at the first free port of PORT_MIN..PORT_MAX (0: the default range).
- * *URI gets the endpoint.  A range with no free port is SM_ERROR_BUSY
- * naming it. */
+ * at the first free port of PORT_MIN..PORT_MAX (0: the default range),
+ * with TLS_CREDS (an object's id, NULL: plaintext).  *URI gets the
+ * endpoint.  A range with no free port is SM_ERROR_BUSY naming it. */
 bool sm_mig_nbd_server_start (SmQmp *qmp, bool unix_socket, const char *host,
                               const char *dir, const char *id,
                               const char *what, int port_min, int port_max,
-                              char **uri, GError **error);
+                              const char *tls_creds, char **uri,
+                              GError **error);
 
 /* block-export-del of export NODE (if any) and blockdev-del of node NODE,
  * retried while QEMU still finishes the export; quiet, best effort. */
@@ -289,6 +290,15 @@ struct SmTunnel *sm_mig_tunnel_open (SmVmState *st, const SmMigCookie *c,
                                      const char *const *dest_extra,
                                      GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
+/* Where the source's unix sockets of a migration go (the layer server's,
+ * the tunnel's directory): beside the journal (STATE/vms/KEY/journal),
+ * unless their paths would not fit a unix socket address (108 bytes, with
+ * room for the longest name, ssh's control socket's temporary one) — then
+ * $XDG_RUNTIME_DIR, else /tmp, with names that say whose
+ * (snapmig-XXXXXXXX-tunnel, XXXXXXXX-layers-snapmig.sock).  Caller
+ * frees. */
+char *sm_mig_socket_dir (SmVmState *st) G_GNUC_WARN_UNUSED_RESULT;
+
 /* recover: the private directories of migration ID's tunnels whose
  * process is gone (killed with its snapmig) are removed with what they
  * hold (sockets, transport.pid, ssh's control socket, logs); one whose
@@ -297,5 +307,66 @@ void sm_mig_tunnel_leftovers (SmVmState *st, const char *id);
 
 /* Milliseconds a copy waits for a lost link: O's, else the default. */
 int sm_mig_link_timeout_ms (int link_timeout_ms);
+
+/* ---- TLS (issue 12, lib/migrate-tls.c) ---------------------------------- */
+
+/* Checks that DIR (--tls-creds) holds QEMU's five x509 files, readable PEM:
+ * SM_ERROR_NOT_FOUND (DIR or a file missing) or SM_ERROR_INVALID naming
+ * the file and what DIR must hold; DIR NULL is SM_ERROR_INVALID naming
+ * --tls-creds.  Run before anything moves, on each host. */
+bool sm_mig_tls_check_dir (const char *dir, GError **error);
+
+/* Whether cookie C's streams are TLS (its transport "tls"). */
+bool sm_mig_tls_used (const SmMigCookie *c);
+
+/* The ids of C's tls-creds-x509 objects, sm-tls-srv-XXXXXXXX (a server,
+ * verify-peer) and sm-tls-cli-XXXXXXXX (a client), XXXXXXXX the last 8
+ * characters of C's id; NULL when C does not use TLS.  Caller frees. */
+char *sm_mig_tls_server_id (const SmMigCookie *c) G_GNUC_WARN_UNUSED_RESULT;
+char *sm_mig_tls_client_id (const SmMigCookie *c) G_GNUC_WARN_UNUSED_RESULT;
+
+/* The source QEMU's objects (begin, before the layer server): the server
+ * and the client credentials from DIR.  Nothing without TLS. */
+bool sm_mig_tls_source_setup (SmQmp *qmp, const SmMigCookie *c,
+                              const char *dir, GError **error);
+/* The destination QEMU's (prepare, before nbd-server-start and
+ * migrate-incoming): the server credentials from DIR, and the migration
+ * parameter tls-creds naming them.  Nothing without TLS. */
+bool sm_mig_tls_dest_setup (SmQmp *qmp, const SmMigCookie *c,
+                            const char *dir, GError **error);
+
+/* Adds to PARAMS (migrate-set-parameters of the source, before migrate)
+ * tls-creds and tls-hostname (the destination's address): C's, or "" when
+ * C does not use TLS, so that no earlier migration's are used. */
+void sm_mig_tls_parameters (const SmMigCookie *c, json_object *params);
+
+/* The destination's qemu-img convert from the source's layer server: the
+ * extra arguments (--object tls-creds-x509 from DIR; empty without TLS;
+ * g_strfreev), and the source image: a json: file name of the raw bytes of
+ * EXPORT over NBD at URI whose client reconnects for RECONNECT_S seconds
+ * (a link that comes back within it costs a pause, not a new copy), with
+ * tls-creds and tls-hostname (the source's address) under TLS; NULL with
+ * ERROR.  Caller frees. */
+char **sm_mig_tls_pull_argv (const SmMigCookie *c, const char *dir)
+  G_GNUC_WARN_UNUSED_RESULT;
+char *sm_mig_layer_source (const SmMigCookie *c, const char *uri,
+                           const char *export, int reconnect_s,
+                           GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Appends to *ERROR (a TLS connection to HOST, given by OPTION, failed)
+ * what the certificates must be, and the names DIR's server certificate
+ * has (DIR NULL: not said); nothing without TLS. */
+void sm_mig_tls_hint (const SmMigCookie *c, const char *dir,
+                      const char *host, const char *option, GError **error);
+
+/* Deletes the source's server credentials once its layer server stopped;
+ * quiet. */
+void sm_mig_tls_del_server (SmQmp *qmp, const SmMigCookie *c);
+
+/* Undoes TLS on QMP's QEMU (every exit of the source: roll-back, recover;
+ * the destination's finish): the migration parameters tls-creds and
+ * tls-hostname back to "" when they are C's, C's objects deleted.  Quiet,
+ * best effort; servers using them stopped first. */
+void sm_mig_tls_remove (SmQmp *qmp, const SmMigCookie *c);
 
 #endif /* SM_MIGRATE_PRIVATE_H */

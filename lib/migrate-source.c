@@ -502,6 +502,8 @@ static bool
 start_layer_server (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
                     const SmMigOptions *o, GError **error)
 {
+  g_autofree char *tls = sm_mig_tls_server_id (c);
+  g_autofree char *sock_dir = NULL;
   bool any = false;
   guint i, j, n = 0;
 
@@ -512,9 +514,12 @@ start_layer_server (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
   }
   if (!any)
     return true;
+  sock_dir = sm_mig_socket_dir (st);
   if (!sm_mig_nbd_server_start (qmp, o->unix_sockets, c->source_host,
-                                sm_vm_state_journal_dir (st), c->id, "layers",
-                                o->port_min, o->port_max, &c->layers_uri,
+                                sock_dir, c->id,
+                                strcmp (sock_dir, sm_vm_state_journal_dir (st)) == 0 ?
+                                "layers" : "layers-snapmig",
+                                o->port_min, o->port_max, tls, &c->layers_uri,
                                 error))
     return false;
   for (i = 0; i < c->disks->len; i++) {
@@ -625,6 +630,8 @@ sm_migrate_begin (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   json_object *actions;
   guint i;
 
+  if (o->tls && !sm_mig_tls_check_dir (o->tls_creds, error))
+    return NULL;
   caps = sm_qmp_probe (qmp, error);
   if (!caps)
     return NULL;
@@ -769,6 +776,7 @@ sm_migrate_begin (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
       goto fail;
   }
   if (!sm_mig_journal_step (journal, "layer-server", "begin", NULL, &err) ||
+      !sm_mig_tls_source_setup (qmp, c, o->tls_creds, &err) ||
       !start_layer_server (qmp, st, c, o, &err) ||
       !sm_mig_journal_step (journal, "layer-server", "end", NULL, &err))
     goto fail;
@@ -779,6 +787,7 @@ fail:
     GError *undo = NULL;
 
     sm_migrate_stop_layer_server (qmp, c);
+    sm_mig_tls_remove (qmp, c);
     if (!sm_migrate_fold_back (qmp, c, created, &undo)) {
       GError *both = g_error_new (SM_ERROR, err->code, "%s (and the undo "
                                   "failed: %s; run 'snapmig recover --qmp %s')",

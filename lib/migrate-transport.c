@@ -60,27 +60,52 @@ sm_mig_link_timeout_ms (int link_timeout_ms)
   return link_timeout_ms > 0 ? link_timeout_ms : SM_MIG_LINK_TIMEOUT_MS;
 }
 
+#define TUNNEL_DIR_MAX 70
+
+char *
+sm_mig_socket_dir (SmVmState *st)
+{
+  const char *jdir = sm_vm_state_journal_dir (st);
+  const char *run = g_getenv ("XDG_RUNTIME_DIR");
+
+  if (strlen (jdir) + strlen ("/XXXXXXXX-tunnel99") <= TUNNEL_DIR_MAX)
+    return g_strdup (jdir);
+  if (run && *run == '/' && strlen (run) + 40 <= TUNNEL_DIR_MAX)
+    return g_strdup (run);
+  return g_strdup ("/tmp");
+}
+
+/* XXXXXXXX-tunnel beside the journal, snapmig-XXXXXXXX-tunnel elsewhere. */
+static char *
+tunnel_name (SmVmState *st, const char *id)
+{
+  g_autofree char *base = sm_mig_socket_dir (st);
+  const char *tail = id + MAX (strlen (id), 8) - 8;
+
+  if (strcmp (base, sm_vm_state_journal_dir (st)) == 0)
+    return g_strconcat (tail, "-tunnel", NULL);
+  return g_strconcat ("snapmig-", tail, "-tunnel", NULL);
+}
+
 SmTunnel *
 sm_mig_tunnel_open (SmVmState *st, const SmMigCookie *c, const SmMigOptions *o,
              const char *const *dest_argv, const char *const *dest_extra,
              GError **error)
 {
   g_autofree char *self = g_file_read_link ("/proc/self/exe", NULL);
-  g_autofree char *name = g_strconcat (c->id + MAX (strlen (c->id), 8) - 8,
-                                       "-tunnel", NULL);
-  g_autofree char *dir = g_build_filename (sm_vm_state_journal_dir (st), name,
-                                           NULL);
+  g_autofree char *base = sm_mig_socket_dir (st);
+  g_autofree char *name = tunnel_name (st, c->id);
+  g_autofree char *dir = g_build_filename (base, name, NULL);
+  g_autoptr(SmTunnel) t = NULL;
+  g_autofree char *remote = NULL;
 
   /* a tunnel of this migration's earlier snapmig (killed: migrate-recover
    * runs now, under the VM's lock) ended with it; its directory, if any,
    * is left alone and a new one taken */
   for (int k = 2; g_file_test (dir, G_FILE_TEST_EXISTS) && k < 100; k++) {
     g_free (dir);
-    dir = g_strdup_printf ("%s/%s%d", sm_vm_state_journal_dir (st), name, k);
+    dir = g_strdup_printf ("%s/%s%d", base, name, k);
   }
-  g_autoptr(SmTunnel) t = NULL;
-  g_autofree char *remote = NULL;
-
   t = sm_tunnel_open (self ? self : "snapmig", dest_argv, dest_extra, c->id,
                       dir, sm_mig_link_timeout_ms (o->link_timeout_ms),
                       o->timeout_ms > 0 ? o->timeout_ms : 60000, error);
@@ -104,9 +129,8 @@ sm_mig_tunnel_open (SmVmState *st, const SmMigCookie *c, const SmMigOptions *o,
 void
 sm_mig_tunnel_leftovers (SmVmState *st, const char *id)
 {
-  const char *jdir = sm_vm_state_journal_dir (st);
-  g_autofree char *prefix = g_strconcat (id + MAX (strlen (id), 8) - 8,
-                                         "-tunnel", NULL);
+  g_autofree char *jdir = sm_mig_socket_dir (st);
+  g_autofree char *prefix = tunnel_name (st, id);
   g_autoptr(GDir) d = g_dir_open (jdir, 0, NULL);
   const char *name;
 
@@ -121,6 +145,9 @@ sm_mig_tunnel_leftovers (SmVmState *st, const char *id)
     if (!g_str_has_prefix (name, prefix))
       continue;
     dir = g_build_filename (jdir, name, NULL);
+    if (!g_file_test (dir, G_FILE_TEST_IS_DIR) ||
+        g_file_test (dir, G_FILE_TEST_IS_SYMLINK))
+      continue;
     pidfile = g_build_filename (dir, "transport.pid", NULL);
     if (g_file_get_contents (pidfile, &text, NULL, NULL))
       pid = strtol (text, NULL, 10);

@@ -305,8 +305,10 @@ cancel_dest (const SmMigOptions *o, const char *const *dest_argv,
                         NULL, &undo);
   sm_interrupt_restore (sig);
   if (undo) {
-    g_prefix_error (err, "(the destination's clean-up failed too: %s; run "
-                    "'snapmig recover --incoming' there) ", undo->message);
+    g_prefix_error (err, "(the destination's clean-up could not be "
+                    "confirmed: %s; its finish cleans up by itself once this "
+                    "snapmig's connection to it is gone — run 'snapmig "
+                    "recover --incoming' there to be sure) ", undo->message);
     g_error_free (undo);
   }
 }

@@ -1,7 +1,7 @@
-/* libsnapmig — the tunnel of `migrate --tunnel` (lib/tunnel.h): the client
- * that migrate uses, the `snapmig tunnel` process (its transport, the
- * transport's supervision and restart, the control lines, the local
- * listeners of relay mode) and the destination's `snapmig relay`.
+/* libsnapmig — the tunnel of `migrate --tunnel` (lib/tunnel.h): the
+ * `snapmig tunnel` process (its transport, the transport's supervision and
+ * restart, the control lines, the local listeners of relay mode) and the
+ * destination's `snapmig relay`.  Its client is lib/tunnel-client.c.
  */
 #include "tunnel.h"
 
@@ -25,231 +25,12 @@
 
 /* The hello line of `snapmig relay`. */
 #define RELAY_HELLO "snapmig-relay 1 "
-/* How long a stopped transport or tunnel gets after end of file, then
- * after SIGTERM, before the next step. */
-#define STOP_EOF_MS 2000
-#define STOP_TERM_MS 2000
 /* A single `ssh -O forward` is given this long. */
 #define SSH_FORWARD_MS 10000
 /* Restarts: the first after 0.5 s, then every second. */
 #define RETRY_FIRST_MS 500
 #define RETRY_MS 1000
 
-static gint64 now_ms (void) { return g_get_monotonic_time () / 1000; }
-
-static int
-ms_left (gint64 deadline)
-{
-  gint64 d = deadline - now_ms ();
-
-  return d < 0 ? 0 : d > G_MAXINT ? G_MAXINT : (int) d;
-}
-
-/* ---- processes ------------------------------------------------------------ */
-
-/* Waits (MS at most) for PID to exit; true when it did (reaped). */
-static bool
-wait_exit (pid_t pid, int ms, int *status)
-{
-  gint64 deadline = now_ms () + ms;
-  int st;
-
-  for (;;) {
-    pid_t r = waitpid (pid, &st, WNOHANG);
-
-    if (r == pid || (r < 0 && errno == ECHILD)) {
-      if (status)
-        *status = r == pid ? st : 0;
-      return true;
-    }
-    if (now_ms () >= deadline)
-      return false;
-    g_usleep (10000);
-  }
-}
-
-/* Ends the child PID whose stdin the caller closed: a bounded wait, then
- * SIGTERM, then SIGKILL, always by PID. */
-static void
-stop_child (pid_t pid, int eof_ms)
-{
-  if (pid <= 0)
-    return;
-  if (eof_ms > 0 && wait_exit (pid, eof_ms, NULL))
-    return;
-  kill (pid, SIGTERM);
-  if (wait_exit (pid, STOP_TERM_MS, NULL))
-    return;
-  kill (pid, SIGKILL);
-  wait_exit (pid, 5000, NULL);
-}
-
-/* The children die with the tunnel even when it is killed (SIGKILL): the
- * ssh master would otherwise hold the forwards. */
-static void
-child_setup (gpointer data)
-{
-  (void) data;
-  prctl (PR_SET_PDEATHSIG, SIGTERM);
-  signal (SIGPIPE, SIG_DFL);
-}
-
-/* Spawns ARGV with its stdin *IN_FD (a socket or pipe we write), stdout
- * *OUT_FD (we read) and stderr *ERR_FD (we read), all close-on-exec on our
- * side, *ERR_FD non-blocking. */
-static bool
-spawn (char *const *argv, pid_t *pid, int *in_fd, int *out_fd, int *err_fd,
-       GError **error)
-{
-  GPid p;
-
-  if (!g_spawn_async_with_pipes (NULL, (char **) argv, NULL,
-                                 G_SPAWN_DO_NOT_REAP_CHILD |
-                                 G_SPAWN_SEARCH_PATH, child_setup, NULL, &p,
-                                 in_fd, out_fd, err_fd, error))
-    return false;
-  *pid = p;
-  fcntl (*in_fd, F_SETFD, FD_CLOEXEC);
-  fcntl (*out_fd, F_SETFD, FD_CLOEXEC);
-  fcntl (*err_fd, F_SETFD, FD_CLOEXEC);
-  fcntl (*err_fd, F_SETFL, fcntl (*err_fd, F_GETFL) | O_NONBLOCK);
-  return true;
-}
-
-/* Collected stderr of a child: its last complete (or pending) line. */
-typedef struct {
-  GString *pending;
-  char *last;
-  bool echo;                   /* copy each line to our stderr */
-} ErrLog;
-
-static void
-errlog_feed (ErrLog *l, const char *p, size_t n)
-{
-  for (size_t i = 0; i < n; i++) {
-    if (p[i] == '\n') {
-      if (l->pending->len) {
-        g_free (l->last);
-        l->last = g_strdup (l->pending->str);
-        if (l->echo)
-          fprintf (stderr, "%s\n", l->last);
-      }
-      g_string_truncate (l->pending, 0);
-    } else if (l->pending->len < 4096)
-      g_string_append_c (l->pending, p[i]);
-  }
-}
-
-/* Reads what FD has now; false at end of file or error. */
-static bool
-errlog_read (ErrLog *l, int fd)
-{
-  char buf[4096];
-  ssize_t n;
-
-  while ((n = read (fd, buf, sizeof buf)) > 0)
-    errlog_feed (l, buf, n);
-  return n < 0 && (errno == EAGAIN || errno == EINTR);
-}
-
-static const char *
-errlog_last (ErrLog *l)
-{
-  if (l->pending->len)
-    return l->pending->str;
-  return l->last ? l->last : "";
-}
-
-/* Reads one line from FD until DEADLINE, collecting ERR_FD into LOG
- * meanwhile (ERR_FD -1: none).  *LINE without its newline; false with
- * *EOF_SEEN or a timeout or an interruption error. */
-static bool
-read_line (int fd, GString *buf, int err_fd, ErrLog *log, gint64 deadline,
-           char **line, GError **error)
-{
-  for (;;) {
-    char *nl = memchr (buf->str, '\n', buf->len);
-    struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
-                           { .fd = err_fd, .events = POLLIN } };
-    char tmp[4096];
-    ssize_t n;
-    int r;
-
-    if (nl) {
-      *line = g_strndup (buf->str, nl - buf->str);
-      g_string_erase (buf, 0, nl - buf->str + 1);
-      return true;
-    }
-    r = poll (p, err_fd >= 0 ? 2 : 1, ms_left (deadline));
-    if (r < 0 && errno == EINTR) {
-      if (sm_interrupt_check (error))
-        return false;
-      continue;
-    }
-    if (r == 0) {
-      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT, "no answer");
-      return false;
-    }
-    if (err_fd >= 0 && p[1].revents && !errlog_read (log, err_fd))
-      err_fd = -1;
-    if (p[0].revents) {
-      n = read (fd, tmp, sizeof tmp);
-      if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        continue;
-      if (n <= 0) {
-        /* what the child said last, now that it is gone */
-        if (err_fd >= 0)
-          while (poll (&p[1], 1, 200) > 0 && errlog_read (log, err_fd))
-            ;
-        g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
-                     "end of file");
-        return false;
-      }
-      g_string_append_len (buf, tmp, n);
-    }
-  }
-}
-
-static bool
-write_all (int fd, const char *p, size_t n)
-{
-  while (n) {
-    ssize_t w = send (fd, p, n, MSG_NOSIGNAL);
-
-    if (w < 0 && errno == ENOTSOCK)
-      w = write (fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0 && errno == EAGAIN) {
-      struct pollfd pf = { .fd = fd, .events = POLLOUT };
-
-      poll (&pf, 1, 1000);
-      continue;
-    }
-    if (w <= 0)
-      return false;
-    p += w;
-    n -= w;
-  }
-  return true;
-}
-
-/* Removes the entries of DIR (not recursively) and DIR. */
-static void
-remove_dir (const char *dir)
-{
-  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
-  const char *name;
-
-  while (d && (name = g_dir_read_name (d))) {
-    g_autofree char *p = g_build_filename (dir, name, NULL);
-
-    (void) unlink (p);
-  }
-  (void) rmdir (dir);
-}
-
-/* ---- the destination ------------------------------------------------------ */
 
 char *
 sm_tunnel_dest_dir (const char *state_dir, const char *id)
@@ -264,7 +45,7 @@ sm_tunnel_dest_dir_remove (const char *state_dir, const char *id)
 {
   g_autofree char *dir = sm_tunnel_dest_dir (state_dir, id);
 
-  remove_dir (dir);
+  sm_tunnel_remove_dir (dir);
 }
 
 /* Unix sockets left in DIR by an earlier relay (a forward binds its path
@@ -283,18 +64,6 @@ remove_stale_sockets (const char *dir)
     }
 }
 
-static bool
-valid_id (const char *id, GError **error)
-{
-  if (!id || !*id || strchr (id, '/') || strcmp (id, ".") == 0 ||
-      strcmp (id, "..") == 0 || strchr (id, '\n')) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "tunnel id '%s' is not a file name", id ? id : "");
-    return false;
-  }
-  return true;
-}
-
 bool
 sm_relay_dest (const char *state_dir, const char *id, bool hold, int in_fd,
                int out_fd, GError **error)
@@ -303,7 +72,7 @@ sm_relay_dest (const char *state_dir, const char *id, bool hold, int in_fd,
   g_autofree char *hello = NULL;
   g_autoptr(SmRelay) r = NULL;
 
-  if (!valid_id (id, error))
+  if (!sm_tunnel_valid_id (id, error))
     return false;
   dir = sm_tunnel_dest_dir (state_dir, id);
   if (g_mkdir_with_parents (dir, 0700) < 0 || chmod (dir, 0700) < 0) {
@@ -314,7 +83,7 @@ sm_relay_dest (const char *state_dir, const char *id, bool hold, int in_fd,
   }
   remove_stale_sockets (dir);
   hello = g_strconcat (RELAY_HELLO, dir, "\n", NULL);
-  if (!write_all (out_fd, hello, strlen (hello))) {
+  if (!sm_tunnel_write_all (out_fd, hello, strlen (hello))) {
     g_set_error (error, SM_ERROR, SM_ERROR_IO,
                  "relay: cannot write to standard output: %s",
                  g_strerror (errno));
@@ -364,8 +133,10 @@ typedef struct {
   pid_t pid;
   int t_in, t_out, t_err;      /* its stdin (ours to write), stdout, stderr */
   GString *t_buf;              /* its stdout before the hello line */
-  ErrLog t_log;
+  SmTunnelErrLog t_log;
   SmRelay *relay;
+  bool starting;               /* spawned, its hello line not read yet */
+  gint64 start_deadline;
   bool up;
   int restarts;
   int64_t bytes_before;        /* carried by relays that ended */
@@ -420,7 +191,7 @@ answer (Tun *t, const char *fmt, ...)
   /* one line per answer, whatever the message holds */
   g_strdelimit (msg, "\n", ' ');
   line = g_strconcat (msg, "\n", NULL);
-  (void) write_all (t->ctl_out, line, strlen (line));
+  (void) sm_tunnel_write_all (t->ctl_out, line, strlen (line));
 }
 
 static void
@@ -446,17 +217,17 @@ transport_stop (Tun *t)
   if (t->t_in >= 0)
     close (t->t_in);
   t->t_in = -1;
-  stop_child (t->pid, STOP_EOF_MS / 4);
+  sm_tunnel_stop_child (t->pid, STOP_EOF_MS / 4);
   t->pid = 0;
   if (t->t_out >= 0)
     close (t->t_out);
   if (t->t_err >= 0) {
-    errlog_read (&t->t_log, t->t_err);
+    sm_tunnel_errlog_read (&t->t_log, t->t_err);
     close (t->t_err);
   }
   t->t_out = t->t_err = -1;
   g_string_truncate (t->t_buf, 0);
-  t->up = false;
+  t->up = t->starting = false;
 }
 
 /* Runs ARGV (an `ssh -O forward`) with a bounded wait; false with its
@@ -465,29 +236,29 @@ static bool
 run_bounded (char *const *argv, int ms, GError **error)
 {
   g_autofree char *cmd = g_strjoinv (" ", (char **) argv);
-  ErrLog log = { g_string_new (NULL), NULL, false };
-  gint64 deadline = now_ms () + ms;
+  SmTunnelErrLog log = { g_string_new (NULL), NULL, false };
+  gint64 deadline = sm_tunnel_now_ms () + ms;
   int in_fd, out_fd, err_fd, st = 0;
   pid_t pid;
   bool ok;
 
-  if (!spawn (argv, &pid, &in_fd, &out_fd, &err_fd, error)) {
+  if (!sm_tunnel_spawn (argv, &pid, &in_fd, &out_fd, &err_fd, error)) {
     g_string_free (log.pending, TRUE);
     return false;
   }
   close (in_fd);
   for (;;) {
     struct pollfd p = { .fd = err_fd, .events = POLLIN };
-    int r = poll (&p, 1, ms_left (deadline));
+    int r = poll (&p, 1, sm_tunnel_ms_left (deadline));
 
     if (r < 0 && errno == EINTR && !sm_interrupted ())
       continue;
-    if (r <= 0 || !errlog_read (&log, err_fd))
+    if (r <= 0 || !sm_tunnel_errlog_read (&log, err_fd))
       break;
   }
-  ok = wait_exit (pid, ms_left (deadline), &st);
+  ok = sm_tunnel_wait_exit (pid, sm_interrupted () ? 0 : sm_tunnel_ms_left (deadline), &st);
   if (!ok)
-    stop_child (pid, 0);
+    sm_tunnel_stop_child (pid, 0);
   close (out_fd);
   close (err_fd);
   if (!ok)
@@ -496,7 +267,7 @@ run_bounded (char *const *argv, int ms, GError **error)
   else if (!WIFEXITED (st) || WEXITSTATUS (st) != 0) {
     ok = false;
     g_set_error (error, SM_ERROR, SM_ERROR_FAILED, "'%s' failed: %s", cmd,
-                 *errlog_last (&log) ? errlog_last (&log)
+                 *sm_tunnel_errlog_last (&log) ? sm_tunnel_errlog_last (&log)
                  : "no message");
   }
   g_free (log.last);
@@ -516,15 +287,14 @@ ssh_forward (Tun *t, const char *flag, const char *from, const char *to,
   return run_bounded (argv, SSH_FORWARD_MS, error);
 }
 
-/* Starts the transport and adds every forward and reverse again; true
- * when it is up.  Waits until DEADLINE at most. */
+/* Starts the transport: it is "starting" until its hello line comes
+ * (transport_hello) or DEADLINE passes; the loop serves the control
+ * channel meanwhile. */
 static bool
-transport_start (Tun *t, gint64 deadline, GError **error)
+transport_spawn (Tun *t, gint64 deadline, GError **error)
 {
   g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autofree char *line = NULL;
   g_auto(GStrv) master = NULL;
-  GError *err = NULL;
   guint i;
 
   if (t->ssh) {
@@ -548,24 +318,32 @@ transport_start (Tun *t, gint64 deadline, GError **error)
 
     sm_debug ("tunnel", "starting the transport: %s", cmd);
   }
-  if (!spawn ((char *const *) argv->pdata, &t->pid, &t->t_in, &t->t_out,
-              &t->t_err, error))
+  if (!sm_tunnel_spawn ((char *const *) argv->pdata, &t->pid, &t->t_in, &t->t_out,
+              &t->t_err, error)) {
+    g_prefix_error (error, "the transport '%s' did not start: ",
+                    t->o->dest_argv[0]);
     return false;
-  if (!read_line (t->t_out, t->t_buf, t->t_err, &t->t_log, deadline, &line,
-                  &err) ||
-      !g_str_has_prefix (line, RELAY_HELLO)) {
-    const char *said = errlog_last (&t->t_log);
+  }
+  fcntl (t->t_out, F_SETFL, fcntl (t->t_out, F_GETFL) | O_NONBLOCK);
+  t->starting = true;
+  t->start_deadline = deadline;
+  return true;
+}
 
-    if (err && err->code == SM_ERROR_INTERRUPTED) {
-      g_propagate_error (error, err);
-    } else {
-      g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
-                   "the transport '%s' did not start: %s",
-                   (char *) g_ptr_array_index (argv, 0),
-                   *said ? said : err ? err->message
-                   : line ? line : "no hello line");
-      g_clear_error (&err);
-    }
+/* The transport said LINE: its hello ("snapmig-relay 1 DIR"); adds every
+ * forward and reverse again.  True when it is up; false (stopped) with
+ * ERROR. */
+static bool
+transport_hello (Tun *t, const char *line, GError **error)
+{
+  guint i;
+
+  t->starting = false;
+  if (!g_str_has_prefix (line, RELAY_HELLO)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
+                 "the transport '%s' said '%s', not '%s...' (is snapmig "
+                 "installed on the destination?)", t->o->dest_argv[0], line,
+                 RELAY_HELLO);
     transport_stop (t);
     return false;
   }
@@ -593,9 +371,9 @@ transport_start (Tun *t, gint64 deadline, GError **error)
       }
     }
   } else {
-    /* the hello line was the last of the text: frames follow */
+    /* the hello line was the last of the text: frames follow (the relay
+     * sends none before it is asked) */
     t->relay = sm_relay_new (t->t_out, t->t_in, true);
-    g_assert (t->t_buf->len == 0 || !"frames before the relay was asked");
     for (i = 0; i < t->forwards->len; i++) {
       Forward *f = g_ptr_array_index (t->forwards, i);
 
@@ -612,6 +390,50 @@ transport_start (Tun *t, gint64 deadline, GError **error)
   return true;
 }
 
+/* Reads the starting transport's stdout: 0 nothing yet, 1 up, -1 failed
+ * (stopped; ERROR set). */
+static int
+transport_read_hello (Tun *t, GError **error)
+{
+  char buf[512];
+  ssize_t n = read (t->t_out, buf, sizeof buf);
+  char *nl;
+
+  if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    return 0;
+  if (n <= 0) {
+    if (t->t_err >= 0) {
+      struct pollfd p = { .fd = t->t_err, .events = POLLIN };
+
+      /* its last words, when it is gone */
+      while (poll (&p, 1, 200) > 0 && sm_tunnel_errlog_read (&t->t_log, t->t_err))
+        ;
+    }
+    g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
+                 "the transport '%s' did not start: %s", t->o->dest_argv[0],
+                 *sm_tunnel_errlog_last (&t->t_log) ? sm_tunnel_errlog_last (&t->t_log)
+                 : "it exited before its first line");
+    transport_stop (t);
+    return -1;
+  }
+  g_string_append_len (t->t_buf, buf, n);
+  nl = memchr (t->t_buf->str, '\n', t->t_buf->len);
+  if (nl) {
+    g_autofree char *line = g_strndup (t->t_buf->str, nl - t->t_buf->str);
+
+    g_string_truncate (t->t_buf, 0);
+    return transport_hello (t, line, error) ? 1 : -1;
+  }
+  if (t->t_buf->len > 4096) {
+    g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
+                 "the transport '%s' said too much before its hello line",
+                 t->o->dest_argv[0]);
+    transport_stop (t);
+    return -1;
+  }
+  return 0;
+}
+
 /* The transport ended: everything relayed is closed (QEMU's clients see
  * it and reconnect later), the next start is in 0.5 s. */
 static void
@@ -620,7 +442,7 @@ transport_down (Tun *t, const char *why)
   transport_stop (t);
   g_free (t->why_down);
   t->why_down = g_strdup (why);
-  t->down_since = now_ms ();
+  t->down_since = sm_tunnel_now_ms ();
   t->next_try = t->down_since + RETRY_FIRST_MS;
   t->tries = 0;
   g_printerr ("snapmig: tunnel: the transport ended (%s); restarting it\n",
@@ -644,7 +466,8 @@ forward_local_path (Tun *t, const char *remote)
                               : g_strdup (base);
     char *path = g_build_filename (t->o->local_dir, name, NULL);
     bool taken = strcmp (name, "ssh.ctl") == 0 ||
-                 strcmp (name, "transport.pid") == 0;
+                 strcmp (name, "transport.pid") == 0 ||
+                 strcmp (name, "tunnel.log") == 0;
 
     for (guint i = 0; !taken && i < t->forwards->len; i++)
       taken = strcmp (((Forward *) g_ptr_array_index (t->forwards, i))->local,
@@ -808,7 +631,7 @@ tun_cleanup (Tun *t)
   transport_stop (t);
   g_ptr_array_free (t->forwards, TRUE);     /* closes the listeners */
   g_ptr_array_free (t->reverses, TRUE);
-  remove_dir (t->o->local_dir);
+  sm_tunnel_remove_dir (t->o->local_dir);
   g_strfreev (t->ssh_opts);
   g_strfreev (t->remote_words);
   g_free (t->host);
@@ -821,39 +644,91 @@ tun_cleanup (Tun *t)
   g_free (t->t_log.last);
 }
 
-/* One restart attempt when it is time; false (ERROR set) once the link
- * timeout passed. */
+/* An attempt failed with ERR (consumed): the next in 0.5 s, then every
+ * second; false (ERROR set) once the link timeout passed. */
 static bool
-maybe_restart (Tun *t, GError **error)
+attempt_failed (Tun *t, GError *err, GError **error)
 {
-  g_autoptr(GError) err = NULL;
-  gint64 give_up = t->down_since + t->o->link_timeout_ms;
-
-  if (now_ms () < t->next_try)
-    return true;
-  t->tries++;
-  /* one attempt may take what is left of the link timeout (at least 1 s:
-   * an ssh that connects needs that much) */
-  if (transport_start (t, MAX (MIN (give_up, now_ms () + 30000),
-                               now_ms () + 1000), &err)) {
-    t->restarts++;
-    g_printerr ("snapmig: tunnel: the transport is back (PID %d)\n",
-                (int) t->pid);
-    return true;
-  }
-  if (err->code == SM_ERROR_INTERRUPTED) {
-    g_propagate_error (error, g_steal_pointer (&err));
-    return false;
-  }
   g_free (t->why_down);
   t->why_down = g_strdup (err->message);
-  if (now_ms () >= give_up) {
+  g_error_free (err);
+  if (sm_tunnel_now_ms () >= t->down_since + t->o->link_timeout_ms) {
     g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
                  "the tunnel's transport was down for more than %d ms: %s",
                  t->o->link_timeout_ms, t->why_down);
     return false;
   }
-  t->next_try = now_ms () + (t->tries == 1 ? RETRY_FIRST_MS : RETRY_MS);
+  t->next_try = sm_tunnel_now_ms () + (t->tries == 1 ? RETRY_FIRST_MS : RETRY_MS);
+  return true;
+}
+
+/* The transport's part of a round: its stdout while it starts (ssh mode:
+ * also while up, for its end), the relay's sockets, the restart when it
+ * is due.  FIRST: the first start, whose failure is final.  False (ERROR
+ * set) when the tunnel gives up. */
+static bool
+transport_round (Tun *t, const struct pollfd *out, const struct pollfd *rfds,
+                 size_t nr, bool *first, GError **error)
+{
+  GError *err = NULL;
+  int res = 0;
+
+  if (t->relay && !sm_relay_dispatch (t->relay, rfds, nr, &err)) {
+    g_autofree char *why = g_strdup_printf (
+      "%s%s%s", err ? err->message : "the relay's pipe closed",
+      *sm_tunnel_errlog_last (&t->t_log) ? ": " : "", sm_tunnel_errlog_last (&t->t_log));
+
+    g_clear_error (&err);
+    transport_down (t, why);
+  } else if (t->relay)
+    check_pending (t);
+  if (t->ssh && t->up && out->revents) {
+    char buf[512];
+    ssize_t got = read (t->t_out, buf, sizeof buf);
+
+    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
+      g_autofree char *why = g_strdup_printf (
+        "the ssh master exited%s%s", *sm_tunnel_errlog_last (&t->t_log) ? ": " : "",
+        sm_tunnel_errlog_last (&t->t_log));
+
+      transport_down (t, why);
+    }
+  }
+  if (t->starting && out->revents)
+    res = transport_read_hello (t, &err);
+  if (t->starting && sm_tunnel_now_ms () >= t->start_deadline) {
+    g_set_error (&err, SM_ERROR, SM_ERROR_TIMEOUT,
+                 "the transport '%s' did not say it was up in time%s%s",
+                 t->o->dest_argv[0], *sm_tunnel_errlog_last (&t->t_log) ? ": " : "",
+                 sm_tunnel_errlog_last (&t->t_log));
+    transport_stop (t);
+    res = -1;
+  }
+  if (res > 0 && *first) {
+    *first = false;
+    answer (t, "ready %s %s", t->ssh ? "ssh" : "relay", t->remote_dir);
+  } else if (res > 0) {
+    t->restarts++;
+    g_printerr ("snapmig: tunnel: the transport is back (PID %d)\n",
+                (int) t->pid);
+  }
+  if (res < 0 && *first) {
+    g_propagate_error (error, err);
+    return false;
+  }
+  if (res < 0 && !attempt_failed (t, err, error))
+    return false;
+  if (!t->up && !t->starting && sm_tunnel_now_ms () >= t->next_try) {
+    /* one attempt may take what is left of the link timeout (at least 1 s:
+     * an ssh that connects needs that much) */
+    gint64 give_up = t->down_since + t->o->link_timeout_ms;
+
+    t->tries++;
+    if (!transport_spawn (t, MAX (MIN (give_up, sm_tunnel_now_ms () + 30000),
+                                  sm_tunnel_now_ms () + 1000), &err) &&
+        !attempt_failed (t, err, error))
+      return false;
+  }
   return true;
 }
 
@@ -864,10 +739,10 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
   Tun t = { .o = o, .t_in = -1, .t_out = -1, .t_err = -1,
             .ctl_in = ctl_in, .ctl_out = ctl_out };
   g_autofree struct pollfd *fds = NULL;
+  bool ok = true, first = true;
   size_t cap = 0;
-  bool ok = true;
 
-  if (!valid_id (o->id, error))
+  if (!sm_tunnel_valid_id (o->id, error))
     return false;
   if (!o->dest_argv || !o->dest_argv[0]) {
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
@@ -891,13 +766,11 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
   t.t_log.echo = true;
   fcntl (ctl_in, F_SETFL, fcntl (ctl_in, F_GETFL) | O_NONBLOCK);
 
-  if (!transport_start (&t, now_ms () + MAX (o->link_timeout_ms, 10000),
+  if (!transport_spawn (&t, sm_tunnel_now_ms () + MAX (o->link_timeout_ms, 10000),
                         error)) {
     tun_cleanup (&t);
     return false;
   }
-  answer (&t, "ready %s %s", t.ssh ? "ssh" : "relay", t.remote_dir);
-
   for (;;) {
     size_t want = 3 + (t.relay ? sm_relay_nfds_max (t.relay) : 0);
     size_t n = 0, nr = 0;
@@ -908,15 +781,19 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
       cap = want * 2;
       fds = g_renew (struct pollfd, fds, cap);
     }
-    fds[n++] = (struct pollfd) { .fd = ctl_in, .events = t.pending ? 0
-                                 : POLLIN };
+    /* no request before "ready" (only its end), none while a reverse
+     * waits for the relay */
+    fds[n++] = (struct pollfd) { .fd = ctl_in,
+                                 .events = first || t.pending ? 0 : POLLIN };
     fds[n++] = (struct pollfd) { .fd = t.t_err, .events = POLLIN };
-    fds[n++] = (struct pollfd) { .fd = t.ssh ? t.t_out : -1,
-                                 .events = POLLIN };
+    fds[n++] = (struct pollfd) { .fd = t.starting || (t.ssh && t.up)
+                                 ? t.t_out : -1, .events = POLLIN };
     if (t.relay)
       nr = sm_relay_pollfds (t.relay, fds + n, cap - n);
-    if (!t.up)
-      timeout = ms_left (t.next_try);
+    if (t.starting)
+      timeout = sm_tunnel_ms_left (t.start_deadline);
+    else if (!t.up)
+      timeout = sm_tunnel_ms_left (t.next_try);
     r = poll (fds, n + nr, timeout);
     if (r < 0 && errno != EINTR) {
       g_set_error (error, SM_ERROR, SM_ERROR_IO, "tunnel: poll: %s",
@@ -928,46 +805,21 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
       break;                   /* SIGTERM, SIGINT: the same as the end */
     if (r < 0)
       continue;
-    if (fds[1].revents && !errlog_read (&t.t_log, t.t_err)) {
+    if (fds[1].revents && !sm_tunnel_errlog_read (&t.t_log, t.t_err)) {
       close (t.t_err);
       t.t_err = -1;
     }
-    if (t.relay) {
-      GError *err = NULL;
-
-      if (!sm_relay_dispatch (t.relay, fds + n, nr, &err)) {
-        g_autofree char *why = g_strdup_printf (
-          "%s%s%s", err ? err->message : "the relay's pipe closed",
-          *errlog_last (&t.t_log) ? ": " : "", errlog_last (&t.t_log));
-
-        g_clear_error (&err);
-        transport_down (&t, why);
-      } else
-        check_pending (&t);
+    if (!transport_round (&t, &fds[2], fds + n, nr, &first, error)) {
+      ok = false;
+      break;
     }
-    if (t.ssh && t.up && fds[2].revents) {
-      char buf[512];
-      ssize_t got = read (t.t_out, buf, sizeof buf);
-
-      if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
-        g_autofree char *why = g_strdup_printf (
-          "the ssh master exited%s%s", *errlog_last (&t.t_log) ? ": " : "",
-          errlog_last (&t.t_log));
-
-        transport_down (&t, why);
-      }
-    }
-    if (fds[0].revents && !ctl_read (&t))
+    if (fds[0].revents && (first ? (fds[0].revents & (POLLHUP | POLLERR))
+                           : !ctl_read (&t)))
       ctl_eof = true;
-    ctl_handle (&t);
+    if (!first)
+      ctl_handle (&t);
     if (ctl_eof)
       break;
-    if (!t.up && !maybe_restart (&t, error)) {
-      ok = sm_interrupted () != 0;
-      if (ok)
-        g_clear_error (error);
-      break;
-    }
   }
   tun_cleanup (&t);
   return ok;
@@ -975,278 +827,3 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
 
 /* ---- the client ----------------------------------------------------------- */
 
-struct SmTunnel {
-  pid_t pid;
-  int ctl;                     /* socket: the tunnel's stdin and stdout */
-  int err_fd;
-  ErrLog log;
-  GString *buf;
-  char *mode;
-  char *remote_dir;
-  char *local_dir;
-  char *what;                  /* the destination command, for messages */
-  int timeout_ms;
-  bool dead;
-};
-
-static void
-tunnel_kill (SmTunnel *t)
-{
-  if (t->ctl >= 0)
-    close (t->ctl);
-  t->ctl = -1;
-  stop_child (t->pid, STOP_EOF_MS);
-  t->pid = 0;
-  if (t->local_dir && g_file_test (t->local_dir, G_FILE_TEST_IS_DIR))
-    remove_dir (t->local_dir);
-}
-
-void
-sm_tunnel_close (SmTunnel *t)
-{
-  if (!t)
-    return;
-  tunnel_kill (t);
-  if (t->err_fd >= 0)
-    close (t->err_fd);
-  g_string_free (t->log.pending, TRUE);
-  g_free (t->log.last);
-  g_string_free (t->buf, TRUE);
-  g_free (t->mode);
-  g_free (t->remote_dir);
-  g_free (t->local_dir);
-  g_free (t->what);
-  g_free (t);
-}
-
-/* The tunnel's last word ("error MESSAGE" on its stderr), for errors. */
-static const char *
-tunnel_said (SmTunnel *t)
-{
-  const char *s = errlog_last (&t->log);
-
-  if (g_str_has_prefix (s, "error "))
-    s += 6;
-  return *s ? s : "no message";
-}
-
-SmTunnel *
-sm_tunnel_open (const char *self_exe, const char *const *dest_argv,
-                const char *const *dest_extra, const char *id,
-                const char *local_dir, int link_timeout_ms, int timeout_ms,
-                GError **error)
-{
-  g_autoptr(SmTunnel) t = g_new0 (SmTunnel, 1);
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GError) err = NULL;
-  g_autofree char *line = NULL;
-  g_auto(GStrv) words = NULL;
-  int sp[2], errp[2];
-  pid_t pid;
-  size_t i;
-
-  t->ctl = t->err_fd = -1;
-  t->buf = g_string_new (NULL);
-  t->log.pending = g_string_new (NULL);
-  t->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
-  if (!valid_id (id, error))
-    return NULL;
-  if (!dest_argv || !dest_argv[0]) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "tunnel: no destination command");
-    return NULL;
-  }
-  t->what = g_strjoinv (" ", (char **) dest_argv);
-  if (mkdir (local_dir, 0700) < 0) {
-    g_set_error (error, SM_ERROR, errno == EEXIST ? SM_ERROR_EXISTS
-                 : SM_ERROR_IO, "cannot make the tunnel's directory %s: %s",
-                 local_dir, g_strerror (errno));
-    return NULL;
-  }
-  t->local_dir = g_strdup (local_dir);
-
-  g_ptr_array_add (argv, g_strdup (self_exe));
-  g_ptr_array_add (argv, g_strdup ("tunnel"));
-  g_ptr_array_add (argv, g_strconcat ("--id=", id, NULL));
-  g_ptr_array_add (argv, g_strconcat ("--local-dir=", local_dir, NULL));
-  g_ptr_array_add (argv, g_strdup_printf ("--link-timeout-ms=%d",
-                                          link_timeout_ms));
-  for (i = 0; dest_extra && dest_extra[i]; i++)
-    g_ptr_array_add (argv, g_strconcat ("--dest-opt=", dest_extra[i], NULL));
-  g_ptr_array_add (argv, g_strdup ("--"));
-  for (i = 0; dest_argv[i]; i++)
-    g_ptr_array_add (argv, g_strdup (dest_argv[i]));
-  g_ptr_array_add (argv, NULL);
-
-  /* the control channel is a socket (our writes never raise SIGPIPE), the
-   * tunnel's stderr a pipe read as it comes */
-  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0 ||
-      pipe2 (errp, O_CLOEXEC) < 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "tunnel: socketpair: %s",
-                 g_strerror (errno));
-    remove_dir (local_dir);
-    return NULL;
-  }
-  pid = fork ();
-  if (pid == 0) {
-    dup2 (sp[1], 0);
-    dup2 (sp[1], 1);
-    dup2 (errp[1], 2);
-    for (int sig = 1; sig < NSIG; sig++)
-      if (sig != SIGKILL && sig != SIGSTOP)
-        signal (sig, SIG_DFL);
-    execv (self_exe, (char **) argv->pdata);
-    dprintf (2, "error cannot run %s: %s\n", self_exe, strerror (errno));
-    _exit (127);
-  }
-  close (sp[1]);
-  close (errp[1]);
-  t->ctl = sp[0];
-  t->err_fd = errp[0];
-  fcntl (t->err_fd, F_SETFL, fcntl (t->err_fd, F_GETFL) | O_NONBLOCK);
-  if (pid < 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO, "tunnel: fork: %s",
-                 g_strerror (errno));
-    return NULL;
-  }
-  t->pid = pid;
-
-  if (!read_line (t->ctl, t->buf, t->err_fd, &t->log,
-                  now_ms () + t->timeout_ms, &line, &err)) {
-    if (err->code == SM_ERROR_TIMEOUT)
-      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-                   "the tunnel through '%s' was not up within %d s "
-                   "(link timeout %d ms): %s", t->what, t->timeout_ms / 1000,
-                   link_timeout_ms, errlog_last (&t->log));
-    else
-      g_set_error (error, SM_ERROR, err->code == SM_ERROR_INTERRUPTED
-                   ? SM_ERROR_INTERRUPTED : SM_ERROR_DISCONNECTED,
-                   "the tunnel through '%s' did not come up: %s", t->what,
-                   err->code == SM_ERROR_INTERRUPTED ? err->message
-                   : tunnel_said (t));
-    return NULL;
-  }
-  words = g_strsplit (line, " ", 3);
-  if (g_strv_length (words) != 3 || strcmp (words[0], "ready") != 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                 "the tunnel through '%s' said '%s', not 'ready'", t->what,
-                 line);
-    return NULL;
-  }
-  t->mode = g_strdup (words[1]);
-  t->remote_dir = g_strdup (words[2]);
-  return g_steal_pointer (&t);
-}
-
-const char *sm_tunnel_mode (const SmTunnel *t) { return t->mode; }
-const char *sm_tunnel_remote_dir (const SmTunnel *t) { return t->remote_dir; }
-
-/* Sends REQUEST, returns its answer line (caller frees). */
-static char *
-request (SmTunnel *t, const char *req, GError **error)
-{
-  g_autofree char *msg = g_strconcat (req, "\n", NULL);
-  g_autoptr(GError) err = NULL;
-  char *line = NULL;
-
-  if (t->dead || !write_all (t->ctl, msg, strlen (msg)) ||
-      !read_line (t->ctl, t->buf, t->err_fd, &t->log,
-                  now_ms () + t->timeout_ms, &line, &err)) {
-    if (err && err->code == SM_ERROR_TIMEOUT)
-      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-                   "the tunnel through '%s' did not answer '%s' within "
-                   "%d s", t->what, req, t->timeout_ms / 1000);
-    else if (err && err->code == SM_ERROR_INTERRUPTED)
-      g_propagate_error (error, g_steal_pointer (&err));
-    else {
-      t->dead = true;
-      g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
-                   "the tunnel through '%s' is gone: %s", t->what,
-                   tunnel_said (t));
-    }
-    return NULL;
-  }
-  return line;
-}
-
-/* "ok PATH" -> "unix:PATH"; "error MESSAGE" -> ERROR. */
-static char *
-ok_path (SmTunnel *t, char *line, GError **error)
-{
-  g_autofree char *l = line;
-
-  if (g_str_has_prefix (l, "ok "))
-    return g_strconcat ("unix:", l + 3, NULL);
-  g_set_error (error, SM_ERROR, SM_ERROR_FAILED, "tunnel through '%s': %s",
-               t->what, g_str_has_prefix (l, "error ") ? l + 6 : l);
-  return NULL;
-}
-
-static const char *
-unix_path (const char *uri, GError **error)
-{
-  if (!uri || !g_str_has_prefix (uri, "unix:") || uri[5] != '/') {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "tunnel: '%s' is not unix:/PATH (a tunnel carries unix "
-                 "sockets only)", uri ? uri : "");
-    return NULL;
-  }
-  return uri + 5;
-}
-
-char *
-sm_tunnel_forward (SmTunnel *t, const char *remote_uri, GError **error)
-{
-  const char *path = unix_path (remote_uri, error);
-  g_autofree char *req = NULL;
-  char *line;
-
-  if (!path)
-    return NULL;
-  req = g_strconcat ("forward ", path, NULL);
-  line = request (t, req, error);
-  return line ? ok_path (t, line, error) : NULL;
-}
-
-char *
-sm_tunnel_reverse (SmTunnel *t, const char *name, const char *local_uri,
-                   GError **error)
-{
-  const char *path = unix_path (local_uri, error);
-  g_autofree char *req = NULL;
-  char *line;
-
-  if (!path)
-    return NULL;
-  if (!name || !*name || strchr (name, '/') || strchr (name, ' ') ||
-      strchr (name, '\n')) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "tunnel: '%s' is not a socket name", name ? name : "");
-    return NULL;
-  }
-  req = g_strdup_printf ("reverse %s %s", name, path);
-  line = request (t, req, error);
-  return line ? ok_path (t, line, error) : NULL;
-}
-
-bool
-sm_tunnel_state (SmTunnel *t, SmTunnelState *state, GError **error)
-{
-  g_autofree char *line = request (t, "state", error);
-  g_auto(GStrv) w = NULL;
-
-  if (!line)
-    return false;
-  w = g_strsplit (line, " ", 0);
-  if (g_strv_length (w) != 5 || strcmp (w[0], "state") != 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                 "tunnel through '%s': unexpected answer '%s'", t->what,
-                 line);
-    return false;
-  }
-  state->up = strcmp (w[1], "up") == 0;
-  state->restarts = atoi (w[2]);
-  state->bytes = g_ascii_strtoll (w[3], NULL, 10);
-  state->pid = atoi (w[4]);
-  return true;
-}

@@ -649,6 +649,131 @@ test_transport_eof (void)
   server_stop (s);
 }
 
+/* ---- the protocol by hand ------------------------------------------------- */
+
+/* Runs engine R alone for up to MS, or until its transport ends; false
+ * then, with *ERROR set on a protocol error. */
+static bool
+run_for (SmRelay *r, int ms, GError **error)
+{
+  gint64 end = g_get_monotonic_time () + ms * 1000;
+  struct pollfd fds[16];
+
+  while (g_get_monotonic_time () < end) {
+    size_t n = sm_relay_pollfds (r, fds, G_N_ELEMENTS (fds));
+
+    poll (fds, n, 10);
+    if (!sm_relay_dispatch (r, fds, n, error))
+      return false;
+  }
+  return true;
+}
+
+static void
+put_frame (int fd, int type, uint32_t id, const void *payload, size_t len)
+{
+  unsigned char h[SM_RELAY_HEADER] = {
+    type, len >> 16, len >> 8, len, id >> 24, id >> 16, id >> 8, id };
+
+  g_assert_true (write_all (fd, h, sizeof h));
+  if (len)
+    g_assert_true (write_all (fd, payload, len));
+}
+
+/* The next frame from FD (2 s at most): its type, id and payload. */
+static int
+get_frame (int fd, uint32_t *id, char **payload)
+{
+  unsigned char h[SM_RELAY_HEADER];
+  size_t len, got = 0;
+
+  while (got < sizeof h) {
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    ssize_t n;
+
+    g_assert_cmpint (poll (&p, 1, 2000), ==, 1);
+    n = read (fd, h + got, sizeof h - got);
+    g_assert_cmpint (n, >, 0);
+    got += n;
+  }
+  len = ((size_t) h[1] << 16) | ((size_t) h[2] << 8) | h[3];
+  *id = ((uint32_t) h[4] << 24) | ((uint32_t) h[5] << 16) |
+        ((uint32_t) h[6] << 8) | h[7];
+  *payload = g_malloc0 (len + 1);
+  for (got = 0; got < len;) {
+    ssize_t n = read (fd, *payload + got, len - got);
+
+    g_assert_cmpint (n, >, 0);
+    got += n;
+  }
+  return h[0];
+}
+
+/* Frames written by hand to an engine: OPEN to a missing path is answered
+ * FAILED naming it; LISTEN OPENED; DATA to a channel it does not know is
+ * ignored; a CREDIT of the wrong size and a frame over 64 KiB end the
+ * transport with an error. */
+static void
+test_raw_frames (void)
+{
+  g_autofree char *dir = case_dir ("raw");
+  g_autofree char *missing = g_build_filename (dir, "missing.sock", NULL);
+  g_autofree char *lpath = g_build_filename (dir, "l.sock", NULL);
+  g_autofree char *listen = g_strconcat (lpath, "|/target", NULL);
+  g_autoptr(GError) err = NULL;
+  char *payload = NULL;
+  uint32_t id = 0;
+  int sp[2];
+  SmRelay *b;
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, sp), ==, 0);
+  b = sm_relay_new (sp[1], sp[1], false);
+
+  put_frame (sp[0], SM_RELAY_OPEN, 1, missing, strlen (missing));
+  g_assert_true (run_for (b, 50, &err));
+  g_assert_cmpint (get_frame (sp[0], &id, &payload), ==, SM_RELAY_FAILED);
+  g_assert_cmpuint (id, ==, 1);
+  g_assert_nonnull (strstr (payload, missing));
+  g_clear_pointer (&payload, g_free);
+
+  listen[strlen (lpath)] = '\0';
+  put_frame (sp[0], SM_RELAY_LISTEN, 3, listen, strlen (lpath) + 8);
+  put_frame (sp[0], SM_RELAY_DATA, 99, "lost", 4);
+  g_assert_true (run_for (b, 50, &err));
+  g_assert_cmpint (get_frame (sp[0], &id, &payload), ==, SM_RELAY_OPENED);
+  g_assert_cmpuint (id, ==, 3);
+  g_clear_pointer (&payload, g_free);
+  g_assert_true (g_file_test (lpath, G_FILE_TEST_EXISTS));
+  g_assert_cmpuint (sm_relay_channels (b), ==, 0);
+
+  put_frame (sp[0], SM_RELAY_CREDIT, 1, "xy", 2);
+  g_assert_false (run_for (b, 200, &err));
+  g_assert_error (err, SM_ERROR, SM_ERROR_IO);
+  g_assert_nonnull (strstr (err->message, "CREDIT"));
+  sm_relay_free (b);
+  g_assert_false (g_file_test (lpath, G_FILE_TEST_EXISTS));
+  close (sp[1]);
+  g_clear_error (&err);
+
+  close (sp[0]);
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM, 0, sp), ==, 0);
+  b = sm_relay_new (sp[1], sp[1], false);
+  {
+    /* a DATA header announcing 64 KiB + 1 */
+    unsigned char h[SM_RELAY_HEADER] = { SM_RELAY_DATA, 0x01, 0x00, 0x01,
+                                         0, 0, 0, 1 };
+
+    g_assert_true (write_all (sp[0], h, sizeof h));
+  }
+  g_assert_false (run_for (b, 200, &err));
+  g_assert_error (err, SM_ERROR, SM_ERROR_IO);
+  g_assert_nonnull (strstr (err->message, "DATA frame of 65537 bytes"));
+  sm_relay_free (b);
+  close (sp[0]);
+  close (sp[1]);
+}
+
 static void
 test_frame_names (void)
 {
@@ -674,6 +799,7 @@ main (int argc, char **argv)
   g_test_add_func ("/relay/open-failed", test_open_failed);
   g_test_add_func ("/relay/listen", test_listen);
   g_test_add_func ("/relay/transport-eof", test_transport_eof);
+  g_test_add_func ("/relay/raw-frames", test_raw_frames);
   ret = g_test_run ();
   g_free (tmp_top);
   return ret;
