@@ -178,8 +178,9 @@ check "hop 2: the destination QEMU listened on no TCP or UDP port" tun_dest_no_t
 check "hop 2: the destination QEMU listened on unix sockets during the copy" tun_dest_unix_endpoints
 check "hop 2: the tunnel's transport was a snapmig relay" tun_transport_is 'relay --id'
 check "hop 2: the transport is gone" tun_transport_gone
+check "hop 2: the samples saw the tunnel's directory" tun_dirs_seen
 check "hop 2: the tunnel's directories are removed on both sides" \
-  [ -z "$(ls -d "$T"/state-b/vms/*/journal/*-tunnel "$T"/state-c/run/*-tunnel 2>/dev/null)" ]
+  tun_dirs_gone "$T/state-b" "$T/state-c"
 if [ $hop2 = 0 ]; then
   result=$(tail -n 1 "$T/hop2.out")
   check "hop 2: its last line is an ok result" [ "$(jq -r '"\(.event) \(.ok)"' <<<"$result" 2>/dev/null)" = "result true" ]

@@ -75,15 +75,6 @@ validate_dest () {
 message_has () {
   grep '"event": *"message"' "$T/mig.out" | jq -r .message 2>/dev/null | grep -qE "$1"
 }
-# tunnel_dirs: the tunnel's directories left on the source (beside the
-# journal) and on the destination (DEST-STATE/run/ID-tunnel).
-tunnel_dirs () { ls -d "$T"/s1/vms/*/journal/*-tunnel "$T"/s2/run/*-tunnel 2>/dev/null; }
-no_tunnel_dirs () {
-  local l; l=$(tunnel_dirs)
-  [ -z "$l" ] && return 0
-  echo "# left: $(tr '\n' ' ' <<<"$l")"
-  return 1
-}
 
 # tunnelled LABEL DEST-CMD MODE TRANSPORT-REGEX: one tunnelled migration of
 # a fresh 3-disk VM through DEST-CMD, the tunnel in MODE (ssh or relay),
@@ -115,7 +106,8 @@ tunnelled () {
   fi
   check "$l: the tunnel's transport ran ($mode)" tun_transport_is "$tre"
   check "$l: the transport is gone after the migration" tun_transport_gone
-  check "$l: the tunnel's directories are removed on both sides" no_tunnel_dirs
+  check "$l: the samples saw the tunnel's directory" tun_dirs_seen
+  check "$l: the tunnel's directories are removed on both sides" tun_dirs_gone "$T/s1" "$T/s2"
   [ "$MIG_RC" = 0 ] || { skip "$l: migrate failed, nothing to check on the destination"; return; }
 
   # The result.

@@ -20,13 +20,37 @@
 #           when that process ran both before and after the two ss calls,
 #           DISK 1 when migrate had printed a disk progress event before the
 #           sample, TPID the tunnel's transport PID (transport.pid in the
-#           source's STATE-DIR/vms/*/journal/*-tunnel/; - when none), TCMD
-#           its command line (spaces for NULs; - when none)
+#           tunnel's directory; - when none), TCMD its command line (spaces
+#           for NULs; - when none)
+#   tunnel.dirs  the tunnel's directories seen (the --local-dir of the
+#           `snapmig tunnel` process below migrate: beside the journal,
+#           STATE-DIR/vms/*/journal/*-tunnel, or in $XDG_RUNTIME_DIR or
+#           /tmp when that path is too long for a socket)
 # A sample of a dead destination QEMU says nothing about its listeners; the
 # checks count the samples that saw it alive, so that a sampler that never
 # saw the migration fails them instead of passing on empty data.
 
 [ "$(type -t in_b)" = function ] || in_b () { "$@"; }
+
+# _tun_local_dir PID: the --local-dir of the `snapmig tunnel` process among
+# PID's descendants (4 levels: timeout, migrate, tunnel); 1 when none.
+_tun_local_dir () {
+  local p c level=0 pids=$1 next
+  while [ $level -lt 4 ] && [ -n "$pids" ]; do
+    next=
+    for p in $pids; do
+      for c in $(pgrep -P "$p"); do
+        if [ "$(tr '\0' '\n' <"/proc/$c/cmdline" 2>/dev/null | sed -n 2p)" = tunnel ]; then
+          tr '\0' '\n' <"/proc/$c/cmdline" 2>/dev/null | sed -n 's/^--local-dir=//p' | head -n 1
+          return 0
+        fi
+        next="$next $c"
+      done
+    done
+    pids=$next level=$((level + 1))
+  done
+  return 1
+}
 : "${DISK_PROGRESS:=\"event\": *\"progress\".*\"what\": *\"disk\"}"
 
 # tun_sample_start STATE-DIR [PID OUT RUN-DIR]: starts the sampler (its PID
@@ -53,7 +77,13 @@ tun_sample_start () {
       fi
       in_b ss -Hltunp >"$f.tcp" 2>&1
       if [ $alive = 1 ] && ! kill -0 "$dp" 2>/dev/null; then alive=0; fi
-      tp=$(cat "$sd"/vms/*/journal/*-tunnel/transport.pid 2>/dev/null | head -n 1)
+      td=$(_tun_local_dir "$mpid")
+      if [ -n "$td" ]; then
+        grep -qxF "$td" "$T/samples/tunnel.dirs" 2>/dev/null || echo "$td" >>"$T/samples/tunnel.dirs"
+        tp=$(cat "$td/transport.pid" 2>/dev/null)
+      else
+        tp=$(cat "$sd"/vms/*/journal/*-tunnel/transport.pid 2>/dev/null | head -n 1)
+      fi
       tc=-
       [ -n "$tp" ] && tc=$(tr '\0' ' ' <"/proc/$tp/cmdline" 2>/dev/null)
       echo "${dp:--} $alive $disk ${tp:--} ${tc:--}" >"$f.state"
@@ -166,6 +196,23 @@ tun_transport_is () {
     echo "# transport command lines: $(tr '\n' '|' <<<"$cmds")"
     return 1
   fi
+}
+# tun_dirs_gone: every tunnel directory the samples saw is removed, and
+# none is left beside the journal in SOURCE-STATE-DIR nor in
+# DEST-STATE-DIR/run; names what is left.
+tun_dirs_gone () {
+  local l
+  l=$({ cat "$T/samples/tunnel.dirs" 2>/dev/null; ls -d "$1"/vms/*/journal/*-tunnel "$2"/run/*-tunnel 2>/dev/null; } |
+      while IFS= read -r d; do [ -e "$d" ] && echo "$d"; done | sort -u)
+  [ -z "$l" ] && return 0
+  echo "# left: $(tr '\n' ' ' <<<"$l")"
+  return 1
+}
+# tun_dirs_seen: the samples saw a tunnel directory.
+tun_dirs_seen () {
+  [ -s "$T/samples/tunnel.dirs" ] && { echo "# tunnel directory: $(tr '\n' ' ' <"$T/samples/tunnel.dirs")"; return 0; }
+  echo "# no sample saw a \`snapmig tunnel\` process below migrate"
+  return 1
 }
 # tun_transport_gone: every transport the samples saw is gone (10 s).
 tun_transport_gone () {
