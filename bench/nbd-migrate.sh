@@ -382,11 +382,11 @@ for r in $(seq 1 "$ROUNDS"); do
     line="(a) $(secs "$t_mig") s [phases from its start: $phases], pause $pause_a ms  $line"
     measure_snapmig "$r" relay
     all_t+=("$t_mig"); all_rss+=("${rss:-0}")
-    line="$line  (t) relay $(secs "$t_mig") s, pause $pause_a ms"
+    line="$line  (t) relay $(secs "$t_mig") s [$phases], pause $pause_a ms"
     if [ $have_ssh = 1 ]; then
       measure_snapmig "$r" ssh
       all_ts+=("$t_mig"); all_rss+=("${rss:-0}")
-      line="$line, ssh $(secs "$t_mig") s, pause $pause_a ms"
+      line="$line, ssh $(secs "$t_mig") s [$phases], pause $pause_a ms"
     fi
   fi
   echo "round $r: $line  load $(cut -d' ' -f1 /proc/loadavg)"
