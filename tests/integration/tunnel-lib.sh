@@ -187,10 +187,12 @@ tun_transport_pids () {
   cat "$T"/samples/*.state 2>/dev/null | awk '$4 != "-" { print $4 }' | sort -un
 }
 # tun_transport_is REGEX: every transport the samples saw has a command
-# line matching REGEX (grep -E), and there was one.
+# line matching REGEX (grep -E), and there was one.  A transport.pid whose
+# process was gone when the sample read it (TCMD -: the tunnel ending, or
+# restarting it) says nothing.
 tun_transport_is () {
   local cmds
-  cmds=$(cat "$T"/samples/*.state 2>/dev/null | awk '$4 != "-"' | cut -d' ' -f5- | sort -u)
+  cmds=$(cat "$T"/samples/*.state 2>/dev/null | awk '$4 != "-" && $5 != "-"' | cut -d' ' -f5- | sort -u)
   [ -n "$cmds" ] || { echo "# no sample saw the tunnel's transport.pid"; return 1; }
   if grep -vqE "$1" <<<"$cmds"; then
     echo "# transport command lines: $(tr '\n' '|' <<<"$cmds")"
