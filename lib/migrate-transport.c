@@ -117,11 +117,16 @@ sm_mig_tunnel_open (SmVmState *st, const SmMigCookie *c, const SmMigOptions *o,
       return NULL;
   }
   {
-    g_autofree char *msg = g_strdup_printf (
-      "tunnel (%s) to the destination up: every stream goes through it",
-      sm_tunnel_mode (t));
+    SmTunnelState ts = { 0 };
+    g_autofree char *msg = NULL;
 
-    sm_mig_emit (o->event, o->opaque, "message", "s:message", msg, NULL);
+    sm_tunnel_state (t, &ts, NULL);
+    msg = g_strdup_printf ("tunnel (%s) to the destination up: every stream "
+                           "goes through it (its directory %s, transport "
+                           "PID %d)", sm_tunnel_mode (t), dir, ts.pid);
+    sm_mig_emit (o->event, o->opaque, "message", "s:message", msg,
+                 "s:tunnel-mode", sm_tunnel_mode (t), "s:tunnel-dir", dir,
+                 "u:transport-pid", (uint64_t) MAX (ts.pid, 0), NULL);
   }
   return g_steal_pointer (&t);
 }

@@ -157,13 +157,21 @@ veth_tx () { ip -n "$NS_A" -s -j link show "$NS_DEV" | jq '.[0].stats64.tx.bytes
 # QEMU's pidfile, the tunnel's transport) in SEEN_PIDS.
 note_pids () {
   local f
-  for f in "$RUN/vm.pid" "$S1"/vms/*/journal/*-tunnel/transport.pid; do
+  for f in "$RUN/vm.pid" "$(tunnel_dir)/transport.pid"; do
     [ -s "$f" ] && SEEN_PIDS+=("$(cat "$f")")
   done
   return 0
 }
+# tunnel_dir: the tunnel's directory on the source, as migrate's message
+# event says ("tunnel-dir"); nothing before the tunnel is up.
+tunnel_dir () {
+  grep '"tunnel-dir"' "$T/mig.out" 2>/dev/null | head -n 1 | jq -r '."tunnel-dir"'
+}
 # transport_pid: the tunnel's transport PID (its transport.pid on the source).
-transport_pid () { cat "$S1"/vms/*/journal/*-tunnel/transport.pid 2>/dev/null | head -n 1; }
+transport_pid () {
+  local d; d=$(tunnel_dir)
+  [ -n "$d" ] && cat "$d/transport.pid" 2>/dev/null | head -n 1
+}
 has_transport () { local p; p=$(transport_pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 # new_transport OLD: the tunnel runs a transport other than OLD.
 new_transport () { local p; p=$(transport_pid); [ -n "$p" ] && [ "$p" != "$1" ] && kill -0 "$p" 2>/dev/null; }
@@ -257,7 +265,7 @@ cut_copy () {
 # directory is left.
 no_tunnel_dirs () {
   local left
-  left=$(ls -d "$S1"/vms/*/journal/*-tunnel "$T"/s2/run/*-tunnel 2>/dev/null)
+  left=$(ls -d "$S1"/vms/*/journal/*-tunnel $(tunnel_dir) "$T"/s2/run/*-tunnel 2>/dev/null)
   [ -z "$left" ] && return 0
   echo "# left: $left"
   return 1
