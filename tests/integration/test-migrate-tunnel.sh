@@ -75,6 +75,11 @@ validate_dest () {
 message_has () {
   grep '"event": *"message"' "$T/mig.out" | jq -r .message 2>/dev/null | grep -qE "$1"
 }
+# tunnel_msg FIELD: FIELD of the message event that says the tunnel is up.
+tunnel_msg () {
+  grep '"event": *"message"' "$T/mig.out" |
+    jq -r --arg f "$1" 'select(."tunnel-dir") | .[$f] // empty' 2>/dev/null | head -n 1
+}
 
 # tunnelled LABEL DEST-CMD MODE TRANSPORT-REGEX: one tunnelled migration of
 # a fresh 3-disk VM through DEST-CMD, the tunnel in MODE (ssh or relay),
@@ -114,6 +119,11 @@ tunnelled () {
   check "$l: the result says ok" [ "$(res .ok)" = true ]
   check "$l: the result says transport tunnel" [ "$(res .transport)" = tunnel ]
   check "$l: a message says the tunnel ($mode) was up" message_has "^tunnel \\($mode\\) to the destination up"
+  check "$l: the message's tunnel-mode is $mode" [ "$(tunnel_msg tunnel-mode)" = "$mode" ]
+  check "$l: the message's tunnel-dir is the directory the samples saw" \
+    grep -qxF "$(tunnel_msg tunnel-dir)" "$T/samples/tunnel.dirs"
+  check "$l: the message's transport-pid is a transport the samples saw" \
+    grep -qxF "$(tunnel_msg transport-pid)" <(tun_transport_pids)
   check "$l: storage chain" [ "$(res .storage)" = chain ]
   check "$l: disk bytes reported" [ "$(res '."disk-bytes"' | tr -cd 0-9)" -gt 0 ]
   if [ "$mode" = relay ]; then
