@@ -20,9 +20,12 @@
 
 #define POLL_MS 100
 /* How long an NBD request of a mirror waits for its client to reconnect
- * before it fails (and the mirror stops, to be resumed): a short outage
- * costs a pause and nothing else, a longer one is said in a message. */
-#define MIRROR_RECONNECT_S 10
+ * before it fails (and the mirror stops, to be resumed): a blip costs a
+ * pause and nothing else, a longer outage is said in a message.  Short,
+ * because QEMU drains a node's requests (block-job-cancel, blockdev-del)
+ * only once they are done: with the destination gone, each such command
+ * of a roll-back, and the monitor with it, waits this long. */
+#define MIRROR_RECONNECT_S 2
 
 /* ---- shared sequences -------------------------------------------------- */
 
