@@ -13,6 +13,7 @@
 #   - the NBD port taken: every port of a 4-port --port-range held by
 #     listeners in B
 # Skips (77) until `snapmig migrate` exists.
+# run-tests: beside (guest-less, its own namespaces and directories)
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/migrate-lib.sh"

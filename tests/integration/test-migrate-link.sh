@@ -43,6 +43,7 @@
 # of the migration seen (migrate, the destination QEMU, the transports; by
 # PID) is gone, `recover` on both sides has nothing to do, and (tunnel) no
 # tunnel directory is left on either side.  No timing is asserted.
+# run-tests: beside (guest-less, its own namespaces and directories)
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/migrate-lib.sh"

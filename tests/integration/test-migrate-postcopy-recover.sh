@@ -28,6 +28,7 @@
 # destination QEMU is postcopy-active: a cut while it still loads the
 # switch's device state is not covered here.
 # Skips (77) without QEMU, jq, ss or `snapmig migrate`.
+# run-tests: beside (guest-less, its own namespaces and directories)
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/migrate-lib.sh"

@@ -36,6 +36,7 @@
 #                compare against the source's files, nothing listens, the
 #                destination kept no TLS object or parameter
 #   tls multifd  the same with --parallel-connections 2 passes
+# run-tests: beside (guest-less, its own namespaces and directories)
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/migrate-lib.sh"

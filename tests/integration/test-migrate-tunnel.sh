@@ -27,6 +27,7 @@
 # process is gone and the tunnel's directories are removed on both sides,
 # nothing of the migration is left in B once the destination quit.
 # Skips (77) without sshd (scripts/install-deps) or `snapmig migrate`.
+# run-tests: beside (guest-less, its own namespaces and directories)
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/migrate-lib.sh"

@@ -27,6 +27,7 @@
 # identical, and `snapmig validate` of the destination domain (with the
 # shared storage the VM uses) is clean.
 # Skips (77) until `snapmig migrate` exists.
+# run-tests: beside (guest-less, its own namespaces and directories)
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/migrate-lib.sh"

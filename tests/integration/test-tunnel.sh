@@ -9,6 +9,7 @@
 # comes back, the same local path, a new connection works), the transport
 # kept dead past the link timeout (exit 3 with a message) and end of file on
 # the control channel (its directory removed, no process left).
+# run-tests: beside (guest-less, its own namespaces and directories)
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/netns.sh"
 source "$(dirname "$0")/sshd.sh"
