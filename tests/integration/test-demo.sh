@@ -12,6 +12,8 @@ command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing
 TMPDIR=$T "$SM_TOP/scripts/demo" >"$T/demo.out" 2>&1
 rc=$?
 sed 's/^/# /' "$T/demo.out" | tail -n 40
+# a failed check of the demo's, with the lines before it, wherever it is
+grep -B3 'FAILED' "$T/demo.out" | sed 's/^/# /' 
 check "scripts/demo exits 0" [ $rc -eq 0 ]
 check "the demo ran every step" grep -q '^== step 8' "$T/demo.out"
 check "no demo check failed" bash -c "! grep -q 'FAILED' '$T/demo.out'"
