@@ -540,6 +540,16 @@ postcopy_tail (SmQmp *qmp, SmVmState *st, SmMigCookie *prepared,
   return finished;
 }
 
+/* Ends the migration's tunnel, if any, before the destination is cleaned
+ * up (its `relay --hold` could otherwise make its directory again) and
+ * before the source's confirm or roll-back, which need none. */
+static void
+end_tunnel (SmTunnel **tunnel, SmMigOptions *tun)
+{
+  g_clear_pointer (tunnel, sm_tunnel_close);
+  tun->tunnel_handle = NULL;
+}
+
 SmMigCookie *
 sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
                 const char *const *dest_argv, const char *const *dest_extra,
@@ -603,6 +613,7 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   finish = dest_start (dest_argv, "migrate-finish", dest_extra, watch, xml,
                        true, &err);
   if (!finish) {
+    end_tunnel (&tunnel, &tun);
     cancel_dest (o, dest_argv, dest_extra, prepared, &err);
     goto rollback_prepared;
   }
@@ -612,6 +623,7 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   phase = "perform";
   if (!sm_migrate_perform (qmp, st, prepared, o, &err)) {
     g_clear_pointer (&agent, dest_proc_free);
+    end_tunnel (&tunnel, &tun);
     kill (finish->pid, SIGTERM);
     dest_wait (finish, o);
     cancel_dest (o, dest_argv, dest_extra, prepared, &err);
@@ -626,9 +638,11 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
                               g_steal_pointer (&finish),
                               g_steal_pointer (&agent), xml, &phase, &err);
     if (!finished && err->code == SM_ERROR_NOT_FOUND &&
-        strstr (err->message, SM_MIG_GONE_NEVER_RAN))
+        strstr (err->message, SM_MIG_GONE_NEVER_RAN)) {
       /* its QEMU is gone before the guest ran there: what it left goes */
+      end_tunnel (&tunnel, &tun);
       cancel_dest (o, dest_argv, dest_extra, prepared, &err);
+    }
     if (!finished)
       goto fail_begin;
   } else {
@@ -636,6 +650,15 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
     sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "finish", NULL);
     finished = dest_result (finish, o, &failed, &err);
   }
+  if (tunnel && finished) {
+    SmTunnelState ts;
+
+    if (sm_tunnel_state (tunnel, &ts, NULL) && ts.bytes > 0)
+      finished->tunnel_bytes = ts.bytes;
+  }
+  /* every stream between the hosts has ended: confirm and a roll-back
+   * need no tunnel */
+  end_tunnel (&tunnel, &tun);
   if (!finished) {
     g_clear_pointer (&c, sm_mig_cookie_free);
     if (failed) {
@@ -654,12 +677,7 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   finished->link_resumes = prepared->link_resumes;
   g_free (finished->transport);
   finished->transport = g_strdup (prepared->transport);
-  if (tunnel) {
-    SmTunnelState ts;
 
-    if (sm_tunnel_state (tunnel, &ts, NULL) && ts.bytes > 0)
-      finished->tunnel_bytes = ts.bytes;
-  }
   finished->disk_bytes = prepared->disk_bytes;
   finished->ram_bytes = prepared->ram_bytes;
   if (finished->resumed_at_us > 0 && prepared->stopped_at_us > 0)
@@ -676,9 +694,11 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   return g_steal_pointer (&finished);
 
 rollback_prepared:
+  end_tunnel (&tunnel, &tun);
   g_clear_pointer (&c, sm_mig_cookie_free);
   c = g_steal_pointer (&prepared);
 rollback_source:
+  end_tunnel (&tunnel, &tun);
   {
     GError *undo = NULL;
     int sig = sm_interrupt_set_aside ();

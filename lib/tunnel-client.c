@@ -267,13 +267,36 @@ sm_tunnel_forward (SmTunnel *t, const char *remote_uri, GError **error)
 {
   const char *path = unix_path (remote_uri, error);
   g_autofree char *req = NULL;
+  g_autofree char *local = NULL;
   char *line;
 
   if (!path)
     return NULL;
   req = g_strconcat ("forward ", path, NULL);
   line = request (t, req, error);
-  return line ? ok_path (t, line, error) : NULL;
+  local = line ? ok_path (t, line, error) : NULL;
+  if (!local)
+    return NULL;
+  /* a forward asked for while the transport is down is set up when it is
+   * back: its local socket is there only then, and a client (QEMU's
+   * `migrate`) connects at once */
+  for (gint64 end = sm_tunnel_now_ms () + t->timeout_ms;;) {
+    SmTunnelState st;
+    struct stat sb;
+
+    if (!sm_tunnel_state (t, &st, error))
+      return NULL;
+    if (st.up && stat (local + strlen ("unix:"), &sb) == 0 && S_ISSOCK (sb.st_mode))
+      return g_steal_pointer (&local);
+    if (sm_tunnel_now_ms () >= end) {
+      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+                   "the tunnel to the destination (%s) is down: its forward "
+                   "to %s is not there after %d s", t->what, path,
+                   t->timeout_ms / 1000);
+      return NULL;
+    }
+    g_usleep (100000);
+  }
 }
 
 char *
