@@ -40,8 +40,8 @@ _tun_local_dir () {
     next=
     for p in $pids; do
       for c in $(pgrep -P "$p"); do
-        if [ "$(tr '\0' '\n' <"/proc/$c/cmdline" 2>/dev/null | sed -n 2p)" = tunnel ]; then
-          tr '\0' '\n' <"/proc/$c/cmdline" 2>/dev/null | sed -n 's/^--local-dir=//p' | head -n 1
+        if [ "$(tr '\0' '\n' 2>/dev/null <"/proc/$c/cmdline" | sed -n 2p)" = tunnel ]; then
+          tr '\0' '\n' 2>/dev/null <"/proc/$c/cmdline" | sed -n 's/^--local-dir=//p' | head -n 1
           return 0
         fi
         next="$next $c"
@@ -85,7 +85,7 @@ tun_sample_start () {
         tp=$(cat "$sd"/vms/*/journal/*-tunnel/transport.pid 2>/dev/null | head -n 1)
       fi
       tc=-
-      [ -n "$tp" ] && tc=$(tr '\0' ' ' <"/proc/$tp/cmdline" 2>/dev/null)
+      [ -n "$tp" ] && tc=$(tr '\0' ' ' 2>/dev/null <"/proc/$tp/cmdline")
       echo "${dp:--} $alive $disk ${tp:--} ${tc:--}" >"$f.state"
       sleep 0.15
     done
@@ -220,6 +220,6 @@ tun_dirs_seen () {
 tun_transport_gone () {
   local p
   for p in $(tun_transport_pids); do
-    wait_gone "$p" 10 || { echo "# transport PID $p still runs: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"; return 1; }
+    wait_gone "$p" 10 || { echo "# transport PID $p still runs: $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline")"; return 1; }
   done
 }
