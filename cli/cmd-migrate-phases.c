@@ -177,7 +177,7 @@ sm_cmd_migrate_finish (int argc, char **argv)
   g_autoptr(SmMigCookie) c = NULL;
   g_autoptr(GError) err = NULL;
   g_autofree char *state = NULL;
-  Printer pr = { 0 };
+  Printer pr = { .json = true, .json_out = stderr };
   SmMigDestOptions o;
   int code;
 
@@ -192,10 +192,12 @@ sm_cmd_migrate_finish (int argc, char **argv)
   c = mig_dest_start ("migrate-finish", &o, &pr, &state, &code);
   if (!c)
     return code;
-  o.event = NULL;
-  if (opt_cancel)
+  /* with --json, finish says when it watches its QEMU (a phase event, on
+   * stderr): migrate waits for that before the switchover */
+  if (opt_cancel) {
+    o.event = NULL;
     sm_migrate_cancel_incoming (c, &o, &err);
-  else
+  } else
     sm_migrate_finish (c, &o, &err);
   return mig_dest_done ("migrate-finish", opt_cancel ? "cancel" : "finish",
                         c, err);

@@ -335,6 +335,9 @@ sm_migrate_finish (SmMigCookie *c, const SmMigDestOptions *o, GError **error)
     goto done;
   }
   sm_mig_incoming_clear (&in);
+  /* the source waits for this before it starts the RAM migration, so that
+   * the switchover finds this phase up (sm_mig_dest_ready) */
+  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "finish", NULL);
   /* this side sees no RAM progress: a watched finish (migrate runs it) is
    * bounded by the source's snapmig, which sees it, one run by hand by
    * --timeout */

@@ -19,6 +19,12 @@
 #include "qemu-proc.h"
 
 #define POLL_MS 100
+
+/* How long perform waits for the destination's finish to be up before it
+ * starts the RAM migration anyway (a finish that does not say so, from an
+ * older snapmig, costs this much once). */
+#define DEST_READY_MS 3000
+
 /* How long an NBD request of a mirror waits for its client to reconnect
  * before it fails (and the mirror stops, to be resumed): a blip costs a
  * pause and nothing else, a longer outage is said in a message.  Short,
@@ -706,6 +712,10 @@ sm_migrate_perform (SmQmp *qmp, SmVmState *st, SmMigCookie *c,
       !sm_mig_journal_step (journal, "mirror", "end", NULL, &err) ||
       !wait_mirrors_ready (qmp, c, o, stall, &err))
     goto fail;
+  /* the mirrors are READY: their data is there; the switchover comes
+   * soon, the destination's finish must be waiting for it by then */
+  if (o->dest_ready)
+    o->dest_ready (o->ready_opaque, DEST_READY_MS);
 
   sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "ram", NULL);
   if (!set_ram_parameters (qmp, c, &err) ||

@@ -31,6 +31,7 @@ typedef struct {
   int status;
   bool signalled;
   bool done;
+  bool up;                     /* it announced its phase: it runs */
 } DestProc;
 
 static void
@@ -133,7 +134,9 @@ relay_line (DestProc *d, const char *line, const SmMigOptions *o)
         d->code = sm_error_code_from_name (json_object_get_string (
           json_object_object_get (json_object_object_get (ev, "error"),
                                   "code")));
-      else if (g_strcmp0 (name, "phase") != 0 && o->event)
+      else if (g_strcmp0 (name, "phase") == 0)
+        d->up = true;
+      else if (o->event)
         o->event (ev, o->opaque);
       json_object_put (ev);
       return;
@@ -463,6 +466,30 @@ finish_alive (void *data, GError **error)
   return true;
 }
 
+/* SmMigOptions.dest_ready: the finish started before perform. */
+typedef struct {
+  DestProc *finish;
+  const SmMigOptions *o;
+} FinishReady;
+
+static void
+finish_ready (void *data, int timeout_ms)
+{
+  FinishReady *r = data;
+  gint64 end = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+
+  while (!r->finish->up && !r->finish->done && !sm_interrupted ()) {
+    gint64 left = (end - g_get_monotonic_time ()) / 1000;
+
+    if (left <= 0) {
+      sm_debug ("migrate", "the destination's finish did not say it runs "
+                "within %d ms: going on", timeout_ms);
+      return;
+    }
+    dest_pump (r->finish, r->o, (int) MIN (left, 100));
+  }
+}
+
 /* The destination cannot post-copy: refused before anything moves, unless
  * O says to fall back (then *FALLBACK_REASON says why).  A dry run of
  * begin and prepare asks it. */
@@ -567,7 +594,8 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   g_autofree char *xml = NULL;
   g_autofree char *refused = NULL;
   g_autoptr(SmTunnel) tunnel = NULL;
-  SmMigOptions pre, tun;
+  SmMigOptions pre, tun, with_ready;
+  FinishReady ready;
   GError *err = NULL;
   const char *phase = "begin";
 
@@ -619,6 +647,11 @@ sm_migrate_run (SmQmp *qmp, SmVmState *st, const SmMigOptions *o,
   }
   if (prepared->postcopy)
     agent = agent_start (o, dest_argv, dest_extra, xml);
+  ready = (FinishReady) { .finish = finish, .o = o };
+  with_ready = *o;
+  with_ready.dest_ready = finish_ready;
+  with_ready.ready_opaque = &ready;
+  o = &with_ready;
 
   phase = "perform";
   if (!sm_migrate_perform (qmp, st, prepared, o, &err)) {

@@ -128,6 +128,12 @@ typedef struct {
   struct SmTunnel *tunnel_handle; /* sm_migrate_run's open tunnel, NULL
                                   otherwise: the source maps the
                                   destination's endpoints through it */
+  /* sm_migrate_run's: waits (at most TIMEOUT_MS) until the destination's
+   * finish, started before perform, watches its QEMU, so that the guest's
+   * pause at switchover does not include that phase's start (a new ssh
+   * connection: 0.3-0.7 s).  NULL: none. */
+  void (*dest_ready) (void *ready_opaque, int timeout_ms);
+  void *ready_opaque;
   SmMigEventFn event;
   void *opaque;
 } SmMigOptions;

@@ -68,15 +68,30 @@ void sm_tunnel_remove_dir (const char *dir);
 /* A migration id usable as a file name, else SM_ERROR_INVALID. */
 bool sm_tunnel_valid_id (const char *id, GError **error);
 
-/* The ControlMaster: SSH -M -S CTL -T [our -o options] OPTS HOST
- * [REMOTE...] relay --hold --id=ID [EXTRA...], the words snapmig adds
- * quoted for the remote shell (ssh joins the remote command's words with
- * spaces).  NULL-ended; caller frees. */
+/* The ControlMaster: SSH -M -S CTL -T [our -o options] [-o CIPHER_OPT]
+ * OPTS HOST [REMOTE...] relay --hold --id=ID [EXTRA...], the words snapmig
+ * adds quoted for the remote shell (ssh joins the remote command's words
+ * with spaces).  CIPHER_OPT may be NULL.  NULL-ended; caller frees. */
 char **sm_tunnel_ssh_master_argv (const char *ssh, char *const *opts,
                                   const char *host, char *const *remote,
                                   const char *ctl, const char *id,
-                                  const char *const *extra)
+                                  const char *const *extra,
+                                  const char *cipher_opt)
   G_GNUC_WARN_UNUSED_RESULT;
+
+/* "Ciphers=aes128-gcm@openssh.com,REST" (EFFECTIVE reordered, AES-GCM
+ * first) when CPU_AES and the user's configuration leaves the cipher
+ * order at OpenSSH's built-in one (EFFECTIVE, what `ssh -G` says with the
+ * user's options, equals BUILTIN, what it says with -F none); NULL
+ * otherwise: a configured Ciphers (file or -c/-o) is the user's choice and
+ * stays in charge.  Caller frees. */
+char *sm_tunnel_ssh_cipher_pref (const char *effective, const char *builtin,
+                                 bool cpu_aes) G_GNUC_WARN_UNUSED_RESULT;
+
+/* sm_tunnel_ssh_cipher_pref for this CPU and `SSH -G` with OPTS and HOST
+ * (two runs of ssh, no connection).  Caller frees. */
+char *sm_tunnel_ssh_cipher_opt (const char *ssh, char *const *opts,
+                                const char *host) G_GNUC_WARN_UNUSED_RESULT;
 
 /* A forward added to the master at CTL: SSH [the -F and -o options of
  * OPTS] -S CTL -O forward FLAG SPEC HOST (FLAG "-L" or "-R").  Caller

@@ -127,6 +127,7 @@ typedef struct {
   bool ssh;
   char **ssh_opts, *host, **remote_words;
   char *ctl;                   /* ssh mode: LOCAL/ssh.ctl */
+  char *cipher_opt;            /* ssh mode: our cipher order, or NULL */
   char *remote_dir;
 
   /* the transport */
@@ -301,7 +302,8 @@ transport_spawn (Tun *t, gint64 deadline, GError **error)
     (void) unlink (t->ctl);
     master = sm_tunnel_ssh_master_argv (t->o->dest_argv[0], t->ssh_opts,
                                         t->host, t->remote_words, t->ctl,
-                                        t->o->id, t->o->dest_extra);
+                                        t->o->id, t->o->dest_extra,
+                                        t->cipher_opt);
     for (i = 0; master[i]; i++)
       g_ptr_array_add (argv, g_strdup (master[i]));
   } else {
@@ -633,6 +635,7 @@ tun_cleanup (Tun *t)
   g_ptr_array_free (t->reverses, TRUE);
   sm_tunnel_remove_dir (t->o->local_dir);
   g_strfreev (t->ssh_opts);
+  g_free (t->cipher_opt);
   g_strfreev (t->remote_words);
   g_free (t->host);
   g_free (t->ctl);
@@ -758,6 +761,11 @@ sm_tunnel_serve (const SmTunnelServeOptions *o, int ctl_in, int ctl_out,
   t.ssh = sm_tunnel_ssh_split (o->dest_argv, &t.ssh_opts, &t.host,
                                &t.remote_words);
   t.ctl = g_build_filename (o->local_dir, "ssh.ctl", NULL);
+  if (t.ssh)
+    t.cipher_opt = sm_tunnel_ssh_cipher_opt (o->dest_argv[0], t.ssh_opts,
+                                             t.host);
+  sm_debug ("tunnel", "ssh cipher order: %s",
+            t.cipher_opt ? t.cipher_opt : "the user's configuration's");
   t.forwards = g_ptr_array_new_with_free_func (forward_free);
   t.reverses = g_ptr_array_new_with_free_func (reverse_free);
   t.t_buf = g_string_new (NULL);

@@ -14,6 +14,9 @@
  *       one OpenSSH ControlMaster:  ssh -M -S LOCAL/ssh.ctl -T
  *         -o ControlPersist=no -o ExitOnForwardFailure=yes
  *         -o StreamLocalBindUnlink=yes -o ServerAliveInterval=5
+ *         [-o Ciphers=aes128-gcm@openssh.com,...: only when the CPU has
+ *         AES instructions and the user's ssh configuration leaves the
+ *         cipher order at OpenSSH's built-in one (`ssh -G`)]
  *         [the user's ssh options] HOST [remote command] relay --hold
  *         --id=ID [DEST_EXTRA]
  *       and a unix-socket forward per endpoint on it:

@@ -86,7 +86,8 @@ test_master_argv (void)
                      (char *) "B", (char *) "snapmig", NULL };
   const char *extra[] = { "--state-dir=/var/lib/my state", "--tunnel", NULL };
   g_auto(GStrv) a = sm_tunnel_ssh_master_argv ("ssh", opts, "h", remote,
-                                               "/l/ssh.ctl", "m1", extra);
+                                               "/l/ssh.ctl", "m1", extra,
+                                               NULL);
   g_autofree char *j = g_strjoinv ("|", a);
 
   g_assert_cmpstr (j, ==,
@@ -95,6 +96,40 @@ test_master_argv (void)
                    "-o|ServerAliveInterval=5|-o|ServerAliveCountMax=3|"
                    "-F|/c f|-p|22|h|ip|netns|exec|B|snapmig|'relay'|'--hold'|"
                    "'--id=m1'|'--state-dir=/var/lib/my state'|'--tunnel'");
+}
+
+static void
+test_master_argv_cipher (void)
+{
+  g_auto(GStrv) a = sm_tunnel_ssh_master_argv ("ssh", NULL, "h", NULL,
+                                               "/c", "m1", NULL,
+                                               "Ciphers=x,y");
+  g_autofree char *j = g_strjoinv ("|", a);
+
+  g_assert_nonnull (strstr (j, "|-o|ServerAliveCountMax=3|-o|Ciphers=x,y|h|"));
+}
+
+static void
+test_cipher_pref (void)
+{
+  const char *def = "chacha20-poly1305@openssh.com,aes128-ctr,"
+    "aes128-gcm@openssh.com,aes256-gcm@openssh.com";
+  g_autofree char *p = sm_tunnel_ssh_cipher_pref (def, def, true);
+
+  g_assert_cmpstr (p, ==, "Ciphers=aes128-gcm@openssh.com,"
+                   "chacha20-poly1305@openssh.com,aes128-ctr,"
+                   "aes256-gcm@openssh.com");
+  /* no AES instructions: OpenSSH's own order */
+  g_assert_null (sm_tunnel_ssh_cipher_pref (def, def, false));
+  /* the user's configuration chose: theirs */
+  g_assert_null (sm_tunnel_ssh_cipher_pref ("chacha20-poly1305@openssh.com",
+                                            def, true));
+  g_assert_null (sm_tunnel_ssh_cipher_pref (NULL, def, true));
+  g_assert_null (sm_tunnel_ssh_cipher_pref (def, NULL, true));
+  /* already first, or not offered */
+  g_assert_null (sm_tunnel_ssh_cipher_pref ("aes128-gcm@openssh.com,x",
+                                            "aes128-gcm@openssh.com,x", true));
+  g_assert_null (sm_tunnel_ssh_cipher_pref ("x,y", "x,y", true));
 }
 
 static void
@@ -140,6 +175,8 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/tunnel-ssh/split", test_split);
   g_test_add_func ("/tunnel-ssh/master-argv", test_master_argv);
+  g_test_add_func ("/tunnel-ssh/master-argv-cipher", test_master_argv_cipher);
+  g_test_add_func ("/tunnel-ssh/cipher-pref", test_cipher_pref);
   g_test_add_func ("/tunnel-ssh/forward-argv", test_forward_argv);
   g_test_add_func ("/tunnel-ssh/dest-dir", test_dest_dir);
   return g_test_run ();
