@@ -186,6 +186,24 @@ dest_read () {
   [ -n "$log" ] || { echo "# no destination log in $RUN"; return 1; }
   "$SMQ" --hmp --log "$log" "$RUN/vm.qmp" "qemu-io $1 \"read -P $2 $3 $4\"" >/dev/null
 }
+# during_writes: guest writes while the disk copy runs (the 3-disk VM of
+# mig_fresh), one per disk, and one over base data of drive0 (EXPECT's 0x11 range split around it).
+during_writes () {
+  local e new=()
+  src_write drive0 0x55 20M 1M || return 1
+  src_write drive1 0x66 12M 1M || return 1
+  src_write drive2 0x77 8M 1M || return 1
+  src_write drive0 0x88 1M 1M || return 1
+  for e in "${EXPECT[@]}"; do
+    if [ "$e" = "drive0 0x11 0 8M" ]; then
+      new+=("drive0 0x11 0 1M" "drive0 0x11 2M 6M")
+    else
+      new+=("$e")
+    fi
+  done
+  EXPECT=("${new[@]}")
+}
+
 # dest_all_read: every write in EXPECT reads back on the destination.
 dest_all_read () {
   local e d p o l

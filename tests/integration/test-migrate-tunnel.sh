@@ -48,24 +48,6 @@ dest_procs () {
   return 0
 }
 
-# during_writes: guest writes while the copy runs (test-migrate.sh's), one
-# per disk and one over base data of drive0 (EXPECT's 0x11 range split
-# around it).
-during_writes () {
-  local e new=()
-  src_write drive0 0x55 20M 1M || return 1
-  src_write drive1 0x66 12M 1M || return 1
-  src_write drive2 0x77 8M 1M || return 1
-  src_write drive0 0x88 1M 1M || return 1
-  for e in "${EXPECT[@]}"; do
-    if [ "$e" = "drive0 0x11 0 8M" ]; then
-      new+=("drive0 0x11 0 1M" "drive0 0x11 2M 6M")
-    else
-      new+=("$e")
-    fi
-  done
-  EXPECT=("${new[@]}")
-}
 # source_quit: the source QEMU is gone (10 s at most).
 source_quit () { wait_gone "$VM_PID" 10; }
 validate_dest () {

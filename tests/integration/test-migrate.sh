@@ -34,23 +34,6 @@
 
 mig_setup
 
-# during_writes: guest writes while the disk copy runs, one per disk, and
-# one over base data of drive0 (EXPECT's 0x11 range split around it).
-during_writes () {
-  local e new=()
-  src_write drive0 0x55 20M 1M || return 1
-  src_write drive1 0x66 12M 1M || return 1
-  src_write drive2 0x77 8M 1M || return 1
-  src_write drive0 0x88 1M 1M || return 1
-  for e in "${EXPECT[@]}"; do
-    if [ "$e" = "drive0 0x11 0 8M" ]; then
-      new+=("drive0 0x11 0 1M" "drive0 0x11 2M 6M")
-    else
-      new+=("$e")
-    fi
-  done
-  EXPECT=("${new[@]}")
-}
 # migrate_with_writes LABEL TRIGGER ARGS...: migrate (ARGS) in the
 # background; once TRIGGER is there (an absolute path: that file; else the
 # phase of that name), the guest writes; then waits for the end.  The
