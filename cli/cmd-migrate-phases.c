@@ -122,6 +122,12 @@ sm_cmd_migrate_prepare (int argc, char **argv)
                      "migrate-perform.  On failure nothing is left.",
                      prepare_entries, &argc, &argv, &code))
     return code;
+  /* A usage error before the cookie is read, not a failed prepare. */
+  if (!mig_opt_dest_domain) {
+    sm_cli_error ("migrate-prepare: --dest-domain DIR is required (see "
+                  "'snapmig migrate-prepare --help')");
+    return SM_EXIT_USAGE;
+  }
   c = mig_dest_start ("migrate-prepare", &o, &pr, &state, &code);
   if (!c)
     return code;

@@ -631,12 +631,18 @@ sm_cmd_status (int argc, char **argv)
     return SM_EXIT_FAILURE;
   current = sm_vm_state_get_current (st, &err);
   name = argc == 2 ? argv[1] : current;
-  if (!name) {
-    if (err)
-      sm_cli_gerror ("status", err);
-    else
-      sm_cli_error ("status: the VM has no current snapshot");
+  if (!name && err) {
+    sm_cli_gerror ("status", err);
     return SM_EXIT_FAILURE;
+  }
+  if (!name) {
+    /* No snapshot to show: nothing snapmig started is moving, which is an
+     * answer, not a failure (a script polls status before a create). */
+    if (opt_json)
+      printf ("{\"snapshot\":null,\"moving\":false}\n");
+    else
+      printf ("nothing is moving: the VM has no current snapshot\n");
+    return SM_EXIT_OK;
   }
   info = load_info ("status", st, name);
   if (!info)

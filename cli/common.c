@@ -11,18 +11,66 @@
 #include "qmp.h"
 
 gboolean sm_cli_debug;
+static gboolean opt_version;
 
 const GOptionEntry sm_cli_common_entries[] = {
   { "debug", 0, 0, G_OPTION_ARG_NONE, &sm_cli_debug,
-    "Log every QMP message and library decision to stderr", NULL },
+    "Log every QMP message and library decision to stderr, with timestamps "
+    "(also SNAPMIG_DEBUG=1)", NULL },
+  { "version", 0, 0, G_OPTION_ARG_NONE, &opt_version,
+    "Print snapmig's version and exit", NULL },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 
+/* `snapmig: debug: 2026-12-01T05:53:01.123456Z DOMAIN: MESSAGE`: UTC with
+ * microseconds, so that lines from two hosts (migrate's source and
+ * destination) and QEMU's own log can be put side by side. */
 static void
 debug_to_stderr (const char *domain, const char *message, void *opaque)
 {
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+  g_autofree char *stamp = g_date_time_format (now, "%Y-%m-%dT%H:%M:%S");
+
   (void) opaque;
-  fprintf (stderr, "snapmig: debug: %s: %s\n", domain, message);
+  fprintf (stderr, "snapmig: debug: %s.%06dZ %s: %s\n", stamp,
+           g_date_time_get_microsecond (now), domain, message);
+}
+
+/* SNAPMIG_DEBUG set to anything but "", "0" or "no" is --debug. */
+static bool
+debug_from_env (void)
+{
+  const char *env = g_getenv ("SNAPMIG_DEBUG");
+
+  return env && *env && strcmp (env, "0") != 0 &&
+         g_ascii_strcasecmp (env, "no") != 0;
+}
+
+/* A file-name option given as "" (`--qmp "$SOCK"` with SOCK unset) names
+ * nothing: a bad value, so a usage error, not a failure later on. */
+static bool
+filenames_ok (const char *command, const GOptionEntry *entries)
+{
+  for (; entries && entries->long_name; entries++) {
+    bool empty = false;
+
+    if (entries->arg == G_OPTION_ARG_FILENAME) {
+      const char *v = *(char **) entries->arg_data;
+
+      empty = v && !*v;
+    } else if (entries->arg == G_OPTION_ARG_FILENAME_ARRAY) {
+      char **v = *(char ***) entries->arg_data;
+
+      for (; v && *v; v++)
+        empty = empty || !**v;
+    }
+    if (empty) {
+      sm_cli_error ("%s: --%s: an empty file name (see 'snapmig %s --help')",
+                    command, entries->long_name, command);
+      return false;
+    }
+  }
+  return true;
 }
 
 bool
@@ -46,6 +94,17 @@ sm_cli_parse (const char *command, const char *params, const char *description,
     *exit_code = SM_EXIT_USAGE;
     return false;
   }
+  if (!filenames_ok (command, entries)) {
+    *exit_code = SM_EXIT_USAGE;
+    return false;
+  }
+  if (opt_version) {
+    printf ("snapmig %s\n", SM_VERSION);
+    *exit_code = SM_EXIT_OK;
+    return false;
+  }
+  if (!sm_cli_debug && debug_from_env ())
+    sm_cli_debug = TRUE;
   if (sm_cli_debug)
     sm_debug_set_handler (debug_to_stderr, NULL);
   return true;

@@ -1,6 +1,7 @@
 /* snapmig(1) — command dispatch. */
 #include "cli.h"
 
+#include <locale.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -124,10 +125,88 @@ find_command (const char *name)
   return NULL;
 }
 
+/* Levenshtein distance between A and B (insert, delete, substitute). */
+static size_t
+edit_distance (const char *a, const char *b)
+{
+  size_t la = strlen (a), lb = strlen (b), i, j;
+  g_autofree size_t *row = g_new (size_t, lb + 1);
+
+  for (j = 0; j <= lb; j++)
+    row[j] = j;
+  for (i = 1; i <= la; i++) {
+    size_t diag = row[0];
+
+    row[0] = i;
+    for (j = 1; j <= lb; j++) {
+      size_t up = row[j];
+      size_t best = diag + (a[i - 1] != b[j - 1]);
+
+      best = MIN (best, up + 1);
+      best = MIN (best, row[j - 1] + 1);
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[lb];
+}
+
+/* The listed command closest to NAME, or NULL when none is close: at most
+ * two edits away (a typo), or NAME is the start of it ("mig" for migrate;
+ * the shortest such). */
+static const char *
+closest_command (const char *name)
+{
+  const char *best = NULL;
+  size_t best_d = 3, i;
+
+  for (i = 0; i < G_N_ELEMENTS (commands); i++) {
+    size_t d;
+
+    if (!commands[i].summary)
+      continue;   /* hidden helpers are not offered */
+    d = edit_distance (name, commands[i].name);
+    if (d < best_d) {
+      best = commands[i].name;
+      best_d = d;
+    }
+  }
+  if (best || !*name)
+    return best;
+  for (i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (commands[i].summary && g_str_has_prefix (commands[i].name, name) &&
+        (!best || strlen (commands[i].name) < strlen (best)))
+      best = commands[i].name;
+  return best;
+}
+
+/* `snapmig: error: unknown command 'NAME'` with the closest command, if
+ * any, and where to find the list. */
+static int
+unknown_command (const char *name)
+{
+  const char *near = closest_command (name);
+
+  if (near)
+    fprintf (stderr, "snapmig: error: unknown command '%s'; did you mean "
+             "'%s'? (see 'snapmig help')\n", name, near);
+  else
+    fprintf (stderr, "snapmig: error: unknown command '%s' "
+             "(see 'snapmig help')\n", name);
+  return SM_EXIT_USAGE;
+}
+
 int
 main (int argc, char **argv)
 {
   const SmCliCommand *cmd;
+
+  /* GOption's help is translated and written in the user's charset (a
+   * UTF-8 locale gets "[OPTION…]", the C locale "[OPTION?]").  Numbers
+   * stay in the C locale: the JSON we print and the values we parse
+   * (--bandwidth 1.5M) use a decimal point whatever LC_NUMERIC says. */
+  setlocale (LC_ALL, "");
+  setlocale (LC_NUMERIC, "C");
 
   if (argc < 2) {
     usage (stderr);
@@ -143,21 +222,16 @@ main (int argc, char **argv)
       char *sub[] = { argv[2], (char *) "--help", NULL };
 
       cmd = find_command (argv[2]);
-      if (!cmd) {
-        fprintf (stderr, "snapmig: error: unknown command '%s'\n", argv[2]);
-        return SM_EXIT_USAGE;
-      }
+      if (!cmd)
+        return unknown_command (argv[2]);
       return cmd->run (2, sub);
     }
     usage (stdout);
     return SM_EXIT_OK;
   }
   cmd = find_command (argv[1]);
-  if (!cmd) {
-    fprintf (stderr, "snapmig: error: unknown command '%s' "
-             "(see 'snapmig help')\n", argv[1]);
-    return SM_EXIT_USAGE;
-  }
+  if (!cmd)
+    return unknown_command (argv[1]);
   /* Ctrl-C, SIGTERM, SIGHUP: the library's waits end with an error and
    * the command leaves through its error path (a paused guest resumed). */
   sm_interrupt_install ();

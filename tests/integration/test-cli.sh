@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The command line behaves like its neighbours' (issue 13), one part each:
+# the help in the user's locale, --version on every command, "did you mean"
+# for an unknown command, exit 2 for every usage error of every command,
+# status when nothing is moving, SNAPMIG_DEBUG as --debug with timestamps,
+# and the bash completion.
+source "$(dirname "$0")/lib.sh"
+
+command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 not installed"
+command -v qemu-img >/dev/null || skip_all "qemu-img not installed"
+command -v jq >/dev/null || skip_all "jq not installed"
+
+# Every listed command, and the hidden helper migrate --tunnel starts.
+commands=$("$SNAPMIG" help | awk '/^Commands:/ {on=1; next} on && /^  [a-z]/ {print $1}')
+check "snapmig help lists commands" test -n "$commands"
+all_commands="$commands tunnel"
+
+# exited RC WANT ERRFILE: RC is WANT; otherwise say what stderr said.
+exited () {
+  [ "$1" -eq "$2" ] && return 0
+  echo "# exit status $1, expected $2; stderr:"; sed 's/^/#   /' "$3"
+  return 1
+}
+
+# ---- 1. setlocale: GOption's help in the user's charset -----------------
+if locale -a 2>/dev/null | grep -qiE '^c\.utf-?8$'; then
+  LC_ALL=C.UTF-8 "$SNAPMIG" disks --help >"$T/help" 2>&1
+  check "help under C.UTF-8 says [OPTION…]" grep -qF '[OPTION…]' "$T/help"
+  check "help under C.UTF-8 has no [OPTION?]" not grep -qF '[OPTION?]' "$T/help"
+else
+  skip "no C.UTF-8 locale"
+fi
+
+# ---- 2. --version on every command ---------------------------------------
+version=$("$SNAPMIG" --version)
+check "snapmig --version" grep -qE '^snapmig [0-9]+\.[0-9]+\.[0-9]+$' <<<"$version"
+for c in $all_commands; do
+  "$SNAPMIG" "$c" --version </dev/null >"$T/out" 2>"$T/err"; rc=$?
+  check "$c --version exits 0" exited $rc 0 "$T/err"
+  check "$c --version prints the version" test "$(cat "$T/out")" = "$version"
+done
+
+# ---- 3. an unknown command ------------------------------------------------
+# unknown_is CMD NEAR: `snapmig CMD` exits 2 naming CMD, with "did you mean
+# 'NEAR'?" (no suggestion when NEAR is empty).
+unknown_is () {
+  local out rc
+  out=$("$SNAPMIG" "$1" 2>&1 </dev/null); rc=$?
+  [ $rc -eq 2 ] || { echo "# '$1': exit status $rc"; return 1; }
+  grep -qF "unknown command '$1'" <<<"$out" || { echo "# $out"; return 1; }
+  if [ -n "$2" ]; then
+    grep -qF "did you mean '$2'?" <<<"$out" || { echo "# $out"; return 1; }
+  else
+    not grep -q "did you mean" <<<"$out" || { echo "# $out"; return 1; }
+  fi
+}
+check "mgirate: did you mean 'migrate'" unknown_is mgirate migrate
+check "statsu: did you mean 'status'" unknown_is statsu status
+check "disk: did you mean 'disks'" unknown_is disk disks
+check "mig: did you mean 'migrate' (a prefix)" unknown_is mig migrate
+check "frobnicate: no suggestion" unknown_is frobnicate ""
+out=$("$SNAPMIG" help pivto 2>&1); rc=$?
+check "help pivto exits 2" test $rc -eq 2
+check "help pivto: did you mean 'pivot'" grep -qF "did you mean 'pivot'?" <<<"$out"
+
+# ---- 4. usage errors exit 2, on every command ---------------------------
+# A missing required option or argument: each command run with none (stdin
+# empty).  migrate-finish needs no option: its cookie comes on stdin.
+for c in $all_commands; do
+  "$SNAPMIG" "$c" --no-such-option </dev/null >/dev/null 2>"$T/err"; rc=$?
+  check "$c: an unknown option exits 2" exited $rc 2 "$T/err"
+  check "$c: the unknown option is named" grep -q -- "--no-such-option" "$T/err"
+  if [ "$c" != migrate-finish ]; then
+    "$SNAPMIG" "$c" </dev/null >/dev/null 2>"$T/err"; rc=$?
+    check "$c: nothing required given exits 2" exited $rc 2 "$T/err"
+  fi
+  # A bad value: a --timeout that is no number and one out of range where
+  # the command takes --timeout; an empty file name where it takes one.
+  help=$("$SNAPMIG" "$c" --help 2>&1)
+  if grep -q -- '--timeout=' <<<"$help"; then
+    for v in abc -5 99999999999; do
+      "$SNAPMIG" "$c" --timeout="$v" </dev/null >/dev/null 2>"$T/err"; rc=$?
+      check "$c --timeout=$v exits 2" exited $rc 2 "$T/err"
+    done
+  fi
+  for o in qmp state-dir dest-domain; do
+    grep -q -- "--$o=" <<<"$help" || continue
+    "$SNAPMIG" "$c" --"$o"= </dev/null >/dev/null 2>"$T/err"; rc=$?
+    check "$c --$o='' exits 2" exited $rc 2 "$T/err"
+  done
+done
+"$SNAPMIG" check-xml --json </dev/null >/dev/null 2>"$T/err"; rc=$?
+check "check-xml --json (a flag it does not take) exits 2" exited $rc 2 "$T/err"
+
+# ---- a VM for the rest ------------------------------------------------------
+qemu-img create -q -f qcow2 "$T/d0.qcow2" 8M
+start_vm vm -drive "$(drive_opt drive0 "$T/d0.qcow2" qcow2)" || exit 1
+SM=(--qmp "$T/vm.qmp" --state-dir "$T/state")
+mkdir -p "$T/state"
+
+# ---- 5. status when nothing is moving -----------------------------------
+"$SNAPMIG" status "${SM[@]}" >"$T/out" 2>"$T/err"; rc=$?
+check "status with nothing moving exits 0" exited $rc 0 "$T/err"
+check "status says nothing is moving" \
+  grep -qxF "nothing is moving: the VM has no current snapshot" "$T/out"
+"$SNAPMIG" status "${SM[@]}" --json >"$T/out" 2>"$T/err"; rc=$?
+check "status --json with nothing moving exits 0" exited $rc 0 "$T/err"
+check "status --json: moving false" \
+  test "$(jq -c . "$T/out" 2>&1)" = '{"snapshot":null,"moving":false}'
+"$SNAPMIG" status "${SM[@]}" nosuch >"$T/out" 2>"$T/err"; rc=$?
+check "status of a snapshot that does not exist still exits 1" exited $rc 1 "$T/err"
+
+# ---- 6. SNAPMIG_DEBUG as --debug, with timestamps ---------------------------
+stamp='^snapmig: debug: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z [a-z-]+: '
+# debug_lines FILE: FILE has debug lines, every one with its timestamp.
+debug_lines () {
+  local n all
+  n=$(grep -c '^snapmig: debug:' "$1"); all=$(grep -cE "$stamp" "$1")
+  [ "$n" -gt 0 ] && [ "$n" -eq "$all" ] && return 0
+  echo "# $n debug lines, $all with a timestamp:"; head -n 5 "$1" | sed 's/^/#   /'
+  return 1
+}
+"$SNAPMIG" disks --qmp "$T/vm.qmp" --debug >/dev/null 2>"$T/err"; rc=$?
+check "disks --debug exits 0" exited $rc 0 "$T/err"
+check "--debug: timestamped debug lines" debug_lines "$T/err"
+SNAPMIG_DEBUG=1 "$SNAPMIG" disks --qmp "$T/vm.qmp" >/dev/null 2>"$T/err"; rc=$?
+check "SNAPMIG_DEBUG=1 disks exits 0" exited $rc 0 "$T/err"
+check "SNAPMIG_DEBUG=1: timestamped debug lines" debug_lines "$T/err"
+check "SNAPMIG_DEBUG=1: QMP messages logged" grep -q 'query-block' "$T/err"
+SNAPMIG_DEBUG=1 "$SNAPMIG" status "${SM[@]}" >/dev/null 2>"$T/err"; rc=$?
+check "SNAPMIG_DEBUG=1 status: timestamped debug lines" debug_lines "$T/err"
+for v in 0 ""; do
+  SNAPMIG_DEBUG=$v "$SNAPMIG" disks --qmp "$T/vm.qmp" >/dev/null 2>"$T/err"
+  check "SNAPMIG_DEBUG='$v': no debug lines" not grep -q 'debug:' "$T/err"
+done
+env -u SNAPMIG_DEBUG "$SNAPMIG" disks --qmp "$T/vm.qmp" >/dev/null 2>"$T/err"
+check "no --debug: no debug lines" not grep -q 'debug:' "$T/err"
+
+done_testing
