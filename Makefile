@@ -10,6 +10,8 @@
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
+# Where bash-completion looks for a command's completion, loaded on demand.
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 VERSION := 0.1.0
 
 PKGS    := glib-2.0 json-c libxml-2.0 blkid
@@ -106,6 +108,8 @@ bench: deps
 install: $(CLI)
 	install -D -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/snapmig
 	install -D -m 0644 docs/snapmig.1 $(DESTDIR)$(MANDIR)/man1/snapmig.1
+	install -D -m 0644 completions/snapmig.bash \
+	  $(DESTDIR)$(BASHCOMPDIR)/snapmig
 
 clean:
 	rm -f lib/*.o lib/*.d lib/*.a cli/*.o cli/*.d $(CLI) tests/*/*.o tests/*/*.d \

@@ -136,4 +136,52 @@ done
 env -u SNAPMIG_DEBUG "$SNAPMIG" disks --qmp "$T/vm.qmp" >/dev/null 2>"$T/err"
 check "no --debug: no debug lines" not grep -q 'debug:' "$T/err"
 
+# ---- 7. bash completion ---------------------------------------------------
+comp="$SM_TOP/completions/snapmig.bash"
+# complete_words WORD...: what the completion offers for the command line
+# WORD... (the last word being completed), one a line, in a fresh bash with
+# the build's snapmig first in PATH.
+complete_words () {
+  PATH="$SM_TOP/cli:$PATH" bash --norc --noprofile -c '
+    source "$1" || exit 1; shift
+    COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"
+    COMP_POINT=${#COMP_LINE}
+    _snapmig; printf "%s\n" "${COMPREPLY[@]}"' _ "$comp" "$@"
+}
+# offers WANT WORD...: the completion of WORD... is exactly the lines WANT.
+offers () {
+  local want=$1 got; shift
+  got=$(complete_words "$@" | sort)
+  [ "$got" = "$(sort <<<"$want")" ] && return 0
+  echo "# completing '$*': got:"; sed 's/^/#   /' <<<"$got"; return 1
+}
+out=$(bash --norc --noprofile -c 'source "$1" && complete -p snapmig' _ "$comp" 2>&1)
+check "sourcing the completion registers it" \
+  test "$out" = "complete -o filenames -F _snapmig snapmig"
+check "snapmig mig<TAB>: the migrate commands" \
+  offers "$(grep '^migrate' <<<"$commands")" snapmig mig
+check "snapmig migrate --tu<TAB>: --tunnel" offers "--tunnel" snapmig migrate --tu
+check "snapmig help pi<TAB>: pivot" offers "pivot" snapmig help pi
+check "snapmig status --j<TAB>: --json" offers "--json" snapmig status --j
+check "snapmig --ver<TAB>: --version" offers "--version" snapmig --ver
+check "the hidden tunnel helper is not offered" offers "" snapmig tunn
+touch "$T/sock-for-completion"
+check "snapmig disks --qmp FILE<TAB>: file names" \
+  offers "$T/sock-for-completion" snapmig disks --qmp "$T/sock-for-c"
+check "snapmig disks --qmp=FILE<TAB>: file names" \
+  offers "$T/sock-for-completion" snapmig disks --qmp = "$T/sock-for-c"
+# Every option a command's --help lists is offered after `--`.
+for c in $commands; do
+  want=$("$SNAPMIG" "$c" --help-all | grep -oE '^  (-[a-zA-Z], )?--[a-z][a-z0-9-]*' |
+         grep -oE -- '--[a-z][a-z0-9-]*' | grep -vxE -- '--help(-all|-[a-z]+)?' |
+         sort -u)
+  check "snapmig $c --<TAB>: every option of its --help" offers "$want" snapmig "$c" --
+done
+
+# make install puts it where bash-completion finds it.
+make -C "$SM_TOP" -s install PREFIX=/usr DESTDIR="$T/root" >"$T/install.log" 2>&1; rc=$?
+check "make install DESTDIR=... exits 0" exited $rc 0 "$T/install.log"
+check "make install installs the completion" \
+  cmp "$comp" "$T/root/usr/share/bash-completion/completions/snapmig"
+
 done_testing
