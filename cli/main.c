@@ -104,7 +104,8 @@ usage (FILE *fp)
 
   fprintf (fp,
            "Usage: snapmig COMMAND [OPTIONS] [ARGS]\n"
-           "       snapmig help [COMMAND] | --version\n\n"
+           "       snapmig help [COMMAND] | --version\n"
+           "       snapmig COMMAND --help | --version\n\n"
            "Move the disks of a running QEMU VM between storage domains, over QMP.\n\n"
            "Commands:\n");
   for (i = 0; i < G_N_ELEMENTS (commands); i++)
