@@ -122,6 +122,9 @@ sm_cmd_relay (int argc, char **argv)
     sm_cli_error ("relay: unexpected argument '%s'", argv[1]);
     return SM_EXIT_USAGE;
   }
+  /* Ignored, but a bad value is still a usage error as on every command. */
+  if (!sm_cli_timeout_ok ("relay", mig_opt_timeout))
+    return SM_EXIT_USAGE;
   signal (SIGPIPE, SIG_IGN);
   state = mig_state_dir ();
   if (!sm_relay_dest (state, opt_id, opt_hold, STDIN_FILENO, STDOUT_FILENO,

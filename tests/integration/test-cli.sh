@@ -66,7 +66,26 @@ check "help pivto: did you mean 'pivot'" grep -qF "did you mean 'pivot'?" <<<"$o
 # ---- 4. usage errors exit 2, on every command ---------------------------
 # A missing required option or argument: each command run with none (stdin
 # empty).  migrate-finish needs no option: its cookie comes on stdin.
+# What each command needs besides the option under test, with a state
+# directory of the test's own where the command would make one.
+mkdir -p "$T/dom" "$T/state"
+echo '<domainsnapshot/>' >"$T/x.xml"
+NS="$T/nobody.qmp"
+declare -A needs=(
+  [disks]="--qmp $NS" [check-xml]="$T/x.xml" [list]="--qmp $NS"
+  [dumpxml]="--qmp $NS s1" [delete]="--qmp $NS s1" [current]="--qmp $NS"
+  [rebase]="--qmp $NS drive0" [validate]="$T/dom"
+  [create]="--qmp $NS --name s1 --mirror-domain $T/dom"
+  [pivot]="--qmp $NS s1" [abort]="--qmp $NS s1" [status]="--qmp $NS"
+  [recover]="--qmp $NS" [migrate]="--qmp $NS --dest-domain $T/dom"
+  [migrate-begin]="--qmp $NS"
+  [migrate-prepare]="--dest-domain $T/dom" [migrate-perform]="--qmp $NS"
+  [migrate-finish]="" [migrate-confirm]="--qmp $NS"
+  [migrate-start-postcopy]="--qmp $NS" [migrate-recover]="--qmp $NS"
+  [relay]="--id r1 --state-dir $T/state" [tunnel]="--id t1 --local-dir $T/dom"
+)
 for c in $all_commands; do
+  check "the test knows what $c needs" test -n "${needs[$c]+set}"
   "$SNAPMIG" "$c" --no-such-option </dev/null >/dev/null 2>"$T/err"; rc=$?
   check "$c: an unknown option exits 2" exited $rc 2 "$T/err"
   check "$c: the unknown option is named" grep -q -- "--no-such-option" "$T/err"
@@ -74,29 +93,33 @@ for c in $all_commands; do
     "$SNAPMIG" "$c" </dev/null >/dev/null 2>"$T/err"; rc=$?
     check "$c: nothing required given exits 2" exited $rc 2 "$T/err"
   fi
-  # A bad value: a --timeout that is no number and one out of range where
-  # the command takes --timeout; an empty file name where it takes one.
+  # A bad value: a --timeout that is no number or out of range where the
+  # command takes --timeout, an empty file name where it takes one; given
+  # with everything else the command needs (its monitor a socket nobody
+  # listens on), so that only the value can be what exit 2 is about.
   help=$("$SNAPMIG" "$c" --help 2>&1)
+  read -r -a need <<<"${needs[$c]}"
   if grep -q -- '--timeout=' <<<"$help"; then
     for v in abc -5 99999999999; do
-      "$SNAPMIG" "$c" --timeout="$v" </dev/null >/dev/null 2>"$T/err"; rc=$?
+      "$SNAPMIG" "$c" "${need[@]}" --timeout="$v" </dev/null >/dev/null 2>"$T/err"; rc=$?
       check "$c --timeout=$v exits 2" exited $rc 2 "$T/err"
+      check "$c --timeout=$v: the error is about --timeout" grep -q timeout "$T/err"
     done
   fi
   for o in qmp state-dir dest-domain; do
     grep -q -- "--$o=" <<<"$help" || continue
-    "$SNAPMIG" "$c" --"$o"= </dev/null >/dev/null 2>"$T/err"; rc=$?
+    "$SNAPMIG" "$c" "${need[@]}" --"$o"= </dev/null >/dev/null 2>"$T/err"; rc=$?
     check "$c --$o='' exits 2" exited $rc 2 "$T/err"
+    check "$c --$o='': the error names --$o" grep -q -- "--$o" "$T/err"
   done
 done
 "$SNAPMIG" check-xml --json </dev/null >/dev/null 2>"$T/err"; rc=$?
 check "check-xml --json (a flag it does not take) exits 2" exited $rc 2 "$T/err"
 
-# ---- a VM for the rest ------------------------------------------------------
-qemu-img create -q -f qcow2 "$T/d0.qcow2" 8M
-start_vm vm -drive "$(drive_opt drive0 "$T/d0.qcow2" qcow2)" || exit 1
-SM=(--qmp "$T/vm.qmp" --state-dir "$T/state")
-mkdir -p "$T/state"
+# ---- a VM for the rest (storage domains $A, $B; SM: its options) -----------
+lsm_setup
+qemu-img create -q -f qcow2 "$A/d0.qcow2" 8M
+start_vm vm -drive "$(drive_opt drive0 "$A/d0.qcow2" qcow2)" || exit 1
 
 # ---- 5. status when nothing is moving -----------------------------------
 "$SNAPMIG" status "${SM[@]}" >"$T/out" 2>"$T/err"; rc=$?
@@ -109,6 +132,20 @@ check "status --json: moving false" \
   test "$(jq -c . "$T/out" 2>&1)" = '{"snapshot":null,"moving":false}'
 "$SNAPMIG" status "${SM[@]}" nosuch >"$T/out" 2>"$T/err"; rc=$?
 check "status of a snapshot that does not exist still exits 1" exited $rc 1 "$T/err"
+
+# status while a move runs shows it, and once pivoted nothing is moving.
+fresh_move 1
+"$SNAPMIG" status "${SM[@]}" >"$T/out" 2>"$T/err"; rc=$?
+check "status during a move exits 0" exited $rc 0 "$T/err"
+check "status during a move shows the snapshot" grep -qxF "snapshot p1" "$T/out"
+check "status during a move does not say nothing is moving" \
+  not grep -q "nothing is moving" "$T/out"
+"$SNAPMIG" pivot "${SM[@]}" p1 >"$T/out" 2>"$T/err"; rc=$?
+check "pivot p1 exits 0" exited $rc 0 "$T/err"
+"$SNAPMIG" status "${SM[@]}" >"$T/out" 2>"$T/err"; rc=$?
+check "status after the pivot exits 0" exited $rc 0 "$T/err"
+check "status after the pivot says nothing is moving" \
+  grep -qxF "nothing is moving: the VM has no current snapshot" "$T/out"
 
 # ---- 6. SNAPMIG_DEBUG as --debug, with timestamps ---------------------------
 stamp='^snapmig: debug: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z [a-z-]+: '
