@@ -102,23 +102,33 @@ sm_block_disk_matches (const SmBlockDisk *disk, const char *name)
          (id[n] == '\0' || strcmp (id + n, "/virtio-backend") == 0);
 }
 
-/* QEMU names an image "json:{...}" when its backing node is not the one its
- * header names as written (blockdev-snapshot-sync mode=existing attaches the
- * old top to a new top whose header holds a relative name; block-stream
- * changes a top's backing node).  The layer's own file is then the
- * "filename" of the "file" child (or of the object itself). */
+/* QEMU names an image "json:{...}" when it cannot name it by one file
+ * name: its backing node is not the one its header names as written
+ * (blockdev-snapshot-sync mode=existing attaches the old top to a new top
+ * whose header holds a relative name; block-stream, mirror and commit change
+ * a top's backing node), or the format node has options of its own (a raw
+ * disk opened with offset= or size=, -drive file.driver=...).  The layer's
+ * own file is then the "filename" of its protocol child: the "file" child,
+ * followed down while it has one of its own (raw over file, qcow2 over raw
+ * over file), or of the object itself.  A name with no such file (nbd,
+ * a child given by node name) is kept as QEMU gives it. */
 static char *
 plain_filename (const char *name)
 {
   g_autoptr(json_object) obj = NULL;
-  const char *file;
+  json_object *node;
+  const char *file = NULL;
 
   if (!name || !g_str_has_prefix (name, "json:"))
     return g_strdup (name);
   obj = json_tokener_parse (name + 5);
-  file = sm_json_get_string (sm_json_get_object (obj, "file"), "filename");
-  if (!file)
-    file = sm_json_get_string (obj, "filename");
+  for (node = obj; node && json_object_is_type (node, json_type_object);
+       node = sm_json_get_object (node, "file")) {
+    const char *f = sm_json_get_string (node, "filename");
+
+    if (f)
+      file = f;
+  }
   return g_strdup (file ? file : name);
 }
 

@@ -13,7 +13,7 @@ layer_free (SmDiskLayer *layer)
   if (!layer)
     return;
   g_free (layer->file);
-  g_free (layer->path);
+  g_free (layer->qemu_file);
   g_free (layer->format);
   g_free (layer->node_name);
   g_free (layer->backing_file);
@@ -66,14 +66,16 @@ disk_from_block (const SmBlockDisk *bd)
   disk->inserted = true;
   disk->node_name = g_strdup (bd->node_name);
   disk->format = g_strdup (bd->format);
-  disk->file = g_strdup (bd->file);
+  /* The active layer's own file, not QEMU's "json:{...}" name for it. */
+  disk->file = g_strdup (bd->chain->len > 0 ? sm_block_disk_top (bd)
+                         : bd->file);
   disk->read_only = bd->read_only;
   for (i = 0; i < bd->chain->len; i++) {
     const SmBlockLayer *bl = bd->chain->pdata[i];
     SmDiskLayer *layer = g_new0 (SmDiskLayer, 1);
 
-    layer->file = g_strdup (bl->qemu_filename);
-    layer->path = g_strdup (bl->filename);
+    layer->file = g_strdup (bl->filename);
+    layer->qemu_file = g_strdup (bl->qemu_filename);
     layer->format = g_strdup (bl->format);
     layer->node_name = g_strdup (bl->node_name);
     layer->virtual_size = bl->virtual_size;
@@ -123,7 +125,8 @@ check_chain_on_disk (SmDisk *disk)
   /* Only file-based images in formats snapmig handles have headers we can
    * read; anything else (nbd:, json:, luks) is simply not checked. */
   format = sm_image_format_from_string (disk->format);
-  if (format < 0 || !sm_image_backing_is_local (disk->file))
+  if (format < 0 || !sm_image_backing_is_local (
+        ((const SmDiskLayer *) disk->chain->pdata[0])->qemu_file))
     return;
 
   chain = sm_image_chain_open (disk->file, (SmImageFormat) format, NULL, 0,
@@ -139,9 +142,9 @@ check_chain_on_disk (SmDisk *disk)
     const SmImageInfo *d = chain->layers->pdata[i];
     const char *d_format = sm_image_format_to_string (d->format);
 
-    if (!same_file (q->path, d->path)) {
+    if (!same_file (q->file, d->path)) {
       warn (disk, "layer %u: QEMU has %s open, the headers on disk lead to %s",
-            i + 1, q->path, d->path);
+            i + 1, q->file, d->path);
       return;
     }
     if (g_strcmp0 (q->format, d_format) != 0)

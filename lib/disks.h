@@ -21,11 +21,12 @@
 
 /* One layer of a backing chain as QEMU has it open. */
 typedef struct {
-  char *file;              /* QEMU's file name (relative to QEMU's working
-                              directory when QEMU was given a relative one;
-                              may be "json:{...}") */
-  char *path;              /* the layer's own file (a "json:{...}" name
-                              reduced to its file child's filename) */
+  char *file;              /* the layer's own file: QEMU's file name, or,
+                              when QEMU names the layer "json:{...}", the
+                              filename of its protocol child (relative to
+                              QEMU's working directory when QEMU was given
+                              a relative one) */
+  char *qemu_file;         /* the name QEMU reports (may be "json:{...}") */
   char *format;            /* "qcow2", "raw", ... */
   char *node_name;         /* NULL unless exactly one node has this file and
                               format (query-named-block-nodes) */
@@ -40,7 +41,8 @@ typedef struct {
   bool inserted;           /* false for an empty drive: nothing below set */
   char *node_name;         /* the active layer's node name */
   char *format;            /* the active layer's driver */
-  char *file;              /* the active image */
+  char *file;              /* the active image's file (never "json:{...}"
+                              when QEMU names a file in it) */
   uint64_t virtual_size;
   bool read_only;
   GPtrArray *chain;        /* SmDiskLayer *, owned; [0] is the active layer */

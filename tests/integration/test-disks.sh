@@ -8,6 +8,7 @@ source "$(dirname "$0")/lib.sh"
 
 command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 not installed"
 command -v qemu-img >/dev/null || skip_all "qemu-img not installed"
+command -v jq >/dev/null || skip_all "jq not installed"
 
 # drive0: base.qcow2 <- mid.qcow2 <- top.qcow2 with relative backing names
 # and stated formats; drive1: raw; drive2: qcow2.
@@ -66,6 +67,34 @@ check "mirror job listed under drive2" \
 check "only drive2 has a job" test "$(grep -cxF '  jobs:          none' "$T/out")" -eq 2
 "$SNAPMIG" disks --qmp "$sock" --json >"$T/json"
 check "json: mirror job" grep -qF '"type": "mirror"' "$T/json"
+
+# QEMU names a disk "json:{...}" when its format node has options of its
+# own (raw with offset=; qcow2 over a raw node over the file): disks prints
+# the image's file, never that name.
+qemu-img create -q -f raw "$T/off.raw" 2M
+qemu-img create -q -f qcow2 "$T/nested.qcow2" 4M
+vm_pid=$VM_PID
+start_vm vmj \
+  -drive "if=none,id=drive0,driver=raw,offset=4096,file.driver=file,file.filename=$T/off.raw" \
+  -drive "if=none,id=drive1,driver=qcow2,file.driver=raw,file.offset=0,file.file.driver=file,file.file.filename=$T/nested.qcow2" || exit 1
+jpid=$VM_PID
+check "QEMU names drive0 json:" \
+  bash -c "'$SMQ' '$T/vmj.qmp' query-block | jq -e '.[0].inserted.image.filename | startswith(\"json:\")' >/dev/null"
+check "QEMU names drive1 json:" \
+  bash -c "'$SMQ' '$T/vmj.qmp' query-block | jq -e '.[1].inserted.file | startswith(\"json:\")' >/dev/null"
+"$SNAPMIG" disks --qmp "$T/vmj.qmp" >"$T/out" 2>"$T/err"; rc=$?
+check "json: disks exits 0" test $rc -eq 0
+check "json: no json: name printed" bash -c "! grep -q 'json:' '$T/out'"
+check "json: raw active image" has_line "$T/out" "  active image:  $T/off.raw"
+check "json: raw chain" has_line "$T/out" "    $T/off.raw (raw)"
+check "json: qcow2 active image" has_line "$T/out" "  active image:  $T/nested.qcow2"
+check "json: qcow2 chain" has_line "$T/out" "    $T/nested.qcow2 (qcow2)"
+"$SNAPMIG" disks --qmp "$T/vmj.qmp" --json >"$T/json" 2>"$T/err"; rc=$?
+check "json: disks --json exits 0" test $rc -eq 0
+check "json: --json has no json: name" bash -c "! grep -q 'json:' '$T/json'"
+check "json: --json files" test "$(jq -r '.disks[] | .file, .chain[].file' "$T/json" | tr '\n' ' ')" = "$T/off.raw $T/off.raw $T/nested.qcow2 $T/nested.qcow2 "
+kill "$jpid"; wait "$jpid" 2>/dev/null
+VM_PID=$vm_pid
 
 # Usage errors.
 "$SNAPMIG" disks >"$T/out" 2>"$T/err"; rc=$?
