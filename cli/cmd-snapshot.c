@@ -530,10 +530,14 @@ sm_cmd_pivot (int argc, char **argv)
                            : "from stop sent to cont answered");
   else
     msg = g_strdup_printf ("snapshot %s pivoted; guest not paused", argv[1]);
-  sm_progress_event (progress, "pivoted", msg, "snapshot", argv[1],
-                     "pause-ms", result.pause_us >= 0 ? pause : NULL,
-                     "pause-us", result.pause_us >= 0 ? pause_us : NULL,
-                     "pause-from", result.pause_from, NULL);
+  /* --json: with --delete-source, "removed" lists the files removed
+   * (absolute paths) in the result itself. */
+  sm_progress_event_list (progress, "pivoted", msg,
+                          opt_delete_source ? "removed" : NULL,
+                          result.removed, "snapshot", argv[1],
+                          "pause-ms", result.pause_us >= 0 ? pause : NULL,
+                          "pause-us", result.pause_us >= 0 ? pause_us : NULL,
+                          "pause-from", result.pause_from, NULL);
   sm_lsm_pivot_result_clear (&result);
   return SM_EXIT_OK;
 }

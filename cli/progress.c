@@ -409,11 +409,11 @@ sm_progress_fail (SmProgress *p, const char *item, const char *message)
   finish (p, item, message, ITEM_FAILED);
 }
 
-void
-sm_progress_event (SmProgress *p, const char *name, const char *message,
-                   const char *first_key, ...)
+static void
+event_v (SmProgress *p, const char *name, const char *message,
+         const char *list_key, const GPtrArray *list, const char *first_key,
+         va_list ap)
 {
-  va_list ap;
   const char *key;
 
   if (p->mode == MODE_JSON) {
@@ -422,14 +422,20 @@ sm_progress_event (SmProgress *p, const char *name, const char *message,
     json_object_object_add (obj, "event", json_object_new_string (name));
     if (message)
       json_object_object_add (obj, "message", json_object_new_string (message));
-    va_start (ap, first_key);
     for (key = first_key; key; key = va_arg (ap, const char *)) {
       const char *value = va_arg (ap, const char *);
 
       json_object_object_add (obj, key,
                               value ? json_object_new_string (value) : NULL);
     }
-    va_end (ap);
+    if (list_key) {
+      json_object *a = json_object_new_array ();
+      guint i;
+
+      for (i = 0; list && i < list->len; i++)
+        json_object_array_add (a, json_object_new_string (list->pdata[i]));
+      json_object_object_add (obj, list_key, a);
+    }
     json_print (obj);
     return;
   }
@@ -448,6 +454,29 @@ sm_progress_event (SmProgress *p, const char *name, const char *message,
   }
   printf ("%s\n", message);
   fflush (stdout);
+}
+
+void
+sm_progress_event (SmProgress *p, const char *name, const char *message,
+                   const char *first_key, ...)
+{
+  va_list ap;
+
+  va_start (ap, first_key);
+  event_v (p, name, message, NULL, NULL, first_key, ap);
+  va_end (ap);
+}
+
+void
+sm_progress_event_list (SmProgress *p, const char *name, const char *message,
+                        const char *list_key, const GPtrArray *list,
+                        const char *first_key, ...)
+{
+  va_list ap;
+
+  va_start (ap, first_key);
+  event_v (p, name, message, list_key, list, first_key, ap);
+  va_end (ap);
 }
 
 void

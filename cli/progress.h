@@ -33,4 +33,12 @@ void sm_progress_fail (SmProgress *p, const char *item, const char *message);
 void sm_progress_event (SmProgress *p, const char *name, const char *message,
                         const char *first_key, ...) G_GNUC_NULL_TERMINATED;
 
+/* sm_progress_event with one more JSON field: LIST_KEY, an array of the
+ * strings of LIST (char *; NULL is an empty array).  The plain line is
+ * MESSAGE alone. */
+void sm_progress_event_list (SmProgress *p, const char *name,
+                             const char *message, const char *list_key,
+                             const GPtrArray *list, const char *first_key,
+                             ...) G_GNUC_NULL_TERMINATED;
+
 #endif /* SM_PROGRESS_H */

@@ -51,4 +51,45 @@ for r in "drive0 0x10 0" "drive0 0x20 1M" "drive1 0x11 0" "drive1 0x21 1M" "driv
 done
 check "every write reads back" [ $all -eq 0 ]
 
+# pivot --delete-source lists what it removed: one line per file, and
+# with --json the pivoted result holds the array of the files (absolute
+# paths).  Each time the files are both disks' chains in the source domain.
+C=$T/C D=$T/D
+mkdir -p "$C" "$D"
+"$SNAPMIG" create "${SM[@]}" --mirror-domain "$C" --name p2 --wait >"$T/cout" 2>&1
+rc=$?
+sed 's/^/# /' "$T/cout" | grep -v '^# {'
+check "create --wait to C" [ $rc -eq 0 ]
+before=$( { chain_files drive0; chain_files drive1; } | sort)
+out=$("$SNAPMIG" pivot "${SM[@]}" --delete-source p2 2>&1)
+rc=$?
+echo "$out" | sed 's/^/# /'
+check "pivot --delete-source succeeds" [ $rc -eq 0 ]
+check "it removes the chains in B" [ -n "$before" -a -z "$(ls -A "$B")" ]
+check "the files were B's" [ "$(grep -vc "^$B/" <<<"$before")" -eq 0 ]
+check "it prints one line per file removed" \
+  [ "$(sed -n 's/^removed //p' <<<"$out" | sort)" = "$before" ]
+
+"$SNAPMIG" create "${SM[@]}" --mirror-domain "$D" --name p3 --wait >"$T/cout" 2>&1
+rc=$?
+sed 's/^/# /' "$T/cout" | grep -v '^# {'
+check "create --wait to D" [ $rc -eq 0 ]
+before=$( { chain_files drive0; chain_files drive1; } | sort)
+out=$(cd "$T" && "$SNAPMIG" pivot --state-dir state --qmp vm.qmp --delete-source --json p3 2>"$T/err")
+rc=$?
+grep '"pivoted"' <<<"$out" | sed 's/^/# /'
+check "pivot --delete-source --json succeeds" [ $rc -eq 0 ]
+removed=$(jq -r 'select(.event == "pivoted") | .removed[]' <<<"$out" | sort)
+check "the pivoted result lists the files removed" \
+  [ -n "$before" -a "$removed" = "$before" ]
+check "each one absolute and gone" \
+  bash -c 'for f in $1; do [[ $f == /* && ! -e $f ]] || exit 1; done' _ "$removed"
+check "C is empty" [ -z "$(ls -A "$C")" ]
+all=0
+for r in "drive0 0x10 0" "drive0 0x20 1M" "drive1 0x11 0" "drive1 0x21 1M" "drive1 0x31 2M"; do
+  read -r d p o <<<"$r"
+  guest_read vm "$d" "$p" "$o" 1M >/dev/null || { echo "# $r"; all=1; }
+done
+check "every write reads back in D" [ $all -eq 0 ]
+
 done_testing
