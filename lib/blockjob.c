@@ -245,8 +245,7 @@ sm_block_query_disk (SmQmp *qmp, const char *name, GError **error)
   for (i = 0; i < disks->len; i++)
     if (sm_block_disk_matches (disks->pdata[i], name))
       return g_ptr_array_steal_index (disks, i);
-  g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND, "the VM has no disk %s",
-               name);
+  sm_block_set_no_disk (error, disks, name);
   return NULL;
 }
 
@@ -491,6 +490,33 @@ sm_block_vm_disk_names (const SmBlockVm *vm)
                             name ? name : "?");
   }
   return g_string_free (s, false);
+}
+
+char *
+sm_block_disks_names (const GPtrArray *disks)
+{
+  GString *s = g_string_new (NULL);
+  guint i;
+
+  for (i = 0; disks && i < disks->len; i++) {
+    g_autofree char *name = sm_block_disk_name (disks->pdata[i]);
+
+    g_string_append_printf (s, "%s%s", s->len ? ", " : "",
+                            name ? name : "?");
+  }
+  if (!s->len)
+    g_string_append (s, "none");
+  return g_string_free (s, false);
+}
+
+void
+sm_block_set_no_disk (GError **error, const GPtrArray *disks,
+                      const char *name)
+{
+  g_autofree char *names = sm_block_disks_names (disks);
+
+  g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+               "the VM has no disk %s (its disks: %s)", name, names);
 }
 
 SmBlockJob *

@@ -173,6 +173,15 @@ SmBlockDisk *sm_block_vm_find_disk (const SmBlockVm *vm, const char *name);
  * messages.  Caller frees. */
 char *sm_block_vm_disk_names (const SmBlockVm *vm) G_GNUC_WARN_UNUSED_RESULT;
 
+/* The same for DISKS (SmBlockDisk *): "drive0, drive1", or "none". */
+char *sm_block_disks_names (const GPtrArray *disks) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Sets ERROR to "the VM has no disk NAME (its disks: ...)", naming the
+ * disks of DISKS (SmBlockDisk *) so that a wrong name shows the right
+ * ones.  SM_ERROR_NOT_FOUND. */
+void sm_block_set_no_disk (GError **error, const GPtrArray *disks,
+                           const char *name);
+
 /* Polls query-block-jobs until job ID is gone.  TIMEOUT_MS < 0: no limit.
  * SM_ERROR_TIMEOUT names the job. */
 bool sm_block_job_wait_gone (SmQmp *qmp, const char *id, int timeout_ms,

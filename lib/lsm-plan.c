@@ -456,10 +456,14 @@ sm_lsm_def_from_options (const SmLsmVm *vm, const char *name,
         (disk->source && (disk->mirror_file || !domain)))
       continue;
     bd = sm_lsm_vm_find_disk (vm, disk->name);
-    if (!bd || !(top = sm_block_disk_top (bd))) {
+    if (!bd) {
+      sm_block_set_no_disk (error, vm->disks, disk->name);
+      return NULL;
+    }
+    if (!(top = sm_block_disk_top (bd))) {
       g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                   "the VM has no disk %s%s", disk->name,
-                   bd ? " with an image inserted" : "");
+                   "the VM has no disk %s with an image inserted",
+                   disk->name);
       return NULL;
     }
     top_name = default_top_name (top, name);
@@ -665,8 +669,7 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
     }
     bd = sm_lsm_vm_find_disk (vm, d->name);
     if (!bd) {
-      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                   "the VM has no disk %s", d->name);
+      sm_block_set_no_disk (error, vm->disks, d->name);
       return NULL;
     }
     if (g_hash_table_contains (seen, bd)) {

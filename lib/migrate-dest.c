@@ -633,7 +633,8 @@ sm_migrate_prepare (SmMigCookie *c, const SmMigDestOptions *o, bool dry_run,
   if (!domain || !g_file_test (domain, G_FILE_TEST_IS_DIR)) {
     g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
                  "destination storage domain %s: not a directory on this "
-                 "host", o->domain);
+                 "host (create it with 'mkdir -p %s' there, or give "
+                 "another --dest-domain)", o->domain, o->domain);
     return false;
   }
   g_free (c->dest_domain);

@@ -288,8 +288,7 @@ sm_migrate_plan_begin (const SmLsmVm *vm, const char *qmp_address,
       }
       g_hash_table_add (seen, *d);
       if (!sm_lsm_vm_find_disk (vm, *d)) {
-        g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                     "the VM has no disk %s (see 'snapmig disks')", *d);
+        sm_block_set_no_disk (error, vm->disks, *d);
         return NULL;
       }
     }

@@ -553,7 +553,12 @@ check_dest_dir (const char *dir, GError **error)
 
     g_set_error (error, SM_ERROR,
                  saved == ENOENT ? SM_ERROR_NOT_FOUND : SM_ERROR_IO,
-                 "destination directory %s: %s", dir, g_strerror (saved));
+                 "destination directory %s: %s%s%s%s", dir,
+                 g_strerror (saved),
+                 saved == ENOENT ? " (create it with 'mkdir -p " : "",
+                 saved == ENOENT ? dir : "",
+                 saved == ENOENT ? "', or give a storage domain that "
+                                   "exists)" : "");
     return false;
   }
   if (!S_ISDIR (st.st_mode)) {

@@ -456,11 +456,45 @@ snapshot_path (SmVmState *st, const char *name)
   return g_build_filename (st->snapshot_dir, file, NULL);
 }
 
+static gint
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+/* A wrong name says which names there are: the snapshot files' names,
+ * sorted (not parsed: the error must not depend on every file being
+ * sound). */
 static void
 set_not_found (SmVmState *st, const char *name, GError **error)
 {
-  g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-               "snapshot '%s' not found for VM %s", name, st->address);
+  g_autoptr(GDir) dir = g_dir_open (st->snapshot_dir, 0, NULL);
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GString) list = g_string_new (NULL);
+  const char *file;
+  guint i;
+
+  while (dir && (file = g_dir_read_name (dir))) {
+    g_autofree char *n = NULL;
+
+    if (file[0] == '.' || !g_str_has_suffix (file, ".xml"))
+      continue;
+    n = g_strndup (file, strlen (file) - strlen (".xml"));
+    if (check_snapshot_name (n, NULL))
+      g_ptr_array_add (names, g_steal_pointer (&n));
+  }
+  g_ptr_array_sort (names, compare_names);
+  for (i = 0; i < names->len; i++)
+    g_string_append_printf (list, "%s%s", i ? ", " : "",
+                            (const char *) names->pdata[i]);
+  if (names->len)
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "snapshot '%s' not found for VM %s (its snapshots: %s; "
+                 "see 'snapmig list')", name, st->address, list->str);
+  else
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "snapshot '%s' not found for VM %s (it has no snapshots)",
+                 name, st->address);
 }
 
 bool

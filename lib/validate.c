@@ -1778,8 +1778,14 @@ open_domains (Ctx *c, GError **error)
     while (n > 1 && given[n - 1] == '/')
       given[--n] = '\0';
     if (stat (given, &st) < 0) {
+      int saved = errno;
+
       g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                   "storage domain %s: %s", given, g_strerror (errno));
+                   "storage domain %s: %s%s%s%s", given, g_strerror (saved),
+                   saved == ENOENT ? " (create it with 'mkdir -p " : "",
+                   saved == ENOENT ? given : "",
+                   saved == ENOENT ? "', or give the directory that holds "
+                                     "the images)" : "");
       return false;
     }
     if (!S_ISDIR (st.st_mode)) {

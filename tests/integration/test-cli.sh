@@ -3,7 +3,8 @@
 # the help in the user's locale, --version on every command, "did you mean"
 # for an unknown command, exit 2 for every usage error of every command,
 # status when nothing is moving, SNAPMIG_DEBUG as --debug with timestamps,
-# and the bash completion.
+# the bash completion, and errors that name the fix (a missing storage
+# domain, a wrong disk or snapshot name).
 source "$(dirname "$0")/lib.sh"
 
 command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 not installed"
@@ -220,5 +221,36 @@ make -C "$SM_TOP" -s install PREFIX=/usr DESTDIR="$T/root" >"$T/install.log" 2>&
 check "make install DESTDIR=... exits 0" exited $rc 0 "$T/install.log"
 check "make install installs the completion" \
   cmp "$comp" "$T/root/usr/share/bash-completion/completions/snapmig"
+
+# ---- 8. errors name the fix -------------------------------------------------
+# A storage domain that does not exist: the mkdir to run.
+"$SNAPMIG" create "${SM[@]}" --mirror-domain "$T/nodom" --name e0 >"$T/out" 2>"$T/err"; rc=$?
+check "create into a missing domain exits 1" exited $rc 1 "$T/err"
+check "it says to mkdir the domain" \
+  grep -qF "$T/nodom: No such file or directory (create it with 'mkdir -p $T/nodom'" "$T/err"
+"$SNAPMIG" validate "$T/nodom" >"$T/out" 2>"$T/err"; rc=$?
+check "validate of a missing domain exits 2 (could not run)" exited $rc 2 "$T/err"
+check "validate says to mkdir the domain" \
+  grep -qF "storage domain $T/nodom: No such file or directory (create it with 'mkdir -p $T/nodom'" "$T/err"
+# A wrong disk name: the VM's disks.
+"$SNAPMIG" create "${SM[@]}" --diskspec drive9 --name e0 >"$T/out" 2>"$T/err"; rc=$?
+check "create of a wrong disk exits 1" exited $rc 1 "$T/err"
+check "it lists the VM's disks" \
+  grep -qxF "snapmig: error: create: the VM has no disk drive9 (its disks: drive0)" "$T/err"
+# A wrong snapshot name: the snapshots there are (or that there are none).
+"$SNAPMIG" pivot "${SM[@]}" nosuch >"$T/out" 2>"$T/err"; rc=$?
+check "pivot of a wrong snapshot exits 1" exited $rc 1 "$T/err"
+check "it says the VM has no snapshots" \
+  grep -qF "snapshot 'nosuch' not found for VM $T/vm.qmp (it has no snapshots)" "$T/err"
+"$SNAPMIG" create "${SM[@]}" --diskspec drive0 --name e2 >"$T/out" 2>"$T/err"; rc=$?
+check "create e2 exits 0" exited $rc 0 "$T/err"
+"$SNAPMIG" create "${SM[@]}" --diskspec drive0 --name e1 >"$T/out" 2>"$T/err"; rc=$?
+check "create e1 exits 0" exited $rc 0 "$T/err"
+for cmd in pivot abort dumpxml delete; do
+  "$SNAPMIG" $cmd "${SM[@]}" nosuch >"$T/out" 2>"$T/err"; rc=$?
+  check "$cmd of a wrong snapshot exits 1" exited $rc 1 "$T/err"
+  check "$cmd lists the snapshots" \
+    grep -qF "snapshot 'nosuch' not found for VM $T/vm.qmp (its snapshots: e1, e2; see 'snapmig list')" "$T/err"
+done
 
 done_testing

@@ -116,7 +116,7 @@ check "dumpxml: the stored XML" \
 check "dumpxml: output is a valid snapshot document (sm-state-put reads it)" \
   eval 'sm dumpxml s3 >"$T/again.xml" && "$PUT" "$S" "$T/again.qmp" "$T/again.xml"'
 check "dumpxml: unknown snapshot, exit 1" \
-  eval "run 1 sm dumpxml nope && [ \"\$err\" = \"snapmig: error: snapshot 'nope' not found for VM $SOCK\" ] && [ -z \"\$out\" ]"
+  eval "run 1 sm dumpxml nope && [[ \"\$err\" == \"snapmig: error: snapshot 'nope' not found for VM $SOCK (its snapshots: \"*s1*\"; see 'snapmig list')\" ]] && [ -z \"\$out\" ]"
 check "dumpxml: a name that is no file name is refused" \
   eval "run 1 sm dumpxml ../vm && [ \"\$err\" = \"snapmig: error: snapshot name '../vm' must not start with '.'\" ] &&
         run 1 sm dumpxml a/b && [ \"\$err\" = \"snapmig: error: snapshot name 'a/b' must not contain '/'\" ]"
@@ -132,13 +132,13 @@ check "--help says no connection is made" \
 check "current: prints the current snapshot" eval 'run 0 sm current && [ "$out" = s3 ]'
 check "current NAME: sets it" eval 'run 0 sm current s1 && run 0 sm current && [ "$out" = s1 ]'
 check "current NAME: unknown snapshot refused, current unchanged" \
-  eval "run 1 sm current nope && [ \"\$err\" = \"snapmig: error: snapshot 'nope' not found for VM $SOCK\" ] &&
+  eval "run 1 sm current nope && [[ \"\$err\" == \"snapmig: error: snapshot 'nope' not found for VM $SOCK (its snapshots: \"*s1*\"; see 'snapmig list')\" ]] &&
         run 0 sm current && [ \"\$out\" = s1 ]"
 sm current s3 >/dev/null 2>&1
 
 # delete
 check "delete: unknown snapshot, exit 1" \
-  eval "run 1 sm delete nope && [ \"\$err\" = \"snapmig: error: snapshot 'nope' not found for VM $SOCK\" ]"
+  eval "run 1 sm delete nope && [[ \"\$err\" == \"snapmig: error: snapshot 'nope' not found for VM $SOCK (its snapshots: \"*s1*\"; see 'snapmig list')\" ]]"
 check "delete: a snapshot with a move in progress is refused" \
   eval 'run 1 sm delete s3 && echo "$err" | grep -q "snapmig pivot" && echo "$err" | grep -q "snapmig abort"'
 check "delete: ...and kept" eval 'run 0 sm dumpxml s3'

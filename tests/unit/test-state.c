@@ -519,7 +519,8 @@ test_snapshots (void)
   g_assert_null (def);
   g_assert_error (err, SM_ERROR, SM_ERROR_NOT_FOUND);
   g_assert_cmpstr (err->message, ==,
-                   "snapshot 'nope' not found for VM 127.0.0.1:6000");
+                   "snapshot 'nope' not found for VM 127.0.0.1:6000 (its "
+                   "snapshots: s0, s1, s2, s3; see 'snapmig list')");
   g_clear_error (&err);
   g_clear_pointer (&xml, g_free);
   xml = sm_vm_state_read_snapshot_xml (st, "nope", &err);
@@ -529,7 +530,8 @@ test_snapshots (void)
   g_assert_false (sm_vm_state_delete_snapshot (st, "nope", &err));
   g_assert_error (err, SM_ERROR, SM_ERROR_NOT_FOUND);
   g_assert_cmpstr (err->message, ==,
-                   "snapshot 'nope' not found for VM 127.0.0.1:6000");
+                   "snapshot 'nope' not found for VM 127.0.0.1:6000 (its "
+                   "snapshots: s0, s1, s2, s3; see 'snapmig list')");
   g_clear_error (&err);
   def = sm_vm_state_load_snapshot (other, "s1", &err);
   g_assert_null (def);
