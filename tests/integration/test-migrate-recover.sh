@@ -130,8 +130,12 @@ run_case () {
     if DP=$(dest_qemu_pid) && kill -0 "$DP" 2>/dev/null; then
       not_ok "$side $n: a destination QEMU runs too"; _sm_pids+=("$DP")
     fi
+    # quit, then the files are read offline: a monitor that did not answer
+    # in smq's 10 s (seen once on a loaded CI machine) is asked again, so
+    # that the check reads the files QEMU closed, never a running QEMU's
     qmp vm quit >/dev/null 2>&1
-    wait_gone "$VM_PID" 5
+    wait_gone "$VM_PID" 15 || { qmp vm quit >/dev/null 2>&1; wait_gone "$VM_PID" 30; } ||
+      echo "# the source QEMU (pid $VM_PID) did not quit"
     patterns_ok "$A/top.qcow2" "$A/d1.raw" raw || not_ok "$side $n: patterns on the source"
   else
     where=destination
