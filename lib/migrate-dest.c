@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -185,6 +186,17 @@ layers_uri (const SmMigCookie *c, const SmMigDestOptions *o)
   return g_strconcat ("unix:", dir, "/" SM_TUNNEL_LAYERS_SOCK, NULL);
 }
 
+/* In the pull's qemu-img: it dies with the thread that started it (a
+ * prepare killed by SIGKILL must not leave it writing into the domain,
+ * reconnecting for the link timeout), also when that one is gone already. */
+static void
+pull_child_setup (gpointer data)
+{
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid () != *(pid_t *) data)
+    _exit (127);
+}
+
 /* Pulls one COPY layer's bytes from the source's export into DEST (already
  * created), then makes it durable and sets its backing name. */
 static bool
@@ -209,6 +221,7 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
   g_autoptr(SmLayerCopy) copy = NULL;
   int stall = sm_mig_dest_stall_ms (o);
   gint64 last_event = 0;
+  pid_t parent = getpid ();
 
   if (!url)
     return false;
@@ -241,8 +254,8 @@ pull_layer (const SmMigCookie *c, const SmMigDisk *d, const SmMigLayer *l,
   argv[n] = NULL;
   if (!g_spawn_async_with_pipes (NULL, (char **) argv, NULL,
                                  G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD |
-                                 G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL,
-                                 &child, NULL, NULL, &out_fd, &err)) {
+                                 G_SPAWN_STDOUT_TO_DEV_NULL, pull_child_setup,
+                                 &parent, &child, NULL, NULL, &out_fd, &err)) {
     close (fd);
     g_propagate_prefixed_error (error, err, "disk %s: qemu-img convert: ",
                                 d->name);
