@@ -204,6 +204,20 @@ during_writes () {
   EXPECT=("${new[@]}")
 }
 
+# dest_offline_checks LABEL: once the destination QEMU quit, each disk's
+# patterns read back offline from its destination top and qemu-img compare
+# finds it equal to the source's final view (one check each, LABEL first).
+dest_offline_checks () {
+  local i
+  for i in "${!SRC_FILE[@]}"; do
+    check "$1: drive$i's patterns offline on the destination" \
+      offline_all "${DEST_TOP[$i]:-none}" "${DEST_FMT[$i]:-raw}" "drive$i"
+    check "$1: drive$i: qemu-img compare with the source's final view" \
+      qemu-img compare -q -f "${SRC_FMT[$i]}" -F "${DEST_FMT[$i]:-raw}" \
+        "${SRC_FILE[$i]}" "${DEST_TOP[$i]:-none}"
+  done
+}
+
 # dest_all_read: every write in EXPECT reads back on the destination.
 dest_all_read () {
   local e d p o l

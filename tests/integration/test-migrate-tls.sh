@@ -267,13 +267,7 @@ check "tls: the destination kept no TLS object or parameter" no_tls_left "$RUN/v
 check "tls: nothing listens" no_listener
 dest_record
 check "tls: the destination QEMU quits" dest_quit
-for i in "${!SRC_FILE[@]}"; do
-  check "tls: drive$i's patterns offline on the destination" \
-    offline_all "${DEST_TOP[$i]:-none}" "${DEST_FMT[$i]:-raw}" "drive$i"
-  check "tls: drive$i: qemu-img compare with the source's final view" \
-    qemu-img compare -q -f "${SRC_FMT[$i]}" -F "${DEST_FMT[$i]:-raw}" \
-      "${SRC_FILE[$i]}" "${DEST_TOP[$i]:-none}"
-done
+dest_offline_checks "tls"
 
 # --- TLS with multifd: every channel of the RAM migration uses tls-creds -------
 mig_fresh

@@ -132,13 +132,7 @@ tunnelled () {
   dest_record
   check "$l: the destination QEMU quits" dest_quit
   check "$l: nothing of the migration is left in B" dest_gone 10
-  for i in "${!SRC_FILE[@]}"; do
-    check "$l: drive$i's patterns offline on the destination" \
-      offline_all "${DEST_TOP[$i]:-none}" "${DEST_FMT[$i]:-raw}" "drive$i"
-    check "$l: drive$i: qemu-img compare with the source's final view" \
-      qemu-img compare -q -f "${SRC_FMT[$i]}" -F "${DEST_FMT[$i]:-raw}" \
-        "${SRC_FILE[$i]}" "${DEST_TOP[$i]:-none}"
-  done
+  dest_offline_checks "$l"
   check "$l: drive0 keeps its layers on the destination" same_layers "${DEST_TOP[0]:-none}" "$SRC_CHAIN0"
   check "$l: drive0's destination chain has relative backing names, all in D" \
     relative_chain "${DEST_TOP[0]:-none}"

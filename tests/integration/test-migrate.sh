@@ -86,13 +86,7 @@ moved () {
   check "$l: snapmig validate of the destination domain is clean" validate_dest "${also[@]}"
   dest_record
   check "$l: the destination QEMU quits" dest_quit
-  for i in "${!SRC_FILE[@]}"; do
-    check "$l: drive$i's patterns offline on the destination" \
-      offline_all "${DEST_TOP[$i]:-none}" "${DEST_FMT[$i]:-raw}" "drive$i"
-    check "$l: drive$i: qemu-img compare with the source's final view" \
-      qemu-img compare -q -f "${SRC_FMT[$i]}" -F "${DEST_FMT[$i]:-raw}" \
-        "${SRC_FILE[$i]}" "${DEST_TOP[$i]:-none}"
-  done
+  dest_offline_checks "$l"
 }
 
 # --- chain (default) --------------------------------------------------------
