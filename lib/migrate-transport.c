@@ -4,7 +4,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "migrate-private.h"
 #include "tunnel.h"
@@ -143,8 +142,6 @@ sm_mig_tunnel_leftovers (SmVmState *st, const char *id)
     g_autofree char *dir = NULL;
     g_autofree char *pidfile = NULL;
     g_autofree char *text = NULL;
-    g_autoptr(GDir) sub = NULL;
-    const char *entry;
     long pid = 0;
 
     if (!g_str_has_prefix (name, prefix))
@@ -158,12 +155,6 @@ sm_mig_tunnel_leftovers (SmVmState *st, const char *id)
       pid = strtol (text, NULL, 10);
     if (pid > 0 && kill ((pid_t) pid, 0) == 0)
       continue;                   /* its transport still runs */
-    sub = g_dir_open (dir, 0, NULL);
-    while (sub && (entry = g_dir_read_name (sub))) {
-      g_autofree char *p = g_build_filename (dir, entry, NULL);
-
-      unlink (p);
-    }
-    rmdir (dir);
+    sm_tunnel_remove_dir (dir);
   }
 }

@@ -62,8 +62,6 @@ bool sm_tunnel_read_line (int fd, GString *buf, int err_fd,
 /* Writes all N bytes at P to FD (EINTR and partial writes handled). */
 bool sm_tunnel_write_all (int fd, const char *p, size_t n);
 
-/* Removes the entries of DIR (not recursively) and DIR. */
-void sm_tunnel_remove_dir (const char *dir);
 
 /* A migration id usable as a file name, else SM_ERROR_INVALID. */
 bool sm_tunnel_valid_id (const char *id, GError **error);

@@ -18,6 +18,7 @@
 
 #include "error.h"
 #include "interrupt.h"
+#include "tunnel.h"
 #include "tunnel-private.h"
 
 int

@@ -141,6 +141,10 @@ char *sm_tunnel_dest_dir (const char *state_dir, const char *id)
  * migration's clean-up, at its end or roll-back). */
 void sm_tunnel_dest_dir_remove (const char *state_dir, const char *id);
 
+/* Removes the entries of a tunnel's directory DIR (not recursively: the
+ * sockets, transport.pid, ssh.ctl, the log) and DIR. */
+void sm_tunnel_remove_dir (const char *dir);
+
 /* ---- pure parts (unit-tested) ------------------------------------------ */
 
 /* When DEST_ARGV runs ssh (its first word's base name is "ssh"): true, with
