@@ -35,6 +35,17 @@ check "query-block agrees" \
 check "the guest runs again" [ "$(qmp vm query-status | jq -r .status)" = running ]
 check "the snapshot stays" [ -e "$(echo "$T"/state/vms/*/snapshots/p1.xml)" ]
 
+# writes_read: every write of the test reads back in the guest (the one that
+# does not is named).
+writes_read () {
+  local r d p o all=0
+  for r in "drive0 0x10 0" "drive0 0x20 1M" "drive1 0x11 0" "drive1 0x21 1M" "drive1 0x31 2M"; do
+    read -r d p o <<<"$r"
+    guest_read vm "$d" "$p" "$o" 1M >/dev/null || { echo "# $r"; all=1; }
+  done
+  [ $all -eq 0 ]
+}
+
 qmp vm block-job-resume '{"device": "snapmig-mirror-drive1"}' >/dev/null
 guest_write vm drive1 0x31 2M 1M >/dev/null
 out=$("$SNAPMIG" pivot "${SM[@]}" p1 2>&1)
@@ -44,12 +55,7 @@ check "a second pivot finishes the job" [ $rc -eq 0 ]
 check "both disks run in B" \
   [ "$(top_file drive0)" = "$B/d0.p1.qcow2" -a "$(top_file drive1)" = "$B/d1.p1.qcow2" ]
 check "the snapshot is gone" [ -z "$(ls -A "$T"/state/vms/*/snapshots/)" ]
-all=0
-for r in "drive0 0x10 0" "drive0 0x20 1M" "drive1 0x11 0" "drive1 0x21 1M" "drive1 0x31 2M"; do
-  read -r d p o <<<"$r"
-  guest_read vm "$d" "$p" "$o" 1M >/dev/null || { echo "# $r"; all=1; }
-done
-check "every write reads back" [ $all -eq 0 ]
+check "every write reads back" writes_read
 
 # pivot --delete-source lists what it removed: one line per file, and
 # with --json the pivoted result holds the array of the files (absolute
@@ -85,11 +91,6 @@ check "the pivoted result lists the files removed" \
 check "each one absolute and gone" \
   bash -c 'for f in $1; do [[ $f == /* && ! -e $f ]] || exit 1; done' _ "$removed"
 check "C is empty" [ -z "$(ls -A "$C")" ]
-all=0
-for r in "drive0 0x10 0" "drive0 0x20 1M" "drive1 0x11 0" "drive1 0x21 1M" "drive1 0x31 2M"; do
-  read -r d p o <<<"$r"
-  guest_read vm "$d" "$p" "$o" 1M >/dev/null || { echo "# $r"; all=1; }
-done
-check "every write reads back in D" [ $all -eq 0 ]
+check "every write reads back in D" writes_read
 
 done_testing
