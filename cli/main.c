@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "interrupt.h"
+#include "snapmig.h"
 
 static const SmCliCommand commands[] = {
   { "disks", "--qmp SOCKET [--json]",
