@@ -123,7 +123,7 @@ bench: deps
 	$(MAKE) all
 	@for b in $(sort $(wildcard bench/*.sh)); do echo "== $$b"; $$b || exit 1; done
 
-install: $(CLI) $(SO)
+install: $(CLI) $(SO) install-python
 	install -D -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/snapmig
 	install -D -m 0755 $(SO) $(DESTDIR)$(LIBDIR)/libsnapmig.so.$(VERSION)
 	ln -sf libsnapmig.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
@@ -136,6 +136,26 @@ install: $(CLI) $(SO)
 	install -D -m 0644 docs/snapmig.1 $(DESTDIR)$(MANDIR)/man1/snapmig.1
 	install -D -m 0644 completions/snapmig.bash \
 	  $(DESTDIR)$(BASHCOMPDIR)/snapmig
+
+# The Python module (python/snapmig) where Debian's python3 finds it for
+# PREFIX: /usr/lib/python3/dist-packages for /usr, else
+# PREFIX/lib/pythonX.Y/dist-packages (/usr/local's is on python3's path).
+# _config.py records the library's installed path and the version.
+PYTHON  ?= python3
+PYTHON_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHONDIR ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYTHON_VERSION)/dist-packages)
+PY_SRCS := $(sort $(wildcard python/snapmig/*.py))
+
+.PHONY: install-python
+install-python:
+	@test -n "$(PYTHON_VERSION)$(filter command line environment,$(origin PYTHONDIR))" || \
+	  { echo "install-python: $(PYTHON) not found: set PYTHON or PYTHONDIR" >&2; exit 1; }
+	install -d $(DESTDIR)$(PYTHONDIR)/snapmig
+	install -m 0644 $(filter-out python/snapmig/_config.py,$(PY_SRCS)) \
+	  $(DESTDIR)$(PYTHONDIR)/snapmig/
+	printf '%s\n' '"""Written by make install."""' \
+	  'LIBRARY = "$(LIBDIR)/$(SONAME)"' 'VERSION = "$(VERSION)"' \
+	  > $(DESTDIR)$(PYTHONDIR)/snapmig/_config.py
 
 clean:
 	rm -f lib/*.o lib/*.d lib/*.a lib/libsnapmig.so* cli/*.o cli/*.d $(CLI) tests/*/*.o tests/*/*.d \
