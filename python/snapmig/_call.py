@@ -21,7 +21,7 @@ from ctypes import c_void_p
 from . import errors
 from ._lib import PROGRESS_FN, decode_path, decode_text, lib
 
-# How often the waiting thread looks up from the join (seconds): a signal
+# How often the waiting thread looks up from its wait (seconds): a signal
 # delivered to the worker thread only wakes the waiting one at its next
 # look.
 _SLICE = 0.1
@@ -61,19 +61,28 @@ def run(work, progress=None):
     in the calling thread while it waited."""
     err = c_void_p()
     box = {}
+    # The worker sets box["done"] and releases FINISHED when WORK returned.
+    # Not Thread.join: on Python 3.11 an exception raised in join's wait
+    # (KeyboardInterrupt) can leave the thread marked as ended while it
+    # still runs.
+    finished = threading.Lock()
+    finished.acquire()
 
     def target():
         try:
             box["result"] = work(err)
         except BaseException as e:  # noqa: B902 — e.g. a ctypes ArgumentError
             box["exception"] = e
+        finally:
+            box["done"] = True
+            finished.release()
 
     worker = threading.Thread(target=target, name="snapmig-call", daemon=True)
     worker.start()
     caller_exc = None
-    while worker.is_alive():
+    while not box.get("done"):
         try:
-            worker.join(_SLICE)
+            finished.acquire(timeout=_SLICE)
         except BaseException as e:  # noqa: B902 — KeyboardInterrupt, ...
             # Once: the request stays recorded until the call ends (an
             # early one included), and the call clears it as it returns.
