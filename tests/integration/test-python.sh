@@ -18,7 +18,7 @@ at_exit 'while read -r p; do
 done <"$T/qemu.pids" 2>/dev/null'
 
 inst=$T/inst
-if make -s -C "$SM_TOP" install PREFIX="$inst" >"$T/install.log" 2>&1; then
+if make -s -C "$SM_TOP" install PREFIX="$inst" PYTHON="$PY" >"$T/install.log" 2>&1; then
   ok "make install PREFIX=\$T/inst"
 else
   sed 's/^/# /' "$T/install.log"
