@@ -3,9 +3,7 @@
 
 #include <glib.h>
 
-#ifndef SM_HELPER_PATH
-#define SM_HELPER_PATH "/usr/local/bin/snapmig"
-#endif
+#include "helper-path.h"   /* SM_HELPER_PATH: BINDIR/snapmig (Makefile) */
 
 static GMutex lock;
 static char *helper;
