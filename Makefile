@@ -37,11 +37,12 @@ SONAME    := libsnapmig.so.$(SOMAJOR)
 SO        := lib/libsnapmig.so.$(VERSION)
 $(LIB_OBJS): ALL_CFLAGS += -fPIC
 # The snapmig binary the library execs for its copy worker (lib/helper.c):
-# BINDIR's, rewritten (and helper.o rebuilt) when BINDIR changes, so that
-# `make && make install PREFIX=...` gives a library that finds its binary.
+# BINDIR/snapmig relative to LIBDIR, so that the same build installed under
+# any PREFIX finds its binary; rewritten (helper.o rebuilt) only when the
+# layout changes.
 lib/helper.o: lib/helper-path.h
 lib/helper-path.h: FORCE
-	@echo '#define SM_HELPER_PATH "$(BINDIR)/snapmig"' > $@.tmp
+	@echo '#define SM_HELPER_FROM_LIBDIR "$(shell realpath -m --relative-to=$(LIBDIR) $(BINDIR)/snapmig)"' > $@.tmp
 	@cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
 FORCE:
 

@@ -1293,7 +1293,7 @@ exec_worker (const char *helper, char *const *argv, int ready_fd)
     sigprocmask (SIG_SETMASK, &none, NULL);
   }
   if (fcntl (ready_fd, F_SETFD, 0) == 0)
-    execv (helper, argv);
+    execvp (helper, argv);
   err = -errno;
   if (write (ready_fd, &err, sizeof err) < 0)
     _exit (127);
