@@ -7,6 +7,7 @@
 #   make bench        benchmarks (ratios against a reference measured in the same run)
 #   make install PREFIX=/usr/local
 
+.DEFAULT_GOAL := all
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man

@@ -56,8 +56,8 @@ main (int argc, char **argv)
   /* The worker is `snapmig copy-worker`: this tree's (bench/../cli). */
   {
     g_autofree char *self = g_file_read_link ("/proc/self/exe", NULL);
-    g_autofree char *dir = self ? g_path_get_dirname (self) : NULL;
-    g_autofree char *snapmig = dir ? g_build_filename (dir, "..", "cli",
+    g_autofree char *here = self ? g_path_get_dirname (self) : NULL;
+    g_autofree char *snapmig = here ? g_build_filename (here, "..", "cli",
                                                        "snapmig", NULL)
                                    : NULL;
 
