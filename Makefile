@@ -7,6 +7,7 @@
 #   make bench        benchmarks (ratios against a reference measured in the same run)
 #   make install PREFIX=/usr/local
 
+.DEFAULT_GOAL := all
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
@@ -36,8 +37,15 @@ LIB       := lib/libsnapmig.a
 SONAME    := libsnapmig.so.$(SOMAJOR)
 SO        := lib/libsnapmig.so.$(VERSION)
 $(LIB_OBJS): ALL_CFLAGS += -fPIC
-# The snapmig binary the library execs for its copy worker (lib/helper.c).
-lib/helper.o: ALL_CFLAGS += -DSM_HELPER_PATH='"$(BINDIR)/snapmig"'
+# The snapmig binary the library execs for its copy worker (lib/helper.c):
+# BINDIR/snapmig relative to LIBDIR, so that the same build installed under
+# any PREFIX finds its binary; rewritten (helper.o rebuilt) only when the
+# layout changes.
+lib/helper.o: lib/helper-path.h
+lib/helper-path.h: FORCE
+	@echo '#define SM_HELPER_FROM_LIBDIR "$(shell realpath -m --relative-to=$(LIBDIR) $(BINDIR)/snapmig)"' > $@.tmp
+	@cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
+FORCE:
 
 CLI_SRCS  := $(sort $(wildcard cli/*.c))
 CLI_OBJS  := $(CLI_SRCS:.c=.o)
@@ -55,7 +63,7 @@ TOOL_BINS := $(TOOL_SRCS:.c=)
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:.c=)
 
-.PHONY: all deps check check-unit check-integration check-valgrind demo bench \
+.PHONY: FORCE all deps check check-unit check-integration check-valgrind demo bench \
         install clean
 all: $(CLI) $(SO) $(UNIT_BINS) $(FUZZ_BINS) $(TOOL_BINS) $(BENCH_BINS)
 
@@ -158,7 +166,7 @@ install-python:
 	  > $(DESTDIR)$(PYTHONDIR)/snapmig/_config.py
 
 clean:
-	rm -f lib/*.o lib/*.d lib/*.a lib/libsnapmig.so* cli/*.o cli/*.d $(CLI) tests/*/*.o tests/*/*.d \
+	rm -f lib/*.o lib/*.d lib/*.a lib/libsnapmig.so* lib/helper-path.h cli/*.o cli/*.d $(CLI) tests/*/*.o tests/*/*.d \
 	      $(UNIT_BINS) $(FUZZ_BINS) $(TOOL_BINS) $(BENCH_BINS) bench/*.o bench/*.d
 
 -include $(wildcard lib/*.d cli/*.d tests/*/*.d bench/*.d)

@@ -84,18 +84,28 @@ snapmig_create_options_free (snapmig_create_options *o)
   g_free (o);
 }
 
+/* Sets *FIELD to a copy of VALUE; refuses NULL or "" (WHY says what was
+ * expected). */
+static int
+set_text (char **field, const char *value, const char *why,
+          snapmig_error **error)
+{
+  if (!value || !*value) {
+    sm_api_error_invalid (error, "%s", why);
+    return -1;
+  }
+  g_free (*field);
+  *field = g_strdup (value);
+  return 0;
+}
+
 int
 snapmig_create_options_set_mirror_domain (snapmig_create_options *o,
                                           const char *dir,
                                           snapmig_error **error)
 {
-  if (!dir || !*dir) {
-    sm_api_error_invalid (error, "mirror domain: no directory given");
-    return -1;
-  }
-  g_free (o->mirror_domain);
-  o->mirror_domain = g_strdup (dir);
-  return 0;
+  return set_text (&o->mirror_domain, dir, "mirror domain: no directory "
+                   "given", error);
 }
 
 int
@@ -116,13 +126,7 @@ int
 snapmig_create_options_set_xml (snapmig_create_options *o, const char *xml,
                                 snapmig_error **error)
 {
-  if (!xml || !*xml) {
-    sm_api_error_invalid (error, "snapshot XML: empty document");
-    return -1;
-  }
-  g_free (o->xml);
-  o->xml = g_strdup (xml);
-  return 0;
+  return set_text (&o->xml, xml, "snapshot XML: empty document", error);
 }
 
 void

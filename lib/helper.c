@@ -1,11 +1,13 @@
 /* libsnapmig — which snapmig binary runs the helper processes (helper.h). */
 #include "helper.h"
 
+#include <dlfcn.h>
+#include <unistd.h>
 #include <glib.h>
 
-#ifndef SM_HELPER_PATH
-#define SM_HELPER_PATH "/usr/local/bin/snapmig"
-#endif
+/* SM_HELPER_FROM_LIBDIR: BINDIR/snapmig relative to LIBDIR (Makefile),
+ * "../bin/snapmig" for every PREFIX of the default layout. */
+#include "helper-path.h"
 
 static GMutex lock;
 static char *helper;
@@ -17,6 +19,26 @@ sm_helper_set_path (const char *path)
   g_free (helper);
   helper = path && *path ? g_strdup (path) : NULL;
   g_mutex_unlock (&lock);
+}
+
+/* BINDIR/snapmig of the `make install` that installed the shared library
+ * this code runs in, found from where the library was loaded; NULL when it
+ * is not there (a program linked with the static archive). */
+static char *
+beside_library (void)
+{
+  Dl_info info;
+  g_autofree char *dir = NULL;
+  g_autofree char *path = NULL;
+
+  if (!dladdr ((void *) sm_helper_path, &info) || !info.dli_fname ||
+      !g_path_is_absolute (info.dli_fname))
+    return NULL;
+  dir = g_path_get_dirname (info.dli_fname);
+  path = g_build_filename (dir, SM_HELPER_FROM_LIBDIR, NULL);
+  if (access (path, X_OK) != 0)
+    return NULL;
+  return g_canonicalize_filename (path, NULL);
 }
 
 char *
@@ -32,5 +54,6 @@ sm_helper_path (void)
     return path;
   if (env && *env)
     return g_strdup (env);
-  return g_strdup (SM_HELPER_PATH);
+  path = beside_library ();
+  return path ? path : g_strdup ("snapmig");
 }

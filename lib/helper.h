@@ -11,8 +11,10 @@
 void sm_helper_set_path (const char *path);
 
 /* The binary to exec: the path set, else $SNAPMIG_HELPER when set and not
- * empty, else the one `make install` put beside the library
- * (BINDIR/snapmig, compiled in).  Caller frees. */
+ * empty, else the one `make install` put beside the shared library
+ * (BINDIR/snapmig, found from the library's own file and BINDIR's place
+ * relative to LIBDIR), else "snapmig" (looked up in PATH).  Caller
+ * frees. */
 char *sm_helper_path (void);
 
 #endif /* SM_HELPER_H */

@@ -137,8 +137,8 @@ sm_op_create (const SmOpTarget *t, const SmOpCreateArgs *a, SmOpResult *r,
      * back. */
     SmLsmWaitOptions wait = { t->wait_timeout_ms, a->progress, a->opaque };
 
-    if (!sm_lsm_create_wait (qmp, st, r->plan, &wait, a->created, a->opaque,
-                             error))
+    if (!sm_lsm_create_wait (qmp, st, r->plan, &wait, a->created,
+                             a->created_opaque, error))
       return false;
     r->waited = true;
     return true;
@@ -146,7 +146,7 @@ sm_op_create (const SmOpTarget *t, const SmOpCreateArgs *a, SmOpResult *r,
   if (!sm_lsm_create (qmp, st, r->plan, error))
     return false;
   if (a->created)
-    a->created (r->plan, a->opaque);
+    a->created (r->plan, a->created_opaque);
   return true;
 }
 
@@ -179,7 +179,7 @@ switch_prepare (const SmOpTarget *t, const SmOpSwitchArgs *a, SmQmp **qmp,
     if (!said)
       return false;
     for (i = 0; a->resumed && said[i]; i++)
-      a->resumed (said[i], a->opaque);
+      a->resumed (said[i], a->resumed_opaque);
   }
   *vm = sm_lsm_vm_query (*qmp, error);
   return *vm != NULL;

@@ -68,8 +68,9 @@ typedef struct {
   bool wait;                   /* sm_lsm_create_wait when there are mirrors */
   SmLsmCreateOptions options;
   SmLsmProgress progress;      /* the wait's progress (may be NULL) */
+  void *opaque;                /* PROGRESS's */
   SmLsmCreated created;        /* once the snapshot is taken (may be NULL) */
-  void *opaque;
+  void *created_opaque;
 } SmOpCreateArgs;
 
 /* `snapmig create`: the snapshot taken, its mirrors and copies started
@@ -83,8 +84,9 @@ typedef struct {
   unsigned flags;              /* SM_LSM_DELETE_SOURCE */
   bool dry_run;                /* plan only (no lock) */
   SmLsmProgress progress;      /* may be NULL */
+  void *opaque;                /* PROGRESS's */
   SmOpResumed resumed;         /* may be NULL */
-  void *opaque;
+  void *resumed_opaque;
 } SmOpSwitchArgs;
 
 /* `snapmig pivot`: R->plan and R->pivot say what was done. */
