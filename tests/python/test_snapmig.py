@@ -227,6 +227,21 @@ def test_disks(setup):
     assert [d["file"] for d in doc["disks"]] == [d0.file, d1.file]
 
 
+def test_log_handler(setup):
+    """The library's debug messages reach a Python handler (the QMP
+    conversation of a call among them), and stop when it is removed."""
+    messages = []
+    snapmig.set_log_handler(lambda domain, text: messages.append(text))
+    try:
+        setup.vm.disks()
+    finally:
+        snapmig.set_log_handler(None)
+    assert any('"execute":"query-block"' in m for m in messages), messages
+    n = len(messages)
+    setup.vm.disks()
+    assert len(messages) == n
+
+
 # ---- a move -------------------------------------------------------------
 
 def test_move_two_disks(setup):
