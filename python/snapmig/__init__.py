@@ -57,7 +57,8 @@ def interrupt():
 
 def set_helper(path):
     """The snapmig binary the library runs for its copy worker (None: the
-    default, $SNAPMIG_HELPER or the one installed beside the library)."""
+    default, $SNAPMIG_HELPER, else the one installed beside the library,
+    else snapmig from PATH)."""
     lib.snapmig_set_helper(encode_path(path))
 
 

@@ -32,9 +32,10 @@ def _check_uint(name, value):
 
 
 class VM:
-    """A running QEMU VM reached through its QMP monitor socket QMP (a path,
-    or "unix:PATH").  STATE_DIR: snapmig's state directory (None: the
-    library's default, $SNAPMIG_STATE_DIR or /var/lib/snapmig).  TIMEOUT:
+    """A running QEMU VM reached through its QMP monitor QMP (a socket path,
+    "unix:PATH", or HOST:PORT, as the command's --qmp).  STATE_DIR:
+    snapmig's state directory (None: the command's default,
+    /var/lib/snapmig for root, else $XDG_STATE_HOME/snapmig).  TIMEOUT:
     seconds that bound each wait for QEMU and for progress (0: replies are
     bounded by the library's default, waits for progress are not).
 
