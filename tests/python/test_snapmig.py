@@ -325,12 +325,15 @@ def assert_aborted(s):
 
 
 def test_abort(setup):
-    """abort after create --wait: the VM stays on its source chain, the
-    files the move created in B are gone, and the guest's writes before
-    and after read back in the VM."""
+    """create without waiting, wait() with progress, abort: the VM stays
+    on its source chain, the files the move created in B are gone, and the
+    guest's writes before and after read back in the VM."""
     q = setup.qemu
     q.write("drive0", 0x12, 4 * MiB, MiB)
-    setup.vm.create("move1", mirror_domain=setup.B, wait=True)
+    setup.vm.create("move1", mirror_domain=setup.B)
+    waited = Recorder()
+    setup.vm.wait("move1", progress=waited)
+    waited.check(["drive0", "drive1"])
     assert files_in(setup.B) != []
     q.write("drive0", 0x13, 5 * MiB, MiB)
     setup.vm.abort("move1")
@@ -344,6 +347,63 @@ def test_abort(setup):
               % (drive, pattern, offset, length))
     with pytest.raises(snapmig.NotFoundError):
         setup.vm.pivot("move1")
+
+
+def test_pivot_delete_source(setup):
+    """pivot(delete_source=True) lists the source files it removed: the
+    layers the VM ran on in A, now gone."""
+    setup.vm.create("move1", mirror_domain=setup.B, wait=True)
+    before = setup.chains()
+    result = setup.vm.pivot("move1", delete_source=True)
+    assert result.removed, result
+    ran_on = {f for chain in before.values() for f in chain}
+    assert set(result.removed) <= ran_on, (result.removed, ran_on)
+    for f in result.removed:
+        assert not Path(f).exists(), f
+    for chain in setup.chains().values():
+        assert all(Path(f).parent == setup.B for f in chain), chain
+
+
+def test_create_diskspecs_and_xml(setup):
+    """create with diskspecs (drive0 moved to B, drive1 left where it is),
+    then the same kind of move to C as a <domainsnapshot> file: each time
+    drive0 runs on the named new top and, after pivot, on the named mirror,
+    with its whole chain in the mirror's domain; drive1 never moves."""
+    A, B = setup.A, setup.B
+    setup.vm.create("move2", wait=True, diskspecs=[
+        "drive0,file=%s,mirror=%s" % (A / "top.move2.qcow2",
+                                      B / "top.move2.qcow2"),
+        "drive1,snapshot=no"])
+    chains = setup.chains()
+    assert chains["drive0"][0] == str(A / "top.move2.qcow2")
+    assert chains["drive1"] == setup.source_chains["drive1"]
+    setup.vm.pivot("move2")
+    chains = setup.chains()
+    assert chains["drive0"][0] == str(B / "top.move2.qcow2")
+    assert all(Path(f).parent == B for f in chains["drive0"]), chains
+    assert chains["drive1"] == setup.source_chains["drive1"]
+
+    C = setup.dir / "C"
+    C.mkdir()
+    xml = setup.dir / "move3.xml"
+    xml.write_text("""<domainsnapshot>
+  <name>move3</name>
+  <disks>
+    <disk name='drive0' snapshot='external'>
+      <source file='%s'/>
+      <mirror file='%s'/>
+    </disk>
+    <disk name='drive1' snapshot='no'/>
+  </disks>
+</domainsnapshot>
+""" % (B / "top.move3.qcow2", C / "top.move3.qcow2"))
+    setup.vm.create(None, xml=xml, wait=True)
+    assert setup.chains()["drive0"][0] == str(B / "top.move3.qcow2")
+    setup.vm.pivot("move3")
+    chains = setup.chains()
+    assert chains["drive0"][0] == str(C / "top.move3.qcow2")
+    assert all(Path(f).parent == C for f in chains["drive0"]), chains
+    assert chains["drive1"] == setup.source_chains["drive1"]
 
 
 # ---- interruptions --------------------------------------------------------
