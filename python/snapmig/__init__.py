@@ -23,7 +23,6 @@ library has unwound; see python/README.md.
 """
 import json
 import os
-import threading
 
 from ctypes import byref, c_char_p, c_void_p
 
@@ -62,24 +61,27 @@ def set_helper(path):
     lib.snapmig_set_helper(encode_path(path))
 
 
-_log_lock = threading.Lock()
-_log_cfunc = LOG_FN()
+_log_handler = None
+
+
+@LOG_FN
+def _log_trampoline(domain, message, opaque):
+    # One C callback for the process's life: the library may still call it
+    # from a running call after the handler changed or was removed.
+    handler = _log_handler
+    if handler is not None:
+        handler(decode_text(domain), decode_text(message))
 
 
 def set_log_handler(handler):
     """Calls HANDLER(domain, message) with each debug message of the
-    library (what SNAPMIG_DEBUG prints); None: none.  A handler must not
-    raise: an exception is reported as unraisable and ignored."""
-    global _log_cfunc
-    with _log_lock:
-        if handler is None:
-            cfunc = LOG_FN()
-        else:
-            def cfunc_py(domain, message, opaque):
-                handler(decode_text(domain), decode_text(message))
-            cfunc = LOG_FN(cfunc_py)
-        lib.snapmig_set_log_handler(cfunc, None)
-        _log_cfunc = cfunc          # keep it alive while the library has it
+    library (what SNAPMIG_DEBUG prints), from the thread of the call that
+    logs; None: none.  A handler must not raise: an exception is reported
+    as unraisable and ignored."""
+    global _log_handler
+    _log_handler = handler
+    lib.snapmig_set_log_handler(_log_trampoline if handler else LOG_FN(),
+                                None)
 
 
 def validate(domains, vms=(), strict=False):
@@ -101,9 +103,9 @@ def validate(domains, vms=(), strict=False):
     c_domains = (c_char_p * (len(domains) + 1))(*domains, None)
     report = c_void_p()
     # Each VM's lock, in one order so that two validates cannot deadlock.
-    locked = sorted(set(vms), key=id)
-    for vm in locked:
-        vm._lock.acquire()
+    locked = [vm._locked() for vm in sorted(set(vms), key=id)]
+    for lock in locked:
+        lock.acquire()
     try:
         c_vms = None
         if vms:
@@ -113,8 +115,8 @@ def validate(domains, vms=(), strict=False):
         rc = _call.run(lambda err: lib.snapmig_validate(
             c_domains, c_vms, flags, byref(report), byref(err)))
     finally:
-        for vm in reversed(locked):
-            vm._lock.release()
+        for lock in reversed(locked):
+            lock.release()
     return rc == 1, json.loads(take_string(report.value) or "null")
 
 

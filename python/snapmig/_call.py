@@ -53,12 +53,22 @@ def _note(exc, text):
         add_note(text)
 
 
-def run(work, progress=None):
+_local = threading.local()
+
+
+def owner():
+    """The OWNER given to the run() whose worker thread this is (a progress
+    callback's view), or None."""
+    return getattr(_local, "owner", None)
+
+
+def run(work, progress=None, owner=None):
     """Calls WORK(err) in a worker thread, ERR a c_void_p for the
     snapmig_error out-parameter, and returns its result once WORK succeeded
     (a result that is not -1 nor NULL).  Raises the snapmig.Error of a
     failure, an exception of PROGRESS (a Progress), or an exception raised
-    in the calling thread while it waited."""
+    in the calling thread while it waited.  OWNER: the object the call is
+    on, as owner() tells the worker thread."""
     err = c_void_p()
     box = {}
     # The worker sets box["done"] and releases FINISHED when WORK returned.
@@ -69,6 +79,7 @@ def run(work, progress=None):
     finished.acquire()
 
     def target():
+        _local.owner = owner
         try:
             box["result"] = work(err)
         except BaseException as e:  # noqa: B902 — e.g. a ctypes ArgumentError

@@ -65,7 +65,10 @@ class VM:
             lib.snapmig_vm_free(handle)
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:       # interpreter shutdown: the module is gone
+            pass
 
     def __enter__(self):
         return self
@@ -82,12 +85,25 @@ class VM:
             raise ValueError("snapmig.VM(%r) is closed" % self.qmp)
         return self._handle
 
+    def _locked(self):
+        """The VM's lock, refused to a progress callback of a call on this
+        VM (it holds the lock while its callback runs: a deadlock)."""
+        if _call.owner() is self:
+            raise RuntimeError("snapmig.VM(%r): called from a progress "
+                               "callback of a call on the same VM; use "
+                               "another snapmig.VM object" % self.qmp)
+        return self._lock
+
+    def _run(self, work, progress=None):
+        """WORK(handle, err) through _call.run, holding the VM's lock."""
+        with self._locked():
+            h = self._h()
+            return _call.run(lambda err: work(h, err), progress, owner=self)
+
     # ---- disks ------------------------------------------------------------
 
     def _query_disks(self):
-        with self._lock:
-            h = self._h()
-            return _call.run(lambda err: lib.snapmig_disks_query(h, byref(err)))
+        return self._run(lambda h, err: lib.snapmig_disks_query(h, byref(err)))
 
     def disks(self):
         """The VM's disks, a list of Disk, each with its chain."""
@@ -146,31 +162,24 @@ class VM:
             lib.snapmig_create_options_set_bandwidth(opts, bandwidth)
             lib.snapmig_create_options_set_wait(opts, bool(wait))
             bridge = _call.Progress(progress)
-            with self._lock:
-                h = self._h()
-                _call.run(lambda e: lib.snapmig_create(
-                    h, opts, bridge.cfunc, None, byref(e)), bridge)
+            self._run(lambda h, err: lib.snapmig_create(
+                h, opts, bridge.cfunc, None, byref(err)), bridge)
         finally:
             lib.snapmig_create_options_free(opts)
 
     def status(self, snapshot=None):
         """The document `snapmig status --json [SNAPSHOT]` prints, as a dict
         (SNAPSHOT None: the current move)."""
-        with self._lock:
-            h = self._h()
-            text = take_string(_call.run(lambda err: lib.snapmig_status_json(
-                h, encode_text(snapshot), byref(err))))
-        return json.loads(text)
+        return json.loads(take_string(self._run(
+            lambda h, err: lib.snapmig_status_json(
+                h, encode_text(snapshot), byref(err)))))
 
     def wait(self, snapshot, progress=None):
         """Waits until the move SNAPSHOT is ready (every mirror ready, every
         copy done), calling PROGRESS(kind, name, done, total, finished)."""
         bridge = _call.Progress(progress)
-        with self._lock:
-            h = self._h()
-            _call.run(lambda err: lib.snapmig_wait(
-                h, encode_text(snapshot), bridge.cfunc, None, byref(err)),
-                bridge)
+        self._run(lambda h, err: lib.snapmig_wait(
+            h, encode_text(snapshot), bridge.cfunc, None, byref(err)), bridge)
 
     def pivot(self, snapshot, delete_source=False, progress=None):
         """Waits for the move SNAPSHOT to be ready (PROGRESS), then switches
@@ -179,11 +188,9 @@ class VM:
         bridge = _call.Progress(progress)
         flags = PIVOT_DELETE_SOURCE if delete_source else 0
         res = c_void_p()
-        with self._lock:
-            h = self._h()
-            _call.run(lambda err: lib.snapmig_pivot(
-                h, encode_text(snapshot), flags, bridge.cfunc, None,
-                byref(res), byref(err)), bridge)
+        self._run(lambda h, err: lib.snapmig_pivot(
+            h, encode_text(snapshot), flags, bridge.cfunc, None, byref(res),
+            byref(err)), bridge)
         try:
             pause = lib.snapmig_pivot_result_pause_us(res)
             return PivotResult(
@@ -198,10 +205,8 @@ class VM:
     def abort(self, snapshot):
         """Cancels the move SNAPSHOT (`snapmig abort`): the VM stays on its
         source chain and the files snapmig created are removed."""
-        with self._lock:
-            h = self._h()
-            _call.run(lambda err: lib.snapmig_abort(
-                h, encode_text(snapshot), byref(err)))
+        self._run(lambda h, err: lib.snapmig_abort(
+            h, encode_text(snapshot), byref(err)))
 
 
 def _disk(d, i):

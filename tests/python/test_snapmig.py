@@ -424,6 +424,13 @@ def test_progress_exception_rolls_back(setup):
     assert setup.chains() == setup.source_chains
     assert files_in(setup.B) == []
     assert files_in(setup.A) == setup.source_files
+    # A call on the same VM from its callback would wait for the lock the
+    # call holds: it raises instead, and that rolls the create back too.
+    with pytest.raises(RuntimeError, match="progress callback"):
+        setup.vm.create("move1", mirror_domain=setup.B, wait=True,
+                        progress=lambda *a: setup.vm.status())
+    assert setup.chains() == setup.source_chains
+    assert files_in(setup.B) == []
     # The interruption ended with the call: a new one is not interrupted.
     setup.vm.create("move2", mirror_domain=setup.B, wait=True)
     assert files_in(setup.B) != []
