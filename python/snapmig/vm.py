@@ -90,8 +90,8 @@ class VM:
         VM (it holds the lock while its callback runs: a deadlock)."""
         if _call.owner() is self:
             raise RuntimeError("snapmig.VM(%r): called from a progress "
-                               "callback of a call on the same VM; use "
-                               "another snapmig.VM object" % self.qmp)
+                               "callback of a call on the same VM, which "
+                               "holds it until it returns" % self.qmp)
         return self._lock
 
     def _run(self, work, progress=None):
