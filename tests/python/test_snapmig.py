@@ -406,6 +406,24 @@ def test_create_diskspecs_and_xml(setup):
     assert chains["drive1"] == setup.source_chains["drive1"]
 
 
+def test_readme_example(setup, capsys):
+    """python/README.md's example runs as printed (its paths made the
+    test's) and moves the VM to B."""
+    text = (TOP / "python/README.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    for printed, here in (("/run/vm1.qmp", setup.qemu.qmp),
+                          ("/var/lib/snapmig", setup.state),
+                          ("/srv/B", setup.B)):
+        assert printed in code
+        code = code.replace(printed, str(here))
+    exec(compile(code, "python/README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "drive0 qcow2 33554432" in out
+    assert "guest paused" in out
+    for chain in setup.chains().values():
+        assert all(Path(f).parent == setup.B for f in chain), chain
+
+
 # ---- interruptions --------------------------------------------------------
 
 class Stop(Exception):
@@ -436,6 +454,18 @@ def test_progress_exception_rolls_back(setup):
     assert files_in(setup.B) != []
     setup.vm.abort("move2")
     assert_aborted(setup)
+
+
+def test_interrupt_from_callback(setup):
+    """snapmig.interrupt() stops the running call: InterruptedError (code
+    'interrupted'), the create rolled back."""
+    with pytest.raises(snapmig.InterruptedError) as e:
+        setup.vm.create("move1", mirror_domain=setup.B, wait=True,
+                        progress=lambda *a: snapmig.interrupt())
+    assert e.value.code == "interrupted"
+    assert setup.chains() == setup.source_chains
+    assert files_in(setup.B) == []
+    assert files_in(setup.A) == setup.source_files
 
 
 class InterruptSeen:
