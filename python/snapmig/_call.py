@@ -12,7 +12,7 @@ then raised again in the caller.
 
 Progress callbacks run in that worker thread.  An exception raised in one
 never crosses the C frame: the bridge keeps it, calls snapmig_interrupt()
-and returns; the call is re-raised once the library has returned.
+and returns; the exception is raised again once the library has returned.
 """
 import threading
 
@@ -62,13 +62,14 @@ def owner():
     return getattr(_local, "owner", None)
 
 
-def run(work, progress=None, owner=None):
+def run(work, progress=None, owner=None, discard=None):
     """Calls WORK(err) in a worker thread, ERR a c_void_p for the
     snapmig_error out-parameter, and returns its result once WORK succeeded
     (a result that is not -1 nor NULL).  Raises the snapmig.Error of a
     failure, an exception of PROGRESS (a Progress), or an exception raised
     in the calling thread while it waited.  OWNER: the object the call is
-    on, as owner() tells the worker thread."""
+    on, as owner() tells the worker thread.  DISCARD(result) frees the
+    result of a call that succeeded when an exception is raised instead."""
     err = c_void_p()
     box = {}
     # The worker sets box["done"] and releases FINISHED when WORK returned.
@@ -111,6 +112,8 @@ def run(work, progress=None, owner=None):
         if failure is None:
             _note(pending, "snapmig: the operation had completed when the "
                   "interruption reached it")
+            if discard is not None:
+                discard(result)
         elif not isinstance(failure, errors.CLASSES["interrupted"]):
             _note(pending, "snapmig: the operation failed: %s" % failure)
         raise pending

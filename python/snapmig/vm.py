@@ -94,16 +94,18 @@ class VM:
                                "holds it until it returns" % self.qmp)
         return self._lock
 
-    def _run(self, work, progress=None):
+    def _run(self, work, progress=None, discard=None):
         """WORK(handle, err) through _call.run, holding the VM's lock."""
         with self._locked():
             h = self._h()
-            return _call.run(lambda err: work(h, err), progress, owner=self)
+            return _call.run(lambda err: work(h, err), progress, owner=self,
+                             discard=discard)
 
     # ---- disks ------------------------------------------------------------
 
     def _query_disks(self):
-        return self._run(lambda h, err: lib.snapmig_disks_query(h, byref(err)))
+        return self._run(lambda h, err: lib.snapmig_disks_query(h, byref(err)),
+                         discard=lib.snapmig_disks_free)
 
     def disks(self):
         """The VM's disks, a list of Disk, each with its chain."""
@@ -172,7 +174,7 @@ class VM:
         (SNAPSHOT None: the current move)."""
         return json.loads(take_string(self._run(
             lambda h, err: lib.snapmig_status_json(
-                h, encode_text(snapshot), byref(err)))))
+                h, encode_text(snapshot), byref(err)), discard=take_string)))
 
     def wait(self, snapshot, progress=None):
         """Waits until the move SNAPSHOT is ready (every mirror ready, every
@@ -188,10 +190,10 @@ class VM:
         bridge = _call.Progress(progress)
         flags = PIVOT_DELETE_SOURCE if delete_source else 0
         res = c_void_p()
-        self._run(lambda h, err: lib.snapmig_pivot(
-            h, encode_text(snapshot), flags, bridge.cfunc, None, byref(res),
-            byref(err)), bridge)
         try:
+            self._run(lambda h, err: lib.snapmig_pivot(
+                h, encode_text(snapshot), flags, bridge.cfunc, None,
+                byref(res), byref(err)), bridge)
             pause = lib.snapmig_pivot_result_pause_us(res)
             return PivotResult(
                 None if pause < 0 else pause,
