@@ -176,12 +176,7 @@ snapmig_create (snapmig_vm *vm, const snapmig_create_options *o,
   a.opaque = &p;
   ok = sm_op_create (&t, &a, &r, &err);
   sm_op_result_clear (&r);
-  sm_api_op_end ();
-  if (!ok) {
-    sm_api_error_set (error, err);
-    return -1;
-  }
-  return 0;
+  return sm_api_op_return (ok, err, error);
 }
 
 /* ---- status, wait ---- */
@@ -222,12 +217,7 @@ snapmig_wait (snapmig_vm *vm, const char *snapshot,
 
   progress_init (&p, progress, opaque);
   ok = sm_op_wait (&t, snapshot, on_progress, &p, &err);
-  sm_api_op_end ();
-  if (!ok) {
-    sm_api_error_set (error, err);
-    return -1;
-  }
-  return 0;
+  return sm_api_op_return (ok, err, error);
 }
 
 /* ---- pivot, abort ---- */
@@ -278,7 +268,6 @@ snapmig_pivot (snapmig_vm *vm, const char *snapshot, unsigned flags,
   a.progress = on_progress;
   a.opaque = &p;
   ok = sm_op_pivot (&t, &a, &r, &err);
-  sm_api_op_end ();
   if (ok && result) {
     snapmig_pivot_result *res = g_new0 (snapmig_pivot_result, 1);
 
@@ -288,11 +277,7 @@ snapmig_pivot (snapmig_vm *vm, const char *snapshot, unsigned flags,
     *result = res;
   }
   sm_op_result_clear (&r);
-  if (!ok) {
-    sm_api_error_set (error, err);
-    return -1;
-  }
-  return 0;
+  return sm_api_op_return (ok, err, error);
 }
 
 int64_t
@@ -352,10 +337,5 @@ snapmig_abort (snapmig_vm *vm, const char *snapshot, snapmig_error **error)
   a.snapshot = snapshot;
   ok = sm_op_abort (&t, &a, &r, &err);
   sm_op_result_clear (&r);
-  sm_api_op_end ();
-  if (!ok) {
-    sm_api_error_set (error, err);
-    return -1;
-  }
-  return 0;
+  return sm_api_op_return (ok, err, error);
 }

@@ -28,6 +28,10 @@ SmOpTarget sm_api_target (const snapmig_vm *vm);
  * it, not for the next one. */
 void sm_api_op_end (void);
 
+/* The end of an operation that returns 0 or -1: sm_api_op_end, then 0 when
+ * OK, else -1 with *ERROR set from ERR (consumed). */
+int sm_api_op_return (bool ok, GError *err, snapmig_error **error);
+
 /* A JSON document as the command prints it: PRETTY (indented) or one
  * line.  Caller frees with free(). */
 char *sm_api_json_text (json_object *doc, bool pretty);

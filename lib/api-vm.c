@@ -40,6 +40,16 @@ sm_api_op_end (void)
   sm_interrupt_clear ();
 }
 
+int
+sm_api_op_return (bool ok, GError *err, snapmig_error **error)
+{
+  sm_api_op_end ();
+  if (ok)
+    return 0;
+  sm_api_error_set (error, err);
+  return -1;
+}
+
 char *
 sm_api_json_text (json_object *doc, bool pretty)
 {
