@@ -149,21 +149,28 @@ install: $(CLI) $(SO) install-python
 # PREFIX: /usr/lib/python3/dist-packages for /usr, else
 # PREFIX/lib/pythonX.Y/dist-packages (/usr/local's is on python3's path).
 # _config.py records the library's installed path and the version.
+# PYTHON= (empty) installs without the module.
 PYTHON  ?= python3
-PYTHON_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHON_VERSION = $(if $(PYTHON),$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))
 PYTHONDIR ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYTHON_VERSION)/dist-packages)
 PY_SRCS := $(sort $(wildcard python/snapmig/*.py))
 
 .PHONY: install-python
 install-python:
+ifeq ($(PYTHON),)
+	@echo "install-python: PYTHON is empty: the Python module is not installed"
+else
 	@test -n "$(PYTHON_VERSION)$(filter command line environment,$(origin PYTHONDIR))" || \
-	  { echo "install-python: $(PYTHON) not found: set PYTHON or PYTHONDIR" >&2; exit 1; }
+	  { echo "install-python: $(PYTHON) not found: set PYTHON to a python3," \
+	    "PYTHONDIR to the module's directory, or PYTHON= to install without it" >&2; \
+	  exit 1; }
 	install -d $(DESTDIR)$(PYTHONDIR)/snapmig
 	install -m 0644 $(filter-out python/snapmig/_config.py,$(PY_SRCS)) \
 	  $(DESTDIR)$(PYTHONDIR)/snapmig/
 	printf '%s\n' '"""Written by make install."""' \
 	  'LIBRARY = "$(LIBDIR)/$(SONAME)"' 'VERSION = "$(VERSION)"' \
 	  > $(DESTDIR)$(PYTHONDIR)/snapmig/_config.py
+endif
 
 clean:
 	rm -f lib/*.o lib/*.d lib/*.a lib/libsnapmig.so* lib/helper-path.h cli/*.o cli/*.d $(CLI) tests/*/*.o tests/*/*.d \
