@@ -14,9 +14,12 @@ monitor, and the library holds vm.qmp during a call), killed by PID.
 Guest writes go through HMP's qemu-io (smq --hmp, which also reads QEMU's
 log, where qemu-io prints its result, and fails on a failed write).
 """
+import ctypes.util
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -208,6 +211,34 @@ def test_module_is_the_installed_one():
         from snapmig import _config
         assert snapmig._lib.lib._name == _config.LIBRARY
         assert Path(_config.LIBRARY).parent.parent == Path(pydir).parents[2]
+
+
+def test_library_lookup(workdir):
+    """Without the path make install recorded: $SNAPMIG_LIBRARY, else
+    ctypes.util.find_library; none loading fails the import with a message
+    naming what was tried and the fix."""
+    copy = workdir / "py"
+    shutil.copytree(Path(snapmig.__file__).parent, copy / "snapmig",
+                    ignore=shutil.ignore_patterns("_config.py", "__pycache__"))
+    show = "import snapmig; print(snapmig._lib.lib._name, snapmig.__version__)"
+    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    installed = snapmig._lib.lib._name
+    r = run(sys.executable, "-c", show,
+            env=dict(env, SNAPMIG_LIBRARY=installed))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [installed, snapmig.version()]
+
+    r = run(sys.executable, "-c", show,
+            env=dict(env, SNAPMIG_LIBRARY=str(workdir / "nope.so")))
+    system = ctypes.util.find_library("snapmig")
+    if system is None:
+        assert r.returncode != 0
+        assert "ImportError" in r.stderr
+        assert str(workdir / "nope.so") in r.stderr
+        assert "SNAPMIG_LIBRARY" in r.stderr and "make install" in r.stderr
+    else:       # a libsnapmig on the linker's path is the last resort
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split()[0] == system
 
 
 def test_disks(setup):
