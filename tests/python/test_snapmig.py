@@ -298,6 +298,11 @@ def test_move_two_disks(setup):
                     progress=created)
     assert len(expect) == 6, "the callback did not write during create"
     created.check(["drive0", "drive1"])
+    # Each copy is of a lower layer into B (its file's name: the header
+    # says the destination file; the library gives its base name today).
+    copies = {Path(n).name for k, n, *_ in created.calls if k == "copy"}
+    assert copies == {"top.qcow2", "base.qcow2", "d1.raw"}, copies
+    assert copies <= set(files_in(setup.B))
 
     status = setup.vm.status("move1")
     assert status["snapshot"] == "move1"
