@@ -21,8 +21,9 @@ bytes, CHAIN a list of Layer, top (the active layer) first."""
 
 PivotResult = namedtuple("PivotResult", "pause_us moved removed")
 PivotResult.__doc__ = """What a pivot did: PAUSE_US, how long the guest was
-paused in microseconds (None when it was not), MOVED and REMOVED, lists of
-what was moved and (delete_source=True) the source files removed."""
+paused in microseconds (None when it was not); MOVED, the names of the
+disks switched to their destination; REMOVED, the source files removed
+(delete_source=True), absolute paths."""
 
 
 def _check_uint(name, value):
