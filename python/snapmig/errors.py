@@ -25,6 +25,9 @@ class Error(Exception):
     def __str__(self):
         return self.message
 
+    def __reduce__(self):       # pickle (multiprocessing) keeps every field
+        return (type(self), (self.message, self.code, self.object))
+
     def __repr__(self):
         return "%s(%r, code=%r, object=%r)" % (
             type(self).__name__, self.message, self.code, self.object)

@@ -16,6 +16,7 @@ log, where qemu-io prints its result, and fails on a failed write).
 """
 import ctypes.util
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -598,6 +599,9 @@ def test_wrong_snapshot_name(setup):
         assert e.value.code == "not-found"
         assert "nosuch" in e.value.message
         assert e.value.object is None or "nosuch" in e.value.object
+        again = pickle.loads(pickle.dumps(e.value))
+        assert (type(again), again.code, again.message, again.object) == (
+            type(e.value), e.value.code, e.value.message, e.value.object)
     assert setup.chains() == setup.source_chains
 
 
