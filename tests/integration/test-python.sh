@@ -64,6 +64,18 @@ while read -r state name; do
   esac
 done <<<"$cases"
 check "pytest ran cases" [ "$n" -gt 0 ]
+# qemu_left: the QEMUs of the cases still running (each case kills its own).
+qemu_left () {
+  local p left=0
+  while read -r p; do
+    if grep -qF "$T/" "/proc/$p/cmdline" 2>/dev/null; then
+      echo "# QEMU $p of a case is still running"; left=1
+    fi
+  done <"$T/qemu.pids"
+  return $left
+}
+check "the cases started QEMUs" [ -s "$T/qemu.pids" ]
+check "every QEMU a case started is gone" qemu_left
 check "pytest exits 0" [ "$rc" -eq 0 ]
 if [ "$rc" -ne 0 ]; then sed 's/^/# /' "$T/pytest.out"; fi
 
