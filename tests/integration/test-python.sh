@@ -26,8 +26,16 @@ else
   done_testing
 fi
 pydir=$inst/lib/python$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')/dist-packages
-check "the module is installed where python3 looks under the prefix" \
+check "the module is installed in PREFIX/lib/pythonX.Y/dist-packages" \
   [ -f "$pydir/snapmig/__init__.py" ]
+# For the prefixes of a system, the directory is on python3's own path.
+in_sys_path () { "$PY" -c 'import sys; sys.exit(sys.argv[1] not in sys.path)' "$1"; }
+for prefix in /usr/local /usr; do
+  dir=$(make -s -n -C "$SM_TOP" install-python PREFIX="$prefix" PYTHON="$PY" |
+        sed -n 's|^install -d \(.*\)/snapmig$|\1|p')
+  check "make install PREFIX=$prefix puts the module where $PY looks ($dir)" \
+    in_sys_path "$dir"
+done
 check "the module records the installed library" \
   grep -qxF "LIBRARY = \"$inst/lib/libsnapmig.so.0\"" "$pydir/snapmig/_config.py"
 
