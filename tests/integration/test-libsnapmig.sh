@@ -10,6 +10,8 @@
 #     callbacks, pivot), the guest's writes from before, during and after
 #     the move reading back in the guest and offline from the destination;
 #   - create and abort, validate, and say a failure's code;
+#   - roll a create back on snapmig_interrupt (), no signal handler
+#     installed;
 #   - run the copy worker from the installed snapmig (beside the library),
 #     and fail cleanly when no snapmig binary can be run.
 # The library exports only snapmig_* symbols; its header compiles alone as
@@ -176,6 +178,23 @@ check "validate's verdict is the command's (1: clean, exit 0)" \
   [ "$(sed -n 's/^validate //p' "$T/v.out")" = "$([ $vrc -eq 0 ] && echo 1 || echo 0)" ]
 check "validate's report is the command's" \
   diff <(jq -S . "$T/v.json") <(sed 1d "$T/v.out" | jq -S .)
+
+# snapmig_interrupt () during create's wait (from the progress callback)
+# rolls the create back, as SIGINT does the command's; the library caught
+# no signal to do it (SigCgt: no SIGHUP, SIGINT, SIGTERM handler).
+before=$(chain_files drive0)
+E=$T/E; mkdir -p "$E"
+"$T/api-move" interrupt "$T/vm.qmp" "$T/state" "$E" m4 >"$T/i.out" 2>&1
+rc=$?
+sed 's/^/# /' "$T/i.out"
+check "an interrupted create fails" [ $rc -ne 0 ]
+check "with the code interrupted, rolled back" \
+  grep -q '^error interrupted create: .*rolled back' "$T/i.out"
+check "the VM stays on its chain" [ "$(chain_files drive0)" = "$before" ]
+check "nothing is left in E" [ -z "$(ls -A "$E")" ]
+caught=$(sed -n 's/^sigcgt //p' "$T/i.out")
+check "the library installed no SIGHUP/SIGINT/SIGTERM handler" \
+  [ -n "$caught" -a $(( 0x${caught:-1} & 0x4003 )) -eq 0 ]
 
 # No snapmig binary to run the copy worker: create fails naming the fix,
 # and the VM stays as it was.
