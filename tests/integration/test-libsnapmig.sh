@@ -156,6 +156,15 @@ check "create without wait" [ $rc -eq 0 ]
 "$T/api-move" status "$T/vm.qmp" "$T/state" >"$T/st.out" 2>&1
 check "status_json shows the move m2" \
   [ "$(jq -r .snapshot "$T/st.out" 2>/dev/null)" = m2 ]
+"$T/api-move" wait "$T/vm.qmp" "$T/state" >"$T/w.out" 2>&1
+rc=$?
+sed 's/^/# /' "$T/w.out"
+check "snapmig_wait returns once m2 is ready" [ $rc -eq 0 ]
+check "it reported each mirror and copy finished" \
+  [ "$(sed -n 's/^wait-finished //p' "$T/w.out")" -ge 5 ]
+check "status_json then shows m2's mirrors ready" \
+  bash -c '"$1" status "$2" "$3" | jq -e "[.disks[].ready] == [true, true]" >/dev/null' \
+  _ "$T/api-move" "$T/vm.qmp" "$T/state"
 "$T/api-move" abort "$T/vm.qmp" "$T/state" m2 >"$T/a.out" 2>&1
 rc=$?
 sed 's/^/# /' "$T/a.out"

@@ -11,6 +11,7 @@
  *   api-move interrupt SOCKET STATE DEST NAME  create with wait, mirrors at
  *       1 MiB/s, snapmig_interrupt () from the first progress callback;
  *       then prints the signals the process catches ("sigcgt HEX")
+ *   api-move wait SOCKET STATE                 snapmig_wait (the current move)
  *   api-move abort SOCKET STATE NAME
  *   api-move pivot SOCKET STATE NAME
  *   api-move status SOCKET STATE               snapmig_status_json
@@ -166,6 +167,12 @@ main (int argc, char **argv)
     print_caught_signals ();
   } else if (strcmp (cmd, "create") == 0 && argc == 6) {
     rc = do_create (vm, argv[4], argv[5], false, &seen);
+  } else if (strcmp (cmd, "wait") == 0 && argc == 4) {
+    rc = snapmig_wait (vm, NULL, on_progress, &seen, &err) < 0
+         ? fail ("wait", err) : 0;
+    if (rc == 0)
+      printf ("ready\nwait-progress %u\nwait-finished %u\nprogress-bad %u\n",
+              seen.calls, seen.finished, seen.bad);
   } else if (strcmp (cmd, "abort") == 0 && argc == 5) {
     rc = snapmig_abort (vm, argv[4], &err) < 0 ? fail ("abort", err) : 0;
     if (rc == 0)
