@@ -19,7 +19,7 @@
 . "$(dirname "$0")/lib.sh"
 
 lsm_setup
-for tool in pkg-config cc g++ nm readelf; do
+for tool in pkg-config cc gcc nm readelf ldd; do
   command -v "$tool" >/dev/null || skip_all "$tool missing"
 done
 
@@ -57,8 +57,12 @@ echo '#include <snapmig.h>
 int main (void) { return SM_CHECK_VERSION (0, 2, 0) ? 0 : 1; }' >"$T/h.c"
 check "snapmig.h compiles alone with gcc -std=c99 -pedantic -Werror" \
   gcc -std=c99 -Wall -Wextra -pedantic -Werror -I"$I/include" -fsyntax-only "$T/h.c"
-check "snapmig.h compiles alone with g++" \
-  g++ -Wall -Wextra -pedantic -Werror -I"$I/include" -fsyntax-only -x c++ "$T/h.c"
+if command -v g++ >/dev/null; then
+  check "snapmig.h compiles alone with g++" \
+    g++ -Wall -Wextra -pedantic -Werror -I"$I/include" -fsyntax-only -x c++ "$T/h.c"
+else
+  skip "g++ missing"
+fi
 
 # Build the example and the API driver against the installed library.
 export PKG_CONFIG_PATH=$I/lib/pkgconfig
