@@ -8,6 +8,10 @@
  *       create NAME mirrored into DEST with wait (DURING, a program, is
  *       run once from the first progress callback), then pivot NAME
  *   api-move create SOCKET STATE DEST NAME     create without wait
+ *   api-move interrupt SOCKET STATE DEST NAME  create with wait, mirrors at
+ *       1 MiB/s, snapmig_interrupt () from the first progress callback;
+ *       then prints the signals the process catches ("sigcgt HEX")
+ *   api-move wait SOCKET STATE                 snapmig_wait (the current move)
  *   api-move abort SOCKET STATE NAME
  *   api-move pivot SOCKET STATE NAME
  *   api-move status SOCKET STATE               snapmig_status_json
@@ -28,6 +32,7 @@ typedef struct {
   unsigned bad;                /* ... with an unknown kind or done > total */
   const char *during;
   int during_rc;
+  bool interrupt;              /* snapmig_interrupt () at the first call */
 } Seen;
 
 static void
@@ -38,6 +43,8 @@ on_progress (const char *kind, const char *name, uint64_t done,
 
   if (s->calls++ == 0 && s->during)
     s->during_rc = system (s->during);
+  if (s->interrupt)
+    snapmig_interrupt ();
   s->finished += finished;
   if ((strcmp (kind, "mirror") != 0 && strcmp (kind, "copy") != 0) ||
       !name || !*name || done > total)
@@ -53,6 +60,20 @@ fail (const char *what, snapmig_error *err)
   return 1;
 }
 
+/* The SigCgt line of /proc/self/status: the signals with a handler. */
+static void
+print_caught_signals (void)
+{
+  char line[256];
+  FILE *f = fopen ("/proc/self/status", "r");
+
+  while (f && fgets (line, sizeof line, f))
+    if (strncmp (line, "SigCgt:", 7) == 0)
+      printf ("sigcgt %s", line + 8);
+  if (f)
+    fclose (f);
+}
+
 static int
 do_create (snapmig_vm *vm, const char *dest, const char *name, bool wait,
            Seen *seen)
@@ -66,6 +87,8 @@ do_create (snapmig_vm *vm, const char *dest, const char *name, bool wait,
     return fail ("mirror domain", err);
   }
   snapmig_create_options_set_wait (o, wait);
+  if (seen->interrupt)
+    snapmig_create_options_set_bandwidth (o, 1024 * 1024);
   rc = snapmig_create (vm, o, on_progress, seen, &err);
   snapmig_create_options_free (o);
   if (rc < 0)
@@ -138,8 +161,18 @@ main (int argc, char **argv)
             seen.during_rc);
     if (rc == 0)
       rc = do_pivot (vm, argv[5], &seen);
+  } else if (strcmp (cmd, "interrupt") == 0 && argc == 6) {
+    seen.interrupt = true;
+    rc = do_create (vm, argv[4], argv[5], true, &seen);
+    print_caught_signals ();
   } else if (strcmp (cmd, "create") == 0 && argc == 6) {
     rc = do_create (vm, argv[4], argv[5], false, &seen);
+  } else if (strcmp (cmd, "wait") == 0 && argc == 4) {
+    rc = snapmig_wait (vm, NULL, on_progress, &seen, &err) < 0
+         ? fail ("wait", err) : 0;
+    if (rc == 0)
+      printf ("ready\nwait-progress %u\nwait-finished %u\nprogress-bad %u\n",
+              seen.calls, seen.finished, seen.bad);
   } else if (strcmp (cmd, "abort") == 0 && argc == 5) {
     rc = snapmig_abort (vm, argv[4], &err) < 0 ? fail ("abort", err) : 0;
     if (rc == 0)
