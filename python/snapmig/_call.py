@@ -73,9 +73,9 @@ def run(work, progress=None, owner=None, discard=None):
     err = c_void_p()
     box = {}
     # The worker sets box["done"] and releases FINISHED when WORK returned.
-    # Not Thread.join: on Python 3.11 an exception raised in join's wait
-    # (KeyboardInterrupt) can leave the thread marked as ended while it
-    # still runs.
+    # Not Thread.join: when an exception (KeyboardInterrupt) is raised in
+    # join's wait, 3.11's threading.py (its bpo-45274 branch) releases the
+    # running thread's lock and marks it ended while it still runs.
     finished = threading.Lock()
     finished.acquire()
 
