@@ -210,14 +210,18 @@ shorten_middle (const char *name, size_t width)
 
 /* The numbers after the bar: percent, done/total, then the rate and ETA
  * or the final word. */
+/* SIZES false leaves out done/total, for a narrow terminal: the rate and
+ * the time left say more there. */
 static char *
-format_bar_tail (const Item *it, unsigned pct)
+format_bar_tail (const Item *it, unsigned pct, bool sizes)
 {
   GString *tail = g_string_new (NULL);
   g_autofree char *done = sm_cli_format_size (it->done);
   g_autofree char *total = sm_cli_format_size (it->total);
 
-  g_string_append_printf (tail, "%3u%% %s/%s", pct, done, total);
+  g_string_append_printf (tail, "%3u%%", pct);
+  if (sizes)
+    g_string_append_printf (tail, " %s/%s", done, total);
   switch (it->state) {
   case ITEM_RUNNING: {
     g_autofree char *rate = it->rate > 0 ? format_rate (it->rate)
@@ -244,7 +248,8 @@ format_bar_tail (const Item *it, unsigned pct)
  * The name is shortened in the middle to NAME_WIDTH; the bar gets what ~45
  * columns of numbers leave, the same on every line and redraw (numbers
  * change length as they grow; the bar must not jitter), and is left out
- * below 5 columns.  Names and numbers are ASCII, so bytes are columns. */
+ * below 5 columns, and then done/total too if the line is still too long.
+ * Names and numbers are ASCII, so bytes are columns. */
 static char *
 format_bar_line (const Item *it, size_t name_width, unsigned width)
 {
@@ -258,8 +263,12 @@ format_bar_line (const Item *it, size_t name_width, unsigned width)
     pct = it->done >= it->total ? 100 : (unsigned) (it->done * 100 / it->total);
   if (it->state == ITEM_DONE)
     pct = 100;
-  tail = format_bar_tail (it, pct);
   bar = (long) width - 1 - (long) name_width - 4 - 45;
+  tail = format_bar_tail (it, pct, true);
+  if (bar < 5 && name_width + 1 + strlen (tail) > width - 1) {
+    g_free (tail);
+    tail = format_bar_tail (it, pct, false);
+  }
   g_string_append_printf (s, "%-*s ", (int) name_width, name);
   if (bar >= 5) {
     bar = MIN (bar, 30);
