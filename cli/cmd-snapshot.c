@@ -604,64 +604,27 @@ sm_cmd_abort (int argc, char **argv)
   return SM_EXIT_OK;
 }
 
-int
-sm_cmd_status (int argc, char **argv)
+/* status's text: one line per disk, copy and journal of STATUS
+ * (sm_lsm_status's document, or sm_lsm_status_watched's). */
+static void
+print_status_text (const char *name, json_object *status)
 {
-  g_autoptr(GError) err = NULL;
-  g_autoptr(SmQmp) qmp = NULL;
-  g_autoptr(SmVmState) st = NULL;
-  g_autoptr(SmLsmInfo) info = NULL;
-  g_autoptr(json_object) status = NULL;
-  g_autofree char *current = NULL;
-  const char *name;
+  json_object *watched = NULL;
   json_object *arr;
-  int exit_code;
+  bool ready = false;
   size_t i;
 
-  if (!sm_cli_parse ("status", "[NAME]",
-                     "Show the mirrors and lower-layer copies of snapshot "
-                     "NAME (default: the current snapshot).",
-                     status_entries, &argc, &argv, &exit_code))
-    return exit_code;
-  if (!need_qmp ("status"))
-    return SM_EXIT_USAGE;
-  if (argc > 2) {
-    sm_cli_error ("status: at most one NAME expected");
-    return SM_EXIT_USAGE;
-  }
-  if (!timeout_ok ("status"))
-    return SM_EXIT_USAGE;
-  if (!open_vm ("status", false, &qmp, &st))
-    return SM_EXIT_FAILURE;
-  current = sm_vm_state_get_current (st, &err);
-  name = argc == 2 ? argv[1] : current;
-  if (!name && err) {
-    sm_cli_gerror ("status", err);
-    return SM_EXIT_FAILURE;
-  }
-  if (!name) {
-    /* No snapshot to show: nothing snapmig started is moving, which is an
-     * answer, not a failure (a script polls status before a create). */
-    if (opt_json)
-      printf ("{\"snapshot\":null,\"moving\":false}\n");
-    else
-      printf ("nothing is moving: the VM has no current snapshot\n");
-    return SM_EXIT_OK;
-  }
-  info = load_info ("status", st, name);
-  if (!info)
-    return SM_EXIT_FAILURE;
-  status = sm_lsm_status (qmp, st, info, &err);
-  if (!status) {
-    sm_cli_gerror ("status", err);
-    return SM_EXIT_FAILURE;
-  }
-  if (opt_json) {
-    printf ("%s\n", json_object_to_json_string_ext (
-              status, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    return SM_EXIT_OK;
-  }
   printf ("snapshot %s\n", name);
+  if (json_object_object_get_ex (status, "watched", &watched)) {
+    int64_t pid = 0;
+    json_object *age = NULL;
+
+    sm_json_get_int64 (watched, "pid", &pid);
+    json_object_object_get_ex (watched, "age-seconds", &age);
+    printf ("  (from snapmig pid %" G_GINT64_FORMAT ", which waits for this "
+            "move and holds the VM's monitor; written %.1f s ago)\n", pid,
+            json_object_get_double (age));
+  }
   arr = sm_json_get_array (status, "disks");
   for (i = 0; i < json_object_array_length (arr); i++) {
     json_object *o = json_object_array_get_idx (arr, i);
@@ -716,6 +679,89 @@ sm_cmd_status (int argc, char **argv)
             sent && json_object_array_length (sent)
             ? "; it sent block-job-complete" : "");
   }
+  if (sm_json_get_bool (status, "ready-to-pivot", &ready) && ready)
+    printf ("nothing is moving; ready to pivot (snapmig pivot %s)\n", name);
+}
+
+/* Opens the VM's state without its lock (status only reads) and without
+ * QEMU: a waiting create or pivot holds QEMU's monitor. */
+static SmVmState *
+open_state_only (const char *cmd)
+{
+  g_autoptr(GError) err = NULL;
+  g_autofree char *state_dir = opt_state_dir ? g_strdup (opt_state_dir)
+                                             : sm_state_default_dir ();
+  SmVmState *st = sm_vm_state_open (state_dir, opt_qmp, &err);
+
+  if (!st)
+    sm_cli_gerror (cmd, err);
+  return st;
+}
+
+int
+sm_cmd_status (int argc, char **argv)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmQmp) qmp = NULL;
+  g_autoptr(SmVmState) st = NULL;
+  g_autoptr(SmLsmInfo) info = NULL;
+  g_autoptr(json_object) status = NULL;
+  g_autofree char *current = NULL;
+  const char *name;
+  int exit_code;
+
+  if (!sm_cli_parse ("status", "[NAME]",
+                     "Show the mirrors and lower-layer copies of snapshot "
+                     "NAME (default: the current snapshot).  While a create "
+                     "--wait or a pivot waits for them (and holds QEMU's "
+                     "monitor), show what that command last published.",
+                     status_entries, &argc, &argv, &exit_code))
+    return exit_code;
+  if (!need_qmp ("status"))
+    return SM_EXIT_USAGE;
+  if (argc > 2) {
+    sm_cli_error ("status: at most one NAME expected");
+    return SM_EXIT_USAGE;
+  }
+  if (!timeout_ok ("status"))
+    return SM_EXIT_USAGE;
+  st = open_state_only ("status");
+  if (!st)
+    return SM_EXIT_FAILURE;
+  current = sm_vm_state_get_current (st, &err);
+  name = argc == 2 ? argv[1] : current;
+  if (!name && err) {
+    sm_cli_gerror ("status", err);
+    return SM_EXIT_FAILURE;
+  }
+  if (!name) {
+    /* No snapshot to show: nothing snapmig started is moving, which is an
+     * answer, not a failure (a script polls status before a create). */
+    if (opt_json)
+      printf ("{\"snapshot\":null,\"moving\":false}\n");
+    else
+      printf ("nothing is moving: the VM has no current snapshot\n");
+    return SM_EXIT_OK;
+  }
+  status = sm_lsm_status_watched (st, name);
+  if (!status) {
+    if (!open_vm ("status", false, &qmp, NULL))
+      return SM_EXIT_FAILURE;
+    info = load_info ("status", st, name);
+    if (!info)
+      return SM_EXIT_FAILURE;
+    status = sm_lsm_status (qmp, st, info, &err);
+    if (!status) {
+      sm_cli_gerror ("status", err);
+      return SM_EXIT_FAILURE;
+    }
+  }
+  if (opt_json) {
+    printf ("%s\n", json_object_to_json_string_ext (
+              status, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    return SM_EXIT_OK;
+  }
+  print_status_text (name, status);
   return SM_EXIT_OK;
 }
 

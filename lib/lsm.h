@@ -379,9 +379,21 @@ bool sm_lsm_abort (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
  * {"snapshot":..,"disks":[{"name","job","status","ready","offset","len",
  * "active"}],"copies":[{"source","dest","state","done","total","error",
  * "skipped" (true: the destination already held the layer)}],
- * "worker-pid":N}.  Caller puts. */
+ * "worker-pid":N, "ready-to-pivot": every mirror ready and every copy
+ * done, so nothing is moving}.  Caller puts. */
 json_object *sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
                             GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* What a second snapmig shows while create --wait or pivot waits: QEMU's
+ * monitor serves one client, so the waiting command publishes
+ * sm_lsm_status's document about once a second in
+ * STATE/vms/KEY/lsm/NAME.progress.json, with "pid" (its own) and "time"
+ * (RFC 3339) and "time-unix" (seconds), and removes it when its wait ends.
+ * Returns that document with "watched": {"pid", "time", "age-seconds"}
+ * added when the file is there and its writer is alive and holds the VM's
+ * lock; NULL otherwise (no error: status then asks QEMU).  Caller puts. */
+json_object *sm_lsm_status_watched (SmVmState *st, const char *snapshot)
+  G_GNUC_WARN_UNUSED_RESULT;
 
 /* Resumes the guest that an interrupted pivot paused: its journal records
  * "guest-stopped" without "guest-resumed", and query-status says "paused"

@@ -134,13 +134,19 @@ check "status --json: moving false" \
 "$SNAPMIG" status "${SM[@]}" nosuch >"$T/out" 2>"$T/err"; rc=$?
 check "status of a snapshot that does not exist still exits 1" exited $rc 1 "$T/err"
 
-# status while a move runs shows it, and once pivoted nothing is moving.
+# status of a move whose mirrors are ready and copies done (create --wait
+# returned) shows it and says that nothing moves any more; once pivoted,
+# nothing is moving at all.  (While create --wait runs: test-cli-watch.sh.)
 fresh_move 1
 "$SNAPMIG" status "${SM[@]}" >"$T/out" 2>"$T/err"; rc=$?
-check "status during a move exits 0" exited $rc 0 "$T/err"
-check "status during a move shows the snapshot" grep -qxF "snapshot p1" "$T/out"
-check "status during a move does not say nothing is moving" \
-  not grep -q "nothing is moving" "$T/out"
+check "status of a ready move exits 0" exited $rc 0 "$T/err"
+check "status of a ready move shows the snapshot" grep -qxF "snapshot p1" "$T/out"
+check "status of a ready move: nothing is moving; ready to pivot" \
+  grep -qxF "nothing is moving; ready to pivot (snapmig pivot p1)" "$T/out"
+"$SNAPMIG" status "${SM[@]}" --json >"$T/out" 2>"$T/err"; rc=$?
+check "status --json of a ready move exits 0" exited $rc 0 "$T/err"
+check "status --json of a ready move: ready-to-pivot true" \
+  test "$(jq '."ready-to-pivot"' "$T/out" 2>&1)" = true
 "$SNAPMIG" pivot "${SM[@]}" p1 >"$T/out" 2>"$T/err"; rc=$?
 check "pivot p1 exits 0" exited $rc 0 "$T/err"
 "$SNAPMIG" status "${SM[@]}" >"$T/out" 2>"$T/err"; rc=$?
