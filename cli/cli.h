@@ -68,6 +68,9 @@ void sm_cli_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 /* `snapmig: error: CONTEXT: GERROR-MESSAGE`; context may be NULL. */
 void sm_cli_gerror (const char *context, const GError *err);
 void sm_cli_warning (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+/* "snapmig: note: ..." on stderr: something the user asked for was done
+ * differently, by design (create --disk-only). */
+void sm_cli_note (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 
 /* Parses a --bandwidth RATE in bytes per second: a number with an optional
  * suffix K, M, G or T (powers of 1024), optionally followed by "i", "B" and

@@ -67,25 +67,31 @@ static const GOptionEntry create_entries[] = {
   { "mirror-domain", 0, 0, G_OPTION_ARG_FILENAME, &opt_mirror_domain,
     "Move disks to the storage domain DIR, pre-creating each one's whole "
     "chain there: every writable disk when no --diskspec is given, else "
-    "each --diskspec disk without mirror=", "DIR" },
+    "each --diskspec disk without mirror= (implies --mirror)", "DIR" },
   { "mirror", 0, 0, G_OPTION_ARG_NONE, &opt_mirror,
-    "Mirror the new tops (their destinations come from --mirror-domain, "
-    "--diskspec mirror= or <mirror>; required to be there)", NULL },
+    "Mirror the new tops.  --mirror-domain, --diskspec mirror= and "
+    "<mirror> in FILE imply it; given alone, without any of them, it is a "
+    "usage error.  Without a mirror destination create takes a plain "
+    "external snapshot (new tops beside the old ones)", NULL },
   { "atomic", 0, 0, G_OPTION_ARG_NONE, &opt_atomic,
     "All disks or none (implied by mirrors and --reuse-external)", NULL },
   { "reuse-external", 0, 0, G_OPTION_ARG_NONE, &opt_reuse_external,
     "The target files exist already and are reused (they must fit); "
     "implies --atomic", NULL },
   { "disk-only", 0, 0, G_OPTION_ARG_NONE, &opt_disk_only,
-    "Disk-only snapshot (the only kind snapmig takes; accepted as in "
-    "libvirt)", NULL },
+    "Take FILE's snapshot without the memory state it asks for (<memory "
+    "snapshot='internal|external'>, <memory file=>, a <state> other than "
+    "disk-snapshot or shutoff), with a note, instead of refusing it: "
+    "snapmig's snapshots hold the disks only", NULL },
   { "no-metadata", 0, 0, G_OPTION_ARG_NONE, &opt_no_metadata,
     "Do not record the snapshot (not with mirrors)", NULL },
   { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &opt_bandwidth,
-    "Limit each mirror to RATE bytes per second (suffixes K, M, G, T: powers of 1024)", "RATE" },
+    "Limit each mirror, and the copy of the lower layers, to RATE bytes per "
+    "second (suffixes K, M, G, T: powers of 1024; only with mirrors)",
+    "RATE" },
   { "copy-mode", 0, 0, G_OPTION_ARG_STRING, &opt_copy_mode,
     "Mirror copy mode: background (default) or write-blocking "
-    "(always converges; QEMU >= 3.0)", "MODE" },
+    "(always converges; QEMU >= 3.0; only with mirrors)", "MODE" },
   { "wait", 0, 0, G_OPTION_ARG_NONE, &opt_wait,
     "Wait until every mirror is ready and every copy done", NULL },
   TIMEOUT_ENTRY, JSON_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
@@ -294,8 +300,9 @@ sm_cmd_create (int argc, char **argv)
   if (argc > 2 || (argc == 2 && (opt_name || opt_diskspecs ||
                                  opt_mirror_domain)) ||
       (argc == 1 && !opt_name)) {
-    sm_cli_error ("create: give either FILE or --name with --diskspec/"
-                  "--mirror-domain (see 'snapmig create --help')");
+    sm_cli_error ("create: give either FILE or --name, with --diskspec "
+                  "and --mirror-domain as needed (see 'snapmig create "
+                  "--help')");
     return SM_EXIT_USAGE;
   }
   if (opt_bandwidth &&
@@ -330,16 +337,16 @@ sm_cmd_create (int argc, char **argv)
     sm_cli_gerror ("create", err);
     return SM_EXIT_FAILURE;
   }
-  if (opt_mirror) {
-    bool mirrors = false;
-
-    for (i = 0; i < def->disks->len; i++)
-      mirrors |= ((SmSnapshotDisk *) def->disks->pdata[i])->mirror_file != NULL;
-    if (!mirrors) {
-      sm_cli_error ("create: --mirror: no disk has a mirror destination "
-                    "(use --mirror-domain DIR or --diskspec DISK,mirror=PATH)");
-      return SM_EXIT_USAGE;
-    }
+  /* A mirror destination requests mirroring by itself; the options that
+   * only concern mirrors are refused without one, not ignored. */
+  for (i = 0; i < def->disks->len; i++)
+    has_mirrors |= ((SmSnapshotDisk *) def->disks->pdata[i])->mirror_file != NULL;
+  if (!has_mirrors && (opt_mirror || opt_bandwidth || opt_copy_mode)) {
+    sm_cli_error ("create: %s: no disk has a mirror destination (use "
+                  "--mirror-domain DIR or --diskspec DISK,mirror=PATH)",
+                  opt_mirror ? "--mirror" : opt_bandwidth ? "--bandwidth"
+                                                          : "--copy-mode");
+    return SM_EXIT_USAGE;
   }
   current = st ? sm_vm_state_get_current (st, &err) : NULL;
   if (err) {
@@ -351,11 +358,11 @@ sm_cmd_create (int argc, char **argv)
     sm_cli_gerror ("create", err);
     return SM_EXIT_FAILURE;
   }
+  if (plan->note)
+    sm_cli_note ("create: %s", plan->note);
   if (dry_run (plan))
     return SM_EXIT_OK;
   progress = sm_progress_new (opt_json);
-  for (i = 0; i < plan->info->disks->len; i++)
-    has_mirrors |= ((SmLsmDisk *) plan->info->disks->pdata[i])->mirror != NULL;
   if (opt_wait && has_mirrors) {
     /* The wait is part of the create: Ctrl-C during it rolls back. */
     g_auto(Progress) p = { 0 };

@@ -140,6 +140,16 @@ sm_cli_warning (const char *fmt, ...)
 }
 
 void
+sm_cli_note (const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  print_message ("note", fmt, ap);
+  va_end (ap);
+}
+
+void
 sm_cli_gerror (const char *context, const GError *err)
 {
   if (context)
