@@ -300,12 +300,43 @@ stem (const char *path)
   return g_steal_pointer (&base);
 }
 
+/* The base name of the new top snapmig gives a disk on TOP with CHAIN
+ * (its layers, TOP first; NULL when unknown) for snapshot SNAPSHOT:
+ * BASE.SNAPSHOT.qcow2, where BASE is TOP's stem with any earlier snapmig
+ * suffix stripped, so that names do not grow with every move
+ * (d0.qcow2 <- d0.m1.qcow2 gives d0.m2.qcow2, not d0.m1.m2.qcow2).  The
+ * suffix rule: when TOP's stem is the stem of a layer below it followed by
+ * '.' and more, BASE is the shortest such stem.  When that name is a layer
+ * of the chain already (a snapshot name used again), BASE is TOP's whole
+ * stem, as before. */
 static char *
-default_top_name (const char *top, const char *snapshot)
+default_top_name (const char *top, const SmImageChain *chain,
+                  const char *snapshot)
 {
   g_autofree char *s = stem (top);
+  g_autofree char *base = g_strdup (s);
+  g_autofree char *name = NULL;
+  size_t i;
 
-  return g_strdup_printf ("%s.%s.qcow2", s, snapshot);
+  for (i = 1; chain && i < chain->layers->len; i++) {
+    const SmImageInfo *l = chain->layers->pdata[i];
+    g_autofree char *below = stem (l->path);
+    size_t n = strlen (below);
+
+    if (n < strlen (base) && strncmp (s, below, n) == 0 && s[n] == '.') {
+      g_free (base);
+      base = g_steal_pointer (&below);
+    }
+  }
+  name = g_strdup_printf ("%s.%s.qcow2", base, snapshot);
+  for (i = 0; chain && i < chain->layers->len; i++) {
+    const SmImageInfo *l = chain->layers->pdata[i];
+    g_autofree char *layer = g_path_get_basename (l->path);
+
+    if (strcmp (layer, name) == 0)
+      return g_strdup_printf ("%s.%s.qcow2", s, snapshot);
+  }
+  return g_steal_pointer (&name);
 }
 
 static char *
@@ -465,7 +496,8 @@ sm_lsm_def_from_options (const SmLsmVm *vm, const char *name,
                    disk->name);
       return NULL;
     }
-    top_name = default_top_name (top, name);
+    top_name = default_top_name (top, g_hash_table_lookup (
+                                   vm->chains, sm_block_disk_id (bd)), name);
     top_dir = g_path_get_dirname (top);
     if (!disk->source)
       disk->source = g_build_filename (top_dir, top_name, NULL);
@@ -740,7 +772,7 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
       new_top = canon (d->source);
     } else {
       g_autofree char *dir = g_path_get_dirname (orig->path);
-      g_autofree char *base = default_top_name (orig->path, def->name);
+      g_autofree char *base = default_top_name (orig->path, chain, def->name);
 
       new_top = g_build_filename (dir, base, NULL);
     }
