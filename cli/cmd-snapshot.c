@@ -146,13 +146,26 @@ timeout_ok (const char *command)
   return sm_cli_timeout_ok (command, opt_timeout);
 }
 
+/* Opens the VM's state without its lock and without QEMU (status: a
+ * waiting create or pivot holds QEMU's monitor). */
+static SmVmState *
+open_state_only (const char *cmd)
+{
+  g_autoptr(GError) err = NULL;
+  g_autofree char *state_dir = opt_state_dir ? g_strdup (opt_state_dir)
+                                             : sm_state_default_dir ();
+  SmVmState *st = sm_vm_state_open (state_dir, opt_qmp, &err);
+
+  if (!st)
+    sm_cli_gerror (cmd, err);
+  return st;
+}
+
 /* Connects, opens the VM's state (unless ST is NULL) and takes its lock. */
 static bool
 open_vm (const char *cmd, bool lock, SmQmp **qmp, SmVmState **st)
 {
   g_autoptr(GError) err = NULL;
-  g_autofree char *state_dir = opt_state_dir ? g_strdup (opt_state_dir)
-                                             : sm_state_default_dir ();
 
   *qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
   if (!*qmp) {
@@ -161,8 +174,10 @@ open_vm (const char *cmd, bool lock, SmQmp **qmp, SmVmState **st)
   }
   if (!st)
     return true;
-  *st = sm_vm_state_open (state_dir, opt_qmp, &err);
-  if (!*st || (lock && !sm_vm_state_lock (*st, &err))) {
+  *st = open_state_only (cmd);
+  if (!*st)
+    return false;
+  if (lock && !sm_vm_state_lock (*st, &err)) {
     sm_cli_gerror (cmd, err);
     return false;
   }
@@ -688,21 +703,6 @@ print_status_text (const char *name, json_object *status)
   }
   if (sm_json_get_bool (status, "ready-to-pivot", &ready) && ready)
     printf ("nothing is moving; ready to pivot (snapmig pivot %s)\n", name);
-}
-
-/* Opens the VM's state without its lock (status only reads) and without
- * QEMU: a waiting create or pivot holds QEMU's monitor. */
-static SmVmState *
-open_state_only (const char *cmd)
-{
-  g_autoptr(GError) err = NULL;
-  g_autofree char *state_dir = opt_state_dir ? g_strdup (opt_state_dir)
-                                             : sm_state_default_dir ();
-  SmVmState *st = sm_vm_state_open (state_dir, opt_qmp, &err);
-
-  if (!st)
-    sm_cli_gerror (cmd, err);
-  return st;
 }
 
 int
