@@ -7,7 +7,8 @@
 #   (create holds its only monitor), shows the progress create publishes in
 #   the state directory: whose it is, done < total, growing; exit 0;
 # - once create is done the published file is gone, and status (from QEMU
-#   again) says nothing is moving and the move is ready to pivot.
+#   again) says nothing is moving and the move is ready to pivot;
+# - pivot's wait publishes in the same way.
 # The copy of the lower layer runs at --bandwidth 1M so that it lasts.
 . "$(dirname "$0")/lib.sh"
 
@@ -89,5 +90,23 @@ check "no line is wider than the 40 columns (widest: $widest)" [ "$widest" -le 4
 check "the long file name is shortened in the middle with ..." \
   grep -qE '^a-lo[^ ]*\.\.\.[^ ]* ' "$T/lines"
 
-"$SNAPMIG" abort "${SM[@]}" w1 >/dev/null 2>&1
+# ---- pivot's wait publishes too ------------------------------------------
+"$SNAPMIG" abort "${SM[@]}" w1 >"$T/out" 2>&1 || sed 's/^/# /' "$T/out"
+"$SNAPMIG" create "${SM[@]}" --mirror-domain "$B" --name w2 --bandwidth 1M \
+  >"$T/out" 2>&1 || sed 's/^/# /' "$T/out"
+"$SNAPMIG" pivot "${SM[@]}" w2 >"$T/pivot.out" 2>&1 &
+PIVOT_PID=$!
+_sm_pids+=("$PIVOT_PID")
+progress_file () { find "$T/state" -name w2.progress.json 2>/dev/null | grep -q .; }
+check "pivot publishes its progress while it waits" wait_until 30 progress_file
+"$SNAPMIG" status "${SM[@]}" --timeout 5 --json >"$T/j3" 2>"$T/err"; rc=$?
+check "status --json during pivot's wait exits 0" [ $rc -eq 0 ]
+check "status --json during pivot's wait: the data is pivot's" \
+  test "$(jq -r .watched.pid "$T/j3" 2>/dev/null)" = "$PIVOT_PID"
+check "pivot ends" wait_gone "$PIVOT_PID" 60
+wait "$PIVOT_PID"; rc=$?
+sed 's/^/# /' "$T/pivot.out"
+check "pivot exits 0" [ $rc -eq 0 ]
+check "pivot's progress file is gone" not progress_file
+
 done_testing
