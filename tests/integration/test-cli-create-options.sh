@@ -63,11 +63,12 @@ check "the refused creates changed nothing" test "$(top_file drive0)" = "$top_be
 check "the refused creates left no job" test -z "$(jobs_of_vm)"
 
 # ---- no mirror destination: a plain external snapshot --------------------
-stem=$(basename "$top_before" .qcow2)
+# (drive0 runs on d0.m2.qcow2 <- d0.m1.qcow2 <- d0.qcow2: the new top is
+# d0.p1.qcow2, the earlier suffix stripped.)
 "$SNAPMIG" create "${SM[@]}" --name p1 >"$T/out" 2>"$T/err"; rc=$?
 check "create --name alone exits 0" exited $rc 0
 check "create --name alone: the new top beside the old one" \
-  test "$(top_file drive0)" = "$A/$stem.p1.qcow2"
+  test "$(top_file drive0)" = "$A/d0.p1.qcow2"
 check "create --name alone: backed by the old top" \
   test "$(chain_files drive0 | sed -n 2p)" = "$top_before"
 check "create --name alone: no block job" test -z "$(jobs_of_vm)"
