@@ -743,7 +743,10 @@ sm_cmd_status (int argc, char **argv)
   }
   if (!name) {
     /* No snapshot to show: nothing snapmig started is moving, which is an
-     * answer, not a failure (a script polls status before a create). */
+     * answer, not a failure (a script polls status before a create); but
+     * only about a VM that answers, not a mistyped socket. */
+    if (!open_vm ("status", false, &qmp, NULL))
+      return SM_EXIT_FAILURE;
     if (opt_json)
       printf ("{\"snapshot\":null,\"moving\":false}\n");
     else

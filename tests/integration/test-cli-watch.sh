@@ -60,8 +60,9 @@ check "status --json: the copy under way (0 < done < total)" wait_until 30 movin
 writer=$(jq -r '.watched.pid' "$T/j1" 2>/dev/null)
 check "status --json names the writer, a live snapmig" \
   test "$(ps -o comm= -p "$writer" 2>/dev/null)" = snapmig
-check "status --json: how old the data is, in seconds" \
-  jq -e '.watched."age-seconds" >= 0 and (.watched.time | test("Z$"))' "$T/j1" >/dev/null
+# aged FILE: the published data's age in seconds and its RFC 3339 time.
+aged () { jq -e '.watched."age-seconds" >= 0 and (.watched.time | test("Z$"))' "$1" >/dev/null; }
+check "status --json: how old the data is, in seconds" aged "$T/j1"
 first=$(copy_done "$T/j1")
 # grew: a later status --json shows more bytes copied.
 grew () { json_status "$T/j2" >/dev/null && [ "$(copy_done "$T/j2")" -gt "$first" ]; }

@@ -133,6 +133,11 @@ check "status --json: moving false" \
   test "$(jq -c . "$T/out" 2>&1)" = '{"snapshot":null,"moving":false}'
 "$SNAPMIG" status "${SM[@]}" nosuch >"$T/out" 2>"$T/err"; rc=$?
 check "status of a snapshot that does not exist still exits 1" exited $rc 1 "$T/err"
+# "nothing is moving" only about a VM that answers (status reads the state
+# directory before it connects): a socket nobody serves is an error.
+"$SNAPMIG" status --state-dir "$T/state" --qmp "$T/nobody.qmp" >"$T/out" 2>"$T/err"; rc=$?
+check "status of a socket nobody serves exits 1" exited $rc 1 "$T/err"
+check "status of a socket nobody serves names it" grep -qF "$T/nobody.qmp" "$T/err"
 
 # status of a move whose mirrors are ready and copies done (create --wait
 # returned) shows it and says that nothing moves any more; once pivoted,
