@@ -50,6 +50,8 @@ int sm_cmd_migrate_recover (int argc, char **argv);
 /* cmd-tunnel.c: migrate --tunnel's helpers */
 int sm_cmd_tunnel (int argc, char **argv);
 int sm_cmd_relay (int argc, char **argv);
+/* cmd-worker.c: create's lower-layer copy worker */
+int sm_cmd_copy_worker (int argc, char **argv);
 
 /* Options every command takes: --debug. */
 extern gboolean sm_cli_debug;

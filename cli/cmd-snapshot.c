@@ -11,6 +11,7 @@
 #include "json-util.h"
 #include "lsm.h"
 #include "migrate.h"
+#include "ops.h"
 #include "progress.h"
 #include "qmp.h"
 #include "state.h"
@@ -146,42 +147,14 @@ timeout_ok (const char *command)
   return sm_cli_timeout_ok (command, opt_timeout);
 }
 
-/* Opens the VM's state without its lock and without QEMU (status: a
- * waiting create or pivot holds QEMU's monitor). */
-static SmVmState *
-open_state_only (const char *cmd)
+/* The VM of --qmp, --state-dir and --timeout. */
+static SmOpTarget
+target (void)
 {
-  g_autoptr(GError) err = NULL;
-  g_autofree char *state_dir = opt_state_dir ? g_strdup (opt_state_dir)
-                                             : sm_state_default_dir ();
-  SmVmState *st = sm_vm_state_open (state_dir, opt_qmp, &err);
+  SmOpTarget t = { opt_qmp, opt_state_dir, sm_cli_timeout_s (opt_timeout),
+                   timeout_ms () };
 
-  if (!st)
-    sm_cli_gerror (cmd, err);
-  return st;
-}
-
-/* Connects, opens the VM's state (unless ST is NULL) and takes its lock. */
-static bool
-open_vm (const char *cmd, bool lock, SmQmp **qmp, SmVmState **st)
-{
-  g_autoptr(GError) err = NULL;
-
-  *qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
-  if (!*qmp) {
-    sm_cli_gerror (cmd, err);
-    return false;
-  }
-  if (!st)
-    return true;
-  *st = open_state_only (cmd);
-  if (!*st)
-    return false;
-  if (lock && !sm_vm_state_lock (*st, &err)) {
-    sm_cli_gerror (cmd, err);
-    return false;
-  }
-  return true;
+  return t;
 }
 
 static bool
@@ -216,16 +189,14 @@ progress_clear (Progress *p)
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Progress, progress_clear)
 
-/* With --dry-run, prints PLAN and returns true: the command is done. */
+/* With --dry-run, prints the plan of R and returns true: the command is
+ * done. */
 static bool
-dry_run (const SmLsmPlan *plan)
+dry_run (const SmOpResult *r)
 {
-  g_autofree char *text = NULL;
-
   if (!opt_dry_run)
     return false;
-  text = sm_lsm_plan_format (plan);
-  fputs (text, stdout);
+  fputs (r->plan_text, stdout);
   return true;
 }
 
@@ -290,17 +261,14 @@ int
 sm_cmd_create (int argc, char **argv)
 {
   g_autoptr(GError) err = NULL;
-  g_autoptr(SmQmp) qmp = NULL;
-  g_autoptr(SmVmState) st = NULL;
-  g_autoptr(SmLsmVm) vm = NULL;
-  g_autoptr(SmSnapshotDef) def = NULL;
-  g_autoptr(SmLsmPlan) plan = NULL;
   g_autoptr(SmProgress) progress = NULL;
-  g_autofree char *current = NULL;
-  SmLsmCreateOptions options = { 0 };
+  g_auto(Progress) p = { 0 };
+  SmOpTarget t;
+  SmOpCreateArgs a = { 0 };
+  SmOpResult r = { 0 };
+  Created c = { NULL, false };
   int exit_code;
-  size_t i;
-  bool has_mirrors = false;
+  bool ok;
 
   if (!sm_cli_parse ("create", "[FILE]",
                      "Take an external disk snapshot of a running VM, "
@@ -321,103 +289,50 @@ sm_cmd_create (int argc, char **argv)
     return SM_EXIT_USAGE;
   }
   if (opt_bandwidth &&
-      !sm_cli_parse_rate (opt_bandwidth, &options.bandwidth)) {
+      !sm_cli_parse_rate (opt_bandwidth, &a.options.bandwidth)) {
     sm_cli_error ("create: --bandwidth '%s': expected bytes per second with "
                   "an optional K, M, G or T suffix (e.g. 64M)", opt_bandwidth);
     return SM_EXIT_USAGE;
   }
   if (!timeout_ok ("create"))
     return SM_EXIT_USAGE;
-  options.copy_mode = opt_copy_mode;
-  options.flags = (opt_atomic ? SM_LSM_ATOMIC : 0) |
-                  (opt_reuse_external ? SM_LSM_REUSE_EXTERNAL : 0) |
-                  (opt_disk_only ? SM_LSM_DISK_ONLY : 0) |
-                  (opt_no_metadata ? SM_LSM_NO_METADATA : 0);
-
-  /* --dry-run touches nothing, not even the state directory. */
-  if (!open_vm ("create", true, &qmp, opt_dry_run ? NULL : &st))
-    return SM_EXIT_FAILURE;
-  vm = sm_lsm_vm_query (qmp, &err);
-  if (!vm) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
-  }
-  if (argc == 2)
-    def = sm_snapshot_parse_file (argv[1], &err);
-  else
-    def = sm_lsm_def_from_options (vm, opt_name,
-                                   (const char *const *) opt_diskspecs,
-                                   opt_mirror_domain, &err);
-  if (!def) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
-  }
-  /* A mirror destination requests mirroring by itself; the options that
-   * only concern mirrors are refused without one, not ignored. */
-  for (i = 0; i < def->disks->len; i++)
-    has_mirrors |= ((SmSnapshotDisk *) def->disks->pdata[i])->mirror_file != NULL;
-  if (!has_mirrors && (opt_mirror || opt_bandwidth || opt_copy_mode)) {
-    sm_cli_error ("create: %s: no disk has a mirror destination (use "
-                  "--mirror-domain DIR or --diskspec DISK,mirror=PATH)",
-                  opt_mirror ? "--mirror" : opt_bandwidth ? "--bandwidth"
-                                                          : "--copy-mode");
-    return SM_EXIT_USAGE;
-  }
-  current = st ? sm_vm_state_get_current (st, &err) : NULL;
-  if (err) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
-  }
-  plan = sm_lsm_plan_create (vm, def, current, &options, &err);
-  if (!plan) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
-  }
-  if (plan->note)
-    sm_cli_note ("create: %s", plan->note);
-  if (dry_run (plan))
-    return SM_EXIT_OK;
+  a.options.copy_mode = opt_copy_mode;
+  a.options.flags = (opt_atomic ? SM_LSM_ATOMIC : 0) |
+                    (opt_reuse_external ? SM_LSM_REUSE_EXTERNAL : 0) |
+                    (opt_disk_only ? SM_LSM_DISK_ONLY : 0) |
+                    (opt_no_metadata ? SM_LSM_NO_METADATA : 0);
+  a.xml_file = argc == 2 ? argv[1] : NULL;
+  a.name = opt_name;
+  a.diskspecs = (const char *const *) opt_diskspecs;
+  a.mirror_domain = opt_mirror_domain;
+  a.require_mirror = opt_mirror;
+  a.dry_run = opt_dry_run;
+  a.wait = opt_wait;
+  a.progress = on_progress;
+  a.opaque = &p;
+  a.created = on_created;
+  a.created_opaque = &c;
   progress = sm_progress_new (opt_json);
-  if (opt_wait && has_mirrors) {
-    /* The wait is part of the create: Ctrl-C during it rolls back. */
-    g_auto(Progress) p = { 0 };
-    SmLsmWaitOptions wait = { timeout_ms (), on_progress, &p };
-    Created c = { progress, false };
-    g_autofree char *msg = NULL;
+  progress_init (&p, progress);
+  c.progress = progress;
+  t = target ();
+  ok = sm_op_create (&t, &a, &r, &err);
+  if (r.plan && r.plan->note)
+    sm_cli_note ("create: %s", r.plan->note);
+  if (!ok) {
+    /* After the snapshot, a failure of the wait leaves the move. */
+    sm_cli_gerror (c.created ? "create --wait" : "create", err);
+    exit_code = r.usage ? SM_EXIT_USAGE : SM_EXIT_FAILURE;
+  } else if (!dry_run (&r) && r.waited) {
+    g_autofree char *msg = g_strdup_printf ("snapshot %s: mirrors ready, "
+                                            "copies done; ready to pivot",
+                                            r.plan->info->snapshot);
 
-    progress_init (&p, progress);
-    if (!sm_lsm_create_wait (qmp, st, plan, &wait, on_created, &c, &err)) {
-      sm_cli_gerror (c.created ? "create --wait" : "create", err);
-      return SM_EXIT_FAILURE;
-    }
-    msg = g_strdup_printf ("snapshot %s: mirrors ready, copies done; "
-                           "ready to pivot", plan->info->snapshot);
     sm_progress_event (progress, "ready", msg, "snapshot",
-                       plan->info->snapshot, NULL);
-    return SM_EXIT_OK;
+                       r.plan->info->snapshot, NULL);
   }
-  if (!sm_lsm_create (qmp, st, plan, &err)) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
-  }
-  {
-    Created c = { progress, false };
-
-    on_created (plan, &c);
-  }
-  return SM_EXIT_OK;
-}
-
-/* Loads the migration record of argv[1] (a snapshot name). */
-static SmLsmInfo *
-load_info (const char *cmd, SmVmState *st, const char *name)
-{
-  g_autoptr(GError) err = NULL;
-  SmLsmInfo *info = sm_lsm_info_load (st, name, &err);
-
-  if (!info)
-    sm_cli_gerror (cmd, err);
-  return info;
+  sm_op_result_clear (&r);
+  return ok ? SM_EXIT_OK : exit_code;
 }
 
 static bool
@@ -432,46 +347,36 @@ one_name (const char *cmd, int argc)
   return false;
 }
 
-/* Resumes the guest that an interrupted pivot left paused, saying so: the
- * first thing pivot and abort do (not with --dry-run, which changes
- * nothing). */
-static bool
-resume_interrupted (const char *cmd, SmQmp *qmp, SmVmState *st,
-                    SmProgress *progress)
-{
-  g_autoptr(GError) err = NULL;
-  g_auto(GStrv) said = NULL;
-  size_t i;
+/* The guest an interrupted pivot left paused, resumed: what pivot and
+ * abort do first (sm_op_pivot, sm_op_abort) and say. */
+typedef struct {
+  const char *cmd;
+  SmProgress *progress;
+} Resumed;
 
-  if (opt_dry_run)
-    return true;
-  said = sm_lsm_resume_interrupted (qmp, st, &err);
-  if (!said) {
-    sm_cli_gerror (cmd, err);
-    return false;
-  }
-  for (i = 0; said[i]; i++)
-    sm_progress_event (progress, "resumed", said[i], "command", cmd, NULL);
-  return true;
+static void
+on_resumed (const char *line, void *opaque)
+{
+  Resumed *rs = opaque;
+
+  sm_progress_event (rs->progress, "resumed", line, "command", rs->cmd, NULL);
 }
 
 int
 sm_cmd_pivot (int argc, char **argv)
 {
   g_autoptr(GError) err = NULL;
-  g_autoptr(SmQmp) qmp = NULL;
-  g_autoptr(SmVmState) st = NULL;
-  g_autoptr(SmLsmVm) vm = NULL;
-  g_autoptr(SmLsmInfo) info = NULL;
-  g_autoptr(SmLsmPlan) plan = NULL;
   g_autoptr(SmProgress) progress = NULL;
-  g_autofree char *current = NULL;
   g_autofree char *msg = NULL;
   g_autofree char *pause = NULL;
   g_autofree char *pause_us = NULL;
-  SmLsmPivotResult result = { 0 };
   g_auto(Progress) p = { 0 };
-  SmLsmWaitOptions wait;
+  SmOpTarget t;
+  SmOpSwitchArgs a = { 0 };
+  SmOpResult r = { 0 };
+  Resumed rs = { "pivot", NULL };
+  const SmLsmPlan *plan;
+  SmLsmPivotResult result;
   int exit_code;
   size_t i;
 
@@ -485,35 +390,28 @@ sm_cmd_pivot (int argc, char **argv)
     return SM_EXIT_USAGE;
   if (!timeout_ok ("pivot"))
     return SM_EXIT_USAGE;
-  if (!open_vm ("pivot", !opt_dry_run, &qmp, &st))
-    return SM_EXIT_FAILURE;
-  current = sm_vm_state_get_current (st, &err);
-  if (err) {
-    sm_cli_gerror ("pivot", err);
-    return SM_EXIT_FAILURE;
-  }
-  info = load_info ("pivot", st, argv[1]);
-  if (!info)
-    return SM_EXIT_FAILURE;
   progress = sm_progress_new (opt_json);
-  if (!resume_interrupted ("pivot", qmp, st, progress))
-    return SM_EXIT_FAILURE;
-  vm = sm_lsm_vm_query (qmp, &err);
-  if (!vm || !(plan = sm_lsm_plan_pivot (vm, info, current,
-                                         opt_delete_source ?
-                                         SM_LSM_DELETE_SOURCE : 0, &err))) {
-    sm_cli_gerror ("pivot", err);
-    return SM_EXIT_FAILURE;
-  }
-  if (dry_run (plan))
-    return SM_EXIT_OK;
   progress_init (&p, progress);
-  wait = (SmLsmWaitOptions) { timeout_ms (), on_progress, &p };
-  if (!sm_lsm_pivot (qmp, st, plan, &wait, &result, &err)) {
+  rs.progress = progress;
+  a.snapshot = argv[1];
+  a.flags = opt_delete_source ? SM_LSM_DELETE_SOURCE : 0;
+  a.dry_run = opt_dry_run;
+  a.progress = on_progress;
+  a.resumed = on_resumed;
+  a.opaque = &p;
+  a.resumed_opaque = &rs;
+  t = target ();
+  if (!sm_op_pivot (&t, &a, &r, &err)) {
     sm_cli_gerror ("pivot", err);
-    sm_lsm_pivot_result_clear (&result);
+    sm_op_result_clear (&r);
     return SM_EXIT_FAILURE;
   }
+  if (dry_run (&r)) {
+    sm_op_result_clear (&r);
+    return SM_EXIT_OK;
+  }
+  plan = r.plan;
+  result = r.pivot;            /* still r's, cleared with it */
   for (i = 0; i < plan->info->disks->len; i++) {
     const SmLsmDisk *d = plan->info->disks->pdata[i];
     g_autofree char *line = NULL;
@@ -560,7 +458,7 @@ sm_cmd_pivot (int argc, char **argv)
                           "pause-ms", result.pause_us >= 0 ? pause : NULL,
                           "pause-us", result.pause_us >= 0 ? pause_us : NULL,
                           "pause-from", result.pause_from, NULL);
-  sm_lsm_pivot_result_clear (&result);
+  sm_op_result_clear (&r);
   return SM_EXIT_OK;
 }
 
@@ -568,12 +466,12 @@ int
 sm_cmd_abort (int argc, char **argv)
 {
   g_autoptr(GError) err = NULL;
-  g_autoptr(SmQmp) qmp = NULL;
-  g_autoptr(SmVmState) st = NULL;
-  g_autoptr(SmLsmVm) vm = NULL;
-  g_autoptr(SmLsmInfo) info = NULL;
-  g_autoptr(SmLsmPlan) plan = NULL;
   g_autoptr(SmProgress) progress = NULL;
+  SmOpTarget t;
+  SmOpSwitchArgs a = { 0 };
+  SmOpResult r = { 0 };
+  Resumed rs = { "abort", NULL };
+  const SmLsmPlan *plan;
   int exit_code;
   size_t i;
 
@@ -588,25 +486,23 @@ sm_cmd_abort (int argc, char **argv)
     return SM_EXIT_USAGE;
   if (!timeout_ok ("abort"))
     return SM_EXIT_USAGE;
-  if (!open_vm ("abort", !opt_dry_run, &qmp, &st))
-    return SM_EXIT_FAILURE;
-  info = load_info ("abort", st, argv[1]);
-  if (!info)
-    return SM_EXIT_FAILURE;
   progress = sm_progress_new (opt_json);
-  if (!resume_interrupted ("abort", qmp, st, progress))
-    return SM_EXIT_FAILURE;
-  vm = sm_lsm_vm_query (qmp, &err);
-  if (!vm || !(plan = sm_lsm_plan_abort (vm, info, &err))) {
+  rs.progress = progress;
+  a.snapshot = argv[1];
+  a.dry_run = opt_dry_run;
+  a.resumed = on_resumed;
+  a.resumed_opaque = &rs;
+  t = target ();
+  if (!sm_op_abort (&t, &a, &r, &err)) {
     sm_cli_gerror ("abort", err);
+    sm_op_result_clear (&r);
     return SM_EXIT_FAILURE;
   }
-  if (dry_run (plan))
+  if (dry_run (&r)) {
+    sm_op_result_clear (&r);
     return SM_EXIT_OK;
-  if (!sm_lsm_abort (qmp, st, plan, timeout_ms (), &err)) {
-    sm_cli_gerror ("abort", err);
-    return SM_EXIT_FAILURE;
   }
+  plan = r.plan;
   for (i = 0; i < plan->info->disks->len; i++) {
     const SmLsmDisk *d = plan->info->disks->pdata[i];
     g_autofree char *line = g_strdup_printf (
@@ -623,6 +519,7 @@ sm_cmd_abort (int argc, char **argv)
 
     sm_progress_event (progress, "aborted", msg, "snapshot", argv[1], NULL);
   }
+  sm_op_result_clear (&r);
   return SM_EXIT_OK;
 }
 
@@ -709,12 +606,9 @@ int
 sm_cmd_status (int argc, char **argv)
 {
   g_autoptr(GError) err = NULL;
-  g_autoptr(SmQmp) qmp = NULL;
-  g_autoptr(SmVmState) st = NULL;
-  g_autoptr(SmLsmInfo) info = NULL;
   g_autoptr(json_object) status = NULL;
-  g_autofree char *current = NULL;
-  const char *name;
+  g_autofree char *name = NULL;
+  SmOpTarget t;
   int exit_code;
 
   if (!sm_cli_parse ("status", "[NAME]",
@@ -732,39 +626,19 @@ sm_cmd_status (int argc, char **argv)
   }
   if (!timeout_ok ("status"))
     return SM_EXIT_USAGE;
-  st = open_state_only ("status");
-  if (!st)
-    return SM_EXIT_FAILURE;
-  current = sm_vm_state_get_current (st, &err);
-  name = argc == 2 ? argv[1] : current;
-  if (!name && err) {
+  t = target ();
+  if (!sm_op_status (&t, argc == 2 ? argv[1] : NULL, &status, &name, &err)) {
     sm_cli_gerror ("status", err);
     return SM_EXIT_FAILURE;
   }
   if (!name) {
     /* No snapshot to show: nothing snapmig started is moving, which is an
-     * answer, not a failure (a script polls status before a create); but
-     * only about a VM that answers, not a mistyped socket. */
-    if (!open_vm ("status", false, &qmp, NULL))
-      return SM_EXIT_FAILURE;
+     * answer, not a failure (a script polls status before a create). */
     if (opt_json)
       printf ("{\"snapshot\":null,\"moving\":false}\n");
     else
       printf ("nothing is moving: the VM has no current snapshot\n");
     return SM_EXIT_OK;
-  }
-  status = sm_lsm_status_watched (st, name);
-  if (!status) {
-    if (!open_vm ("status", false, &qmp, NULL))
-      return SM_EXIT_FAILURE;
-    info = load_info ("status", st, name);
-    if (!info)
-      return SM_EXIT_FAILURE;
-    status = sm_lsm_status (qmp, st, info, &err);
-    if (!status) {
-      sm_cli_gerror ("status", err);
-      return SM_EXIT_FAILURE;
-    }
   }
   if (opt_json) {
     printf ("%s\n", json_object_to_json_string_ext (

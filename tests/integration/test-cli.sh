@@ -11,10 +11,11 @@ command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 not ins
 command -v qemu-img >/dev/null || skip_all "qemu-img not installed"
 command -v jq >/dev/null || skip_all "jq not installed"
 
-# Every listed command, and the hidden helper migrate --tunnel starts.
+# Every listed command, and the hidden helpers migrate --tunnel and create
+# start.
 commands=$("$SNAPMIG" help | awk '/^Commands:/ {on=1; next} on && /^  [a-z]/ {print $1}')
 check "snapmig help lists commands" test -n "$commands"
-all_commands="$commands tunnel"
+all_commands="$commands tunnel copy-worker"
 
 # exited RC WANT ERRFILE: RC is WANT; otherwise say what stderr said.
 exited () {
@@ -84,6 +85,7 @@ declare -A needs=(
   [migrate-finish]="" [migrate-confirm]="--qmp $NS"
   [migrate-start-postcopy]="--qmp $NS" [migrate-recover]="--qmp $NS"
   [relay]="--id r1 --state-dir $T/state" [tunnel]="--id t1 --local-dir $T/dom"
+  [copy-worker]="--status $T/copy.json --ready-fd 9"
 )
 for c in $all_commands; do
   check "the test knows what $c needs" test -n "${needs[$c]+set}"
