@@ -38,8 +38,7 @@ sm_cmd_check_xml (int argc, char **argv)
                      NULL, &argc, &argv, &exit_code))
     return exit_code;
   if (argc < 2) {
-    sm_cli_error ("check-xml: no FILE given (see 'snapmig check-xml --help')");
-    return SM_EXIT_USAGE;
+    return sm_cli_usage ("check-xml: no FILE given (see 'snapmig check-xml --help')");
   }
 
   for (i = 1; i < argc; i++) {

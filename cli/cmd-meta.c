@@ -12,7 +12,6 @@
 
 static char *opt_qmp;
 static char *opt_state_dir;
-static gboolean opt_json;
 static gboolean opt_metadata_only;
 
 #define VM_ENTRIES \
@@ -46,17 +45,17 @@ start (const char *command, const char *params, const char *description,
     return NULL;
   *exit_code = SM_EXIT_USAGE;
   if (!opt_qmp) {
-    sm_cli_error ("%s: --qmp SOCKET is required (see 'snapmig %s --help')",
+    (void) sm_cli_usage ("%s: --qmp SOCKET is required (see 'snapmig %s --help')",
                   command, command);
     return NULL;
   }
   if (*argc - 1 < min_args) {
-    sm_cli_error ("%s: missing snapshot name (see 'snapmig %s --help')",
+    (void) sm_cli_usage ("%s: missing snapshot name (see 'snapmig %s --help')",
                   command, command);
     return NULL;
   }
   if (*argc - 1 > max_args) {
-    sm_cli_error ("%s: unexpected argument '%s' (see 'snapmig %s --help')",
+    (void) sm_cli_usage ("%s: unexpected argument '%s' (see 'snapmig %s --help')",
                   command, (*argv)[max_args + 1], command);
     return NULL;
   }
@@ -173,8 +172,6 @@ sm_cmd_list (int argc, char **argv)
 {
   static const GOptionEntry entries[] = {
     VM_ENTRIES,
-    { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
-      "Print a JSON array of snapshot objects", NULL },
     { NULL, 0, 0, 0, NULL, NULL, NULL },
   };
   g_autoptr(SmVmState) st = NULL;
@@ -198,25 +195,22 @@ sm_cmd_list (int argc, char **argv)
     return exit_code;
   names = sm_vm_state_list_snapshots (st, &err);
   if (!names) {
-    sm_cli_gerror (NULL, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (NULL, err, opt_qmp);
   }
   current = sm_vm_state_get_current (st, &err);
   if (err) {
-    sm_cli_gerror (NULL, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (NULL, err, opt_qmp);
   }
   for (i = 0; names[i]; i++) {
     SmSnapshotDef *def = sm_vm_state_load_snapshot (st, names[i], &err);
 
     if (!def) {
-      sm_cli_gerror (NULL, err);
-      return SM_EXIT_FAILURE;
+      return sm_cli_fail (NULL, err, opt_qmp);
     }
     g_ptr_array_add (defs, def);
   }
 
-  if (opt_json) {
+  if (sm_cli_json) {
     array = json_object_new_array ();
     for (i = 0; i < defs->len; i++) {
       const SmSnapshotDef *def = g_ptr_array_index (defs, i);
@@ -271,8 +265,7 @@ sm_cmd_dumpxml (int argc, char **argv)
     return exit_code;
   xml = sm_vm_state_read_snapshot_xml (st, argv[1], &err);
   if (!xml) {
-    sm_cli_gerror (NULL, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (NULL, err, argv[1]);
   }
   fputs (xml, stdout);
   return flush_stdout ();
@@ -306,8 +299,7 @@ sm_cmd_delete (int argc, char **argv)
   if (!st)
     return exit_code;
   if (!sm_vm_state_lock (st, &err)) {
-    sm_cli_gerror (NULL, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (NULL, err, argv[1]);
   }
   if (opt_metadata_only)
     /* Only to warn below about moves left running; an unreadable document
@@ -315,8 +307,7 @@ sm_cmd_delete (int argc, char **argv)
     def = sm_vm_state_load_snapshot (st, argv[1], NULL);
   if (!sm_vm_state_delete_snapshot_checked (st, argv[1], opt_metadata_only,
                                             &err)) {
-    sm_cli_gerror (NULL, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (NULL, err, argv[1]);
   }
   for (i = 0; def && def->disks && i < def->disks->len; i++) {
     const SmSnapshotDisk *disk = g_ptr_array_index (def->disks, i);
@@ -350,15 +341,13 @@ sm_cmd_current (int argc, char **argv)
   if (argc > 1) {
     if (!sm_vm_state_lock (st, &err) ||
         !sm_vm_state_set_current (st, argv[1], &err)) {
-      sm_cli_gerror (NULL, err);
-      return SM_EXIT_FAILURE;
+      return sm_cli_fail (NULL, err, argv[1]);
     }
     return SM_EXIT_OK;
   }
   current = sm_vm_state_get_current (st, &err);
   if (err) {
-    sm_cli_gerror (NULL, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (NULL, err, opt_qmp);
   }
   if (!current) {
     sm_cli_error ("VM %s has no current snapshot", opt_qmp);

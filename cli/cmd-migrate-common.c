@@ -27,7 +27,6 @@ gboolean mig_opt_unix;
 gboolean mig_opt_all;
 gboolean mig_opt_inc;
 gboolean mig_opt_flatten;
-gboolean mig_opt_json;
 gboolean mig_opt_dry_run;
 gboolean mig_opt_watch_stdin;
 int mig_opt_timeout;
@@ -130,7 +129,7 @@ parse_ports (const char *cmd, int *lo, int *hi)
     *hi = *lo;
     return true;
   }
-  sm_cli_error ("%s: --port-range %s: expected MIN-MAX (1-65535)", cmd,
+  (void) sm_cli_usage ("%s: --port-range %s: expected MIN-MAX (1-65535)", cmd,
                 mig_opt_port_range);
   return false;
 }
@@ -141,7 +140,7 @@ seconds_ok (const char *cmd, const char *option, int seconds)
 {
   if (seconds == UNSET || (seconds >= 1 && seconds <= SM_CLI_TIMEOUT_MAX_S))
     return true;
-  sm_cli_error ("%s: %s must be a number of seconds from 1 to %d", cmd,
+  (void) sm_cli_usage ("%s: %s must be a number of seconds from 1 to %d", cmd,
                 option, SM_CLI_TIMEOUT_MAX_S);
   return false;
 }
@@ -162,17 +161,17 @@ transport_options (const char *cmd, bool *tunnel, bool *tls, char **creds,
   if (mig_opt_link_timeout != UNSET)
     *link_timeout_ms = mig_opt_link_timeout * 1000;
   if (mig_opt_tls && !mig_opt_tls_creds) {
-    sm_cli_error ("%s: --tls needs --tls-creds DIR (ca-cert.pem, "
+    (void) sm_cli_usage ("%s: --tls needs --tls-creds DIR (ca-cert.pem, "
                   "server-cert.pem, server-key.pem, client-cert.pem, "
                   "client-key.pem)", cmd);
     return false;
   }
   if (mig_opt_tls_creds && !mig_opt_tls) {
-    sm_cli_error ("%s: --tls-creds goes with --tls", cmd);
+    (void) sm_cli_usage ("%s: --tls-creds goes with --tls", cmd);
     return false;
   }
   if (mig_opt_tls && (mig_opt_tunnel || mig_opt_unix)) {
-    sm_cli_error ("%s: --tls is for the direct TCP mode; %s streams are "
+    (void) sm_cli_usage ("%s: --tls is for the direct TCP mode; %s streams are "
                   "unix sockets (a tunnel is encrypted by its ssh)", cmd,
                   mig_opt_tunnel ? "--tunnel's" : "--unix's");
     return false;
@@ -226,27 +225,27 @@ postcopy_options (const char *cmd, SmMigOptions *o)
   /* QEMU 7.2 accepts both; later QEMUs refuse post-copy over multifd (its
    * channels are not ordered against the page requests). */
   if (postcopy && parallel) {
-    sm_cli_error ("%s: %s cannot be combined with %s: post-copy over "
+    (void) sm_cli_usage ("%s: %s cannot be combined with %s: post-copy over "
                   "multifd is unsafe; drop one of them", cmd, postcopy,
                   parallel);
     return false;
   }
   if ((mig_opt_postcopy_fallback || mig_opt_postcopy_bandwidth) &&
       !mig_opt_postcopy && !mig_opt_postcopy_after_precopy) {
-    sm_cli_error ("%s: %s goes with --postcopy or --postcopy-after-precopy",
+    (void) sm_cli_usage ("%s: %s goes with --postcopy or --postcopy-after-precopy",
                   cmd, postcopy);
     return false;
   }
   if (mig_opt_postcopy_bandwidth &&
       g_ascii_strcasecmp (mig_opt_postcopy_bandwidth, "unlimited") != 0 &&
       !sm_cli_parse_rate (mig_opt_postcopy_bandwidth, &rate)) {
-    sm_cli_error ("%s: --postcopy-bandwidth %s: expected a rate such as 64M, "
+    (void) sm_cli_usage ("%s: --postcopy-bandwidth %s: expected a rate such as 64M, "
                   "or 0 or unlimited", cmd, mig_opt_postcopy_bandwidth);
     return false;
   }
   if (mig_opt_parallel_connections != UNSET &&
       mig_opt_parallel_connections < 1) {
-    sm_cli_error ("%s: --parallel-connections %d: expected 1 or more", cmd,
+    (void) sm_cli_usage ("%s: --parallel-connections %d: expected 1 or more", cmd,
                   mig_opt_parallel_connections);
     return false;
   }
@@ -265,7 +264,7 @@ mig_need_qmp (const char *cmd)
 {
   if (mig_opt_qmp)
     return true;
-  sm_cli_error ("%s: --qmp SOCKET is required", cmd);
+  (void) sm_cli_usage ("%s: --qmp SOCKET is required", cmd);
   return false;
 }
 
@@ -281,18 +280,18 @@ mig_source_options (const char *cmd, SmMigOptions *o, Printer *pr)
       !postcopy_options (cmd, o))
     return false;
   if (n > 1) {
-    sm_cli_error ("%s: give one of --copy-storage-all, --copy-storage-inc "
+    (void) sm_cli_usage ("%s: give one of --copy-storage-all, --copy-storage-inc "
                   "and --flatten", cmd);
     return false;
   }
   if (mig_opt_bandwidth && !sm_cli_parse_rate (mig_opt_bandwidth, &rate)) {
-    sm_cli_error ("%s: --bandwidth %s: expected a rate such as 64M", cmd,
+    (void) sm_cli_usage ("%s: --bandwidth %s: expected a rate such as 64M", cmd,
                   mig_opt_bandwidth);
     return false;
   }
   if (mig_opt_copy_mode && strcmp (mig_opt_copy_mode, "background") != 0 &&
       strcmp (mig_opt_copy_mode, "write-blocking") != 0) {
-    sm_cli_error ("%s: --copy-mode %s: expected background or "
+    (void) sm_cli_usage ("%s: --copy-mode %s: expected background or "
                   "write-blocking", cmd, mig_opt_copy_mode);
     return false;
   }
@@ -403,7 +402,7 @@ mig_print_json_error (FILE *out, const char *event, const GError *err)
 static void
 phase_error (const char *cmd, const GError *err)
 {
-  if (mig_opt_json)
+  if (sm_cli_json)
     mig_print_json_error (stderr, "error", err);
   sm_cli_gerror (cmd, err);
 }
@@ -423,7 +422,7 @@ mig_dest_start (const char *cmd, SmMigDestOptions *o, Printer *pr,
     return NULL;
   if (!dest_options (cmd, o, pr))
     return NULL;
-  if (!mig_opt_json)
+  if (!sm_cli_json)
     o->event = NULL;
   if (!parse_ports (cmd, &o->port_min, &o->port_max))
     return NULL;
@@ -464,7 +463,7 @@ mig_print_result (const SmMigCookie *c, double seconds)
   g_autoptr(GString) line = g_string_new ("");
   const char *qmp = c->dest_user_qmp ? c->dest_user_qmp : c->dest_qmp;
 
-  if (mig_opt_json) {
+  if (sm_cli_json) {
     json_object *r = json_object_new_object ();
 
     json_object_object_add (r, "event", json_object_new_string ("result"));
@@ -544,7 +543,7 @@ mig_print_result (const SmMigCookie *c, double seconds)
 void
 mig_print_failure (const char *cmd, const GError *err)
 {
-  if (mig_opt_json) {
+  if (sm_cli_json) {
     json_object *r = json_object_new_object ();
     json_object *e = json_object_new_object ();
     const char *colon = strchr (err->message, ':');
@@ -569,8 +568,8 @@ mig_print_failure (const char *cmd, const GError *err)
 Printer
 mig_whole_printer (SmProgress *progress)
 {
-  return (Printer) { .progress = mig_opt_json ? NULL : progress,
-                     .json = mig_opt_json, .json_out = stdout };
+  return (Printer) { .progress = sm_cli_json ? NULL : progress,
+                     .json = sm_cli_json, .json_out = stdout };
 }
 
 /* migrate and migrate-recover: connects to the source, or prints the
@@ -598,7 +597,7 @@ mig_dest_command (const char *cmd, char ***dest_argv, GPtrArray *extra)
     g_autoptr(GError) e = NULL;
 
     if (!g_shell_parse_argv (mig_opt_dest_cmd, NULL, dest_argv, &e)) {
-      sm_cli_error ("%s: --dest-cmd: %s", cmd, e->message);
+      (void) sm_cli_usage ("%s: --dest-cmd: %s", cmd, e->message);
       return false;
     }
   } else {

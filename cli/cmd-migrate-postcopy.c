@@ -12,8 +12,6 @@ static gboolean opt_hold;
 
 static const GOptionEntry start_postcopy_entries[] = {
   SOURCE_ENTRIES,
-  { "json", 0, 0, G_OPTION_ARG_NONE, &mig_opt_json,
-    "The outcome as one JSON document", NULL },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 
@@ -30,9 +28,6 @@ static const GOptionEntry recover_entries[] = {
     "every other command); print \"ready\", then answer each line "
     "\"recover\" on stdin with \"uri URI\" or \"error CODE MESSAGE\" "
     "(migrate starts it during post-copy)", NULL },
-  { "json", 0, 0, G_OPTION_ARG_NONE, &mig_opt_json,
-    "JSON lines: events, then one result (--incoming: progress and the "
-    "error on stderr)", NULL },
   DEST_ENTRIES,
   PORT_ENTRIES (PORT_HELP, "Ignored (the migration's endpoint says unix or "
                 "TCP)"),
@@ -69,12 +64,11 @@ sm_cmd_migrate_start_postcopy (int argc, char **argv)
       !sm_migrate_start_postcopy (st, mig_opt_qmp,
                                   sm_cli_timeout_s (mig_opt_timeout) * 1000,
                                   &err)) {
-    if (mig_opt_json)
+    if (sm_cli_json)
       mig_print_json_error (stdout, NULL, err);
-    sm_cli_gerror (cmd, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (cmd, err, mig_opt_qmp);
   }
-  if (mig_opt_json) {
+  if (sm_cli_json) {
     json_object *r = json_object_new_object ();
 
     json_object_object_add (r, "ok", json_object_new_boolean (true));
@@ -102,10 +96,9 @@ recover_incoming (const char *cmd)
 
   if (mig_opt_qmp || mig_opt_dest_cmd || mig_opt_dest_state_dir ||
       mig_opt_stall_timeout != UNSET || mig_opt_recover_timeout != UNSET) {
-    sm_cli_error ("%s: --incoming takes none of --qmp, --dest-cmd, "
+    return sm_cli_usage ("%s: --incoming takes none of --qmp, --dest-cmd, "
                   "--dest-state-dir, --stall-timeout and --recover-timeout "
                   "(they are the source's)", cmd);
-    return SM_EXIT_USAGE;
   }
   c = mig_dest_start (cmd, &o, &pr, &state, &code);
   if (!c)
@@ -113,8 +106,7 @@ recover_incoming (const char *cmd)
   if (opt_hold) {
     if (sm_migrate_recover_agent (c, &o, STDIN_FILENO, stdout, &err))
       return SM_EXIT_OK;
-    sm_cli_gerror (cmd, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (cmd, err, mig_opt_qmp);
   }
   sm_migrate_recover_listen (c, &o, &err);
   return mig_dest_done (cmd, "recover", c, err);
@@ -148,8 +140,7 @@ sm_cmd_migrate_recover (int argc, char **argv)
                      recover_entries, &argc, &argv, &code))
     return code;
   if (opt_hold && !opt_incoming) {
-    sm_cli_error ("%s: --hold goes with --incoming", cmd);
-    return SM_EXIT_USAGE;
+    return sm_cli_usage ("%s: --hold goes with --incoming", cmd);
   }
   if (opt_incoming)
     return recover_incoming (cmd);

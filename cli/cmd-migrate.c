@@ -13,8 +13,6 @@ static const GOptionEntry migrate_entries[] = {
   WATCH_ENTRIES,
   DEST_ENTRIES,
   DEST_CMD_ENTRIES,
-  { "json", 0, 0, G_OPTION_ARG_NONE, &mig_opt_json,
-    "JSON lines: events, then one result", NULL },
   { "dry-run", 0, 0, G_OPTION_ARG_NONE, &mig_opt_dry_run,
     "Print both hosts' plans (migration cookies); change nothing", NULL },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
@@ -51,7 +49,7 @@ sm_cmd_migrate (int argc, char **argv)
     return SM_EXIT_USAGE;
   o.converge_ms = mig_opt_timeout * 1000;
   if (!mig_opt_dest_domain) {
-    sm_cli_error ("migrate: --dest-domain DIR is required");
+    (void) sm_cli_usage ("migrate: --dest-domain DIR is required");
     g_strfreev (o.disks);
     return SM_EXIT_USAGE;
   }

@@ -34,7 +34,6 @@ extern gboolean mig_opt_unix;
 extern gboolean mig_opt_all;
 extern gboolean mig_opt_inc;
 extern gboolean mig_opt_flatten;
-extern gboolean mig_opt_json;
 extern gboolean mig_opt_dry_run;
 extern gboolean mig_opt_watch_stdin;
 extern int mig_opt_timeout;

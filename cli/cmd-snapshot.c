@@ -10,6 +10,7 @@
 
 #include "json-util.h"
 #include "lsm.h"
+#include "lsm-json.h"
 #include "migrate.h"
 #include "progress.h"
 #include "qmp.h"
@@ -29,7 +30,6 @@ static char *opt_bandwidth;
 static char *opt_copy_mode;
 static gboolean opt_wait;
 static int opt_timeout;
-static gboolean opt_json;
 static gboolean opt_dry_run;
 static gboolean opt_delete_source;
 
@@ -47,9 +47,6 @@ static gboolean opt_delete_source;
     "mirrors and copies, 30 for each answer)")
 #define REPLY_TIMEOUT_ENTRY \
   SM_CLI_TIMEOUT_ENTRY (opt_timeout, SM_CLI_TIMEOUT_HELP)
-#define JSON_ENTRY \
-  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, \
-    "Print progress and results as JSON lines on stdout", NULL }
 #define DRY_RUN_ENTRY \
   { "dry-run", 0, 0, G_OPTION_ARG_NONE, &opt_dry_run, \
     "Print the plan (files to create, QMP commands) and change nothing", \
@@ -88,22 +85,22 @@ static const GOptionEntry create_entries[] = {
     "(always converges; QEMU >= 3.0)", "MODE" },
   { "wait", 0, 0, G_OPTION_ARG_NONE, &opt_wait,
     "Wait until every mirror is ready and every copy done", NULL },
-  TIMEOUT_ENTRY, JSON_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
+  TIMEOUT_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
 };
 
 static const GOptionEntry pivot_entries[] = {
   QMP_ENTRY,
   { "delete-source", 0, 0, G_OPTION_ARG_NONE, &opt_delete_source,
     "Afterwards remove the source chain files the VM no longer uses", NULL },
-  TIMEOUT_ENTRY, JSON_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
+  TIMEOUT_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
 };
 
 static const GOptionEntry abort_entries[] = {
-  QMP_ENTRY, TIMEOUT_ENTRY, JSON_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
+  QMP_ENTRY, TIMEOUT_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
 };
 
 static const GOptionEntry status_entries[] = {
-  QMP_ENTRY, REPLY_TIMEOUT_ENTRY, JSON_ENTRY, STATE_ENTRY, END_ENTRY,
+  QMP_ENTRY, REPLY_TIMEOUT_ENTRY, STATE_ENTRY, END_ENTRY,
 };
 
 static gboolean opt_incoming;
@@ -168,7 +165,7 @@ need_qmp (const char *cmd)
 {
   if (opt_qmp)
     return true;
-  sm_cli_error ("%s: --qmp SOCKET is required (see 'snapmig %s --help')", cmd,
+  (void) sm_cli_usage ("%s: --qmp SOCKET is required (see 'snapmig %s --help')", cmd,
                 cmd);
   return false;
 }
@@ -252,16 +249,15 @@ on_created (const SmLsmPlan *plan, void *opaque)
                              d->name, d->new_top, d->mirror, d->job_id);
     else
       msg = g_strdup_printf ("disk %s: now on %s", d->name, d->new_top);
-    sm_progress_event (c->progress, "disk", msg, "disk", d->name,
-                       "active", d->new_top, "mirror", d->mirror,
-                       "job", d->job_id, NULL);
+    sm_progress_event (c->progress, "disk", msg,
+                       sm_lsm_disk_created_json (d));
   }
   {
     g_autofree char *msg = g_strdup_printf ("snapshot %s created",
                                             plan->info->snapshot);
 
-    sm_progress_event (c->progress, "created", msg, "snapshot",
-                       plan->info->snapshot, NULL);
+    sm_progress_event (c->progress, "created", msg,
+                       sm_lsm_snapshot_result_json (plan->info->snapshot, -1));
   }
 }
 
@@ -294,15 +290,13 @@ sm_cmd_create (int argc, char **argv)
   if (argc > 2 || (argc == 2 && (opt_name || opt_diskspecs ||
                                  opt_mirror_domain)) ||
       (argc == 1 && !opt_name)) {
-    sm_cli_error ("create: give either FILE or --name with --diskspec/"
+    return sm_cli_usage ("create: give either FILE or --name with --diskspec/"
                   "--mirror-domain (see 'snapmig create --help')");
-    return SM_EXIT_USAGE;
   }
   if (opt_bandwidth &&
       !sm_cli_parse_rate (opt_bandwidth, &options.bandwidth)) {
-    sm_cli_error ("create: --bandwidth '%s': expected bytes per second with "
+    return sm_cli_usage ("create: --bandwidth '%s': expected bytes per second with "
                   "an optional K, M, G or T suffix (e.g. 64M)", opt_bandwidth);
-    return SM_EXIT_USAGE;
   }
   if (!timeout_ok ("create"))
     return SM_EXIT_USAGE;
@@ -317,8 +311,7 @@ sm_cmd_create (int argc, char **argv)
     return SM_EXIT_FAILURE;
   vm = sm_lsm_vm_query (qmp, &err);
   if (!vm) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("create", err, opt_name ? opt_name : opt_qmp);
   }
   if (argc == 2)
     def = sm_snapshot_parse_file (argv[1], &err);
@@ -327,8 +320,7 @@ sm_cmd_create (int argc, char **argv)
                                    (const char *const *) opt_diskspecs,
                                    opt_mirror_domain, &err);
   if (!def) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("create", err, opt_name ? opt_name : opt_qmp);
   }
   if (opt_mirror) {
     bool mirrors = false;
@@ -336,24 +328,21 @@ sm_cmd_create (int argc, char **argv)
     for (i = 0; i < def->disks->len; i++)
       mirrors |= ((SmSnapshotDisk *) def->disks->pdata[i])->mirror_file != NULL;
     if (!mirrors) {
-      sm_cli_error ("create: --mirror: no disk has a mirror destination "
+      return sm_cli_usage ("create: --mirror: no disk has a mirror destination "
                     "(use --mirror-domain DIR or --diskspec DISK,mirror=PATH)");
-      return SM_EXIT_USAGE;
     }
   }
   current = st ? sm_vm_state_get_current (st, &err) : NULL;
   if (err) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("create", err, opt_name ? opt_name : opt_qmp);
   }
   plan = sm_lsm_plan_create (vm, def, current, &options, &err);
   if (!plan) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("create", err, opt_name ? opt_name : opt_qmp);
   }
   if (dry_run (plan))
     return SM_EXIT_OK;
-  progress = sm_progress_new (opt_json);
+  progress = sm_progress_new (sm_cli_json);
   for (i = 0; i < plan->info->disks->len; i++)
     has_mirrors |= ((SmLsmDisk *) plan->info->disks->pdata[i])->mirror != NULL;
   if (opt_wait && has_mirrors) {
@@ -365,24 +354,26 @@ sm_cmd_create (int argc, char **argv)
 
     progress_init (&p, progress);
     if (!sm_lsm_create_wait (qmp, st, plan, &wait, on_created, &c, &err)) {
-      sm_cli_gerror (c.created ? "create --wait" : "create", err);
-      return SM_EXIT_FAILURE;
+      return sm_cli_fail (c.created ? "create --wait" : "create", err, opt_name ? opt_name : opt_qmp);
     }
     msg = g_strdup_printf ("snapshot %s: mirrors ready, copies done; "
                            "ready to pivot", plan->info->snapshot);
-    sm_progress_event (progress, "ready", msg, "snapshot",
-                       plan->info->snapshot, NULL);
+    sm_progress_result (progress, msg,
+                        sm_lsm_snapshot_result_json (plan->info->snapshot,
+                                                     true));
     return SM_EXIT_OK;
   }
   if (!sm_lsm_create (qmp, st, plan, &err)) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("create", err, opt_name ? opt_name : opt_qmp);
   }
   {
     Created c = { progress, false };
 
     on_created (plan, &c);
   }
+  sm_progress_result (progress, NULL,
+                      sm_lsm_snapshot_result_json (plan->info->snapshot,
+                                                   false));
   return SM_EXIT_OK;
 }
 
@@ -403,7 +394,7 @@ one_name (const char *cmd, int argc)
 {
   if (argc == 2)
     return true;
-  sm_cli_error ("%s: %s (see 'snapmig %s --help')", cmd,
+  (void) sm_cli_usage ("%s: %s (see 'snapmig %s --help')", cmd,
                 argc < 2 ? "missing snapshot NAME"
                           : "exactly one NAME expected",
                 cmd);
@@ -429,7 +420,12 @@ resume_interrupted (const char *cmd, SmQmp *qmp, SmVmState *st,
     return false;
   }
   for (i = 0; said[i]; i++)
-    sm_progress_event (progress, "resumed", said[i], "command", cmd, NULL);
+  {
+    json_object *f = json_object_new_object ();
+
+    json_object_object_add (f, "command", json_object_new_string (cmd));
+    sm_progress_event (progress, "resumed", said[i], f);
+  }
   return true;
 }
 
@@ -445,8 +441,6 @@ sm_cmd_pivot (int argc, char **argv)
   g_autoptr(SmProgress) progress = NULL;
   g_autofree char *current = NULL;
   g_autofree char *msg = NULL;
-  g_autofree char *pause = NULL;
-  g_autofree char *pause_us = NULL;
   SmLsmPivotResult result = { 0 };
   g_auto(Progress) p = { 0 };
   SmLsmWaitOptions wait;
@@ -467,21 +461,19 @@ sm_cmd_pivot (int argc, char **argv)
     return SM_EXIT_FAILURE;
   current = sm_vm_state_get_current (st, &err);
   if (err) {
-    sm_cli_gerror ("pivot", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("pivot", err, argv[1]);
   }
   info = load_info ("pivot", st, argv[1]);
   if (!info)
     return SM_EXIT_FAILURE;
-  progress = sm_progress_new (opt_json);
+  progress = sm_progress_new (sm_cli_json);
   if (!resume_interrupted ("pivot", qmp, st, progress))
     return SM_EXIT_FAILURE;
   vm = sm_lsm_vm_query (qmp, &err);
   if (!vm || !(plan = sm_lsm_plan_pivot (vm, info, current,
                                          opt_delete_source ?
                                          SM_LSM_DELETE_SOURCE : 0, &err))) {
-    sm_cli_gerror ("pivot", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("pivot", err, argv[1]);
   }
   if (dry_run (plan))
     return SM_EXIT_OK;
@@ -499,28 +491,25 @@ sm_cmd_pivot (int argc, char **argv)
     if (!d->mirror)
       continue;
     line = g_strdup_printf ("disk %s: now on %s", d->name, d->mirror);
-    sm_progress_event (progress, "disk", line, "disk", d->name, "active",
-                       d->mirror, NULL);
+    sm_progress_event (progress, "disk", line,
+                       sm_lsm_disk_active_json (d, true));
   }
   /* --delete-source: every file removed, every file kept and why. */
   for (i = 0; result.removed && i < result.removed->len; i++) {
     const char *file = result.removed->pdata[i];
     g_autofree char *line = g_strdup_printf ("removed %s", file);
 
-    sm_progress_event (progress, "removed", line, "file", file, NULL);
+    sm_progress_event (progress, "removed", line, sm_lsm_removed_json (file));
   }
   for (i = 0; result.kept && i < result.kept->len; i++) {
     const SmLsmKeptFile *k = result.kept->pdata[i];
     g_autofree char *line = g_strdup_printf ("kept %s: %s", k->path, k->why);
 
-    sm_progress_event (progress, "kept", line, "file", k->path, "why", k->why,
-                       NULL);
+    sm_progress_event (progress, "kept", line, sm_lsm_kept_json (k));
   }
   /* The pause from QEMU's STOP and RESUME events (pause-from "events"),
    * or from before stop to after cont ("clock") when an event was
    * missing: pause-ms in whole milliseconds, pause-us for the detail. */
-  pause = g_strdup_printf ("%" G_GINT64_FORMAT, result.pause_ms);
-  pause_us = g_strdup_printf ("%" G_GINT64_FORMAT, result.pause_us);
   if (result.pause_us >= 0)
     msg = g_strdup_printf ("snapshot %s pivoted; guest paused %.1f ms for the "
                            "switch (%s)", argv[1],
@@ -530,14 +519,10 @@ sm_cmd_pivot (int argc, char **argv)
                            : "from stop sent to cont answered");
   else
     msg = g_strdup_printf ("snapshot %s pivoted; guest not paused", argv[1]);
-  /* --json: with --delete-source, "removed" lists the files removed
-   * (absolute paths) in the result itself. */
-  sm_progress_event_list (progress, "pivoted", msg,
-                          opt_delete_source ? "removed" : NULL,
-                          result.removed, "snapshot", argv[1],
-                          "pause-ms", result.pause_us >= 0 ? pause : NULL,
-                          "pause-us", result.pause_us >= 0 ? pause_us : NULL,
-                          "pause-from", result.pause_from, NULL);
+  /* --json: the result lists the files --delete-source removed
+   * (absolute paths), and the pause as numbers. */
+  sm_progress_result (progress, msg,
+                      sm_lsm_pivot_result_json (argv[1], &result));
   sm_lsm_pivot_result_clear (&result);
   return SM_EXIT_OK;
 }
@@ -571,19 +556,17 @@ sm_cmd_abort (int argc, char **argv)
   info = load_info ("abort", st, argv[1]);
   if (!info)
     return SM_EXIT_FAILURE;
-  progress = sm_progress_new (opt_json);
+  progress = sm_progress_new (sm_cli_json);
   if (!resume_interrupted ("abort", qmp, st, progress))
     return SM_EXIT_FAILURE;
   vm = sm_lsm_vm_query (qmp, &err);
   if (!vm || !(plan = sm_lsm_plan_abort (vm, info, &err))) {
-    sm_cli_gerror ("abort", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("abort", err, argv[1]);
   }
   if (dry_run (plan))
     return SM_EXIT_OK;
   if (!sm_lsm_abort (qmp, st, plan, timeout_ms (), &err)) {
-    sm_cli_gerror ("abort", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("abort", err, argv[1]);
   }
   for (i = 0; i < plan->info->disks->len; i++) {
     const SmLsmDisk *d = plan->info->disks->pdata[i];
@@ -591,15 +574,16 @@ sm_cmd_abort (int argc, char **argv)
       "disk %s: stays on %s (the snapshot's new top, backed by %s)", d->name,
       d->new_top, d->orig_top);
 
-    sm_progress_event (progress, "disk", line, "disk", d->name, "active",
-                       d->new_top, NULL);
+    sm_progress_event (progress, "disk", line,
+                       sm_lsm_disk_active_json (d, false));
   }
   {
     g_autofree char *msg = g_strdup_printf (
       "snapshot %s aborted; the destination files snapmig created are "
       "removed", argv[1]);
 
-    sm_progress_event (progress, "aborted", msg, "snapshot", argv[1], NULL);
+    sm_progress_result (progress, msg,
+                        sm_lsm_snapshot_result_json (argv[1], -1));
   }
   return SM_EXIT_OK;
 }
@@ -626,8 +610,7 @@ sm_cmd_status (int argc, char **argv)
   if (!need_qmp ("status"))
     return SM_EXIT_USAGE;
   if (argc > 2) {
-    sm_cli_error ("status: at most one NAME expected");
-    return SM_EXIT_USAGE;
+    return sm_cli_usage ("status: at most one NAME expected");
   }
   if (!timeout_ok ("status"))
     return SM_EXIT_USAGE;
@@ -636,13 +619,12 @@ sm_cmd_status (int argc, char **argv)
   current = sm_vm_state_get_current (st, &err);
   name = argc == 2 ? argv[1] : current;
   if (!name && err) {
-    sm_cli_gerror ("status", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("status", err, name ? name : opt_qmp);
   }
   if (!name) {
     /* No snapshot to show: nothing snapmig started is moving, which is an
      * answer, not a failure (a script polls status before a create). */
-    if (opt_json)
+    if (sm_cli_json)
       printf ("{\"snapshot\":null,\"moving\":false}\n");
     else
       printf ("nothing is moving: the VM has no current snapshot\n");
@@ -653,10 +635,9 @@ sm_cmd_status (int argc, char **argv)
     return SM_EXIT_FAILURE;
   status = sm_lsm_status (qmp, st, info, &err);
   if (!status) {
-    sm_cli_gerror ("status", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("status", err, name ? name : opt_qmp);
   }
-  if (opt_json) {
+  if (sm_cli_json) {
     printf ("%s\n", json_object_to_json_string_ext (
               status, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     return SM_EXIT_OK;
@@ -751,8 +732,7 @@ sm_cmd_recover (int argc, char **argv)
     g_autofree char *msg = sm_migrate_recover_incoming (dir, &err);
 
     if (!msg) {
-      sm_cli_gerror ("recover", err);
-      return SM_EXIT_FAILURE;
+      return sm_cli_fail ("recover", err, opt_qmp);
     }
     printf ("%s", *msg ? msg : "nothing to recover\n");
     return SM_EXIT_OK;
@@ -760,8 +740,7 @@ sm_cmd_recover (int argc, char **argv)
   if (!need_qmp ("recover"))
     return SM_EXIT_USAGE;
   if (argc != 1) {
-    sm_cli_error ("recover: no arguments expected");
-    return SM_EXIT_USAGE;
+    return sm_cli_usage ("recover: no arguments expected");
   }
   if (!timeout_ok ("recover"))
     return SM_EXIT_USAGE;
@@ -769,16 +748,14 @@ sm_cmd_recover (int argc, char **argv)
                             : sm_state_default_dir ();
   st = sm_vm_state_open (state_dir, opt_qmp, &err);
   if (!st || !sm_vm_state_lock (st, &err)) {
-    sm_cli_gerror ("recover", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("recover", err, opt_qmp);
   }
   /* A dead QEMU is not an error here: recovery then works offline.  One
    * that does not answer (stopped, hung, or its monitor held by another
    * client) may still have the images open: that is an error. */
   qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
   if (g_error_matches (err, SM_ERROR, SM_ERROR_INTERRUPTED)) {
-    sm_cli_gerror ("recover", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("recover", err, opt_qmp);
   }
   if (!qmp && !g_error_matches (err, SM_ERROR, SM_ERROR_IO) &&
       !g_error_matches (err, SM_ERROR, SM_ERROR_DISCONNECTED)) {
@@ -792,9 +769,8 @@ sm_cmd_recover (int argc, char **argv)
     g_clear_error (&err);
   }
   if (opt_dest_never_ran && opt_dest_runs) {
-    sm_cli_error ("recover: --dest-never-ran and --dest-runs exclude each "
+    return sm_cli_usage ("recover: --dest-never-ran and --dest-runs exclude each "
                   "other");
-    return SM_EXIT_USAGE;
   }
   sm_migrate_recover_set_dest_never_ran (opt_dest_never_ran);
   sm_migrate_recover_set_dest_runs (opt_dest_runs);

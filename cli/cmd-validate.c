@@ -50,15 +50,12 @@
 #include "state.h"
 #include "validate.h"
 
-static gboolean opt_json;
 static gboolean opt_strict;
 static char **opt_qmp;
 static char *opt_state_dir;
 static int opt_timeout;
 
 static const GOptionEntry entries[] = {
-  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
-    "Print one JSON document instead of text", NULL },
   { "qmp", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_qmp,
     "A running VM's QMP socket or HOST:PORT; its open images count as used "
     "and leftovers are looked for (repeatable)", "SOCKET" },
@@ -113,9 +110,8 @@ sm_cmd_validate (int argc, char **argv)
                      "run.", entries, &argc, &argv, &rc))
     return rc;
   if (argc < 2) {
-    sm_cli_error ("validate: no storage domain given (see 'snapmig validate "
+    return sm_cli_usage ("validate: no storage domain given (see 'snapmig validate "
                   "--help')");
-    return SM_EXIT_USAGE;
   }
   if (!sm_cli_timeout_ok ("validate", opt_timeout))
     return SM_EXIT_USAGE;
@@ -151,7 +147,7 @@ sm_cmd_validate (int argc, char **argv)
     return SM_EXIT_USAGE;
   }
 
-  if (opt_json) {
+  if (sm_cli_json) {
     g_autoptr(json_object) doc = sm_validate_report_to_json (report,
                                                              opt_strict);
 

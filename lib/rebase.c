@@ -327,6 +327,19 @@ sm_rebase_plan (const SmBlockVm *vm, const char *disk, const char *base,
   return g_steal_pointer (&plan);
 }
 json_object *
+sm_rebase_result_json (const SmRebasePlan *plan)
+{
+  json_object *obj = json_object_new_object ();
+
+  json_object_object_add (obj, "disk", json_object_new_string (plan->disk));
+  json_object_object_add (obj, "backing-file", plan->backing_file
+                          ? json_object_new_string (plan->backing_file) : NULL);
+  json_object_object_add (obj, "merged",
+                          json_object_new_boolean (plan->n_steps > 0));
+  return obj;
+}
+
+json_object *
 sm_rebase_plan_to_json (const SmRebasePlan *plan)
 {
   json_object *obj = json_object_new_object ();
