@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "migrate-cookie.h"
+#include "qmp.h"          /* json_object's g_autoptr cleanup */
+#include "report-json.h"
 #include "snapshot-xml.h"
 
 /* A valid cookie's meaning, as a migration phase reading it checks it
@@ -26,6 +28,7 @@ check_cookie_meaning (const char *path, GError **error)
 int
 sm_cmd_check_xml (int argc, char **argv)
 {
+  g_autoptr(json_object) files = NULL;
   int exit_code = SM_EXIT_OK;
   int i;
 
@@ -41,6 +44,7 @@ sm_cmd_check_xml (int argc, char **argv)
     return sm_cli_usage ("check-xml: no FILE given (see 'snapmig check-xml --help')");
   }
 
+  files = json_object_new_array ();
   for (i = 1; i < argc; i++) {
     g_autoptr(GError) err = NULL;
     const char *kind = NULL;
@@ -55,8 +59,17 @@ sm_cmd_check_xml (int argc, char **argv)
       sm_cli_gerror (argv[i], err);
       exit_code = SM_EXIT_FAILURE;
     }
-    else
+    else if (!sm_cli_json)
       printf ("%s: valid (%s)\n", argv[i], kind);
+    json_object_array_add (files, sm_report_checked_file_json (argv[i], kind,
+                                                               err));
+  }
+  if (sm_cli_json) {
+    g_autoptr(json_object) doc = sm_report_check_xml_json (
+      g_steal_pointer (&files));
+
+    if (!sm_cli_print_document (doc))
+      return SM_EXIT_FAILURE;
   }
   return exit_code;
 }

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <json-c/json.h>
 
+#include "snapshot-json.h"
+#include "error.h"
 #include "state.h"
 
 static char *opt_qmp;
@@ -107,56 +109,6 @@ format_disks (const SmSnapshotDef *def)
   return g_string_free (s, FALSE);
 }
 
-static json_object *
-json_string_or_null (const char *s)
-{
-  return s ? json_object_new_string (s) : NULL;
-}
-
-static json_object *
-snapshot_to_json (const SmSnapshotDef *def, bool current)
-{
-  json_object *obj = json_object_new_object ();
-  json_object *disks = json_object_new_array ();
-  guint i;
-
-  json_object_object_add (obj, "name", json_object_new_string (def->name));
-  json_object_object_add (obj, "current", json_object_new_boolean (current));
-  json_object_object_add (obj, "creationTime",
-                          def->creation_time >= 0
-                          ? json_object_new_int64 (def->creation_time) : NULL);
-  json_object_object_add (obj, "state", json_string_or_null (def->state));
-  json_object_object_add (obj, "parent", json_string_or_null (def->parent));
-  json_object_object_add (obj, "description",
-                          json_string_or_null (def->description));
-  for (i = 0; def->disks && i < def->disks->len; i++) {
-    const SmSnapshotDisk *disk = g_ptr_array_index (def->disks, i);
-    json_object *d = json_object_new_object ();
-    json_object *mirror = NULL;
-
-    json_object_object_add (d, "name", json_object_new_string (disk->name));
-    json_object_object_add (d, "snapshot",
-                            disk->snapshot == SM_SNAPSHOT_LOCATION_DEFAULT
-                            ? NULL
-                            : json_string_or_null (
-                                sm_snapshot_location_to_string (disk->snapshot)));
-    json_object_object_add (d, "source", json_string_or_null (disk->source));
-    json_object_object_add (d, "format",
-                            json_string_or_null (disk->driver_type));
-    if (disk->mirror_file) {
-      mirror = json_object_new_object ();
-      json_object_object_add (mirror, "file",
-                              json_object_new_string (disk->mirror_file));
-      json_object_object_add (mirror, "format",
-                              json_string_or_null (disk->mirror_format));
-    }
-    json_object_object_add (d, "mirror", mirror);
-    json_object_array_add (disks, d);
-  }
-  json_object_object_add (obj, "disks", disks);
-  return obj;
-}
-
 static int
 flush_stdout (void)
 {
@@ -180,7 +132,7 @@ sm_cmd_list (int argc, char **argv)
   g_autofree char *current = NULL;
   g_autoptr(GPtrArray) defs =
     g_ptr_array_new_with_free_func ((GDestroyNotify) sm_snapshot_def_free);
-  g_autoptr(json_object) array = NULL;
+  g_autoptr(json_object) doc = NULL;
   int exit_code;
   int name_w = 0, time_w = 0, state_w = 0;
   guint i;
@@ -211,17 +163,9 @@ sm_cmd_list (int argc, char **argv)
   }
 
   if (sm_cli_json) {
-    array = json_object_new_array ();
-    for (i = 0; i < defs->len; i++) {
-      const SmSnapshotDef *def = g_ptr_array_index (defs, i);
-
-      json_object_array_add (array, snapshot_to_json (
-                               def, g_strcmp0 (current, def->name) == 0));
-    }
-    printf ("%s\n", json_object_to_json_string_ext (
-              array, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-              JSON_C_TO_STRING_NOSLASHESCAPE));
-    return flush_stdout ();
+    doc = sm_snapshot_list_to_json (sm_vm_state_canonical_address (st), defs,
+                                    current);
+    return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
   }
 
   for (i = 0; i < defs->len; i++) {
@@ -266,6 +210,11 @@ sm_cmd_dumpxml (int argc, char **argv)
   xml = sm_vm_state_read_snapshot_xml (st, argv[1], &err);
   if (!xml) {
     return sm_cli_fail (NULL, err, argv[1]);
+  }
+  if (sm_cli_json) {
+    g_autoptr(json_object) doc = sm_snapshot_xml_to_json (argv[1], xml);
+
+    return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
   }
   fputs (xml, stdout);
   return flush_stdout ();
@@ -316,6 +265,11 @@ sm_cmd_delete (int argc, char **argv)
       sm_cli_warning ("snapshot '%s': the move of disk %s to %s is left as it "
                       "is in QEMU", argv[1], disk->name, disk->mirror_file);
   }
+  if (sm_cli_json) {
+    g_autoptr(json_object) doc = sm_snapshot_deleted_to_json (argv[1], def);
+
+    return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
+  }
   return SM_EXIT_OK;
 }
 
@@ -343,16 +297,25 @@ sm_cmd_current (int argc, char **argv)
         !sm_vm_state_set_current (st, argv[1], &err)) {
       return sm_cli_fail (NULL, err, argv[1]);
     }
+    current = g_strdup (argv[1]);
+  } else {
+    current = sm_vm_state_get_current (st, &err);
+    if (err)
+      return sm_cli_fail (NULL, err, opt_qmp);
+    if (!current) {
+      sm_error_set_with_object (&err, SM_ERROR_NOT_FOUND, opt_qmp,
+                                "VM %s has no current snapshot", opt_qmp);
+      return sm_cli_fail (NULL, err, opt_qmp);
+    }
+  }
+  if (sm_cli_json) {
+    g_autoptr(json_object) doc = sm_snapshot_current_to_json (
+      sm_vm_state_canonical_address (st), current);
+
+    return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
+  }
+  if (argc > 1)
     return SM_EXIT_OK;
-  }
-  current = sm_vm_state_get_current (st, &err);
-  if (err) {
-    return sm_cli_fail (NULL, err, opt_qmp);
-  }
-  if (!current) {
-    sm_cli_error ("VM %s has no current snapshot", opt_qmp);
-    return SM_EXIT_FAILURE;
-  }
   printf ("%s\n", current);
   return flush_stdout ();
 }

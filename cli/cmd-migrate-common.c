@@ -9,6 +9,8 @@
 
 #include "cmd-migrate.h"
 #include "error.h"
+#include "migrate-json.h"
+#include "report-json.h"
 
 char *mig_opt_qmp;
 char *mig_opt_state_dir;
@@ -76,6 +78,7 @@ print_event (json_object *ev, void *opaque)
   FILE *out = p->text_out ? p->text_out : stdout;
 
   if (p->json) {
+    sm_report_event_stamp (ev);
     fprintf (p->json_out, "%s\n",
              json_object_to_json_string_ext (ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     fflush (p->json_out);
@@ -377,34 +380,12 @@ dest_options (const char *cmd, SmMigDestOptions *o, Printer *pr)
 
 /* ---- the phase commands' cookies and errors ----------------------------- */
 
-/* One JSON document on OUT: {"event":EVENT,"error":{"code","message"}},
- * without "event" when EVENT is NULL. */
-void
-mig_print_json_error (FILE *out, const char *event, const GError *err)
-{
-  json_object *o = json_object_new_object ();
-  json_object *e = json_object_new_object ();
-
-  json_object_object_add (e, "code",
-                          json_object_new_string (sm_error_code_name (err)));
-  json_object_object_add (e, "message", json_object_new_string (err->message));
-  if (event)
-    json_object_object_add (o, "event", json_object_new_string (event));
-  json_object_object_add (o, "error", e);
-  fprintf (out, "%s\n", json_object_to_json_string_ext (
-             o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-  fflush (out);
-  json_object_put (o);
-}
-
-/* A phase command's failure: with --json also one error event on stderr,
- * which migrate reads to keep the error's code. */
-static void
+/* A phase command's failure: with --json its failing result event on
+ * stderr, which migrate reads to keep the error's code. */
+static int
 phase_error (const char *cmd, const GError *err)
 {
-  if (sm_cli_json)
-    mig_print_json_error (stderr, "error", err);
-  sm_cli_gerror (cmd, err);
+  return sm_cli_fail (cmd, err, mig_opt_dest_domain);
 }
 
 /* A destination phase's start: its options checked and O filled (events
@@ -448,9 +429,8 @@ mig_dest_done (const char *cmd, const char *phase, SmMigCookie *c,
   }
   mig_write_cookie (c);
   if (!err)
-    return SM_EXIT_OK;
-  phase_error (cmd, err);
-  return SM_EXIT_FAILURE;
+    return sm_cli_result (NULL);
+  return phase_error (cmd, err);
 }
 
 /* ---- migrate and migrate-recover ---------------------------------------- */
@@ -464,40 +444,7 @@ mig_print_result (const SmMigCookie *c, double seconds)
   const char *qmp = c->dest_user_qmp ? c->dest_user_qmp : c->dest_qmp;
 
   if (sm_cli_json) {
-    json_object *r = json_object_new_object ();
-
-    json_object_object_add (r, "event", json_object_new_string ("result"));
-    json_object_object_add (r, "ok", json_object_new_boolean (true));
-    json_object_object_add (r, "id", json_object_new_string (c->id));
-    json_object_object_add (r, "dest-host", json_object_new_string (c->dest_host));
-    json_object_object_add (r, "dest-qmp", json_object_new_string (qmp));
-    json_object_object_add (r, "dest-snapmig-qmp", json_object_new_string (c->dest_qmp));
-    json_object_object_add (r, "dest-pid", json_object_new_int64 (c->dest_pid));
-    json_object_object_add (r, "dest-run-dir", json_object_new_string (c->dest_run_dir));
-    json_object_object_add (r, "dest-domain", json_object_new_string (c->dest_domain));
-    json_object_object_add (r, "storage",
-                            json_object_new_string (sm_mig_storage_to_string (c->storage)));
-    json_object_object_add (r, "disk-bytes", json_object_new_int64 ((int64_t) c->disk_bytes));
-    json_object_object_add (r, "ram-bytes", json_object_new_int64 ((int64_t) c->ram_bytes));
-    if (c->pause_us >= 0) {
-      json_object_object_add (r, "pause-ms", json_object_new_int64 ((c->pause_us + 500) / 1000));
-      json_object_object_add (r, "pause-us", json_object_new_int64 (c->pause_us));
-    }
-    json_object_object_add (r, "postcopy", json_object_new_boolean (c->postcopy_used));
-    json_object_object_add (r, "postcopy-requests",
-                            json_object_new_int64 ((int64_t) c->postcopy_requests));
-    json_object_object_add (r, "recoveries", json_object_new_int (c->recoveries));
-    json_object_object_add (r, "transport", json_object_new_string (
-                              c->transport ? c->transport : "tcp"));
-    json_object_object_add (r, "link-resumes", json_object_new_int (c->link_resumes));
-    if (c->tunnel_bytes > 0)
-      json_object_object_add (r, "tunnel-bytes", json_object_new_int64 (c->tunnel_bytes));
-    if (c->postcopy_refused)
-      json_object_object_add (r, "postcopy-refused",
-                              json_object_new_string (c->postcopy_refused));
-    json_object_object_add (r, "seconds", json_object_new_double (seconds));
-    printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put (r);
+    sm_cli_result (sm_mig_result_json (c, seconds));
     return;
   }
   /* Which way the RAM went, when post-copy was a question (--postcopy,
@@ -540,27 +487,11 @@ mig_print_result (const SmMigCookie *c, double seconds)
   }
 }
 
-void
+int
 mig_print_failure (const char *cmd, const GError *err)
 {
-  if (sm_cli_json) {
-    json_object *r = json_object_new_object ();
-    json_object *e = json_object_new_object ();
-    const char *colon = strchr (err->message, ':');
-    g_autofree char *phase = colon ? g_strndup (err->message,
-                                                (gsize) (colon - err->message))
-                                   : g_strdup ("migrate");
-
-    json_object_object_add (e, "code", json_object_new_string (sm_error_code_name (err)));
-    json_object_object_add (e, "message", json_object_new_string (err->message));
-    json_object_object_add (e, "phase", json_object_new_string (phase));
-    json_object_object_add (r, "event", json_object_new_string ("result"));
-    json_object_object_add (r, "ok", json_object_new_boolean (false));
-    json_object_object_add (r, "error", e);
-    printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put (r);
-  }
-  sm_cli_gerror (cmd, err);
+  /* The error's object when the library named none: the source VM. */
+  return sm_cli_fail (cmd, err, mig_opt_qmp);
 }
 
 /* migrate and migrate-recover: events and the result on stdout, progress
@@ -582,7 +513,7 @@ mig_whole_open (const char *cmd, const char *phase, SmQmp **qmp, SmVmState **st)
   if (mig_open_source (cmd, qmp, st, &err))
     return true;
   g_prefix_error (&err, "%s: ", phase);
-  mig_print_failure (cmd, err);
+  (void) mig_print_failure (cmd, err);
   return false;
 }
 

@@ -94,7 +94,7 @@ sm_cmd_migrate_begin (int argc, char **argv)
     return sm_cli_fail ("migrate-begin", err, mig_opt_qmp);
   }
   mig_write_cookie (c);
-  return SM_EXIT_OK;
+  return sm_cli_result (NULL);
 }
 
 int
@@ -165,7 +165,7 @@ sm_cmd_migrate_perform (int argc, char **argv)
     return sm_cli_fail ("migrate-perform", err, mig_opt_qmp);
   }
   mig_write_cookie (c);
-  return SM_EXIT_OK;
+  return sm_cli_result (NULL);
 }
 
 int
@@ -238,6 +238,13 @@ sm_cmd_migrate_confirm (int argc, char **argv)
   }
   if (!sm_migrate_confirm (qmp, st, c, !opt_failed && !c->failed, &err)) {
     return sm_cli_fail ("migrate-confirm", err, mig_opt_qmp);
+  }
+  if (sm_cli_json) {
+    json_object *f = json_object_new_object ();
+
+    json_object_object_add (f, "rolled-back",
+                            json_object_new_boolean (opt_failed || c->failed));
+    return sm_cli_result (f);
   }
   printf ("%s\n", opt_failed || c->failed ?
           "migration rolled back: the guest runs on the source" :

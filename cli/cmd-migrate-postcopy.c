@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "cmd-migrate.h"
+#include "migrate-json.h"
 
 static gboolean opt_incoming;
 static gboolean opt_hold;
@@ -64,22 +65,16 @@ sm_cmd_migrate_start_postcopy (int argc, char **argv)
       !sm_migrate_start_postcopy (st, mig_opt_qmp,
                                   sm_cli_timeout_s (mig_opt_timeout) * 1000,
                                   &err)) {
-    if (sm_cli_json)
-      mig_print_json_error (stdout, NULL, err);
     return sm_cli_fail (cmd, err, mig_opt_qmp);
   }
   if (sm_cli_json) {
-    json_object *r = json_object_new_object ();
+    g_autoptr(json_object) doc = sm_mig_start_postcopy_json (
+      sm_vm_state_canonical_address (st));
 
-    json_object_object_add (r, "ok", json_object_new_boolean (true));
-    json_object_object_add (r, "qmp", json_object_new_string (
-                              sm_vm_state_canonical_address (st)));
-    printf ("%s\n", json_object_to_json_string_ext (
-              r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put (r);
-  } else
-    printf ("post-copy requested: the migration of VM at %s switches to "
-            "post-copy\n", sm_vm_state_canonical_address (st));
+    return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
+  }
+  printf ("post-copy requested: the migration of VM at %s switches to "
+          "post-copy\n", sm_vm_state_canonical_address (st));
   return SM_EXIT_OK;
 }
 
@@ -100,6 +95,8 @@ recover_incoming (const char *cmd)
                   "--dest-state-dir, --stall-timeout and --recover-timeout "
                   "(they are the source's)", cmd);
   }
+  /* Its stdout is the cookie: events go to stderr, as the phases'. */
+  sm_cli_set_output (SM_CLI_OUTPUT_EVENTS_STDERR);
   c = mig_dest_start (cmd, &o, &pr, &state, &code);
   if (!c)
     return code;
@@ -154,8 +151,7 @@ sm_cmd_migrate_recover (int argc, char **argv)
   c = sm_migrate_recover_run (qmp, st, &o, (const char *const *) dest_argv,
                               (const char *const *) extra->pdata, &err);
   if (!c) {
-    mig_print_failure (cmd, err);
-    return SM_EXIT_FAILURE;
+    return mig_print_failure (cmd, err);
   }
   mig_print_result (c, mig_elapsed_s (start));
   return SM_EXIT_OK;

@@ -66,8 +66,7 @@ sm_cmd_migrate (int argc, char **argv)
                       &plan, &err);
   g_strfreev (o.disks);
   if (!c) {
-    mig_print_failure ("migrate", err);
-    return SM_EXIT_FAILURE;
+    return mig_print_failure ("migrate", err);
   }
   if (mig_opt_dry_run) {
     g_autofree char *src = sm_mig_cookie_format (c);

@@ -201,7 +201,6 @@ void mig_write_cookie (const SmMigCookie *c);
 
 /* One JSON document on OUT: {"event":EVENT,"error":{"code","message"}},
  * without "event" when EVENT is NULL. */
-void mig_print_json_error (FILE *out, const char *event, const GError *err);
 /* A destination phase's start: its options checked and O filled, the
  * cookie read from stdin; NULL (error printed, *CODE set) on failure.
  * STATE gets the state directory O names (caller frees). */
@@ -215,7 +214,9 @@ int mig_dest_done (const char *cmd, const char *phase, SmMigCookie *c,
 /* migrate and migrate-recover: the result, or the failure, as text or
  * (--json) one JSON line on stdout. */
 void mig_print_result (const SmMigCookie *c, double seconds);
-void mig_print_failure (const char *cmd, const GError *err);
+/* migrate's and migrate-recover's failure (sm_cli_fail); returns the exit
+ * status. */
+int mig_print_failure (const char *cmd, const GError *err);
 /* Their printer: events and the result on stdout, progress bars
  * (PROGRESS) unless --json. */
 Printer mig_whole_printer (SmProgress *progress);

@@ -14,6 +14,7 @@
 #include "migrate.h"
 #include "progress.h"
 #include "qmp.h"
+#include "report-json.h"
 #include "state.h"
 
 static char *opt_qmp;
@@ -201,6 +202,15 @@ dry_run (const SmLsmPlan *plan)
   if (!opt_dry_run)
     return false;
   text = sm_lsm_plan_format (plan);
+  if (sm_cli_json) {
+    /* JSON lines as ever: the plan as one event's text, then the result. */
+    g_autoptr(json_object) ev = sm_report_event_new ("plan");
+
+    json_object_object_add (ev, "text", json_object_new_string (text));
+    sm_cli_print_event (ev);
+    sm_cli_result (NULL);
+    return true;
+  }
   fputs (text, stdout);
   return true;
 }
@@ -624,10 +634,12 @@ sm_cmd_status (int argc, char **argv)
   if (!name) {
     /* No snapshot to show: nothing snapmig started is moving, which is an
      * answer, not a failure (a script polls status before a create). */
-    if (sm_cli_json)
-      printf ("{\"snapshot\":null,\"moving\":false}\n");
-    else
-      printf ("nothing is moving: the VM has no current snapshot\n");
+    if (sm_cli_json) {
+      g_autoptr(json_object) doc = sm_lsm_status_idle ();
+
+      return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
+    }
+    printf ("nothing is moving: the VM has no current snapshot\n");
     return SM_EXIT_OK;
   }
   info = load_info ("status", st, name);
@@ -637,11 +649,8 @@ sm_cmd_status (int argc, char **argv)
   if (!status) {
     return sm_cli_fail ("status", err, name ? name : opt_qmp);
   }
-  if (sm_cli_json) {
-    printf ("%s\n", json_object_to_json_string_ext (
-              status, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    return SM_EXIT_OK;
-  }
+  if (sm_cli_json)
+    return sm_cli_print_document (status) ? SM_EXIT_OK : SM_EXIT_FAILURE;
   printf ("snapshot %s\n", name);
   arr = sm_json_get_array (status, "disks");
   for (i = 0; i < json_object_array_length (arr); i++) {
@@ -649,15 +658,15 @@ sm_cmd_status (int argc, char **argv)
     const char *active = sm_json_get_string (o, "active");
     const char *job = sm_json_get_string (o, "job");
     const char *mirror = sm_json_get_string (o, "mirror");
-    int64_t offset = 0, len = 0;
+    int64_t done = 0, total = 0;
 
-    sm_json_get_int64 (o, "offset", &offset);
-    sm_json_get_int64 (o, "len", &len);
+    sm_json_get_int64 (o, "done", &done);
+    sm_json_get_int64 (o, "total", &total);
     printf ("  disk %s: active %s", sm_json_get_string (o, "name"),
             active ? active : "?");
     if (job)
       printf (", mirror %s %s %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT,
-              job, sm_json_get_string (o, "status"), offset, len);
+              job, sm_json_get_string (o, "status"), done, total);
     else if (mirror)
       printf (", mirror to %s: no job", mirror);
     printf ("\n");
@@ -731,8 +740,14 @@ sm_cmd_recover (int argc, char **argv)
                                          : sm_state_default_dir ();
     g_autofree char *msg = sm_migrate_recover_incoming (dir, &err);
 
-    if (!msg) {
-      return sm_cli_fail ("recover", err, opt_qmp);
+    if (!msg)
+      return sm_cli_fail ("recover", err, dir);
+    if (sm_cli_json) {
+      g_auto(GStrv) lines = g_strsplit (g_strchomp (msg), "\n", -1);
+      g_autoptr(json_object) doc = sm_report_recover_json (
+        (const char *const *) (*msg ? lines : NULL));
+
+      return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
     }
     printf ("%s", *msg ? msg : "nothing to recover\n");
     return SM_EXIT_OK;
@@ -759,10 +774,15 @@ sm_cmd_recover (int argc, char **argv)
   }
   if (!qmp && !g_error_matches (err, SM_ERROR, SM_ERROR_IO) &&
       !g_error_matches (err, SM_ERROR, SM_ERROR_DISCONNECTED)) {
-    sm_cli_error ("recover: %s; QEMU may still be running on the images, so "
-                  "nothing was done: run recover again once it answers (or "
-                  "has exited)", err->message);
-    return SM_EXIT_FAILURE;
+    /* The same error (its code, its object), with what it means here. */
+    g_autoptr(GError) why = g_steal_pointer (&err);
+
+    err = g_error_new (why->domain, why->code, "%s; QEMU may still be "
+                       "running on the images, so nothing was done: run "
+                       "recover again once it answers (or has exited)",
+                       why->message);
+    sm_error_set_object (err, sm_error_get_object (why));
+    return sm_cli_fail ("recover", err, opt_qmp);
   }
   if (!qmp) {
     sm_cli_warning ("recover: %s; working on the files only", err->message);
@@ -777,7 +797,7 @@ sm_cmd_recover (int argc, char **argv)
   ok = sm_lsm_recover (qmp, st, &done, &err);
   /* What was done first, then what is kept for the administrator (one
    * journal or record a line). */
-  for (i = 0; done && done[i]; i++)
+  for (i = 0; !sm_cli_json && done && done[i]; i++)
     printf ("%s\n", done[i]);
   fflush (stdout);
   if (!ok) {
@@ -785,7 +805,20 @@ sm_cmd_recover (int argc, char **argv)
 
     for (i = 0; problems[i]; i++)
       sm_cli_error ("recover: %s", problems[i]);
-    return SM_EXIT_FAILURE;
+    if (sm_cli_json) {
+      /* The lines above went to stderr; the document says it too. */
+      g_autoptr(json_object) doc = sm_report_error_document (
+        sm_report_error_json (err, opt_qmp));
+
+      sm_cli_print_document (doc);
+    }
+    return sm_error_exit_status (err);
+  }
+  if (sm_cli_json) {
+    g_autoptr(json_object) doc = sm_report_recover_json (
+      (const char *const *) done);
+
+    return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
   }
   if (!done[0])
     printf ("nothing to recover\n");

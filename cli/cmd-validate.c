@@ -106,8 +106,8 @@ sm_cmd_validate (int argc, char **argv)
                      "Check storage domains (directory trees of qcow2 and raw "
                      "images) for broken headers, backing files that escape "
                      "the domains, unsafe chains and leftovers.  Never "
-                     "writes.  Exit status: 0 clean, 1 problems, 2 could not "
-                     "run.", entries, &argc, &argv, &rc))
+                     "writes.  Exit status: 0 clean, 1 problems found, else "
+                     "the error's (snapmig(1), EXIT STATUS).", entries, &argc, &argv, &rc))
     return rc;
   if (argc < 2) {
     return sm_cli_usage ("validate: no storage domain given (see 'snapmig validate "
@@ -120,15 +120,11 @@ sm_cmd_validate (int argc, char **argv)
     g_autoptr(SmQmp) qmp = sm_cli_connect (*p, opt_timeout, &err);
     SmValidateVm *vm;
 
-    if (!qmp) {
-      sm_cli_gerror ("validate", err);
-      return SM_EXIT_USAGE;
-    }
+    if (!qmp)
+      return sm_cli_fail ("validate", err, *p);
     vm = sm_validate_vm_query (qmp, *p, &err);
-    if (!vm) {
-      sm_cli_gerror ("validate", err);
-      return SM_EXIT_USAGE;
-    }
+    if (!vm)
+      return sm_cli_fail ("validate", err, *p);
     g_ptr_array_add (vms, vm);
   }
 
@@ -142,18 +138,15 @@ sm_cmd_validate (int argc, char **argv)
   opts.n_vms = vms->len;
   opts.state_dir = state_dir;
   report = sm_validate_run (&opts, &err);
-  if (!report) {
-    sm_cli_gerror ("validate", err);
-    return SM_EXIT_USAGE;
-  }
+  if (!report)
+    return sm_cli_fail ("validate", err, argv[1]);
 
   if (sm_cli_json) {
     g_autoptr(json_object) doc = sm_validate_report_to_json (report,
                                                              opt_strict);
 
-    printf ("%s\n", json_object_to_json_string_ext
-            (doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED
-             | JSON_C_TO_STRING_NOSLASHESCAPE));
+    if (!sm_cli_print_document (doc))
+      return SM_EXIT_FAILURE;
   } else {
     print_text (report);
   }

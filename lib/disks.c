@@ -248,8 +248,9 @@ job_to_json (const SmBlockJob *job)
   json_object_object_add (j, "id", str_or_null (job->id));
   json_object_object_add (j, "type", str_or_null (job->type));
   json_object_object_add (j, "status", str_or_null (job->status));
-  json_object_object_add (j, "len", json_object_new_uint64 (job->len));
-  json_object_object_add (j, "offset", json_object_new_uint64 (job->offset));
+  /* QEMU's offset/len are done/total bytes, as every progress here. */
+  json_object_object_add (j, "done", json_object_new_uint64 (job->offset));
+  json_object_object_add (j, "total", json_object_new_uint64 (job->len));
   json_object_object_add (j, "speed", json_object_new_int64 (job->speed));
   json_object_object_add (j, "ready", json_object_new_boolean (job->ready));
   json_object_object_add (j, "busy", json_object_new_boolean (job->busy));

@@ -77,3 +77,13 @@ sm_lsm_snapshot_result_json (const char *snapshot, int ready)
     json_object_object_add (o, "ready", json_object_new_boolean (ready));
   return o;
 }
+
+json_object *
+sm_lsm_status_idle (void)
+{
+  json_object *o = json_object_new_object ();
+
+  json_object_object_add (o, "snapshot", NULL);
+  json_object_object_add (o, "moving", json_object_new_boolean (false));
+  return o;
+}

@@ -145,3 +145,50 @@ sm_report_abs_path (const char *path)
   cwd = g_get_current_dir ();
   return g_canonicalize_filename (path, cwd);
 }
+
+json_object *
+sm_report_checked_file_json (const char *file, const char *kind,
+                             const GError *err)
+{
+  json_object *o = json_object_new_object ();
+  g_autofree char *abs = sm_report_abs_path (file);
+
+  json_object_object_add (o, "file", json_object_new_string (abs));
+  json_object_object_add (o, "valid", json_object_new_boolean (err == NULL));
+  json_object_object_add (o, "kind", sm_report_string_or_null (kind));
+  json_object_object_add (o, "error",
+                          err ? sm_report_error_json (err, abs) : NULL);
+  return o;
+}
+
+json_object *
+sm_report_check_xml_json (json_object *files)
+{
+  json_object *doc = json_object_new_object ();
+  bool valid = true;
+
+  for (size_t i = 0; i < json_object_array_length (files); i++) {
+    json_object *v = NULL;
+
+    json_object_object_get_ex (json_object_array_get_idx (files, i), "valid",
+                               &v);
+    valid = valid && json_object_get_boolean (v);
+  }
+  json_object_object_add (doc, "valid", json_object_new_boolean (valid));
+  json_object_object_add (doc, "files", files);
+  return doc;
+}
+
+json_object *
+sm_report_recover_json (const char *const *done)
+{
+  json_object *doc = json_object_new_object ();
+  json_object *arr = json_object_new_array ();
+
+  for (size_t i = 0; done && done[i]; i++)
+    json_object_array_add (arr, json_object_new_string (done[i]));
+  json_object_object_add (doc, "done", arr);
+  json_object_object_add (doc, "nothing-to-recover",
+                          json_object_new_boolean (!done || !done[0]));
+  return doc;
+}

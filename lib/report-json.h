@@ -58,4 +58,19 @@ json_object *sm_report_string_or_null (const char *s)
  * absolute (snapmig-json(7)). */
 char *sm_report_abs_path (const char *path) G_GNUC_WARN_UNUSED_RESULT;
 
+/* check-xml's entry for one FILE: {"file": absolute path, "valid": bool,
+ * "kind": root element or null, "error": {code, message, object} or null}.
+ * Caller puts. */
+json_object *sm_report_checked_file_json (const char *file, const char *kind,
+                                          const GError *err)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* check-xml's document: {"valid": all FILES valid, "files": FILES
+ * (consumed)}; recover's: {"done": [DONE...], "nothing-to-recover": bool}.
+ * Caller puts. */
+json_object *sm_report_check_xml_json (json_object *files)
+  G_GNUC_WARN_UNUSED_RESULT;
+json_object *sm_report_recover_json (const char *const *done)
+  G_GNUC_WARN_UNUSED_RESULT;
+
 #endif /* SM_REPORT_JSON_H */
