@@ -773,6 +773,7 @@ sm_cmd_recover (int argc, char **argv)
     return sm_cli_fail ("recover", err, opt_qmp);
   }
   if (!qmp && !g_error_matches (err, SM_ERROR, SM_ERROR_IO) &&
+      !g_error_matches (err, SM_ERROR, SM_ERROR_NOT_FOUND) &&
       !g_error_matches (err, SM_ERROR, SM_ERROR_DISCONNECTED)) {
     /* The same error (its code, its object), with what it means here. */
     g_autoptr(GError) why = g_steal_pointer (&err);

@@ -148,7 +148,7 @@ sm_lsm_info_load (SmVmState *st, const char *snapshot, GError **error)
 
     if (!def)
       return NULL;
-    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+    sm_error_set_with_object (error, SM_ERROR_NOT_FOUND, snapshot,
                  "snapshot %s has no mirror", snapshot);
     return NULL;
   }

@@ -251,7 +251,7 @@ sm_rebase_plan (const SmBlockVm *vm, const char *disk, const char *base,
    * mirror, a commit) holds the disk; QEMU would refuse block-stream. */
   job = sm_block_find_job (vm->jobs, plan->device);
   if (job) {
-    g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+    sm_error_set_with_object (error, SM_ERROR_BUSY, disk,
                  "disk %s: a %s block job (%s) is running on it; wait for it "
                  "to end or cancel it, then rebase", disk,
                  job->type ? job->type : "", job->id);
