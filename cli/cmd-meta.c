@@ -65,10 +65,8 @@ start (const char *command, const char *params, const char *description,
     default_dir = sm_state_default_dir ();
   st = sm_vm_state_open (opt_state_dir ? opt_state_dir : default_dir, opt_qmp,
                          &err);
-  if (!st) {
-    sm_cli_gerror (NULL, err);
-    *exit_code = SM_EXIT_FAILURE;
-  }
+  if (!st)
+    *exit_code = sm_cli_fail (NULL, err, opt_qmp);
   return st;
 }
 

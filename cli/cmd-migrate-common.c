@@ -332,7 +332,7 @@ mig_open_source (const char *cmd, SmQmp **qmp, SmVmState **st, GError **error)
     if (error)
       g_propagate_error (error, g_steal_pointer (&err));
     else
-      sm_cli_gerror (cmd, err);
+      (void) sm_cli_fail (cmd, err, mig_opt_qmp);
     return false;
   }
   return true;
@@ -345,7 +345,7 @@ mig_read_cookie (const char *cmd)
   SmMigCookie *c = sm_mig_cookie_read_fd (STDIN_FILENO, "standard input",
                                           0, &err);
   if (!c)
-    sm_cli_gerror (cmd, err);
+    (void) sm_cli_fail (cmd, err, "standard input");
   return c;
 }
 

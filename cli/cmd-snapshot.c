@@ -138,9 +138,10 @@ timeout_ok (const char *command)
   return sm_cli_timeout_ok (command, opt_timeout);
 }
 
-/* Connects, opens the VM's state (unless ST is NULL) and takes its lock. */
+/* Connects, opens the VM's state (unless ST is NULL) and takes its lock.
+ * On failure *RC gets the exit status (error printed). */
 static bool
-open_vm (const char *cmd, bool lock, SmQmp **qmp, SmVmState **st)
+open_vm (const char *cmd, bool lock, SmQmp **qmp, SmVmState **st, int *rc)
 {
   g_autoptr(GError) err = NULL;
   g_autofree char *state_dir = opt_state_dir ? g_strdup (opt_state_dir)
@@ -148,14 +149,14 @@ open_vm (const char *cmd, bool lock, SmQmp **qmp, SmVmState **st)
 
   *qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
   if (!*qmp) {
-    sm_cli_gerror (cmd, err);
+    *rc = sm_cli_fail (cmd, err, opt_qmp);
     return false;
   }
   if (!st)
     return true;
   *st = sm_vm_state_open (state_dir, opt_qmp, &err);
   if (!*st || (lock && !sm_vm_state_lock (*st, &err))) {
-    sm_cli_gerror (cmd, err);
+    *rc = sm_cli_fail (cmd, err, opt_qmp);
     return false;
   }
   return true;
@@ -317,8 +318,8 @@ sm_cmd_create (int argc, char **argv)
                   (opt_no_metadata ? SM_LSM_NO_METADATA : 0);
 
   /* --dry-run touches nothing, not even the state directory. */
-  if (!open_vm ("create", true, &qmp, opt_dry_run ? NULL : &st))
-    return SM_EXIT_FAILURE;
+  if (!open_vm ("create", true, &qmp, opt_dry_run ? NULL : &st, &exit_code))
+    return exit_code;
   vm = sm_lsm_vm_query (qmp, &err);
   if (!vm) {
     return sm_cli_fail ("create", err, opt_name ? opt_name : opt_qmp);
@@ -387,15 +388,16 @@ sm_cmd_create (int argc, char **argv)
   return SM_EXIT_OK;
 }
 
-/* Loads the migration record of argv[1] (a snapshot name). */
+/* Loads the migration record of snapshot NAME; on failure *RC gets the
+ * exit status (error printed). */
 static SmLsmInfo *
-load_info (const char *cmd, SmVmState *st, const char *name)
+load_info (const char *cmd, SmVmState *st, const char *name, int *rc)
 {
   g_autoptr(GError) err = NULL;
   SmLsmInfo *info = sm_lsm_info_load (st, name, &err);
 
   if (!info)
-    sm_cli_gerror (cmd, err);
+    *rc = sm_cli_fail (cmd, err, name);
   return info;
 }
 
@@ -416,7 +418,7 @@ one_name (const char *cmd, int argc)
  * nothing). */
 static bool
 resume_interrupted (const char *cmd, SmQmp *qmp, SmVmState *st,
-                    SmProgress *progress)
+                    SmProgress *progress, int *rc)
 {
   g_autoptr(GError) err = NULL;
   g_auto(GStrv) said = NULL;
@@ -426,7 +428,7 @@ resume_interrupted (const char *cmd, SmQmp *qmp, SmVmState *st,
     return true;
   said = sm_lsm_resume_interrupted (qmp, st, &err);
   if (!said) {
-    sm_cli_gerror (cmd, err);
+    *rc = sm_cli_fail (cmd, err, opt_qmp);
     return false;
   }
   for (i = 0; said[i]; i++)
@@ -467,18 +469,18 @@ sm_cmd_pivot (int argc, char **argv)
     return SM_EXIT_USAGE;
   if (!timeout_ok ("pivot"))
     return SM_EXIT_USAGE;
-  if (!open_vm ("pivot", !opt_dry_run, &qmp, &st))
-    return SM_EXIT_FAILURE;
+  if (!open_vm ("pivot", !opt_dry_run, &qmp, &st, &exit_code))
+    return exit_code;
   current = sm_vm_state_get_current (st, &err);
   if (err) {
     return sm_cli_fail ("pivot", err, argv[1]);
   }
-  info = load_info ("pivot", st, argv[1]);
+  info = load_info ("pivot", st, argv[1], &exit_code);
   if (!info)
-    return SM_EXIT_FAILURE;
+    return exit_code;
   progress = sm_progress_new (sm_cli_json);
-  if (!resume_interrupted ("pivot", qmp, st, progress))
-    return SM_EXIT_FAILURE;
+  if (!resume_interrupted ("pivot", qmp, st, progress, &exit_code))
+    return exit_code;
   vm = sm_lsm_vm_query (qmp, &err);
   if (!vm || !(plan = sm_lsm_plan_pivot (vm, info, current,
                                          opt_delete_source ?
@@ -490,9 +492,8 @@ sm_cmd_pivot (int argc, char **argv)
   progress_init (&p, progress);
   wait = (SmLsmWaitOptions) { timeout_ms (), on_progress, &p };
   if (!sm_lsm_pivot (qmp, st, plan, &wait, &result, &err)) {
-    sm_cli_gerror ("pivot", err);
     sm_lsm_pivot_result_clear (&result);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("pivot", err, argv[1]);
   }
   for (i = 0; i < plan->info->disks->len; i++) {
     const SmLsmDisk *d = plan->info->disks->pdata[i];
@@ -561,14 +562,14 @@ sm_cmd_abort (int argc, char **argv)
     return SM_EXIT_USAGE;
   if (!timeout_ok ("abort"))
     return SM_EXIT_USAGE;
-  if (!open_vm ("abort", !opt_dry_run, &qmp, &st))
-    return SM_EXIT_FAILURE;
-  info = load_info ("abort", st, argv[1]);
+  if (!open_vm ("abort", !opt_dry_run, &qmp, &st, &exit_code))
+    return exit_code;
+  info = load_info ("abort", st, argv[1], &exit_code);
   if (!info)
-    return SM_EXIT_FAILURE;
+    return exit_code;
   progress = sm_progress_new (sm_cli_json);
-  if (!resume_interrupted ("abort", qmp, st, progress))
-    return SM_EXIT_FAILURE;
+  if (!resume_interrupted ("abort", qmp, st, progress, &exit_code))
+    return exit_code;
   vm = sm_lsm_vm_query (qmp, &err);
   if (!vm || !(plan = sm_lsm_plan_abort (vm, info, &err))) {
     return sm_cli_fail ("abort", err, argv[1]);
@@ -624,8 +625,8 @@ sm_cmd_status (int argc, char **argv)
   }
   if (!timeout_ok ("status"))
     return SM_EXIT_USAGE;
-  if (!open_vm ("status", false, &qmp, &st))
-    return SM_EXIT_FAILURE;
+  if (!open_vm ("status", false, &qmp, &st, &exit_code))
+    return exit_code;
   current = sm_vm_state_get_current (st, &err);
   name = argc == 2 ? argv[1] : current;
   if (!name && err) {
@@ -642,9 +643,9 @@ sm_cmd_status (int argc, char **argv)
     printf ("nothing is moving: the VM has no current snapshot\n");
     return SM_EXIT_OK;
   }
-  info = load_info ("status", st, name);
+  info = load_info ("status", st, name, &exit_code);
   if (!info)
-    return SM_EXIT_FAILURE;
+    return exit_code;
   status = sm_lsm_status (qmp, st, info, &err);
   if (!status) {
     return sm_cli_fail ("status", err, name ? name : opt_qmp);
