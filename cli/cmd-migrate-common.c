@@ -339,13 +339,13 @@ mig_open_source (const char *cmd, SmQmp **qmp, SmVmState **st, GError **error)
 }
 
 SmMigCookie *
-mig_read_cookie (const char *cmd)
+mig_read_cookie (const char *cmd, int *rc)
 {
   g_autoptr(GError) err = NULL;
   SmMigCookie *c = sm_mig_cookie_read_fd (STDIN_FILENO, "standard input",
                                           0, &err);
   if (!c)
-    (void) sm_cli_fail (cmd, err, "standard input");
+    *rc = sm_cli_fail (cmd, err, "standard input");
   return c;
 }
 
@@ -409,8 +409,7 @@ mig_dest_start (const char *cmd, SmMigDestOptions *o, Printer *pr,
     return NULL;
   *state = mig_state_dir ();
   o->state_dir = *state;
-  *code = SM_EXIT_FAILURE;
-  c = mig_read_cookie (cmd);
+  c = mig_read_cookie (cmd, code);
   return c;
 }
 

@@ -85,8 +85,8 @@ sm_cmd_migrate_begin (int argc, char **argv)
     return code;
   if (!mig_source_options ("migrate-begin", &o, &pr))
     return SM_EXIT_USAGE;
-  if (!mig_open_source ("migrate-begin", &qmp, &st, NULL))
-    return SM_EXIT_FAILURE;
+  if (!mig_open_source ("migrate-begin", &qmp, &st, &err))
+    return sm_cli_fail ("migrate-begin", err, mig_opt_qmp);
   o.event = NULL;
   c = sm_migrate_begin (qmp, st, &o, mig_opt_dry_run, &err);
   g_strfreev (o.disks);
@@ -152,11 +152,11 @@ sm_cmd_migrate_perform (int argc, char **argv)
   if (!mig_source_options ("migrate-perform", &o, &pr))
     return SM_EXIT_USAGE;
   o.converge_ms = mig_opt_timeout * 1000;
-  if (!mig_open_source ("migrate-perform", &qmp, &st, NULL))
-    return SM_EXIT_FAILURE;
-  c = mig_read_cookie ("migrate-perform");
+  if (!mig_open_source ("migrate-perform", &qmp, &st, &err))
+    return sm_cli_fail ("migrate-perform", err, mig_opt_qmp);
+  c = mig_read_cookie ("migrate-perform", &code);
   if (!c)
-    return SM_EXIT_FAILURE;
+    return code;
   if (!sm_migrate_perform (qmp, st, c, &o, &err)) {
     c->failed = true;
     c->error_phase = g_strdup ("perform");
@@ -221,12 +221,12 @@ sm_cmd_migrate_confirm (int argc, char **argv)
     return code;
   if (!mig_source_options ("migrate-confirm", &o, &pr))
     return SM_EXIT_USAGE;
-  if (!mig_open_source ("migrate-confirm", &qmp, &st, NULL))
-    return SM_EXIT_FAILURE;
+  if (!mig_open_source ("migrate-confirm", &qmp, &st, &err))
+    return sm_cli_fail ("migrate-confirm", err, mig_opt_qmp);
   g_strfreev (o.disks);
-  c = mig_read_cookie ("migrate-confirm");
+  c = mig_read_cookie ("migrate-confirm", &code);
   if (!c)
-    return SM_EXIT_FAILURE;
+    return code;
   if (opt_dest_never_ran) {
     if (!opt_failed) {
       return sm_cli_usage ("migrate-confirm: --dest-never-ran goes with --failed");

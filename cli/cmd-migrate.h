@@ -195,7 +195,8 @@ char *mig_state_dir (void);
 bool mig_open_source (const char *cmd, SmQmp **qmp, SmVmState **st,
                       GError **error);
 /* The migration cookie from stdin; NULL, error printed, on failure. */
-SmMigCookie *mig_read_cookie (const char *cmd);
+/* The cookie on stdin; NULL with *RC the exit status (error printed). */
+SmMigCookie *mig_read_cookie (const char *cmd, int *rc);
 /* The cookie on stdout. */
 void mig_write_cookie (const SmMigCookie *c);
 
