@@ -513,14 +513,15 @@ mig_whole_printer (SmProgress *progress)
 /* migrate and migrate-recover: connects to the source, or prints the
  * failure as their result, as one of PHASE. */
 bool
-mig_whole_open (const char *cmd, const char *phase, SmQmp **qmp, SmVmState **st)
+mig_whole_open (const char *cmd, const char *phase, SmQmp **qmp, SmVmState **st,
+                int *rc)
 {
   g_autoptr(GError) err = NULL;
 
   if (mig_open_source (cmd, qmp, st, &err))
     return true;
   g_prefix_error (&err, "%s: ", phase);
-  (void) mig_print_failure (cmd, err);
+  *rc = mig_print_failure (cmd, err);
   return false;
 }
 

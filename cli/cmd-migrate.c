@@ -58,9 +58,9 @@ sm_cmd_migrate (int argc, char **argv)
     g_strfreev (o.disks);
     return SM_EXIT_USAGE;
   }
-  if (!mig_whole_open ("migrate", "begin", &qmp, &st)) {
+  if (!mig_whole_open ("migrate", "begin", &qmp, &st, &code)) {
     g_strfreev (o.disks);
-    return SM_EXIT_FAILURE;
+    return code;
   }
   c = sm_migrate_run (qmp, st, &o, (const char *const *) dest_argv,
                       (const char *const *) extra->pdata, mig_opt_dry_run,
