@@ -40,7 +40,8 @@ check "the schema's codes are the table's" test "$schema_codes" = "$table_codes"
 # replaced) on stdout.
 normalise () {
   sed -e "s|$T|/T|g" \
-      -e 's/"time": *"[^"]*"/"time":"2026-01-01T00:00:00.000Z"/g' "$1"
+      -e 's/"time": *"[^"]*"/"time":"2026-01-01T00:00:00.000Z"/g' \
+      -e 's/"creation-time": *"[^"]*"/"creation-time": "2026-01-01T00:00:00Z"/g' "$1"
 }
 
 # golden NAME FILE: FILE's key structure is tests/data/json/NAME.json's.
@@ -58,6 +59,11 @@ golden () {
   fi
   local want got
   want=$("$JC" --keys "$g") got=$("$JC" --keys "$2")
+  # Whether QEMU's job was polled before it ended (a progress line) is
+  # timing: progress lines' keys are compared when both runs have some.
+  if ! grep -q '^<progress>' <<<"$want" || ! grep -q '^<progress>' <<<"$got"; then
+    want=$(grep -v '^<progress>' <<<"$want") got=$(grep -v '^<progress>' <<<"$got")
+  fi
   if [ "$want" = "$got" ]; then
     ok "$1: the keys are the golden file's"
   else
