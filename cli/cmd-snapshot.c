@@ -732,7 +732,7 @@ sm_cmd_recover (int argc, char **argv)
                      "interrupted pivot or abort is reported, to be run "
                      "again.  No file the VM uses is removed.  A damaged "
                      "journal or move record is kept and reported with what "
-                     "the VM runs on and the fix (exit status 1).",
+                     "the VM runs on and the fix (exit status 2).",
                      recover_entries, &argc, &argv, &exit_code))
     return exit_code;
   if (opt_incoming) {

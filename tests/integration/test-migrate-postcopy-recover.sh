@@ -299,7 +299,7 @@ check "b: the source pauses post-copy" wait_until 15 is_paused "$T/mon.qmp"
 check "b: the destination pauses post-copy" wait_until 15 is_paused "$RUN/vm.qmp"
 
 run_sm b-recover 60 recover --qmp "$T/vm.qmp" --state-dir "$T/s1"
-check "b: recover (source) refuses: exit 4, busy ($RC)" [ "$RC" = 4 ]
+check "b: recover (source) refuses: exit 2, invalid-input: its problems are for the administrator ($RC)" [ "$RC" = 2 ]
 check "b: recover (source) says the source is never resumed" out_has b-recover "never resumed"
 check "b: recover (source) names post-copy" out_has b-recover "post-?copy"
 check "b: the source QEMU does not run the guest" [ "$(status "$T/mon.qmp")" != running ]
