@@ -11,6 +11,8 @@
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
+# snapmig's data: the JSON Schema of --json (snapmig-json(7)).
+DATADIR ?= $(PREFIX)/share/snapmig
 # Where bash-completion looks for a command's completion, loaded on demand.
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 LIBDIR  ?= $(PREFIX)/lib
@@ -142,6 +144,9 @@ install: $(CLI) $(SO)
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
 	    snapmig.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/snapmig.pc
 	install -D -m 0644 docs/snapmig.1 $(DESTDIR)$(MANDIR)/man1/snapmig.1
+	install -D -m 0644 docs/snapmig-json.7 $(DESTDIR)$(MANDIR)/man7/snapmig-json.7
+	install -D -m 0644 schemas/snapmig.schema.json \
+	  $(DESTDIR)$(DATADIR)/snapmig.schema.json
 	install -D -m 0644 completions/snapmig.bash \
 	  $(DESTDIR)$(BASHCOMPDIR)/snapmig
 

@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "qmp.h"      /* only for json_object's g_autoptr cleanup */
+#include "report-json.h"
 
 /* At most this many redraws (tty) or progress lines per item (json) a
  * second: a terminal that scrolls 100 lines a second is unreadable, and a
@@ -329,6 +330,7 @@ tty_draw (SmProgress *p)
 static void
 json_print (json_object *obj)
 {
+  sm_report_event_stamp (obj);
   printf ("%s\n", json_object_to_json_string_ext (
             obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
   fflush (stdout);
@@ -347,16 +349,15 @@ json_number (double v, int decimals)
 static json_object *
 item_json (const Item *it, const char *event)
 {
-  json_object *obj = json_object_new_object ();
+  json_object *obj = sm_report_event_new (event);
   double eta = item_eta (it);
 
-  json_object_object_add (obj, "event", json_object_new_string (event));
   json_object_object_add (obj, "item", json_object_new_string (it->name));
   json_object_object_add (obj, "done", json_object_new_uint64 (it->done));
   json_object_object_add (obj, "total", json_object_new_uint64 (it->total));
   if (strcmp (event, "progress") == 0) {
     json_object_object_add (obj, "rate", json_number (it->rate, 0));
-    json_object_object_add (obj, "eta", eta < 0 ? NULL
+    json_object_object_add (obj, "eta-seconds", eta < 0 ? NULL
                             : json_number (eta, 1));
   } else {
     json_object_object_add (obj, "seconds", json_number (
@@ -455,36 +456,10 @@ sm_progress_fail (SmProgress *p, const char *item, const char *message)
   finish (p, item, message, ITEM_FAILED);
 }
 
+/* MESSAGE as a plain line on stdout, above the bars on a terminal. */
 static void
-event_v (SmProgress *p, const char *name, const char *message,
-         const char *list_key, const GPtrArray *list, const char *first_key,
-         va_list ap)
+print_message_line (SmProgress *p, const char *message)
 {
-  const char *key;
-
-  if (p->mode == MODE_JSON) {
-    g_autoptr(json_object) obj = json_object_new_object ();
-
-    json_object_object_add (obj, "event", json_object_new_string (name));
-    if (message)
-      json_object_object_add (obj, "message", json_object_new_string (message));
-    for (key = first_key; key; key = va_arg (ap, const char *)) {
-      const char *value = va_arg (ap, const char *);
-
-      json_object_object_add (obj, key,
-                              value ? json_object_new_string (value) : NULL);
-    }
-    if (list_key) {
-      json_object *a = json_object_new_array ();
-      guint i;
-
-      for (i = 0; list && i < list->len; i++)
-        json_object_array_add (a, json_object_new_string (list->pdata[i]));
-      json_object_object_add (obj, list_key, a);
-    }
-    json_print (obj);
-    return;
-  }
   if (!message)
     return;
   if (p->mode == MODE_TTY && p->lines_drawn > 0) {
@@ -504,25 +479,37 @@ event_v (SmProgress *p, const char *name, const char *message,
 
 void
 sm_progress_event (SmProgress *p, const char *name, const char *message,
-                   const char *first_key, ...)
+                   json_object *fields)
 {
-  va_list ap;
+  if (p->mode == MODE_JSON) {
+    g_autoptr(json_object) obj = sm_report_event_new (name);
 
-  va_start (ap, first_key);
-  event_v (p, name, message, NULL, NULL, first_key, ap);
-  va_end (ap);
+    if (message)
+      json_object_object_add (obj, "message", json_object_new_string (message));
+    if (fields) {
+      json_object_object_foreach (fields, key, val) {
+        json_object_object_add (obj, key, json_object_get (val));
+      }
+    }
+    json_print (obj);
+  } else
+    print_message_line (p, message);
+  if (fields)
+    json_object_put (fields);
 }
 
 void
-sm_progress_event_list (SmProgress *p, const char *name, const char *message,
-                        const char *list_key, const GPtrArray *list,
-                        const char *first_key, ...)
+sm_progress_result (SmProgress *p, const char *message, json_object *fields)
 {
-  va_list ap;
+  if (p->mode == MODE_JSON) {
+    g_autoptr(json_object) obj = sm_report_result_ok (fields);
 
-  va_start (ap, first_key);
-  event_v (p, name, message, list_key, list, first_key, ap);
-  va_end (ap);
+    json_print (obj);
+    return;
+  }
+  if (fields)
+    json_object_put (fields);
+  print_message_line (p, message);
 }
 
 void

@@ -515,7 +515,7 @@ sm_block_set_no_disk (GError **error, const GPtrArray *disks,
 {
   g_autofree char *names = sm_block_disks_names (disks);
 
-  g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+  sm_error_set_with_object (error, SM_ERROR_NOT_FOUND, name,
                "the VM has no disk %s (its disks: %s)", name, names);
 }
 

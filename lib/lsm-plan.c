@@ -491,7 +491,7 @@ sm_lsm_def_from_options (const SmLsmVm *vm, const char *name,
       return NULL;
     }
     if (!(top = sm_block_disk_top (bd))) {
-      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+      sm_error_set_with_object (error, SM_ERROR_NOT_FOUND, disk->name,
                    "the VM has no disk %s with an image inserted",
                    disk->name);
       return NULL;
@@ -747,7 +747,7 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
     }
     job = find_disk_job (vm, bd);
     if (job) {
-      g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+      sm_error_set_with_object (error, SM_ERROR_BUSY, d->name,
                    "disk %s has a block job running (%s, %s)", d->name,
                    job->id, job->type ? job->type : "?");
       return NULL;
@@ -944,7 +944,7 @@ sm_lsm_plan_pivot (const SmLsmVm *vm, const SmLsmInfo *info,
       continue;
     mirrors++;
     if (!sm_lsm_vm_find_disk (vm, d->name)) {
-      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+      sm_error_set_with_object (error, SM_ERROR_NOT_FOUND, d->name,
                    "the VM has no disk %s any more", d->name);
       return NULL;
     }

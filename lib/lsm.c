@@ -163,7 +163,7 @@ sm_lsm_info_load (SmVmState *st, const char *snapshot, GError **error)
 
     if (!def)
       return NULL;
-    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+    sm_error_set_with_object (error, SM_ERROR_NOT_FOUND, snapshot,
                  "snapshot %s has no mirror", snapshot);
     return NULL;
   }
@@ -427,6 +427,7 @@ sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
     return NULL;
   json_object_object_add (root, "snapshot",
                           json_object_new_string (info->snapshot));
+  json_object_object_add (root, "moving", json_object_new_boolean (true));
   disks = json_object_new_array ();
   json_object_object_add (root, "disks", disks);
   for (i = 0; i < info->disks->len; i++) {
@@ -446,9 +447,10 @@ sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
       json_object_object_add (o, "status",
                               json_object_new_string (job->status));
       json_object_object_add (o, "ready", json_object_new_boolean (job->ready));
-      json_object_object_add (o, "offset",
+      /* QEMU's offset/len: done/total bytes, as the copies'. */
+      json_object_object_add (o, "done",
                               json_object_new_int64 ((int64_t) job->offset));
-      json_object_object_add (o, "len",
+      json_object_object_add (o, "total",
                               json_object_new_int64 ((int64_t) job->len));
     }
     if (bd && sm_block_disk_top (bd))

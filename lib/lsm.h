@@ -382,13 +382,18 @@ bool sm_lsm_abort (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
 
 /* One line per disk and per copied layer of migration INFO: mirror job
  * state and progress, copy state and progress.  Returned as JSON:
- * {"snapshot":..,"disks":[{"name","job","status","ready","offset","len",
- * "active"}],"copies":[{"source","dest","state","done","total","error",
- * "skipped" (true: the destination already held the layer)}],
- * "worker-pid":N, "ready-to-pivot": every mirror ready and every copy
- * done, so nothing is moving}.  Caller puts. */
+ * {"snapshot":..,"moving":true,"disks":[{"name","job","status","ready",
+ * "done","total" (QEMU's offset and len),"active"}],"copies":[{"source",
+ * "dest","state","done","total","error","skipped" (true: the destination
+ * already held the layer)}],"worker-pid":N,"ready-to-pivot": every
+ * mirror ready and every copy done, so nothing is moving}
+ * (snapmig-json(7), $defs/status).  Caller puts. */
 json_object *sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
                             GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* The status document when no snapshot is moving:
+ * {"snapshot":null,"moving":false}.  Caller puts. */
+json_object *sm_lsm_status_idle (void) G_GNUC_WARN_UNUSED_RESULT;
 
 /* What a second snapmig shows while create --wait or pivot waits: QEMU's
  * monitor serves one client, so the waiting command publishes

@@ -107,7 +107,7 @@ set_disconnected (SmQmp *qmp, GError **error)
     close (qmp->fd);
     qmp->fd = -1;
   }
-  g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
+  sm_error_set_with_object (error, SM_ERROR_DISCONNECTED, qmp->address,
                "QEMU closed the monitor connection %s", qmp->address);
   return false;
 }
@@ -172,9 +172,13 @@ connect_unix (const char *path, Deadline deadline, int timeout_ms,
     saved = errno;
     close (fd);
     if (saved != EAGAIN && saved != EINTR) {
-      g_set_error (error, SM_ERROR, SM_ERROR_IO,
-                   "cannot connect to QEMU monitor %s: %s", path,
-                   g_strerror (saved));
+      /* No socket file: not-found; a socket nobody listens on (QEMU
+       * died): disconnected; anything else: io. */
+      sm_error_set_with_object (error, saved == ENOENT ? SM_ERROR_NOT_FOUND
+                                : saved == ECONNREFUSED ? SM_ERROR_DISCONNECTED
+                                : SM_ERROR_IO, path,
+                                "cannot connect to QEMU monitor %s: %s", path,
+                                g_strerror (saved));
       return -1;
     }
     if (sm_interrupt_check (error))
@@ -183,7 +187,7 @@ connect_unix (const char *path, Deadline deadline, int timeout_ms,
     if (left == 0) {
       g_autofree char *t = format_ms (timeout_ms);
 
-      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+      sm_error_set_with_object (error, SM_ERROR_TIMEOUT, path,
                    "cannot connect to QEMU monitor %s: it accepted no "
                    "connection within %s (another client may hold the "
                    "monitor, or QEMU may be stopped)", path, t);
@@ -256,7 +260,7 @@ connect_tcp (const char *address, const char *host, const char *port,
 
   r = getaddrinfo (host, port, &hints, &res);
   if (r != 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO,
+    sm_error_set_with_object (error, SM_ERROR_IO, address,
                  "cannot connect to QEMU monitor %s: %s", address,
                  gai_strerror (r));
     return -1;
@@ -267,9 +271,10 @@ connect_tcp (const char *address, const char *host, const char *port,
   if (fd < 0 && err == EINTR && sm_interrupt_check (error))
     return -1;
   if (fd < 0)
-    g_set_error (error, SM_ERROR,
-                 err == ETIMEDOUT ? SM_ERROR_TIMEOUT : SM_ERROR_IO,
-                 "cannot connect to QEMU monitor %s: %s", address,
+    sm_error_set_with_object (error,
+                 err == ETIMEDOUT ? SM_ERROR_TIMEOUT
+                 : err == ECONNREFUSED ? SM_ERROR_DISCONNECTED : SM_ERROR_IO,
+                 address, "cannot connect to QEMU monitor %s: %s", address,
                  g_strerror (err));
   return fd;
 }
@@ -567,14 +572,14 @@ reply_failed (SmQmp *qmp, const char *command, int timeout_ms, bool stalled,
     qmp->stalled_until = g_get_monotonic_time () +
                          (gint64) STALL_GRACE_MS * 1000;
   if (stalled) {
-    g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+    sm_error_set_with_object (error, SM_ERROR_TIMEOUT, qmp->address,
                  "%s: QEMU monitor %s did not answer: it stopped answering "
                  "an earlier command (QEMU may be stopped or hung)", command,
                  qmp->address);
     return;
   }
   t = format_ms (timeout_ms);
-  g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+  sm_error_set_with_object (error, SM_ERROR_TIMEOUT, qmp->address,
                "%s: QEMU monitor %s did not answer within %s (QEMU may be "
                "stopped or hung)", command, qmp->address, t);
 }

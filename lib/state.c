@@ -416,11 +416,11 @@ sm_vm_state_lock (SmVmState *st, GError **error)
     holder = read_lock_holder (fd);
     close (fd);
     if (holder > 0)
-      g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+      sm_error_set_with_object (error, SM_ERROR_BUSY, st->address,
                    "VM %s is locked by another snapmig (pid %ld)",
                    st->address, holder);
     else
-      g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+      sm_error_set_with_object (error, SM_ERROR_BUSY, st->address,
                    "VM %s is locked by another snapmig", st->address);
     return false;
   }
@@ -506,7 +506,7 @@ set_not_found (SmVmState *st, const char *name, GError **error)
     g_string_append_printf (list, "%s%s", i ? ", " : "",
                             (const char *) names->pdata[i]);
   if (names->len)
-    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+    sm_error_set_with_object (error, SM_ERROR_NOT_FOUND, name,
                  "snapshot '%s' not found for VM %s (its snapshots: %s; "
                  "see 'snapmig list')", name, st->address, list->str);
   else

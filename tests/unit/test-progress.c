@@ -89,8 +89,13 @@ json_child (void)
     sm_progress_update (p, "vda mirror", (uint64_t) i * 1000, 1000000);
   sm_progress_done (p, "vda mirror", "ready");
   sm_progress_fail (p, "base.qcow2 copy", "disk full");
-  sm_progress_event (p, "pivot", "vda now on B", "disk", "vda",
-                     "to", "/dom/b/vda.qcow2", NULL);
+  {
+    json_object *f = json_object_new_object ();
+
+    json_object_object_add (f, "disk", json_object_new_string ("vda"));
+    json_object_object_add (f, "to", json_object_new_string ("/dom/b/vda.qcow2"));
+    sm_progress_event (p, "pivot", "vda now on B", f);
+  }
 }
 
 static void
@@ -149,7 +154,7 @@ quiet_child (void)
   sm_progress_update (p, "vda mirror", 50, 100);
   sm_progress_done (p, "vda mirror", "ready");
   sm_progress_fail (p, "vdb mirror", NULL);
-  sm_progress_event (p, "pivot", "vda now on B", "disk", "vda", NULL);
+  sm_progress_event (p, "pivot", "vda now on B", NULL);
 }
 
 /* Neither a terminal nor --json (a pipe in a script): nothing but the
