@@ -56,7 +56,7 @@ for opt in --mirror "--bandwidth 1M" "--copy-mode write-blocking"; do
 done
 "$SNAPMIG" create "${SM[@]}" --name u2 --mirror-domain "$B" \
   --diskspec "drive0,mirror=$B/u2.qcow2" >"$T/out" 2>"$T/err"; rc=$?
-check "create --mirror-domain that no disk uses exits 1" exited $rc 1
+check "create --mirror-domain that no disk uses exits 2 (invalid-input)" exited $rc 2
 check "create --mirror-domain that no disk uses: the error says so" \
   grep -qF -- "--mirror-domain $B: no disk would move there" "$T/err"
 check "the refused creates changed nothing" test "$(top_file drive0)" = "$top_before"
@@ -73,7 +73,7 @@ check "create --name alone: backed by the old top" \
   test "$(chain_files drive0 | sed -n 2p)" = "$top_before"
 check "create --name alone: no block job" test -z "$(jobs_of_vm)"
 check "create --name alone: the snapshot is recorded" \
-  grep -qx p1 <("$SNAPMIG" list "${SM[@]}" --json | jq -r '.[].name' 2>/dev/null)
+  grep -qx p1 <("$SNAPMIG" list "${SM[@]}" --json | jq -r '.snapshots[].name' 2>/dev/null)
 check "the guest's data reads back after the plain snapshot" all_read
 
 # ---- <memory> and <state>: refused, or left out with --disk-only ----------
@@ -88,7 +88,7 @@ sed -e 's/mem1/run1/g' -e "s|  <memory .*|  <state>running</state>|" "$T/mem.xml
 top_before=$(top_file drive0)
 for x in mem run; do
   "$SNAPMIG" create "${SM[@]}" "$T/$x.xml" >"$T/out" 2>"$T/err"; rc=$?
-  check "create $x.xml (memory state asked for) exits 1" exited $rc 1
+  check "create $x.xml (memory state asked for) exits 2 (invalid-input)" exited $rc 2
   check "create $x.xml: the error names --disk-only" grep -q -- "--disk-only" "$T/err"
 done
 check "create mem.xml: the error quotes the <memory> element" \
