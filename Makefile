@@ -15,6 +15,15 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 VERSION := 0.1.0
 
 PKGS    := glib-2.0 json-c libxml-2.0 blkid
+# libvirt (--connect, issue 14) is optional: with libvirt-dev installed the
+# library gets its libvirt backend (-DSM_HAVE_LIBVIRT); without it
+# everything builds, --connect says how to get it, and every QMP test runs.
+# `make SM_LIBVIRT=no` builds without it where it is installed.
+SM_LIBVIRT ?= $(shell pkg-config --exists libvirt && echo yes)
+ifeq ($(SM_LIBVIRT),yes)
+PKGS    += libvirt
+LIBVIRT_DEFS := -DSM_HAVE_LIBVIRT
+endif
 CC      ?= cc
 WARN    := -Wall -Wextra -Wshadow -Wvla -Wformat=2 -Wmissing-prototypes \
            -Wstrict-prototypes -Wswitch-enum -Werror
@@ -22,7 +31,7 @@ CFLAGS  ?= -O2 -g
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -DSM_VERSION='"$(VERSION)"' \
-             -Ilib $(PKG_CFLAGS) -MMD -MP
+             $(LIBVIRT_DEFS) -Ilib $(PKG_CFLAGS) -MMD -MP
 
 LIB_SRCS  := $(sort $(wildcard lib/*.c))
 LIB_OBJS  := $(LIB_SRCS:.c=.o) lib/schemas.o
