@@ -506,3 +506,40 @@ sm_proc_sever_tcp (pid_t pid, const char *host, int port, int *count,
   close (pidfd);
   return true;
 }
+
+char *
+sm_qemu_cmdline_option (char **argv, const char *opt)
+{
+  if (!argv)
+    return NULL;
+  for (guint i = 1; argv[i] && argv[i + 1]; i++) {
+    const char *a = argv[i];
+
+    if (a[0] == '-' && a[1] == '-')
+      a++;
+    if (strcmp (a, opt) == 0) {
+      g_autofree char *v = g_strdup (argv[i + 1]);
+      char *comma = strchr (v, ',');
+
+      if (comma)
+        *comma = '\0';
+      if (g_str_has_prefix (v, "guest="))
+        return g_strdup (v + 6);
+      return g_steal_pointer (&v);
+    }
+  }
+  return NULL;
+}
+
+char *
+sm_qemu_libvirt_domain (pid_t pid)
+{
+  g_auto(GStrv) argv = pid > 0 ? sm_qemu_read_cmdline (pid, NULL) : NULL;
+  bool monitor = false;
+
+  for (guint i = 1; argv && argv[i] && argv[i + 1]; i++)
+    if (strcmp (argv[i], "-chardev") == 0
+        && g_str_has_prefix (argv[i + 1], "socket,id=charmonitor,"))
+      monitor = true;
+  return monitor ? sm_qemu_cmdline_option (argv, "-name") : NULL;
+}

@@ -25,6 +25,18 @@
 char **sm_qemu_read_cmdline (pid_t pid, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
 
+/* The value of option OPT ("-name", "-uuid") in ARGV (a QEMU command
+ * line), its first comma-separated field with a "guest=" prefix removed;
+ * NULL when absent.  Caller frees. */
+char *sm_qemu_cmdline_option (char **argv, const char *opt)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* The libvirt domain whose QEMU PID is: a QEMU libvirt started has
+ * libvirt's own monitor, "-chardev socket,id=charmonitor,..." (the socket
+ * passed as fd=N, or path= in older libvirt), and "-name guest=NAME";
+ * NULL for any other process (or a gone one).  Caller frees. */
+char *sm_qemu_libvirt_domain (pid_t pid) G_GNUC_WARN_UNUSED_RESULT;
+
 /* /proc/PID/stat's start time (clock ticks since boot), 0 when the process
  * is gone. */
 uint64_t sm_proc_start_time (pid_t pid);

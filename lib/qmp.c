@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "interrupt.h"
+#include "qemu-proc.h"
 
 /* After a reply timed out, the commands that follow (an error path resuming
  * the guest, cancelling a job) share this much more time, unless QEMU shows
@@ -840,6 +841,9 @@ sm_qmp_free (SmQmp *qmp)
   g_free (qmp);
 }
 
+/* How long a QEMU libvirt started is given to greet (connect_monitor). */
+#define LIBVIRT_GREETING_MS 2000
+
 static SmQmp *
 connect_monitor (const char *address, int timeout_ms, bool want_oob,
                  GError **error)
@@ -851,6 +855,7 @@ connect_monitor (const char *address, int timeout_ms, bool want_oob,
   g_autoptr(json_object) greeting = NULL;
   g_autoptr(json_object) ret = NULL;
   g_autoptr(GError) err = NULL;
+  g_autofree char *libvirt_domain = NULL;
   Deadline deadline;
   gint64 left_ms;
 
@@ -877,6 +882,12 @@ connect_monitor (const char *address, int timeout_ms, bool want_oob,
                  "cannot make QEMU monitor %s non-blocking", address);
     return NULL;
   }
+  /* libvirt holds its QEMU's monitor for good: no greeting will come, so
+   * none is awaited long (a monitor of the user's own on such a QEMU greets
+   * at once).  Issue 14. */
+  libvirt_domain = sm_qemu_libvirt_domain (sm_qmp_peer_pid (qmp));
+  if (libvirt_domain && deadline > deadline_after (LIBVIRT_GREETING_MS))
+    deadline = deadline_after (LIBVIRT_GREETING_MS);
 
   /* QEMU may emit an event on a new connection before the greeting (seen
    * with 7.2: a BLOCK_JOB_COMPLETED raised while the previous client
@@ -888,6 +899,14 @@ connect_monitor (const char *address, int timeout_ms, bool want_oob,
     queue_event (qmp, g_steal_pointer (&greeting));
   }
   if (!greeting) {
+    if (libvirt_domain && g_error_matches (err, SM_ERROR, SM_ERROR_TIMEOUT)) {
+      g_set_error (error, SM_ERROR, SM_ERROR_IN_USE,
+                   "QEMU monitor %s belongs to libvirt (domain %s), which "
+                   "must see every change to the VM: use --connect URI "
+                   "--domain %s instead of --qmp", address, libvirt_domain,
+                   libvirt_domain);
+      return NULL;
+    }
     /* QEMU serves one client per monitor: a second one is accepted by the
      * kernel but never greeted, which looks exactly like a stopped QEMU. */
     if (g_error_matches (err, SM_ERROR, SM_ERROR_TIMEOUT)) {
