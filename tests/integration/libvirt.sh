@@ -88,9 +88,11 @@ lv_own () { [ "$(id -u)" != 0 ] || chown -R "$LV_USER:" "$@"; }
 
 # lv_disk TARGET FILE FORMAT [BACKING-FILE BACKING-FORMAT]: a <disk> of
 # domain XML (virtio) on FILE, with one explicit backing layer when given
-# (libvirt then does not probe it).
+# (libvirt then does not probe it); without, libvirt reads the chain from
+# the image headers.  (An empty <backingStore/> would mean "no backing
+# file": QEMU would run the top alone.)
 lv_disk () {
-  local bs="<backingStore/>"
+  local bs=
   [ $# -ge 5 ] && bs="<backingStore type='file'><format type='$5'/><source file='$4'/><backingStore/></backingStore>"
   echo "<disk type='file' device='disk'><driver name='qemu' type='$3'/><source file='$2'/>$bs<target dev='$1' bus='virtio'/></disk>"
 }
