@@ -430,24 +430,28 @@ lv_query_run_state (SmVmAccess *vm, SmVmRunState *state, GError **error)
   return true;
 }
 
+/* A domain call that takes nothing else: FN named API. */
 static bool
-lv_pause (SmVmAccess *vm, GError **error)
+domain_call (SmVmAccess *vm, int (*fn) (virDomainPtr), const char *api,
+             GError **error)
 {
-  if (virDomainSuspend (lv (vm)->dom) < 0) {
-    set_virt_error (error, "virDomainSuspend", NULL);
+  if (fn (lv (vm)->dom) < 0) {
+    set_virt_error (error, api, NULL);
     return false;
   }
   return true;
 }
 
 static bool
+lv_pause (SmVmAccess *vm, GError **error)
+{
+  return domain_call (vm, virDomainSuspend, "virDomainSuspend", error);
+}
+
+static bool
 lv_resume (SmVmAccess *vm, GError **error)
 {
-  if (virDomainResume (lv (vm)->dom) < 0) {
-    set_virt_error (error, "virDomainResume", NULL);
-    return false;
-  }
-  return true;
+  return domain_call (vm, virDomainResume, "virDomainResume", error);
 }
 
 /* The <domainsnapshot> of an external disk-only snapshot onto DISKS' new

@@ -140,9 +140,11 @@ check "restarted, it runs on B's chains only" \
 fresh_domain
 precreate_b
 check "abort: snapshot" snapshot_tops
-check "abort: block copy, cancel it, active commit back, pivot" \
-  va mirror vda "$B/s1.qcow2" qcow2 move-vda -- wait-ready move-vda -- \
-     cancel move-vda -- wait-gone move-vda -- \
+va mirror vda "$B/s1.qcow2" qcow2 move-vda -- wait-event 20000 >"$T/event.txt"
+check "BLOCK_JOB_2 READY arrives as job move-vda's 'ready' event" \
+  grep -qx "event move-vda ready" "$T/event.txt"
+check "abort: cancel the block copy, active commit back, pivot" \
+  va cancel vda -- wait-gone vda -- \
      commit vda - undo-vda -- wait-ready undo-vda -- complete undo-vda -- \
      wait-gone undo-vda
 check "abort: vda is on its old top again" [ "$(blk vda)" = "$A/top.qcow2" ]

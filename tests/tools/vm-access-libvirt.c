@@ -15,6 +15,7 @@
  *   commit DISK BASE|- JOB      active block commit of the top (into BASE)
  *   complete JOB | cancel JOB   pivot, or cancel
  *   wait-ready JOB | wait-gone JOB   (30 s at most)
+ *   wait-event MS               the next event: "event JOB|- WHAT"
  *
  * Operations after `--` run on the same access (job ids given to one are
  * known to the next).  Exit status: 0, 1 on an error (`vm-access-libvirt:
@@ -22,6 +23,7 @@
  * without libvirt.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vm-access.h"
@@ -144,6 +146,15 @@ run_op (SmVmAccess *vm, int argc, char **argv, GError **error)
     return sm_vm_access_wait_job (vm, argv[1], strcmp (op, "wait-ready") == 0
                                   ? SM_VM_JOB_READY : SM_VM_JOB_GONE,
                                   TIMEOUT_MS, error);
+  }
+  if (strcmp (op, "wait-event") == 0) {
+    g_autoptr(SmVmEvent) event = NULL;
+
+    NEED (1);
+    event = vm->ops->wait_event (vm, atoi (argv[1]), error);
+    if (event)
+      printf ("event %s %s\n", event->job ? event->job : "-", event->what);
+    return event != NULL;
   }
 #undef NEED
   return -1;
