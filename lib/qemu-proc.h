@@ -37,6 +37,19 @@ char *sm_qemu_cmdline_option (char **argv, const char *opt)
  * NULL for any other process (or a gone one).  Caller frees. */
 char *sm_qemu_libvirt_domain (pid_t pid) G_GNUC_WARN_UNUSED_RESULT;
 
+typedef enum {
+  SM_LIBVIRT_MONITOR_NO,      /* another socket (a -qmp of the user's own) */
+  SM_LIBVIRT_MONITOR_YES,     /* libvirt's monitor of that QEMU */
+  SM_LIBVIRT_MONITOR_UNKNOWN, /* cannot be told: another user's QEMU whose
+                                 /proc/PID/fd is not ours to read */
+  SM_LIBVIRT_MONITOR_LAST
+} SmLibvirtMonitor;
+
+/* Whether the unix socket PATH, served by the QEMU PID that libvirt
+ * started, is libvirt's own monitor: the listening socket's inode is that
+ * of the QEMU's charmonitor fd=N, or PATH is its path=. */
+SmLibvirtMonitor sm_qemu_libvirt_monitor (pid_t pid, const char *path);
+
 /* /proc/PID/stat's start time (clock ticks since boot), 0 when the process
  * is gone. */
 uint64_t sm_proc_start_time (pid_t pid);

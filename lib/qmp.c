@@ -841,8 +841,46 @@ sm_qmp_free (SmQmp *qmp)
   g_free (qmp);
 }
 
-/* How long a QEMU libvirt started is given to greet (connect_monitor). */
+/* How long a QEMU libvirt started is given to greet when it cannot be told
+ * whether the socket is libvirt's monitor (connect_monitor). */
 #define LIBVIRT_GREETING_MS 2000
+
+static void
+set_libvirt_owned (GError **error, const char *address, const char *domain)
+{
+  g_set_error (error, SM_ERROR, SM_ERROR_IN_USE,
+               "QEMU monitor %s belongs to libvirt (domain %s), which must "
+               "see every change to the VM: use --connect URI --domain %s "
+               "instead of --qmp", address, domain, domain);
+}
+
+/* libvirt's monitor of its QEMU is libvirt's alone, also while libvirtd is
+ * down (when QEMU would greet us): a change made through it would leave
+ * libvirt's XML stale (issue 14).  False with ERROR when QMP's peer is
+ * that monitor; *DOMAIN set when it may be (its greeting then decides:
+ * libvirt holds the monitor and none comes), NULL for any other QEMU or
+ * socket (a -qmp of the user's own on libvirt's QEMU greets at once). */
+static bool
+check_libvirt (SmQmp *qmp, char **domain, GError **error)
+{
+  pid_t pid = sm_qmp_peer_pid (qmp);
+  g_autofree char *name = sm_qemu_libvirt_domain (pid);
+
+  if (!name)
+    return true;
+  switch (sm_qemu_libvirt_monitor (pid, qmp->address)) {
+  case SM_LIBVIRT_MONITOR_YES:
+    set_libvirt_owned (error, qmp->address, name);
+    return false;
+  case SM_LIBVIRT_MONITOR_UNKNOWN:
+    *domain = g_steal_pointer (&name);
+    return true;
+  case SM_LIBVIRT_MONITOR_NO:
+  case SM_LIBVIRT_MONITOR_LAST:
+  default:
+    return true;
+  }
+}
 
 static SmQmp *
 connect_monitor (const char *address, int timeout_ms, bool want_oob,
@@ -882,10 +920,8 @@ connect_monitor (const char *address, int timeout_ms, bool want_oob,
                  "cannot make QEMU monitor %s non-blocking", address);
     return NULL;
   }
-  /* libvirt holds its QEMU's monitor for good: no greeting will come, so
-   * none is awaited long (a monitor of the user's own on such a QEMU greets
-   * at once).  Issue 14. */
-  libvirt_domain = sm_qemu_libvirt_domain (sm_qmp_peer_pid (qmp));
+  if (!check_libvirt (qmp, &libvirt_domain, error))
+    return NULL;
   if (libvirt_domain && deadline > deadline_after (LIBVIRT_GREETING_MS))
     deadline = deadline_after (LIBVIRT_GREETING_MS);
 
@@ -900,11 +936,7 @@ connect_monitor (const char *address, int timeout_ms, bool want_oob,
   }
   if (!greeting) {
     if (libvirt_domain && g_error_matches (err, SM_ERROR, SM_ERROR_TIMEOUT)) {
-      g_set_error (error, SM_ERROR, SM_ERROR_IN_USE,
-                   "QEMU monitor %s belongs to libvirt (domain %s), which "
-                   "must see every change to the VM: use --connect URI "
-                   "--domain %s instead of --qmp", address, libvirt_domain,
-                   libvirt_domain);
+      set_libvirt_owned (error, address, libvirt_domain);
       return NULL;
     }
     /* QEMU serves one client per monitor: a second one is accepted by the

@@ -3,11 +3,13 @@
 # the domain and saying to use --connect (libvirt holds its QEMU's monitor:
 # a second client would get no greeting, and changes made behind libvirt's
 # back leave its XML stale).  A monitor of the user's own on a QEMU libvirt
-# started (<qemu:commandline> -qmp) still works.
+# started (<qemu:commandline> -qmp) still works, and libvirt's monitor is
+# refused while libvirtd is down too.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/libvirt.sh"
 
 command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing"
+command -v socat >/dev/null || skip_all "socat missing"
 libvirt_setup
 A=$T/A
 mkdir -p "$A"
@@ -43,5 +45,21 @@ rc=$?
 sed 's/^/# /' "$T/err2"
 check "snapmig disks works on that monitor" [ $rc -eq 0 ]
 check "and lists the domain's disk" grep -q d0.qcow2 "$T/out2"
+
+# libvirtd stopped: its QEMU runs on and would greet the next client, but
+# the monitor is still libvirt's (it reconnects when it starts again).
+mon2=$(lv_monitor_sock vm2)
+qemu_pid=$(lv_domain_pid vm2)
+kill "$LV_PID"
+check "libvirtd stopped" wait_until 10 lv_dead "$LV_PID"
+check "its QEMU runs on" kill -0 "${qemu_pid:-0}"
+check "QEMU now greets a client on libvirt's monitor" \
+  eval 'timeout 10 socat -T 5 - "UNIX-CONNECT:$mon2" </dev/null 2>/dev/null | grep -q "\"QMP\""'
+"$SNAPMIG" disks --qmp "$mon2" >"$T/out3" 2>"$T/err3"
+rc=$?
+sed 's/^/# /' "$T/err3"
+check "snapmig disks --qmp on it still fails" [ $rc -ne 0 ]
+check "naming domain vm2 and --connect" \
+  grep -qF "belongs to libvirt (domain vm2), which must see every change to the VM: use --connect URI --domain vm2" "$T/err3"
 
 done_testing
