@@ -45,6 +45,7 @@ libvirt_setup () {
   bin=$(PATH=/usr/sbin:/sbin:$PATH command -v libvirtd) ||
     _lv_missing "libvirtd missing (apt-get install libvirt-daemon libvirt-daemon-driver-qemu)"
   command -v virsh >/dev/null || _lv_missing "virsh missing (apt-get install libvirt-clients)"
+  command -v jq >/dev/null || skip_all "jq missing"
   compgen -G '/usr/lib*/*/libvirt/connection-driver/libvirt_driver_qemu.so' >/dev/null ||
     _lv_missing "libvirt's QEMU driver missing (apt-get install libvirt-daemon-driver-qemu)"
   LV=$T/libvirt
@@ -61,6 +62,10 @@ EOF
     chmod 0711 "$T"
     chown -R "$LV_USER:" "$LV"
     run_as=(setpriv --reuid="$LV_USER" --regid="$(id -g "$LV_USER")" --clear-groups)
+    if ! "${run_as[@]}" test -w "$LV/run"; then
+      echo "Bail out! $LV_USER cannot reach $LV: every directory above $T must let others pass (TMPDIR elsewhere)"
+      exit 1
+    fi
   else
     LV_USER=$(id -un)
   fi
@@ -99,17 +104,21 @@ lv_disk () {
 
 # lv_domain_xml NAME DISK-XML...: a guest-less TCG domain (no guest OS: it
 # only holds its disks), -nodefaults-like: no USB, no balloon, no display.
+# LV_MEM (MiB, default 64), LV_OS (more <os> elements) and LV_DEVICES (more
+# devices) change it (lv_start_guest).
 lv_domain_xml () {
   local name=$1; shift
   cat <<EOF
 <domain type='qemu'>
   <name>$name</name>
-  <memory unit='MiB'>64</memory>
+  <memory unit='MiB'>${LV_MEM:-64}</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type>${LV_OS:-}</os>
+  <on_reboot>destroy</on_reboot>
   <devices>
     <emulator>$(command -v qemu-system-x86_64)</emulator>
     $*
+    ${LV_DEVICES:-}
     <controller type='usb' model='none'/>
     <memballoon model='none'/>
   </devices>
@@ -122,6 +131,78 @@ lv_start () {
   printf '%s\n' "$2" >"$T/$1.domain.xml"
   lv_virsh define "$T/$1.domain.xml" >/dev/null || return 1
   lv_virsh start "$1" >/dev/null
+}
+
+# lv_start_guest NAME DISK-XML...: the test guest (tests/harness/guest.sh,
+# sourced by the test, guest_build done) as libvirt domain NAME: its kernel
+# and initramfs, the console on its first serial port (a file), the agent
+# on its second, a unix socket in $LV/guest-NAME/ (the daemon's user binds
+# it) that guest_attach connects to; waits (GUEST_BOOT_TIMEOUT) for the
+# agent.  Then guest_cmd NAME ... as with start_guest.
+lv_start_guest () {
+  local name=$1 dir=$LV/guest-$1 deadline xml; shift
+  mkdir -p "$dir"
+  # The daemon's user may not reach GUEST_DIR (a checkout under /root).
+  cp "$GUEST_DIR/vmlinuz" "$GUEST_DIR/initramfs.cpio.gz" "$dir/" || return 1
+  lv_own "$dir"
+  xml=$(LV_MEM=${GUEST_MEM%M} \
+    LV_OS="<kernel>$dir/vmlinuz</kernel><initrd>$dir/initramfs.cpio.gz</initrd><cmdline>console=ttyS0 quiet panic=-1</cmdline>" \
+    LV_DEVICES="<serial type='file'><source path='$dir/console'/><target port='0'/></serial><serial type='unix'><source mode='bind' path='$dir/agent.sock'/><target port='1'/></serial>" \
+    lv_domain_xml "$name" "$@")
+  lv_start "$name" "$xml" || return 1
+  guest_attach "$name" "$dir/agent.sock" || return 1
+  deadline=$(( $(date +%s) + GUEST_BOOT_TIMEOUT ))
+  until grep -aq '^@@ready ' "$T/$name.agent"; do
+    if [ "$(date +%s)" -ge $deadline ] || [ "$(lv_virsh domstate "$name")" != running ]; then
+      echo "# guest $name: no agent within ${GUEST_BOOT_TIMEOUT}s; console:"
+      sed 's/^/# /' "$dir/console"
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# lv_blk DOMAIN TARGET: the source domblklist names for TARGET.
+lv_blk () { lv_virsh domblklist "$1" | awk -v t="$2" '$1 == t {print $2}'; }
+# lv_xml_sources DOMAIN [--inactive]: every <source file=...> of its XML.
+lv_xml_sources () {
+  lv_virsh dumpxml "${@:2}" "$1" | sed -n "s/.*<source file='\([^']*\)'.*/\1/p"
+}
+
+# ---- the 2-disk move of the libvirt tests --------------------------------
+# A holds vda's chain top.qcow2 over base.qcow2 and vdb's d1.raw; the
+# snapshot gives them the new tops s1.qcow2 and d1.s1.qcow2 in A
+# (lv_new_tops); B gets the same five files (lv_precreate_b), the lower
+# layers copied while the mirrors run (lv_copy_lower).
+
+# _lv_size FILE: its virtual size in bytes.
+_lv_size () { qemu-img info -U --output=json "$1" | jq -r '."virtual-size"'; }
+
+# lv_new_tops A: A/s1.qcow2 over top.qcow2 and A/d1.s1.qcow2 over d1.raw
+# (relative names, formats stated), the daemon's user's.
+lv_new_tops () {
+  qemu-img create -q -f qcow2 -F qcow2 -b top.qcow2 "$1/s1.qcow2" "$(_lv_size "$1/top.qcow2")" &&
+    qemu-img create -q -f qcow2 -F raw -b d1.raw "$1/d1.s1.qcow2" "$(_lv_size "$1/d1.raw")" &&
+    lv_own "$1"
+}
+
+# lv_precreate_b A B: B's chains as A's, sizes and relative names alike.
+lv_precreate_b () {
+  local base top raw
+  base=$(_lv_size "$1/base.qcow2") top=$(_lv_size "$1/top.qcow2") raw=$(_lv_size "$1/d1.raw")
+  qemu-img create -q -f qcow2 "$2/base.qcow2" "$base" &&
+    qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$2/top.qcow2" "$top" &&
+    qemu-img create -q -f qcow2 -F qcow2 -b top.qcow2 "$2/s1.qcow2" "$top" &&
+    qemu-img create -q -f raw "$2/d1.raw" "$raw" &&
+    qemu-img create -q -f qcow2 -F raw -b d1.raw "$2/d1.s1.qcow2" "$raw" &&
+    lv_own "$2"
+}
+
+# lv_copy_lower A B: A's read-only layers into B's (QEMU holds A's locks).
+lv_copy_lower () {
+  qemu-img convert -U -n -f qcow2 -O qcow2 "$1/base.qcow2" "$2/base.qcow2" &&
+    qemu-img convert -U -n -f qcow2 -O qcow2 "$1/top.qcow2" "$2/top.qcow2" &&
+    qemu-img convert -U -n -f raw -O raw "$1/d1.raw" "$2/d1.raw"
 }
 
 # The files libvirt keeps for a running domain NAME.

@@ -43,41 +43,20 @@ fresh_domain () {
     "$(lv_disk vdb "$A/d1.raw" raw)")"
 }
 
-# snapshot_tops: the new tops in A (relative backing names), taken; s1
-# holds 0x44 at 4M (no guest writes here: the mirror has data to copy).
+# snapshot_tops: the new tops in A (lv_new_tops), taken; s1 holds 0x44
+# at 4M (no guest writes here: the mirror has data to copy), written
+# before its backing name (QEMU holds top.qcow2's lock).
 snapshot_tops () {
-  # The data first (QEMU holds top.qcow2's lock), then the backing name.
+  rm -f "$A/s1.qcow2"
   qemu-img create -q -f qcow2 "$A/s1.qcow2" 32M &&
     qemu-io -f qcow2 -c "write -P 0x44 4M 1M" "$A/s1.qcow2" >/dev/null &&
     qemu-img rebase -u -F qcow2 -b top.qcow2 "$A/s1.qcow2" &&
-    qemu-img create -q -f qcow2 -F raw -b d1.raw "$A/d1.s1.qcow2" &&
+    qemu-img create -q -f qcow2 -F raw -b d1.raw "$A/d1.s1.qcow2" 16M &&
     lv_own "$A" &&
     va snapshot "vda=$A/s1.qcow2" "vdb=$A/d1.s1.qcow2"
 }
-
-# precreate_b: B's chains, the same structure and relative names.
-precreate_b () {
-  qemu-img create -q -f qcow2 "$B/base.qcow2" 32M &&
-    qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 "$B/top.qcow2" &&
-    qemu-img create -q -f qcow2 -F qcow2 -b top.qcow2 "$B/s1.qcow2" &&
-    qemu-img create -q -f raw "$B/d1.raw" 16M &&
-    qemu-img create -q -f qcow2 -F raw -b d1.raw "$B/d1.s1.qcow2" &&
-    lv_own "$B"
-}
-
-# copy_lower: A's read-only layers into B's (QEMU holds A's locks: -U).
-copy_lower () {
-  qemu-img convert -U -n -f qcow2 -O qcow2 "$A/base.qcow2" "$B/base.qcow2" &&
-    qemu-img convert -U -n -f qcow2 -O qcow2 "$A/top.qcow2" "$B/top.qcow2" &&
-    qemu-img convert -U -n -f raw -O raw "$A/d1.raw" "$B/d1.raw"
-}
-
-# blk TARGET: the source domblklist names for TARGET.
-blk () { lv_virsh domblklist vm | awk -v t="$1" '$1 == t {print $2}'; }
-# xml_sources [--inactive]: every <source file=...> of the domain's XML.
-xml_sources () {
-  lv_virsh dumpxml "$@" vm | sed -n "s/.*<source file='\([^']*\)'.*/\1/p"
-}
+blk () { lv_blk vm "$1"; }
+xml_sources () { lv_xml_sources vm "$@"; }
 # reads FILE FMT PATTERN OFFSET: PATTERN's 1M at OFFSET in image FILE.
 reads () {
   local out
@@ -95,7 +74,7 @@ check "the view: vdb is d1.raw, raw" grep -qx "layer vdb 0 raw $A/d1.raw" "$T/vi
 check "the view: no job" not grep -q '^job' "$T/view0.txt"
 check "the run state is running" [ "$(va state)" = running ]
 
-check "pre-create B's chains" precreate_b
+check "pre-create B's chains" lv_precreate_b "$A" "$B"
 check "snapshot onto the pre-created tops in A" snapshot_tops
 check "after the snapshot vda runs on s1.qcow2" [ "$(blk vda)" = "$A/s1.qcow2" ]
 check "after the snapshot vdb runs on d1.s1.qcow2" [ "$(blk vdb)" = "$A/d1.s1.qcow2" ]
@@ -105,7 +84,7 @@ check "block copy of each new top into B's (job ids move-vda, move-vdb)" \
 # libvirt opens B's lower layers only at the pivot: they are copied now.
 # A job outlives the connection that started it; from here on it is named
 # by its disk.
-check "copy A's read-only layers into B's meanwhile" copy_lower
+check "copy A's read-only layers into B's meanwhile" lv_copy_lower "$A" "$B"
 va view >"$T/view1.txt"
 check "the view shows vda's mirror" grep -q '^job vda mirror ' "$T/view1.txt"
 check "wait ready, pause, pivot both disks, resume" \
@@ -138,7 +117,7 @@ check "restarted, it runs on B's chains only" \
 
 # ---- abort -------------------------------------------------------------
 fresh_domain
-precreate_b
+lv_precreate_b "$A" "$B"
 check "abort: snapshot" snapshot_tops
 va mirror vda "$B/s1.qcow2" qcow2 move-vda -- wait-event 20000 >"$T/event.txt"
 check "BLOCK_JOB_2 READY arrives as job move-vda's 'ready' event" \
