@@ -305,6 +305,19 @@ remember_job (SmVmAccess *vm, const char *job_id, const char *target)
                         g_strdup (target));
 }
 
+/* The end of an entry that starts a job on disk DEV: R is API's result. */
+static bool
+job_started (SmVmAccess *vm, int r, const char *api, const char *dev,
+             const char *job_id, GError **error)
+{
+  if (r < 0) {
+    set_virt_error (error, api, dev);
+    return false;
+  }
+  remember_job (vm, job_id, dev);
+  return true;
+}
+
 /* ---- entries ------------------------------------------------------------ */
 
 static bool
@@ -432,12 +445,9 @@ lv_mirror (SmVmAccess *vm, const char *disk, const char *target,
                          "<source file='%s'/></disk>", fmt, file);
   if (write_blocking)
     flags |= VIR_DOMAIN_BLOCK_COPY_SYNCHRONOUS_WRITES;
-  if (virDomainBlockCopy (lv (vm)->dom, dev, xml, NULL, 0, flags) < 0) {
-    set_virt_error (error, "virDomainBlockCopy", dev);
-    return false;
-  }
-  remember_job (vm, job_id, dev);
-  return true;
+  return job_started (vm, virDomainBlockCopy (lv (vm)->dom, dev, xml, NULL,
+                                              0, flags),
+                      "virDomainBlockCopy", dev, job_id, error);
 }
 
 static bool
@@ -458,13 +468,8 @@ lv_stream (SmVmAccess *vm, const char *disk, const char *base,
   else
     r = virDomainBlockPull (lv (vm)->dom, dev, speed,
                             VIR_DOMAIN_BLOCK_PULL_BANDWIDTH_BYTES);
-  if (r < 0) {
-    set_virt_error (error, base ? "virDomainBlockRebase" : "virDomainBlockPull",
-                    dev);
-    return false;
-  }
-  remember_job (vm, job_id, dev);
-  return true;
+  return job_started (vm, r, base ? "virDomainBlockRebase"
+                      : "virDomainBlockPull", dev, job_id, error);
 }
 
 static bool
@@ -478,27 +483,32 @@ lv_commit (SmVmAccess *vm, const char *disk, const char *base,
     return false;
   if (!base)
     flags |= VIR_DOMAIN_BLOCK_COMMIT_SHALLOW;
-  if (virDomainBlockCommit (lv (vm)->dom, dev, base, NULL, 0, flags) < 0) {
-    set_virt_error (error, "virDomainBlockCommit", dev);
+  return job_started (vm, virDomainBlockCommit (lv (vm)->dom, dev, base,
+                                                NULL, 0, flags),
+                      "virDomainBlockCommit", dev, job_id, error);
+}
+
+/* virDomainBlockJobAbort (FLAGS) of job JOB_ID, API for messages. */
+static bool
+job_abort (SmVmAccess *vm, const char *job_id, unsigned int flags,
+           const char *api, GError **error)
+{
+  g_autofree char *dev = job_target (vm, job_id, error);
+
+  if (!dev)
+    return false;
+  if (virDomainBlockJobAbort (lv (vm)->dom, dev, flags) < 0) {
+    set_virt_error (error, api, dev);
     return false;
   }
-  remember_job (vm, job_id, dev);
   return true;
 }
 
 static bool
 lv_job_complete (SmVmAccess *vm, const char *job_id, GError **error)
 {
-  g_autofree char *dev = job_target (vm, job_id, error);
-
-  if (!dev)
-    return false;
-  if (virDomainBlockJobAbort (lv (vm)->dom, dev,
-                              VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT) < 0) {
-    set_virt_error (error, "virDomainBlockJobAbort (pivot)", dev);
-    return false;
-  }
-  return true;
+  return job_abort (vm, job_id, VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT,
+                    "virDomainBlockJobAbort (pivot)", error);
 }
 
 /* libvirt has no forced cancel: FORCE is the QMP backend's. */
@@ -506,17 +516,9 @@ static bool
 lv_job_cancel (SmVmAccess *vm, const char *job_id, bool force,
                GError **error)
 {
-  g_autofree char *dev = job_target (vm, job_id, error);
-
   (void) force;
-  if (!dev)
-    return false;
-  if (virDomainBlockJobAbort (lv (vm)->dom, dev,
-                              VIR_DOMAIN_BLOCK_JOB_ABORT_ASYNC) < 0) {
-    set_virt_error (error, "virDomainBlockJobAbort", dev);
-    return false;
-  }
-  return true;
+  return job_abort (vm, job_id, VIR_DOMAIN_BLOCK_JOB_ABORT_ASYNC,
+                    "virDomainBlockJobAbort", error);
 }
 
 static SmVmEvent *
