@@ -238,6 +238,15 @@ lv_dead () {
 libvirt_stop () {
   local f p
   [ -n "$LV" ] || return 0
+  # A failed test shows what libvirt and its QEMUs said.
+  if [ "${_sm_failed:-0}" -gt 0 ] && [ -z "${_lv_shown:-}" ]; then
+    _lv_shown=1
+    for f in "$LV"/cache/libvirt/qemu/log/*.log "$LV/daemon.log"; do
+      [ -f "$f" ] || continue
+      echo "# ---- ${f#"$LV"/} (last 15 lines)"
+      tail -n 15 "$f" | cut -c1-300 | sed 's/^/# /'
+    done
+  fi
   # driver.pid there is the daemon's own; a PID is killed only while its
   # process is still one of this libvirt's (a PID file may be stale).
   for f in "$LV"/run/libvirt/qemu/run/*.pid; do
