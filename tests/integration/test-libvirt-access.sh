@@ -57,19 +57,14 @@ snapshot_tops () {
 }
 blk () { lv_blk vm "$1"; }
 xml_sources () { lv_xml_sources vm "$@"; }
-# reads FILE FMT PATTERN OFFSET: PATTERN's 1M at OFFSET in image FILE.
-reads () {
-  local out
-  out=$(qemu-io -U -r -f "$2" -c "read -P $3 $4 1M" "$1" 2>&1)
-  grep -q 'read 1048576' <<<"$out" && ! grep -q 'verification failed' <<<"$out"
-}
 
 # ---- move ------------------------------------------------------------
 fresh_domain
 va view >"$T/view0.txt"
-check "the view: vda's chain is top.qcow2 over base.qcow2, formats stated" \
-  eval 'grep -qx "layer vda 0 qcow2 $A/top.qcow2" "$T/view0.txt" &&
-        grep -qx "layer vda 1 qcow2 $A/base.qcow2" "$T/view0.txt"'
+check "the view: vda's top is top.qcow2, qcow2" \
+  grep -qx "layer vda 0 qcow2 $A/top.qcow2" "$T/view0.txt"
+check "the view: over base.qcow2, qcow2" \
+  grep -qx "layer vda 1 qcow2 $A/base.qcow2" "$T/view0.txt"
 check "the view: vdb is d1.raw, raw" grep -qx "layer vdb 0 raw $A/d1.raw" "$T/view0.txt"
 check "the view: no job" not grep -q '^job' "$T/view0.txt"
 check "the run state is running" [ "$(va state)" = running ]
@@ -106,10 +101,10 @@ check "the domain's log has no 'tainted' line" \
 check "the view: no job left" not eval 'va view | grep -q "^job"'
 
 lv_virsh destroy vm >/dev/null
-check "offline, B's chain holds base's data" reads "$B/s1.qcow2" qcow2 0x11 0
-check "offline, B's chain holds top's data" reads "$B/s1.qcow2" qcow2 0x22 2M
-check "offline, B's d1 chain holds d1's data" reads "$B/d1.s1.qcow2" qcow2 0x33 0
-check "offline, the mirror copied s1's own data into B" reads "$B/s1.qcow2" qcow2 0x44 4M
+check "offline, B's chain holds base's data" offline_read "$B/s1.qcow2" 0x11 0
+check "offline, B's chain holds top's data" offline_read "$B/s1.qcow2" 0x22 2M
+check "offline, B's d1 chain holds d1's data" offline_read "$B/d1.s1.qcow2" 0x33 0
+check "offline, the mirror copied s1's own data into B" offline_read "$B/s1.qcow2" 0x44 4M
 check "the domain starts again" eval 'lv_virsh start vm >/dev/null'
 live=$(xml_sources)
 check "restarted, it runs on B's chains only" \
@@ -148,10 +143,10 @@ check "pull: s1.qcow2 names base.qcow2 relatively" \
 check "pull: a full pull of vdb" va stream vdb - pull-vdb -- wait-gone pull-vdb
 check "pull: vdb has one layer" [ "$(echo $(xml_sources | tail -n +3))" = "$A/d1.s1.qcow2" ]
 lv_virsh destroy vm >/dev/null
-check "pull: s1.qcow2 holds top's data" reads "$A/s1.qcow2" qcow2 0x22 2M
+check "pull: s1.qcow2 holds top's data" offline_read "$A/s1.qcow2" 0x22 2M
 check "pull: d1.s1.qcow2 holds d1's data alone" \
   eval 'qemu-img info --output=json "$A/d1.s1.qcow2" | jq -e ".\"backing-filename\" == null" >/dev/null'
-check "pull: d1.s1.qcow2's data" reads "$A/d1.s1.qcow2" qcow2 0x33 0
+check "pull: d1.s1.qcow2's data" offline_read "$A/d1.s1.qcow2" 0x33 0
 
 # ---- errors --------------------------------------------------------------
 out=$(va view 2>&1)
