@@ -1,18 +1,23 @@
 # snapmig — a plain Makefile driven by pkg-config (see ../shared/STYLE.md).
 #
-#   make              build lib/libsnapmig.a and cli/snapmig
+#   make              build lib/libsnapmig.a, lib/libsnapmig.so.* and cli/snapmig
 #   make check        install missing Debian packages, build, run every test
 #   make check-valgrind   unit tests under valgrind with leak checking
 #   make demo         live storage migration of a throwaway VM
 #   make bench        benchmarks (ratios against a reference measured in the same run)
 #   make install PREFIX=/usr/local
 
+.DEFAULT_GOAL := all
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
 # Where bash-completion looks for a command's completion, loaded on demand.
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
-VERSION := 0.1.0
+LIBDIR  ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+# One source of the version: the public header's SM_VERSION.
+VERSION := $(shell sed -n 's/^\#define SM_VERSION "\(.*\)"/\1/p' include/snapmig.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
 
 PKGS    := glib-2.0 json-c libxml-2.0 blkid
 # libvirt (--connect, issue 14) is optional: with libvirt-dev installed the
@@ -30,12 +35,26 @@ WARN    := -Wall -Wextra -Wshadow -Wvla -Wformat=2 -Wmissing-prototypes \
 CFLAGS  ?= -O2 -g
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -DSM_VERSION='"$(VERSION)"' \
-             $(LIBVIRT_DEFS) -Ilib $(PKG_CFLAGS) -MMD -MP
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE \
+             $(LIBVIRT_DEFS) -Iinclude -Ilib $(PKG_CFLAGS) -MMD -MP
 
 LIB_SRCS  := $(sort $(wildcard lib/*.c))
 LIB_OBJS  := $(LIB_SRCS:.c=.o) lib/schemas.o
 LIB       := lib/libsnapmig.a
+# The shared library exports the public API only (lib/libsnapmig.map); the
+# CLI and the tests link the static archive, private functions included.
+SONAME    := libsnapmig.so.$(SOMAJOR)
+SO        := lib/libsnapmig.so.$(VERSION)
+$(LIB_OBJS): ALL_CFLAGS += -fPIC
+# The snapmig binary the library execs for its copy worker (lib/helper.c):
+# BINDIR/snapmig relative to LIBDIR, so that the same build installed under
+# any PREFIX finds its binary; rewritten (helper.o rebuilt) only when the
+# layout changes.
+lib/helper.o: lib/helper-path.h
+lib/helper-path.h: FORCE
+	@echo '#define SM_HELPER_FROM_LIBDIR "$(shell realpath -m --relative-to=$(LIBDIR) $(BINDIR)/snapmig)"' > $@.tmp
+	@cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
+FORCE:
 
 CLI_SRCS  := $(sort $(wildcard cli/*.c))
 CLI_OBJS  := $(CLI_SRCS:.c=.o)
@@ -53,9 +72,9 @@ TOOL_BINS := $(TOOL_SRCS:.c=)
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:.c=)
 
-.PHONY: all deps check check-unit check-integration check-valgrind demo bench \
+.PHONY: FORCE all deps check check-unit check-integration check-valgrind demo bench \
         install clean
-all: $(CLI) $(UNIT_BINS) $(FUZZ_BINS) $(TOOL_BINS) $(BENCH_BINS)
+all: $(CLI) $(SO) $(UNIT_BINS) $(FUZZ_BINS) $(TOOL_BINS) $(BENCH_BINS)
 
 %.o: %.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -68,6 +87,13 @@ lib/schemas.o: lib/schemas.S $(wildcard schemas/*.rng)
 $(LIB): $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $^
+
+$(SO): $(LIB_OBJS) lib/libsnapmig.map
+	$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) \
+	  -Wl,--version-script=lib/libsnapmig.map -Wl,--no-undefined \
+	  -o $@ $(LIB_OBJS) $(PKG_LIBS)
+	ln -sf libsnapmig.so.$(VERSION) lib/$(SONAME)
+	ln -sf $(SONAME) lib/libsnapmig.so
 
 $(CLI): $(CLI_OBJS) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJS) $(LIB) $(PKG_LIBS)
@@ -114,14 +140,23 @@ bench: deps
 	$(MAKE) all
 	@for b in $(sort $(wildcard bench/*.sh)); do echo "== $$b"; $$b || exit 1; done
 
-install: $(CLI)
+install: $(CLI) $(SO)
 	install -D -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/snapmig
+	install -D -m 0755 $(SO) $(DESTDIR)$(LIBDIR)/libsnapmig.so.$(VERSION)
+	ln -sf libsnapmig.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libsnapmig.so
+	install -D -m 0644 include/snapmig.h $(DESTDIR)$(INCLUDEDIR)/snapmig.h
+	mkdir -p $(DESTDIR)$(LIBDIR)/pkgconfig
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|^Requires.private: .*|Requires.private: $(PKGS)|' \
+	    snapmig.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/snapmig.pc
 	install -D -m 0644 docs/snapmig.1 $(DESTDIR)$(MANDIR)/man1/snapmig.1
 	install -D -m 0644 completions/snapmig.bash \
 	  $(DESTDIR)$(BASHCOMPDIR)/snapmig
 
 clean:
-	rm -f lib/*.o lib/*.d lib/*.a cli/*.o cli/*.d $(CLI) tests/*/*.o tests/*/*.d \
+	rm -f lib/*.o lib/*.d lib/*.a lib/libsnapmig.so* lib/helper-path.h cli/*.o cli/*.d $(CLI) tests/*/*.o tests/*/*.d \
 	      $(UNIT_BINS) $(FUZZ_BINS) $(TOOL_BINS) $(BENCH_BINS) bench/*.o bench/*.d
 
 -include $(wildcard lib/*.d cli/*.d tests/*/*.d bench/*.d)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <glib.h>
 
+#include "helper.h"
 #include "layer-copy.h"
 
 int
@@ -51,6 +52,17 @@ main (int argc, char **argv)
     g_ptr_array_add (copies, sm_layer_copy_new ("bench", argv[i], argv[i + 1],
                                                 SM_IMAGE_FORMAT_RAW, NULL,
                                                 SM_IMAGE_FORMAT_LAST));
+  }
+  /* The worker is `snapmig copy-worker`: this tree's (bench/../cli). */
+  {
+    g_autofree char *self = g_file_read_link ("/proc/self/exe", NULL);
+    g_autofree char *here = self ? g_path_get_dirname (self) : NULL;
+    g_autofree char *snapmig = here ? g_build_filename (here, "..", "cli",
+                                                       "snapmig", NULL)
+                                   : NULL;
+
+    if (!g_getenv ("SNAPMIG_HELPER"))
+      sm_helper_set_path (snapmig);
   }
   start = g_get_monotonic_time ();
   if (!sm_copy_worker_spawn (copies, bandwidth, status, &pid, &err)) {

@@ -50,6 +50,8 @@ int sm_cmd_migrate_recover (int argc, char **argv);
 /* cmd-tunnel.c: migrate --tunnel's helpers */
 int sm_cmd_tunnel (int argc, char **argv);
 int sm_cmd_relay (int argc, char **argv);
+/* cmd-worker.c: create's lower-layer copy worker */
+int sm_cmd_copy_worker (int argc, char **argv);
 
 /* Options every command takes: --debug. */
 extern gboolean sm_cli_debug;
@@ -68,6 +70,9 @@ void sm_cli_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 /* `snapmig: error: CONTEXT: GERROR-MESSAGE`; context may be NULL. */
 void sm_cli_gerror (const char *context, const GError *err);
 void sm_cli_warning (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+/* "snapmig: note: ..." on stderr: something the user asked for was done
+ * differently, by design (create --disk-only). */
+void sm_cli_note (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 
 /* Parses a --bandwidth RATE in bytes per second: a number with an optional
  * suffix K, M, G or T (powers of 1024), optionally followed by "i", "B" and

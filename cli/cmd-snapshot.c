@@ -11,6 +11,7 @@
 #include "json-util.h"
 #include "lsm.h"
 #include "migrate.h"
+#include "ops.h"
 #include "progress.h"
 #include "qmp.h"
 #include "state.h"
@@ -67,25 +68,31 @@ static const GOptionEntry create_entries[] = {
   { "mirror-domain", 0, 0, G_OPTION_ARG_FILENAME, &opt_mirror_domain,
     "Move disks to the storage domain DIR, pre-creating each one's whole "
     "chain there: every writable disk when no --diskspec is given, else "
-    "each --diskspec disk without mirror=", "DIR" },
+    "each --diskspec disk without mirror= (implies --mirror)", "DIR" },
   { "mirror", 0, 0, G_OPTION_ARG_NONE, &opt_mirror,
-    "Mirror the new tops (their destinations come from --mirror-domain, "
-    "--diskspec mirror= or <mirror>; required to be there)", NULL },
+    "Mirror the new tops.  --mirror-domain, --diskspec mirror= and "
+    "<mirror> in FILE imply it; given alone, without any of them, it is a "
+    "usage error.  Without a mirror destination create takes a plain "
+    "external snapshot (new tops beside the old ones)", NULL },
   { "atomic", 0, 0, G_OPTION_ARG_NONE, &opt_atomic,
     "All disks or none (implied by mirrors and --reuse-external)", NULL },
   { "reuse-external", 0, 0, G_OPTION_ARG_NONE, &opt_reuse_external,
     "The target files exist already and are reused (they must fit); "
     "implies --atomic", NULL },
   { "disk-only", 0, 0, G_OPTION_ARG_NONE, &opt_disk_only,
-    "Disk-only snapshot (the only kind snapmig takes; accepted as in "
-    "libvirt)", NULL },
+    "Take FILE's snapshot without the memory state it asks for (<memory "
+    "snapshot='internal|external'>, <memory file=>, a <state> other than "
+    "disk-snapshot or shutoff), with a note, instead of refusing it: "
+    "snapmig's snapshots hold the disks only", NULL },
   { "no-metadata", 0, 0, G_OPTION_ARG_NONE, &opt_no_metadata,
     "Do not record the snapshot (not with mirrors)", NULL },
   { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &opt_bandwidth,
-    "Limit each mirror to RATE bytes per second (suffixes K, M, G, T: powers of 1024)", "RATE" },
+    "Limit each mirror, and the copy of the lower layers, to RATE bytes per "
+    "second (suffixes K, M, G, T: powers of 1024; only with mirrors)",
+    "RATE" },
   { "copy-mode", 0, 0, G_OPTION_ARG_STRING, &opt_copy_mode,
     "Mirror copy mode: background (default) or write-blocking "
-    "(always converges; QEMU >= 3.0)", "MODE" },
+    "(always converges; QEMU >= 3.0; only with mirrors)", "MODE" },
   { "wait", 0, 0, G_OPTION_ARG_NONE, &opt_wait,
     "Wait until every mirror is ready and every copy done", NULL },
   TIMEOUT_ENTRY, JSON_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
@@ -140,27 +147,14 @@ timeout_ok (const char *command)
   return sm_cli_timeout_ok (command, opt_timeout);
 }
 
-/* Connects, opens the VM's state (unless ST is NULL) and takes its lock. */
-static bool
-open_vm (const char *cmd, bool lock, SmQmp **qmp, SmVmState **st)
+/* The VM of --qmp, --state-dir and --timeout. */
+static SmOpTarget
+target (void)
 {
-  g_autoptr(GError) err = NULL;
-  g_autofree char *state_dir = opt_state_dir ? g_strdup (opt_state_dir)
-                                             : sm_state_default_dir ();
+  SmOpTarget t = { opt_qmp, opt_state_dir, sm_cli_timeout_s (opt_timeout),
+                   timeout_ms () };
 
-  *qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
-  if (!*qmp) {
-    sm_cli_gerror (cmd, err);
-    return false;
-  }
-  if (!st)
-    return true;
-  *st = sm_vm_state_open (state_dir, opt_qmp, &err);
-  if (!*st || (lock && !sm_vm_state_lock (*st, &err))) {
-    sm_cli_gerror (cmd, err);
-    return false;
-  }
-  return true;
+  return t;
 }
 
 static bool
@@ -195,16 +189,14 @@ progress_clear (Progress *p)
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Progress, progress_clear)
 
-/* With --dry-run, prints PLAN and returns true: the command is done. */
+/* With --dry-run, prints the plan of R and returns true: the command is
+ * done. */
 static bool
-dry_run (const SmLsmPlan *plan)
+dry_run (const SmOpResult *r)
 {
-  g_autofree char *text = NULL;
-
   if (!opt_dry_run)
     return false;
-  text = sm_lsm_plan_format (plan);
-  fputs (text, stdout);
+  fputs (r->plan_text, stdout);
   return true;
 }
 
@@ -269,17 +261,14 @@ int
 sm_cmd_create (int argc, char **argv)
 {
   g_autoptr(GError) err = NULL;
-  g_autoptr(SmQmp) qmp = NULL;
-  g_autoptr(SmVmState) st = NULL;
-  g_autoptr(SmLsmVm) vm = NULL;
-  g_autoptr(SmSnapshotDef) def = NULL;
-  g_autoptr(SmLsmPlan) plan = NULL;
   g_autoptr(SmProgress) progress = NULL;
-  g_autofree char *current = NULL;
-  SmLsmCreateOptions options = { 0 };
+  g_auto(Progress) p = { 0 };
+  SmOpTarget t;
+  SmOpCreateArgs a = { 0 };
+  SmOpResult r = { 0 };
+  Created c = { NULL, false };
   int exit_code;
-  size_t i;
-  bool has_mirrors = false;
+  bool ok;
 
   if (!sm_cli_parse ("create", "[FILE]",
                      "Take an external disk snapshot of a running VM, "
@@ -294,108 +283,56 @@ sm_cmd_create (int argc, char **argv)
   if (argc > 2 || (argc == 2 && (opt_name || opt_diskspecs ||
                                  opt_mirror_domain)) ||
       (argc == 1 && !opt_name)) {
-    sm_cli_error ("create: give either FILE or --name with --diskspec/"
-                  "--mirror-domain (see 'snapmig create --help')");
+    sm_cli_error ("create: give either FILE or --name, with --diskspec "
+                  "and --mirror-domain as needed (see 'snapmig create "
+                  "--help')");
     return SM_EXIT_USAGE;
   }
   if (opt_bandwidth &&
-      !sm_cli_parse_rate (opt_bandwidth, &options.bandwidth)) {
+      !sm_cli_parse_rate (opt_bandwidth, &a.options.bandwidth)) {
     sm_cli_error ("create: --bandwidth '%s': expected bytes per second with "
                   "an optional K, M, G or T suffix (e.g. 64M)", opt_bandwidth);
     return SM_EXIT_USAGE;
   }
   if (!timeout_ok ("create"))
     return SM_EXIT_USAGE;
-  options.copy_mode = opt_copy_mode;
-  options.flags = (opt_atomic ? SM_LSM_ATOMIC : 0) |
-                  (opt_reuse_external ? SM_LSM_REUSE_EXTERNAL : 0) |
-                  (opt_disk_only ? SM_LSM_DISK_ONLY : 0) |
-                  (opt_no_metadata ? SM_LSM_NO_METADATA : 0);
-
-  /* --dry-run touches nothing, not even the state directory. */
-  if (!open_vm ("create", true, &qmp, opt_dry_run ? NULL : &st))
-    return SM_EXIT_FAILURE;
-  vm = sm_lsm_vm_query (qmp, &err);
-  if (!vm) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
-  }
-  if (argc == 2)
-    def = sm_snapshot_parse_file (argv[1], &err);
-  else
-    def = sm_lsm_def_from_options (vm, opt_name,
-                                   (const char *const *) opt_diskspecs,
-                                   opt_mirror_domain, &err);
-  if (!def) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
-  }
-  if (opt_mirror) {
-    bool mirrors = false;
-
-    for (i = 0; i < def->disks->len; i++)
-      mirrors |= ((SmSnapshotDisk *) def->disks->pdata[i])->mirror_file != NULL;
-    if (!mirrors) {
-      sm_cli_error ("create: --mirror: no disk has a mirror destination "
-                    "(use --mirror-domain DIR or --diskspec DISK,mirror=PATH)");
-      return SM_EXIT_USAGE;
-    }
-  }
-  current = st ? sm_vm_state_get_current (st, &err) : NULL;
-  if (err) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
-  }
-  plan = sm_lsm_plan_create (vm, def, current, &options, &err);
-  if (!plan) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
-  }
-  if (dry_run (plan))
-    return SM_EXIT_OK;
+  a.options.copy_mode = opt_copy_mode;
+  a.options.flags = (opt_atomic ? SM_LSM_ATOMIC : 0) |
+                    (opt_reuse_external ? SM_LSM_REUSE_EXTERNAL : 0) |
+                    (opt_disk_only ? SM_LSM_DISK_ONLY : 0) |
+                    (opt_no_metadata ? SM_LSM_NO_METADATA : 0);
+  a.xml_file = argc == 2 ? argv[1] : NULL;
+  a.name = opt_name;
+  a.diskspecs = (const char *const *) opt_diskspecs;
+  a.mirror_domain = opt_mirror_domain;
+  a.require_mirror = opt_mirror;
+  a.dry_run = opt_dry_run;
+  a.wait = opt_wait;
+  a.progress = on_progress;
+  a.opaque = &p;
+  a.created = on_created;
+  a.created_opaque = &c;
   progress = sm_progress_new (opt_json);
-  for (i = 0; i < plan->info->disks->len; i++)
-    has_mirrors |= ((SmLsmDisk *) plan->info->disks->pdata[i])->mirror != NULL;
-  if (opt_wait && has_mirrors) {
-    /* The wait is part of the create: Ctrl-C during it rolls back. */
-    g_auto(Progress) p = { 0 };
-    SmLsmWaitOptions wait = { timeout_ms (), on_progress, &p };
-    Created c = { progress, false };
-    g_autofree char *msg = NULL;
+  progress_init (&p, progress);
+  c.progress = progress;
+  t = target ();
+  ok = sm_op_create (&t, &a, &r, &err);
+  if (r.plan && r.plan->note)
+    sm_cli_note ("create: %s", r.plan->note);
+  if (!ok) {
+    /* After the snapshot, a failure of the wait leaves the move. */
+    sm_cli_gerror (c.created ? "create --wait" : "create", err);
+    exit_code = r.usage ? SM_EXIT_USAGE : SM_EXIT_FAILURE;
+  } else if (!dry_run (&r) && r.waited) {
+    g_autofree char *msg = g_strdup_printf ("snapshot %s: mirrors ready, "
+                                            "copies done; ready to pivot",
+                                            r.plan->info->snapshot);
 
-    progress_init (&p, progress);
-    if (!sm_lsm_create_wait (qmp, st, plan, &wait, on_created, &c, &err)) {
-      sm_cli_gerror (c.created ? "create --wait" : "create", err);
-      return SM_EXIT_FAILURE;
-    }
-    msg = g_strdup_printf ("snapshot %s: mirrors ready, copies done; "
-                           "ready to pivot", plan->info->snapshot);
     sm_progress_event (progress, "ready", msg, "snapshot",
-                       plan->info->snapshot, NULL);
-    return SM_EXIT_OK;
+                       r.plan->info->snapshot, NULL);
   }
-  if (!sm_lsm_create (qmp, st, plan, &err)) {
-    sm_cli_gerror ("create", err);
-    return SM_EXIT_FAILURE;
-  }
-  {
-    Created c = { progress, false };
-
-    on_created (plan, &c);
-  }
-  return SM_EXIT_OK;
-}
-
-/* Loads the migration record of argv[1] (a snapshot name). */
-static SmLsmInfo *
-load_info (const char *cmd, SmVmState *st, const char *name)
-{
-  g_autoptr(GError) err = NULL;
-  SmLsmInfo *info = sm_lsm_info_load (st, name, &err);
-
-  if (!info)
-    sm_cli_gerror (cmd, err);
-  return info;
+  sm_op_result_clear (&r);
+  return ok ? SM_EXIT_OK : exit_code;
 }
 
 static bool
@@ -410,46 +347,36 @@ one_name (const char *cmd, int argc)
   return false;
 }
 
-/* Resumes the guest that an interrupted pivot left paused, saying so: the
- * first thing pivot and abort do (not with --dry-run, which changes
- * nothing). */
-static bool
-resume_interrupted (const char *cmd, SmQmp *qmp, SmVmState *st,
-                    SmProgress *progress)
-{
-  g_autoptr(GError) err = NULL;
-  g_auto(GStrv) said = NULL;
-  size_t i;
+/* The guest an interrupted pivot left paused, resumed: what pivot and
+ * abort do first (sm_op_pivot, sm_op_abort) and say. */
+typedef struct {
+  const char *cmd;
+  SmProgress *progress;
+} Resumed;
 
-  if (opt_dry_run)
-    return true;
-  said = sm_lsm_resume_interrupted (qmp, st, &err);
-  if (!said) {
-    sm_cli_gerror (cmd, err);
-    return false;
-  }
-  for (i = 0; said[i]; i++)
-    sm_progress_event (progress, "resumed", said[i], "command", cmd, NULL);
-  return true;
+static void
+on_resumed (const char *line, void *opaque)
+{
+  Resumed *rs = opaque;
+
+  sm_progress_event (rs->progress, "resumed", line, "command", rs->cmd, NULL);
 }
 
 int
 sm_cmd_pivot (int argc, char **argv)
 {
   g_autoptr(GError) err = NULL;
-  g_autoptr(SmQmp) qmp = NULL;
-  g_autoptr(SmVmState) st = NULL;
-  g_autoptr(SmLsmVm) vm = NULL;
-  g_autoptr(SmLsmInfo) info = NULL;
-  g_autoptr(SmLsmPlan) plan = NULL;
   g_autoptr(SmProgress) progress = NULL;
-  g_autofree char *current = NULL;
   g_autofree char *msg = NULL;
   g_autofree char *pause = NULL;
   g_autofree char *pause_us = NULL;
-  SmLsmPivotResult result = { 0 };
   g_auto(Progress) p = { 0 };
-  SmLsmWaitOptions wait;
+  SmOpTarget t;
+  SmOpSwitchArgs a = { 0 };
+  SmOpResult r = { 0 };
+  Resumed rs = { "pivot", NULL };
+  const SmLsmPlan *plan;
+  SmLsmPivotResult result;
   int exit_code;
   size_t i;
 
@@ -463,35 +390,28 @@ sm_cmd_pivot (int argc, char **argv)
     return SM_EXIT_USAGE;
   if (!timeout_ok ("pivot"))
     return SM_EXIT_USAGE;
-  if (!open_vm ("pivot", !opt_dry_run, &qmp, &st))
-    return SM_EXIT_FAILURE;
-  current = sm_vm_state_get_current (st, &err);
-  if (err) {
-    sm_cli_gerror ("pivot", err);
-    return SM_EXIT_FAILURE;
-  }
-  info = load_info ("pivot", st, argv[1]);
-  if (!info)
-    return SM_EXIT_FAILURE;
   progress = sm_progress_new (opt_json);
-  if (!resume_interrupted ("pivot", qmp, st, progress))
-    return SM_EXIT_FAILURE;
-  vm = sm_lsm_vm_query (qmp, &err);
-  if (!vm || !(plan = sm_lsm_plan_pivot (vm, info, current,
-                                         opt_delete_source ?
-                                         SM_LSM_DELETE_SOURCE : 0, &err))) {
-    sm_cli_gerror ("pivot", err);
-    return SM_EXIT_FAILURE;
-  }
-  if (dry_run (plan))
-    return SM_EXIT_OK;
   progress_init (&p, progress);
-  wait = (SmLsmWaitOptions) { timeout_ms (), on_progress, &p };
-  if (!sm_lsm_pivot (qmp, st, plan, &wait, &result, &err)) {
+  rs.progress = progress;
+  a.snapshot = argv[1];
+  a.flags = opt_delete_source ? SM_LSM_DELETE_SOURCE : 0;
+  a.dry_run = opt_dry_run;
+  a.progress = on_progress;
+  a.resumed = on_resumed;
+  a.opaque = &p;
+  a.resumed_opaque = &rs;
+  t = target ();
+  if (!sm_op_pivot (&t, &a, &r, &err)) {
     sm_cli_gerror ("pivot", err);
-    sm_lsm_pivot_result_clear (&result);
+    sm_op_result_clear (&r);
     return SM_EXIT_FAILURE;
   }
+  if (dry_run (&r)) {
+    sm_op_result_clear (&r);
+    return SM_EXIT_OK;
+  }
+  plan = r.plan;
+  result = r.pivot;            /* still r's, cleared with it */
   for (i = 0; i < plan->info->disks->len; i++) {
     const SmLsmDisk *d = plan->info->disks->pdata[i];
     g_autofree char *line = NULL;
@@ -538,7 +458,7 @@ sm_cmd_pivot (int argc, char **argv)
                           "pause-ms", result.pause_us >= 0 ? pause : NULL,
                           "pause-us", result.pause_us >= 0 ? pause_us : NULL,
                           "pause-from", result.pause_from, NULL);
-  sm_lsm_pivot_result_clear (&result);
+  sm_op_result_clear (&r);
   return SM_EXIT_OK;
 }
 
@@ -546,12 +466,12 @@ int
 sm_cmd_abort (int argc, char **argv)
 {
   g_autoptr(GError) err = NULL;
-  g_autoptr(SmQmp) qmp = NULL;
-  g_autoptr(SmVmState) st = NULL;
-  g_autoptr(SmLsmVm) vm = NULL;
-  g_autoptr(SmLsmInfo) info = NULL;
-  g_autoptr(SmLsmPlan) plan = NULL;
   g_autoptr(SmProgress) progress = NULL;
+  SmOpTarget t;
+  SmOpSwitchArgs a = { 0 };
+  SmOpResult r = { 0 };
+  Resumed rs = { "abort", NULL };
+  const SmLsmPlan *plan;
   int exit_code;
   size_t i;
 
@@ -566,25 +486,23 @@ sm_cmd_abort (int argc, char **argv)
     return SM_EXIT_USAGE;
   if (!timeout_ok ("abort"))
     return SM_EXIT_USAGE;
-  if (!open_vm ("abort", !opt_dry_run, &qmp, &st))
-    return SM_EXIT_FAILURE;
-  info = load_info ("abort", st, argv[1]);
-  if (!info)
-    return SM_EXIT_FAILURE;
   progress = sm_progress_new (opt_json);
-  if (!resume_interrupted ("abort", qmp, st, progress))
-    return SM_EXIT_FAILURE;
-  vm = sm_lsm_vm_query (qmp, &err);
-  if (!vm || !(plan = sm_lsm_plan_abort (vm, info, &err))) {
+  rs.progress = progress;
+  a.snapshot = argv[1];
+  a.dry_run = opt_dry_run;
+  a.resumed = on_resumed;
+  a.resumed_opaque = &rs;
+  t = target ();
+  if (!sm_op_abort (&t, &a, &r, &err)) {
     sm_cli_gerror ("abort", err);
+    sm_op_result_clear (&r);
     return SM_EXIT_FAILURE;
   }
-  if (dry_run (plan))
+  if (dry_run (&r)) {
+    sm_op_result_clear (&r);
     return SM_EXIT_OK;
-  if (!sm_lsm_abort (qmp, st, plan, timeout_ms (), &err)) {
-    sm_cli_gerror ("abort", err);
-    return SM_EXIT_FAILURE;
   }
+  plan = r.plan;
   for (i = 0; i < plan->info->disks->len; i++) {
     const SmLsmDisk *d = plan->info->disks->pdata[i];
     g_autofree char *line = g_strdup_printf (
@@ -601,67 +519,31 @@ sm_cmd_abort (int argc, char **argv)
 
     sm_progress_event (progress, "aborted", msg, "snapshot", argv[1], NULL);
   }
+  sm_op_result_clear (&r);
   return SM_EXIT_OK;
 }
 
-int
-sm_cmd_status (int argc, char **argv)
+/* status's text: one line per disk, copy and journal of STATUS
+ * (sm_lsm_status's document, or sm_lsm_status_watched's). */
+static void
+print_status_text (const char *name, json_object *status)
 {
-  g_autoptr(GError) err = NULL;
-  g_autoptr(SmQmp) qmp = NULL;
-  g_autoptr(SmVmState) st = NULL;
-  g_autoptr(SmLsmInfo) info = NULL;
-  g_autoptr(json_object) status = NULL;
-  g_autofree char *current = NULL;
-  const char *name;
+  json_object *watched = NULL;
   json_object *arr;
-  int exit_code;
+  bool ready = false;
   size_t i;
 
-  if (!sm_cli_parse ("status", "[NAME]",
-                     "Show the mirrors and lower-layer copies of snapshot "
-                     "NAME (default: the current snapshot).",
-                     status_entries, &argc, &argv, &exit_code))
-    return exit_code;
-  if (!need_qmp ("status"))
-    return SM_EXIT_USAGE;
-  if (argc > 2) {
-    sm_cli_error ("status: at most one NAME expected");
-    return SM_EXIT_USAGE;
-  }
-  if (!timeout_ok ("status"))
-    return SM_EXIT_USAGE;
-  if (!open_vm ("status", false, &qmp, &st))
-    return SM_EXIT_FAILURE;
-  current = sm_vm_state_get_current (st, &err);
-  name = argc == 2 ? argv[1] : current;
-  if (!name && err) {
-    sm_cli_gerror ("status", err);
-    return SM_EXIT_FAILURE;
-  }
-  if (!name) {
-    /* No snapshot to show: nothing snapmig started is moving, which is an
-     * answer, not a failure (a script polls status before a create). */
-    if (opt_json)
-      printf ("{\"snapshot\":null,\"moving\":false}\n");
-    else
-      printf ("nothing is moving: the VM has no current snapshot\n");
-    return SM_EXIT_OK;
-  }
-  info = load_info ("status", st, name);
-  if (!info)
-    return SM_EXIT_FAILURE;
-  status = sm_lsm_status (qmp, st, info, &err);
-  if (!status) {
-    sm_cli_gerror ("status", err);
-    return SM_EXIT_FAILURE;
-  }
-  if (opt_json) {
-    printf ("%s\n", json_object_to_json_string_ext (
-              status, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    return SM_EXIT_OK;
-  }
   printf ("snapshot %s\n", name);
+  if (json_object_object_get_ex (status, "watched", &watched)) {
+    int64_t pid = 0;
+    json_object *age = NULL;
+
+    sm_json_get_int64 (watched, "pid", &pid);
+    json_object_object_get_ex (watched, "age-seconds", &age);
+    printf ("  (from snapmig pid %" G_GINT64_FORMAT ", which waits for this "
+            "move and holds the VM's monitor; written %.1f s ago)\n", pid,
+            json_object_get_double (age));
+  }
   arr = sm_json_get_array (status, "disks");
   for (i = 0; i < json_object_array_length (arr); i++) {
     json_object *o = json_object_array_get_idx (arr, i);
@@ -716,6 +598,54 @@ sm_cmd_status (int argc, char **argv)
             sent && json_object_array_length (sent)
             ? "; it sent block-job-complete" : "");
   }
+  if (sm_json_get_bool (status, "ready-to-pivot", &ready) && ready)
+    printf ("nothing is moving; ready to pivot (snapmig pivot %s)\n", name);
+}
+
+int
+sm_cmd_status (int argc, char **argv)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) status = NULL;
+  g_autofree char *name = NULL;
+  SmOpTarget t;
+  int exit_code;
+
+  if (!sm_cli_parse ("status", "[NAME]",
+                     "Show the mirrors and lower-layer copies of snapshot "
+                     "NAME (default: the current snapshot).  While a create "
+                     "--wait or a pivot waits for them (and holds QEMU's "
+                     "monitor), show what that command last published.",
+                     status_entries, &argc, &argv, &exit_code))
+    return exit_code;
+  if (!need_qmp ("status"))
+    return SM_EXIT_USAGE;
+  if (argc > 2) {
+    sm_cli_error ("status: at most one NAME expected");
+    return SM_EXIT_USAGE;
+  }
+  if (!timeout_ok ("status"))
+    return SM_EXIT_USAGE;
+  t = target ();
+  if (!sm_op_status (&t, argc == 2 ? argv[1] : NULL, &status, &name, &err)) {
+    sm_cli_gerror ("status", err);
+    return SM_EXIT_FAILURE;
+  }
+  if (!name) {
+    /* No snapshot to show: nothing snapmig started is moving, which is an
+     * answer, not a failure (a script polls status before a create). */
+    if (opt_json)
+      printf ("{\"snapshot\":null,\"moving\":false}\n");
+    else
+      printf ("nothing is moving: the VM has no current snapshot\n");
+    return SM_EXIT_OK;
+  }
+  if (opt_json) {
+    printf ("%s\n", json_object_to_json_string_ext (
+              status, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    return SM_EXIT_OK;
+  }
+  print_status_text (name, status);
   return SM_EXIT_OK;
 }
 

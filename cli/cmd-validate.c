@@ -46,8 +46,7 @@
 
 #include <stdio.h>
 
-#include "qmp.h"
-#include "state.h"
+#include "ops.h"
 #include "validate.h"
 
 static gboolean opt_json;
@@ -95,13 +94,10 @@ print_text (const SmValidateReport *r)
 int
 sm_cmd_validate (int argc, char **argv)
 {
-  g_autoptr(GPtrArray) vms =
-    g_ptr_array_new_with_free_func ((GDestroyNotify) sm_validate_vm_free);
   g_autoptr(SmValidateReport) report = NULL;
   g_autoptr(GError) err = NULL;
-  g_autofree char *state_dir = NULL;
+  g_autoptr(GArray) vms = g_array_new (FALSE, FALSE, sizeof (SmOpTarget));
   g_autoptr(GPtrArray) domains = g_ptr_array_new ();
-  SmValidateOptions opts = { 0 };
   char **p;
   int rc, i;
 
@@ -121,31 +117,16 @@ sm_cmd_validate (int argc, char **argv)
     return SM_EXIT_USAGE;
 
   for (p = opt_qmp; p && *p; p++) {
-    g_autoptr(SmQmp) qmp = sm_cli_connect (*p, opt_timeout, &err);
-    SmValidateVm *vm;
+    SmOpTarget t = { *p, opt_state_dir, sm_cli_timeout_s (opt_timeout), -1 };
 
-    if (!qmp) {
-      sm_cli_gerror ("validate", err);
-      return SM_EXIT_USAGE;
-    }
-    vm = sm_validate_vm_query (qmp, *p, &err);
-    if (!vm) {
-      sm_cli_gerror ("validate", err);
-      return SM_EXIT_USAGE;
-    }
-    g_ptr_array_add (vms, vm);
+    g_array_append_val (vms, t);
   }
-
-  state_dir = opt_state_dir ? g_strdup (opt_state_dir)
-                            : sm_state_default_dir ();
   for (i = 1; i < argc; i++)
     g_ptr_array_add (domains, argv[i]);
   g_ptr_array_add (domains, NULL);
-  opts.domains = (const char *const *) domains->pdata;
-  opts.vms = (SmValidateVm *const *) vms->pdata;
-  opts.n_vms = vms->len;
-  opts.state_dir = state_dir;
-  report = sm_validate_run (&opts, &err);
+  report = sm_op_validate ((const char *const *) domains->pdata,
+                           (const SmOpTarget *) vms->data, vms->len,
+                           opt_state_dir, &err);
   if (!report) {
     sm_cli_gerror ("validate", err);
     return SM_EXIT_USAGE;

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "error.h"
+#include "ops.h"
 #include "qmp.h"
+#include "snapmig.h"
 
 gboolean sm_cli_debug;
 static gboolean opt_version;
@@ -140,6 +142,16 @@ sm_cli_warning (const char *fmt, ...)
 }
 
 void
+sm_cli_note (const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  print_message ("note", fmt, ap);
+  va_end (ap);
+}
+
+void
 sm_cli_gerror (const char *context, const GError *err)
 {
   if (context)
@@ -208,30 +220,19 @@ sm_cli_timeout_ok (const char *command, int timeout_s)
 int
 sm_cli_timeout_s (int timeout_s)
 {
-  const char *env = g_getenv ("SNAPMIG_DEFAULT_TIMEOUT");
-  char *end;
-  long v;
+  g_autofree char *warning = NULL;
+  int s;
 
   if (timeout_s > 0)
     return timeout_s;
-  if (env && *env) {
-    errno = 0;
-    v = strtol (env, &end, 10);
-    if (errno == 0 && *end == '\0' && v > 0 && v <= SM_CLI_TIMEOUT_MAX_S)
-      return (int) v;
-    sm_cli_warning ("SNAPMIG_DEFAULT_TIMEOUT='%s' is not a number of "
-                    "seconds; using %d", env, SM_CLI_DEFAULT_TIMEOUT_S);
-  }
-  return SM_CLI_DEFAULT_TIMEOUT_S;
+  s = sm_op_default_timeout_s (&warning);
+  if (warning)
+    sm_cli_warning ("%s", warning);
+  return s;
 }
 
 SmQmp *
 sm_cli_connect (const char *address, int timeout_s, GError **error)
 {
-  int ms = sm_cli_timeout_s (timeout_s) * 1000;
-  SmQmp *qmp = sm_qmp_connect (address, ms, error);
-
-  if (qmp)
-    sm_qmp_set_timeout (qmp, ms);
-  return qmp;
+  return sm_op_connect (address, sm_cli_timeout_s (timeout_s), error);
 }

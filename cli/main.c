@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "helper.h"
 #include "interrupt.h"
+#include "snapmig.h"
 
 static const SmCliCommand commands[] = {
   { "disks", "--qmp SOCKET [--json]",
@@ -95,6 +97,8 @@ static const SmCliCommand commands[] = {
   /* hidden (no summary): migrate --tunnel starts it */
   { "tunnel", "--id ID --local-dir DIR [--link-timeout-ms MS] "
     "[--dest-opt OPT]... -- DEST-COMMAND...", NULL, sm_cmd_tunnel },
+  /* hidden: create starts it (lib/layer-copy.c) */
+  { "copy-worker", "--status FILE --ready-fd FD", NULL, sm_cmd_copy_worker },
 };
 
 static void
@@ -236,5 +240,12 @@ main (int argc, char **argv)
   /* Ctrl-C, SIGTERM, SIGHUP: the library's waits end with an error and
    * the command leaves through its error path (a paused guest resumed). */
   sm_interrupt_install ();
+  /* The library's helper processes (the copy worker, migrate's tunnel)
+   * run this very binary. */
+  {
+    g_autofree char *self = g_file_read_link ("/proc/self/exe", NULL);
+
+    sm_helper_set_path (self);
+  }
   return cmd->run (argc - 1, argv + 1);
 }

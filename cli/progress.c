@@ -176,34 +176,52 @@ format_rate (double rate)
   return g_strdup_printf ("%s/s", size);
 }
 
+/* The terminal's width: stderr's (TIOCGWINSZ), else $COLUMNS, else 80. */
 static unsigned
 terminal_width (void)
 {
   struct winsize ws;
+  const char *columns = g_getenv ("COLUMNS");
+  guint64 n;
 
-  if (ioctl (STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
+  if (ioctl (STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
     return ws.ws_col;
+  if (columns && g_ascii_string_to_unsigned (columns, 10, 1, 10000, &n, NULL))
+    return (unsigned) n;
   return 80;
 }
 
-/* One bar line, without newline, at most WIDTH - 1 columns so that the
- * terminal never wraps it (a wrapped line would break the cursor-up count).
- * Names and numbers are ASCII, so bytes are columns. */
+/* NAME in at most WIDTH columns: a longer one keeps its start and its end
+ * (where a file name's distinguishing parts are: the disk and the
+ * suffix) around "...". */
 static char *
-format_bar_line (const Item *it, size_t name_width, unsigned width)
+shorten_middle (const char *name, size_t width)
 {
-  GString *s = g_string_new (NULL);
-  g_autoptr(GString) tail = g_string_new (NULL);
-  unsigned pct = 0, fill, i;
-  long bar;
+  size_t len = strlen (name), head, tail;
+
+  if (len <= width)
+    return g_strdup (name);
+  if (width <= 3)
+    return g_strndup (name, width);
+  head = (width - 3 + 1) / 2;
+  tail = width - 3 - head;
+  return g_strdup_printf ("%.*s...%s", (int) head, name, name + len - tail);
+}
+
+/* The numbers after the bar: percent, done/total, then the rate and ETA
+ * or the final word. */
+/* SIZES false leaves out done/total, for a narrow terminal: the rate and
+ * the time left say more there. */
+static char *
+format_bar_tail (const Item *it, unsigned pct, bool sizes)
+{
+  GString *tail = g_string_new (NULL);
   g_autofree char *done = sm_cli_format_size (it->done);
   g_autofree char *total = sm_cli_format_size (it->total);
 
-  if (it->total > 0)
-    pct = it->done >= it->total ? 100 : (unsigned) (it->done * 100 / it->total);
-  if (it->state == ITEM_DONE)
-    pct = 100;
-  g_string_append_printf (tail, "] %3u%% %s/%s", pct, done, total);
+  g_string_append_printf (tail, "%3u%%", pct);
+  if (sizes)
+    g_string_append_printf (tail, " %s/%s", done, total);
   switch (it->state) {
   case ITEM_RUNNING: {
     g_autofree char *rate = it->rate > 0 ? format_rate (it->rate)
@@ -222,24 +240,52 @@ format_bar_line (const Item *it, size_t name_width, unsigned width)
                             it->message ? it->message : "");
     break;
   }
-  /* The same width on every line and every redraw (numbers change length
-   * as they grow; the bar must not jitter): what ~50 columns of numbers
-   * leave. */
-  bar = (long) width - 1 - (long) name_width - 2 - 50;
-  bar = CLAMP (bar, 10, 30);
-  g_string_append_printf (s, "%-*.*s [", (int) name_width, (int) name_width,
-                          it->name);
-  fill = pct * (unsigned) bar / 100;
-  for (i = 0; i < (unsigned) bar; i++) {
-    if (i < fill)
-      g_string_append_c (s, '=');
-    else if (i == fill && it->state == ITEM_RUNNING)
-      g_string_append_c (s, '>');
-    else
-      g_string_append_c (s, ' ');
+  return g_string_free (tail, FALSE);
+}
+
+/* One bar line, without newline, at most WIDTH - 1 columns so that the
+ * terminal never wraps it (a wrapped line would break the cursor-up count).
+ * The name is shortened in the middle to NAME_WIDTH; the bar gets what ~45
+ * columns of numbers leave, the same on every line and redraw (numbers
+ * change length as they grow; the bar must not jitter), and is left out
+ * below 5 columns, and then done/total too if the line is still too long.
+ * Names and numbers are ASCII, so bytes are columns. */
+static char *
+format_bar_line (const Item *it, size_t name_width, unsigned width)
+{
+  GString *s = g_string_new (NULL);
+  g_autofree char *name = shorten_middle (it->name, name_width);
+  g_autofree char *tail = NULL;
+  unsigned pct = 0, fill, i;
+  long bar;
+
+  if (it->total > 0)
+    pct = it->done >= it->total ? 100 : (unsigned) (it->done * 100 / it->total);
+  if (it->state == ITEM_DONE)
+    pct = 100;
+  bar = (long) width - 1 - (long) name_width - 4 - 45;
+  tail = format_bar_tail (it, pct, true);
+  if (bar < 5 && name_width + 1 + strlen (tail) > width - 1) {
+    g_free (tail);
+    tail = format_bar_tail (it, pct, false);
   }
-  g_string_append (s, tail->str);
-  if (s->len > width - 1)
+  g_string_append_printf (s, "%-*s ", (int) name_width, name);
+  if (bar >= 5) {
+    bar = MIN (bar, 30);
+    fill = pct * (unsigned) bar / 100;
+    g_string_append_c (s, '[');
+    for (i = 0; i < (unsigned) bar; i++) {
+      if (i < fill)
+        g_string_append_c (s, '=');
+      else if (i == fill && it->state == ITEM_RUNNING)
+        g_string_append_c (s, '>');
+      else
+        g_string_append_c (s, ' ');
+    }
+    g_string_append (s, "] ");
+  }
+  g_string_append (s, tail);
+  if (width > 1 && s->len > width - 1)
     g_string_truncate (s, width - 1);
   return g_string_free (s, FALSE);
 }
@@ -265,7 +311,7 @@ tty_draw (SmProgress *p)
 
     name_width = MAX (name_width, strlen (it->name));
   }
-  name_width = MIN (name_width, (size_t) width / 3);
+  name_width = MIN (name_width, (size_t) MAX (width / 3, 8u));
   if (p->lines_drawn > 0)
     fprintf (stderr, "\033[%uA", p->lines_drawn);
   for (i = 0; i < p->items->len; i++) {

@@ -103,9 +103,10 @@ typedef void (*snapmig_log_fn) (const char *domain, const char *message,
                                 void *opaque);
 void snapmig_set_log_handler (snapmig_log_fn fn, void *opaque);
 
-/* The snapmig binary the library execs for the lower layers' copy worker.
- * Default: $SNAPMIG_HELPER if set, else the one installed beside the
- * library (BINDIR/snapmig of the same `make install`). */
+/* The snapmig binary the library execs for the lower layers' copy worker
+ * (`snapmig copy-worker`; NULL: back to the default).  Default:
+ * $SNAPMIG_HELPER if set, else the one installed beside the library
+ * (BINDIR/snapmig of the same `make install`), else snapmig from PATH. */
 void snapmig_set_helper (const char *path);
 
 /* Asks the operation running in any thread to stop as SIGINT stops the
@@ -117,9 +118,10 @@ void snapmig_interrupt (void);
 
 typedef struct snapmig_vm snapmig_vm;
 
-/* A VM reached through its QMP monitor socket QMP_SOCKET (a path, or
- * "unix:PATH").  STATE_DIR: snapmig's state directory (NULL: the default,
- * $SNAPMIG_STATE_DIR or /var/lib/snapmig for root).  TIMEOUT_S bounds each
+/* A VM reached through its QMP monitor QMP_SOCKET (a socket path,
+ * "unix:PATH", or HOST:PORT as the command's --qmp).  STATE_DIR: snapmig's
+ * state directory (NULL: the command's default, /var/lib/snapmig for root,
+ * else $XDG_STATE_HOME/snapmig).  TIMEOUT_S bounds each
  * wait for QEMU and for progress (0: replies are bounded by the library's
  * default, waits for progress are not).  Does not connect; fails only on
  * bad arguments. */

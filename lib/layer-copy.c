@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <linux/fs.h>   /* BLKGETSIZE64, BLKZEROOUT */
 
+#include "helper.h"
 #include "image-lock.h"
 #include "json-util.h"
 #include "qmp.h"        /* g_autoptr(json_object) */
@@ -1250,11 +1251,63 @@ detach_descriptors (void)
     close (g_array_index (fds, int, i));
 }
 
+int
+sm_copy_worker_main (const char *status_path, int ready_fd)
+{
+  g_autoptr(SmCopyStatus) status = status_read (status_path, NULL);
+  int32_t me = (int32_t) getpid ();
+
+  if (!status)
+    me = 0;
+  else {
+    status->pid = getpid ();
+    status->start_time = process_start_time (status->pid);
+    status->state = SM_COPY_RUNNING;
+    if (!status_save (status, status_path, NULL))
+      me = 0;
+  }
+  if (write (ready_fd, &me, sizeof me) != sizeof me || me == 0)
+    return 1;
+  close (ready_fd);
+  detach_descriptors ();
+  return worker_main (status, status_path);
+}
+
+/* The worker process, between fork and exec: only async-signal-safe calls.
+ * READY_FD gets -errno when the exec fails. */
+static void G_GNUC_NORETURN
+exec_worker (const char *helper, char *const *argv, int ready_fd)
+{
+  int32_t err;
+  int sig;
+
+  /* The caller's handlers go at exec; what it ignored or blocked would
+   * stay: the worker starts with every signal at its default. */
+  for (sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP)
+      signal (sig, SIG_DFL);
+  {
+    sigset_t none;
+
+    sigemptyset (&none);
+    sigprocmask (SIG_SETMASK, &none, NULL);
+  }
+  if (fcntl (ready_fd, F_SETFD, 0) == 0)
+    execvp (helper, argv);
+  err = -errno;
+  if (write (ready_fd, &err, sizeof err) < 0)
+    _exit (127);
+  _exit (127);
+}
+
 bool
 sm_copy_worker_spawn (GPtrArray *copies, uint64_t bandwidth,
                       const char *status_path, pid_t *pid, GError **error)
 {
   g_autoptr(SmCopyStatus) status = status_new (copies);
+  g_autofree char *helper = sm_helper_path ();
+  g_autofree char *fd_arg = NULL;
+  char *argv[7];
   int pfd[2];
   pid_t child;
   int wstatus;
@@ -1274,6 +1327,17 @@ sm_copy_worker_spawn (GPtrArray *copies, uint64_t bandwidth,
     g_set_error (error, SM_ERROR, SM_ERROR_IO, "pipe: %s", g_strerror (errno));
     return false;
   }
+  /* The worker is a new snapmig process (`snapmig copy-worker`, the
+   * library never forks without exec) that reads its layers and limit
+   * from the status saved above. */
+  fd_arg = g_strdup_printf ("%d", pfd[1]);
+  argv[0] = (char *) "snapmig";
+  argv[1] = (char *) "copy-worker";
+  argv[2] = (char *) "--status";
+  argv[3] = (char *) status_path;
+  argv[4] = (char *) "--ready-fd";
+  argv[5] = fd_arg;
+  argv[6] = NULL;
   fflush (NULL);
   child = fork ();
   if (child < 0) {
@@ -1285,34 +1349,13 @@ sm_copy_worker_spawn (GPtrArray *copies, uint64_t bandwidth,
   if (child == 0) {
     pid_t worker;
 
+    /* fork, setsid, fork: the worker is nobody's child, in no terminal's
+     * session, and outlives the command. */
     setsid ();
-    /* The worker outlives the command: the command's interruption handlers
-     * (interrupt.h) are not its own. */
-    sm_interrupt_uninstall ();
     worker = fork ();
     if (worker != 0)
       _exit (worker < 0 ? 1 : 0);
-    {
-      int32_t me = (int32_t) getpid ();
-      int keep = pfd[1];
-
-      close (pfd[0]);
-      status->pid = getpid ();
-      status->start_time = process_start_time (status->pid);
-      status->state = SM_COPY_RUNNING;
-      if (!status_save (status, status_path, NULL))
-        me = -1;
-      if (write (keep, &me, sizeof me) != sizeof me || me < 0)
-        _exit (1);
-      close (keep);
-      detach_descriptors ();
-      {
-        int rc = worker_main (status, status_path);
-
-        sm_copy_status_free (g_steal_pointer (&status));
-        _exit (rc);
-      }
-    }
+    exec_worker (helper, argv, pfd[1]);
   }
   close (pfd[1]);
   while (waitpid (child, &wstatus, 0) < 0 && errno == EINTR)
@@ -1321,9 +1364,17 @@ sm_copy_worker_spawn (GPtrArray *copies, uint64_t bandwidth,
     n = read (pfd[0], &got, sizeof got);
   while (n < 0 && errno == EINTR);
   close (pfd[0]);
+  if (n == sizeof got && got < 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+                 "the copy worker did not start: cannot run %s: %s (the "
+                 "snapmig binary: snapmig_set_helper or $SNAPMIG_HELPER "
+                 "names it)", helper, g_strerror (-got));
+    return false;
+  }
   if (n != sizeof got || got <= 0) {
     g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
-                 "the copy worker did not start (status %s)", status_path);
+                 "the copy worker did not start (%s copy-worker, status %s)",
+                 helper, status_path);
     return false;
   }
   *pid = (pid_t) got;

@@ -108,9 +108,10 @@ typedef struct {
 void sm_copy_status_free (SmCopyStatus *status);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmCopyStatus, sm_copy_status_free)
 
-/* Starts a detached worker (fork, setsid, fork: it is nobody's child and
- * holds no descriptor of the caller, so no lock) copying every SmLayerCopy
- * of COPIES, all in parallel, writing at most BANDWIDTH bytes of data per
+/* Starts a detached worker (fork, setsid, fork, exec of the snapmig binary
+ * of sm_helper_path (lib/helper.h) as `snapmig copy-worker`: it is
+ * nobody's child and holds no descriptor of the caller, so no lock) copying
+ * every SmLayerCopy of COPIES, all in parallel, writing at most BANDWIDTH bytes of data per
  * second in all (0: as fast as the disks go; recorded in the status).
  * Returns once the worker has written its first status to STATUS_PATH,
  * with its PID.  An empty COPIES writes a finished status and starts
@@ -118,6 +119,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmCopyStatus, sm_copy_status_free)
 bool sm_copy_worker_spawn (GPtrArray *copies, uint64_t bandwidth,
                            const char *status_path, pid_t *pid,
                            GError **error);
+
+/* The worker itself, in the process `snapmig copy-worker --status
+ * STATUS_PATH --ready-fd READY_FD` runs: reads its layers and limit from
+ * STATUS_PATH (saved by sm_copy_worker_spawn), records itself running,
+ * writes its PID (int32) to READY_FD, then copies.  Returns the process's
+ * exit status (0: every layer copied). */
+int sm_copy_worker_main (const char *status_path, int ready_fd);
 
 /* The rate limit of the copy (--bandwidth), as pure functions: how long
  * to wait before writing on when BYTES_BEFORE bytes were let through in

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helper.h"
 #include "migrate-private.h"
 #include "tunnel.h"
 
@@ -91,7 +92,8 @@ sm_mig_tunnel_open (SmVmState *st, const SmMigCookie *c, const SmMigOptions *o,
              const char *const *dest_argv, const char *const *dest_extra,
              GError **error)
 {
-  g_autofree char *self = g_file_read_link ("/proc/self/exe", NULL);
+  /* the tunnel is `snapmig tunnel`: the helper binary (helper.h) */
+  g_autofree char *self = sm_helper_path ();
   g_autofree char *base = sm_mig_socket_dir (st);
   g_autofree char *name = tunnel_name (st, c->id);
   g_autofree char *dir = g_build_filename (base, name, NULL);

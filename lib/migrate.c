@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -56,6 +57,40 @@ dest_proc_free (DestProc *d)
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DestProc, dest_proc_free)
 
+/* Writes TEXT (LEN bytes) to the pipe FD of a destination phase; a reader
+ * that went away ends the write (EPIPE: its exit says why) without a
+ * SIGPIPE.  The signal is blocked in this thread while it writes and one it
+ * raised is taken back, so that the library never changes the process's
+ * signal dispositions.  True when all of TEXT was written. */
+static bool
+write_to_phase (int fd, const char *text, size_t len)
+{
+  struct timespec zero = { 0, 0 };
+  sigset_t pipe_set, old, pending;
+  bool was_pending;
+  size_t written = 0;
+
+  sigemptyset (&pipe_set);
+  sigaddset (&pipe_set, SIGPIPE);
+  pthread_sigmask (SIG_BLOCK, &pipe_set, &old);
+  sigpending (&pending);
+  was_pending = sigismember (&pending, SIGPIPE);
+  while (written < len) {
+    ssize_t k = write (fd, text + written, len - written);
+
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      break;
+    written += (size_t) k;
+  }
+  sigpending (&pending);
+  if (!was_pending && sigismember (&pending, SIGPIPE))
+    sigtimedwait (&pipe_set, NULL, &zero);
+  pthread_sigmask (SIG_SETMASK, &old, NULL);
+  return written == len;
+}
+
 /* Starts DEST_ARGV PHASE DEST_EXTRA... EXTRA... and writes COOKIE to its
  * stdin (a phase reads its cookie first thing), then closes it — unless
  * KEEP_STDIN: then it stays open until D is waited for or freed, so that
@@ -68,7 +103,7 @@ dest_start (const char *const *dest_argv, const char *phase,
   g_autoptr(GPtrArray) argv = g_ptr_array_new ();
   DestProc *d;
   int in_fd = -1;
-  size_t len = strlen (cookie), written = 0;
+  size_t len = strlen (cookie);
   GError *e = NULL;
 
   for (const char *const *a = dest_argv; *a; a++)
@@ -97,16 +132,7 @@ dest_start (const char *const *dest_argv, const char *phase,
     dest_proc_free (d);
     return NULL;
   }
-  signal (SIGPIPE, SIG_IGN);
-  while (written < len) {
-    ssize_t k = write (in_fd, cookie + written, len - written);
-
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k <= 0)
-      break;                      /* it went away: its exit says why */
-    written += (size_t) k;
-  }
+  write_to_phase (in_fd, cookie, len);   /* a failure: its exit says why */
   if (keep_stdin)
     d->in_fd = in_fd;
   else
@@ -397,7 +423,7 @@ agent_listen (void *data, bool *used, GError **error)
 
   *used = false;
   if (!ag->proc || ag->proc->done || ag->proc->in_fd < 0 ||
-      write (ag->proc->in_fd, "recover\n", 8) != 8)
+      !write_to_phase (ag->proc->in_fd, "recover\n", 8))
     return NULL;
   line = agent_line (ag->proc, ag->o);
   if (!line) {

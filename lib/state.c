@@ -4,6 +4,7 @@
 #include "state.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -432,6 +433,23 @@ sm_vm_state_lock (SmVmState *st, GError **error)
   st->lock_fd = fd;
   sm_debug (DOMAIN, "locked VM %s", st->address);
   return true;
+}
+
+long
+sm_vm_state_lock_holder (SmVmState *st)
+{
+  int fd = open (st->lock_path, O_RDONLY | O_CLOEXEC);
+  long pid;
+
+  if (fd < 0)
+    return 0;
+  pid = read_lock_holder (fd);
+  close (fd);
+  /* The PID stays in the file when its holder is killed (the flock goes
+   * with it): a dead PID holds nothing.  EPERM: alive, another user's. */
+  if (pid > 0 && kill ((pid_t) pid, 0) < 0 && errno != EPERM)
+    return 0;
+  return pid;
 }
 
 void

@@ -11,10 +11,11 @@ command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 not ins
 command -v qemu-img >/dev/null || skip_all "qemu-img not installed"
 command -v jq >/dev/null || skip_all "jq not installed"
 
-# Every listed command, and the hidden helper migrate --tunnel starts.
+# Every listed command, and the hidden helpers migrate --tunnel and create
+# start.
 commands=$("$SNAPMIG" help | awk '/^Commands:/ {on=1; next} on && /^  [a-z]/ {print $1}')
 check "snapmig help lists commands" test -n "$commands"
-all_commands="$commands tunnel"
+all_commands="$commands tunnel copy-worker"
 
 # exited RC WANT ERRFILE: RC is WANT; otherwise say what stderr said.
 exited () {
@@ -84,6 +85,7 @@ declare -A needs=(
   [migrate-finish]="" [migrate-confirm]="--qmp $NS"
   [migrate-start-postcopy]="--qmp $NS" [migrate-recover]="--qmp $NS"
   [relay]="--id r1 --state-dir $T/state" [tunnel]="--id t1 --local-dir $T/dom"
+  [copy-worker]="--status $T/copy.json --ready-fd 9"
 )
 for c in $all_commands; do
   check "the test knows what $c needs" test -n "${needs[$c]+set}"
@@ -133,14 +135,25 @@ check "status --json: moving false" \
   test "$(jq -c . "$T/out" 2>&1)" = '{"snapshot":null,"moving":false}'
 "$SNAPMIG" status "${SM[@]}" nosuch >"$T/out" 2>"$T/err"; rc=$?
 check "status of a snapshot that does not exist still exits 1" exited $rc 1 "$T/err"
+# "nothing is moving" only about a VM that answers (status reads the state
+# directory before it connects): a socket nobody serves is an error.
+"$SNAPMIG" status --state-dir "$T/state" --qmp "$T/nobody.qmp" >"$T/out" 2>"$T/err"; rc=$?
+check "status of a socket nobody serves exits 1" exited $rc 1 "$T/err"
+check "status of a socket nobody serves names it" grep -qF "$T/nobody.qmp" "$T/err"
 
-# status while a move runs shows it, and once pivoted nothing is moving.
+# status of a move whose mirrors are ready and copies done (create --wait
+# returned) shows it and says that nothing moves any more; once pivoted,
+# nothing is moving at all.  (While create --wait runs: test-cli-watch.sh.)
 fresh_move 1
 "$SNAPMIG" status "${SM[@]}" >"$T/out" 2>"$T/err"; rc=$?
-check "status during a move exits 0" exited $rc 0 "$T/err"
-check "status during a move shows the snapshot" grep -qxF "snapshot p1" "$T/out"
-check "status during a move does not say nothing is moving" \
-  not grep -q "nothing is moving" "$T/out"
+check "status of a ready move exits 0" exited $rc 0 "$T/err"
+check "status of a ready move shows the snapshot" grep -qxF "snapshot p1" "$T/out"
+check "status of a ready move: nothing is moving; ready to pivot" \
+  grep -qxF "nothing is moving; ready to pivot (snapmig pivot p1)" "$T/out"
+"$SNAPMIG" status "${SM[@]}" --json >"$T/out" 2>"$T/err"; rc=$?
+check "status --json of a ready move exits 0" exited $rc 0 "$T/err"
+check "status --json of a ready move: ready-to-pivot true" \
+  test "$(jq '."ready-to-pivot"' "$T/out" 2>&1)" = true
 "$SNAPMIG" pivot "${SM[@]}" p1 >"$T/out" 2>"$T/err"; rc=$?
 check "pivot p1 exits 0" exited $rc 0 "$T/err"
 "$SNAPMIG" status "${SM[@]}" >"$T/out" 2>"$T/err"; rc=$?

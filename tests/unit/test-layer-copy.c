@@ -23,6 +23,7 @@
 #include <glib.h>
 
 #include "harness.h"
+#include "helper.h"
 #include "image.h"
 #include "layer-copy.h"
 #include "qmp.h"
@@ -837,7 +838,14 @@ test_worker_bandwidth (Fixture *f, gconstpointer data)
 int
 main (int argc, char **argv)
 {
+  g_autofree char *top = NULL;
+  g_autofree char *snapmig = NULL;
+
   g_test_init (&argc, &argv, NULL);
+  /* The worker is `snapmig copy-worker`: the tree's binary. */
+  top = sm_test_source_tree ("cli/snapmig", NULL);
+  snapmig = g_build_filename (top, "cli", "snapmig", NULL);
+  sm_helper_set_path (snapmig);
   g_test_add ("/layer-copy/run", Fixture, NULL, setup, test_copy_run,
               teardown);
   g_test_add ("/layer-copy/missing-dest", Fixture, NULL, setup,
