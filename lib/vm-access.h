@@ -2,9 +2,9 @@
  * through (issue 8: "keep the code that touches the VM behind one narrow
  * interface: a later issue adds a libvirt way to reach the VM").
  *
- * STATUS: the libvirt backend exists (lib/vm-libvirt.c, issue 14: opened by
- * sm_vm_access_open_libvirt below, driven by tests/tools/vm-access-libvirt);
- * no command calls this header yet, and there is no QMP backend: the
+ * STATUS: both backends exist (lib/vm-qmp.c and lib/vm-libvirt.c, issue
+ * 14: opened by sm_vm_access_open_qmp and sm_vm_access_open_libvirt below,
+ * driven by tests/tools/vm-access); no command calls this header yet: the
  * library still calls lib/qmp.h directly, in these places:
  *   blockjob.c  query-block, query-block-jobs, query-named-block-nodes
  *               (sm_block_vm_query), block-commit, block-job-complete,
@@ -147,6 +147,12 @@ struct SmVmAccess {
 };
 
 /* ---- opening --------------------------------------------------------- */
+
+/* Reaches the QEMU whose QMP monitor is ADDRESS (sm_qmp_connect; every
+ * reply bounded by TIMEOUT_MS, 0 or less: SM_QMP_DEFAULT_TIMEOUT_MS): the
+ * QMP backend (lib/vm-qmp.c).  Caller frees with sm_vm_access_free. */
+SmVmAccess *sm_vm_access_open_qmp (const char *address, int timeout_ms,
+                                   GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
 /* True when snapmig was built with libvirt (libvirt-dev, SM_HAVE_LIBVIRT). */
 bool sm_vm_access_have_libvirt (void);

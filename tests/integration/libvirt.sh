@@ -88,8 +88,9 @@ EOF
 lv_virsh () { timeout 60 virsh -q -c "$LV_URI" "$@"; }
 
 # lv_own PATH...: the daemon's user (who runs the domains' QEMUs) owns PATH
-# and what it holds.
-lv_own () { [ "$(id -u)" != 0 ] || chown -R "$LV_USER:" "$@"; }
+# and what it holds (nothing to do before libvirt_setup: the 2-disk
+# helpers below serve a QMP test too).
+lv_own () { [ "$(id -u)" != 0 ] || [ -z "$LV_USER" ] || chown -R "$LV_USER:" "$@"; }
 
 # lv_disk TARGET FILE FORMAT [BACKING-FILE BACKING-FORMAT]: a <disk> of
 # domain XML (virtio) on FILE, with one explicit backing layer when given

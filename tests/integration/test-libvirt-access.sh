@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # lib/vm-libvirt.c, the libvirt backend of lib/vm-access.h, driven by hand
-# (tests/tools/vm-access-libvirt) through oVirt's live storage migration
+# (tests/tools/vm-access) through oVirt's live storage migration
 # against the test's private libvirt (libvirt.sh): a domain on a 2-layer
 # qcow2 chain (vda) and a raw disk (vdb) in A.
 #   move:  destination chains pre-created in B (relative backing names),
@@ -16,7 +16,7 @@
 . "$(dirname "$0")/libvirt.sh"
 
 command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing"
-VA=$SM_TOP/tests/tools/vm-access-libvirt
+VA=$SM_TOP/tests/tools/vm-access
 "$VA" x y view 2>/dev/null
 [ $? -ne 77 ] || _lv_missing "snapmig was built without libvirt (libvirt-dev)"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The libvirt backend (lib/vm-libvirt.c, through tests/tools/
-# vm-access-libvirt) moves the disks of a real Linux guest that libvirt runs
+# vm-access) moves the disks of a real Linux guest that libvirt runs
 # (the test guest of tests/harness/guest.sh, booted by the private libvirt
 # of libvirt.sh) from A to B, oVirt's way, while the guest writes: records
 # before the snapshot, between the snapshot and the pivot (and a write load
@@ -11,7 +11,7 @@
 . "$(dirname "$0")/libvirt.sh"
 . "$SM_TOP/tests/harness/guest.sh"
 
-VA=$SM_TOP/tests/tools/vm-access-libvirt
+VA=$SM_TOP/tests/tools/vm-access
 "$VA" x y view 2>/dev/null
 [ $? -ne 77 ] || _lv_missing "snapmig was built without libvirt (libvirt-dev)"
 guest_build || { not_ok "scripts/build-guest builds the guest"; done_testing; }

@@ -1,8 +1,9 @@
-/* vm-access-libvirt — drives lib/vm-access.h's libvirt backend for the
- * shell tests (tests/integration/test-libvirt-access.sh), one entry per
- * operation, until the commands take --connect.
+/* vm-access — drives a backend of lib/vm-access.h for the shell tests
+ * (tests/integration/test-libvirt-access.sh, test-vm-access-qmp.sh), one
+ * entry per operation, until the commands take --connect.
  *
- *   vm-access-libvirt URI DOMAIN OP [ARGS] [-- OP [ARGS]]...
+ *   vm-access URI DOMAIN OP [ARGS] [-- OP [ARGS]]...    libvirt's domain
+ *   vm-access qmp:SOCKET - OP [ARGS] [-- OP [ARGS]]...   a QMP monitor
  *
  *   view                        the VM view: "disk TARGET FORMAT FILE",
  *                               "layer TARGET I FORMAT FILE" and
@@ -18,7 +19,7 @@
  *   wait-event MS               the next event: "event JOB|- WHAT"
  *
  * Operations after `--` run on the same access (job ids given to one are
- * known to the next).  Exit status: 0, 1 on an error (`vm-access-libvirt:
+ * known to the next).  Exit status: 0, 1 on an error (`vm-access:
  * error: MESSAGE` on stderr), 2 on bad usage, 77 when snapmig was built
  * without libvirt.
  */
@@ -33,7 +34,7 @@
 static int
 usage (void)
 {
-  fprintf (stderr, "usage: vm-access-libvirt URI DOMAIN OP [ARGS] "
+  fprintf (stderr, "usage: vm-access URI|qmp:SOCKET DOMAIN OP [ARGS] "
            "[-- OP [ARGS]]...\n");
   return 2;
 }
@@ -169,9 +170,11 @@ main (int argc, char **argv)
 
   if (argc < 4)
     return usage ();
-  vm = sm_vm_access_open_libvirt (argv[1], argv[2], TIMEOUT_MS, &err);
+  vm = g_str_has_prefix (argv[1], "qmp:")
+    ? sm_vm_access_open_qmp (argv[1] + 4, TIMEOUT_MS, &err)
+    : sm_vm_access_open_libvirt (argv[1], argv[2], TIMEOUT_MS, &err);
   if (!vm) {
-    fprintf (stderr, "vm-access-libvirt: error: %s\n", err->message);
+    fprintf (stderr, "vm-access: error: %s\n", err->message);
     return g_error_matches (err, SM_ERROR, SM_ERROR_UNSUPPORTED) ? 77 : 1;
   }
   for (start = i = 3; i <= argc; i++) {
@@ -183,7 +186,7 @@ main (int argc, char **argv)
     if (r < 0)
       return usage ();
     if (r == 0) {
-      fprintf (stderr, "vm-access-libvirt: error: %s: %s\n", argv[start],
+      fprintf (stderr, "vm-access: error: %s: %s\n", argv[start],
                err->message);
       return 1;
     }
