@@ -4,13 +4,15 @@
  * is not a domain's, and — built with libvirt — the backend on libvirt's
  * own test driver (test:///default, in-process, no daemon): its domain's
  * view, run state, suspend/resume and the LIFECYCLE events that reach
- * wait_event.  Built without libvirt, --connect's answer says so.  The
+ * wait_event, the shared job waits and their interruption.  Built without libvirt, --connect's answer says so.  The
  * block operations need QEMU: tests/integration/test-libvirt-access.sh.
  */
+#include <signal.h>
 #include <string.h>
 #include <glib.h>
 
 #include "harness.h"
+#include "interrupt.h"
 #include "vm-access.h"
 #include "vm-libvirt.h"
 
@@ -195,6 +197,23 @@ test_test_driver (void)
   none = vm->ops->wait_event (vm, 50, &err);
   g_assert_null (none);
   g_assert_error (err, SM_ERROR, SM_ERROR_TIMEOUT);
+  g_clear_error (&err);
+
+  /* The shared waits: no job is gone at once, and never gets ready; a
+   * signal ends a wait. */
+  g_assert_true (sm_vm_access_wait_job (vm, "vda", SM_VM_JOB_GONE, 1000, &err));
+  g_assert_no_error (err);
+  g_assert_false (sm_vm_access_wait_job (vm, "vda", SM_VM_JOB_READY, 1000,
+                                         &err));
+  g_assert_error (err, SM_ERROR, SM_ERROR_FAILED);
+  g_assert_nonnull (strstr (err->message, "block job vda of domain test at "
+                            "test:///default ended before it was ready"));
+  g_clear_error (&err);
+  sm_interrupt_request (SIGINT);
+  g_assert_false (sm_vm_access_wait_job (vm, "vda", SM_VM_JOB_GONE, 1000,
+                                         &err));
+  sm_interrupt_clear ();
+  g_assert_error (err, SM_ERROR, SM_ERROR_INTERRUPTED);
   g_clear_error (&err);
 
   /* A job on a disk that has none: libvirt's refusal, naming the disk. */
