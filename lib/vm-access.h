@@ -161,9 +161,11 @@ bool sm_vm_access_have_libvirt (void);
  * ("qemu:///system", "qemu+ssh://host/system", ...).  Starts the process's
  * libvirt event loop thread once (virEventRegisterDefaultImpl: the
  * BLOCK_JOB_2 and LIFECYCLE events that wake sm_vm_access_wait_job).
- * TIMEOUT_MS bounds each wait of the access (0 or less: 30 s); a libvirt
- * call itself is bounded by the connection's keepalive (a daemon that stops
- * answering is SM_ERROR_DISCONNECTED after about 15 s).
+ * TIMEOUT_MS bounds the open (SM_ERROR_TIMEOUT naming URI: a daemon that
+ * accepts the connection and never answers) and each wait of the access (0
+ * or less: 30 s); a libvirt call on the open connection is bounded by its
+ * keepalive (a daemon that stops answering is SM_ERROR_DISCONNECTED after
+ * about 15 s).
  * Errors: SM_ERROR_UNSUPPORTED "snapmig was built without libvirt (install
  * libvirt-dev and rebuild)"; SM_ERROR_IO, libvirt's word, when URI cannot
  * be opened; SM_ERROR_NOT_FOUND naming DOMAIN and URI; SM_ERROR_INVALID

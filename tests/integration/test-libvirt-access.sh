@@ -155,4 +155,16 @@ check "a domain that is not running: the message says to start it" \
 out=$("$VA" "$LV_URI" nosuch view 2>&1)
 check "no such domain: named, with the URI" grep -q "has no domain nosuch" <<<"$out"
 
+# A daemon that accepts the connection and never answers (stopped): the
+# open gives up within the access's timeout, naming the URI.
+kill -STOP "$LV_PID"
+out=$(VM_ACCESS_TIMEOUT_MS=2000 va view 2>&1)
+rc=$?
+kill -CONT "$LV_PID"
+echo "# $out"
+check "a stopped daemon: the open fails" [ $rc -eq 1 ]
+check "a stopped daemon: it did not answer within the timeout, named" \
+  grep -qF "libvirt at $LV_URI did not answer within 2 s" <<<"$out"
+check "the daemon answers again" eval 'lv_virsh list --all --name | grep -qx vm'
+
 done_testing

@@ -19,7 +19,8 @@
  *   wait-event MS               the next event: "event JOB|- WHAT"
  *
  * Operations after `--` run on the same access (job ids given to one are
- * known to the next).  Exit status: 0, 1 on an error (`vm-access:
+ * known to the next).  VM_ACCESS_TIMEOUT_MS in the environment sets the
+ * access's timeout (default 30 s; the waits keep theirs).  Exit status: 0, 1 on an error (`vm-access:
  * error: MESSAGE` on stderr), 2 on bad usage, 77 when snapmig was built
  * without libvirt.
  */
@@ -166,13 +167,15 @@ main (int argc, char **argv)
 {
   g_autoptr(GError) err = NULL;
   g_autoptr(SmVmAccess) vm = NULL;
-  int i, start, r;
+  int i, start, r, timeout_ms = TIMEOUT_MS;
 
   if (argc < 4)
     return usage ();
+  if (g_getenv ("VM_ACCESS_TIMEOUT_MS"))
+    timeout_ms = atoi (g_getenv ("VM_ACCESS_TIMEOUT_MS"));
   vm = g_str_has_prefix (argv[1], "qmp:")
-    ? sm_vm_access_open_qmp (argv[1] + 4, TIMEOUT_MS, &err)
-    : sm_vm_access_open_libvirt (argv[1], argv[2], TIMEOUT_MS, &err);
+    ? sm_vm_access_open_qmp (argv[1] + 4, timeout_ms, &err)
+    : sm_vm_access_open_libvirt (argv[1], argv[2], timeout_ms, &err);
   if (!vm) {
     fprintf (stderr, "vm-access: error: %s\n", err->message);
     return g_error_matches (err, SM_ERROR, SM_ERROR_UNSUPPORTED) ? 77 : 1;
