@@ -21,6 +21,12 @@ layer_free (gpointer p)
 }
 
 void
+sm_block_layer_free (SmBlockLayer *layer)
+{
+  layer_free (layer);
+}
+
+void
 sm_block_disk_free (SmBlockDisk *disk)
 {
   if (!disk)

@@ -272,9 +272,8 @@ sm_socket_peer_pid (int fd, pid_t *pid, GError **error)
   return true;
 }
 
-/* The inode of the listening unix socket bound to PATH, 0 if none. */
-static unsigned long
-unix_socket_inode (const char *path)
+unsigned long
+sm_unix_socket_inode (const char *path)
 {
   g_autofree char *text = NULL;
   g_autofree char *real = realpath (path, NULL);
@@ -311,7 +310,7 @@ sm_unix_socket_server_pid (const char *path)
   struct dirent *e;
   pid_t found = 0;
 
-  if (!path || !strchr (path, '/') || !(inode = unix_socket_inode (path)))
+  if (!path || !strchr (path, '/') || !(inode = sm_unix_socket_inode (path)))
     return 0;
   want = g_strdup_printf ("socket:[%lu]", inode);
   proc = opendir ("/proc");

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "interrupt.h"
+#include "qemu-proc.h"
 
 /* After a reply timed out, the commands that follow (an error path resuming
  * the guest, cancelling a job) share this much more time, unless QEMU shows
@@ -845,6 +846,47 @@ sm_qmp_free (SmQmp *qmp)
   g_free (qmp);
 }
 
+/* How long a QEMU libvirt started is given to greet when it cannot be told
+ * whether the socket is libvirt's monitor (connect_monitor). */
+#define LIBVIRT_GREETING_MS 2000
+
+static void
+set_libvirt_owned (GError **error, const char *address, const char *domain)
+{
+  g_set_error (error, SM_ERROR, SM_ERROR_IN_USE,
+               "QEMU monitor %s belongs to libvirt (domain %s), which must "
+               "see every change to the VM: use --connect URI --domain %s "
+               "instead of --qmp", address, domain, domain);
+}
+
+/* libvirt's monitor of its QEMU is libvirt's alone, also while libvirtd is
+ * down (when QEMU would greet us): a change made through it would leave
+ * libvirt's XML stale (issue 14).  False with ERROR when QMP's peer is
+ * that monitor; *DOMAIN set when it may be (its greeting then decides:
+ * libvirt holds the monitor and none comes), NULL for any other QEMU or
+ * socket (a -qmp of the user's own on libvirt's QEMU greets at once). */
+static bool
+check_libvirt (SmQmp *qmp, char **domain, GError **error)
+{
+  pid_t pid = sm_qmp_peer_pid (qmp);
+  g_autofree char *name = sm_qemu_libvirt_domain (pid);
+
+  if (!name)
+    return true;
+  switch (sm_qemu_libvirt_monitor (pid, qmp->address)) {
+  case SM_LIBVIRT_MONITOR_YES:
+    set_libvirt_owned (error, qmp->address, name);
+    return false;
+  case SM_LIBVIRT_MONITOR_UNKNOWN:
+    *domain = g_steal_pointer (&name);
+    return true;
+  case SM_LIBVIRT_MONITOR_NO:
+  case SM_LIBVIRT_MONITOR_LAST:
+  default:
+    return true;
+  }
+}
+
 static SmQmp *
 connect_monitor (const char *address, int timeout_ms, bool want_oob,
                  GError **error)
@@ -856,6 +898,7 @@ connect_monitor (const char *address, int timeout_ms, bool want_oob,
   g_autoptr(json_object) greeting = NULL;
   g_autoptr(json_object) ret = NULL;
   g_autoptr(GError) err = NULL;
+  g_autofree char *libvirt_domain = NULL;
   Deadline deadline;
   gint64 left_ms;
 
@@ -882,6 +925,10 @@ connect_monitor (const char *address, int timeout_ms, bool want_oob,
                  "cannot make QEMU monitor %s non-blocking", address);
     return NULL;
   }
+  if (!check_libvirt (qmp, &libvirt_domain, error))
+    return NULL;
+  if (libvirt_domain && deadline > deadline_after (LIBVIRT_GREETING_MS))
+    deadline = deadline_after (LIBVIRT_GREETING_MS);
 
   /* QEMU may emit an event on a new connection before the greeting (seen
    * with 7.2: a BLOCK_JOB_COMPLETED raised while the previous client
@@ -893,6 +940,10 @@ connect_monitor (const char *address, int timeout_ms, bool want_oob,
     queue_event (qmp, g_steal_pointer (&greeting));
   }
   if (!greeting) {
+    if (libvirt_domain && g_error_matches (err, SM_ERROR, SM_ERROR_TIMEOUT)) {
+      set_libvirt_owned (error, address, libvirt_domain);
+      return NULL;
+    }
     /* QEMU serves one client per monitor: a second one is accepted by the
      * kernel but never greeted, which looks exactly like a stopped QEMU. */
     if (g_error_matches (err, SM_ERROR, SM_ERROR_TIMEOUT)) {
