@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# The Ansible collection snapmig.storage (ansible/) against a real QEMU:
+# built and installed into the test's directory with ansible-galaxy, then
+# a playbook run against localhost (connection local) gathers the VM's
+# disks, moves them from domain A to domain B and validates B.
+#   drive0: top.qcow2 over base.qcow2 (a 2-layer chain), drive1: raw.
+# Check mode prints the plan and changes nothing; a missing destination
+# fails the task with snapmig's code; the move reports changed=true, the
+# disks then run on B and every guest write reads back, live and offline;
+# a second run reports changed=false and touches no file.  Every Ansible
+# directory (home, temp, config, collections) is in the test's directory.
+. "$(dirname "$0")/lib.sh"
+
+command -v ansible-playbook >/dev/null || skip_all "ansible-playbook missing (apt-get install ansible-core)"
+command -v ansible-galaxy >/dev/null || skip_all "ansible-galaxy missing (apt-get install ansible-core)"
+lsm_setup
+
+# Ansible reads and writes only here: no ~/.ansible, no /etc/ansible.
+# ansible-core's callbacks print no JSON (the json callback is in
+# ansible.posix, not in Debian's ansible-core): this one prints every task's
+# result per host as one document, in ansible.posix.json's shape
+# ({"plays":[{"tasks":[{"task":{"name"},"hosts":{HOST:RESULT}}]}]}).
+mkdir -p "$T/home" "$T/ansible-tmp" "$T/collections" "$T/callbacks"
+: >"$T/ansible.cfg"
+cat >"$T/callbacks/results_json.py" <<'PYEOF'
+import json
+from ansible.plugins.callback import CallbackBase
+DOCUMENTATION = """
+name: results_json
+type: stdout
+short_description: every task's result per host as one JSON document
+description: [test-ansible.sh reads the playbook's results from it]
+"""
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = 'stdout'
+    CALLBACK_NAME = 'results_json'
+
+    def __init__(self, display=None):
+        super(CallbackModule, self).__init__(display)
+        self.plays = []
+
+    def v2_playbook_on_play_start(self, play):
+        self.plays.append({'play': {'name': play.get_name()}, 'tasks': []})
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self.plays[-1]['tasks'].append({'task': {'name': task.get_name()}, 'hosts': {}})
+
+    def _record(self, result, **flags):
+        r = dict(result._result)
+        r.update(flags)
+        self.plays[-1]['tasks'][-1]['hosts'][result._host.get_name()] = r
+
+    def v2_runner_on_ok(self, result, **kw):
+        self._record(result)
+
+    def v2_runner_on_failed(self, result, **kw):
+        self._record(result, failed=True)
+
+    def v2_runner_on_skipped(self, result, **kw):
+        self._record(result, skipped=True)
+
+    def v2_runner_on_unreachable(self, result, **kw):
+        self._record(result, unreachable=True)
+
+    def v2_playbook_on_stats(self, stats):
+        self._display.display(json.dumps({'plays': self.plays}, default=str, indent=1))
+PYEOF
+ANS_ENV=(HOME="$T/home" ANSIBLE_HOME="$T/home/.ansible"
+         ANSIBLE_CONFIG="$T/ansible.cfg" ANSIBLE_LOCAL_TEMP="$T/ansible-tmp"
+         ANSIBLE_REMOTE_TEMP="$T/ansible-tmp" ANSIBLE_COLLECTIONS_PATH="$T/collections"
+         ANSIBLE_CALLBACK_PLUGINS="$T/callbacks"
+         ANSIBLE_STDOUT_CALLBACK=results_json ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0
+         ANSIBLE_PYTHON_INTERPRETER=auto_silent ANSIBLE_LOCALHOST_WARNING=0
+         ANSIBLE_INVENTORY_UNPARSED_WARNING=0)
+ans () { env "${ANS_ENV[@]}" "$@"; }
+
+out=$(ans ansible-galaxy collection build "$SM_TOP/ansible" --output-path "$T" 2>&1)
+check "ansible-galaxy builds the collection" [ -f "$T/snapmig-storage-0.1.0.tar.gz" ]
+echo "$out" | sed 's/^/# /'
+out=$(ans ansible-galaxy collection install --offline -p "$T/collections" \
+        "$T/snapmig-storage-0.1.0.tar.gz" 2>&1)
+check "ansible-galaxy installs it into the test's directory" \
+  [ -f "$T/collections/ansible_collections/snapmig/storage/plugins/modules/snapmig_move.py" ]
+echo "$out" | sed 's/^/# /'
+for m in snapmig_disks snapmig_move snapmig_validate; do
+  doc=$(ans ansible-doc -t module "snapmig.storage.$m" 2>&1)
+  check "ansible-doc shows $m's documentation and examples" \
+    grep -q 'EXAMPLES' <<<"$doc"
+done
+
+start_2disk_vm 0x21 || exit 1
+EXPECT=("drive0 0x11 0 2M" "drive1 0x21 0 2M")
+check "guest writes to drive0 before the playbook" gw drive0 0x12 4M 1M
+check "guest writes to drive1 before the playbook" gw drive1 0x22 2M 1M
+
+cat >"$T/play.yml" <<'EOF'
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: disks
+      snapmig.storage.snapmig_disks:
+        qmp: "{{ qmp }}"
+        snapmig_bin: "{{ snapmig_bin }}"
+    - name: move
+      snapmig.storage.snapmig_move:
+        qmp: "{{ qmp }}"
+        dest_domain: "{{ dest }}"
+        state_dir: "{{ state_dir }}"
+        snapmig_bin: "{{ snapmig_bin }}"
+        timeout: 120
+    - name: validate
+      when: not ansible_check_mode    # B holds no chain before the move
+      snapmig.storage.snapmig_validate:
+        storage_domains: ["{{ dest }}"]
+        qmp: "{{ qmp }}"
+        state_dir: "{{ state_dir }}"
+        snapmig_bin: "{{ snapmig_bin }}"
+EOF
+# play RUN DEST [ANSIBLE-PLAYBOOK-OPTION...]: runs play.yml moving to DEST;
+# its JSON output in $T/RUN.json, its exit status in $T/RUN.rc.
+play () {
+  local run=$1 dest=$2; shift 2
+  ans ansible-playbook -i localhost, -c local "$@" \
+    -e qmp="$T/vm.qmp" -e state_dir="$T/state" -e dest="$dest" \
+    -e snapmig_bin="$SNAPMIG" "$T/play.yml" >"$T/$run.json" 2>"$T/$run.err"
+  echo $? >"$T/$run.rc"
+  sed 's/^/# stderr: /' "$T/$run.err"
+}
+# task RUN NAME: the task's result on localhost in run RUN.
+task () {
+  jq -c --arg t "$2" '[.plays[0].tasks[] | select(.task.name == $t) | .hosts.localhost][0]' \
+    "$T/$1.json"
+}
+# files: every file of A, B and the state directory with its size and mtime.
+files () { find "$A" "$B" "$T/state" -printf '%p %s %T@\n' | sort; }
+# unchanged BEFORE: files prints BEFORE again; names every line that differs.
+unchanged () {
+  local now
+  now=$(files)
+  [ "$1" = "$now" ] && return 0
+  diff <(echo "$1") <(echo "$now") | sed 's/^/# /'
+  return 1
+}
+# on_b: every writable disk's whole chain is in B, as snapmig disks says.
+on_b () {
+  "$SNAPMIG" disks --qmp "$T/vm.qmp" --json |
+    jq -e --arg b "$B/" '[.disks[] | .chain[].file | startswith($b)] | all and length > 0' >/dev/null
+}
+
+# Check mode: the plan, nothing changed.
+before=$(files)
+play check "$B" --check
+check "check mode: the playbook succeeds" [ "$(cat "$T/check.rc")" = 0 ]
+jq -c '.plays[0].tasks[] | .hosts.localhost | select(.failed) | {msg, code}' \
+  "$T/check.json" | sed 's/^/# failed: /'
+res=$(task check move)
+echo "# check mode move: ${res:0:600}"
+check "check mode: the move reports changed=true (as it would be)" \
+  [ "$(jq .changed <<<"$res")" = true ]
+check "check mode: the plan pre-creates drive0's chain in B" \
+  grep -qF "create file $B/base.qcow2" <<<"$(jq -r .plan <<<"$res")"
+check "check mode: the plan pre-creates drive1 in B" \
+  grep -qF "create file $B/d1.raw" <<<"$(jq -r .plan <<<"$res")"
+check "check mode: it would move drive0 and drive1" \
+  [ "$(jq -c '.moved | sort' <<<"$res")" = '["drive0","drive1"]' ]
+check "check mode: no file in A, B or the state directory changed" \
+  unchanged "$before"
+check "check mode: drive0 still runs on A" chain_in_dir "$A" drive0 "" 2
+check "check mode: drive1 still runs on A" chain_in_dir "$A" drive1
+
+# A missing destination: the task fails with snapmig's code.
+play missing "$T/missing"
+check "a missing destination fails the playbook" [ "$(cat "$T/missing.rc")" != 0 ]
+res=$(task missing move)
+echo "# missing destination: ${res:0:600}"
+check "the move task failed" [ "$(jq .failed <<<"$res")" = true ]
+check "the task has snapmig's code not-found" [ "$(jq -r .code <<<"$res")" = not-found ]
+check "its message says which directory to create" \
+  grep -qF "mkdir -p $T/missing" <<<"$(jq -r .msg <<<"$res")"
+check "after the failure drive0 still runs on A" chain_in_dir "$A" drive0 "" 2
+check "after the failure drive1 still runs on A" chain_in_dir "$A" drive1
+
+# The move.
+play move "$B"
+check "the playbook succeeds" [ "$(cat "$T/move.rc")" = 0 ]
+res=$(task move disks)
+check "snapmig_disks sets the fact snapmig_disks with drive0's 2 layers" \
+  [ "$(jq '.ansible_facts.snapmig_disks[] | select(.device == "drive0") | .chain | length' <<<"$res")" = 2 ]
+res=$(task move move)
+echo "# move: ${res:0:800}"
+check "the move reports changed=true" [ "$(jq .changed <<<"$res")" = true ]
+check "the move moved drive0 and drive1" \
+  [ "$(jq -c '.moved | sort' <<<"$res")" = '["drive0","drive1"]' ]
+check "snapmig disks: every disk's whole chain is in B" on_b
+check "drive0's chain in B has its 3 layers" chain_in_dir "$B" drive0 "" 3
+check "drive1's chain in B has its 2 layers" chain_in_dir "$B" drive1 "" 2
+res=$(task move validate)
+check "snapmig_validate reports B clean" [ "$(jq .clean <<<"$res")" = true ]
+check "snapmig_validate returns the report of B's images" \
+  [ "$(jq '.report.summary.images' <<<"$res")" -ge 5 ]
+check "guest writes to drive0 after the move" gw drive0 0x13 5M 1M
+check "guest writes to drive1 after the move" gw drive1 0x23 3M 1M
+check "every write reads back in the VM" all_read
+
+# A second run: nothing to do, nothing touched.
+before=$(files)
+play again "$B"
+check "the second run succeeds" [ "$(cat "$T/again.rc")" = 0 ]
+res=$(task again move)
+echo "# second run: ${res:0:600}"
+check "the second run reports changed=false" [ "$(jq .changed <<<"$res")" = false ]
+check "the second run finds both disks already in B" \
+  [ "$(jq -c '.already | sort' <<<"$res")" = '["drive0","drive1"]' ]
+check "the second run touches no file (sizes and mtimes)" unchanged "$before"
+
+# libvirt's options reach snapmig as --connect URI --domain NAME.
+cat >"$T/connect.yml" <<'EOF'
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: connect
+      snapmig.storage.snapmig_disks:
+        connect: "test:///default"
+        domain: nosuchdomain
+        snapmig_bin: "{{ snapmig_bin }}"
+EOF
+ans ansible-playbook -i localhost, -c local -e snapmig_bin="$SNAPMIG" \
+  "$T/connect.yml" >"$T/connect.json" 2>&1
+res=$(task connect connect)
+check "connect + domain run snapmig disks --connect URI --domain NAME" \
+  [ "$(jq -c '.cmd[3:7]' <<<"$res")" = '["--connect","test:///default","--domain","nosuchdomain"]' ]
+check "... and fail with a snapmig error code there is no such domain or libvirt" \
+  [ -n "$(jq -r '.code // empty' <<<"$res")" ]
+
+# A run interrupted between create and pivot, made by hand: create under
+# the module's snapshot name to C.  The next run pivots that move.
+C=$T/C
+mkdir -p "$C"
+"$SNAPMIG" create "${SM[@]}" --mirror --mirror-domain "$C" --name ansible-move \
+  >"$T/create-c.out" 2>&1
+rc=$?
+sed 's/^/# /' "$T/create-c.out"
+check "create --mirror-domain C by hand (a run interrupted before pivot)" [ $rc -eq 0 ]
+check "guest writes to drive0 between that create and the run" gw drive0 0x14 6M 1M
+play resume "$C"
+check "the run after the interrupted one succeeds" [ "$(cat "$T/resume.rc")" = 0 ]
+res=$(task resume move)
+echo "# resumed: ${res:0:600}"
+check "it pivots the move in flight (resumed=true, changed=true)" \
+  [ "$(jq -c '[.resumed, .changed]' <<<"$res")" = '[true,true]' ]
+check "drive0's chain is in C, its 4 layers" chain_in_dir "$C" drive0 "" 4
+check "drive1's chain is in C, its 3 layers" chain_in_dir "$C" drive1 "" 3
+check "snapmig_validate reports C clean" [ "$(task resume validate | jq .clean)" = true ]
+check "guest writes to drive1 after the resumed move" gw drive1 0x24 4M 1M
+check "every write reads back in the VM after the resumed move" all_read
+
+# Offline, on C's files.
+top0=$(top_file drive0) top1=$(top_file drive1)
+qmp vm quit >/dev/null
+wait_gone "$VM_PID"
+offline=0
+for e in "${EXPECT[@]}"; do
+  read -r d p o l <<<"$e"
+  case $d in drive0) img=$top0 ;; drive1) img=$top1 ;; esac
+  r=$(qemu-io -r -f qcow2 -c "read -P $p $o $l" "$img" 2>&1)
+  if grep -qiE 'fail|error' <<<"$r"; then echo "# offline $e on $img: $r"; offline=1; fi
+done
+check "every write reads back offline from C's files" [ $offline -eq 0 ]
+
+done_testing
