@@ -86,6 +86,10 @@ void sm_cli_set_output (SmCliOutput output);
  * about (snapshot, socket, file), used when ERR carries no object.
  * Returns the exit status for ERR's code (sm_error_exit_status). */
 int sm_cli_fail (const char *context, const GError *err, const char *object);
+/* The same with the error object ERROR (consumed) built by the caller
+ * (the migrate commands add its "phase"). */
+int sm_cli_fail_with (const char *context, const GError *err,
+                      json_object *error);
 /* A usage error: the same with code "usage"; returns SM_EXIT_USAGE. */
 int sm_cli_usage (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 

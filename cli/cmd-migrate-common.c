@@ -489,8 +489,16 @@ mig_print_result (const SmMigCookie *c, double seconds)
 int
 mig_print_failure (const char *cmd, const GError *err)
 {
-  /* The error's object when the library named none: the source VM. */
-  return sm_cli_fail (cmd, err, mig_opt_qmp);
+  /* The error's object when the library named none: the source VM; its
+   * phase: what the library's message begins with ("prepare: ..."). */
+  json_object *e = sm_report_error_json (err, mig_opt_qmp);
+  const char *colon = strchr (err->message, ':');
+  g_autofree char *phase = colon ? g_strndup (err->message,
+                                              (gsize) (colon - err->message))
+                                 : g_strdup ("migrate");
+
+  json_object_object_add (e, "phase", json_object_new_string (phase));
+  return sm_cli_fail_with (cmd, err, e);
 }
 
 /* migrate and migrate-recover: events and the result on stdout, progress
@@ -505,14 +513,15 @@ mig_whole_printer (SmProgress *progress)
 /* migrate and migrate-recover: connects to the source, or prints the
  * failure as their result, as one of PHASE. */
 bool
-mig_whole_open (const char *cmd, const char *phase, SmQmp **qmp, SmVmState **st)
+mig_whole_open (const char *cmd, const char *phase, SmQmp **qmp, SmVmState **st,
+                int *rc)
 {
   g_autoptr(GError) err = NULL;
 
   if (mig_open_source (cmd, qmp, st, &err))
     return true;
   g_prefix_error (&err, "%s: ", phase);
-  (void) mig_print_failure (cmd, err);
+  *rc = mig_print_failure (cmd, err);
   return false;
 }
 

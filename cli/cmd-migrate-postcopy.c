@@ -146,8 +146,8 @@ sm_cmd_migrate_recover (int argc, char **argv)
   if (!mig_need_qmp (cmd) || !mig_base_options (cmd, &o, &pr) ||
       !mig_dest_command (cmd, &dest_argv, extra))
     return SM_EXIT_USAGE;
-  if (!mig_whole_open (cmd, "recover", &qmp, &st))
-    return SM_EXIT_FAILURE;
+  if (!mig_whole_open (cmd, "recover", &qmp, &st, &code))
+    return code;
   c = sm_migrate_recover_run (qmp, st, &o, (const char *const *) dest_argv,
                               (const char *const *) extra->pdata, &err);
   if (!c) {

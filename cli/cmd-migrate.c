@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "cmd-migrate.h"
+#include "report-json.h"
 
 static const GOptionEntry migrate_entries[] = {
   SOURCE_ENTRIES,
@@ -57,9 +58,9 @@ sm_cmd_migrate (int argc, char **argv)
     g_strfreev (o.disks);
     return SM_EXIT_USAGE;
   }
-  if (!mig_whole_open ("migrate", "begin", &qmp, &st)) {
+  if (!mig_whole_open ("migrate", "begin", &qmp, &st, &code)) {
     g_strfreev (o.disks);
-    return SM_EXIT_FAILURE;
+    return code;
   }
   c = sm_migrate_run (qmp, st, &o, (const char *const *) dest_argv,
                       (const char *const *) extra->pdata, mig_opt_dry_run,
@@ -70,6 +71,17 @@ sm_cmd_migrate (int argc, char **argv)
   }
   if (mig_opt_dry_run) {
     g_autofree char *src = sm_mig_cookie_format (c);
+
+    if (sm_cli_json) {
+      /* JSON lines as ever: both cookies in one plan event, then the
+       * result. */
+      g_autoptr(json_object) ev = sm_report_event_new ("plan");
+
+      json_object_object_add (ev, "source-cookie", json_object_new_string (src));
+      json_object_object_add (ev, "dest-cookie", json_object_new_string (plan));
+      sm_cli_print_event (ev);
+      return sm_cli_result (NULL);
+    }
     printf ("# source (%s): snapshot of each disk's top, then the lower "
             "layers exported\n%s", c->hostname, src);
     printf ("# destination: files to create and QEMU to start\n%s", plan);

@@ -222,9 +222,9 @@ int mig_print_failure (const char *cmd, const GError *err);
  * (PROGRESS) unless --json. */
 Printer mig_whole_printer (SmProgress *progress);
 /* Connects to the source, or prints the failure as their result, as one
- * of PHASE. */
+ * of PHASE, and sets *RC to its exit status. */
 bool mig_whole_open (const char *cmd, const char *phase, SmQmp **qmp,
-                     SmVmState **st);
+                     SmVmState **st, int *rc);
 /* The command that runs snapmig on the destination into *DEST_ARGV, the
  * options every destination phase gets into EXTRA (NULL-ended); false
  * (usage error printed) on a bad --dest-cmd. */

@@ -144,11 +144,17 @@ print_json_error (json_object *error)
 }
 
 int
-sm_cli_fail (const char *context, const GError *err, const char *object)
+sm_cli_fail_with (const char *context, const GError *err, json_object *error)
 {
   sm_cli_gerror (context, err);
-  print_json_error (sm_report_error_json (err, object));
+  print_json_error (error);
   return sm_error_exit_status (err);
+}
+
+int
+sm_cli_fail (const char *context, const GError *err, const char *object)
+{
+  return sm_cli_fail_with (context, err, sm_report_error_json (err, object));
 }
 
 int

@@ -419,7 +419,7 @@ sm_vm_state_lock (SmVmState *st, GError **error)
                    "VM %s is locked by another snapmig (pid %ld)",
                    st->address, holder);
     else
-      g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+      sm_error_set_with_object (error, SM_ERROR_BUSY, st->address,
                    "VM %s is locked by another snapmig", st->address);
     return false;
   }
