@@ -235,10 +235,30 @@ check "connect + domain run snapmig disks --connect URI --domain NAME" \
 check "... and fail with a snapmig error code there is no such domain or libvirt" \
   [ -n "$(jq -r '.code // empty' <<<"$res")" ]
 
+# Another move in flight (snapshot 'other', to D): the task fails with
+# code busy and names it; abort undoes it.
+D=$T/D C=$T/C
+mkdir -p "$C" "$D"
+"$SNAPMIG" create "${SM[@]}" --mirror --mirror-domain "$D" --name other \
+  >"$T/create-d.out" 2>&1
+rc=$?
+sed 's/^/# /' "$T/create-d.out"
+check "create --mirror-domain D by hand (snapshot other)" [ $rc -eq 0 ]
+play busy "$C"
+res=$(task busy move)
+echo "# busy: ${res:0:400}"
+check "a move to C while 'other' is in flight fails with code busy" \
+  [ "$(jq -r .code <<<"$res")" = busy ]
+check "... and says to pivot or abort 'other'" \
+  grep -qF "snapmig abort other" <<<"$(jq -r .msg <<<"$res")"
+check "C is left empty" [ -z "$(ls -A "$C")" ]
+"$SNAPMIG" abort "${SM[@]}" other >"$T/abort.out" 2>&1
+rc=$?
+sed 's/^/# /' "$T/abort.out"
+check "abort other" [ $rc -eq 0 ]
+
 # A run interrupted between create and pivot, made by hand: create under
 # the module's snapshot name to C.  The next run pivots that move.
-C=$T/C
-mkdir -p "$C"
 "$SNAPMIG" create "${SM[@]}" --mirror --mirror-domain "$C" --name ansible-move \
   >"$T/create-c.out" 2>&1
 rc=$?
