@@ -108,6 +108,7 @@ cat >"$T/play.yml" <<'EOF'
       snapmig.storage.snapmig_move:
         qmp: "{{ qmp }}"
         dest_domain: "{{ dest }}"
+        disks: "{{ only | default(omit) }}"
         state_dir: "{{ state_dir }}"
         snapmig_bin: "{{ snapmig_bin }}"
         timeout: 120
@@ -277,7 +278,26 @@ check "snapmig_validate reports C clean" [ "$(task resume validate | jq .clean)"
 check "guest writes to drive1 after the resumed move" gw drive1 0x24 4M 1M
 check "every write reads back in the VM after the resumed move" all_read
 
-# Offline, on C's files.
+# Part of the VM: drive1 alone to E, then the rest (drive1 already there).
+E=$T/E
+mkdir -p "$E"
+play part "$E" -e '{"only": ["drive1"]}'
+res=$(task part move)
+echo "# drive1 alone: ${res:0:400}"
+check "disks: [drive1] moves drive1 alone" [ "$(jq -c .moved <<<"$res")" = '["drive1"]' ]
+check "drive1's chain is in E" chain_in_dir "$E" drive1 "" 4
+check "drive0's chain stays in C" chain_in_dir "$C" drive0 "" 4
+play rest "$E"
+res=$(task rest move)
+echo "# the rest: ${res:0:400}"
+check "then the whole VM moves drive0 alone, drive1 being there" \
+  [ "$(jq -c '[.moved, .already, .changed]' <<<"$res")" = '[["drive0"],["drive1"],true]' ]
+check "drive0's chain is in E" chain_in_dir "$E" drive0 "" 5
+check "drive1's chain is still the one in E" chain_in_dir "$E" drive1 "" 4
+check "guest writes to drive0 after the moves to E" gw drive0 0x15 7M 1M
+check "every write reads back in the VM on E" all_read
+
+# Offline, on E's files.
 top0=$(top_file drive0) top1=$(top_file drive1)
 qmp vm quit >/dev/null
 wait_gone "$VM_PID"
@@ -288,6 +308,6 @@ for e in "${EXPECT[@]}"; do
   r=$(qemu-io -r -f qcow2 -c "read -P $p $o $l" "$img" 2>&1)
   if grep -qiE 'fail|error' <<<"$r"; then echo "# offline $e on $img: $r"; offline=1; fi
 done
-check "every write reads back offline from C's files" [ $offline -eq 0 ]
+check "every write reads back offline from E's files" [ $offline -eq 0 ]
 
 done_testing
