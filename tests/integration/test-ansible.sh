@@ -17,64 +17,17 @@ lsm_setup
 
 # Ansible reads and writes only here: no ~/.ansible, no /etc/ansible.
 # ansible-core's callbacks print no JSON (the json callback is in
-# ansible.posix, not in Debian's ansible-core): this one prints every task's
-# result per host as one document, in ansible.posix.json's shape
-# ({"plays":[{"tasks":[{"task":{"name"},"hosts":{HOST:RESULT}}]}]}).
-mkdir -p "$T/home" "$T/ansible-tmp" "$T/collections" "$T/callbacks"
+# ansible.posix, not in Debian's ansible-core): ansible/tests/callbacks has
+# one that prints every task's result per host as one document.
+mkdir -p "$T/home" "$T/ansible-tmp" "$T/collections"
 : >"$T/ansible.cfg"
-cat >"$T/callbacks/results_json.py" <<'PYEOF'
-import json
-from ansible.plugins.callback import CallbackBase
-DOCUMENTATION = """
-name: results_json
-type: stdout
-short_description: every task's result per host as one JSON document
-description: [test-ansible.sh reads the playbook's results from it]
-"""
-
-
-class CallbackModule(CallbackBase):
-    CALLBACK_VERSION = 2.0
-    CALLBACK_TYPE = 'stdout'
-    CALLBACK_NAME = 'results_json'
-
-    def __init__(self, display=None):
-        super(CallbackModule, self).__init__(display)
-        self.plays = []
-
-    def v2_playbook_on_play_start(self, play):
-        self.plays.append({'play': {'name': play.get_name()}, 'tasks': []})
-
-    def v2_playbook_on_task_start(self, task, is_conditional):
-        self.plays[-1]['tasks'].append({'task': {'name': task.get_name()}, 'hosts': {}})
-
-    def _record(self, result, **flags):
-        r = dict(result._result)
-        r.update(flags)
-        self.plays[-1]['tasks'][-1]['hosts'][result._host.get_name()] = r
-
-    def v2_runner_on_ok(self, result, **kw):
-        self._record(result)
-
-    def v2_runner_on_failed(self, result, **kw):
-        self._record(result, failed=True)
-
-    def v2_runner_on_skipped(self, result, **kw):
-        self._record(result, skipped=True)
-
-    def v2_runner_on_unreachable(self, result, **kw):
-        self._record(result, unreachable=True)
-
-    def v2_playbook_on_stats(self, stats):
-        self._display.display(json.dumps({'plays': self.plays}, default=str, indent=1))
-PYEOF
 ANS_ENV=(HOME="$T/home" ANSIBLE_HOME="$T/home/.ansible"
          ANSIBLE_CONFIG="$T/ansible.cfg" ANSIBLE_LOCAL_TEMP="$T/ansible-tmp"
          ANSIBLE_REMOTE_TEMP="$T/ansible-tmp" ANSIBLE_COLLECTIONS_PATH="$T/collections"
-         ANSIBLE_CALLBACK_PLUGINS="$T/callbacks"
+         ANSIBLE_CALLBACK_PLUGINS="$SM_TOP/ansible/tests/callbacks"
          ANSIBLE_STDOUT_CALLBACK=results_json ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0
          ANSIBLE_PYTHON_INTERPRETER=auto_silent ANSIBLE_LOCALHOST_WARNING=0
-         ANSIBLE_INVENTORY_UNPARSED_WARNING=0)
+         ANSIBLE_INVENTORY_UNPARSED_WARNING=0 PYTHONDONTWRITEBYTECODE=1)
 ans () { env "${ANS_ENV[@]}" "$@"; }
 
 out=$(ans ansible-galaxy collection build "$SM_TOP/ansible" --output-path "$T" 2>&1)
@@ -90,6 +43,15 @@ for m in snapmig_disks snapmig_move snapmig_validate; do
   check "ansible-doc shows $m's documentation and examples" \
     grep -q 'EXAMPLES' <<<"$doc"
 done
+check "the built collection leaves out the tests' helpers" \
+  [ ! -e "$T/collections/ansible_collections/snapmig/storage/tests" ]
+# The Python that runs Ansible (Debian's, not one first on PATH).
+read -r -a ans_py < <(sed -n '1s/^#! *//p' "$(command -v ansible-doc)")
+out=$(ans PYTHONPATH="$T/collections" "${ans_py[@]}" "$SM_TOP/ansible/tests/doc-argspec.py" \
+        snapmig_disks snapmig_move snapmig_validate 2>&1)
+rc=$?
+echo "$out" | sed 's/^/# /'
+check "every module documents exactly the options it takes" [ $rc -eq 0 ]
 
 start_2disk_vm 0x21 || exit 1
 EXPECT=("drive0 0x11 0 2M" "drive1 0x21 0 2M")

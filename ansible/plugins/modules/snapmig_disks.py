@@ -18,36 +18,15 @@ description:
   - Never changes anything; supports check mode.
 version_added: "0.1.0"
 author: snapmig developers
+extends_documentation_fragment:
+  - snapmig.storage.snapmig
+  - snapmig.storage.snapmig.vm
 options:
-  qmp:
-    description:
-      - The VM's QMP socket path (or C(HOST:PORT)).
-      - Exactly one of I(qmp) and I(connect) is required.
-    type: str
-  connect:
-    description:
-      - A libvirt connection URI (for example C(qemu:///system)); the VM is
-        then the libvirt domain I(domain).
-      - Needs a snapmig built with libvirt (issue 14); a snapmig without it
-        fails with its own error.
-    type: str
-  domain:
-    description:
-      - The libvirt domain's name, with I(connect).
-    type: str
-  snapmig_bin:
-    description:
-      - The snapmig binary to run; by default C(snapmig) from C(PATH).
-    type: path
   timeout:
     description:
       - Give up when QEMU does not answer within this many seconds
         (C(--timeout); snapmig's default is 5).
     type: int
-notes:
-  - The module runs on the host of the VM, which must have snapmig.
-  - "Errors fail the task with snapmig's I(code) (for example C(not-found),
-    C(disconnected), C(timeout)), I(object) and I(msg); see snapmig-json(7)."
 seealso:
   - module: snapmig.storage.snapmig_move
   - module: snapmig.storage.snapmig_validate

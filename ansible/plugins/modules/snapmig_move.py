@@ -27,24 +27,10 @@ description:
     I(changed) as it would be, and changes nothing.
 version_added: "0.1.0"
 author: snapmig developers
+extends_documentation_fragment:
+  - snapmig.storage.snapmig
+  - snapmig.storage.snapmig.vm
 options:
-  qmp:
-    description:
-      - The VM's QMP socket path (or C(HOST:PORT)).
-      - Exactly one of I(qmp) and I(connect) is required.
-    type: str
-  connect:
-    description:
-      - A libvirt connection URI (for example C(qemu:///system)); the VM is
-        then the libvirt domain I(domain), and libvirt's live and persistent
-        XML name the destination files afterwards.
-      - Needs a snapmig built with libvirt (issue 14); a snapmig without it
-        fails with its own error.
-    type: str
-  domain:
-    description:
-      - The libvirt domain's name, with I(connect).
-    type: str
   dest_domain:
     description:
       - The destination storage domain, a directory that exists; each
@@ -90,15 +76,9 @@ options:
         and pivot). By default snapmig waits for the mirrors as long as they
         take.
     type: int
-  snapmig_bin:
-    description:
-      - The snapmig binary to run; by default C(snapmig) from C(PATH).
-    type: path
 notes:
-  - The module runs on the host of the VM, which must have snapmig.
-  - "Errors fail the task with snapmig's I(code) (for example C(not-found)
-    for a missing destination directory, C(busy) when another move is in
-    flight, C(no-space)), I(object) and I(msg); see snapmig-json(7)."
+  - A missing I(dest_domain) fails with code C(not-found), another move in
+    flight with C(busy).
   - A failed create is rolled back by snapmig; a failed pivot leaves the
     move in flight, and the next run of the task pivots it.
 seealso:

@@ -21,6 +21,8 @@ description:
     count as in use and leftovers are looked for.
 version_added: "0.1.0"
 author: snapmig developers
+extends_documentation_fragment:
+  - snapmig.storage.snapmig
 options:
   storage_domains:
     description:
@@ -33,17 +35,6 @@ options:
     description:
       - A running VM's QMP socket path (or C(HOST:PORT)) whose open images
         count as used. Optional; not with I(connect).
-    type: str
-  connect:
-    description:
-      - A libvirt connection URI, in place of I(qmp), for the libvirt domain
-        I(domain).
-      - Needs a snapmig built with libvirt (issue 14); a snapmig without it
-        fails with its own error.
-    type: str
-  domain:
-    description:
-      - The libvirt domain's name, with I(connect).
     type: str
   state_dir:
     description:
@@ -64,14 +55,6 @@ options:
     description:
       - Give up when the VM does not answer within this many seconds.
     type: int
-  snapmig_bin:
-    description:
-      - The snapmig binary to run; by default C(snapmig) from C(PATH).
-    type: path
-notes:
-  - "A failure of snapmig itself (a missing directory, a VM that does not
-    answer) fails the task with snapmig's I(code), I(object) and I(msg); see
-    snapmig-json(7)."
 seealso:
   - module: snapmig.storage.snapmig_move
 '''
