@@ -91,6 +91,24 @@ play () {
     -e snapmig_bin="$SNAPMIG" "$T/play.yml" >"$T/$run.json" 2>"$T/$run.err"
   echo $? >"$T/$run.rc"
   sed 's/^/# stderr: /' "$T/$run.err"
+  jq -c '.plays[].tasks[] | .hosts.localhost | select(.failed) | {msg, code}' \
+    "$T/$run.json" | sed 's/^/# failed: /'
+}
+# move_run RUN DEST [OPTION...]: play RUN, then res is the move task's
+# result (printed, shortened).
+move_run () {
+  play "$@"
+  res=$(task "$1" move)
+  echo "# $1: move: ${res:0:600}"
+}
+# logged NAME COMMAND...: runs snapmig COMMAND, prints its output (kept in
+# $T/NAME.out); its exit status.
+logged () {
+  local name=$1 rc; shift
+  "$SNAPMIG" "$@" >"$T/$name.out" 2>&1
+  rc=$?
+  sed 's/^/# /' "$T/$name.out"
+  return $rc
 }
 # task RUN NAME: the task's result on localhost in run RUN.
 task () {
@@ -115,12 +133,8 @@ on_b () {
 
 # Check mode: the plan, nothing changed.
 before=$(files)
-play check "$B" --check
+move_run check "$B" --check
 check "check mode: the playbook succeeds" [ "$(cat "$T/check.rc")" = 0 ]
-jq -c '.plays[0].tasks[] | .hosts.localhost | select(.failed) | {msg, code}' \
-  "$T/check.json" | sed 's/^/# failed: /'
-res=$(task check move)
-echo "# check mode move: ${res:0:600}"
 check "check mode: the move reports changed=true (as it would be)" \
   [ "$(jq .changed <<<"$res")" = true ]
 check "check mode: the plan pre-creates drive0's chain in B" \
@@ -135,10 +149,8 @@ check "check mode: drive0 still runs on A" chain_in_dir "$A" drive0 "" 2
 check "check mode: drive1 still runs on A" chain_in_dir "$A" drive1
 
 # A missing destination: the task fails with snapmig's code.
-play missing "$T/missing"
+move_run missing "$T/missing"
 check "a missing destination fails the playbook" [ "$(cat "$T/missing.rc")" != 0 ]
-res=$(task missing move)
-echo "# missing destination: ${res:0:600}"
 check "the move task failed" [ "$(jq .failed <<<"$res")" = true ]
 check "the task has snapmig's code not-found" [ "$(jq -r .code <<<"$res")" = not-found ]
 check "its message says which directory to create" \
@@ -147,13 +159,10 @@ check "after the failure drive0 still runs on A" chain_in_dir "$A" drive0 "" 2
 check "after the failure drive1 still runs on A" chain_in_dir "$A" drive1
 
 # The move.
-play move "$B"
+move_run move "$B"
 check "the playbook succeeds" [ "$(cat "$T/move.rc")" = 0 ]
-res=$(task move disks)
 check "snapmig_disks sets the fact snapmig_disks with drive0's 2 layers" \
-  [ "$(jq '.ansible_facts.snapmig_disks[] | select(.device == "drive0") | .chain | length' <<<"$res")" = 2 ]
-res=$(task move move)
-echo "# move: ${res:0:800}"
+  [ "$(task move disks | jq '.ansible_facts.snapmig_disks[] | select(.device == "drive0") | .chain | length')" = 2 ]
 check "the move reports changed=true" [ "$(jq .changed <<<"$res")" = true ]
 check "the move moved drive0 and drive1" \
   [ "$(jq -c '.moved | sort' <<<"$res")" = '["drive0","drive1"]' ]
@@ -170,10 +179,8 @@ check "every write reads back in the VM" all_read
 
 # A second run: nothing to do, nothing touched.
 before=$(files)
-play again "$B"
+move_run again "$B"
 check "the second run succeeds" [ "$(cat "$T/again.rc")" = 0 ]
-res=$(task again move)
-echo "# second run: ${res:0:600}"
 check "the second run's move succeeds with changed=false" \
   [ "$(jq -c '[.changed, .failed // false]' <<<"$res")" = '[false,false]' ]
 check "the second run finds both disks already in B" \
@@ -203,36 +210,24 @@ check "... and fail with a snapmig error code there is no such domain or libvirt
 # code busy and names it; abort undoes it.
 D=$T/D C=$T/C
 mkdir -p "$C" "$D"
-"$SNAPMIG" create "${SM[@]}" --mirror --mirror-domain "$D" --name other \
-  >"$T/create-d.out" 2>&1
-rc=$?
-sed 's/^/# /' "$T/create-d.out"
-check "create --mirror-domain D by hand (snapshot other)" [ $rc -eq 0 ]
-play busy "$C"
-res=$(task busy move)
-echo "# busy: ${res:0:400}"
+check "create --mirror-domain D by hand (snapshot other)" \
+  logged create-d create "${SM[@]}" --mirror --mirror-domain "$D" --name other
+move_run busy "$C"
 check "a move to C while 'other' is in flight fails with code busy" \
   [ "$(jq -r .code <<<"$res")" = busy ]
 check "... and says to pivot or abort 'other'" \
   grep -qF "snapmig abort other" <<<"$(jq -r .msg <<<"$res")"
 check "C is left empty" [ -z "$(ls -A "$C")" ]
-"$SNAPMIG" abort "${SM[@]}" other >"$T/abort.out" 2>&1
-rc=$?
-sed 's/^/# /' "$T/abort.out"
-check "abort other" [ $rc -eq 0 ]
+check "abort other" \
+  logged abort abort "${SM[@]}" other
 
 # A run interrupted between create and pivot, made by hand: create under
 # the module's snapshot name to C.  The next run pivots that move.
-"$SNAPMIG" create "${SM[@]}" --mirror --mirror-domain "$C" --name ansible-move \
-  >"$T/create-c.out" 2>&1
-rc=$?
-sed 's/^/# /' "$T/create-c.out"
-check "create --mirror-domain C by hand (a run interrupted before pivot)" [ $rc -eq 0 ]
+check "create --mirror-domain C by hand (a run interrupted before pivot)" \
+  logged create-c create "${SM[@]}" --mirror --mirror-domain "$C" --name ansible-move
 check "guest writes to drive0 between that create and the run" gw drive0 0x14 6M 1M
-play resume "$C"
+move_run resume "$C"
 check "the run after the interrupted one succeeds" [ "$(cat "$T/resume.rc")" = 0 ]
-res=$(task resume move)
-echo "# resumed: ${res:0:600}"
 check "it pivots the move in flight (resumed=true, changed=true)" \
   [ "$(jq -c '[.resumed, .changed]' <<<"$res")" = '[true,true]' ]
 check "drive0's chain is in C, its 4 layers" chain_in_dir "$C" drive0 "" 4
@@ -244,15 +239,11 @@ check "every write reads back in the VM after the resumed move" all_read
 # Part of the VM: drive1 alone to E, then the rest (drive1 already there).
 E=$T/E
 mkdir -p "$E"
-play part "$E" -e '{"only": ["drive1"]}'
-res=$(task part move)
-echo "# drive1 alone: ${res:0:400}"
+move_run part "$E" -e '{"only": ["drive1"]}'
 check "disks: [drive1] moves drive1 alone" [ "$(jq -c .moved <<<"$res")" = '["drive1"]' ]
 check "drive1's chain is in E" chain_in_dir "$E" drive1 "" 4
 check "drive0's chain stays in C" chain_in_dir "$C" drive0 "" 4
-play rest "$E"
-res=$(task rest move)
-echo "# the rest: ${res:0:400}"
+move_run rest "$E"
 check "then the whole VM moves drive0 alone, drive1 being there" \
   [ "$(jq -c '[.moved, .already, .changed]' <<<"$res")" = '[["drive0"],["drive1"],true]' ]
 check "drive0's chain is in E" chain_in_dir "$E" drive0 "" 5
