@@ -10,6 +10,8 @@
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
+# snapmig's data: the JSON Schema of --json (snapmig-json(7)).
+DATADIR ?= $(PREFIX)/share/snapmig
 # Where bash-completion looks for a command's completion, loaded on demand.
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 VERSION := 0.1.0
@@ -108,6 +110,9 @@ bench: deps
 install: $(CLI)
 	install -D -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/snapmig
 	install -D -m 0644 docs/snapmig.1 $(DESTDIR)$(MANDIR)/man1/snapmig.1
+	install -D -m 0644 docs/snapmig-json.7 $(DESTDIR)$(MANDIR)/man7/snapmig-json.7
+	install -D -m 0644 schemas/snapmig.schema.json \
+	  $(DESTDIR)$(DATADIR)/snapmig.schema.json
 	install -D -m 0644 completions/snapmig.bash \
 	  $(DESTDIR)$(BASHCOMPDIR)/snapmig
 
