@@ -115,8 +115,9 @@ task () {
   jq -c --arg t "$2" '[.plays[0].tasks[] | select(.task.name == $t) | .hosts.localhost][0]' \
     "$T/$1.json"
 }
-# files: every file of A, B and the state directory with its size and mtime.
-files () { find "$A" "$B" "$T/state" -printf '%p %s %T@\n' | sort; }
+# files: every file of the storage domains ($T/A ... $T/E, those there are)
+# and the state directory with its size and mtime.
+files () { find "$T"/[A-E] "$T/state" -printf '%p %s %T@\n' | sort; }
 # unchanged BEFORE: files prints BEFORE again; names every line that differs.
 unchanged () {
   local now
@@ -226,6 +227,16 @@ check "abort other" \
 check "create --mirror-domain C by hand (a run interrupted before pivot)" \
   logged create-c create "${SM[@]}" --mirror --mirror-domain "$C" --name ansible-move
 check "guest writes to drive0 between that create and the run" gw drive0 0x14 6M 1M
+move_run resume-check "$C" --check
+check "check mode on a move in flight: the playbook succeeds" \
+  [ "$(cat "$T/resume-check.rc")" = 0 ]
+check "... it would pivot it (resumed=true, changed=true)" \
+  [ "$(jq -c '[.resumed, .changed]' <<<"$res")" = '[true,true]' ]
+check "... and returns pivot's plan" grep -q . <<<"$(jq -r '.plan // empty' <<<"$res")"
+# (the mirrors and copies of the move in flight write on: no mtime check)
+check "... and leaves drive0 on its top in B" chain_in_dir "$B" drive0 "" 1
+check "... and leaves the move in flight" \
+  [ "$("$SNAPMIG" status "${SM[@]}" --json | jq -c '[.moving, .snapshot]')" = '[true,"ansible-move"]' ]
 move_run resume "$C"
 check "the run after the interrupted one succeeds" [ "$(cat "$T/resume.rc")" = 0 ]
 check "it pivots the move in flight (resumed=true, changed=true)" \
@@ -243,6 +254,11 @@ move_run part "$E" -e '{"only": ["drive1"]}'
 check "disks: [drive1] moves drive1 alone" [ "$(jq -c .moved <<<"$res")" = '["drive1"]' ]
 check "drive1's chain is in E" chain_in_dir "$E" drive1 "" 4
 check "drive0's chain stays in C" chain_in_dir "$C" drive0 "" 4
+res=$(task part validate)
+check "snapmig_validate fails the task on E while drive0 is still in C" \
+  [ "$(jq .failed <<<"$res")" = true ]
+check "... naming drive0's layer in C" grep -qF "disk drive0" <<<"$(jq -r .msg <<<"$res")"
+check "... and returns the report" [ "$(jq .report.summary.clean <<<"$res")" = false ]
 move_run rest "$E"
 check "then the whole VM moves drive0 alone, drive1 being there" \
   [ "$(jq -c '[.moved, .already, .changed]' <<<"$res")" = '[["drive0"],["drive1"],true]' ]
