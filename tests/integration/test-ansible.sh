@@ -28,7 +28,9 @@ ANS_ENV=(HOME="$T/home" ANSIBLE_HOME="$T/home/.ansible"
          ANSIBLE_STDOUT_CALLBACK=results_json ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0
          ANSIBLE_PYTHON_INTERPRETER=auto_silent ANSIBLE_LOCALHOST_WARNING=0
          ANSIBLE_INVENTORY_UNPARSED_WARNING=0 PYTHONDONTWRITEBYTECODE=1)
-ans () { env "${ANS_ENV[@]}" "$@"; }
+# ans COMMAND...: COMMAND in that environment, bounded (a playbook here
+# takes seconds; snapmig's own waits are bounded by the tasks' timeout).
+ans () { timeout --kill-after=10 300 env "${ANS_ENV[@]}" "$@"; }
 
 out=$(ans ansible-galaxy collection build "$SM_TOP/ansible" --output-path "$T" 2>&1)
 check "ansible-galaxy builds the collection" [ -f "$T/snapmig-storage-0.1.0.tar.gz" ]
