@@ -7,8 +7,14 @@
 # Check mode prints the plan and changes nothing; a missing destination
 # fails the task with snapmig's code; the move reports changed=true, the
 # disks then run on B and every guest write reads back, live and offline;
-# a second run reports changed=false and touches no file.  Every Ansible
-# directory (home, temp, config, collections) is in the test's directory.
+# a second run reports changed=false and touches no file.  Then: another
+# move in flight fails with code busy; a move left in flight under the
+# module's snapshot name is pivoted by the next run (check mode: pivot's
+# plan); disks: [drive1] moves one disk, the next run the rest; validate
+# fails on a domain that misses a chain.  connect + domain reach snapmig as
+# --connect URI --domain NAME.  Every Ansible directory (home, temp,
+# config, collections) is in the test's directory; the modules' documented
+# options must match their argument specs.
 . "$(dirname "$0")/lib.sh"
 
 command -v ansible-playbook >/dev/null || skip_all "ansible-playbook missing (apt-get install ansible-core)"
