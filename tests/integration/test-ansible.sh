@@ -79,6 +79,7 @@ cat >"$T/play.yml" <<'EOF'
         qmp: "{{ qmp }}"
         dest_domain: "{{ dest }}"
         disks: "{{ only | default(omit) }}"
+        delete_source: "{{ delete_source | default(false) }}"
         state_dir: "{{ state_dir }}"
         snapmig_bin: "{{ snapmig_bin }}"
         timeout: 120
@@ -267,11 +268,24 @@ check "snapmig_validate fails the task on E while drive0 is still in C" \
   [ "$(jq .failed <<<"$res")" = true ]
 check "... naming drive0's layer in C" grep -qF "disk drive0" <<<"$(jq -r .msg <<<"$res")"
 check "... and returns the report" [ "$(jq .report.summary.clean <<<"$res")" = false ]
-move_run rest "$E"
+move_run rest "$E" -e delete_source=true
 check "then the whole VM moves drive0 alone, drive1 being there" \
   [ "$(jq -c '[.moved, .already, .changed]' <<<"$res")" = '[["drive0"],["drive1"],true]' ]
 check "drive0's chain is in E" chain_in_dir "$E" drive0 "" 5
 check "drive1's chain is still the one in E" chain_in_dir "$E" drive1 "" 4
+# removed_from DIR: the move's removed files ($res) are some, all in DIR, all gone.
+removed_from () {
+  local f n=0
+  while IFS= read -r f; do
+    n=$((n + 1))
+    [ "${f#"$1"/}" != "$f" ] || { echo "# removed $f, not a file in $1"; return 1; }
+    [ ! -e "$f" ] || { echo "# $f is still there"; return 1; }
+  done < <(jq -r '.removed[]' <<<"$res")
+  [ $n -gt 0 ] || { echo "# nothing removed"; return 1; }
+}
+check "delete_source: drive0's old files in C are removed and returned" removed_from "$C"
+check "... and drive1's chain in C, not moved by this run, is kept" \
+  [ -f "$C/d1.raw" ]
 check "guest writes to drive0 after the moves to E" gw drive0 0x15 7M 1M
 check "every write reads back in the VM on E" all_read
 
