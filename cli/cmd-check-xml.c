@@ -40,9 +40,9 @@ sm_cmd_check_xml (int argc, char **argv)
                      "if every FILE is valid, 1 if one is not.",
                      NULL, &argc, &argv, &exit_code))
     return exit_code;
-  if (argc < 2) {
-    return sm_cli_usage ("check-xml: no FILE given (see 'snapmig check-xml --help')");
-  }
+  if (argc < 2)
+    return sm_cli_usage ("check-xml: no FILE given (see 'snapmig check-xml "
+                         "--help')");
 
   files = json_object_new_array ();
   for (i = 1; i < argc; i++) {

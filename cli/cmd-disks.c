@@ -105,16 +105,14 @@ sm_cmd_disks (int argc, char **argv)
                      "on disk) and the block jobs running on each.",
                      entries, &argc, &argv, &exit_code))
     return exit_code;
-  if (argc > 1) {
+  if (argc > 1)
     return sm_cli_usage ("disks: unexpected argument '%s' (see 'snapmig disks "
-                  "--help')", argv[1]);
-  }
-  if (!opt_qmp) {
+                         "--help')", argv[1]);
+  if (!opt_qmp)
     return sm_cli_usage ("disks: --qmp SOCKET is required");
-  }
-  if (opt_timeout == 0) {
-    return sm_cli_usage ("disks: --timeout must be a positive number of seconds");
-  }
+  if (opt_timeout == 0)
+    return sm_cli_usage ("disks: --timeout must be a positive number of "
+                         "seconds");
   if (!sm_cli_timeout_ok ("disks", opt_timeout))
     return SM_EXIT_USAGE;
 

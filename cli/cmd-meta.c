@@ -47,18 +47,18 @@ start (const char *command, const char *params, const char *description,
     return NULL;
   *exit_code = SM_EXIT_USAGE;
   if (!opt_qmp) {
-    (void) sm_cli_usage ("%s: --qmp SOCKET is required (see 'snapmig %s --help')",
-                  command, command);
+    (void) sm_cli_usage ("%s: --qmp SOCKET is required (see 'snapmig %s "
+                         "--help')", command, command);
     return NULL;
   }
   if (*argc - 1 < min_args) {
     (void) sm_cli_usage ("%s: missing snapshot name (see 'snapmig %s --help')",
-                  command, command);
+                         command, command);
     return NULL;
   }
   if (*argc - 1 > max_args) {
-    (void) sm_cli_usage ("%s: unexpected argument '%s' (see 'snapmig %s --help')",
-                  command, (*argv)[max_args + 1], command);
+    (void) sm_cli_usage ("%s: unexpected argument '%s' (see 'snapmig %s "
+                         "--help')", command, (*argv)[max_args + 1], command);
     return NULL;
   }
   if (!opt_state_dir)

@@ -133,7 +133,7 @@ parse_ports (const char *cmd, int *lo, int *hi)
     return true;
   }
   (void) sm_cli_usage ("%s: --port-range %s: expected MIN-MAX (1-65535)", cmd,
-                mig_opt_port_range);
+                       mig_opt_port_range);
   return false;
 }
 
@@ -144,7 +144,7 @@ seconds_ok (const char *cmd, const char *option, int seconds)
   if (seconds == UNSET || (seconds >= 1 && seconds <= SM_CLI_TIMEOUT_MAX_S))
     return true;
   (void) sm_cli_usage ("%s: %s must be a number of seconds from 1 to %d", cmd,
-                option, SM_CLI_TIMEOUT_MAX_S);
+                       option, SM_CLI_TIMEOUT_MAX_S);
   return false;
 }
 
@@ -165,8 +165,8 @@ transport_options (const char *cmd, bool *tunnel, bool *tls, char **creds,
     *link_timeout_ms = mig_opt_link_timeout * 1000;
   if (mig_opt_tls && !mig_opt_tls_creds) {
     (void) sm_cli_usage ("%s: --tls needs --tls-creds DIR (ca-cert.pem, "
-                  "server-cert.pem, server-key.pem, client-cert.pem, "
-                  "client-key.pem)", cmd);
+                         "server-cert.pem, server-key.pem, client-cert.pem, "
+                         "client-key.pem)", cmd);
     return false;
   }
   if (mig_opt_tls_creds && !mig_opt_tls) {
@@ -174,9 +174,10 @@ transport_options (const char *cmd, bool *tunnel, bool *tls, char **creds,
     return false;
   }
   if (mig_opt_tls && (mig_opt_tunnel || mig_opt_unix)) {
-    (void) sm_cli_usage ("%s: --tls is for the direct TCP mode; %s streams are "
-                  "unix sockets (a tunnel is encrypted by its ssh)", cmd,
-                  mig_opt_tunnel ? "--tunnel's" : "--unix's");
+    (void) sm_cli_usage ("%s: --tls is for the direct TCP mode; %s streams "
+                         "are unix sockets (a tunnel is encrypted by its "
+                         "ssh)", cmd,
+                         mig_opt_tunnel ? "--tunnel's" : "--unix's");
     return false;
   }
   if (mig_opt_tls_creds)
@@ -235,21 +236,22 @@ postcopy_options (const char *cmd, SmMigOptions *o)
   }
   if ((mig_opt_postcopy_fallback || mig_opt_postcopy_bandwidth) &&
       !mig_opt_postcopy && !mig_opt_postcopy_after_precopy) {
-    (void) sm_cli_usage ("%s: %s goes with --postcopy or --postcopy-after-precopy",
-                  cmd, postcopy);
+    (void) sm_cli_usage ("%s: %s goes with --postcopy or "
+                         "--postcopy-after-precopy", cmd, postcopy);
     return false;
   }
   if (mig_opt_postcopy_bandwidth &&
       g_ascii_strcasecmp (mig_opt_postcopy_bandwidth, "unlimited") != 0 &&
       !sm_cli_parse_rate (mig_opt_postcopy_bandwidth, &rate)) {
-    (void) sm_cli_usage ("%s: --postcopy-bandwidth %s: expected a rate such as 64M, "
-                  "or 0 or unlimited", cmd, mig_opt_postcopy_bandwidth);
+    (void) sm_cli_usage ("%s: --postcopy-bandwidth %s: expected a rate such "
+                         "as 64M, or 0 or unlimited", cmd,
+                         mig_opt_postcopy_bandwidth);
     return false;
   }
   if (mig_opt_parallel_connections != UNSET &&
       mig_opt_parallel_connections < 1) {
-    (void) sm_cli_usage ("%s: --parallel-connections %d: expected 1 or more", cmd,
-                  mig_opt_parallel_connections);
+    (void) sm_cli_usage ("%s: --parallel-connections %d: expected 1 or more",
+                         cmd, mig_opt_parallel_connections);
     return false;
   }
   o->postcopy = mig_opt_postcopy || mig_opt_postcopy_after_precopy;
@@ -283,19 +285,19 @@ mig_source_options (const char *cmd, SmMigOptions *o, Printer *pr)
       !postcopy_options (cmd, o))
     return false;
   if (n > 1) {
-    (void) sm_cli_usage ("%s: give one of --copy-storage-all, --copy-storage-inc "
-                  "and --flatten", cmd);
+    (void) sm_cli_usage ("%s: give one of --copy-storage-all, "
+                         "--copy-storage-inc and --flatten", cmd);
     return false;
   }
   if (mig_opt_bandwidth && !sm_cli_parse_rate (mig_opt_bandwidth, &rate)) {
-    (void) sm_cli_usage ("%s: --bandwidth %s: expected a rate such as 64M", cmd,
-                  mig_opt_bandwidth);
+    (void) sm_cli_usage ("%s: --bandwidth %s: expected a rate such as 64M",
+                         cmd, mig_opt_bandwidth);
     return false;
   }
   if (mig_opt_copy_mode && strcmp (mig_opt_copy_mode, "background") != 0 &&
       strcmp (mig_opt_copy_mode, "write-blocking") != 0) {
     (void) sm_cli_usage ("%s: --copy-mode %s: expected background or "
-                  "write-blocking", cmd, mig_opt_copy_mode);
+                         "write-blocking", cmd, mig_opt_copy_mode);
     return false;
   }
   o->storage = mig_opt_inc ? SM_MIG_STORAGE_INC :

@@ -116,10 +116,9 @@ sm_cmd_migrate_prepare (int argc, char **argv)
                      prepare_entries, &argc, &argv, &code))
     return code;
   /* A usage error before the cookie is read, not a failed prepare. */
-  if (!mig_opt_dest_domain) {
+  if (!mig_opt_dest_domain)
     return sm_cli_usage ("migrate-prepare: --dest-domain DIR is required (see "
-                  "'snapmig migrate-prepare --help')");
-  }
+                         "'snapmig migrate-prepare --help')");
   c = mig_dest_start ("migrate-prepare", &o, &pr, &state, &code);
   if (!c)
     return code;
@@ -228,9 +227,9 @@ sm_cmd_migrate_confirm (int argc, char **argv)
   if (!c)
     return code;
   if (opt_dest_never_ran) {
-    if (!opt_failed) {
-      return sm_cli_usage ("migrate-confirm: --dest-never-ran goes with --failed");
-    }
+    if (!opt_failed)
+      return sm_cli_usage ("migrate-confirm: --dest-never-ran goes with "
+                           "--failed");
     c->failed = true;
     c->dest_ran = false;
     g_free (c->error_phase);

@@ -90,11 +90,10 @@ recover_incoming (const char *cmd)
   int code;
 
   if (mig_opt_qmp || mig_opt_dest_cmd || mig_opt_dest_state_dir ||
-      mig_opt_stall_timeout != UNSET || mig_opt_recover_timeout != UNSET) {
+      mig_opt_stall_timeout != UNSET || mig_opt_recover_timeout != UNSET)
     return sm_cli_usage ("%s: --incoming takes none of --qmp, --dest-cmd, "
-                  "--dest-state-dir, --stall-timeout and --recover-timeout "
-                  "(they are the source's)", cmd);
-  }
+                         "--dest-state-dir, --stall-timeout and "
+                         "--recover-timeout (they are the source's)", cmd);
   /* Its stdout is the cookie: events go to stderr, as the phases'. */
   sm_cli_set_output (SM_CLI_OUTPUT_EVENTS_STDERR);
   c = mig_dest_start (cmd, &o, &pr, &state, &code);
@@ -136,9 +135,8 @@ sm_cmd_migrate_recover (int argc, char **argv)
                      "the new endpoint on stdout).",
                      recover_entries, &argc, &argv, &code))
     return code;
-  if (opt_hold && !opt_incoming) {
+  if (opt_hold && !opt_incoming)
     return sm_cli_usage ("%s: --hold goes with --incoming", cmd);
-  }
   if (opt_incoming)
     return recover_incoming (cmd);
   progress = sm_progress_new (false);

@@ -77,8 +77,10 @@ sm_cmd_migrate (int argc, char **argv)
        * result. */
       g_autoptr(json_object) ev = sm_report_event_new ("plan");
 
-      json_object_object_add (ev, "source-cookie", json_object_new_string (src));
-      json_object_object_add (ev, "dest-cookie", json_object_new_string (plan));
+      json_object_object_add (ev, "source-cookie",
+                              json_object_new_string (src));
+      json_object_object_add (ev, "dest-cookie",
+                              json_object_new_string (plan));
       sm_cli_print_event (ev);
       return sm_cli_result (NULL);
     }

@@ -117,19 +117,18 @@ sm_cmd_rebase (int argc, char **argv)
                      "image's directory.",
                      entries, &argc, &argv, &exit_code))
     return exit_code;
-  if (!opt_qmp) {
-    return sm_cli_usage ("rebase: --qmp SOCKET is required (see 'snapmig rebase "
-                  "--help')");
-  }
-  if (argc != 2) {
+  if (!opt_qmp)
+    return sm_cli_usage ("rebase: --qmp SOCKET is required (see 'snapmig "
+                         "rebase --help')");
+  if (argc != 2)
     return sm_cli_usage ("rebase: %s (see 'snapmig rebase --help')",
-                  argc < 2 ? "missing DISK" : "exactly one DISK expected");
-  }
+                         argc < 2 ? "missing DISK"
+                                  : "exactly one DISK expected");
   if (opt_bandwidth &&
-      !sm_cli_parse_rate (opt_bandwidth, &speed)) {
-    return sm_cli_usage ("rebase: --bandwidth '%s': expected bytes per second with "
-                  "an optional K, M, G or T suffix (e.g. 64M)", opt_bandwidth);
-  }
+      !sm_cli_parse_rate (opt_bandwidth, &speed))
+    return sm_cli_usage ("rebase: --bandwidth '%s': expected bytes per "
+                         "second with an optional K, M, G or T suffix (e.g. "
+                         "64M)", opt_bandwidth);
   if (!sm_cli_timeout_ok ("rebase", opt_timeout))
     return SM_EXIT_USAGE;
   state_dir = opt_state_dir ? g_strdup (opt_state_dir)

@@ -167,8 +167,8 @@ need_qmp (const char *cmd)
 {
   if (opt_qmp)
     return true;
-  (void) sm_cli_usage ("%s: --qmp SOCKET is required (see 'snapmig %s --help')", cmd,
-                cmd);
+  (void) sm_cli_usage ("%s: --qmp SOCKET is required (see 'snapmig %s "
+                       "--help')", cmd, cmd);
   return false;
 }
 
@@ -300,15 +300,14 @@ sm_cmd_create (int argc, char **argv)
     return SM_EXIT_USAGE;
   if (argc > 2 || (argc == 2 && (opt_name || opt_diskspecs ||
                                  opt_mirror_domain)) ||
-      (argc == 1 && !opt_name)) {
+      (argc == 1 && !opt_name))
     return sm_cli_usage ("create: give either FILE or --name with --diskspec/"
-                  "--mirror-domain (see 'snapmig create --help')");
-  }
+                         "--mirror-domain (see 'snapmig create --help')");
   if (opt_bandwidth &&
-      !sm_cli_parse_rate (opt_bandwidth, &options.bandwidth)) {
-    return sm_cli_usage ("create: --bandwidth '%s': expected bytes per second with "
-                  "an optional K, M, G or T suffix (e.g. 64M)", opt_bandwidth);
-  }
+      !sm_cli_parse_rate (opt_bandwidth, &options.bandwidth))
+    return sm_cli_usage ("create: --bandwidth '%s': expected bytes per "
+                         "second with an optional K, M, G or T suffix (e.g. "
+                         "64M)", opt_bandwidth);
   if (!timeout_ok ("create"))
     return SM_EXIT_USAGE;
   options.copy_mode = opt_copy_mode;
@@ -338,10 +337,10 @@ sm_cmd_create (int argc, char **argv)
 
     for (i = 0; i < def->disks->len; i++)
       mirrors |= ((SmSnapshotDisk *) def->disks->pdata[i])->mirror_file != NULL;
-    if (!mirrors) {
-      return sm_cli_usage ("create: --mirror: no disk has a mirror destination "
-                    "(use --mirror-domain DIR or --diskspec DISK,mirror=PATH)");
-    }
+    if (!mirrors)
+      return sm_cli_usage ("create: --mirror: no disk has a mirror "
+                           "destination (use --mirror-domain DIR or "
+                           "--diskspec DISK,mirror=PATH)");
   }
   current = st ? sm_vm_state_get_current (st, &err) : NULL;
   if (err) {
@@ -365,7 +364,8 @@ sm_cmd_create (int argc, char **argv)
 
     progress_init (&p, progress);
     if (!sm_lsm_create_wait (qmp, st, plan, &wait, on_created, &c, &err)) {
-      return sm_cli_fail (c.created ? "create --wait" : "create", err, opt_name ? opt_name : opt_qmp);
+      return sm_cli_fail (c.created ? "create --wait" : "create", err,
+                          opt_name ? opt_name : opt_qmp);
     }
     msg = g_strdup_printf ("snapshot %s: mirrors ready, copies done; "
                            "ready to pivot", plan->info->snapshot);
@@ -407,9 +407,9 @@ one_name (const char *cmd, int argc)
   if (argc == 2)
     return true;
   (void) sm_cli_usage ("%s: %s (see 'snapmig %s --help')", cmd,
-                argc < 2 ? "missing snapshot NAME"
-                          : "exactly one NAME expected",
-                cmd);
+                       argc < 2 ? "missing snapshot NAME"
+                       : "exactly one NAME expected",
+                       cmd);
   return false;
 }
 
@@ -620,9 +620,8 @@ sm_cmd_status (int argc, char **argv)
     return exit_code;
   if (!need_qmp ("status"))
     return SM_EXIT_USAGE;
-  if (argc > 2) {
+  if (argc > 2)
     return sm_cli_usage ("status: at most one NAME expected");
-  }
   if (!timeout_ok ("status"))
     return SM_EXIT_USAGE;
   if (!open_vm ("status", false, &qmp, &st, &exit_code))
@@ -755,9 +754,8 @@ sm_cmd_recover (int argc, char **argv)
   }
   if (!need_qmp ("recover"))
     return SM_EXIT_USAGE;
-  if (argc != 1) {
+  if (argc != 1)
     return sm_cli_usage ("recover: no arguments expected");
-  }
   if (!timeout_ok ("recover"))
     return SM_EXIT_USAGE;
   state_dir = opt_state_dir ? g_strdup (opt_state_dir)
@@ -790,10 +788,9 @@ sm_cmd_recover (int argc, char **argv)
     sm_cli_warning ("recover: %s; working on the files only", err->message);
     g_clear_error (&err);
   }
-  if (opt_dest_never_ran && opt_dest_runs) {
-    return sm_cli_usage ("recover: --dest-never-ran and --dest-runs exclude each "
-                  "other");
-  }
+  if (opt_dest_never_ran && opt_dest_runs)
+    return sm_cli_usage ("recover: --dest-never-ran and --dest-runs exclude "
+                         "each other");
   sm_migrate_recover_set_dest_never_ran (opt_dest_never_ran);
   sm_migrate_recover_set_dest_runs (opt_dest_runs);
   ok = sm_lsm_recover (qmp, st, &done, &err);

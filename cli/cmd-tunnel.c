@@ -30,7 +30,8 @@ static const GOptionEntry tunnel_entries[] = {
     "The tunnel's private directory on this host (removed at the end)",
     "DIR" },
   { "link-timeout-ms", 0, 0, G_OPTION_ARG_INT, &opt_link_timeout_ms,
-    "Give up (exit 6, disconnected) when the transport stays down this long", "MS" },
+    "Give up (exit 6, disconnected) when the transport stays down this "
+    "long", "MS" },
   { "dest-opt", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_dest_opts,
     "An option for the destination's relay (repeated)", "OPT" },
   { NULL, 0, 0, 0, NULL, NULL, NULL },

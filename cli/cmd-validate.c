@@ -107,12 +107,12 @@ sm_cmd_validate (int argc, char **argv)
                      "images) for broken headers, backing files that escape "
                      "the domains, unsafe chains and leftovers.  Never "
                      "writes.  Exit status: 0 clean, 1 problems found, else "
-                     "the error's (snapmig(1), EXIT STATUS).", entries, &argc, &argv, &rc))
+                     "the error's (snapmig(1), EXIT STATUS).", entries,
+                     &argc, &argv, &rc))
     return rc;
-  if (argc < 2) {
-    return sm_cli_usage ("validate: no storage domain given (see 'snapmig validate "
-                  "--help')");
-  }
+  if (argc < 2)
+    return sm_cli_usage ("validate: no storage domain given (see 'snapmig "
+                         "validate --help')");
   if (!sm_cli_timeout_ok ("validate", opt_timeout))
     return SM_EXIT_USAGE;
 

@@ -277,23 +277,29 @@ disk_to_json (const SmDisk *disk)
     json_object *lj = json_object_new_object ();
 
     json_object_object_add (lj, "file", sm_report_string_or_null (l->file));
-    json_object_object_add (lj, "format", sm_report_string_or_null (l->format));
-    json_object_object_add (lj, "node-name", sm_report_string_or_null (l->node_name));
+    json_object_object_add (lj, "format",
+                            sm_report_string_or_null (l->format));
+    json_object_object_add (lj, "node-name",
+                            sm_report_string_or_null (l->node_name));
     json_object_object_add (lj, "virtual-size",
                             json_object_new_uint64 (l->virtual_size));
-    json_object_object_add (lj, "backing-file", sm_report_string_or_null (l->backing_file));
+    json_object_object_add (lj, "backing-file",
+                            sm_report_string_or_null (l->backing_file));
     json_object_array_add (chain, lj);
   }
   for (i = 0; i < disk->warnings->len; i++)
     json_object_array_add (warnings,
                            json_object_new_string (disk->warnings->pdata[i]));
 
-  json_object_object_add (d, "device", sm_report_string_or_null (disk->device));
+  json_object_object_add (d, "device",
+                          sm_report_string_or_null (disk->device));
   json_object_object_add (d, "qdev", sm_report_string_or_null (disk->qdev));
   json_object_object_add (d, "inserted",
                           json_object_new_boolean (disk->inserted));
-  json_object_object_add (d, "node-name", sm_report_string_or_null (disk->node_name));
-  json_object_object_add (d, "format", sm_report_string_or_null (disk->format));
+  json_object_object_add (d, "node-name",
+                          sm_report_string_or_null (disk->node_name));
+  json_object_object_add (d, "format",
+                          sm_report_string_or_null (disk->format));
   json_object_object_add (d, "file", sm_report_string_or_null (disk->file));
   json_object_object_add (d, "virtual-size",
                           json_object_new_uint64 (disk->virtual_size));

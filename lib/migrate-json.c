@@ -11,7 +11,8 @@ sm_mig_result_json (const SmMigCookie *c, double seconds)
   bool paused = c->pause_us >= 0;
 
   json_object_object_add (r, "id", json_object_new_string (c->id));
-  json_object_object_add (r, "dest-host", sm_report_string_or_null (c->dest_host));
+  json_object_object_add (r, "dest-host",
+                          sm_report_string_or_null (c->dest_host));
   json_object_object_add (r, "dest-qmp", sm_report_string_or_null (qmp));
   json_object_object_add (r, "dest-snapmig-qmp",
                           sm_report_string_or_null (c->dest_qmp));
@@ -34,7 +35,8 @@ sm_mig_result_json (const SmMigCookie *c, double seconds)
                           json_object_new_boolean (c->postcopy_used));
   json_object_object_add (r, "postcopy-requests", json_object_new_int64 (
                             (int64_t) c->postcopy_requests));
-  json_object_object_add (r, "recoveries", json_object_new_int (c->recoveries));
+  json_object_object_add (r, "recoveries",
+                          json_object_new_int (c->recoveries));
   json_object_object_add (r, "transport", json_object_new_string (
                             c->transport ? c->transport : "tcp"));
   json_object_object_add (r, "link-resumes",

@@ -14,6 +14,7 @@
 #include "interrupt.h"
 #include "journal.h"
 #include "json-util.h"
+#include "report-json.h"
 #include "state.h"
 
 #define DOMAIN "rebase"
@@ -332,8 +333,8 @@ sm_rebase_result_json (const SmRebasePlan *plan)
   json_object *obj = json_object_new_object ();
 
   json_object_object_add (obj, "disk", json_object_new_string (plan->disk));
-  json_object_object_add (obj, "backing-file", plan->backing_file
-                          ? json_object_new_string (plan->backing_file) : NULL);
+  json_object_object_add (obj, "backing-file",
+                          sm_report_string_or_null (plan->backing_file));
   json_object_object_add (obj, "merged",
                           json_object_new_boolean (plan->n_steps > 0));
   return obj;

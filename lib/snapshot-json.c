@@ -13,12 +13,14 @@ sm_snapshot_def_to_json (const SmSnapshotDef *def, bool current)
 
   json_object_object_add (obj, "name", json_object_new_string (def->name));
   json_object_object_add (obj, "current", json_object_new_boolean (current));
-  json_object_object_add (obj, "creation-time", sm_report_string_or_null (when));
+  json_object_object_add (obj, "creation-time",
+                          sm_report_string_or_null (when));
   json_object_object_add (obj, "creation-time-seconds",
                           def->creation_time >= 0
                           ? json_object_new_int64 (def->creation_time) : NULL);
   json_object_object_add (obj, "state", sm_report_string_or_null (def->state));
-  json_object_object_add (obj, "parent", sm_report_string_or_null (def->parent));
+  json_object_object_add (obj, "parent",
+                          sm_report_string_or_null (def->parent));
   json_object_object_add (obj, "description",
                           sm_report_string_or_null (def->description));
   for (i = 0; def->disks && i < def->disks->len; i++) {
@@ -31,8 +33,10 @@ sm_snapshot_def_to_json (const SmSnapshotDef *def, bool current)
                             disk->snapshot == SM_SNAPSHOT_LOCATION_DEFAULT
                             ? NULL
                             : sm_report_string_or_null (
-                                sm_snapshot_location_to_string (disk->snapshot)));
-    json_object_object_add (d, "source", sm_report_string_or_null (disk->source));
+                                sm_snapshot_location_to_string (
+                                  disk->snapshot)));
+    json_object_object_add (d, "source",
+                            sm_report_string_or_null (disk->source));
     json_object_object_add (d, "format",
                             sm_report_string_or_null (disk->driver_type));
     if (disk->mirror_file) {

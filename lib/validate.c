@@ -2087,7 +2087,8 @@ sm_validate_report_to_json (const SmValidateReport *r, bool strict)
                             sm_report_string_or_null (im->backing_path));
     json_object_object_add (o, "header-ok",
                             json_object_new_boolean (im->header_ok));
-    json_object_object_add (o, "raw-by", sm_report_string_or_null (im->raw_by));
+    json_object_object_add (o, "raw-by",
+                            sm_report_string_or_null (im->raw_by));
     json_object_object_add (o, "used-by", json_strv (im->used_by));
     json_object_array_add (images, o);
   }
@@ -2109,7 +2110,8 @@ sm_validate_report_to_json (const SmValidateReport *r, bool strict)
     json_object_object_add (o, "disk", json_object_new_string (d->disk));
     json_object_object_add (o, "layers", json_strv (d->layers));
     json_object_object_add (o, "domain", sm_report_string_or_null (d->domain));
-    json_object_object_add (o, "problem", sm_report_string_or_null (d->problem));
+    json_object_object_add (o, "problem",
+                            sm_report_string_or_null (d->problem));
     json_object_array_add (disks, o);
   }
   json_object_object_add (root, "domains", json_strv (r->domains));
