@@ -207,14 +207,24 @@ cat >"$T/connect.yml" <<'EOF'
         connect: "test:///default"
         domain: nosuchdomain
         snapmig_bin: "{{ snapmig_bin }}"
+      ignore_errors: true
+    - name: not-json
+      snapmig.storage.snapmig_disks:
+        qmp: "{{ qmp }}"
+        snapmig_bin: /bin/false
 EOF
 ans ansible-playbook -i localhost, -c local -e snapmig_bin="$SNAPMIG" \
-  "$T/connect.yml" >"$T/connect.json" 2>&1
+  -e qmp="$T/vm.qmp" "$T/connect.yml" >"$T/connect.json" 2>&1
 res=$(task connect connect)
 check "connect + domain run snapmig disks --connect URI --domain NAME" \
   [ "$(jq -c '.cmd[3:7]' <<<"$res")" = '["--connect","test:///default","--domain","nosuchdomain"]' ]
 check "... and fail with a snapmig error code there is no such domain or libvirt" \
   [ -n "$(jq -r '.code // empty' <<<"$res")" ]
+res=$(task connect not-json)
+echo "# not-json: ${res:0:400}"
+check "a snapmig_bin that prints no JSON fails with code failed" \
+  [ "$(jq -r .code <<<"$res")" = failed ]
+check "... saying so" grep -qF "printed no JSON document" <<<"$(jq -r .msg <<<"$res")"
 
 # Another move in flight (snapshot 'other', to D): the task fails with
 # code busy and names it; abort undoes it.
