@@ -40,7 +40,9 @@ options:
   disks:
     description:
       - Move only these disks (QMP device names or qdev ids); by default
-        every writable disk.
+        every writable disk. Read-only and empty drives are never moved (as
+        with C(snapmig create --mirror-domain)); a name the VM does not have
+        fails with code C(not-found).
     type: list
     elements: str
   snapshot:
