@@ -41,8 +41,10 @@ sm_mig_result_json (const SmMigCookie *c, double seconds)
                             c->transport ? c->transport : "tcp"));
   json_object_object_add (r, "link-resumes",
                           json_object_new_int (c->link_resumes));
-  json_object_object_add (r, "tunnel-bytes",
-                          json_object_new_int64 (c->tunnel_bytes));
+  /* Counted by snapmig's relay only (null over ssh's own forwards or
+   * without a tunnel). */
+  json_object_object_add (r, "tunnel-bytes", c->tunnel_bytes > 0
+                          ? json_object_new_int64 (c->tunnel_bytes) : NULL);
   json_object_object_add (r, "postcopy-refused",
                           sm_report_string_or_null (c->postcopy_refused));
   {
