@@ -81,6 +81,7 @@ cat >"$T/play.yml" <<'EOF'
         dest_domain: "{{ dest }}"
         disks: "{{ only | default(omit) }}"
         delete_source: "{{ delete_source | default(false) }}"
+        bandwidth: "{{ bandwidth | default(omit) }}"
         state_dir: "{{ state_dir }}"
         snapmig_bin: "{{ snapmig_bin }}"
         timeout: 120
@@ -144,7 +145,7 @@ on_b () {
 
 # Check mode: the plan, nothing changed.
 before=$(files)
-move_run check "$B" --check
+move_run check "$B" --check -e bandwidth=10M
 check "check mode: the playbook succeeds" [ "$(cat "$T/check.rc")" = 0 ]
 check "check mode: the move reports changed=true (as it would be)" \
   [ "$(jq .changed <<<"$res")" = true ]
@@ -152,6 +153,8 @@ check "check mode: the plan pre-creates drive0's chain in B" \
   grep -qF "create file $B/base.qcow2" <<<"$(jq -r .plan <<<"$res")"
 check "check mode: the plan pre-creates drive1 in B" \
   grep -qF "create file $B/d1.raw" <<<"$(jq -r .plan <<<"$res")"
+check "check mode: the plan's mirrors run at the bandwidth given (10M)" \
+  grep -qF '"speed":10485760' <<<"$(jq -r .plan <<<"$res")"
 check "check mode: it would move drive0 and drive1" \
   [ "$(jq -c '.moved | sort' <<<"$res")" = '["drive0","drive1"]' ]
 check "check mode: no file in A, B or the state directory changed" \
