@@ -11,6 +11,8 @@
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
+# snapmig's data: the JSON Schema of --json (snapmig-json(7)).
+DATADIR ?= $(PREFIX)/share/snapmig
 # Where bash-completion looks for a command's completion, loaded on demand.
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 LIBDIR  ?= $(PREFIX)/lib
@@ -20,6 +22,15 @@ VERSION := $(shell sed -n 's/^\#define SM_VERSION "\(.*\)"/\1/p' include/snapmig
 SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
 
 PKGS    := glib-2.0 json-c libxml-2.0 blkid
+# libvirt (--connect, issue 14) is optional: with libvirt-dev installed the
+# library gets its libvirt backend (-DSM_HAVE_LIBVIRT); without it
+# everything builds, --connect says how to get it, and every QMP test runs.
+# `make SM_LIBVIRT=no` builds without it where it is installed.
+SM_LIBVIRT ?= $(shell pkg-config --exists libvirt && echo yes)
+ifeq ($(SM_LIBVIRT),yes)
+PKGS    += libvirt
+LIBVIRT_DEFS := -DSM_HAVE_LIBVIRT
+endif
 CC      ?= cc
 WARN    := -Wall -Wextra -Wshadow -Wvla -Wformat=2 -Wmissing-prototypes \
            -Wstrict-prototypes -Wswitch-enum -Werror
@@ -27,7 +38,7 @@ CFLAGS  ?= -O2 -g
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE \
-             -Iinclude -Ilib $(PKG_CFLAGS) -MMD -MP
+             $(LIBVIRT_DEFS) -Iinclude -Ilib $(PKG_CFLAGS) -MMD -MP
 
 LIB_SRCS  := $(sort $(wildcard lib/*.c))
 LIB_OBJS  := $(LIB_SRCS:.c=.o) lib/schemas.o
@@ -140,8 +151,12 @@ install: $(CLI) $(SO) install-python
 	mkdir -p $(DESTDIR)$(LIBDIR)/pkgconfig
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|^Requires.private: .*|Requires.private: $(PKGS)|' \
 	    snapmig.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/snapmig.pc
 	install -D -m 0644 docs/snapmig.1 $(DESTDIR)$(MANDIR)/man1/snapmig.1
+	install -D -m 0644 docs/snapmig-json.7 $(DESTDIR)$(MANDIR)/man7/snapmig-json.7
+	install -D -m 0644 schemas/snapmig.schema.json \
+	  $(DESTDIR)$(DATADIR)/snapmig.schema.json
 	install -D -m 0644 completions/snapmig.bash \
 	  $(DESTDIR)$(BASHCOMPDIR)/snapmig
 

@@ -211,8 +211,8 @@ measure_snapmig () {
         sort -n | tail -n 1)
   cpu=$(cat "$T/create.err" "$T/pivot.err" | sed -n 's/^cpu-ms //p' |
         awk '{ s += $1 } END { print s + 0 }')
-  # pivot --json reports {"event":"pivoted",...,"pause-ms":"N"} (null when
-  # the guest was not paused).
+  # pivot --json's result reports {"event":"result",...,"pause-ms":N} (null
+  # when the guest was not paused; a string before snapmig-json(7)).
   pause=$(grep -o '"pause-ms": *"\{0,1\}[0-9.]*' "$T/pivot.out" | head -n1 |
           sed 's/.*: *"\{0,1\}//')
 

@@ -350,7 +350,7 @@ measure_snapmig () {
   pause_a=$(pause_ms "$T/pw-src.out" "$T/pw-dst.out")
   pause_sm=$(jq -r '."pause-ms" // "?"' <<<"$res")
   # When each phase began, in seconds from the start.
-  phases=$(awk -v s="$s" 'match($0, /"event": *"phase", *"phase": *"[a-z-]+"/) {
+  phases=$(awk -v s="$s" 'match($0, /"event": *"phase", *("time": *"[^"]*", *)?"phase": *"[a-z-]+"/) {
              p = substr($0, RSTART, RLENGTH); sub(/^.*"phase": *"/, "", p); sub(/"$/, "", p)
              printf "%s%s %.1f", sep, p, ($1 - s) / 1e9; sep = ", " }' "$T/migrate.out")
   rss=$(sed -n 's/^peak-rss-kib-snapmig //p' "$T/migrate.err")

@@ -121,10 +121,11 @@ run_one () {
   wait "$QEMU_PID" 2>/dev/null
   QEMU_PID=
   read -r _ ev_us _ _ _ _ _ mibs <"$T/run/watch.out"
-  rep_us=$(grep -o '"pause-us": *"[0-9]*' "$T/run/pivot.out" | grep -o '[0-9]*$')
+  # A number (snapmig-json(7)); a string in older snapmigs.
+  rep_us=$(grep -o '"pause-us": *"\{0,1\}[0-9]*' "$T/run/pivot.out" | grep -o '[0-9]*$')
   if [ -z "$rep_us" ]; then
     # An older snapmig: pause-ms only.
-    rep_us=$(grep -o '"pause-ms": *"[0-9]*' "$T/run/pivot.out" | grep -o '[0-9]*$')
+    rep_us=$(grep -o '"pause-ms": *"\{0,1\}[0-9]*' "$T/run/pivot.out" | grep -o '[0-9]*$')
     [ -n "$rep_us" ] && rep_us=$((rep_us * 1000))
   fi
   rep_us=${rep_us:--1}

@@ -5,11 +5,14 @@
 #define SM_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <glib.h>
+#include <json-c/json.h>
 
 typedef struct SmQmp SmQmp;     /* lib/qmp.h */
 
-/* Exit codes, documented in docs/snapmig.1 (EXIT STATUS). */
+/* Exit codes, documented in docs/snapmig.1 (EXIT STATUS).  A failure with
+ * a GError exits with sm_error_exit_status (lib/error.h): sm_cli_fail. */
 enum {
   SM_EXIT_OK = 0,
   SM_EXIT_FAILURE = 1,   /* the operation failed (or validate found problems) */
@@ -53,9 +56,54 @@ int sm_cmd_relay (int argc, char **argv);
 /* cmd-worker.c: create's lower-layer copy worker */
 int sm_cmd_copy_worker (int argc, char **argv);
 
-/* Options every command takes: --debug. */
+/* Options every command takes: --debug, --version, --json (but the hidden
+ * tunnel and relay). */
 extern gboolean sm_cli_debug;
+extern gboolean sm_cli_json;
 extern const GOptionEntry sm_cli_common_entries[];
+
+/* What a command prints with --json (snapmig-json(7)): one document on
+ * stdout, or JSON lines (events ending in one result event) on stdout, or
+ * on stderr for the migrate phases, whose stdout is the cookie. */
+typedef enum {
+  SM_CLI_OUTPUT_DOCUMENT,
+  SM_CLI_OUTPUT_EVENTS,
+  SM_CLI_OUTPUT_EVENTS_STDERR,
+  SM_CLI_OUTPUT_NONE,            /* tunnel, relay: no --json */
+} SmCliOutput;
+
+/* Called by main before the command runs: remembers COMMAND and whether
+ * ARGV asks for --json, so that even a usage error GOption reports before
+ * parsing is a JSON one. */
+void sm_cli_begin (const char *command, int argc, char **argv);
+/* The current command's kind of output; the stream its events go to. */
+SmCliOutput sm_cli_output (void);
+FILE *sm_cli_events_stream (void);
+/* migrate-recover --incoming prints a cookie: its events go to stderr. */
+void sm_cli_set_output (SmCliOutput output);
+
+/* A failure: `snapmig: error: CONTEXT: MESSAGE` on stderr and, with
+ * --json, the error document on stdout (a document command) or the
+ * failing result event (a long one).  OBJECT names what the command was
+ * about (snapshot, socket, file), used when ERR carries no object.
+ * Returns the exit status for ERR's code (sm_error_exit_status). */
+int sm_cli_fail (const char *context, const GError *err, const char *object);
+/* The same with the error object ERROR (consumed) built by the caller
+ * (the migrate commands add its "phase"). */
+int sm_cli_fail_with (const char *context, const GError *err,
+                      json_object *error);
+/* A usage error: the same with code "usage"; returns SM_EXIT_USAGE. */
+int sm_cli_usage (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+
+/* Prints DOC on stdout, pretty (2 spaces), and flushes; false (error
+ * printed) when stdout cannot be written. */
+bool sm_cli_print_document (json_object *doc);
+/* Prints event EV (stamped with its time) as one line on the events
+ * stream. */
+void sm_cli_print_event (json_object *ev);
+/* The ok result event with FIELDS (consumed, may be NULL); returns
+ * SM_EXIT_OK. */
+int sm_cli_result (json_object *fields);
 
 /* Parses a command's options; prints usage errors itself.  On success argv is
  * left with the positional arguments (argv[0] = command).  Returns false and
@@ -70,6 +118,9 @@ void sm_cli_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 /* `snapmig: error: CONTEXT: GERROR-MESSAGE`; context may be NULL. */
 void sm_cli_gerror (const char *context, const GError *err);
 void sm_cli_warning (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+/* "snapmig: note: ..." on stderr: something the user asked for was done
+ * differently, by design (create --disk-only). */
+void sm_cli_note (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 
 /* Parses a --bandwidth RATE in bytes per second: a number with an optional
  * suffix K, M, G or T (powers of 1024), optionally followed by "i", "B" and

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "migrate-cookie.h"
+#include "qmp.h"          /* json_object's g_autoptr cleanup */
+#include "report-json.h"
 #include "snapshot-xml.h"
 
 /* A valid cookie's meaning, as a migration phase reading it checks it
@@ -26,6 +28,7 @@ check_cookie_meaning (const char *path, GError **error)
 int
 sm_cmd_check_xml (int argc, char **argv)
 {
+  g_autoptr(json_object) files = NULL;
   int exit_code = SM_EXIT_OK;
   int i;
 
@@ -37,11 +40,11 @@ sm_cmd_check_xml (int argc, char **argv)
                      "if every FILE is valid, 1 if one is not.",
                      NULL, &argc, &argv, &exit_code))
     return exit_code;
-  if (argc < 2) {
-    sm_cli_error ("check-xml: no FILE given (see 'snapmig check-xml --help')");
-    return SM_EXIT_USAGE;
-  }
+  if (argc < 2)
+    return sm_cli_usage ("check-xml: no FILE given (see 'snapmig check-xml "
+                         "--help')");
 
+  files = json_object_new_array ();
   for (i = 1; i < argc; i++) {
     g_autoptr(GError) err = NULL;
     const char *kind = NULL;
@@ -56,8 +59,17 @@ sm_cmd_check_xml (int argc, char **argv)
       sm_cli_gerror (argv[i], err);
       exit_code = SM_EXIT_FAILURE;
     }
-    else
+    else if (!sm_cli_json)
       printf ("%s: valid (%s)\n", argv[i], kind);
+    json_object_array_add (files, sm_report_checked_file_json (argv[i], kind,
+                                                               err));
+  }
+  if (sm_cli_json) {
+    g_autoptr(json_object) doc = sm_report_check_xml_json (
+      g_steal_pointer (&files));
+
+    if (!sm_cli_print_document (doc))
+      return SM_EXIT_FAILURE;
   }
   return exit_code;
 }

@@ -25,14 +25,11 @@
 #include "qmp.h"
 
 static char *opt_qmp;
-static gboolean opt_json;
 static int opt_timeout = 5;
 
 static const GOptionEntry entries[] = {
   { "qmp", 0, 0, G_OPTION_ARG_FILENAME, &opt_qmp,
     "The VM's QMP socket path or HOST:PORT (required)", "SOCKET" },
-  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
-    "Print one JSON document instead of text", NULL },
   SM_CLI_TIMEOUT_ENTRY (opt_timeout,
     "Give up when QEMU does not answer within SECONDS (default 5)"),
   { NULL, 0, 0, 0, NULL, NULL, NULL },
@@ -108,34 +105,27 @@ sm_cmd_disks (int argc, char **argv)
                      "on disk) and the block jobs running on each.",
                      entries, &argc, &argv, &exit_code))
     return exit_code;
-  if (argc > 1) {
-    sm_cli_error ("disks: unexpected argument '%s' (see 'snapmig disks "
-                  "--help')", argv[1]);
-    return SM_EXIT_USAGE;
-  }
-  if (!opt_qmp) {
-    sm_cli_error ("disks: --qmp SOCKET is required");
-    return SM_EXIT_USAGE;
-  }
-  if (opt_timeout == 0) {
-    sm_cli_error ("disks: --timeout must be a positive number of seconds");
-    return SM_EXIT_USAGE;
-  }
+  if (argc > 1)
+    return sm_cli_usage ("disks: unexpected argument '%s' (see 'snapmig disks "
+                         "--help')", argv[1]);
+  if (!opt_qmp)
+    return sm_cli_usage ("disks: --qmp SOCKET is required");
+  if (opt_timeout == 0)
+    return sm_cli_usage ("disks: --timeout must be a positive number of "
+                         "seconds");
   if (!sm_cli_timeout_ok ("disks", opt_timeout))
     return SM_EXIT_USAGE;
 
   qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
   if (!qmp) {
-    sm_cli_gerror (NULL, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (NULL, err, opt_qmp);
   }
   list = sm_disks_query (qmp, &err);
   if (!list) {
-    sm_cli_gerror (NULL, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (NULL, err, opt_qmp);
   }
 
-  if (opt_json) {
+  if (sm_cli_json) {
     g_autoptr(json_object) doc = sm_disks_to_json (list);
 
     printf ("%s\n", json_object_to_json_string_ext (doc,

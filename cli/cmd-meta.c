@@ -8,11 +8,12 @@
 #include <string.h>
 #include <json-c/json.h>
 
+#include "snapshot-json.h"
+#include "error.h"
 #include "state.h"
 
 static char *opt_qmp;
 static char *opt_state_dir;
-static gboolean opt_json;
 static gboolean opt_metadata_only;
 
 #define VM_ENTRIES \
@@ -46,28 +47,26 @@ start (const char *command, const char *params, const char *description,
     return NULL;
   *exit_code = SM_EXIT_USAGE;
   if (!opt_qmp) {
-    sm_cli_error ("%s: --qmp SOCKET is required (see 'snapmig %s --help')",
-                  command, command);
+    (void) sm_cli_usage ("%s: --qmp SOCKET is required (see 'snapmig %s "
+                         "--help')", command, command);
     return NULL;
   }
   if (*argc - 1 < min_args) {
-    sm_cli_error ("%s: missing snapshot name (see 'snapmig %s --help')",
-                  command, command);
+    (void) sm_cli_usage ("%s: missing snapshot name (see 'snapmig %s --help')",
+                         command, command);
     return NULL;
   }
   if (*argc - 1 > max_args) {
-    sm_cli_error ("%s: unexpected argument '%s' (see 'snapmig %s --help')",
-                  command, (*argv)[max_args + 1], command);
+    (void) sm_cli_usage ("%s: unexpected argument '%s' (see 'snapmig %s "
+                         "--help')", command, (*argv)[max_args + 1], command);
     return NULL;
   }
   if (!opt_state_dir)
     default_dir = sm_state_default_dir ();
   st = sm_vm_state_open (opt_state_dir ? opt_state_dir : default_dir, opt_qmp,
                          &err);
-  if (!st) {
-    sm_cli_gerror (NULL, err);
-    *exit_code = SM_EXIT_FAILURE;
-  }
+  if (!st)
+    *exit_code = sm_cli_fail (NULL, err, opt_qmp);
   return st;
 }
 
@@ -108,56 +107,6 @@ format_disks (const SmSnapshotDef *def)
   return g_string_free (s, FALSE);
 }
 
-static json_object *
-json_string_or_null (const char *s)
-{
-  return s ? json_object_new_string (s) : NULL;
-}
-
-static json_object *
-snapshot_to_json (const SmSnapshotDef *def, bool current)
-{
-  json_object *obj = json_object_new_object ();
-  json_object *disks = json_object_new_array ();
-  guint i;
-
-  json_object_object_add (obj, "name", json_object_new_string (def->name));
-  json_object_object_add (obj, "current", json_object_new_boolean (current));
-  json_object_object_add (obj, "creationTime",
-                          def->creation_time >= 0
-                          ? json_object_new_int64 (def->creation_time) : NULL);
-  json_object_object_add (obj, "state", json_string_or_null (def->state));
-  json_object_object_add (obj, "parent", json_string_or_null (def->parent));
-  json_object_object_add (obj, "description",
-                          json_string_or_null (def->description));
-  for (i = 0; def->disks && i < def->disks->len; i++) {
-    const SmSnapshotDisk *disk = g_ptr_array_index (def->disks, i);
-    json_object *d = json_object_new_object ();
-    json_object *mirror = NULL;
-
-    json_object_object_add (d, "name", json_object_new_string (disk->name));
-    json_object_object_add (d, "snapshot",
-                            disk->snapshot == SM_SNAPSHOT_LOCATION_DEFAULT
-                            ? NULL
-                            : json_string_or_null (
-                                sm_snapshot_location_to_string (disk->snapshot)));
-    json_object_object_add (d, "source", json_string_or_null (disk->source));
-    json_object_object_add (d, "format",
-                            json_string_or_null (disk->driver_type));
-    if (disk->mirror_file) {
-      mirror = json_object_new_object ();
-      json_object_object_add (mirror, "file",
-                              json_object_new_string (disk->mirror_file));
-      json_object_object_add (mirror, "format",
-                              json_string_or_null (disk->mirror_format));
-    }
-    json_object_object_add (d, "mirror", mirror);
-    json_object_array_add (disks, d);
-  }
-  json_object_object_add (obj, "disks", disks);
-  return obj;
-}
-
 static int
 flush_stdout (void)
 {
@@ -173,8 +122,6 @@ sm_cmd_list (int argc, char **argv)
 {
   static const GOptionEntry entries[] = {
     VM_ENTRIES,
-    { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
-      "Print a JSON array of snapshot objects", NULL },
     { NULL, 0, 0, 0, NULL, NULL, NULL },
   };
   g_autoptr(SmVmState) st = NULL;
@@ -183,7 +130,7 @@ sm_cmd_list (int argc, char **argv)
   g_autofree char *current = NULL;
   g_autoptr(GPtrArray) defs =
     g_ptr_array_new_with_free_func ((GDestroyNotify) sm_snapshot_def_free);
-  g_autoptr(json_object) array = NULL;
+  g_autoptr(json_object) doc = NULL;
   int exit_code;
   int name_w = 0, time_w = 0, state_w = 0;
   guint i;
@@ -198,36 +145,25 @@ sm_cmd_list (int argc, char **argv)
     return exit_code;
   names = sm_vm_state_list_snapshots (st, &err);
   if (!names) {
-    sm_cli_gerror (NULL, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (NULL, err, opt_qmp);
   }
   current = sm_vm_state_get_current (st, &err);
   if (err) {
-    sm_cli_gerror (NULL, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (NULL, err, opt_qmp);
   }
   for (i = 0; names[i]; i++) {
     SmSnapshotDef *def = sm_vm_state_load_snapshot (st, names[i], &err);
 
     if (!def) {
-      sm_cli_gerror (NULL, err);
-      return SM_EXIT_FAILURE;
+      return sm_cli_fail (NULL, err, opt_qmp);
     }
     g_ptr_array_add (defs, def);
   }
 
-  if (opt_json) {
-    array = json_object_new_array ();
-    for (i = 0; i < defs->len; i++) {
-      const SmSnapshotDef *def = g_ptr_array_index (defs, i);
-
-      json_object_array_add (array, snapshot_to_json (
-                               def, g_strcmp0 (current, def->name) == 0));
-    }
-    printf ("%s\n", json_object_to_json_string_ext (
-              array, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-              JSON_C_TO_STRING_NOSLASHESCAPE));
-    return flush_stdout ();
+  if (sm_cli_json) {
+    doc = sm_snapshot_list_to_json (sm_vm_state_canonical_address (st), defs,
+                                    current);
+    return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
   }
 
   for (i = 0; i < defs->len; i++) {
@@ -271,8 +207,12 @@ sm_cmd_dumpxml (int argc, char **argv)
     return exit_code;
   xml = sm_vm_state_read_snapshot_xml (st, argv[1], &err);
   if (!xml) {
-    sm_cli_gerror (NULL, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (NULL, err, argv[1]);
+  }
+  if (sm_cli_json) {
+    g_autoptr(json_object) doc = sm_snapshot_xml_to_json (argv[1], xml);
+
+    return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
   }
   fputs (xml, stdout);
   return flush_stdout ();
@@ -306,8 +246,7 @@ sm_cmd_delete (int argc, char **argv)
   if (!st)
     return exit_code;
   if (!sm_vm_state_lock (st, &err)) {
-    sm_cli_gerror (NULL, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (NULL, err, argv[1]);
   }
   if (opt_metadata_only)
     /* Only to warn below about moves left running; an unreadable document
@@ -315,8 +254,7 @@ sm_cmd_delete (int argc, char **argv)
     def = sm_vm_state_load_snapshot (st, argv[1], NULL);
   if (!sm_vm_state_delete_snapshot_checked (st, argv[1], opt_metadata_only,
                                             &err)) {
-    sm_cli_gerror (NULL, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (NULL, err, argv[1]);
   }
   for (i = 0; def && def->disks && i < def->disks->len; i++) {
     const SmSnapshotDisk *disk = g_ptr_array_index (def->disks, i);
@@ -324,6 +262,11 @@ sm_cmd_delete (int argc, char **argv)
     if (disk->mirror_file)
       sm_cli_warning ("snapshot '%s': the move of disk %s to %s is left as it "
                       "is in QEMU", argv[1], disk->name, disk->mirror_file);
+  }
+  if (sm_cli_json) {
+    g_autoptr(json_object) doc = sm_snapshot_deleted_to_json (argv[1], def);
+
+    return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
   }
   return SM_EXIT_OK;
 }
@@ -350,20 +293,27 @@ sm_cmd_current (int argc, char **argv)
   if (argc > 1) {
     if (!sm_vm_state_lock (st, &err) ||
         !sm_vm_state_set_current (st, argv[1], &err)) {
-      sm_cli_gerror (NULL, err);
-      return SM_EXIT_FAILURE;
+      return sm_cli_fail (NULL, err, argv[1]);
     }
+    current = g_strdup (argv[1]);
+  } else {
+    current = sm_vm_state_get_current (st, &err);
+    if (err)
+      return sm_cli_fail (NULL, err, opt_qmp);
+    if (!current) {
+      sm_error_set_with_object (&err, SM_ERROR_NOT_FOUND, opt_qmp,
+                                "VM %s has no current snapshot", opt_qmp);
+      return sm_cli_fail (NULL, err, opt_qmp);
+    }
+  }
+  if (sm_cli_json) {
+    g_autoptr(json_object) doc = sm_snapshot_current_to_json (
+      sm_vm_state_canonical_address (st), current);
+
+    return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
+  }
+  if (argc > 1)
     return SM_EXIT_OK;
-  }
-  current = sm_vm_state_get_current (st, &err);
-  if (err) {
-    sm_cli_gerror (NULL, err);
-    return SM_EXIT_FAILURE;
-  }
-  if (!current) {
-    sm_cli_error ("VM %s has no current snapshot", opt_qmp);
-    return SM_EXIT_FAILURE;
-  }
   printf ("%s\n", current);
   return flush_stdout ();
 }

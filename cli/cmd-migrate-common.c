@@ -9,6 +9,8 @@
 
 #include "cmd-migrate.h"
 #include "error.h"
+#include "migrate-json.h"
+#include "report-json.h"
 
 char *mig_opt_qmp;
 char *mig_opt_state_dir;
@@ -27,7 +29,6 @@ gboolean mig_opt_unix;
 gboolean mig_opt_all;
 gboolean mig_opt_inc;
 gboolean mig_opt_flatten;
-gboolean mig_opt_json;
 gboolean mig_opt_dry_run;
 gboolean mig_opt_watch_stdin;
 int mig_opt_timeout;
@@ -77,6 +78,7 @@ print_event (json_object *ev, void *opaque)
   FILE *out = p->text_out ? p->text_out : stdout;
 
   if (p->json) {
+    sm_report_event_stamp (ev);
     fprintf (p->json_out, "%s\n",
              json_object_to_json_string_ext (ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     fflush (p->json_out);
@@ -130,8 +132,8 @@ parse_ports (const char *cmd, int *lo, int *hi)
     *hi = *lo;
     return true;
   }
-  sm_cli_error ("%s: --port-range %s: expected MIN-MAX (1-65535)", cmd,
-                mig_opt_port_range);
+  (void) sm_cli_usage ("%s: --port-range %s: expected MIN-MAX (1-65535)", cmd,
+                       mig_opt_port_range);
   return false;
 }
 
@@ -141,8 +143,8 @@ seconds_ok (const char *cmd, const char *option, int seconds)
 {
   if (seconds == UNSET || (seconds >= 1 && seconds <= SM_CLI_TIMEOUT_MAX_S))
     return true;
-  sm_cli_error ("%s: %s must be a number of seconds from 1 to %d", cmd,
-                option, SM_CLI_TIMEOUT_MAX_S);
+  (void) sm_cli_usage ("%s: %s must be a number of seconds from 1 to %d", cmd,
+                       option, SM_CLI_TIMEOUT_MAX_S);
   return false;
 }
 
@@ -162,19 +164,20 @@ transport_options (const char *cmd, bool *tunnel, bool *tls, char **creds,
   if (mig_opt_link_timeout != UNSET)
     *link_timeout_ms = mig_opt_link_timeout * 1000;
   if (mig_opt_tls && !mig_opt_tls_creds) {
-    sm_cli_error ("%s: --tls needs --tls-creds DIR (ca-cert.pem, "
-                  "server-cert.pem, server-key.pem, client-cert.pem, "
-                  "client-key.pem)", cmd);
+    (void) sm_cli_usage ("%s: --tls needs --tls-creds DIR (ca-cert.pem, "
+                         "server-cert.pem, server-key.pem, client-cert.pem, "
+                         "client-key.pem)", cmd);
     return false;
   }
   if (mig_opt_tls_creds && !mig_opt_tls) {
-    sm_cli_error ("%s: --tls-creds goes with --tls", cmd);
+    (void) sm_cli_usage ("%s: --tls-creds goes with --tls", cmd);
     return false;
   }
   if (mig_opt_tls && (mig_opt_tunnel || mig_opt_unix)) {
-    sm_cli_error ("%s: --tls is for the direct TCP mode; %s streams are "
-                  "unix sockets (a tunnel is encrypted by its ssh)", cmd,
-                  mig_opt_tunnel ? "--tunnel's" : "--unix's");
+    (void) sm_cli_usage ("%s: --tls is for the direct TCP mode; %s streams "
+                         "are unix sockets (a tunnel is encrypted by its "
+                         "ssh)", cmd,
+                         mig_opt_tunnel ? "--tunnel's" : "--unix's");
     return false;
   }
   if (mig_opt_tls_creds)
@@ -226,28 +229,29 @@ postcopy_options (const char *cmd, SmMigOptions *o)
   /* QEMU 7.2 accepts both; later QEMUs refuse post-copy over multifd (its
    * channels are not ordered against the page requests). */
   if (postcopy && parallel) {
-    sm_cli_error ("%s: %s cannot be combined with %s: post-copy over "
+    (void) sm_cli_usage ("%s: %s cannot be combined with %s: post-copy over "
                   "multifd is unsafe; drop one of them", cmd, postcopy,
                   parallel);
     return false;
   }
   if ((mig_opt_postcopy_fallback || mig_opt_postcopy_bandwidth) &&
       !mig_opt_postcopy && !mig_opt_postcopy_after_precopy) {
-    sm_cli_error ("%s: %s goes with --postcopy or --postcopy-after-precopy",
-                  cmd, postcopy);
+    (void) sm_cli_usage ("%s: %s goes with --postcopy or "
+                         "--postcopy-after-precopy", cmd, postcopy);
     return false;
   }
   if (mig_opt_postcopy_bandwidth &&
       g_ascii_strcasecmp (mig_opt_postcopy_bandwidth, "unlimited") != 0 &&
       !sm_cli_parse_rate (mig_opt_postcopy_bandwidth, &rate)) {
-    sm_cli_error ("%s: --postcopy-bandwidth %s: expected a rate such as 64M, "
-                  "or 0 or unlimited", cmd, mig_opt_postcopy_bandwidth);
+    (void) sm_cli_usage ("%s: --postcopy-bandwidth %s: expected a rate such "
+                         "as 64M, or 0 or unlimited", cmd,
+                         mig_opt_postcopy_bandwidth);
     return false;
   }
   if (mig_opt_parallel_connections != UNSET &&
       mig_opt_parallel_connections < 1) {
-    sm_cli_error ("%s: --parallel-connections %d: expected 1 or more", cmd,
-                  mig_opt_parallel_connections);
+    (void) sm_cli_usage ("%s: --parallel-connections %d: expected 1 or more",
+                         cmd, mig_opt_parallel_connections);
     return false;
   }
   o->postcopy = mig_opt_postcopy || mig_opt_postcopy_after_precopy;
@@ -265,7 +269,7 @@ mig_need_qmp (const char *cmd)
 {
   if (mig_opt_qmp)
     return true;
-  sm_cli_error ("%s: --qmp SOCKET is required", cmd);
+  (void) sm_cli_usage ("%s: --qmp SOCKET is required", cmd);
   return false;
 }
 
@@ -281,19 +285,19 @@ mig_source_options (const char *cmd, SmMigOptions *o, Printer *pr)
       !postcopy_options (cmd, o))
     return false;
   if (n > 1) {
-    sm_cli_error ("%s: give one of --copy-storage-all, --copy-storage-inc "
-                  "and --flatten", cmd);
+    (void) sm_cli_usage ("%s: give one of --copy-storage-all, "
+                         "--copy-storage-inc and --flatten", cmd);
     return false;
   }
   if (mig_opt_bandwidth && !sm_cli_parse_rate (mig_opt_bandwidth, &rate)) {
-    sm_cli_error ("%s: --bandwidth %s: expected a rate such as 64M", cmd,
-                  mig_opt_bandwidth);
+    (void) sm_cli_usage ("%s: --bandwidth %s: expected a rate such as 64M",
+                         cmd, mig_opt_bandwidth);
     return false;
   }
   if (mig_opt_copy_mode && strcmp (mig_opt_copy_mode, "background") != 0 &&
       strcmp (mig_opt_copy_mode, "write-blocking") != 0) {
-    sm_cli_error ("%s: --copy-mode %s: expected background or "
-                  "write-blocking", cmd, mig_opt_copy_mode);
+    (void) sm_cli_usage ("%s: --copy-mode %s: expected background or "
+                         "write-blocking", cmd, mig_opt_copy_mode);
     return false;
   }
   o->storage = mig_opt_inc ? SM_MIG_STORAGE_INC :
@@ -330,20 +334,20 @@ mig_open_source (const char *cmd, SmQmp **qmp, SmVmState **st, GError **error)
     if (error)
       g_propagate_error (error, g_steal_pointer (&err));
     else
-      sm_cli_gerror (cmd, err);
+      (void) sm_cli_fail (cmd, err, mig_opt_qmp);
     return false;
   }
   return true;
 }
 
 SmMigCookie *
-mig_read_cookie (const char *cmd)
+mig_read_cookie (const char *cmd, int *rc)
 {
   g_autoptr(GError) err = NULL;
   SmMigCookie *c = sm_mig_cookie_read_fd (STDIN_FILENO, "standard input",
                                           0, &err);
   if (!c)
-    sm_cli_gerror (cmd, err);
+    *rc = sm_cli_fail (cmd, err, "standard input");
   return c;
 }
 
@@ -378,34 +382,12 @@ dest_options (const char *cmd, SmMigDestOptions *o, Printer *pr)
 
 /* ---- the phase commands' cookies and errors ----------------------------- */
 
-/* One JSON document on OUT: {"event":EVENT,"error":{"code","message"}},
- * without "event" when EVENT is NULL. */
-void
-mig_print_json_error (FILE *out, const char *event, const GError *err)
-{
-  json_object *o = json_object_new_object ();
-  json_object *e = json_object_new_object ();
-
-  json_object_object_add (e, "code",
-                          json_object_new_string (sm_error_code_name (err)));
-  json_object_object_add (e, "message", json_object_new_string (err->message));
-  if (event)
-    json_object_object_add (o, "event", json_object_new_string (event));
-  json_object_object_add (o, "error", e);
-  fprintf (out, "%s\n", json_object_to_json_string_ext (
-             o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-  fflush (out);
-  json_object_put (o);
-}
-
-/* A phase command's failure: with --json also one error event on stderr,
- * which migrate reads to keep the error's code. */
-static void
+/* A phase command's failure: with --json its failing result event on
+ * stderr, which migrate reads to keep the error's code. */
+static int
 phase_error (const char *cmd, const GError *err)
 {
-  if (mig_opt_json)
-    mig_print_json_error (stderr, "error", err);
-  sm_cli_gerror (cmd, err);
+  return sm_cli_fail (cmd, err, mig_opt_dest_domain);
 }
 
 /* A destination phase's start: its options checked and O filled (events
@@ -423,14 +405,13 @@ mig_dest_start (const char *cmd, SmMigDestOptions *o, Printer *pr,
     return NULL;
   if (!dest_options (cmd, o, pr))
     return NULL;
-  if (!mig_opt_json)
+  if (!sm_cli_json)
     o->event = NULL;
   if (!parse_ports (cmd, &o->port_min, &o->port_max))
     return NULL;
   *state = mig_state_dir ();
   o->state_dir = *state;
-  *code = SM_EXIT_FAILURE;
-  c = mig_read_cookie (cmd);
+  c = mig_read_cookie (cmd, code);
   return c;
 }
 
@@ -449,9 +430,8 @@ mig_dest_done (const char *cmd, const char *phase, SmMigCookie *c,
   }
   mig_write_cookie (c);
   if (!err)
-    return SM_EXIT_OK;
-  phase_error (cmd, err);
-  return SM_EXIT_FAILURE;
+    return sm_cli_result (NULL);
+  return phase_error (cmd, err);
 }
 
 /* ---- migrate and migrate-recover ---------------------------------------- */
@@ -464,41 +444,8 @@ mig_print_result (const SmMigCookie *c, double seconds)
   g_autoptr(GString) line = g_string_new ("");
   const char *qmp = c->dest_user_qmp ? c->dest_user_qmp : c->dest_qmp;
 
-  if (mig_opt_json) {
-    json_object *r = json_object_new_object ();
-
-    json_object_object_add (r, "event", json_object_new_string ("result"));
-    json_object_object_add (r, "ok", json_object_new_boolean (true));
-    json_object_object_add (r, "id", json_object_new_string (c->id));
-    json_object_object_add (r, "dest-host", json_object_new_string (c->dest_host));
-    json_object_object_add (r, "dest-qmp", json_object_new_string (qmp));
-    json_object_object_add (r, "dest-snapmig-qmp", json_object_new_string (c->dest_qmp));
-    json_object_object_add (r, "dest-pid", json_object_new_int64 (c->dest_pid));
-    json_object_object_add (r, "dest-run-dir", json_object_new_string (c->dest_run_dir));
-    json_object_object_add (r, "dest-domain", json_object_new_string (c->dest_domain));
-    json_object_object_add (r, "storage",
-                            json_object_new_string (sm_mig_storage_to_string (c->storage)));
-    json_object_object_add (r, "disk-bytes", json_object_new_int64 ((int64_t) c->disk_bytes));
-    json_object_object_add (r, "ram-bytes", json_object_new_int64 ((int64_t) c->ram_bytes));
-    if (c->pause_us >= 0) {
-      json_object_object_add (r, "pause-ms", json_object_new_int64 ((c->pause_us + 500) / 1000));
-      json_object_object_add (r, "pause-us", json_object_new_int64 (c->pause_us));
-    }
-    json_object_object_add (r, "postcopy", json_object_new_boolean (c->postcopy_used));
-    json_object_object_add (r, "postcopy-requests",
-                            json_object_new_int64 ((int64_t) c->postcopy_requests));
-    json_object_object_add (r, "recoveries", json_object_new_int (c->recoveries));
-    json_object_object_add (r, "transport", json_object_new_string (
-                              c->transport ? c->transport : "tcp"));
-    json_object_object_add (r, "link-resumes", json_object_new_int (c->link_resumes));
-    if (c->tunnel_bytes > 0)
-      json_object_object_add (r, "tunnel-bytes", json_object_new_int64 (c->tunnel_bytes));
-    if (c->postcopy_refused)
-      json_object_object_add (r, "postcopy-refused",
-                              json_object_new_string (c->postcopy_refused));
-    json_object_object_add (r, "seconds", json_object_new_double (seconds));
-    printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put (r);
+  if (sm_cli_json) {
+    sm_cli_result (sm_mig_result_json (c, seconds));
     return;
   }
   /* Which way the RAM went, when post-copy was a question (--postcopy,
@@ -541,27 +488,19 @@ mig_print_result (const SmMigCookie *c, double seconds)
   }
 }
 
-void
+int
 mig_print_failure (const char *cmd, const GError *err)
 {
-  if (mig_opt_json) {
-    json_object *r = json_object_new_object ();
-    json_object *e = json_object_new_object ();
-    const char *colon = strchr (err->message, ':');
-    g_autofree char *phase = colon ? g_strndup (err->message,
-                                                (gsize) (colon - err->message))
-                                   : g_strdup ("migrate");
+  /* The error's object when the library named none: the source VM; its
+   * phase: what the library's message begins with ("prepare: ..."). */
+  json_object *e = sm_report_error_json (err, mig_opt_qmp);
+  const char *colon = strchr (err->message, ':');
+  g_autofree char *phase = colon ? g_strndup (err->message,
+                                              (gsize) (colon - err->message))
+                                 : g_strdup ("migrate");
 
-    json_object_object_add (e, "code", json_object_new_string (sm_error_code_name (err)));
-    json_object_object_add (e, "message", json_object_new_string (err->message));
-    json_object_object_add (e, "phase", json_object_new_string (phase));
-    json_object_object_add (r, "event", json_object_new_string ("result"));
-    json_object_object_add (r, "ok", json_object_new_boolean (false));
-    json_object_object_add (r, "error", e);
-    printf ("%s\n", json_object_to_json_string_ext (r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put (r);
-  }
-  sm_cli_gerror (cmd, err);
+  json_object_object_add (e, "phase", json_object_new_string (phase));
+  return sm_cli_fail_with (cmd, err, e);
 }
 
 /* migrate and migrate-recover: events and the result on stdout, progress
@@ -569,21 +508,22 @@ mig_print_failure (const char *cmd, const GError *err)
 Printer
 mig_whole_printer (SmProgress *progress)
 {
-  return (Printer) { .progress = mig_opt_json ? NULL : progress,
-                     .json = mig_opt_json, .json_out = stdout };
+  return (Printer) { .progress = sm_cli_json ? NULL : progress,
+                     .json = sm_cli_json, .json_out = stdout };
 }
 
 /* migrate and migrate-recover: connects to the source, or prints the
  * failure as their result, as one of PHASE. */
 bool
-mig_whole_open (const char *cmd, const char *phase, SmQmp **qmp, SmVmState **st)
+mig_whole_open (const char *cmd, const char *phase, SmQmp **qmp, SmVmState **st,
+                int *rc)
 {
   g_autoptr(GError) err = NULL;
 
   if (mig_open_source (cmd, qmp, st, &err))
     return true;
   g_prefix_error (&err, "%s: ", phase);
-  mig_print_failure (cmd, err);
+  *rc = mig_print_failure (cmd, err);
   return false;
 }
 
@@ -598,7 +538,7 @@ mig_dest_command (const char *cmd, char ***dest_argv, GPtrArray *extra)
     g_autoptr(GError) e = NULL;
 
     if (!g_shell_parse_argv (mig_opt_dest_cmd, NULL, dest_argv, &e)) {
-      sm_cli_error ("%s: --dest-cmd: %s", cmd, e->message);
+      (void) sm_cli_usage ("%s: --dest-cmd: %s", cmd, e->message);
       return false;
     }
   } else {

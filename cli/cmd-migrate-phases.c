@@ -28,15 +28,11 @@ static const GOptionEntry prepare_entries[] = {
   TRANSPORT_ENTRIES,
   { "dry-run", 0, 0, G_OPTION_ARG_NONE, &mig_opt_dry_run,
     "Print the plan; change nothing", NULL },
-  { "json", 0, 0, G_OPTION_ARG_NONE, &mig_opt_json,
-    "Progress as JSON lines on stderr", NULL },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 
 static const GOptionEntry perform_entries[] = {
   SOURCE_ENTRIES,
-  { "json", 0, 0, G_OPTION_ARG_NONE, &mig_opt_json,
-    "Progress as JSON lines on stderr", NULL },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 
@@ -46,8 +42,6 @@ static const GOptionEntry finish_entries[] = {
   SM_CLI_TIMEOUT_ENTRY (mig_opt_timeout, SM_CLI_TIMEOUT_HELP),
   { "cancel", 0, 0, G_OPTION_ARG_NONE, &opt_cancel,
     "Stop the destination QEMU and remove what prepare made", NULL },
-  { "json", 0, 0, G_OPTION_ARG_NONE, &mig_opt_json,
-    "Progress and the error as JSON lines on stderr", NULL },
   { "watch-stdin", 0, 0, G_OPTION_ARG_NONE, &mig_opt_watch_stdin,
     "Fail (and clean up) when standard input closes before the migration "
     "completed: migrate keeps it open while the source works", NULL },
@@ -91,17 +85,16 @@ sm_cmd_migrate_begin (int argc, char **argv)
     return code;
   if (!mig_source_options ("migrate-begin", &o, &pr))
     return SM_EXIT_USAGE;
-  if (!mig_open_source ("migrate-begin", &qmp, &st, NULL))
-    return SM_EXIT_FAILURE;
+  if (!mig_open_source ("migrate-begin", &qmp, &st, &err))
+    return sm_cli_fail ("migrate-begin", err, mig_opt_qmp);
   o.event = NULL;
   c = sm_migrate_begin (qmp, st, &o, mig_opt_dry_run, &err);
   g_strfreev (o.disks);
   if (!c) {
-    sm_cli_gerror ("migrate-begin", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("migrate-begin", err, mig_opt_qmp);
   }
   mig_write_cookie (c);
-  return SM_EXIT_OK;
+  return sm_cli_result (NULL);
 }
 
 int
@@ -123,11 +116,9 @@ sm_cmd_migrate_prepare (int argc, char **argv)
                      prepare_entries, &argc, &argv, &code))
     return code;
   /* A usage error before the cookie is read, not a failed prepare. */
-  if (!mig_opt_dest_domain) {
-    sm_cli_error ("migrate-prepare: --dest-domain DIR is required (see "
-                  "'snapmig migrate-prepare --help')");
-    return SM_EXIT_USAGE;
-  }
+  if (!mig_opt_dest_domain)
+    return sm_cli_usage ("migrate-prepare: --dest-domain DIR is required (see "
+                         "'snapmig migrate-prepare --help')");
   c = mig_dest_start ("migrate-prepare", &o, &pr, &state, &code);
   if (!c)
     return code;
@@ -154,27 +145,26 @@ sm_cmd_migrate_perform (int argc, char **argv)
                      perform_entries, &argc, &argv, &code))
     return code;
   progress = sm_progress_new (false);
-  pr = (Printer) { .progress = mig_opt_json ? NULL : progress,
-                   .json = mig_opt_json, .json_out = stderr,
+  pr = (Printer) { .progress = sm_cli_json ? NULL : progress,
+                   .json = sm_cli_json, .json_out = stderr,
                    .text_out = stderr };
   if (!mig_source_options ("migrate-perform", &o, &pr))
     return SM_EXIT_USAGE;
   o.converge_ms = mig_opt_timeout * 1000;
-  if (!mig_open_source ("migrate-perform", &qmp, &st, NULL))
-    return SM_EXIT_FAILURE;
-  c = mig_read_cookie ("migrate-perform");
+  if (!mig_open_source ("migrate-perform", &qmp, &st, &err))
+    return sm_cli_fail ("migrate-perform", err, mig_opt_qmp);
+  c = mig_read_cookie ("migrate-perform", &code);
   if (!c)
-    return SM_EXIT_FAILURE;
+    return code;
   if (!sm_migrate_perform (qmp, st, c, &o, &err)) {
     c->failed = true;
     c->error_phase = g_strdup ("perform");
     c->error_message = g_strdup (err->message);
     mig_write_cookie (c);
-    sm_cli_gerror ("migrate-perform", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("migrate-perform", err, mig_opt_qmp);
   }
   mig_write_cookie (c);
-  return SM_EXIT_OK;
+  return sm_cli_result (NULL);
 }
 
 int
@@ -230,25 +220,30 @@ sm_cmd_migrate_confirm (int argc, char **argv)
     return code;
   if (!mig_source_options ("migrate-confirm", &o, &pr))
     return SM_EXIT_USAGE;
-  if (!mig_open_source ("migrate-confirm", &qmp, &st, NULL))
-    return SM_EXIT_FAILURE;
+  if (!mig_open_source ("migrate-confirm", &qmp, &st, &err))
+    return sm_cli_fail ("migrate-confirm", err, mig_opt_qmp);
   g_strfreev (o.disks);
-  c = mig_read_cookie ("migrate-confirm");
+  c = mig_read_cookie ("migrate-confirm", &code);
   if (!c)
-    return SM_EXIT_FAILURE;
+    return code;
   if (opt_dest_never_ran) {
-    if (!opt_failed) {
-      sm_cli_error ("migrate-confirm: --dest-never-ran goes with --failed");
-      return SM_EXIT_USAGE;
-    }
+    if (!opt_failed)
+      return sm_cli_usage ("migrate-confirm: --dest-never-ran goes with "
+                           "--failed");
     c->failed = true;
     c->dest_ran = false;
     g_free (c->error_phase);
     c->error_phase = g_strdup ("finish");
   }
   if (!sm_migrate_confirm (qmp, st, c, !opt_failed && !c->failed, &err)) {
-    sm_cli_gerror ("migrate-confirm", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("migrate-confirm", err, mig_opt_qmp);
+  }
+  if (sm_cli_json) {
+    json_object *f = json_object_new_object ();
+
+    json_object_object_add (f, "rolled-back",
+                            json_object_new_boolean (opt_failed || c->failed));
+    return sm_cli_result (f);
   }
   printf ("%s\n", opt_failed || c->failed ?
           "migration rolled back: the guest runs on the source" :

@@ -6,14 +6,13 @@
 #include <stdio.h>
 
 #include "cmd-migrate.h"
+#include "migrate-json.h"
 
 static gboolean opt_incoming;
 static gboolean opt_hold;
 
 static const GOptionEntry start_postcopy_entries[] = {
   SOURCE_ENTRIES,
-  { "json", 0, 0, G_OPTION_ARG_NONE, &mig_opt_json,
-    "The outcome as one JSON document", NULL },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 
@@ -30,9 +29,6 @@ static const GOptionEntry recover_entries[] = {
     "every other command); print \"ready\", then answer each line "
     "\"recover\" on stdin with \"uri URI\" or \"error CODE MESSAGE\" "
     "(migrate starts it during post-copy)", NULL },
-  { "json", 0, 0, G_OPTION_ARG_NONE, &mig_opt_json,
-    "JSON lines: events, then one result (--incoming: progress and the "
-    "error on stderr)", NULL },
   DEST_ENTRIES,
   PORT_ENTRIES (PORT_HELP, "Ignored (the migration's endpoint says unix or "
                 "TCP)"),
@@ -69,23 +65,16 @@ sm_cmd_migrate_start_postcopy (int argc, char **argv)
       !sm_migrate_start_postcopy (st, mig_opt_qmp,
                                   sm_cli_timeout_s (mig_opt_timeout) * 1000,
                                   &err)) {
-    if (mig_opt_json)
-      mig_print_json_error (stdout, NULL, err);
-    sm_cli_gerror (cmd, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (cmd, err, mig_opt_qmp);
   }
-  if (mig_opt_json) {
-    json_object *r = json_object_new_object ();
+  if (sm_cli_json) {
+    g_autoptr(json_object) doc = sm_mig_start_postcopy_json (
+      sm_vm_state_canonical_address (st));
 
-    json_object_object_add (r, "ok", json_object_new_boolean (true));
-    json_object_object_add (r, "qmp", json_object_new_string (
-                              sm_vm_state_canonical_address (st)));
-    printf ("%s\n", json_object_to_json_string_ext (
-              r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put (r);
-  } else
-    printf ("post-copy requested: the migration of VM at %s switches to "
-            "post-copy\n", sm_vm_state_canonical_address (st));
+    return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
+  }
+  printf ("post-copy requested: the migration of VM at %s switches to "
+          "post-copy\n", sm_vm_state_canonical_address (st));
   return SM_EXIT_OK;
 }
 
@@ -101,20 +90,19 @@ recover_incoming (const char *cmd)
   int code;
 
   if (mig_opt_qmp || mig_opt_dest_cmd || mig_opt_dest_state_dir ||
-      mig_opt_stall_timeout != UNSET || mig_opt_recover_timeout != UNSET) {
-    sm_cli_error ("%s: --incoming takes none of --qmp, --dest-cmd, "
-                  "--dest-state-dir, --stall-timeout and --recover-timeout "
-                  "(they are the source's)", cmd);
-    return SM_EXIT_USAGE;
-  }
+      mig_opt_stall_timeout != UNSET || mig_opt_recover_timeout != UNSET)
+    return sm_cli_usage ("%s: --incoming takes none of --qmp, --dest-cmd, "
+                         "--dest-state-dir, --stall-timeout and "
+                         "--recover-timeout (they are the source's)", cmd);
+  /* Its stdout is the cookie: events go to stderr, as the phases'. */
+  sm_cli_set_output (SM_CLI_OUTPUT_EVENTS_STDERR);
   c = mig_dest_start (cmd, &o, &pr, &state, &code);
   if (!c)
     return code;
   if (opt_hold) {
     if (sm_migrate_recover_agent (c, &o, STDIN_FILENO, stdout, &err))
       return SM_EXIT_OK;
-    sm_cli_gerror (cmd, err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail (cmd, err, mig_opt_qmp);
   }
   sm_migrate_recover_listen (c, &o, &err);
   return mig_dest_done (cmd, "recover", c, err);
@@ -147,10 +135,8 @@ sm_cmd_migrate_recover (int argc, char **argv)
                      "the new endpoint on stdout).",
                      recover_entries, &argc, &argv, &code))
     return code;
-  if (opt_hold && !opt_incoming) {
-    sm_cli_error ("%s: --hold goes with --incoming", cmd);
-    return SM_EXIT_USAGE;
-  }
+  if (opt_hold && !opt_incoming)
+    return sm_cli_usage ("%s: --hold goes with --incoming", cmd);
   if (opt_incoming)
     return recover_incoming (cmd);
   progress = sm_progress_new (false);
@@ -158,13 +144,12 @@ sm_cmd_migrate_recover (int argc, char **argv)
   if (!mig_need_qmp (cmd) || !mig_base_options (cmd, &o, &pr) ||
       !mig_dest_command (cmd, &dest_argv, extra))
     return SM_EXIT_USAGE;
-  if (!mig_whole_open (cmd, "recover", &qmp, &st))
-    return SM_EXIT_FAILURE;
+  if (!mig_whole_open (cmd, "recover", &qmp, &st, &code))
+    return code;
   c = sm_migrate_recover_run (qmp, st, &o, (const char *const *) dest_argv,
                               (const char *const *) extra->pdata, &err);
   if (!c) {
-    mig_print_failure (cmd, err);
-    return SM_EXIT_FAILURE;
+    return mig_print_failure (cmd, err);
   }
   mig_print_result (c, mig_elapsed_s (start));
   return SM_EXIT_OK;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "cmd-migrate.h"
+#include "report-json.h"
 
 static const GOptionEntry migrate_entries[] = {
   SOURCE_ENTRIES,
@@ -13,8 +14,6 @@ static const GOptionEntry migrate_entries[] = {
   WATCH_ENTRIES,
   DEST_ENTRIES,
   DEST_CMD_ENTRIES,
-  { "json", 0, 0, G_OPTION_ARG_NONE, &mig_opt_json,
-    "JSON lines: events, then one result", NULL },
   { "dry-run", 0, 0, G_OPTION_ARG_NONE, &mig_opt_dry_run,
     "Print both hosts' plans (migration cookies); change nothing", NULL },
   { NULL, 0, 0, 0, NULL, NULL, NULL },
@@ -51,7 +50,7 @@ sm_cmd_migrate (int argc, char **argv)
     return SM_EXIT_USAGE;
   o.converge_ms = mig_opt_timeout * 1000;
   if (!mig_opt_dest_domain) {
-    sm_cli_error ("migrate: --dest-domain DIR is required");
+    (void) sm_cli_usage ("migrate: --dest-domain DIR is required");
     g_strfreev (o.disks);
     return SM_EXIT_USAGE;
   }
@@ -59,20 +58,32 @@ sm_cmd_migrate (int argc, char **argv)
     g_strfreev (o.disks);
     return SM_EXIT_USAGE;
   }
-  if (!mig_whole_open ("migrate", "begin", &qmp, &st)) {
+  if (!mig_whole_open ("migrate", "begin", &qmp, &st, &code)) {
     g_strfreev (o.disks);
-    return SM_EXIT_FAILURE;
+    return code;
   }
   c = sm_migrate_run (qmp, st, &o, (const char *const *) dest_argv,
                       (const char *const *) extra->pdata, mig_opt_dry_run,
                       &plan, &err);
   g_strfreev (o.disks);
   if (!c) {
-    mig_print_failure ("migrate", err);
-    return SM_EXIT_FAILURE;
+    return mig_print_failure ("migrate", err);
   }
   if (mig_opt_dry_run) {
     g_autofree char *src = sm_mig_cookie_format (c);
+
+    if (sm_cli_json) {
+      /* JSON lines as ever: both cookies in one plan event, then the
+       * result. */
+      g_autoptr(json_object) ev = sm_report_event_new ("plan");
+
+      json_object_object_add (ev, "source-cookie",
+                              json_object_new_string (src));
+      json_object_object_add (ev, "dest-cookie",
+                              json_object_new_string (plan));
+      sm_cli_print_event (ev);
+      return sm_cli_result (NULL);
+    }
     printf ("# source (%s): snapshot of each disk's top, then the lower "
             "layers exported\n%s", c->hostname, src);
     printf ("# destination: files to create and QEMU to start\n%s", plan);

@@ -34,7 +34,6 @@ extern gboolean mig_opt_unix;
 extern gboolean mig_opt_all;
 extern gboolean mig_opt_inc;
 extern gboolean mig_opt_flatten;
-extern gboolean mig_opt_json;
 extern gboolean mig_opt_dry_run;
 extern gboolean mig_opt_watch_stdin;
 extern int mig_opt_timeout;
@@ -196,13 +195,13 @@ char *mig_state_dir (void);
 bool mig_open_source (const char *cmd, SmQmp **qmp, SmVmState **st,
                       GError **error);
 /* The migration cookie from stdin; NULL, error printed, on failure. */
-SmMigCookie *mig_read_cookie (const char *cmd);
+/* The cookie on stdin; NULL with *RC the exit status (error printed). */
+SmMigCookie *mig_read_cookie (const char *cmd, int *rc);
 /* The cookie on stdout. */
 void mig_write_cookie (const SmMigCookie *c);
 
 /* One JSON document on OUT: {"event":EVENT,"error":{"code","message"}},
  * without "event" when EVENT is NULL. */
-void mig_print_json_error (FILE *out, const char *event, const GError *err);
 /* A destination phase's start: its options checked and O filled, the
  * cookie read from stdin; NULL (error printed, *CODE set) on failure.
  * STATE gets the state directory O names (caller frees). */
@@ -216,14 +215,16 @@ int mig_dest_done (const char *cmd, const char *phase, SmMigCookie *c,
 /* migrate and migrate-recover: the result, or the failure, as text or
  * (--json) one JSON line on stdout. */
 void mig_print_result (const SmMigCookie *c, double seconds);
-void mig_print_failure (const char *cmd, const GError *err);
+/* migrate's and migrate-recover's failure (sm_cli_fail); returns the exit
+ * status. */
+int mig_print_failure (const char *cmd, const GError *err);
 /* Their printer: events and the result on stdout, progress bars
  * (PROGRESS) unless --json. */
 Printer mig_whole_printer (SmProgress *progress);
 /* Connects to the source, or prints the failure as their result, as one
- * of PHASE. */
+ * of PHASE, and sets *RC to its exit status. */
 bool mig_whole_open (const char *cmd, const char *phase, SmQmp **qmp,
-                     SmVmState **st);
+                     SmVmState **st, int *rc);
 /* The command that runs snapmig on the destination into *DEST_ARGV, the
  * options every destination phase gets into EXTRA (NULL-ended); false
  * (usage error printed) on a bad --dest-cmd. */

@@ -11,13 +11,13 @@
 #include "progress.h"
 #include "qmp.h"
 #include "rebase.h"
+#include "report-json.h"
 #include "state.h"
 
 static char *opt_qmp;
 static char *opt_base;
 static char *opt_bandwidth;
 static int opt_timeout;
-static gboolean opt_json;
 static gboolean opt_dry_run;
 static char *opt_state_dir;
 
@@ -35,8 +35,6 @@ static const GOptionEntry entries[] = {
     "Give up (and cancel the job, leaving the chain unchanged) after "
     "SECONDS, or when QEMU does not answer within SECONDS (default: no "
     "limit for the job, 30 for each answer)"),
-  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
-    "Print progress and the result as JSON lines on stdout", NULL },
   { "dry-run", 0, 0, G_OPTION_ARG_NONE, &opt_dry_run,
     "Print the plan (chain, merged layers, the QMP command) and change "
     "nothing", NULL },
@@ -119,22 +117,18 @@ sm_cmd_rebase (int argc, char **argv)
                      "image's directory.",
                      entries, &argc, &argv, &exit_code))
     return exit_code;
-  if (!opt_qmp) {
-    sm_cli_error ("rebase: --qmp SOCKET is required (see 'snapmig rebase "
-                  "--help')");
-    return SM_EXIT_USAGE;
-  }
-  if (argc != 2) {
-    sm_cli_error ("rebase: %s (see 'snapmig rebase --help')",
-                  argc < 2 ? "missing DISK" : "exactly one DISK expected");
-    return SM_EXIT_USAGE;
-  }
+  if (!opt_qmp)
+    return sm_cli_usage ("rebase: --qmp SOCKET is required (see 'snapmig "
+                         "rebase --help')");
+  if (argc != 2)
+    return sm_cli_usage ("rebase: %s (see 'snapmig rebase --help')",
+                         argc < 2 ? "missing DISK"
+                                  : "exactly one DISK expected");
   if (opt_bandwidth &&
-      !sm_cli_parse_rate (opt_bandwidth, &speed)) {
-    sm_cli_error ("rebase: --bandwidth '%s': expected bytes per second with "
-                  "an optional K, M, G or T suffix (e.g. 64M)", opt_bandwidth);
-    return SM_EXIT_USAGE;
-  }
+      !sm_cli_parse_rate (opt_bandwidth, &speed))
+    return sm_cli_usage ("rebase: --bandwidth '%s': expected bytes per "
+                         "second with an optional K, M, G or T suffix (e.g. "
+                         "64M)", opt_bandwidth);
   if (!sm_cli_timeout_ok ("rebase", opt_timeout))
     return SM_EXIT_USAGE;
   state_dir = opt_state_dir ? g_strdup (opt_state_dir)
@@ -142,27 +136,25 @@ sm_cmd_rebase (int argc, char **argv)
 
   qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
   if (!qmp) {
-    sm_cli_gerror ("rebase", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("rebase", err, opt_qmp);
   }
   plan = plan_rebase (qmp, argv[1], speed, &err);
   if (!plan) {
-    sm_cli_gerror ("rebase", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("rebase", err, argv[1]);
   }
   if (opt_dry_run) {
-    if (opt_json) {
-      g_autoptr(json_object) obj = sm_rebase_plan_to_json (plan);
+    if (sm_cli_json) {
+      g_autoptr(json_object) ev = sm_report_event_new ("plan");
 
-      printf ("%s\n", json_object_to_json_string_ext (
-                obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-                     JSON_C_TO_STRING_NOSLASHESCAPE));
-    } else
-      print_plan (plan);
+      json_object_object_add (ev, "plan", sm_rebase_plan_to_json (plan));
+      sm_cli_print_event (ev);
+      return sm_cli_result (NULL);
+    }
+    print_plan (plan);
     return SM_EXIT_OK;
   }
 
-  progress = sm_progress_new (opt_json);
+  progress = sm_progress_new (sm_cli_json);
   item = g_strdup_printf ("%s rebase", plan->disk);
   ok = sm_rebase_execute (qmp, plan, state_dir, (unsigned) opt_timeout,
                           on_progress, progress, &err);
@@ -179,9 +171,8 @@ sm_cmd_rebase (int argc, char **argv)
   }
   if (!ok) {
     /* The error line below says why; JSON consumers get it here too. */
-    sm_progress_fail (progress, item, opt_json ? err->message : NULL);
-    sm_cli_gerror ("rebase", err);
-    return SM_EXIT_FAILURE;
+    sm_progress_fail (progress, item, sm_cli_json ? err->message : NULL);
+    return sm_cli_fail ("rebase", err, argv[1]);
   }
   result = plan->backing_file
            ? g_strdup_printf ("backed by '%s'", plan->backing_file)
@@ -191,9 +182,6 @@ sm_cmd_rebase (int argc, char **argv)
   message = g_strdup_printf ("disk %s: %s%s", plan->disk,
                              plan->n_steps ? "" : "nothing to merge, ",
                              result);
-  sm_progress_event (progress, "rebased", message,
-                     "disk", plan->disk,
-                     "backing-file", plan->backing_file,
-                     NULL);
+  sm_progress_result (progress, message, sm_rebase_result_json (plan));
   return SM_EXIT_OK;
 }

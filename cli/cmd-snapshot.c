@@ -10,10 +10,12 @@
 
 #include "json-util.h"
 #include "lsm.h"
+#include "lsm-json.h"
 #include "migrate.h"
 #include "ops.h"
 #include "progress.h"
 #include "qmp.h"
+#include "report-json.h"
 #include "state.h"
 
 static char *opt_qmp;
@@ -30,7 +32,6 @@ static char *opt_bandwidth;
 static char *opt_copy_mode;
 static gboolean opt_wait;
 static int opt_timeout;
-static gboolean opt_json;
 static gboolean opt_dry_run;
 static gboolean opt_delete_source;
 
@@ -48,9 +49,6 @@ static gboolean opt_delete_source;
     "mirrors and copies, 30 for each answer)")
 #define REPLY_TIMEOUT_ENTRY \
   SM_CLI_TIMEOUT_ENTRY (opt_timeout, SM_CLI_TIMEOUT_HELP)
-#define JSON_ENTRY \
-  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, \
-    "Print progress and results as JSON lines on stdout", NULL }
 #define DRY_RUN_ENTRY \
   { "dry-run", 0, 0, G_OPTION_ARG_NONE, &opt_dry_run, \
     "Print the plan (files to create, QMP commands) and change nothing", \
@@ -68,43 +66,49 @@ static const GOptionEntry create_entries[] = {
   { "mirror-domain", 0, 0, G_OPTION_ARG_FILENAME, &opt_mirror_domain,
     "Move disks to the storage domain DIR, pre-creating each one's whole "
     "chain there: every writable disk when no --diskspec is given, else "
-    "each --diskspec disk without mirror=", "DIR" },
+    "each --diskspec disk without mirror= (implies --mirror)", "DIR" },
   { "mirror", 0, 0, G_OPTION_ARG_NONE, &opt_mirror,
-    "Mirror the new tops (their destinations come from --mirror-domain, "
-    "--diskspec mirror= or <mirror>; required to be there)", NULL },
+    "Mirror the new tops.  --mirror-domain, --diskspec mirror= and "
+    "<mirror> in FILE imply it; given alone, without any of them, it is a "
+    "usage error.  Without a mirror destination create takes a plain "
+    "external snapshot (new tops beside the old ones)", NULL },
   { "atomic", 0, 0, G_OPTION_ARG_NONE, &opt_atomic,
     "All disks or none (implied by mirrors and --reuse-external)", NULL },
   { "reuse-external", 0, 0, G_OPTION_ARG_NONE, &opt_reuse_external,
     "The target files exist already and are reused (they must fit); "
     "implies --atomic", NULL },
   { "disk-only", 0, 0, G_OPTION_ARG_NONE, &opt_disk_only,
-    "Disk-only snapshot (the only kind snapmig takes; accepted as in "
-    "libvirt)", NULL },
+    "Take FILE's snapshot without the memory state it asks for (<memory "
+    "snapshot='internal|external'>, <memory file=>, a <state> other than "
+    "disk-snapshot or shutoff), with a note, instead of refusing it: "
+    "snapmig's snapshots hold the disks only", NULL },
   { "no-metadata", 0, 0, G_OPTION_ARG_NONE, &opt_no_metadata,
     "Do not record the snapshot (not with mirrors)", NULL },
   { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &opt_bandwidth,
-    "Limit each mirror to RATE bytes per second (suffixes K, M, G, T: powers of 1024)", "RATE" },
+    "Limit each mirror, and the copy of the lower layers, to RATE bytes per "
+    "second (suffixes K, M, G, T: powers of 1024; only with mirrors)",
+    "RATE" },
   { "copy-mode", 0, 0, G_OPTION_ARG_STRING, &opt_copy_mode,
     "Mirror copy mode: background (default) or write-blocking "
-    "(always converges; QEMU >= 3.0)", "MODE" },
+    "(always converges; QEMU >= 3.0; only with mirrors)", "MODE" },
   { "wait", 0, 0, G_OPTION_ARG_NONE, &opt_wait,
     "Wait until every mirror is ready and every copy done", NULL },
-  TIMEOUT_ENTRY, JSON_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
+  TIMEOUT_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
 };
 
 static const GOptionEntry pivot_entries[] = {
   QMP_ENTRY,
   { "delete-source", 0, 0, G_OPTION_ARG_NONE, &opt_delete_source,
     "Afterwards remove the source chain files the VM no longer uses", NULL },
-  TIMEOUT_ENTRY, JSON_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
+  TIMEOUT_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
 };
 
 static const GOptionEntry abort_entries[] = {
-  QMP_ENTRY, TIMEOUT_ENTRY, JSON_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
+  QMP_ENTRY, TIMEOUT_ENTRY, DRY_RUN_ENTRY, STATE_ENTRY, END_ENTRY,
 };
 
 static const GOptionEntry status_entries[] = {
-  QMP_ENTRY, REPLY_TIMEOUT_ENTRY, JSON_ENTRY, STATE_ENTRY, END_ENTRY,
+  QMP_ENTRY, REPLY_TIMEOUT_ENTRY, STATE_ENTRY, END_ENTRY,
 };
 
 static gboolean opt_incoming;
@@ -156,8 +160,8 @@ need_qmp (const char *cmd)
 {
   if (opt_qmp)
     return true;
-  sm_cli_error ("%s: --qmp SOCKET is required (see 'snapmig %s --help')", cmd,
-                cmd);
+  (void) sm_cli_usage ("%s: --qmp SOCKET is required (see 'snapmig %s "
+                       "--help')", cmd, cmd);
   return false;
 }
 
@@ -190,6 +194,15 @@ dry_run (const SmOpResult *r)
 {
   if (!opt_dry_run)
     return false;
+  if (sm_cli_json) {
+    /* JSON lines as ever: the plan as one event's text, then the result. */
+    g_autoptr(json_object) ev = sm_report_event_new ("plan");
+
+    json_object_object_add (ev, "text", json_object_new_string (r->plan_text));
+    sm_cli_print_event (ev);
+    sm_cli_result (NULL);
+    return true;
+  }
   fputs (r->plan_text, stdout);
   return true;
 }
@@ -238,16 +251,15 @@ on_created (const SmLsmPlan *plan, void *opaque)
                              d->name, d->new_top, d->mirror, d->job_id);
     else
       msg = g_strdup_printf ("disk %s: now on %s", d->name, d->new_top);
-    sm_progress_event (c->progress, "disk", msg, "disk", d->name,
-                       "active", d->new_top, "mirror", d->mirror,
-                       "job", d->job_id, NULL);
+    sm_progress_event (c->progress, "disk", msg,
+                       sm_lsm_disk_created_json (d));
   }
   {
     g_autofree char *msg = g_strdup_printf ("snapshot %s created",
                                             plan->info->snapshot);
 
-    sm_progress_event (c->progress, "created", msg, "snapshot",
-                       plan->info->snapshot, NULL);
+    sm_progress_event (c->progress, "created", msg,
+                       sm_lsm_snapshot_result_json (plan->info->snapshot, -1));
   }
 }
 
@@ -276,17 +288,15 @@ sm_cmd_create (int argc, char **argv)
     return SM_EXIT_USAGE;
   if (argc > 2 || (argc == 2 && (opt_name || opt_diskspecs ||
                                  opt_mirror_domain)) ||
-      (argc == 1 && !opt_name)) {
-    sm_cli_error ("create: give either FILE or --name with --diskspec/"
-                  "--mirror-domain (see 'snapmig create --help')");
-    return SM_EXIT_USAGE;
-  }
+      (argc == 1 && !opt_name))
+    return sm_cli_usage ("create: give either FILE or --name, with "
+                         "--diskspec and --mirror-domain as needed (see "
+                         "'snapmig create --help')");
   if (opt_bandwidth &&
-      !sm_cli_parse_rate (opt_bandwidth, &a.options.bandwidth)) {
-    sm_cli_error ("create: --bandwidth '%s': expected bytes per second with "
-                  "an optional K, M, G or T suffix (e.g. 64M)", opt_bandwidth);
-    return SM_EXIT_USAGE;
-  }
+      !sm_cli_parse_rate (opt_bandwidth, &a.options.bandwidth))
+    return sm_cli_usage ("create: --bandwidth '%s': expected bytes per "
+                         "second with an optional K, M, G or T suffix (e.g. "
+                         "64M)", opt_bandwidth);
   if (!timeout_ok ("create"))
     return SM_EXIT_USAGE;
   a.options.copy_mode = opt_copy_mode;
@@ -305,22 +315,28 @@ sm_cmd_create (int argc, char **argv)
   a.opaque = &p;
   a.created = on_created;
   a.created_opaque = &c;
-  progress = sm_progress_new (opt_json);
+  progress = sm_progress_new (sm_cli_json);
   progress_init (&p, progress);
   c.progress = progress;
   t = target ();
   ok = sm_op_create (&t, &a, &r, &err);
+  if (r.plan && r.plan->note)
+    sm_cli_note ("create: %s", r.plan->note);
   if (!ok) {
     /* After the snapshot, a failure of the wait leaves the move. */
-    sm_cli_gerror (c.created ? "create --wait" : "create", err);
-    exit_code = r.usage ? SM_EXIT_USAGE : SM_EXIT_FAILURE;
-  } else if (!dry_run (&r) && r.waited) {
-    g_autofree char *msg = g_strdup_printf ("snapshot %s: mirrors ready, "
-                                            "copies done; ready to pivot",
-                                            r.plan->info->snapshot);
+    exit_code = r.usage
+      ? sm_cli_usage ("create: %s", err->message)
+      : sm_cli_fail (c.created ? "create --wait" : "create", err,
+                     opt_name ? opt_name : opt_qmp);
+  } else if (!dry_run (&r)) {
+    g_autofree char *msg = NULL;
 
-    sm_progress_event (progress, "ready", msg, "snapshot",
-                       r.plan->info->snapshot, NULL);
+    if (r.waited)
+      msg = g_strdup_printf ("snapshot %s: mirrors ready, copies done; "
+                             "ready to pivot", r.plan->info->snapshot);
+    sm_progress_result (progress, msg,
+                        sm_lsm_snapshot_result_json (r.plan->info->snapshot,
+                                                     r.waited));
   }
   sm_op_result_clear (&r);
   return ok ? SM_EXIT_OK : exit_code;
@@ -331,10 +347,10 @@ one_name (const char *cmd, int argc)
 {
   if (argc == 2)
     return true;
-  sm_cli_error ("%s: %s (see 'snapmig %s --help')", cmd,
-                argc < 2 ? "missing snapshot NAME"
-                          : "exactly one NAME expected",
-                cmd);
+  (void) sm_cli_usage ("%s: %s (see 'snapmig %s --help')", cmd,
+                       argc < 2 ? "missing snapshot NAME"
+                       : "exactly one NAME expected",
+                       cmd);
   return false;
 }
 
@@ -350,7 +366,10 @@ on_resumed (const char *line, void *opaque)
 {
   Resumed *rs = opaque;
 
-  sm_progress_event (rs->progress, "resumed", line, "command", rs->cmd, NULL);
+  json_object *f = json_object_new_object ();
+
+  json_object_object_add (f, "command", json_object_new_string (rs->cmd));
+  sm_progress_event (rs->progress, "resumed", line, f);
 }
 
 int
@@ -359,8 +378,6 @@ sm_cmd_pivot (int argc, char **argv)
   g_autoptr(GError) err = NULL;
   g_autoptr(SmProgress) progress = NULL;
   g_autofree char *msg = NULL;
-  g_autofree char *pause = NULL;
-  g_autofree char *pause_us = NULL;
   g_auto(Progress) p = { 0 };
   SmOpTarget t;
   SmOpSwitchArgs a = { 0 };
@@ -381,7 +398,7 @@ sm_cmd_pivot (int argc, char **argv)
     return SM_EXIT_USAGE;
   if (!timeout_ok ("pivot"))
     return SM_EXIT_USAGE;
-  progress = sm_progress_new (opt_json);
+  progress = sm_progress_new (sm_cli_json);
   progress_init (&p, progress);
   rs.progress = progress;
   a.snapshot = argv[1];
@@ -393,9 +410,8 @@ sm_cmd_pivot (int argc, char **argv)
   a.resumed_opaque = &rs;
   t = target ();
   if (!sm_op_pivot (&t, &a, &r, &err)) {
-    sm_cli_gerror ("pivot", err);
     sm_op_result_clear (&r);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("pivot", err, argv[1]);
   }
   if (dry_run (&r)) {
     sm_op_result_clear (&r);
@@ -410,28 +426,25 @@ sm_cmd_pivot (int argc, char **argv)
     if (!d->mirror)
       continue;
     line = g_strdup_printf ("disk %s: now on %s", d->name, d->mirror);
-    sm_progress_event (progress, "disk", line, "disk", d->name, "active",
-                       d->mirror, NULL);
+    sm_progress_event (progress, "disk", line,
+                       sm_lsm_disk_active_json (d, true));
   }
   /* --delete-source: every file removed, every file kept and why. */
   for (i = 0; result.removed && i < result.removed->len; i++) {
     const char *file = result.removed->pdata[i];
     g_autofree char *line = g_strdup_printf ("removed %s", file);
 
-    sm_progress_event (progress, "removed", line, "file", file, NULL);
+    sm_progress_event (progress, "removed", line, sm_lsm_removed_json (file));
   }
   for (i = 0; result.kept && i < result.kept->len; i++) {
     const SmLsmKeptFile *k = result.kept->pdata[i];
     g_autofree char *line = g_strdup_printf ("kept %s: %s", k->path, k->why);
 
-    sm_progress_event (progress, "kept", line, "file", k->path, "why", k->why,
-                       NULL);
+    sm_progress_event (progress, "kept", line, sm_lsm_kept_json (k));
   }
   /* The pause from QEMU's STOP and RESUME events (pause-from "events"),
    * or from before stop to after cont ("clock") when an event was
    * missing: pause-ms in whole milliseconds, pause-us for the detail. */
-  pause = g_strdup_printf ("%" G_GINT64_FORMAT, result.pause_ms);
-  pause_us = g_strdup_printf ("%" G_GINT64_FORMAT, result.pause_us);
   if (result.pause_us >= 0)
     msg = g_strdup_printf ("snapshot %s pivoted; guest paused %.1f ms for the "
                            "switch (%s)", argv[1],
@@ -441,14 +454,10 @@ sm_cmd_pivot (int argc, char **argv)
                            : "from stop sent to cont answered");
   else
     msg = g_strdup_printf ("snapshot %s pivoted; guest not paused", argv[1]);
-  /* --json: with --delete-source, "removed" lists the files removed
-   * (absolute paths) in the result itself. */
-  sm_progress_event_list (progress, "pivoted", msg,
-                          opt_delete_source ? "removed" : NULL,
-                          result.removed, "snapshot", argv[1],
-                          "pause-ms", result.pause_us >= 0 ? pause : NULL,
-                          "pause-us", result.pause_us >= 0 ? pause_us : NULL,
-                          "pause-from", result.pause_from, NULL);
+  /* --json: the result lists the files --delete-source removed
+   * (absolute paths), and the pause as numbers. */
+  sm_progress_result (progress, msg,
+                      sm_lsm_pivot_result_json (argv[1], &result));
   sm_op_result_clear (&r);
   return SM_EXIT_OK;
 }
@@ -477,7 +486,7 @@ sm_cmd_abort (int argc, char **argv)
     return SM_EXIT_USAGE;
   if (!timeout_ok ("abort"))
     return SM_EXIT_USAGE;
-  progress = sm_progress_new (opt_json);
+  progress = sm_progress_new (sm_cli_json);
   rs.progress = progress;
   a.snapshot = argv[1];
   a.dry_run = opt_dry_run;
@@ -485,9 +494,8 @@ sm_cmd_abort (int argc, char **argv)
   a.resumed_opaque = &rs;
   t = target ();
   if (!sm_op_abort (&t, &a, &r, &err)) {
-    sm_cli_gerror ("abort", err);
     sm_op_result_clear (&r);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("abort", err, argv[1]);
   }
   if (dry_run (&r)) {
     sm_op_result_clear (&r);
@@ -500,79 +508,57 @@ sm_cmd_abort (int argc, char **argv)
       "disk %s: stays on %s (the snapshot's new top, backed by %s)", d->name,
       d->new_top, d->orig_top);
 
-    sm_progress_event (progress, "disk", line, "disk", d->name, "active",
-                       d->new_top, NULL);
+    sm_progress_event (progress, "disk", line,
+                       sm_lsm_disk_active_json (d, false));
   }
   {
     g_autofree char *msg = g_strdup_printf (
       "snapshot %s aborted; the destination files snapmig created are "
       "removed", argv[1]);
 
-    sm_progress_event (progress, "aborted", msg, "snapshot", argv[1], NULL);
+    sm_progress_result (progress, msg,
+                        sm_lsm_snapshot_result_json (argv[1], -1));
   }
   sm_op_result_clear (&r);
   return SM_EXIT_OK;
 }
 
-int
-sm_cmd_status (int argc, char **argv)
+/* status's text: one line per disk, copy and journal of STATUS
+ * (sm_lsm_status's document, or sm_lsm_status_watched's). */
+static void
+print_status_text (const char *name, json_object *status)
 {
-  g_autoptr(GError) err = NULL;
-  g_autoptr(json_object) status = NULL;
-  g_autofree char *name = NULL;
-  SmOpTarget t;
+  json_object *watched = NULL;
   json_object *arr;
-  int exit_code;
+  bool ready = false;
   size_t i;
 
-  if (!sm_cli_parse ("status", "[NAME]",
-                     "Show the mirrors and lower-layer copies of snapshot "
-                     "NAME (default: the current snapshot).",
-                     status_entries, &argc, &argv, &exit_code))
-    return exit_code;
-  if (!need_qmp ("status"))
-    return SM_EXIT_USAGE;
-  if (argc > 2) {
-    sm_cli_error ("status: at most one NAME expected");
-    return SM_EXIT_USAGE;
-  }
-  if (!timeout_ok ("status"))
-    return SM_EXIT_USAGE;
-  t = target ();
-  if (!sm_op_status (&t, argc == 2 ? argv[1] : NULL, &status, &name, &err)) {
-    sm_cli_gerror ("status", err);
-    return SM_EXIT_FAILURE;
-  }
-  if (!name) {
-    /* No snapshot to show: nothing snapmig started is moving, which is an
-     * answer, not a failure (a script polls status before a create). */
-    if (opt_json)
-      printf ("{\"snapshot\":null,\"moving\":false}\n");
-    else
-      printf ("nothing is moving: the VM has no current snapshot\n");
-    return SM_EXIT_OK;
-  }
-  if (opt_json) {
-    printf ("%s\n", json_object_to_json_string_ext (
-              status, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    return SM_EXIT_OK;
-  }
   printf ("snapshot %s\n", name);
+  if (json_object_object_get_ex (status, "watched", &watched)) {
+    int64_t pid = 0;
+    json_object *age = NULL;
+
+    sm_json_get_int64 (watched, "pid", &pid);
+    json_object_object_get_ex (watched, "age-seconds", &age);
+    printf ("  (from snapmig pid %" G_GINT64_FORMAT ", which waits for this "
+            "move and holds the VM's monitor; written %.1f s ago)\n", pid,
+            json_object_get_double (age));
+  }
   arr = sm_json_get_array (status, "disks");
   for (i = 0; i < json_object_array_length (arr); i++) {
     json_object *o = json_object_array_get_idx (arr, i);
     const char *active = sm_json_get_string (o, "active");
     const char *job = sm_json_get_string (o, "job");
     const char *mirror = sm_json_get_string (o, "mirror");
-    int64_t offset = 0, len = 0;
+    int64_t done = 0, total = 0;
 
-    sm_json_get_int64 (o, "offset", &offset);
-    sm_json_get_int64 (o, "len", &len);
+    sm_json_get_int64 (o, "done", &done);
+    sm_json_get_int64 (o, "total", &total);
     printf ("  disk %s: active %s", sm_json_get_string (o, "name"),
             active ? active : "?");
     if (job)
       printf (", mirror %s %s %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT,
-              job, sm_json_get_string (o, "status"), offset, len);
+              job, sm_json_get_string (o, "status"), done, total);
     else if (mirror)
       printf (", mirror to %s: no job", mirror);
     printf ("\n");
@@ -612,6 +598,49 @@ sm_cmd_status (int argc, char **argv)
             sent && json_object_array_length (sent)
             ? "; it sent block-job-complete" : "");
   }
+  if (sm_json_get_bool (status, "ready-to-pivot", &ready) && ready)
+    printf ("nothing is moving; ready to pivot (snapmig pivot %s)\n", name);
+}
+
+int
+sm_cmd_status (int argc, char **argv)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) status = NULL;
+  g_autofree char *name = NULL;
+  SmOpTarget t;
+  int exit_code;
+
+  if (!sm_cli_parse ("status", "[NAME]",
+                     "Show the mirrors and lower-layer copies of snapshot "
+                     "NAME (default: the current snapshot).  While a create "
+                     "--wait or a pivot waits for them (and holds QEMU's "
+                     "monitor), show what that command last published.",
+                     status_entries, &argc, &argv, &exit_code))
+    return exit_code;
+  if (!need_qmp ("status"))
+    return SM_EXIT_USAGE;
+  if (argc > 2)
+    return sm_cli_usage ("status: at most one NAME expected");
+  if (!timeout_ok ("status"))
+    return SM_EXIT_USAGE;
+  t = target ();
+  if (!sm_op_status (&t, argc == 2 ? argv[1] : NULL, &status, &name, &err))
+    return sm_cli_fail ("status", err, argc == 2 ? argv[1] : opt_qmp);
+  if (!name) {
+    /* No snapshot to show: nothing snapmig started is moving, which is an
+     * answer, not a failure (a script polls status before a create). */
+    if (sm_cli_json) {
+      g_autoptr(json_object) doc = sm_lsm_status_idle ();
+
+      return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
+    }
+    printf ("nothing is moving: the VM has no current snapshot\n");
+    return SM_EXIT_OK;
+  }
+  if (sm_cli_json)
+    return sm_cli_print_document (status) ? SM_EXIT_OK : SM_EXIT_FAILURE;
+  print_status_text (name, status);
   return SM_EXIT_OK;
 }
 
@@ -638,7 +667,7 @@ sm_cmd_recover (int argc, char **argv)
                      "interrupted pivot or abort is reported, to be run "
                      "again.  No file the VM uses is removed.  A damaged "
                      "journal or move record is kept and reported with what "
-                     "the VM runs on and the fix (exit status 1).",
+                     "the VM runs on and the fix (exit status 2).",
                      recover_entries, &argc, &argv, &exit_code))
     return exit_code;
   if (opt_incoming) {
@@ -646,58 +675,63 @@ sm_cmd_recover (int argc, char **argv)
                                          : sm_state_default_dir ();
     g_autofree char *msg = sm_migrate_recover_incoming (dir, &err);
 
-    if (!msg) {
-      sm_cli_gerror ("recover", err);
-      return SM_EXIT_FAILURE;
+    if (!msg)
+      return sm_cli_fail ("recover", err, dir);
+    if (sm_cli_json) {
+      g_auto(GStrv) lines = g_strsplit (g_strchomp (msg), "\n", -1);
+      g_autoptr(json_object) doc = sm_report_recover_json (
+        (const char *const *) (*msg ? lines : NULL));
+
+      return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
     }
     printf ("%s", *msg ? msg : "nothing to recover\n");
     return SM_EXIT_OK;
   }
   if (!need_qmp ("recover"))
     return SM_EXIT_USAGE;
-  if (argc != 1) {
-    sm_cli_error ("recover: no arguments expected");
-    return SM_EXIT_USAGE;
-  }
+  if (argc != 1)
+    return sm_cli_usage ("recover: no arguments expected");
   if (!timeout_ok ("recover"))
     return SM_EXIT_USAGE;
   state_dir = opt_state_dir ? g_strdup (opt_state_dir)
                             : sm_state_default_dir ();
   st = sm_vm_state_open (state_dir, opt_qmp, &err);
   if (!st || !sm_vm_state_lock (st, &err)) {
-    sm_cli_gerror ("recover", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("recover", err, opt_qmp);
   }
   /* A dead QEMU is not an error here: recovery then works offline.  One
    * that does not answer (stopped, hung, or its monitor held by another
    * client) may still have the images open: that is an error. */
   qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
   if (g_error_matches (err, SM_ERROR, SM_ERROR_INTERRUPTED)) {
-    sm_cli_gerror ("recover", err);
-    return SM_EXIT_FAILURE;
+    return sm_cli_fail ("recover", err, opt_qmp);
   }
   if (!qmp && !g_error_matches (err, SM_ERROR, SM_ERROR_IO) &&
+      !g_error_matches (err, SM_ERROR, SM_ERROR_NOT_FOUND) &&
       !g_error_matches (err, SM_ERROR, SM_ERROR_DISCONNECTED)) {
-    sm_cli_error ("recover: %s; QEMU may still be running on the images, so "
-                  "nothing was done: run recover again once it answers (or "
-                  "has exited)", err->message);
-    return SM_EXIT_FAILURE;
+    /* The same error (its code, its object), with what it means here. */
+    g_autoptr(GError) why = g_steal_pointer (&err);
+
+    err = g_error_new (why->domain, why->code, "%s; QEMU may still be "
+                       "running on the images, so nothing was done: run "
+                       "recover again once it answers (or has exited)",
+                       why->message);
+    sm_error_set_object (err, sm_error_get_object (why));
+    return sm_cli_fail ("recover", err, opt_qmp);
   }
   if (!qmp) {
     sm_cli_warning ("recover: %s; working on the files only", err->message);
     g_clear_error (&err);
   }
-  if (opt_dest_never_ran && opt_dest_runs) {
-    sm_cli_error ("recover: --dest-never-ran and --dest-runs exclude each "
-                  "other");
-    return SM_EXIT_USAGE;
-  }
+  if (opt_dest_never_ran && opt_dest_runs)
+    return sm_cli_usage ("recover: --dest-never-ran and --dest-runs exclude "
+                         "each other");
   sm_migrate_recover_set_dest_never_ran (opt_dest_never_ran);
   sm_migrate_recover_set_dest_runs (opt_dest_runs);
   ok = sm_lsm_recover (qmp, st, &done, &err);
   /* What was done first, then what is kept for the administrator (one
    * journal or record a line). */
-  for (i = 0; done && done[i]; i++)
+  for (i = 0; !sm_cli_json && done && done[i]; i++)
     printf ("%s\n", done[i]);
   fflush (stdout);
   if (!ok) {
@@ -705,7 +739,20 @@ sm_cmd_recover (int argc, char **argv)
 
     for (i = 0; problems[i]; i++)
       sm_cli_error ("recover: %s", problems[i]);
-    return SM_EXIT_FAILURE;
+    if (sm_cli_json) {
+      /* The lines above went to stderr; the document says it too. */
+      g_autoptr(json_object) doc = sm_report_error_document (
+        sm_report_error_json (err, opt_qmp));
+
+      sm_cli_print_document (doc);
+    }
+    return sm_error_exit_status (err);
+  }
+  if (sm_cli_json) {
+    g_autoptr(json_object) doc = sm_report_recover_json (
+      (const char *const *) done);
+
+    return sm_cli_print_document (doc) ? SM_EXIT_OK : SM_EXIT_FAILURE;
   }
   if (!done[0])
     printf ("nothing to recover\n");

@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include "cmd-migrate.h"
+#include "error.h"
 #include "tunnel.h"
 
 /* The tunnel's exit status when its transport stayed down longer than
- * the link timeout (lib/tunnel.h). */
-#define TUNNEL_EXIT_LINK_DOWN 3
+ * the link timeout (lib/tunnel.h): the table's "disconnected"
+ * (lib/error.h), as every snapmig command that lost its peer. */
+#define TUNNEL_EXIT_LINK_DOWN SM_EXIT_STATUS_DISCONNECTED
 
 static char *opt_id;
 static char *opt_local_dir;
@@ -28,7 +30,8 @@ static const GOptionEntry tunnel_entries[] = {
     "The tunnel's private directory on this host (removed at the end)",
     "DIR" },
   { "link-timeout-ms", 0, 0, G_OPTION_ARG_INT, &opt_link_timeout_ms,
-    "Give up (exit 3) when the transport stays down this long", "MS" },
+    "Give up (exit 6, disconnected) when the transport stays down this "
+    "long", "MS" },
   { "dest-opt", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_dest_opts,
     "An option for the destination's relay (repeated)", "OPT" },
   { NULL, 0, 0, 0, NULL, NULL, NULL },

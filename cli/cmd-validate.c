@@ -49,15 +49,12 @@
 #include "ops.h"
 #include "validate.h"
 
-static gboolean opt_json;
 static gboolean opt_strict;
 static char **opt_qmp;
 static char *opt_state_dir;
 static int opt_timeout;
 
 static const GOptionEntry entries[] = {
-  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
-    "Print one JSON document instead of text", NULL },
   { "qmp", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_qmp,
     "A running VM's QMP socket or HOST:PORT; its open images count as used "
     "and leftovers are looked for (repeatable)", "SOCKET" },
@@ -105,14 +102,13 @@ sm_cmd_validate (int argc, char **argv)
                      "Check storage domains (directory trees of qcow2 and raw "
                      "images) for broken headers, backing files that escape "
                      "the domains, unsafe chains and leftovers.  Never "
-                     "writes.  Exit status: 0 clean, 1 problems, 2 could not "
-                     "run.", entries, &argc, &argv, &rc))
+                     "writes.  Exit status: 0 clean, 1 problems found, else "
+                     "the error's (snapmig(1), EXIT STATUS).", entries,
+                     &argc, &argv, &rc))
     return rc;
-  if (argc < 2) {
-    sm_cli_error ("validate: no storage domain given (see 'snapmig validate "
-                  "--help')");
-    return SM_EXIT_USAGE;
-  }
+  if (argc < 2)
+    return sm_cli_usage ("validate: no storage domain given (see 'snapmig "
+                         "validate --help')");
   if (!sm_cli_timeout_ok ("validate", opt_timeout))
     return SM_EXIT_USAGE;
 
@@ -127,18 +123,15 @@ sm_cmd_validate (int argc, char **argv)
   report = sm_op_validate ((const char *const *) domains->pdata,
                            (const SmOpTarget *) vms->data, vms->len,
                            opt_state_dir, &err);
-  if (!report) {
-    sm_cli_gerror ("validate", err);
-    return SM_EXIT_USAGE;
-  }
+  if (!report)
+    return sm_cli_fail ("validate", err, vms->len ? NULL : argv[1]);
 
-  if (opt_json) {
+  if (sm_cli_json) {
     g_autoptr(json_object) doc = sm_validate_report_to_json (report,
                                                              opt_strict);
 
-    printf ("%s\n", json_object_to_json_string_ext
-            (doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED
-             | JSON_C_TO_STRING_NOSLASHESCAPE));
+    if (!sm_cli_print_document (doc))
+      return SM_EXIT_FAILURE;
   } else {
     print_text (report);
   }

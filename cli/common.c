@@ -11,9 +11,167 @@
 #include "ops.h"
 #include "qmp.h"
 #include "snapmig.h"
+#include "report-json.h"
 
 gboolean sm_cli_debug;
+gboolean sm_cli_json;
 static gboolean opt_version;
+static const char *cli_command = "snapmig";
+static SmCliOutput cli_output = SM_CLI_OUTPUT_DOCUMENT;
+/* --json seen in argv before parsing: GOption restores the options it set
+ * when it fails, and its usage error must still be JSON. */
+static bool json_asked;
+
+static const GOptionEntry json_entries[] = {
+  { "json", 0, 0, G_OPTION_ARG_NONE, &sm_cli_json,
+    "Machine-readable output: one JSON document, or JSON lines ending in "
+    "a result event (see snapmig-json(7))", NULL },
+  { NULL, 0, 0, 0, NULL, NULL, NULL },
+};
+
+/* The commands that run for a while print JSON lines; the rest one
+ * document (snapmig-json(7)). */
+static const struct {
+  const char *command;
+  SmCliOutput output;
+} outputs[] = {
+  { "create", SM_CLI_OUTPUT_EVENTS },
+  { "pivot", SM_CLI_OUTPUT_EVENTS },
+  { "abort", SM_CLI_OUTPUT_EVENTS },
+  { "rebase", SM_CLI_OUTPUT_EVENTS },
+  { "migrate", SM_CLI_OUTPUT_EVENTS },
+  { "migrate-recover", SM_CLI_OUTPUT_EVENTS },
+  { "migrate-begin", SM_CLI_OUTPUT_EVENTS_STDERR },
+  { "migrate-prepare", SM_CLI_OUTPUT_EVENTS_STDERR },
+  { "migrate-perform", SM_CLI_OUTPUT_EVENTS_STDERR },
+  { "migrate-finish", SM_CLI_OUTPUT_EVENTS_STDERR },
+  { "migrate-confirm", SM_CLI_OUTPUT_EVENTS_STDERR },
+  { "tunnel", SM_CLI_OUTPUT_NONE },
+  { "relay", SM_CLI_OUTPUT_NONE },
+};
+
+void
+sm_cli_begin (const char *command, int argc, char **argv)
+{
+  size_t i;
+
+  cli_command = command;
+  cli_output = SM_CLI_OUTPUT_DOCUMENT;
+  for (i = 0; i < G_N_ELEMENTS (outputs); i++)
+    if (strcmp (outputs[i].command, command) == 0)
+      cli_output = outputs[i].output;
+  if (cli_output == SM_CLI_OUTPUT_NONE)
+    return;
+  for (i = 1; i < (size_t) argc && strcmp (argv[i], "--") != 0; i++)
+    if (strcmp (argv[i], "--json") == 0) {
+      json_asked = true;
+      sm_cli_json = TRUE;
+    }
+}
+
+SmCliOutput
+sm_cli_output (void)
+{
+  return cli_output;
+}
+
+void
+sm_cli_set_output (SmCliOutput output)
+{
+  cli_output = output;
+}
+
+FILE *
+sm_cli_events_stream (void)
+{
+  return cli_output == SM_CLI_OUTPUT_EVENTS_STDERR ? stderr : stdout;
+}
+
+static void
+print_line (FILE *fp, json_object *obj)
+{
+  fprintf (fp, "%s\n", json_object_to_json_string_ext (
+             obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+  fflush (fp);
+}
+
+bool
+sm_cli_print_document (json_object *doc)
+{
+  printf ("%s\n", json_object_to_json_string_ext (
+            doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+            JSON_C_TO_STRING_NOSLASHESCAPE));
+  if (fflush (stdout) != 0 || ferror (stdout)) {
+    fprintf (stderr, "snapmig: error: cannot write to standard output\n");
+    return false;
+  }
+  return true;
+}
+
+void
+sm_cli_print_event (json_object *ev)
+{
+  sm_report_event_stamp (ev);
+  print_line (sm_cli_events_stream (), ev);
+}
+
+int
+sm_cli_result (json_object *fields)
+{
+  g_autoptr(json_object) r = sm_report_result_ok (fields);
+
+  if (sm_cli_json)
+    print_line (sm_cli_events_stream (), r);
+  return SM_EXIT_OK;
+}
+
+/* With --json, ERROR (consumed) as the command's error document or its
+ * failing result event. */
+static void
+print_json_error (json_object *error)
+{
+  g_autoptr(json_object) out = NULL;
+
+  if (!(sm_cli_json || json_asked) || cli_output == SM_CLI_OUTPUT_NONE) {
+    json_object_put (error);
+    return;
+  }
+  if (cli_output == SM_CLI_OUTPUT_DOCUMENT) {
+    out = sm_report_error_document (error);
+    sm_cli_print_document (out);
+    return;
+  }
+  out = sm_report_result_error (error);
+  print_line (sm_cli_events_stream (), out);
+}
+
+int
+sm_cli_fail_with (const char *context, const GError *err, json_object *error)
+{
+  sm_cli_gerror (context, err);
+  print_json_error (error);
+  return sm_error_exit_status (err);
+}
+
+int
+sm_cli_fail (const char *context, const GError *err, const char *object)
+{
+  return sm_cli_fail_with (context, err, sm_report_error_json (err, object));
+}
+
+int
+sm_cli_usage (const char *fmt, ...)
+{
+  va_list ap;
+  g_autofree char *msg = NULL;
+
+  va_start (ap, fmt);
+  msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  fprintf (stderr, "snapmig: error: %s\n", msg);
+  print_json_error (sm_report_error_json_new ("usage", msg, NULL));
+  return SM_EXIT_USAGE;
+}
 
 const GOptionEntry sm_cli_common_entries[] = {
   { "debug", 0, 0, G_OPTION_ARG_NONE, &sm_cli_debug,
@@ -67,7 +225,7 @@ filenames_ok (const char *command, const GOptionEntry *entries)
         empty = empty || !**v;
     }
     if (empty) {
-      sm_cli_error ("%s: --%s: an empty file name (see 'snapmig %s --help')",
+      sm_cli_usage ("%s: --%s: an empty file name (see 'snapmig %s --help')",
                     command, entries->long_name, command);
       return false;
     }
@@ -87,13 +245,16 @@ sm_cli_parse (const char *command, const char *params, const char *description,
 
   g_set_prgname (prgname);
   g_option_context_set_summary (ctx, description);
+  if (strcmp (cli_command, command) != 0)
+    sm_cli_begin (command, *argc, *argv);
   if (entries)
     g_option_context_add_main_entries (ctx, entries, NULL);
   g_option_context_add_main_entries (ctx, sm_cli_common_entries, NULL);
+  if (cli_output != SM_CLI_OUTPUT_NONE)
+    g_option_context_add_main_entries (ctx, json_entries, NULL);
   if (!g_option_context_parse (ctx, argc, argv, &err)) {
-    sm_cli_error ("%s: %s (see 'snapmig %s --help')", command, err->message,
-                  command);
-    *exit_code = SM_EXIT_USAGE;
+    *exit_code = sm_cli_usage ("%s: %s (see 'snapmig %s --help')", command,
+                               err->message, command);
     return false;
   }
   if (!filenames_ok (command, entries)) {
@@ -138,6 +299,16 @@ sm_cli_warning (const char *fmt, ...)
 
   va_start (ap, fmt);
   print_message ("warning", fmt, ap);
+  va_end (ap);
+}
+
+void
+sm_cli_note (const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  print_message ("note", fmt, ap);
   va_end (ap);
 }
 

@@ -193,12 +193,9 @@ unknown_command (const char *name)
   const char *near = closest_command (name);
 
   if (near)
-    fprintf (stderr, "snapmig: error: unknown command '%s'; did you mean "
-             "'%s'? (see 'snapmig help')\n", name, near);
-  else
-    fprintf (stderr, "snapmig: error: unknown command '%s' "
-             "(see 'snapmig help')\n", name);
-  return SM_EXIT_USAGE;
+    return sm_cli_usage ("unknown command '%s'; did you mean '%s'? (see "
+                         "'snapmig help')", name, near);
+  return sm_cli_usage ("unknown command '%s' (see 'snapmig help')", name);
 }
 
 int
@@ -234,6 +231,7 @@ main (int argc, char **argv)
     usage (stdout);
     return SM_EXIT_OK;
   }
+  sm_cli_begin (argv[1], argc - 1, argv + 1);
   cmd = find_command (argv[1]);
   if (!cmd)
     return unknown_command (argv[1]);

@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "qmp.h"      /* only for json_object's g_autoptr cleanup */
+#include "report-json.h"
 
 /* At most this many redraws (tty) or progress lines per item (json) a
  * second: a terminal that scrolls 100 lines a second is unreadable, and a
@@ -176,34 +177,52 @@ format_rate (double rate)
   return g_strdup_printf ("%s/s", size);
 }
 
+/* The terminal's width: stderr's (TIOCGWINSZ), else $COLUMNS, else 80. */
 static unsigned
 terminal_width (void)
 {
   struct winsize ws;
+  const char *columns = g_getenv ("COLUMNS");
+  guint64 n;
 
-  if (ioctl (STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
+  if (ioctl (STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
     return ws.ws_col;
+  if (columns && g_ascii_string_to_unsigned (columns, 10, 1, 10000, &n, NULL))
+    return (unsigned) n;
   return 80;
 }
 
-/* One bar line, without newline, at most WIDTH - 1 columns so that the
- * terminal never wraps it (a wrapped line would break the cursor-up count).
- * Names and numbers are ASCII, so bytes are columns. */
+/* NAME in at most WIDTH columns: a longer one keeps its start and its end
+ * (where a file name's distinguishing parts are: the disk and the
+ * suffix) around "...". */
 static char *
-format_bar_line (const Item *it, size_t name_width, unsigned width)
+shorten_middle (const char *name, size_t width)
 {
-  GString *s = g_string_new (NULL);
-  g_autoptr(GString) tail = g_string_new (NULL);
-  unsigned pct = 0, fill, i;
-  long bar;
+  size_t len = strlen (name), head, tail;
+
+  if (len <= width)
+    return g_strdup (name);
+  if (width <= 3)
+    return g_strndup (name, width);
+  head = (width - 3 + 1) / 2;
+  tail = width - 3 - head;
+  return g_strdup_printf ("%.*s...%s", (int) head, name, name + len - tail);
+}
+
+/* The numbers after the bar: percent, done/total, then the rate and ETA
+ * or the final word. */
+/* SIZES false leaves out done/total, for a narrow terminal: the rate and
+ * the time left say more there. */
+static char *
+format_bar_tail (const Item *it, unsigned pct, bool sizes)
+{
+  GString *tail = g_string_new (NULL);
   g_autofree char *done = sm_cli_format_size (it->done);
   g_autofree char *total = sm_cli_format_size (it->total);
 
-  if (it->total > 0)
-    pct = it->done >= it->total ? 100 : (unsigned) (it->done * 100 / it->total);
-  if (it->state == ITEM_DONE)
-    pct = 100;
-  g_string_append_printf (tail, "] %3u%% %s/%s", pct, done, total);
+  g_string_append_printf (tail, "%3u%%", pct);
+  if (sizes)
+    g_string_append_printf (tail, " %s/%s", done, total);
   switch (it->state) {
   case ITEM_RUNNING: {
     g_autofree char *rate = it->rate > 0 ? format_rate (it->rate)
@@ -222,24 +241,52 @@ format_bar_line (const Item *it, size_t name_width, unsigned width)
                             it->message ? it->message : "");
     break;
   }
-  /* The same width on every line and every redraw (numbers change length
-   * as they grow; the bar must not jitter): what ~50 columns of numbers
-   * leave. */
-  bar = (long) width - 1 - (long) name_width - 2 - 50;
-  bar = CLAMP (bar, 10, 30);
-  g_string_append_printf (s, "%-*.*s [", (int) name_width, (int) name_width,
-                          it->name);
-  fill = pct * (unsigned) bar / 100;
-  for (i = 0; i < (unsigned) bar; i++) {
-    if (i < fill)
-      g_string_append_c (s, '=');
-    else if (i == fill && it->state == ITEM_RUNNING)
-      g_string_append_c (s, '>');
-    else
-      g_string_append_c (s, ' ');
+  return g_string_free (tail, FALSE);
+}
+
+/* One bar line, without newline, at most WIDTH - 1 columns so that the
+ * terminal never wraps it (a wrapped line would break the cursor-up count).
+ * The name is shortened in the middle to NAME_WIDTH; the bar gets what ~45
+ * columns of numbers leave, the same on every line and redraw (numbers
+ * change length as they grow; the bar must not jitter), and is left out
+ * below 5 columns, and then done/total too if the line is still too long.
+ * Names and numbers are ASCII, so bytes are columns. */
+static char *
+format_bar_line (const Item *it, size_t name_width, unsigned width)
+{
+  GString *s = g_string_new (NULL);
+  g_autofree char *name = shorten_middle (it->name, name_width);
+  g_autofree char *tail = NULL;
+  unsigned pct = 0, fill, i;
+  long bar;
+
+  if (it->total > 0)
+    pct = it->done >= it->total ? 100 : (unsigned) (it->done * 100 / it->total);
+  if (it->state == ITEM_DONE)
+    pct = 100;
+  bar = (long) width - 1 - (long) name_width - 4 - 45;
+  tail = format_bar_tail (it, pct, true);
+  if (bar < 5 && name_width + 1 + strlen (tail) > width - 1) {
+    g_free (tail);
+    tail = format_bar_tail (it, pct, false);
   }
-  g_string_append (s, tail->str);
-  if (s->len > width - 1)
+  g_string_append_printf (s, "%-*s ", (int) name_width, name);
+  if (bar >= 5) {
+    bar = MIN (bar, 30);
+    fill = pct * (unsigned) bar / 100;
+    g_string_append_c (s, '[');
+    for (i = 0; i < (unsigned) bar; i++) {
+      if (i < fill)
+        g_string_append_c (s, '=');
+      else if (i == fill && it->state == ITEM_RUNNING)
+        g_string_append_c (s, '>');
+      else
+        g_string_append_c (s, ' ');
+    }
+    g_string_append (s, "] ");
+  }
+  g_string_append (s, tail);
+  if (width > 1 && s->len > width - 1)
     g_string_truncate (s, width - 1);
   return g_string_free (s, FALSE);
 }
@@ -265,7 +312,7 @@ tty_draw (SmProgress *p)
 
     name_width = MAX (name_width, strlen (it->name));
   }
-  name_width = MIN (name_width, (size_t) width / 3);
+  name_width = MIN (name_width, (size_t) MAX (width / 3, 8u));
   if (p->lines_drawn > 0)
     fprintf (stderr, "\033[%uA", p->lines_drawn);
   for (i = 0; i < p->items->len; i++) {
@@ -283,6 +330,7 @@ tty_draw (SmProgress *p)
 static void
 json_print (json_object *obj)
 {
+  sm_report_event_stamp (obj);
   printf ("%s\n", json_object_to_json_string_ext (
             obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
   fflush (stdout);
@@ -301,16 +349,15 @@ json_number (double v, int decimals)
 static json_object *
 item_json (const Item *it, const char *event)
 {
-  json_object *obj = json_object_new_object ();
+  json_object *obj = sm_report_event_new (event);
   double eta = item_eta (it);
 
-  json_object_object_add (obj, "event", json_object_new_string (event));
   json_object_object_add (obj, "item", json_object_new_string (it->name));
   json_object_object_add (obj, "done", json_object_new_uint64 (it->done));
   json_object_object_add (obj, "total", json_object_new_uint64 (it->total));
   if (strcmp (event, "progress") == 0) {
     json_object_object_add (obj, "rate", json_number (it->rate, 0));
-    json_object_object_add (obj, "eta", eta < 0 ? NULL
+    json_object_object_add (obj, "eta-seconds", eta < 0 ? NULL
                             : json_number (eta, 1));
   } else {
     json_object_object_add (obj, "seconds", json_number (
@@ -409,36 +456,10 @@ sm_progress_fail (SmProgress *p, const char *item, const char *message)
   finish (p, item, message, ITEM_FAILED);
 }
 
+/* MESSAGE as a plain line on stdout, above the bars on a terminal. */
 static void
-event_v (SmProgress *p, const char *name, const char *message,
-         const char *list_key, const GPtrArray *list, const char *first_key,
-         va_list ap)
+print_message_line (SmProgress *p, const char *message)
 {
-  const char *key;
-
-  if (p->mode == MODE_JSON) {
-    g_autoptr(json_object) obj = json_object_new_object ();
-
-    json_object_object_add (obj, "event", json_object_new_string (name));
-    if (message)
-      json_object_object_add (obj, "message", json_object_new_string (message));
-    for (key = first_key; key; key = va_arg (ap, const char *)) {
-      const char *value = va_arg (ap, const char *);
-
-      json_object_object_add (obj, key,
-                              value ? json_object_new_string (value) : NULL);
-    }
-    if (list_key) {
-      json_object *a = json_object_new_array ();
-      guint i;
-
-      for (i = 0; list && i < list->len; i++)
-        json_object_array_add (a, json_object_new_string (list->pdata[i]));
-      json_object_object_add (obj, list_key, a);
-    }
-    json_print (obj);
-    return;
-  }
   if (!message)
     return;
   if (p->mode == MODE_TTY && p->lines_drawn > 0) {
@@ -458,25 +479,37 @@ event_v (SmProgress *p, const char *name, const char *message,
 
 void
 sm_progress_event (SmProgress *p, const char *name, const char *message,
-                   const char *first_key, ...)
+                   json_object *fields)
 {
-  va_list ap;
+  if (p->mode == MODE_JSON) {
+    g_autoptr(json_object) obj = sm_report_event_new (name);
 
-  va_start (ap, first_key);
-  event_v (p, name, message, NULL, NULL, first_key, ap);
-  va_end (ap);
+    if (message)
+      json_object_object_add (obj, "message", json_object_new_string (message));
+    if (fields) {
+      json_object_object_foreach (fields, key, val) {
+        json_object_object_add (obj, key, json_object_get (val));
+      }
+    }
+    json_print (obj);
+  } else
+    print_message_line (p, message);
+  if (fields)
+    json_object_put (fields);
 }
 
 void
-sm_progress_event_list (SmProgress *p, const char *name, const char *message,
-                        const char *list_key, const GPtrArray *list,
-                        const char *first_key, ...)
+sm_progress_result (SmProgress *p, const char *message, json_object *fields)
 {
-  va_list ap;
+  if (p->mode == MODE_JSON) {
+    g_autoptr(json_object) obj = sm_report_result_ok (fields);
 
-  va_start (ap, first_key);
-  event_v (p, name, message, list_key, list, first_key, ap);
-  va_end (ap);
+    json_print (obj);
+    return;
+  }
+  if (fields)
+    json_object_put (fields);
+  print_message_line (p, message);
 }
 
 void

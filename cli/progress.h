@@ -2,8 +2,9 @@
  *
  * On a terminal: one bar per item (bytes done/total, rate, ETA), redrawn in
  * place on stderr.  With --json: one JSON object per line on stdout instead,
- * e.g. {"event":"progress","item":"vda","done":1048576,"total":67108864,
- * "rate":52428800.0,"eta":1.2}.  When stderr is not a terminal and --json is
+ * e.g. {"event":"progress","time":"2026-12-01T07:53:33.123Z","item":"vda",
+ * "done":1048576,"total":67108864,"rate":52428800,"eta-seconds":1.2}
+ * (snapmig-json(7)).  When stderr is not a terminal and --json is
  * off: nothing until sm_progress_done/fail print one summary line per item.
  */
 #ifndef SM_PROGRESS_H
@@ -12,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <glib.h>
+#include <json-c/json.h>
 
 typedef struct SmProgress SmProgress;
 
@@ -26,19 +28,16 @@ void sm_progress_update (SmProgress *p, const char *item, uint64_t done,
 void sm_progress_done (SmProgress *p, const char *item, const char *message);
 void sm_progress_fail (SmProgress *p, const char *item, const char *message);
 
-/* A one-off JSON event line ({"event":NAME, ...fields}) in --json mode, a
- * plain line on stdout otherwise (MESSAGE).  After FIRST_KEY come pairs
- * of const char *value, const char *key, ..., ending with NULL: values are
- * strings in the JSON. */
+/* A one-off event: in --json mode the line {"event":NAME,"time":...,
+ * "message":MESSAGE, ...FIELDS' members} (FIELDS consumed, may be NULL:
+ * typed values, built in lib/), else MESSAGE as a plain line on stdout
+ * (nothing when NULL). */
 void sm_progress_event (SmProgress *p, const char *name, const char *message,
-                        const char *first_key, ...) G_GNUC_NULL_TERMINATED;
+                        json_object *fields);
 
-/* sm_progress_event with one more JSON field: LIST_KEY, an array of the
- * strings of LIST (char *; NULL is an empty array).  The plain line is
- * MESSAGE alone. */
-void sm_progress_event_list (SmProgress *p, const char *name,
-                             const char *message, const char *list_key,
-                             const GPtrArray *list, const char *first_key,
-                             ...) G_GNUC_NULL_TERMINATED;
+/* The command's end: in --json mode the ok result event with FIELDS'
+ * members (consumed, may be NULL), else MESSAGE as a plain line. */
+void sm_progress_result (SmProgress *p, const char *message,
+                         json_object *fields);
 
 #endif /* SM_PROGRESS_H */

@@ -35,9 +35,8 @@ sm_api_error_set (snapmig_error **error, GError *err)
             err->code < SM_ERROR_LAST ? (snapmig_code) (err->code + 1)
                                       : SNAPMIG_ERR_FAILED;
   e->message = strdup (err->message);
-  /* HOOK(helper J): e->object = sm_error_get_object (err), strdup'ed, once
-   * lib/error.h has it. */
-  e->object = NULL;
+  e->object = sm_error_get_object (err) ? strdup (sm_error_get_object (err))
+                                        : NULL;
   g_error_free (err);
   *error = e;
 }

@@ -21,6 +21,12 @@ layer_free (gpointer p)
 }
 
 void
+sm_block_layer_free (SmBlockLayer *layer)
+{
+  layer_free (layer);
+}
+
+void
 sm_block_disk_free (SmBlockDisk *disk)
 {
   if (!disk)
@@ -515,7 +521,7 @@ sm_block_set_no_disk (GError **error, const GPtrArray *disks,
 {
   g_autofree char *names = sm_block_disks_names (disks);
 
-  g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+  sm_error_set_with_object (error, SM_ERROR_NOT_FOUND, name,
                "the VM has no disk %s (its disks: %s)", name, names);
 }
 

@@ -52,6 +52,7 @@ typedef struct {
                                   when no medium is inserted */
 } SmBlockDisk;
 
+void sm_block_layer_free (SmBlockLayer *layer);
 void sm_block_disk_free (SmBlockDisk *disk);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmBlockDisk, sm_block_disk_free)
 

@@ -6,6 +6,7 @@
 
 #include "image.h"
 #include "json-util.h"
+#include "report-json.h"
 
 static void
 layer_free (SmDiskLayer *layer)
@@ -235,21 +236,16 @@ sm_disks_query (SmQmp *qmp, GError **error)
 /* ---- JSON ------------------------------------------------------------ */
 
 static json_object *
-str_or_null (const char *s)
-{
-  return s ? json_object_new_string (s) : NULL;
-}
-
-static json_object *
 job_to_json (const SmBlockJob *job)
 {
   json_object *j = json_object_new_object ();
 
-  json_object_object_add (j, "id", str_or_null (job->id));
-  json_object_object_add (j, "type", str_or_null (job->type));
-  json_object_object_add (j, "status", str_or_null (job->status));
-  json_object_object_add (j, "len", json_object_new_uint64 (job->len));
-  json_object_object_add (j, "offset", json_object_new_uint64 (job->offset));
+  json_object_object_add (j, "id", sm_report_string_or_null (job->id));
+  json_object_object_add (j, "type", sm_report_string_or_null (job->type));
+  json_object_object_add (j, "status", sm_report_string_or_null (job->status));
+  /* QEMU's offset/len are done/total bytes, as every progress here. */
+  json_object_object_add (j, "done", json_object_new_uint64 (job->offset));
+  json_object_object_add (j, "total", json_object_new_uint64 (job->len));
   json_object_object_add (j, "speed", json_object_new_int64 (job->speed));
   json_object_object_add (j, "ready", json_object_new_boolean (job->ready));
   json_object_object_add (j, "busy", json_object_new_boolean (job->busy));
@@ -280,25 +276,31 @@ disk_to_json (const SmDisk *disk)
     const SmDiskLayer *l = disk->chain->pdata[i];
     json_object *lj = json_object_new_object ();
 
-    json_object_object_add (lj, "file", str_or_null (l->file));
-    json_object_object_add (lj, "format", str_or_null (l->format));
-    json_object_object_add (lj, "node-name", str_or_null (l->node_name));
+    json_object_object_add (lj, "file", sm_report_string_or_null (l->file));
+    json_object_object_add (lj, "format",
+                            sm_report_string_or_null (l->format));
+    json_object_object_add (lj, "node-name",
+                            sm_report_string_or_null (l->node_name));
     json_object_object_add (lj, "virtual-size",
                             json_object_new_uint64 (l->virtual_size));
-    json_object_object_add (lj, "backing-file", str_or_null (l->backing_file));
+    json_object_object_add (lj, "backing-file",
+                            sm_report_string_or_null (l->backing_file));
     json_object_array_add (chain, lj);
   }
   for (i = 0; i < disk->warnings->len; i++)
     json_object_array_add (warnings,
                            json_object_new_string (disk->warnings->pdata[i]));
 
-  json_object_object_add (d, "device", str_or_null (disk->device));
-  json_object_object_add (d, "qdev", str_or_null (disk->qdev));
+  json_object_object_add (d, "device",
+                          sm_report_string_or_null (disk->device));
+  json_object_object_add (d, "qdev", sm_report_string_or_null (disk->qdev));
   json_object_object_add (d, "inserted",
                           json_object_new_boolean (disk->inserted));
-  json_object_object_add (d, "node-name", str_or_null (disk->node_name));
-  json_object_object_add (d, "format", str_or_null (disk->format));
-  json_object_object_add (d, "file", str_or_null (disk->file));
+  json_object_object_add (d, "node-name",
+                          sm_report_string_or_null (disk->node_name));
+  json_object_object_add (d, "format",
+                          sm_report_string_or_null (disk->format));
+  json_object_object_add (d, "file", sm_report_string_or_null (disk->file));
   json_object_object_add (d, "virtual-size",
                           json_object_new_uint64 (disk->virtual_size));
   json_object_object_add (d, "read-only",

@@ -11,6 +11,10 @@
 #include <stdbool.h>
 #include <glib.h>
 
+/* An extended GError domain (GLib 2.68): each SM_ERROR carries, besides
+ * code and message, the object it concerns (sm_error_set_object), which
+ * the JSON contract reports as the error's "object" (snapmig-json(7)).
+ * g_error_copy and g_propagate_prefixed_error keep it. */
 #define SM_ERROR (sm_error_quark ())
 GQuark sm_error_quark (void);
 
@@ -51,5 +55,38 @@ void sm_debug (const char *domain, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
  * (SM_ERROR_FAILED for a name it does not know). */
 const char *sm_error_code_name (const GError *err);
 int sm_error_code_from_name (const char *name);
+
+/* The object ERR concerns: an absolute file or directory path, a disk's
+ * name, a snapshot's name, a QMP socket or a domain.  Replaces any earlier
+ * one; NULL clears it.  No-op for an error of another domain or NULL. */
+void sm_error_set_object (GError *err, const char *object);
+/* ERR's object, or NULL (none set, or not an SM_ERROR).  Owned by ERR. */
+const char *sm_error_get_object (const GError *err);
+
+/* g_set_error with the object set too. */
+void sm_error_set_with_object (GError **error, SmErrorCode code,
+                               const char *object, const char *fmt, ...)
+  G_GNUC_PRINTF (4, 5);
+
+/* The process exit status for ERR, from the one table in error.c
+ * (docs/snapmig.1, EXIT STATUS; snapmig-json(7)): 0 for NULL, 1 failed and
+ * any code not listed, 2 bad input, 3 not found, 4 busy or in use,
+ * 5 timeout, 6 disconnected, 7 QEMU refused or lacks a command,
+ * 8 no space, 130 interrupted. */
+enum {
+  SM_EXIT_STATUS_OK = 0,
+  SM_EXIT_STATUS_FAILED = 1,
+  SM_EXIT_STATUS_USAGE = 2,        /* usage, invalid-input, invalid-xml */
+  SM_EXIT_STATUS_NOT_FOUND = 3,
+  SM_EXIT_STATUS_BUSY = 4,         /* busy, in-use */
+  SM_EXIT_STATUS_TIMEOUT = 5,
+  SM_EXIT_STATUS_DISCONNECTED = 6,
+  SM_EXIT_STATUS_QEMU = 7,         /* qemu-error, qemu-protocol, unsupported */
+  SM_EXIT_STATUS_NO_SPACE = 8,
+  SM_EXIT_STATUS_INTERRUPTED = 130,
+};
+int sm_error_exit_status (const GError *err);
+/* The same for a code name ("usage" included); 1 for a name not known. */
+int sm_error_exit_status_for_name (const char *name);
 
 #endif /* SM_ERROR_H */

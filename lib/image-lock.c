@@ -229,8 +229,8 @@ sm_image_check_unlocked (const char *path, pid_t own_pid, GError **error)
     return true;
   who = sm_image_holders_describe (path, -1, own_pid);
   sm_debug (DOMAIN, "%s is locked by %s", path, who);
-  g_set_error (error, SM_ERROR, SM_ERROR_IN_USE, "%s: in use: held by %s",
-               path, who);
+  sm_error_set_with_object (error, SM_ERROR_IN_USE, path,
+                            "%s: in use: held by %s", path, who);
   return false;
 }
 
@@ -246,8 +246,8 @@ sm_image_lock_exclusive (int fd, const char *path, GError **error)
     if (saved == EAGAIN || saved == EACCES) {
       g_autofree char *who = sm_image_holders_describe (path, fd, 0);
 
-      g_set_error (error, SM_ERROR, SM_ERROR_IN_USE,
-                   "%s: in use: held by %s", path, who);
+      sm_error_set_with_object (error, SM_ERROR_IN_USE, path,
+                                "%s: in use: held by %s", path, who);
     } else {
       g_set_error (error, SM_ERROR, SM_ERROR_IO, "%s: cannot lock: %s", path,
                    g_strerror (saved));
@@ -272,9 +272,8 @@ sm_socket_peer_pid (int fd, pid_t *pid, GError **error)
   return true;
 }
 
-/* The inode of the listening unix socket bound to PATH, 0 if none. */
-static unsigned long
-unix_socket_inode (const char *path)
+unsigned long
+sm_unix_socket_inode (const char *path)
 {
   g_autofree char *text = NULL;
   g_autofree char *real = realpath (path, NULL);
@@ -311,7 +310,7 @@ sm_unix_socket_server_pid (const char *path)
   struct dirent *e;
   pid_t found = 0;
 
-  if (!path || !strchr (path, '/') || !(inode = unix_socket_inode (path)))
+  if (!path || !strchr (path, '/') || !(inode = sm_unix_socket_inode (path)))
     return 0;
   want = g_strdup_printf ("socket:[%lu]", inode);
   proc = opendir ("/proc");

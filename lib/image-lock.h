@@ -81,6 +81,10 @@ bool sm_image_lock_exclusive (int fd, const char *path, GError **error);
  * (SO_PEERCRED): for a QMP socket, the QEMU we talk to.  SM_ERROR_IO. */
 bool sm_socket_peer_pid (int fd, pid_t *pid, GError **error);
 
+/* The inode of the listening unix socket bound to PATH (/proc/net/unix),
+ * 0 if none. */
+unsigned long sm_unix_socket_inode (const char *path);
+
 /* The PID of the process listening on the unix socket PATH (a QMP server:
  * the QEMU snapmig talks to), found from /proc/net/unix and the processes'
  * descriptors, for a caller that has no connected descriptor; 0 when it

@@ -935,7 +935,10 @@ create_run (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
 
     if (created)
       created (plan, opaque);
-    if (!wait_interruptible (qmp, st, plan->info, wait, &werr)) {
+    bool waited = wait_interruptible (qmp, st, plan->info, wait, &werr);
+
+    sm_lsm_progress_remove (st, plan->info->snapshot);
+    if (!waited) {
       if (!g_error_matches (werr, SM_ERROR, SM_ERROR_INTERRUPTED)) {
         /* The snapshot is made; what the wait found is the caller's to
          * report (the move stays, for pivot or abort). */

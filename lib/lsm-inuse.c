@@ -168,8 +168,8 @@ sm_lsm_check_not_in_use (GHashTable *known, const char *path, pid_t own_pid,
   const char *who = known ? g_hash_table_lookup (known, canon) : NULL;
 
   if (who) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IN_USE, "%s: in use by %s", path,
-                 who);
+    sm_error_set_with_object (error, SM_ERROR_IN_USE, path,
+                              "%s: in use by %s", path, who);
     return false;
   }
   return sm_image_check_unlocked (path, own_pid, error);

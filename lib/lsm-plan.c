@@ -241,6 +241,7 @@ sm_lsm_plan_free (SmLsmPlan *plan)
   g_ptr_array_unref (plan->copies);
   g_ptr_array_unref (plan->steps);
   g_ptr_array_unref (plan->source_files);
+  g_free (plan->note);
   g_free (plan);
 }
 
@@ -299,12 +300,43 @@ stem (const char *path)
   return g_steal_pointer (&base);
 }
 
+/* The base name of the new top snapmig gives a disk on TOP with CHAIN
+ * (its layers, TOP first; NULL when unknown) for snapshot SNAPSHOT:
+ * BASE.SNAPSHOT.qcow2, where BASE is TOP's stem with any earlier snapmig
+ * suffix stripped, so that names do not grow with every move
+ * (d0.qcow2 <- d0.m1.qcow2 gives d0.m2.qcow2, not d0.m1.m2.qcow2).  The
+ * suffix rule: when TOP's stem is the stem of a layer below it followed by
+ * '.' and more, BASE is the shortest such stem.  When that name is a layer
+ * of the chain already (a snapshot name used again), BASE is TOP's whole
+ * stem, as before. */
 static char *
-default_top_name (const char *top, const char *snapshot)
+default_top_name (const char *top, const SmImageChain *chain,
+                  const char *snapshot)
 {
   g_autofree char *s = stem (top);
+  g_autofree char *base = g_strdup (s);
+  g_autofree char *name = NULL;
+  size_t i;
 
-  return g_strdup_printf ("%s.%s.qcow2", s, snapshot);
+  for (i = 1; chain && i < chain->layers->len; i++) {
+    const SmImageInfo *l = chain->layers->pdata[i];
+    g_autofree char *below = stem (l->path);
+    size_t n = strlen (below);
+
+    if (n < strlen (base) && strncmp (s, below, n) == 0 && s[n] == '.') {
+      g_free (base);
+      base = g_steal_pointer (&below);
+    }
+  }
+  name = g_strdup_printf ("%s.%s.qcow2", base, snapshot);
+  for (i = 0; chain && i < chain->layers->len; i++) {
+    const SmImageInfo *l = chain->layers->pdata[i];
+    g_autofree char *layer = g_path_get_basename (l->path);
+
+    if (strcmp (layer, name) == 0)
+      return g_strdup_printf ("%s.%s.qcow2", s, snapshot);
+  }
+  return g_steal_pointer (&name);
 }
 
 static char *
@@ -367,7 +399,7 @@ sm_lsm_def_from_options (const SmLsmVm *vm, const char *name,
 {
   g_autoptr(SmSnapshotDef) def = sm_snapshot_def_new ();
   g_autofree char *domain = NULL;
-  size_t i;
+  size_t i, into_domain = 0;
 
   if (!name || !*name) {
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
@@ -421,13 +453,10 @@ sm_lsm_def_from_options (const SmLsmVm *vm, const char *name,
       }
     }
   }
+  /* No --diskspec: every writable disk, mirrored into the domain when
+   * there is one, else a plain external snapshot (as virsh
+   * snapshot-create-as --disk-only). */
   if (!diskspecs || !diskspecs[0]) {
-    if (!domain) {
-      g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                   "name the disks to snapshot (--diskspec) or a mirror "
-                   "domain (--mirror-domain)");
-      return NULL;
-    }
     for (i = 0; i < vm->disks->len; i++) {
       const SmBlockDisk *bd = vm->disks->pdata[i];
 
@@ -441,7 +470,8 @@ sm_lsm_def_from_options (const SmLsmVm *vm, const char *name,
     }
     if (def->disks->len == 0) {
       g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
-                   "the VM has no writable disk with an image to move");
+                   "the VM has no writable disk with an image to %s",
+                   domain ? "move" : "snapshot");
       return NULL;
     }
   }
@@ -461,21 +491,31 @@ sm_lsm_def_from_options (const SmLsmVm *vm, const char *name,
       return NULL;
     }
     if (!(top = sm_block_disk_top (bd))) {
-      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+      sm_error_set_with_object (error, SM_ERROR_NOT_FOUND, disk->name,
                    "the VM has no disk %s with an image inserted",
                    disk->name);
       return NULL;
     }
-    top_name = default_top_name (top, name);
+    top_name = default_top_name (top, g_hash_table_lookup (
+                                   vm->chains, sm_block_disk_id (bd)), name);
     top_dir = g_path_get_dirname (top);
     if (!disk->source)
       disk->source = g_build_filename (top_dir, top_name, NULL);
     if (domain && !disk->mirror_file) {
       disk->mirror_file = g_build_filename (domain, top_name, NULL);
       disk->mirror_format = g_strdup ("qcow2");
+      into_domain++;
     }
     if (!disk->driver_type)
       disk->driver_type = g_strdup ("qcow2");
+  }
+  /* No option is accepted and then ignored. */
+  if (domain && into_domain == 0) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "--mirror-domain %s: no disk would move there (every "
+                 "--diskspec has its own mirror= or snapshot=no): drop it, "
+                 "or name a disk without mirror=", mirror_domain);
+    return NULL;
   }
   return g_steal_pointer (&def);
 }
@@ -556,6 +596,7 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
                                                          g_str_equal, g_free,
                                                          g_free);
   g_autoptr(GHashTable) seen = g_hash_table_new (NULL, NULL);
+  g_autofree char *memory = sm_snapshot_def_memory_request (def);
   json_object *actions;
   bool mirrors = false;
   size_t i, n = 0;
@@ -566,6 +607,16 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
   }
   if (!sm_lsm_check_name (def->name, error))
     return NULL;
+  /* As virsh snapshot-create: a snapshot that asks for the memory state is
+   * taken without it only when the caller says --disk-only. */
+  if (memory && !(flags & SM_LSM_DISK_ONLY)) {
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "snapshot %s asks for the VM's memory state (%s), which "
+                 "snapmig does not save (its snapshots hold the disks only): "
+                 "remove it from the XML, or give --disk-only to take the "
+                 "snapshot without it", def->name, memory);
+    return NULL;
+  }
   for (i = 0; i < def->disks->len; i++) {
     const SmSnapshotDisk *d = def->disks->pdata[i];
 
@@ -642,6 +693,11 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
   plan->def->name = g_strdup (def->name);
   plan->def->description = g_strdup (def->description);
   plan->def->state = g_strdup ("disk-snapshot");
+  if (memory)
+    plan->note = g_strdup_printf ("snapshot %s: the memory state it asks for "
+                                  "(%s) is left out (--disk-only): the "
+                                  "snapshot holds the disks only", def->name,
+                                  memory);
   plan->def->parent = g_strdup (current);
   plan->def->creation_time = g_get_real_time () / G_USEC_PER_SEC;
   plan->def->has_disks = true;
@@ -691,7 +747,7 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
     }
     job = find_disk_job (vm, bd);
     if (job) {
-      g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+      sm_error_set_with_object (error, SM_ERROR_BUSY, d->name,
                    "disk %s has a block job running (%s, %s)", d->name,
                    job->id, job->type ? job->type : "?");
       return NULL;
@@ -716,7 +772,7 @@ sm_lsm_plan_create (const SmLsmVm *vm, const SmSnapshotDef *def,
       new_top = canon (d->source);
     } else {
       g_autofree char *dir = g_path_get_dirname (orig->path);
-      g_autofree char *base = default_top_name (orig->path, def->name);
+      g_autofree char *base = default_top_name (orig->path, chain, def->name);
 
       new_top = g_build_filename (dir, base, NULL);
     }
@@ -888,7 +944,7 @@ sm_lsm_plan_pivot (const SmLsmVm *vm, const SmLsmInfo *info,
       continue;
     mirrors++;
     if (!sm_lsm_vm_find_disk (vm, d->name)) {
-      g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+      sm_error_set_with_object (error, SM_ERROR_NOT_FOUND, d->name,
                    "the VM has no disk %s any more", d->name);
       return NULL;
     }

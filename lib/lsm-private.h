@@ -67,6 +67,13 @@ void sm_lsm_journal_failed (SmJournal *journal, const SmLsmPlan *plan,
  * sm_journal_finish; false with ERROR when that fails. */
 bool sm_lsm_journal_done (SmJournal *journal, GError **error);
 
+/* STATE/vms/KEY/lsm/SNAPSHOT.progress.json (see sm_lsm_status_watched).
+ * Caller frees. */
+char *sm_lsm_progress_path (SmVmState *st, const char *snapshot)
+  G_GNUC_WARN_UNUSED_RESULT;
+/* Removes it: the wait that published it has ended. */
+void sm_lsm_progress_remove (SmVmState *st, const char *snapshot);
+
 /* True when disk D's active top is FILE (query-block). */
 bool sm_lsm_disk_runs_on (SmQmp *qmp, const SmLsmDisk *d, const char *file,
                           GError **error);

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "interrupt.h"
@@ -51,11 +52,49 @@ wait_status (int watch, int ms)
       ;
 }
 
+/* How often a waiting command rewrites its progress file. */
+#define PUBLISH_INTERVAL_US G_USEC_PER_SEC
+
+/* Publishes what status would say in the progress file, for a second
+ * snapmig: QEMU's monitor serves one client, and this wait holds it (see
+ * sm_lsm_status_watched).  At most once per PUBLISH_INTERVAL_US, judged by
+ * the file's own age, so that create's short slices of waiting need no
+ * shared state.  Best effort: a failure only costs the watchers. */
+static void
+publish_progress (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info)
+{
+  g_autofree char *path = sm_lsm_progress_path (st, info->snapshot);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(json_object) doc = NULL;
+  g_autoptr(GDateTime) now = NULL;
+  g_autofree char *stamp = NULL;
+  struct stat sb;
+  gint64 now_us = g_get_real_time ();
+
+  if (stat (path, &sb) == 0 &&
+      now_us - ((gint64) sb.st_mtim.tv_sec * G_USEC_PER_SEC +
+                sb.st_mtim.tv_nsec / 1000) < PUBLISH_INTERVAL_US)
+    return;
+  doc = sm_lsm_status (qmp, st, info, &err);
+  if (!doc) {
+    sm_debug (DOMAIN, "%s: not published: %s", path, err->message);
+    return;
+  }
+  now = g_date_time_new_from_unix_utc (now_us / G_USEC_PER_SEC);
+  stamp = g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
+  json_object_object_add (doc, "pid", json_object_new_int64 (getpid ()));
+  json_object_object_add (doc, "time", json_object_new_string (stamp));
+  json_object_object_add (doc, "time-unix", json_object_new_double (
+                            (double) now_us / G_USEC_PER_SEC));
+  if (!sm_lsm_save_json (path, doc, &err))
+    sm_debug (DOMAIN, "%s: not published: %s", path, err->message);
+}
+
 /* sm_lsm_wait's loop; WATCH is watch_status()'s descriptor or -1. */
 static bool
-wait_loop (SmQmp *qmp, const char *status_path, const SmLsmInfo *info,
-           const SmLsmWaitOptions *options, gint64 deadline, int watch,
-           GError **error)
+wait_loop (SmQmp *qmp, SmVmState *st, const char *status_path,
+           const SmLsmInfo *info, const SmLsmWaitOptions *options,
+           gint64 deadline, int watch, GError **error)
 {
   for (;;) {
     g_autoptr(GPtrArray) jobs = sm_block_query_jobs (qmp, error);
@@ -69,6 +108,7 @@ wait_loop (SmQmp *qmp, const char *status_path, const SmLsmInfo *info,
       return false;
     if (sm_interrupt_check (error))
       return false;
+    publish_progress (qmp, st, info);
     for (i = 0; i < info->disks->len; i++) {
       const SmLsmDisk *d = info->disks->pdata[i];
       const SmBlockJob *job;
@@ -172,7 +212,7 @@ sm_lsm_wait (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
   /* Watched before the first read of the status, so that no update is
    * missed between a read and the pause after it. */
   int watch = watch_status (status_path);
-  bool ok = wait_loop (qmp, status_path, info, options, deadline, watch,
+  bool ok = wait_loop (qmp, st, status_path, info, options, deadline, watch,
                        error);
 
   if (watch >= 0)
@@ -1197,8 +1237,12 @@ pivot_step (void *ctx, const SmLsmStep *s, const SmLsmDisk *d, GError **err)
   SmLsmPlan *plan = pv->plan;
 
   switch (s->kind) {
-  case SM_LSM_STEP_WAIT:
-    return sm_lsm_wait (qmp, pv->st, plan->info, pv->options, err);
+  case SM_LSM_STEP_WAIT: {
+    bool ok = sm_lsm_wait (qmp, pv->st, plan->info, pv->options, err);
+
+    sm_lsm_progress_remove (pv->st, plan->info->snapshot);
+    return ok;
+  }
   case SM_LSM_STEP_CHECK_DEST:
     return check_dest (qmp, d, err);
   case SM_LSM_STEP_FLUSH:

@@ -134,6 +134,21 @@ sm_lsm_copy_status_path (SmVmState *st, const char *snapshot)
   return lsm_file (st, snapshot, ".copy.json");
 }
 
+char *
+sm_lsm_progress_path (SmVmState *st, const char *snapshot)
+{
+  return lsm_file (st, snapshot, ".progress.json");
+}
+
+void
+sm_lsm_progress_remove (SmVmState *st, const char *snapshot)
+{
+  g_autofree char *path = sm_lsm_progress_path (st, snapshot);
+
+  unlink (path);
+  sm_state_remove_stale_temps (path);
+}
+
 SmLsmInfo *
 sm_lsm_info_load (SmVmState *st, const char *snapshot, GError **error)
 {
@@ -148,7 +163,7 @@ sm_lsm_info_load (SmVmState *st, const char *snapshot, GError **error)
 
     if (!def)
       return NULL;
-    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+    sm_error_set_with_object (error, SM_ERROR_NOT_FOUND, snapshot,
                  "snapshot %s has no mirror", snapshot);
     return NULL;
   }
@@ -203,6 +218,7 @@ sm_lsm_remove_files (SmVmState *st, const char *snapshot)
   /* The record of the move (NAME.json) goes last: as long as it is there,
    * pivot, abort and recover know the move and finish it; without it the
    * other two would be strays nobody removes. */
+  sm_lsm_progress_remove (st, snapshot);
   unlink (c);
   unlink (b);
   /* The copy worker rewrites its status every few moments; one killed in
@@ -404,12 +420,14 @@ sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
   g_autofree char *status_path = sm_lsm_copy_status_path (st, info->snapshot);
   g_autoptr(SmCopyStatus) copies = NULL;
   json_object *disks, *layers;
+  bool ready = true;
   size_t i;
 
   if (!jobs)
     return NULL;
   json_object_object_add (root, "snapshot",
                           json_object_new_string (info->snapshot));
+  json_object_object_add (root, "moving", json_object_new_boolean (true));
   disks = json_object_new_array ();
   json_object_object_add (root, "disks", disks);
   for (i = 0; i < info->disks->len; i++) {
@@ -422,14 +440,17 @@ sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
     json_object_object_add (o, "name", json_object_new_string (d->name));
     if (d->mirror)
       json_object_object_add (o, "mirror", json_object_new_string (d->mirror));
+    if (d->mirror && !(job && job->ready))
+      ready = false;
     if (job) {
       json_object_object_add (o, "job", json_object_new_string (job->id));
       json_object_object_add (o, "status",
                               json_object_new_string (job->status));
       json_object_object_add (o, "ready", json_object_new_boolean (job->ready));
-      json_object_object_add (o, "offset",
+      /* QEMU's offset/len: done/total bytes, as the copies'. */
+      json_object_object_add (o, "done",
                               json_object_new_int64 ((int64_t) job->offset));
-      json_object_object_add (o, "len",
+      json_object_object_add (o, "total",
                               json_object_new_int64 ((int64_t) job->len));
     }
     if (bd && sm_block_disk_top (bd))
@@ -480,5 +501,47 @@ sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
       json_object_array_add (layers, o);
     }
   }
+  /* No copy status: no lower layer to copy (or its worker has not started,
+   * which a mirror not yet ready also says). */
+  if (copies && copies->state != SM_COPY_DONE)
+    ready = false;
+  json_object_object_add (root, "ready-to-pivot",
+                          json_object_new_boolean (ready));
   return g_steal_pointer (&root);
+}
+
+json_object *
+sm_lsm_status_watched (SmVmState *st, const char *snapshot)
+{
+  g_autofree char *path = sm_lsm_progress_path (st, snapshot);
+  g_autofree char *text = NULL;
+  g_autoptr(json_object) doc = NULL;
+  json_object *watched, *when;
+  int64_t pid = 0;
+  long holder;
+  double age;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    return NULL;
+  doc = json_tokener_parse (text);
+  if (!doc || !sm_json_get_int64 (doc, "pid", &pid) ||
+      !json_object_object_get_ex (doc, "time-unix", &when))
+    return NULL;
+  /* A killed waiter leaves its file: only the lock's live holder speaks. */
+  holder = sm_vm_state_lock_holder (st);
+  if (holder <= 0 || holder != pid)
+    return NULL;
+  age = (double) g_get_real_time () / G_USEC_PER_SEC -
+        json_object_get_double (when);
+  watched = json_object_new_object ();
+  json_object_object_add (watched, "pid", json_object_new_int64 (pid));
+  json_object_object_add (watched, "time", json_object_get (
+                            json_object_object_get (doc, "time")));
+  json_object_object_add (watched, "age-seconds",
+                          json_object_new_double (MAX (age, 0.0)));
+  json_object_object_add (doc, "watched", watched);
+  json_object_object_del (doc, "pid");
+  json_object_object_del (doc, "time");
+  json_object_object_del (doc, "time-unix");
+  return g_steal_pointer (&doc);
 }

@@ -208,7 +208,9 @@ const char *sm_lsm_op_to_string (SmLsmOp op);
 typedef enum {
   SM_LSM_ATOMIC = 1 << 0,          /* all disks or none */
   SM_LSM_REUSE_EXTERNAL = 1 << 1,  /* targets exist; implies ATOMIC */
-  SM_LSM_DISK_ONLY = 1 << 2,       /* accepted: snapshots are disk-only */
+  SM_LSM_DISK_ONLY = 1 << 2,       /* leave out the memory state a
+                                      definition asks for (plan->note)
+                                      instead of refusing it */
   SM_LSM_NO_METADATA = 1 << 3,     /* do not record the snapshot */
   SM_LSM_DELETE_SOURCE = 1 << 4,   /* pivot: remove unused source files */
 } SmLsmFlags;
@@ -231,6 +233,8 @@ typedef struct {
   GPtrArray *copies;           /* create: SmLayerCopy *, lower layers */
   GPtrArray *steps;            /* SmLsmStep * */
   GPtrArray *source_files;     /* pivot --delete-source: files to remove */
+  char *note;                  /* create: what was left out of the snapshot
+                                  (SM_LSM_DISK_ONLY), for the user; or NULL */
 } SmLsmPlan;
 
 void sm_lsm_plan_free (SmLsmPlan *plan);
@@ -248,9 +252,11 @@ bool sm_lsm_check_name (const char *name, GError **error);
 
 /* Builds the <domainsnapshot> of `create --name NAME [--diskspec SPEC]...
  * [--mirror-domain DIR]`.  SPEC is DISK[,file=NEWTOP][,mirror=PATH]
- * [,snapshot=no].  With MIRROR_DOMAIN, every disk named by a SPEC without
- * mirror= (all file-backed writable disks of the VM when there is no SPEC)
- * is mirrored into DIR: its new source top is
+ * [,snapshot=no]; without SPEC, every file-backed writable disk of the VM.
+ * A disk with mirror= is mirrored there.  With MIRROR_DOMAIN, every disk
+ * without mirror= is mirrored into DIR (a MIRROR_DOMAIN no disk would use is
+ * refused); without it, such a disk gets a plain external snapshot (a new
+ * top and no mirror).  A disk's new source top is
  * <top-basename-without-extension>.<NAME>.qcow2 next to its current top and
  * its mirror the same name in DIR.  A SPEC without file= gets that new top
  * name too.  Errors (SM_ERROR_INVALID / SM_ERROR_NOT_FOUND) name the spec or
@@ -376,12 +382,29 @@ bool sm_lsm_abort (SmQmp *qmp, SmVmState *st, SmLsmPlan *plan,
 
 /* One line per disk and per copied layer of migration INFO: mirror job
  * state and progress, copy state and progress.  Returned as JSON:
- * {"snapshot":..,"disks":[{"name","job","status","ready","offset","len",
- * "active"}],"copies":[{"source","dest","state","done","total","error",
- * "skipped" (true: the destination already held the layer)}],
- * "worker-pid":N}.  Caller puts. */
+ * {"snapshot":..,"moving":true,"disks":[{"name","job","status","ready",
+ * "done","total" (QEMU's offset and len),"active"}],"copies":[{"source",
+ * "dest","state","done","total","error","skipped" (true: the destination
+ * already held the layer)}],"worker-pid":N,"ready-to-pivot": every
+ * mirror ready and every copy done, so nothing is moving}
+ * (snapmig-json(7), $defs/status).  Caller puts. */
 json_object *sm_lsm_status (SmQmp *qmp, SmVmState *st, const SmLsmInfo *info,
                             GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* The status document when no snapshot is moving:
+ * {"snapshot":null,"moving":false}.  Caller puts. */
+json_object *sm_lsm_status_idle (void) G_GNUC_WARN_UNUSED_RESULT;
+
+/* What a second snapmig shows while create --wait or pivot waits: QEMU's
+ * monitor serves one client, so the waiting command publishes
+ * sm_lsm_status's document about once a second in
+ * STATE/vms/KEY/lsm/NAME.progress.json, with "pid" (its own) and "time"
+ * (RFC 3339) and "time-unix" (seconds), and removes it when its wait ends.
+ * Returns that document with "watched": {"pid", "time", "age-seconds"}
+ * added when the file is there and its writer is alive and holds the VM's
+ * lock; NULL otherwise (no error: status then asks QEMU).  Caller puts. */
+json_object *sm_lsm_status_watched (SmVmState *st, const char *snapshot)
+  G_GNUC_WARN_UNUSED_RESULT;
 
 /* Resumes the guest that an interrupted pivot paused: its journal records
  * "guest-stopped" without "guest-resumed", and query-status says "paused"

@@ -162,7 +162,7 @@ plan_disks (SmMigCookie *c, const char *domain, bool allow_larger,
     g_autofree char *n = g_format_size_full (need, G_FORMAT_SIZE_IEC_UNITS);
     g_autofree char *h = g_format_size_full ((uint64_t) vfs.f_bavail * vfs.f_frsize,
                                              G_FORMAT_SIZE_IEC_UNITS);
-    g_set_error (error, SM_ERROR, SM_ERROR_NO_SPACE,
+    sm_error_set_with_object (error, SM_ERROR_NO_SPACE, domain,
                  "not enough space in %s for the migrated disks: need %s, "
                  "have %s (free space or choose another --dest-domain)",
                  domain, n, h);

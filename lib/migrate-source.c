@@ -199,32 +199,6 @@ plan_disk (const SmMigCookie *c, const SmBlockDisk *bd, const SmImageChain *chai
   return d;
 }
 
-/* The value of option OPT (e.g. "-name") in ARGV, its first comma-separated
- * field with "guest=" or "uuid" prefixes removed; NULL when absent. */
-static char *
-argv_option (char **argv, const char *opt)
-{
-  if (!argv)
-    return NULL;
-  for (guint i = 1; argv[i] && argv[i + 1]; i++) {
-    const char *a = argv[i];
-
-    if (a[0] == '-' && a[1] == '-')
-      a++;
-    if (strcmp (a, opt) == 0) {
-      g_autofree char *v = g_strdup (argv[i + 1]);
-      char *comma = strchr (v, ',');
-
-      if (comma)
-        *comma = '\0';
-      if (g_str_has_prefix (v, "guest="))
-        return g_strdup (v + 6);
-      return g_steal_pointer (&v);
-    }
-  }
-  return NULL;
-}
-
 SmMigCookie *
 sm_migrate_plan_begin (const SmLsmVm *vm, const char *qmp_address,
                        pid_t qmp_pid, const SmMigOptions *o, const char *id,
@@ -266,7 +240,7 @@ sm_migrate_plan_begin (const SmLsmVm *vm, const char *qmp_address,
   c->source_pid = pid;
   if (pid > 0)
     c->qemu_argv = sm_qemu_read_cmdline (pid, NULL);
-  c->name = argv_option (c->qemu_argv, "-name");
+  c->name = sm_qemu_cmdline_option (c->qemu_argv, "-name");
   if (!c->name) {
     g_autofree char *base = g_path_get_basename (qmp_address);
     char *dot = strrchr (base, '.');
@@ -275,7 +249,7 @@ sm_migrate_plan_begin (const SmLsmVm *vm, const char *qmp_address,
       *dot = '\0';
     c->name = g_steal_pointer (&base);
   }
-  c->uuid = argv_option (c->qemu_argv, "-uuid");
+  c->uuid = sm_qemu_cmdline_option (c->qemu_argv, "-uuid");
   if (!c->uuid)
     c->uuid = g_uuid_string_random ();
 

@@ -154,12 +154,16 @@ relay_line (DestProc *d, const char *line, const SmMigOptions *o)
         json_object_object_get (ev, "event")) {
       const char *name = json_object_get_string (json_object_object_get (ev, "event"));
 
-      /* the phases are the orchestrator's to announce; an error's code
-       * is kept for the error snapmig reports */
-      if (g_strcmp0 (name, "error") == 0)
-        d->code = sm_error_code_from_name (json_object_get_string (
-          json_object_object_get (json_object_object_get (ev, "error"),
-                                  "code")));
+      /* the phases are the orchestrator's to announce, and so is the
+       * result; a failing phase's code (its result's error, or an older
+       * snapmig's "error" event) is kept for the error snapmig reports */
+      if (g_strcmp0 (name, "error") == 0 || g_strcmp0 (name, "result") == 0) {
+        json_object *e = json_object_object_get (ev, "error");
+
+        if (e)
+          d->code = sm_error_code_from_name (json_object_get_string (
+            json_object_object_get (e, "code")));
+      }
       else if (g_strcmp0 (name, "phase") == 0)
         d->up = true;
       else if (o->event)

@@ -81,15 +81,20 @@ create_def (const SmLsmVm *vm, const SmOpCreateArgs *a, SmOpResult *r,
   else
     def = sm_lsm_def_from_options (vm, a->name, a->diskspecs,
                                    a->mirror_domain, error);
-  if (!def || !a->require_mirror)
-    return g_steal_pointer (&def);
+  if (!def)
+    return NULL;
+  /* A mirror destination requests mirroring by itself; the options that
+   * only concern mirrors are refused without one, not ignored. */
   for (i = 0; i < def->disks->len; i++)
     mirrors |= ((SmSnapshotDisk *) def->disks->pdata[i])->mirror_file != NULL;
-  if (!mirrors) {
+  if (!mirrors && (a->require_mirror || a->options.bandwidth ||
+                   a->options.copy_mode)) {
     r->usage = true;
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "--mirror: no disk has a mirror destination (use "
-                 "--mirror-domain DIR or --diskspec DISK,mirror=PATH)");
+                 "%s: no disk has a mirror destination (use "
+                 "--mirror-domain DIR or --diskspec DISK,mirror=PATH)",
+                 a->require_mirror ? "--mirror"
+                 : a->options.bandwidth ? "--bandwidth" : "--copy-mode");
     return NULL;
   }
   return g_steal_pointer (&def);
@@ -281,25 +286,41 @@ sm_op_status (const SmOpTarget *t, const char *snapshot, json_object **status,
   g_autoptr(SmVmState) st = NULL;
   g_autoptr(SmLsmInfo) info = NULL;
   g_autofree char *shown = NULL;
+  g_autofree char *state_dir = t->state_dir ? g_strdup (t->state_dir)
+                                            : sm_state_default_dir ();
   GError *err = NULL;
 
   *status = NULL;
   *name = NULL;
-  if (!sm_op_open (t, false, &qmp, &st, error))
+  /* The state first, without the lock and without QEMU: a create --wait or
+   * pivot that waits holds QEMU's monitor and publishes its progress. */
+  st = sm_vm_state_open (state_dir, t->address, error);
+  if (!st)
     return false;
   shown = snapshot_or_current (st, snapshot, &err);
-  if (err) {
+  if (!shown && err) {
     g_propagate_error (error, err);
     return false;
   }
-  if (!shown)
-    return true;               /* nothing is moving */
-  info = sm_lsm_info_load (st, shown, error);
-  if (!info)
-    return false;
-  *status = sm_lsm_status (qmp, st, info, error);
-  if (!*status)
-    return false;
+  g_clear_error (&err);
+  if (!shown) {
+    /* Nothing is moving — but only about a VM that answers, not a
+     * mistyped socket. */
+    qmp = sm_op_connect (t->address, t->reply_timeout_s, error);
+    return qmp != NULL;
+  }
+  *status = sm_lsm_status_watched (st, shown);
+  if (!*status) {
+    qmp = sm_op_connect (t->address, t->reply_timeout_s, error);
+    if (!qmp)
+      return false;
+    info = sm_lsm_info_load (st, shown, error);
+    if (!info)
+      return false;
+    *status = sm_lsm_status (qmp, st, info, error);
+    if (!*status)
+      return false;
+  }
   *name = g_steal_pointer (&shown);
   return true;
 }

@@ -506,3 +506,77 @@ sm_proc_sever_tcp (pid_t pid, const char *host, int port, int *count,
   close (pidfd);
   return true;
 }
+
+char *
+sm_qemu_cmdline_option (char **argv, const char *opt)
+{
+  if (!argv)
+    return NULL;
+  for (guint i = 1; argv[i] && argv[i + 1]; i++) {
+    const char *a = argv[i];
+
+    if (a[0] == '-' && a[1] == '-')
+      a++;
+    if (strcmp (a, opt) == 0) {
+      g_autofree char *v = g_strdup (argv[i + 1]);
+      char *comma = strchr (v, ',');
+
+      if (comma)
+        *comma = '\0';
+      if (g_str_has_prefix (v, "guest="))
+        return g_strdup (v + 6);
+      return g_steal_pointer (&v);
+    }
+  }
+  return NULL;
+}
+
+/* The value of libvirt's "-chardev socket,id=charmonitor,..." in ARGV, or
+ * NULL (owned by ARGV). */
+static const char *
+libvirt_monitor_chardev (char **argv)
+{
+  for (guint i = 1; argv && argv[i] && argv[i + 1]; i++)
+    if (strcmp (argv[i], "-chardev") == 0
+        && g_str_has_prefix (argv[i + 1], "socket,id=charmonitor,"))
+      return argv[i + 1];
+  return NULL;
+}
+
+char *
+sm_qemu_libvirt_domain (pid_t pid)
+{
+  g_auto(GStrv) argv = pid > 0 ? sm_qemu_read_cmdline (pid, NULL) : NULL;
+
+  return libvirt_monitor_chardev (argv)
+    ? sm_qemu_cmdline_option (argv, "-name") : NULL;
+}
+
+SmLibvirtMonitor
+sm_qemu_libvirt_monitor (pid_t pid, const char *path)
+{
+  g_auto(GStrv) argv = pid > 0 ? sm_qemu_read_cmdline (pid, NULL) : NULL;
+  g_auto(GStrv) opts = NULL;
+  unsigned long inode = sm_unix_socket_inode (path);
+
+  if (!libvirt_monitor_chardev (argv))
+    return SM_LIBVIRT_MONITOR_NO;
+  opts = g_strsplit (libvirt_monitor_chardev (argv), ",", -1);
+  for (guint i = 0; opts[i]; i++) {
+    if (g_str_has_prefix (opts[i], "path="))
+      return sm_unix_socket_inode (opts[i] + 5) == inode && inode
+        ? SM_LIBVIRT_MONITOR_YES : SM_LIBVIRT_MONITOR_NO;
+    if (g_str_has_prefix (opts[i], "fd=")) {
+      g_autofree char *link = g_strdup_printf ("/proc/%d/fd/%s", (int) pid,
+                                               opts[i] + 3);
+      g_autofree char *target = g_file_read_link (link, NULL);
+      g_autofree char *want = g_strdup_printf ("socket:[%lu]", inode);
+
+      if (!target || !inode)
+        return SM_LIBVIRT_MONITOR_UNKNOWN;
+      return strcmp (target, want) == 0 ? SM_LIBVIRT_MONITOR_YES
+        : SM_LIBVIRT_MONITOR_NO;
+    }
+  }
+  return SM_LIBVIRT_MONITOR_UNKNOWN;
+}

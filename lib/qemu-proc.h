@@ -25,6 +25,31 @@
 char **sm_qemu_read_cmdline (pid_t pid, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
 
+/* The value of option OPT ("-name", "-uuid") in ARGV (a QEMU command
+ * line), its first comma-separated field with a "guest=" prefix removed;
+ * NULL when absent.  Caller frees. */
+char *sm_qemu_cmdline_option (char **argv, const char *opt)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* The libvirt domain whose QEMU PID is: a QEMU libvirt started has
+ * libvirt's own monitor, "-chardev socket,id=charmonitor,..." (the socket
+ * passed as fd=N, or path= in older libvirt), and "-name guest=NAME";
+ * NULL for any other process (or a gone one).  Caller frees. */
+char *sm_qemu_libvirt_domain (pid_t pid) G_GNUC_WARN_UNUSED_RESULT;
+
+typedef enum {
+  SM_LIBVIRT_MONITOR_NO,      /* another socket (a -qmp of the user's own) */
+  SM_LIBVIRT_MONITOR_YES,     /* libvirt's monitor of that QEMU */
+  SM_LIBVIRT_MONITOR_UNKNOWN, /* cannot be told: another user's QEMU whose
+                                 /proc/PID/fd is not ours to read */
+  SM_LIBVIRT_MONITOR_LAST
+} SmLibvirtMonitor;
+
+/* Whether the unix socket PATH, served by the QEMU PID that libvirt
+ * started, is libvirt's own monitor: the listening socket's inode is that
+ * of the QEMU's charmonitor fd=N, or PATH is its path=. */
+SmLibvirtMonitor sm_qemu_libvirt_monitor (pid_t pid, const char *path);
+
 /* /proc/PID/stat's start time (clock ticks since boot), 0 when the process
  * is gone. */
 uint64_t sm_proc_start_time (pid_t pid);

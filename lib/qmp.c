@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "interrupt.h"
+#include "qemu-proc.h"
 
 /* After a reply timed out, the commands that follow (an error path resuming
  * the guest, cancelling a job) share this much more time, unless QEMU shows
@@ -107,7 +108,7 @@ set_disconnected (SmQmp *qmp, GError **error)
     close (qmp->fd);
     qmp->fd = -1;
   }
-  g_set_error (error, SM_ERROR, SM_ERROR_DISCONNECTED,
+  sm_error_set_with_object (error, SM_ERROR_DISCONNECTED, qmp->address,
                "QEMU closed the monitor connection %s", qmp->address);
   return false;
 }
@@ -172,9 +173,13 @@ connect_unix (const char *path, Deadline deadline, int timeout_ms,
     saved = errno;
     close (fd);
     if (saved != EAGAIN && saved != EINTR) {
-      g_set_error (error, SM_ERROR, SM_ERROR_IO,
-                   "cannot connect to QEMU monitor %s: %s", path,
-                   g_strerror (saved));
+      /* No socket file: not-found; a socket nobody listens on (QEMU
+       * died): disconnected; anything else: io. */
+      sm_error_set_with_object (error, saved == ENOENT ? SM_ERROR_NOT_FOUND
+                                : saved == ECONNREFUSED ? SM_ERROR_DISCONNECTED
+                                : SM_ERROR_IO, path,
+                                "cannot connect to QEMU monitor %s: %s", path,
+                                g_strerror (saved));
       return -1;
     }
     if (sm_interrupt_check (error))
@@ -183,7 +188,7 @@ connect_unix (const char *path, Deadline deadline, int timeout_ms,
     if (left == 0) {
       g_autofree char *t = format_ms (timeout_ms);
 
-      g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+      sm_error_set_with_object (error, SM_ERROR_TIMEOUT, path,
                    "cannot connect to QEMU monitor %s: it accepted no "
                    "connection within %s (another client may hold the "
                    "monitor, or QEMU may be stopped)", path, t);
@@ -256,7 +261,7 @@ connect_tcp (const char *address, const char *host, const char *port,
 
   r = getaddrinfo (host, port, &hints, &res);
   if (r != 0) {
-    g_set_error (error, SM_ERROR, SM_ERROR_IO,
+    sm_error_set_with_object (error, SM_ERROR_IO, address,
                  "cannot connect to QEMU monitor %s: %s", address,
                  gai_strerror (r));
     return -1;
@@ -267,9 +272,10 @@ connect_tcp (const char *address, const char *host, const char *port,
   if (fd < 0 && err == EINTR && sm_interrupt_check (error))
     return -1;
   if (fd < 0)
-    g_set_error (error, SM_ERROR,
-                 err == ETIMEDOUT ? SM_ERROR_TIMEOUT : SM_ERROR_IO,
-                 "cannot connect to QEMU monitor %s: %s", address,
+    sm_error_set_with_object (error,
+                 err == ETIMEDOUT ? SM_ERROR_TIMEOUT
+                 : err == ECONNREFUSED ? SM_ERROR_DISCONNECTED : SM_ERROR_IO,
+                 address, "cannot connect to QEMU monitor %s: %s", address,
                  g_strerror (err));
   return fd;
 }
@@ -567,14 +573,14 @@ reply_failed (SmQmp *qmp, const char *command, int timeout_ms, bool stalled,
     qmp->stalled_until = g_get_monotonic_time () +
                          (gint64) STALL_GRACE_MS * 1000;
   if (stalled) {
-    g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+    sm_error_set_with_object (error, SM_ERROR_TIMEOUT, qmp->address,
                  "%s: QEMU monitor %s did not answer: it stopped answering "
                  "an earlier command (QEMU may be stopped or hung)", command,
                  qmp->address);
     return;
   }
   t = format_ms (timeout_ms);
-  g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
+  sm_error_set_with_object (error, SM_ERROR_TIMEOUT, qmp->address,
                "%s: QEMU monitor %s did not answer within %s (QEMU may be "
                "stopped or hung)", command, qmp->address, t);
 }
@@ -840,6 +846,47 @@ sm_qmp_free (SmQmp *qmp)
   g_free (qmp);
 }
 
+/* How long a QEMU libvirt started is given to greet when it cannot be told
+ * whether the socket is libvirt's monitor (connect_monitor). */
+#define LIBVIRT_GREETING_MS 2000
+
+static void
+set_libvirt_owned (GError **error, const char *address, const char *domain)
+{
+  g_set_error (error, SM_ERROR, SM_ERROR_IN_USE,
+               "QEMU monitor %s belongs to libvirt (domain %s), which must "
+               "see every change to the VM: use --connect URI --domain %s "
+               "instead of --qmp", address, domain, domain);
+}
+
+/* libvirt's monitor of its QEMU is libvirt's alone, also while libvirtd is
+ * down (when QEMU would greet us): a change made through it would leave
+ * libvirt's XML stale (issue 14).  False with ERROR when QMP's peer is
+ * that monitor; *DOMAIN set when it may be (its greeting then decides:
+ * libvirt holds the monitor and none comes), NULL for any other QEMU or
+ * socket (a -qmp of the user's own on libvirt's QEMU greets at once). */
+static bool
+check_libvirt (SmQmp *qmp, char **domain, GError **error)
+{
+  pid_t pid = sm_qmp_peer_pid (qmp);
+  g_autofree char *name = sm_qemu_libvirt_domain (pid);
+
+  if (!name)
+    return true;
+  switch (sm_qemu_libvirt_monitor (pid, qmp->address)) {
+  case SM_LIBVIRT_MONITOR_YES:
+    set_libvirt_owned (error, qmp->address, name);
+    return false;
+  case SM_LIBVIRT_MONITOR_UNKNOWN:
+    *domain = g_steal_pointer (&name);
+    return true;
+  case SM_LIBVIRT_MONITOR_NO:
+  case SM_LIBVIRT_MONITOR_LAST:
+  default:
+    return true;
+  }
+}
+
 static SmQmp *
 connect_monitor (const char *address, int timeout_ms, bool want_oob,
                  GError **error)
@@ -851,6 +898,7 @@ connect_monitor (const char *address, int timeout_ms, bool want_oob,
   g_autoptr(json_object) greeting = NULL;
   g_autoptr(json_object) ret = NULL;
   g_autoptr(GError) err = NULL;
+  g_autofree char *libvirt_domain = NULL;
   Deadline deadline;
   gint64 left_ms;
 
@@ -877,6 +925,10 @@ connect_monitor (const char *address, int timeout_ms, bool want_oob,
                  "cannot make QEMU monitor %s non-blocking", address);
     return NULL;
   }
+  if (!check_libvirt (qmp, &libvirt_domain, error))
+    return NULL;
+  if (libvirt_domain && deadline > deadline_after (LIBVIRT_GREETING_MS))
+    deadline = deadline_after (LIBVIRT_GREETING_MS);
 
   /* QEMU may emit an event on a new connection before the greeting (seen
    * with 7.2: a BLOCK_JOB_COMPLETED raised while the previous client
@@ -888,6 +940,10 @@ connect_monitor (const char *address, int timeout_ms, bool want_oob,
     queue_event (qmp, g_steal_pointer (&greeting));
   }
   if (!greeting) {
+    if (libvirt_domain && g_error_matches (err, SM_ERROR, SM_ERROR_TIMEOUT)) {
+      set_libvirt_owned (error, address, libvirt_domain);
+      return NULL;
+    }
     /* QEMU serves one client per monitor: a second one is accepted by the
      * kernel but never greeted, which looks exactly like a stopped QEMU. */
     if (g_error_matches (err, SM_ERROR, SM_ERROR_TIMEOUT)) {

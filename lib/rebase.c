@@ -14,6 +14,7 @@
 #include "interrupt.h"
 #include "journal.h"
 #include "json-util.h"
+#include "report-json.h"
 #include "state.h"
 
 #define DOMAIN "rebase"
@@ -251,7 +252,7 @@ sm_rebase_plan (const SmBlockVm *vm, const char *disk, const char *base,
    * mirror, a commit) holds the disk; QEMU would refuse block-stream. */
   job = sm_block_find_job (vm->jobs, plan->device);
   if (job) {
-    g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+    sm_error_set_with_object (error, SM_ERROR_BUSY, disk,
                  "disk %s: a %s block job (%s) is running on it; wait for it "
                  "to end or cancel it, then rebase", disk,
                  job->type ? job->type : "", job->id);
@@ -326,6 +327,19 @@ sm_rebase_plan (const SmBlockVm *vm, const char *disk, const char *base,
   }
   return g_steal_pointer (&plan);
 }
+json_object *
+sm_rebase_result_json (const SmRebasePlan *plan)
+{
+  json_object *obj = json_object_new_object ();
+
+  json_object_object_add (obj, "disk", json_object_new_string (plan->disk));
+  json_object_object_add (obj, "backing-file",
+                          sm_report_string_or_null (plan->backing_file));
+  json_object_object_add (obj, "merged",
+                          json_object_new_boolean (plan->n_steps > 0));
+  return obj;
+}
+
 json_object *
 sm_rebase_plan_to_json (const SmRebasePlan *plan)
 {

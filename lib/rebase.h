@@ -121,6 +121,10 @@ SmRebasePlan *sm_rebase_plan (const SmBlockVm *vm, const char *disk,
  * ["block-stream", "wait", "verify"], "command": the QMP command or null}.
  * It is also the header of the rebase journal.  New reference.
  */
+/* rebase's result: {"disk","backing-file" (null: standalone),"merged"
+ * (false: nothing was to merge)}.  Caller puts. */
+json_object *sm_rebase_result_json (const SmRebasePlan *plan)
+  G_GNUC_WARN_UNUSED_RESULT;
 json_object *sm_rebase_plan_to_json (const SmRebasePlan *plan)
   G_GNUC_WARN_UNUSED_RESULT;
 

@@ -1498,6 +1498,44 @@ append_disk (GString *out, const SmSnapshotDisk *disk)
   g_string_append (out, "    </disk>\n");
 }
 
+/* "<memory snapshot=... file=..." without its end: the formatter's and
+ * sm_snapshot_def_memory_request's. */
+static void
+append_memory (GString *out, const SmSnapshotDef *def)
+{
+  g_string_append (out, "<memory");
+  if (def->memory_snapshot)
+    append_attr (out, "snapshot", def->memory_snapshot);
+  if (def->memory_file)
+    append_attr (out, "file", def->memory_file);
+}
+
+char *
+sm_snapshot_def_memory_request (const SmSnapshotDef *def)
+{
+  /* libvirt's states of a snapshot without memory: the disks alone
+   * (disk-snapshot), a VM that was off (shutoff), none recorded. */
+  static const char *const diskonly_states[] = {
+    "disk-snapshot", "shutoff", "nostate", NULL
+  };
+  GString *what;
+
+  if ((!def->memory_snapshot || strcmp (def->memory_snapshot, "no") == 0) &&
+      !def->memory_file &&
+      (!def->state || g_strv_contains (diskonly_states, def->state)))
+    return NULL;
+  what = g_string_new (NULL);
+  if (def->memory_file ||
+      (def->memory_snapshot && strcmp (def->memory_snapshot, "no") != 0)) {
+    append_memory (what, def);
+    g_string_append (what, ">");
+  }
+  if (def->state && !g_strv_contains (diskonly_states, def->state))
+    g_string_append_printf (what, "%s<state>%s</state>",
+                            what->len ? ", " : "", def->state);
+  return g_string_free (what, FALSE);
+}
+
 char *
 sm_snapshot_format (const SmSnapshotDef *def)
 {
@@ -1521,11 +1559,8 @@ sm_snapshot_format (const SmSnapshotDef *def)
     g_string_append_printf (out, "  <creationTime>%" PRId64 "</creationTime>\n",
                             def->creation_time);
   if (def->memory_snapshot || def->memory_file) {
-    g_string_append (out, "  <memory");
-    if (def->memory_snapshot)
-      append_attr (out, "snapshot", def->memory_snapshot);
-    if (def->memory_file)
-      append_attr (out, "file", def->memory_file);
+    g_string_append (out, "  ");
+    append_memory (out, def);
     g_string_append (out, "/>\n");
   }
   if (def->disks && def->disks->len > 0) {

@@ -117,6 +117,14 @@ SmSnapshotDef *sm_snapshot_parse_file (const char *path, GError **error)
 bool sm_snapshot_def_check (const SmSnapshotDef *def, const char *source_name,
                             GError **error);
 
+/* What in DEF asks for the VM's memory state, as the XML says it
+ * ("<memory snapshot='external' file='/m.save'>", "<state>running</state>"),
+ * or NULL: <memory snapshot='no'> and a <state> of disk-snapshot, shutoff or
+ * nostate ask for none.  snapmig's snapshots are disk-only (create
+ * --disk-only).  Caller frees. */
+char *sm_snapshot_def_memory_request (const SmSnapshotDef *def)
+  G_GNUC_WARN_UNUSED_RESULT;
+
 /* Formats DEF as XML in libvirt's layout: two-space indent, attributes in
  * single quotes, the kept XML text inserted as it is.  Caller frees. */
 char *sm_snapshot_format (const SmSnapshotDef *def) G_GNUC_WARN_UNUSED_RESULT;

@@ -4,6 +4,7 @@
 #include "state.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,11 +416,11 @@ sm_vm_state_lock (SmVmState *st, GError **error)
     holder = read_lock_holder (fd);
     close (fd);
     if (holder > 0)
-      g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+      sm_error_set_with_object (error, SM_ERROR_BUSY, st->address,
                    "VM %s is locked by another snapmig (pid %ld)",
                    st->address, holder);
     else
-      g_set_error (error, SM_ERROR, SM_ERROR_BUSY,
+      sm_error_set_with_object (error, SM_ERROR_BUSY, st->address,
                    "VM %s is locked by another snapmig", st->address);
     return false;
   }
@@ -432,6 +433,23 @@ sm_vm_state_lock (SmVmState *st, GError **error)
   st->lock_fd = fd;
   sm_debug (DOMAIN, "locked VM %s", st->address);
   return true;
+}
+
+long
+sm_vm_state_lock_holder (SmVmState *st)
+{
+  int fd = open (st->lock_path, O_RDONLY | O_CLOEXEC);
+  long pid;
+
+  if (fd < 0)
+    return 0;
+  pid = read_lock_holder (fd);
+  close (fd);
+  /* The PID stays in the file when its holder is killed (the flock goes
+   * with it): a dead PID holds nothing.  EPERM: alive, another user's. */
+  if (pid > 0 && kill ((pid_t) pid, 0) < 0 && errno != EPERM)
+    return 0;
+  return pid;
 }
 
 void
@@ -488,7 +506,7 @@ set_not_found (SmVmState *st, const char *name, GError **error)
     g_string_append_printf (list, "%s%s", i ? ", " : "",
                             (const char *) names->pdata[i]);
   if (names->len)
-    g_set_error (error, SM_ERROR, SM_ERROR_NOT_FOUND,
+    sm_error_set_with_object (error, SM_ERROR_NOT_FOUND, name,
                  "snapshot '%s' not found for VM %s (its snapshots: %s; "
                  "see 'snapmig list')", name, st->address, list->str);
   else

@@ -46,6 +46,10 @@ const char *sm_vm_state_canonical_address (const SmVmState *st);
  * sm_vm_state_free (or the process's death: it is an flock). */
 bool sm_vm_state_lock (SmVmState *st, GError **error);
 void sm_vm_state_unlock (SmVmState *st);
+/* The PID of the live process that holds the VM's lock (as it wrote it into
+ * the lock file), or 0: nobody holds it, or its holder is gone.  Does not
+ * take the lock, so it never stands in a holder's way. */
+long sm_vm_state_lock_holder (SmVmState *st);
 
 /* Snapshot metadata.  Snapshot names must be usable as file names: not
  * empty, no '/', no leading '.', no control characters, at most 200 bytes;

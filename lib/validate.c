@@ -38,6 +38,7 @@
 #include "journal.h"
 #include "json-util.h"
 #include "precreate.h"
+#include "report-json.h"
 #include "snapshot-xml.h"
 
 #define DOMAIN "validate"
@@ -2013,12 +2014,6 @@ sm_validate_vm_query (SmQmp *qmp, const char *address, GError **error)
 /* ---- JSON ------------------------------------------------------------ */
 
 static json_object *
-json_str_or_null (const char *s)
-{
-  return s ? json_object_new_string (s) : NULL;
-}
-
-static json_object *
 json_strv (const GPtrArray *a)
 {
   json_object *arr = json_object_new_array ();
@@ -2063,11 +2058,11 @@ sm_validate_report_to_json (const SmValidateReport *r, bool strict)
     json_object_object_add (o, "severity", json_object_new_string
                             (sm_severity_to_string (f->severity)));
     json_object_object_add (o, "code", json_object_new_string (f->code));
-    json_object_object_add (o, "file", json_str_or_null (f->file));
+    json_object_object_add (o, "file", sm_report_string_or_null (f->file));
     json_object_object_add (o, "message", json_object_new_string (f->message));
-    json_object_object_add (o, "fix", json_str_or_null (f->fix));
-    json_object_object_add (o, "vm", json_str_or_null (f->vm));
-    json_object_object_add (o, "disk", json_str_or_null (f->disk));
+    json_object_object_add (o, "fix", sm_report_string_or_null (f->fix));
+    json_object_object_add (o, "vm", sm_report_string_or_null (f->vm));
+    json_object_object_add (o, "disk", sm_report_string_or_null (f->disk));
     json_object_array_add (findings, o);
   }
   for (i = 0; i < r->images->len; i++) {
@@ -2085,14 +2080,15 @@ sm_validate_report_to_json (const SmValidateReport *r, bool strict)
     json_object_object_add (o, "file-size",
                             json_object_new_int64 ((int64_t) im->file_size));
     json_object_object_add (o, "backing-name",
-                            json_str_or_null (im->backing_name));
+                            sm_report_string_or_null (im->backing_name));
     json_object_object_add (o, "backing-format",
-                            json_str_or_null (im->backing_format));
+                            sm_report_string_or_null (im->backing_format));
     json_object_object_add (o, "backing-path",
-                            json_str_or_null (im->backing_path));
+                            sm_report_string_or_null (im->backing_path));
     json_object_object_add (o, "header-ok",
                             json_object_new_boolean (im->header_ok));
-    json_object_object_add (o, "raw-by", json_str_or_null (im->raw_by));
+    json_object_object_add (o, "raw-by",
+                            sm_report_string_or_null (im->raw_by));
     json_object_object_add (o, "used-by", json_strv (im->used_by));
     json_object_array_add (images, o);
   }
@@ -2113,8 +2109,9 @@ sm_validate_report_to_json (const SmValidateReport *r, bool strict)
     json_object_object_add (o, "vm", json_object_new_string (d->vm));
     json_object_object_add (o, "disk", json_object_new_string (d->disk));
     json_object_object_add (o, "layers", json_strv (d->layers));
-    json_object_object_add (o, "domain", json_str_or_null (d->domain));
-    json_object_object_add (o, "problem", json_str_or_null (d->problem));
+    json_object_object_add (o, "domain", sm_report_string_or_null (d->domain));
+    json_object_object_add (o, "problem",
+                            sm_report_string_or_null (d->problem));
     json_object_array_add (disks, o);
   }
   json_object_object_add (root, "domains", json_strv (r->domains));

@@ -2,7 +2,9 @@
  * through (issue 8: "keep the code that touches the VM behind one narrow
  * interface: a later issue adds a libvirt way to reach the VM").
  *
- * STATUS: design only.  No code implements or calls this header yet; the
+ * STATUS: both backends exist (lib/vm-qmp.c and lib/vm-libvirt.c, issue
+ * 14: opened by sm_vm_access_open_qmp and sm_vm_access_open_libvirt below,
+ * driven by tests/tools/vm-access); no command calls this header yet: the
  * library still calls lib/qmp.h directly, in these places:
  *   blockjob.c  query-block, query-block-jobs, query-named-block-nodes
  *               (sm_block_vm_query), block-commit, block-job-complete,
@@ -68,9 +70,13 @@ typedef struct {
 typedef struct {
   char *job;                  /* job id, or NULL */
   char *what;                 /* "ready", "completed", "cancelled", "error",
-                                 "stopped", "resumed" */
+                                 "stopped", "resumed", "shutdown" (the
+                                 guest is gone) */
   char *error;                /* the job's error message, or NULL */
 } SmVmEvent;
+
+void sm_vm_event_free (SmVmEvent *event);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmVmEvent, sm_vm_event_free)
 
 typedef struct {
   const char *name;           /* "qmp", "libvirt" */
@@ -105,7 +111,9 @@ typedef struct {
   /* Merge the layers above BASE (NULL: all) into DISK's top, writing
    * BACKING_FILE (relative) into it.  QMP: block-stream {base-node | base,
    * backing-file, speed}.  libvirt: virDomainBlockRebase (RELATIVE) /
-   * virDomainBlockPull. */
+   * virDomainBlockPull; libvirt takes no backing name: with RELATIVE it
+   * writes BASE's name as the chain above BASE records it, so BACKING_FILE
+   * must be that name (it is, for chains snapmig pre-created). */
   bool (*stream) (SmVmAccess *vm, const char *disk, const char *base,
                   const char *backing_file, uint64_t speed,
                   const char *job_id, GError **error);
@@ -116,7 +124,8 @@ typedef struct {
 
   /* ---- jobs ---------------------------------------------------------- */
   /* Pivot a READY mirror or active commit.  QMP: block-job-complete.
-   * libvirt: virDomainBlockJobAbort (PIVOT). */
+   * libvirt: virDomainBlockJobAbort (PIVOT), which returns once libvirt
+   * switched the disk (its live and persistent XML name the new top). */
   bool (*job_complete) (SmVmAccess *vm, const char *job_id, GError **error);
   /* QMP: block-job-cancel {force}.  libvirt: virDomainBlockJobAbort (0;
    * ASYNC).  A cancel after READY ends without pivot: read the view. */
@@ -136,5 +145,52 @@ struct SmVmAccess {
                                  libvirt URI and domain name */
   int timeout_ms;             /* bound of every call */
 };
+
+/* ---- opening --------------------------------------------------------- */
+
+/* Reaches the QEMU whose QMP monitor is ADDRESS (sm_qmp_connect; every
+ * reply bounded by TIMEOUT_MS, 0 or less: SM_QMP_DEFAULT_TIMEOUT_MS): the
+ * QMP backend (lib/vm-qmp.c).  Caller frees with sm_vm_access_free. */
+SmVmAccess *sm_vm_access_open_qmp (const char *address, int timeout_ms,
+                                   GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
+/* True when snapmig was built with libvirt (libvirt-dev, SM_HAVE_LIBVIRT). */
+bool sm_vm_access_have_libvirt (void);
+
+/* Reaches the running domain DOMAIN (name, or UUID) of the libvirt at URI
+ * ("qemu:///system", "qemu+ssh://host/system", ...).  Starts the process's
+ * libvirt event loop thread once (virEventRegisterDefaultImpl: the
+ * BLOCK_JOB_2 and LIFECYCLE events that wake sm_vm_access_wait_job).
+ * TIMEOUT_MS bounds the open (SM_ERROR_TIMEOUT naming URI: a daemon that
+ * accepts the connection and never answers) and each wait of the access (0
+ * or less: 30 s); a libvirt call on the open connection is bounded by its
+ * keepalive (a daemon that stops answering is SM_ERROR_DISCONNECTED after
+ * about 15 s).
+ * Errors: SM_ERROR_UNSUPPORTED "snapmig was built without libvirt (install
+ * libvirt-dev and rebuild)"; SM_ERROR_IO, libvirt's word, when URI cannot
+ * be opened; SM_ERROR_NOT_FOUND naming DOMAIN and URI; SM_ERROR_INVALID
+ * when the domain is not running.  Caller frees with sm_vm_access_free. */
+SmVmAccess *sm_vm_access_open_libvirt (const char *uri, const char *domain,
+                                       int timeout_ms, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+void sm_vm_access_free (SmVmAccess *vm);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmVmAccess, sm_vm_access_free)
+
+/* ---- shared waits (vm-access.c), the same for every backend ----------- */
+
+typedef enum {
+  SM_VM_JOB_READY,            /* the job can be completed (pivoted) */
+  SM_VM_JOB_GONE,             /* the job ended, whichever way */
+  SM_VM_JOB_WAIT_LAST
+} SmVmJobWait;
+
+/* Waits up to TIMEOUT_MS (< 0: the access's timeout) until job JOB_ID
+ * reached WANT, judged from fresh views; events only cut the polls short.
+ * A job that ends before READY is SM_ERROR_FAILED naming it, with the
+ * error of its event when one came.  SM_ERROR_TIMEOUT names the job and
+ * what was awaited; SM_ERROR_INTERRUPTED on a signal (interrupt.h). */
+bool sm_vm_access_wait_job (SmVmAccess *vm, const char *job_id,
+                            SmVmJobWait want, int timeout_ms, GError **error);
 
 #endif /* SM_VM_ACCESS_H */

@@ -30,6 +30,22 @@ at_exit () { _sm_exit_hooks+=("$1"); }
 trap _sm_cleanup EXIT
 trap 'exit 130' INT TERM
 
+# exit_status_of CODE: the exit status snapmig-json(7)'s table gives for
+# error CODE ("?" for a code it does not list).
+exit_status_of () {
+  awk -F '\t' -v c="$1" '/^\.TS/ {t = 1; next} /^\.TE/ {t = 0}
+    t && $1 == c {print $3; found = 1} END {if (!found) print "?"}' \
+    "$SM_TOP/docs/snapmig-json.7"
+}
+
+# json_valid DEF FILE: FILE (one document, or JSON lines) is valid against
+# schemas/snapmig.schema.json's $defs/DEF (tests/tools/json-check); prints
+# where and why it is not.  Needs python3-jsonschema (scripts/install-deps).
+json_valid () {
+  "$SM_TOP/tests/tools/json-check" "$1" "$2" | sed 's/^/# /'
+  return "${PIPESTATUS[0]}"
+}
+
 # TAP.
 ok ()     { _sm_n=$((_sm_n + 1)); echo "ok $_sm_n - $*"; }
 not_ok () { _sm_n=$((_sm_n + 1)); _sm_failed=$((_sm_failed + 1)); echo "not ok $_sm_n - $*"; }

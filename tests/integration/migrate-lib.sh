@@ -137,7 +137,8 @@ mig_wait_line () {
 }
 DISK_PROGRESS='"event": *"progress".*"what": *"disk"'
 # phase_re NAME: a phase line of migrate's output, JSON or text.
-phase_re () { echo "\"event\": *\"phase\", *\"phase\": *\"$1\"|^phase: $1\$"; }
+# (every event has its "time" after "event": snapmig-json(7))
+phase_re () { echo "\"event\": *\"phase\", *(\"time\": *\"[^\"]*\", *)?\"phase\": *\"$1\"|^phase: $1\$"; }
 # mig_end [SECONDS]: waits (default 300 s) for migrate to exit, kills it
 # when it does not; sets MIG_RC (124 for a kill), prints its output as TAP
 # comments and sets RESULT (the JSON result line) and DEST_PID (from it,

@@ -133,16 +133,29 @@ check "status says nothing is moving" \
 check "status --json with nothing moving exits 0" exited $rc 0 "$T/err"
 check "status --json: moving false" \
   test "$(jq -c . "$T/out" 2>&1)" = '{"snapshot":null,"moving":false}'
+"$SM_TOP/tests/tools/json-check" status "$T/out" | sed 's/^/# /'
+check "status --json: valid against the schema" test "${PIPESTATUS[0]}" -eq 0
 "$SNAPMIG" status "${SM[@]}" nosuch >"$T/out" 2>"$T/err"; rc=$?
-check "status of a snapshot that does not exist still exits 1" exited $rc 1 "$T/err"
+check "status of a snapshot that does not exist exits 3 (not-found)" exited $rc 3 "$T/err"
+# "nothing is moving" only about a VM that answers (status reads the state
+# directory before it connects): a socket nobody serves is an error.
+"$SNAPMIG" status --state-dir "$T/state" --qmp "$T/nobody.qmp" >"$T/out" 2>"$T/err"; rc=$?
+check "status of a socket nobody serves exits 3 (not-found)" exited $rc 3 "$T/err"
+check "status of a socket nobody serves names it" grep -qF "$T/nobody.qmp" "$T/err"
 
-# status while a move runs shows it, and once pivoted nothing is moving.
+# status of a move whose mirrors are ready and copies done (create --wait
+# returned) shows it and says that nothing moves any more; once pivoted,
+# nothing is moving at all.  (While create --wait runs: test-cli-watch.sh.)
 fresh_move 1
 "$SNAPMIG" status "${SM[@]}" >"$T/out" 2>"$T/err"; rc=$?
-check "status during a move exits 0" exited $rc 0 "$T/err"
-check "status during a move shows the snapshot" grep -qxF "snapshot p1" "$T/out"
-check "status during a move does not say nothing is moving" \
-  not grep -q "nothing is moving" "$T/out"
+check "status of a ready move exits 0" exited $rc 0 "$T/err"
+check "status of a ready move shows the snapshot" grep -qxF "snapshot p1" "$T/out"
+check "status of a ready move: nothing is moving; ready to pivot" \
+  grep -qxF "nothing is moving; ready to pivot (snapmig pivot p1)" "$T/out"
+"$SNAPMIG" status "${SM[@]}" --json >"$T/out" 2>"$T/err"; rc=$?
+check "status --json of a ready move exits 0" exited $rc 0 "$T/err"
+check "status --json of a ready move: ready-to-pivot true" \
+  test "$(jq '."ready-to-pivot"' "$T/out" 2>&1)" = true
 "$SNAPMIG" pivot "${SM[@]}" p1 >"$T/out" 2>"$T/err"; rc=$?
 check "pivot p1 exits 0" exited $rc 0 "$T/err"
 "$SNAPMIG" status "${SM[@]}" >"$T/out" 2>"$T/err"; rc=$?
@@ -227,21 +240,21 @@ check "make install installs the completion" \
 # ---- 8. errors name the fix -------------------------------------------------
 # A storage domain that does not exist: the mkdir to run.
 "$SNAPMIG" create "${SM[@]}" --mirror-domain "$T/nodom" --name e0 >"$T/out" 2>"$T/err"; rc=$?
-check "create into a missing domain exits 1" exited $rc 1 "$T/err"
+check "create into a missing domain exits 3 (not-found)" exited $rc 3 "$T/err"
 check "it says to mkdir the domain" \
   grep -qF "$T/nodom: No such file or directory (create it with 'mkdir -p $T/nodom'" "$T/err"
 "$SNAPMIG" validate "$T/nodom" >"$T/out" 2>"$T/err"; rc=$?
-check "validate of a missing domain exits 2 (could not run)" exited $rc 2 "$T/err"
+check "validate of a missing domain exits 3 (not-found)" exited $rc 3 "$T/err"
 check "validate says to mkdir the domain" \
   grep -qF "storage domain $T/nodom: No such file or directory (create it with 'mkdir -p $T/nodom'" "$T/err"
 # A wrong disk name: the VM's disks.
 "$SNAPMIG" create "${SM[@]}" --diskspec drive9 --name e0 >"$T/out" 2>"$T/err"; rc=$?
-check "create of a wrong disk exits 1" exited $rc 1 "$T/err"
+check "create of a wrong disk exits 3 (not-found)" exited $rc 3 "$T/err"
 check "it lists the VM's disks" \
   grep -qxF "snapmig: error: create: the VM has no disk drive9 (its disks: drive0)" "$T/err"
 # A wrong snapshot name: the snapshots there are (or that there are none).
 "$SNAPMIG" pivot "${SM[@]}" nosuch >"$T/out" 2>"$T/err"; rc=$?
-check "pivot of a wrong snapshot exits 1" exited $rc 1 "$T/err"
+check "pivot of a wrong snapshot exits 3 (not-found)" exited $rc 3 "$T/err"
 check "it says the VM has no snapshots" \
   grep -qF "snapshot 'nosuch' not found for VM $T/vm.qmp (it has no snapshots)" "$T/err"
 "$SNAPMIG" create "${SM[@]}" --diskspec drive0 --name e2 >"$T/out" 2>"$T/err"; rc=$?
@@ -250,7 +263,7 @@ check "create e2 exits 0" exited $rc 0 "$T/err"
 check "create e1 exits 0" exited $rc 0 "$T/err"
 for cmd in pivot abort dumpxml delete; do
   "$SNAPMIG" $cmd "${SM[@]}" nosuch >"$T/out" 2>"$T/err"; rc=$?
-  check "$cmd of a wrong snapshot exits 1" exited $rc 1 "$T/err"
+  check "$cmd of a wrong snapshot exits 3 (not-found)" exited $rc 3 "$T/err"
   check "$cmd lists the snapshots" \
     grep -qF "snapshot 'nosuch' not found for VM $T/vm.qmp (its snapshots: e1, e2; see 'snapmig list')" "$T/err"
 done

@@ -35,7 +35,7 @@ check "the guest wrote during the migration" \
 check "snapmig migrate reported the VM on host 2" \
   grep -q '^   ok: snapmig migrate: the VM runs on host 2' "$out"
 check "the migrate result line says ok and chain" \
-  grep -qE '^   result: \{"event":"result","ok":true,.*"storage":"chain"' "$out"
+  grep -qE '^   result: \{"event":"result",("time":"[^"]*",)?"ok":true,.*"storage":"chain"' "$out"
 check "host 1's QEMU quit" grep -q "^   ok: host 1's QEMU (PID [0-9]*) has quit" "$out"
 check "host 2's QEMU ran the VM" grep -q "^   ok: host 2's QEMU runs the VM" "$out"
 check "every pattern read back on host 2" \

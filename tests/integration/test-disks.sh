@@ -54,6 +54,7 @@ check "json: active image" grep -qF "\"file\": \"$T/top.qcow2\"" "$T/json"
 check "json: size" grep -qF '"virtual-size": 8388608' "$T/json"
 check "json: chain checked on disk" test "$(grep -cF '"chain-checked": true' "$T/json")" -eq 3
 check "json: one document" test "$(head -c1 "$T/json")$(tail -n1 "$T/json")" = "{}"
+check "json: valid against the schema's \$defs/disks" json_valid disks "$T/json"
 
 # A running mirror shows up under its disk (1 byte/s keeps it running).
 guest_write vm drive2 0x33 0 4M >/dev/null
@@ -104,15 +105,16 @@ check "missing --qmp is explained" grep -q '^snapmig: error: .*--qmp' "$T/err"
 check "extra argument exits 2" test $rc -eq 2
 
 # A socket nobody listens on (QEMU killed: the socket file stays) and a
-# missing one: exit 1 at once, naming the socket.  `timeout` only turns a
-# hang into a failure; nothing is timed.
+# missing one: exit at once (6 disconnected, 3 not-found: snapmig-json(7)),
+# naming the socket.  `timeout` only turns a hang into a failure; nothing
+# is timed.
 kill -9 "$VM_PID"; wait "$VM_PID" 2>/dev/null
 timeout 10 "$SNAPMIG" disks --qmp "$sock" >"$T/out" 2>"$T/err"; rc=$?
-check "dead socket exits 1" test $rc -eq 1
+check "dead socket exits 6 (disconnected)" test $rc -eq 6
 check "dead socket error names it" grep -qF "snapmig: error: cannot connect to QEMU monitor $sock" "$T/err"
 check "dead socket prints nothing on stdout" test ! -s "$T/out"
 timeout 10 "$SNAPMIG" disks --qmp "$T/missing.qmp" >"$T/out" 2>"$T/err"; rc=$?
-check "missing socket exits 1" test $rc -eq 1
+check "missing socket exits 3 (not-found)" test $rc -eq 3
 check "missing socket error names it" grep -qF "$T/missing.qmp" "$T/err"
 
 done_testing

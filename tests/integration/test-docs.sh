@@ -24,6 +24,27 @@ for c in $commands; do
   done
 done
 
+# Both pages render without a warning (man -l, 80 columns, as a reader
+# sees them); snapmig-json(7), the JSON contract, names every command and
+# snapmig(1) points to it.
+man7="$SM_TOP/docs/snapmig-json.7"
+for page in "$man" "$man7"; do
+  warnings=$(MANWIDTH=80 LC_ALL=C.UTF-8 man --warnings -l "$page" 2>&1 >/dev/null)
+  [ -z "$warnings" ] || sed 's/^/# /' <<<"$warnings"
+  check "$(basename "$page") renders without warnings" test -z "$warnings"
+done
+for c in $commands; do
+  check "snapmig-json(7) covers '$c'" grep -qE "^\.(BR?|RB \() ?${c//-/\\\\-}( |,|\$)" "$man7"
+done
+check "snapmig(1) refers to snapmig-json(7)" grep -qF '.BR snapmig\-json (7)' "$man"
+# make install puts the page and the schema where the page says.
+make -C "$SM_TOP" -s install PREFIX=/usr DESTDIR="$T/root" >"$T/install.log" 2>&1
+check "make install DESTDIR=... exits 0" test $? -eq 0
+check "make install installs snapmig-json(7)" \
+  cmp "$man7" "$T/root/usr/share/man/man7/snapmig-json.7"
+check "make install installs the schema in share/snapmig" \
+  cmp "$SM_TOP/schemas/snapmig.schema.json" "$T/root/usr/share/snapmig/snapmig.schema.json"
+
 # `snapmig help CMD` and `snapmig CMD --help` agree; an unknown command is a
 # usage error naming it.
 out=$("$SNAPMIG" frobnicate 2>&1); rc=$?

@@ -179,7 +179,7 @@ check "abort reports D/tmpl.qcow2 kept, naming VM4's QEMU" \
   grep -qF "kept $D/tmpl.qcow2: in use: held by qemu-system-x86_64 (pid $VM4)" <<<"$out"
 check "D/tmpl.qcow2 is kept" [ -e "$D/tmpl.qcow2" ]
 check "VM4 reads it" gr vm4 drive0 0x11 0 2M
-check "vm runs on its source chain" [ "$(top_file drive0)" = "$C/top.mv3.mv4.qcow2" ]
+check "vm runs on its source chain" [ "$(top_file drive0)" = "$C/top.mv4.qcow2" ]
 check "vm is running" [ "$(run_state vm)" = running ]
 check "VM4 quits" quit_vm vm4 "$VM4"
 run "$SNAPMIG" abort "${SM[@]}" mv4
@@ -201,7 +201,7 @@ check "recover reports F/tmpl.qcow2 kept, naming VM5's QEMU" \
 check "F/tmpl.qcow2 is kept" [ -e "$F/tmpl.qcow2" ]
 check "F's other files are removed" [ "$(ls -A "$F")" = tmpl.qcow2 ]
 check "VM5 reads it (the empty pre-created layer)" gr vm5 drive0 0 0 2M
-check "vm runs on its chain" [ "$(top_file drive0)" = "$C/top.mv3.mv4.qcow2" ]
+check "vm runs on its chain" [ "$(top_file drive0)" = "$C/top.mv4.qcow2" ]
 check "vm is running" [ "$(run_state vm)" = running ]
 check "VM5 quits" quit_vm vm5 "$VM5"
 run "$SNAPMIG" recover "${SM[@]}"
@@ -221,7 +221,7 @@ check "offline: VM3's base data" offline_read "$A/vm3.qcow2" 0x11 0 2M
 check "offline: VM3's own data" offline_read "$A/vm3.qcow2" 0x66 12M 1M
 for r in "0x11 0 2M" "0x22 4M 1M" "0x77 6M 1M"; do
   read -r p o l <<<"$r"
-  check "offline: vm's $p at $o in C" offline_read "$C/top.mv3.mv4.qcow2" "$p" "$o" "$l"
+  check "offline: vm's $p at $o in C" offline_read "$C/top.mv4.qcow2" "$p" "$o" "$l"
 done
 
 done_testing

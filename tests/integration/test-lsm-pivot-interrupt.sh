@@ -118,7 +118,7 @@ for sig in INT TERM HUP; do
   rc=$?
   touch "$T/go"
   sed 's/^/# /' "$T/out"
-  check "SIG$sig: pivot fails" [ $rc -eq 1 ]
+  check "SIG$sig: pivot fails with 130, interrupted ($rc)" [ $rc -eq 130 ]
   check "SIG$sig: it says it was interrupted" grep -q "interrupted by SIG$sig" "$T/out"
   check "SIG$sig: it says the guest runs again" grep -q 'the guest runs again' "$T/out"
   check "SIG$sig: the guest runs" [ "$(run_state)" = running ]

@@ -56,7 +56,8 @@ check "pivot succeeds" [ $rc -eq 0 ]
 check "the second client saw one pause" [ $wrc -eq 0 ]
 check "... exactly one STOP" grep -q ' stops 1 ' "$T/watch.out"
 seen=$(awk '{ print $2 }' "$T/watch.out")
-pivoted=$(jq -r 'select(.event == "pivoted")' "$T/pivot.json")
+pivoted=$(jq -r 'select(.event == "result")' "$T/pivot.json")
+check "pivot --json's lines are valid against the schema" json_valid pivot "$T/pivot.json"
 rep_us=$(jq -r '."pause-us"' <<<"$pivoted")
 rep_ms=$(jq -r '."pause-ms"' <<<"$pivoted")
 check "pivot reports the pause from QEMU's events" \

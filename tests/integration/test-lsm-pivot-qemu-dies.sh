@@ -57,7 +57,7 @@ touch "$T/go"
 wait $pid
 rc=$?
 sed 's/^/# /' "$T/out"
-check "pivot fails" [ $rc -eq 1 ]
+check "pivot fails with 6, disconnected: QEMU died ($rc)" [ $rc -eq 6 ]
 check "pivot does not claim the disk runs on its source" \
   not grep -q '(source)' "$T/out"
 check "pivot says the outcome is unknown" \
@@ -84,7 +84,7 @@ vm_on "$N0"
 out=$("$SNAPMIG" abort "${SM[@]}" p1 2>&1)
 rc=$?
 echo "$out" | sed 's/^/# /'
-check "abort refuses" [ $rc -eq 1 ]
+check "abort refuses ($rc)" [ $rc -eq 1 ]
 check "abort says why" \
   grep -q "the destination top $M0 may hold the guest's newest writes, so abort does not remove it" <<<"$out"
 check "abort keeps B's top" [ -e "$M0" ]

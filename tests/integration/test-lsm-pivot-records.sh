@@ -58,7 +58,7 @@ check "only the move's record is left" [ "$(records)" -eq 1 ]
 out=$("$SNAPMIG" abort "${SM[@]}" p1 2>&1)
 rc=$?
 echo "$out" | sed 's/^/# /'
-check "abort refuses" [ $rc -eq 1 ]
+check "abort refuses with 2, invalid-input: pivot is the way ($rc)" [ $rc -eq 2 ]
 check "abort says to run pivot" grep -q "run 'snapmig pivot p1'" <<<"$out"
 check "abort removed nothing in B" [ -e "$M0" -a -e "$B/d0.qcow2" ]
 out=$("$SNAPMIG" pivot "${SM[@]}" p1 2>&1)

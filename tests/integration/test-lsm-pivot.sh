@@ -83,9 +83,11 @@ check "create --wait to D" [ $rc -eq 0 ]
 before=$( { chain_files drive0; chain_files drive1; } | sort)
 out=$(cd "$T" && "$SNAPMIG" pivot --state-dir state --qmp vm.qmp --delete-source --json p3 2>"$T/err")
 rc=$?
-grep '"pivoted"' <<<"$out" | sed 's/^/# /'
+grep '"event":"result"' <<<"$out" | sed 's/^/# /'
 check "pivot --delete-source --json succeeds" [ $rc -eq 0 ]
-removed=$(jq -r 'select(.event == "pivoted") | .removed[]' <<<"$out" | sort)
+echo "$out" >"$T/pivot.json"
+check "pivot --json: every line is valid against the schema" json_valid pivot "$T/pivot.json"
+removed=$(jq -r 'select(.event == "result") | .removed[]' <<<"$out" | sort)
 check "the pivoted result lists the files removed" \
   [ -n "$before" -a "$removed" = "$before" ]
 check "each one absolute and gone" \

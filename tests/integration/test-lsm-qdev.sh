@@ -46,7 +46,7 @@ out=$("$SNAPMIG" pivot "${SM[@]}" q2 2>&1)
 rc=$?
 echo "$out" | sed 's/^/# /'
 check "pivot succeeds" [ $rc -eq 0 ]
-check "vda runs in B" [ "$(top_file)" = "$B/top.q1.q2.qcow2" ]
+check "vda runs in B" [ "$(top_file)" = "$B/top.q2.qcow2" ]
 check "the base's data reads back" qio "read -P 0x11 0 1M"
 check "the write before create reads back" qio "read -P 0x22 1M 1M"
 check "the write between create and abort reads back" qio "read -P 0x33 2M 1M"

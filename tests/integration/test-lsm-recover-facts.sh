@@ -88,8 +88,23 @@ original () {
   [ "$(qmp vm query-status | jq -r .status)" = running ] || { echo "# not running"; return 1; }
   all_read && offline_read
 }
-# new_top FILE NAME: the new top create gives a disk on FILE for snapshot NAME.
-new_top () { local f=${1##*/}; echo "${1%/*}/${f%.*}.$2.qcow2"; }
+# new_top FILE NAME: the new top create gives a disk on FILE for snapshot
+# NAME: STEM.NAME.qcow2 beside FILE, STEM being FILE's stem without an
+# earlier snapmig suffix (the shortest stem of a layer below FILE, in the
+# chain of the disk that has FILE, that FILE's stem begins with, plus ".").
+new_top () {
+  local f=${1##*/} s base d l b below=()
+  s=${f%.*} base=${f%.*}
+  for d in drive0 drive1; do
+    mapfile -t below < <(chain_files "$d" | sed -n "\|^$1\$|,\$p" | tail -n +2)
+    [ ${#below[@]} -gt 0 ] && break
+  done
+  for l in "${below[@]}"; do
+    b=${l##*/} b=${b%.*}
+    case $s in "$b".*) [ ${#b} -lt ${#base} ] && base=$b ;; esac
+  done
+  echo "${1%/*}/$base.$2.qcow2"
+}
 # The VM on the new tops of snapshot $1, both mirrors running.
 on_new_tops () {
   [ "$(top_file drive0)" = "$(new_top "$TOP0" "$1")" ] || { echo "# drive0 on $(top_file drive0)"; return 1; }

@@ -61,10 +61,11 @@ start_vm vm || { not_ok "start QEMU"; done_testing; }
 # No snapshots yet.
 check "list: nothing recorded prints nothing, exit 0" \
   eval 'run 0 sm list && [ -z "$out" ] && [ -z "$err" ]'
-check "list --json: empty array" \
-  eval 'run 0 sm list --json && python3 -c "import json,sys; assert json.load(open(sys.argv[1])) == []" "$T/out"'
-check "current: none, exit 1 with a message" \
-  eval "run 1 sm current && [ \"\$err\" = \"snapmig: error: VM $SOCK has no current snapshot\" ]"
+check "list --json: no snapshots, none current" \
+  eval 'run 0 sm list --json && python3 -c "import json,sys; d = json.load(open(sys.argv[1])); assert d[\"snapshots\"] == [] and d[\"current\"] is None, d" "$T/out"'
+check "list --json: valid against the schema" json_valid list "$T/out"
+check "current: none, exit 3 (not-found) with a message" \
+  eval "run 3 sm current && [ \"\$err\" = \"snapmig: error: VM $SOCK has no current snapshot\" ]"
 
 check "record s2 (newest)" put s2 1700000200
 check "record s1 (oldest)" put s1 1700000100
@@ -88,11 +89,15 @@ check "list: the disk move's destination" \
 check "list --json: names in order, current flag, mirror" \
   eval 'run 0 sm list --json && python3 - "$T/out" "$T" <<EOF
 import json, sys
-a = json.load(open(sys.argv[1]))
+d = json.load(open(sys.argv[1]))
+a = d["snapshots"]
 t = sys.argv[2]
+assert d["current"] == "s3", d
 assert [s["name"] for s in a] == ["s1", "s3", "s2"], a
 assert [s["current"] for s in a] == [False, True, False], a
-assert a[0]["creationTime"] == 1700000100 and a[0]["state"] == "disk-snapshot"
+assert a[0]["creation-time-seconds"] == 1700000100, a[0]
+assert a[0]["creation-time"] == "2023-11-14T22:15:00Z", a[0]
+assert a[0]["state"] == "disk-snapshot", a[0]
 assert a[1]["disks"][0]["mirror"] == {"file": t + "/dst/vda.s3.qcow2", "format": "qcow2"}
 assert a[0]["disks"][0]["mirror"] is None and a[0]["disks"][1]["snapshot"] == "no"
 EOF'
@@ -115,11 +120,11 @@ check "dumpxml: the stored XML" \
         echo "$out" | grep -qF "$T/vda.s1.qcow2"'
 check "dumpxml: output is a valid snapshot document (sm-state-put reads it)" \
   eval 'sm dumpxml s3 >"$T/again.xml" && "$PUT" "$S" "$T/again.qmp" "$T/again.xml"'
-check "dumpxml: unknown snapshot, exit 1" \
-  eval "run 1 sm dumpxml nope && [[ \"\$err\" == \"snapmig: error: snapshot 'nope' not found for VM $SOCK (its snapshots: \"*s1*\"; see 'snapmig list')\" ]] && [ -z \"\$out\" ]"
-check "dumpxml: a name that is no file name is refused" \
-  eval "run 1 sm dumpxml ../vm && [ \"\$err\" = \"snapmig: error: snapshot name '../vm' must not start with '.'\" ] &&
-        run 1 sm dumpxml a/b && [ \"\$err\" = \"snapmig: error: snapshot name 'a/b' must not contain '/'\" ]"
+check "dumpxml: unknown snapshot, exit 3 (not-found)" \
+  eval "run 3 sm dumpxml nope && [[ \"\$err\" == \"snapmig: error: snapshot 'nope' not found for VM $SOCK (its snapshots: \"*s1*\"; see 'snapmig list')\" ]] && [ -z \"\$out\" ]"
+check "dumpxml: a name that is no file name is refused (2, invalid-input)" \
+  eval "run 2 sm dumpxml ../vm && [ \"\$err\" = \"snapmig: error: snapshot name '../vm' must not start with '.'\" ] &&
+        run 2 sm dumpxml a/b && [ \"\$err\" = \"snapmig: error: snapshot name 'a/b' must not contain '/'\" ]"
 check "dumpxml: missing NAME is a usage error" \
   eval 'run 2 sm dumpxml && echo "$err" | grep -q "^snapmig: error: dumpxml: missing snapshot name"'
 check "dumpxml: extra argument is a usage error" eval 'run 2 sm dumpxml s1 s2'
@@ -132,25 +137,25 @@ check "--help says no connection is made" \
 check "current: prints the current snapshot" eval 'run 0 sm current && [ "$out" = s3 ]'
 check "current NAME: sets it" eval 'run 0 sm current s1 && run 0 sm current && [ "$out" = s1 ]'
 check "current NAME: unknown snapshot refused, current unchanged" \
-  eval "run 1 sm current nope && [[ \"\$err\" == \"snapmig: error: snapshot 'nope' not found for VM $SOCK (its snapshots: \"*s1*\"; see 'snapmig list')\" ]] &&
+  eval "run 3 sm current nope && [[ \"\$err\" == \"snapmig: error: snapshot 'nope' not found for VM $SOCK (its snapshots: \"*s1*\"; see 'snapmig list')\" ]] &&
         run 0 sm current && [ \"\$out\" = s1 ]"
 sm current s3 >/dev/null 2>&1
 
 # delete
-check "delete: unknown snapshot, exit 1" \
-  eval "run 1 sm delete nope && [[ \"\$err\" == \"snapmig: error: snapshot 'nope' not found for VM $SOCK (its snapshots: \"*s1*\"; see 'snapmig list')\" ]]"
-check "delete: a snapshot with a move in progress is refused" \
-  eval 'run 1 sm delete s3 && echo "$err" | grep -q "snapmig pivot" && echo "$err" | grep -q "snapmig abort"'
+check "delete: unknown snapshot, exit 3 (not-found)" \
+  eval "run 3 sm delete nope && [[ \"\$err\" == \"snapmig: error: snapshot 'nope' not found for VM $SOCK (its snapshots: \"*s1*\"; see 'snapmig list')\" ]]"
+check "delete: a snapshot with a move in progress is refused (4, busy)" \
+  eval 'run 4 sm delete s3 && echo "$err" | grep -q "snapmig pivot" && echo "$err" | grep -q "snapmig abort"'
 check "delete: ...and kept" eval 'run 0 sm dumpxml s3'
 if command -v flock >/dev/null; then
   # The VM's state directory is the one whose `vm` file names the socket.
   lock=$(grep -lxF "$(realpath "$SOCK")" "$S"/vms/*/vm | sed 's,/vm$,/lock,')
   # Holds the VM's lock as a running snapmig would (flock(1) on the same file).
-  check "delete: refused while another process holds the VM's lock" \
+  check "delete: refused while another process holds the VM's lock (4, busy)" \
     eval 'flock -n "$lock" "$SNAPMIG" delete s2 --qmp "$SOCK" --state-dir "$S" >"$T/out" 2>"$T/err";
-          [ $? -eq 1 ] && grep -q "^snapmig: error: VM $SOCK is locked by another snapmig" "$T/err"'
-  check "current NAME: refused while locked" \
-    eval 'flock -n "$lock" "$SNAPMIG" current s1 --qmp "$SOCK" --state-dir "$S" >/dev/null 2>&1; [ $? -eq 1 ]'
+          [ $? -eq 4 ] && grep -q "^snapmig: error: VM $SOCK is locked by another snapmig" "$T/err"'
+  check "current NAME: refused while locked (4, busy)" \
+    eval 'flock -n "$lock" "$SNAPMIG" current s1 --qmp "$SOCK" --state-dir "$S" >/dev/null 2>&1; [ $? -eq 4 ]'
   check "list: works while locked (reads only)" \
     eval 'flock -n "$lock" "$SNAPMIG" list --qmp "$SOCK" --state-dir "$S" >/dev/null'
 else
@@ -159,7 +164,7 @@ fi
 check "delete --metadata-only: deletes it, warning the move is left running" \
   eval 'run 0 sm delete --metadata-only s3 && echo "$err" | grep -q "^snapmig: warning: .*vda"'
 check "delete: the current snapshot's deletion leaves none current" \
-  eval 'run 1 sm current && run 1 sm dumpxml s3'
+  eval 'run 3 sm current && run 3 sm dumpxml s3'
 check "delete: a plain snapshot" eval 'run 0 sm delete s1 && [ -z "$out$err" ]'
 check "list: what is left" \
   eval 'run 0 sm list && [ "$(echo "$out" | awk "{print \$1}")" = s2 ]'

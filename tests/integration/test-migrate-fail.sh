@@ -23,7 +23,8 @@ mig_setup
 # failed LABEL PHASE-REGEX: the checks of a failed migrate.
 failed () {
   local l=$1
-  check "$l: migrate exits 1" [ "$MIG_RC" = 1 ]
+  check "$l: migrate exits with its error's status ($MIG_RC, $(res .error.code))" \
+    [ "$MIG_RC" = "$(exit_status_of "$(res .error.code)")" -a "$MIG_RC" != 0 ]
   check "$l: the result says not ok" [ "$(res .ok)" = false ]
   check "$l: the error names the phase" grep -qE "$2" <<<"$(res .error.phase)"
   check "$l: the error has a message" [ -n "$(res .error.message)" ]

@@ -184,7 +184,7 @@ no_source_journal () { [ -z "$(ls "$T"/s1/vms/*/journal/ 2>/dev/null)" ]; }
 # --- e. migrate-start-postcopy when no migration runs -------------------------
 pc_fresh
 run_sm e-start 30 migrate-start-postcopy --qmp "$T/vm.qmp" --state-dir "$T/s1"
-check "e: migrate-start-postcopy without a migration exits 1" [ "$RC" = 1 ]
+check "e: migrate-start-postcopy without a migration exits 3, not-found ($RC)" [ "$RC" = 3 ]
 check "e: its error says there is no migration" out_has e-start "no migration"
 check "e: the source still runs, unchanged" src_unchanged
 
@@ -199,7 +199,7 @@ check "d: --postcopy --parallel: the destination domain is empty" empty_dir "$D"
 check "d: multifd is on in the source QEMU" \
   [ "$("$SMQ" "$T/mon.qmp" query-migrate-capabilities | jq -r '.[] | select(.capability == "multifd") | .state')" = true ]
 run_sm d-multifd 60 "${MIG[@]:1}" --postcopy --json "${BW[@]}"
-check "d: --postcopy on a source with multifd on exits 1" [ "$RC" = 1 ]
+check "d: --postcopy on a source with multifd on exits 2, invalid-input ($RC)" [ "$RC" = 2 ]
 check "d: its error names multifd" out_has d-multifd multifd
 check "d: multifd: the result says not ok" grep -q '"ok": *false' "$T/d-multifd.out"
 check "d: multifd: the source runs on its own chain" src_unchanged
@@ -213,7 +213,7 @@ pc_fresh
 mig_start --json --bandwidth 12M
 check "c: the RAM phase begins" mig_wait_line "$(phase_re ram)" 60
 run_sm c-start 30 migrate-start-postcopy --qmp "$T/vm.qmp" --state-dir "$T/s1" --timeout 20
-check "c: migrate-start-postcopy exits 1" [ "$RC" = 1 ]
+check "c: migrate-start-postcopy exits 2, invalid-input ($RC)" [ "$RC" = 2 ]
 check "c: its message says --postcopy" out_has c-start -- "--postcopy"
 check "c: the migration still runs" kill -0 "$MIG_PID"
 mig_end_quiet 90
@@ -264,7 +264,7 @@ A2_FILES=$(ls -A "$D" | sort)
   --dest-domain "$T/no-such-domain" --dest-cmd "$SNAPMIG" --json \
   >"$T/a2.out" 2>&1
 a2_rc=$?
-check "a2: migrating it again into a missing domain fails (exit 1)" [ "$a2_rc" = 1 ]
+check "a2: migrating it again into a missing domain fails (exit 3, not-found: $a2_rc)" [ "$a2_rc" = 3 ]
 check "a2: ... in prepare" [ "$(grep '"event":"result"' "$T/a2.out" | jq -r .error.phase)" = prepare ]
 check "a2: ... without saying the source stays paused" not grep -qi 'stays paused' "$T/a2.out"
 check "a2: the VM still runs there" [ "$(status "$A2_QMP")" = running ]
@@ -299,7 +299,7 @@ check "b: the source pauses post-copy" wait_until 15 is_paused "$T/mon.qmp"
 check "b: the destination pauses post-copy" wait_until 15 is_paused "$RUN/vm.qmp"
 
 run_sm b-recover 60 recover --qmp "$T/vm.qmp" --state-dir "$T/s1"
-check "b: recover (source) refuses: exit 1" [ "$RC" = 1 ]
+check "b: recover (source) refuses: exit 2, invalid-input: its problems are for the administrator ($RC)" [ "$RC" = 2 ]
 check "b: recover (source) says the source is never resumed" out_has b-recover "never resumed"
 check "b: recover (source) names post-copy" out_has b-recover "post-?copy"
 check "b: the source QEMU does not run the guest" [ "$(status "$T/mon.qmp")" != running ]
@@ -308,7 +308,7 @@ check "b: the source's journal is kept" not no_source_journal
 in_b timeout 60 "$SNAPMIG" recover --incoming --state-dir "$T/s2" >"$T/b-incoming.out" 2>&1
 RC=$?
 sed 's/^/# b-incoming: /' "$T/b-incoming.out"
-check "b: recover --incoming refuses while post-copy is paused: exit 1" [ "$RC" = 1 ]
+check "b: recover --incoming refuses while post-copy is paused: exit 4, busy ($RC)" [ "$RC" = 4 ]
 check "b: recover --incoming names post-copy" out_has b-incoming "post-?copy"
 check "b: the destination QEMU still runs" kill -0 "${DEST_PID:-0}"
 check "b: the destination keeps its journal" not empty_dir "$T/s2/incoming"

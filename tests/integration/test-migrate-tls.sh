@@ -9,7 +9,7 @@
 #   host names   a server certificate that names only the source's address
 #                (the destination's export is refused at perform) or only
 #                the destination's (the layer pull is refused at prepare):
-#                migrate exits 1 naming the address, --dest-host or
+#                migrate fails naming the address, --dest-host or
 #                --source-host and the certificate's names; nothing changed
 #   phases       migrate-begin --tls: the source's layer server refuses a
 #                plaintext NBD client and serves one with the client
@@ -113,7 +113,7 @@ mkdir "$T/bad"
 cp "$CERTS"/*.pem "$T/bad/"
 rm "$T/bad/client-key.pem"
 rc=0; $IN_A "${MIG[@]}" --tls --tls-creds "$T/bad" >"$T/u.out" 2>"$T/u.err" || rc=$?
-check "usage: a DIR without client-key.pem: migrate exits 1" exited "$rc" 1 "$T/u.err"
+check "usage: a DIR without client-key.pem: migrate exits 3 (not-found)" exited "$rc" 3 "$T/u.err"
 check "usage: the message names client-key.pem" grep -q 'client-key.pem' "$T/u.err"
 check "usage: the message says what DIR must hold" grep -q 'must hold ca-cert.pem' "$T/u.err"
 check "usage: the source is unchanged (chains, files, data)" src_intact
@@ -124,14 +124,14 @@ check "usage: no migration journal on the source" no_journal "$T/s1"
 # --- certificates that do not name a host's address ------------------------------
 # (namespaces only: in the loopback fallback both hosts are 127.0.0.1, which
 # make-certs always names)
-# refused_host LABEL DIR HOST OPTION [ARG]...: migrate (ARGs) with DIR
-# fails naming HOST, OPTION and the certificate's names; the source runs as
-# before and the destination is clean.
+# refused_host LABEL DIR STATUS HOST OPTION [ARG]...: migrate (ARGs) with
+# DIR fails with exit STATUS naming HOST, OPTION and the certificate's
+# names; the source runs as before and the destination is clean.
 refused_host () {
-  local l=$1 dir=$2 rc=0; shift 2
+  local l=$1 dir=$2 want=$3 rc=0; shift 3
   $IN_A "${MIG[@]}" --tls --tls-creds "$dir" "${@:3}" >"$T/h.out" 2>"$T/h.err" || rc=$?
   sed 's/^/# /' "$T/h.err"
-  check "$l: migrate exits 1" exited "$rc" 1 "$T/h.err"
+  check "$l: migrate exits $want" exited "$rc" "$want" "$T/h.err"
   check "$l: the message names $1 and $2" grep -qF "does not name $1 ($2)" "$T/h.err"
   check "$l: the message names the certificate's names" grep -qF "it names IP Address:127.0.0.1" "$T/h.err"
   check "$l: the message has QEMU's reason" grep -qF "Certificate does not match the hostname $1" "$T/h.err"
@@ -143,9 +143,10 @@ refused_host () {
 if [ -n "$NS_A" ]; then
   "$SM_TOP/tests/tools/make-certs" "$T/only-a" "$IP_A" >/dev/null
   # --flatten: no layer to pull, perform's NBD connection is refused at once
-  refused_host "certificate without the destination" "$T/only-a" "$IP_B" --dest-host --flatten
+  # QEMU refuses the export's certificate: qemu-error (7)
+  refused_host "certificate without the destination" "$T/only-a" 7 "$IP_B" --dest-host --flatten
   "$SM_TOP/tests/tools/make-certs" "$T/only-b" "$IP_B" >/dev/null
-  refused_host "certificate without the source" "$T/only-b" "$IP_A" --source-host
+  refused_host "certificate without the source" "$T/only-b" 1 "$IP_A" --source-host
 else
   skip "certificates without a host's address: no namespaces (both hosts 127.0.0.1)"
 fi
@@ -175,7 +176,7 @@ check "phases: the layer server serves the client certificate at the same addres
 rc=0
 $IN_B "$SNAPMIG" migrate-prepare "${PH_DST[@]}" --port-range "$PORT_LO-$PORT_HI" \
   <"$T/begin.xml" >"$T/p0.xml" 2>"$T/p0.err" || rc=$?
-check "phases: prepare without --tls on the TLS cookie exits 1" exited "$rc" 1 "$T/p0.err"
+check "phases: prepare without --tls on the TLS cookie exits 2 (invalid-input)" exited "$rc" 2 "$T/p0.err"
 check "phases: its message names --tls" grep -q -- '--tls' "$T/p0.err"
 check "phases: the destination domain is untouched" empty_dir "$D"
 check "phases: the run dir is untouched" empty_dir "$RUN"
@@ -186,7 +187,7 @@ rm "$T/bad/server-key.pem"
 rc=0
 $IN_B "$SNAPMIG" migrate-prepare "${PH_DST[@]}" --port-range "$PORT_LO-$PORT_HI" \
   --tls --tls-creds "$T/bad" <"$T/begin.xml" >"$T/p1.xml" 2>"$T/p1.err" || rc=$?
-check "phases: prepare with a DIR without server-key.pem exits 1" exited "$rc" 1 "$T/p1.err"
+check "phases: prepare with a DIR without server-key.pem exits 3 (not-found)" exited "$rc" 3 "$T/p1.err"
 check "phases: its message names server-key.pem" grep -q 'server-key.pem' "$T/p1.err"
 check "phases: the destination domain is still untouched" empty_dir "$D"
 

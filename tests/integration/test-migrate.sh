@@ -95,6 +95,7 @@ moved () {
 mig_fresh
 if migrate_with_writes chain prepare --json; then
   check "chain: the result says ok" [ "$(res .ok)" = true ]
+  check "chain: every line is valid against the schema" json_valid migrate "$T/mig.out"
   check "chain: storage chain" [ "$(res .storage)" = chain ]
   check "chain: the result names the remapped run dir" [ "$(res '."dest-run-dir"')" = "$RUN" ]
   check "chain: disk bytes reported" [ "$(res '."disk-bytes"')" -gt 0 ]

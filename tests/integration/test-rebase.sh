@@ -80,18 +80,18 @@ check "setup: chain base <- mid <- top with guest data in each layer" \
 
 # --- Errors name the disk and change nothing.
 out=$("${SM[@]}" nosuch 2>&1); rc=$?
-check "unknown disk: exit 1, names the disk and the VM's disks" \
-  eval '[ $rc = 1 ] && grep -q "^snapmig: error: .*disk nosuch.*drive0" <<<"$out"'
+check "unknown disk: exit 3 (not-found), names the disk and the VM's disks ($rc)" \
+  eval '[ $rc = 3 ] && grep -q "^snapmig: error: .*disk nosuch.*drive0" <<<"$out"'
 
 qemu-img create -q -f qcow2 "$T/other.qcow2" 8M
 out=$("${SM[@]}" --base "$T/other.qcow2" drive0 2>&1); rc=$?
-check "base not in the chain: exit 1, names disk and base, lists the chain" \
-  eval '[ $rc = 1 ] && grep -q "disk drive0: .*other.qcow2 is not in" <<<"$out" &&
+check "base not in the chain: exit 3 (not-found), names disk and base, lists the chain ($rc)" \
+  eval '[ $rc = 3 ] && grep -q "disk drive0: .*other.qcow2 is not in" <<<"$out" &&
         grep -q "base.qcow2.*<- .*mid.qcow2.*<- .*top.qcow2" <<<"$out"'
 
 out=$("${SM[@]}" --base "$D/top.qcow2" drive0 2>&1); rc=$?
-check "the active layer as base is refused" \
-  eval '[ $rc = 1 ] && grep -q "disk drive0: .*active layer" <<<"$out"'
+check "the active layer as base is refused: exit 2, invalid-input ($rc)" \
+  eval '[ $rc = 2 ] && grep -q "disk drive0: .*active layer" <<<"$out"'
 
 out=$("${SM[@]}" --bandwidth 10X drive0 2>&1); rc=$?
 check "a bad --bandwidth is a usage error" \
@@ -111,14 +111,16 @@ check "--dry-run without --base merges everything into a standalone top" \
         grep -q "merge .*base.qcow2" <<<"$out" && grep -q standalone <<<"$out"'
 out=$("${SM[@]}" --dry-run --json drive0); rc=$?
 check "--dry-run --json prints the plan as JSON" \
-  eval '[ $rc = 0 ] && grep -q "\"backing-file\": null" <<<"$out" &&
-        grep -q "\"execute\": \"block-stream\"" <<<"$out"'
+  eval '[ $rc = 0 ] && grep -q "\"backing-file\":null" <<<"$out" &&
+        grep -q "\"execute\":\"block-stream\"" <<<"$out"'
+check "--dry-run --json: a plan event and the result, valid against the schema" \
+  json_valid rebase <(echo "$out")
 
 # --- Rebase onto base, naming it relative to the current directory.
 out=$(cd "$T" && "${SM[@]}" --json --bandwidth 64M --timeout 60 \
         --base domain/base.qcow2 drive0); rc=$?
 check "rebase --base base: exit 0, JSON result line" \
-  eval '[ $rc = 0 ] && tail -n1 <<<"$out" | grep -q "^{\"event\":\"rebased\"" &&
+  eval '[ $rc = 0 ] && tail -n1 <<<"$out" | grep -q "^{\"event\":\"result\"" &&
         tail -n1 <<<"$out" | grep -q "\"backing-file\":\"base.qcow2\""'
 check "QEMU's chain is now base <- top" \
   eval '[ "$(chain_depth)" = 1 ] && chain_files | grep -qx "$D/base.qcow2" &&

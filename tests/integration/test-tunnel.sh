@@ -7,7 +7,7 @@
 # Each: a forward and a reverse, 100 MiB checked by sha256 through each (both
 # ways: an echo), several streams at once; then the transport killed (it
 # comes back, the same local path, a new connection works), the transport
-# kept dead past the link timeout (exit 3 with a message) and end of file on
+# kept dead past the link timeout (exit 6, disconnected, with a message) and end of file on
 # the control channel (its directory removed, no process left).
 # run-tests: beside (guest-less, its own namespaces and directories)
 source "$(dirname "$0")/lib.sh"
@@ -198,7 +198,7 @@ check "flaky: the tunnel gives up" wait_gone "$TPID" 10
 wait "$TPID"
 rc=$?
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
-check "flaky: exit status 3 ($rc)" test "$rc" -eq 3
+check "flaky: exit status 6, disconnected ($rc)" test "$rc" -eq 6
 check "flaky: after the link timeout, not long after (${ms} ms)" \
   test "$ms" -ge 2900 -a "$ms" -le 8000
 check "flaky: 'error MESSAGE' with the transport's reason" \
@@ -272,7 +272,7 @@ kill -9 "$(cat "$T/sshdown.d/transport.pid")"
 check "sshdown: the tunnel gives up" wait_gone "$TPID" 15
 wait "$TPID"
 rc=$?
-check "sshdown: exit status 3 ($rc)" test "$rc" -eq 3
+check "sshdown: exit status 6, disconnected ($rc)" test "$rc" -eq 6
 check "sshdown: 'error MESSAGE' on stderr" grep -q '^error ' "$T/sshdown.err"
 exec {TW}>&- {TR}<&-
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # snapmig validate from the command line: the text report (problems first,
 # errors before warnings before infos, one fix per problem, the summary
-# line), --json, exit codes (0 clean, warnings allowed unless --strict, 1
-# problems, 2 could not run), a malicious backing name pointing at a FIFO
+# line), --json (valid against the schema), exit codes (0 clean, warnings
+# allowed unless --strict, 1 problems, else the error's: snapmig-json(7)), a malicious backing name pointing at a FIFO
 # (finishing at all proves it was not opened), --qmp against a real VM, the
 # records of interrupted creates and of moves in progress that the real
 # `snapmig create` leaves in the state directory, and that validation
@@ -78,21 +78,23 @@ check "errors before warnings" test "$last_error" -lt "$first_warning"
 validate "$bad" --json
 check "json: exit 1" test $rc -eq 1
 check "json: one document" test "$(head -c1 "$T/out")$(tail -n1 "$T/out")" = "{}"
+check "json: valid against the schema's \$defs/validate" json_valid validate "$T/out"
 check "json: errors counted" grep -qF '"errors": 3' "$T/out"
 check "json: clean false" grep -qF '"clean": false' "$T/out"
 check "json: escape code" test "$(grep -cF '"code": "backing-escapes"' "$T/out")" -eq 2
 check "json: severity" grep -qF '"severity": "error"' "$T/out"
 
-# Could not run: exit 2 with a message.
+# Could not run: the exit status of the error's code (snapmig-json(7)),
+# with a message; a usage error 2.
 validate "$T/nope"
-check "missing domain: exit 2" test $rc -eq 2
+check "missing domain: exit 3 (not-found)" test $rc -eq 3
 check "missing domain: message" grep -qF "snapmig: error: validate: storage domain $T/nope: No such file or directory" "$T/err"
 validate --no-such-option "$clean"
 check "bad option: exit 2" test $rc -eq 2
 validate
 check "no domain: exit 2" test $rc -eq 2
 validate --qmp "$T/no.qmp" "$clean"
-check "dead socket: exit 2" test $rc -eq 2
+check "dead socket: exit 3 (not-found)" test $rc -eq 3
 check "dead socket: message" grep -q "^snapmig: error: validate: " "$T/err"
 
 # --qmp: images the VM has open are in use, the rest are leftovers.

@@ -302,7 +302,12 @@ test_mirror_job (Fixture *f, gconstpointer data)
   g_assert_cmpstr (json_object_get_string (member (j, "type",
                                                    json_type_string)), ==,
                    "mirror");
-  member (j, "len", json_type_int);
+  /* QEMU's offset/len are done/total, as all progress in the JSON. */
+  g_assert_cmpint (json_object_get_int64 (member (j, "done", json_type_int)),
+                   ==, (int64_t) job->offset);
+  g_assert_cmpint (json_object_get_int64 (member (j, "total", json_type_int)),
+                   ==, (int64_t) job->len);
+  g_assert_false (json_object_object_get_ex (j, "offset", NULL));
   member (j, "ready", json_type_boolean);
   g_assert_cmpstr (json_object_get_string (member (j, "status",
                                                    json_type_string)), ==,

@@ -263,6 +263,54 @@ test_create_without_transaction (void)
   plan_fails (vm, mirrored1, &opts, SM_ERROR_UNSUPPORTED, "--reuse-external");
 }
 
+/* No option accepted and ignored: a mirror domain no disk uses is refused;
+ * without any mirror destination every writable disk gets a plain
+ * snapshot; a definition asking for memory state is refused, or planned
+ * without it and a note under SM_LSM_DISK_ONLY. */
+static void
+test_create_options (void)
+{
+  g_autoptr(SmLsmVm) vm = three_disk_vm ();
+  static const char *const own_mirror[] = { "drive0,mirror=/B/x.qcow2", NULL };
+  g_autoptr(GError) err = NULL;
+  g_autoptr(SmSnapshotDef) unused = sm_lsm_def_from_options (
+    vm, "s", own_mirror, "/C", &err);
+  g_autoptr(SmSnapshotDef) plain = NULL;
+  g_autoptr(SmLsmPlan) plan = NULL;
+  SmLsmCreateOptions opts = { 0 };
+  guint i;
+
+  g_assert_null (unused);
+  g_assert_error (err, SM_ERROR, SM_ERROR_INVALID);
+  g_assert_nonnull (strstr (err->message, "--mirror-domain /C: no disk"));
+  g_clear_error (&err);
+
+  plain = sm_lsm_def_from_options (vm, "s", NULL, NULL, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (plain->disks->len, >, 0);
+  for (i = 0; i < plain->disks->len; i++) {
+    const SmSnapshotDisk *d = plain->disks->pdata[i];
+
+    g_assert_null (d->mirror_file);
+    g_assert_nonnull (d->source);
+  }
+
+  plain->memory_snapshot = g_strdup ("external");
+  plain->memory_file = g_strdup ("/m.save");
+  plan_fails (vm, plain, &opts, SM_ERROR_INVALID, "--disk-only");
+  g_free (plain->memory_snapshot);
+  plain->memory_snapshot = g_strdup ("no");
+  g_clear_pointer (&plain->memory_file, g_free);
+  plain->state = g_strdup ("running");
+  plan_fails (vm, plain, &opts, SM_ERROR_INVALID, "<state>running</state>");
+  opts.flags = SM_LSM_DISK_ONLY;
+  plan = plan_ok (vm, plain, &opts);
+  g_assert_nonnull (plan->note);
+  g_assert_nonnull (strstr (plan->note, "left out"));
+  g_assert_cmpstr (plan->def->state, ==, "disk-snapshot");
+  g_assert_null (plan->def->memory_snapshot);
+}
+
 static void
 test_create_refusals (void)
 {
@@ -275,7 +323,8 @@ test_create_refusals (void)
   SmLsmCreateOptions opts = { 0 };
   g_autoptr(SmSnapshotDef) d_unknown = NULL;
   g_autoptr(SmSnapshotDef) d_twice = mirror_domain_def (vm, twice);
-  g_autoptr(SmSnapshotDef) d_source = mirror_domain_def (vm, onto_source);
+  g_autoptr(SmSnapshotDef) d_source = sm_lsm_def_from_options (
+    vm, "move1", onto_source, NULL, NULL);
   g_autoptr(SmSnapshotDef) d_all = mirror_domain_def (vm, NULL);
   g_autoptr(SmSnapshotDef) d_rel = mirror_domain_def (vm, relative);
   g_autoptr(GError) err = NULL;
@@ -565,6 +614,7 @@ main (int argc, char **argv)
   g_test_add_func ("/lsm-plan/create/without-transaction",
                    test_create_without_transaction);
   g_test_add_func ("/lsm-plan/create/refusals", test_create_refusals);
+  g_test_add_func ("/lsm-plan/create/options", test_create_options);
   g_test_add_func ("/lsm-plan/create/same-destination",
                    test_create_same_destination);
   g_test_add_func ("/lsm-plan/pivot-abort", test_pivot);

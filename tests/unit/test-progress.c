@@ -89,8 +89,13 @@ json_child (void)
     sm_progress_update (p, "vda mirror", (uint64_t) i * 1000, 1000000);
   sm_progress_done (p, "vda mirror", "ready");
   sm_progress_fail (p, "base.qcow2 copy", "disk full");
-  sm_progress_event (p, "pivot", "vda now on B", "disk", "vda",
-                     "to", "/dom/b/vda.qcow2", NULL);
+  {
+    json_object *f = json_object_new_object ();
+
+    json_object_object_add (f, "disk", json_object_new_string ("vda"));
+    json_object_object_add (f, "to", json_object_new_string ("/dom/b/vda.qcow2"));
+    sm_progress_event (p, "pivot", "vda now on B", f);
+  }
 }
 
 static void
@@ -149,7 +154,7 @@ quiet_child (void)
   sm_progress_update (p, "vda mirror", 50, 100);
   sm_progress_done (p, "vda mirror", "ready");
   sm_progress_fail (p, "vdb mirror", NULL);
-  sm_progress_event (p, "pivot", "vda now on B", "disk", "vda", NULL);
+  sm_progress_event (p, "pivot", "vda now on B", NULL);
 }
 
 /* Neither a terminal nor --json (a pipe in a script): nothing but the
@@ -166,11 +171,14 @@ test_quiet (void)
     "vda mirror: done: ready (100 B/100 B in *)\nvdb mirror: failed\n", err));
 }
 
+/* The width of the terminal tty_child draws on. */
+static unsigned short tty_cols = 80;
+
 static void
 tty_child (void)
 {
   g_autoptr(GString) out = g_string_new (NULL);
-  struct winsize ws = { .ws_row = 24, .ws_col = 80 };
+  struct winsize ws = { .ws_row = 24, .ws_col = tty_cols };
   int master = posix_openpt (O_RDWR | O_NOCTTY);
   int slave, flags;
   char buf[4096];
@@ -229,6 +237,31 @@ test_tty (void)
   }
 }
 
+/* On a 40-column terminal every line still fits, and a long name keeps its
+ * start and its end around "...". */
+static void
+test_tty_narrow (void)
+{
+  g_autoptr(GPtrArray) lines = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr(GRegex) re = g_regex_new ("\033\\[[0-9]*[A-Za-z]|\r", 0, 0, NULL);
+  guint i;
+
+  tty_cols = 40;
+  run_child (tty_child, &out, &err);
+  tty_cols = 80;
+  g_assert_nonnull (strstr (out, "a-ver... copy"));
+  lines = lines_of (out);
+  g_assert_cmpuint (lines->len, >, 0);
+  for (i = 0; i < lines->len; i++) {
+    g_autofree char *plain = g_regex_replace_literal (
+      re, g_ptr_array_index (lines, i), -1, 0, "", 0, NULL);
+
+    g_assert_cmpuint (strlen (plain), <, 40);
+  }
+}
+
 static void
 test_format_duration (void)
 {
@@ -275,6 +308,7 @@ main (int argc, char **argv)
   g_test_add_func ("/progress/json", test_json);
   g_test_add_func ("/progress/quiet", test_quiet);
   g_test_add_func ("/progress/tty", test_tty);
+  g_test_add_func ("/progress/tty-narrow", test_tty_narrow);
   g_test_add_func ("/progress/format-duration", test_format_duration);
   g_test_add_func ("/progress/rate-average", test_rate_average);
   {

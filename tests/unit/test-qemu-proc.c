@@ -478,6 +478,43 @@ sleeper (bool ignore_term)
   return pid;
 }
 
+/* libvirt's QEMU is told by its monitor chardev and named by -name. */
+static void
+test_libvirt_domain (void)
+{
+  char *qemu[] = { "qemu-system-x86_64", "-name", "guest=vm1,debug-threads=on",
+                   "-uuid", "0b04", NULL };
+  g_autofree char *name = sm_qemu_cmdline_option (qemu, "-name");
+  g_autofree char *uuid = sm_qemu_cmdline_option (qemu, "-uuid");
+  g_autofree char *none = sm_qemu_cmdline_option (qemu, "-m");
+  g_autofree char *self = sm_qemu_libvirt_domain (getpid ());
+  g_autofree char *dom = NULL;
+  pid_t pid = fork ();
+  int status;
+
+  g_assert_cmpstr (name, ==, "vm1");
+  g_assert_cmpstr (uuid, ==, "0b04");
+  g_assert_null (none);
+  g_assert_null (self);
+  g_assert_null (sm_qemu_libvirt_domain (0));
+  /* A process with libvirt's arguments (sh keeps them as $0...). */
+  g_assert_cmpint (pid, >=, 0);
+  if (pid == 0) {
+    execl ("/bin/sh", "sh", "-c", "sleep 1000; :", "sh", "-chardev",
+           "socket,id=charmonitor,fd=22,server=on,wait=off", "-name",
+           "guest=dom1,debug-threads=on", (char *) NULL);
+    _exit (127);
+  }
+  for (int i = 0; i < 1000 && !dom; i++) {
+    dom = sm_qemu_libvirt_domain (pid);
+    if (!dom)
+      g_usleep (5000);
+  }
+  kill (pid, SIGKILL);
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  g_assert_cmpstr (dom, ==, "dom1");
+}
+
 static void
 test_stop_start_time_differs (void)
 {
@@ -697,6 +734,7 @@ main (int argc, char **argv)
   g_test_add_func ("/qemu-proc/rewrite/from-string", test_from_string);
   g_test_add_func ("/qemu-proc/read-cmdline", test_read_cmdline);
   g_test_add_func ("/qemu-proc/start-time", test_start_time);
+  g_test_add_func ("/qemu-proc/libvirt-domain", test_libvirt_domain);
   g_test_add_func ("/qemu-proc/stop/start-time-differs",
                    test_stop_start_time_differs);
   g_test_add_func ("/qemu-proc/stop/escalates", test_stop_escalates);

@@ -380,8 +380,9 @@ test_connect_missing (void)
 
   qmp = sm_qmp_connect (missing, 5000, &err);
   g_assert_null (qmp);
-  g_assert_error (err, SM_ERROR, SM_ERROR_IO);
+  g_assert_error (err, SM_ERROR, SM_ERROR_NOT_FOUND);
   g_assert_nonnull (strstr (err->message, missing));
+  g_assert_cmpstr (sm_error_get_object (err), ==, missing);
   g_clear_error (&err);
 
   /* A socket file left by a dead QEMU: bound, nobody listening. */
@@ -392,8 +393,9 @@ test_connect_missing (void)
   qmp = sm_qmp_connect (stale, 5000, &err);
   close (fd);
   g_assert_null (qmp);
-  g_assert_error (err, SM_ERROR, SM_ERROR_IO);
+  g_assert_error (err, SM_ERROR, SM_ERROR_DISCONNECTED);
   g_assert_nonnull (strstr (err->message, stale));
+  g_assert_cmpstr (sm_error_get_object (err), ==, stale);
   g_assert_nonnull (strstr (err->message, "refused"));
 }
 
@@ -444,7 +446,7 @@ test_tcp (void)
   g_clear_pointer (&qmp, sm_qmp_free);
   qmp = sm_qmp_connect (refused, 5000, &err);
   g_assert_null (qmp);
-  g_assert_error (err, SM_ERROR, SM_ERROR_IO);
+  g_assert_error (err, SM_ERROR, SM_ERROR_DISCONNECTED);
   g_assert_nonnull (strstr (err->message, refused));
 }
 

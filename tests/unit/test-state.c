@@ -243,6 +243,8 @@ test_lock_between_processes (void)
   g_assert_cmpint (read (ready[0], &c, 1), ==, 1);
 
   st = open_state (dir, sock);
+  /* A watcher sees the holder without taking the lock. */
+  g_assert_cmpint (sm_vm_state_lock_holder (st), ==, child);
   g_assert_false (sm_vm_state_lock (st, &err));
   g_assert_error (err, SM_ERROR, SM_ERROR_BUSY);
   expect = g_strdup_printf ("VM %s is locked by another snapmig (pid %ld)",
@@ -250,11 +252,13 @@ test_lock_between_processes (void)
   g_assert_cmpstr (err->message, ==, expect);
   g_clear_error (&err);
 
-  /* SIGKILL: no chance to unlock, the kernel drops the flock. */
+  /* SIGKILL: no chance to unlock, the kernel drops the flock; its PID
+   * stays in the file, but a dead process holds nothing. */
   g_assert_cmpint (kill (child, SIGKILL), ==, 0);
   g_assert_cmpint (waitpid (child, &status, 0), ==, child);
   close (ready[0]);
   close (hold[1]);
+  g_assert_cmpint (sm_vm_state_lock_holder (st), ==, 0);
   g_assert_true (sm_vm_state_lock (st, &err));
   g_assert_no_error (err);
   lock_file = g_build_filename (sm_vm_state_dir (st), "lock", NULL);
@@ -280,7 +284,9 @@ test_lock_release (void)
   g_assert_error (err, SM_ERROR, SM_ERROR_BUSY);
   g_assert_nonnull (strstr (err->message, "VM 127.0.0.1:5000 is locked"));
   g_clear_error (&err);
+  g_assert_cmpint (sm_vm_state_lock_holder (b), ==, getpid ());
   sm_vm_state_unlock (a);
+  g_assert_cmpint (sm_vm_state_lock_holder (b), ==, 0);
   g_assert_true (sm_vm_state_lock (b, &err));
   g_assert_no_error (err);
   g_clear_pointer (&b, sm_vm_state_free);
