@@ -178,8 +178,10 @@ wait_loop (SmQmp *qmp, SmVmState *st, const char *status_path,
                    "the copy of the lower layers failed (see %s)", status_path);
       return false;
     }
+    /* An interruption asked for during the last reports (an API caller's
+     * progress callback) still stops the wait, even when it is complete. */
     if (mirrors_ready && copies->state == SM_COPY_DONE)
-      return true;
+      return !sm_interrupt_check (error);
     if (deadline >= 0 && g_get_monotonic_time () >= deadline) {
       g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
                    "snapshot %s: not ready in time: %s", info->snapshot,
