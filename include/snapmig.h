@@ -157,7 +157,8 @@ char *snapmig_disks_json (const snapmig_disks *disks);
 /* ---- progress ------------------------------------------------------------ */
 
 /* Progress of a long wait.  KIND is "mirror" (NAME a disk) or "copy" (NAME
- * a lower layer's destination file); DONE/TOTAL in bytes (TOTAL may grow
+ * a lower layer's file name, without its directory: the same name in both
+ * domains; snapmig_status_json has the absolute paths); DONE/TOTAL in bytes (TOTAL may grow
  * while a mirror runs); FINISHED once the item is ready (mirror) or copied.
  * Called from the thread that runs the operation, only when a number
  * changed. */
