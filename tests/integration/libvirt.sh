@@ -48,8 +48,12 @@ libvirt_setup () {
   command -v jq >/dev/null || skip_all "jq missing"
   compgen -G '/usr/lib*/*/libvirt/connection-driver/libvirt_driver_qemu.so' >/dev/null ||
     _lv_missing "libvirt's QEMU driver missing (apt-get install libvirt-daemon-driver-qemu)"
-  LV=$T/libvirt
+  LV=${LV_DIR:-$T/libvirt}
   mkdir -p "$LV"/{home,config/libvirt,run,cache}
+  # Two daemons of one test migrate between each other only with host UUIDs
+  # of their own (libvirt refuses "the same host").
+  [ -z "${LV_HOST_UUID:-}" ] ||
+    echo "host_uuid = \"$LV_HOST_UUID\"" >"$LV/config/libvirt/libvirtd.conf"
   cat >"$LV/config/libvirt/qemu.conf" <<'EOF'
 stdio_handler = "file"
 security_driver = "none"
