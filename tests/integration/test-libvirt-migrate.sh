@@ -87,13 +87,20 @@ after_checks () {
 
 # ---- all -------------------------------------------------------------------
 if fresh; then ok "all: domain on A, guest writes"; else not_ok "all: domain on A, guest writes"; fi
-migrate --copy-storage-all --dest-domain "$B" --json >"$T/all.json" 2>"$T/all.err"
+# --bandwidth 2M: libvirt's copy of the disks lasts seconds, so its job
+# statistics are read while it runs.
+migrate --copy-storage-all --bandwidth 2M --dest-domain "$B" --json \
+  >"$T/all.json" 2>"$T/all.err"
 rc=$?
 check "all: snapmig migrate --connect exits 0" test $rc = 0
 [ $rc = 0 ] || sed 's/^/# /' "$T/all.err" "$T/all.json"
 check "all: one result event, ok, last" \
   test "$(tail -n 1 "$T/all.json" | jq -r '.event + ":" + (.ok|tostring)')" = result:true
 check "all: the JSON lines follow the schema" json_valid migrate "$T/all.json"
+check "all: the result names each disk's file in B" \
+  test "$(tail -n 1 "$T/all.json" | jq -r '[.disks[] | .disk + "=" + .file] | join(" ")')" = "vda=$B/top.qcow2 vdb=$B/d1.raw"
+check "all: progress of the disks' copy from libvirt's job statistics" \
+  test "$(jq -s '[.[] | select(.event == "progress" and .what == "disk" and .total > 0)] | length' "$T/all.json")" -gt 0
 check "all: B/top.qcow2 is one flat image" \
   test "$(qemu-img info -U --output=json "$B/top.qcow2" | jq -r '."backing-filename" // "none"')" = none
 after_checks all
