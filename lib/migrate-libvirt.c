@@ -39,7 +39,8 @@ sm_migrate_libvirt (const SmMigLibvirtOptions *o, GError **error)
 #include "layer-copy.h"
 #include "migrate-private.h"
 #include "precreate.h"
-#include "vm-libvirt.h"
+#include "vm-access.h"
+#include "vm-libvirt-migrate.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
 #define POLL_MS 500
@@ -53,13 +54,6 @@ set_virt_error (GError **error, const char *api)
 
   g_set_error (error, SM_ERROR, SM_ERROR_QMP, "%s: %s", api,
                e && e->message ? e->message : "unknown libvirt error");
-}
-
-static void
-quiet_errors (void *opaque, virErrorPtr err)
-{
-  (void) opaque;
-  (void) err;
 }
 
 static void
@@ -129,6 +123,15 @@ plan_moves (const SmBlockVm *view, const SmMigLibvirtOptions *o,
 
     if (!disk_chosen (d, o->disks))
       continue;
+    for (guint j = 0; j < view->jobs->len; j++)
+      if (g_strcmp0 (((SmBlockJob *) view->jobs->pdata[j])->id,
+                     d->device) == 0) {
+        sm_error_set_with_object (error, SM_ERROR_BUSY, d->device,
+                                  "disk %s of domain %s has a block job: "
+                                  "let it end (virsh blockjob) first",
+                                  d->device, o->domain);
+        return NULL;
+      }
     if (d->chain->len == 0) {
       g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                    "disk %s of domain %s has no medium: leave it out of "
@@ -468,19 +471,17 @@ migrate (virDomainPtr dom, virConnectPtr dconn, GPtrArray *moves,
 
 /* ---- the whole -------------------------------------------------------------- */
 
-static virConnectPtr
-open_conn (const char *uri, GError **error)
+/* The domain's view through the access (lib/vm-access.h: the domain found
+ * and running, its disks, chains and block jobs); the access also starts
+ * the process's libvirt event loop that the migration's connections'
+ * keepalive needs. */
+static SmBlockVm *
+read_view (const SmMigLibvirtOptions *o, int timeout_ms, GError **error)
 {
-  virConnectPtr conn = virConnectOpenAuth (uri, virConnectAuthPtrDefault, 0);
+  g_autoptr(SmVmAccess) vm = sm_vm_access_open_libvirt (o->uri, o->domain,
+                                                        timeout_ms, error);
 
-  if (!conn) {
-    virErrorPtr e = virGetLastError ();
-
-    sm_error_set_with_object (error, SM_ERROR_IO, uri,
-                              "cannot reach libvirt at %s: %s", uri,
-                              e && e->message ? e->message : "unknown error");
-  }
-  return conn;
+  return vm ? vm->ops->query_view (vm, error) : NULL;
 }
 
 static virDomainPtr
@@ -490,38 +491,22 @@ lookup (virConnectPtr conn, const SmMigLibvirtOptions *o, GError **error)
 
   if (!dom)
     dom = virDomainLookupByUUIDString (conn, o->domain);
-  if (!dom) {
+  if (!dom)
     sm_error_set_with_object (error, SM_ERROR_NOT_FOUND, o->domain,
-                              "no domain %s at %s (see 'virsh -c %s list')",
-                              o->domain, o->uri, o->uri);
-    return NULL;
-  }
-  if (virDomainIsActive (dom) != 1) {
-    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
-                 "domain %s at %s is not running: start it, or copy its "
-                 "disks offline", o->domain, o->uri);
-    virDomainFree (dom);
-    return NULL;
-  }
+                              "libvirt at %s has no domain %s any more",
+                              o->uri, o->domain);
   return dom;
 }
 
-/* The view and the plans; then the files; then the migration. */
+/* The plans, the files, the migration. */
 static bool
-run (virDomainPtr dom, virConnectPtr dconn, const SmMigLibvirtOptions *o,
-     SmMigLibvirtResult *r, SmCreatedFiles *created, GError **error)
+run (const SmBlockVm *view, virDomainPtr dom, virConnectPtr dconn,
+     const SmMigLibvirtOptions *o, SmMigLibvirtResult *r,
+     SmCreatedFiles *created, GError **error)
 {
-  g_autofree char *xml = virDomainGetXMLDesc (dom, 0);
-  g_autoptr(SmBlockVm) view = NULL;
   g_autoptr(GPtrArray) moves = NULL;
 
-  if (!xml) {
-    set_virt_error (error, "virDomainGetXMLDesc");
-    return false;
-  }
-  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "plan", NULL);
-  if (!(view = sm_vm_libvirt_parse_xml (xml, NULL, error)) ||
-      !(moves = plan_moves (view, o, error)))
+  if (!(moves = plan_moves (view, o, error)))
     return false;
   sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "precreate", NULL);
   if (!create_moves (moves, o, created, error) ||
@@ -544,17 +529,20 @@ sm_migrate_libvirt (const SmMigLibvirtOptions *o, GError **error)
 {
   g_autoptr(SmMigLibvirtResult) r = g_new0 (SmMigLibvirtResult, 1);
   g_autoptr(SmCreatedFiles) created = sm_created_files_new ();
+  g_autoptr(SmBlockVm) view = NULL;
+  int timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
   virConnectPtr conn = NULL, dconn = NULL;
   virDomainPtr dom = NULL;
   bool ok = false;
 
-  virInitialize ();
-  virSetErrorFunc (NULL, quiet_errors);
   r->domain = g_strdup (o->domain);
   r->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) disk_free);
-  if ((conn = open_conn (o->uri, error)) && (dom = lookup (conn, o, error)) &&
-      (dconn = open_conn (o->dest_uri, error)))
-    ok = run (dom, dconn, o, r, created, error);
+  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "plan", NULL);
+  if ((view = read_view (o, timeout_ms, error)) &&
+      (conn = sm_vm_libvirt_connect (o->uri, timeout_ms, error)) &&
+      (dom = lookup (conn, o, error)) &&
+      (dconn = sm_vm_libvirt_connect (o->dest_uri, timeout_ms, error)))
+    ok = run (view, dom, dconn, o, r, created, error);
   if (!ok) {
     g_autoptr(GError) undo = NULL;
 

@@ -3,8 +3,8 @@
  * libvirt host, through libvirt's own migration (virDomainMigrate3), on
  * snapmig's sizing and pre-creation code (lib/precreate.h).
  *
- *   plan      the domain's live XML read into the VM view
- *             (sm_vm_libvirt_parse_xml); per migrated disk its chain read
+ *   plan      the domain's view through lib/vm-access.h (found, running,
+ *             no block job on a migrated disk); per migrated disk its chain read
  *             from the image headers and a precreate plan in DEST_DOMAIN:
  *             --copy-storage-all one flat image (libvirt's NBD copy is
  *             sync=full into one image), --copy-storage-inc the whole chain
@@ -26,6 +26,10 @@
  * UNDEFINE_SOURCE: the source's persistent definition names the old disks;
  * kept, a later `virsh start` there would boot a second copy of the guest
  * on files that miss every write since the migration.
+ *
+ * Connections: the view through an access; the migration's own source and
+ * destination connections opened within TIMEOUT_MS with the access's
+ * keepalive (lib/vm-libvirt-migrate.h).
  *
  * Failure: libvirt's own rollback leaves the domain running on the source;
  * snapmig then removes exactly the files it created (and nothing it did
@@ -79,7 +83,9 @@ void sm_mig_libvirt_result_free (SmMigLibvirtResult *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmMigLibvirtResult, sm_mig_libvirt_result_free)
 
 /* Runs the migration above.  Errors: SM_ERROR_UNSUPPORTED "snapmig was
- * built without libvirt (install libvirt-dev and rebuild)"; the
+ * built without libvirt (install libvirt-dev and rebuild)"; the access's
+ * (the source unreachable, no such domain, not running); SM_ERROR_BUSY for
+ * a migrated disk with a block job; the
  * precreate checks' (SM_ERROR_NOT_FOUND naming a missing DEST_DOMAIN,
  * SM_ERROR_EXISTS, SM_ERROR_NO_SPACE) before anything changed; SM_ERROR_QMP
  * "virDomainMigrate3: MESSAGE" (libvirt refused or failed: the domain still
