@@ -13,7 +13,10 @@
 #         snapmig, top.qcow2 by libvirt), relative backing name.
 #   fail: a missing --dest-domain: a clear error, A still runs the domain,
 #         no file made; a destination that refuses (a domain of the same
-#         name there): A still runs it, B's pre-created files removed.
+#         name there): A still runs it, B's pre-created files removed and
+#         nothing else.
+#   usage: the options libvirt's migration needs, and the QMP migration's
+#         refused with it (exit 2).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/libvirt.sh"
 
@@ -125,11 +128,13 @@ check "fail: the error names the directory" grep -q "$T/nowhere" "$T/f1.out"
 [ $rc -ne 0 ] || sed 's/^/# /' "$T/f1.out"
 check "fail: A still runs the domain" test "$(lv_virsh domstate vm)" = running
 check "fail: no file made" not test -e "$T/nowhere"
+sed "s/^/# /" "$T/f1.out"
 
 # B's daemon has a domain "vm" of its own (another UUID): libvirt refuses
 # once snapmig pre-created the files.
 lv_domain_xml vm "$(lv_disk vda "$T/other.qcow2" qcow2)" >"$T/other.xml"
 vb define "$T/other.xml" >/dev/null
+echo mine >"$B/keep.txt"; lv_own "$B"
 migrate --dest-domain "$B" >"$T/f2.out" 2>&1
 rc=$?
 check "fail: a destination that refuses fails (exit $rc)" test $rc -ne 0
@@ -137,6 +142,21 @@ check "fail: libvirt's reason is shown" grep -q "virDomainMigrate3" "$T/f2.out"
 sed 's/^/# /' "$T/f2.out"
 check "fail: A still runs the domain on A's files" \
   eval 'test "$(lv_virsh domstate vm)" = running && test "$(lv_blk vm vda)" = "$A/top.qcow2"'
-check "fail: B's pre-created files removed" test -z "$(ls -A "$B")"
+check "fail: B's pre-created files removed, its own file kept" \
+  test "$(ls -A "$B")" = keep.txt
+
+# ---- usage -----------------------------------------------------------------
+usage_rc () { "$SNAPMIG" migrate "$@" >"$T/u.out" 2>&1; echo $?; }
+check "usage: --connect without --domain and --dest-connect" \
+  test "$(usage_rc --connect "$LV_URI" --dest-domain "$B")" = 2
+check "usage: --connect with --qmp" \
+  test "$(usage_rc --connect "$LV_URI" --domain vm --dest-connect "$LVB_URI" \
+          --dest-domain "$B" --qmp "$T/x.qmp")" = 2
+check "usage: the refusal names the option" grep -q -- "--qmp is not for libvirt" "$T/u.out"
+check "usage: --connect with --postcopy" \
+  test "$(usage_rc --connect "$LV_URI" --domain vm --dest-connect "$LVB_URI" \
+          --dest-domain "$B" --postcopy)" = 2
+check "usage: nothing changed: A still runs the domain" \
+  test "$(lv_virsh domstate vm)" = running
 
 done_testing
