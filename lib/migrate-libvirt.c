@@ -3,6 +3,11 @@
  */
 #include "migrate-libvirt.h"
 
+#include <string.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xpath.h>
+
 void
 sm_mig_libvirt_result_free (SmMigLibvirtResult *r)
 {
@@ -12,6 +17,69 @@ sm_mig_libvirt_result_free (SmMigLibvirtResult *r)
   if (r->disks)
     g_ptr_array_unref (r->disks);
   g_free (r);
+}
+
+/* ---- the destination's XML (pure) ----------------------------------------- */
+
+char *
+sm_mig_libvirt_dest_xml (const char *xml, GHashTable *files, GError **error)
+{
+  xmlDocPtr doc = xmlReadMemory (xml, (int) strlen (xml), "domain.xml", NULL,
+                                 XML_PARSE_NONET);
+  xmlXPathContextPtr ctx;
+  xmlXPathObjectPtr r;
+  guint n_found = 0;
+  xmlChar *out = NULL;
+  int len = 0;
+  char *ret = NULL;
+
+  if (!doc) {
+    g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
+                 "libvirt's domain XML could not be read");
+    return NULL;
+  }
+  ctx = xmlXPathNewContext (doc);
+  r = xmlXPathEvalExpression ((const xmlChar *) "/domain/devices/disk", ctx);
+  for (int k = 0; r && r->nodesetval && k < r->nodesetval->nodeNr; k++) {
+    xmlNodePtr disk = r->nodesetval->nodeTab[k];
+    const char *file = NULL;
+
+    for (xmlNodePtr c = disk->children; c && !file; c = c->next)
+      if (c->type == XML_ELEMENT_NODE &&
+          xmlStrcmp (c->name, (const xmlChar *) "target") == 0) {
+        xmlChar *dev = xmlGetProp (c, (const xmlChar *) "dev");
+
+        file = dev ? g_hash_table_lookup (files, dev) : NULL;
+        xmlFree (dev);
+      }
+    if (!file)
+      continue;
+    n_found++;
+    for (xmlNodePtr c = disk->children, next; c; c = next) {
+      next = c->next;
+      if (c->type != XML_ELEMENT_NODE)
+        continue;
+      if (xmlStrcmp (c->name, (const xmlChar *) "source") == 0)
+        xmlSetProp (c, (const xmlChar *) "file", (const xmlChar *) file);
+      else if (xmlStrcmp (c->name, (const xmlChar *) "backingStore") == 0) {
+        xmlUnlinkNode (c);
+        xmlFreeNode (c);
+      }
+    }
+  }
+  xmlXPathFreeObject (r);
+  if (n_found < g_hash_table_size (files))
+    g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
+                 "the domain's XML has %u of the %u migrated disks",
+                 n_found, g_hash_table_size (files));
+  else
+    xmlDocDumpMemory (doc, &out, &len);
+  if (out)
+    ret = g_strndup ((const char *) out, (gsize) len);
+  xmlFree (out);
+  xmlXPathFreeContext (ctx);
+  xmlFreeDoc (doc);
+  return ret;
 }
 
 #ifndef SM_HAVE_LIBVIRT
@@ -28,12 +96,8 @@ sm_migrate_libvirt (const SmMigLibvirtOptions *o, GError **error)
 
 #else
 
-#include <string.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
-#include <libxml/parser.h>
-#include <libxml/tree.h>
-#include <libxml/xpath.h>
 
 #include "interrupt.h"
 #include "layer-copy.h"
@@ -236,60 +300,6 @@ create_moves (GPtrArray *moves, const SmMigLibvirtOptions *o,
   return true;
 }
 
-/* ---- the destination's XML ----------------------------------------------- */
-
-/* XML with each moving disk's <source file> set to its destination top and
- * its <backingStore> dropped (libvirt reads the chain from the headers). */
-static char *
-dest_xml (const char *xml, GPtrArray *moves, GError **error)
-{
-  xmlDocPtr doc = xmlReadMemory (xml, (int) strlen (xml), "domain.xml", NULL,
-                                 XML_PARSE_NONET);
-  xmlXPathContextPtr ctx;
-  xmlChar *out = NULL;
-  int len = 0;
-  char *ret = NULL;
-
-  if (!doc) {
-    g_set_error (error, SM_ERROR, SM_ERROR_QMP_PROTOCOL,
-                 "libvirt's domain XML could not be read");
-    return NULL;
-  }
-  ctx = xmlXPathNewContext (doc);
-  for (guint i = 0; i < moves->len; i++) {
-    Move *m = moves->pdata[i];
-    const SmPrecreateLayer *top = m->plan->layers->pdata[0];
-    g_autofree char *expr = g_strdup_printf (
-        "/domain/devices/disk[target/@dev='%s']", m->disk->device);
-    xmlXPathObjectPtr r = xmlXPathEvalExpression ((const xmlChar *) expr, ctx);
-
-    for (int k = 0; r && r->nodesetval && k < r->nodesetval->nodeNr; k++) {
-      xmlNodePtr disk = r->nodesetval->nodeTab[k];
-
-      for (xmlNodePtr c = disk->children, next; c; c = next) {
-        next = c->next;
-        if (c->type != XML_ELEMENT_NODE)
-          continue;
-        if (xmlStrcmp (c->name, (const xmlChar *) "source") == 0)
-          xmlSetProp (c, (const xmlChar *) "file",
-                      (const xmlChar *) top->path);
-        else if (xmlStrcmp (c->name, (const xmlChar *) "backingStore") == 0) {
-          xmlUnlinkNode (c);
-          xmlFreeNode (c);
-        }
-      }
-    }
-    xmlXPathFreeObject (r);
-  }
-  xmlDocDumpMemory (doc, &out, &len);
-  if (out)
-    ret = g_strndup ((const char *) out, (gsize) len);
-  xmlFree (out);
-  xmlXPathFreeContext (ctx);
-  xmlFreeDoc (doc);
-  return ret;
-}
-
 /* ---- the migration --------------------------------------------------------- */
 
 typedef struct {
@@ -425,6 +435,7 @@ migrate (virDomainPtr dom, virConnectPtr dconn, GPtrArray *moves,
   g_autofree char *inactive = virDomainGetXMLDesc (
       dom, VIR_DOMAIN_XML_MIGRATABLE | VIR_DOMAIN_XML_INACTIVE);
   g_autofree char *xml = NULL, *pxml = NULL;
+  g_autoptr(GHashTable) files = g_hash_table_new (g_str_hash, g_str_equal);
   g_autoptr(GError) reason = NULL;
   MigrateCall c = { 0 };
   int max = 0;
@@ -435,8 +446,14 @@ migrate (virDomainPtr dom, virConnectPtr dconn, GPtrArray *moves,
     set_virt_error (error, "virDomainGetXMLDesc");
     return false;
   }
-  if (!(xml = dest_xml (live, moves, error)) ||
-      !(pxml = dest_xml (inactive, moves, error)))
+  for (guint i = 0; i < moves->len; i++) {
+    Move *m = moves->pdata[i];
+
+    g_hash_table_insert (files, (gpointer) m->disk->device,
+                         ((SmPrecreateLayer *) m->plan->layers->pdata[0])->path);
+  }
+  if (!(xml = sm_mig_libvirt_dest_xml (live, files, error)) ||
+      !(pxml = sm_mig_libvirt_dest_xml (inactive, files, error)))
     return false;
   c.dom = dom;
   c.dconn = dconn;

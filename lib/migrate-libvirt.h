@@ -82,6 +82,15 @@ typedef struct {
 void sm_mig_libvirt_result_free (SmMigLibvirtResult *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmMigLibvirtResult, sm_mig_libvirt_result_free)
 
+/* The destination's domain XML: XML (libvirt's, live or inactive) with
+ * the <source file> of each disk whose target FILES maps (target → file)
+ * set to that file and its <backingStore> dropped (libvirt reads the chain
+ * from the headers); every other disk as it was.  SM_ERROR_QMP_PROTOCOL for
+ * XML that does not parse, SM_ERROR_INVALID when a target of FILES is not
+ * a disk of XML.  Pure; built with or without libvirt.  Caller frees. */
+char *sm_mig_libvirt_dest_xml (const char *xml, GHashTable *files,
+                               GError **error) G_GNUC_WARN_UNUSED_RESULT;
+
 /* Runs the migration above.  Errors: SM_ERROR_UNSUPPORTED "snapmig was
  * built without libvirt (install libvirt-dev and rebuild)"; the access's
  * (the source unreachable, no such domain, not running); SM_ERROR_BUSY for
