@@ -29,26 +29,36 @@ recorded (void)
   return xml;
 }
 
-static void
-test_dest_xml (void)
+/* The recorded XML with TARGET moved to FILE, read back as the backend
+ * reads a domain; *OUT gets the XML. */
+static SmBlockVm *
+moved (const char *target, const char *file, char **out)
 {
   g_autofree char *xml = recorded ();
   g_autoptr(GHashTable) files = g_hash_table_new (g_str_hash, g_str_equal);
   g_autoptr(GError) err = NULL;
+  SmBlockVm *view;
+
+  g_hash_table_insert (files, (gpointer) target, (gpointer) file);
+  *out = sm_mig_libvirt_dest_xml (xml, files, &err);
+  g_assert_no_error (err);
+  g_assert_nonnull (*out);
+  view = sm_vm_libvirt_parse_xml (*out, NULL, &err);
+  g_assert_no_error (err);
+  return view;
+}
+
+static void
+test_dest_xml (void)
+{
   g_autofree char *out = NULL;
-  g_autoptr(SmBlockVm) view = NULL;
+  g_autoptr(SmBlockVm) view = moved ("vdb", "/D/d1.raw", &out);
   const SmBlockDisk *vda, *vdb;
   const SmBlockLayer *top;
 
-  g_hash_table_insert (files, (gpointer) "vdb", (gpointer) "/D/d1.raw");
-  out = sm_mig_libvirt_dest_xml (xml, files, &err);
-  g_assert_no_error (err);
-  g_assert_nonnull (out);
-  /* Read back as the backend reads a domain: vdb on its new file alone,
-   * vda as it was (its chain of three), the cdrom too. */
-  view = sm_vm_libvirt_parse_xml (out, NULL, &err);
-  g_assert_no_error (err);
-  g_assert_cmpuint (view->disks->len, ==, 3);      /* and a cdrom */
+  /* vdb on its new file alone, vda as it was (its chain of three), the
+   * cdrom too. */
+  g_assert_cmpuint (view->disks->len, ==, 3);
   vda = view->disks->pdata[0];
   vdb = view->disks->pdata[1];
   g_assert_cmpstr (vdb->device, ==, "vdb");
@@ -64,23 +74,14 @@ test_dest_xml (void)
 static void
 test_dest_xml_chain_dropped (void)
 {
-  g_autofree char *xml = recorded ();
-  g_autoptr(GHashTable) files = g_hash_table_new (g_str_hash, g_str_equal);
-  g_autoptr(GError) err = NULL;
   g_autofree char *out = NULL;
-  g_autoptr(SmBlockVm) view = NULL;
-  const SmBlockDisk *vda;
+  g_autoptr(SmBlockVm) view = moved ("vda", "/D/s1.qcow2", &out);
+  const SmBlockDisk *vda = view->disks->pdata[0];
 
-  g_hash_table_insert (files, (gpointer) "vda", (gpointer) "/D/s1.qcow2");
-  out = sm_mig_libvirt_dest_xml (xml, files, &err);
-  g_assert_no_error (err);
   /* No <backingStore> left under vda: libvirt reads the destination's
    * chain from its headers, never the source's files. */
   g_assert_null (strstr (out, "/T/A/top.qcow2"));
   g_assert_null (strstr (out, "/T/A/base.qcow2"));
-  view = sm_vm_libvirt_parse_xml (out, NULL, &err);
-  g_assert_no_error (err);
-  vda = view->disks->pdata[0];
   g_assert_cmpstr (((SmBlockLayer *) vda->chain->pdata[0])->filename, ==,
                    "/D/s1.qcow2");
 }
