@@ -26,6 +26,11 @@
 # by its PID, then any process left whose environment names $LV (so by
 # PID, never by name).
 #
+# A second daemon (test-libvirt-migrate.sh: two "hosts"): LV_DIR=DIR
+# LV_HOST_UUID=UUID libvirt_setup, the globals saved before the next call
+# and its libvirt_stop registered with them; libvirt refuses to migrate
+# between daemons of one host UUID.
+#
 # Without libvirtd or virsh the test is skipped (exit 77), except on CI
 # (CI=true), where scripts/install-deps installs them: there it fails.
 

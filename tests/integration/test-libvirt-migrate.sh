@@ -135,11 +135,15 @@ sed "s/^/# /" "$T/f1.out"
 lv_domain_xml vm "$(lv_disk vda "$T/other.qcow2" qcow2)" >"$T/other.xml"
 vb define "$T/other.xml" >/dev/null
 echo mine >"$B/keep.txt"; lv_own "$B"
-migrate --dest-domain "$B" >"$T/f2.out" 2>&1
+migrate --dest-domain "$B" --json >"$T/f2.json" 2>"$T/f2.out"
 rc=$?
 check "fail: a destination that refuses fails (exit $rc)" test $rc -ne 0
 check "fail: libvirt's reason is shown" grep -q "virDomainMigrate3" "$T/f2.out"
 sed 's/^/# /' "$T/f2.out"
+check "fail: the JSON lines end in one failed result, schema-valid" \
+  eval 'json_valid migrate "$T/f2.json" && test "$(tail -n 1 "$T/f2.json" | jq -r ".ok")" = false'
+check "fail: the result's error is libvirt's, about domain vm" \
+  test "$(tail -n 1 "$T/f2.json" | jq -r '.error.code + " " + .error.object')" = "qemu-error vm"
 check "fail: A still runs the domain on A's files" \
   eval 'test "$(lv_virsh domstate vm)" = running && test "$(lv_blk vm vda)" = "$A/top.qcow2"'
 check "fail: B's pre-created files removed, its own file kept" \
