@@ -14,7 +14,8 @@
 #   fail: a missing --dest-domain: a clear error, A still runs the domain,
 #         no file made; a destination that refuses (a domain of the same
 #         name there): A still runs it, B's pre-created files removed and
-#         nothing else.
+#         nothing else; SIGTERM during libvirt's copy: the job aborted,
+#         exit status "interrupted", the same state after.
 #   usage: the options libvirt's migration needs, and the QMP migration's
 #         refused with it (exit 2).
 . "$(dirname "$0")/lib.sh"
@@ -30,13 +31,15 @@ LV_DIR=$T/lva LV_HOST_UUID=5e1f0000-0000-4000-8000-00000000000a libvirt_setup
 A=$T/A B=$T/B
 
 vb () { LV_URI=$LVB_URI lv_virsh "$@"; }
+# has_vm VIRSH: that daemon knows a domain vm.
+has_vm () { "$1" dominfo vm >/dev/null 2>&1; }
 # as_lv COMMAND...: as the daemons' user (libvirt's QEMUs run as it: the
-# files snapmig creates must be its own).
-as_lv () {
-  if [ "$(id -u)" = 0 ]; then
-    setpriv --reuid="$LV_USER" --regid="$(id -g "$LV_USER")" --clear-groups "$@"
-  else "$@"; fi
-}
+# files snapmig creates must be its own); AS_LV is the prefix (setpriv
+# execs: the PID of a background "${AS_LV[@]}" CMD is CMD's).
+AS_LV=()
+[ "$(id -u)" != 0 ] ||
+  AS_LV=(setpriv --reuid="$LV_USER" --regid="$(id -g "$LV_USER")" --clear-groups)
+as_lv () { "${AS_LV[@]}" "$@"; }
 migrate () {
   as_lv "$SNAPMIG" migrate --connect "$LV_URI" --domain vm \
     --dest-connect "$LVB_URI" --dest-host 127.0.0.1 --timeout 60 "$@"
@@ -78,7 +81,7 @@ after_checks () {
     test "$(vb domblklist vm | awk '$1 ~ /^vd/ {print $2}' | tr '\n' ' ')" = "$B/top.qcow2 $B/d1.raw "
   check "$m: B's persistent XML names B's files" \
     test "$(LV_URI=$LVB_URI lv_xml_sources vm --inactive | grep -c "^$B/")" -ge 2
-  check "$m: A no longer has the domain" not lv_virsh dominfo vm
+  check "$m: A no longer has the domain" not has_vm lv_virsh
   check "$m: a write on B after the migration" \
     hmp_io vb virtio-disk0 "write -P 0x55 6M 1M"
   vb destroy vm >/dev/null
@@ -147,6 +150,30 @@ check "fail: the result's error is libvirt's, about domain vm" \
 check "fail: A still runs the domain on A's files" \
   eval 'test "$(lv_virsh domstate vm)" = running && test "$(lv_blk vm vda)" = "$A/top.qcow2"'
 check "fail: B's pre-created files removed, its own file kept" \
+  test "$(ls -A "$B")" = keep.txt
+
+# A signal while libvirt copies (--bandwidth 1M: seconds): the job is
+# aborted, libvirt rolls back, the created files go.
+vb undefine vm >/dev/null
+hmp_io lv_virsh virtio-disk1 "write -P 0x66 4M 8M" ||
+  not_ok "int: a guest write of 8M on A"
+"${AS_LV[@]}" "$SNAPMIG" migrate --connect "$LV_URI" --domain vm \
+  --dest-connect "$LVB_URI" --dest-host 127.0.0.1 --bandwidth 1M \
+  --dest-domain "$B" >"$T/f3.out" 2>&1 &
+mpid=$!
+_sm_pids+=("$mpid")
+if wait_until 30 grep -q "^phase: migrate" "$T/f3.out"; then
+  kill -TERM "$mpid"
+  ok "int: migrate reached libvirt's migration, SIGTERM sent"
+else not_ok "int: migrate reached libvirt's migration"; fi
+wait_until 60 not _sm_alive "$mpid"
+wait "$mpid"; rc=$?
+sed 's/^/# /' "$T/f3.out"
+check "int: exit status of interrupted ($rc)" test "$rc" = "$(exit_status_of interrupted)"
+check "int: A still runs the domain on A's files" \
+  eval 'test "$(lv_virsh domstate vm)" = running && test "$(lv_blk vm vdb)" = "$A/d1.raw"'
+check "int: B's daemon has no domain vm" not has_vm vb
+check "int: B's pre-created files removed, its own file kept" \
   test "$(ls -A "$B")" = keep.txt
 
 # ---- usage -----------------------------------------------------------------
