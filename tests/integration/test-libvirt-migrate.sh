@@ -25,6 +25,7 @@ command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing
 
 # Two daemons: B first, then A (the globals name A from then on).
 LV_DIR=$T/lvb LV_HOST_UUID=5e1f0000-0000-4000-8000-00000000000b libvirt_setup
+# shellcheck disable=SC2034  # LVB, LVB_PID: read by the at_exit hook
 LVB=$LV LVB_URI=$LV_URI LVB_PID=$LV_PID
 at_exit 'LV=$LVB LV_PID=$LVB_PID libvirt_stop'
 LV_DIR=$T/lva LV_HOST_UUID=5e1f0000-0000-4000-8000-00000000000a libvirt_setup
