@@ -161,6 +161,7 @@ plan_moves (const SmBlockVm *view, const SmMigLibvirtOptions *o,
   g_autoptr(GPtrArray) moves = g_ptr_array_new_with_free_func (
       (GDestroyNotify) move_free);
   g_autoptr(GHashTable) paths = g_hash_table_new (g_str_hash, g_str_equal);
+  uint64_t need = 0;
   SmPrecreateMode mode = o->storage == SM_MIG_STORAGE_INC
                          ? SM_PRECREATE_CHAIN : SM_PRECREATE_FLAT;
 
@@ -228,6 +229,7 @@ plan_moves (const SmBlockVm *view, const SmMigLibvirtOptions *o,
     for (guint j = 0; j < m->plan->layers->len; j++) {
       SmPrecreateLayer *l = m->plan->layers->pdata[j];
 
+      need += l->required_bytes;
       if (!g_hash_table_add (paths, l->path)) {
         g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                      "disk %s: its layer %s would have the same file in %s "
@@ -237,6 +239,9 @@ plan_moves (const SmBlockVm *view, const SmMigLibvirtOptions *o,
       }
     }
   }
+  /* Each plan's check saw its own files; together they must fit too. */
+  if (!sm_mig_check_room (o->dest_domain, need, error))
+    return NULL;
   if (moves->len == 0) {
     g_set_error (error, SM_ERROR, SM_ERROR_INVALID,
                  "domain %s has no writable disk with a file to migrate",
