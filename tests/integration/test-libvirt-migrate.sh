@@ -14,7 +14,8 @@
 #   fail: a missing --dest-domain: a clear error, A still runs the domain,
 #         no file made; a destination that refuses (a domain of the same
 #         name there): A still runs it, B's pre-created files removed and
-#         nothing else; SIGTERM during libvirt's copy: the job aborted,
+#         nothing else; a domain with room for each disk but not both:
+#         refused before any file is made; SIGTERM during libvirt's copy: the job aborted,
 #         exit status "interrupted", the same state after.
 #   usage: the options libvirt's migration needs, and the QMP migration's
 #         refused with it (exit 2).
@@ -152,6 +153,22 @@ check "fail: A still runs the domain on A's files" \
   eval 'test "$(lv_virsh domstate vm)" = running && test "$(lv_blk vm vda)" = "$A/top.qcow2"'
 check "fail: B's pre-created files removed, its own file kept" \
   test "$(ls -A "$B")" = keep.txt
+
+# Room for each disk alone but not for both (root: a tmpfs of 18 MiB; vdb
+# needs its 16 MiB, vda some 4): refused before any file is made.
+if [ "$(id -u)" = 0 ] && mkdir -p "$T/small" &&
+   mount -t tmpfs -o size=18m,mode=0777 tmpfs "$T/small"; then
+  at_exit 'umount "$T/small"'
+  migrate --dest-domain "$T/small" >"$T/f4.out" 2>&1
+  rc=$?
+  sed 's/^/# /' "$T/f4.out"
+  check "room: exit status of no-space ($rc)" test "$rc" = "$(exit_status_of no-space)"
+  check "room: the error says so" grep -q "not enough space in $T/small" "$T/f4.out"
+  check "room: nothing made" test -z "$(ls -A "$T/small")"
+  check "room: A still runs the domain" test "$(lv_virsh domstate vm)" = running
+else
+  skip "room: no tmpfs (not root)"
+fi
 
 # A signal while libvirt copies (--bandwidth 1M: seconds): the job is
 # aborted, libvirt rolls back, the created files go.
