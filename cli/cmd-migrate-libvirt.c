@@ -31,7 +31,7 @@ qmp_only_option (void)
     : mig_opt_tls ? "--tls"
     : mig_opt_postcopy || mig_opt_postcopy_after_precopy ? "--postcopy"
     : mig_opt_parallel || mig_opt_parallel_connections != UNSET ? "--parallel"
-    : mig_opt_dry_run ? "--dry-run" : NULL;
+    : NULL;
 }
 
 static void
@@ -82,6 +82,43 @@ print_result (const SmMigLibvirtResult *r, const SmMigOptions *o,
   }
 }
 
+/* --dry-run: the files that would be made, as text or a plan event and
+ * the dry-run result. */
+static int
+print_plan (const SmMigLibvirtResult *r)
+{
+  json_object *disks = json_object_object_get (r->plan, "disks");
+
+  if (sm_cli_json) {
+    g_autoptr(json_object) ev = sm_report_event_new ("plan");
+
+    json_object_object_add (ev, "plan", json_object_get (r->plan));
+    sm_cli_print_event (ev);
+    return sm_cli_result (NULL);
+  }
+  printf ("# would create in %s, then migrate domain %s to %s:\n",
+          mig_opt_dest_domain, r->domain, mig_opt_dest_connect);
+  for (size_t i = 0; i < json_object_array_length (disks); i++) {
+    json_object *d = json_object_array_get_idx (disks, i);
+    json_object *layers = json_object_object_get (d, "layers");
+
+    for (size_t j = 0; j < json_object_array_length (layers); j++) {
+      json_object *l = json_object_array_get_idx (layers, j);
+      json_object *backing = json_object_object_get (l, "backing");
+      g_autofree char *size = sm_cli_format_size ((guint64) json_object_get_int64 (
+          json_object_object_get (l, "virtual-size")));
+
+      printf ("%s %s %s %s%s%s\n",
+              json_object_get_string (json_object_object_get (d, "disk")),
+              json_object_get_string (json_object_object_get (l, "file")),
+              json_object_get_string (json_object_object_get (l, "format")),
+              size, backing ? " backed by " : "",
+              backing ? json_object_get_string (backing) : "");
+    }
+  }
+  return SM_EXIT_OK;
+}
+
 int
 mig_libvirt_run (const SmMigOptions *o)
 {
@@ -111,11 +148,14 @@ mig_libvirt_run (const SmMigOptions *o)
   lo.bandwidth = o->bandwidth;
   lo.dest_host = o->dest_host;
   lo.timeout_ms = o->timeout_ms;
+  lo.dry_run = mig_opt_dry_run;
   lo.event = o->event;
   lo.opaque = o->opaque;
   r = sm_migrate_libvirt (&lo, &err);
   if (!r)
     return sm_cli_fail ("migrate", err, mig_opt_domain);
+  if (r->plan)
+    return print_plan (r);
   print_result (r, o, mig_elapsed_s (start));
   return SM_EXIT_OK;
 }

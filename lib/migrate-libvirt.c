@@ -16,6 +16,7 @@ sm_mig_libvirt_result_free (SmMigLibvirtResult *r)
   g_free (r->domain);
   if (r->disks)
     g_ptr_array_unref (r->disks);
+  json_object_put (r->plan);
   g_free (r);
 }
 
@@ -520,6 +521,48 @@ lookup (virConnectPtr conn, const SmMigLibvirtOptions *o, GError **error)
   return dom;
 }
 
+/* What the moves would make, for --dry-run. */
+static json_object *
+plan_json (GPtrArray *moves)
+{
+  json_object *disks = json_object_new_array ();
+  json_object *plan = json_object_new_object ();
+
+  for (guint i = 0; i < moves->len; i++) {
+    Move *m = moves->pdata[i];
+    json_object *d = json_object_new_object ();
+    json_object *layers = json_object_new_array ();
+
+    for (guint j = 0; j < m->plan->layers->len; j++) {
+      const SmPrecreateLayer *l = m->plan->layers->pdata[j];
+      json_object *o = json_object_new_object ();
+
+      json_object_object_add (o, "file", json_object_new_string (l->path));
+      json_object_object_add (o, "format", json_object_new_string (
+                                sm_image_format_to_string (l->format)));
+      json_object_object_add (o, "virtual-size",
+                              json_object_new_int64 ((int64_t) l->virtual_size));
+      json_object_object_add (o, "required-bytes", json_object_new_int64 (
+                                (int64_t) l->required_bytes));
+      json_object_object_add (o, "source",
+                              l->source_path ? json_object_new_string (
+                                l->source_path) : NULL);
+      json_object_object_add (o, "backing",
+                              l->backing_name ? json_object_new_string (
+                                l->backing_name) : NULL);
+      json_object_array_add (layers, o);
+    }
+    json_object_object_add (d, "disk",
+                            json_object_new_string (m->disk->device));
+    json_object_object_add (d, "file", json_object_new_string (
+        ((SmPrecreateLayer *) m->plan->layers->pdata[0])->path));
+    json_object_object_add (d, "layers", layers);
+    json_object_array_add (disks, d);
+  }
+  json_object_object_add (plan, "disks", disks);
+  return plan;
+}
+
 /* The plans, the files, the migration. */
 static bool
 run (const SmBlockVm *view, virDomainPtr dom, virConnectPtr dconn,
@@ -530,10 +573,15 @@ run (const SmBlockVm *view, virDomainPtr dom, virConnectPtr dconn,
 
   if (!(moves = plan_moves (view, o, error)))
     return false;
-  sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "precreate", NULL);
-  if (!create_moves (moves, o, created, error) ||
-      !migrate (dom, dconn, moves, o, r, error))
-    return false;
+  if (o->dry_run)
+    r->plan = plan_json (moves);
+  else {
+    sm_mig_emit (o->event, o->opaque, "phase", "s:phase", "precreate",
+                 NULL);
+    if (!create_moves (moves, o, created, error) ||
+        !migrate (dom, dconn, moves, o, r, error))
+      return false;
+  }
   for (guint i = 0; i < moves->len; i++) {
     Move *m = moves->pdata[i];
     SmMigLibvirtDisk *d = g_new0 (SmMigLibvirtDisk, 1);

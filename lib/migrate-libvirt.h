@@ -43,6 +43,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <glib.h>
+#include <json-c/json.h>
 
 #include "error.h"
 #include "migrate.h"
@@ -63,6 +64,8 @@ typedef struct {
                                   address); NULL: libvirt's default, the
                                   destination's host name */
   int timeout_ms;              /* no progress this long fails (0: 60 s) */
+  bool dry_run;                /* plan and check only: the result's plan
+                                  says what would be made; nothing changes */
   SmMigEventFn event;
   void *opaque;
 } SmMigLibvirtOptions;
@@ -77,6 +80,10 @@ typedef struct {
   GPtrArray *disks;            /* SmMigLibvirtDisk * */
   uint64_t disk_bytes;         /* as libvirt's job stats counted them */
   uint64_t ram_bytes;
+  json_object *plan;           /* dry_run: {"disks": [{"disk", "file",
+                                  "layers": [{"file", "format",
+                                  "virtual-size", "required-bytes",
+                                  "source", "backing"}]}]}, else NULL */
 } SmMigLibvirtResult;
 
 void sm_mig_libvirt_result_free (SmMigLibvirtResult *r);

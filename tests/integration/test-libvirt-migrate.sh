@@ -10,7 +10,8 @@
 #         image) and B/d1.raw, live and persistent; A no longer has it; the
 #         data of both writes reads back offline.
 #   inc:  --copy-storage-inc: B gets the whole chain (base.qcow2 copied by
-#         snapmig, top.qcow2 by libvirt), relative backing name.
+#         snapmig, top.qcow2 by libvirt), relative backing name; --dry-run
+#         first names those files and makes none.
 #   fail: a missing --dest-domain: a clear error, A still runs the domain,
 #         no file made; a destination that refuses (a domain of the same
 #         name there): A still runs it, B's pre-created files removed and
@@ -115,6 +116,14 @@ after_checks all
 
 # ---- inc -------------------------------------------------------------------
 if fresh; then ok "inc: domain on A, guest writes"; else not_ok "inc: domain on A, guest writes"; fi
+migrate --copy-storage-inc --dry-run --dest-domain "$B" --json >"$T/dry.json" 2>&1
+rc=$?
+check "dry-run: exits 0 and follows the schema" \
+  eval 'test $rc = 0 && json_valid migrate "$T/dry.json"'
+check "dry-run: the plan has vda's chain and vdb in B" \
+  test "$(jq -r 'select(.event == "plan") | [.plan.disks[] | .disk + ":" + ([.layers[].file] | join(","))] | join(" ")' "$T/dry.json")" = "vda:$B/top.qcow2,$B/base.qcow2 vdb:$B/d1.raw"
+check "dry-run: nothing made, the domain still on A" \
+  eval 'test -z "$(ls -A "$B")" && test "$(lv_blk vm vda)" = "$A/top.qcow2"'
 migrate --copy-storage-inc --dest-domain "$B" >"$T/inc.out" 2>&1
 rc=$?
 check "inc: snapmig migrate --copy-storage-inc exits 0" test $rc = 0
