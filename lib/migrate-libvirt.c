@@ -26,7 +26,8 @@ char *
 sm_mig_libvirt_dest_xml (const char *xml, GHashTable *files, GError **error)
 {
   xmlDocPtr doc = xmlReadMemory (xml, (int) strlen (xml), "domain.xml", NULL,
-                                 XML_PARSE_NONET);
+                                 XML_PARSE_NONET | XML_PARSE_NOERROR |
+                                 XML_PARSE_NOWARNING);
   xmlXPathContextPtr ctx;
   xmlXPathObjectPtr r;
   guint n_found = 0;

@@ -104,6 +104,22 @@ test_dest_xml_errors (void)
   g_assert_error (err, SM_ERROR, SM_ERROR_QMP_PROTOCOL);
 }
 
+/* The library never prints: libxml2's parser errors stay silent. */
+static void
+test_dest_xml_silent (void)
+{
+  if (g_test_subprocess ()) {
+    g_autoptr(GHashTable) files = g_hash_table_new (g_str_hash, g_str_equal);
+    g_autoptr(GError) err = NULL;
+
+    g_assert_null (sm_mig_libvirt_dest_xml ("not xml", files, &err));
+    return;
+  }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  g_test_trap_assert_stderr ("");
+}
+
 static void
 test_built_without (void)
 {
@@ -132,6 +148,7 @@ main (int argc, char **argv)
   g_test_add_func ("/migrate-libvirt/dest-xml-chain-dropped",
                    test_dest_xml_chain_dropped);
   g_test_add_func ("/migrate-libvirt/dest-xml-errors", test_dest_xml_errors);
+  g_test_add_func ("/migrate-libvirt/dest-xml-silent", test_dest_xml_silent);
   g_test_add_func ("/migrate-libvirt/built-without", test_built_without);
   r = g_test_run ();
   g_free (top_dir);
