@@ -267,7 +267,7 @@ postcopy_options (const char *cmd, SmMigOptions *o)
 bool
 mig_need_qmp (const char *cmd)
 {
-  if (mig_opt_qmp)
+  if (mig_opt_qmp || mig_opt_connect)
     return true;
   (void) sm_cli_usage ("%s: --qmp SOCKET is required", cmd);
   return false;

@@ -10,6 +10,7 @@
 
 static const GOptionEntry migrate_entries[] = {
   SOURCE_ENTRIES,
+  LIBVIRT_ENTRIES,
   PLAN_ENTRIES,
   WATCH_ENTRIES,
   DEST_ENTRIES,
@@ -49,6 +50,11 @@ sm_cmd_migrate (int argc, char **argv)
   if (!mig_source_options ("migrate", &o, &pr))
     return SM_EXIT_USAGE;
   o.converge_ms = mig_opt_timeout * 1000;
+  if (mig_opt_connect || mig_opt_domain || mig_opt_dest_connect) {
+    code = mig_libvirt_run (&o);
+    g_strfreev (o.disks);
+    return code;
+  }
   if (!mig_opt_dest_domain) {
     (void) sm_cli_usage ("migrate: --dest-domain DIR is required");
     g_strfreev (o.disks);

@@ -46,6 +46,9 @@ extern gboolean mig_opt_tunnel;
 extern gboolean mig_opt_tls;
 extern char *mig_opt_tls_creds;
 extern int mig_opt_link_timeout;
+extern char *mig_opt_connect;
+extern char *mig_opt_domain;
+extern char *mig_opt_dest_connect;
 
 /* An integer option not given (GOption leaves the variable as it is). */
 #define UNSET G_MININT
@@ -165,6 +168,17 @@ extern int mig_opt_parallel_connections;
     "The destination QEMU's command line (default: the source's, with " \
     "paths mapped)", "'ARGS...'" }
 
+/* migrate through libvirt's own migration (issue 14,
+ * cli/cmd-migrate-libvirt.c). */
+#define LIBVIRT_ENTRIES \
+  { "connect", 0, 0, G_OPTION_ARG_STRING, &mig_opt_connect, \
+    "The source libvirt (with --domain; instead of --qmp): libvirt's own " \
+    "migration, the destination's disks pre-created by snapmig", "URI" }, \
+  { "domain", 0, 0, G_OPTION_ARG_STRING, &mig_opt_domain, \
+    "The running libvirt domain to migrate (name or UUID)", "NAME" }, \
+  { "dest-connect", 0, 0, G_OPTION_ARG_STRING, &mig_opt_dest_connect, \
+    "The destination libvirt (with --connect)", "URI" }
+
 /* How the events are shown: the opaque of the options' event callback. */
 typedef struct {
   SmProgress *progress;
@@ -229,5 +243,10 @@ bool mig_whole_open (const char *cmd, const char *phase, SmQmp **qmp,
  * options every destination phase gets into EXTRA (NULL-ended); false
  * (usage error printed) on a bad --dest-cmd. */
 bool mig_dest_command (const char *cmd, char ***dest_argv, GPtrArray *extra);
+
+/* migrate --connect: checks the options that go with it, runs the
+ * migration (lib/migrate-libvirt.h) and prints its result; O from
+ * mig_source_options.  Returns the exit status. */
+int mig_libvirt_run (const SmMigOptions *o);
 
 #endif /* SM_CLI_CMD_MIGRATE_H */

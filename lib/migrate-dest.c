@@ -112,7 +112,6 @@ plan_disks (SmMigCookie *c, const char *domain, bool allow_larger,
       (GDestroyNotify) sm_precreate_plan_free);
   g_autoptr(GHashTable) paths = g_hash_table_new (g_str_hash, g_str_equal);
   uint64_t need = 0;
-  struct statvfs vfs;
 
   (void) allow_larger;
   for (guint i = 0; i < c->disks->len; i++) {
@@ -157,6 +156,16 @@ plan_disks (SmMigCookie *c, const char *domain, bool allow_larger,
     g_free (d->dest_top);
     d->dest_top = g_strdup (((SmPrecreateLayer *) p->layers->pdata[0])->path);
   }
+  if (!sm_mig_check_room (domain, need, error))
+    return NULL;
+  return g_steal_pointer (&plans);
+}
+
+bool
+sm_mig_check_room (const char *domain, uint64_t need, GError **error)
+{
+  struct statvfs vfs;
+
   if (statvfs (domain, &vfs) == 0 &&
       (uint64_t) vfs.f_bavail * vfs.f_frsize < need) {
     g_autofree char *n = g_format_size_full (need, G_FORMAT_SIZE_IEC_UNITS);
@@ -166,9 +175,9 @@ plan_disks (SmMigCookie *c, const char *domain, bool allow_larger,
                  "not enough space in %s for the migrated disks: need %s, "
                  "have %s (free space or choose another --dest-domain)",
                  domain, n, h);
-    return NULL;
+    return false;
   }
-  return g_steal_pointer (&plans);
+  return true;
 }
 /* ---- prepare ------------------------------------------------------------ */
 

@@ -32,6 +32,11 @@ char *sm_mig_journal_path (SmVmState *st, const char *id);
 bool sm_mig_records_have (json_object *records, const char *step,
                           const char *phase);
 
+/* DOMAIN's file system has room for NEED bytes (the migrated disks'
+ * required_bytes together, lib/precreate.h), else SM_ERROR_NO_SPACE naming
+ * it, what is needed and what is free. */
+bool sm_mig_check_room (const char *domain, uint64_t need, GError **error);
+
 /* An event {"event": EVENT, KEY: VALUE...}: keys are "s:name" (const char
  * *, skipped when NULL), "u:name" (uint64_t), "b:name" (int); NULL ends. */
 void sm_mig_emit (SmMigEventFn fn, void *opaque, const char *event,

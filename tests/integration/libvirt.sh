@@ -26,6 +26,11 @@
 # by its PID, then any process left whose environment names $LV (so by
 # PID, never by name).
 #
+# A second daemon (test-libvirt-migrate.sh: two "hosts"): LV_DIR=DIR
+# LV_HOST_UUID=UUID libvirt_setup, the globals saved before the next call
+# and its libvirt_stop registered with them; libvirt refuses to migrate
+# between daemons of one host UUID.
+#
 # Without libvirtd or virsh the test is skipped (exit 77), except on CI
 # (CI=true), where scripts/install-deps installs them: there it fails.
 
@@ -48,8 +53,12 @@ libvirt_setup () {
   command -v jq >/dev/null || skip_all "jq missing"
   compgen -G '/usr/lib*/*/libvirt/connection-driver/libvirt_driver_qemu.so' >/dev/null ||
     _lv_missing "libvirt's QEMU driver missing (apt-get install libvirt-daemon-driver-qemu)"
-  LV=$T/libvirt
+  LV=${LV_DIR:-$T/libvirt}
   mkdir -p "$LV"/{home,config/libvirt,run,cache}
+  # Two daemons of one test migrate between each other only with host UUIDs
+  # of their own (libvirt refuses "the same host").
+  [ -z "${LV_HOST_UUID:-}" ] ||
+    echo "host_uuid = \"$LV_HOST_UUID\"" >"$LV/config/libvirt/libvirtd.conf"
   cat >"$LV/config/libvirt/qemu.conf" <<'EOF'
 stdio_handler = "file"
 security_driver = "none"
