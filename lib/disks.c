@@ -203,14 +203,33 @@ sm_disk_list_find (const SmDiskList *list, const char *name)
 SmDiskList *
 sm_disks_query (SmQmp *qmp, GError **error)
 {
-  g_autoptr(SmDiskList) list = NULL;
   g_autoptr(SmBlockVm) vm = sm_block_vm_query (qmp, error);
-  size_t i;
 
   if (!vm) {
     g_prefix_error (error, "QEMU monitor %s: ", sm_qmp_address (qmp));
     return NULL;
   }
+  return sm_disks_from_view (vm);
+}
+
+SmDiskList *
+sm_disks_query_access (SmVmAccess *access, GError **error)
+{
+  g_autoptr(SmBlockVm) vm = access->ops->query_view (access, error);
+
+  if (!vm) {
+    g_prefix_error (error, "%s: ", access->address);
+    return NULL;
+  }
+  return sm_disks_from_view (vm);
+}
+
+SmDiskList *
+sm_disks_from_view (SmBlockVm *vm)
+{
+  g_autoptr(SmDiskList) list = NULL;
+  size_t i;
+
   list = g_new0 (SmDiskList, 1);
   list->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) disk_free);
   list->other_jobs = g_ptr_array_new_with_free_func (

@@ -40,6 +40,68 @@ sm_op_connect (const char *address, int reply_timeout_s, GError **error)
 }
 
 bool
+sm_op_target_is_libvirt (const SmOpTarget *t)
+{
+  return t->uri != NULL || t->domain != NULL;
+}
+
+bool
+sm_op_target_check (const char *command, const SmOpTarget *t, GError **error)
+{
+  const char *why = NULL;
+
+  if (t->address && sm_op_target_is_libvirt (t))
+    why = "--qmp and --connect/--domain are mutually exclusive (--qmp for a "
+          "QEMU of your own, --connect URI --domain NAME for a libvirt "
+          "domain)";
+  else if (t->uri && !t->domain)
+    why = "--connect URI needs --domain NAME";
+  else if (t->domain && !t->uri)
+    why = "--domain NAME needs --connect URI (\"qemu:///system\", ...)";
+  else if (!t->address && !t->uri)
+    why = "--qmp SOCKET or --connect URI --domain NAME is required";
+  if (!why)
+    return true;
+  g_set_error (error, SM_ERROR, SM_ERROR_INVALID, "%s: %s", command, why);
+  return false;
+}
+
+char *
+sm_op_target_label (const SmOpTarget *t)
+{
+  if (sm_op_target_is_libvirt (t))
+    return g_strdup_printf ("domain %s at %s", t->domain ? t->domain : "?",
+                            t->uri ? t->uri : "?");
+  return g_strdup (t->address);
+}
+
+SmVmAccess *
+sm_op_access (const SmOpTarget *t, GError **error)
+{
+  int ms = t->reply_timeout_s * 1000;
+
+  if (!sm_op_target_check ("snapmig", t, error))
+    return NULL;
+  if (sm_op_target_is_libvirt (t))
+    return sm_vm_access_open_libvirt (t->uri, t->domain, ms, error);
+  return sm_vm_access_open_qmp (t->address, ms, error);
+}
+
+bool
+sm_op_require_qmp (const char *command, const SmOpTarget *t, GError **error)
+{
+  g_autofree char *label = NULL;
+
+  if (!sm_op_target_is_libvirt (t))
+    return true;
+  label = sm_op_target_label (t);
+  g_set_error (error, SM_ERROR, SM_ERROR_UNSUPPORTED,
+               "%s: %s: this command does not work through libvirt yet "
+               "(issue 14: disks and validate do)", command, label);
+  return false;
+}
+
+bool
 sm_op_open (const SmOpTarget *t, bool lock, SmQmp **qmp, SmVmState **st,
             GError **error)
 {
@@ -337,15 +399,19 @@ sm_op_validate (const char *const *domains, const SmOpTarget *vms,
   size_t i;
 
   for (i = 0; i < n_vms; i++) {
-    g_autoptr(SmQmp) qmp = sm_op_connect (vms[i].address,
-                                          vms[i].reply_timeout_s, error);
+    g_autoptr(SmVmAccess) access = sm_op_access (&vms[i], error);
+    g_autofree char *label = sm_op_target_label (&vms[i]);
     SmValidateVm *vm;
 
-    if (!qmp)
+    if (!access)
       return NULL;
-    vm = sm_validate_vm_query (qmp, vms[i].address, error);
-    if (!vm)
+    g_autoptr(SmBlockVm) view = access->ops->query_view (access, error);
+
+    if (!view) {
+      g_prefix_error (error, "VM %s: ", label);
       return NULL;
+    }
+    vm = sm_validate_vm_from_block (view, label);
     g_ptr_array_add (queried, vm);
   }
   opts.domains = domains;
