@@ -151,6 +151,23 @@ check_chain_on_disk (SmDisk *disk)
     if (g_strcmp0 (q->format, d_format) != 0)
       warn (disk, "%s: QEMU opened it as %s, the chain on disk says %s",
             q->file, q->format, d_format);
+    /* A view without node names (libvirt's, vm-access.h) states no
+     * virtual sizes and names each backing layer by its absolute file:
+     * the headers' sizes and names are taken, once the files agree. */
+    if (!disk->node_name) {
+      SmDiskLayer *w = disk->chain->pdata[i];
+
+      w->virtual_size = d->virtual_size;
+      if (i == 0)
+        disk->virtual_size = d->virtual_size;
+      if (i + 1 < disk->chain->len && d->backing_file &&
+          i + 1 < chain->layers->len &&
+          same_file (((const SmDiskLayer *) disk->chain->pdata[i + 1])->file,
+                     ((const SmImageInfo *) chain->layers->pdata[i + 1])->path)) {
+        g_free (w->backing_file);
+        w->backing_file = g_strdup (d->backing_file);
+      }
+    }
     if (q->virtual_size != d->virtual_size)
       warn (disk, "%s: virtual size on disk is %" G_GUINT64_FORMAT
             " bytes, QEMU has %" G_GUINT64_FORMAT, q->file, d->virtual_size,
