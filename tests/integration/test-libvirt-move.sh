@@ -21,12 +21,7 @@ command -v jq >/dev/null || skip_all "jq missing"
 libvirt_setup
 A=$T/A
 mkdir -p "$A" "$T/state"
-make_chain "$A" 32M 2M
-qemu-img create -q -f raw "$A/d1.raw" 16M
-lv_own "$A"
-lv_start vm "$(lv_domain_xml vm \
-  "$(lv_disk vda "$A/top.qcow2" qcow2 "$A/base.qcow2" qcow2)" \
-  "$(lv_disk vdb "$A/d1.raw" raw)")"
+lv_start_2disk vm "$A" || exit 1
 VIA=(--connect "$LV_URI" --domain vm --timeout 30)
 
 # ---- disks ---------------------------------------------------------------
@@ -42,6 +37,8 @@ check "disks --connect: no warning (libvirt's chain is the headers')" \
   not grep -q "warning:" <<<"$out"
 timeout 60 "$SNAPMIG" disks "${VIA[@]}" --json >"$T/disks.json"
 check "disks --connect --json: valid against the schema" json_valid disks "$T/disks.json"
+check "disks --connect --json: vda's virtual size is the image's (32M)" \
+  eval '[ "$(jq -r ".disks[] | select(.device == \"vda\") | .\"virtual-size\"" "$T/disks.json")" = 33554432 ]'
 check "disks --connect --json: vda's chain, top first" \
   eval '[ "$(jq -r ".disks[] | select(.device == \"vda\") | [.chain[].file] | join(\" \")" "$T/disks.json")" = "$A/top.qcow2 $A/base.qcow2" ]'
 
