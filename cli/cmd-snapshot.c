@@ -631,15 +631,18 @@ sm_cmd_status (int argc, char **argv)
                      "monitor), show what that command last published.",
                      status_entries, &argc, &argv, &exit_code))
     return exit_code;
-  if ((exit_code = need_qmp ("status")) != SM_EXIT_OK)
+  t = target ();
+  if (!sm_cli_vm_target ("status", opt_qmp, &t, &exit_code))
     return exit_code;
   if (argc > 2)
     return sm_cli_usage ("status: at most one NAME expected");
   if (!timeout_ok ("status"))
     return SM_EXIT_USAGE;
-  t = target ();
-  if (!sm_op_status (&t, argc == 2 ? argv[1] : NULL, &status, &name, &err))
-    return sm_cli_fail ("status", err, argc == 2 ? argv[1] : opt_qmp);
+  if (!sm_op_status (&t, argc == 2 ? argv[1] : NULL, &status, &name, &err)) {
+    g_autofree char *label = sm_op_target_label (&t);
+
+    return sm_cli_fail ("status", err, argc == 2 ? argv[1] : label);
+  }
   if (!name) {
     /* No snapshot to show: nothing snapmig started is moving, which is an
      * answer, not a failure (a script polls status before a create). */

@@ -8,7 +8,8 @@
 #             use (no leftover reported for them), clean.
 #   options:  --qmp with --connect, --connect without --domain: usage (2);
 #             a missing domain is named with the URI.
-#   not yet:  create/pivot/abort/status say they do not work through
+#   status:   nothing moving, the state kept under the domain's UUID.
+#   not yet:  create/pivot/abort/recover say they do not work through
 #             libvirt (unsupported, the exit status of the error table).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/libvirt.sh"
@@ -55,6 +56,19 @@ timeout 60 "$SNAPMIG" validate "$A" --state-dir "$T/state" --json >"$T/val0.json
 check "validate without --connect differs (the images in use came from libvirt)" \
   not cmp -s <(jq -S .findings "$T/val.json") <(jq -S .findings "$T/val0.json")
 
+# ---- status ------------------------------------------------------------------
+out=$(timeout 60 "$SNAPMIG" status "${VIA[@]}" --state-dir "$T/state" 2>&1); rc=$?
+echo "$out" | sed 's/^/# /'
+check "status --connect: nothing is moving (exit 0)" \
+  eval '[ $rc -eq 0 ] && grep -q "nothing is moving" <<<"$out"'
+uuid=$(lv_virsh domuuid vm | tr -d ' ')
+check "status --connect: the state is kept under the domain's UUID" \
+  eval 'ls "$T/state/vms" | grep -q "^libvirt:$uuid"'
+timeout 60 "$SNAPMIG" status --connect "$LV_URI" --domain "$uuid" --state-dir "$T/state" \
+  --json >"$T/status.json" 2>/dev/null
+check "status --connect --domain UUID --json: valid against the schema" json_valid status "$T/status.json"
+check "status by name and by UUID: one state directory" [ "$(ls "$T/state/vms" | wc -l)" = 1 ]
+
 # ---- options -----------------------------------------------------------------
 "$SNAPMIG" disks --qmp "$T/x.qmp" "${VIA[@]}" >/dev/null 2>"$T/err"; rc=$?
 check "--qmp with --connect: usage error (2)" [ $rc -eq 2 ]
@@ -68,7 +82,7 @@ check "a missing domain: fails" [ $rc -ne 0 ]
 check "a missing domain: named with the URI" grep -q "nosuch" "$T/err"
 
 # ---- not wired yet -------------------------------------------------------------
-for c in create pivot abort status; do
+for c in create pivot abort recover; do
   args=(); [ $c = create ] && args=(--mirror-domain "$T/B")
   [ $c = pivot ] || [ $c = abort ] && args=(s1)
   "$SNAPMIG" $c "${VIA[@]}" --state-dir "$T/state" "${args[@]}" >/dev/null 2>"$T/err"; rc=$?
