@@ -173,6 +173,11 @@ extern char *sm_cli_opt_domain;
 bool sm_cli_vm_target (const char *command, const char *qmp, SmOpTarget *t,
                        int *exit_code);
 
+/* For a command with no libvirt way yet: --qmp QMP, or --connect/--domain
+ * refused (sm_op_require_qmp).  SM_EXIT_OK, or the exit status of the
+ * error printed. */
+int sm_cli_need_qmp (const char *qmp, const char *command);
+
 /* Formats a byte count for people: "1.0 GiB", "64.0 MiB", "512 B". */
 char *sm_cli_format_size (guint64 bytes) G_GNUC_WARN_UNUSED_RESULT;
 

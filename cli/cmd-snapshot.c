@@ -157,23 +157,6 @@ target (void)
   return t;
 }
 
-/* --qmp, or --connect/--domain where the command has no libvirt way yet:
- * SM_EXIT_OK, or the exit status of the error printed. */
-static int
-need_qmp (const char *cmd)
-{
-  g_autoptr(GError) err = NULL;
-  SmOpTarget t = { .wait_timeout_ms = -1 };
-  int rc;
-
-  if (!sm_cli_vm_target (cmd, opt_qmp, &t, &rc))
-    return rc;
-  if (sm_op_require_qmp (cmd, &t, &err))
-    return SM_EXIT_OK;
-  g_autofree char *label = sm_op_target_label (&t);
-  return sm_cli_fail (NULL, err, label);
-}
-
 typedef struct {
   SmProgress *progress;
   GHashTable *finished;        /* items reported done */
@@ -293,7 +276,7 @@ sm_cmd_create (int argc, char **argv)
                      "--mirror-domain describe the snapshot.",
                      create_entries, &argc, &argv, &exit_code))
     return exit_code;
-  if ((exit_code = need_qmp ("create")) != SM_EXIT_OK)
+  if ((exit_code = sm_cli_need_qmp (opt_qmp, "create")) != SM_EXIT_OK)
     return exit_code;
   if (argc > 2 || (argc == 2 && (opt_name || opt_diskspecs ||
                                  opt_mirror_domain)) ||
@@ -403,7 +386,7 @@ sm_cmd_pivot (int argc, char **argv)
                      "lower layers copied, then delete the snapshot.",
                      pivot_entries, &argc, &argv, &exit_code))
     return exit_code;
-  if ((exit_code = need_qmp ("pivot")) != SM_EXIT_OK)
+  if ((exit_code = sm_cli_need_qmp (opt_qmp, "pivot")) != SM_EXIT_OK)
     return exit_code;
   if (!one_name ("pivot", argc))
     return SM_EXIT_USAGE;
@@ -493,7 +476,7 @@ sm_cmd_abort (int argc, char **argv)
                      "(the snapshot's new top stays its active layer).",
                      abort_entries, &argc, &argv, &exit_code))
     return exit_code;
-  if ((exit_code = need_qmp ("abort")) != SM_EXIT_OK)
+  if ((exit_code = sm_cli_need_qmp (opt_qmp, "abort")) != SM_EXIT_OK)
     return exit_code;
   if (!one_name ("abort", argc))
     return SM_EXIT_USAGE;
@@ -703,7 +686,7 @@ sm_cmd_recover (int argc, char **argv)
     printf ("%s", *msg ? msg : "nothing to recover\n");
     return SM_EXIT_OK;
   }
-  if ((exit_code = need_qmp ("recover")) != SM_EXIT_OK)
+  if ((exit_code = sm_cli_need_qmp (opt_qmp, "recover")) != SM_EXIT_OK)
     return exit_code;
   if (argc != 1)
     return sm_cli_usage ("recover: no arguments expected");

@@ -415,3 +415,19 @@ sm_cli_vm_target (const char *command, const char *qmp, SmOpTarget *t,
                              command);
   return false;
 }
+
+int
+sm_cli_need_qmp (const char *qmp, const char *command)
+{
+  g_autoptr(GError) err = NULL;
+  g_autofree char *label = NULL;
+  SmOpTarget t = { .wait_timeout_ms = -1 };
+  int rc;
+
+  if (!sm_cli_vm_target (command, qmp, &t, &rc))
+    return rc;
+  if (sm_op_require_qmp (command, &t, &err))
+    return SM_EXIT_OK;
+  label = sm_op_target_label (&t);
+  return sm_cli_fail (NULL, err, label);
+}
