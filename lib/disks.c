@@ -235,7 +235,11 @@ sm_disks_query_access (SmVmAccess *access, GError **error)
   g_autoptr(SmBlockVm) vm = access->ops->query_view (access, error);
 
   if (!vm) {
-    g_prefix_error (error, "%s: ", access->address);
+    /* The QMP backend's address is a socket: named as before. */
+    g_prefix_error (error, "%s%s: ",
+                    strcmp (access->ops->name, "qmp") == 0 ? "QEMU monitor "
+                                                           : "",
+                    access->address);
     return NULL;
   }
   return sm_disks_from_view (vm);
