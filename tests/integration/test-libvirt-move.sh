@@ -9,10 +9,12 @@
 #   options:  --qmp with --connect, --connect without --domain: usage (2);
 #             a missing domain is named with the URI.
 #   status:   nothing moving, the state kept under the domain's UUID.
+#   ansible:  snapmig_disks and snapmig_validate with connect + domain.
 #   not yet:  create/pivot/abort/recover/rebase say they do not work through
 #             libvirt (unsupported, the exit status of the error table).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/libvirt.sh"
+. "$(dirname "$0")/ansible.sh"
 
 command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing"
 command -v jq >/dev/null || skip_all "jq missing"
@@ -90,6 +92,42 @@ for c in create pivot abort recover rebase; do
   check "$c --connect: refused (unsupported, 7), says it does not work through libvirt yet" \
     eval '[ $rc -eq 7 ] && grep -q "does not work through libvirt yet" "$T/err"' 
 done
+# ---- Ansible: snapmig_disks and snapmig_validate with connect + domain ----------
+if command -v ansible-playbook >/dev/null && command -v ansible-galaxy >/dev/null; then
+  ansible_env
+  check "ansible: the collection builds and installs" ansible_install
+  cat >"$T/play.yml" <<'PLAY'
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: disks
+      snapmig.storage.snapmig_disks:
+        connect: "{{ uri }}"
+        domain: vm
+        snapmig_bin: "{{ snapmig_bin }}"
+    - name: validate
+      snapmig.storage.snapmig_validate:
+        storage_domains: ["{{ dir }}"]
+        connect: "{{ uri }}"
+        domain: vm
+        state_dir: "{{ state_dir }}"
+        snapmig_bin: "{{ snapmig_bin }}"
+PLAY
+  ans ansible-playbook -i localhost, -c local -e uri="$LV_URI" -e dir="$A" \
+    -e state_dir="$T/state" -e snapmig_bin="$SNAPMIG" "$T/play.yml" \
+    >"$T/play.json" 2>"$T/play.err"
+  rc=$?
+  sed 's/^/# stderr: /' "$T/play.err"
+  task () { jq -c --arg t "$1" '[.plays[0].tasks[] | select(.task.name == $t) | .hosts.localhost][0]' "$T/play.json"; }
+  check "ansible: the playbook succeeds" [ $rc -eq 0 ]
+  check "ansible: snapmig_disks with connect/domain gives vda's chain as facts" \
+    eval '[ "$(task disks | jq -r ".ansible_facts.snapmig_disks[] | select(.device == \"vda\") | [.chain[].file] | join(\" \")")" = "$A/top.qcow2 $A/base.qcow2" ]'
+  check "ansible: snapmig_validate with connect/domain is clean, unchanged" \
+    eval '[ "$(task validate | jq -c "[.clean, .changed]")" = "[true,false]" ]'
+else
+  skip "ansible-playbook missing (apt-get install ansible-core)"
+fi
+
 check "the domain still runs on its own files" [ "$(lv_blk vm vda)" = "$A/top.qcow2" ]
 check "no \"tainted\" line in the domain's log" not grep -q tainted "$(lv_domain_log vm)"
 
