@@ -9,7 +9,7 @@
 #include <glib.h>
 #include <json-c/json.h>
 
-typedef struct SmQmp SmQmp;     /* lib/qmp.h */
+#include "ops.h"
 
 /* Exit codes, documented in docs/snapmig.1 (EXIT STATUS).  A failure with
  * a GError exits with sm_error_exit_status (lib/error.h): sm_cli_fail. */
@@ -155,6 +155,28 @@ int sm_cli_timeout_s (int timeout_s);
  * SM_ERROR_TIMEOUT naming ADDRESS. */
 SmQmp *sm_cli_connect (const char *address, int timeout_s, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
+
+/* The libvirt way to a VM (issue 14), defined once for every command that
+ * takes it: --connect URI --domain NAME, in place of --qmp SOCKET. */
+extern char *sm_cli_opt_connect;
+extern char *sm_cli_opt_domain;
+#define SM_CLI_LIBVIRT_ENTRIES \
+  { "connect", 0, 0, G_OPTION_ARG_STRING, &sm_cli_opt_connect, \
+    "Reach the VM through the libvirt at URI (qemu:///system, " \
+    "qemu+ssh://HOST/system, ...) instead of --qmp; needs --domain", "URI" }, \
+  { "domain", 0, 0, G_OPTION_ARG_STRING, &sm_cli_opt_domain, \
+    "The libvirt domain (name or UUID) of --connect", "NAME" }
+
+/* Sets T's way to the VM from --qmp QMP (NULL: not given) and --connect /
+ * --domain (sm_op_target_check); false when they do not name one VM, the
+ * usage error printed and *EXIT_CODE set. */
+bool sm_cli_vm_target (const char *command, const char *qmp, SmOpTarget *t,
+                       int *exit_code);
+
+/* For a command with no libvirt way yet: --qmp QMP, or --connect/--domain
+ * refused (sm_op_require_qmp).  SM_EXIT_OK, or the exit status of the
+ * error printed. */
+int sm_cli_need_qmp (const char *qmp, const char *command);
 
 /* Formats a byte count for people: "1.0 GiB", "64.0 MiB", "512 B". */
 char *sm_cli_format_size (guint64 bytes) G_GNUC_WARN_UNUSED_RESULT;

@@ -29,7 +29,9 @@ static int opt_timeout = 5;
 
 static const GOptionEntry entries[] = {
   { "qmp", 0, 0, G_OPTION_ARG_FILENAME, &opt_qmp,
-    "The VM's QMP socket path or HOST:PORT (required)", "SOCKET" },
+    "The VM's QMP socket path or HOST:PORT (or --connect and --domain)",
+    "SOCKET" },
+  SM_CLI_LIBVIRT_ENTRIES,
   SM_CLI_TIMEOUT_ENTRY (opt_timeout,
     "Give up when QEMU does not answer within SECONDS (default 5)"),
   { NULL, 0, 0, 0, NULL, NULL, NULL },
@@ -94,8 +96,10 @@ int
 sm_cmd_disks (int argc, char **argv)
 {
   g_autoptr(GError) err = NULL;
-  g_autoptr(SmQmp) qmp = NULL;
+  g_autoptr(SmVmAccess) access = NULL;
   g_autoptr(SmDiskList) list = NULL;
+  g_autofree char *label = NULL;
+  SmOpTarget t = { .wait_timeout_ms = -1 };
   int exit_code;
   guint i;
 
@@ -108,22 +112,22 @@ sm_cmd_disks (int argc, char **argv)
   if (argc > 1)
     return sm_cli_usage ("disks: unexpected argument '%s' (see 'snapmig disks "
                          "--help')", argv[1]);
-  if (!opt_qmp)
-    return sm_cli_usage ("disks: --qmp SOCKET is required");
+  if (!sm_cli_vm_target ("disks", opt_qmp, &t, &exit_code))
+    return exit_code;
   if (opt_timeout == 0)
     return sm_cli_usage ("disks: --timeout must be a positive number of "
                          "seconds");
   if (!sm_cli_timeout_ok ("disks", opt_timeout))
     return SM_EXIT_USAGE;
 
-  qmp = sm_cli_connect (opt_qmp, opt_timeout, &err);
-  if (!qmp) {
-    return sm_cli_fail (NULL, err, opt_qmp);
-  }
-  list = sm_disks_query (qmp, &err);
-  if (!list) {
-    return sm_cli_fail (NULL, err, opt_qmp);
-  }
+  t.reply_timeout_s = sm_cli_timeout_s (opt_timeout);
+  label = sm_op_target_label (&t);
+  access = sm_op_access (&t, &err);
+  if (!access)
+    return sm_cli_fail (NULL, err, label);
+  list = sm_disks_query_access (access, &err);
+  if (!list)
+    return sm_cli_fail (NULL, err, label);
 
   if (sm_cli_json) {
     g_autoptr(json_object) doc = sm_disks_to_json (list);

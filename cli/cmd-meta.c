@@ -28,7 +28,6 @@ static gboolean opt_metadata_only;
   "\n\nReads and writes only snapmig's metadata in the state directory; " \
   "does not connect to QEMU, so the VM may be stopped."
 
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (json_object, json_object_put)
 
 /* Parses the command line, checks the positional argument count (MIN..MAX
  * after the command name) and opens the VM's state. NULL with *exit_code

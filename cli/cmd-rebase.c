@@ -24,6 +24,7 @@ static char *opt_state_dir;
 static const GOptionEntry entries[] = {
   { "qmp", 0, 0, G_OPTION_ARG_FILENAME, &opt_qmp,
     "The VM's QMP socket path or HOST:PORT (required)", "SOCKET" },
+  SM_CLI_LIBVIRT_ENTRIES,
   { "base", 0, 0, G_OPTION_ARG_FILENAME, &opt_base,
     "Keep IMAGE (a path, or a node name) as the backing file and merge only "
     "the layers above it; without --base every layer is merged and the disk "
@@ -117,9 +118,8 @@ sm_cmd_rebase (int argc, char **argv)
                      "image's directory.",
                      entries, &argc, &argv, &exit_code))
     return exit_code;
-  if (!opt_qmp)
-    return sm_cli_usage ("rebase: --qmp SOCKET is required (see 'snapmig "
-                         "rebase --help')");
+  if ((exit_code = sm_cli_need_qmp (opt_qmp, "rebase")) != SM_EXIT_OK)
+    return exit_code;
   if (argc != 2)
     return sm_cli_usage ("rebase: %s (see 'snapmig rebase --help')",
                          argc < 2 ? "missing DISK"

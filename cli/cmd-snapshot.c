@@ -37,7 +37,8 @@ static gboolean opt_delete_source;
 
 #define QMP_ENTRY \
   { "qmp", 0, 0, G_OPTION_ARG_FILENAME, &opt_qmp, \
-    "The VM's QMP socket path or HOST:PORT (required)", "SOCKET" }
+    "The VM's QMP socket path or HOST:PORT (required)", "SOCKET" }, \
+  SM_CLI_LIBVIRT_ENTRIES
 #define STATE_ENTRY \
   { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_state_dir, \
     "snapmig's state directory (default: /var/lib/snapmig for root, else " \
@@ -149,20 +150,11 @@ timeout_ok (const char *command)
 static SmOpTarget
 target (void)
 {
-  SmOpTarget t = { opt_qmp, opt_state_dir, sm_cli_timeout_s (opt_timeout),
-                   timeout_ms () };
+  SmOpTarget t = { .address = opt_qmp, .state_dir = opt_state_dir,
+                   .reply_timeout_s = sm_cli_timeout_s (opt_timeout),
+                   .wait_timeout_ms = timeout_ms () };
 
   return t;
-}
-
-static bool
-need_qmp (const char *cmd)
-{
-  if (opt_qmp)
-    return true;
-  (void) sm_cli_usage ("%s: --qmp SOCKET is required (see 'snapmig %s "
-                       "--help')", cmd, cmd);
-  return false;
 }
 
 typedef struct {
@@ -284,8 +276,8 @@ sm_cmd_create (int argc, char **argv)
                      "--mirror-domain describe the snapshot.",
                      create_entries, &argc, &argv, &exit_code))
     return exit_code;
-  if (!need_qmp ("create"))
-    return SM_EXIT_USAGE;
+  if ((exit_code = sm_cli_need_qmp (opt_qmp, "create")) != SM_EXIT_OK)
+    return exit_code;
   if (argc > 2 || (argc == 2 && (opt_name || opt_diskspecs ||
                                  opt_mirror_domain)) ||
       (argc == 1 && !opt_name))
@@ -394,7 +386,9 @@ sm_cmd_pivot (int argc, char **argv)
                      "lower layers copied, then delete the snapshot.",
                      pivot_entries, &argc, &argv, &exit_code))
     return exit_code;
-  if (!need_qmp ("pivot") || !one_name ("pivot", argc))
+  if ((exit_code = sm_cli_need_qmp (opt_qmp, "pivot")) != SM_EXIT_OK)
+    return exit_code;
+  if (!one_name ("pivot", argc))
     return SM_EXIT_USAGE;
   if (!timeout_ok ("pivot"))
     return SM_EXIT_USAGE;
@@ -482,7 +476,9 @@ sm_cmd_abort (int argc, char **argv)
                      "(the snapshot's new top stays its active layer).",
                      abort_entries, &argc, &argv, &exit_code))
     return exit_code;
-  if (!need_qmp ("abort") || !one_name ("abort", argc))
+  if ((exit_code = sm_cli_need_qmp (opt_qmp, "abort")) != SM_EXIT_OK)
+    return exit_code;
+  if (!one_name ("abort", argc))
     return SM_EXIT_USAGE;
   if (!timeout_ok ("abort"))
     return SM_EXIT_USAGE;
@@ -618,15 +614,18 @@ sm_cmd_status (int argc, char **argv)
                      "monitor), show what that command last published.",
                      status_entries, &argc, &argv, &exit_code))
     return exit_code;
-  if (!need_qmp ("status"))
-    return SM_EXIT_USAGE;
+  t = target ();
+  if (!sm_cli_vm_target ("status", opt_qmp, &t, &exit_code))
+    return exit_code;
   if (argc > 2)
     return sm_cli_usage ("status: at most one NAME expected");
   if (!timeout_ok ("status"))
     return SM_EXIT_USAGE;
-  t = target ();
-  if (!sm_op_status (&t, argc == 2 ? argv[1] : NULL, &status, &name, &err))
-    return sm_cli_fail ("status", err, argc == 2 ? argv[1] : opt_qmp);
+  if (!sm_op_status (&t, argc == 2 ? argv[1] : NULL, &status, &name, &err)) {
+    g_autofree char *label = sm_op_target_label (&t);
+
+    return sm_cli_fail ("status", err, argc == 2 ? argv[1] : label);
+  }
   if (!name) {
     /* No snapshot to show: nothing snapmig started is moving, which is an
      * answer, not a failure (a script polls status before a create). */
@@ -687,8 +686,8 @@ sm_cmd_recover (int argc, char **argv)
     printf ("%s", *msg ? msg : "nothing to recover\n");
     return SM_EXIT_OK;
   }
-  if (!need_qmp ("recover"))
-    return SM_EXIT_USAGE;
+  if ((exit_code = sm_cli_need_qmp (opt_qmp, "recover")) != SM_EXIT_OK)
+    return exit_code;
   if (argc != 1)
     return sm_cli_usage ("recover: no arguments expected");
   if (!timeout_ok ("recover"))

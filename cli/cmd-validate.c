@@ -58,6 +58,7 @@ static const GOptionEntry entries[] = {
   { "qmp", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_qmp,
     "A running VM's QMP socket or HOST:PORT; its open images count as used "
     "and leftovers are looked for (repeatable)", "SOCKET" },
+  SM_CLI_LIBVIRT_ENTRIES,
   { "strict", 0, 0, G_OPTION_ARG_NONE, &opt_strict,
     "Count warnings as problems (exit 1)", NULL },
   { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_state_dir,
@@ -113,8 +114,20 @@ sm_cmd_validate (int argc, char **argv)
     return SM_EXIT_USAGE;
 
   for (p = opt_qmp; p && *p; p++) {
-    SmOpTarget t = { *p, opt_state_dir, sm_cli_timeout_s (opt_timeout), -1 };
+    SmOpTarget t = { .address = *p, .state_dir = opt_state_dir,
+                     .reply_timeout_s = sm_cli_timeout_s (opt_timeout),
+                     .wait_timeout_ms = -1 };
 
+    g_array_append_val (vms, t);
+  }
+  /* A libvirt domain besides the --qmp VMs: its open images count too. */
+  if (sm_cli_opt_connect || sm_cli_opt_domain) {
+    SmOpTarget t = { .state_dir = opt_state_dir,
+                     .reply_timeout_s = sm_cli_timeout_s (opt_timeout),
+                     .wait_timeout_ms = -1 };
+
+    if (!sm_cli_vm_target ("validate", NULL, &t, &rc))
+      return rc;
     g_array_append_val (vms, t);
   }
   for (i = 1; i < argc; i++)

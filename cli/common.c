@@ -14,6 +14,8 @@
 #include "report-json.h"
 
 gboolean sm_cli_debug;
+char *sm_cli_opt_connect;
+char *sm_cli_opt_domain;
 gboolean sm_cli_json;
 static gboolean opt_version;
 static const char *cli_command = "snapmig";
@@ -396,4 +398,36 @@ SmQmp *
 sm_cli_connect (const char *address, int timeout_s, GError **error)
 {
   return sm_op_connect (address, sm_cli_timeout_s (timeout_s), error);
+}
+
+bool
+sm_cli_vm_target (const char *command, const char *qmp, SmOpTarget *t,
+                  int *exit_code)
+{
+  g_autoptr(GError) err = NULL;
+
+  t->address = qmp;
+  t->uri = sm_cli_opt_connect;
+  t->domain = sm_cli_opt_domain;
+  if (sm_op_target_check (command, t, &err))
+    return true;
+  *exit_code = sm_cli_usage ("%s (see 'snapmig %s --help')", err->message,
+                             command);
+  return false;
+}
+
+int
+sm_cli_need_qmp (const char *qmp, const char *command)
+{
+  g_autoptr(GError) err = NULL;
+  g_autofree char *label = NULL;
+  SmOpTarget t = { .wait_timeout_ms = -1 };
+  int rc;
+
+  if (!sm_cli_vm_target (command, qmp, &t, &rc))
+    return rc;
+  if (sm_op_require_qmp (command, &t, &err))
+    return SM_EXIT_OK;
+  label = sm_op_target_label (&t);
+  return sm_cli_fail (NULL, err, label);
 }

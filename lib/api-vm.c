@@ -103,7 +103,8 @@ snapmig_vm_free (snapmig_vm *vm)
 SmOpTarget
 sm_api_target (const snapmig_vm *vm)
 {
-  SmOpTarget t = { vm->address, vm->state_dir, vm->timeout_s, -1 };
+  SmOpTarget t = { .address = vm->address, .state_dir = vm->state_dir,
+                   .reply_timeout_s = vm->timeout_s, .wait_timeout_ms = -1 };
 
   if (vm->timeout_s > 0) {
     t.wait_timeout_ms = vm->timeout_s * 1000;

@@ -151,6 +151,23 @@ check_chain_on_disk (SmDisk *disk)
     if (g_strcmp0 (q->format, d_format) != 0)
       warn (disk, "%s: QEMU opened it as %s, the chain on disk says %s",
             q->file, q->format, d_format);
+    /* A view without node names (libvirt's, vm-access.h) states no
+     * virtual sizes and names each backing layer by its absolute file:
+     * the headers' sizes and names are taken, once the files agree. */
+    if (!disk->node_name) {
+      SmDiskLayer *w = disk->chain->pdata[i];
+
+      w->virtual_size = d->virtual_size;
+      if (i == 0)
+        disk->virtual_size = d->virtual_size;
+      if (i + 1 < disk->chain->len && d->backing_file &&
+          i + 1 < chain->layers->len &&
+          same_file (((const SmDiskLayer *) disk->chain->pdata[i + 1])->file,
+                     ((const SmImageInfo *) chain->layers->pdata[i + 1])->path)) {
+        g_free (w->backing_file);
+        w->backing_file = g_strdup (d->backing_file);
+      }
+    }
     if (q->virtual_size != d->virtual_size)
       warn (disk, "%s: virtual size on disk is %" G_GUINT64_FORMAT
             " bytes, QEMU has %" G_GUINT64_FORMAT, q->file, d->virtual_size,
@@ -203,14 +220,37 @@ sm_disk_list_find (const SmDiskList *list, const char *name)
 SmDiskList *
 sm_disks_query (SmQmp *qmp, GError **error)
 {
-  g_autoptr(SmDiskList) list = NULL;
   g_autoptr(SmBlockVm) vm = sm_block_vm_query (qmp, error);
-  size_t i;
 
   if (!vm) {
     g_prefix_error (error, "QEMU monitor %s: ", sm_qmp_address (qmp));
     return NULL;
   }
+  return sm_disks_from_view (vm);
+}
+
+SmDiskList *
+sm_disks_query_access (SmVmAccess *access, GError **error)
+{
+  g_autoptr(SmBlockVm) vm = access->ops->query_view (access, error);
+
+  if (!vm) {
+    /* The QMP backend's address is a socket: named as before. */
+    g_prefix_error (error, "%s%s: ",
+                    strcmp (access->ops->name, "qmp") == 0 ? "QEMU monitor "
+                                                           : "",
+                    access->address);
+    return NULL;
+  }
+  return sm_disks_from_view (vm);
+}
+
+SmDiskList *
+sm_disks_from_view (SmBlockVm *vm)
+{
+  g_autoptr(SmDiskList) list = NULL;
+  size_t i;
+
   list = g_new0 (SmDiskList, 1);
   list->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) disk_free);
   list->other_jobs = g_ptr_array_new_with_free_func (

@@ -18,6 +18,7 @@
 #include "blockjob.h"
 #include "error.h"
 #include "qmp.h"
+#include "vm-access.h"
 
 /* One layer of a backing chain as QEMU has it open. */
 typedef struct {
@@ -72,6 +73,15 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmDiskList, sm_disk_list_free)
  */
 SmDiskList *sm_disks_query (SmQmp *qmp, GError **error)
   G_GNUC_WARN_UNUSED_RESULT;
+
+/* The same through either way of reaching the VM (lib/vm-access.h): the
+ * backend's view.  Errors name ACCESS's address. */
+SmDiskList *sm_disks_query_access (SmVmAccess *access, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* The list of view VM (its jobs move into the list's disks), each chain
+ * checked against the image headers on disk.  Caller frees. */
+SmDiskList *sm_disks_from_view (SmBlockVm *vm) G_GNUC_WARN_UNUSED_RESULT;
 
 /* Returns the SmDisk whose device (or else node name) is NAME, or NULL.
  * Owned by LIST. */

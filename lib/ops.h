@@ -14,6 +14,7 @@
 #include "qmp.h"
 #include "state.h"
 #include "validate.h"
+#include "vm-access.h"
 
 /* The reply timeout when none is given: 30 s, or the environment's
  * SNAPMIG_DEFAULT_TIMEOUT (seconds; for tests).  A bad value of it gives
@@ -27,13 +28,42 @@ int sm_op_default_timeout_s (char **warning);
 SmQmp *sm_op_connect (const char *address, int reply_timeout_s,
                       GError **error) G_GNUC_WARN_UNUSED_RESULT;
 
-/* The VM an operation works on. */
+/* The VM an operation works on: reached by its QMP monitor ADDRESS, or
+ * (issue 14) by libvirt: domain DOMAIN of the libvirt at URI. */
 typedef struct {
-  const char *address;         /* QMP socket path or HOST:PORT */
+  const char *address;         /* QMP socket path or HOST:PORT, or NULL */
   const char *state_dir;       /* NULL: sm_state_default_dir () */
   int reply_timeout_s;         /* > 0: each connect and reply */
   int wait_timeout_ms;         /* waits for progress; < 0: none */
+  const char *uri;             /* libvirt URI (with DOMAIN), or NULL */
+  const char *domain;          /* libvirt domain name or UUID, or NULL */
 } SmOpTarget;
+
+/* True when T names its VM one way: ADDRESS alone, or URI with DOMAIN.
+ * Else SM_ERROR_INVALID (a usage error) naming the options of COMMAND:
+ * --qmp with --connect, --connect without --domain (or the reverse), or
+ * none of them. */
+bool sm_op_target_check (const char *command, const SmOpTarget *t,
+                         GError **error);
+
+/* How T's VM is named in messages and reports: the QMP address, or
+ * "DOMAIN at URI".  Caller frees. */
+char *sm_op_target_label (const SmOpTarget *t) G_GNUC_WARN_UNUSED_RESULT;
+
+/* True when T reaches its VM through libvirt. */
+bool sm_op_target_is_libvirt (const SmOpTarget *t);
+
+/* Reaches T's VM through lib/vm-access.h: the QMP backend for ADDRESS, the
+ * libvirt backend for URI and DOMAIN (SM_ERROR_UNSUPPORTED when snapmig
+ * was built without libvirt).  Every call bounded by T's reply timeout.
+ * Caller frees with sm_vm_access_free. */
+SmVmAccess *sm_op_access (const SmOpTarget *t, GError **error)
+  G_GNUC_WARN_UNUSED_RESULT;
+
+/* The command that needs more of the VM than its view and has no libvirt
+ * way yet: SM_ERROR_UNSUPPORTED naming COMMAND when T is a libvirt one. */
+bool sm_op_require_qmp (const char *command, const SmOpTarget *t,
+                        GError **error);
 
 /* Connects to T's QEMU and, when ST is not NULL, opens the VM's state and
  * (LOCK) takes its lock. */

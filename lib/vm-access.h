@@ -144,6 +144,10 @@ struct SmVmAccess {
   char *address;              /* for messages: the QMP socket, or the
                                  libvirt URI and domain name */
   int timeout_ms;             /* bound of every call */
+  char *state_key;            /* what the VM's state is kept under
+                                 (sm_vm_state_open): the QMP address, or
+                                 "libvirt:UUID" (the domain's UUID, the
+                                 same under any name or URI) */
 };
 
 /* ---- opening --------------------------------------------------------- */

@@ -574,6 +574,7 @@ lv_free (SmVmAccess *vm)
   g_hash_table_unref (l->job_disks);
   g_free (l->domain);
   g_free (vm->address);
+  g_free (vm->state_key);
   g_free (l);
 }
 
@@ -740,6 +741,15 @@ sm_vm_access_open_libvirt (const char *uri, const char *domain,
                  "domain %s at %s is not running (virsh -c %s start %s)",
                  domain, uri, uri, domain);
     return NULL;
+  }
+  {
+    char uuid[VIR_UUID_STRING_BUFLEN];
+
+    if (virDomainGetUUIDString (l->dom, uuid) < 0) {
+      set_virt_error (error, "virDomainGetUUIDString", NULL);
+      return NULL;
+    }
+    vm->state_key = g_strdup_printf ("libvirt:%s", uuid);
   }
   if (!register_events (l, error))
     return NULL;

@@ -235,6 +235,7 @@ q_free (SmVmAccess *vm)
 {
   sm_qmp_free (qmp_of (vm));
   g_free (vm->address);
+  g_free (vm->state_key);
   g_free (vm);
 }
 
@@ -267,6 +268,7 @@ sm_vm_access_open_qmp (const char *address, int timeout_ms, GError **error)
   q->qmp = qmp;
   q->parent.ops = &qmp_ops;
   q->parent.address = g_strdup (address);
+  q->parent.state_key = g_strdup (address);
   q->parent.timeout_ms = timeout_ms > 0 ? timeout_ms
     : SM_QMP_DEFAULT_TIMEOUT_MS;
   return &q->parent;

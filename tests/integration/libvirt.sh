@@ -143,6 +143,18 @@ lv_start () {
   lv_virsh start "$1" >/dev/null
 }
 
+# lv_start_2disk NAME DIR: domain NAME on DIR/top.qcow2 over DIR/base.qcow2
+# (make_chain: 32M, 0x11 in its first 2M) as vda and DIR/d1.raw (16M) as
+# vdb, the files the daemon's user's.
+lv_start_2disk () {
+  make_chain "$2" 32M 2M
+  qemu-img create -q -f raw "$2/d1.raw" 16M
+  lv_own "$2"
+  lv_start "$1" "$(lv_domain_xml "$1" \
+    "$(lv_disk vda "$2/top.qcow2" qcow2 "$2/base.qcow2" qcow2)" \
+    "$(lv_disk vdb "$2/d1.raw" raw)")"
+}
+
 # lv_start_guest NAME DISK-XML...: the test guest (tests/harness/guest.sh,
 # sourced by the test, guest_build done) as libvirt domain NAME: its kernel
 # and initramfs, the console on its first serial port (a file), the agent

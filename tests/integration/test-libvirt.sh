@@ -13,12 +13,7 @@ command -v qemu-system-x86_64 >/dev/null || skip_all "qemu-system-x86_64 missing
 start_domain () {
   A=$T/A
   mkdir -p "$A"
-  make_chain "$A" 32M 2M
-  qemu-img create -q -f raw "$A/d1.raw" 16M
-  lv_own "$A"
-  lv_start vm "$(lv_domain_xml vm \
-    "$(lv_disk vda "$A/top.qcow2" qcow2 "$A/base.qcow2" qcow2)" \
-    "$(lv_disk vdb "$A/d1.raw" raw)")"
+  lv_start_2disk vm "$A"
 }
 
 if [ "${1:-}" = --child ]; then

@@ -71,11 +71,50 @@ test_format_size (void)
   g_assert_cmpstr (g, ==, "1.0 GiB");
 }
 
+/* --qmp and --connect/--domain: exactly one way to the VM
+ * (sm_op_target_check), each wrong combination named. */
+static void
+test_vm_target (void)
+{
+  static const struct {
+    const char *qmp, *uri, *domain;
+    const char *error;           /* NULL: accepted */
+  } cases[] = {
+    { "/run/vm.qmp", NULL, NULL, NULL },
+    { NULL, "qemu:///system", "vm1", NULL },
+    { "/run/vm.qmp", "qemu:///system", "vm1", "mutually exclusive" },
+    { "/run/vm.qmp", NULL, "vm1", "mutually exclusive" },
+    { NULL, "qemu:///system", NULL, "--connect URI needs --domain NAME" },
+    { NULL, NULL, "vm1", "--domain NAME needs --connect URI" },
+    { NULL, NULL, NULL, "--qmp SOCKET or --connect URI --domain NAME is "
+                        "required" },
+  };
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (cases); i++) {
+    SmOpTarget t = { .address = cases[i].qmp, .uri = cases[i].uri,
+                     .domain = cases[i].domain };
+    g_autoptr(GError) err = NULL;
+    bool ok = sm_op_target_check ("disks", &t, &err);
+
+    if (!cases[i].error) {
+      g_assert_no_error (err);
+      g_assert_true (ok);
+      continue;
+    }
+    g_assert_false (ok);
+    g_assert_error (err, SM_ERROR, SM_ERROR_INVALID);
+    g_assert_nonnull (strstr (err->message, cases[i].error));
+    g_assert_true (g_str_has_prefix (err->message, "disks: "));
+  }
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/cli-common/rate", test_rate);
   g_test_add_func ("/cli-common/format-size", test_format_size);
+  g_test_add_func ("/cli-common/vm-target", test_vm_target);
   return g_test_run ();
 }
