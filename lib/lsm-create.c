@@ -1486,10 +1486,11 @@ check_move_records (SmQmp *qmp, SmVmState *st, GPtrArray *problems)
     g_autoptr(SmLsmInfo) info = NULL;
     g_autoptr(GError) err = NULL;
 
-    if (!g_str_has_suffix (name, ".json") ||
-        g_str_has_suffix (name, ".copy.json"))
+    /* Not a waiting command's progress file, which a killed pivot
+     * leaves (status ignores it once its writer is gone). */
+    snapshot = sm_lsm_record_snapshot (name);
+    if (!snapshot)
       continue;
-    snapshot = g_strndup (name, strlen (name) - strlen (".json"));
     info = sm_lsm_info_load (st, snapshot, &err);
     if (!info && g_error_matches (err, SM_ERROR, SM_ERROR_INVALID)) {
       Facts f = { NULL, NULL };

@@ -140,6 +140,16 @@ sm_lsm_progress_path (SmVmState *st, const char *snapshot)
   return lsm_file (st, snapshot, ".progress.json");
 }
 
+char *
+sm_lsm_record_snapshot (const char *file_name)
+{
+  if (!g_str_has_suffix (file_name, ".json") ||
+      g_str_has_suffix (file_name, ".copy.json") ||
+      g_str_has_suffix (file_name, ".progress.json"))
+    return NULL;
+  return g_strndup (file_name, strlen (file_name) - strlen (".json"));
+}
+
 void
 sm_lsm_progress_remove (SmVmState *st, const char *snapshot)
 {

@@ -137,6 +137,10 @@ SmLsmInfo *sm_lsm_info_from_json (json_object *obj, GError **error)
 char *sm_lsm_info_path (SmVmState *st, const char *snapshot);
 char *sm_lsm_created_path (SmVmState *st, const char *snapshot);
 char *sm_lsm_copy_status_path (SmVmState *st, const char *snapshot);
+/* The snapshot whose move record FILE_NAME (a name in the lsm/ directory)
+ * is, or NULL when it is another file of a move (NAME.copy.json,
+ * NAME.progress.json, NAME.created).  Caller frees. */
+char *sm_lsm_record_snapshot (const char *file_name) G_GNUC_WARN_UNUSED_RESULT;
 
 /* Loads the migration record of SNAPSHOT (SM_ERROR_NOT_FOUND when the
  * snapshot has no mirror).  Caller frees. */

@@ -602,6 +602,19 @@ test_job_id (void)
   g_assert_cmpstr (b, ==, "snapmig-mirror-_block123_x_y");
 }
 
+/* Only NAME.json is a move record: a killed pivot's NAME.progress.json
+ * was once taken for the damaged record of snapshot "NAME.progress". */
+static void
+test_record_name (void)
+{
+  g_autofree char *s = sm_lsm_record_snapshot ("s.json");
+
+  g_assert_cmpstr (s, ==, "s");
+  g_assert_null (sm_lsm_record_snapshot ("s.progress.json"));
+  g_assert_null (sm_lsm_record_snapshot ("s.copy.json"));
+  g_assert_null (sm_lsm_record_snapshot ("s.created"));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -621,5 +634,6 @@ main (int argc, char **argv)
   g_test_add_func ("/lsm-plan/pivot/without-mirror", test_pivot_without_mirror);
   g_test_add_func ("/lsm-plan/job-id", test_job_id);
   g_test_add_func ("/lsm-plan/check-name", test_check_name);
+  g_test_add_func ("/lsm-plan/record-name", test_record_name);
   return g_test_run ();
 }
