@@ -120,12 +120,10 @@ test_dest_xml_silent (void)
   g_test_trap_assert_stderr ("");
 }
 
+#ifndef SM_HAVE_LIBVIRT
 static void
 test_built_without (void)
 {
-#ifdef SM_HAVE_LIBVIRT
-  g_test_skip ("built with libvirt");
-#else
   SmMigLibvirtOptions o = { .uri = "qemu:///system", .domain = "vm",
                             .dest_uri = "qemu+ssh://b/system",
                             .dest_domain = "/D" };
@@ -134,8 +132,8 @@ test_built_without (void)
   g_assert_null (sm_migrate_libvirt (&o, &err));
   g_assert_error (err, SM_ERROR, SM_ERROR_UNSUPPORTED);
   g_assert_nonnull (strstr (err->message, "built without libvirt"));
-#endif
 }
+#endif
 
 int
 main (int argc, char **argv)
@@ -149,7 +147,9 @@ main (int argc, char **argv)
                    test_dest_xml_chain_dropped);
   g_test_add_func ("/migrate-libvirt/dest-xml-errors", test_dest_xml_errors);
   g_test_add_func ("/migrate-libvirt/dest-xml-silent", test_dest_xml_silent);
+#ifndef SM_HAVE_LIBVIRT   /* a build with libvirt (CI) reports no skip */
   g_test_add_func ("/migrate-libvirt/built-without", test_built_without);
+#endif
   r = g_test_run ();
   g_free (top_dir);
   return r;
