@@ -29,9 +29,14 @@ rc=$?
 check "make install PREFIX=\$T/inst" [ $rc -eq 0 ]
 [ $rc -eq 0 ] || { sed 's/^/# /' "$T/install.log"; done_testing; }
 for f in bin/snapmig include/snapmig.h lib/libsnapmig.so.0.2.0 \
-         lib/pkgconfig/snapmig.pc share/man/man1/snapmig.1; do
+         lib/pkgconfig/snapmig.pc share/man/man1/snapmig.1 \
+         share/man/man7/snapmig-json.7 share/snapmig/snapmig.schema.json \
+         share/bash-completion/completions/snapmig; do
   check "installs $f" [ -f "$I/$f" ]
 done
+# The Python module, where python3 finds it for this prefix.
+check "installs the Python module snapmig" \
+  test -n "$(find "$I/lib" -path '*-packages/snapmig/__init__.py' -print -quit)"
 check "libsnapmig.so.0 -> libsnapmig.so.0.2.0" \
   [ "$(readlink "$I/lib/libsnapmig.so.0")" = libsnapmig.so.0.2.0 ]
 check "libsnapmig.so -> libsnapmig.so.0" \
