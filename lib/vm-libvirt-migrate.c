@@ -1,9 +1,6 @@
-/* libsnapmig — a bounded libvirt connection for libvirt's migration
- * (lib/vm-libvirt-migrate.h).
- *
- * The same deadline as vm-libvirt.c's open of an access (issue 14): that
- * file belongs to the wiring of the local-move commands, so this one stands
- * beside it until the two opens become this one.
+/* libsnapmig — the one bounded open of a libvirt connection
+ * (lib/vm-libvirt-migrate.h): the access's (vm-libvirt.c) and libvirt's
+ * migration's (migrate-libvirt.c).
  */
 #include "vm-libvirt-migrate.h"
 
@@ -14,8 +11,7 @@
 #include "interrupt.h"
 
 #define SLICE_MS 100
-/* As vm-libvirt.c's: silence for INTERVAL * (COUNT + 1) s is a dead
- * daemon. */
+/* Silence for INTERVAL * (COUNT + 1) s is a dead daemon. */
 #define KEEPALIVE_INTERVAL 5
 #define KEEPALIVE_COUNT 2
 

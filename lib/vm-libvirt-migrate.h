@@ -1,6 +1,6 @@
-/* libsnapmig — what libvirt's migration (lib/migrate-libvirt.c) needs of a
- * libvirt connection beyond lib/vm-access.h: a connection of its own to a
- * daemon, bounded like the access's (issue 14).
+/* libsnapmig — the one bounded open of a libvirt connection: the access's
+ * (lib/vm-libvirt.c) and libvirt's migration's (lib/migrate-libvirt.c)
+ * (issue 14).
  */
 #ifndef SM_VM_LIBVIRT_MIGRATE_H
 #define SM_VM_LIBVIRT_MIGRATE_H
@@ -16,8 +16,8 @@
  * daemon that accepts the socket and never answers holds it), so it runs
  * in a thread of its own; one that ends after the caller gave up closes
  * what it opened.  With the process's libvirt event loop running (any
- * sm_vm_access_open_libvirt started it) the connection gets the access's
- * keepalive, which bounds every later call.  SM_ERROR_IO with libvirt's
+ * sm_vm_access_open_libvirt started it) the connection gets a keepalive,
+ * which bounds every later call.  SM_ERROR_IO with libvirt's
  * word, SM_ERROR_TIMEOUT naming URI, SM_ERROR_INTERRUPTED. */
 virConnectPtr sm_vm_libvirt_connect (const char *uri, int timeout_ms,
                                      GError **error);

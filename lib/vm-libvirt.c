@@ -22,12 +22,9 @@
 
 #include "interrupt.h"
 #include "vm-libvirt.h"
+#include "vm-libvirt-migrate.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
-/* virConnectSetKeepAlive: a daemon that answers no keepalive for
- * INTERVAL * (COUNT + 1) seconds is taken for gone, which bounds every call. */
-#define KEEPALIVE_INTERVAL 5
-#define KEEPALIVE_COUNT 2
 #define WAIT_SLICE_MS 100
 
 typedef struct {
@@ -594,91 +591,6 @@ static const SmVmAccessOps libvirt_ops = {
   .free = lv_free,
 };
 
-/* virConnectOpenAuth has no deadline: a daemon that accepts the socket
- * connection and never answers (stopped, hung) holds it forever, and the
- * keepalive that bounds later calls starts only once it is open.  So the
- * open runs in a thread of its own, waited for up to a timeout; one that
- * ends after its caller gave up closes what it opened. */
-typedef struct {
-  GMutex lock;
-  GCond cond;
-  int refs;                   /* the thread's and the caller's */
-  bool done;
-  char *uri;
-  virConnectPtr conn;
-  char *message;              /* libvirt's error (thread-local there) */
-} OpenCall;
-
-static void
-open_call_unref (OpenCall *c)
-{
-  bool last;
-
-  g_mutex_lock (&c->lock);
-  last = --c->refs == 0;
-  g_mutex_unlock (&c->lock);
-  if (!last)
-    return;
-  if (c->conn)
-    virConnectClose (c->conn);
-  g_free (c->uri);
-  g_free (c->message);
-  g_mutex_clear (&c->lock);
-  g_cond_clear (&c->cond);
-  g_free (c);
-}
-
-static gpointer
-open_thread (gpointer data)
-{
-  OpenCall *c = data;
-  virConnectPtr conn = virConnectOpenAuth (c->uri, virConnectAuthPtrDefault, 0);
-  virErrorPtr e = conn ? NULL : virGetLastError ();
-
-  g_mutex_lock (&c->lock);
-  c->conn = conn;
-  c->message = g_strdup (e && e->message ? e->message : "failed");
-  c->done = true;
-  g_cond_signal (&c->cond);
-  g_mutex_unlock (&c->lock);
-  open_call_unref (c);
-  return NULL;
-}
-
-static virConnectPtr
-open_bounded (const char *uri, int timeout_ms, GError **error)
-{
-  OpenCall *c = g_new0 (OpenCall, 1);
-  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
-  virConnectPtr conn = NULL;
-  bool done;
-
-  g_mutex_init (&c->lock);
-  g_cond_init (&c->cond);
-  c->refs = 2;
-  c->uri = g_strdup (uri);
-  g_thread_unref (g_thread_new ("sm-libvirt-open", open_thread, c));
-  g_mutex_lock (&c->lock);
-  while (!c->done && g_get_monotonic_time () < deadline
-         && !sm_interrupted ())
-    g_cond_wait_until (&c->cond, &c->lock,
-                       MIN (deadline, g_get_monotonic_time ()
-                            + WAIT_SLICE_MS * 1000));
-  done = c->done;
-  if (done)
-    conn = g_steal_pointer (&c->conn);
-  if (done && !conn)
-    g_set_error (error, SM_ERROR, SM_ERROR_IO,
-                 "cannot connect to libvirt at %s: %s", uri, c->message);
-  g_mutex_unlock (&c->lock);
-  if (!done && !sm_interrupt_check (error))
-    g_set_error (error, SM_ERROR, SM_ERROR_TIMEOUT,
-                 "libvirt at %s did not answer within %d s (is its daemon "
-                 "stopped or hung?)", uri, (timeout_ms + 999) / 1000);
-  open_call_unref (c);
-  return conn;
-}
-
 static bool
 register_events (SmVmLibvirt *l, GError **error)
 {
@@ -721,12 +633,9 @@ sm_vm_access_open_libvirt (const char *uri, const char *domain,
   l->events = g_async_queue_new_full ((GDestroyNotify) sm_vm_event_free);
   l->job_disks = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                         g_free);
-  l->conn = open_bounded (uri, vm->timeout_ms, error);
+  l->conn = sm_vm_libvirt_connect (uri, vm->timeout_ms, error);
   if (!l->conn)
     return NULL;
-  if (virConnectSetKeepAlive (l->conn, KEEPALIVE_INTERVAL,
-                              KEEPALIVE_COUNT) < 0)
-    sm_debug ("libvirt", "no keepalive on %s", uri);
   l->dom = virDomainLookupByName (l->conn, domain);
   if (!l->dom)
     l->dom = virDomainLookupByUUIDString (l->conn, domain);
