@@ -390,11 +390,10 @@ sm_op_status (const SmOpTarget *t, const char *snapshot, json_object **status,
   if (!st)
     return false;
   shown = snapshot_or_current (st, snapshot, &err);
-  if (!shown && err) {
+  if (err) {
     g_propagate_error (error, err);
     return false;
   }
-  g_clear_error (&err);
   if (!shown) {
     /* Nothing is moving — but only about a VM that answers, not a
      * mistyped socket. */
